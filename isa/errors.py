@@ -1,0 +1,57 @@
+"""One location type and one user-error base class for the whole toolchain.
+
+Every error a user can cause (bad assembly, unsupported model, bad config, runtime fault) is an `XbarcError`;
+its ``str`` is the complete message the CLI prints, with ``file:line:col``, the source line and a caret when a
+source location is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    """A position in a source text: file name, 1-based line and column, and the line's text."""
+
+    file: str
+    line: int
+    col: int
+    text: str = ""
+
+    def render(self, message: str) -> str:
+        """``file:line:col: message`` followed by the source line and a caret under the column."""
+        head = f"{self.file}:{self.line}:{self.col}: {message}"
+        if not self.text:
+            return head
+        caret = " " * (self.col - 1) + "^"
+        return f"{head}\n{self.text}\n{caret}"
+
+
+class XbarcError(Exception):
+    """Base class of every error caused by user input; the message is complete and printable as is."""
+
+    def __init__(self, message: str, location: Location | None = None) -> None:
+        self.message = message
+        self.location = location
+        super().__init__(location.render(message) if location else message)
+
+
+class AsmError(XbarcError):
+    """A syntax or semantic error in assembly text or a malformed binary."""
+
+
+class ModelError(XbarcError):
+    """A model that xbarc cannot compile (unsupported ops, bad shapes); names the ONNX node(s)."""
+
+
+class ConfigError(XbarcError):
+    """An invalid precision or hardware configuration; names the layer and the option."""
+
+
+class RuntimeFault(XbarcError):
+    """A fault while executing a program: names core, pc, assembly line and ONNX node."""
+
+
+class DeadlockError(XbarcError):
+    """Every live core is blocked; lists the blocked cores, their pcs and what each waits for."""

@@ -1,0 +1,120 @@
+"""Numeric primitives that define instruction semantics (docs/semantics.md).
+
+All functions take and return int64 numpy arrays (or Python ints where noted) and are exact. The compiler's
+functional model and the runtime both build on these; the layer-level computation is written twice on purpose.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+I64 = np.int64
+
+
+def qmin(bits: int) -> int:
+    """Smallest value of a signed ``bits``-bit integer."""
+    return -(1 << (bits - 1))
+
+
+def qmax(bits: int) -> int:
+    """Largest value of a signed ``bits``-bit integer."""
+    return (1 << (bits - 1)) - 1
+
+
+def saturate(x: np.ndarray, bits: int) -> np.ndarray:
+    """Clip to the signed ``bits``-bit range (rule SAT)."""
+    if bits >= 64:
+        return np.asarray(x, dtype=I64)
+    return np.clip(np.asarray(x, dtype=I64), qmin(bits), qmax(bits))
+
+
+def rshift_round(x: np.ndarray, shift: int) -> np.ndarray:
+    """Arithmetic right shift by ``shift`` rounding half up: floor(x / 2^s + 1/2); a negative shift is a left
+    shift (rule ROUND). Example: rshift_round(-6, 2) = floor(-1.5 + 0.5) = -1; rshift_round(6, 2) = 2."""
+    x = np.asarray(x, dtype=I64)
+    if shift > 0:
+        return (x + (I64(1) << I64(shift - 1))) >> I64(shift)
+    if shift < 0:
+        return x << I64(-shift)
+    return x
+
+
+def requantize(x: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """rshift_round then saturate: the ``rqnt`` instruction and every change of fixed-point format."""
+    return saturate(rshift_round(x, shift), bits)
+
+
+def quantize(x: np.ndarray, bits: int, frac: int) -> np.ndarray:
+    """Real values to signed Q(bits, frac) integers: sat(floor(x * 2^frac + 1/2)) (rule QUANT)."""
+    scaled = np.floor(np.asarray(x, dtype=np.float64) * np.float64(2.0**frac) + 0.5)
+    lo, hi = float(qmin(bits)), float(qmax(bits))
+    return np.clip(scaled, lo, hi).astype(I64)
+
+
+def quantize_weights(w: np.ndarray, bits: int, frac: int) -> np.ndarray:
+    """Weights to Q(bits, frac) with a symmetric range [-(2^(b-1)-1), 2^(b-1)-1], so the magnitude fits in
+    bits-1 bits on the (+)/(-) crossbar pair (rule WEIGHTS)."""
+    q = quantize(w, bits, frac)
+    return np.maximum(q, I64(-qmax(bits)))
+
+
+def dequantize(q: np.ndarray, frac: int) -> np.ndarray:
+    """Q(., frac) integers to float64 values."""
+    return np.asarray(q, dtype=np.float64) / np.float64(2.0**frac)
+
+
+def input_digits(q: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bit-serial two's-complement digits of ``q`` (rule INPUT).
+
+    Returns (digits, weights): digits has shape (bits,) + q.shape with values in {0, 1} (digit j is bit j of
+    q mod 2^bits, the value the 1-bit DAC drives in step j); weights[j] is the digit's signed significance,
+    2^j for j < bits-1 and -2^(bits-1) for the sign digit. sum_j weights[j] * digits[j] == q for in-range q.
+    """
+    u = np.asarray(q, dtype=I64) & I64((1 << bits) - 1)
+    js = np.arange(bits, dtype=I64).reshape((bits,) + (1,) * u.ndim)
+    digits = (u[None] >> js) & I64(1)
+    weights = np.array([1 << j for j in range(bits)], dtype=I64)
+    weights[bits - 1] = -(1 << (bits - 1))
+    return digits, weights
+
+
+def weight_slices(w: np.ndarray, bits: int, cell_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split signed weights into cell slices of the (+) and (-) crossbars (rule WEIGHTS).
+
+    Returns (pos, neg), each of shape (S,) + w.shape with S = ceil((bits-1)/cell_bits) and values in
+    [0, 2^cell_bits - 1]; w == sum_s 2^(cell_bits*s) * (pos[s] - neg[s]).
+    """
+    w = np.asarray(w, dtype=I64)
+    n_slices = max(1, -(-(bits - 1) // cell_bits))
+    mag_p, mag_n = np.maximum(w, 0), np.maximum(-w, 0)
+    cell_mask = I64((1 << cell_bits) - 1)
+    shifts = (np.arange(n_slices, dtype=I64) * cell_bits).reshape((n_slices,) + (1,) * w.ndim)
+    return (mag_p[None] >> shifts) & cell_mask, (mag_n[None] >> shifts) & cell_mask
+
+
+def n_slices(bits: int, cell_bits: int) -> int:
+    """Slices of a ``bits``-bit signed weight (its bits-1 magnitude bits)."""
+    return max(1, -(-(bits - 1) // cell_bits))
+
+
+def adc_convert(v: np.ndarray, bits: int) -> np.ndarray:
+    """A signed ``bits``-bit ADC: the bit-line value clipped to [-2^(bits-1), 2^(bits-1)-1] (rule ADC)."""
+    return np.clip(np.asarray(v, dtype=I64), qmin(bits), qmax(bits))
+
+
+def sigmoid_q(x: np.ndarray, frac: int) -> np.ndarray:
+    """Q(., frac) sigmoid: floor(sigmoid(x / 2^f) * 2^f + 1/2), evaluated in float64 (rule ACT)."""
+    xf = np.asarray(x, dtype=np.float64) / np.float64(2.0**frac)
+    y = 0.5 * (1.0 + np.tanh(0.5 * xf))
+    return np.floor(y * np.float64(2.0**frac) + 0.5).astype(I64)
+
+
+def tanh_q(x: np.ndarray, frac: int) -> np.ndarray:
+    """Q(., frac) tanh: floor(tanh(x / 2^f) * 2^f + 1/2), evaluated in float64 (rule ACT)."""
+    xf = np.asarray(x, dtype=np.float64) / np.float64(2.0**frac)
+    return np.floor(np.tanh(xf) * np.float64(2.0**frac) + 0.5).astype(I64)
+
+
+def mul_q(a: np.ndarray, b: np.ndarray, frac: int, bits: int) -> np.ndarray:
+    """Fixed-point product: sat_bits(rshift_round(a * b, frac)) (rule MUL)."""
+    return requantize(np.asarray(a, dtype=I64) * np.asarray(b, dtype=I64), frac, bits)

@@ -1,0 +1,126 @@
+"""The `Program` container: per-core instruction streams, crossbar images, tile-memory data and I/O manifest.
+
+A `Program` is what the compiler produces and the runtime executes. Instruction streams travel as assembly text
+(``program.s``) or binary (``program.bin``); the crossbar contents and initial tile-memory data travel in
+``image.npz``; the I/O manifest, hardware description and debug info in ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .hardware import HardwareConfig
+from .table import BY_MNEMONIC, InstrSpec
+
+Operand = int | tuple[int, int]  # a ``mem`` operand is (base register or NO_BASE, offset)
+
+
+@dataclass(frozen=True)
+class Instr:
+    """One instruction: mnemonic and operands in table order. ``node`` is provenance (not encoded in binary)."""
+
+    op: str
+    args: tuple[Operand, ...]
+    node: str | None = None
+
+    @property
+    def spec(self) -> InstrSpec:
+        """The table entry of this instruction."""
+        return BY_MNEMONIC[self.op]
+
+    def arg(self, name: str) -> Operand:
+        """The operand called ``name``."""
+        for f, v in zip(self.spec.fields, self.args):
+            if f.name == name:
+                return v
+        raise KeyError(f"{self.op} has no operand {name!r}")
+
+    def same_code(self, other: "Instr") -> bool:
+        """Equal ignoring provenance."""
+        return self.op == other.op and self.args == other.args
+
+
+@dataclass
+class CoreCode:
+    """The instruction stream of one core; ``lines[pc]`` is the assembly line of instruction ``pc`` when known."""
+
+    tile: int
+    core: int
+    instrs: list[Instr] = field(default_factory=list)
+    lines: list[int] | None = None
+
+
+@dataclass
+class MvmuImage:
+    """The signed integer matrix programmed into one MVMU (rows x cols, at most the crossbar size).
+
+    ``weights[r, c]`` multiplies input register r into output register c. Magnitudes are sliced into
+    ``cell_bits``-bit cells on a (+) and a (-) crossbar per slice (docs/semantics.md, rule WEIGHTS).
+    """
+
+    tile: int
+    core: int
+    mvmu: int
+    weights: np.ndarray
+    weight_bits: int
+    node: str = ""
+
+
+@dataclass
+class MemInit:
+    """Words written into a tile's memory before the program starts (valid, with ``count`` readers; 0: any)."""
+
+    tile: int
+    addr: int
+    values: np.ndarray
+    count: int = 0
+
+
+@dataclass
+class TensorLoc:
+    """Where one graph input or output lives in tile memory, and its fixed-point format.
+
+    ``length`` words from ``addr`` of ``tile`` hold the flattened tensor of one batch element (row-major);
+    values are Q(bits, frac) integers. Inputs are written with reader count ``count`` (0: any).
+    """
+
+    name: str
+    tile: int
+    addr: int
+    length: int
+    bits: int
+    frac: int
+    shape: tuple[int, ...]
+    count: int = 0
+
+
+@dataclass
+class Program:
+    """Everything the runtime needs to execute a compiled model."""
+
+    hw: HardwareConfig
+    cores: list[CoreCode] = field(default_factory=list)
+    mvmus: list[MvmuImage] = field(default_factory=list)
+    data: list[MemInit] = field(default_factory=list)
+    inputs: list[TensorLoc] = field(default_factory=list)
+    outputs: list[TensorLoc] = field(default_factory=list)
+    meta: dict[str, Any] = field(default_factory=dict)
+    source: list[str] | None = None  # assembly text lines, when the program came from (or was printed to) text
+    filename: str = "<program>"
+
+    def core(self, tile: int, core: int) -> CoreCode:
+        """The code of (tile, core), created empty if absent."""
+        for c in self.cores:
+            if c.tile == tile and c.core == core:
+                return c
+        c = CoreCode(tile, core)
+        self.cores.append(c)
+        return c
+
+    @property
+    def static_instructions(self) -> int:
+        """Instructions over all cores."""
+        return sum(len(c.instrs) for c in self.cores)
