@@ -155,10 +155,10 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
        "mem", "mem_store", "M[dst + i] = a[i]; waits until every word is invalid; sets valid and the reader count"),
     # ---- network ----------------------------------------------------------------------------------------------
     _i("send", 0x48, [mem("src", "tile-memory address"), N, uimm("tile", 12, doc="destination tile"),
-                      uimm("ch", 4, doc="channel")],
+                      uimm("ch", 16, doc="channel: one stream of messages between two tiles")],
        "net", "net_send", "reads n valid words of this tile's memory (as load) and sends them to (tile, ch)"),
     _i("recv", 0x49, [mem("dst", "tile-memory address"), N, uimm("tile", 12, doc="source tile"),
-                      uimm("ch", 4, doc="channel"),
+                      uimm("ch", 16, doc="channel: one stream of messages between two tiles"),
                       uimm("count", 8, doc="reader count; 0 keeps the words valid for any number of reads")],
        "net", "net_recv", "waits for a message from (tile, ch) and writes it to this tile's memory (as store)"),
     # ---- control ----------------------------------------------------------------------------------------------

@@ -1,0 +1,227 @@
+"""The ``xbarc`` command line: compile, run, inspect, asm, disasm."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from isa.errors import XbarcError
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def cmd_compile(a: argparse.Namespace) -> int:
+    """xbarc compile MODEL -o OUT."""
+    from .driver import compile_model
+
+    t0 = time.perf_counter()
+    cm = compile_model(a.model, precision=a.precision, hw=a.hardware, calib=a.calib)
+    cm.save(a.output)
+    secs = time.perf_counter() - t0
+    rep = cm.mapping.report(cm.precision) if cm.mapping else {}
+    print(f"compiled {a.model} -> {a.output} in {secs:.2f} s")
+    print(f"  layers: {len(cm.precision)}  crossbars: {rep.get('crossbars')}  MVMUs: {rep.get('mvmus')}  "
+          f"cores: {rep.get('cores')}  tiles: {rep.get('tiles')}  utilization: {rep.get('utilization', 0):.1%}")
+    print(f"  static instructions: {cm.program.static_instructions}  calibration: {cm.calibration}")
+    if cm.graph.host_ops:
+        print(f"  on the host after the program: {', '.join(cm.graph.host_ops)}")
+    return 0
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    fmt = "  ".join("{:>%d}" % w if i else "{:<%d}" % w for i, w in enumerate(widths))
+    return "\n".join([fmt.format(*header)] + [fmt.format(*map(str, r)) for r in rows])
+
+
+def _print_report(r: dict[str, Any]) -> None:
+    if r.get("accuracy") is not None:
+        print(f"accuracy (xbarc runtime):     {r['accuracy']:.4f}  on {r['images']} images")
+        print(f"accuracy (onnxruntime float): {r['reference_accuracy']:.4f}")
+    print(f"agreement with onnxruntime:   {r['agreement']:.4f}  (max |output error| {r['max_abs_error']:.4g})")
+    print(f"energy: {r['energy_pj']:.1f} pJ per inference ({r['energy_pj'] / 1e6:.4f} uJ)")
+    print(f"cycles: {r['cycles']} per inference   dynamic instructions: {r['dynamic_instructions']}")
+    if r.get("bit_exact") is not None:
+        print(f"bit-exact: {'yes' if r['bit_exact'] else 'NO'} (runtime vs functional model, every image)")
+    total = r["energy_pj"] or 1.0
+    rows = [[k, f"{v['energy_pj']:.1f}", f"{v['energy_pj'] / total:.1%}", v.get("busy_cycles", ""),
+             v.get("instructions", "")] for k, v in r["per_layer"].items()]
+    print("\nper layer:\n" + _table(rows, ["layer", "energy pJ", "share", "busy cycles", "instructions"]))
+    rows = [[k, f"{v:.1f}", f"{v / total:.1%}"] for k, v in sorted(r["per_component"].items(), key=lambda kv: -kv[1])]
+    print("\nper component:\n" + _table(rows, ["component", "energy pJ", "share"]))
+    if r.get("host_ops"):
+        print(f"\nevaluated on the host after the program: {', '.join(r['host_ops'])}")
+
+
+def _load_inputs(path: str, names: list[str]) -> dict[str, np.ndarray]:
+    data = np.load(path)
+    if isinstance(data, np.ndarray):
+        return {names[0]: data}
+    with data:
+        missing = [n for n in names if n not in data.files]
+        if missing and len(names) == 1 and len(data.files) == 1:
+            return {names[0]: data[data.files[0]]}
+        if missing:
+            raise XbarcError(f"{path}: missing input array(s) {missing}; it has {data.files}")
+        return {n: data[n] for n in names}
+
+
+def cmd_run(a: argparse.Namespace) -> int:
+    """xbarc run OUT (--dataset NAME | --inputs FILE -o OUT.npy)."""
+    from . import runner
+    from .driver import load_compiled
+
+    cm = load_compiled(a.outdir)
+    if a.inputs:
+        feeds = _load_inputs(a.inputs, [i.name for i in cm.program.inputs])
+        outcome = runner.run(cm, feeds)
+        outputs = outcome.host or outcome.device_float
+        first = next(iter(outputs.values()))
+        if a.output:
+            buf = __import__("io").BytesIO()
+            np.save(buf, first)
+            _write_atomic(Path(a.output), buf.getvalue())
+        summary = {"outputs": {k: list(np.shape(v)) for k, v in outputs.items()}, "energy_pj": outcome.stats.energy_pj,
+                   "cycles": outcome.stats.cycles, "saved": a.output}
+        if a.check:
+            summary["bit_exact"] = runner.bit_exact(cm, feeds, outcome)
+        print(json.dumps(summary, indent=2) if a.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
+        return 0 if summary.get("bit_exact", True) else 1
+    from models.datasets import load_dataset
+
+    x, y = load_dataset(a.dataset, a.split)
+    if a.limit:
+        x, y = x[:a.limit], y[:a.limit]
+    report = runner.evaluate(cm, x, y, check=a.check)
+    if a.json:
+        print(json.dumps(report, indent=2))
+    else:
+        _print_report(report)
+    return 0 if report["bit_exact"] in (True, None) else 1
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    """xbarc inspect OUT."""
+    from isa.files import load_program
+
+    out = Path(a.outdir)
+    prog = load_program(out)
+    mapping = json.loads((out / "mapping.json").read_text()) if (out / "mapping.json").exists() else {}
+    per_layer: dict[str, dict[str, Any]] = {}
+    for c in prog.cores:
+        for ins in c.instrs:
+            entry = per_layer.setdefault(ins.node or "-", {"static_instructions": 0})
+            entry["static_instructions"] += 1
+    layers = []
+    for lay in mapping.get("layers", []):
+        layers.append(lay | per_layer.get(lay["layer"], {}))
+    info = {"crossbars": mapping.get("crossbars"), "mvmus": mapping.get("mvmus"), "tiles": mapping.get("tiles"),
+            "cores": len(prog.cores), "static_instructions": prog.static_instructions,
+            "utilization": mapping.get("utilization"), "hardware": prog.hw.name,
+            "inputs": [vars(i) | {"shape": list(i.shape)} for i in prog.inputs],
+            "outputs": [vars(o) | {"shape": list(o.shape)} for o in prog.outputs], "layers": layers}
+    if a.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"{out}: {info['static_instructions']} instructions on {info['cores']} cores, {info['tiles']} tiles, "
+          f"{info['crossbars']} crossbars ({info['mvmus']} MVMUs, utilization {info['utilization'] or 0:.1%})")
+    rows = [[lay["layer"], lay["mvmus"], lay["crossbars"], lay["cores"], f"{lay['utilization']:.1%}",
+             lay.get("static_instructions", 0)] for lay in layers]
+    print(_table(rows, ["layer", "MVMUs", "crossbars", "cores", "utilization", "instructions"]))
+    return 0
+
+
+def cmd_asm(a: argparse.Namespace) -> int:
+    """xbarc asm FILE.s -o FILE.bin."""
+    from isa.assembler import assemble
+    from isa.encoding import encode_program
+
+    text = Path(a.source).read_text()
+    data = encode_program(assemble(text, a.source))
+    _write_atomic(Path(a.output), data)
+    print(f"{a.source} -> {a.output} ({len(data)} bytes)")
+    return 0
+
+
+def cmd_disasm(a: argparse.Namespace) -> int:
+    """xbarc disasm FILE.bin [-o FILE.s]."""
+    from isa.encoding import decode_program
+    from isa.printer import format_program
+
+    text = format_program(decode_program(Path(a.binary).read_bytes()), provenance=False)
+    if a.output:
+        _write_atomic(Path(a.output), text.encode())
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    p = argparse.ArgumentParser(prog="xbarc", description="Compiler toolchain for ReRAM crossbar DNN accelerators")
+    sub = p.add_subparsers(dest="command", required=True)
+    c = sub.add_parser("compile", help="compile an ONNX model into an output directory")
+    c.add_argument("model")
+    c.add_argument("-o", "--output", required=True)
+    c.add_argument("--precision", default="16bit", help="preset (16bit, 8bit, 4bit, puma) or JSON config file")
+    c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
+    c.add_argument("--calib", default=None, help="data set for activation-range calibration (default: the "
+                                                 "model's xbarc.dataset metadata)")
+    c.set_defaults(fn=cmd_compile)
+    r = sub.add_parser("run", help="run a compiled model on the reference runtime")
+    r.add_argument("outdir")
+    r.add_argument("--dataset", default=None)
+    r.add_argument("--split", default="test")
+    r.add_argument("--limit", type=int, default=0, help="first N images only")
+    r.add_argument("--inputs", default=None, help=".npy or .npz of float inputs")
+    r.add_argument("-o", "--output", default=None, help=".npy file for the outputs (with --inputs)")
+    r.add_argument("--check", action="store_true", help="also compare with the functional model bit for bit")
+    r.add_argument("--json", action="store_true")
+    r.set_defaults(fn=cmd_run)
+    i = sub.add_parser("inspect", help="summarize a compiled output directory")
+    i.add_argument("outdir")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(fn=cmd_inspect)
+    s = sub.add_parser("asm", help="assemble text into binary")
+    s.add_argument("source")
+    s.add_argument("-o", "--output", required=True)
+    s.set_defaults(fn=cmd_asm)
+    d = sub.add_parser("disasm", help="disassemble binary into text")
+    d.add_argument("binary")
+    d.add_argument("-o", "--output", default=None)
+    d.set_defaults(fn=cmd_disasm)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``xbarc`` console script."""
+    args = build_parser().parse_args(argv)
+    if args.fn is cmd_run and not (args.dataset or args.inputs):
+        print("xbarc run: give --dataset NAME or --inputs FILE", file=sys.stderr)
+        return 2
+    try:
+        return int(args.fn(args))
+    except XbarcError as e:
+        print(f"xbarc {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except (FileNotFoundError, ValueError) as e:
+        print(f"xbarc {args.command}: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

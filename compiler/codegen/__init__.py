@@ -1,0 +1,5 @@
+"""Code generation: mapped graph -> isa.Program."""
+
+from .emit import Emitter, generate
+
+__all__ = ["Emitter", "generate"]

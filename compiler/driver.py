@@ -1,0 +1,110 @@
+"""The compiler driver: ONNX model -> IR -> passes -> precision -> mapping -> program, and the output directory."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from isa import Program
+from isa.errors import XbarcError
+from isa.files import load_program, save_program
+from isa.hardware import HardwareConfig, load_hardware
+
+from .codegen import generate
+from .frontend import import_onnx, load_model
+from .ir import Graph, dump
+from .mapping import Mapping, map_naive
+from .passes import CANONICALIZE, run_pipeline
+from .quant import LayerPrecision, Ranges, calibrate, precision_to_json, resolve_precision
+
+DATASET_KEY = "xbarc.dataset"
+
+
+@dataclass
+class CompiledModel:
+    """Everything one compilation produced; ``save`` writes it as an output directory."""
+
+    graph: Graph
+    precision: dict[str, LayerPrecision]
+    mapping: Mapping | None
+    program: Program
+    model: onnx.ModelProto
+    host_model: onnx.ModelProto | None
+    hw: HardwareConfig
+    calibration: str = ""
+
+    def save(self, outdir: str | Path) -> None:
+        """Write program.s, program.bin, image.npz, manifest.json, precision.json, mapping.json, ir.txt,
+        model.onnx (the source model, for `xbarc run --check`) and host.onnx (the host tail), atomically."""
+        extra: dict[str, str | bytes] = {
+            "precision.json": precision_to_json(self.precision),
+            "ir.txt": dump(self.graph) + "\n",
+            "model.onnx": self.model.SerializeToString(),
+        }
+        if self.mapping is not None:
+            extra["mapping.json"] = json.dumps(self.mapping.report(self.precision), indent=2) + "\n"
+        if self.host_model is not None:
+            extra["host.onnx"] = self.host_model.SerializeToString()
+        save_program(self.program, outdir, extra_files=extra)
+
+
+def model_dataset(model: onnx.ModelProto) -> str | None:
+    """The data set a model declares in its metadata (key ``xbarc.dataset``), if any."""
+    for prop in model.metadata_props:
+        if prop.key == DATASET_KEY:
+            return prop.value
+    return None
+
+
+def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, np.ndarray] | None,
+                       seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
+    """Calibration batch: given arrays, a named data set's calib split, the model's declared data set, or
+    (last resort, said in the returned description) uniform [0, 1) noise."""
+    if isinstance(calib, dict):
+        return calib, "given arrays"
+    name = calib or model_dataset(model)
+    if name:
+        from models.datasets import load_dataset
+
+        x, _ = load_dataset(name, "calib")
+        return {g.inputs[0].name: x.reshape((len(x),) + g.inputs[0].shape)}, f"{name} calib split"
+    rng = np.random.default_rng(seed)
+    return {v.name: rng.random((256,) + v.shape) for v in g.inputs}, "synthetic uniform [0, 1) inputs"
+
+
+def import_graph(model: str | Path | onnx.ModelProto) -> tuple[Graph, onnx.ModelProto | None, onnx.ModelProto]:
+    """Frontend and canonicalization: (graph, host tail model, source model)."""
+    fr = import_onnx(model)
+    return run_pipeline(fr.graph, CANONICALIZE), fr.host_model, fr.model
+
+
+def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str, Any] | Path | None = "16bit",
+                  hw: HardwareConfig | str | Path | None = None,
+                  calib: str | dict[str, np.ndarray] | None = None) -> CompiledModel:
+    """Compile an ONNX model for the crossbar accelerator."""
+    hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
+    graph, host, proto = import_graph(model)
+    inputs, how = calibration_inputs(graph, proto, calib)
+    ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
+    prec = resolve_precision(graph, precision, ranges, hwc)
+    mapping = map_naive(graph, prec, hwc)
+    program = generate(graph, prec, mapping, hwc)
+    program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()]})
+    return CompiledModel(graph, prec, mapping, program, proto, host, hwc, how)
+
+
+def load_compiled(outdir: str | Path) -> CompiledModel:
+    """Reload an output directory written by `CompiledModel.save` (graph re-imported from model.onnx)."""
+    out = Path(outdir)
+    program = load_program(out)
+    if not (out / "model.onnx").exists():
+        raise XbarcError(f"{out}: no model.onnx; was it written by `xbarc compile`?")
+    graph, host, proto = import_graph(load_model(out / "model.onnx"))
+    prec_doc = json.loads((out / "precision.json").read_text())
+    prec = {k: LayerPrecision(**v) for k, v in prec_doc["layers"].items()}
+    return CompiledModel(graph, prec, None, program, proto, host, program.hw, program.meta.get("calibration", ""))

@@ -1,0 +1,156 @@
+"""ONNX -> graph IR: load, check, split device/host parts, report every unsupported op at once, convert."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from isa.errors import ModelError
+
+from ..ir import Graph, Value, verify
+from .converters import CONVERTERS, Context, constant_value
+
+#: Ops evaluated on the host after the program, when everything downstream of them is host too.
+HOST_OPS = ("Softmax", "LogSoftmax", "ArgMax", "ArrayFeatureExtractor", "Cast", "Reshape", "Identity",
+            "Flatten", "ZipMap")
+
+
+@dataclass
+class FrontendResult:
+    """The device graph and, when the model ends in host-evaluated ops, the ONNX model of that tail."""
+
+    graph: Graph
+    host_model: onnx.ModelProto | None
+    model: onnx.ModelProto
+
+
+def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
+    """Load and check an ONNX model; errors name the file."""
+    if isinstance(model, onnx.ModelProto):
+        proto = model
+    else:
+        path = Path(model)
+        if not path.exists():
+            raise ModelError(f"{path}: no such model file")
+        try:
+            proto = onnx.load(str(path))
+        except Exception as e:  # noqa: BLE001 - protobuf raises several types
+            raise ModelError(f"{path}: not a readable ONNX model ({e})") from None
+    try:
+        onnx.checker.check_model(proto)
+    except onnx.checker.ValidationError as e:
+        raise ModelError(f"model fails onnx.checker: {str(e).splitlines()[0]}") from None
+    return proto
+
+
+def opset_of(model: onnx.ModelProto) -> int:
+    """The default-domain opset version."""
+    for o in model.opset_import:
+        if o.domain in ("", "ai.onnx"):
+            return int(o.version)
+    return 1
+
+
+def import_onnx(model: str | Path | onnx.ModelProto) -> FrontendResult:
+    """Convert an ONNX model to the graph IR (see module docstring)."""
+    proto = load_model(model)
+    g = proto.graph
+    host_nodes = _host_nodes(g)
+    device_nodes = [n for n in g.node if id(n) not in host_nodes]
+    _check_supported(device_nodes)
+    ctx = Context(opset_of(proto))
+    ctx.consts.update({t.name: numpy_helper.to_array(t) for t in g.initializer})
+    inputs = _graph_inputs(g, ctx)
+    for node in device_nodes:
+        if node.op_type == "Constant":
+            ctx.consts[node.output[0]] = constant_value(node)
+        else:
+            CONVERTERS[node.op_type](node, ctx)
+    device_outputs = _device_outputs(g, host_nodes, device_nodes)
+    for name in device_outputs:
+        if name not in ctx.values:
+            raise ModelError(f"device output '{name}' is a constant or graph input; nothing to compute")
+    host = [n for n in g.node if id(n) in host_nodes]
+    graph = Graph(g.name or "model", inputs, ctx.ops, device_outputs, dict(ctx.values),
+                  host_outputs=[o.name for o in g.output] if host else [],
+                  host_ops=[f"{n.op_type}({n.name})" for n in host])
+    verify(graph)
+    return FrontendResult(graph, _host_model(proto, host, device_outputs) if host else None, proto)
+
+
+def _graph_inputs(g: onnx.GraphProto, ctx: Context) -> list[Value]:
+    inits = {t.name for t in g.initializer}
+    values = []
+    for inp in g.input:
+        if inp.name in inits:
+            continue
+        dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
+        if not dims or any(d <= 0 for d in dims[1:]):
+            raise ModelError(f"graph input '{inp.name}': need a static per-sample shape, got {dims}")
+        v = Value(inp.name, tuple(int(d) for d in dims[1:]))
+        ctx.values[inp.name] = v
+        values.append(v)
+    return values
+
+
+def _consumers(g: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for n in g.node:
+        for i in n.input:
+            users.setdefault(i, []).append(n)
+    return users
+
+
+def _host_nodes(g: onnx.GraphProto) -> set[int]:
+    """Nodes of HOST_OPS all of whose outputs feed only host nodes or graph outputs (a tail of the graph)."""
+    users = _consumers(g)
+    host: set[int] = set()
+    for node in reversed(list(g.node)):
+        if node.op_type not in HOST_OPS:
+            continue
+        if all(id(u) in host for o in node.output for u in users.get(o, [])):
+            host.add(id(node))
+    # a tail must start after the last crossbar/compute op: drop host-able nodes whose inputs are graph inputs
+    inputs = {i.name for i in g.input}
+    return {h for h in host if not any(i in inputs for n in g.node if id(n) == h for i in n.input)}
+
+
+def _device_outputs(g: onnx.GraphProto, host: set[int], device: list[onnx.NodeProto]) -> list[str]:
+    produced = [o for n in device for o in n.output]
+    needed = {i for n in g.node if id(n) in host for i in n.input} | {o.name for o in g.output}
+    return [o for o in produced if o in needed]
+
+
+def _check_supported(nodes: list[onnx.NodeProto]) -> None:
+    bad = [n for n in nodes if n.op_type not in CONVERTERS and n.op_type != "Constant"]
+    if bad:
+        listed = "\n".join(f"  {n.op_type} (node '{n.name or n.output[0]}')" for n in bad)
+        supported = ", ".join(sorted(set(CONVERTERS) | {"Constant"}))
+        host = ", ".join(HOST_OPS)
+        raise ModelError(f"{len(bad)} unsupported ONNX op(s):\n{listed}\nsupported on the device: {supported}\n"
+                         f"supported on the host at the graph output: {host}")
+
+
+def _host_model(model: onnx.ModelProto, host: list[onnx.NodeProto], device_outputs: list[str]) -> onnx.ModelProto:
+    """An ONNX model of the host tail: inputs are the device outputs, outputs the original graph outputs."""
+    g = model.graph
+    used = {i for n in host for i in n.input}
+    inits = [t for t in g.initializer if t.name in used]
+    inputs = [helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None) for name in device_outputs]
+    graph = helper.make_graph(list(host), "host_tail", inputs, list(g.output), inits)
+    tail = helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+    return tail
+
+
+def host_eval(host_model: onnx.ModelProto, device_values: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run the host tail with onnxruntime on dequantized device outputs."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(host_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in sess.get_outputs()]
+    feeds = {k: v.astype(np.float32) for k, v in device_values.items() if k in {i.name for i in sess.get_inputs()}}
+    return dict(zip(names, sess.run(names, feeds)))

@@ -1,0 +1,153 @@
+"""Naive mapping of dense layers: row blocks x column blocks of crossbar size, one block per MVMU, placed on
+MVMUs, cores and tiles in order. Every layer starts on a fresh core; all row blocks of one column block share a
+tile (their partial sums meet in that tile's memory)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from isa import numerics as nx
+from isa.errors import ModelError
+from isa.hardware import HardwareConfig
+
+from ..ir import Graph
+from ..quant import LayerPrecision
+
+
+@dataclass(frozen=True)
+class Block:
+    """One crossbar-sized block of a layer's weight matrix and the MVMU holding it."""
+
+    layer: str
+    r: int
+    c: int
+    rows: tuple[int, int]
+    cols: tuple[int, int]
+    tile: int
+    core: int
+    mvmu: int
+
+    @property
+    def where(self) -> tuple[int, int]:
+        """(tile, core) of the block."""
+        return self.tile, self.core
+
+
+@dataclass
+class LayerMap:
+    """The blocks of one layer, by column block then row block."""
+
+    name: str
+    row_blocks: int
+    col_blocks: int
+    slices: int
+    blocks: list[Block] = field(default_factory=list)
+
+    def group(self, c: int) -> list[Block]:
+        """Blocks of column block ``c`` in row order."""
+        return [b for b in self.blocks if b.c == c]
+
+    def owner(self, c: int) -> tuple[int, int]:
+        """The core that accumulates column block ``c`` (holder of row block 0)."""
+        return self.group(c)[0].where
+
+    def cores(self) -> list[tuple[int, int]]:
+        """Cores used by the layer, in placement order."""
+        return list(dict.fromkeys(b.where for b in self.blocks))
+
+
+@dataclass
+class Mapping:
+    """Placement of every crossbar layer."""
+
+    hw: HardwareConfig
+    layers: dict[str, LayerMap]
+
+    @property
+    def mvmus(self) -> int:
+        """MVMUs holding a block."""
+        return sum(len(lm.blocks) for lm in self.layers.values())
+
+    @property
+    def crossbars(self) -> int:
+        """Physical crossbars: a (+) and a (-) array per weight slice of every block."""
+        return sum(2 * lm.slices * len(lm.blocks) for lm in self.layers.values())
+
+    @property
+    def tiles(self) -> int:
+        """Tiles with at least one block."""
+        return len({b.tile for lm in self.layers.values() for b in lm.blocks})
+
+    @property
+    def cores(self) -> int:
+        """Cores with at least one block."""
+        return len({b.where for lm in self.layers.values() for b in lm.blocks})
+
+    def report(self, prec: dict[str, LayerPrecision]) -> dict[str, Any]:
+        """The mapping report: per layer and total crossbars, MVMUs, cores, tiles and cell utilization."""
+        hw, layers = self.hw, []
+        for lm in self.layers.values():
+            cells = sum((b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) for b in lm.blocks)
+            layers.append({"layer": lm.name, "row_blocks": lm.row_blocks, "col_blocks": lm.col_blocks,
+                           "mvmus": len(lm.blocks), "slices": lm.slices, "crossbars": 2 * lm.slices * len(lm.blocks),
+                           "cores": len(lm.cores()), "tiles": sorted({b.tile for b in lm.blocks}),
+                           "utilization": cells / (len(lm.blocks) * hw.xbar_rows * hw.xbar_cols),
+                           "weight_bits": prec[lm.name].w_bits})
+        used = sum(x["utilization"] * x["mvmus"] for x in layers)
+        return {"mapping": "naive", "crossbars": self.crossbars, "mvmus": self.mvmus, "cores": self.cores,
+                "tiles": self.tiles, "utilization": used / max(1, self.mvmus), "layers": layers}
+
+
+class _Cursor:
+    def __init__(self, hw: HardwareConfig) -> None:
+        self.hw, self.tile, self.core, self.mvmu = hw, 0, 0, 0
+
+    def fresh_core(self) -> None:
+        if self.mvmu:
+            self.core, self.mvmu = self.core + 1, 0
+            if self.core == self.hw.cores_per_tile:
+                self.tile, self.core = self.tile + 1, 0
+
+    def free_on_tile(self) -> int:
+        return (self.hw.cores_per_tile - self.core) * self.hw.mvmus_per_core - self.mvmu
+
+    def next_tile(self) -> None:
+        self.tile, self.core, self.mvmu = self.tile + 1, 0, 0
+
+    def take(self) -> tuple[int, int, int]:
+        slot = (self.tile, self.core, self.mvmu)
+        self.mvmu += 1
+        if self.mvmu == self.hw.mvmus_per_core:
+            self.core, self.mvmu = self.core + 1, 0
+            if self.core == self.hw.cores_per_tile:
+                self.next_tile()
+        return slot
+
+
+def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig) -> Mapping:
+    """Place every crossbar layer (see module docstring); fail with what is needed if the chip is too small."""
+    cur, layers = _Cursor(hw), {}
+    per_tile = hw.cores_per_tile * hw.mvmus_per_core
+    for op in g.crossbar_ops():
+        n_in, n_out = op.params["weight"].shape
+        rb, cb = -(-n_in // hw.xbar_rows), -(-n_out // hw.xbar_cols)
+        if rb > per_tile:
+            raise ModelError(f"layer '{op.name}': {rb} row blocks exceed the {per_tile} MVMUs of one tile")
+        lm = LayerMap(op.name, rb, cb, nx.n_slices(prec[op.name].w_bits, hw.cell_bits))
+        cur.fresh_core()
+        for c in range(cb):
+            if cur.free_on_tile() < rb:
+                cur.next_tile()
+            for r in range(rb):
+                t, k, m = cur.take()
+                rows = (r * hw.xbar_rows, min(n_in, (r + 1) * hw.xbar_rows))
+                cols = (c * hw.xbar_cols, min(n_out, (c + 1) * hw.xbar_cols))
+                lm.blocks.append(Block(op.name, r, c, rows, cols, t, k, m))
+        layers[op.name] = lm
+    mapping = Mapping(hw, layers)
+    top = max((b.tile for lm in layers.values() for b in lm.blocks), default=0) + 1
+    if top > hw.tiles:
+        raise ModelError(f"the model needs {top} tiles ({mapping.mvmus} MVMUs, {mapping.crossbars} crossbars) "
+                         f"but the chip has {hw.tiles}; pass a hardware file with \"tiles\": {top} or more")
+    return mapping

@@ -1,0 +1,155 @@
+"""Per-layer precision annotations: presets, JSON config files, validation, and fraction bits from calibration."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from isa.errors import ConfigError
+from isa.hardware import HardwareConfig
+
+from ..ir import Graph
+from .calibrate import Ranges
+
+
+@dataclass(frozen=True)
+class LayerPrecision:
+    """Fixed-point formats of one crossbar layer: weights Q(w_bits, w_frac), inputs Q(in_bits, in_frac),
+    accumulator Q(acc_bits, acc_frac), and the ADC resolution in bits (signed, clipping)."""
+
+    w_bits: int
+    w_frac: int
+    in_bits: int
+    in_frac: int
+    acc_bits: int
+    acc_frac: int
+    adc_bits: int
+
+    @property
+    def mvm_shift(self) -> int:
+        """Right shift from the product format Q(., in_frac + w_frac) to the accumulator's."""
+        return self.in_frac + self.w_frac - self.acc_frac
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+
+OPTIONS = tuple(f.name for f in fields(LayerPrecision))
+BITS_OPTIONS = ("w_bits", "in_bits", "acc_bits", "adc_bits")
+
+#: Presets give bit widths; fraction bits come from calibration unless a config fixes them. adc_bits 0 = full.
+PRESETS: dict[str, dict[str, int]] = {
+    "16bit": {"w_bits": 16, "in_bits": 16, "acc_bits": 32, "adc_bits": 0},
+    "8bit": {"w_bits": 8, "in_bits": 8, "acc_bits": 16, "adc_bits": 0},
+    "4bit": {"w_bits": 4, "in_bits": 4, "acc_bits": 16, "adc_bits": 0},
+    "puma": {"w_bits": 16, "w_frac": 12, "in_bits": 16, "in_frac": 12, "acc_bits": 16, "acc_frac": 12,
+             "adc_bits": 8},
+}
+
+
+def frac_for(maxabs: float, bits: int, headroom: int = 0) -> int:
+    """Largest fraction f with maxabs * 2^headroom <= (2^(bits-1) - 1) / 2^f, within [-16, 62]."""
+    top = (1 << (bits - 1)) - 1
+    if maxabs <= 0 or not math.isfinite(maxabs):
+        return min(62, bits - 1)
+    return max(-16, min(62, math.floor(math.log2(top / (maxabs * (1 << headroom))))))
+
+
+def _validate(layer: str, spec: dict[str, Any], hw: HardwareConfig) -> None:
+    limits = {"w_bits": (2, hw.max_weight_bits), "in_bits": (1, hw.max_input_bits),
+              "acc_bits": (2, 64), "adc_bits": (1, hw.full_adc_bits)}
+    for key, value in spec.items():
+        if key not in OPTIONS:
+            raise ConfigError(f"layer '{layer}': unknown option '{key}'; options: {', '.join(OPTIONS)}")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"layer '{layer}': option '{key}' must be an integer, got {value!r}")
+        if key in limits and not limits[key][0] <= value <= limits[key][1]:
+            lo, hi = limits[key]
+            raise ConfigError(f"layer '{layer}': option '{key}'={value} out of range [{lo}, {hi}]")
+        if key.endswith("_frac") and not -16 <= value <= 62:
+            raise ConfigError(f"layer '{layer}': option '{key}'={value} out of range [-16, 62]")
+
+
+def resolve_precision(g: Graph, config: str | dict[str, Any] | Path | None, ranges: Ranges,
+                      hw: HardwareConfig) -> dict[str, LayerPrecision]:
+    """Precision of every crossbar layer from a preset name, a config dict or JSON file, and calibrated ranges.
+
+    Config format: ``{"preset": "16bit", "default": {...}, "layers": {"fc1": {"adc_bits": 4, ...}}}``; missing
+    ``*_frac`` options are chosen so the calibrated range fits; ``adc_bits`` 0 or absent means full resolution.
+    """
+    cfg = _load_config(config)
+    preset = cfg.get("preset", "16bit")
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown precision preset '{preset}'; presets: {', '.join(PRESETS)}")
+    unknown_top = set(cfg) - {"preset", "default", "layers"}
+    if unknown_top:
+        raise ConfigError(f"precision config: unknown key(s) {sorted(unknown_top)}; keys: preset, default, layers")
+    layers = cfg.get("layers", {}) or {}
+    names = [op.name for op in g.crossbar_ops()]
+    for name in layers:
+        if name not in names:
+            raise ConfigError(f"precision config names layer '{name}', which is not a crossbar layer; "
+                              f"layers: {', '.join(names)}")
+    base = dict(PRESETS[preset]) | dict(cfg.get("default", {}) or {})
+    out = {}
+    for op in g.crossbar_ops():
+        spec = {k: v for k, v in (base | dict(layers.get(op.name, {}))).items() if not (k == "adc_bits" and v == 0)}
+        _validate(op.name, spec, hw)
+        out[op.name] = _complete(op.name, spec, ranges, hw)
+    _check_consumers_agree(g, out)
+    return out
+
+
+def _complete(name: str, spec: dict[str, int], ranges: Ranges, hw: HardwareConfig) -> LayerPrecision:
+    r = ranges[name]
+    full = dict(spec)
+    full.setdefault("adc_bits", hw.full_adc_bits)
+    full.setdefault("w_frac", frac_for(r.weight, full["w_bits"]))
+    full.setdefault("in_frac", frac_for(r.input, full["in_bits"]))
+    full.setdefault("acc_frac", frac_for(r.acc, full["acc_bits"], headroom=1))
+    return LayerPrecision(**{k: full[k] for k in OPTIONS})
+
+
+def _check_consumers_agree(g: Graph, prec: dict[str, LayerPrecision]) -> None:
+    for v in list(g.values):
+        users = [op for op in g.consumers(v) if op.is_crossbar]
+        fmts = {(prec[u.name].in_bits, prec[u.name].in_frac) for u in users}
+        if len(fmts) > 1:
+            names = ", ".join(u.name for u in users)
+            raise ConfigError(f"layers {names} read the same tensor '{v}' and must share in_bits/in_frac")
+
+
+def _load_config(config: str | dict[str, Any] | Path | None) -> dict[str, Any]:
+    if config is None:
+        return {}
+    if isinstance(config, dict):
+        return config
+    if str(config) in PRESETS:
+        return {"preset": str(config)}
+    path = Path(config)
+    if not path.exists():
+        raise ConfigError(f"precision '{config}': neither a preset ({', '.join(PRESETS)}) nor a file")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    if "layers" in data and all(isinstance(v, dict) and set(v) == set(OPTIONS) for v in data["layers"].values()):
+        return data  # a fully resolved config written by `xbarc compile`
+    return data
+
+
+def precision_to_json(prec: dict[str, LayerPrecision], preset: str | None = None) -> str:
+    """The fully resolved config (every option of every layer), loadable by `resolve_precision`."""
+    doc: dict[str, Any] = {"layers": {k: v.to_dict() for k, v in prec.items()}}
+    if preset:
+        doc = {"preset": preset} | doc
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def with_layer(prec: dict[str, LayerPrecision], layer: str, **changes: int) -> dict[str, LayerPrecision]:
+    """A copy with one layer's options changed."""
+    return prec | {layer: replace(prec[layer], **changes)}

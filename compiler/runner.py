@@ -1,0 +1,107 @@
+"""Running a compiled model: quantize inputs, execute on the runtime, dequantize, evaluate the host tail, and
+compare against the functional model (bit for bit) and onnxruntime (float)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnx
+
+from isa import numerics as nx
+from isa.errors import XbarcError
+from runtime import Machine, Stats
+
+from .driver import CompiledModel
+from .frontend import host_eval
+from .quant import run_functional
+
+
+@dataclass
+class RunOutcome:
+    """Outputs of one run: integer device outputs, their float values, host outputs and runtime stats."""
+
+    device_int: dict[str, np.ndarray]
+    device_float: dict[str, np.ndarray]
+    host: dict[str, np.ndarray]
+    stats: Stats
+
+
+def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float graph inputs -> Q(bits, frac) integers (B, length) in each input's location format."""
+    out = {}
+    for loc in cm.program.inputs:
+        if loc.name not in x:
+            raise XbarcError(f"missing input '{loc.name}'; the model takes {[i.name for i in cm.program.inputs]}")
+        arr = np.asarray(x[loc.name], dtype=np.float64)
+        if arr.shape[1:] != tuple(loc.shape) and arr.reshape(len(arr), -1).shape[1] != loc.length:
+            raise XbarcError(f"input '{loc.name}': expected per-sample shape {tuple(loc.shape)}, got {arr.shape[1:]}")
+        out[loc.name] = nx.quantize(arr.reshape(len(arr), -1), loc.bits, loc.frac)
+    return out
+
+
+def run(cm: CompiledModel, x: dict[str, np.ndarray]) -> RunOutcome:
+    """Execute the program on a batch of float inputs."""
+    result = Machine(cm.program).run(quantize_inputs(cm, x))
+    dev_float = {}
+    for loc in cm.program.outputs:
+        dev_float[loc.name] = nx.dequantize(result.outputs[loc.name], loc.frac).reshape((-1,) + tuple(loc.shape))
+    host = host_eval(cm.host_model, dev_float) if cm.host_model is not None else {}
+    return RunOutcome(result.outputs, dev_float, host, result.stats)
+
+
+def functional_outputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The functional model's integer device outputs, keyed by external name."""
+    out = run_functional(cm.graph, cm.precision, quantize_inputs(cm, x), cm.hw)
+    return {cm.graph.external_name(k): v for k, v in out.items()}
+
+
+def bit_exact(cm: CompiledModel, x: dict[str, np.ndarray], outcome: RunOutcome) -> bool:
+    """Whether the runtime's integer outputs equal the functional model's on every element."""
+    ref = functional_outputs(cm, x)
+    return all(np.array_equal(outcome.device_int[k], ref[k].reshape(outcome.device_int[k].shape)) for k in ref)
+
+
+def reference_outputs(model: onnx.ModelProto, x: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
+    """onnxruntime's float values of tensors ``names`` (graph outputs or intermediate tensors)."""
+    import onnxruntime as ort
+
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    have = {o.name for o in m.graph.output}
+    for name in names:
+        if name not in have:
+            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    feeds = {i.name: np.asarray(x[i.name], dtype=np.float32).reshape(
+        [len(x[i.name])] + [d if isinstance(d, int) else -1 for d in i.shape[1:]]) for i in sess.get_inputs()}
+    return dict(zip(names, sess.run(names, feeds)))
+
+
+def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True) -> dict[str, Any]:
+    """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set."""
+    feeds = {cm.program.inputs[0].name: x}
+    outcome = run(cm, feeds)
+    name = cm.program.outputs[0].name
+    logits = outcome.device_float[name].reshape(len(x), -1)
+    pred = logits.argmax(axis=1)
+    ref = reference_outputs(cm.model, feeds, [name])[name].reshape(len(x), -1)
+    ref_pred = ref.argmax(axis=1)
+    s = outcome.stats
+    report: dict[str, Any] = {
+        "images": int(len(x)),
+        "accuracy": None if labels is None else float(np.mean(pred == labels)),
+        "reference_accuracy": None if labels is None else float(np.mean(ref_pred == labels)),
+        "agreement": float(np.mean(pred == ref_pred)),
+        "max_abs_error": float(np.abs(logits - ref).max()),
+        "energy_pj": s.energy_pj,
+        "cycles": s.cycles,
+        "bit_exact": bit_exact(cm, feeds, outcome) if check else None,
+        "per_layer": s.per_layer,
+        "per_component": s.per_component,
+        "per_instruction": s.per_instruction,
+        "dynamic_instructions": s.dynamic_instructions,
+        "host_ops": cm.graph.host_ops,
+    }
+    return report

@@ -1,0 +1,170 @@
+"""A compiled program on disk: ``program.s``, ``program.bin``, ``image.npz`` and ``manifest.json`` in one folder.
+
+`save_program` writes atomically: everything goes to a temporary folder next to ``outdir``, which then replaces
+``outdir``; a failure leaves the previous ``outdir`` intact and no temporary folder behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .assembler import assemble
+from .encoding import decode_program, encode_program
+from .errors import XbarcError
+from .hardware import HardwareConfig
+from .printer import format_program
+from .program import Instr, MemInit, MvmuImage, Program, TensorLoc
+
+FORMAT = "xbarc-program"
+FORMAT_VERSION = 1
+ASM, BIN, IMAGE, MANIFEST = "program.s", "program.bin", "image.npz", "manifest.json"
+
+
+# ---- saving --------------------------------------------------------------------------------------------------------
+def manifest(program: Program) -> dict[str, Any]:
+    """The ``manifest.json`` content of ``program``."""
+    return {
+        "format": FORMAT, "version": FORMAT_VERSION,
+        "hw": program.hw.to_dict(),
+        "inputs": [_tensor_dict(t) for t in program.inputs],
+        "outputs": [_tensor_dict(t) for t in program.outputs],
+        "mvmus": [{"tile": m.tile, "core": m.core, "mvmu": m.mvmu, "weight_bits": m.weight_bits, "node": m.node,
+                   "shape": list(m.weights.shape)} for m in program.mvmus],
+        "data": [{"tile": d.tile, "addr": d.addr, "count": d.count, "length": int(np.asarray(d.values).size)}
+                 for d in program.data],
+        "meta": program.meta,
+        "nodes": [{"tile": c.tile, "core": c.core, "nodes": [i.node for i in c.instrs]} for c in program.cores],
+    }
+
+
+def _tensor_dict(t: TensorLoc) -> dict[str, Any]:
+    return {"name": t.name, "tile": t.tile, "addr": t.addr, "length": t.length, "bits": t.bits, "frac": t.frac,
+            "shape": list(t.shape), "count": t.count}
+
+
+def _arrays(program: Program) -> dict[str, np.ndarray]:
+    arrays = {f"mvmu_{m.tile}_{m.core}_{m.mvmu}": np.asarray(m.weights, dtype=np.int64) for m in program.mvmus}
+    arrays.update({f"data_{i}": np.asarray(d.values, dtype=np.int64) for i, d in enumerate(program.data)})
+    return arrays
+
+
+def _write_all(program: Program, tmp: Path, extra_files: dict[str, str | bytes]) -> None:
+    (tmp / ASM).write_text(format_program(program, provenance=True))
+    (tmp / BIN).write_bytes(encode_program(program))
+    np.savez(tmp / IMAGE, **_arrays(program))  # type: ignore[arg-type]
+    (tmp / MANIFEST).write_text(json.dumps(manifest(program), indent=1) + "\n")
+    for name, content in extra_files.items():
+        path = tmp / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content)
+
+
+def save_program(program: Program, outdir: str | Path, extra_files: dict[str, str | bytes] | None = None) -> Path:
+    """Write ``program`` (and ``extra_files``: name -> text or bytes) to ``outdir``, atomically; returns it."""
+    out = Path(outdir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    old = tmp.with_name(tmp.name + ".old")
+    try:
+        _write_all(program, tmp, extra_files or {})
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old.exists() and not out.exists():
+            os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+    return out
+
+
+# ---- loading -------------------------------------------------------------------------------------------------------
+def load_program(outdir: str | Path) -> Program:
+    """The `Program` saved in ``outdir``; XbarcError naming the path when a file is missing or corrupt."""
+    out = Path(outdir)
+    if not out.is_dir():
+        raise XbarcError(f"{out}: no such program directory")
+    man = _read_manifest(out / MANIFEST)
+    hw = _guard(out / MANIFEST, lambda: HardwareConfig.from_dict(man["hw"]))
+    program = _load_code(out, hw, man)
+    _guard(out / MANIFEST, lambda: _fill_records(program, man, _read_arrays(out / IMAGE)))
+    return program
+
+
+def _guard(path: Path, fn: Any) -> Any:
+    """``fn()``, with malformed-content errors turned into an XbarcError naming ``path``."""
+    try:
+        return fn()
+    except XbarcError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise XbarcError(f"{path}: corrupt or incomplete ({type(e).__name__}: {e})") from None
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    try:
+        man = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise XbarcError(f"{path}: missing") from None
+    except (OSError, ValueError) as e:
+        raise XbarcError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(man, dict) or man.get("format") != FORMAT or man.get("version") != FORMAT_VERSION:
+        raise XbarcError(f"{path}: not an {FORMAT} version {FORMAT_VERSION} manifest")
+    return man
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise XbarcError(f"{path}: missing") from None
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
+        raise XbarcError(f"{path}: corrupt ({e})") from None
+
+
+def _load_code(out: Path, hw: HardwareConfig, man: dict[str, Any]) -> Program:
+    """The code from ``program.s`` if present (source lines known), else from ``program.bin`` plus manifest nodes."""
+    asm, binary = out / ASM, out / BIN
+    if asm.exists():
+        return assemble(asm.read_text(), str(asm), hw)
+    if not binary.exists():
+        raise XbarcError(f"{out}: neither {ASM} nor {BIN} present")
+    program = decode_program(binary.read_bytes(), hw, str(binary))
+    _guard(out / MANIFEST, lambda: _attach_nodes(program, man["nodes"]))
+    return program
+
+
+def _attach_nodes(program: Program, nodes: list[dict[str, Any]]) -> None:
+    by_core = {(n["tile"], n["core"]): n["nodes"] for n in nodes}
+    for c in program.cores:
+        names = by_core.get((c.tile, c.core), [])
+        c.instrs = [Instr(i.op, i.args, names[pc] if pc < len(names) else None) for pc, i in enumerate(c.instrs)]
+
+
+def _fill_records(program: Program, man: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    program.inputs = [_tensor(t) for t in man["inputs"]]
+    program.outputs = [_tensor(t) for t in man["outputs"]]
+    program.meta = man["meta"]
+    for m in man["mvmus"]:
+        w = arrays[f"mvmu_{m['tile']}_{m['core']}_{m['mvmu']}"]
+        program.mvmus.append(MvmuImage(m["tile"], m["core"], m["mvmu"], w, m["weight_bits"], m["node"]))
+    for i, d in enumerate(man["data"]):
+        program.data.append(MemInit(d["tile"], d["addr"], arrays[f"data_{i}"], d["count"]))
+
+
+def _tensor(t: dict[str, Any]) -> TensorLoc:
+    return TensorLoc(t["name"], t["tile"], t["addr"], t["length"], t["bits"], t["frac"], tuple(t["shape"]),
+                     t.get("count", 0))

@@ -1,0 +1,205 @@
+"""Energy and latency of every executed instruction, computed from ``hw.costs`` (docs/cost-model.md).
+
+Every cost formula of the runtime lives in this file. ``COST_UNITS`` maps the ``unit`` column of the
+instruction table to a function ``(instr, ctx) -> Cost``; a hardware variant is a different `CostTable`, a
+different convention is a different entry in ``COST_UNITS``. All energies are per batch element (per inference),
+in pJ; latencies are in core clock cycles.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+from isa import HardwareConfig, Instr
+
+#: Energy components, in reporting order.
+COMPONENTS: tuple[str, ...] = (
+    "crossbar", "dac", "adc", "sample_hold", "shift_add", "mvmu_regs",
+    "alu", "regs", "tile_mem", "noc", "control", "leakage",
+)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Latency in cycles and energy per component (pJ per inference) of one executed instruction."""
+
+    cycles: int
+    energy: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class MvmuShape:
+    """Rows, columns and weight slices of one programmed MVMU."""
+
+    rows: int
+    cols: int
+    slices: int
+
+
+@dataclass(frozen=True)
+class CostContext:
+    """What a cost function may look at besides the instruction: hardware, the core's tile and its MVMUs."""
+
+    hw: HardwareConfig
+    tile: int
+    mvmus: Mapping[int, MvmuShape]
+
+
+CostFn = Callable[[Instr, CostContext], Cost]
+COST_UNITS: dict[str, CostFn] = {}
+
+
+def unit(name: str) -> Callable[[CostFn], CostFn]:
+    """Register the cost function of a table ``unit``."""
+
+    def register(fn: CostFn) -> CostFn:
+        COST_UNITS[name] = fn
+        return fn
+
+    return register
+
+
+def instr_cost(instr: Instr, ctx: CostContext) -> Cost:
+    """The cost of executing ``instr`` once."""
+    return COST_UNITS[instr.spec.unit](instr, ctx)
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------------
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def mesh_side(hw: HardwareConfig) -> int:
+    """Side of the square mesh the tiles sit on (tile t at (t % side, t // side))."""
+    return math.isqrt(max(hw.tiles, 1) - 1) + 1
+
+
+def hops(hw: HardwareConfig, src: int, dst: int) -> int:
+    """Manhattan distance between two tiles on the mesh."""
+    side = mesh_side(hw)
+    return abs(src % side - dst % side) + abs(src // side - dst // side)
+
+
+def transit_cycles(hw: HardwareConfig, src: int, dst: int) -> int:
+    """Cycles from the completion of a send to the message's arrival at the destination tile."""
+    return hops(hw, src, dst) * hw.costs.hop_cycles
+
+
+def mem_accesses(hw: HardwareConfig, n: int) -> int:
+    """Tile-memory bus accesses (also NoC flits) for ``n`` words."""
+    return _ceil_div(n, hw.mem_bus_words)
+
+
+def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int) -> int:
+    """Latency of one MVMU: one crossbar read, then ``ibits`` steps each bounded by the read or the ADC sweep."""
+    c = hw.costs
+    sweep_ns = _ceil_div(shape.slices * shape.cols, hw.adcs_per_mvmu) * c.adc_ns_per_bit_sweep * adc / 128
+    step_ns = max(c.xbar_read_ns, sweep_ns)
+    return hw.cycles(c.xbar_read_ns + ibits * step_ns) + 1
+
+
+def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int) -> dict[str, float]:
+    """Energy of one MVMU firing once (per batch element)."""
+    c = hw.costs
+    r, cols, s = shape.rows, shape.cols, shape.slices
+    conversions = ibits * s * cols
+    return {
+        "crossbar": ibits * 2 * s * c.xbar_read_pj,
+        "dac": ibits * r * c.dac_pj,
+        "adc": conversions * c.adc_conversion_pj(adc),
+        "sample_hold": conversions * c.sample_hold_pj,
+        "shift_add": conversions * c.shift_add_pj,
+        "mvmu_regs": r * c.xbar_in_read_pj + cols * c.xbar_out_pj,
+    }
+
+
+def leakage_pj(hw: HardwareConfig, adc_bits: list[int], cycles: int) -> float:
+    """ADC leakage over the run: mW per bit x bits x ADCs per MVMU, summed over programmed MVMUs, x ns (= pJ)."""
+    ns = cycles / hw.clock_ghz
+    return sum(hw.costs.adc_leak_mw_per_bit * b * hw.adcs_per_mvmu for b in adc_bits) * ns
+
+
+def _add(total: dict[str, float], part: Mapping[str, float]) -> None:
+    for k, v in part.items():
+        total[k] = total.get(k, 0.0) + v
+
+
+# ---- per unit ----------------------------------------------------------------------------------------------------
+@unit("mvm")
+def _mvm(instr: Instr, ctx: CostContext) -> Cost:
+    mask, ibits, adc = int(instr.args[0]), int(instr.args[1]), int(instr.args[2])  # type: ignore[arg-type]
+    energy: dict[str, float] = {}
+    cycles = 1
+    for k, shape in ctx.mvmus.items():
+        if mask >> k & 1:
+            _add(energy, mvmu_energy(ctx.hw, shape, ibits, adc))
+            cycles = max(cycles, mvmu_cycles(ctx.hw, shape, ibits, adc))
+    return Cost(cycles, energy)
+
+
+def _alu(pj_field: str) -> CostFn:
+    def cost(instr: Instr, ctx: CostContext) -> Cost:
+        hw = ctx.hw
+        n = int(instr.arg("n"))  # type: ignore[arg-type]
+        sources = sum(1 for f in instr.spec.fields if f.kind == "reg") - 1
+        energy = {"alu": n * getattr(hw.costs, pj_field), "regs": (sources + 1) * n * hw.costs.reg_pj}
+        return Cost(_ceil_div(n, hw.alu_lanes), energy)
+
+    return cost
+
+
+COST_UNITS["alu_add"] = _alu("alu_add_pj")
+COST_UNITS["alu_mul"] = _alu("alu_mul_pj")
+COST_UNITS["alu_act"] = _alu("alu_act_pj")
+
+
+@unit("reg")
+def _reg(instr: Instr, ctx: CostContext) -> Cost:
+    c = ctx.hw.costs
+    if instr.op == "set":
+        return Cost(1, {"regs": c.reg_pj})
+    n = int(instr.arg("n"))  # type: ignore[arg-type]
+    return Cost(_ceil_div(n, ctx.hw.alu_lanes), {"regs": 2 * n * c.reg_pj})
+
+
+@unit("scalar")
+def _scalar(instr: Instr, ctx: CostContext) -> Cost:
+    c = ctx.hw.costs
+    return Cost(1, {"alu": c.alu_add_pj, "regs": 3 * c.reg_pj})
+
+
+def _mem(instr: Instr, ctx: CostContext) -> Cost:
+    hw = ctx.hw
+    n = int(instr.arg("n"))  # type: ignore[arg-type]
+    acc = mem_accesses(hw, n)
+    return Cost(acc * hw.costs.mem_access_cycles, {"tile_mem": acc * hw.costs.mem_access_pj, "regs": n * hw.costs.reg_pj})
+
+
+COST_UNITS["mem_load"] = _mem
+COST_UNITS["mem_store"] = _mem
+
+
+@unit("net_send")
+def _send(instr: Instr, ctx: CostContext) -> Cost:
+    hw = ctx.hw
+    n, dst = int(instr.arg("n")), int(instr.arg("tile"))  # type: ignore[arg-type]
+    acc = flits = mem_accesses(hw, n)
+    energy = {"tile_mem": acc * hw.costs.mem_access_pj,
+              "noc": flits * (hops(hw, ctx.tile, dst) + 1) * hw.costs.router_pj}
+    return Cost(acc * hw.costs.mem_access_cycles + flits, energy)
+
+
+@unit("net_recv")
+def _recv(instr: Instr, ctx: CostContext) -> Cost:
+    hw = ctx.hw
+    n = int(instr.arg("n"))  # type: ignore[arg-type]
+    acc = flits = mem_accesses(hw, n)
+    energy = {"noc": flits * hw.costs.fifo_pj, "tile_mem": acc * hw.costs.mem_access_pj}
+    return Cost(acc * hw.costs.mem_access_cycles, energy)
+
+
+@unit("control")
+def _control(instr: Instr, ctx: CostContext) -> Cost:
+    return Cost(1, {"control": ctx.hw.costs.fetch_pj})

@@ -1,0 +1,316 @@
+"""`Machine`: loads a `Program`, runs a batch in lock step, schedules cores, detects deadlock, wraps faults.
+
+Scheduling: each core runs until it blocks or halts; then the lowest (tile, core) that can progress runs next.
+A blocked core is retried only after its tile's memory or incoming FIFOs changed (a per-tile epoch counter).
+Deadlock = live cores remain and none can progress. Costs are static per instruction (runtime/costs.py), so the
+hot loop only counts executions; energy and per-layer figures are summed once after the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from isa import NO_BASE, CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
+from isa import numerics as nx
+
+from .costs import COMPONENTS, CostContext, MvmuShape, instr_cost, leakage_pj
+from .handlers import HALT, HANDLERS, DecodeContext, decode, fault_handler
+from .state import I64, CoreState, Fault, MachineState, MvmuKernel
+from .stats import Stats
+
+
+@dataclass
+class RunResult:
+    """Outputs (name -> (batch, length) int64 Q(bits, frac) values) and the run's statistics."""
+
+    outputs: dict[str, np.ndarray]
+    stats: Stats
+
+
+@dataclass
+class _Compiled:
+    """One core's code decoded once: (handler, operands, latency) per pc, plus its energy per pc."""
+
+    source: CoreCode
+    code: list[tuple[Any, Any, int]]
+    energy: list[dict[str, float]]
+    kernels: dict[int, MvmuKernel]
+
+
+class Machine:
+    """Executes a `Program` on a batch of inputs (see module docstring)."""
+
+    def __init__(self, program: Program) -> None:
+        self.program = program
+        self.hw = hw = program.hw
+        kernels: dict[tuple[int, int], dict[int, MvmuKernel]] = {}
+        for img in program.mvmus:
+            per_core = kernels.setdefault((img.tile, img.core), {})
+            if img.mvmu in per_core:
+                raise XbarcError(f"two images for MVMU {img.mvmu} of tile {img.tile} core {img.core}")
+            per_core[img.mvmu] = MvmuKernel.from_image(img, hw)
+        seen: set[tuple[int, int]] = set()
+        for cc in program.cores:
+            if not (0 <= cc.tile < hw.tiles and 0 <= cc.core < hw.cores_per_tile):
+                raise XbarcError(f"core tile {cc.tile} core {cc.core} does not exist on {hw.name} "
+                                 f"({hw.tiles} tiles x {hw.cores_per_tile} cores)")
+            if (cc.tile, cc.core) in seen:
+                raise XbarcError(f"two instruction streams for tile {cc.tile} core {cc.core}")
+            seen.add((cc.tile, cc.core))
+        ordered = sorted(program.cores, key=lambda cc: (cc.tile, cc.core))
+        self._compiled = [self._compile(cc, kernels.get((cc.tile, cc.core), {})) for cc in ordered]
+        self._left = 0
+
+    # ---- loading -------------------------------------------------------------------------------------------------
+    def _compile(self, cc: CoreCode, kernels: dict[int, MvmuKernel]) -> _Compiled:
+        ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
+        cost_ctx = CostContext(self.hw, cc.tile, {k: MvmuShape(m.rows, m.cols, m.slices) for k, m in kernels.items()})
+        code, energy = [], []
+        for instr in cc.instrs:
+            try:
+                fn, ops = HANDLERS[instr.op], decode(instr, ctx)
+                cost = instr_cost(instr, cost_ctx)
+                lat, e = cost.cycles, dict(cost.energy)
+            except KeyError:
+                fn, ops, lat, e = fault_handler, f"unknown instruction {instr.op!r}", 1, {}
+            except Fault as f:
+                fn, ops, lat, e = fault_handler, str(f), 1, {}
+            code.append((fn, ops, lat))
+            energy.append(e)
+        return _Compiled(cc, code, energy, kernels)
+
+    def _batch_of(self, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
+        """Check inputs against the manifest; returns the batch size and (batch, length) int64 arrays."""
+        want = {loc.name: loc for loc in self.program.inputs}
+        missing, extra = sorted(set(want) - set(inputs)), sorted(set(inputs) - set(want))
+        if missing or extra:
+            raise XbarcError(f"inputs: missing {missing}, unexpected {extra}; the program takes {sorted(want)}")
+        out: dict[str, np.ndarray] = {}
+        batch = None
+        for name, loc in want.items():
+            arr = np.asarray(inputs[name])
+            if arr.dtype.kind not in "iu":
+                raise XbarcError(f"input {name!r}: expected quantized integers Q({loc.bits}, {loc.frac}), "
+                                 f"got dtype {arr.dtype}")
+            if arr.ndim < 2 or arr[0].size != loc.length:
+                raise XbarcError(f"input {name!r}: expected shape (batch, {loc.length}) or (batch, "
+                                 f"{', '.join(map(str, loc.shape))}), got {arr.shape}")
+            arr = arr.reshape(len(arr), loc.length).astype(I64)
+            if batch is not None and len(arr) != batch:
+                raise XbarcError(f"input {name!r}: batch {len(arr)} differs from the other inputs' {batch}")
+            batch = len(arr)
+            if arr.size and (arr.min() < nx.qmin(loc.bits) or arr.max() > nx.qmax(loc.bits)):
+                raise XbarcError(f"input {name!r}: values outside the {loc.bits}-bit range of Q({loc.bits}, "
+                                 f"{loc.frac})")
+            out[name] = arr
+        if batch == 0:
+            raise XbarcError("inputs: empty batch")
+        return batch or 1, out
+
+    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray]) -> MachineState:
+        hw = self.hw
+        st = MachineState(hw, batch, {}, epoch=[0] * hw.tiles)
+        for init in self.program.data:
+            vals = np.asarray(init.values, dtype=I64).reshape(-1)
+            self._place(st, init.tile, init.addr, len(vals), f"data at tile {init.tile} addr {init.addr}")
+            st.memory(init.tile).write(init.addr, np.repeat(vals[:, None], batch, axis=1), init.count, 0)
+        for loc in self.program.inputs:
+            self._place(st, loc.tile, loc.addr, loc.length, f"input {loc.name!r}")
+            st.memory(loc.tile).write(loc.addr, inputs[loc.name].T, loc.count, 0)
+        for comp in self._compiled:
+            cc, n = comp.source, len(comp.code)
+            st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
+                                      st.memory(cc.tile), st, comp.code, halted=n == 0,
+                                      counts=[0] * n, first=[-1] * n, last=[0] * n))
+        return st
+
+    def _place(self, st: MachineState, tile: int, addr: int, n: int, what: str) -> None:
+        if not (0 <= tile < self.hw.tiles and 0 <= addr and addr + n <= self.hw.tile_mem_words):
+            raise XbarcError(f"{what}: words [{addr}, {addr + n}) of tile {tile} outside the chip "
+                             f"({self.hw.tiles} tiles of {self.hw.tile_mem_words} words)")
+
+    # ---- running -------------------------------------------------------------------------------------------------
+    def run(self, inputs: dict[str, np.ndarray], max_instructions: int = 50_000_000) -> RunResult:
+        """Run every core to halt on a batch of quantized inputs; returns the outputs and statistics."""
+        batch, arrays = self._batch_of(inputs)
+        st = self._fresh_state(batch, arrays)
+        self._left, self._budget = max_instructions, max_instructions
+        self._schedule(st)
+        outputs = {loc.name: self._read_output(st, loc) for loc in self.program.outputs}
+        return RunResult(outputs, self._stats(st))
+
+    def _schedule(self, st: MachineState) -> None:
+        live = [c for c in st.cores if not c.halted]
+        epoch = st.epoch
+        while live:
+            for c in live:
+                if c.wait is not None and epoch[c.tile] == c.wait_epoch:
+                    continue
+                if self._run_core(c) or c.halted:
+                    break
+            else:
+                raise DeadlockError(self._deadlock_message(live))
+            if c.halted:
+                live = [c for c in live if not c.halted]
+
+    def _run_core(self, c: CoreState) -> int:
+        """Run ``c`` until it blocks or halts; returns the instructions executed."""
+        code, counts, first, last = c.code, c.counts, c.first, c.last
+        n_code, left, done, pc = len(code), self._left, 0, c.pc
+        c.wait = None
+        try:
+            while True:
+                pc = c.pc
+                if pc >= n_code:
+                    raise Fault(f"pc {pc} ran past the end of the code ({n_code} instructions) without halt")
+                fn, ops, lat = code[pc]
+                c.pc = pc + 1
+                r = fn(c, ops, lat)
+                if r is not None and r is not HALT:
+                    c.pc, c.wait, c.wait_epoch = pc, r, c.machine.epoch[c.tile]
+                    break
+                start = c.clock
+                c.clock = end = start + lat
+                counts[pc] += 1
+                if first[pc] < 0:
+                    first[pc] = start
+                last[pc] = end
+                done += 1
+                if done > left:
+                    raise Fault(f"instruction budget of {self._budget} instructions exceeded")
+                if r is HALT:
+                    c.halted = True
+                    break
+        except Fault as f:
+            self._left = left - done
+            raise self._fault(c, pc, str(f)) from None
+        self._left = left - done
+        return done
+
+    def _read_output(self, st: MachineState, loc: TensorLoc) -> np.ndarray:
+        mem = st.memory(loc.tile)
+        valid = mem.valid[loc.addr:loc.addr + loc.length]
+        if len(valid) != loc.length or not valid.all():
+            bad = loc.length - int(valid.sum())
+            raise RuntimeFault(f"runtime fault: output {loc.name!r}: {bad} of words [{loc.addr}, "
+                               f"{loc.addr + loc.length}) of tile {loc.tile} memory are not valid after every core "
+                               f"halted")
+        return mem.values[loc.addr:loc.addr + loc.length].T.copy()
+
+    # ---- reporting -----------------------------------------------------------------------------------------------
+    def _instr(self, c: CoreState, pc: int) -> Instr | None:
+        instrs = self._compiled_for(c).source.instrs
+        return instrs[pc] if 0 <= pc < len(instrs) else None
+
+    def _compiled_for(self, c: CoreState) -> _Compiled:
+        return next(comp for comp in self._compiled if comp.code is c.code)
+
+    def _where(self, c: CoreState, pc: int) -> tuple[str, str]:
+        """(line number or '?', instruction text) of (core, pc)."""
+        cc = self._compiled_for(c).source
+        instr = self._instr(c, pc)
+        line = cc.lines[pc] if cc.lines is not None and 0 <= pc < len(cc.lines) else None
+        src = self.program.source
+        if line is not None and src is not None and 1 <= line <= len(src):
+            return str(line), src[line - 1].strip()
+        text = instr_text(instr) if instr is not None else "<end of code>"
+        return (str(line) if line is not None else "?"), text
+
+    def _fault(self, c: CoreState, pc: int, reason: str) -> RuntimeFault:
+        line, text = self._where(c, pc)
+        instr = self._instr(c, pc)
+        node = (instr.node if instr is not None else None) or "-"
+        msg = (f"runtime fault: {reason}\n  core: tile {c.tile} core {c.core}, pc {pc}\n"
+               f"  at {self.program.filename}:{line}: {text}\n  node: {node}")
+        err = RuntimeFault(msg)
+        if line != "?":
+            err.location = Location(self.program.filename, int(line), 1, text)
+        return err
+
+    def _deadlock_message(self, live: list[CoreState]) -> str:
+        lines = [f"deadlock: {len(live)} core(s) blocked, none can progress"]
+        for c in live:
+            lines.append(f"  tile {c.tile} core {c.core} pc {c.pc}: {self._where(c, c.pc)[1]} "
+                         f"waits for {describe_wait(c.wait)}")
+        return "\n".join(lines)
+
+    def _stats(self, st: MachineState) -> Stats:
+        hw = self.hw
+        comp: dict[str, float] = {k: 0.0 for k in COMPONENTS}
+        per_instr: dict[str, dict[str, float]] = {}
+        per_layer: dict[str, dict[str, float]] = {}
+        for c, cm in zip(st.cores, self._compiled):
+            for pc, cnt in enumerate(c.counts):
+                if cnt:
+                    _account(cm, c, pc, cnt, comp, per_instr, per_layer)
+        cycles = max((c.clock for c in st.cores), default=0)
+        adc_bits = [c.adc_bits.get(k, hw.full_adc_bits) for c, cm in zip(st.cores, self._compiled) for k in cm.kernels]
+        comp["leakage"] = leakage_pj(hw, adc_bits, cycles)
+        return Stats(cycles=cycles, energy_pj=sum(comp.values()), per_component=comp, per_instruction=per_instr,
+                     per_layer=per_layer, per_core={c.name: c.clock for c in st.cores},
+                     dynamic_instructions=sum(sum(c.counts) for c in st.cores), batch=st.batch)
+
+
+def _account(cm: _Compiled, c: CoreState, pc: int, cnt: int, comp: dict[str, float],
+             per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]]) -> None:
+    """Add ``cnt`` executions of instruction ``pc`` of one core to the totals."""
+    instr, energy, lat = cm.source.instrs[pc], cm.energy[pc], cm.code[pc][2]
+    e = 0.0
+    for k, v in energy.items():
+        comp[k] = comp.get(k, 0.0) + v * cnt
+        e += v * cnt
+    pi = per_instr.setdefault(instr.op, {"count": 0, "energy_pj": 0.0, "cycles": 0})
+    pi["count"] += cnt
+    pi["energy_pj"] += e
+    pi["cycles"] += lat * cnt
+    pl = per_layer.setdefault(instr.node or "-", {"energy_pj": 0.0, "busy_cycles": 0, "start": c.first[pc],
+                                                  "end": c.last[pc], "instructions": 0})
+    pl["energy_pj"] += e
+    pl["busy_cycles"] += lat * cnt
+    pl["start"] = min(pl["start"], c.first[pc])
+    pl["end"] = max(pl["end"], c.last[pc])
+    pl["instructions"] += cnt
+
+
+def describe_wait(wait: tuple[Any, ...] | None) -> str:
+    """Words for a handler's wait tuple."""
+    if wait is None:
+        return "nothing"
+    kind = wait[0]
+    if kind == "msg":
+        return f"message on channel ({wait[1]} -> {wait[2]}, ch {wait[3]})"
+    _, tile, addr, n = wait
+    return f"{kind} words [{addr}, {addr + n}) of tile {tile} memory"
+
+
+def instr_text(instr: Instr) -> str:
+    """The assembly text of ``instr``: `isa.printer.format_instr` when available, else a plain rendering."""
+    try:
+        from isa.printer import format_instr  # noqa: PLC0415 (written in parallel; optional)
+
+        return str(format_instr(instr))
+    except Exception:  # noqa: BLE001 - any printer problem falls back to the plain form
+        return _plain_text(instr)
+
+
+def _plain_text(instr: Instr) -> str:
+    parts = []
+    try:
+        for f, v in zip(instr.spec.fields, instr.args):
+            if f.kind == "reg":
+                parts.append(f"r{v}")
+            elif f.kind == "mem":
+                base, off = v  # type: ignore[misc]
+                parts.append(f"[{off}]" if base == NO_BASE else f"[r{base}+{off}]")
+            elif f.kind == "mask":
+                parts.append(f"{int(v):#b}")  # type: ignore[arg-type]
+            elif f.kind == "label":
+                parts.append(str(v))
+            else:
+                parts.append(f"{f.name}={v}")
+    except KeyError:
+        return f"{instr.op} {instr.args}"
+    return f"{instr.op} {', '.join(parts)}".rstrip()

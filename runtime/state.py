@@ -1,0 +1,171 @@
+"""Machine state: tile memories (values + valid bit + reader count + change time), cores, MVMU kernels, FIFOs.
+
+Every register word and memory word holds one int64 per batch element: arrays are laid out (words, batch) so a
+vector of n words at address a is the numpy view ``array[a:a+n]`` of shape (n, batch).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from isa import HardwareConfig, MvmuImage, XbarcError
+from isa import numerics as nx
+
+I64 = np.int64
+_F64_EXACT = float(1 << 53)
+
+
+class Fault(Exception):
+    """Raised by a handler; the machine wraps it into a `RuntimeFault` naming core, pc, source line and node."""
+
+
+class TileMemory:
+    """One tile's memory: values (words, batch), valid bits, reader counts and the time each word last changed
+    state (became valid or invalid). A valid word with reader count 0 stays valid for any number of reads."""
+
+    def __init__(self, words: int, batch: int) -> None:
+        self.words = words
+        self.values = np.zeros((words, batch), dtype=I64)
+        self.valid = np.zeros(words, dtype=bool)
+        self.readers = np.zeros(words, dtype=I64)
+        self.time = np.zeros(words, dtype=I64)
+
+    def check(self, addr: int, n: int, tile: int) -> None:
+        """Fault unless words [addr, addr+n) exist."""
+        if addr < 0 or addr + n > self.words:
+            raise Fault(f"memory words [{addr}, {addr + n}) outside tile {tile} memory [0, {self.words})")
+
+    def write(self, addr: int, values: np.ndarray, count: int, time: int) -> None:
+        """Store (n, batch) values: valid, ``count`` readers, changed at ``time``."""
+        n = len(values)
+        self.values[addr:addr + n] = values
+        self.valid[addr:addr + n] = True
+        self.readers[addr:addr + n] = count
+        self.time[addr:addr + n] = time
+
+    def consume(self, addr: int, n: int, time: int) -> np.ndarray:
+        """Read n valid words, decrementing positive reader counts; words reaching 0 become invalid at ``time``."""
+        vals = self.values[addr:addr + n].copy()
+        rc = self.readers[addr:addr + n]
+        live = rc > 0
+        if live.any():
+            rc -= live
+            gone = live & (rc == 0)
+            self.valid[addr:addr + n][gone] = False
+            self.time[addr:addr + n][gone] = time
+        return vals
+
+
+@dataclass
+class MvmuKernel:
+    """One programmed MVMU, pre-sliced for fast exact evaluation.
+
+    ``diff`` is the (S*C, R) float32 matrix of slice differences (pos - neg), row s*C + c; ``weights`` the (C, R)
+    float64 matrix the slices reconstruct; ``vmin``/``vmax`` bound every bit-line value, so an ADC whose range
+    covers them never clips and the MVM equals the exact product ``weights @ x``.
+    """
+
+    mvmu: int
+    rows: int
+    cols: int
+    slices: int
+    diff: np.ndarray
+    weights_t: np.ndarray
+    scale: np.ndarray
+    vmin: int
+    vmax: int
+    wmax: int
+    node: str = ""
+
+    @classmethod
+    def from_image(cls, img: MvmuImage, hw: HardwareConfig) -> "MvmuKernel":
+        """Validate an image against the hardware and precompute its matrices."""
+        w = np.asarray(img.weights, dtype=I64)
+        where = f"MVMU image tile {img.tile} core {img.core} mvmu {img.mvmu}"
+        if w.ndim != 2 or not (0 < w.shape[0] <= hw.xbar_rows and 0 < w.shape[1] <= hw.xbar_cols):
+            raise XbarcError(f"{where}: shape {w.shape} does not fit a {hw.xbar_rows}x{hw.xbar_cols} crossbar")
+        if not 0 <= img.mvmu < hw.mvmus_per_core:
+            raise XbarcError(f"{where}: MVMU index outside [0, {hw.mvmus_per_core})")
+        if not 1 <= img.weight_bits <= 63:
+            raise XbarcError(f"{where}: weight_bits={img.weight_bits} outside [1, 63]")
+        if w.size and int(np.abs(w).max()) > nx.qmax(img.weight_bits):
+            raise XbarcError(f"{where}: weights do not fit weight_bits={img.weight_bits} "
+                             f"(|w| <= {nx.qmax(img.weight_bits)}, got {int(np.abs(w).max())})")
+        pos, neg = nx.weight_slices(w, img.weight_bits, hw.cell_bits)
+        d = pos - neg  # (S, R, C)
+        s, r, c = d.shape
+        scale = np.array([float(1 << (hw.cell_bits * i)) for i in range(s)])
+        return cls(img.mvmu, r, c, s,
+                   diff=np.ascontiguousarray(d.transpose(0, 2, 1).reshape(s * c, r)).astype(np.float32),
+                   weights_t=np.ascontiguousarray(w.T).astype(np.float64), scale=scale,
+                   vmin=int(np.minimum(d, 0).sum(axis=1).min()), vmax=int(np.maximum(d, 0).sum(axis=1).max()),
+                   wmax=int(np.abs(w).max()) if w.size else 0, node=img.node)
+
+    def never_clips(self, adc: int) -> bool:
+        """Whether an ``adc``-bit conversion can never clip any bit line of this matrix."""
+        return nx.qmin(adc) <= self.vmin and self.vmax <= nx.qmax(adc)
+
+    def product_exact_in_f64(self, ibits: int) -> bool:
+        """Whether W^T x in float64 is exact for every ``ibits``-bit input."""
+        return self.rows * self.wmax * float(1 << (ibits - 1)) < _F64_EXACT
+
+    def sum_exact_in_f64(self, adc: int) -> bool:
+        """Whether the per-digit slice sum of clipped conversions is exact in float64."""
+        return float(1 << (adc - 1)) * float(self.scale.sum()) < _F64_EXACT
+
+
+@dataclass
+class CoreState:
+    """One core: register file (core_regs, batch), pc, clock, wait state and per-pc execution records."""
+
+    tile: int
+    core: int
+    regs: np.ndarray
+    mem: TileMemory
+    machine: "MachineState"
+    code: list[tuple[Any, Any, int]]
+    pc: int = 0
+    clock: int = 0
+    halted: bool = False
+    wait: tuple[Any, ...] | None = None
+    wait_epoch: int = -1
+    counts: list[int] = field(default_factory=list)
+    first: list[int] = field(default_factory=list)
+    last: list[int] = field(default_factory=list)
+    adc_bits: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """``T.C``."""
+        return f"{self.tile}.{self.core}"
+
+
+@dataclass
+class MachineState:
+    """Everything that changes during a run: memories, FIFOs, per-tile change epochs and the cores."""
+
+    hw: HardwareConfig
+    batch: int
+    memories: dict[int, TileMemory]
+    fifos: dict[tuple[int, int, int], deque[tuple[int, np.ndarray]]] = field(default_factory=dict)
+    epoch: list[int] = field(default_factory=list)
+    cores: list[CoreState] = field(default_factory=list)
+
+    def memory(self, tile: int) -> TileMemory:
+        """The memory of ``tile``, allocated on first use (np.zeros pages are committed lazily)."""
+        mem = self.memories.get(tile)
+        if mem is None:
+            mem = self.memories[tile] = TileMemory(self.hw.tile_mem_words, self.batch)
+        return mem
+
+    def fifo(self, src: int, dst: int, ch: int) -> deque[tuple[int, np.ndarray]]:
+        """The FIFO of channel (src -> dst, ch)."""
+        key = (src, dst, ch)
+        q = self.fifos.get(key)
+        if q is None:
+            q = self.fifos[key] = deque()
+        return q

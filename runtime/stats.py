@@ -1,0 +1,40 @@
+"""Run statistics: cycles, energy per inference by component, instruction and layer, and per-core clocks."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass
+class Stats:
+    """What one run cost, per inference (all batch lanes execute the same instruction stream).
+
+    ``per_instruction[mnemonic]`` = {count, energy_pj, cycles (busy cycles)}; ``per_layer[node]`` =
+    {energy_pj, busy_cycles, start, end, instructions} with start/end the first issue and last completion over all
+    cores (node ``-`` collects instructions without provenance); ``per_core["T.C"]`` = the core's final clock.
+    Leakage is charged to ``per_component["leakage"]`` and the total only, not to instructions or layers.
+    """
+
+    cycles: int = 0
+    energy_pj: float = 0.0
+    per_component: dict[str, float] = field(default_factory=dict)
+    per_instruction: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
+    per_core: dict[str, int] = field(default_factory=dict)
+    dynamic_instructions: int = 0
+    batch: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form."""
+        return asdict(self)
+
+    def summary(self) -> str:
+        """A few human-readable lines: totals, then components by energy."""
+        lines = [f"cycles {self.cycles}, energy {self.energy_pj / 1e3:.3f} nJ per inference, "
+                 f"{self.dynamic_instructions} instructions, batch {self.batch}"]
+        total = self.energy_pj or 1.0
+        for name, pj in sorted(self.per_component.items(), key=lambda kv: -kv[1]):
+            if pj:
+                lines.append(f"  {name:<12} {pj / 1e3:12.3f} nJ  {100 * pj / total:5.1f}%")
+        return "\n".join(lines)

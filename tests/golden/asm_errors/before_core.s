@@ -1,0 +1,3 @@
+; xbarc assembly
+    halt
+.core 0 0

@@ -1,0 +1,2 @@
+.core 0 9
+    halt

@@ -1,0 +1,5 @@
+.core 0 1
+    halt
+
+.core 0 1
+    halt

@@ -1,0 +1,5 @@
+.core 0 0
+loop:
+    halt
+loop:
+    halt

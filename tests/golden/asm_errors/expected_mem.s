@@ -1,0 +1,2 @@
+.core 0 0
+    load r1, r2, n=4

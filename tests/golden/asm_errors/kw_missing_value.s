@@ -1,0 +1,2 @@
+.core 0 0
+    relu r1, r2, n=

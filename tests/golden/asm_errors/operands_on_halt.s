@@ -1,0 +1,2 @@
+.core 0 0
+    halt r1

@@ -1,0 +1,2 @@
+.core 0 0
+    add r1, r2, r3
