@@ -35,7 +35,8 @@ def rshift_round(x: np.ndarray, shift: int) -> np.ndarray:
     if shift > 0:
         return (x + (I64(1) << I64(shift - 1))) >> I64(shift)
     if shift < 0:
-        return x << I64(-shift)
+        lim = (1 << (63 + shift)) - 1  # saturate instead of wrapping when the left shift would overflow int64
+        return np.clip(x, -lim, lim) << I64(-shift)
     return x
 
 

@@ -112,6 +112,7 @@ def export_onnx(params: Params) -> onnx.ModelProto:
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="xbarc")
+    helper.set_model_props(model, {"xbarc.dataset": "digits"})  # calibration data for `xbarc compile`
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model

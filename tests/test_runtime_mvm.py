@@ -46,6 +46,8 @@ def naive_mvm(w, x, wbits, ibits, adc, shift, obits, cell_bits=2):
                     total += sig * (1 << (cell_bits * s)) * v
             if shift > 0:
                 total = (total + (1 << (shift - 1))) >> shift
+            elif shift < 0:
+                total <<= -shift
             lim = 1 << (obits - 1)
             out[b, c] = min(max(total, -lim), lim - 1)
     return out

@@ -60,7 +60,7 @@ def import_onnx(model: str | Path | onnx.ModelProto) -> FrontendResult:
     proto = load_model(model)
     g = proto.graph
     host_nodes = _host_nodes(g)
-    device_nodes = [n for n in g.node if id(n) not in host_nodes]
+    device_nodes = [n for k, n in enumerate(g.node) if k not in host_nodes]
     _check_supported(device_nodes)
     ctx = Context(opset_of(proto))
     ctx.consts.update({t.name: numpy_helper.to_array(t) for t in g.initializer})
@@ -74,7 +74,7 @@ def import_onnx(model: str | Path | onnx.ModelProto) -> FrontendResult:
     for name in device_outputs:
         if name not in ctx.values:
             raise ModelError(f"device output '{name}' is a constant or graph input; nothing to compute")
-    host = [n for n in g.node if id(n) in host_nodes]
+    host = [n for k, n in enumerate(g.node) if k in host_nodes]
     graph = Graph(g.name or "model", inputs, ctx.ops, device_outputs, dict(ctx.values),
                   host_outputs=[o.name for o in g.output] if host else [],
                   host_ops=[f"{n.op_type}({n.name})" for n in host])
@@ -97,31 +97,28 @@ def _graph_inputs(g: onnx.GraphProto, ctx: Context) -> list[Value]:
     return values
 
 
-def _consumers(g: onnx.GraphProto) -> dict[str, list[onnx.NodeProto]]:
-    users: dict[str, list[onnx.NodeProto]] = {}
-    for n in g.node:
-        for i in n.input:
-            users.setdefault(i, []).append(n)
-    return users
-
-
 def _host_nodes(g: onnx.GraphProto) -> set[int]:
-    """Nodes of HOST_OPS all of whose outputs feed only host nodes or graph outputs (a tail of the graph)."""
-    users = _consumers(g)
-    host: set[int] = set()
-    for node in reversed(list(g.node)):
-        if node.op_type not in HOST_OPS:
-            continue
-        if all(id(u) in host for o in node.output for u in users.get(o, [])):
-            host.add(id(node))
-    # a tail must start after the last crossbar/compute op: drop host-able nodes whose inputs are graph inputs
+    """Indices of HOST_OPS nodes all of whose outputs feed only host nodes or graph outputs (the graph's tail),
+    excluding nodes that read a graph input directly (those belong to the device part)."""
+    nodes = list(g.node)
+    users: dict[str, list[int]] = {}
+    for i, n in enumerate(nodes):
+        for name in n.input:
+            users.setdefault(name, []).append(i)
     inputs = {i.name for i in g.input}
-    return {h for h in host if not any(i in inputs for n in g.node if id(n) == h for i in n.input)}
+    host: set[int] = set()
+    for i in reversed(range(len(nodes))):
+        n = nodes[i]
+        if n.op_type not in HOST_OPS or any(name in inputs for name in n.input):
+            continue
+        if all(u in host for o in n.output for u in users.get(o, [])):
+            host.add(i)
+    return host
 
 
 def _device_outputs(g: onnx.GraphProto, host: set[int], device: list[onnx.NodeProto]) -> list[str]:
     produced = [o for n in device for o in n.output]
-    needed = {i for n in g.node if id(n) in host for i in n.input} | {o.name for o in g.output}
+    needed = {i for k, n in enumerate(g.node) if k in host for i in n.input} | {o.name for o in g.output}
     return [o for o in produced if o in needed]
 
 

@@ -100,6 +100,8 @@ def resolve_precision(g: Graph, config: str | dict[str, Any] | Path | None, rang
         spec = {k: v for k, v in (base | dict(layers.get(op.name, {}))).items() if not (k == "adc_bits" and v == 0)}
         _validate(op.name, spec, hw)
         out[op.name] = _complete(op.name, spec, ranges, hw)
+        if op.attrs.get("act") in ("sigmoid", "tanh"):
+            out[op.name] = _bounded_act_frac(op.name, out[op.name], "acc_frac" in spec)
     _check_consumers_agree(g, out)
     return out
 
@@ -112,6 +114,16 @@ def _complete(name: str, spec: dict[str, int], ranges: Ranges, hw: HardwareConfi
     full.setdefault("in_frac", frac_for(r.input, full["in_bits"]))
     full.setdefault("acc_frac", frac_for(r.acc, full["acc_bits"], headroom=1))
     return LayerPrecision(**{k: full[k] for k in OPTIONS})
+
+
+def _bounded_act_frac(name: str, p: LayerPrecision, explicit: bool) -> LayerPrecision:
+    """Sigmoid and tanh reach +-1.0, which Q(acc_bits, acc_frac) holds only if acc_frac <= acc_bits - 2."""
+    if p.acc_frac <= p.acc_bits - 2:
+        return p
+    if explicit:
+        raise ConfigError(f"layer '{name}': option 'acc_frac'={p.acc_frac} cannot hold the activation's value "
+                          f"1.0 in {p.acc_bits} bits; use acc_frac <= {p.acc_bits - 2}")
+    return replace(p, acc_frac=p.acc_bits - 2)
 
 
 def _check_consumers_agree(g: Graph, prec: dict[str, LayerPrecision]) -> None:
