@@ -9,6 +9,7 @@ it must block: ``("valid" | "invalid", tile, addr, n)`` or ``("msg", src, dst, c
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any, Callable
 
 import numpy as np
@@ -117,7 +118,7 @@ def _decode_mvm(instr: Instr, ctx: DecodeContext) -> tuple[Any, ...]:
         inp = slice(hw.mvmu_in(k), hw.mvmu_in(k) + kern.rows)
         out = slice(hw.mvmu_out(k), hw.mvmu_out(k) + kern.cols)
         exact = kern.never_clips(adc) and kern.product_exact_in_f64(ibits)
-        units.append((k, kern, inp, out, exact, kern.sum_exact_in_f64(adc)))
+        units.append((k, kern, inp, out, exact, kern.sum_dtype(adc)))
     return tuple(units), ibits, adc, shift, obits
 
 
@@ -127,18 +128,22 @@ def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
     return ((x & I64((1 << bits) - 1)) ^ sb) - sb
 
 
-def _mvm_digits(kern: MvmuKernel, x: np.ndarray, ibits: int, adc: int, f64_sum: bool) -> np.ndarray:
-    """Rule MVM step by step: digits, bit-line values, ADC clipping, exact shift-and-add -> (C, B) int64."""
-    digits, sig = nx.input_digits(x, ibits)  # (ibits, R, B)
+def _mvm_digits(kern: MvmuKernel, x: np.ndarray, ibits: int, adc: int, sum_dtype: Any) -> np.ndarray:
+    """Rule MVM step by step: digits, bit-line values, ADC clipping, exact shift-and-add -> (C, B) int64.
+
+    Every intermediate is an integer small enough for the float type it is held in (checked at load time), so
+    the BLAS products are exact; the final sum over digits is int64."""
     r, b = x.shape
-    d = digits.transpose(1, 0, 2).reshape(r, ibits * b).astype(np.float32)
-    v = kern.diff @ d  # (S*C, ibits*B): exact small integers in float32
-    np.clip(v, nx.qmin(adc), nx.qmax(adc), out=v)
+    js = np.arange(ibits, dtype=I64)[None, :, None]
+    digits = ((x & I64((1 << ibits) - 1))[:, None, :] >> js) & I64(1)  # (R, ibits, B): numerics.input_digits
+    v = kern.diff @ digits.reshape(r, ibits * b).astype(np.float32)  # (S*C, ibits*B) bit-line values
+    np.clip(v, nx.qmin(adc), nx.qmax(adc), out=v)  # numerics.adc_convert
     v = v.reshape(kern.slices, -1)
-    if f64_sum:
-        u = (kern.scale @ v).astype(I64)
-    else:
+    if sum_dtype is None:
         u = kern.scale.astype(I64) @ v.astype(I64)
+    else:
+        u = (kern.scale.astype(sum_dtype) @ v.astype(sum_dtype, copy=False)).astype(I64)
+    _, sig = nx.input_digits(np.zeros(0, dtype=I64), ibits)
     return np.einsum("cjb,j->cb", u.reshape(kern.cols, ibits, b), sig)
 
 
@@ -146,12 +151,12 @@ def _mvm_digits(kern: MvmuKernel, x: np.ndarray, ibits: int, adc: int, f64_sum: 
 def _mvm(c: CoreState, o: tuple[Any, ...], lat: int) -> None:
     units, ibits, adc, shift, obits = o
     regs = c.regs
-    for k, kern, inp, out, exact, f64_sum in units:
+    for k, kern, inp, out, exact, sum_dtype in units:
         x = regs[inp]
         if exact:
             p = (kern.weights_t @ _wrap(x, ibits).astype(np.float64)).astype(I64)
         else:
-            p = _mvm_digits(kern, x, ibits, adc, f64_sum)
+            p = _mvm_digits(kern, x, ibits, adc, sum_dtype)
         regs[out] = nx.requantize(p, shift, obits)
         c.adc_bits[k] = adc
 
@@ -294,7 +299,7 @@ def _load(c: CoreState, o: Any, lat: int) -> Any:
     c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
     c.regs[d] = mem.values[addr:addr + n]
     mem.consume(addr, n, start + lat)
-    c.machine.epoch[c.tile] += 1
+    c.epoch[c.tile] += 1
     return None
 
 
@@ -306,7 +311,7 @@ def _store(c: CoreState, o: Any, lat: int) -> Any:
         return ("invalid", c.tile, addr, n)
     c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
     mem.write(addr, c.regs[a], count, start + lat)
-    c.machine.epoch[c.tile] += 1
+    c.epoch[c.tile] += 1
     return None
 
 
@@ -339,18 +344,19 @@ def _send(c: CoreState, o: Any, lat: int) -> Any:
     c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
     vals = mem.values[addr:addr + n].copy()
     mem.consume(addr, n, start + lat)
-    st = c.machine
-    st.fifo(c.tile, tile, ch).append((start + lat + transit, vals))
-    st.epoch[c.tile] += 1
-    st.epoch[tile] += 1
+    q = c.fifos.get((c.tile, tile, ch))
+    if q is None:
+        q = c.fifos[(c.tile, tile, ch)] = deque()
+    q.append((start + lat + transit, vals))
+    c.epoch[c.tile] += 1
+    c.epoch[tile] += 1
     return None
 
 
 @handler("recv")
 def _recv(c: CoreState, o: Any, lat: int) -> Any:
     dst, n, tile, ch, count = o
-    st = c.machine
-    q = st.fifos.get((tile, c.tile, ch))
+    q = c.fifos.get((tile, c.tile, ch))
     if not q:
         return ("msg", tile, c.tile, ch)
     addr, mem = _addr(c, dst, n), c.mem
@@ -362,7 +368,7 @@ def _recv(c: CoreState, o: Any, lat: int) -> Any:
     q.popleft()
     c.clock = start = max(c.clock, arrival, int(mem.time[addr:addr + n].max()))
     mem.write(addr, vals, count, start + lat)
-    st.epoch[c.tile] += 1
+    c.epoch[c.tile] += 1
     return None
 
 

@@ -123,7 +123,7 @@ class Machine:
         for comp in self._compiled:
             cc, n = comp.source, len(comp.code)
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
-                                      st.memory(cc.tile), st, comp.code, halted=n == 0,
+                                      st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=n == 0,
                                       counts=[0] * n, first=[-1] * n, last=[0] * n))
         return st
 
@@ -170,7 +170,7 @@ class Machine:
                 c.pc = pc + 1
                 r = fn(c, ops, lat)
                 if r is not None and r is not HALT:
-                    c.pc, c.wait, c.wait_epoch = pc, r, c.machine.epoch[c.tile]
+                    c.pc, c.wait, c.wait_epoch = pc, r, c.epoch[c.tile]
                     break
                 start = c.clock
                 c.clock = end = start + lat
@@ -198,6 +198,7 @@ class Machine:
             raise RuntimeFault(f"runtime fault: output {loc.name!r}: {bad} of words [{loc.addr}, "
                                f"{loc.addr + loc.length}) of tile {loc.tile} memory are not valid after every core "
                                f"halted")
+        mem.check(loc.addr, loc.length, loc.tile)
         return mem.values[loc.addr:loc.addr + loc.length].T.copy()
 
     # ---- reporting -----------------------------------------------------------------------------------------------

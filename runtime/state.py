@@ -29,19 +29,29 @@ class TileMemory:
 
     def __init__(self, words: int, batch: int) -> None:
         self.words = words
-        self.values = np.zeros((words, batch), dtype=I64)
+        self.values = np.zeros((min(words, 1024), batch), dtype=I64)  # grows on demand (batch x words is big)
         self.valid = np.zeros(words, dtype=bool)
         self.readers = np.zeros(words, dtype=I64)
         self.time = np.zeros(words, dtype=I64)
 
     def check(self, addr: int, n: int, tile: int) -> None:
-        """Fault unless words [addr, addr+n) exist."""
-        if addr < 0 or addr + n > self.words:
-            raise Fault(f"memory words [{addr}, {addr + n}) outside tile {tile} memory [0, {self.words})")
+        """Fault unless words [addr, addr+n) exist; make sure their values are allocated."""
+        end = addr + n
+        if addr < 0 or end > self.words:
+            raise Fault(f"memory words [{addr}, {end}) outside tile {tile} memory [0, {self.words})")
+        if end > len(self.values):
+            self._grow(end)
+
+    def _grow(self, end: int) -> None:
+        old = self.values
+        self.values = np.zeros((min(self.words, max(end, 2 * len(old))), old.shape[1]), dtype=I64)
+        self.values[:len(old)] = old
 
     def write(self, addr: int, values: np.ndarray, count: int, time: int) -> None:
         """Store (n, batch) values: valid, ``count`` readers, changed at ``time``."""
         n = len(values)
+        if addr + n > len(self.values):
+            self._grow(addr + n)
         self.values[addr:addr + n] = values
         self.valid[addr:addr + n] = True
         self.readers[addr:addr + n] = count
@@ -113,20 +123,27 @@ class MvmuKernel:
         """Whether W^T x in float64 is exact for every ``ibits``-bit input."""
         return self.rows * self.wmax * float(1 << (ibits - 1)) < _F64_EXACT
 
-    def sum_exact_in_f64(self, adc: int) -> bool:
-        """Whether the per-digit slice sum of clipped conversions is exact in float64."""
-        return float(1 << (adc - 1)) * float(self.scale.sum()) < _F64_EXACT
+    def sum_dtype(self, adc: int) -> Any:
+        """The narrowest float type that holds the per-digit slice sum of ``adc``-bit conversions exactly
+        (None: int64 needed)."""
+        bound = float(1 << (adc - 1)) * float(self.scale.sum())
+        if bound < float(1 << 24):
+            return np.float32
+        return np.float64 if bound < _F64_EXACT else None
 
 
 @dataclass
 class CoreState:
-    """One core: register file (core_regs, batch), pc, clock, wait state and per-pc execution records."""
+    """One core: register file (core_regs, batch), pc, clock, wait state and per-pc execution records.
+
+    ``fifos`` and ``epoch`` are the machine's (shared, no back reference: no cycles to keep big arrays alive)."""
 
     tile: int
     core: int
     regs: np.ndarray
     mem: TileMemory
-    machine: "MachineState"
+    fifos: dict[tuple[int, int, int], deque[tuple[int, np.ndarray]]]
+    epoch: list[int]
     code: list[tuple[Any, Any, int]]
     pc: int = 0
     clock: int = 0
@@ -161,11 +178,3 @@ class MachineState:
         if mem is None:
             mem = self.memories[tile] = TileMemory(self.hw.tile_mem_words, self.batch)
         return mem
-
-    def fifo(self, src: int, dst: int, ch: int) -> deque[tuple[int, np.ndarray]]:
-        """The FIFO of channel (src -> dst, ch)."""
-        key = (src, dst, ch)
-        q = self.fifos.get(key)
-        if q is None:
-            q = self.fifos[key] = deque()
-        return q

@@ -241,7 +241,8 @@ class Emitter:
                                                   self.g.values[name].shape, 0))
         for core in sorted(set(self.code) | set(self.tail)):
             cc = self.program.core(*core)
-            cc.instrs = self.code[core] + self.tail[core] + [Instr("halt", (), None)]
+            body = self.code[core] + self.tail[core]
+            cc.instrs = body + [Instr("halt", (), body[-1].node if body else None)]
         self.program.cores.sort(key=lambda c: (c.tile, c.core))
         return self.program
 
