@@ -174,7 +174,8 @@ def _mem(instr: Instr, ctx: CostContext) -> Cost:
     hw = ctx.hw
     n = int(instr.arg("n"))  # type: ignore[arg-type]
     acc = mem_accesses(hw, n)
-    return Cost(acc * hw.costs.mem_access_cycles, {"tile_mem": acc * hw.costs.mem_access_pj, "regs": n * hw.costs.reg_pj})
+    energy = {"tile_mem": acc * hw.costs.mem_access_pj, "regs": n * hw.costs.reg_pj}
+    return Cost(acc * hw.costs.mem_access_cycles, energy)
 
 
 COST_UNITS["mem_load"] = _mem

@@ -119,7 +119,8 @@ def _decode_mvm(instr: Instr, ctx: DecodeContext) -> tuple[Any, ...]:
         out = slice(hw.mvmu_out(k), hw.mvmu_out(k) + kern.cols)
         exact = kern.never_clips(adc) and kern.product_exact_in_f64(ibits)
         units.append((k, kern, inp, out, exact, kern.sum_dtype(adc)))
-    return tuple(units), ibits, adc, shift, obits
+    sig = nx.input_digits(np.zeros(0, dtype=I64), ibits)[1]  # signed digit significances
+    return tuple(units), ibits, adc, shift, obits, sig
 
 
 def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
@@ -128,7 +129,8 @@ def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
     return ((x & I64((1 << bits) - 1)) ^ sb) - sb
 
 
-def _mvm_digits(kern: MvmuKernel, x: np.ndarray, ibits: int, adc: int, sum_dtype: Any) -> np.ndarray:
+def _mvm_digits(kern: MvmuKernel, x: np.ndarray, ibits: int, adc: int, sum_dtype: Any,
+                sig: np.ndarray) -> np.ndarray:
     """Rule MVM step by step: digits, bit-line values, ADC clipping, exact shift-and-add -> (C, B) int64.
 
     Every intermediate is an integer small enough for the float type it is held in (checked at load time), so
@@ -143,20 +145,19 @@ def _mvm_digits(kern: MvmuKernel, x: np.ndarray, ibits: int, adc: int, sum_dtype
         u = kern.scale.astype(I64) @ v.astype(I64)
     else:
         u = (kern.scale.astype(sum_dtype) @ v.astype(sum_dtype, copy=False)).astype(I64)
-    _, sig = nx.input_digits(np.zeros(0, dtype=I64), ibits)
     return np.einsum("cjb,j->cb", u.reshape(kern.cols, ibits, b), sig)
 
 
 @handler("mvm")
 def _mvm(c: CoreState, o: tuple[Any, ...], lat: int) -> None:
-    units, ibits, adc, shift, obits = o
+    units, ibits, adc, shift, obits, sig = o
     regs = c.regs
     for k, kern, inp, out, exact, sum_dtype in units:
         x = regs[inp]
         if exact:
             p = (kern.weights_t @ _wrap(x, ibits).astype(np.float64)).astype(I64)
         else:
-            p = _mvm_digits(kern, x, ibits, adc, sum_dtype)
+            p = _mvm_digits(kern, x, ibits, adc, sum_dtype, sig)
         regs[out] = nx.requantize(p, shift, obits)
         c.adc_bits[k] = adc
 

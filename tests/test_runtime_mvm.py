@@ -101,7 +101,8 @@ def test_two_mvmus_fire_in_parallel():
             I("mvm", 0b11, 4, HW.full_adc_bits, 0, 32),
             I("store", M(100), HW.mvmu_out(0), 4, 0), I("store", M(104), HW.mvmu_out(1), 3, 0), I("halt")]
     prog = program({(0, 0): code}, mvmus=[MvmuImage(0, 0, 0, w0, 4), MvmuImage(0, 0, 1, w1, 4)],
-                   inputs=[loc("x", 0, 0, 10, 4, count=2)], outputs=[loc("y0", 0, 100, 4, 32), loc("y1", 0, 104, 3, 32)])
+                   inputs=[loc("x", 0, 0, 10, 4, count=2)],
+                   outputs=[loc("y0", 0, 100, 4, 32), loc("y1", 0, 104, 3, 32)])
     out = Machine(prog).run({"x": x}).outputs
     assert np.array_equal(out["y0"], x @ w0)
     assert np.array_equal(out["y1"], x[:, :6] @ w1)

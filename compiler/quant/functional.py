@@ -36,14 +36,27 @@ def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: i
     """Exact shift-and-add sum of one crossbar row block (rule MVM, before the rounding shift).
 
     x: (B, R) inputs in in_bits two's complement; w: (R, C) integer weights. Returns (B, C) int64.
+    Bit-line values are small integers, exact in float32; the per-digit sum over slices runs in float32 when
+    its bound (sum of slice weights x the ADC's largest magnitude) is below 2^24, else float64 (below 2^53,
+    else int64); the sum over digits runs in int64.
     """
+    b, r = x.shape
     digits, sig = nx.input_digits(x, p.in_bits)                      # (bi, B, R)
     pos, neg = nx.weight_slices(w, p.w_bits, cell_bits)              # (S, R, C)
-    diff = (pos - neg).astype(np.float32)
-    v = np.matmul(digits.astype(np.float32)[:, None], diff[None])     # (bi, S, B, C), exact small integers
-    a = nx.adc_convert(v.astype(np.int64), p.adc_bits)
-    coef = sig[:, None] * (np.int64(1) << (cell_bits * np.arange(len(pos), dtype=np.int64)))[None, :]
-    return np.tensordot(coef, a, axes=([0, 1], [0, 1]))
+    n_s, _, c = pos.shape
+    diff = (pos - neg).astype(np.float32).transpose(1, 0, 2).reshape(r, n_s * c)
+    v = digits.astype(np.float32).reshape(-1, r) @ diff               # (bi*B, S*C), exact small integers
+    np.clip(v, nx.qmin(p.adc_bits), nx.qmax(p.adc_bits), out=v)      # the ADC (rule ADC)
+    v = v.reshape(p.in_bits, b, n_s, c).transpose(0, 1, 3, 2)        # (bi, B, C, S)
+    slice_w = np.array([1 << (cell_bits * i) for i in range(n_s)], dtype=np.int64)
+    bound = float(slice_w.sum()) * float(1 << (p.adc_bits - 1))
+    if bound < 2.0**24:
+        per_digit = (v @ slice_w.astype(np.float32)).astype(np.int64)
+    elif bound < 2.0**53:
+        per_digit = (v.astype(np.float64) @ slice_w.astype(np.float64)).astype(np.int64)
+    else:
+        per_digit = v.astype(np.int64) @ slice_w
+    return np.tensordot(sig, per_digit, axes=1)                       # (B, C)
 
 
 def dense_forward(x: np.ndarray, q: QuantizedLayer, p: LayerPrecision, act: str, hw: HardwareConfig) -> np.ndarray:

@@ -1,0 +1,65 @@
+"""PUMA's 784-1024-512-200-10 sigmoid MLP on the `puma` hardware preset, beside PUMA's own simulator.
+
+Usage: python benchmarks/puma_mlp.py
+PUMA's simulator on this machine (../shared/design/PUMA_NOTES.md): 17,002 cycles, 7.04 uJ (5.71 dynamic + 1.33
+leakage), 20.2 s of wall time per inference. Goals: >= 100x faster per inference; cycles and energy within 2x.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _table import table  # noqa: E402
+
+from compiler import compile_model, runner  # noqa: E402
+from models.puma_mlp import build_puma_mlp, puma_input  # noqa: E402
+from runtime import Machine  # noqa: E402
+
+PUMA = {"cycles": 17002, "energy_uj": 7.04, "dynamic_uj": 5.71, "leakage_uj": 1.33, "wall_s": 20.2}
+
+
+def main() -> None:
+    """Compile, run once (and time the run over repeats), print the comparison."""
+    t0 = time.perf_counter()
+    cm = compile_model(build_puma_mlp(), "puma", hw="puma")
+    compile_s = time.perf_counter() - t0
+    x = puma_input()
+    feeds = {"input": x}
+    q = runner.quantize_inputs(cm, feeds)
+    machine = Machine(cm.program)
+    walls = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        result = machine.run(q)
+        walls.append(time.perf_counter() - t0)
+    s = result.stats
+    wall = min(walls)
+    leak = s.per_component.get("leakage", 0.0) / 1e6
+    total = s.energy_pj / 1e6
+    outcome = runner.run(cm, feeds)
+    exact = runner.bit_exact(cm, feeds, outcome)
+    ref = runner.reference_outputs(cm.model, feeds, ["output"])["output"]
+    err = float(abs(outcome.device_float["output"] - ref).max())
+    rep = cm.mapping.report(cm.precision) if cm.mapping else {}
+    rows = [
+        ["cycles per inference", f"{s.cycles:,}", f"{PUMA['cycles']:,}", f"{s.cycles / PUMA['cycles']:.2f}"],
+        ["energy per inference (uJ)", f"{total:.3f}", f"{PUMA['energy_uj']:.2f}", f"{total / PUMA['energy_uj']:.2f}"],
+        ["  dynamic (uJ)", f"{total - leak:.3f}", f"{PUMA['dynamic_uj']:.2f}",
+         f"{(total - leak) / PUMA['dynamic_uj']:.2f}"],
+        ["  leakage (uJ)", f"{leak:.3f}", f"{PUMA['leakage_uj']:.2f}", f"{leak / PUMA['leakage_uj']:.2f}"],
+        ["wall time per inference (s)", f"{wall:.4f}", f"{PUMA['wall_s']:.1f}", f"{PUMA['wall_s'] / wall:,.0f}x faster"],
+    ]
+    print(table(rows, ["PUMA MLP 784-1024-512-200-10", "xbarc", "PUMA simulator", "ratio"]))
+    print(f"\ncompile time {compile_s:.2f} s; {rep.get('mvmus')} MVMUs, {rep.get('crossbars')} crossbars, "
+          f"{rep.get('cores')} cores, {rep.get('tiles')} tiles; static instructions {cm.program.static_instructions}")
+    print(f"bit-exact vs functional model: {exact}; max |output - onnxruntime| = {err:.2e} (Q4.12 outputs)")
+    comps = sorted(s.per_component.items(), key=lambda kv: -kv[1])
+    print("\n" + table([[k, f"{v / 1e6:.4f}", f"{v / s.energy_pj:.1%}"] for k, v in comps],
+                       ["component", "uJ", "share"]))
+
+
+if __name__ == "__main__":
+    main()

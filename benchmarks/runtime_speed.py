@@ -1,0 +1,62 @@
+"""Runtime speed on the digits test split: onnxruntime float vs the functional model vs the reference runtime.
+
+Usage: python benchmarks/runtime_speed.py [--precision 16bit] [--repeat 3]
+Prints images/s of each and the ratios (goal: runtime within 3x of the functional model), and compile time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _table import best_time, table  # noqa: E402
+
+from compiler import compile_model, runner  # noqa: E402
+from models.datasets import load_dataset  # noqa: E402
+from runtime import Machine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+MODELS = {"mlp_digits": ROOT / "models" / "mlp_digits.onnx"}
+
+
+def measure(name: str, path: Path, precision: str, repeat: int) -> list[object]:
+    """One row: compile time and images/s of onnxruntime, functional model and runtime."""
+    import onnxruntime as ort
+
+    x, _ = load_dataset("digits", "test")
+    t0 = time.perf_counter()
+    preset, _, adc = precision.partition("-adc")
+    cm = compile_model(path, {"preset": preset, "default": {"adc_bits": int(adc)}} if adc else preset)
+    compile_s = time.perf_counter() - t0
+    feeds = {cm.program.inputs[0].name: x}
+    q = runner.quantize_inputs(cm, feeds)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    t_ort = best_time(lambda: sess.run(None, {sess.get_inputs()[0].name: x}), repeat)
+    t_fun = best_time(lambda: runner.functional_outputs(cm, feeds), repeat)
+    machine = Machine(cm.program)
+    t_rt = best_time(lambda: machine.run(q), repeat)
+    n = len(x)
+    return [name, precision, n, f"{compile_s:.2f}", f"{n / t_ort:,.0f}", f"{n / t_fun:,.0f}", f"{n / t_rt:,.0f}",
+            f"{t_rt / t_fun:.2f}x", f"{t_rt / t_ort:,.0f}x"]
+
+
+def main() -> None:
+    """Print the table."""
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--precision", nargs="+", default=["16bit", "8bit", "8bit-adc5"],
+                    help="presets; NAME-adcB sets every layer's ADC to B bits (conversions clip)")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    rows = [measure(name, path, p, args.repeat) for name, path in MODELS.items() for p in args.precision]
+    print(table(rows, ["model", "precision", "images", "compile s", "onnxruntime img/s", "functional img/s",
+                       "runtime img/s", "runtime/functional time", "runtime/onnxruntime time"]))
+    np.set_printoptions()
+
+
+if __name__ == "__main__":
+    main()
