@@ -20,7 +20,7 @@ from .frontend import import_onnx, load_model
 from .ir import Graph, dump
 from .mapping import Mapping, map_naive
 from .passes import CANONICALIZE, run_pipeline
-from .quant import LayerPrecision, Ranges, calibrate, precision_to_json, resolve_precision
+from .quant import Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, resolve_precision
 
 DATASET_KEY = "xbarc.dataset"
 
@@ -36,6 +36,7 @@ class CompiledModel:
     model: onnx.ModelProto
     host_model: onnx.ModelProto | None
     hw: HardwareConfig
+    formats: dict[str, Format]
     calibration: str = ""
 
     def save(self, outdir: str | Path) -> None:
@@ -92,10 +93,11 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     inputs, how = calibration_inputs(graph, proto, calib)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
     prec = resolve_precision(graph, precision, ranges, hwc)
+    fmt = assign_formats(graph, prec, ranges)
     mapping = map_naive(graph, prec, hwc)
-    program = generate(graph, prec, mapping, hwc)
+    program = generate(graph, prec, mapping, hwc, fmt)
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()]})
-    return CompiledModel(graph, prec, mapping, program, proto, host, hwc, how)
+    return CompiledModel(graph, prec, mapping, program, proto, host, hwc, fmt, how)
 
 
 def load_compiled(outdir: str | Path) -> CompiledModel:
@@ -107,4 +109,5 @@ def load_compiled(outdir: str | Path) -> CompiledModel:
     graph, host, proto = import_graph(load_model(out / "model.onnx"))
     prec_doc = json.loads((out / "precision.json").read_text())
     prec = {k: LayerPrecision(**v) for k, v in prec_doc["layers"].items()}
-    return CompiledModel(graph, prec, None, program, proto, host, program.hw, program.meta.get("calibration", ""))
+    fmt = {k: (int(v[0]), int(v[1])) for k, v in program.meta.get("formats", {}).items()}
+    return CompiledModel(graph, prec, None, program, proto, host, program.hw, fmt, program.meta.get("calibration", ""))

@@ -35,26 +35,35 @@ def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np
         if loc.name not in x:
             raise XbarcError(f"missing input '{loc.name}'; the model takes {[i.name for i in cm.program.inputs]}")
         arr = np.asarray(x[loc.name], dtype=np.float64)
-        if arr.shape[1:] != tuple(loc.shape) and arr.reshape(len(arr), -1).shape[1] != loc.length:
+        if arr.size != len(arr) * int(np.prod(loc.shape)):
             raise XbarcError(f"input '{loc.name}': expected per-sample shape {tuple(loc.shape)}, got {arr.shape[1:]}")
-        out[loc.name] = nx.quantize(arr.reshape(len(arr), -1), loc.bits, loc.frac)
+        out[loc.name] = loc.pack(nx.quantize(arr.reshape((len(arr),) + tuple(loc.shape)), loc.bits, loc.frac))
     return out
 
 
 def run(cm: CompiledModel, x: dict[str, np.ndarray]) -> RunOutcome:
     """Execute the program on a batch of float inputs."""
     result = Machine(cm.program).run(quantize_inputs(cm, x))
-    dev_float = {}
+    dev_float, dev_int = {}, {}
     for loc in cm.program.outputs:
-        dev_float[loc.name] = nx.dequantize(result.outputs[loc.name], loc.frac).reshape((-1,) + tuple(loc.shape))
+        dev_int[loc.name] = loc.unpack(result.outputs[loc.name]).reshape(len(result.outputs[loc.name]), -1)
+        dev_float[loc.name] = nx.dequantize(loc.unpack(result.outputs[loc.name]), loc.frac)
     host = host_eval(cm.host_model, dev_float) if cm.host_model is not None else {}
-    return RunOutcome(result.outputs, dev_float, host, result.stats)
+    return RunOutcome(dev_int, dev_float, host, result.stats)
 
 
 def functional_outputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The functional model's integer device outputs, keyed by external name."""
-    out = run_functional(cm.graph, cm.precision, quantize_inputs(cm, x), cm.hw)
-    return {cm.graph.external_name(k): v for k, v in out.items()}
+    locs = {loc.name: loc for loc in cm.program.inputs}
+    q = {k: nx.quantize(np.asarray(x[k], dtype=np.float64).reshape((len(x[k]),) + tuple(loc.shape)), loc.bits,
+                        loc.frac) for k, loc in locs.items()}
+    out = run_functional(cm.graph, cm.precision, q, cm.hw, cm.formats or None)
+    res = {}
+    for k, v in out.items():
+        shape = cm.graph.values[k].shape
+        res[cm.graph.external_name(k)] = v if len(shape) != 3 else v.reshape(
+            (len(v), shape[1], shape[2], shape[0])).transpose(0, 3, 1, 2).reshape(len(v), -1)
+    return res
 
 
 def bit_exact(cm: CompiledModel, x: dict[str, np.ndarray], outcome: RunOutcome) -> bool:

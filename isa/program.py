@@ -83,8 +83,9 @@ class MemInit:
 class TensorLoc:
     """Where one graph input or output lives in tile memory, and its fixed-point format.
 
-    ``length`` words from ``addr`` of ``tile`` hold the flattened tensor of one batch element (row-major);
-    values are Q(bits, frac) integers. Inputs are written with reader count ``count`` (0: any).
+    ``length`` words from ``addr`` of ``tile`` hold one batch element: a (C, H, W) tensor is stored channel-minor
+    (HWC order) with ``pads`` (top, left, bottom, right) border pixels of value ``fill`` around it; other shapes
+    are stored flat. Values are Q(bits, frac) integers. Inputs are written with reader count ``count`` (0: any).
     """
 
     name: str
@@ -95,6 +96,27 @@ class TensorLoc:
     frac: int
     shape: tuple[int, ...]
     count: int = 0
+    pads: tuple[int, int, int, int] = (0, 0, 0, 0)
+    fill: int = 0
+
+    def pack(self, x: np.ndarray) -> np.ndarray:
+        """A batch in ONNX layout (B, *shape) -> the stored words (B, length), border included."""
+        x = np.asarray(x).reshape((len(x),) + tuple(self.shape))
+        if len(self.shape) != 3:
+            return x.reshape(len(x), -1)
+        pt, pl, pb, pr = self.pads
+        hwc = np.pad(x.transpose(0, 2, 3, 1), ((0, 0), (pt, pb), (pl, pr), (0, 0)), constant_values=self.fill)
+        return hwc.reshape(len(x), -1)
+
+    def unpack(self, words: np.ndarray) -> np.ndarray:
+        """Stored words (B, length) -> the batch in ONNX layout (B, *shape)."""
+        words = np.asarray(words)
+        if len(self.shape) != 3:
+            return words.reshape((len(words),) + tuple(self.shape))
+        c, h, w = self.shape
+        pt, pl, pb, pr = self.pads
+        hwc = words.reshape(len(words), h + pt + pb, w + pl + pr, c)[:, pt:pt + h, pl:pl + w]
+        return hwc.transpose(0, 3, 1, 2)
 
 
 @dataclass

@@ -3,6 +3,15 @@
 ``load_dataset("digits", "test")`` returns float32 inputs in [0, 1] (pixel / 16) of shape (N, 64), or
 (N, 1, 8, 8) with ``layout="image"``, and int64 labels. Splits: train, calib (a 256-sample subset of train),
 test (20 % stratified) and all. The arrays are written by ``models/make_digits_data.py``.
+
+Derived variants of the same images (no extra data file):
+
+* ``digits_image``: the digits with the image layout (N, 1, 8, 8) by default (for convolutional models).
+* ``digits32``: every 8x8 image upsampled 4x by nearest neighbour (each pixel repeated in a 4x4 block), giving
+  (N, 1, 32, 32) -- the input size of the classic LeNet-5 geometry.
+
+``layout`` defaults to the data set's own layout (flat for ``digits``, image for the others); ``"flat"`` or
+``"image"`` selects one explicitly.
 """
 
 from __future__ import annotations
@@ -11,7 +20,9 @@ from importlib import resources
 
 import numpy as np
 
-DATASETS = ("digits",)
+DATASETS = ("digits", "digits_image", "digits32")
+_DEFAULT_LAYOUT = {"digits": "flat", "digits_image": "image", "digits32": "image"}
+_UPSAMPLE = {"digits": 1, "digits_image": 1, "digits32": 4}
 SPLITS = ("train", "calib", "test", "all")
 LAYOUTS = ("flat", "image")
 
@@ -22,17 +33,22 @@ def _load_npz(name: str) -> dict[str, np.ndarray]:
         return {key: npz[key] for key in npz.files}
 
 
-def load_dataset(name: str, split: str = "test", layout: str = "flat") -> tuple[np.ndarray, np.ndarray]:
-    """(inputs float32, labels int64) of one split of a committed data set."""
+def load_dataset(name: str, split: str = "test", layout: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs float32, labels int64) of one split of a committed data set (or a variant derived from one)."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; available: {', '.join(SPLITS)}")
+    layout = _DEFAULT_LAYOUT[name] if layout is None else layout
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; available: {', '.join(LAYOUTS)}")
-    arrays = _load_npz(name)
+    arrays = _load_npz("digits")
     index = np.arange(len(arrays["labels"])) if split == "all" else arrays[split]
     x = arrays["images"][index].astype(np.float32) / np.float32(16.0)
-    if layout == "image":
-        x = x.reshape(-1, 1, 8, 8)
+    factor = _UPSAMPLE[name]
+    x = x.reshape(-1, 1, 8, 8)
+    if factor > 1:
+        x = x.repeat(factor, axis=2).repeat(factor, axis=3)
+    if layout == "flat":
+        x = x.reshape(len(x), -1)
     return x, arrays["labels"][index].astype(np.int64)

@@ -1,17 +1,19 @@
-"""Code generation: a mapped graph of dense layers -> an `isa.Program`.
+"""Code generation: a mapped graph -> an `isa.Program`.
 
-Tensors live in tile memory, flat and row-major, in chunks (the producer's column blocks; crossbar-row-sized
-chunks for graph inputs). A chunk is stored once by its producer on its tile with a reader count equal to its
-local loads plus its sends; every other tile that needs it gets a copy by send/receive. Each core runs one
-layer: receive what it is designated to receive, load its blocks' inputs, fire its MVMUs, then either hand its
-partial sums to the column block's owner (through tile memory) or, as owner, accumulate them in row order, add
-the bias, apply the activation, requantize to the consumers' input format, store and send.
+Each core runs one op. Crossbar layers (dense; conv as windows over its input) and vector-ALU ops (pooling,
+element-wise) sweep their output pixels in a two-level loop (pointer registers advance by the strides), so the
+program size does not depend on the image size; a flat (1 x 1) dense layer is straight-line code. Tensors live
+in tile memory as described in `storage.py`; every word is stored once with reader count 0 (valid from then
+on), so consumers synchronize on the valid bits alone. A tile that needs a tensor produced on another tile gets
+each produced pixel chunk by send/receive: the producer sends right after its store, the first core on the
+receiving tile that reads the tensor receives all its pixels before computing.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
@@ -21,51 +23,49 @@ from isa.hardware import HardwareConfig
 
 from ..ir import Graph, Op
 from ..mapping import Block, Mapping
-from ..quant import LayerPrecision, input_format, quantize_layer
+from ..quant import LayerPrecision, quantize_layer
+from ..quant.formats import Format
+from ..quant.functional import DIV_FRAC, LEAKY_FRAC, clip_bounds, divisor_coef, leaky_coef
+from .storage import Storage, hwc
 
 Core = tuple[int, int]
+Mem = tuple[int, int]
+DEVICE_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "concat")
+MAX_MSG = 65535
 
 
-@dataclass
-class TensorPlan:
-    """Where a tensor's chunks are produced, which tiles hold copies, and how many loads read each chunk."""
+@dataclass(frozen=True)
+class Stream:
+    """Pixels [c0, c1) of tensor ``value`` produced by ``src`` and sent to ``tile`` on channel ``ch``."""
 
-    name: str
-    length: int
-    chunks: list[tuple[int, int]]
-    producer: list[Core]
-    bits: int = 0
-    frac: int = 0
-    copies: dict[int, int] = field(default_factory=dict)
-    readers: dict[tuple[int, int], int] = field(default_factory=lambda: defaultdict(int))
-    receivers: dict[tuple[int, int], Core] = field(default_factory=dict)
-    output_tile: int | None = None
-    output_core: Core | None = None
-
-    def chunks_in(self, lo: int, hi: int) -> list[int]:
-        """Indices of the chunks overlapping [lo, hi)."""
-        return [i for i, (a, b) in enumerate(self.chunks) if a < hi and lo < b]
-
-    def tiles_needing(self, i: int) -> list[int]:
-        """Tiles other than the producer's that need chunk ``i``."""
-        tiles = {t for (t, j) in self.readers if j == i}
-        if self.output_tile is not None:
-            tiles.add(self.output_tile)
-        return sorted(tiles - {self.producer[i][0]})
+    value: str
+    src: Core
+    c0: int
+    c1: int
+    tile: int
+    ch: int
 
 
 class Emitter:
     """Builds the program core by core (see module docstring)."""
 
-    def __init__(self, g: Graph, prec: dict[str, LayerPrecision], mapping: Mapping, hw: HardwareConfig) -> None:
-        self.g, self.prec, self.mapping, self.hw = g, prec, mapping, hw
+    def __init__(self, g: Graph, prec: dict[str, LayerPrecision], fmt: dict[str, Format], mapping: Mapping,
+                 hw: HardwareConfig) -> None:
+        self.g, self.prec, self.fmt, self.mapping, self.hw = g, prec, fmt, mapping, hw
         self.program = Program(hw, meta={"model": g.name})
+        self.st = Storage(g, fmt)
         self.mem_top: dict[int, int] = defaultdict(int)
+        self.prologue: dict[Core, list[Instr]] = defaultdict(list)
+        self.head: dict[Core, list[Instr]] = defaultdict(list)
         self.code: dict[Core, list[Instr]] = defaultdict(list)
         self.tail: dict[Core, list[Instr]] = defaultdict(list)
-        self.pending: dict[Core, list[Instr]] = defaultdict(list)
         self.channels: dict[tuple[int, int], int] = defaultdict(int)
-        self.tensors: dict[str, TensorPlan] = {}
+        self.producers: dict[str, list[tuple[Core, int, int]]] = defaultdict(list)
+        self.readers: dict[str, list[Core]] = defaultdict(list)
+        self.streams: dict[tuple[str, Core, int], list[Stream]] = defaultdict(list)
+        top = hw.core_regs
+        self.r_h, self.r_w, self.r_hm, self.r_wm = top - 1, top - 2, top - 3, top - 4
+        self.ptr_regs = [(top - 5 - 2 * i, top - 6 - 2 * i) for i in range(3)]
 
     # ---- memory -------------------------------------------------------------------------------------------------
     def alloc(self, tile: int, words: int) -> int:
@@ -74,179 +74,423 @@ class Emitter:
         self.mem_top[tile] += words
         if self.mem_top[tile] > self.hw.tile_mem_words:
             raise ModelError(f"tile {tile} memory overflow: {self.mem_top[tile]} words needed, "
-                             f"{self.hw.tile_mem_words} available")
+                             f"{self.hw.tile_mem_words} available (pass a hardware file with a larger "
+                             f"tile_mem_words or more tiles)")
         return addr
 
-    # ---- planning -----------------------------------------------------------------------------------------------
-    def plan(self) -> None:
-        """Decide chunks, producers, copies, reader counts and receivers of every tensor."""
-        for v in self.g.inputs:
-            first = self._first_consumer_block(v.name)
-            n = v.size
-            chunks = [(lo, min(n, lo + self.hw.xbar_rows)) for lo in range(0, n, self.hw.xbar_rows)]
-            bits, frac = input_format(self.g, v.name, self.prec) or (16, 0)
-            self.tensors[v.name] = TensorPlan(v.name, n, chunks, [first.where] * len(chunks), bits, frac)
-        for op in self.g.crossbar_ops():
-            lm = self.mapping.layers[op.name]
-            n = op.params["weight"].shape[1]
-            chunks = [lm.group(c)[0].cols for c in range(lm.col_blocks)]
-            producers = [lm.owner(c) for c in range(lm.col_blocks)]
-            self.tensors[op.outputs[0]] = TensorPlan(op.outputs[0], n, chunks, producers)
-        for op in self.g.crossbar_ops():
-            plan = self.tensors[op.inputs[0]]
-            for b in self.mapping.layers[op.name].blocks:
-                for i in plan.chunks_in(*b.rows):
-                    plan.readers[(b.tile, i)] += 1
-                    plan.receivers.setdefault((b.tile, i), b.where)
-        for name in self.g.outputs:
-            plan = self.tensors[name]
-            plan.output_core = plan.producer[0]
-            plan.output_tile = plan.output_core[0]
-        for plan in self.tensors.values():
-            tiles = {t for t, _ in plan.readers} | {c[0] for c in plan.producer}
-            tiles |= {plan.output_tile} if plan.output_tile is not None else set()
-            for t in sorted(tiles):
-                plan.copies[t] = self.alloc(t, plan.length)
-
-    def _first_consumer_block(self, value: str) -> Block:
-        for op in self.g.consumers(value):
-            if op.is_crossbar:
-                return self.mapping.layers[op.name].blocks[0]
-        raise ModelError(f"graph input '{value}' is not read by any crossbar layer")
-
-    # ---- emission helpers ---------------------------------------------------------------------------------------
-    def emit(self, core: Core, op: str, *args: object, node: str) -> None:
+    def emit(self, core: Core, op: str, *args: object, node: str | None) -> None:
         """Append one instruction to ``core``'s stream."""
         self.code[core].append(Instr(op, tuple(args), node))  # type: ignore[arg-type]
 
-    def _chunk_count(self, plan: TensorPlan, i: int, tile: int) -> int:
-        """Reader count for chunk ``i``'s words on ``tile``: local loads, plus sends from the producer's tile;
-        0 (valid forever) for graph inputs and for graph outputs on the output tile."""
-        if plan.name in {v.name for v in self.g.inputs}:
-            return 0
-        if plan.output_tile == tile:
-            return 0
-        count = plan.readers.get((tile, i), 0)
-        if tile == plan.producer[i][0]:
-            count += len(plan.tiles_needing(i))
-        if count > 255:
-            raise ModelError(f"tensor '{plan.name}' chunk {i}: {count} readers on tile {tile} exceed 255")
-        return count
+    # ---- planning -----------------------------------------------------------------------------------------------
+    def cores_of(self, op: Op) -> list[Core]:
+        """Cores running ``op`` (none for a concat)."""
+        if op.is_crossbar:
+            return self.mapping.layers[op.name].cores()
+        return [self.mapping.vector[op.name]] if op.name in self.mapping.vector else []
 
-    def send_chunk(self, plan: TensorPlan, i: int, node: str) -> None:
-        """Sends of chunk ``i`` from its producer to every other tile needing it, and the matching receives."""
-        src_core = plan.producer[i]
-        lo, hi = plan.chunks[i]
-        for t in plan.tiles_needing(i):
-            ch = self.channels[(src_core[0], t)]
-            self.channels[(src_core[0], t)] += 1
-            self.emit(src_core, "send", (NO_BASE, plan.copies[src_core[0]] + lo), hi - lo, t, ch, node=node)
-            rcv = plan.output_core if t == plan.output_tile and plan.output_core else plan.receivers[(t, i)]
-            instr = Instr("recv", ((NO_BASE, plan.copies[t] + lo), hi - lo, src_core[0], ch,
-                                   self._chunk_count(plan, i, t)), node)
-            (self.tail if t == plan.output_tile else self.pending)[rcv].append(instr)
-
-    # ---- layers -------------------------------------------------------------------------------------------------
-    def emit_inputs(self) -> None:
-        """Graph inputs: the host writes them on their home tile; the home core sends copies elsewhere."""
+    def plan(self) -> None:
+        """Producers and readers of every tensor; tiles and buffers of every root; streams between tiles."""
+        for op in self.g.ops:
+            if op.kind not in DEVICE_KINDS:
+                raise ModelError(f"op '{op.name}' ({op.kind}) cannot run on the device: after canonicalization "
+                                 f"only {', '.join(DEVICE_KINDS)} remain supported")
+            out = op.outputs[0]
+            if op.is_crossbar:
+                lm = self.mapping.layers[op.name]
+                self.producers[out] = [(lm.owner(c), *lm.group(c)[0].cols) for c in range(lm.col_blocks)]
+            elif op.kind != "concat":
+                c, step = hwc(self.g.values[out].shape)[2], self.vector_chunk(op)
+                self.producers[out] = [(self.mapping.vector[op.name], lo, min(c, lo + step)) for lo in range(0, c, step)]
+            for i in op.inputs:
+                self.readers[i].extend(c for c in self.cores_of(op) if c not in self.readers[i])
         for v in self.g.inputs:
-            plan = self.tensors[v.name]
-            tile = plan.producer[0][0]
-            self.program.inputs.append(TensorLoc(v.name, tile, plan.copies[tile], plan.length, plan.bits,
-                                                 plan.frac, v.shape, 0))
-            for i in range(len(plan.chunks)):
-                self.send_chunk(plan, i, node=v.name)
+            if not self.readers[v.name]:
+                raise ModelError(f"graph input '{v.name}' is not read by any device op")
+            self.producers[v.name] = [(self.readers[v.name][0], 0, -1)]
+        self.out_core = {o: self.producers[o][0][0] for o in self.g.outputs}
+        tiles: dict[str, set[int]] = defaultdict(set)
+        for v in self.g.values:
+            root = self.st.root(v)
+            tiles[root] |= {c[0] for c, _, _ in self.producers.get(v, [])} | {c[0] for c in self.readers[v]}
+            if v in self.out_core:
+                tiles[root].add(self.out_core[v][0])
+        for root, ts in tiles.items():
+            for t in sorted(ts):
+                self.st.buffers[root].bases[t] = self.alloc(t, self.st.buffers[root].words)
+        for v, prods in self.producers.items():
+            if v in {i.name for i in self.g.inputs}:
+                continue
+            for src, c0, c1 in prods:
+                for t in sorted(tiles[self.st.root(v)] - {src[0]}):
+                    ch = self.channels[(src[0], t)]
+                    self.channels[(src[0], t)] += 1
+                    s = Stream(v, src, c0, c1, t, ch)
+                    self.streams[(v, src, c0)].append(s)
+                    self._receive(s)
+        self.tiles = tiles
 
-    def emit_layer(self, op: Op) -> None:
+    def vector_chunk(self, op: Op) -> int:
+        """Channels processed per instruction group by a vector op (two operand regions fit the data registers)."""
+        return min(hwc(self.g.values[op.outputs[0]].shape)[2], max(1, (self.hw.data_regs - 8) // 2))
+
+    def receiver(self, value: str, tile: int) -> Core:
+        """The core on ``tile`` that receives ``value``: its first reader there, else the output core."""
+        for c in self.readers[value]:
+            if c[0] == tile:
+                return c
+        root = self.st.root(value)
+        for v, view in self.st.views.items():
+            if view.root == root:
+                for c in self.readers[v]:
+                    if c[0] == tile:
+                        return c
+        if value in self.out_core and self.out_core[value][0] == tile:
+            return self.out_core[value]
+        raise ModelError(f"no core on tile {tile} to receive '{value}'")
+
+    def _receive(self, s: Stream) -> None:
+        rcv = self.receiver(s.value, s.tile)
+        part = self.tail if s.value in self.out_core and rcv == self.out_core[s.value] else self.head
+        saved, self.code[rcv] = self.code[rcv], part[rcv]  # branch targets are relative to the part's start
+        h, w, _ = hwc(self.g.values[s.value].shape)
+        base = self.st.buffer(s.value).bases[s.tile] + self.st.origin(s.value) + s.c0
+        spatial = len(self.g.values[s.value].shape) == 3
+        self.pixel_loop(rcv, h, w, [(base, *self.st.pixel_step(s.value))], lambda m: self.emit(
+            rcv, "recv", m[0], s.c1 - s.c0, s.src[0], s.ch, 0, node=s.value), spatial=spatial, node=s.value)
+        part[rcv], self.code[rcv] = self.code[rcv], saved
+
+    # ---- loops --------------------------------------------------------------------------------------------------
+    def pixel_loop(self, core: Core, oh: int, ow: int, ptrs: list[tuple[int, int, int]],
+                   body: Callable[[list[Mem]], None], spatial: bool = True, node: str | None = None) -> None:
+        """Run ``body`` for each of oh x ow pixels; ``ptrs`` are (start, row step, pixel step) addresses and the
+        body receives the current ones as memory operands. Without ``spatial`` (a single pixel), no loop."""
+        if not spatial:
+            body([(NO_BASE, start) for start, _, _ in ptrs])
+            return
+        regs = self.ptr_regs[:len(ptrs)]
+        self.emit(core, "set", self.r_h, 0, node=node)
+        self.emit(core, "set", self.r_hm, oh, node=node)
+        self.emit(core, "set", self.r_wm, ow, node=node)
+        for (ptr, row), _ in zip(regs, ptrs):
+            self.emit(core, "set", row, 0, node=node)
+        top = len(self.code[core])
+        for ptr, row in regs:
+            self.emit(core, "iaddi", ptr, row, 0, node=node)
+        self.emit(core, "set", self.r_w, 0, node=node)
+        inner = len(self.code[core])
+        body([(ptr, start) for (ptr, _), (start, _, _) in zip(regs, ptrs)])
+        for (ptr, _), (_, _, step) in zip(regs, ptrs):
+            self.emit(core, "iaddi", ptr, ptr, step, node=node)
+        self.emit(core, "iaddi", self.r_w, self.r_w, 1, node=node)
+        self.emit(core, "blt", self.r_w, self.r_wm, inner, node=node)
+        for (_, row), (_, rstep, _) in zip(regs, ptrs):
+            self.emit(core, "iaddi", row, row, rstep, node=node)
+        self.emit(core, "iaddi", self.r_h, self.r_h, 1, node=node)
+        self.emit(core, "blt", self.r_h, self.r_hm, top, node=node)
+
+    def send_after_store(self, core: Core, value: str, c0: int, mem: Mem, n: int, node: str) -> None:
+        """The sends of a just-stored pixel chunk to every other tile holding ``value``."""
+        for s in self.streams.get((value, core, c0), []):
+            self.emit(core, "send", mem, n, s.tile, s.ch, node=node)
+
+    # ---- crossbar layers ----------------------------------------------------------------------------------------
+    def geometry(self, op: Op) -> dict[str, tuple[int, ...]]:
+        """Window geometry; a dense layer is a window covering its whole input."""
+        if op.kind == "conv":
+            return {k: tuple(op.attrs[k]) for k in ("kernel", "strides", "pads", "dilations")}
+        h, w, _ = hwc(self.g.values[op.inputs[0]].shape)
+        return {"kernel": (h, w), "strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1)}
+
+    def window_offsets(self, op: Op) -> np.ndarray:
+        """Buffer offset of every weight row (window order) from the window origin."""
+        geo = self.geometry(op)
+        (kh, kw), (dh, dw) = geo["kernel"], geo["dilations"]
+        row, pix = self.st.pixel_step(op.inputs[0])
+        c = hwc(self.g.values[op.inputs[0]].shape)[2]
+        i, j, k = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(c), indexing="ij")
+        return (i * dh * row + j * dw * pix + k).reshape(-1)
+
+    @staticmethod
+    def runs(offs: np.ndarray) -> list[tuple[int, int, int]]:
+        """Maximal contiguous runs of ``offs`` as (first offset, length, position in offs)."""
+        if len(offs) == 0:
+            return []
+        breaks = np.flatnonzero(np.diff(offs) != 1) + 1
+        starts = np.concatenate([[0], breaks])
+        ends = np.concatenate([breaks, [len(offs)]])
+        return [(int(offs[s]), int(e - s), int(s)) for s, e in zip(starts, ends)]
+
+    def emit_crossbar(self, op: Op) -> None:
         """All cores of one crossbar layer."""
         lm, p = self.mapping.layers[op.name], self.prec[op.name]
         q = quantize_layer(op, p)
-        xin, yout = self.tensors[op.inputs[0]], self.tensors[op.outputs[0]]
-        nxt = input_format(self.g, op.outputs[0], self.prec)
-        if nxt is not None and op.outputs[0] in self.g.outputs:
-            raise ModelError(f"layer '{op.name}': output is both a graph output and another layer's input")
-        yout.bits, yout.frac = nxt if nxt else (p.acc_bits, p.acc_frac)
         for b in lm.blocks:
             w = q.weight[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
             self.program.mvmus.append(MvmuImage(b.tile, b.core, b.mvmu, np.ascontiguousarray(w), p.w_bits, op.name))
         scratch = {b: self.alloc(b.tile, b.cols[1] - b.cols[0]) for b in lm.blocks if b.where != lm.owner(b.c)}
+        offs = self.window_offsets(op)
         for core in lm.cores():
-            self._emit_core(core, op, lm.blocks, q.bias, p, xin, yout, scratch, nxt)
+            self._crossbar_core(core, op, lm.blocks, q.bias, p, scratch, offs)
 
-    def _emit_core(self, core: Core, op: Op, blocks: list[Block], bias: np.ndarray | None, p: LayerPrecision,
-                   xin: TensorPlan, yout: TensorPlan, scratch: dict[Block, int],
-                   nxt: tuple[int, int] | None) -> None:
-        hw, node = self.hw, op.name
-        self.code[core].extend(self.pending.pop(core, []))
+    def _crossbar_core(self, core: Core, op: Op, blocks: list[Block], bias: np.ndarray | None, p: LayerPrecision,
+                       scratch: dict[Block, int], offs: np.ndarray) -> None:
+        hw, node, tile = self.hw, op.name, core[0]
         mine = [b for b in blocks if b.where == core]
-        for b in mine:
-            self.emit(core, "load", hw.mvmu_in(b.mvmu), (NO_BASE, xin.copies[b.tile] + b.rows[0]),
-                      b.rows[1] - b.rows[0], node=node)
-        mask = sum(1 << b.mvmu for b in mine)
-        self.emit(core, "mvm", mask, p.in_bits, p.adc_bits, p.mvm_shift, p.acc_bits, node=node)
-        for c in dict.fromkeys(b.c for b in mine):
-            group = [b for b in blocks if b.c == c]
-            if group[0].where != core:
-                for b in (b for b in group if b.where == core):
-                    self.emit(core, "store", (NO_BASE, scratch[b]), hw.mvmu_out(b.mvmu), b.cols[1] - b.cols[0], 1,
-                              node=node)
-                continue
-            self._emit_owner(core, node, group, scratch, bias, p, yout, c, nxt)
+        owned = [c for c in dict.fromkeys(b.c for b in mine) if [b for b in blocks if b.c == c][0].where == core]
+        bias_regs = {}
+        data = hw.data_base
+        for c in owned:
+            lo, hi = [b for b in blocks if b.c == c][0].cols
+            if bias is not None:
+                addr = self.alloc(tile, hi - lo)
+                self.program.data.append(MemInit(tile, addr, bias[lo:hi].astype(np.int64), 0))
+                self.emit(core, "load", data, (NO_BASE, addr), hi - lo, node=node)
+                bias_regs[c] = data
+                data += hi - lo
+        geo = self.geometry(op)
+        xin, yout = op.inputs[0], op.outputs[0]
+        oh, ow, _ = hwc(self.g.values[yout].shape)
+        in_row, in_pix = self.st.pixel_step(xin)
+        out_row, out_pix = self.st.pixel_step(yout)
+        start_in = self.st.buffer(xin).bases[tile] + self.st.origin(xin, geo["pads"][0], geo["pads"][1])
+        start_out = self.st.buffer(yout).bases[tile] + self.st.origin(yout)
+        ptrs = [(start_in, geo["strides"][0] * in_row, geo["strides"][1] * in_pix), (start_out, out_row, out_pix)]
+        spatial = op.kind == "conv"
 
-    def _emit_owner(self, core: Core, node: str, group: list[Block], scratch: dict[Block, int],
-                    bias: np.ndarray | None, p: LayerPrecision, yout: TensorPlan, c: int,
-                    nxt: tuple[int, int] | None) -> None:
-        hw, tmp = self.hw, self.hw.data_base
+        def body(m: list[Mem]) -> None:
+            for b in mine:
+                for off, n, k in self.runs(offs[b.rows[0]:b.rows[1]]):
+                    self.emit(core, "load", hw.mvmu_in(b.mvmu) + k, (m[0][0], m[0][1] + off), n, node=node)
+            self.emit(core, "mvm", sum(1 << b.mvmu for b in mine), p.in_bits, p.adc_bits, p.mvm_shift,
+                      p.acc_bits, node=node)
+            for c in dict.fromkeys(b.c for b in mine):
+                group = [b for b in blocks if b.c == c]
+                if group[0].where != core:
+                    for b in (b for b in group if b.where == core):
+                        self.emit(core, "store", (NO_BASE, scratch[b]), hw.mvmu_out(b.mvmu),
+                                  b.cols[1] - b.cols[0], 1, node=node)
+                    continue
+                self._owner(core, node, group, scratch, bias_regs.get(c), p, yout, (m[1][0], m[1][1]), data)
+
+        self.pixel_loop(core, oh, ow, ptrs, body, spatial=spatial, node=node)
+
+    def _owner(self, core: Core, node: str, group: list[Block], scratch: dict[Block, int], bias_reg: int | None,
+               p: LayerPrecision, yout: str, out: Mem, tmp: int) -> None:
         lo, hi = group[0].cols
-        n, acc = hi - lo, hw.mvmu_out(group[0].mvmu)
+        n, acc = hi - lo, self.hw.mvmu_out(group[0].mvmu)
         for b in group[1:]:
             if b.where == core:
-                self.emit(core, "add", acc, acc, hw.mvmu_out(b.mvmu), n, p.acc_bits, node=node)
+                self.emit(core, "add", acc, acc, self.hw.mvmu_out(b.mvmu), n, p.acc_bits, node=node)
             else:
                 self.emit(core, "load", tmp, (NO_BASE, scratch[b]), n, node=node)
                 self.emit(core, "add", acc, acc, tmp, n, p.acc_bits, node=node)
-        if bias is not None:
-            addr = self.alloc(core[0], n)
-            self.program.data.append(MemInit(core[0], addr, bias[lo:hi].astype(np.int64), 0))
-            self.emit(core, "load", tmp, (NO_BASE, addr), n, node=node)
-            self.emit(core, "add", acc, acc, tmp, n, p.acc_bits, node=node)
-        act = self.g.op(node).attrs.get("act", "none")
-        if act == "relu":
-            self.emit(core, "relu", acc, acc, n, node=node)
-        elif act in ("sigmoid", "tanh"):
-            self.emit(core, "sig" if act == "sigmoid" else "tanh", acc, acc, n, p.acc_frac, node=node)
-        if nxt is not None:
-            self.emit(core, "rqnt", acc, acc, n, p.acc_frac - nxt[1], nxt[0], node=node)
-        tile = core[0]
-        self.emit(core, "store", (NO_BASE, yout.copies[tile] + lo), acc, n, self._chunk_count(yout, c, tile),
-                  node=node)
-        self.send_chunk(yout, c, node=node)
+        if bias_reg is not None:
+            self.emit(core, "add", acc, acc, bias_reg, n, p.acc_bits, node=node)
+        op = self.g.op(node)
+        self.activation(core, op, acc, n, p.acc_frac, tmp, node)
+        self.finish(core, node, yout, acc, n, p.acc_frac, lo, out, p.acc_bits)
+
+    def activation(self, core: Core, op: Op, reg: int, n: int, frac: int, tmp: int, node: str) -> None:
+        """The instructions of ``op``'s fused activation on n words at ``reg`` in Q(., frac) (rule ACT)."""
+        fn = op.attrs.get("act", "none")
+        if fn == "relu":
+            self.emit(core, "relu", reg, reg, n, node=node)
+        elif fn in ("sigmoid", "tanh"):
+            self.emit(core, "sig" if fn == "sigmoid" else "tanh", reg, reg, n, frac, node=node)
+        elif fn == "leaky_relu":
+            self.emit(core, "muli", tmp, reg, leaky_coef(op.attrs["alpha"]), n, LEAKY_FRAC, 64, node=node)
+            self.emit(core, "max", reg, reg, tmp, n, node=node)
+        elif fn == "clip":
+            lo, hi = clip_bounds(op.attrs, frac)
+            self.emit(core, "maxi", reg, reg, lo, n, node=node)
+            self.emit(core, "mini", reg, reg, hi, n, node=node)
+
+    def finish(self, core: Core, node: str, value: str, reg: int, n: int, frac: int, c0: int, out: Mem,
+               src_bits: int = 64) -> None:
+        """Requantize n words at ``reg`` (Q(src_bits, frac)) to ``value``'s format, store them as channels
+        [c0, c0+n) of the current pixel, and send them on."""
+        bits, out_frac = self.fmt[value]
+        if frac != out_frac or src_bits > bits:
+            self.emit(core, "rqnt", reg, reg, n, frac - out_frac, bits, node=node)
+        mem = (out[0], out[1] + c0)
+        self.emit(core, "store", mem, reg, n, 0, node=node)
+        self.send_after_store(core, value, c0, mem, n, node)
+
+    # ---- vector ops -------------------------------------------------------------------------------------------
+    def emit_vector(self, op: Op) -> None:
+        """Pooling, global average and element-wise ops on the vector ALU of their core."""
+        core, node = self.mapping.vector[op.name], op.name
+        tile, yout = core[0], op.outputs[0]
+        oh, ow, c = hwc(self.g.values[yout].shape)
+        chunk = self.vector_chunk(op)
+        a, b = self.hw.data_base, self.hw.data_base + chunk
+        out_ptr = (self.st.buffer(yout).bases[tile] + self.st.origin(yout), *self.st.pixel_step(yout))
+        for c0 in range(0, c, chunk):
+            n = min(chunk, c - c0)
+            if op.kind == "gap":
+                self._gap(core, op, a, b, n, c0, out_ptr)
+            elif op.kind == "pool":
+                self._pool(core, op, a, b, n, c0, oh, ow, out_ptr)
+            else:
+                self._eltwise(core, op, a, b, n, c0, oh, ow, out_ptr)
+
+    def _in_ptr(self, tile: int, value: str, top: int = 0, left: int = 0, sh: int = 1,
+                sw: int = 1) -> tuple[int, int, int]:
+        row, pix = self.st.pixel_step(value)
+        return self.st.buffer(value).bases[tile] + self.st.origin(value, top, left), sh * row, sw * pix
+
+    def _pool(self, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
+              out_ptr: tuple[int, int, int]) -> None:
+        node, x = op.name, op.inputs[0]
+        (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["strides"]
+        dh, dw = op.attrs.get("dilations", (1, 1))
+        row, pix = self.st.pixel_step(x)
+        src = self._in_ptr(core[0], x, op.attrs["pads"][0], op.attrs["pads"][1], sh, sw)
+        fi = self.fmt[x][1]
+
+        def body(m: list[Mem]) -> None:
+            for i in range(kh):
+                for j in range(kw):
+                    mem = (m[0][0], m[0][1] + i * dh * row + j * dw * pix + c0)
+                    self.emit(core, "load", a if i == j == 0 else b, mem, n, node=node)
+                    if i or j:
+                        if op.attrs["mode"] == "max":
+                            self.emit(core, "max", a, a, b, n, node=node)
+                        else:
+                            self.emit(core, "add", a, a, b, n, 64, node=node)
+            if op.attrs["mode"] == "avg":
+                self.emit(core, "muli", a, a, divisor_coef(kh * kw), n, DIV_FRAC, 64, node=node)
+            self.activation(core, op, a, n, fi, b, node)
+            src_bits = self.fmt[x][0] if op.attrs["mode"] == "max" else 64
+            self.finish(core, node, op.outputs[0], a, n, fi, c0, m[1], src_bits)
+
+        self.pixel_loop(core, oh, ow, [src, out_ptr], body, node=node)
+
+    def _gap(self, core: Core, op: Op, a: int, b: int, n: int, c0: int, out_ptr: tuple[int, int, int]) -> None:
+        node, x = op.name, op.inputs[0]
+        h, w, _ = hwc(self.g.values[x].shape)
+        self.emit(core, "sub", a, a, a, n, 64, node=node)
+        self.pixel_loop(core, h, w, [self._in_ptr(core[0], x)], lambda m: (
+            self.emit(core, "load", b, (m[0][0], m[0][1] + c0), n, node=node),
+            self.emit(core, "add", a, a, b, n, 64, node=node)), node=node)
+        self.emit(core, "muli", a, a, divisor_coef(h * w), n, DIV_FRAC, 64, node=node)
+        fi = self.fmt[x][1]
+        self.activation(core, op, a, n, fi, b, node)
+        self.pixel_loop(core, 1, 1, [out_ptr], lambda m: self.finish(core, node, op.outputs[0], a, n, fi, c0, m[0]),
+                        node=node)
+
+    def _eltwise(self, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
+                 out_ptr: tuple[int, int, int]) -> None:
+        node = op.name
+        fm = max(self.fmt[i][1] for i in op.inputs)
+        srcs = [self._in_ptr(core[0], i) for i in op.inputs]
+
+        def body(m: list[Mem]) -> None:
+            for k, i in enumerate(op.inputs):
+                reg = a if k == 0 else b
+                self.emit(core, "load", reg, (m[k][0], m[k][1] + c0), n, node=node)
+                if self.fmt[i][1] != fm:
+                    self.emit(core, "rqnt", reg, reg, n, self.fmt[i][1] - fm, 64, node=node)
+                if k:
+                    self.emit(core, "add", a, a, b, n, 64, node=node)
+            self.activation(core, op, a, n, fm, b, node)
+            self.finish(core, node, op.outputs[0], a, n, fm, c0, m[-1])
+
+        spatial = len(self.g.values[op.outputs[0]].shape) == 3
+        self.pixel_loop(core, oh, ow, srcs + [out_ptr], body, spatial=spatial, node=node)
+
+    # ---- inputs, outputs, borders -------------------------------------------------------------------------------
+    def emit_inputs(self) -> None:
+        """Graph inputs: the host writes the whole padded buffer on the home tile; the home core sends it on."""
+        for v in self.g.inputs:
+            buf, home = self.st.buffer(v.name), self.producers[v.name][0][0]
+            bits, frac = self.fmt[v.name]
+            self.program.inputs.append(TensorLoc(v.name, home[0], buf.bases[home[0]], buf.words, bits, frac,
+                                                 v.shape, 0, tuple(buf.pads), buf.fill or 0))
+            for t in sorted(self.tiles[v.name] - {home[0]}):
+                rcv = self.receiver(v.name, t)
+                for lo in range(0, buf.words, MAX_MSG):
+                    n = min(MAX_MSG, buf.words - lo)
+                    ch = self.channels[(home[0], t)]
+                    self.channels[(home[0], t)] += 1
+                    self.prologue[home].append(Instr("send", ((NO_BASE, buf.bases[home[0]] + lo), n, t, ch), v.name))
+                    self.prologue[rcv].append(Instr("recv", ((NO_BASE, buf.bases[t] + lo), n, home[0], ch, 0),
+                                                    v.name))
+
+    def emit_borders(self) -> None:
+        """Initial data: the border of every padded buffer copy (not the input's home copy: the host writes it)."""
+        homes = {v.name: self.producers[v.name][0][0][0] for v in self.g.inputs}
+        for root, buf in self.st.buffers.items():
+            if not any(buf.pads):
+                continue
+            for t, base in sorted(buf.bases.items()):
+                if homes.get(root) == t:
+                    continue
+                for lo, n in self._border_runs(buf):
+                    self.program.data.append(MemInit(t, base + lo, np.full(n, buf.fill or 0, np.int64), 0))
+
+    @staticmethod
+    def _border_runs(buf: "object") -> list[tuple[int, int]]:
+        b = buf  # type: ignore[assignment]
+        pt, pl, pb, pr = b.pads  # type: ignore[attr-defined]
+        row = b.wp * b.c  # type: ignore[attr-defined]
+        runs = [(0, pt * row)] if pt else []
+        for h in range(pt, pt + b.h):  # type: ignore[attr-defined]
+            if pl:
+                runs.append((h * row, pl * b.c))  # type: ignore[attr-defined]
+            if pr:
+                runs.append((h * row + (pl + b.w) * b.c, pr * b.c))  # type: ignore[attr-defined]
+        if pb:
+            runs.append(((pt + b.h) * row, pb * row))  # type: ignore[attr-defined]
+        return runs
+
+    def emit_outputs(self) -> None:
+        """Output locations on each output's tile."""
+        for name in self.g.outputs:
+            buf, core = self.st.buffer(name), self.out_core[name]
+            if self.st.views[name].coff or self.st.root(name) != name:
+                raise ModelError(f"graph output '{name}' is also a concat input; not supported")
+            bits, frac = self.fmt[name]
+            self.program.outputs.append(TensorLoc(self.g.external_name(name), core[0], buf.bases[core[0]],
+                                                  buf.words, bits, frac, self.g.values[name].shape, 0,
+                                                  tuple(buf.pads), buf.fill or 0))
 
     # ---- driver -------------------------------------------------------------------------------------------------
     def run(self) -> Program:
-        """Plan, emit every layer, attach outputs, and return the program."""
-        for op in self.g.ops:
-            if not op.is_crossbar:
-                raise ModelError(f"op '{op.name}' ({op.kind}) cannot run on the device yet: only crossbar layers "
-                                 f"with fused bias and activation are supported")
+        """Plan, emit every op, attach inputs/outputs/borders, and return the program."""
         self.plan()
+        for op in self.g.ops:
+            if op.is_crossbar:
+                self.emit_crossbar(op)
+            elif op.kind != "concat":
+                self.emit_vector(op)
         self.emit_inputs()
-        for op in self.g.crossbar_ops():
-            self.emit_layer(op)
-        for name in self.g.outputs:
-            plan = self.tensors[name]
-            assert plan.output_tile is not None
-            self.program.outputs.append(TensorLoc(self.g.external_name(name), plan.output_tile,
-                                                  plan.copies[plan.output_tile], plan.length, plan.bits, plan.frac,
-                                                  self.g.values[name].shape, 0))
-        for core in sorted(set(self.code) | set(self.tail)):
+        self.emit_outputs()
+        self.emit_borders()
+        for core in sorted(set(self.code) | set(self.head) | set(self.tail) | set(self.prologue)):
             cc = self.program.core(*core)
-            body = self.code[core] + self.tail[core]
-            cc.instrs = body + [Instr("halt", (), body[-1].node if body else None)]
+            cc.instrs = self._relocate(self.prologue[core], self.head[core], self.code[core], self.tail[core])
+            cc.instrs.append(Instr("halt", (), cc.instrs[-1].node if cc.instrs else None))
         self.program.cores.sort(key=lambda c: (c.tile, c.core))
+        self.program.meta["formats"] = {k: list(v) for k, v in self.fmt.items()}
         return self.program
 
+    @staticmethod
+    def _relocate(*parts: list[Instr]) -> list[Instr]:
+        """Concatenate the parts, shifting branch targets (recorded relative to each part's start)."""
+        out: list[Instr] = []
+        for part in parts:
+            base = len(out)
+            for ins in part:
+                if ins.op in ("jmp", "beq", "bne", "blt"):
+                    args = ins.args[:-1] + (int(ins.args[-1]) + base,)  # type: ignore[operator]
+                    ins = Instr(ins.op, args, ins.node)
+                out.append(ins)
+        return out
 
-def generate(g: Graph, prec: dict[str, LayerPrecision], mapping: Mapping, hw: HardwareConfig) -> Program:
+
+def generate(g: Graph, prec: dict[str, LayerPrecision], mapping: Mapping, hw: HardwareConfig,
+             fmt: dict[str, Format]) -> Program:
     """Compile a mapped graph to a program."""
-    return Emitter(g, prec, mapping, hw).run()
+    return Emitter(g, prec, fmt, mapping, hw).run()

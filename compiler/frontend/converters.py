@@ -98,12 +98,18 @@ def convert_matmul(node: onnx.NodeProto, ctx: Context) -> None:
 
 @converter("Add")
 def convert_add(node: onnx.NodeProto, ctx: Context) -> None:
-    """Activation + constant -> bias_add (the constant broadcast to the activation's shape)."""
+    """Activation + constant -> bias_add (the constant broadcast to the activation's shape); activation +
+    activation of one shape -> eltwise (residual connections)."""
     x, c = node.input
     if x in ctx.consts and c not in ctx.consts:
         x, c = c, x
     if c not in ctx.consts:
-        raise _err(node, "Add of two activations is not supported yet")
+        sx, sc = ctx.shape(x, node), ctx.shape(c, node)
+        if sx != sc:
+            raise _err(node, f"Add of activations with different shapes {sx} and {sc} (no broadcasting)")
+        ctx.values[node.output[0]] = Value(node.output[0], sx)
+        ctx.ops.append(Op("eltwise", node.name or node.output[0], [x, c], [node.output[0]], {"act": "none"}, {}))
+        return
     shape = ctx.shape(x, node)
     bias = ctx.const(c, node).astype(np.float64)
     if bias.ndim > len(shape):
@@ -119,7 +125,28 @@ def convert_add(node: onnx.NodeProto, ctx: Context) -> None:
 def convert_activation(node: onnx.NodeProto, ctx: Context) -> None:
     """Elementwise activation."""
     shape = ctx.shape(node.input[0], node)
-    ctx.emit("act", node, node.input[0], shape, fn=node.op_type.lower())
+    ctx.emit("act", node, node.input[0], shape, act=node.op_type.lower())
+
+
+@converter("LeakyRelu")
+def convert_leaky_relu(node: onnx.NodeProto, ctx: Context) -> None:
+    """max(x, alpha x) for 0 <= alpha <= 1."""
+    alpha = float(_attrs(node).get("alpha", 0.01))  # type: ignore[arg-type]
+    if not 0.0 <= alpha <= 1.0:
+        raise _err(node, f"alpha={alpha} outside [0, 1]")
+    ctx.emit("act", node, node.input[0], ctx.shape(node.input[0], node), act="leaky_relu", alpha=alpha)
+
+
+@converter("Clip")
+def convert_clip(node: onnx.NodeProto, ctx: Context) -> None:
+    """Clip to [lo, hi]: attributes before opset 11, constant inputs from 11 (Relu6 is Clip(0, 6))."""
+    a = _attrs(node)
+    if ctx.opset < 11:
+        lo, hi = float(a.get("min", -np.inf)), float(a.get("max", np.inf))  # type: ignore[arg-type]
+    else:
+        lo = float(ctx.const(node.input[1], node)) if len(node.input) > 1 and node.input[1] else -np.inf
+        hi = float(ctx.const(node.input[2], node)) if len(node.input) > 2 and node.input[2] else np.inf
+    ctx.emit("act", node, node.input[0], ctx.shape(node.input[0], node), act="clip", lo=lo, hi=hi)
 
 
 @converter("Identity", "Dropout")
@@ -185,3 +212,161 @@ def constant_value(node: onnx.NodeProto) -> np.ndarray:
         if key in a:
             return np.array(list(a[key]))  # type: ignore[arg-type]
     raise _err(node, "unsupported Constant attribute")
+
+
+def _spatial(shape: tuple[int, ...], node: onnx.NodeProto) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise _err(node, f"expects a (N, C, H, W) tensor, got per-sample shape {shape} (only 2-D spatial ops)")
+    return shape[0], shape[1], shape[2]
+
+
+def _pads(node: onnx.NodeProto, size: tuple[int, int], kernel: tuple[int, int], strides: tuple[int, int],
+          dilations: tuple[int, int]) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
+    a = _attrs(node)
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto in ("NOTSET", ""):
+        p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]  # type: ignore[union-attr]
+        return p[0], p[1], p[2], p[3]
+    if auto == "VALID":
+        return 0, 0, 0, 0
+    if auto not in ("SAME_UPPER", "SAME_LOWER"):
+        raise _err(node, f"auto_pad={auto} not supported")
+    lo_hi = []
+    for n, k, st, d in zip(size, kernel, strides, dilations):
+        out = -(-n // st)
+        total = max(0, (out - 1) * st + (k - 1) * d + 1 - n)
+        small, big = total // 2, total - total // 2
+        lo_hi.append((small, big) if auto == "SAME_UPPER" else (big, small))
+    return lo_hi[0][0], lo_hi[1][0], lo_hi[0][1], lo_hi[1][1]
+
+
+def _window(node: onnx.NodeProto, shape: tuple[int, int, int], kernel: tuple[int, int]) -> dict[str, object]:
+    a = _attrs(node)
+    strides = tuple(int(v) for v in a.get("strides", [1, 1]))  # type: ignore[union-attr]
+    dil = tuple(int(v) for v in a.get("dilations", [1, 1]))  # type: ignore[union-attr]
+    if len(strides) != 2 or len(dil) != 2:
+        raise _err(node, "only 2-D windows are supported")
+    pads = _pads(node, (shape[1], shape[2]), kernel, strides, dil)  # type: ignore[arg-type]
+    return {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dil}
+
+
+def _out_hw(shape: tuple[int, int, int], win: dict[str, object], ceil: bool = False) -> tuple[int, int]:
+    from ..ir.graph import conv_out_size
+
+    (kh, kw), (sh, sw) = win["kernel"], win["strides"]  # type: ignore[misc]
+    pt, pl, pb, pr = win["pads"]  # type: ignore[misc]
+    dh, dw = win["dilations"]  # type: ignore[misc]
+    return (conv_out_size(shape[1], kh, sh, pt, pb, dh, ceil), conv_out_size(shape[2], kw, sw, pl, pr, dw, ceil))
+
+
+@converter("Conv")
+def convert_conv(node: onnx.NodeProto, ctx: Context) -> None:
+    """2-D convolution (strides, pads, auto_pad, dilations, groups) -> conv with a window-ordered weight matrix;
+    grouped (incl. depthwise) convolutions become block-diagonal."""
+    shape = _spatial(ctx.shape(node.input[0], node), node)
+    w = ctx.const(node.input[1], node).astype(np.float64)
+    if w.ndim != 4:
+        raise _err(node, f"only 2-D convolutions are supported (weight rank {w.ndim})")
+    groups = int(_attrs(node).get("group", 1))  # type: ignore[arg-type]
+    cout, cin_g, kh, kw = w.shape
+    if cin_g * groups != shape[0] or cout % groups:
+        raise _err(node, f"weight {w.shape} with group={groups} does not match {shape[0]} input channels")
+    full = np.zeros((kh, kw, shape[0], cout))
+    og = cout // groups
+    for g in range(groups):
+        full[:, :, g * cin_g:(g + 1) * cin_g, g * og:(g + 1) * og] = w[g * og:(g + 1) * og].transpose(2, 3, 1, 0)
+    win = _window(node, shape, (kh, kw))
+    params = {"weight": full.reshape(kh * kw * shape[0], cout)}
+    if len(node.input) > 2 and node.input[2]:
+        params["bias"] = ctx.const(node.input[2], node).astype(np.float64).reshape(cout)
+    ctx.emit("conv", node, node.input[0], (cout,) + _out_hw(shape, win), act="none", groups=groups, params=params,
+             **win)
+
+
+@converter("MaxPool", "AveragePool")
+def convert_pool(node: onnx.NodeProto, ctx: Context) -> None:
+    """2-D max/average pooling with pads, strides, dilations and ceil mode."""
+    a = _attrs(node)
+    shape = _spatial(ctx.shape(node.input[0], node), node)
+    if len(node.output) > 1 and node.output[1]:
+        raise _err(node, "MaxPool's Indices output is not supported")
+    if int(a.get("storage_order", 0)):  # type: ignore[arg-type]
+        raise _err(node, "storage_order=1 is not supported")
+    kernel = tuple(int(v) for v in a["kernel_shape"])  # type: ignore[union-attr]
+    win = _window(node, shape, kernel)  # type: ignore[arg-type]
+    ceil = bool(a.get("ceil_mode", 0))
+    mode = "max" if node.op_type == "MaxPool" else "avg"
+    include = bool(a.get("count_include_pad", 0))
+    if mode == "avg" and any(win["pads"]) and not include:  # type: ignore[arg-type]
+        raise _err(node, "AveragePool with padding and count_include_pad=0 (a divisor per border window) "
+                         "is not supported")
+    ctx.emit("pool", node, node.input[0], (shape[0],) + _out_hw(shape, win, ceil), act="none", mode=mode,
+             ceil_mode=ceil, count_include_pad=include, **win)
+
+
+@converter("GlobalAveragePool")
+def convert_gap(node: onnx.NodeProto, ctx: Context) -> None:
+    """Mean over all pixels of each channel."""
+    shape = _spatial(ctx.shape(node.input[0], node), node)
+    ctx.emit("gap", node, node.input[0], (shape[0], 1, 1), act="none")
+
+
+@converter("BatchNormalization")
+def convert_batchnorm(node: onnx.NodeProto, ctx: Context) -> None:
+    """Inference batch normalization -> per-channel scale and shift (folded into the previous layer)."""
+    a = _attrs(node)
+    if int(a.get("training_mode", 0)):  # type: ignore[arg-type]
+        raise _err(node, "training_mode=1 is not supported")
+    shape = ctx.shape(node.input[0], node)
+    gamma, beta, mean, var = (ctx.const(i, node).astype(np.float64).reshape(-1) for i in node.input[1:5])
+    scale = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))  # type: ignore[arg-type]
+    ctx.emit("batchnorm", node, node.input[0], shape, params={"scale": scale, "shift": beta - mean * scale})
+
+
+@converter("Concat")
+def convert_concat(node: onnx.NodeProto, ctx: Context) -> None:
+    """Concatenation on the channel axis of (N, C, H, W) tensors."""
+    shapes = [ctx.shape(i, node) for i in node.input]
+    axis = int(_attrs(node)["axis"])  # type: ignore[arg-type]
+    rank = len(shapes[0]) + 1
+    if axis % rank != 1 or any(len(s) != 3 for s in shapes):
+        raise _err(node, f"only channel concatenation of (N, C, H, W) tensors is supported (axis={axis})")
+    if any(s[1:] != shapes[0][1:] for s in shapes):
+        raise _err(node, f"spatial shapes differ: {shapes}")
+    out = (sum(s[0] for s in shapes),) + shapes[0][1:]
+    ctx.values[node.output[0]] = Value(node.output[0], out)
+    ctx.ops.append(Op("concat", node.name or node.output[0], list(node.input), [node.output[0]], {}, {}))
+
+
+@converter("Pad")
+def convert_pad(node: onnx.NodeProto, ctx: Context) -> None:
+    """Constant zero padding of the spatial axes (attributes before opset 11, inputs from 11)."""
+    a = _attrs(node)
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if ctx.opset < 11:
+        pads, value = [int(v) for v in a.get("pads", [])], float(a.get("value", 0.0))  # type: ignore[union-attr]
+    else:
+        pads = [int(v) for v in ctx.const(node.input[1], node).reshape(-1)]
+        value = float(ctx.const(node.input[2], node)) if len(node.input) > 2 and node.input[2] else 0.0
+    shape = _spatial(ctx.shape(node.input[0], node), node)
+    if mode != "constant" or value != 0.0 or len(pads) != 8 or any(pads[i] for i in (0, 1, 4, 5)):
+        raise _err(node, "only constant zero padding of the H and W axes is supported")
+    pt, pl, pb, pr = pads[2], pads[3], pads[6], pads[7]
+    if min(pads) < 0:
+        raise _err(node, "negative pads (cropping) are not supported")
+    ctx.emit("pad", node, node.input[0], (shape[0], shape[1] + pt + pb, shape[2] + pl + pr), pads=(pt, pl, pb, pr))
+
+
+@converter("Transpose")
+def convert_transpose(node: onnx.NodeProto, ctx: Context) -> None:
+    """A transpose that keeps the batch axis and the order of every axis longer than 1 is a relabelling."""
+    shape = ctx.shape(node.input[0], node)
+    full = (1,) + shape
+    perm = [int(p) for p in _attrs(node).get("perm", list(range(len(full)))[::-1])]  # type: ignore[union-attr]
+    kept = [p for p in perm if full[p] > 1 and p != 0]
+    if perm[0] != 0 or kept != sorted(kept):
+        raise _err(node, f"perm={perm} moves data (only relabelling transposes are supported)")
+    ctx.emit("reshape", node, node.input[0], tuple(full[p] for p in perm[1:]))

@@ -36,9 +36,23 @@ class Op:
     - ``dense``: 1 input of n_in elements (any shape, read row-major), 1 output (n_out,); params ``weight`` (n_in, n_out), optional ``bias`` (n_out,);
       attr ``act`` in ``ACTIVATIONS`` (applied after the bias; set by the fusion pass).
     - ``bias_add``: 1 input, 1 output of the same shape; param ``bias``.
-    - ``act``: 1 input, 1 output of the same shape; attr ``fn`` in ``ACTIVATIONS`` minus ``none``.
+    - ``act``: 1 input, 1 output of the same shape; attr ``act`` (the function).
     - ``reshape``: 1 input, 1 output with the same number of elements (row-major relabelling, no data movement).
     - ``identity``: 1 input, 1 output of the same shape.
+    - ``conv``: (C, H, W) -> (Cout, OH, OW); params ``weight`` (kh*kw*C, Cout) with rows in window order
+      (kernel row, kernel column, input channel) -- grouped convolutions are block-diagonal -- and ``bias``;
+      attrs ``kernel``, ``strides``, ``pads`` (top, left, bottom, right), ``dilations``, ``act``.
+    - ``pool``: (C, H, W) -> (C, OH, OW); attrs ``mode`` (max/avg), ``kernel``, ``strides``, ``pads``,
+      ``ceil_mode``, ``count_include_pad``, ``act``.
+    - ``gap``: (C, H, W) -> (C, 1, 1) global average; ``act``.
+    - ``eltwise``: 1 or 2 inputs of one shape -> that shape: the sum of the inputs, then ``act``.
+    - ``concat``: (C_i, H, W) inputs -> (sum C_i, H, W).
+    - ``pad``: constant-zero spatial padding (folded into the next conv by a pass).
+    - ``batchnorm``: per-channel ``scale`` and ``shift`` (folded into the previous conv/dense by a pass).
+
+    Activations (``act`` attr): none, relu, sigmoid, tanh, leaky_relu (``alpha``), clip (``lo``, ``hi``).
+    Tensors of shape (C, H, W) are stored and flattened channel-minor (HWC order); a dense layer reading one has
+    its weight rows in that order.
     """
 
     kind: str
@@ -54,9 +68,21 @@ class Op:
         return self.kind in CROSSBAR_KINDS
 
 
-ACTIVATIONS = ("none", "relu", "sigmoid", "tanh")
-CROSSBAR_KINDS = ("dense",)
-OP_KINDS = ("dense", "bias_add", "act", "reshape", "identity")
+ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "leaky_relu", "clip")
+CROSSBAR_KINDS = ("dense", "conv")
+OP_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "concat", "pad", "batchnorm", "bias_add", "act", "reshape",
+            "identity")
+ARITY = {"eltwise": (1, 2), "concat": (1, 64)}
+
+
+def conv_out_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation: int = 1,
+                  ceil_mode: bool = False) -> int:
+    """Output length of a convolution/pooling window sweep along one axis."""
+    span = size + pad_lo + pad_hi - dilation * (k - 1) - 1
+    out = (-(-span // stride) if ceil_mode else span // stride) + 1
+    if ceil_mode and (out - 1) * stride >= size + pad_lo:
+        out -= 1  # the last window must start inside the input or its left padding (ONNX/PyTorch rule)
+    return out
 
 
 @dataclass
@@ -125,30 +151,96 @@ def _verify_op(g: Graph, op: Op, defined: set[str]) -> None:
 
     if op.kind not in OP_KINDS:
         fail(f"unknown kind; known: {', '.join(OP_KINDS)}")
-    if len(op.inputs) != 1 or len(op.outputs) != 1:
-        fail(f"expects 1 input and 1 output, has {len(op.inputs)} and {len(op.outputs)}")
+    lo, hi = ARITY.get(op.kind, (1, 1))
+    if not lo <= len(op.inputs) <= hi or len(op.outputs) != 1:
+        fail(f"expects {lo}..{hi} inputs and 1 output, has {len(op.inputs)} and {len(op.outputs)}")
     for name in op.inputs:
         if name not in defined:
             fail(f"input '{name}' used before it is defined")
-    vin, vout = _check_value(g, op.inputs[0], op), _check_value(g, op.outputs[0], op)
-    if op.kind == "dense":
-        w = op.params.get("weight")
-        if w is None or w.ndim != 2 or w.shape != (vin.size, vout.size):
-            fail(f"weight {None if w is None else w.shape} does not map {vin.shape} to {vout.shape}")
-        b = op.params.get("bias")
-        if b is not None and b.shape != (vout.size,):
-            fail(f"bias shape {b.shape} != ({vout.size},)")
-        if op.attrs.get("act", "none") not in ACTIVATIONS:
-            fail(f"activation {op.attrs.get('act')!r} not in {ACTIVATIONS}")
-    elif op.kind == "reshape":
-        if vin.size != vout.size:
-            fail(f"reshape changes the element count {vin.shape} -> {vout.shape}")
-    elif vin.shape != vout.shape:
-        fail(f"shape changes {vin.shape} -> {vout.shape}")
-    if op.kind == "act" and op.attrs.get("fn") not in ACTIVATIONS[1:]:
-        fail(f"activation {op.attrs.get('fn')!r} not in {ACTIVATIONS[1:]}")
-    if op.kind == "bias_add" and op.params.get("bias", np.zeros(0)).shape != vin.shape:
-        fail("bias shape does not match the input")
+    ins = [_check_value(g, i, op).shape for i in op.inputs]
+    out = _check_value(g, op.outputs[0], op).shape
+    if op.attrs.get("act", "none") not in ACTIVATIONS:
+        fail(f"activation {op.attrs.get('act')!r} not in {ACTIVATIONS}")
+    problem = _CHECKS.get(op.kind, _same_shape)(op, ins, out)
+    if problem:
+        fail(problem)
+
+
+def _size(shape: tuple[int, ...]) -> int:
+    return int(np.prod(shape)) if shape else 1
+
+
+def _same_shape(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    if any(s != out for s in ins):
+        return f"shapes change {ins} -> {out}"
+    if op.kind == "act" and op.attrs.get("act") in (None, "none"):
+        return "standalone activation without a function"
+    if op.kind in ("bias_add",) and op.params.get("bias", np.zeros(0)).shape != out:
+        return "bias shape does not match the input"
+    return None
+
+
+def _check_dense(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    w, b = op.params.get("weight"), op.params.get("bias")
+    if w is None or w.ndim != 2 or w.shape != (_size(ins[0]), _size(out)):
+        return f"weight {None if w is None else w.shape} does not map {ins[0]} to {out}"
+    if b is not None and b.shape != (_size(out),):
+        return f"bias shape {b.shape} != ({_size(out)},)"
+    return None
+
+
+def _window_out(op: Op, shape: tuple[int, ...]) -> tuple[int, int]:
+    (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["strides"]
+    pt, pl, pb, pr = op.attrs["pads"]
+    dh, dw = op.attrs.get("dilations", (1, 1))
+    ceil = bool(op.attrs.get("ceil_mode", False))
+    return (conv_out_size(shape[1], kh, sh, pt, pb, dh, ceil), conv_out_size(shape[2], kw, sw, pl, pr, dw, ceil))
+
+
+def _check_conv(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    if len(ins[0]) != 3 or len(out) != 3:
+        return f"expects (C, H, W) tensors, got {ins[0]} -> {out}"
+    kh, kw = op.attrs["kernel"]
+    w = op.params.get("weight")
+    if w is None or w.shape != (kh * kw * ins[0][0], out[0]):
+        return f"weight {None if w is None else w.shape} != ({kh * kw * ins[0][0]}, {out[0]})"
+    if _window_out(op, ins[0]) != out[1:]:
+        return f"output {out} does not match the window geometry {_window_out(op, ins[0])}"
+    return None
+
+
+def _check_pool(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    if len(ins[0]) != 3 or out[0] != ins[0][0] or _window_out(op, ins[0]) != out[1:]:
+        return f"pooling {ins[0]} -> {out} does not match the window geometry"
+    if op.attrs.get("mode") not in ("max", "avg"):
+        return f"mode {op.attrs.get('mode')!r} not in (max, avg)"
+    return None
+
+
+def _check_gap(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    if len(ins[0]) != 3 or out != (ins[0][0], 1, 1):
+        return f"global pooling {ins[0]} -> {out}"
+    return None
+
+
+def _check_concat(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    if any(len(s) != 3 or s[1:] != out[1:] for s in ins) or sum(s[0] for s in ins) != out[0]:
+        return f"channel concat {ins} -> {out}"
+    return None
+
+
+def _check_reshape(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    return None if _size(ins[0]) == _size(out) else f"reshape changes the element count {ins[0]} -> {out}"
+
+
+def _check_pad(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    pt, pl, pb, pr = op.attrs["pads"]
+    c, h, w = ins[0]
+    return None if out == (c, h + pt + pb, w + pl + pr) else f"pad {ins[0]} -> {out}"
+
+
+_CHECKS = {"dense": _check_dense, "conv": _check_conv, "pool": _check_pool, "gap": _check_gap,
+           "concat": _check_concat, "reshape": _check_reshape, "pad": _check_pad, "batchnorm": _same_shape}
 
 
 def dump(g: Graph) -> str:

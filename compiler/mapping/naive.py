@@ -1,6 +1,7 @@
-"""Naive mapping of dense layers: row blocks x column blocks of crossbar size, one block per MVMU, placed on
-MVMUs, cores and tiles in order. Every layer starts on a fresh core; all row blocks of one column block share a
-tile (their partial sums meet in that tile's memory)."""
+"""Naive mapping of crossbar layers (dense, and conv as its im2col matrix): row blocks x column blocks of crossbar
+size, one block per MVMU, placed on MVMUs, cores and tiles in order. Every layer starts on a fresh core; all row
+blocks of one column block share a tile (their partial sums meet in that tile's memory). Vector-ALU ops (pooling,
+element-wise) get a core each."""
 
 from __future__ import annotations
 
@@ -63,6 +64,7 @@ class Mapping:
 
     hw: HardwareConfig
     layers: dict[str, LayerMap]
+    vector: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def mvmus(self) -> int:
@@ -77,12 +79,12 @@ class Mapping:
     @property
     def tiles(self) -> int:
         """Tiles with at least one block."""
-        return len({b.tile for lm in self.layers.values() for b in lm.blocks})
+        return len({b.tile for lm in self.layers.values() for b in lm.blocks} | {t for t, _ in self.vector.values()})
 
     @property
     def cores(self) -> int:
         """Cores with at least one block."""
-        return len({b.where for lm in self.layers.values() for b in lm.blocks})
+        return len({b.where for lm in self.layers.values() for b in lm.blocks} | set(self.vector.values()))
 
     def report(self, prec: dict[str, LayerPrecision]) -> dict[str, Any]:
         """The mapping report: per layer and total crossbars, MVMUs, cores, tiles and cell utilization."""
@@ -96,7 +98,11 @@ class Mapping:
                            "weight_bits": prec[lm.name].w_bits})
         used = sum(x["utilization"] * x["mvmus"] for x in layers)
         return {"mapping": "naive", "crossbars": self.crossbars, "mvmus": self.mvmus, "cores": self.cores,
-                "tiles": self.tiles, "utilization": used / max(1, self.mvmus), "layers": layers}
+                "tiles": self.tiles, "utilization": used / max(1, self.mvmus), "layers": layers,
+                "vector_ops": {k: list(v) for k, v in self.vector.items()}}
+
+
+VECTOR_KINDS = ("pool", "gap", "eltwise")
 
 
 class _Cursor:
@@ -111,6 +117,14 @@ class _Cursor:
 
     def free_on_tile(self) -> int:
         return (self.hw.cores_per_tile - self.core) * self.hw.mvmus_per_core - self.mvmu
+
+    def take_core(self) -> tuple[int, int]:
+        """A whole fresh core (for vector-ALU ops)."""
+        self.fresh_core()
+        where = (self.tile, self.core)
+        self.mvmu = 1
+        self.fresh_core()
+        return where
 
     def next_tile(self) -> None:
         self.tile, self.core, self.mvmu = self.tile + 1, 0, 0
@@ -129,7 +143,12 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig) -> 
     """Place every crossbar layer (see module docstring); fail with what is needed if the chip is too small."""
     cur, layers = _Cursor(hw), {}
     per_tile = hw.cores_per_tile * hw.mvmus_per_core
-    for op in g.crossbar_ops():
+    vector: dict[str, tuple[int, int]] = {}
+    for op in g.ops:
+        if op.kind in VECTOR_KINDS:
+            vector[op.name] = cur.take_core()
+        if not op.is_crossbar:
+            continue
         n_in, n_out = op.params["weight"].shape
         rb, cb = -(-n_in // hw.xbar_rows), -(-n_out // hw.xbar_cols)
         if rb > per_tile:
@@ -145,8 +164,9 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig) -> 
                 cols = (c * hw.xbar_cols, min(n_out, (c + 1) * hw.xbar_cols))
                 lm.blocks.append(Block(op.name, r, c, rows, cols, t, k, m))
         layers[op.name] = lm
-    mapping = Mapping(hw, layers)
-    top = max((b.tile for lm in layers.values() for b in lm.blocks), default=0) + 1
+    mapping = Mapping(hw, layers, vector)
+    top = max([b.tile for lm in layers.values() for b in lm.blocks] + [t for t, _ in vector.values()],
+              default=0) + 1
     if top > hw.tiles:
         raise ModelError(f"the model needs {top} tiles ({mapping.mvmus} MVMUs, {mapping.crossbars} crossbars) "
                          f"but the chip has {hw.tiles}; pass a hardware file with \"tiles\": {top} or more")

@@ -1,12 +1,14 @@
-"""Float execution of the IR and activation-range calibration on data."""
+"""Float execution of the IR (internal HWC layout) and activation-range calibration on data."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..ir import Graph, Op
+from .windows import from_hwc, im2col, pad_hwc, to_hwc, windows
 
 FloatEnv = dict[str, np.ndarray]
 
@@ -22,49 +24,93 @@ class LayerRange:
     output: float
 
 
-Ranges = dict[str, LayerRange]
+class Ranges(dict):  # type: ignore[type-arg]
+    """Crossbar-layer ranges by layer name, plus ``values``: the largest magnitude of every tensor."""
+
+    values: dict[str, float]
+
+    def __init__(self, *a: Any, values: dict[str, float] | None = None, **kw: Any) -> None:
+        super().__init__(*a, **kw)
+        self.values = values or {}
 
 
-def apply_act(fn: str, x: np.ndarray) -> np.ndarray:
-    """Float activation."""
+def apply_act(attrs: dict[str, Any], x: np.ndarray) -> np.ndarray:
+    """Float activation named by ``attrs['act']``."""
+    fn = attrs.get("act", "none")
     if fn == "relu":
         return np.maximum(x, 0.0)
     if fn == "sigmoid":
         return 0.5 * (1.0 + np.tanh(0.5 * x))
     if fn == "tanh":
         return np.tanh(x)
+    if fn == "leaky_relu":
+        return np.maximum(x, attrs["alpha"] * x)
+    if fn == "clip":
+        return np.clip(x, attrs["lo"], attrs["hi"])
     return x
 
 
-def _run_op(op: Op, x: np.ndarray) -> np.ndarray:
-    b = x.shape[0]
-    if op.kind == "dense":
-        y = x.reshape(b, -1) @ op.params["weight"]
-        if "bias" in op.params:
-            y = y + op.params["bias"]
-        return apply_act(op.attrs.get("act", "none"), y)
-    if op.kind == "bias_add":
-        return x + op.params["bias"]
-    if op.kind == "act":
-        return apply_act(op.attrs["fn"], x)
+def out_hw(g: Graph, op: Op) -> tuple[int, int]:
+    """Spatial output size of a windowed op."""
+    shape = g.values[op.outputs[0]].shape
+    return shape[1], shape[2]
+
+
+def _pre_activation(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
+    x, b = xs[0], len(xs[0])
+    k = op.kind
+    if k == "dense":
+        return x.reshape(b, -1) @ op.params["weight"] + op.params.get("bias", 0.0)
+    if k == "conv":
+        oh, ow = out_hw(g, op)
+        y = im2col(x, op, (oh, ow)) @ op.params["weight"] + op.params.get("bias", 0.0)
+        return y.reshape(b, oh, ow, -1)
+    if k == "pool" and op.attrs["mode"] == "max":
+        return windows(x, op, out_hw(g, op), -np.inf).max(axis=(3, 4))
+    if k == "pool":
+        (kh, kw) = op.attrs["kernel"]
+        return windows(x, op, out_hw(g, op), 0.0).sum(axis=(3, 4)) / (kh * kw)
+    if k == "gap":
+        return x.mean(axis=(1, 2), keepdims=True)
+    if k == "eltwise":
+        return sum(xs[1:], xs[0])
+    if k == "concat":
+        return np.concatenate(xs, axis=-1)
+    if k == "pad":
+        return pad_hwc(x, op.attrs["pads"], 0.0)
+    if k == "batchnorm":
+        return x * op.params["scale"] + op.params["shift"]
+    if k == "bias_add":
+        return x + to_hwc(op.params["bias"][None], g.values[op.inputs[0]].shape)[0]
+    if k == "reshape":
+        return to_hwc(from_hwc(x, g.values[op.inputs[0]].shape), g.values[op.outputs[0]].shape)
     return x
+
+
+def run_op(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
+    """One op in float64 on internal-layout inputs."""
+    return apply_act(op.attrs, _pre_activation(g, op, xs))
 
 
 def float_forward(g: Graph, inputs: FloatEnv) -> FloatEnv:
-    """Every value of the graph computed in float64 on a batch (keys: value names; arrays (B, ...))."""
-    env = {k: np.asarray(v, dtype=np.float64).reshape((len(v),) + g.values[k].shape) for k, v in inputs.items()}
+    """Every value of the graph in float64, internal layout (B, H, W, C) or (B, F), from ONNX-layout inputs."""
+    env = {k: to_hwc(np.asarray(v, dtype=np.float64), g.values[k].shape) for k, v in inputs.items()}
     for op in g.ops:
-        y = _run_op(op, env[op.inputs[0]])
-        env[op.outputs[0]] = y.reshape((y.shape[0],) + g.values[op.outputs[0]].shape)
+        env[op.outputs[0]] = run_op(g, op, [env[i] for i in op.inputs])
     return env
 
 
+def layer_inputs(g: Graph, op: Op, x: np.ndarray) -> np.ndarray:
+    """The (rows, K) matrix a crossbar layer multiplies: flat inputs (dense) or im2col windows (conv)."""
+    return im2col(x, op, out_hw(g, op)) if op.kind == "conv" else x.reshape(len(x), -1)
+
+
 def calibrate(g: Graph, inputs: FloatEnv, row_block: int) -> Ranges:
-    """Ranges of every crossbar layer on calibration data; accumulators include partial sums per row block."""
+    """Ranges of every crossbar layer and tensor on calibration data (accumulators include row-block partials)."""
     env = float_forward(g, inputs)
-    out = {}
+    out = Ranges(values={k: float(np.abs(v).max(initial=0.0)) for k, v in env.items()})
     for op in g.crossbar_ops():
-        x = env[op.inputs[0]].reshape(len(env[op.inputs[0]]), -1)
+        x = layer_inputs(g, op, env[op.inputs[0]])
         w = op.params["weight"]
         partial = np.zeros((x.shape[0], w.shape[1]))
         acc = 0.0
@@ -74,5 +120,5 @@ def calibrate(g: Graph, inputs: FloatEnv, row_block: int) -> Ranges:
         if "bias" in op.params:
             acc = max(acc, float(np.abs(partial + op.params["bias"]).max(initial=0.0)))
         out[op.name] = LayerRange(float(np.abs(w).max(initial=0.0)), float(np.abs(x).max(initial=0.0)), acc,
-                                  float(np.abs(env[op.outputs[0]]).max(initial=0.0)))
+                                  out.values[op.outputs[0]])
     return out

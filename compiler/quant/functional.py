@@ -4,14 +4,20 @@ hardware computes it (docs/semantics.md). The runtime executing the compiled pro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from isa import numerics as nx
 from isa.hardware import HardwareConfig
 
+from isa.errors import ModelError
+
 from ..ir import Graph, Op
+from .calibrate import layer_inputs, out_hw
+from .formats import Format
 from .precision import LayerPrecision
+from .windows import from_hwc, to_hwc, windows
 
 IntEnv = dict[str, np.ndarray]
 
@@ -59,8 +65,16 @@ def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: i
     return np.tensordot(sig, per_digit, axes=1)                       # (B, C)
 
 
-def dense_forward(x: np.ndarray, q: QuantizedLayer, p: LayerPrecision, act: str, hw: HardwareConfig) -> np.ndarray:
-    """One dense layer on integer inputs (B, n_in) -> accumulator-format outputs (B, n_out) after activation."""
+def crossbar_layer(rows: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: HardwareConfig) -> np.ndarray:
+    """A crossbar layer on integer input rows (N, K) -> accumulator-format pre-activation outputs (N, n_out):
+    row blocks of ``hw.xbar_rows`` rounded into Q(acc) and accumulated in order with saturation, then the bias."""
+    n_s = nx.n_slices(p.w_bits, hw.cell_bits)
+    chunk = max(64, (1 << 27) // (4 * p.in_bits * n_s * max(1, q.weight.shape[1])))
+    outs = [_crossbar_rows(rows[i:i + chunk], q, p, hw) for i in range(0, max(1, len(rows)), chunk)]
+    return np.concatenate(outs) if len(outs) > 1 else outs[0]
+
+
+def _crossbar_rows(x: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: HardwareConfig) -> np.ndarray:
     acc = None
     for r0 in range(0, q.weight.shape[0], hw.xbar_rows):
         part = crossbar_block(x[:, r0:r0 + hw.xbar_rows], q.weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
@@ -69,42 +83,104 @@ def dense_forward(x: np.ndarray, q: QuantizedLayer, p: LayerPrecision, act: str,
     assert acc is not None
     if q.bias is not None:
         acc = nx.saturate(acc + q.bias, p.acc_bits)
-    return activate(acc, act, p.acc_frac)
-
-
-def activate(acc: np.ndarray, act: str, frac: int) -> np.ndarray:
-    """Rule ACT in the accumulator format."""
-    if act == "relu":
-        return np.maximum(acc, 0)
-    if act == "sigmoid":
-        return nx.sigmoid_q(acc, frac)
-    if act == "tanh":
-        return nx.tanh_q(acc, frac)
     return acc
 
 
-def input_format(g: Graph, value: str, prec: dict[str, LayerPrecision]) -> tuple[int, int] | None:
-    """(bits, frac) in which the crossbar layers reading ``value`` expect it, or None if none reads it."""
-    for op in g.consumers(value):
-        if op.is_crossbar:
-            return prec[op.name].in_bits, prec[op.name].in_frac
-    return None
+def leaky_coef(alpha: float) -> int:
+    """LeakyRelu's slope as a Q(32, 16) integer (rule ACT)."""
+    return int(nx.quantize(np.array(alpha), 32, LEAKY_FRAC))
 
 
-def run_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: IntEnv, hw: HardwareConfig) -> IntEnv:
-    """Integer outputs (B, n) of every device output, in its producer's accumulator format.
+LEAKY_FRAC = 16
+DIV_FRAC = 24
 
-    ``inputs`` are graph inputs already quantized to their consumers' input format (B, n).
-    """
-    env = {k: np.asarray(v, dtype=np.int64).reshape(len(v), -1) for k, v in inputs.items()}
-    results: IntEnv = {}
-    for op in g.ops:
-        if not op.is_crossbar:
-            raise NotImplementedError(f"functional model: op kind {op.kind}")
+
+def clip_bounds(attrs: dict[str, Any], frac: int) -> tuple[int, int]:
+    """Clip bounds as Q(32, frac) integers (saturated to 32 bits, rule ACT)."""
+    return int(nx.quantize(np.array(attrs["lo"]), 32, frac)), int(nx.quantize(np.array(attrs["hi"]), 32, frac))
+
+
+def activate(x: np.ndarray, attrs: dict[str, Any], frac: int) -> np.ndarray:
+    """Rule ACT: the activation named by ``attrs['act']`` on Q(., frac) integers."""
+    fn = attrs.get("act", "none")
+    if fn == "relu":
+        return np.maximum(x, 0)
+    if fn == "sigmoid":
+        return nx.sigmoid_q(x, frac)
+    if fn == "tanh":
+        return nx.tanh_q(x, frac)
+    if fn == "leaky_relu":
+        return np.maximum(x, nx.rshift_round(x * np.int64(leaky_coef(attrs["alpha"])), LEAKY_FRAC))
+    if fn == "clip":
+        lo, hi = clip_bounds(attrs, frac)
+        return np.clip(x, lo, hi)
+    return x
+
+
+def divisor_coef(n: int) -> int:
+    """floor(2^24 / n + 1/2): the multiplier of an average over n values (rule POOL)."""
+    return ((1 << (DIV_FRAC + 1)) + n) // (2 * n)
+
+
+def _layer(g: Graph, op: Op, xs: list[np.ndarray], prec: dict[str, LayerPrecision], fmt: dict[str, Format],
+           hw: HardwareConfig) -> tuple[np.ndarray, int]:
+    """One op on integer inputs -> (output before the final requantization, its fraction bits)."""
+    x = xs[0]
+    if op.is_crossbar:
         p = prec[op.name]
-        y = dense_forward(env[op.inputs[0]], quantize_layer(op, p), p, op.attrs.get("act", "none"), hw)
-        nxt = input_format(g, op.outputs[0], prec)
-        env[op.outputs[0]] = y if nxt is None else nx.requantize(y, p.acc_frac - nxt[1], nxt[0])
-        if op.outputs[0] in g.outputs:
-            results[op.outputs[0]] = y  # a device output stays in its layer's accumulator format
-    return results
+        rows = layer_inputs(g, op, x)
+        y = crossbar_layer(rows, quantize_layer(op, p), p, hw)
+        shape = (len(x),) + ((out_hw(g, op) + (-1,)) if op.kind == "conv" else (-1,))
+        return activate(y.reshape(shape), op.attrs, p.acc_frac), p.acc_frac
+    fi = fmt[op.inputs[0]][1]
+    if op.kind == "pool" and op.attrs["mode"] == "max":
+        y = windows(x, op, out_hw(g, op), nx.qmin(fmt[op.inputs[0]][0])).max(axis=(3, 4))
+    elif op.kind == "pool":
+        kh, kw = op.attrs["kernel"]
+        s = windows(x, op, out_hw(g, op), 0).sum(axis=(3, 4))
+        y = nx.rshift_round(s * np.int64(divisor_coef(kh * kw)), DIV_FRAC)
+    elif op.kind == "gap":
+        n = x.shape[1] * x.shape[2]
+        y = nx.rshift_round(x.sum(axis=(1, 2), keepdims=True) * np.int64(divisor_coef(n)), DIV_FRAC)
+    elif op.kind == "eltwise":
+        fi = max(fmt[i][1] for i in op.inputs)
+        y = sum((nx.rshift_round(v, fmt[i][1] - fi) for v, i in zip(xs, op.inputs)), np.zeros_like(x))
+    elif op.kind == "concat":
+        y = np.concatenate(xs, axis=-1)
+    elif op.kind == "reshape":
+        y = to_hwc(from_hwc(x, g.values[op.inputs[0]].shape), g.values[op.outputs[0]].shape)
+    else:
+        raise ModelError(f"op '{op.name}' ({op.kind}) cannot run on the device")
+    return activate(y, op.attrs, fi), fi
+
+
+def run_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: IntEnv, hw: HardwareConfig,
+                   fmt: dict[str, Format] | None = None) -> IntEnv:
+    """Integer device outputs (B, n) in their stored formats, flattened in HWC order.
+
+    ``inputs`` are graph inputs already quantized to their stored format, in ONNX layout (B, ...) or flat HWC.
+    ``fmt`` is the tensor format assignment (`assign_formats`); without it, formats follow the crossbar layers'
+    input formats and the last layers' accumulator formats (enough for chains of crossbar layers).
+    """
+    fmt = fmt or _chain_formats(g, prec)
+    env = {}
+    for v in g.inputs:
+        arr = np.asarray(inputs[v.name], dtype=np.int64)
+        env[v.name] = to_hwc(arr, v.shape) if arr.ndim > 2 else (
+            arr.reshape((len(arr),) + (v.shape[1], v.shape[2], v.shape[0])) if len(v.shape) == 3 else arr)
+    for op in g.ops:
+        y, frac = _layer(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
+        bits, out_frac = fmt[op.outputs[0]]
+        env[op.outputs[0]] = nx.requantize(y, frac - out_frac, bits)
+    return {o: env[o].reshape(len(env[o]), -1) for o in g.outputs}
+
+
+def _chain_formats(g: Graph, prec: dict[str, LayerPrecision]) -> dict[str, Format]:
+    fmt: dict[str, Format] = {}
+    for op in g.ops:
+        for v in op.inputs:
+            if op.is_crossbar:
+                fmt[v] = (prec[op.name].in_bits, prec[op.name].in_frac)
+        if op.is_crossbar and op.outputs[0] in g.outputs:
+            fmt[op.outputs[0]] = (prec[op.name].acc_bits, prec[op.name].acc_frac)
+    return fmt

@@ -1,0 +1,132 @@
+"""Tile-memory storage of tensors: padded HWC buffers, concat aliasing, copies per tile, border fill.
+
+Every tensor is viewed as (H, W, C): a (C, H, W) activation as is, a flat (F,) vector as (1, 1, F). A *root*
+tensor owns a buffer; the inputs of a channel concat are views into their concat's buffer at a channel offset.
+Element (h, w, c) of a tensor lives at ``base + ((h + pt) * Wp + (w + pl)) * ctot + coff + c`` on every tile
+holding a copy, where the border (pt, pl, pb, pr) is as wide as the widest window that reads the tensor and is
+filled with 0 (or the smallest value of the format for max pooling).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from isa import numerics as nx
+from isa.errors import ModelError
+
+from ..ir import Graph, Op
+from ..quant.formats import Format
+
+
+def hwc(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(H, W, C) view of a per-sample shape."""
+    if len(shape) == 3:
+        return shape[1], shape[2], shape[0]
+    size = 1
+    for d in shape:
+        size *= d
+    return 1, 1, size
+
+
+@dataclass
+class Buffer:
+    """Geometry of a root tensor's buffer (the same on every tile holding a copy) and its base per tile."""
+
+    h: int
+    w: int
+    c: int
+    pads: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    fill: int | None = None
+    bases: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def wp(self) -> int:
+        """Padded width."""
+        return self.w + self.pads[1] + self.pads[3]
+
+    @property
+    def hp(self) -> int:
+        """Padded height."""
+        return self.h + self.pads[0] + self.pads[2]
+
+    @property
+    def words(self) -> int:
+        """Words of one copy."""
+        return self.hp * self.wp * self.c
+
+
+@dataclass(frozen=True)
+class View:
+    """A tensor's place in its root buffer: channel offset."""
+
+    root: str
+    coff: int
+
+
+class Storage:
+    """Buffers of every tensor of a graph (see module docstring)."""
+
+    def __init__(self, g: Graph, fmt: dict[str, Format]) -> None:
+        self.g, self.fmt = g, fmt
+        self.views: dict[str, View] = {}
+        self.buffers: dict[str, Buffer] = {}
+        for op in reversed(g.ops):
+            if op.kind == "concat":
+                self._alias(op)
+        for name in g.values:
+            self.views.setdefault(name, View(name, 0))
+        for view in list(self.views.values()):
+            if view.root not in self.buffers:
+                self.buffers[view.root] = Buffer(*hwc(g.values[view.root].shape))
+        for op in g.ops:
+            if op.kind in ("conv", "pool"):
+                self._widen(op)
+
+    def _alias(self, op: Op) -> None:
+        out = self.views.get(op.outputs[0], View(op.outputs[0], 0))
+        self.views[op.outputs[0]] = out
+        off = out.coff
+        for i in op.inputs:
+            if i in self.views or self.g.producer(i) is None:
+                raise ModelError(f"concat '{op.name}': input '{i}' is a graph input or feeds two concats")
+            if self.fmt[i] != self.fmt[op.outputs[0]]:
+                raise ModelError(f"concat '{op.name}': input '{i}' format {self.fmt[i]} differs from the output's")
+            self.views[i] = View(out.root, off)
+            off += hwc(self.g.values[i].shape)[2]
+
+    def _widen(self, op: Op) -> None:
+        """Grow the reading tensor's border to cover ``op``'s padding and ceil-mode overhang; set the fill."""
+        buf = self.buffer(op.inputs[0])
+        h, w, _ = hwc(self.g.values[op.inputs[0]].shape)
+        oh, ow, _ = hwc(self.g.values[op.outputs[0]].shape)
+        (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["strides"]
+        dh, dw = op.attrs.get("dilations", (1, 1))
+        pt, pl, pb, pr = op.attrs["pads"]
+        pb = max(pb, (oh - 1) * sh + (kh - 1) * dh + 1 - h - pt)
+        pr = max(pr, (ow - 1) * sw + (kw - 1) * dw + 1 - w - pl)
+        need = [pt, pl, pb, pr]
+        if not any(need):
+            return
+        fill = nx.qmin(self.fmt[op.inputs[0]][0]) if op.kind == "pool" and op.attrs["mode"] == "max" else 0
+        if buf.fill is not None and buf.fill != fill:
+            raise ModelError(f"tensor '{op.inputs[0]}' is read with zero padding and with max-pool padding")
+        buf.fill = fill
+        buf.pads = [max(a, b) for a, b in zip(buf.pads, need)]
+
+    def buffer(self, value: str) -> Buffer:
+        """The buffer holding ``value``."""
+        return self.buffers[self.views[value].root]
+
+    def root(self, value: str) -> str:
+        """The root tensor whose buffer holds ``value``."""
+        return self.views[value].root
+
+    def origin(self, value: str, top: int = 0, left: int = 0) -> int:
+        """Offset (from the buffer base) of element (-top, -left, 0) of ``value``: a window origin."""
+        buf, v = self.buffer(value), self.views[value]
+        return ((buf.pads[0] - top) * buf.wp + (buf.pads[1] - left)) * buf.c + v.coff
+
+    def pixel_step(self, value: str) -> tuple[int, int]:
+        """(words per pixel row, words per pixel) of ``value``'s buffer."""
+        buf = self.buffer(value)
+        return buf.wp * buf.c, buf.c

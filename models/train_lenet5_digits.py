@@ -1,0 +1,259 @@
+"""Train LeNet-5 on the digits upsampled to 32x32 (``digits32``) and export ``models/lenet5_digits.onnx``.
+
+The classic LeNet-5 geometry (ReLU and average pooling instead of tanh/subsampling): conv1 1->6 5x5 -> ReLU ->
+AveragePool 2x2/2 -> conv2 6->16 5x5 -> ReLU -> AveragePool 2x2/2 -> Flatten (16*5*5 = 400) -> fc1 400->120 -> ReLU
+-> fc2 120->84 -> ReLU -> fc3 84->10 (logits). The 8x8 digits are upsampled 4x by nearest neighbour
+(``load_dataset("digits32", ...)``) to get the 32x32 input the geometry needs.
+
+Numpy-only and reproducible, like ``models/train_mlp_digits.py``: He-normal initialisation and mini-batch order from
+``numpy.random.default_rng(0)``, float64 Adam on softmax cross-entropy (convolutions as im2col matrix products),
+weights rounded to float32 at export. The graph is what a PyTorch export of the equivalent ``nn.Sequential`` looks
+like: input ``input`` float32 [N, 1, 32, 32], nodes ``conv1 relu1 pool1 conv2 relu2 pool2 flatten fc1 relu3 fc2
+relu4 fc3`` (Conv weights [out, in, kh, kw] with bias, Gemm with transB=1), output ``logits`` float32 [N, 10],
+opset 13, ir_version 8, metadata ``xbarc.dataset = digits32``. Running the script twice writes a byte-identical file.
+
+The im2col layer helpers (``conv_forward``/``conv_backward``, ``avgpool_*``, ``adam_step``) are reused by
+``models/build_resnet_digits.py``.
+
+Run: ``python -m models.train_lenet5_digits``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from models.datasets import load_dataset
+
+MODEL_PATH = Path(__file__).resolve().parent / "lenet5_digits.onnx"
+DATASET = "digits32"
+EPOCHS = 8
+BATCH = 32
+LEARNING_RATE = 2e-3
+WEIGHT_DECAY = 1e-4
+OPSET = 13
+
+CONVS = (("conv1", 1, 6, 5), ("conv2", 6, 16, 5))  # name, in channels, out channels, kernel
+FCS = (("fc1", 400, 120), ("fc2", 120, 84), ("fc3", 84, 10))
+
+Params = dict[str, np.ndarray]
+
+
+# --- numpy layers (im2col) ------------------------------------------------------------------------------------
+
+
+def im2col(x: np.ndarray, kh: int, kw: int, stride: int = 1, pad: int = 0) -> np.ndarray:
+    """Patches of an NCHW batch as a matrix [N*Ho*Wo, C*kh*kw] (rows in N, Ho, Wo order; columns C, kh, kw)."""
+    if pad:
+        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    windows = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::stride, ::stride]
+    n, c, ho, wo = windows.shape[:4]
+    return windows.transpose(0, 2, 3, 1, 4, 5).reshape(n * ho * wo, c * kh * kw)
+
+
+def conv_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, stride: int = 1, pad: int = 0
+                 ) -> tuple[np.ndarray, tuple]:
+    """ONNX Conv (group 1, square stride/pads) on an NCHW batch; returns (output, cache for the backward pass)."""
+    n, _, h, wd = x.shape
+    o, c, kh, kw = w.shape
+    ho, wo = (h + 2 * pad - kh) // stride + 1, (wd + 2 * pad - kw) // stride + 1
+    cols = im2col(x, kh, kw, stride, pad)
+    out = cols @ w.reshape(o, -1).T
+    if b is not None:
+        out += b
+    return out.reshape(n, ho, wo, o).transpose(0, 3, 1, 2), (x.shape, cols, w, stride, pad)
+
+
+def conv_backward(dout: np.ndarray, cache: tuple, need_dx: bool = True
+                  ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(dx, dw, db) of ``conv_forward`` given the output gradient (dx is None when not needed)."""
+    (n, c, h, wd), cols, w, stride, pad = cache
+    o, _, kh, kw = w.shape
+    ho, wo = dout.shape[2:]
+    d2 = dout.transpose(0, 2, 3, 1).reshape(-1, o)
+    dw = (d2.T @ cols).reshape(w.shape)
+    db = d2.sum(axis=0)
+    if not need_dx:
+        return None, dw, db
+    dcols = (d2 @ w.reshape(o, -1)).reshape(n, ho, wo, c, kh, kw).transpose(0, 3, 4, 5, 1, 2)
+    dx = np.zeros((n, c, h + 2 * pad, wd + 2 * pad))
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride] += dcols[:, :, i, j]
+    return dx[:, :, pad : pad + h, pad : pad + wd], dw, db
+
+
+def avgpool_forward(x: np.ndarray) -> np.ndarray:
+    """AveragePool kernel 2x2, stride 2 (even spatial size)."""
+    n, c, h, w = x.shape
+    return x.reshape(n, c, h // 2, 2, w // 2, 2).mean(axis=(3, 5))
+
+
+def avgpool_backward(dout: np.ndarray) -> np.ndarray:
+    return dout.repeat(2, axis=2).repeat(2, axis=3) / 4.0
+
+
+def softmax_xent_grad(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Gradient of the mean softmax cross-entropy with respect to the logits."""
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    p[np.arange(len(y)), y] -= 1.0
+    return p / len(y)
+
+
+class Adam:
+    """Adam on a dict of float64 arrays (updated in place), with L2 weight decay on the ``.weight`` entries."""
+
+    def __init__(self, params: Params, lr: float, weight_decay: float) -> None:
+        self.params, self.lr, self.weight_decay = params, lr, weight_decay
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+        self.step = 0
+
+    def update(self, grads: Params) -> None:
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        self.step += 1
+        for k, a in self.params.items():
+            g = grads[k] + self.weight_decay * a if k.endswith(".weight") else grads[k]
+            m, v = self.m[k], self.v[k]
+            m[...] = beta1 * m + (1 - beta1) * g
+            v[...] = beta2 * v + (1 - beta2) * g * g
+            a -= self.lr * (m / (1 - beta1**self.step)) / (np.sqrt(v / (1 - beta2**self.step)) + eps)
+
+
+# --- LeNet-5 --------------------------------------------------------------------------------------------------
+
+
+def init_params(rng: np.random.Generator) -> Params:
+    """He-normal weights and zero biases, drawn layer by layer (conv1, conv2, fc1, fc2, fc3)."""
+    params: Params = {}
+    for name, cin, cout, k in CONVS:
+        params[f"{name}.weight"] = rng.normal(0.0, np.sqrt(2.0 / (cin * k * k)), size=(cout, cin, k, k))
+        params[f"{name}.bias"] = np.zeros(cout)
+    for name, fan_in, fan_out in FCS:
+        params[f"{name}.weight"] = rng.normal(0.0, np.sqrt(2.0 / fan_in), size=(fan_out, fan_in))
+        params[f"{name}.bias"] = np.zeros(fan_out)
+    return params
+
+
+def forward(p: Params, x: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Logits and the caches of every layer (for backprop)."""
+    c: dict = {}
+    h, c["conv1"] = conv_forward(x, p["conv1.weight"], p["conv1.bias"])
+    c["relu1"] = h = np.maximum(h, 0.0)
+    h = avgpool_forward(h)
+    h, c["conv2"] = conv_forward(h, p["conv2.weight"], p["conv2.bias"])
+    c["relu2"] = h = np.maximum(h, 0.0)
+    h = avgpool_forward(h)
+    c["flatten"] = h = h.reshape(len(h), -1)
+    for i, (name, _, _) in enumerate(FCS):
+        h = h @ p[f"{name}.weight"].T + p[f"{name}.bias"]
+        if i < len(FCS) - 1:
+            c[name] = h = np.maximum(h, 0.0)
+    return h, c
+
+
+def gradients(p: Params, x: np.ndarray, y: np.ndarray) -> Params:
+    """Gradients of the mean softmax cross-entropy (weight decay is added by the optimizer)."""
+    logits, c = forward(p, x)
+    g: Params = {}
+    d = softmax_xent_grad(logits, y)
+    fc_inputs = [c["flatten"], c["fc1"], c["fc2"]]
+    for i in reversed(range(len(FCS))):
+        name = FCS[i][0]
+        g[f"{name}.weight"], g[f"{name}.bias"] = d.T @ fc_inputs[i], d.sum(axis=0)
+        d = d @ p[f"{name}.weight"]
+        if i > 0:
+            d = d * (fc_inputs[i] > 0)
+    d = avgpool_backward(d.reshape(len(d), 16, 5, 5)) * (c["relu2"] > 0)
+    d, g["conv2.weight"], g["conv2.bias"] = conv_backward(d, c["conv2"])
+    d = avgpool_backward(d) * (c["relu1"] > 0)
+    _, g["conv1.weight"], g["conv1.bias"] = conv_backward(d, c["conv1"], need_dx=False)
+    return g
+
+
+def train(x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = EPOCHS) -> Params:
+    """Mini-batch Adam; deterministic for a given seed."""
+    rng = np.random.default_rng(seed)
+    params = init_params(rng)
+    opt = Adam(params, LEARNING_RATE, WEIGHT_DECAY)
+    for _ in range(epochs):
+        order = rng.permutation(len(y))
+        for start in range(0, len(y), BATCH):
+            batch = order[start : start + BATCH]
+            opt.update(gradients(params, x[batch], y[batch]))
+    return params
+
+
+def export_onnx(params: Params) -> onnx.ModelProto:
+    """The PyTorch-style Conv/Relu/AveragePool/Flatten/Gemm graph with float32 initializers."""
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in params.items()]
+    nodes = [
+        helper.make_node("Conv", ["input", "conv1.weight", "conv1.bias"], ["conv1_out"], name="conv1",
+                         kernel_shape=[5, 5], strides=[1, 1], pads=[0, 0, 0, 0]),
+        helper.make_node("Relu", ["conv1_out"], ["relu1_out"], name="relu1"),
+        helper.make_node("AveragePool", ["relu1_out"], ["pool1_out"], name="pool1", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Conv", ["pool1_out", "conv2.weight", "conv2.bias"], ["conv2_out"], name="conv2",
+                         kernel_shape=[5, 5], strides=[1, 1], pads=[0, 0, 0, 0]),
+        helper.make_node("Relu", ["conv2_out"], ["relu2_out"], name="relu2"),
+        helper.make_node("AveragePool", ["relu2_out"], ["pool2_out"], name="pool2", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Flatten", ["pool2_out"], ["flatten_out"], name="flatten", axis=1),
+        helper.make_node("Gemm", ["flatten_out", "fc1.weight", "fc1.bias"], ["fc1_out"], name="fc1", transB=1),
+        helper.make_node("Relu", ["fc1_out"], ["relu3_out"], name="relu3"),
+        helper.make_node("Gemm", ["relu3_out", "fc2.weight", "fc2.bias"], ["fc2_out"], name="fc2", transB=1),
+        helper.make_node("Relu", ["fc2_out"], ["relu4_out"], name="relu4"),
+        helper.make_node("Gemm", ["relu4_out", "fc3.weight", "fc3.bias"], ["logits"], name="fc3", transB=1),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "lenet5_digits",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 32, 32])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
+        initializer=inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="xbarc")
+    helper.set_model_props(model, {"xbarc.dataset": DATASET})  # calibration data for `xbarc compile`
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model
+
+
+def build_lenet5_digits() -> onnx.ModelProto:
+    """Train on the digits32 train split and export (the committed ``lenet5_digits.onnx``)."""
+    x, y = load_dataset(DATASET, "train")
+    return export_onnx(train(x.astype(np.float64), y))
+
+
+def onnxruntime_accuracy(model: onnx.ModelProto, split: str = "test", dataset: str = DATASET) -> float:
+    """Top-1 accuracy of the model run by onnxruntime on a split of its data set."""
+    import onnxruntime as ort
+
+    x, y = load_dataset(dataset, split)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    (logits,) = session.run(None, {session.get_inputs()[0].name: x})
+    return float(np.mean(logits.argmax(axis=1) == y))
+
+
+def main() -> None:
+    start = time.perf_counter()
+    model = build_lenet5_digits()
+    elapsed = time.perf_counter() - start
+    params = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
+    x, y = load_dataset(DATASET, "test")
+    numpy_acc = float(np.mean(forward(params, x.astype(np.float64))[0].argmax(axis=1) == y))
+    ort_acc = onnxruntime_accuracy(model)
+    print(f"trained in {elapsed:.1f} s; float test accuracy: numpy {numpy_acc:.4f}, onnxruntime {ort_acc:.4f}")
+    if ort_acc != numpy_acc:
+        raise SystemExit("onnxruntime accuracy differs from the numpy forward pass")
+    MODEL_PATH.write_bytes(model.SerializeToString())
+    print(f"wrote {MODEL_PATH} ({MODEL_PATH.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()
