@@ -42,7 +42,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from models.datasets import load_dataset
-from models.train_lenet5_digits import Adam, conv_backward, conv_forward, softmax_xent_grad
+from models.train_lenet5_digits import Adam, conv_backward, conv_forward, single_threaded_blas, softmax_xent_grad
 
 MODEL_PATH = Path(__file__).resolve().parent / "resnet_digits.onnx"
 DATASET = "digits_image"
@@ -139,11 +139,12 @@ def train(x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = EPOCHS) -> 
     rng = np.random.default_rng(seed)
     params = init_params(rng)
     opt = Adam(params, LEARNING_RATE, WEIGHT_DECAY)
-    for _ in range(epochs):
-        order = rng.permutation(len(y))
-        for start in range(0, len(y), BATCH):
-            batch = order[start : start + BATCH]
-            opt.update(gradients(params, x[batch], y[batch]))
+    with single_threaded_blas():
+        for _ in range(epochs):
+            order = rng.permutation(len(y))
+            for start in range(0, len(y), BATCH):
+                batch = order[start : start + BATCH]
+                opt.update(gradients(params, x[batch], y[batch]))
     return params
 
 

@@ -12,7 +12,7 @@ like: input ``input`` float32 [N, 1, 32, 32], nodes ``conv1 relu1 pool1 conv2 re
 relu4 fc3`` (Conv weights [out, in, kh, kw] with bias, Gemm with transB=1), output ``logits`` float32 [N, 10],
 opset 13, ir_version 8, metadata ``xbarc.dataset = digits32``. Running the script twice writes a byte-identical file.
 
-The im2col layer helpers (``conv_forward``/``conv_backward``, ``avgpool_*``, ``adam_step``) are reused by
+The im2col layer helpers (``conv_forward``/``conv_backward``, ``avgpool_*``, ``Adam``) are reused by
 ``models/build_resnet_digits.py``.
 
 Run: ``python -m models.train_lenet5_digits``.
@@ -20,6 +20,7 @@ Run: ``python -m models.train_lenet5_digits``.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -105,6 +106,20 @@ def softmax_xent_grad(logits: np.ndarray, y: np.ndarray) -> np.ndarray:
     return p / len(y)
 
 
+def single_threaded_blas() -> contextlib.AbstractContextManager:
+    """Limit BLAS to one thread while training, if threadpoolctl (a scikit-learn dependency) is installed.
+
+    The matrices are small: multi-threaded BLAS gains little and, on a loaded machine, oversubscription makes
+    training several times slower. The results are the same bytes either way (BLAS does not split the reduction
+    dimension across threads), so this only affects speed.
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
 class Adam:
     """Adam on a dict of float64 arrays (updated in place), with L2 weight decay on the ``.weight`` entries."""
 
@@ -181,11 +196,12 @@ def train(x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = EPOCHS) -> 
     rng = np.random.default_rng(seed)
     params = init_params(rng)
     opt = Adam(params, LEARNING_RATE, WEIGHT_DECAY)
-    for _ in range(epochs):
-        order = rng.permutation(len(y))
-        for start in range(0, len(y), BATCH):
-            batch = order[start : start + BATCH]
-            opt.update(gradients(params, x[batch], y[batch]))
+    with single_threaded_blas():
+        for _ in range(epochs):
+            order = rng.permutation(len(y))
+            for start in range(0, len(y), BATCH):
+                batch = order[start : start + BATCH]
+                opt.update(gradients(params, x[batch], y[batch]))
     return params
 
 

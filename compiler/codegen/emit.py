@@ -110,11 +110,13 @@ class Emitter:
             self.producers[v.name] = [(self.readers[v.name][0], 0, -1)]
         self.out_core = {o: self.producers[o][0][0] for o in self.g.outputs}
         tiles: dict[str, set[int]] = defaultdict(set)
+        need: dict[str, set[int]] = defaultdict(set)  # tiles that read a root (or hold its graph output)
         for v in self.g.values:
             root = self.st.root(v)
-            tiles[root] |= {c[0] for c, _, _ in self.producers.get(v, [])} | {c[0] for c in self.readers[v]}
+            need[root] |= {c[0] for c in self.readers[v]}
             if v in self.out_core:
-                tiles[root].add(self.out_core[v][0])
+                need[root].add(self.out_core[v][0])
+            tiles[root] |= {c[0] for c, _, _ in self.producers.get(v, [])} | need[root]
         for root, ts in tiles.items():
             for t in sorted(ts):
                 self.st.buffers[root].bases[t] = self.alloc(t, self.st.buffers[root].words)
@@ -122,13 +124,13 @@ class Emitter:
             if v in {i.name for i in self.g.inputs}:
                 continue
             for src, c0, c1 in prods:
-                for t in sorted(tiles[self.st.root(v)] - {src[0]}):
+                for t in sorted(need[self.st.root(v)] - {src[0]}):
                     ch = self.channels[(src[0], t)]
                     self.channels[(src[0], t)] += 1
                     s = Stream(v, src, c0, c1, t, ch)
                     self.streams[(v, src, c0)].append(s)
                     self._receive(s)
-        self.tiles = tiles
+        self.tiles, self.need = tiles, need
 
     def vector_chunk(self, op: Op) -> int:
         """Channels processed per instruction group by a vector op (two operand regions fit the data registers)."""
@@ -408,7 +410,7 @@ class Emitter:
             bits, frac = self.fmt[v.name]
             self.program.inputs.append(TensorLoc(v.name, home[0], buf.bases[home[0]], buf.words, bits, frac,
                                                  v.shape, 0, tuple(buf.pads), buf.fill or 0))
-            for t in sorted(self.tiles[v.name] - {home[0]}):
+            for t in sorted(self.need[v.name] - {home[0]}):
                 rcv = self.receiver(v.name, t)
                 for lo in range(0, buf.words, MAX_MSG):
                     n = min(MAX_MSG, buf.words - lo)

@@ -167,8 +167,8 @@ def convert_cast(node: onnx.NodeProto, ctx: Context) -> None:
 @converter("Flatten")
 def convert_flatten(node: onnx.NodeProto, ctx: Context) -> None:
     """Flatten keeping the batch dimension (axis 1) -> reshape."""
-    axis = int(_attrs(node).get("axis", 1))  # type: ignore[arg-type]
     shape = ctx.shape(node.input[0], node)
+    axis = int(_attrs(node).get("axis", 1)) % (len(shape) + 1)  # type: ignore[arg-type]
     if axis != 1:
         raise _err(node, f"Flatten with axis={axis} mixes the batch dimension; only axis=1 is supported")
     ctx.emit("reshape", node, node.input[0], (int(np.prod(shape)),))
@@ -301,6 +301,9 @@ def convert_pool(node: onnx.NodeProto, ctx: Context) -> None:
     include = bool(a.get("count_include_pad", 0))
     if mode == "avg" and any(win["pads"]) and not include:  # type: ignore[arg-type]
         raise _err(node, "AveragePool with padding and count_include_pad=0 (a divisor per border window) "
+                         "is not supported")
+    if mode == "avg" and ceil and _out_hw(shape, win, True) != _out_hw(shape, win, False):
+        raise _err(node, "AveragePool with ceil_mode windows hanging over the input (a divisor per border window) "
                          "is not supported")
     ctx.emit("pool", node, node.input[0], (shape[0],) + _out_hw(shape, win, ceil), act="none", mode=mode,
              ceil_mode=ceil, count_include_pad=include, **win)

@@ -3,7 +3,9 @@
 Rules, applied from the graph outputs backwards:
 
 1. A tensor read by crossbar layers is stored in their input format (they must agree).
-2. A tensor read by a format-preserving op (pool, concat) takes that op's output format.
+2. A tensor read by a format-preserving op (max pooling, concat) takes that op's output format (saturating
+   before a max equals saturating after it; a concat's range covers its inputs'). Average pooling shrinks the
+   range, so its input keeps its own format and the pool requantizes.
 3. A graph output produced by a crossbar layer stays in that layer's accumulator format.
 4. Any other tensor gets the widest input width of the model and the fraction bits that fit its calibrated range.
 """
@@ -17,7 +19,11 @@ from .calibrate import Ranges
 from .precision import LayerPrecision, frac_for
 
 Format = tuple[int, int]
-PRESERVING = ("pool", "concat")
+
+
+def _preserving(op: "object") -> bool:
+    kind = getattr(op, "kind")
+    return kind == "concat" or (kind == "pool" and getattr(op, "attrs")["mode"] == "max")
 
 
 def assign_formats(g: Graph, prec: dict[str, LayerPrecision], ranges: Ranges) -> dict[str, Format]:
@@ -40,12 +46,12 @@ def _format_of(g: Graph, v: str, prec: dict[str, LayerPrecision], ranges: Ranges
     producer = g.producer(v)
     if v in g.outputs and producer is not None and producer.is_crossbar:
         p = prec[producer.name]
-        if xbar and xbar != {(p.acc_bits, p.acc_frac)} or any(u.kind in PRESERVING for u in users):
+        if xbar and xbar != {(p.acc_bits, p.acc_frac)} or any(_preserving(u) for u in users):
             raise ModelError(f"tensor '{v}' is a graph output and is also read by other layers; not supported")
         return p.acc_bits, p.acc_frac
     if xbar:
         return xbar.pop()
     for u in users:
-        if u.kind in PRESERVING:
+        if _preserving(u):
             return fmt[u.outputs[0]]
     return bits, frac_for(ranges.values.get(v, 1.0), bits)

@@ -38,6 +38,11 @@ def quantize_layer(op: Op, p: LayerPrecision) -> QuantizedLayer:
     return QuantizedLayer(w, None if b is None else nx.quantize(b, p.acc_bits, p.acc_frac))
 
 
+def worst_case_adc_bits(rows: int, cell_bits: int) -> int:
+    """Signed ADC bits that hold any bit-line value of ``rows`` driven rows: ceil(log2(rows*(2^cb-1)+1)) + 1."""
+    return int(np.ceil(np.log2(rows * ((1 << cell_bits) - 1) + 1))) + 1
+
+
 def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: int) -> np.ndarray:
     """Exact shift-and-add sum of one crossbar row block (rule MVM, before the rounding shift).
 
@@ -47,6 +52,11 @@ def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: i
     else int64); the sum over digits runs in int64.
     """
     b, r = x.shape
+    if p.adc_bits >= worst_case_adc_bits(r, cell_bits):
+        # no conversion can clip, so the shift-and-add of the digits' dot products is the integer product;
+        # float64 is exact while |x| |w| R < 2^53
+        if float(1 << (p.in_bits - 1)) * float(1 << (p.w_bits - 1)) * r < 2.0**53:
+            return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
     digits, sig = nx.input_digits(x, p.in_bits)                      # (bi, B, R)
     pos, neg = nx.weight_slices(w, p.w_bits, cell_bits)              # (S, R, C)
     n_s, _, c = pos.shape

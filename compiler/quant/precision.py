@@ -99,19 +99,22 @@ def resolve_precision(g: Graph, config: str | dict[str, Any] | Path | None, rang
     for op in g.crossbar_ops():
         spec = {k: v for k, v in (base | dict(layers.get(op.name, {}))).items() if not (k == "adc_bits" and v == 0)}
         _validate(op.name, spec, hw)
-        out[op.name] = _complete(op.name, spec, ranges, hw)
+        out[op.name] = _complete(op.name, spec, ranges, hw, ranges.values.get(op.inputs[0]))
         if op.attrs.get("act") in ("sigmoid", "tanh"):
             out[op.name] = _bounded_act_frac(op.name, out[op.name], "acc_frac" in spec)
     _check_consumers_agree(g, out)
     return out
 
 
-def _complete(name: str, spec: dict[str, int], ranges: Ranges, hw: HardwareConfig) -> LayerPrecision:
+def _complete(name: str, spec: dict[str, int], ranges: Ranges, hw: HardwareConfig,
+              input_range: float | None = None) -> LayerPrecision:
+    """Fill the missing options: full ADC, fractions from the calibrated ranges (the input's from the tensor's
+    range, so every layer reading one tensor picks the same format)."""
     r = ranges[name]
     full = dict(spec)
     full.setdefault("adc_bits", hw.full_adc_bits)
     full.setdefault("w_frac", frac_for(r.weight, full["w_bits"]))
-    full.setdefault("in_frac", frac_for(r.input, full["in_bits"]))
+    full.setdefault("in_frac", frac_for(r.input if input_range is None else input_range, full["in_bits"]))
     full.setdefault("acc_frac", frac_for(r.acc, full["acc_bits"], headroom=1))
     return LayerPrecision(**{k: full[k] for k in OPTIONS})
 
