@@ -236,7 +236,8 @@ def test_cnn_zoo_resnet18_full_size() -> None:
     dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
     assert dims == [1, 3, 224, 224]
     # torchvision's count (BN running statistics are buffers, not parameters there)
-    stats = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.name.endswith(("running_mean", "running_var")))
+    buffers = ("running_mean", "running_var")
+    stats = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.name.endswith(buffers))
     assert parameter_count(model) - stats == 11_689_512
 
 
