@@ -21,14 +21,16 @@ from models.datasets import load_dataset  # noqa: E402
 from runtime import Machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = {"mlp_digits": ROOT / "models" / "mlp_digits.onnx"}
+MODELS = {"mlp_digits": (ROOT / "models" / "mlp_digits.onnx", "digits"),
+          "lenet5_digits": (ROOT / "models" / "lenet5_digits.onnx", "digits32"),
+          "resnet_digits": (ROOT / "models" / "resnet_digits.onnx", "digits_image")}
 
 
-def measure(name: str, path: Path, precision: str, repeat: int) -> list[object]:
+def measure(name: str, path: Path, dataset: str, precision: str, repeat: int) -> list[object]:
     """One row: compile time and images/s of onnxruntime, functional model and runtime."""
     import onnxruntime as ort
 
-    x, _ = load_dataset("digits", "test")
+    x, _ = load_dataset(dataset, "test")
     t0 = time.perf_counter()
     preset, _, adc = precision.partition("-adc")
     cm = compile_model(path, {"preset": preset, "default": {"adc_bits": int(adc)}} if adc else preset)
@@ -50,9 +52,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--precision", nargs="+", default=["16bit", "8bit", "8bit-adc5"],
                     help="presets; NAME-adcB sets every layer's ADC to B bits (conversions clip)")
-    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=None)
     args = ap.parse_args()
-    rows = [measure(name, path, p, args.repeat) for name, path in MODELS.items() for p in args.precision]
+    ap_models = args.models or list(MODELS)
+    rows = [measure(name, *MODELS[name], p, args.repeat) for name in ap_models for p in args.precision]
     print(table(rows, ["model", "precision", "images", "compile s", "onnxruntime img/s", "functional img/s",
                        "runtime img/s", "runtime/functional time", "runtime/onnxruntime time"]))
     np.set_printoptions()

@@ -16,7 +16,7 @@ DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "isa.md"
 _EXAMPLE = """
 .core 0 1
 loop:
-    mvm 0b11, ibits=16, adc=10, shift=12, obits=32  ; @/fc1/Gemm
+    mvm 0b11, ibits=16, adc=10, shift=12, obits=32, enc=0, skip=-1  ; @/fc1/Gemm
     add r2048, r1024, r1152, n=128, w=32            ; @/fc1/Gemm
     load r0, [r5+256], n=64
     store [300], r2048, n=64, count=1

@@ -23,7 +23,11 @@ class CostTable:
     is one bit line of one (+)/(-) slice pair converted for one input digit.
     """
 
-    # crossbar array (one physical 128x128 array of 2-bit cells, one input digit)
+    # crossbar array (one physical 128x128 array of 2-bit cells, one input digit). xbar_energy "conductance":
+    # xbar_read_pj is the energy of a whole array with every cell at its highest level and every row driven, and
+    # a read costs it times the conductance its driven rows present (cell levels summed over the non-zero
+    # input digits' rows) over that maximum; "static": xbar_read_pj per physical array per input digit (PUMA).
+    xbar_energy: str = "conductance"
     xbar_read_pj: float = 170.0
     xbar_read_ns: float = 10.0
     # DAC: one row driven for one input digit
@@ -175,7 +179,7 @@ PUMA = HardwareConfig(
     tile_mem_words=32768,
     data_regs=2048,
     alu_lanes=12,
-    costs=CostTable(),
+    costs=CostTable(xbar_energy="static"),
 )
 
 PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA}

@@ -64,13 +64,16 @@ def dequantize(q: np.ndarray, frac: int) -> np.ndarray:
     return np.asarray(q, dtype=np.float64) / np.float64(2.0**frac)
 
 
-def input_digits(q: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bit-serial two's-complement digits of ``q`` (rule INPUT).
+def input_digits(q: np.ndarray, bits: int, encoding: str = "twos") -> tuple[np.ndarray, np.ndarray]:
+    """Bit-serial digits of ``q`` (rule INPUT): two's complement, or canonic signed digits with ``"csd"``
+    (digits in {-1, 0, 1} driven as -V/0/+V, all significances positive: `csd_digits`).
 
     Returns (digits, weights): digits has shape (bits,) + q.shape with values in {0, 1} (digit j is bit j of
     q mod 2^bits, the value the 1-bit DAC drives in step j); weights[j] is the digit's signed significance,
     2^j for j < bits-1 and -2^(bits-1) for the sign digit. sum_j weights[j] * digits[j] == q for in-range q.
     """
+    if encoding == "csd":
+        return csd_digits(q, bits), np.array([1 << j for j in range(bits)], dtype=I64)
     u = np.asarray(q, dtype=I64) & I64((1 << bits) - 1)
     js = np.arange(bits, dtype=I64).reshape((bits,) + (1,) * u.ndim)
     digits = (u[None] >> js) & I64(1)
@@ -79,23 +82,79 @@ def input_digits(q: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
     return digits, weights
 
 
-def weight_slices(w: np.ndarray, bits: int, cell_bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split signed weights into cell slices of the (+) and (-) crossbars (rule WEIGHTS).
+WEIGHT_ENCODINGS = ("twos", "sce")
+INPUT_ENCODINGS = ("twos", "csd")
 
-    Returns (pos, neg), each of shape (S,) + w.shape with S = ceil((bits-1)/cell_bits) and values in
-    [0, 2^cell_bits - 1]; w == sum_s 2^(cell_bits*s) * (pos[s] - neg[s]).
+
+def weight_slices(w: np.ndarray, bits: int, cell_bits: int,
+                  encoding: str = "twos") -> tuple[np.ndarray, np.ndarray]:
+    """Split signed weights into cell slices of the (+) and (-) crossbars (rules WEIGHTS and SCE).
+
+    Returns (pos, neg), each of shape (S,) + w.shape with S = `n_slices` and values in [0, 2^cell_bits - 1];
+    w == sum_s 2^(cell_bits*s) * (pos[s] - neg[s]). Plain ("twos") encoding puts the magnitude bits of positive
+    weights on the (+) crossbar and of negative weights on the (-) crossbar. "sce" (segmented compression
+    encoding, seed 002) encodes each magnitude's sub-words from the least significant: a sub-word (plus the
+    incoming carry) above half range, d > 2^(cell_bits-1), becomes d - 2^cell_bits -- its magnitude goes to the
+    opposite crossbar -- and carries 1 into the next sub-word.
     """
     w = np.asarray(w, dtype=I64)
-    n_slices = max(1, -(-(bits - 1) // cell_bits))
-    mag_p, mag_n = np.maximum(w, 0), np.maximum(-w, 0)
-    cell_mask = I64((1 << cell_bits) - 1)
-    shifts = (np.arange(n_slices, dtype=I64) * cell_bits).reshape((n_slices,) + (1,) * w.ndim)
-    return (mag_p[None] >> shifts) & cell_mask, (mag_n[None] >> shifts) & cell_mask
+    digits = signed_subwords(np.abs(w), bits, cell_bits, encoding)       # (S,) + w.shape, of |w|
+    signed = digits * np.sign(w)[None]
+    return np.maximum(signed, 0), np.maximum(-signed, 0)
 
 
-def n_slices(bits: int, cell_bits: int) -> int:
-    """Slices of a ``bits``-bit signed weight (its bits-1 magnitude bits)."""
-    return max(1, -(-(bits - 1) // cell_bits))
+def signed_subwords(mag: np.ndarray, bits: int, cell_bits: int, encoding: str = "twos") -> np.ndarray:
+    """Sub-word digits of non-negative magnitudes (plain: the cell_bits-bit groups; SCE: see `weight_slices`)."""
+    mag = np.asarray(mag, dtype=I64)
+    count = n_slices(bits, cell_bits, encoding)
+    cell_mask, half = I64((1 << cell_bits) - 1), 1 << (cell_bits - 1)
+    out = np.zeros((count,) + mag.shape, dtype=I64)
+    carry = np.zeros(mag.shape, dtype=I64)
+    for s in range(count):
+        d = ((mag >> I64(cell_bits * s)) & cell_mask) + carry
+        if encoding == "sce":
+            carry = (d > half).astype(I64)
+            d = d - (carry << I64(cell_bits))
+        out[s] = d
+    return out
+
+
+def n_slices(bits: int, cell_bits: int, encoding: str = "twos") -> int:
+    """Slices of a ``bits``-bit signed weight (its bits-1 magnitude bits); SCE needs one more when the top slice
+    is full, since its carry can overflow."""
+    plain = max(1, -(-(bits - 1) // cell_bits))
+    return plain + (1 if encoding == "sce" and (bits - 1) % cell_bits == 0 else 0)
+
+
+def csd_digits(q: np.ndarray, bits: int) -> np.ndarray:
+    """Canonic signed digits (non-adjacent form) of signed integers (rule CSD): shape (bits,) + q.shape, values
+    in {-1, 0, 1}, digit j of significance +2^j, no two adjacent digits non-zero. ``bits`` digits suffice for
+    every q in [-2^(bits-1), 2^(bits-1) - 1]."""
+    q = np.asarray(q, dtype=I64).copy()
+    out = np.zeros((bits,) + q.shape, dtype=I64)
+    for j in range(bits):
+        odd = (q & I64(1)).astype(bool)
+        d = np.where(odd, I64(2) - (q & I64(3)), I64(0))       # +1 if q = 1 (mod 4), -1 if q = 3 (mod 4)
+        out[j] = d
+        q = (q - d) >> I64(1)
+    return out
+
+
+def nonzero_digits(q: np.ndarray, bits: int, encoding: str = "twos") -> np.ndarray:
+    """Non-zero input digits per value (the DAC pulses it takes): popcount of the two's-complement bits, or the
+    CSD weight popcount(((3a) ^ a) >> 1) of a = |q|."""
+    q = np.asarray(q, dtype=I64)
+    if encoding == "csd":
+        a = np.abs(q)
+        return np.bitwise_count(((I64(3) * a) ^ a) >> I64(1)).astype(I64)
+    return np.bitwise_count(q & I64((1 << bits) - 1)).astype(I64)
+
+
+def skipped(ibits: int, slices: int, cell_bits: int, threshold: int) -> np.ndarray:
+    """(ibits, slices) mask of the conversions dynamic quantization skips: significance j + cell_bits*s at or
+    under ``threshold`` (rule SKIP; a negative threshold skips nothing)."""
+    sig = np.arange(ibits)[:, None] + cell_bits * np.arange(slices)[None, :]
+    return sig <= threshold
 
 
 def adc_convert(v: np.ndarray, bits: int) -> np.ndarray:

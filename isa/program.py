@@ -58,7 +58,8 @@ class MvmuImage:
     """The signed integer matrix programmed into one MVMU (rows x cols, at most the crossbar size).
 
     ``weights[r, c]`` multiplies input register r into output register c. Magnitudes are sliced into
-    ``cell_bits``-bit cells on a (+) and a (-) crossbar per slice (docs/semantics.md, rule WEIGHTS).
+    ``cell_bits``-bit cells on a (+) and a (-) crossbar per slice (docs/semantics.md, rule WEIGHTS), plainly or
+    with ``encoding`` "sce" (rule SCE).
     """
 
     tile: int
@@ -67,6 +68,7 @@ class MvmuImage:
     weights: np.ndarray
     weight_bits: int
     node: str = ""
+    encoding: str = "twos"
 
 
 @dataclass

@@ -116,7 +116,11 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
                      uimm("ibits", 6, 1, 32, "input digits streamed through the 1-bit DAC"),
                      uimm("adc", 5, 1, 16, "ADC resolution in bits (signed range, clipping)"),
                      simm("shift", 8, "round-half-up right shift of the exact shift-and-add sum (negative: left)"),
-                     uimm("obits", 7, 1, 64, "output register width: the shifted sum saturates to it")],
+                     uimm("obits", 7, 1, 64, "output register width: the shifted sum saturates to it"),
+                     uimm("enc", 2, 0, 1, "input digit encoding: 0 two's complement, 1 canonic signed digits "
+                                          "(the DAC drives -V/0/+V)"),
+                     simm("skip", 8, "dynamic quantization: conversions of significance (input digit + "
+                                     "cell_bits x slice) at or under skip are not made (-1: none)")],
        "mvm", "mvm", "each selected MVMU multiplies its input registers by its programmed matrix into its output "
                      "registers (docs/semantics.md, rule MVM)"),
     # ---- vector ALU, register-register ------------------------------------------------------------------------

@@ -92,27 +92,38 @@ def mem_accesses(hw: HardwareConfig, n: int) -> int:
     return _ceil_div(n, hw.mem_bus_words)
 
 
-def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int) -> int:
-    """Latency of one MVMU: one crossbar read, then ``ibits`` steps each bounded by the read or the ADC sweep."""
+def conversions_per_step(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip: int) -> list[int]:
+    """A/D conversions of each input digit step: one per (slice, column) not skipped (rule SKIP)."""
+    sig = [[j + hw.cell_bits * s <= skip for s in range(shape.slices)] for j in range(ibits)]
+    return [(shape.slices - sum(row)) * shape.cols for row in sig]
+
+
+def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip: int = -1) -> int:
+    """Latency of one MVMU: one crossbar read, then ``ibits`` steps, each bounded by the read or by the ADC sweep
+    over that step's conversions (skipped conversions take no time)."""
     c = hw.costs
-    sweep_ns = _ceil_div(shape.slices * shape.cols, hw.adcs_per_mvmu) * c.adc_ns_per_bit_sweep * adc / 128
-    step_ns = max(c.xbar_read_ns, sweep_ns)
-    return hw.cycles(c.xbar_read_ns + ibits * step_ns) + 1
+    total = c.xbar_read_ns
+    for conv in conversions_per_step(hw, shape, ibits, skip):
+        sweep_ns = _ceil_div(conv, hw.adcs_per_mvmu) * c.adc_ns_per_bit_sweep * adc / 128
+        total += max(c.xbar_read_ns, sweep_ns)
+    return hw.cycles(total) + 1
 
 
-def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int) -> dict[str, float]:
-    """Energy of one MVMU firing once (per batch element)."""
+def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip: int = -1) -> dict[str, float]:
+    """Data-independent energy of one MVMU firing once (per batch element). The DAC and, with the conductance
+    model, the crossbar are charged per execution from the actual digits (runtime/handlers.py `_mvm`)."""
     c = hw.costs
     r, cols, s = shape.rows, shape.cols, shape.slices
-    conversions = ibits * s * cols
-    return {
-        "crossbar": ibits * 2 * s * c.xbar_read_pj,
-        "dac": ibits * r * c.dac_pj,
+    conversions = sum(conversions_per_step(hw, shape, ibits, skip))
+    energy = {
         "adc": conversions * c.adc_conversion_pj(adc),
         "sample_hold": conversions * c.sample_hold_pj,
         "shift_add": conversions * c.shift_add_pj,
         "mvmu_regs": r * c.xbar_in_read_pj + cols * c.xbar_out_pj,
     }
+    if c.xbar_energy == "static":
+        energy["crossbar"] = ibits * 2 * s * c.xbar_read_pj
+    return energy
 
 
 def leakage_pj(hw: HardwareConfig, adc_bits: list[int], cycles: int) -> float:
@@ -130,12 +141,13 @@ def _add(total: dict[str, float], part: Mapping[str, float]) -> None:
 @unit("mvm")
 def _mvm(instr: Instr, ctx: CostContext) -> Cost:
     mask, ibits, adc = int(instr.args[0]), int(instr.args[1]), int(instr.args[2])  # type: ignore[arg-type]
+    skip = int(instr.arg("skip"))  # type: ignore[arg-type]
     energy: dict[str, float] = {}
     cycles = 1
     for k, shape in ctx.mvmus.items():
         if mask >> k & 1:
-            _add(energy, mvmu_energy(ctx.hw, shape, ibits, adc))
-            cycles = max(cycles, mvmu_cycles(ctx.hw, shape, ibits, adc))
+            _add(energy, mvmu_energy(ctx.hw, shape, ibits, adc, skip))
+            cycles = max(cycles, mvmu_cycles(ctx.hw, shape, ibits, adc, skip))
     return Cost(cycles, energy)
 
 

@@ -105,7 +105,7 @@ def _addr(c: CoreState, m: tuple[int | None, int], n: int) -> int:
 # ---- crossbar -------------------------------------------------------------------------------------------------
 @decoder("mvm")
 def _decode_mvm(instr: Instr, ctx: DecodeContext) -> tuple[Any, ...]:
-    mask, ibits, adc, shift, obits = decode_generic(instr, ctx)
+    mask, ibits, adc, shift, obits, enc, skip = decode_generic(instr, ctx)
     hw, units = ctx.hw, []
     if mask >> hw.mvmus_per_core:
         raise Fault(f"mvm mask {mask:#b} selects an MVMU >= {hw.mvmus_per_core} (MVMUs per core)")
@@ -117,10 +117,14 @@ def _decode_mvm(instr: Instr, ctx: DecodeContext) -> tuple[Any, ...]:
             raise Fault(f"mvm fires MVMU {k} of tile {ctx.tile} core {ctx.core}, which has no programmed image")
         inp = slice(hw.mvmu_in(k), hw.mvmu_in(k) + kern.rows)
         out = slice(hw.mvmu_out(k), hw.mvmu_out(k) + kern.cols)
-        exact = kern.never_clips(adc) and kern.product_exact_in_f64(ibits)
-        units.append((k, kern, inp, out, exact, kern.sum_dtype(adc)))
-    sig = nx.input_digits(np.zeros(0, dtype=I64), ibits)[1]  # signed digit significances
-    return tuple(units), ibits, adc, shift, obits, sig
+        skips = nx.skipped(ibits, kern.slices, hw.cell_bits, skip)
+        exact = not skips.any() and kern.never_clips(adc, enc) and kern.product_exact_in_f64(ibits)
+        units.append((k, kern, inp, out, exact, kern.sum_dtype(adc), ~skips if skips.any() else None))
+    sig = nx.input_digits(np.zeros(0, dtype=I64), ibits, "csd" if enc else "twos")[1]  # digit significances
+    c = hw.costs
+    xbar_coef = 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (
+        hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
+    return tuple(units), ibits, adc, shift, obits, sig, enc, c.dac_pj, xbar_coef
 
 
 def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
@@ -130,16 +134,22 @@ def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
 
 
 def _mvm_digits(kern: MvmuKernel, x: np.ndarray, ibits: int, adc: int, sum_dtype: Any,
-                sig: np.ndarray) -> np.ndarray:
-    """Rule MVM step by step: digits, bit-line values, ADC clipping, exact shift-and-add -> (C, B) int64.
+                sig: np.ndarray, enc: int, keep: np.ndarray | None) -> np.ndarray:
+    """Rule MVM step by step: digits, bit-line values, ADC clipping (and skipped conversions), exact
+    shift-and-add -> (C, B) int64.
 
     Every intermediate is an integer small enough for the float type it is held in (checked at load time), so
     the BLAS products are exact; the final sum over digits is int64."""
     r, b = x.shape
-    js = np.arange(ibits, dtype=I64)[None, :, None]
-    digits = ((x & I64((1 << ibits) - 1))[:, None, :] >> js) & I64(1)  # (R, ibits, B): numerics.input_digits
+    if enc:
+        digits = nx.csd_digits(x, ibits).transpose(1, 0, 2)  # (R, ibits, B) in {-1, 0, 1}
+    else:
+        js = np.arange(ibits, dtype=I64)[None, :, None]
+        digits = ((x & I64((1 << ibits) - 1))[:, None, :] >> js) & I64(1)  # (R, ibits, B): numerics.input_digits
     v = kern.diff @ digits.reshape(r, ibits * b).astype(np.float32)  # (S*C, ibits*B) bit-line values
     np.clip(v, nx.qmin(adc), nx.qmax(adc), out=v)  # numerics.adc_convert
+    if keep is not None:  # dynamic quantization: skipped conversions read as 0 (numerics.skipped)
+        v = v.reshape(kern.slices, kern.cols, ibits, b) * keep.T[:, None, :, None].astype(np.float32)
     v = v.reshape(kern.slices, -1)
     if sum_dtype is None:
         u = kern.scale.astype(I64) @ v.astype(I64)
@@ -150,16 +160,21 @@ def _mvm_digits(kern: MvmuKernel, x: np.ndarray, ibits: int, adc: int, sum_dtype
 
 @handler("mvm")
 def _mvm(c: CoreState, o: tuple[Any, ...], lat: int) -> None:
-    units, ibits, adc, shift, obits, sig = o
+    units, ibits, adc, shift, obits, sig, enc, dac_pj, xbar_coef = o
     regs = c.regs
-    for k, kern, inp, out, exact, sum_dtype in units:
+    dyn = c.dyn.setdefault(c.pc - 1, {})
+    for k, kern, inp, out, exact, sum_dtype, keep in units:
         x = regs[inp]
         if exact:
             p = (kern.weights_t @ _wrap(x, ibits).astype(np.float64)).astype(I64)
         else:
-            p = _mvm_digits(kern, x, ibits, adc, sum_dtype, sig)
+            p = _mvm_digits(kern, x, ibits, adc, sum_dtype, sig, enc, keep)
         regs[out] = nx.requantize(p, shift, obits)
         c.adc_bits[k] = adc
+        nz = nx.nonzero_digits(_wrap(x, ibits), ibits, "csd" if enc else "twos")  # (R, B) DAC pulses per row
+        dyn["dac"] = dyn.get("dac", 0.0) + dac_pj * float(nz.sum()) / nz.shape[1]
+        if xbar_coef:
+            dyn["crossbar"] = dyn.get("crossbar", 0.0) + xbar_coef * float((kern.gsum @ nz).mean())
 
 
 # ---- vector ALU ------------------------------------------------------------------------------------------------

@@ -263,6 +263,9 @@ def _account(cm: _Compiled, c: CoreState, pc: int, cnt: int, comp: dict[str, flo
     for k, v in energy.items():
         comp[k] = comp.get(k, 0.0) + v * cnt
         e += v * cnt
+    for k, v in c.dyn.get(pc, {}).items():  # data-dependent energy, already summed over the executions
+        comp[k] = comp.get(k, 0.0) + v
+        e += v
     pi = per_instr.setdefault(instr.op, {"count": 0, "energy_pj": 0.0, "cycles": 0})
     pi["count"] += cnt
     pi["energy_pj"] += e

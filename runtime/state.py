@@ -90,6 +90,9 @@ class MvmuKernel:
     vmax: int
     wmax: int
     node: str = ""
+    encoding: str = "twos"
+    absmax: int = 0
+    gsum: np.ndarray | None = None
 
     @classmethod
     def from_image(cls, img: MvmuImage, hw: HardwareConfig) -> "MvmuKernel":
@@ -105,7 +108,9 @@ class MvmuKernel:
         if w.size and int(np.abs(w).max()) > nx.qmax(img.weight_bits):
             raise XbarcError(f"{where}: weights do not fit weight_bits={img.weight_bits} "
                              f"(|w| <= {nx.qmax(img.weight_bits)}, got {int(np.abs(w).max())})")
-        pos, neg = nx.weight_slices(w, img.weight_bits, hw.cell_bits)
+        if img.encoding not in nx.WEIGHT_ENCODINGS:
+            raise XbarcError(f"{where}: weight encoding {img.encoding!r} not in {nx.WEIGHT_ENCODINGS}")
+        pos, neg = nx.weight_slices(w, img.weight_bits, hw.cell_bits, img.encoding)
         d = pos - neg  # (S, R, C)
         s, r, c = d.shape
         scale = np.array([float(1 << (hw.cell_bits * i)) for i in range(s)])
@@ -113,10 +118,15 @@ class MvmuKernel:
                    diff=np.ascontiguousarray(d.transpose(0, 2, 1).reshape(s * c, r)).astype(np.float32),
                    weights_t=np.ascontiguousarray(w.T).astype(np.float64), scale=scale,
                    vmin=int(np.minimum(d, 0).sum(axis=1).min()), vmax=int(np.maximum(d, 0).sum(axis=1).max()),
-                   wmax=int(np.abs(w).max()) if w.size else 0, node=img.node)
+                   wmax=int(np.abs(w).max()) if w.size else 0, node=img.node, encoding=img.encoding,
+                   absmax=int(np.abs(d).sum(axis=1).max()),
+                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64))
 
-    def never_clips(self, adc: int) -> bool:
-        """Whether an ``adc``-bit conversion can never clip any bit line of this matrix."""
+    def never_clips(self, adc: int, enc: int = 0) -> bool:
+        """Whether an ``adc``-bit conversion can never clip any bit line of this matrix (digits in {0, 1}, or
+        in {-1, 0, 1} with CSD inputs, ``enc`` 1)."""
+        if enc:
+            return self.absmax <= nx.qmax(adc)
         return nx.qmin(adc) <= self.vmin and self.vmax <= nx.qmax(adc)
 
     def product_exact_in_f64(self, ibits: int) -> bool:
@@ -154,6 +164,7 @@ class CoreState:
     first: list[int] = field(default_factory=list)
     last: list[int] = field(default_factory=list)
     adc_bits: dict[int, int] = field(default_factory=dict)
+    dyn: dict[int, dict[str, float]] = field(default_factory=dict)  # pc -> data-dependent energy, per inference
 
     @property
     def name(self) -> str:

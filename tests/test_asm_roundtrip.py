@@ -42,7 +42,7 @@ def instrs(draw: st.DrawFn, spec: InstrSpec | None = None, n_instrs: int = 1000)
 
 def test_examples_from_the_syntax_reference() -> None:
     cases = {
-        "mvm 0b11, ibits=16, adc=10, shift=12, obits=32": ("mvm", (3, 16, 10, 12, 32)),
+        "mvm 0b11, ibits=16, adc=10, shift=12, obits=32, enc=0, skip=-1": ("mvm", (3, 16, 10, 12, 32, 0, -1)),
         "add r1, r2, r3, n=128, w=32": ("add", (1, 2, 3, 128, 32)),
         "load r1024, [r5+256], n=64": ("load", (1024, (5, 256), 64)),
         "store [300], r1024, n=64, count=1": ("store", ((NO_BASE, 300), 1024, 64, 1)),
@@ -57,8 +57,8 @@ def test_examples_from_the_syntax_reference() -> None:
 
 def test_non_canonical_spellings_are_accepted() -> None:
     assert assemble_instr("load r1,[r2],n=4").args == (1, (2, 0), 4)
-    assert assemble_instr("mvm 0b0001, ibits=8, adc=9, shift=0, obits=16").args[0] == 1
-    assert format_instr(assemble_instr("mvm 0b0001, ibits=8, adc=9, shift=0, obits=16")).startswith("mvm 0b1,")
+    assert assemble_instr("mvm 0b0001, ibits=8, adc=9, shift=0, obits=16, enc=0, skip=-1").args[0] == 1
+    assert format_instr(assemble_instr("mvm 0b0001, ibits=8, adc=9, shift=0, obits=16, enc=0, skip=-1")).startswith("mvm 0b1,")
 
 
 def test_parse_pieces_with_start_symbols() -> None:
@@ -114,7 +114,7 @@ LOOP = """\
 ; hand-written, non-canonical spacing and label names
 .core 0 1
 top:
-    mvm 0b11, ibits=16, adc=10, shift=12, obits=32 ; @/fc1/Gemm
+    mvm 0b11, ibits=16, adc=10, shift=12, obits=32, enc=0, skip=-1 ; @/fc1/Gemm
   add r1, r2, r3, n=128, w=32      ;   @/fc1/Add
     iaddi r7, r7, imm=1
     blt r7, r8, top
@@ -141,7 +141,7 @@ def test_multi_core_program_with_labels_and_provenance() -> None:
     text = format_program(p)
     assert text.splitlines()[3:6] == [
         "L0:",
-        "    mvm 0b11, ibits=16, adc=10, shift=12, obits=32      ; @/fc1/Gemm",
+        "    mvm 0b11, ibits=16, adc=10, shift=12, obits=32, enc=0, skip=-1  ; @/fc1/Gemm",
         "    add r1, r2, r3, n=128, w=32                         ; @/fc1/Add",
     ]
     assert "    jmp L6\n    halt\nL6:\n\n.core 3 0\n" in text
@@ -155,9 +155,9 @@ def test_provenance_column_and_long_lines() -> None:
     lines = text.splitlines()
     assert lines[3].index(";") == 56 and lines[3].endswith("; @/n")
     assert lines[4].index(";") == 56 and lines[4].startswith("    store [r123+4567], r4000, n=65535, count=255 ")
-    wide = Instr("mvm", (255, 32, 16, -128, 64), "/x")
+    wide = Instr("mvm", (255, 32, 16, -128, 64, 0, -1), "/x")
     text = format_program(Program(hw=HW, cores=[CoreCode(0, 0, [wide])]))
-    assert text.splitlines()[3] == "    mvm 0b11111111, ibits=32, adc=16, shift=-128, obits=64  ; @/x"
+    assert text.splitlines()[3] == "    mvm 0b11111111, ibits=32, adc=16, shift=-128, obits=64, enc=0, skip=-1  ; @/x"
     assert "@" not in format_program(Program(hw=HW, cores=[CoreCode(0, 0, [wide])]), provenance=False)
 
 

@@ -48,7 +48,7 @@ def test_encode_decode_is_a_pure_pair_over_the_whole_table(data: st.DataObject) 
     (Instr("add", (1, 2, 3, 0, 32)), "cannot encode add: field n: n=0 out of range [1, 65535]"),
     (Instr("rqnt", (1, 2, 3, 128, 8)), "cannot encode rqnt: field shift: shift=128 out of range [-128, 127]"),
     (Instr("load", (1, (2, 1 << 24), 4)), "cannot encode load: field src: offset 16777216 out of range"),
-    (Instr("mvm", (0, 8, 8, 0, 8)), "cannot encode mvm: field mask: mask 0b0 selects no MVMU"),
+    (Instr("mvm", (0, 8, 8, 0, 8, 0, -1)), "cannot encode mvm: field mask: mask 0b0 selects no MVMU"),
     (Instr("add", (1 << 16, 2, 3, 1, 32)), r"cannot encode add: field d: register r65536 out of range"),
     (Instr("add", (1, 2)), "add: 2 operands, the table lists 5"),
 ])

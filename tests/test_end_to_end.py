@@ -94,3 +94,14 @@ def test_skl2onnx_mlp_compiles_and_runs(activation, digits_test):
     out = runner.run(cm, {cm.program.inputs[0].name: x})
     ref = runner.reference_outputs(model, {cm.program.inputs[0].name: x}, ["label"])["label"]
     assert np.mean(out.host["label"] == ref) >= 0.995
+
+
+def test_column_group_spanning_tiles_is_bit_exact(digits_test):
+    """fc2 has 2 row blocks; with one MVMU per tile its partial sums travel between tiles."""
+    x, _ = digits_test
+    hw = DEFAULT.with_changes(mvmus_per_core=1, cores_per_tile=1, tiles=16)
+    cm = compile_model(MLP, "8bit", hw=hw)
+    fc2 = cm.mapping.layers["fc2"]
+    assert len({b.tile for b in fc2.blocks}) == 2
+    out = runner.run(cm, {"input": x[:32]})
+    assert np.array_equal(out.device_int["logits"], runner.functional_outputs(cm, {"input": x[:32]})["logits"])

@@ -14,7 +14,7 @@ from test_runtime_support import HW, I, M, loc, mlp_program, program
 
 def mvm_run(adc: int, hw=HW, rows: int = 128, cols: int = 128, wbits: int = 8, ibits: int = 8):
     w = np.random.default_rng(0).integers(-127, 128, (rows, cols)) if wbits == 8 else np.ones((rows, cols), int)
-    code = [I("load", hw.mvmu_in(0), M(0), rows, node="fc"), I("mvm", 1, ibits, adc, 0, 32, node="fc"), I("halt")]
+    code = [I("load", hw.mvmu_in(0), M(0), rows, node="fc"), I("mvm", 1, ibits, adc, 0, 32, 0, -1, node="fc"), I("halt")]
     prog = program({(0, 0): code}, hw=hw, mvmus=[MvmuImage(0, 0, 0, w, wbits)], inputs=[loc("x", 0, 0, rows, 8)])
     return Machine(prog).run({"x": np.ones((3, rows), dtype=np.int64)}).stats
 
@@ -23,7 +23,11 @@ def test_mvm_components_match_hand_computation():
     s = mvm_run(10)
     # 128x128, 8-bit weights -> S = ceil(7/2) = 4 slices; 8 input digits; 10-bit ADC at 0.225 pJ/bit
     conv = 8 * 4 * 128
-    want = {"crossbar": 8 * 2 * 4 * 170.0, "dac": 8 * 128 * 0.0035, "adc": conv * 2.25,
+    # inputs are all 1: one non-zero digit per row -> 128 DAC pulses; the crossbar (conductance model) charges
+    # 170 pJ x (cell levels of every row, all slices, both arrays) / (128 x 128 x 3)
+    w = np.random.default_rng(0).integers(-127, 128, (128, 128))
+    levels = sum(int((b >> (2 * k)) & 3) for b in np.abs(w).ravel() for k in range(4))
+    want = {"crossbar": 170.0 * levels / (128 * 128 * 3), "dac": 128 * 0.0035, "adc": conv * 2.25,
             "sample_hold": conv * 0.00001, "shift_add": conv * 0.045, "mvmu_regs": 128 * 1.7 + 128 * 0.16}
     for k, v in want.items():
         assert s.per_component[k] == pytest.approx(v), k
@@ -37,6 +41,11 @@ def test_mvm_components_match_hand_computation():
     # leakage: 0.025 mW/bit x 10 bits x 8 ADCs x 528 ns
     assert s.per_component["leakage"] == pytest.approx(0.025 * 10 * 8 * 528)
     assert s.energy_pj == pytest.approx(sum(s.per_component.values()))
+
+
+def test_static_crossbar_model_charges_every_array_every_digit():
+    s = mvm_run(10, hw=HW.with_changes(costs={"xbar_energy": "static"}))
+    assert s.per_component["crossbar"] == pytest.approx(8 * 2 * 4 * 170.0)
 
 
 def test_lower_adc_lowers_energy_and_cycles():

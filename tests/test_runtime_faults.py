@@ -40,7 +40,7 @@ def test_bad_memory_address_from_base_register():
 
 def test_missing_mvmu_image():
     w = np.ones((4, 4), dtype=np.int64)
-    msg = fault_of([I("mvm", 0b101, 8, 10, 0, 16, node="conv"), I("halt")],
+    msg = fault_of([I("mvm", 0b101, 8, 10, 0, 16, 0, -1, node="conv"), I("halt")],
                    mvmus=[MvmuImage(0, 1, 0, w, 4)])
     assert msg.startswith("runtime fault: mvm fires MVMU 2 of tile 0 core 1, which has no programmed image\n"
                           "  core: tile 0 core 1, pc 0\n")
@@ -48,7 +48,7 @@ def test_missing_mvmu_image():
 
 
 def test_mask_beyond_mvmus_per_core():
-    msg = fault_of([I("mvm", 1 << HW.mvmus_per_core, 8, 10, 0, 16), I("halt")])
+    msg = fault_of([I("mvm", 1 << HW.mvmus_per_core, 8, 10, 0, 16, 0, -1), I("halt")])
     assert "selects an MVMU >= 8" in msg and msg.endswith("node: -")
 
 

@@ -17,7 +17,7 @@ def run_mvm(w: np.ndarray, x: np.ndarray, wbits: int, ibits: int, adc: int, shif
             k: int = 0) -> np.ndarray:
     """One MVM on MVMU k of tile 0 core 0: x (B, R) -> (B, C)."""
     r, c = w.shape
-    code = [I("load", HW.mvmu_in(k), M(0), r), I("mvm", 1 << k, ibits, adc, shift, obits),
+    code = [I("load", HW.mvmu_in(k), M(0), r), I("mvm", 1 << k, ibits, adc, shift, obits, 0, -1),
             I("store", M(200), HW.mvmu_out(k), c, 0), I("halt")]
     prog = program({(0, 0): code}, mvmus=[MvmuImage(0, 0, k, w, wbits)],
                    inputs=[loc("x", 0, 0, r, 32)], outputs=[loc("y", 0, 200, c, 64)])
@@ -98,7 +98,7 @@ def test_two_mvmus_fire_in_parallel():
     w0, w1 = rng.integers(-7, 8, (10, 4)), rng.integers(-7, 8, (6, 3))
     x = rng.integers(-8, 8, (5, 10))
     code = [I("load", HW.mvmu_in(0), M(0), 10), I("load", HW.mvmu_in(1), M(0), 6),
-            I("mvm", 0b11, 4, HW.full_adc_bits, 0, 32),
+            I("mvm", 0b11, 4, HW.full_adc_bits, 0, 32, 0, -1),
             I("store", M(100), HW.mvmu_out(0), 4, 0), I("store", M(104), HW.mvmu_out(1), 3, 0), I("halt")]
     prog = program({(0, 0): code}, mvmus=[MvmuImage(0, 0, 0, w0, 4), MvmuImage(0, 0, 1, w1, 4)],
                    inputs=[loc("x", 0, 0, 10, 4, count=2)],

@@ -50,14 +50,14 @@ def mlp_program(batch_hint: int = 0, seed: int = 0, hw: HardwareConfig = HW):
             MvmuImage(0, 1, 2, w2[:128], 8, "fc2"), MvmuImage(0, 1, 3, w2[128:], 8, "fc2"),
             MvmuImage(1, 0, 4, w3, 8, "fc3")]
     core0 = [I("load", i0, M(0), 64, node="fc1"), I("load", i1, M(0), 64, node="fc1"),
-             I("mvm", 0b11, 8, adc, sh, acc, node="fc1"), I("relu", D, o0, 256, node="fc1"),
+             I("mvm", 0b11, 8, adc, sh, acc, 0, -1, node="fc1"), I("relu", D, o0, 256, node="fc1"),
              I("rqnt", D, D, 256, 0, 8, node="fc1"), I("store", M(1000), D, 256, 1, node="fc1"), I("halt")]
     core1 = [I("load", i2, M(1000), 128, node="fc2"), I("load", i3, M(1128), 128, node="fc2"),
-             I("mvm", 0b1100, 8, adc, sh, acc, node="fc2"), I("add", D, o2, o3, 128, acc, node="fc2"),
+             I("mvm", 0b1100, 8, adc, sh, acc, 0, -1, node="fc2"), I("add", D, o2, o3, 128, acc, node="fc2"),
              I("relu", D, D, 128, node="fc2"), I("rqnt", D, D, 128, 0, 8, node="fc2"),
              I("store", M(2000), D, 128, 1, node="fc2"), I("send", M(2000), 128, 1, 0, node="fc2"), I("halt")]
     core2 = [I("recv", M(0), 128, 0, 0, 1, node="fc3"), I("load", i4, M(0), 128, node="fc3"),
-             I("mvm", 0b10000, 8, adc, sh, acc, node="fc3"), I("store", M(500), o4, 10, 0, node="fc3"),
+             I("mvm", 0b10000, 8, adc, sh, acc, 0, -1, node="fc3"), I("store", M(500), o4, 10, 0, node="fc3"),
              I("halt")]
     prog = program({(0, 0): core0, (0, 1): core1, (1, 0): core2}, hw, mvmus=imgs,
                    inputs=[loc("x", 0, 0, 64, 8, count=2)], outputs=[loc("y", 1, 500, 10, 16)])

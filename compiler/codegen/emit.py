@@ -229,8 +229,16 @@ class Emitter:
         q = quantize_layer(op, p)
         for b in lm.blocks:
             w = q.weight[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
-            self.program.mvmus.append(MvmuImage(b.tile, b.core, b.mvmu, np.ascontiguousarray(w), p.w_bits, op.name))
+            self.program.mvmus.append(MvmuImage(b.tile, b.core, b.mvmu, np.ascontiguousarray(w), p.w_bits, op.name,
+                                                p.w_enc))
         scratch = {b: self.alloc(b.tile, b.cols[1] - b.cols[0]) for b in lm.blocks if b.where != lm.owner(b.c)}
+        self.remote_scratch: dict[Block, tuple[int, int]] = {}
+        for b in scratch:
+            owner = lm.owner(b.c)
+            if owner[0] != b.tile:  # the partial sum travels to the owner's tile
+                ch = self.channels[(b.tile, owner[0])]
+                self.channels[(b.tile, owner[0])] += 1
+                self.remote_scratch[b] = (self.alloc(owner[0], b.cols[1] - b.cols[0]), ch)
         offs = self.window_offsets(op)
         for core in lm.cores():
             self._crossbar_core(core, op, lm.blocks, q.bias, p, scratch, offs)
@@ -256,7 +264,7 @@ class Emitter:
         in_row, in_pix = self.st.pixel_step(xin)
         out_row, out_pix = self.st.pixel_step(yout)
         start_in = self.st.buffer(xin).bases[tile] + self.st.origin(xin, geo["pads"][0], geo["pads"][1])
-        start_out = self.st.buffer(yout).bases[tile] + self.st.origin(yout)
+        start_out = self.st.buffer(yout).bases.get(tile, 0) + self.st.origin(yout)  # only owners store
         ptrs = [(start_in, geo["strides"][0] * in_row, geo["strides"][1] * in_pix), (start_out, out_row, out_pix)]
         spatial = op.kind == "conv"
 
@@ -265,13 +273,16 @@ class Emitter:
                 for off, n, k in self.runs(offs[b.rows[0]:b.rows[1]]):
                     self.emit(core, "load", hw.mvmu_in(b.mvmu) + k, (m[0][0], m[0][1] + off), n, node=node)
             self.emit(core, "mvm", sum(1 << b.mvmu for b in mine), p.in_bits, p.adc_bits, p.mvm_shift,
-                      p.acc_bits, node=node)
+                      p.acc_bits, int(p.in_enc == "csd"), p.skip, node=node)
             for c in dict.fromkeys(b.c for b in mine):
                 group = [b for b in blocks if b.c == c]
                 if group[0].where != core:
                     for b in (b for b in group if b.where == core):
-                        self.emit(core, "store", (NO_BASE, scratch[b]), hw.mvmu_out(b.mvmu),
-                                  b.cols[1] - b.cols[0], 1, node=node)
+                        n = b.cols[1] - b.cols[0]
+                        self.emit(core, "store", (NO_BASE, scratch[b]), hw.mvmu_out(b.mvmu), n, 1, node=node)
+                        if b in self.remote_scratch:
+                            self.emit(core, "send", (NO_BASE, scratch[b]), n, group[0].tile,
+                                      self.remote_scratch[b][1], node=node)
                     continue
                 self._owner(core, node, group, scratch, bias_regs.get(c), p, yout, (m[1][0], m[1][1]), data)
 
@@ -284,6 +295,11 @@ class Emitter:
         for b in group[1:]:
             if b.where == core:
                 self.emit(core, "add", acc, acc, self.hw.mvmu_out(b.mvmu), n, p.acc_bits, node=node)
+            elif b in self.remote_scratch:
+                addr, ch = self.remote_scratch[b]
+                self.emit(core, "recv", (NO_BASE, addr), n, b.tile, ch, 1, node=node)
+                self.emit(core, "load", tmp, (NO_BASE, addr), n, node=node)
+                self.emit(core, "add", acc, acc, tmp, n, p.acc_bits, node=node)
             else:
                 self.emit(core, "load", tmp, (NO_BASE, scratch[b]), n, node=node)
                 self.emit(core, "add", acc, acc, tmp, n, p.acc_bits, node=node)

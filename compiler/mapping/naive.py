@@ -1,6 +1,7 @@
 """Naive mapping of crossbar layers (dense, and conv as its im2col matrix): row blocks x column blocks of crossbar
 size, one block per MVMU, placed on MVMUs, cores and tiles in order. Every layer starts on a fresh core; all row
-blocks of one column block share a tile (their partial sums meet in that tile's memory). Vector-ALU ops (pooling,
+blocks of one column block share a tile when it fits (their partial sums meet in that tile's memory; a larger group spans tiles and its partial sums
+travel by send/receive). Vector-ALU ops (pooling,
 element-wise) get a core each."""
 
 from __future__ import annotations
@@ -151,12 +152,10 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig) -> 
             continue
         n_in, n_out = op.params["weight"].shape
         rb, cb = -(-n_in // hw.xbar_rows), -(-n_out // hw.xbar_cols)
-        if rb > per_tile:
-            raise ModelError(f"layer '{op.name}': {rb} row blocks exceed the {per_tile} MVMUs of one tile")
-        lm = LayerMap(op.name, rb, cb, nx.n_slices(prec[op.name].w_bits, hw.cell_bits))
+        lm = LayerMap(op.name, rb, cb, nx.n_slices(prec[op.name].w_bits, hw.cell_bits, prec[op.name].w_enc))
         cur.fresh_core()
         for c in range(cb):
-            if cur.free_on_tile() < rb:
+            if cur.free_on_tile() < min(rb, per_tile):  # a group that fits a tile stays on one tile
                 cur.next_tile()
             for r in range(rb):
                 t, k, m = cur.take()

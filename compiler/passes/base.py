@@ -19,12 +19,15 @@ class Pass:
         raise NotImplementedError
 
 
-def run_pipeline(g: Graph, passes: Sequence[Pass], max_rounds: int = 20) -> Graph:
-    """Run ``passes`` in order until none changes the graph; verify after each; name the pass that broke it."""
+def run_pipeline(g: Graph, passes: Sequence[Pass], max_rounds: int | None = None) -> Graph:
+    """Run ``passes`` in order until none changes the graph; verify after each; name the pass that broke it.
+    Every rewrite removes or simplifies an op, so 4 rounds per op bound the work."""
+    max_rounds = max_rounds or 4 * len(g.ops) + 20
     for _ in range(max_rounds):
         changed = False
         for p in passes:
-            changed |= p.run(g)
+            while p.run(g):
+                changed = True
             try:
                 verify(g)
             except ModelError as e:

@@ -52,18 +52,21 @@ def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: i
     else int64); the sum over digits runs in int64.
     """
     b, r = x.shape
-    if p.adc_bits >= worst_case_adc_bits(r, cell_bits):
+    if p.adc_bits >= worst_case_adc_bits(r, cell_bits) and p.skip < 0:
         # no conversion can clip, so the shift-and-add of the digits' dot products is the integer product;
         # float64 is exact while |x| |w| R < 2^53
         if float(1 << (p.in_bits - 1)) * float(1 << (p.w_bits - 1)) * r < 2.0**53:
             return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
-    digits, sig = nx.input_digits(x, p.in_bits)                      # (bi, B, R)
-    pos, neg = nx.weight_slices(w, p.w_bits, cell_bits)              # (S, R, C)
+    digits, sig = nx.input_digits(x, p.in_bits, p.in_enc)            # (bi, B, R)
+    pos, neg = nx.weight_slices(w, p.w_bits, cell_bits, p.w_enc)     # (S, R, C)
     n_s, _, c = pos.shape
     diff = (pos - neg).astype(np.float32).transpose(1, 0, 2).reshape(r, n_s * c)
     v = digits.astype(np.float32).reshape(-1, r) @ diff               # (bi*B, S*C), exact small integers
     np.clip(v, nx.qmin(p.adc_bits), nx.qmax(p.adc_bits), out=v)      # the ADC (rule ADC)
     v = v.reshape(p.in_bits, b, n_s, c).transpose(0, 1, 3, 2)        # (bi, B, C, S)
+    skip = nx.skipped(p.in_bits, n_s, cell_bits, p.skip)             # rule SKIP: skipped conversions read 0
+    if skip.any():
+        v = v * (~skip)[:, None, None, :].astype(np.float32)
     slice_w = np.array([1 << (cell_bits * i) for i in range(n_s)], dtype=np.int64)
     bound = float(slice_w.sum()) * float(1 << (p.adc_bits - 1))
     if bound < 2.0**24:
@@ -78,7 +81,7 @@ def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: i
 def crossbar_layer(rows: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: HardwareConfig) -> np.ndarray:
     """A crossbar layer on integer input rows (N, K) -> accumulator-format pre-activation outputs (N, n_out):
     row blocks of ``hw.xbar_rows`` rounded into Q(acc) and accumulated in order with saturation, then the bias."""
-    n_s = nx.n_slices(p.w_bits, hw.cell_bits)
+    n_s = nx.n_slices(p.w_bits, hw.cell_bits, p.w_enc)
     chunk = max(64, (1 << 27) // (4 * p.in_bits * n_s * max(1, q.weight.shape[1])))
     outs = [_crossbar_rows(rows[i:i + chunk], q, p, hw) for i in range(0, max(1, len(rows)), chunk)]
     return np.concatenate(outs) if len(outs) > 1 else outs[0]

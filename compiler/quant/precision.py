@@ -10,6 +10,7 @@ from typing import Any
 
 from isa.errors import ConfigError
 from isa.hardware import HardwareConfig
+from isa.numerics import INPUT_ENCODINGS, WEIGHT_ENCODINGS
 
 from ..ir import Graph
 from .calibrate import Ranges
@@ -18,7 +19,10 @@ from .calibrate import Ranges
 @dataclass(frozen=True)
 class LayerPrecision:
     """Fixed-point formats of one crossbar layer: weights Q(w_bits, w_frac), inputs Q(in_bits, in_frac),
-    accumulator Q(acc_bits, acc_frac), and the ADC resolution in bits (signed, clipping)."""
+    accumulator Q(acc_bits, acc_frac), the ADC resolution in bits (signed, clipping), the weight encoding on the
+    crossbars (``twos`` or ``sce``), the input digit encoding (``twos`` or ``csd``) and the dynamic-quantization
+    threshold ``skip`` (conversions of significance input digit + cell_bits x slice <= skip are not made; -1:
+    none)."""
 
     w_bits: int
     w_frac: int
@@ -27,13 +31,16 @@ class LayerPrecision:
     acc_bits: int
     acc_frac: int
     adc_bits: int
+    w_enc: str = "twos"
+    in_enc: str = "twos"
+    skip: int = -1
 
     @property
     def mvm_shift(self) -> int:
         """Right shift from the product format Q(., in_frac + w_frac) to the accumulator's."""
         return self.in_frac + self.w_frac - self.acc_frac
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | str]:
         """Plain-JSON form."""
         return asdict(self)
 
@@ -59,12 +66,19 @@ def frac_for(maxabs: float, bits: int, headroom: int = 0) -> int:
     return max(-16, min(62, math.floor(math.log2(top / (maxabs * (1 << headroom))))))
 
 
+CHOICES = {"w_enc": WEIGHT_ENCODINGS, "in_enc": INPUT_ENCODINGS}
+
+
 def _validate(layer: str, spec: dict[str, Any], hw: HardwareConfig) -> None:
     limits = {"w_bits": (2, hw.max_weight_bits), "in_bits": (1, hw.max_input_bits),
-              "acc_bits": (2, 64), "adc_bits": (1, hw.full_adc_bits)}
+              "acc_bits": (2, 64), "adc_bits": (1, hw.full_adc_bits), "skip": (-1, 127)}
     for key, value in spec.items():
         if key not in OPTIONS:
             raise ConfigError(f"layer '{layer}': unknown option '{key}'; options: {', '.join(OPTIONS)}")
+        if key in CHOICES:
+            if value not in CHOICES[key]:
+                raise ConfigError(f"layer '{layer}': option '{key}'={value!r} not in {', '.join(CHOICES[key])}")
+            continue
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"layer '{layer}': option '{key}' must be an integer, got {value!r}")
         if key in limits and not limits[key][0] <= value <= limits[key][1]:
@@ -116,7 +130,7 @@ def _complete(name: str, spec: dict[str, int], ranges: Ranges, hw: HardwareConfi
     full.setdefault("w_frac", frac_for(r.weight, full["w_bits"]))
     full.setdefault("in_frac", frac_for(r.input if input_range is None else input_range, full["in_bits"]))
     full.setdefault("acc_frac", frac_for(r.acc, full["acc_bits"], headroom=1))
-    return LayerPrecision(**{k: full[k] for k in OPTIONS})
+    return LayerPrecision(**{k: full[k] for k in OPTIONS if k in full})
 
 
 def _bounded_act_frac(name: str, p: LayerPrecision, explicit: bool) -> LayerPrecision:
