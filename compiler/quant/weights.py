@@ -149,10 +149,12 @@ def grid_frac_for(max_abs: float, grid_bits: int) -> int:
     top = qmax(grid_bits)
     if not (max_abs > 0) or not math.isfinite(max_abs):
         return min(_FRAC_MAX, grid_bits - 1)
-    f = math.floor(math.log2(top / max_abs))
-    while math.ldexp(max_abs, f) > top:
+    # log2(max_abs) via frexp, so subnormal max_abs (top / max_abs = inf) is fine; then an exact correction
+    mant, ex = math.frexp(max_abs)
+    f = max(_FRAC_MIN - 1, min(_FRAC_MAX + 1, math.floor(math.log2(top) - math.log2(mant) - ex)))
+    while f >= _FRAC_MIN and math.ldexp(max_abs, f) > top:
         f -= 1
-    while math.ldexp(max_abs, f + 1) <= top:
+    while f <= _FRAC_MAX and math.ldexp(max_abs, f + 1) <= top:
         f += 1
     return max(_FRAC_MIN, min(_FRAC_MAX, f))
 

@@ -1,0 +1,125 @@
+"""Quantization techniques of the source documents in the datapath: SCE, CSD, dynamic skipping, ADC clipping.
+
+Each runs bit-exactly (runtime == functional model) and changes the runtime's energy/cycle counters the way the
+seed says, through the cost tables."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler import compile_model, runner
+from isa import numerics as nx
+from isa.errors import ConfigError
+
+from conftest import MLP, ROOT
+
+LENET = ROOT / "models" / "lenet5_digits.onnx"
+
+
+def test_sce_worked_example_of_seed_002():
+    # weight 0010 1110 1001 1100 b, 4-bit sub-words: sw0 = 1100 > 1000 -> 10000 - 0100, carry;
+    # sw1 = 1001 + 1 = 1010 -> 10000 - 0110, carry; sw2 = 1110 + 1 = 1111 -> 10000 - 0001, carry; sw3 = 0011
+    w = np.array([0b0010_1110_1001_1100])
+    assert nx.signed_subwords(w, 16, 4, "sce")[:, 0].tolist() == [-4, -6, -1, 3]
+    pos, neg = nx.weight_slices(w, 16, 4, "sce")
+    assert pos[:, 0].tolist() == [0, 0, 0, 3] and neg[:, 0].tolist() == [4, 6, 1, 0]
+    # before: 3 of the 4 sub-words above 1000b; after: all at or below it
+    plain = nx.signed_subwords(w, 16, 4)[:, 0]
+    assert (plain > 8).sum() == 3 and (np.abs(nx.signed_subwords(w, 16, 4, "sce")[:, 0]) <= 8).all()
+
+
+def test_sce_two_bit_cells_hand_case():
+    # -45 at 8 bits: magnitude 45 = 00 10 11 01 (2-bit sub-words, LSB first: 1, 3, 2, 0)
+    # SCE: 1 -> 1; 3 > 2 -> -1 carry; 2 + 1 = 3 > 2 -> -1 carry; 0 + 1 = 1  => 1 - 4 - 16 + 64 = 45
+    assert nx.signed_subwords(np.array([45]), 8, 2, "sce")[:, 0].tolist() == [1, -1, -1, 1]
+    pos, neg = nx.weight_slices(np.array([-45]), 8, 2, "sce")  # negative weight: signs flip
+    assert pos[:, 0].tolist() == [0, 1, 1, 0] and neg[:, 0].tolist() == [1, 0, 0, 1]
+
+
+def test_csd_hand_case():
+    # 0010 1110 1001 1100 (11932): 8 non-zero bits; CSD 0011 0-100 -10-1 0-100 -> 6 non-zero digits
+    q = np.array([11932])
+    d = nx.csd_digits(q, 16)[:, 0]
+    assert int((d * (1 << np.arange(16))).sum()) == 11932
+    assert int(np.abs(d).sum()) == 6 and nx.nonzero_digits(q, 16, "csd")[0] == 6
+    assert nx.nonzero_digits(q, 16)[0] == 8
+    assert not np.any((d[1:] != 0) & (d[:-1] != 0))  # non-adjacent form
+
+
+def test_skip_mask_hand_case():
+    # threshold 14, 16 input digits, 8 slices of 2-bit cells: significance j + 2s <= 14 is skipped
+    m = nx.skipped(16, 8, 2, 14)
+    assert m[0, 7] and not m[1, 7] and m[14, 0] and not m[15, 0]
+    assert m.sum() == sum(1 for j in range(16) for s in range(8) if j + 2 * s <= 14) == 64  # 50 % of 128
+
+
+@pytest.fixture(scope="module")
+def digits():
+    from models.datasets import load_dataset
+
+    return load_dataset("digits", "test")
+
+
+TECHNIQUES = {
+    "sce": {"w_enc": "sce"},
+    "csd": {"in_enc": "csd"},
+    "skip": {"skip": 6},
+    "all+adc5": {"w_enc": "sce", "in_enc": "csd", "skip": 4, "adc_bits": 5},
+}
+
+
+@pytest.mark.parametrize("name", list(TECHNIQUES))
+def test_mlp_technique_bit_exact(name, digits):
+    x, _ = digits
+    cm = compile_model(MLP, {"preset": "8bit", "default": TECHNIQUES[name]})
+    out = runner.run(cm, {"input": x})
+    assert np.array_equal(out.device_int["logits"], runner.functional_outputs(cm, {"input": x})["logits"])
+
+
+@pytest.mark.parametrize("name", ["sce", "all+adc5"])
+def test_lenet_technique_bit_exact(name):
+    from models.datasets import load_dataset
+
+    x, _ = load_dataset("digits32", "test")
+    cm = compile_model(LENET, {"preset": "8bit", "default": TECHNIQUES[name]})
+    out = runner.run(cm, {"input": x[:48]})
+    assert np.array_equal(out.device_int["logits"], runner.functional_outputs(cm, {"input": x[:48]})["logits"])
+
+
+def _stats(cfg: dict, x: np.ndarray):
+    return runner.run(compile_model(MLP, {"preset": "16bit", "default": cfg}), {"input": x}).stats
+
+
+def test_sce_lowers_crossbar_energy_and_keeps_results(digits):
+    x, _ = digits
+    base, sce = _stats({}, x[:64]), _stats({"w_enc": "sce"}, x[:64])
+    assert sce.per_component["crossbar"] < base.per_component["crossbar"]
+    cm_a = compile_model(MLP, "16bit")
+    cm_b = compile_model(MLP, {"preset": "16bit", "default": {"w_enc": "sce"}})
+    a = runner.run(cm_a, {"input": x[:64]}).device_int["logits"]
+    b = runner.run(cm_b, {"input": x[:64]}).device_int["logits"]
+    assert np.array_equal(a, b)  # an encoding, not an approximation: same integers at full ADC resolution
+
+
+def test_csd_lowers_dac_energy(digits):
+    x, _ = digits
+    base, csd = _stats({}, x[:64]), _stats({"in_enc": "csd"}, x[:64])
+    assert csd.per_component["dac"] < base.per_component["dac"]
+
+
+def test_skipping_lowers_adc_energy_and_cycles(digits):
+    x, _ = digits
+    base, skip = _stats({}, x[:16]), _stats({"skip": 14}, x[:16])
+    assert skip.per_component["adc"] == pytest.approx(base.per_component["adc"] * 0.5, rel=0.02)
+    assert skip.cycles < base.cycles
+
+
+@pytest.mark.parametrize("cfg, message", [
+    ({"w_enc": "csd"}, "option 'w_enc'='csd' not in twos, sce"),
+    ({"in_enc": "sce"}, "option 'in_enc'='sce' not in twos, csd"),
+    ({"skip": -2}, "option 'skip'=-2 out of range [-1, 127]"),
+])
+def test_invalid_technique_options(cfg, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        compile_model(MLP, {"preset": "8bit", "layers": {"fc2": cfg}})
