@@ -114,6 +114,41 @@ def cmd_run(a: argparse.Namespace) -> int:
     return 0 if report["bit_exact"] in (True, None) else 1
 
 
+def cmd_adc_profile(a: argparse.Namespace) -> int:
+    """xbarc adc-profile MODEL: bit-line value distribution per layer and the ADC resolution covering a fraction."""
+    from isa import numerics as nx
+    from models.datasets import load_dataset
+
+    from .driver import compile_model, model_dataset
+    from .quant.adc_profile import profile_bitlines
+
+    cm = compile_model(a.model, precision=a.precision, hw=a.hardware, calib=a.dataset)
+    name = a.dataset or model_dataset(cm.model)
+    if not name:
+        raise XbarcError("no data set: pass --dataset (the model declares none in its xbarc.dataset metadata)")
+    x, _ = load_dataset(name, a.split)
+    x = x[:a.limit] if a.limit else x
+    loc = cm.program.inputs[0]
+    q = {loc.name: nx.quantize(x.reshape((len(x),) + tuple(loc.shape)), loc.bits, loc.frac)}
+    profiles = profile_bitlines(cm.graph, cm.precision, q, cm.hw, cm.formats)
+    full = cm.hw.full_adc_bits
+    rows = [{"layer": p.layer, "values": p.total, "coverage": {b: p.coverage(b) for b in range(1, full + 1)},
+             "suggested_adc_bits": p.suggest(a.coverage, full)} for p in profiles]
+    if a.write_config:
+        cfg = {"preset": a.precision if a.precision in ("16bit", "8bit", "4bit", "puma") else "16bit",
+               "layers": {r["layer"]: {"adc_bits": r["suggested_adc_bits"]} for r in rows}}
+        _write_atomic(Path(a.write_config), (json.dumps(cfg, indent=2) + "\n").encode())
+    if a.json:
+        print(json.dumps({"coverage_target": a.coverage, "images": len(x), "layers": rows}, indent=2))
+        return 0
+    shown = list(range(max(1, full - 6), full + 1))
+    table = [[r["layer"], f"{r['values']:,}"] + [f"{r['coverage'][b]:.2%}" for b in shown] + [r["suggested_adc_bits"]]
+             for r in rows]
+    print(f"bit-line values on {len(x)} images of {name}/{a.split}; coverage = fraction inside a signed b-bit ADC")
+    print(_table(table, ["layer", "values"] + [f"{b} bits" for b in shown] + [f"bits for {a.coverage:.0%}"]))
+    return 0
+
+
 def cmd_inspect(a: argparse.Namespace) -> int:
     """xbarc inspect OUT."""
     from isa.files import load_program
@@ -192,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--check", action="store_true", help="also compare with the functional model bit for bit")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_run)
+    ap = sub.add_parser("adc-profile", help="bit-line value distribution and the ADC resolution that covers it")
+    ap.add_argument("model")
+    ap.add_argument("--dataset", default=None)
+    ap.add_argument("--split", default="calib")
+    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--precision", default="16bit")
+    ap.add_argument("--hardware", default=None)
+    ap.add_argument("--coverage", type=float, default=0.99)
+    ap.add_argument("--write-config", default=None, help="write a precision config with the suggested ADC bits")
+    ap.add_argument("--json", action="store_true")
+    ap.set_defaults(fn=cmd_adc_profile)
     i = sub.add_parser("inspect", help="summarize a compiled output directory")
     i.add_argument("outdir")
     i.add_argument("--json", action="store_true")

@@ -148,7 +148,10 @@ class HardwareConfig:
         _reject_unknown(costs, {f.name for f in dataclasses.fields(CostTable)}, "hardware.costs")
         if "adc_pj_table" in costs:
             costs["adc_pj_table"] = tuple(costs["adc_pj_table"])
-        base = PRESETS.get(d.pop("preset", "default"), DEFAULT) if "preset" in d else DEFAULT
+        preset = d.pop("preset", "default")
+        if preset not in PRESETS:
+            raise ValueError(f"hardware: unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+        base = PRESETS[preset]
         merged_costs = dataclasses.replace(base.costs, **costs)
         return dataclasses.replace(base, costs=merged_costs, **d)
 

@@ -4,7 +4,7 @@ hardware computes it (docs/semantics.md). The runtime executing the compiled pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -38,6 +38,17 @@ def quantize_layer(op: Op, p: LayerPrecision) -> QuantizedLayer:
     return QuantizedLayer(w, None if b is None else nx.quantize(b, p.acc_bits, p.acc_frac))
 
 
+_PROBE: Callable[[np.ndarray], None] | None = None  # receives unclipped bit-line values (see adc_profile.py)
+_PROBE_LAYER: list[str] = [""]
+
+
+def set_bitline_probe(probe: Callable[[str, np.ndarray], None] | None) -> None:
+    """Install (or remove, with None) a callback that receives (layer name, bit-line values before the ADC) for
+    every crossbar block; while installed, every block takes the digit-by-digit path."""
+    global _PROBE
+    _PROBE = None if probe is None else (lambda v: probe(_PROBE_LAYER[0], v))
+
+
 def worst_case_adc_bits(rows: int, cell_bits: int) -> int:
     """Signed ADC bits that hold any bit-line value of ``rows`` driven rows: ceil(log2(rows*(2^cb-1)+1)) + 1."""
     return int(np.ceil(np.log2(rows * ((1 << cell_bits) - 1) + 1))) + 1
@@ -52,7 +63,7 @@ def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: i
     else int64); the sum over digits runs in int64.
     """
     b, r = x.shape
-    if p.adc_bits >= worst_case_adc_bits(r, cell_bits) and p.skip < 0:
+    if p.adc_bits >= worst_case_adc_bits(r, cell_bits) and p.skip < 0 and _PROBE is None:
         # no conversion can clip, so the shift-and-add of the digits' dot products is the integer product;
         # float64 is exact while |x| |w| R < 2^53
         if float(1 << (p.in_bits - 1)) * float(1 << (p.w_bits - 1)) * r < 2.0**53:
@@ -62,6 +73,8 @@ def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: i
     n_s, _, c = pos.shape
     diff = (pos - neg).astype(np.float32).transpose(1, 0, 2).reshape(r, n_s * c)
     v = digits.astype(np.float32).reshape(-1, r) @ diff               # (bi*B, S*C), exact small integers
+    if _PROBE is not None:
+        _PROBE(v)
     np.clip(v, nx.qmin(p.adc_bits), nx.qmax(p.adc_bits), out=v)      # the ADC (rule ADC)
     v = v.reshape(p.in_bits, b, n_s, c).transpose(0, 1, 3, 2)        # (bi, B, C, S)
     skip = nx.skipped(p.in_bits, n_s, cell_bits, p.skip)             # rule SKIP: skipped conversions read 0
@@ -141,6 +154,7 @@ def _layer(g: Graph, op: Op, xs: list[np.ndarray], prec: dict[str, LayerPrecisio
     x = xs[0]
     if op.is_crossbar:
         p = prec[op.name]
+        _PROBE_LAYER[0] = op.name
         rows = layer_inputs(g, op, x)
         y = crossbar_layer(rows, quantize_layer(op, p), p, hw)
         shape = (len(x),) + ((out_hw(g, op) + (-1,)) if op.kind == "conv" else (-1,))

@@ -166,8 +166,8 @@ def _load_config(config: str | dict[str, Any] | Path | None) -> dict[str, Any]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    if "layers" in data and all(isinstance(v, dict) and set(v) == set(OPTIONS) for v in data["layers"].values()):
-        return data  # a fully resolved config written by `xbarc compile`
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a precision config is a JSON object")
     return data
 
 
