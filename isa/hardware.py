@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .errors import ConfigError
+
 
 @dataclass(frozen=True)
 class CostTable:
@@ -150,7 +152,7 @@ class HardwareConfig:
             costs["adc_pj_table"] = tuple(costs["adc_pj_table"])
         preset = d.pop("preset", "default")
         if preset not in PRESETS:
-            raise ValueError(f"hardware: unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+            raise ConfigError(f"hardware: unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
         base = PRESETS[preset]
         merged_costs = dataclasses.replace(base.costs, **costs)
         return dataclasses.replace(base, costs=merged_costs, **d)
@@ -167,7 +169,7 @@ class HardwareConfig:
 def _reject_unknown(d: dict[str, Any], known: set[str], where: str) -> None:
     unknown = sorted(set(d) - known - {"preset"})
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
 
 
 DEFAULT = HardwareConfig()
@@ -196,5 +198,5 @@ def load_hardware(spec: str | Path | None) -> HardwareConfig:
         return PRESETS[str(spec)]
     path = Path(spec)
     if not path.exists():
-        raise ValueError(f"hardware '{spec}': neither a preset ({', '.join(PRESETS)}) nor an existing file")
+        raise ConfigError(f"hardware '{spec}': neither a preset ({', '.join(PRESETS)}) nor an existing file")
     return HardwareConfig.from_dict(json.loads(path.read_text()))

@@ -123,3 +123,29 @@ def test_skipping_lowers_adc_energy_and_cycles(digits):
 def test_invalid_technique_options(cfg, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         compile_model(MLP, {"preset": "8bit", "layers": {"fc2": cfg}})
+
+
+def test_adc_profile_hand_case():
+    """One dense layer, 2 rows x 1 column, weights [3, -1] at 4 bits (one 2-bit slice... magnitude 3 and 1),
+    inputs [1, 1] and [3, 0] at 3 bits: bit-line values per input digit are hand-computable."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from compiler.quant.adc_profile import profile_bitlines
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [2, 1], [0.75, -0.25])
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="fc")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])], [w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    cfg = {"layers": {"fc": {"w_bits": 3, "w_frac": 2, "in_bits": 3, "in_frac": 0, "acc_bits": 16,
+                             "acc_frac": 2}}}
+    cm = compile_model(m, cfg, calib={"x": np.ones((1, 2))})
+    # integer weights [3, -1] (Q(3,2)): slice 0 holds (+)3 and (-)1 -> bit-line weight per row [3, -1]
+    # x = [1, 1]: digits j0 = [1, 1] -> 3 - 1 = 2; j1 = [0, 0] -> 0; j2 = [0, 0] -> 0
+    # x = [3, 0]: digits j0 = [1, 0] -> 3; j1 = [1, 0] -> 3; j2 = [0, 0] -> 0
+    (p,) = profile_bitlines(cm.graph, cm.precision, {"x": np.array([[1, 1], [3, 0]])}, cm.hw, cm.formats)
+    assert p.counts == {0: 3, 2: 1, 3: 2}
+    assert p.coverage(2) == pytest.approx(3 / 6)   # signed 2-bit range [-2, 1]: only the zeros
+    assert p.coverage(3) == pytest.approx(1.0)     # [-4, 3]
+    assert p.suggest(0.99, 10) == 3
