@@ -21,6 +21,7 @@ from .ir import Graph, dump
 from .mapping import Mapping, map_naive
 from .passes import CANONICALIZE, run_pipeline
 from .quant import Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, resolve_precision
+from .quant.schemes import Score, finalize_weight_schemes
 
 DATASET_KEY = "xbarc.dataset"
 
@@ -39,6 +40,14 @@ class CompiledModel:
     formats: dict[str, Format]
     calibration: str = ""
 
+    def mapping_report(self) -> dict[str, Any]:
+        """The mapping report with the hollows of the quantized weights."""
+        from .quant import quantize_layer
+
+        assert self.mapping is not None
+        weights = {op.name: quantize_layer(op, self.precision[op.name]).weight for op in self.graph.crossbar_ops()}
+        return self.mapping.report(self.precision, weights)
+
     def save(self, outdir: str | Path) -> None:
         """Write program.s, program.bin, image.npz, manifest.json, precision.json, mapping.json, ir.txt,
         model.onnx (the source model, for `xbarc run --check`) and host.onnx (the host tail), atomically."""
@@ -48,7 +57,7 @@ class CompiledModel:
             "model.onnx": self.model.SerializeToString(),
         }
         if self.mapping is not None:
-            extra["mapping.json"] = json.dumps(self.mapping.report(self.precision), indent=2) + "\n"
+            extra["mapping.json"] = json.dumps(self.mapping_report(), indent=2) + "\n"
         if self.host_model is not None:
             extra["host.onnx"] = self.host_model.SerializeToString()
         save_program(self.program, outdir, extra_files=extra)
@@ -94,10 +103,36 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
     prec = resolve_precision(graph, precision, ranges, hwc)
     fmt = assign_formats(graph, prec, ranges)
+    if any(p.w_scheme == "nonuniform" for p in prec.values()):
+        prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc))
     mapping = map_naive(graph, prec, hwc)
     program = generate(graph, prec, mapping, hwc, fmt)
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()]})
     return CompiledModel(graph, prec, mapping, program, proto, host, hwc, fmt, how)
+
+
+def _accuracy_score(g: Graph, model: onnx.ModelProto, calib: object, fmt: dict[str, Format],
+                    hw: HardwareConfig) -> Score | None:
+    """Accuracy of the functional model on the labelled calib split of the model's data set (None without one)."""
+    name = calib if isinstance(calib, str) else model_dataset(model)
+    if not name:
+        return None
+    from isa import numerics as nx
+    from models.datasets import load_dataset
+
+    from .quant import run_functional
+
+    x, y = load_dataset(name, "calib")
+    inp = g.inputs[0]
+    x = x.reshape((len(x),) + inp.shape)
+    bits, frac = fmt[inp.name]
+    q = {inp.name: nx.quantize(x, bits, frac)}
+
+    def score(prec: dict[str, LayerPrecision]) -> float:
+        out = run_functional(g, prec, q, hw, fmt)[g.outputs[0]]
+        return float((out.argmax(axis=1) == y).mean())
+
+    return score
 
 
 def load_compiled(outdir: str | Path) -> CompiledModel:
@@ -108,6 +143,7 @@ def load_compiled(outdir: str | Path) -> CompiledModel:
         raise XbarcError(f"{out}: no model.onnx; was it written by `xbarc compile`?")
     graph, host, proto = import_graph(load_model(out / "model.onnx"))
     prec_doc = json.loads((out / "precision.json").read_text())
-    prec = {k: LayerPrecision(**v) for k, v in prec_doc["layers"].items()}
+    prec = {k: LayerPrecision(**(v | {"w_channels": tuple(v.get("w_channels", ()))}))
+            for k, v in prec_doc["layers"].items()}
     fmt = {k: (int(v[0]), int(v[1])) for k, v in program.meta.get("formats", {}).items()}
     return CompiledModel(graph, prec, None, program, proto, host, program.hw, fmt, program.meta.get("calibration", ""))

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from isa import numerics as nx
 from isa.errors import ModelError
 from isa.hardware import HardwareConfig
@@ -87,8 +89,23 @@ class Mapping:
         """Cores with at least one block."""
         return len({b.where for lm in self.layers.values() for b in lm.blocks} | set(self.vector.values()))
 
-    def report(self, prec: dict[str, LayerPrecision]) -> dict[str, Any]:
-        """The mapping report: per layer and total crossbars, MVMUs, cores, tiles and cell utilization."""
+    def hollows(self, name: str, q: np.ndarray, p: LayerPrecision) -> dict[str, Any]:
+        """Hollows of one layer's integer weights q (n_in, n_out): physical crossbars whose cells are all zero
+        (they still sit in the naive data path), and the fraction of (column, slice) bit lines that are zero."""
+        idle = 0
+        for b in self.layers[name].blocks:
+            pos, neg = nx.weight_slices(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p.w_bits, self.hw.cell_bits,
+                                        p.w_enc)
+            idle += int((pos.reshape(len(pos), -1).max(axis=1) == 0).sum())
+            idle += int((neg.reshape(len(neg), -1).max(axis=1) == 0).sum())
+        pos, neg = nx.weight_slices(q, p.w_bits, self.hw.cell_bits, p.w_enc)
+        zero_lines = ((pos == 0) & (neg == 0)).all(axis=1)  # (S, n_out): a slice of a column with no charge
+        return {"idle_crossbars": idle, "zero_bitline_fraction": float(zero_lines.mean())}
+
+    def report(self, prec: dict[str, LayerPrecision],
+               weights: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
+        """The mapping report: per layer and total crossbars, MVMUs, cores, tiles, cell utilization and, given
+        the integer weights, the hollows (all-zero crossbars and bit lines) varied quantization leaves."""
         hw, layers = self.hw, []
         for lm in self.layers.values():
             cells = sum((b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) for b in lm.blocks)
@@ -97,8 +114,12 @@ class Mapping:
                            "cores": len(lm.cores()), "tiles": sorted({b.tile for b in lm.blocks}),
                            "utilization": cells / (len(lm.blocks) * hw.xbar_rows * hw.xbar_cols),
                            "weight_bits": prec[lm.name].w_bits})
+            if weights is not None:
+                layers[-1].update(self.hollows(lm.name, weights[lm.name], prec[lm.name]))
         used = sum(x["utilization"] * x["mvmus"] for x in layers)
-        return {"mapping": "naive", "crossbars": self.crossbars, "mvmus": self.mvmus, "cores": self.cores,
+        idle = sum(x.get("idle_crossbars", 0) for x in layers)
+        return {"mapping": "naive", "crossbars": self.crossbars, "idle_crossbars": idle, "mvmus": self.mvmus,
+                "cores": self.cores,
                 "tiles": self.tiles, "utilization": used / max(1, self.mvmus), "layers": layers,
                 "vector_ops": {k: list(v) for k, v in self.vector.items()}}
 

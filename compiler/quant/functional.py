@@ -32,8 +32,19 @@ class QuantizedLayer:
 
 
 def quantize_layer(op: Op, p: LayerPrecision) -> QuantizedLayer:
-    """Integer weights and bias of ``op`` under precision ``p`` (rules WEIGHTS and BIAS)."""
-    w = nx.quantize_weights(op.params["weight"], p.w_bits, p.w_frac)
+    """Integer weights and bias of ``op`` under precision ``p`` (rules WEIGHTS and BIAS; nonuniform and varied
+    schemes put their levels on the same Q(w_bits, w_frac) grid)."""
+    from .weights import nonuniform_levels, quantize_channel, snap_to_levels
+
+    w = op.params["weight"]
+    if p.w_scheme == "nonuniform":
+        w = snap_to_levels(w, nonuniform_levels(w, (p.w_code_bits or p.w_bits) - 1, p.w_k))
+    if p.w_scheme == "varied":
+        chans = p.w_channels
+        w = np.stack([quantize_channel(w[:, c], dict(chans[c % len(chans)]), p.w_bits, p.w_frac)
+                      for c in range(w.shape[1])], axis=1).astype(np.int64)
+    else:
+        w = nx.quantize_weights(w, p.w_bits, p.w_frac)
     b = op.params.get("bias")
     return QuantizedLayer(w, None if b is None else nx.quantize(b, p.acc_bits, p.acc_frac))
 

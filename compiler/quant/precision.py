@@ -22,7 +22,10 @@ class LayerPrecision:
     accumulator Q(acc_bits, acc_frac), the ADC resolution in bits (signed, clipping), the weight encoding on the
     crossbars (``twos`` or ``sce``), the input digit encoding (``twos`` or ``csd``) and the dynamic-quantization
     threshold ``skip`` (conversions of significance input digit + cell_bits x slice <= skip are not made; -1:
-    none)."""
+    none), and the weight scheme: ``uniform``; ``nonuniform`` (seed 001: a codebook of 2^w_code_bits + 1 levels
+    from the importance g(x)|x|^w_k, held on the Q(w_bits, w_frac) grid; w_k -1 asks the compiler to search k);
+    or ``varied`` (seed 003: one scheme per output channel from ``w_channels``, repeated over the channels, on
+    the common Q(w_bits, w_frac) grid)."""
 
     w_bits: int
     w_frac: int
@@ -34,15 +37,21 @@ class LayerPrecision:
     w_enc: str = "twos"
     in_enc: str = "twos"
     skip: int = -1
+    w_scheme: str = "uniform"
+    w_code_bits: int = 0
+    w_k: float = 1.0
+    w_channels: tuple[Any, ...] = ()
 
     @property
     def mvm_shift(self) -> int:
         """Right shift from the product format Q(., in_frac + w_frac) to the accumulator's."""
         return self.in_frac + self.w_frac - self.acc_frac
 
-    def to_dict(self) -> dict[str, int | str]:
+    def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return asdict(self)
+        d = asdict(self)
+        d["w_channels"] = [dict(c) for c in self.w_channels]
+        return d
 
 
 OPTIONS = tuple(f.name for f in fields(LayerPrecision))
@@ -66,18 +75,37 @@ def frac_for(maxabs: float, bits: int, headroom: int = 0) -> int:
     return max(-16, min(62, math.floor(math.log2(top / (maxabs * (1 << headroom))))))
 
 
-CHOICES = {"w_enc": WEIGHT_ENCODINGS, "in_enc": INPUT_ENCODINGS}
+CHOICES = {"w_enc": WEIGHT_ENCODINGS, "in_enc": INPUT_ENCODINGS, "w_scheme": ("uniform", "nonuniform", "varied")}
+
+
+def _validate_channels(layer: str, value: Any) -> None:
+    from .weights import SCHEMES
+
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"layer '{layer}': option 'w_channels' must be a list of schemes")
+    for ch in value:
+        if not isinstance(ch, dict) or ch.get("scheme") not in SCHEMES or not isinstance(ch.get("bits"), int):
+            raise ConfigError(f"layer '{layer}': option 'w_channels' entry {ch!r} must be "
+                              f"{{\"scheme\": one of {', '.join(SCHEMES)}, \"bits\": int}}")
 
 
 def _validate(layer: str, spec: dict[str, Any], hw: HardwareConfig) -> None:
     limits = {"w_bits": (2, hw.max_weight_bits), "in_bits": (1, hw.max_input_bits),
-              "acc_bits": (2, 64), "adc_bits": (1, hw.full_adc_bits), "skip": (-1, 127)}
+              "acc_bits": (2, 64), "adc_bits": (1, hw.full_adc_bits), "skip": (-1, 127),
+              "w_code_bits": (0, hw.max_weight_bits)}
     for key, value in spec.items():
         if key not in OPTIONS:
             raise ConfigError(f"layer '{layer}': unknown option '{key}'; options: {', '.join(OPTIONS)}")
         if key in CHOICES:
             if value not in CHOICES[key]:
                 raise ConfigError(f"layer '{layer}': option '{key}'={value!r} not in {', '.join(CHOICES[key])}")
+            continue
+        if key == "w_k":
+            if not isinstance(value, (int, float)) or not (value == -1 or 0 <= value <= 8):
+                raise ConfigError(f"layer '{layer}': option 'w_k'={value!r} must be in [0, 8] or -1 (search)")
+            continue
+        if key == "w_channels":
+            _validate_channels(layer, value)
             continue
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"layer '{layer}': option '{key}' must be an integer, got {value!r}")
@@ -130,7 +158,14 @@ def _complete(name: str, spec: dict[str, int], ranges: Ranges, hw: HardwareConfi
     full.setdefault("w_frac", frac_for(r.weight, full["w_bits"]))
     full.setdefault("in_frac", frac_for(r.input if input_range is None else input_range, full["in_bits"]))
     full.setdefault("acc_frac", frac_for(r.acc, full["acc_bits"], headroom=1))
-    return LayerPrecision(**{k: full[k] for k in OPTIONS if k in full})
+    if "w_channels" in full:
+        full["w_channels"] = tuple(dict(c) for c in full["w_channels"])
+    p = LayerPrecision(**{k: full[k] for k in OPTIONS if k in full})
+    if p.w_scheme == "varied" and not p.w_channels:
+        raise ConfigError(f"layer '{name}': option 'w_scheme'='varied' needs 'w_channels'")
+    if p.w_scheme != "varied" and p.w_channels:
+        raise ConfigError(f"layer '{name}': option 'w_channels' needs 'w_scheme'='varied'")
+    return p
 
 
 def _bounded_act_frac(name: str, p: LayerPrecision, explicit: bool) -> LayerPrecision:
