@@ -3,7 +3,7 @@
 ``Machine(program).run(inputs) -> RunResult(outputs, stats)``. Imports only `isa` and numpy.
 """
 
-from .costs import COMPONENTS, COST_UNITS, Cost, CostContext, MvmuShape, instr_cost
+from isa.costs import COMPONENTS, COST_UNITS, Cost, CostContext, MvmuShape, instr_cost
 from .handlers import HANDLERS
 from .machine import Machine, RunResult, describe_wait, instr_text
 from .stats import Stats

@@ -17,7 +17,7 @@ import numpy as np
 from isa import BY_MNEMONIC, NO_BASE, HardwareConfig, Instr
 from isa import numerics as nx
 
-from .costs import transit_cycles
+from isa.costs import transit_cycles
 from .state import I64, CoreState, Fault, MvmuKernel
 
 Handler = Callable[[CoreState, Any, int], Any]

@@ -2,7 +2,7 @@
 
 Scheduling: each core runs until it blocks or halts; then the lowest (tile, core) that can progress runs next.
 A blocked core is retried only after its tile's memory or incoming FIFOs changed (a per-tile epoch counter).
-Deadlock = live cores remain and none can progress. Costs are static per instruction (runtime/costs.py), so the
+Deadlock = live cores remain and none can progress. Costs are static per instruction (isa/costs.py), so the
 hot loop only counts executions; energy and per-layer figures are summed once after the run.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from isa import NO_BASE, CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
 from isa import numerics as nx
 
-from .costs import COMPONENTS, CostContext, MvmuShape, instr_cost, leakage_pj
+from isa.costs import COMPONENTS, CostContext, MvmuShape, instr_cost, leakage_pj
 from .handlers import HALT, HANDLERS, DecodeContext, decode, fault_handler
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel
 from .stats import Stats

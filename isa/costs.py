@@ -1,5 +1,8 @@
 """Energy and latency of every executed instruction, computed from ``hw.costs`` (docs/cost-model.md).
 
+The formulas live in `isa` beside the cost tables so that the runtime (which charges them) and the compiler
+(which estimates them for the precision search) share one definition.
+
 Every cost formula of the runtime lives in this file. ``COST_UNITS`` maps the ``unit`` column of the
 instruction table to a function ``(instr, ctx) -> Cost``; a hardware variant is a different `CostTable`, a
 different convention is a different entry in ``COST_UNITS``. All energies are per batch element (per inference),
@@ -12,7 +15,8 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from isa import HardwareConfig, Instr
+from .hardware import HardwareConfig
+from .program import Instr
 
 #: Energy components, in reporting order.
 COMPONENTS: tuple[str, ...] = (
