@@ -29,11 +29,11 @@ def cmd_compile(a: argparse.Namespace) -> int:
     from .driver import compile_model
 
     t0 = time.perf_counter()
-    cm = compile_model(a.model, precision=a.precision, hw=a.hardware, calib=a.calib)
+    cm = compile_model(a.model, precision=a.precision, hw=a.hardware, calib=a.calib, mapping=a.mapping)
     cm.save(a.output)
     secs = time.perf_counter() - t0
-    rep = cm.mapping.report(cm.precision) if cm.mapping else {}
-    print(f"compiled {a.model} -> {a.output} in {secs:.2f} s")
+    rep = cm.mapping_report() if cm.mapping else {}
+    print(f"compiled {a.model} -> {a.output} in {secs:.2f} s ({rep.get('mapping')} mapping)")
     print(f"  layers: {len(cm.precision)}  crossbars: {rep.get('crossbars')}  MVMUs: {rep.get('mvmus')}  "
           f"cores: {rep.get('cores')}  tiles: {rep.get('tiles')}  utilization: {rep.get('utilization', 0):.1%}")
     print(f"  static instructions: {cm.program.static_instructions}  calibration: {cm.calibration}")
@@ -216,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
     c.add_argument("--calib", default=None, help="data set for activation-range calibration (default: the "
                                                  "model's xbarc.dataset metadata)")
+    c.add_argument("--mapping", default="spatial", choices=["naive", "spatial"],
+                   help="naive: every block and crossbar allocated; spatial (default): all-zero blocks and "
+                        "crossbars (hollows) leave the data path")
     c.set_defaults(fn=cmd_compile)
     r = sub.add_parser("run", help="run a compiled model on the reference runtime")
     r.add_argument("outdir")

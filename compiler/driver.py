@@ -20,7 +20,8 @@ from .frontend import import_onnx, load_model
 from .ir import Graph, dump
 from .mapping import Mapping, map_naive
 from .passes import CANONICALIZE, run_pipeline
-from .quant import Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, resolve_precision
+from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
+                    resolve_precision)
 from .quant.schemes import Score, finalize_weight_schemes
 
 DATASET_KEY = "xbarc.dataset"
@@ -95,8 +96,8 @@ def import_graph(model: str | Path | onnx.ModelProto) -> tuple[Graph, onnx.Model
 
 def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str, Any] | Path | None = "16bit",
                   hw: HardwareConfig | str | Path | None = None,
-                  calib: str | dict[str, np.ndarray] | None = None) -> CompiledModel:
-    """Compile an ONNX model for the crossbar accelerator."""
+                  calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial") -> CompiledModel:
+    """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive" or "spatial", hollow-aware)."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     graph, host, proto = import_graph(model)
     inputs, how = calibration_inputs(graph, proto, calib)
@@ -105,10 +106,11 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     fmt = assign_formats(graph, prec, ranges)
     if any(p.w_scheme == "nonuniform" for p in prec.values()):
         prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc))
-    mapping = map_naive(graph, prec, hwc)
-    program = generate(graph, prec, mapping, hwc, fmt)
+    weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
+    placed = map_naive(graph, prec, hwc, weights, mapping)
+    program = generate(graph, prec, placed, hwc, fmt)
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()]})
-    return CompiledModel(graph, prec, mapping, program, proto, host, hwc, fmt, how)
+    return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how)
 
 
 def _accuracy_score(g: Graph, model: onnx.ModelProto, calib: object, fmt: dict[str, Format],

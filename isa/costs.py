@@ -40,6 +40,13 @@ class MvmuShape:
     rows: int
     cols: int
     slices: int
+    active: tuple[int, ...] | None = None  # hollow-aware: the slices with a non-zero cell (None: every slice)
+    arrays: int | None = None  # hollow-aware: physical crossbars with a non-zero cell (None: 2 per slice)
+
+    @property
+    def slice_ids(self) -> tuple[int, ...]:
+        """The slices that are converted."""
+        return tuple(range(self.slices)) if self.active is None else self.active
 
 
 @dataclass(frozen=True)
@@ -98,8 +105,8 @@ def mem_accesses(hw: HardwareConfig, n: int) -> int:
 
 def conversions_per_step(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip: int) -> list[int]:
     """A/D conversions of each input digit step: one per (slice, column) not skipped (rule SKIP)."""
-    sig = [[j + hw.cell_bits * s <= skip for s in range(shape.slices)] for j in range(ibits)]
-    return [(shape.slices - sum(row)) * shape.cols for row in sig]
+    ids = shape.slice_ids
+    return [sum(1 for s in ids if j + hw.cell_bits * s > skip) * shape.cols for j in range(ibits)]
 
 
 def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip: int = -1) -> int:
@@ -126,7 +133,7 @@ def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
         "mvmu_regs": r * c.xbar_in_read_pj + cols * c.xbar_out_pj,
     }
     if c.xbar_energy == "static":
-        energy["crossbar"] = ibits * 2 * s * c.xbar_read_pj
+        energy["crossbar"] = ibits * (2 * s if shape.arrays is None else shape.arrays) * c.xbar_read_pj
     return energy
 
 

@@ -59,7 +59,8 @@ class MvmuImage:
 
     ``weights[r, c]`` multiplies input register r into output register c. Magnitudes are sliced into
     ``cell_bits``-bit cells on a (+) and a (-) crossbar per slice (docs/semantics.md, rule WEIGHTS), plainly or
-    with ``encoding`` "sce" (rule SCE).
+    with ``encoding`` "sce" (rule SCE). A ``hollow_aware`` MVMU (spatial mapping) leaves its all-zero crossbars
+    out of the data path: a slice whose (+) and (-) arrays are both zero is neither read nor converted.
     """
 
     tile: int
@@ -69,6 +70,7 @@ class MvmuImage:
     weight_bits: int
     node: str = ""
     encoding: str = "twos"
+    hollow_aware: bool = False
 
 
 @dataclass

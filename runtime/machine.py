@@ -67,7 +67,8 @@ class Machine:
     # ---- loading -------------------------------------------------------------------------------------------------
     def _compile(self, cc: CoreCode, kernels: dict[int, MvmuKernel]) -> _Compiled:
         ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
-        cost_ctx = CostContext(self.hw, cc.tile, {k: MvmuShape(m.rows, m.cols, m.slices) for k, m in kernels.items()})
+        cost_ctx = CostContext(self.hw, cc.tile, {k: MvmuShape(m.rows, m.cols, m.slices, m.active, m.arrays)
+                                                      for k, m in kernels.items()})
         code, energy = [], []
         for instr in cc.instrs:
             try:

@@ -93,6 +93,8 @@ class MvmuKernel:
     encoding: str = "twos"
     absmax: int = 0
     gsum: np.ndarray | None = None
+    active: tuple[int, ...] | None = None
+    arrays: int | None = None
 
     @classmethod
     def from_image(cls, img: MvmuImage, hw: HardwareConfig) -> "MvmuKernel":
@@ -111,16 +113,23 @@ class MvmuKernel:
         if img.encoding not in nx.WEIGHT_ENCODINGS:
             raise XbarcError(f"{where}: weight encoding {img.encoding!r} not in {nx.WEIGHT_ENCODINGS}")
         pos, neg = nx.weight_slices(w, img.weight_bits, hw.cell_bits, img.encoding)
+        active = arrays = None
+        if img.hollow_aware:  # spatial mapping: all-zero crossbars leave the data path (not read, not converted)
+            live = [i for i in range(len(pos)) if pos[i].any() or neg[i].any()]
+            arrays = sum(int(pos[i].any()) + int(neg[i].any()) for i in range(len(pos)))
+            active = tuple(live)
+            pos, neg = pos[live], neg[live]
         d = pos - neg  # (S, R, C)
         s, r, c = d.shape
-        scale = np.array([float(1 << (hw.cell_bits * i)) for i in range(s)])
+        ids = active if active is not None else range(s)
+        scale = np.array([float(1 << (hw.cell_bits * i)) for i in ids])
         return cls(img.mvmu, r, c, s,
                    diff=np.ascontiguousarray(d.transpose(0, 2, 1).reshape(s * c, r)).astype(np.float32),
                    weights_t=np.ascontiguousarray(w.T).astype(np.float64), scale=scale,
                    vmin=int(np.minimum(d, 0).sum(axis=1).min()), vmax=int(np.maximum(d, 0).sum(axis=1).max()),
                    wmax=int(np.abs(w).max()) if w.size else 0, node=img.node, encoding=img.encoding,
                    absmax=int(np.abs(d).sum(axis=1).max()),
-                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64))
+                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64), active=active, arrays=arrays)
 
     def never_clips(self, adc: int, enc: int = 0) -> bool:
         """Whether an ``adc``-bit conversion can never clip any bit line of this matrix (digits in {0, 1}, or
@@ -128,6 +137,11 @@ class MvmuKernel:
         if enc:
             return self.absmax <= nx.qmax(adc)
         return nx.qmin(adc) <= self.vmin and self.vmax <= nx.qmax(adc)
+
+    @property
+    def slice_ids(self) -> tuple[int, ...]:
+        """Significance index of each converted slice."""
+        return tuple(range(self.slices)) if self.active is None else self.active
 
     def product_exact_in_f64(self, ibits: int) -> bool:
         """Whether W^T x in float64 is exact for every ``ibits``-bit input."""

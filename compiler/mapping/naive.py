@@ -68,16 +68,24 @@ class Mapping:
     hw: HardwareConfig
     layers: dict[str, LayerMap]
     vector: dict[str, tuple[int, int]] = field(default_factory=dict)
+    mode: str = "naive"
+    arrays: dict[str, int] = field(default_factory=dict)  # spatial: physical crossbars with a non-zero cell
 
     @property
     def mvmus(self) -> int:
         """MVMUs holding a block."""
         return sum(len(lm.blocks) for lm in self.layers.values())
 
+    def layer_crossbars(self, name: str) -> int:
+        """Physical crossbars of one layer: a (+) and a (-) array per slice of every block (naive), or only the
+        arrays with a non-zero cell (spatial)."""
+        lm = self.layers[name]
+        return self.arrays.get(name, 2 * lm.slices * len(lm.blocks))
+
     @property
     def crossbars(self) -> int:
-        """Physical crossbars: a (+) and a (-) array per weight slice of every block."""
-        return sum(2 * lm.slices * len(lm.blocks) for lm in self.layers.values())
+        """Physical crossbars of every layer."""
+        return sum(self.layer_crossbars(name) for name in self.layers)
 
     @property
     def tiles(self) -> int:
@@ -110,7 +118,7 @@ class Mapping:
         for lm in self.layers.values():
             cells = sum((b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) for b in lm.blocks)
             layers.append({"layer": lm.name, "row_blocks": lm.row_blocks, "col_blocks": lm.col_blocks,
-                           "mvmus": len(lm.blocks), "slices": lm.slices, "crossbars": 2 * lm.slices * len(lm.blocks),
+                           "mvmus": len(lm.blocks), "slices": lm.slices, "crossbars": self.layer_crossbars(lm.name),
                            "cores": len(lm.cores()), "tiles": sorted({b.tile for b in lm.blocks}),
                            "utilization": cells / (len(lm.blocks) * hw.xbar_rows * hw.xbar_cols),
                            "weight_bits": prec[lm.name].w_bits})
@@ -118,13 +126,22 @@ class Mapping:
                 layers[-1].update(self.hollows(lm.name, weights[lm.name], prec[lm.name]))
         used = sum(x["utilization"] * x["mvmus"] for x in layers)
         idle = sum(x.get("idle_crossbars", 0) for x in layers)
-        return {"mapping": "naive", "crossbars": self.crossbars, "idle_crossbars": idle, "mvmus": self.mvmus,
+        return {"mapping": self.mode, "crossbars": self.crossbars, "idle_crossbars": idle, "mvmus": self.mvmus,
                 "cores": self.cores,
                 "tiles": self.tiles, "utilization": used / max(1, self.mvmus), "layers": layers,
                 "vector_ops": {k: list(v) for k, v in self.vector.items()}}
 
 
 VECTOR_KINDS = ("pool", "gap", "eltwise")
+
+
+def _live_arrays(lm: LayerMap, q: np.ndarray, p: LayerPrecision, hw: HardwareConfig) -> int:
+    """Physical crossbars of the layer's blocks that hold a non-zero cell."""
+    live = 0
+    for b in lm.blocks:
+        pos, neg = nx.weight_slices(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p.w_bits, hw.cell_bits, p.w_enc)
+        live += int(sum(pos[i].any() for i in range(len(pos))) + sum(neg[i].any() for i in range(len(neg))))
+    return live
 
 
 class _Cursor:
@@ -161,8 +178,19 @@ class _Cursor:
         return slot
 
 
-def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig) -> Mapping:
-    """Place every crossbar layer (see module docstring); fail with what is needed if the chip is too small."""
+MAPPINGS = ("naive", "spatial")
+
+
+def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
+              weights: dict[str, np.ndarray] | None = None, mode: str = "naive") -> Mapping:
+    """Place every crossbar layer (see module docstring); fail with what is needed if the chip is too small.
+
+    ``mode`` "spatial" (hollow-aware, seed 003) needs the integer ``weights``: blocks whose cells are all zero
+    are not allocated (row block 0 of each column block stays: it carries the bias), so they take no MVMU, no
+    loads, no conversions and no partial-sum traffic; inside an MVMU, all-zero crossbars are not read or
+    converted (`MvmuImage.hollow_aware`)."""
+    if mode not in MAPPINGS:
+        raise ModelError(f"mapping '{mode}' is not one of {', '.join(MAPPINGS)}")
     cur, layers = _Cursor(hw), {}
     per_tile = hw.cores_per_tile * hw.mvmus_per_core
     vector: dict[str, tuple[int, int]] = {}
@@ -179,12 +207,18 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig) -> 
             if cur.free_on_tile() < min(rb, per_tile):  # a group that fits a tile stays on one tile
                 cur.next_tile()
             for r in range(rb):
-                t, k, m = cur.take()
                 rows = (r * hw.xbar_rows, min(n_in, (r + 1) * hw.xbar_rows))
                 cols = (c * hw.xbar_cols, min(n_out, (c + 1) * hw.xbar_cols))
+                if mode == "spatial" and r and weights is not None and \
+                        not weights[op.name][rows[0]:rows[1], cols[0]:cols[1]].any():
+                    continue
+                t, k, m = cur.take()
                 lm.blocks.append(Block(op.name, r, c, rows, cols, t, k, m))
         layers[op.name] = lm
-    mapping = Mapping(hw, layers, vector)
+    mapping = Mapping(hw, layers, vector, mode)
+    if mode == "spatial" and weights is not None:
+        mapping.arrays = {op.name: _live_arrays(mapping.layers[op.name], weights[op.name], prec[op.name], hw)
+                          for op in g.crossbar_ops()}
     top = max([b.tile for lm in layers.values() for b in lm.blocks] + [t for t, _ in vector.values()],
               default=0) + 1
     if top > hw.tiles:

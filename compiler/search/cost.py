@@ -1,0 +1,189 @@
+"""Hardware cost of a precision configuration without running the runtime (docs/search.md, "Cost model").
+
+`CostModel.estimate` rebuilds, from the mapping and the shared formulas of `isa.costs`, what the runtime
+charges:
+
+* per crossbar block (one MVMU) and per execution (1 for a dense layer, OH x OW output pixels for a conv):
+  `isa.costs.mvmu_energy` (ADC, sample-and-hold, shift-and-add, MVMU registers) and `isa.costs.mvmu_cycles`;
+* the data-dependent DAC and crossbar energy of `runtime/handlers.py` ``_mvm`` from the layer's actual integer
+  inputs on the calibration images (`trace_functional` records them): DAC ``dac_pj x nonzero digits``, crossbar
+  ``xbar_read_pj / (rows cols (2^cb - 1)) x sum_r nz[r] gsum[r]``, gsum[r] the cell levels of row r;
+* a layer's latency is executions x the slowest of its blocks' MVMU latencies; layers add up;
+* everything else (vector ALU, registers, tile memory, network, control, and the cycles spent outside MVMs) is
+  taken as precision-independent: one runtime run of the 16-bit baseline measures it (`CostModel.calibrate`);
+  ADC leakage is recomputed from the ADC bits of every MVMU and the estimated cycles.
+
+`analytic_cost` is the seed's formula, kept as an option of the search.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from isa import numerics as nx
+from isa.costs import MvmuShape, leakage_pj, mvmu_cycles, mvmu_energy
+from isa.hardware import HardwareConfig
+
+from ..ir import Graph
+from ..mapping import map_naive
+from ..quant import LayerPrecision, quantize_layer
+from ..quant.calibrate import layer_inputs, out_hw
+from ..quant.formats import Format
+from ..quant.functional import _layer  # noqa: PLC2701 -- one op of the functional model
+
+MVMU_COMPONENTS = ("crossbar", "dac", "adc", "sample_hold", "shift_add", "mvmu_regs")
+
+
+def mapping_modes() -> tuple[str, ...]:
+    """Mappings `compile_model` accepts (``naive`` only on trees without the hollow-aware mapping)."""
+    from ..driver import compile_model
+
+    return ("naive", "spatial") if "mapping" in inspect.signature(compile_model).parameters else ("naive",)
+
+
+@dataclass
+class LayerFeatures:
+    """Static features of one crossbar layer (the MDP state and the analytic cost use them)."""
+
+    name: str
+    kind: str
+    fan_in: int
+    fan_out: int
+    pixels: int  # MVM executions per inference: 1 for dense, OH*OW for conv
+    mvmus: int  # crossbar blocks at full size
+
+
+def layer_features(g: Graph, hw: HardwareConfig) -> list[LayerFeatures]:
+    """Features of every crossbar layer, in order."""
+    out = []
+    for op in g.crossbar_ops():
+        k, n = op.params["weight"].shape
+        px = int(np.prod(out_hw(g, op))) if op.kind == "conv" else 1
+        blocks = -(-k // hw.xbar_rows) * -(-n // hw.xbar_cols)
+        out.append(LayerFeatures(op.name, op.kind, int(k), int(n), px, blocks))
+    return out
+
+
+def trace_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray],
+                     hw: HardwareConfig, fmt: dict[str, Format]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """`run_functional` (inputs already flat HWC or ONNX layout, quantized) that also returns each crossbar
+    layer's integer input tensor (before im2col)."""
+    from ..quant.windows import to_hwc
+
+    env: dict[str, np.ndarray] = {}
+    for v in g.inputs:
+        arr = np.asarray(inputs[v.name], dtype=np.int64)
+        env[v.name] = to_hwc(arr, v.shape) if arr.ndim > 2 else arr
+    seen = {}
+    for op in g.ops:
+        if op.is_crossbar:
+            seen[op.name] = env[op.inputs[0]]
+        y, frac = _layer(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
+        bits, out_frac = fmt[op.outputs[0]]
+        env[op.outputs[0]] = nx.requantize(y, frac - out_frac, bits)
+    return {o: env[o].reshape(len(env[o]), -1) for o in g.outputs}, seen
+
+
+@dataclass
+class CostEstimate:
+    """Estimated energy (pJ per inference) by component and layer, and cycles per inference."""
+
+    energy_pj: float
+    cycles: int
+    per_component: dict[str, float] = field(default_factory=dict)
+    per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+def _shape(q: np.ndarray, p: LayerPrecision, hw: HardwareConfig, slices: int, spatial: bool) -> MvmuShape:
+    r, c = q.shape
+    if not spatial:
+        return MvmuShape(r, c, slices)
+    pos, neg = nx.weight_slices(q, p.w_bits, hw.cell_bits, p.w_enc)
+    active = tuple(s for s in range(len(pos)) if pos[s].any() or neg[s].any())
+    arrays = int(sum(pos[s].any() for s in range(len(pos))) + sum(neg[s].any() for s in range(len(neg))))
+    return MvmuShape(r, c, slices, active, arrays)
+
+
+class CostModel:
+    """Energy and latency of a precision config on a graph, from the mapping, `isa.costs` and digit statistics."""
+
+    def __init__(self, g: Graph, hw: HardwareConfig, mapping: str = "naive") -> None:
+        self.g, self.hw, self.mapping = g, hw, mapping
+        self.rest_energy: dict[str, float] = {}
+        self.rest_cycles = 0
+
+    def calibrate(self, measured: Any, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> None:
+        """Take the precision-independent part from one runtime run (``measured``: `runtime.Stats`) of ``prec``
+        on integer layer inputs ``inputs`` (from `trace_functional` on the same images)."""
+        est = self.estimate(prec, inputs)
+        self.rest_energy = {k: v for k, v in measured.per_component.items()
+                            if k not in MVMU_COMPONENTS and k != "leakage"}
+        self.rest_cycles = int(measured.cycles) - est.cycles
+
+    def estimate(self, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> CostEstimate:
+        """The estimate for ``prec``; ``inputs`` are the crossbar layers' integer inputs (`trace_functional`)."""
+        hw, c = self.hw, self.hw.costs
+        spatial = self.mapping == "spatial"
+        weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in self.g.crossbar_ops()}
+        if spatial:
+            mp = map_naive(self.g, prec, hw, weights, "spatial")
+        else:
+            mp = map_naive(self.g, prec, hw)
+        xbar_coef = 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (
+            hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
+        comp = {k: 0.0 for k in MVMU_COMPONENTS}
+        per_layer, cycles, adcs = {}, 0, []
+        for op in self.g.crossbar_ops():
+            p, lm, q = prec[op.name], mp.layers[op.name], weights[op.name]
+            x = inputs[op.name]
+            batch = len(x)
+            rows = layer_inputs(self.g, op, x)  # (batch * pixels, fan_in)
+            px = len(rows) // max(1, batch)
+            enc = p.in_enc
+            lay = {k: 0.0 for k in MVMU_COMPONENTS}
+            worst = 1
+            for b in lm.blocks:
+                qb = q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
+                shape = _shape(qb, p, hw, lm.slices, spatial)
+                for k, v in mvmu_energy(hw, shape, p.in_bits, p.adc_bits, p.skip).items():
+                    lay[k] = lay.get(k, 0.0) + v * px
+                worst = max(worst, mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip))
+                adcs.append(p.adc_bits)
+                nz = nx.nonzero_digits(rows[:, b.rows[0]:b.rows[1]], p.in_bits, enc).astype(np.float64)
+                lay["dac"] += c.dac_pj * float(nz.sum()) / max(1, batch)
+                if xbar_coef:
+                    pos, neg = nx.weight_slices(qb, p.w_bits, hw.cell_bits, p.w_enc)
+                    gsum = (pos + neg).sum(axis=(0, 2)).astype(np.float64)
+                    lay["crossbar"] += xbar_coef * float((nz @ gsum).sum()) / max(1, batch)
+            lcyc = px * worst
+            cycles += lcyc
+            for k, v in lay.items():
+                comp[k] = comp.get(k, 0.0) + v
+            per_layer[op.name] = {"energy_pj": sum(lay.values()), "cycles": lcyc}
+        cycles = max(1, cycles + self.rest_cycles)
+        comp.update(self.rest_energy)
+        comp["leakage"] = leakage_pj(hw, adcs, cycles)
+        return CostEstimate(float(sum(comp.values())), int(cycles), comp, per_layer)
+
+
+#: Defaults of the seed's analytic cost (docs/search.md).
+ALPHA = 1.1
+B_FULL = 16
+
+
+def analytic_cost(feats: list[LayerFeatures], prec: dict[str, LayerPrecision], alpha: float = ALPHA,
+                  b_full: int = B_FULL) -> float:
+    """Seed 000: sum_i alpha^B_ADC,i (f_in,i B_in,i / B_full + f_w,i B_w,i / B_full), with f_in,i layer i's share
+    of all input values fed to crossbars (fan-in x executions) and f_w,i its share of all weights."""
+    fin = np.array([f.fan_in * f.pixels for f in feats], dtype=np.float64)
+    fw = np.array([f.fan_in * f.fan_out for f in feats], dtype=np.float64)
+    fin, fw = fin / fin.sum(), fw / fw.sum()
+    total = 0.0
+    for f, a, b in zip(feats, fin, fw):
+        p = prec[f.name]
+        total += alpha ** p.adc_bits * (a * p.in_bits / b_full + b * p.w_bits / b_full)
+    return float(total)

@@ -1,0 +1,102 @@
+"""The per-layer action space of the precision search (seed 000's table, trimmed to this hardware).
+
+One action per crossbar layer is a vector of indices, one per knob of `KNOBS`:
+
+====================  =================================================
+knob                  values
+====================  =================================================
+``w_bits``            4, 8, 16 (16 = ``hw.max_weight_bits``)
+``in_bits``           4, 8, 16
+``acc_bits``          16, 32
+``adc_bits``          1 .. ``hw.full_adc_bits`` (10 on the default chip)
+``w_enc``             twos, sce
+``in_enc``            twos, csd
+``skip``              -1 (none), 2, 4, 8 (dynamic-quantization threshold)
+====================  =================================================
+
+Fractions are not searched: `resolve_precision` picks every ``*_frac`` from the calibrated ranges (the seed's
+fraction choices are replaced by range-based fractions). Layers that read the same tensor must share its
+format, so a layer whose input tensor is already read by an earlier crossbar layer takes that layer's
+``in_bits`` (its own ``in_bits`` choice is ignored; `decode` reports the effective actions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from isa.hardware import HardwareConfig
+
+from ..ir import Graph
+
+KNOBS = ("w_bits", "in_bits", "acc_bits", "adc_bits", "w_enc", "in_enc", "skip")
+SKIPS = (-1, 2, 4, 8)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """The knob values of every crossbar layer of one graph on one chip."""
+
+    layers: tuple[str, ...]
+    inputs: tuple[str, ...]  # the tensor each layer reads
+    values: dict[str, tuple[Any, ...]]
+
+    @classmethod
+    def build(cls, g: Graph, hw: HardwareConfig) -> "SearchSpace":
+        ops = g.crossbar_ops()
+        wb = tuple(b for b in (4, 8, 16) if b <= hw.max_weight_bits)
+        ib = tuple(b for b in (4, 8, 16) if b <= hw.max_input_bits)
+        ab = tuple(b for b in (16, 32) if b <= hw.max_acc_bits)
+        values = {"w_bits": wb, "in_bits": ib, "acc_bits": ab, "adc_bits": tuple(range(1, hw.full_adc_bits + 1)),
+                  "w_enc": ("twos", "sce"), "in_enc": ("twos", "csd"), "skip": SKIPS}
+        return cls(tuple(op.name for op in ops), tuple(op.inputs[0] for op in ops), values)
+
+    @property
+    def sizes(self) -> tuple[int, ...]:
+        """Number of values of each knob, in `KNOBS` order."""
+        return tuple(len(self.values[k]) for k in KNOBS)
+
+    def size(self) -> int:
+        """Number of distinct configurations (before in_bits sharing)."""
+        n = 1
+        for s in self.sizes:
+            n *= s
+        return n ** len(self.layers)
+
+    def baseline(self) -> tuple[tuple[int, ...], ...]:
+        """The 16-bit baseline's actions: widest weights, inputs, accumulator, full ADC, plain encodings."""
+        one = tuple(len(self.values[k]) - 1 if k in ("w_bits", "in_bits", "acc_bits", "adc_bits") else 0
+                    for k in KNOBS)
+        return tuple(one for _ in self.layers)
+
+    def canonical(self, actions: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
+        """The effective actions: in_bits of a layer reading an already-read tensor copied from the first reader."""
+        if len(actions) != len(self.layers):
+            raise ValueError(f"{len(actions)} actions for {len(self.layers)} layers")
+        out, first = [], {}
+        i_in = KNOBS.index("in_bits")
+        for name, tensor, a in zip(self.layers, self.inputs, actions):
+            a = tuple(int(v) for v in a)
+            if len(a) != len(KNOBS) or any(not 0 <= v < n for v, n in zip(a, self.sizes)):
+                raise ValueError(f"layer {name}: action {a} outside the space {self.sizes}")
+            if tensor in first:
+                a = a[:i_in] + (first[tensor],) + a[i_in + 1:]
+            else:
+                first[tensor] = a[i_in]
+            out.append(a)
+        return tuple(out)
+
+    def decode(self, actions: Sequence[Sequence[int]]) -> dict[str, Any]:
+        """Action indices -> a precision config dict for `resolve_precision` (fractions left to calibration)."""
+        acts = self.canonical(actions)
+        layers = {name: {k: self.values[k][v] for k, v in zip(KNOBS, a)} for name, a in zip(self.layers, acts)}
+        return {"preset": "16bit", "layers": layers}
+
+    def encode(self, config: dict[str, Any]) -> tuple[tuple[int, ...], ...]:
+        """A config dict (as `decode` writes it; missing knobs take the baseline's) -> action indices."""
+        base = self.baseline()
+        out = []
+        for name, b in zip(self.layers, base):
+            spec = (config.get("layers") or {}).get(name, {})
+            out.append(tuple(self.values[k].index(spec[k]) if k in spec else v for k, v in zip(KNOBS, b)))
+        return self.canonical(out)
