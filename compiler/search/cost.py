@@ -8,10 +8,13 @@ charges:
 * the data-dependent DAC and crossbar energy of `runtime/handlers.py` ``_mvm`` from the layer's actual integer
   inputs on the calibration images (`trace_functional` records them): DAC ``dac_pj x nonzero digits``, crossbar
   ``xbar_read_pj / (rows cols (2^cb - 1)) x sum_r nz[r] gsum[r]``, gsum[r] the cell levels of row r;
-* a layer's latency is executions x the slowest of its blocks' MVMU latencies; layers add up;
-* everything else (vector ALU, registers, tile memory, network, control, and the cycles spent outside MVMs) is
-  taken as precision-independent: one runtime run of the 16-bit baseline measures it (`CostModel.calibrate`);
-  ADC leakage is recomputed from the ADC bits of every MVMU and the estimated cycles.
+* latency: a crossbar layer's MVM time is executions x the slowest of its blocks' MVMU latencies (one step);
+  its core's busy time is that plus the precision-independent loads, stores and vector work, and layers run as
+  a pipeline: a layer ends at max(its busy time, the end of its producers + its tail), where the tail is what is
+  left once the last input arrives (a whole dense layer; one step of a conv). The precision-independent parts
+  (per-op busy time outside MVMs and tails, measured on a run of the 16-bit baseline) and the other energy
+  components (vector ALU, registers, tile memory, network, control) come from one runtime run of the baseline
+  (`CostModel.calibrate`); ADC leakage is recomputed from the ADC bits of every MVMU and the estimated cycles.
 
 `analytic_cost` is the seed's formula, kept as an option of the search.
 """
@@ -115,14 +118,47 @@ class CostModel:
         self.g, self.hw, self.mapping = g, hw, mapping
         self.rest_energy: dict[str, float] = {}
         self.rest_cycles = 0
+        self.base: dict[str, tuple[float, float, float]] = {}  # op -> (busy, tail, MVM step) of the baseline
 
     def calibrate(self, measured: Any, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> None:
         """Take the precision-independent part from one runtime run (``measured``: `runtime.Stats`) of ``prec``
         on integer layer inputs ``inputs`` (from `trace_functional` on the same images)."""
+        self.base, self.rest_cycles = {}, 0
         est = self.estimate(prec, inputs)
         self.rest_energy = {k: v for k, v in measured.per_component.items()
                             if k not in MVMU_COMPONENTS and k != "leakage"}
-        self.rest_cycles = int(measured.cycles) - est.cycles
+        ends: dict[str, float] = {}
+        for op in self.g.ops:
+            lay = measured.per_layer.get(op.name)
+            if lay is None:
+                continue
+            prev = max((ends[p.name] for p in self._producers(op) if p.name in ends), default=0.0)
+            ends[op.name] = float(lay["end"])
+            step = est.per_layer[op.name]["step"] if op.name in est.per_layer else 0.0
+            mvm = est.per_layer[op.name]["mvm_cycles"] if op.name in est.per_layer else 0.0
+            self.base[op.name] = (float(lay["busy_cycles"]) - mvm, float(lay["end"]) - prev - step, step)
+        self.rest_cycles = int(measured.cycles) - int(max(ends.values(), default=0.0))
+
+    def _producers(self, op: Any) -> list[Any]:
+        return [p for p in self.g.ops if set(p.outputs) & set(op.inputs)]
+
+    def _latency(self, per_layer: dict[str, dict[str, float]]) -> int:
+        """Pipelined makespan (see the module docstring); without a calibration, MVM times add up."""
+        if not self.base:
+            return int(sum(v["mvm_cycles"] for v in per_layer.values()))
+        ends: dict[str, float] = {}
+        for op in self.g.ops:
+            if op.name not in self.base:
+                continue
+            other, tail, _ = self.base[op.name]
+            lay = per_layer.get(op.name, {"mvm_cycles": 0.0, "step": 0.0})
+            busy = other + lay["mvm_cycles"]
+            tail += lay["step"] if op.kind != "dense" else lay["mvm_cycles"] - self.base[op.name][2] + lay["step"]
+            if op.kind == "dense":  # a dense layer's tail is its whole busy time
+                tail = busy
+            prev = max((ends[p.name] for p in self._producers(op) if p.name in ends), default=0.0)
+            ends[op.name] = max(busy, prev + tail)
+        return int(round(max(ends.values(), default=0.0)))
 
     def estimate(self, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> CostEstimate:
         """The estimate for ``prec``; ``inputs`` are the crossbar layers' integer inputs (`trace_functional`)."""
@@ -136,7 +172,7 @@ class CostModel:
         xbar_coef = 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (
             hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
         comp = {k: 0.0 for k in MVMU_COMPONENTS}
-        per_layer, cycles, adcs = {}, 0, []
+        per_layer, adcs = {}, []
         for op in self.g.crossbar_ops():
             p, lm, q = prec[op.name], mp.layers[op.name], weights[op.name]
             x = inputs[op.name]
@@ -159,12 +195,10 @@ class CostModel:
                     pos, neg = nx.weight_slices(qb, p.w_bits, hw.cell_bits, p.w_enc)
                     gsum = (pos + neg).sum(axis=(0, 2)).astype(np.float64)
                     lay["crossbar"] += xbar_coef * float((nz @ gsum).sum()) / max(1, batch)
-            lcyc = px * worst
-            cycles += lcyc
             for k, v in lay.items():
                 comp[k] = comp.get(k, 0.0) + v
-            per_layer[op.name] = {"energy_pj": sum(lay.values()), "cycles": lcyc}
-        cycles = max(1, cycles + self.rest_cycles)
+            per_layer[op.name] = {"energy_pj": sum(lay.values()), "mvm_cycles": px * worst, "step": worst}
+        cycles = max(1, self._latency(per_layer) + self.rest_cycles)
         comp.update(self.rest_energy)
         comp["leakage"] = leakage_pj(hw, adcs, cycles)
         return CostEstimate(float(sum(comp.values())), int(cycles), comp, per_layer)
