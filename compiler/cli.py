@@ -42,6 +42,27 @@ def cmd_compile(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(a: argparse.Namespace) -> int:
+    """xbarc search MODEL -o OUT: precision search (docs/search.md); best.json, log.jsonl and a summary."""
+    from .search import search_precision
+    from .search.agent import stderr_progress
+    from .search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate
+
+    env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, calib_images=a.calib_images))
+    r = search_precision(a.model, budget=a.budget, seed=a.seed, method=a.method, workers=a.workers, env=env,
+                         progress=stderr_progress)
+    out = Path(a.output)
+    _write_atomic(out / "best.json", (json.dumps(r.best_config, indent=2) + "\n").encode())
+    _write_atomic(out / "log.jsonl", "".join(json.dumps(x) + "\n" for x in r.records).encode())
+    print(f"{r.method}: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f} "
+          f"-> {out / 'best.json'}")
+    base = validate(env, env.config(env.space.baseline()), a.test_images)
+    best = validate(env, r.best_config, a.test_images)
+    print(f"measured on the runtime, {best['images']} test images:")
+    print(_table(summary_rows(base, {f"best ({r.method})": best}), SUMMARY_HEADER))
+    return 0
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     fmt = "  ".join("{:>%d}" % w if i else "{:<%d}" % w for i, w in enumerate(widths))
@@ -220,6 +241,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="naive: every block and crossbar allocated; spatial (default): all-zero blocks and "
                         "crossbars (hollows) leave the data path")
     c.set_defaults(fn=cmd_compile)
+    se = sub.add_parser("search", help="search a per-layer precision config (RL, random or greedy)")
+    se.add_argument("model")
+    se.add_argument("-o", "--output", required=True)
+    se.add_argument("--dataset", default=None, help="labelled data set (default: the model's metadata)")
+    se.add_argument("--hardware", default=None)
+    se.add_argument("--method", default="rl", choices=["rl", "random", "greedy"])
+    se.add_argument("--budget", type=int, default=100, help="distinct configurations to evaluate")
+    se.add_argument("--seed", type=int, default=0)
+    se.add_argument("--workers", type=int, default=1)
+    se.add_argument("--calib-images", type=int, default=0, help="calib images for the reward (0: all)")
+    se.add_argument("--test-images", type=int, default=0, help="test images for the final check (0: all)")
+    se.set_defaults(fn=cmd_search)
     r = sub.add_parser("run", help="run a compiled model on the reference runtime")
     r.add_argument("outdir")
     r.add_argument("--dataset", default=None)

@@ -68,9 +68,10 @@ def input_digits(q: np.ndarray, bits: int, encoding: str = "twos") -> tuple[np.n
     """Bit-serial digits of ``q`` (rule INPUT): two's complement, or canonic signed digits with ``"csd"``
     (digits in {-1, 0, 1} driven as -V/0/+V, all significances positive: `csd_digits`).
 
-    Returns (digits, weights): digits has shape (bits,) + q.shape with values in {0, 1} (digit j is bit j of
-    q mod 2^bits, the value the 1-bit DAC drives in step j); weights[j] is the digit's signed significance,
-    2^j for j < bits-1 and -2^(bits-1) for the sign digit. sum_j weights[j] * digits[j] == q for in-range q.
+    Returns (digits, weights): digits has shape (bits,) + q.shape; for two's complement the values are in {0, 1}
+    (digit j is bit j of q mod 2^bits, the value the 1-bit DAC drives in step j) and weights[j], the digit's
+    signed significance, is 2^j for j < bits-1 and -2^(bits-1) for the sign digit; for CSD the values are in
+    {-1, 0, 1} and weights[j] = 2^j. sum_j weights[j] * digits[j] == q for in-range q.
     """
     if encoding == "csd":
         return csd_digits(q, bits), np.array([1 << j for j in range(bits)], dtype=I64)
@@ -123,7 +124,7 @@ def n_slices(bits: int, cell_bits: int, encoding: str = "twos") -> int:
     """Slices of a ``bits``-bit signed weight (its bits-1 magnitude bits); SCE needs one more when the top slice
     is full, since its carry can overflow."""
     plain = max(1, -(-(bits - 1) // cell_bits))
-    return plain + (1 if encoding == "sce" and (bits - 1) % cell_bits == 0 else 0)
+    return plain + (1 if encoding == "sce" and cell_bits > 1 and (bits - 1) % cell_bits == 0 else 0)
 
 
 def csd_digits(q: np.ndarray, bits: int) -> np.ndarray:

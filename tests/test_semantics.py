@@ -448,3 +448,247 @@ def test_folding_flatten_permutation() -> None:
             for w in range(2):
                 brute[(h * 2 + w) * 2 + c] = c * 4 + h * 2 + w
     assert brute == perm.tolist() and perm[(0 * 2 + 1) * 2 + 1] == 5
+
+
+# --- SCE, CSD, SKIP, NONUNIFORM, VARIED -------------------------------------------------------------------------
+
+from compiler.quant.functional import crossbar_block  # noqa: E402
+from compiler.quant.precision import LayerPrecision  # noqa: E402
+from compiler.quant.schemes import nonuniform_grid  # noqa: E402
+from compiler.quant.weights import (  # noqa: E402
+    levels_on_grid,
+    min_grid_bits,
+    nonuniform_levels,
+    quantize_channel,
+    quantize_varied,
+    scheme_levels,
+)
+from isa.costs import MvmuShape, conversions_per_step  # noqa: E402
+from isa.numerics import csd_digits, nonzero_digits, signed_subwords, skipped  # noqa: E402
+
+SEED_Q = 0b0010_1110_1001_1100
+
+
+def _sce_brute(mag: int, cb: int, count: int) -> list[int]:
+    """The seed's recipe with Python ints: sub-word + carry, above half range -> minus 2^cb and carry 1."""
+    out, carry = [], 0
+    for s in range(count):
+        d = (mag >> (cb * s)) % 2**cb + carry
+        carry = 1 if d > 2 ** (cb - 1) else 0
+        out.append(d - carry * 2**cb)
+    assert carry == 0, "ran out of slices"
+    return out
+
+
+def test_sce_seed_example() -> None:
+    assert SEED_Q == 11932
+    assert n_slices(16, 4, "sce") == 4
+    assert ints(signed_subwords(np.array(SEED_Q), 16, 4, "sce")) == [-4, -6, -1, 3] == _sce_brute(SEED_Q, 4, 4)
+    assert ints(signed_subwords(np.array(SEED_Q), 16, 4)) == [12, 9, 14, 2]
+    wp, wn = weight_slices(np.array(SEED_Q), 16, 4, "sce")
+    assert ints(wp) == [0, 0, 0, 3] and ints(wn) == [4, 6, 1, 0]
+    assert -4 - 6 * 16 - 1 * 256 + 3 * 4096 == SEED_Q
+
+
+def test_sce_two_bit_negative_weight_and_extra_slice() -> None:
+    assert n_slices(8, 2, "sce") == n_slices(8, 2) == 4
+    assert ints(signed_subwords(np.array(45), 8, 2, "sce")) == [1, -1, -1, 1] == _sce_brute(45, 2, 4)
+    wp, wn = weight_slices(np.array(-45), 8, 2, "sce")
+    assert ints(wp) == [0, 1, 1, 0] and ints(wn) == [1, 0, 0, 1]
+    assert int(wp.sum() + wn.sum()) == 4 and sum(ints(weight_slices(np.array(-45), 8, 2)[1])) == 6
+    assert (n_slices(9, 2), n_slices(9, 2, "sce")) == (4, 5)
+    assert ints(signed_subwords(np.array(255), 9, 2, "sce")) == [-1, 0, 0, 0, 1] == _sce_brute(255, 2, 5)
+    assert ints(weight_slices(np.array(255), 9, 2)[0]) == [3, 3, 3, 3]
+
+
+@pytest.mark.parametrize(("bw", "cb"), [(8, 2), (9, 2), (7, 3), (5, 1), (9, 4), (6, 4)])
+def test_sce_every_weight(bw: int, cb: int) -> None:
+    """Every in-range weight: reconstruction, |cell| <= 2^(cb-1), one crossbar per slice, n_slices enough and
+    needed (the extra SCE slice is used by some weight exactly when the top slice is full)."""
+    top = 2 ** (bw - 1) - 1
+    q = np.arange(-top, top + 1)
+    wp, wn = weight_slices(q, bw, cb, "sce")
+    assert wp.shape[0] == n_slices(bw, cb, "sce")
+    sig = np.array([2 ** (cb * s) for s in range(wp.shape[0])])
+    assert ints(np.tensordot(sig, wp - wn, axes=1)) == ints(q)
+    assert wp.max() <= 2 ** (cb - 1) and wn.max() <= 2 ** (cb - 1) and not (wp * wn).any()
+    plain = -(-(bw - 1) // cb)
+    if cb > 1:
+        assert bool(wp[-1].any() or wn[-1].any()) == ((bw - 1) % cb == 0 or wp.shape[0] == plain)
+    else:  # 1-bit cells: a carry never starts (d > 1 needs an incoming carry): SCE is plain slicing, no extra slice
+        sce, twos = signed_subwords(np.abs(q), bw, cb, "sce"), signed_subwords(np.abs(q), bw, cb)
+        assert wp.shape[0] == plain and (sce == twos).all()
+    for v in (-top, -1, 0, 1, top):
+        assert ints(signed_subwords(np.array(abs(v)), bw, cb, "sce")) == _sce_brute(abs(v), cb, wp.shape[0])
+
+
+def _non_adjacent_strings(n: int) -> list[tuple[int, ...]]:
+    """All digit strings (LSB first) in {-1, 0, 1}^n with no two adjacent non-zero digits."""
+    out: list[tuple[int, ...]] = [()]
+    for _ in range(n):
+        out = [t + (d,) for t in out for d in (-1, 0, 1) if d == 0 or not t or t[-1] == 0]
+    return out
+
+
+def test_csd_seed_example() -> None:
+    d = csd_digits(np.array(SEED_Q), 16)
+    assert ints(d) == [0, 0, -1, 0, 0, 1, 0, 1, 0, -1, 0, 0, -1, 0, 1, 0]
+    assert ints(d[::-1]) == [0, 1, 0, -1, 0, 0, -1, 0, 1, 0, 1, 0, 0, -1, 0, 0]
+    assert 16384 - 4096 - 512 + 128 + 32 - 4 == SEED_Q
+    assert int(nonzero_digits(np.array(SEED_Q), 16)) == bin(SEED_Q).count("1") == 8
+    assert int(nonzero_digits(np.array(SEED_Q), 16, "csd")) == 6
+    # independent: the non-adjacent strings of 16 digits that sum to 11932 -- exactly one (NAF uniqueness)
+    hits = [t for t in _non_adjacent_strings(16) if sum(x << j for j, x in enumerate(t)) == SEED_Q]
+    assert hits == [tuple(ints(d))]
+    # and no signed-digit representation has fewer non-zero digits (minimal weight, by dynamic programming)
+    assert _min_signed_weight(SEED_Q, 16) == 6
+
+
+def _min_signed_weight(q: int, n: int) -> int:
+    """Fewest non-zero digits in {-1, 0, 1} at positions 0 .. n-1 summing to q (brute-force recursion)."""
+    from functools import lru_cache
+
+    @lru_cache(maxsize=None)
+    def best(v: int, j: int) -> float:
+        if j == n:
+            return 0 if v == 0 else math.inf
+        return min(best((v - d) // 2, j + 1) + (d != 0) for d in (-1, 0, 1) if (v - d) % 2 == 0)
+
+    return int(best(q, 0))
+
+
+@pytest.mark.parametrize(("q", "digits"), [(7, [-1, 0, 0, 1]), (-3, [1, 0, -1, 0])])
+def test_csd_small(q: int, digits: list[int]) -> None:
+    d, sig = input_digits(np.array(q), 4, "csd")
+    assert ints(d) == digits and ints(sig) == [1, 2, 4, 8]
+    assert int(nonzero_digits(np.array(q), 4)) == 3 and int(nonzero_digits(np.array(q), 4, "csd")) == 2
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 6, 8])
+def test_csd_every_input(bits: int) -> None:
+    """bits digits hold every bits-bit value; the digits are the unique NAF; the popcount formula counts them."""
+    q = np.arange(-(2 ** (bits - 1)), 2 ** (bits - 1))
+    d = csd_digits(q, bits)
+    assert ints(np.tensordot(np.array([2**j for j in range(bits)]), d, axes=1)) == ints(q)
+    assert not (d[1:] * d[:-1]).any() and np.abs(d).max() <= 1
+    assert ints(nonzero_digits(q, bits, "csd")) == ints(np.abs(d).sum(axis=0))
+    for v in ints(q):
+        assert int(nonzero_digits(np.array(v), bits, "csd")) == _min_signed_weight(v, bits + 1)
+
+
+def test_skip_seed_example() -> None:
+    mask = skipped(16, 8, 2, 14)
+    brute = [[j + 2 * s <= 14 for s in range(8)] for j in range(16)]
+    assert mask.tolist() == brute
+    assert int(mask.sum()) == 64 and mask.size == 128 and n_slices(16, 2) == 8
+    per_step = [0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7, 8]
+    assert conversions_per_step(DEFAULT, MvmuShape(128, 1, 8), 16, 14) == per_step
+    assert per_step == [8 - sum(row) for row in brute]
+    # the seed's 128 bit lines: 16 columns of 8 slices, 16 x 128 = 2048 conversions, 1024 made
+    assert sum(conversions_per_step(DEFAULT, MvmuShape(128, 16, 8), 16, 14)) == 1024
+    assert not skipped(16, 8, 2, -1).any()
+
+
+def _brute_mvm_skip(x: list[int], w: list[list[int]], adc: int, t: int) -> list[int]:
+    """brute_force_mvm's P with skipped conversions (j + CB*s <= t read 0) and a given ADC."""
+    n_sl = -(-(BW - 1) // CB)
+    lo, hi = -(2 ** (adc - 1)), 2 ** (adc - 1) - 1
+    p = [0] * len(w[0])
+    for j in range(BI):
+        sig = -(2**j) if j == BI - 1 else 2**j
+        for s in range(n_sl):
+            if j + CB * s <= t:
+                continue
+            for c in range(len(w[0])):
+                v = 0
+                for r in range(len(w)):
+                    digit = ((x[r] + 2**BI) % 2**BI // 2**j) % 2
+                    mag = abs(w[r][c]) // 2 ** (CB * s) % 2**CB
+                    v += digit * (mag if w[r][c] > 0 else -mag)
+                p[c] += sig * 2 ** (CB * s) * min(max(v, lo), hi)
+    return p
+
+
+@pytest.mark.parametrize(("adc", "t", "p"), [(5, -1, [4, -19]), (5, 0, [-2, -20]), (5, 1, [-20, -20]),
+                                              (4, 1, [-20, -20]), (4, -1, [0, -19])])
+def test_skip_changes_the_mvm(adc: int, t: int, p: list[int]) -> None:
+    prec = LayerPrecision(BW, 2, BI, 2, OBITS, 3, adc, skip=t)
+    assert ints(crossbar_block(np.array([X]), np.array(W), prec, CB)) == p == _brute_mvm_skip(X, W, adc, t)
+    if t == 1:
+        assert p[0] == 4 - (1 * V[0][0][0] + 2 * V[1][0][0]) and p[1] == -19 - (1 * V[0][0][1] + 2 * V[1][0][1])
+
+
+@pytest.mark.parametrize("w_enc", ["twos", "sce"])
+@pytest.mark.parametrize("in_enc", ["twos", "csd"])
+def test_encodings_keep_the_exact_product(w_enc: str, in_enc: str) -> None:
+    prec = LayerPrecision(BW, 2, BI, 2, OBITS, 3, 5, w_enc=w_enc, in_enc=in_enc)
+    assert ints(crossbar_block(np.array([X]), np.array(W), prec, CB)) == P_UNCLIPPED
+
+
+FLAT = np.concatenate([-1 + (np.arange(2047) + 0.5) / 1024, [1.0]])  # one weight per bin of 2048, max 1.0
+
+
+def test_nonuniform_flat_histogram() -> None:
+    counts, _ = np.histogram(FLAT, bins=np.linspace(-1, 1, 2049))
+    assert (counts == 1).all() and float(np.abs(FLAT).max()) == 1.0
+    lv = nonuniform_levels(FLAT, 1, 0.0)
+    # independent: A(x) = (x + 1) / 2, half-area points of 5 equal regions, the middle one forced to 0
+    analytic = [0.0 if i == 2 else 2 * (i + 0.5) / 5 - 1 for i in range(5)]
+    assert np.allclose(lv, analytic, atol=1e-12, rtol=0) and np.allclose(lv, [-0.8, -0.4, 0, 0.4, 0.8])
+    assert min_grid_bits(lv) == 3
+    f, q = levels_on_grid(lv, 3)
+    assert f == 1 and ints(q) == [-2, -1, 0, 1, 2]
+    assert ints(levels_on_grid(lv, 2)[1]) == [-1, 0, 0, 0, 1]
+
+    def brute_grid(levels: list[float]) -> tuple[int, int, list[int]]:
+        for g in range(2, 17):
+            top = 2 ** (g - 1) - 1
+            f = max(ff for ff in range(-16, 63) if max(abs(v) for v in levels) * 2.0**ff <= top)
+            img = [max(-top, min(top, math.floor(v * 2.0**f + 0.5))) for v in levels]
+            if len(set(img)) == len(levels):
+                return g, f, img
+        raise AssertionError
+
+    assert brute_grid([-0.8, -0.4, 0.0, 0.4, 0.8]) == (3, 1, [-2, -1, 0, 1, 2])
+    p = nonuniform_grid(LayerPrecision(8, 7, 8, 4, 16, 8, 10, w_scheme="nonuniform", w_code_bits=2, w_k=0.0), 8, lv)
+    assert (p.w_bits, p.w_frac, p.w_code_bits) == (6, 5, 2)
+    # independent: the first grid whose images are within 5 % of the smallest level gap (0.4 -> 0.02)
+    for g, f, want_err in ((3, 1, 0.2), (4, 3, 0.05), (5, 4, 0.025), (6, 5, 0.0125)):
+        assert levels_on_grid(lv, g)[0] == f
+        err = max(abs(math.floor(v * 2.0**f + 0.5) / 2.0**f - v) for v in [-0.8, -0.4, 0.0, 0.4, 0.8])
+        assert err == pytest.approx(want_err) and (err <= 0.02) == (g == 6)
+    assert ints(levels_on_grid(lv, 6)[1]) == [-26, -13, 0, 13, 26]
+
+
+VARIED_W = [0.9, -0.3, 0.05, 0.5]
+VARIED_SCHEMES = [{"scheme": "uniform", "bits": 8}, {"scheme": "uniform", "bits": 4},
+                  {"scheme": "pot", "bits": 3}, {"scheme": "apot", "bits": 4}]
+
+
+def test_varied_hand_example() -> None:
+    q, f = quantize_varied(np.array([VARIED_W]), VARIED_SCHEMES, 8)
+    assert f == 7 == frac_for(0.9, 8) and ints(q) == [115, -40, 0, 64]
+    assert [int(quantize_channel(np.array([w]), s, 8, 7)[0]) for w, s in zip(VARIED_W, VARIED_SCHEMES)] == ints(q)
+    assert ints(scheme_levels(np.array([0.05]), VARIED_SCHEMES[2], 8, 7)) == [-64, -32, -16, 0, 16, 32, 64]
+    assert ints(scheme_levels(np.array([0.5]), VARIED_SCHEMES[3], 8, 7)) == [
+        -96, -64, -48, -36, -32, -16, -4, 0, 4, 16, 32, 36, 48, 64, 96]
+
+
+def test_varied_brute_force() -> None:
+    """The table's integers from the scheme definitions with Python ints and floats."""
+    x = [w * 128 for w in VARIED_W]
+
+    def uniform(xv: float, b: int) -> int:
+        top = 2 ** (b - 1) - 1
+        e = next(e for e in range(0, 8 - b + 1) if abs(xv) <= top * 2**e)
+        return 2**e * max(-top, min(top, math.floor(xv / 2**e + 0.5)))
+
+    def nearest(xv: float, levels: set[int]) -> int:
+        return min(sorted(levels), key=lambda v: (abs(xv - v), abs(v)))
+
+    pot = {0} | {s * 2**e for e in (4, 5, 6) for s in (1, -1)}       # 2^(3-1)-1 = 3 exponents ending at 8-2
+    t0, t1 = [0, 64, 16, 4], [0, 32]                                 # APoT b = 4: m0 = 2, m1 = 1, E = 6
+    apot = {s * (a + c) for a in t0 for c in t1 for s in (1, -1)}
+    assert sorted(m for m in apot if m >= 0) == [0, 4, 16, 32, 36, 48, 64, 96]
+    assert [uniform(x[0], 8), uniform(x[1], 4), nearest(x[2], pot), nearest(x[3], apot)] == [115, -40, 0, 64]
+    assert [v % 8 for v in (115, -40)] == [3, 0]  # column 1 is a multiple of 8: its low slice is a hollow

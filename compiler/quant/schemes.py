@@ -25,9 +25,25 @@ def nonuniform_grid(p: LayerPrecision, levels_max_bits: int, levels: object) -> 
 
     lv = np.asarray(levels)
     code = p.w_code_bits or p.w_bits
-    grid = min(levels_max_bits, max(code, min_grid_bits(lv)))
+    grid = faithful_grid_bits(lv, max(code, min_grid_bits(lv)), levels_max_bits)
     frac, _ = levels_on_grid(lv, grid)
     return replace(p, w_bits=grid, w_frac=frac, w_code_bits=code)
+
+
+def faithful_grid_bits(levels: "object", lo: int, hi: int, tolerance: float = 0.05) -> int:
+    """The smallest grid width in [lo, hi] on which every level lands within ``tolerance`` x the smallest gap
+    between adjacent levels (so the codebook keeps its shape, not only distinct values); ``hi`` if none."""
+    import numpy as np
+
+    lv = np.unique(np.asarray(levels, dtype=np.float64))
+    if len(lv) < 2 or not np.abs(lv).max():
+        return lo
+    gap = float(np.diff(lv).min())
+    for bits in range(lo, hi + 1):
+        frac, ints = levels_on_grid(lv, bits)
+        if float(np.abs(ints / 2.0**frac - lv).max()) <= tolerance * gap:
+            return bits
+    return hi
 
 
 def finalize_weight_schemes(g: Graph, prec: dict[str, LayerPrecision], score: Score | None) -> dict[str, LayerPrecision]:

@@ -118,7 +118,7 @@ class CostModel:
         self.g, self.hw, self.mapping = g, hw, mapping
         self.rest_energy: dict[str, float] = {}
         self.rest_cycles = 0
-        self.base: dict[str, tuple[float, float, float]] = {}  # op -> (busy, tail, MVM step) of the baseline
+        self.base: dict[str, tuple[float, float, float, float]] = {}  # op -> baseline (other busy, tail, step, mvm)
 
     def calibrate(self, measured: Any, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> None:
         """Take the precision-independent part from one runtime run (``measured``: `runtime.Stats`) of ``prec``
@@ -136,7 +136,7 @@ class CostModel:
             ends[op.name] = float(lay["end"])
             step = est.per_layer[op.name]["step"] if op.name in est.per_layer else 0.0
             mvm = est.per_layer[op.name]["mvm_cycles"] if op.name in est.per_layer else 0.0
-            self.base[op.name] = (float(lay["busy_cycles"]) - mvm, float(lay["end"]) - prev - step, step)
+            self.base[op.name] = (float(lay["busy_cycles"]) - mvm, float(lay["end"]) - prev, step, mvm)
         self.rest_cycles = int(measured.cycles) - int(max(ends.values(), default=0.0))
 
     def _producers(self, op: Any) -> list[Any]:
@@ -150,14 +150,16 @@ class CostModel:
         for op in self.g.ops:
             if op.name not in self.base:
                 continue
-            other, tail, _ = self.base[op.name]
-            lay = per_layer.get(op.name, {"mvm_cycles": 0.0, "step": 0.0})
+            other, tail, step_b, mvm_b = self.base[op.name]
+            lay = per_layer.get(op.name, {"mvm_cycles": mvm_b, "step": step_b})
             busy = other + lay["mvm_cycles"]
-            tail += lay["step"] if op.kind != "dense" else lay["mvm_cycles"] - self.base[op.name][2] + lay["step"]
-            if op.kind == "dense":  # a dense layer's tail is its whole busy time
-                tail = busy
-            prev = max((ends[p.name] for p in self._producers(op) if p.name in ends), default=0.0)
-            ends[op.name] = max(busy, prev + tail)
+            prods = [ends[p.name] for p in self._producers(op) if p.name in ends]
+            if not prods:  # fed by graph inputs: starts at once
+                ends[op.name] = busy
+                continue
+            # what is left once the last input arrives: the whole layer (dense) or its last step (conv, vector)
+            tail += (lay["mvm_cycles"] - mvm_b) if op.kind == "dense" else (lay["step"] - step_b)
+            ends[op.name] = max(busy, max(prods) + tail)
         return int(round(max(ends.values(), default=0.0)))
 
     def estimate(self, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> CostEstimate:

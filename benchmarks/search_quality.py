@@ -1,0 +1,76 @@
+"""Precision search quality (seed 000): RL vs random vs greedy at an equal budget of distinct evaluations on
+LeNet-5 / digits32; the best config of each run is compiled and run on the runtime (test split).
+
+    python benchmarks/search_quality.py [--budget 300] [--seeds 5] [--workers 2] [--calib-images 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from compiler.search import search_precision  # noqa: E402
+from compiler.search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate  # noqa: E402
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    w = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
+    return "\n".join("  ".join(str(c).ljust(w[i]) for i, c in enumerate(r)) for r in [header] + rows)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", default="models/lenet5_digits.onnx")
+    ap.add_argument("--dataset", default="digits32")
+    ap.add_argument("--budget", type=int, default=300)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--calib-images", type=int, default=0)
+    ap.add_argument("--methods", default="rl,random,greedy")
+    ap.add_argument("--json", default=None, help="write all results here")
+    a = ap.parse_args()
+    t0 = time.perf_counter()
+    env = SearchEnv(EnvConfig(a.model, a.dataset, calib_images=a.calib_images))
+    base = validate(env, env.config(env.space.baseline()))
+    print(f"16-bit baseline on the runtime: {base}", flush=True)
+    out: dict[str, list[dict]] = {}
+    for method in a.methods.split(","):
+        seeds = 1 if method == "greedy" else a.seeds  # greedy is deterministic
+        for seed in range(seeds):
+            env.cache.clear()
+            t = time.perf_counter()
+            r = search_precision(a.model, a.dataset, a.budget, seed, method, workers=a.workers, env=env)
+            v = validate(env, r.best_config)
+            row = {"method": method, "seed": seed, "seconds": time.perf_counter() - t, "reward": r.best_reward,
+                   "estimate": {k: r.best_record.get(k) for k in ("energy_ratio", "latency_ratio", "accuracy",
+                                                                   "cost_accuracy")},
+                   "energy_less": base["energy_pj"] / v["energy_pj"], "latency_less": base["cycles"] / v["cycles"],
+                   "accuracy_diff": v["accuracy"] - base["accuracy"], "runtime": v, "actions": r.best_actions}
+            out.setdefault(method, []).append(row)
+            print(json.dumps({k: row[k] for k in ("method", "seed", "seconds", "reward", "energy_less",
+                                                   "latency_less", "accuracy_diff")}), flush=True)
+    rows = []
+    for method, rs in out.items():
+        med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
+        rows.append([method, len(rs), f"{med('reward'):.4f}", f"{med('energy_less'):.2f}x",
+                     f"{med('latency_less'):.2f}x", f"{100 * med('accuracy_diff'):+.2f}%",
+                     f"{med('seconds'):.0f} s", all(r["runtime"]["bit_exact"] for r in rs)])
+    print(f"\nLeNet-5/digits32, budget {a.budget} distinct evaluations, medians over seeds (runtime, test split):")
+    print(_table(rows, ["method", "seeds", "best reward", "energy less", "latency less", "accuracy diff",
+                        "time/run", "bit-exact"]))
+    best = {f"{m} (seed {r['seed']})": r["runtime"] for m, rs in out.items() for r in rs[:1]}
+    print("\n" + _table(summary_rows(base, best), SUMMARY_HEADER))
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"baseline": base, "runs": out}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

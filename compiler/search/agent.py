@@ -1,0 +1,252 @@
+"""Search methods at an equal budget of distinct evaluations: an actor-critic agent in numpy (`ActorCritic`),
+random search and greedy per-layer descent (docs/search.md)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .env import Actions, EnvConfig, Evaluator, SearchEnv
+from .space import KNOBS
+
+
+class Adam:
+    """Adam over a dict of parameter arrays."""
+
+    def __init__(self, params: dict[str, np.ndarray], lr: float, b1: float = 0.9, b2: float = 0.999) -> None:
+        self.p, self.lr, self.b1, self.b2, self.t = params, lr, b1, b2, 0
+        self.m = {k: np.zeros_like(v) for k, v in params.items()}
+        self.v = {k: np.zeros_like(v) for k, v in params.items()}
+
+    def step(self, grads: dict[str, np.ndarray]) -> None:
+        self.t += 1
+        for k, g in grads.items():
+            self.m[k] = self.b1 * self.m[k] + (1 - self.b1) * g
+            self.v[k] = self.b2 * self.v[k] + (1 - self.b2) * g * g
+            mh = self.m[k] / (1 - self.b1 ** self.t)
+            vh = self.v[k] / (1 - self.b2 ** self.t)
+            self.p[k] -= self.lr * mh / (np.sqrt(vh) + 1e-8)
+
+
+class ActorCritic:
+    """Policy: state -> tanh hidden layer -> one softmax head per knob; critic: state -> tanh hidden -> V(s).
+    Update on a batch of episodes (gamma = 1, the reward arrives at the end, so every step's return is the
+    episode's reward): advantage A = R - V(s), normalised over the batch; policy loss -mean(A log pi) -
+    entropy_coef mean(H); value loss mean((V - R)^2) / 2; Adam."""
+
+    def __init__(self, state_dim: int, sizes: Sequence[int], rng: np.random.Generator, hidden: int = 64,
+                 lr: float = 0.01, critic_lr: float = 0.01, entropy_coef: float = 0.01) -> None:
+        self.sizes, self.rng, self.beta = tuple(sizes), rng, entropy_coef
+        init = lambda *s: rng.normal(0, 1 / np.sqrt(s[0]), s)  # noqa: E731
+        self.pi = {"W1": init(state_dim, hidden), "b1": np.zeros(hidden)}
+        for i, n in enumerate(self.sizes):
+            self.pi[f"H{i}"] = init(hidden, n) * 0.1
+            self.pi[f"c{i}"] = np.zeros(n)
+        self.v = {"V1": init(state_dim, hidden), "c1": np.zeros(hidden), "v2": init(hidden, 1)[:, 0] * 0.1,
+                  "c2": np.zeros(1)}
+        self.opt_pi, self.opt_v = Adam(self.pi, lr), Adam(self.v, critic_lr)
+
+    def _probs(self, s: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        h = np.tanh(s @ self.pi["W1"] + self.pi["b1"])
+        ps = []
+        for i in range(len(self.sizes)):
+            z = h @ self.pi[f"H{i}"] + self.pi[f"c{i}"]
+            z = np.exp(z - z.max(axis=-1, keepdims=True))
+            ps.append(z / z.sum(axis=-1, keepdims=True))
+        return h, ps
+
+    def act(self, s: np.ndarray) -> tuple[int, ...]:
+        """Sample one action (an index per knob)."""
+        _, ps = self._probs(s[None])
+        return tuple(int(self.rng.choice(len(p[0]), p=p[0])) for p in ps)
+
+    def value(self, s: np.ndarray) -> np.ndarray:
+        hv = np.tanh(s @ self.v["V1"] + self.v["c1"])
+        return hv @ self.v["v2"] + self.v["c2"][0]
+
+    def update(self, states: np.ndarray, actions: np.ndarray, returns: np.ndarray) -> dict[str, float]:
+        """One gradient step on N steps: states (N, d), actions (N, knobs), returns (N,)."""
+        n = len(states)
+        # critic
+        hv = np.tanh(states @ self.v["V1"] + self.v["c1"])
+        v = hv @ self.v["v2"] + self.v["c2"][0]
+        dv = (v - returns) / n
+        dhv = np.outer(dv, self.v["v2"]) * (1 - hv ** 2)
+        self.opt_v.step({"V1": states.T @ dhv, "c1": dhv.sum(0), "v2": hv.T @ dv, "c2": np.array([dv.sum()])})
+        adv = returns - v
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        # actor
+        h, ps = self._probs(states)
+        grads: dict[str, np.ndarray] = {}
+        dh = np.zeros_like(h)
+        logp, ent = np.zeros(n), np.zeros(n)
+        for i, p in enumerate(ps):
+            lp = np.log(p + 1e-12)
+            a = actions[:, i]
+            logp += lp[np.arange(n), a]
+            hk = -(p * lp).sum(axis=1)
+            ent += hk
+            onehot = np.zeros_like(p)
+            onehot[np.arange(n), a] = 1
+            dz = (-adv[:, None] * (onehot - p) + self.beta * p * (lp + hk[:, None])) / n
+            grads[f"H{i}"], grads[f"c{i}"] = h.T @ dz, dz.sum(0)
+            dh += dz @ self.pi[f"H{i}"].T
+        dpre = dh * (1 - h ** 2)
+        grads["W1"], grads["b1"] = states.T @ dpre, dpre.sum(0)
+        self.opt_pi.step(grads)
+        return {"policy_loss": float(-(adv * logp).mean() - self.beta * ent.mean()),
+                "value_loss": float(0.5 * ((v - returns) ** 2).mean()), "entropy": float(ent.mean())}
+
+
+@dataclass
+class SearchResult:
+    """Best configuration found, its reward and record, every episode's record, and the 16-bit baseline's."""
+
+    method: str
+    best_config: dict[str, Any]
+    best_actions: list[list[int]]
+    best_reward: float
+    best_record: dict[str, Any]
+    records: list[dict[str, Any]] = field(default_factory=list)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    evaluations: int = 0
+    seconds: float = 0.0
+
+
+class _Budget:
+    """Counts distinct evaluations, keeps the log and the best record, reports progress."""
+
+    def __init__(self, env: SearchEnv, evaluate: Evaluator, budget: int, method: str,
+                 progress: Callable[[str], None] | None) -> None:
+        self.env, self.evaluate, self.budget, self.method = env, evaluate, budget, method
+        self.records: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.used, self.progress, self.t0 = 0, progress, time.perf_counter()
+
+    @property
+    def left(self) -> int:
+        return self.budget - self.used
+
+    def run(self, batch: Sequence[Actions], extra: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        recs = self.evaluate(batch)
+        for r in recs:
+            self.used += not r["cached"]
+            r = r | {"episode": len(self.records), "method": self.method, "evaluations": self.used} | (extra or {})
+            self.records.append(r)
+            if self.best is None or r["reward"] > self.best["reward"]:
+                self.best = r
+        if self.progress:
+            n = min(self.used, self.budget)
+            bar = "#" * (30 * n // max(1, self.budget))
+            self.progress(f"\r[{bar:<30}] {n}/{self.budget} evals  best reward {self.best['reward']:.4f}  "
+                          f"{time.perf_counter() - self.t0:.0f} s")
+        return recs
+
+
+def _uniform(rng: np.random.Generator, sizes: Sequence[int], layers: int) -> Actions:
+    return tuple(tuple(int(rng.integers(n)) for n in sizes) for _ in range(layers))
+
+
+def run_random(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int) -> None:
+    """Uniform random configurations."""
+    tries = 0
+    while b.left > 0 and tries < 20 * b.budget:
+        cand = [_uniform(rng, env.space.sizes, len(env.space.layers)) for _ in range(min(batch, b.left))]
+        tries += len(cand)
+        b.run(cand)
+
+
+def run_greedy(env: SearchEnv, b: _Budget, batch: int) -> None:
+    """Coordinate descent from the 16-bit baseline: for each layer, each knob, evaluate the lower values (bit
+    widths) or every other value (encodings, skip) and keep the best if it improves the reward; repeat passes
+    until a pass changes nothing or the budget is spent."""
+    cur = env.space.canonical(env.space.baseline())
+    best = b.run([cur])[0]["reward"]
+    lowering = {"w_bits", "in_bits", "acc_bits", "adc_bits"}
+    changed = True
+    while changed and b.left > 0:
+        changed = False
+        for li in range(len(cur)):
+            for ki, knob in enumerate(KNOBS):
+                n = env.space.sizes[ki]
+                vals = range(cur[li][ki]) if knob in lowering else [v for v in range(n) if v != cur[li][ki]]
+                cands = []
+                for v in vals:
+                    a = list(map(list, cur))
+                    a[li][ki] = v
+                    cands.append(env.space.canonical(a))
+                cands = [c for c in dict.fromkeys(cands) if c != cur][: max(0, b.left)]
+                if not cands:
+                    continue
+                recs = b.run(cands)
+                top = max(range(len(recs)), key=lambda i: recs[i]["reward"])
+                if recs[top]["reward"] > best:
+                    best, cur, changed = recs[top]["reward"], cands[top], True
+                if b.left <= 0:
+                    return
+
+
+def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **hp: Any) -> None:
+    """Actor-critic episodes, ``batch`` per update, until the distinct-evaluation budget is spent."""
+    agent = ActorCritic(env.state_dim, env.space.sizes, rng, **hp)
+    episodes = 0
+    while b.left > 0 and episodes < 20 * b.budget:
+        trajs = []
+        for _ in range(min(batch, b.left)):
+            chosen: list[tuple[int, ...]] = []
+            states = []
+            for t in range(len(env.space.layers)):
+                s = env.state(t, chosen)
+                states.append(s)
+                chosen.append(agent.act(s))
+            trajs.append((states, chosen))
+        episodes += batch
+        recs = b.run([tuple(c) for _, c in trajs])
+        S = np.array([s for st, _ in trajs for s in st])
+        A = np.array([a for _, ch in trajs for a in ch])
+        R = np.repeat([r["reward"] for r in recs], len(env.space.layers))
+        losses = agent.update(S, A, R)
+        for r in b.records[-len(trajs):]:
+            r.update(losses)
+
+
+METHODS = ("rl", "random", "greedy")
+
+
+def search_precision(model: str, dataset: str | None = None, budget: int = 100, seed: int = 0, method: str = "rl",
+                     workers: int = 1, batch: int = 8, progress: Callable[[str], None] | None = None,
+                     env: SearchEnv | None = None, **env_options: Any) -> SearchResult:
+    """Search a per-layer precision config of ``model``; ``budget`` distinct evaluations; deterministic in
+    ``seed`` (and independent of ``workers``). ``env_options`` are `EnvConfig` fields."""
+    if method not in METHODS:
+        raise ValueError(f"method '{method}' not in {', '.join(METHODS)}")
+    env = env or SearchEnv(EnvConfig(str(model), dataset, **env_options))
+    ev = Evaluator(env, workers)
+    b = _Budget(env, ev, budget, method, progress)
+    rng = np.random.default_rng(seed)
+    t0 = time.perf_counter()
+    try:
+        if method == "rl":
+            run_rl(env, b, rng, batch)
+        elif method == "random":
+            run_random(env, b, rng, batch)
+        else:
+            run_greedy(env, b, batch)
+    finally:
+        ev.close()
+    if progress:
+        progress("\n")
+    assert b.best is not None
+    best = b.best
+    return SearchResult(method, env.config(best["actions"]), best["actions"], best["reward"], best, b.records,
+                        env.baseline, b.used, time.perf_counter() - t0)
+
+
+def stderr_progress(msg: str) -> None:
+    """Progress lines to stderr."""
+    sys.stderr.write(msg)
+    sys.stderr.flush()

@@ -1,0 +1,252 @@
+"""The precision-search MDP (docs/search.md): one step per crossbar layer, reward at the end.
+
+reward = -T_t(cost_accuracy) - lambda * cost_hardware, with
+
+* cost_accuracy = CE(quantized functional-model logits, labels) - CE(float model logits, labels) on the first
+  ``calib_images`` images of the data set's calib split (the test split is only used to report the final config);
+* T_t(x) = x if x <= t else ``penalty`` + x (the seed's infinity, made finite so the agent still sees a gradient);
+* cost_hardware = w_E E/E_16bit + (1 - w_E) L/L_16bit with E, L the `CostModel` estimates (energy per inference
+  and cycles), or the seed's analytic formula over its 16-bit value (``hw_cost="analytic"``).
+
+Evaluations are cached by the effective action tuple.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from isa import numerics as nx
+from isa.errors import XbarcError
+from isa.hardware import HardwareConfig, load_hardware
+
+from ..driver import calibration_inputs, compile_model, import_graph, model_dataset
+from ..quant import assign_formats, calibrate, float_forward, resolve_precision
+from .cost import CostModel, analytic_cost, layer_features, mapping_modes, trace_functional
+from .space import KNOBS, SearchSpace
+
+Actions = tuple[tuple[int, ...], ...]
+
+
+def threshold(x: float, t: float, penalty: float) -> float:
+    """The seed's T_t(x) = inf * 1[x > t] + x, with ``penalty`` standing in for infinity."""
+    return x + (penalty if x > t else 0.0)
+
+
+def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Mean softmax cross-entropy (nats)."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-logp[np.arange(len(labels)), labels].mean())
+
+
+@dataclass
+class EnvConfig:
+    """Everything that defines an environment (picklable, so worker processes can rebuild it)."""
+
+    model: str
+    dataset: str | None = None
+    hardware: str | None = None
+    calib_images: int = 0  # 0: the whole calib split
+    lam: float = 1.0
+    threshold: float = 0.05
+    penalty: float = 10.0
+    w_energy: float = 0.5
+    hw_cost: str = "model"  # "model" (CostModel) or "analytic" (seed formula)
+    mapping: str = ""  # "" = naive (the only mapping every tree has); "spatial" when compile_model offers it
+    cost_calib_images: int = 4  # images of the one baseline runtime run that calibrates the cost model
+
+
+class SearchEnv:
+    """Scores action vectors; see the module docstring."""
+
+    def __init__(self, cfg: EnvConfig) -> None:
+        self.cfg = cfg
+        self.hw: HardwareConfig = load_hardware(cfg.hardware)
+        self.g, _, self.proto = import_graph(cfg.model)
+        self.dataset = cfg.dataset or model_dataset(self.proto)
+        if not self.dataset:
+            raise XbarcError(f"{cfg.model}: the search needs a labelled data set (--dataset)")
+        self.mapping = cfg.mapping or "naive"
+        if self.mapping not in mapping_modes():
+            raise XbarcError(f"mapping '{self.mapping}' not available; have {', '.join(mapping_modes())}")
+        from models.datasets import load_dataset
+
+        calib, _ = calibration_inputs(self.g, self.proto, self.dataset)
+        self.ranges = calibrate(self.g, calib, self.hw.xbar_rows)
+        x, y = load_dataset(self.dataset, "calib")
+        n = cfg.calib_images or len(x)
+        self.inp = self.g.inputs[0]
+        self.x = x[:n].reshape((min(n, len(x)),) + self.inp.shape)
+        self.y = y[:n]
+        out = self.g.outputs[0]
+        self.float_logits = float_forward(self.g, {self.inp.name: self.x})[out].reshape(len(self.x), -1)
+        self.ce_float = cross_entropy(self.float_logits, self.y)
+        self.acc_float = float(np.mean(self.float_logits.argmax(axis=1) == self.y))
+        self.space = SearchSpace.build(self.g, self.hw)
+        self.features = layer_features(self.g, self.hw)
+        self.cost = CostModel(self.g, self.hw, self.mapping)
+        self._calibrate_cost()
+        self.cache: dict[Actions, dict[str, Any]] = {}
+        base = self.evaluate(self.space.baseline(), _baseline=True)
+        self.base_energy, self.base_cycles = base["energy_pj"], base["cycles"]
+        self.base_analytic = base["analytic"]
+        self.cache.clear()
+        self.baseline = self.evaluate(self.space.baseline())
+
+    def compile(self, config: dict[str, Any]) -> Any:
+        """`compile_model` of a config with this environment's hardware, data set and mapping."""
+        kw = {"mapping": self.mapping} if "mapping" in inspect.signature(compile_model).parameters else {}
+        return compile_model(self.cfg.model, config, self.hw, self.dataset, **kw)
+
+    def _calibrate_cost(self) -> None:
+        from ..runner import run
+
+        config = self.space.decode(self.space.baseline())
+        cm = self.compile(config)
+        x = self.x[: self.cfg.cost_calib_images]
+        stats = run(cm, {cm.program.inputs[0].name: x}).stats
+        prec, fmt = self._resolve(config)
+        _, seen = self._trace(prec, fmt, x)
+        self.cost.calibrate(stats, prec, seen)
+
+    def _resolve(self, config: dict[str, Any]) -> tuple[Any, Any]:
+        prec = resolve_precision(self.g, config, self.ranges, self.hw)
+        return prec, assign_formats(self.g, prec, self.ranges)
+
+    def _trace(self, prec: Any, fmt: Any, x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        bits, frac = fmt[self.inp.name]
+        return trace_functional(self.g, prec, {self.inp.name: nx.quantize(x, bits, frac)}, self.hw, fmt)
+
+    def evaluate(self, actions: Sequence[Sequence[int]], _baseline: bool = False) -> dict[str, Any]:
+        """The record of one configuration (cached): accuracy, cost terms and reward."""
+        key = self.space.canonical(actions)
+        if key in self.cache:
+            return dict(self.cache[key], cached=True)
+        rec = self._score(key, _baseline)
+        self.cache[key] = rec
+        return dict(rec, cached=False)
+
+    def _score(self, key: Actions, baseline: bool) -> dict[str, Any]:
+        c = self.cfg
+        config = self.space.decode(key)
+        rec: dict[str, Any] = {"actions": [list(a) for a in key]}
+        try:
+            prec, fmt = self._resolve(config)
+            out, seen = self._trace(prec, fmt, self.x)
+        except XbarcError as e:  # an infeasible config (e.g. a format that cannot hold an activation)
+            return rec | {"error": str(e), "reward": -2 * c.penalty, "accuracy": 0.0}
+        o = self.g.outputs[0]
+        logits = nx.dequantize(out[o], fmt[o][1]).reshape(len(self.x), -1)
+        ce = cross_entropy(logits, self.y)
+        est = self.cost.estimate(prec, seen)
+        rec |= {"accuracy": float(np.mean(logits.argmax(axis=1) == self.y)), "cross_entropy": ce,
+                "cost_accuracy": ce - self.ce_float, "energy_pj": est.energy_pj, "cycles": est.cycles,
+                "analytic": analytic_cost(self.features, prec)}
+        if baseline:
+            return rec
+        e_ratio, l_ratio = est.energy_pj / self.base_energy, est.cycles / self.base_cycles
+        if c.hw_cost == "analytic":
+            hw_cost = rec["analytic"] / self.base_analytic
+        else:
+            hw_cost = c.w_energy * e_ratio + (1 - c.w_energy) * l_ratio
+        reward = -threshold(rec["cost_accuracy"], c.threshold, c.penalty) - c.lam * hw_cost
+        return rec | {"energy_ratio": e_ratio, "latency_ratio": l_ratio, "cost_hardware": hw_cost, "reward": reward}
+
+    def config(self, actions: Sequence[Sequence[int]]) -> dict[str, Any]:
+        """The precision config dict of an action vector."""
+        return self.space.decode(actions)
+
+    def state(self, t: int, chosen: Sequence[Sequence[int]]) -> np.ndarray:
+        """Features of step t: the layer (index, kind, fan-in, fan-out, pixels, MVMUs) and the choices so far
+        (the previous layer's and the mean of all earlier layers', each index over its knob's range)."""
+        f, n = self.features[t], len(self.features)
+        most = max(x.mvmus for x in self.features)
+        lay = [t / max(1, n - 1), float(f.kind == "conv"), np.log2(f.fan_in) / 12, np.log2(f.fan_out) / 12,
+               np.log2(f.pixels) / 12, f.mvmus / most]
+        norm = np.array([max(1, s - 1) for s in self.space.sizes], dtype=np.float64)
+        prev = np.asarray(chosen[-1], dtype=np.float64) / norm if chosen else np.zeros(len(KNOBS))
+        mean = np.mean(np.asarray(chosen, dtype=np.float64) / norm, axis=0) if chosen else np.zeros(len(KNOBS))
+        return np.concatenate([lay, prev, mean])
+
+    @property
+    def state_dim(self) -> int:
+        return 6 + 2 * len(KNOBS)
+
+
+# ---- worker processes -------------------------------------------------------------------------------------------
+_WORKER: SearchEnv | None = None
+
+
+def _init_worker(cfg: EnvConfig) -> None:
+    global _WORKER
+    _WORKER = SearchEnv(cfg)
+
+
+def _eval_worker(actions: Actions) -> dict[str, Any]:
+    assert _WORKER is not None
+    return _WORKER.evaluate(actions)
+
+
+class Evaluator:
+    """Evaluates batches of candidates in order, in this process or in ``workers`` processes (each holds its
+    own `SearchEnv`); results are cached here, so the outcome does not depend on the number of workers."""
+
+    def __init__(self, env: SearchEnv, workers: int = 1) -> None:
+        self.env, self.pool = env, None
+        if workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
+                                            initializer=_init_worker, initargs=(env.cfg,))
+
+    def __call__(self, batch: Sequence[Actions]) -> list[dict[str, Any]]:
+        keys = [self.env.space.canonical(a) for a in batch]
+        todo = list(dict.fromkeys(k for k in keys if k not in self.env.cache))
+        if self.pool is not None and len(todo) > 1:
+            for k, rec in zip(todo, self.pool.map(_eval_worker, todo)):
+                self.env.cache[k] = {x: v for x, v in rec.items() if x != "cached"}
+        out, fresh = [], set(todo)
+        for k in keys:
+            rec = self.env.evaluate(k)
+            rec["cached"] = k not in fresh
+            fresh.discard(k)
+            out.append(rec)
+        return out
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
+def validate(env: SearchEnv, config: dict[str, Any], images: int = 0) -> dict[str, Any]:
+    """Compile ``config`` and run it on the runtime on the test split (first ``images``; 0 = all): accuracy,
+    energy, cycles and bit-exactness measured, not estimated."""
+    from models.datasets import load_dataset
+
+    from ..runner import evaluate
+
+    x, y = load_dataset(env.dataset, "test")
+    if images:
+        x, y = x[:images], y[:images]
+    r = evaluate(env.compile(config), x, y)
+    return {k: r[k] for k in ("images", "accuracy", "reference_accuracy", "energy_pj", "cycles", "bit_exact")}
+
+
+def summary_rows(base: dict[str, Any], found: dict[str, dict[str, Any]]) -> list[list[str]]:
+    """Rows of the seed's results table: configuration, energy, latency, accuracy with ratios to the baseline."""
+    rows = []
+    for name, r in [("16-bit baseline", base)] + list(found.items()):
+        rows.append([name, f"{r['energy_pj'] / 1e6:.4f} ({base['energy_pj'] / r['energy_pj']:.2f}x)",
+                     f"{r['cycles']} ({base['cycles'] / r['cycles']:.2f}x)",
+                     f"{100 * r['accuracy']:.2f}% ({100 * (r['accuracy'] - base['accuracy']):+.2f}%)",
+                     "yes" if r.get("bit_exact") else "NO"])
+    return rows
+
+
+SUMMARY_HEADER = ["configuration", "energy uJ (less)", "cycles (less)", "accuracy (diff)", "bit-exact"]
