@@ -182,11 +182,22 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         for ins in c.instrs:
             entry = per_layer.setdefault(ins.node or "-", {"static_instructions": 0})
             entry["static_instructions"] += 1
+    if a.dynamic:  # execute one all-zero input to count executed instructions (loops run their full trip)
+        from runtime import Machine
+
+        zeros = {loc.name: np.zeros((1, loc.length), dtype=np.int64) for loc in prog.inputs}
+        stats = Machine(prog).run(zeros).stats
+        for name, row in stats.per_layer.items():
+            per_layer.setdefault(name, {"static_instructions": 0})["dynamic_instructions"] = row["instructions"]
     layers = []
     for lay in mapping.get("layers", []):
         layers.append(lay | per_layer.get(lay["layer"], {}))
+    for name, row in per_layer.items():  # vector ops and transfers have no mapping row
+        if name not in {lay["layer"] for lay in layers}:
+            layers.append({"layer": name} | row)
     info = {"crossbars": mapping.get("crossbars"), "mvmus": mapping.get("mvmus"), "tiles": mapping.get("tiles"),
             "cores": len(prog.cores), "static_instructions": prog.static_instructions,
+            "dynamic_instructions": sum(x.get("dynamic_instructions", 0) for x in per_layer.values()) or None,
             "utilization": mapping.get("utilization"), "hardware": prog.hw.name,
             "inputs": [vars(i) | {"shape": list(i.shape)} for i in prog.inputs],
             "outputs": [vars(o) | {"shape": list(o.shape)} for o in prog.outputs], "layers": layers}
@@ -195,9 +206,10 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         return 0
     print(f"{out}: {info['static_instructions']} instructions on {info['cores']} cores, {info['tiles']} tiles, "
           f"{info['crossbars']} crossbars ({info['mvmus']} MVMUs, utilization {info['utilization'] or 0:.1%})")
-    rows = [[lay["layer"], lay["mvmus"], lay["crossbars"], lay["cores"], f"{lay['utilization']:.1%}",
-             lay.get("static_instructions", 0)] for lay in layers]
-    print(_table(rows, ["layer", "MVMUs", "crossbars", "cores", "utilization", "instructions"]))
+    rows = [[lay["layer"], lay.get("mvmus", "-"), lay.get("crossbars", "-"), lay.get("cores", "-"),
+             f"{lay['utilization']:.1%}" if "utilization" in lay else "-", lay.get("static_instructions", 0),
+             lay.get("dynamic_instructions", "-")] for lay in layers]
+    print(_table(rows, ["layer", "MVMUs", "crossbars", "cores", "utilization", "static instr", "dynamic instr"]))
     return 0
 
 
@@ -277,6 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     i = sub.add_parser("inspect", help="summarize a compiled output directory")
     i.add_argument("outdir")
     i.add_argument("--json", action="store_true")
+    i.add_argument("--dynamic", action="store_true", help="also count executed instructions (runs one input)")
     i.set_defaults(fn=cmd_inspect)
     s = sub.add_parser("asm", help="assemble text into binary")
     s.add_argument("source")

@@ -110,3 +110,11 @@ def test_unsupported_model_error_is_clean(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert "Exp (node 'the_exp')" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_inspect_dynamic_counts_match_a_run(outdir, capsys):
+    assert main(["inspect", str(outdir), "--json", "--dynamic"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert main(["run", str(outdir), "--dataset", "digits", "--limit", "4", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert info["dynamic_instructions"] == r["dynamic_instructions"]
