@@ -106,6 +106,7 @@ def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check:
         "max_abs_error": float(np.abs(logits - ref).max()),
         "energy_pj": s.energy_pj,
         "cycles": s.cycles,
+        "pipeline_interval_cycles": s.pipeline_interval,
         "bit_exact": bit_exact(cm, feeds, outcome) if check else None,
         "per_layer": s.per_layer,
         "per_component": s.per_component,

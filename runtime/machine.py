@@ -251,8 +251,10 @@ class Machine:
         cycles = max((c.clock for c in st.cores), default=0)
         adc_bits = [c.adc_bits.get(k, hw.full_adc_bits) for c, cm in zip(st.cores, self._compiled) for k in cm.kernels]
         comp["leakage"] = leakage_pj(hw, adc_bits, cycles)
+        busy = {c.name: sum(cnt * cm.code[pc][2] for pc, cnt in enumerate(c.counts))
+                for c, cm in zip(st.cores, self._compiled)}
         return Stats(cycles=cycles, energy_pj=sum(comp.values()), per_component=comp, per_instruction=per_instr,
-                     per_layer=per_layer, per_core={c.name: c.clock for c in st.cores},
+                     per_layer=per_layer, per_core={c.name: c.clock for c in st.cores}, per_core_busy=busy,
                      dynamic_instructions=sum(sum(c.counts) for c in st.cores), batch=st.batch)
 
 

@@ -24,10 +24,18 @@ class Stats:
     per_core: dict[str, int] = field(default_factory=dict)
     dynamic_instructions: int = 0
     batch: int = 1
+    per_core_busy: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pipeline_interval(self) -> int:
+        """Cycles between inferences when a stream of inputs flows through the cores as a pipeline (each core
+        starts the next inference once it finished this one): the busiest core's busy cycles per inference.
+        A bound: it ignores the memory and network contention that overlapping inferences would add."""
+        return max(self.per_core_busy.values(), default=self.cycles)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return asdict(self)
+        return asdict(self) | {"pipeline_interval": self.pipeline_interval}
 
     def summary(self) -> str:
         """A few human-readable lines: totals, then components by energy."""

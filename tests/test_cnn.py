@@ -168,3 +168,12 @@ def test_residual_network_matches_functional_and_onnxruntime():
     r = runner.evaluate(cm, x[:180], y[:180])
     assert r["bit_exact"] is True
     assert r["agreement"] >= 0.99
+
+
+def test_pipeline_interval_is_the_busiest_core():
+    x, _ = load_dataset("digits32", "test")
+    cm = compile_model(LENET, "8bit")
+    s = runner.run(cm, {"input": x[:4]}).stats
+    assert s.pipeline_interval == max(s.per_core_busy.values())
+    assert 0 < s.pipeline_interval < s.cycles  # layers on different cores overlap across inferences
+    assert sum(s.per_core_busy.values()) == sum(v["cycles"] for v in s.per_instruction.values())
