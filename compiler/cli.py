@@ -29,7 +29,16 @@ def cmd_compile(a: argparse.Namespace) -> int:
     from .driver import compile_model
 
     t0 = time.perf_counter()
-    cm = compile_model(a.model, precision=a.precision, hw=a.hardware, calib=a.calib, mapping=a.mapping)
+    precision = a.precision
+    if a.search:  # the precision search inside compilation (same as `xbarc search`)
+        from .search import search_precision
+        from .search.agent import stderr_progress
+
+        r = search_precision(a.model, dataset=a.calib, budget=a.budget, seed=a.seed, method=a.search,
+                             progress=stderr_progress)
+        precision = r.best_config
+        print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
+    cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping)
     cm.save(a.output)
     secs = time.perf_counter() - t0
     rep = cm.mapping_report() if cm.mapping else {}
@@ -251,6 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
     c.add_argument("--calib", default=None, help="data set for activation-range calibration (default: the "
                                                  "model's xbarc.dataset metadata)")
+    c.add_argument("--search", default=None, choices=["rl", "random", "greedy"],
+                   help="choose the precision by searching (docs/search.md) instead of --precision")
+    c.add_argument("--budget", type=int, default=100, help="with --search: evaluations")
+    c.add_argument("--seed", type=int, default=0, help="with --search: random seed")
     c.add_argument("--mapping", default="spatial", choices=["naive", "spatial"],
                    help="naive: every block and crossbar allocated; spatial (default): all-zero blocks and "
                         "crossbars (hollows) leave the data path")
