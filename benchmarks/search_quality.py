@@ -32,11 +32,12 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--calib-images", type=int, default=0)
+    ap.add_argument("--threshold", type=float, default=0.05, help="T_t's t (nats of cross-entropy increase)")
     ap.add_argument("--methods", default="rl,random,greedy")
     ap.add_argument("--json", default=None, help="write all results here")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    env = SearchEnv(EnvConfig(a.model, a.dataset, calib_images=a.calib_images))
+    env = SearchEnv(EnvConfig(a.model, a.dataset, calib_images=a.calib_images, threshold=a.threshold))
     base = validate(env, env.config(env.space.baseline()))
     print(f"16-bit baseline on the runtime: {base}", flush=True)
     out: dict[str, list[dict]] = {}

@@ -264,9 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="choose the precision by searching (docs/search.md) instead of --precision")
     c.add_argument("--budget", type=int, default=100, help="with --search: evaluations")
     c.add_argument("--seed", type=int, default=0, help="with --search: random seed")
-    c.add_argument("--mapping", default="spatial", choices=["naive", "spatial"],
+    c.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"],
                    help="naive: every block and crossbar allocated; spatial (default): all-zero blocks and "
-                        "crossbars (hollows) leave the data path")
+                        "crossbars (hollows) leave the data path; temporal: spatial, plus bit planes of blocks "
+                        "with few rows stacked on one crossbar's rows and driven in successive steps")
     c.set_defaults(fn=cmd_compile)
     se = sub.add_parser("search", help="search a per-layer precision config (RL, random or greedy)")
     se.add_argument("model")

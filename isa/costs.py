@@ -41,7 +41,16 @@ class MvmuShape:
     cols: int
     slices: int
     active: tuple[int, ...] | None = None  # hollow-aware: the slices with a non-zero cell (None: every slice)
-    arrays: int | None = None  # hollow-aware: physical crossbars with a non-zero cell (None: 2 per slice)
+    arrays: int | None = None  # physical crossbars in use (None: 2 per slice)
+    row_groups: int = 1  # temporal mapping: slices stacked on one array's rows, driven in successive steps
+
+    @property
+    def step_groups(self) -> list[tuple[int, ...]]:
+        """The slices converted in each row-group step of one input digit: slice i of the converted ones sits in
+        row group i % row_groups of array i // row_groups; every array drives row group g in step g."""
+        ids = self.slice_ids
+        k = max(1, min(self.row_groups, len(ids)))
+        return [tuple(ids[i] for i in range(len(ids)) if i % k == g) for g in range(k)]
 
     @property
     def slice_ids(self) -> tuple[int, ...]:
@@ -103,6 +112,12 @@ def mem_accesses(hw: HardwareConfig, n: int) -> int:
     return _ceil_div(n, hw.mem_bus_words)
 
 
+def stacked_arrays(live: list[bool], row_groups: int) -> int:
+    """Physical arrays holding the live slices of one sign when ``row_groups`` slices share an array (slice i of
+    the converted ones goes to array i // row_groups; an array is needed if any of its slices is live)."""
+    return len({i // max(1, row_groups) for i, on in enumerate(live) if on})
+
+
 def conversions_per_step(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip: int) -> list[int]:
     """A/D conversions of each input digit step: one per (slice, column) not skipped (rule SKIP)."""
     ids = shape.slice_ids
@@ -110,13 +125,17 @@ def conversions_per_step(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip:
 
 
 def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip: int = -1) -> int:
-    """Latency of one MVMU: one crossbar read, then ``ibits`` steps, each bounded by the read or by the ADC sweep
-    over that step's conversions (skipped conversions take no time)."""
+    """Latency of one MVMU: one crossbar read, then for each input digit and each row-group step (one step
+    without temporal mapping) the longer of a read and the ADC sweep over that step's conversions -- reads of
+    the next step overlap conversion of the previous one (the temporal pipeline); skipped conversions take no
+    time."""
     c = hw.costs
     total = c.xbar_read_ns
-    for conv in conversions_per_step(hw, shape, ibits, skip):
-        sweep_ns = _ceil_div(conv, hw.adcs_per_mvmu) * c.adc_ns_per_bit_sweep * adc / 128
-        total += max(c.xbar_read_ns, sweep_ns)
+    for j in range(ibits):
+        for group in shape.step_groups:
+            conv = sum(1 for s in group if j + hw.cell_bits * s > skip) * shape.cols
+            sweep_ns = _ceil_div(conv, hw.adcs_per_mvmu) * c.adc_ns_per_bit_sweep * adc / 128
+            total += max(c.xbar_read_ns, sweep_ns)
     return hw.cycles(total) + 1
 
 
@@ -133,7 +152,8 @@ def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
         "mvmu_regs": r * c.xbar_in_read_pj + cols * c.xbar_out_pj,
     }
     if c.xbar_energy == "static":
-        energy["crossbar"] = ibits * (2 * s if shape.arrays is None else shape.arrays) * c.xbar_read_pj
+        reads = 2 * s if shape.arrays is None else shape.arrays * len(shape.step_groups)
+        energy["crossbar"] = ibits * reads * c.xbar_read_pj  # one read per array and row-group step
     return energy
 
 

@@ -37,7 +37,7 @@ def manifest(program: Program) -> dict[str, Any]:
         "inputs": [_tensor_dict(t) for t in program.inputs],
         "outputs": [_tensor_dict(t) for t in program.outputs],
         "mvmus": [{"tile": m.tile, "core": m.core, "mvmu": m.mvmu, "weight_bits": m.weight_bits, "node": m.node,
-                    "encoding": m.encoding, "hollow_aware": m.hollow_aware,
+                    "encoding": m.encoding, "hollow_aware": m.hollow_aware, "row_groups": m.row_groups,
                    "shape": list(m.weights.shape)} for m in program.mvmus],
         "data": [{"tile": d.tile, "addr": d.addr, "count": d.count, "length": int(np.asarray(d.values).size)}
                  for d in program.data],
@@ -162,7 +162,8 @@ def _fill_records(program: Program, man: dict[str, Any], arrays: dict[str, np.nd
     for m in man["mvmus"]:
         w = arrays[f"mvmu_{m['tile']}_{m['core']}_{m['mvmu']}"]
         program.mvmus.append(MvmuImage(m["tile"], m["core"], m["mvmu"], w, m["weight_bits"], m["node"],
-                                       m.get("encoding", "twos"), bool(m.get("hollow_aware", False))))
+                                       m.get("encoding", "twos"), bool(m.get("hollow_aware", False)),
+                                       int(m.get("row_groups", 1))))
     for i, d in enumerate(man["data"]):
         program.data.append(MemInit(d["tile"], d["addr"], arrays[f"data_{i}"], d["count"]))
 

@@ -60,7 +60,9 @@ class MvmuImage:
     ``weights[r, c]`` multiplies input register r into output register c. Magnitudes are sliced into
     ``cell_bits``-bit cells on a (+) and a (-) crossbar per slice (docs/semantics.md, rule WEIGHTS), plainly or
     with ``encoding`` "sce" (rule SCE). A ``hollow_aware`` MVMU (spatial mapping) leaves its all-zero crossbars
-    out of the data path: a slice whose (+) and (-) arrays are both zero is neither read nor converted.
+    out of the data path: a slice whose (+) and (-) arrays are both zero is neither read nor converted. With
+    ``row_groups`` k > 1 (temporal mapping), k slices share one physical array's bit lines on disjoint row ranges
+    and are driven in k successive steps, each step's conversions shifted by its own slice's significance.
     """
 
     tile: int
@@ -71,6 +73,7 @@ class MvmuImage:
     node: str = ""
     encoding: str = "twos"
     hollow_aware: bool = False
+    row_groups: int = 1
 
 
 @dataclass

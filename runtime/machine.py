@@ -67,7 +67,7 @@ class Machine:
     # ---- loading -------------------------------------------------------------------------------------------------
     def _compile(self, cc: CoreCode, kernels: dict[int, MvmuKernel]) -> _Compiled:
         ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
-        cost_ctx = CostContext(self.hw, cc.tile, {k: MvmuShape(m.rows, m.cols, m.slices, m.active, m.arrays)
+        cost_ctx = CostContext(self.hw, cc.tile, {k: MvmuShape(m.rows, m.cols, m.slices, m.active, m.arrays, m.row_groups)
                                                       for k, m in kernels.items()})
         code, energy = [], []
         for instr in cc.instrs:

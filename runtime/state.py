@@ -14,6 +14,7 @@ import numpy as np
 
 from isa import HardwareConfig, MvmuImage, XbarcError
 from isa import numerics as nx
+from isa.costs import stacked_arrays
 
 I64 = np.int64
 _F64_EXACT = float(1 << 53)
@@ -95,6 +96,7 @@ class MvmuKernel:
     gsum: np.ndarray | None = None
     active: tuple[int, ...] | None = None
     arrays: int | None = None
+    row_groups: int = 1
 
     @classmethod
     def from_image(cls, img: MvmuImage, hw: HardwareConfig) -> "MvmuKernel":
@@ -113,12 +115,18 @@ class MvmuKernel:
         if img.encoding not in nx.WEIGHT_ENCODINGS:
             raise XbarcError(f"{where}: weight encoding {img.encoding!r} not in {nx.WEIGHT_ENCODINGS}")
         pos, neg = nx.weight_slices(w, img.weight_bits, hw.cell_bits, img.encoding)
+        if img.row_groups < 1 or img.row_groups * w.shape[0] > hw.xbar_rows:
+            raise XbarcError(f"{where}: {img.row_groups} row groups of {w.shape[0]} rows exceed the "
+                             f"{hw.xbar_rows} crossbar rows")
         active = arrays = None
         if img.hollow_aware:  # spatial mapping: all-zero crossbars leave the data path (not read, not converted)
             live = [i for i in range(len(pos)) if pos[i].any() or neg[i].any()]
-            arrays = sum(int(pos[i].any()) + int(neg[i].any()) for i in range(len(pos)))
+            arrays = stacked_arrays([bool(pos[i].any()) for i in live], img.row_groups) + \
+                stacked_arrays([bool(neg[i].any()) for i in live], img.row_groups)
             active = tuple(live)
             pos, neg = pos[live], neg[live]
+        elif img.row_groups > 1:
+            arrays = 2 * -(-len(pos) // img.row_groups)
         d = pos - neg  # (S, R, C)
         s, r, c = d.shape
         ids = active if active is not None else range(s)
@@ -129,7 +137,8 @@ class MvmuKernel:
                    vmin=int(np.minimum(d, 0).sum(axis=1).min()), vmax=int(np.maximum(d, 0).sum(axis=1).max()),
                    wmax=int(np.abs(w).max()) if w.size else 0, node=img.node, encoding=img.encoding,
                    absmax=int(np.abs(d).sum(axis=1).max()),
-                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64), active=active, arrays=arrays)
+                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64), active=active, arrays=arrays,
+                   row_groups=img.row_groups)
 
     def never_clips(self, adc: int, enc: int = 0) -> bool:
         """Whether an ``adc``-bit conversion can never clip any bit line of this matrix (digits in {0, 1}, or

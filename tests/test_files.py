@@ -56,7 +56,7 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
     assert (out / "sub" / "raw.bin").read_bytes() == b"\x00\x01" and (out / "notes.txt").read_text() == "hi"
     man = json.loads((out / "manifest.json").read_text())
     assert (man["format"], man["version"], man["hw"]["name"]) == ("xbarc-program", 1, "puma")
-    assert man["mvmus"] == [{"tile": 0, "core": 0, "mvmu": 0, "weight_bits": 8, "node": "/fc1/Gemm", "encoding": "twos", "hollow_aware": False,
+    assert man["mvmus"] == [{"tile": 0, "core": 0, "mvmu": 0, "weight_bits": 8, "node": "/fc1/Gemm", "encoding": "twos", "hollow_aware": False, "row_groups": 1,
                              "shape": [3, 4]}]
     assert man["data"][0] == {"tile": 0, "addr": 100, "count": 2, "length": 3}
     assert man["nodes"][0]["nodes"] == ["/fc1/Gemm", "/fc1/Gemm", None]

@@ -23,13 +23,14 @@ def test_modes_are_bit_identical_with_varied_precision(model, data):
     x = x[:24]
     cfg = {"preset": "8bit", "default": {"w_scheme": "varied", "w_channels": COARSE}}
     outs = {}
-    for mode in ("naive", "spatial"):
+    for mode in ("naive", "spatial", "temporal"):
         cm = compile_model(model, cfg, mapping=mode)
         name = cm.program.outputs[0].name
         got = runner.run(cm, {cm.program.inputs[0].name: x})
         outs[mode] = (got.device_int[name], got.stats, cm)
         assert np.array_equal(got.device_int[name], runner.functional_outputs(cm, {cm.program.inputs[0].name: x})[name])
     assert np.array_equal(outs["naive"][0], outs["spatial"][0])
+    assert np.array_equal(outs["naive"][0], outs["temporal"][0])
 
 
 def test_spatial_drops_hollow_crossbars_and_conversions():
@@ -76,3 +77,53 @@ def test_spatial_skips_empty_blocks_entirely():
     a, b = runner.run(naive, {"x": x}), runner.run(spatial, {"x": x})
     assert np.array_equal(a.device_int["y"], b.device_int["y"])
     assert b.stats.dynamic_instructions < a.stats.dynamic_instructions  # no load, no partial-sum add
+
+
+def test_temporal_trades_crossbars_for_steps():
+    """LeNet's conv1 has 25 rows: temporal mapping stacks 5 of its 8 bit planes per crossbar."""
+    x, _ = load_dataset("digits32", "test")
+    spatial = compile_model(LENET, "16bit", mapping="spatial")
+    temporal = compile_model(LENET, "16bit", mapping="temporal")
+    rs, rt = spatial.mapping_report(), temporal.mapping_report()
+    conv1_s = next(lay for lay in rs["layers"] if lay["layer"] == "conv1")
+    conv1_t = next(lay for lay in rt["layers"] if lay["layer"] == "conv1")
+    assert conv1_t["crossbars"] < conv1_s["crossbars"]
+    assert rt["crossbars"] < rs["crossbars"]
+    a = runner.run(spatial, {"input": x[:4]})
+    b = runner.run(temporal, {"input": x[:4]})
+    assert np.array_equal(a.device_int["logits"], b.device_int["logits"])
+    assert b.stats.cycles > a.stats.cycles  # more row-group steps
+    assert b.stats.per_component["adc"] == pytest.approx(a.stats.per_component["adc"])  # same conversions
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from isa.costs import MvmuShape, stacked_arrays  # noqa: E402
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.integers(1, 128), live=st.lists(st.booleans(), min_size=1, max_size=16),
+       cols=st.integers(1, 128))
+def test_row_group_packing_invariants(rows, live, cols):
+    """Every live slice is placed exactly once; slices sharing an array use disjoint rows and different steps;
+    the array count is what the cost model charges."""
+    ids = tuple(i for i, on in enumerate(live) if on)
+    if not ids:
+        return
+    k = max(1, 128 // rows)
+    shape = MvmuShape(rows, cols, len(live), ids, None, k)
+    placed = {}
+    for step, group in enumerate(shape.step_groups):
+        for s in group:
+            i = ids.index(s)
+            array, offset = i // min(k, len(ids)), (i % min(k, len(ids))) * rows
+            assert s not in placed
+            placed[s] = (array, offset, step)
+    assert set(placed) == set(ids)
+    cells = [(a, r) for a, off, _ in placed.values() for r in range(off, off + rows)]
+    assert len(cells) == len(set(cells)) and all(r < 128 for _, r in cells)
+    per_array_steps = {}
+    for a, _, step in placed.values():
+        assert (a, step) not in per_array_steps
+        per_array_steps[(a, step)] = True
+    assert stacked_arrays([True] * len(ids), min(k, len(ids))) == len({a for a, _, _ in placed.values()})

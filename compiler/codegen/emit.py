@@ -230,7 +230,7 @@ class Emitter:
         for b in lm.blocks:
             w = q.weight[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
             self.program.mvmus.append(MvmuImage(b.tile, b.core, b.mvmu, np.ascontiguousarray(w), p.w_bits, op.name,
-                                                p.w_enc, self.mapping.mode == "spatial"))
+                                                p.w_enc, self.mapping.mode != "naive", b.row_groups))
         scratch = {b: self.alloc(b.tile, b.cols[1] - b.cols[0]) for b in lm.blocks if b.where != lm.owner(b.c)}
         self.remote_scratch: dict[Block, tuple[int, int]] = {}
         for b in scratch:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from isa import numerics as nx
+from isa.costs import stacked_arrays
 from isa.errors import ModelError
 from isa.hardware import HardwareConfig
 
@@ -31,6 +32,7 @@ class Block:
     tile: int
     core: int
     mvmu: int
+    row_groups: int = 1
 
     @property
     def where(self) -> tuple[int, int]:
@@ -140,7 +142,9 @@ def _live_arrays(lm: LayerMap, q: np.ndarray, p: LayerPrecision, hw: HardwareCon
     live = 0
     for b in lm.blocks:
         pos, neg = nx.weight_slices(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p.w_bits, hw.cell_bits, p.w_enc)
-        live += int(sum(pos[i].any() for i in range(len(pos))) + sum(neg[i].any() for i in range(len(neg))))
+        on = [i for i in range(len(pos)) if pos[i].any() or neg[i].any()]
+        live += stacked_arrays([bool(pos[i].any()) for i in on], b.row_groups)
+        live += stacked_arrays([bool(neg[i].any()) for i in on], b.row_groups)
     return live
 
 
@@ -178,7 +182,7 @@ class _Cursor:
         return slot
 
 
-MAPPINGS = ("naive", "spatial")
+MAPPINGS = ("naive", "spatial", "temporal")
 
 
 def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
@@ -188,7 +192,9 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     ``mode`` "spatial" (hollow-aware, seed 003) needs the integer ``weights``: blocks whose cells are all zero
     are not allocated (row block 0 of each column block stays: it carries the bias), so they take no MVMU, no
     loads, no conversions and no partial-sum traffic; inside an MVMU, all-zero crossbars are not read or
-    converted (`MvmuImage.hollow_aware`)."""
+    converted (`MvmuImage.hollow_aware`). "temporal" adds temporal scheduling: a block with R rows stacks
+    min(128 // R, slices) of its bit planes on one array's rows, driven in successive steps (fewer crossbars,
+    more steps); the schedule here packs as far as the rows allow (the smallest crossbar count)."""
     if mode not in MAPPINGS:
         raise ModelError(f"mapping '{mode}' is not one of {', '.join(MAPPINGS)}")
     cur, layers = _Cursor(hw), {}
@@ -209,14 +215,15 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
             for r in range(rb):
                 rows = (r * hw.xbar_rows, min(n_in, (r + 1) * hw.xbar_rows))
                 cols = (c * hw.xbar_cols, min(n_out, (c + 1) * hw.xbar_cols))
-                if mode == "spatial" and r and weights is not None and \
+                if mode != "naive" and r and weights is not None and \
                         not weights[op.name][rows[0]:rows[1], cols[0]:cols[1]].any():
                     continue
                 t, k, m = cur.take()
-                lm.blocks.append(Block(op.name, r, c, rows, cols, t, k, m))
+                groups = max(1, hw.xbar_rows // (rows[1] - rows[0])) if mode == "temporal" else 1
+                lm.blocks.append(Block(op.name, r, c, rows, cols, t, k, m, groups))
         layers[op.name] = lm
     mapping = Mapping(hw, layers, vector, mode)
-    if mode == "spatial" and weights is not None:
+    if mode in ("spatial", "temporal") and weights is not None:
         mapping.arrays = {op.name: _live_arrays(mapping.layers[op.name], weights[op.name], prec[op.name], hw)
                           for op in g.crossbar_ops()}
     top = max([b.tile for lm in layers.values() for b in lm.blocks] + [t for t, _ in vector.values()],
