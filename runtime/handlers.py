@@ -164,18 +164,22 @@ def _mvm(c: CoreState, o: tuple[Any, ...], lat: int) -> None:
     units, ibits, adc, shift, obits, sig, enc, dac_pj, xbar_coef = o
     regs = c.regs
     dyn = c.dyn.setdefault(c.pc - 1, {})
+    dac = xbar = 0.0
     for k, kern, inp, out, exact, sum_dtype, keep in units:
-        x = regs[inp]
+        x = _wrap(regs[inp], ibits)
         if exact:
-            p = (kern.weights_t @ _wrap(x, ibits).astype(np.float64)).astype(I64)
+            p = (kern.weights_t @ x.astype(np.float64)).astype(I64)
         else:
             p = _mvm_digits(kern, x, ibits, adc, sum_dtype, sig, enc, keep)
         regs[out] = nx.requantize(p, shift, obits)
         c.adc_bits[k] = adc
-        nz = nx.nonzero_digits(_wrap(x, ibits), ibits, "csd" if enc else "twos")  # (R, B) DAC pulses per row
-        dyn["dac"] = dyn.get("dac", 0.0) + dac_pj * float(nz.sum()) / nz.shape[1]
+        nz = nx.nonzero_digits(x, ibits, "csd" if enc else "twos")  # (R, B) DAC pulses per row
+        dac += dac_pj * float(nz.sum()) / nz.shape[1]
         if xbar_coef:
-            dyn["crossbar"] = dyn.get("crossbar", 0.0) + xbar_coef * float((kern.gsum @ nz).mean())
+            xbar += xbar_coef * float(kern.gsum @ nz.sum(axis=1)) / nz.shape[1]
+    dyn["dac"] = dyn.get("dac", 0.0) + dac
+    if xbar_coef:
+        dyn["crossbar"] = dyn.get("crossbar", 0.0) + xbar
 
 
 # ---- vector ALU ------------------------------------------------------------------------------------------------
