@@ -38,7 +38,8 @@ def cmd_compile(a: argparse.Namespace) -> int:
                              progress=stderr_progress)
         precision = r.best_config
         print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
-    cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping)
+    cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
+                       crossbar_budget=a.crossbar_budget)
     cm.save(a.output)
     secs = time.perf_counter() - t0
     rep = cm.mapping_report() if cm.mapping else {}
@@ -260,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
     c.add_argument("--calib", default=None, help="data set for activation-range calibration (default: the "
                                                  "model's xbarc.dataset metadata)")
+    c.add_argument("--crossbar-budget", type=int, default=None,
+                   help="with --mapping temporal: pack only as many layers as needed to fit this many crossbars")
     c.add_argument("--search", default=None, choices=["rl", "random", "greedy"],
                    help="choose the precision by searching (docs/search.md) instead of --precision")
     c.add_argument("--budget", type=int, default=100, help="with --search: evaluations")

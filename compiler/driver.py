@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from isa import Program
-from isa.errors import XbarcError
+from isa.errors import ModelError, XbarcError
 from isa.files import load_program, save_program
 from isa.hardware import HardwareConfig, load_hardware
 
@@ -19,6 +19,7 @@ from .codegen import generate
 from .frontend import import_onnx, load_model
 from .ir import Graph, dump
 from .mapping import Mapping, map_naive
+from .mapping.schedule import fit_budget
 from .passes import CANONICALIZE, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
@@ -96,8 +97,10 @@ def import_graph(model: str | Path | onnx.ModelProto) -> tuple[Graph, onnx.Model
 
 def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str, Any] | Path | None = "16bit",
                   hw: HardwareConfig | str | Path | None = None,
-                  calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial") -> CompiledModel:
-    """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive" or "spatial", hollow-aware)."""
+                  calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
+                  crossbar_budget: int | None = None) -> CompiledModel:
+    """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive", "spatial" (hollow-aware) or
+    "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs)."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     graph, host, proto = import_graph(model)
     inputs, how = calibration_inputs(graph, proto, calib)
@@ -108,6 +111,10 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
         prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc))
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
     placed = map_naive(graph, prec, hwc, weights, mapping)
+    if crossbar_budget is not None:
+        if mapping != "temporal":
+            raise ModelError("a crossbar budget needs --mapping temporal")
+        placed = fit_budget(graph, placed, prec, weights, hwc, crossbar_budget)
     program = generate(graph, prec, placed, hwc, fmt)
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()]})
     return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how)

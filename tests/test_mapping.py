@@ -127,3 +127,21 @@ def test_row_group_packing_invariants(rows, live, cols):
         assert (a, step) not in per_array_steps
         per_array_steps[(a, step)] = True
     assert stacked_arrays([True] * len(ids), min(k, len(ids))) == len({a for a, _, _ in placed.values()})
+
+
+def test_crossbar_budget_packs_only_what_it_needs():
+    from isa.errors import ModelError
+
+    x, _ = load_dataset("digits32", "test")
+    full = compile_model(LENET, "16bit", mapping="temporal").mapping.crossbars
+    spatial = compile_model(LENET, "16bit", mapping="spatial")
+    budget = (full + spatial.mapping.crossbars) // 2
+    fit = compile_model(LENET, "16bit", mapping="temporal", crossbar_budget=budget)
+    assert full <= fit.mapping.crossbars <= budget < spatial.mapping.crossbars
+    a = runner.run(spatial, {"input": x[:4]})
+    b = runner.run(fit, {"input": x[:4]})
+    assert np.array_equal(a.device_int["logits"], b.device_int["logits"])
+    assert b.stats.cycles <= runner.run(compile_model(LENET, "16bit", mapping="temporal"),
+                                        {"input": x[:4]}).stats.cycles
+    with pytest.raises(ModelError, match=f"needs at least {full} crossbars"):
+        compile_model(LENET, "16bit", mapping="temporal", crossbar_budget=full - 1)
