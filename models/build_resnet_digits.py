@@ -41,6 +41,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from models import _export
 from models.datasets import load_dataset
 from models.train_lenet5_digits import Adam, conv_backward, conv_forward, single_threaded_blas, softmax_xent_grad
 
@@ -218,13 +219,8 @@ def build_resnet_digits(seed: int = 0, epochs: int = EPOCHS) -> onnx.ModelProto:
 
 
 def onnxruntime_accuracy(model: onnx.ModelProto, split: str = "test") -> float:
-    """Top-1 accuracy of the model run by onnxruntime on a digits_image split."""
-    import onnxruntime as ort
-
-    x, y = load_dataset(DATASET, split)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(None, {"input": x})
-    return float(np.mean(logits.argmax(axis=1) == y))
+    """Top-1 accuracy of the model run by onnxruntime on a split of its data set."""
+    return _export.onnxruntime_accuracy(model, DATASET, split)
 
 
 def main() -> None:
@@ -236,12 +232,7 @@ def main() -> None:
     bn = {k: v for k, v in init.items() if k not in weights}
     x, y = load_dataset(DATASET, "test")
     numpy_acc = float(np.mean(forward(weights, x.astype(np.float64), bn)[0].argmax(axis=1) == y))
-    ort_acc = onnxruntime_accuracy(model)
-    print(f"trained in {elapsed:.1f} s; float test accuracy: numpy {numpy_acc:.4f}, onnxruntime {ort_acc:.4f}")
-    if ort_acc != numpy_acc:
-        raise SystemExit("onnxruntime accuracy differs from the numpy forward pass")
-    MODEL_PATH.write_bytes(model.SerializeToString())
-    print(f"wrote {MODEL_PATH} ({MODEL_PATH.stat().st_size} bytes)")
+    _export.check_and_write(model, MODEL_PATH, numpy_acc, DATASET, f"trained in {elapsed:.1f} s; ")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from models import _export
 from models.datasets import load_dataset
 
 MODEL_PATH = Path(__file__).resolve().parent / "lenet5_digits.onnx"
@@ -248,12 +249,7 @@ def build_lenet5_digits() -> onnx.ModelProto:
 
 def onnxruntime_accuracy(model: onnx.ModelProto, split: str = "test", dataset: str = DATASET) -> float:
     """Top-1 accuracy of the model run by onnxruntime on a split of its data set."""
-    import onnxruntime as ort
-
-    x, y = load_dataset(dataset, split)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(None, {session.get_inputs()[0].name: x})
-    return float(np.mean(logits.argmax(axis=1) == y))
+    return _export.onnxruntime_accuracy(model, dataset, split)
 
 
 def main() -> None:
@@ -263,12 +259,7 @@ def main() -> None:
     params = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
     x, y = load_dataset(DATASET, "test")
     numpy_acc = float(np.mean(forward(params, x.astype(np.float64))[0].argmax(axis=1) == y))
-    ort_acc = onnxruntime_accuracy(model)
-    print(f"trained in {elapsed:.1f} s; float test accuracy: numpy {numpy_acc:.4f}, onnxruntime {ort_acc:.4f}")
-    if ort_acc != numpy_acc:
-        raise SystemExit("onnxruntime accuracy differs from the numpy forward pass")
-    MODEL_PATH.write_bytes(model.SerializeToString())
-    print(f"wrote {MODEL_PATH} ({MODEL_PATH.stat().st_size} bytes)")
+    _export.check_and_write(model, MODEL_PATH, numpy_acc, DATASET, f"trained in {elapsed:.1f} s; ")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from models import _export
 from models.datasets import load_dataset
 
 MODEL_PATH = Path(__file__).resolve().parent / "mlp_digits.onnx"
@@ -125,13 +126,8 @@ def build_mlp_digits() -> onnx.ModelProto:
 
 
 def onnxruntime_accuracy(model: onnx.ModelProto, split: str = "test") -> float:
-    """Top-1 accuracy of the model run by onnxruntime on a digits split."""
-    import onnxruntime as ort
-
-    x, y = load_dataset("digits", split)
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    (logits,) = session.run(None, {"input": x})
-    return float(np.mean(logits.argmax(axis=1) == y))
+    """Top-1 accuracy of the model run by onnxruntime on a split of its data set."""
+    return _export.onnxruntime_accuracy(model, "digits", split)
 
 
 def main() -> None:
@@ -140,12 +136,7 @@ def main() -> None:
     params = [(init[f"fc{i}.weight"], init[f"fc{i}.bias"]) for i in range(1, len(LAYER_SIZES))]
     x, y = load_dataset("digits", "test")
     numpy_acc = float(np.mean(forward(params, x)[0].argmax(axis=1) == y))
-    ort_acc = onnxruntime_accuracy(model)
-    print(f"float test accuracy: numpy {numpy_acc:.4f}, onnxruntime {ort_acc:.4f}")
-    if ort_acc != numpy_acc:
-        raise SystemExit("onnxruntime accuracy differs from the numpy forward pass")
-    MODEL_PATH.write_bytes(model.SerializeToString())
-    print(f"wrote {MODEL_PATH} ({MODEL_PATH.stat().st_size} bytes)")
+    _export.check_and_write(model, MODEL_PATH, numpy_acc, "digits", f"")
 
 
 if __name__ == "__main__":
