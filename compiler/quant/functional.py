@@ -74,13 +74,17 @@ def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: i
     else int64); the sum over digits runs in int64.
     """
     b, r = x.shape
-    if p.adc_bits >= worst_case_adc_bits(r, cell_bits) and p.skip < 0 and _PROBE is None:
+    exact_f64 = float(1 << (p.in_bits - 1)) * float(1 << (p.w_bits - 1)) * r < 2.0**53
+    if p.adc_bits >= worst_case_adc_bits(r, cell_bits) and p.skip < 0 and _PROBE is None and exact_f64:
         # no conversion can clip, so the shift-and-add of the digits' dot products is the integer product;
         # float64 is exact while |x| |w| R < 2^53
-        if float(1 << (p.in_bits - 1)) * float(1 << (p.w_bits - 1)) * r < 2.0**53:
-            return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
-    digits, sig = nx.input_digits(x, p.in_bits, p.in_enc)            # (bi, B, R)
+        return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
     pos, neg = nx.weight_slices(w, p.w_bits, cell_bits, p.w_enc)     # (S, R, C)
+    bound = int(np.abs(pos - neg).sum(axis=1).max(initial=0))        # largest |bit-line value| of this block
+    if bound <= nx.qmax(p.adc_bits) and p.skip < 0 and _PROBE is None and exact_f64:
+        # the same argument for this block's actual cells (digits are in {-1, 0, 1} for every encoding)
+        return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    digits, sig = nx.input_digits(x, p.in_bits, p.in_enc)            # (bi, B, R)
     n_s, _, c = pos.shape
     diff = (pos - neg).astype(np.float32).transpose(1, 0, 2).reshape(r, n_s * c)
     v = digits.astype(np.float32).reshape(-1, r) @ diff               # (bi*B, S*C), exact small integers
