@@ -32,7 +32,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--calib-images", type=int, default=0)
-    ap.add_argument("--threshold", type=float, default=0.05, help="T_t's t (nats of cross-entropy increase)")
+    ap.add_argument("--threshold", type=float, default=0.02, help="T_t's t (nats of cross-entropy increase)")
     ap.add_argument("--methods", default="rl,random,greedy")
     ap.add_argument("--json", default=None, help="write all results here")
     a = ap.parse_args()
