@@ -26,6 +26,7 @@ from isa.hardware import HardwareConfig, load_hardware
 
 from ..driver import calibration_inputs, compile_model, import_graph, model_dataset
 from ..quant import assign_formats, calibrate, float_forward, resolve_precision
+from ..quant.schemes import finalize_weight_schemes
 from .cost import CostModel, analytic_cost, layer_features, mapping_modes, trace_functional
 from .space import KNOBS, SearchSpace
 
@@ -116,7 +117,10 @@ class SearchEnv:
 
     def _resolve(self, config: dict[str, Any]) -> tuple[Any, Any]:
         prec = resolve_precision(self.g, config, self.ranges, self.hw)
-        return prec, assign_formats(self.g, prec, self.ranges)
+        fmt = assign_formats(self.g, prec, self.ranges)
+        if any(p.w_scheme == "nonuniform" for p in prec.values()):
+            prec = finalize_weight_schemes(self.g, prec, None)  # k is fixed: the codebook's grid only
+        return prec, fmt
 
     def _trace(self, prec: Any, fmt: Any, x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         bits, frac = fmt[self.inp.name]

@@ -12,6 +12,8 @@ knob                  values
 ``w_enc``             twos, sce
 ``in_enc``            twos, csd
 ``skip``              -1 (none), 2, 4, 8 (dynamic-quantization threshold)
+``w_scheme``          uniform, nonuniform (seed 001's codebook with ``w_bits`` code bits and k = 1, held
+                      on the grid the compiler chooses for it, up to the widest weight width)
 ====================  =================================================
 
 Fractions are not searched: `resolve_precision` picks every ``*_frac`` from the calibrated ranges (the seed's
@@ -29,7 +31,7 @@ from isa.hardware import HardwareConfig
 
 from ..ir import Graph
 
-KNOBS = ("w_bits", "in_bits", "acc_bits", "adc_bits", "w_enc", "in_enc", "skip")
+KNOBS = ("w_bits", "in_bits", "acc_bits", "adc_bits", "w_enc", "in_enc", "skip", "w_scheme")
 SKIPS = (-1, 2, 4, 8)
 
 
@@ -48,7 +50,8 @@ class SearchSpace:
         ib = tuple(b for b in (4, 8, 16) if b <= hw.max_input_bits)
         ab = tuple(b for b in (16, 32) if b <= hw.max_acc_bits)
         values = {"w_bits": wb, "in_bits": ib, "acc_bits": ab, "adc_bits": tuple(range(1, hw.full_adc_bits + 1)),
-                  "w_enc": ("twos", "sce"), "in_enc": ("twos", "csd"), "skip": SKIPS}
+                  "w_enc": ("twos", "sce"), "in_enc": ("twos", "csd"), "skip": SKIPS,
+                  "w_scheme": ("uniform", "nonuniform")}
         return cls(tuple(op.name for op in ops), tuple(op.inputs[0] for op in ops), values)
 
     @property
@@ -90,6 +93,9 @@ class SearchSpace:
         """Action indices -> a precision config dict for `resolve_precision` (fractions left to calibration)."""
         acts = self.canonical(actions)
         layers = {name: {k: self.values[k][v] for k, v in zip(KNOBS, a)} for name, a in zip(self.layers, acts)}
+        for spec in layers.values():
+            if spec["w_scheme"] == "nonuniform":  # the code width is the choice; the grid is the compiler's
+                spec.update(w_code_bits=spec["w_bits"], w_bits=max(self.values["w_bits"]), w_k=1.0)
         return {"preset": "16bit", "layers": layers}
 
     def encode(self, config: dict[str, Any]) -> tuple[tuple[int, ...], ...]:
@@ -97,6 +103,8 @@ class SearchSpace:
         base = self.baseline()
         out = []
         for name, b in zip(self.layers, base):
-            spec = (config.get("layers") or {}).get(name, {})
+            spec = dict((config.get("layers") or {}).get(name, {}))
+            if spec.get("w_scheme") == "nonuniform":
+                spec["w_bits"] = spec.get("w_code_bits") or spec.get("w_bits")
             out.append(tuple(self.values[k].index(spec[k]) if k in spec else v for k, v in zip(KNOBS, b)))
         return self.canonical(out)
