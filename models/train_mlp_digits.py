@@ -136,7 +136,7 @@ def main() -> None:
     params = [(init[f"fc{i}.weight"], init[f"fc{i}.bias"]) for i in range(1, len(LAYER_SIZES))]
     x, y = load_dataset("digits", "test")
     numpy_acc = float(np.mean(forward(params, x)[0].argmax(axis=1) == y))
-    _export.check_and_write(model, MODEL_PATH, numpy_acc, "digits", f"")
+    _export.check_and_write(model, MODEL_PATH, numpy_acc, "digits", "")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from isa import DEFAULT, NO_BASE, CoreCode, HardwareConfig, Instr, MemInit, MvmuImage, Program, TensorLoc
+from isa import DEFAULT, NO_BASE, CoreCode, HardwareConfig, Instr, MvmuImage, Program, TensorLoc
 from isa import numerics as nx
 
 HW = DEFAULT

@@ -11,7 +11,6 @@ from compiler.runner import run
 from compiler.search import EnvConfig, SearchEnv, analytic_cost, search_precision, threshold
 from compiler.search.cost import LayerFeatures
 from compiler.search.env import validate
-from models.datasets import load_dataset
 
 
 def _p(w: int, i: int, adc: int) -> LayerPrecision:

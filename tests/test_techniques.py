@@ -128,7 +128,6 @@ def test_invalid_technique_options(cfg, message):
 def test_adc_profile_hand_case():
     """One dense layer, 2 rows x 1 column, weights [3, -1] at 4 bits (one 2-bit slice... magnitude 3 and 1),
     inputs [1, 1] and [3, 0] at 3 bits: bit-line values per input digit are hand-computable."""
-    import onnx
     from onnx import TensorProto, helper
 
     from compiler.quant.adc_profile import profile_bitlines
@@ -152,7 +151,6 @@ def test_adc_profile_hand_case():
 
 
 def _row_model(values):
-    import onnx
     from onnx import TensorProto, helper
 
     w = helper.make_tensor("w", TensorProto.FLOAT, [1, len(values)], values)

@@ -338,7 +338,7 @@ class Emitter:
     # ---- vector ops -------------------------------------------------------------------------------------------
     def emit_vector(self, op: Op) -> None:
         """Pooling, global average and element-wise ops on the vector ALU of their core."""
-        core, node = self.mapping.vector[op.name], op.name
+        core = self.mapping.vector[op.name]
         tile, yout = core[0], op.outputs[0]
         oh, ow, c = hwc(self.g.values[yout].shape)
         chunk = self.vector_chunk(op)
