@@ -39,7 +39,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
         precision = r.best_config
         print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
-                       crossbar_budget=a.crossbar_budget)
+                       crossbar_budget=a.crossbar_budget, replicate=a.replicate)
     cm.save(a.output)
     secs = time.perf_counter() - t0
     rep = cm.mapping_report() if cm.mapping else {}
@@ -261,6 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
     c.add_argument("--calib", default=None, help="data set for activation-range calibration (default: the "
                                                  "model's xbarc.dataset metadata)")
+    c.add_argument("--replicate", type=int, default=1,
+                   help="copy each conv layer's weights N times; each copy computes a band of output rows")
     c.add_argument("--crossbar-budget", type=int, default=None,
                    help="with --mapping temporal: pack only as many layers as needed to fit this many crossbars")
     c.add_argument("--search", default=None, choices=["rl", "random", "greedy"],

@@ -98,9 +98,10 @@ def import_graph(model: str | Path | onnx.ModelProto) -> tuple[Graph, onnx.Model
 def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str, Any] | Path | None = "16bit",
                   hw: HardwareConfig | str | Path | None = None,
                   calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
-                  crossbar_budget: int | None = None) -> CompiledModel:
+                  crossbar_budget: int | None = None, replicate: int = 1) -> CompiledModel:
     """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive", "spatial" (hollow-aware) or
-    "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs)."""
+    "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs; ``replicate``
+    N copies each conv layer's weights N times to split its output rows)."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     graph, host, proto = import_graph(model)
     inputs, how = calibration_inputs(graph, proto, calib)
@@ -110,7 +111,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     if any(p.w_scheme == "nonuniform" for p in prec.values()):
         prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc))
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
-    placed = map_naive(graph, prec, hwc, weights, mapping)
+    placed = map_naive(graph, prec, hwc, weights, mapping, replicate)
     if crossbar_budget is not None:
         if mapping != "temporal":
             raise ModelError("a crossbar budget needs --mapping temporal")

@@ -44,6 +44,7 @@ class Stream:
     c1: int
     tile: int
     ch: int
+    rows: tuple[int, int] | None = None  # the band of pixel rows the producer writes (None: all)
 
 
 class Emitter:
@@ -61,6 +62,7 @@ class Emitter:
         self.tail: dict[Core, list[Instr]] = defaultdict(list)
         self.channels: dict[tuple[int, int], int] = defaultdict(int)
         self.producers: dict[str, list[tuple[Core, int, int]]] = defaultdict(list)
+        self.bands: dict[tuple[str, Core], tuple[int, int] | None] = {}
         self.readers: dict[str, list[Core]] = defaultdict(list)
         self.streams: dict[tuple[str, Core, int], list[Stream]] = defaultdict(list)
         top = hw.core_regs
@@ -98,7 +100,11 @@ class Emitter:
             out = op.outputs[0]
             if op.is_crossbar:
                 lm = self.mapping.layers[op.name]
-                self.producers[out] = [(lm.owner(c), *lm.group(c)[0].cols) for c in range(lm.col_blocks)]
+                self.producers[out] = [(lm.owner(c, r), *lm.group(c, r)[0].cols) for r in range(lm.replicas)
+                                       for c in range(lm.col_blocks)]
+                for r in range(lm.replicas):
+                    for c in range(lm.col_blocks):
+                        self.bands[(out, lm.owner(c, r))] = lm.group(c, r)[0].out_rows
             elif op.kind != "concat":
                 c, step = hwc(self.g.values[out].shape)[2], self.vector_chunk(op)
                 self.producers[out] = [(self.mapping.vector[op.name], lo, min(c, lo + step)) for lo in range(0, c, step)]
@@ -109,14 +115,14 @@ class Emitter:
                 raise ModelError(f"graph input '{v.name}' is not read by any device op")
             self.producers[v.name] = [(self.readers[v.name][0], 0, -1)]
         self.out_core = {o: self.producers[o][0][0] for o in self.g.outputs}
-        tiles: dict[str, set[int]] = defaultdict(set)
-        need: dict[str, set[int]] = defaultdict(set)  # tiles that read a root (or hold its graph output)
+        tiles: dict[str, set[int]] = defaultdict(set)  # tiles holding a copy of a root's buffer
+        need: dict[str, set[int]] = {}  # tiles that need a value: its readers, its root's readers, its output tile
         for v in self.g.values:
             root = self.st.root(v)
-            need[root] |= {c[0] for c in self.readers[v]}
+            need[v] = {c[0] for c in self.readers[v]} | {c[0] for c in self.readers[root]}
             if v in self.out_core:
-                need[root].add(self.out_core[v][0])
-            tiles[root] |= {c[0] for c, _, _ in self.producers.get(v, [])} | need[root]
+                need[v].add(self.out_core[v][0])
+            tiles[root] |= {c[0] for c, _, _ in self.producers.get(v, [])} | need[v]
         for root, ts in tiles.items():
             for t in sorted(ts):
                 self.st.buffers[root].bases[t] = self.alloc(t, self.st.buffers[root].words)
@@ -124,10 +130,10 @@ class Emitter:
             if v in {i.name for i in self.g.inputs}:
                 continue
             for src, c0, c1 in prods:
-                for t in sorted(need[self.st.root(v)] - {src[0]}):
+                for t in sorted(need[v] - {src[0]}):
                     ch = self.channels[(src[0], t)]
                     self.channels[(src[0], t)] += 1
-                    s = Stream(v, src, c0, c1, t, ch)
+                    s = Stream(v, src, c0, c1, t, ch, self.bands.get((v, src)))
                     self.streams[(v, src, c0)].append(s)
                     self._receive(s)
         self.tiles, self.need = tiles, need
@@ -137,16 +143,12 @@ class Emitter:
         return min(hwc(self.g.values[op.outputs[0]].shape)[2], max(1, (self.hw.data_regs - 8) // 2))
 
     def receiver(self, value: str, tile: int) -> Core:
-        """The core on ``tile`` that receives ``value``: its first reader there, else the output core."""
-        for c in self.readers[value]:
+        """The core on ``tile`` that receives ``value``: its first reader there, else the first reader there of
+        the concat output it is part of, else the output core (never a reader of a sibling view, which may be
+        upstream of ``value``'s producer)."""
+        for c in self.readers[value] + self.readers[self.st.root(value)]:
             if c[0] == tile:
                 return c
-        root = self.st.root(value)
-        for v, view in self.st.views.items():
-            if view.root == root:
-                for c in self.readers[v]:
-                    if c[0] == tile:
-                        return c
         if value in self.out_core and self.out_core[value][0] == tile:
             return self.out_core[value]
         raise ModelError(f"no core on tile {tile} to receive '{value}'")
@@ -156,9 +158,11 @@ class Emitter:
         part = self.tail if s.value in self.out_core and rcv == self.out_core[s.value] else self.head
         saved, self.code[rcv] = self.code[rcv], part[rcv]  # branch targets are relative to the part's start
         h, w, _ = hwc(self.g.values[s.value].shape)
-        base = self.st.buffer(s.value).bases[s.tile] + self.st.origin(s.value) + s.c0
+        h0, h1 = s.rows or (0, h)
+        row_step = self.st.pixel_step(s.value)[0]
+        base = self.st.buffer(s.value).bases[s.tile] + self.st.origin(s.value) + s.c0 + h0 * row_step
         spatial = len(self.g.values[s.value].shape) == 3
-        self.pixel_loop(rcv, h, w, [(base, *self.st.pixel_step(s.value))], lambda m: self.emit(
+        self.pixel_loop(rcv, h1 - h0, w, [(base, *self.st.pixel_step(s.value))], lambda m: self.emit(
             rcv, "recv", m[0], s.c1 - s.c0, s.src[0], s.ch, 0, node=s.value), spatial=spatial, node=s.value)
         part[rcv], self.code[rcv] = self.code[rcv], saved
 
@@ -231,17 +235,20 @@ class Emitter:
             w = q.weight[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
             self.program.mvmus.append(MvmuImage(b.tile, b.core, b.mvmu, np.ascontiguousarray(w), p.w_bits, op.name,
                                                 p.w_enc, self.mapping.mode != "naive", b.row_groups))
-        scratch = {b: self.alloc(b.tile, b.cols[1] - b.cols[0]) for b in lm.blocks if b.where != lm.owner(b.c)}
+        scratch = {b: self.alloc(b.tile, b.cols[1] - b.cols[0]) for b in lm.blocks
+                   if b.where != lm.owner(b.c, b.rep)}
         self.remote_scratch: dict[Block, tuple[int, int]] = {}
         for b in scratch:
-            owner = lm.owner(b.c)
+            owner = lm.owner(b.c, b.rep)
             if owner[0] != b.tile:  # the partial sum travels to the owner's tile
                 ch = self.channels[(b.tile, owner[0])]
                 self.channels[(b.tile, owner[0])] += 1
                 self.remote_scratch[b] = (self.alloc(owner[0], b.cols[1] - b.cols[0]), ch)
         offs = self.window_offsets(op)
-        for core in lm.cores():
-            self._crossbar_core(core, op, lm.blocks, q.bias, p, scratch, offs)
+        for rep in range(lm.replicas):
+            blocks = [b for b in lm.blocks if b.rep == rep]
+            for core in dict.fromkeys(b.where for b in blocks):
+                self._crossbar_core(core, op, blocks, q.bias, p, scratch, offs)
 
     def _crossbar_core(self, core: Core, op: Op, blocks: list[Block], bias: np.ndarray | None, p: LayerPrecision,
                        scratch: dict[Block, int], offs: np.ndarray) -> None:
@@ -265,6 +272,10 @@ class Emitter:
         out_row, out_pix = self.st.pixel_step(yout)
         start_in = self.st.buffer(xin).bases[tile] + self.st.origin(xin, geo["pads"][0], geo["pads"][1])
         start_out = self.st.buffer(yout).bases.get(tile, 0) + self.st.origin(yout)  # only owners store
+        h0, h1 = blocks[0].out_rows or (0, oh)  # this replica's band of output rows
+        start_in += h0 * geo["strides"][0] * in_row
+        start_out += h0 * out_row
+        oh = h1 - h0
         ptrs = [(start_in, geo["strides"][0] * in_row, geo["strides"][1] * in_pix), (start_out, out_row, out_pix)]
         spatial = op.kind == "conv"
 
@@ -437,14 +448,13 @@ class Emitter:
                                                     v.name))
 
     def emit_borders(self) -> None:
-        """Initial data: the border of every padded buffer copy (not the input's home copy: the host writes it)."""
-        homes = {v.name: self.producers[v.name][0][0][0] for v in self.g.inputs}
+        """Initial data: the border of every padded buffer copy -- not of graph inputs: the host writes the whole
+        padded buffer on the home tile and the home core sends all of it, border included, to the other tiles."""
+        inputs = {v.name for v in self.g.inputs}
         for root, buf in self.st.buffers.items():
-            if not any(buf.pads):
+            if not any(buf.pads) or root in inputs:
                 continue
             for t, base in sorted(buf.bases.items()):
-                if homes.get(root) == t:
-                    continue
                 for lo, n in self._border_runs(buf):
                     self.program.data.append(MemInit(t, base + lo, np.full(n, buf.fill or 0, np.int64), 0))
 

@@ -33,6 +33,8 @@ class Block:
     core: int
     mvmu: int
     row_groups: int = 1
+    rep: int = 0  # replica index (weights replicated to split a conv layer's output rows)
+    out_rows: tuple[int, int] | None = None  # the output rows this replica computes (None: all)
 
     @property
     def where(self) -> tuple[int, int]:
@@ -50,13 +52,18 @@ class LayerMap:
     slices: int
     blocks: list[Block] = field(default_factory=list)
 
-    def group(self, c: int) -> list[Block]:
-        """Blocks of column block ``c`` in row order."""
-        return [b for b in self.blocks if b.c == c]
+    def group(self, c: int, rep: int = 0) -> list[Block]:
+        """Blocks of column block ``c`` of replica ``rep`` in row order."""
+        return [b for b in self.blocks if b.c == c and b.rep == rep]
 
-    def owner(self, c: int) -> tuple[int, int]:
-        """The core that accumulates column block ``c`` (holder of row block 0)."""
-        return self.group(c)[0].where
+    def owner(self, c: int, rep: int = 0) -> tuple[int, int]:
+        """The core that accumulates column block ``c`` of replica ``rep`` (holder of row block 0)."""
+        return self.group(c, rep)[0].where
+
+    @property
+    def replicas(self) -> int:
+        """Copies of the layer's weights (each computes a band of output rows)."""
+        return 1 + max((b.rep for b in self.blocks), default=0)
 
     def cores(self) -> list[tuple[int, int]]:
         """Cores used by the layer, in placement order."""
@@ -185,8 +192,19 @@ class _Cursor:
 MAPPINGS = ("naive", "spatial", "temporal")
 
 
+def _bands(g: Graph, name: str, replicate: int) -> list[tuple[int, int] | None]:
+    """Output-row bands of the replicas of a conv layer (one band, None, when not replicated)."""
+    shape = g.values[g.op(name).outputs[0]].shape
+    if replicate <= 1 or g.op(name).kind != "conv" or shape[1] < 2:
+        return [None]
+    n = min(replicate, shape[1])
+    q = -(-shape[1] // n)
+    return [(lo, min(shape[1], lo + q)) for lo in range(0, shape[1], q)]
+
+
 def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
-              weights: dict[str, np.ndarray] | None = None, mode: str = "naive") -> Mapping:
+              weights: dict[str, np.ndarray] | None = None, mode: str = "naive",
+              replicate: int = 1) -> Mapping:
     """Place every crossbar layer (see module docstring); fail with what is needed if the chip is too small.
 
     ``mode`` "spatial" (hollow-aware, seed 003) needs the integer ``weights``: blocks whose cells are all zero
@@ -194,7 +212,11 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     loads, no conversions and no partial-sum traffic; inside an MVMU, all-zero crossbars are not read or
     converted (`MvmuImage.hollow_aware`). "temporal" adds temporal scheduling: a block with R rows stacks
     min(128 // R, slices) of its bit planes on one array's rows, driven in successive steps (fewer crossbars,
-    more steps); the schedule here packs as far as the rows allow (the smallest crossbar count)."""
+    more steps); the schedule here packs as far as the rows allow (the smallest crossbar count).
+
+    ``replicate`` N > 1 copies every conv layer's weights N times (at most once per output row); replica k
+    computes the k-th band of output rows, so the layer's pixel loop is N times shorter (ISAAC/PUMA-style
+    replication: crossbars traded for latency and throughput)."""
     if mode not in MAPPINGS:
         raise ModelError(f"mapping '{mode}' is not one of {', '.join(MAPPINGS)}")
     cur, layers = _Cursor(hw), {}
@@ -208,19 +230,20 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
         n_in, n_out = op.params["weight"].shape
         rb, cb = -(-n_in // hw.xbar_rows), -(-n_out // hw.xbar_cols)
         lm = LayerMap(op.name, rb, cb, nx.n_slices(prec[op.name].w_bits, hw.cell_bits, prec[op.name].w_enc))
-        cur.fresh_core()
-        for c in range(cb):
-            if cur.free_on_tile() < min(rb, per_tile):  # a group that fits a tile stays on one tile
-                cur.next_tile()
-            for r in range(rb):
-                rows = (r * hw.xbar_rows, min(n_in, (r + 1) * hw.xbar_rows))
-                cols = (c * hw.xbar_cols, min(n_out, (c + 1) * hw.xbar_cols))
-                if mode != "naive" and r and weights is not None and \
-                        not weights[op.name][rows[0]:rows[1], cols[0]:cols[1]].any():
-                    continue
-                t, k, m = cur.take()
-                groups = max(1, hw.xbar_rows // (rows[1] - rows[0])) if mode == "temporal" else 1
-                lm.blocks.append(Block(op.name, r, c, rows, cols, t, k, m, groups))
+        for rep, band in enumerate(_bands(g, op.name, replicate)):
+            cur.fresh_core()
+            for c in range(cb):
+                if cur.free_on_tile() < min(rb, per_tile):  # a group that fits a tile stays on one tile
+                    cur.next_tile()
+                for r in range(rb):
+                    rows = (r * hw.xbar_rows, min(n_in, (r + 1) * hw.xbar_rows))
+                    cols = (c * hw.xbar_cols, min(n_out, (c + 1) * hw.xbar_cols))
+                    if mode != "naive" and r and weights is not None and \
+                            not weights[op.name][rows[0]:rows[1], cols[0]:cols[1]].any():
+                        continue
+                    t, k, m = cur.take()
+                    groups = max(1, hw.xbar_rows // (rows[1] - rows[0])) if mode == "temporal" else 1
+                    lm.blocks.append(Block(op.name, r, c, rows, cols, t, k, m, groups, rep, band))
         layers[op.name] = lm
     mapping = Mapping(hw, layers, vector, mode)
     if mode in ("spatial", "temporal") and weights is not None:
