@@ -5,7 +5,7 @@ Per model and config: physical crossbars, the lower bound (crossbars needed to h
 could be packed perfectly: ceil(non-zero (slice, sign) cells / cells per crossbar)), ADC energy (proportional to
 conversions), total energy and cycles on the runtime, for naive, spatial (hollow-aware) and temporal (spatial plus
 bit planes stacked on the rows of short blocks) mapping.
-Also times the mapper alone on ResNet-50 at 224x224.
+Also LeNet-5 with its conv weights replicated (--replicate), and the mapper alone on ResNet-50 at 224x224.
 """
 
 from __future__ import annotations
@@ -70,6 +70,14 @@ def main() -> None:
                          f"{ss.cycles / sn.cycles:.2f}/{st.cycles / sn.cycles:.2f}"])
     print(table(rows, ["model", "config", "naive xbars", "spatial xbars", "temporal xbars", "lower bound",
                        "temporal/bound", "ADC energy s/n", "energy s/n t/n", "cycles s/n t/n"]))
+    x, _ = load_dataset("digits32", "test")
+    rows = []
+    for n in (1, 2, 4, 7):
+        cm = compile_model(ROOT / "models" / "lenet5_digits.onnx", "8bit", replicate=n)
+        s = runner.run(cm, {"input": x[:a.images]}).stats
+        rows.append([n, cm.mapping.crossbars, f"{s.cycles:,}", f"{s.pipeline_interval:,}", f"{s.energy_pj / 1e6:.3f}"])
+    print("\nLeNet-5 8-bit, conv weights replicated N times (each copy computes a band of output rows)")
+    print(table(rows, ["N", "crossbars", "cycles (latency)", "pipeline interval", "energy uJ"]))
     from models import cnn_zoo
     from compiler.driver import import_graph
     from compiler.mapping import map_naive

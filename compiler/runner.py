@@ -16,6 +16,7 @@ from runtime import Machine, Stats
 from .driver import CompiledModel
 from .frontend import host_eval
 from .quant import run_functional
+from .quant.windows import from_hwc
 
 
 @dataclass
@@ -28,8 +29,8 @@ class RunOutcome:
     stats: Stats
 
 
-def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Float graph inputs -> Q(bits, frac) integers (B, length) in each input's location format."""
+def _quantized(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float graph inputs -> Q(bits, frac) integers in ONNX layout (B, *shape), checked against the program."""
     out = {}
     for loc in cm.program.inputs:
         if loc.name not in x:
@@ -37,8 +38,14 @@ def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np
         arr = np.asarray(x[loc.name], dtype=np.float64)
         if arr.size != len(arr) * int(np.prod(loc.shape)):
             raise XbarcError(f"input '{loc.name}': expected per-sample shape {tuple(loc.shape)}, got {arr.shape[1:]}")
-        out[loc.name] = loc.pack(nx.quantize(arr.reshape((len(arr),) + tuple(loc.shape)), loc.bits, loc.frac))
+        out[loc.name] = nx.quantize(arr.reshape((len(arr),) + tuple(loc.shape)), loc.bits, loc.frac)
     return out
+
+
+def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Float graph inputs -> the stored words (B, length) of each input's location (border included)."""
+    locs = {loc.name: loc for loc in cm.program.inputs}
+    return {k: locs[k].pack(v) for k, v in _quantized(cm, x).items()}
 
 
 def run(cm: CompiledModel, x: dict[str, np.ndarray]) -> RunOutcome:
@@ -54,16 +61,9 @@ def run(cm: CompiledModel, x: dict[str, np.ndarray]) -> RunOutcome:
 
 def functional_outputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The functional model's integer device outputs, keyed by external name."""
-    locs = {loc.name: loc for loc in cm.program.inputs}
-    q = {k: nx.quantize(np.asarray(x[k], dtype=np.float64).reshape((len(x[k]),) + tuple(loc.shape)), loc.bits,
-                        loc.frac) for k, loc in locs.items()}
-    out = run_functional(cm.graph, cm.precision, q, cm.hw, cm.formats or None)
-    res = {}
-    for k, v in out.items():
-        shape = cm.graph.values[k].shape
-        res[cm.graph.external_name(k)] = v if len(shape) != 3 else v.reshape(
-            (len(v), shape[1], shape[2], shape[0])).transpose(0, 3, 1, 2).reshape(len(v), -1)
-    return res
+    out = run_functional(cm.graph, cm.precision, _quantized(cm, x), cm.hw, cm.formats)
+    return {cm.graph.external_name(k): from_hwc(v, cm.graph.values[k].shape).reshape(len(v), -1)
+            for k, v in out.items()}
 
 
 def bit_exact(cm: CompiledModel, x: dict[str, np.ndarray], outcome: RunOutcome) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from .hardware import HardwareConfig
+from .numerics import skipped
 from .program import Instr
 
 #: Energy components, in reporting order.
@@ -120,8 +121,8 @@ def stacked_arrays(live: list[bool], row_groups: int) -> int:
 
 def conversions_per_step(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip: int) -> list[int]:
     """A/D conversions of each input digit step: one per (slice, column) not skipped (rule SKIP)."""
-    ids = shape.slice_ids
-    return [sum(1 for s in ids if j + hw.cell_bits * s > skip) * shape.cols for j in range(ibits)]
+    made = ~skipped(ibits, shape.slice_ids, hw.cell_bits, skip)
+    return [int(row.sum()) * shape.cols for row in made]
 
 
 def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip: int = -1) -> int:
@@ -131,9 +132,10 @@ def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
     time."""
     c = hw.costs
     total = c.xbar_read_ns
+    made = [~skipped(ibits, group, hw.cell_bits, skip) for group in shape.step_groups]
     for j in range(ibits):
-        for group in shape.step_groups:
-            conv = sum(1 for s in group if j + hw.cell_bits * s > skip) * shape.cols
+        for step in made:
+            conv = int(step[j].sum()) * shape.cols
             sweep_ns = _ceil_div(conv, hw.adcs_per_mvmu) * c.adc_ns_per_bit_sweep * adc / 128
             total += max(c.xbar_read_ns, sweep_ns)
     return hw.cycles(total) + 1

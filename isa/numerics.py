@@ -6,6 +6,8 @@ functional model and the runtime both build on these; the layer-level computatio
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 I64 = np.int64
@@ -151,10 +153,12 @@ def nonzero_digits(q: np.ndarray, bits: int, encoding: str = "twos") -> np.ndarr
     return np.bitwise_count(q & I64((1 << bits) - 1)).astype(I64)
 
 
-def skipped(ibits: int, slices: int, cell_bits: int, threshold: int) -> np.ndarray:
+def skipped(ibits: int, slices: "int | Sequence[int]", cell_bits: int, threshold: int) -> np.ndarray:
     """(ibits, slices) mask of the conversions dynamic quantization skips: significance j + cell_bits*s at or
-    under ``threshold`` (rule SKIP; a negative threshold skips nothing)."""
-    sig = np.arange(ibits)[:, None] + cell_bits * np.arange(slices)[None, :]
+    under ``threshold`` (rule SKIP; a negative threshold skips nothing). ``slices`` is a slice count or the
+    significance indices of the converted slices (hollow-aware MVMUs leave some out)."""
+    ids = np.arange(slices) if isinstance(slices, int) else np.asarray(slices, dtype=I64)
+    sig = np.arange(ibits)[:, None] + cell_bits * ids[None, :]
     return sig <= threshold
 
 

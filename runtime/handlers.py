@@ -117,8 +117,7 @@ def _decode_mvm(instr: Instr, ctx: DecodeContext) -> tuple[Any, ...]:
             raise Fault(f"mvm fires MVMU {k} of tile {ctx.tile} core {ctx.core}, which has no programmed image")
         inp = slice(hw.mvmu_in(k), hw.mvmu_in(k) + kern.rows)
         out = slice(hw.mvmu_out(k), hw.mvmu_out(k) + kern.cols)
-        ids = np.array(kern.slice_ids, dtype=I64)
-        skips = (np.arange(ibits)[:, None] + hw.cell_bits * ids[None, :]) <= skip  # numerics.skipped, live slices
+        skips = nx.skipped(ibits, kern.slice_ids, hw.cell_bits, skip)
         exact = not skips.any() and kern.never_clips(adc, enc) and kern.product_exact_in_f64(ibits)
         units.append((k, kern, inp, out, exact, kern.sum_dtype(adc), ~skips if skips.any() else None))
     sig = nx.input_digits(np.zeros(0, dtype=I64), ibits, "csd" if enc else "twos")[1]  # digit significances

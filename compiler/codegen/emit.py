@@ -26,7 +26,7 @@ from ..mapping import Block, Mapping
 from ..quant import LayerPrecision, quantize_layer
 from ..quant.formats import Format
 from ..quant.functional import DIV_FRAC, LEAKY_FRAC, clip_bounds, divisor_coef, leaky_coef
-from .storage import Storage, hwc
+from .storage import Buffer, Storage, hwc
 
 Core = tuple[int, int]
 Mem = tuple[int, int]
@@ -136,7 +136,7 @@ class Emitter:
                     s = Stream(v, src, c0, c1, t, ch, self.bands.get((v, src)))
                     self.streams[(v, src, c0)].append(s)
                     self._receive(s)
-        self.tiles, self.need = tiles, need
+        self.need = need
 
     def vector_chunk(self, op: Op) -> int:
         """Channels processed per instruction group by a vector op (two operand regions fit the data registers)."""
@@ -459,18 +459,19 @@ class Emitter:
                     self.program.data.append(MemInit(t, base + lo, np.full(n, buf.fill or 0, np.int64), 0))
 
     @staticmethod
-    def _border_runs(buf: "object") -> list[tuple[int, int]]:
-        b = buf  # type: ignore[assignment]
-        pt, pl, pb, pr = b.pads  # type: ignore[attr-defined]
-        row = b.wp * b.c  # type: ignore[attr-defined]
+    def _border_runs(buf: Buffer) -> list[tuple[int, int]]:
+        """(offset, length) of the border runs of one copy: whole rows above and below, and the left and right
+        border pixels of every interior row."""
+        pt, pl, pb, pr = buf.pads
+        row = buf.wp * buf.c
         runs = [(0, pt * row)] if pt else []
-        for h in range(pt, pt + b.h):  # type: ignore[attr-defined]
+        for h in range(pt, pt + buf.h):
             if pl:
-                runs.append((h * row, pl * b.c))  # type: ignore[attr-defined]
+                runs.append((h * row, pl * buf.c))
             if pr:
-                runs.append((h * row + (pl + b.w) * b.c, pr * b.c))  # type: ignore[attr-defined]
+                runs.append((h * row + (pl + buf.w) * buf.c, pr * buf.c))
         if pb:
-            runs.append(((pt + b.h) * row, pb * row))  # type: ignore[attr-defined]
+            runs.append(((pt + buf.h) * row, pb * row))
         return runs
 
     def emit_outputs(self) -> None:

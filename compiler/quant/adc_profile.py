@@ -43,7 +43,7 @@ class BitlineProfile:
 
 
 def profile_bitlines(g: Graph, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray],
-                     hw: HardwareConfig, fmt: dict[str, Format] | None = None) -> list[BitlineProfile]:
+                     hw: HardwareConfig, fmt: dict[str, Format]) -> list[BitlineProfile]:
     """Run the functional model on quantized ``inputs`` (ONNX layout) and histogram every crossbar layer's
     bit-line values (every input digit, slice and column of every crossbar block)."""
     counts: dict[str, dict[int, int]] = {op.name: {} for op in g.crossbar_ops()}

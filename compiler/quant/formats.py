@@ -14,16 +14,15 @@ from __future__ import annotations
 
 from isa.errors import ConfigError, ModelError
 
-from ..ir import Graph
+from ..ir import Graph, Op
 from .calibrate import Ranges
 from .precision import LayerPrecision, frac_for
 
 Format = tuple[int, int]
 
 
-def _preserving(op: "object") -> bool:
-    kind = getattr(op, "kind")
-    return kind == "concat" or (kind == "pool" and getattr(op, "attrs")["mode"] == "max")
+def _preserving(op: Op) -> bool:
+    return op.kind == "concat" or (op.kind == "pool" and op.attrs["mode"] == "max")
 
 
 def assign_formats(g: Graph, prec: dict[str, LayerPrecision], ranges: Ranges) -> dict[str, Format]:

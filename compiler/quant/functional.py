@@ -65,29 +65,50 @@ def worst_case_adc_bits(rows: int, cell_bits: int) -> int:
     return int(np.ceil(np.log2(rows * ((1 << cell_bits) - 1) + 1))) + 1
 
 
+@dataclass(frozen=True)
+class CrossbarBlock:
+    """One crossbar row block prepared once per layer: its integer weights (R, C), the (+)-minus-(-) slice
+    differences as a float32 (R, S*C) matrix, and whether the exact integer product can stand for the
+    digit-by-digit sum (no conversion can clip and none is skipped)."""
+
+    w: np.ndarray
+    diff: np.ndarray
+    slices: int
+    exact: bool
+
+
+def prepare_block(w: np.ndarray, p: LayerPrecision, cell_bits: int) -> CrossbarBlock:
+    """Slice one block's weights (rules WEIGHTS and SCE) and decide whether it can take the exact product."""
+    r = w.shape[0]
+    pos, neg = nx.weight_slices(w, p.w_bits, cell_bits, p.w_enc)     # (S, R, C)
+    n_s, _, c = pos.shape
+    # largest |bit-line value| of this block: digits are in {-1, 0, 1} for every input encoding
+    reach = int(np.abs(pos - neg).sum(axis=1).max(initial=0))
+    fits = p.adc_bits >= worst_case_adc_bits(r, cell_bits) or reach <= nx.qmax(p.adc_bits)
+    f64 = float(1 << (p.in_bits - 1)) * float(1 << (p.w_bits - 1)) * r < 2.0**53  # |x| |w| R exact in float64
+    diff = (pos - neg).astype(np.float32).transpose(1, 0, 2).reshape(r, n_s * c)
+    return CrossbarBlock(np.asarray(w, dtype=np.int64), diff, n_s, fits and p.skip < 0 and f64)
+
+
 def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: int) -> np.ndarray:
     """Exact shift-and-add sum of one crossbar row block (rule MVM, before the rounding shift).
 
-    x: (B, R) inputs in in_bits two's complement; w: (R, C) integer weights. Returns (B, C) int64.
-    Bit-line values are small integers, exact in float32; the per-digit sum over slices runs in float32 when
-    its bound (sum of slice weights x the ADC's largest magnitude) is below 2^24, else float64 (below 2^53,
-    else int64); the sum over digits runs in int64.
-    """
+    x: (B, R) inputs in in_bits two's complement; w: (R, C) integer weights. Returns (B, C) int64."""
+    return block_sum(x, prepare_block(w, p, cell_bits), p, cell_bits)
+
+
+def block_sum(x: np.ndarray, blk: CrossbarBlock, p: LayerPrecision, cell_bits: int) -> np.ndarray:
+    """`crossbar_block` on a prepared block. When no conversion can clip, the shift-and-add of the digits' dot
+    products is the integer product (computed in float64, exact). Otherwise: bit-line values are small integers,
+    exact in float32; the per-digit sum over slices runs in float32 when its bound (sum of slice weights x the
+    ADC's largest magnitude) is below 2^24, else float64 (below 2^53, else int64); the sum over digits runs in
+    int64."""
+    if blk.exact and _PROBE is None:
+        return np.rint(x.astype(np.float64) @ blk.w.astype(np.float64)).astype(np.int64)
     b, r = x.shape
-    exact_f64 = float(1 << (p.in_bits - 1)) * float(1 << (p.w_bits - 1)) * r < 2.0**53
-    if p.adc_bits >= worst_case_adc_bits(r, cell_bits) and p.skip < 0 and _PROBE is None and exact_f64:
-        # no conversion can clip, so the shift-and-add of the digits' dot products is the integer product;
-        # float64 is exact while |x| |w| R < 2^53
-        return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
-    pos, neg = nx.weight_slices(w, p.w_bits, cell_bits, p.w_enc)     # (S, R, C)
-    bound = int(np.abs(pos - neg).sum(axis=1).max(initial=0))        # largest |bit-line value| of this block
-    if bound <= nx.qmax(p.adc_bits) and p.skip < 0 and _PROBE is None and exact_f64:
-        # the same argument for this block's actual cells (digits are in {-1, 0, 1} for every encoding)
-        return np.rint(x.astype(np.float64) @ w.astype(np.float64)).astype(np.int64)
+    n_s, c = blk.slices, blk.w.shape[1]
     digits, sig = nx.input_digits(x, p.in_bits, p.in_enc)            # (bi, B, R)
-    n_s, _, c = pos.shape
-    diff = (pos - neg).astype(np.float32).transpose(1, 0, 2).reshape(r, n_s * c)
-    v = digits.astype(np.float32).reshape(-1, r) @ diff               # (bi*B, S*C), exact small integers
+    v = digits.astype(np.float32).reshape(-1, r) @ blk.diff           # (bi*B, S*C), exact small integers
     if _PROBE is not None:
         _PROBE(v)
     np.clip(v, nx.qmin(p.adc_bits), nx.qmax(p.adc_bits), out=v)      # the ADC (rule ADC)
@@ -108,22 +129,27 @@ def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: i
 
 def crossbar_layer(rows: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: HardwareConfig) -> np.ndarray:
     """A crossbar layer on integer input rows (N, K) -> accumulator-format pre-activation outputs (N, n_out):
-    row blocks of ``hw.xbar_rows`` rounded into Q(acc) and accumulated in order with saturation, then the bias."""
-    n_s = nx.n_slices(p.w_bits, hw.cell_bits, p.w_enc)
+    row blocks of ``hw.xbar_rows`` rounded into Q(acc) and accumulated in order with saturation, then the bias.
+    Blocks are prepared once; the rows go through in chunks that bound the digit-path's memory."""
+    blocks = [prepare_block(q.weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
+              for r0 in range(0, q.weight.shape[0], hw.xbar_rows)]
+    n_s = blocks[0].slices
     chunk = max(64, (1 << 27) // (4 * p.in_bits * n_s * max(1, q.weight.shape[1])))
-    outs = [_crossbar_rows(rows[i:i + chunk], q, p, hw) for i in range(0, max(1, len(rows)), chunk)]
+    outs = [_crossbar_rows(rows[i:i + chunk], blocks, q.bias, p, hw) for i in range(0, max(1, len(rows)), chunk)]
     return np.concatenate(outs) if len(outs) > 1 else outs[0]
 
 
-def _crossbar_rows(x: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: HardwareConfig) -> np.ndarray:
+def _crossbar_rows(x: np.ndarray, blocks: list[CrossbarBlock], bias: np.ndarray | None, p: LayerPrecision,
+                   hw: HardwareConfig) -> np.ndarray:
     acc = None
-    for r0 in range(0, q.weight.shape[0], hw.xbar_rows):
-        part = crossbar_block(x[:, r0:r0 + hw.xbar_rows], q.weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
+    for k, blk in enumerate(blocks):
+        r0 = k * hw.xbar_rows
+        part = block_sum(x[:, r0:r0 + hw.xbar_rows], blk, p, hw.cell_bits)
         out = nx.requantize(part, p.mvm_shift, p.acc_bits)
         acc = out if acc is None else nx.saturate(acc + out, p.acc_bits)
     assert acc is not None
-    if q.bias is not None:
-        acc = nx.saturate(acc + q.bias, p.acc_bits)
+    if bias is not None:
+        acc = nx.saturate(acc + bias, p.acc_bits)
     return acc
 
 
@@ -197,14 +223,12 @@ def _layer(g: Graph, op: Op, xs: list[np.ndarray], prec: dict[str, LayerPrecisio
 
 
 def run_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: IntEnv, hw: HardwareConfig,
-                   fmt: dict[str, Format] | None = None) -> IntEnv:
+                   fmt: dict[str, Format]) -> IntEnv:
     """Integer device outputs (B, n) in their stored formats, flattened in HWC order.
 
     ``inputs`` are graph inputs already quantized to their stored format, in ONNX layout (B, ...) or flat HWC.
-    ``fmt`` is the tensor format assignment (`assign_formats`); without it, formats follow the crossbar layers'
-    input formats and the last layers' accumulator formats (enough for chains of crossbar layers).
+    ``fmt`` is the tensor format assignment (`assign_formats`).
     """
-    fmt = fmt or _chain_formats(g, prec)
     env = {}
     for v in g.inputs:
         arr = np.asarray(inputs[v.name], dtype=np.int64)
@@ -215,14 +239,3 @@ def run_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: IntEnv, hw
         bits, out_frac = fmt[op.outputs[0]]
         env[op.outputs[0]] = nx.requantize(y, frac - out_frac, bits)
     return {o: env[o].reshape(len(env[o]), -1) for o in g.outputs}
-
-
-def _chain_formats(g: Graph, prec: dict[str, LayerPrecision]) -> dict[str, Format]:
-    fmt: dict[str, Format] = {}
-    for op in g.ops:
-        for v in op.inputs:
-            if op.is_crossbar:
-                fmt[v] = (prec[op.name].in_bits, prec[op.name].in_frac)
-        if op.is_crossbar and op.outputs[0] in g.outputs:
-            fmt[op.outputs[0]] = (prec[op.name].acc_bits, prec[op.name].acc_frac)
-    return fmt

@@ -144,7 +144,6 @@ def resolve_precision(g: Graph, config: str | dict[str, Any] | Path | None, rang
         out[op.name] = _complete(op.name, spec, ranges, hw, ranges.values.get(op.inputs[0]))
         if op.attrs.get("act") in ("sigmoid", "tanh"):
             out[op.name] = _bounded_act_frac(op.name, out[op.name], "acc_frac" in spec)
-    _check_consumers_agree(g, out)
     return out
 
 
@@ -176,15 +175,6 @@ def _bounded_act_frac(name: str, p: LayerPrecision, explicit: bool) -> LayerPrec
         raise ConfigError(f"layer '{name}': option 'acc_frac'={p.acc_frac} cannot hold the activation's value "
                           f"1.0 in {p.acc_bits} bits; use acc_frac <= {p.acc_bits - 2}")
     return replace(p, acc_frac=p.acc_bits - 2)
-
-
-def _check_consumers_agree(g: Graph, prec: dict[str, LayerPrecision]) -> None:
-    for v in list(g.values):
-        users = [op for op in g.consumers(v) if op.is_crossbar]
-        fmts = {(prec[u.name].in_bits, prec[u.name].in_frac) for u in users}
-        if len(fmts) > 1:
-            names = ", ".join(u.name for u in users)
-            raise ConfigError(f"layers {names} read the same tensor '{v}' and must share in_bits/in_frac")
 
 
 def _load_config(config: str | dict[str, Any] | Path | None) -> dict[str, Any]:
