@@ -15,7 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
+import numpy as np
+
 from .hardware import HardwareConfig
+from .layout import LayoutSummary
 from .numerics import skipped
 from .program import Instr
 
@@ -36,27 +39,33 @@ class Cost:
 
 @dataclass(frozen=True)
 class MvmuShape:
-    """Rows, columns and weight slices of one programmed MVMU."""
+    """Rows, columns and weight slices of one programmed MVMU; for a packed MVMU (`isa.layout`) also its physical
+    arrays, array drives per input digit and converted pairs per [row-group step][slice]. A naive MVMU has 2 arrays
+    per slice, one step, and converts every (slice, column)."""
 
     rows: int
     cols: int
     slices: int
-    active: tuple[int, ...] | None = None  # hollow-aware: the slices with a non-zero cell (None: every slice)
-    arrays: int | None = None  # physical crossbars in use (None: 2 per slice)
-    row_groups: int = 1  # temporal mapping: slices stacked on one array's rows, driven in successive steps
+    arrays: int | None = None
+    array_steps: int | None = None
+    step_counts: tuple[tuple[int, ...], ...] | None = None
+
+    @classmethod
+    def packed(cls, rows: int, cols: int, slices: int, summary: LayoutSummary) -> "MvmuShape":
+        """The shape of a packed MVMU from its layout's summary."""
+        return cls(rows, cols, slices, summary.arrays, summary.array_steps, summary.step_counts)
+
+    def step_table(self) -> np.ndarray:
+        """(steps, slices) conversions per input digit: entry [g, s] counts the (slice s, column) pairs converted
+        in row-group step g (before SKIP)."""
+        if self.step_counts is None:
+            return np.full((1, self.slices), self.cols, dtype=np.int64)
+        return np.array(self.step_counts, dtype=np.int64).reshape(len(self.step_counts), self.slices)
 
     @property
-    def step_groups(self) -> list[tuple[int, ...]]:
-        """The slices converted in each row-group step of one input digit: slice i of the converted ones sits in
-        row group i % row_groups of array i // row_groups; every array drives row group g in step g."""
-        ids = self.slice_ids
-        k = max(1, min(self.row_groups, len(ids)))
-        return [tuple(ids[i] for i in range(len(ids)) if i % k == g) for g in range(k)]
-
-    @property
-    def slice_ids(self) -> tuple[int, ...]:
-        """The slices that are converted."""
-        return tuple(range(self.slices)) if self.active is None else self.active
+    def drives(self) -> int:
+        """Physical array drives per input digit (one per array holding lines of a row-group step)."""
+        return 2 * self.slices if self.array_steps is None else self.array_steps
 
 
 @dataclass(frozen=True)
@@ -113,16 +122,16 @@ def mem_accesses(hw: HardwareConfig, n: int) -> int:
     return _ceil_div(n, hw.mem_bus_words)
 
 
-def stacked_arrays(live: list[bool], row_groups: int) -> int:
-    """Physical arrays holding the live slices of one sign when ``row_groups`` slices share an array (slice i of
-    the converted ones goes to array i // row_groups; an array is needed if any of its slices is live)."""
-    return len({i // max(1, row_groups) for i, on in enumerate(live) if on})
+def _made(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip: int) -> np.ndarray:
+    """(ibits, steps) conversions made per input digit and row-group step (rule SKIP applied)."""
+    table = shape.step_table()
+    made = ~skipped(ibits, table.shape[1], hw.cell_bits, skip)  # (ibits, S)
+    return made.astype(np.int64) @ table.T
 
 
 def conversions_per_step(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip: int) -> list[int]:
-    """A/D conversions of each input digit step: one per (slice, column) not skipped (rule SKIP)."""
-    made = ~skipped(ibits, shape.slice_ids, hw.cell_bits, skip)
-    return [int(row.sum()) * shape.cols for row in made]
+    """A/D conversions of each input digit: one per converted (slice, column) pair not skipped (rule SKIP)."""
+    return [int(v) for v in _made(hw, shape, ibits, skip).sum(axis=1)]
 
 
 def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip: int = -1) -> int:
@@ -132,12 +141,9 @@ def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
     time."""
     c = hw.costs
     total = c.xbar_read_ns
-    made = [~skipped(ibits, group, hw.cell_bits, skip) for group in shape.step_groups]
-    for j in range(ibits):
-        for step in made:
-            conv = int(step[j].sum()) * shape.cols
-            sweep_ns = _ceil_div(conv, hw.adcs_per_mvmu) * c.adc_ns_per_bit_sweep * adc / 128
-            total += max(c.xbar_read_ns, sweep_ns)
+    for conv in _made(hw, shape, ibits, skip).ravel().tolist():
+        sweep_ns = _ceil_div(conv, hw.adcs_per_mvmu) * c.adc_ns_per_bit_sweep * adc / 128
+        total += max(c.xbar_read_ns, sweep_ns)
     return hw.cycles(total) + 1
 
 
@@ -145,7 +151,7 @@ def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
     """Data-independent energy of one MVMU firing once (per batch element). The DAC and, with the conductance
     model, the crossbar are charged per execution from the actual digits (runtime/handlers.py `_mvm`)."""
     c = hw.costs
-    r, cols, s = shape.rows, shape.cols, shape.slices
+    r, cols = shape.rows, shape.cols
     conversions = sum(conversions_per_step(hw, shape, ibits, skip))
     energy = {
         "adc": conversions * c.adc_conversion_pj(adc),
@@ -154,8 +160,7 @@ def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
         "mvmu_regs": r * c.xbar_in_read_pj + cols * c.xbar_out_pj,
     }
     if c.xbar_energy == "static":
-        reads = 2 * s if shape.arrays is None else shape.arrays * len(shape.step_groups)
-        energy["crossbar"] = ibits * reads * c.xbar_read_pj  # one read per array and row-group step
+        energy["crossbar"] = ibits * shape.drives * c.xbar_read_pj  # one read per array and row-group step
     return energy
 
 

@@ -24,7 +24,7 @@ from .printer import format_program
 from .program import Instr, MemInit, MvmuImage, Program, TensorLoc
 
 FORMAT = "xbarc-program"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: packed MVMUs carry a bit-line layout
 ASM, BIN, IMAGE, MANIFEST = "program.s", "program.bin", "image.npz", "manifest.json"
 
 
@@ -37,7 +37,7 @@ def manifest(program: Program) -> dict[str, Any]:
         "inputs": [_tensor_dict(t) for t in program.inputs],
         "outputs": [_tensor_dict(t) for t in program.outputs],
         "mvmus": [{"tile": m.tile, "core": m.core, "mvmu": m.mvmu, "weight_bits": m.weight_bits, "node": m.node,
-                    "encoding": m.encoding, "hollow_aware": m.hollow_aware, "row_groups": m.row_groups,
+                    "encoding": m.encoding, "packed": m.layout is not None,
                    "shape": list(m.weights.shape)} for m in program.mvmus],
         "data": [{"tile": d.tile, "addr": d.addr, "count": d.count, "length": int(np.asarray(d.values).size)}
                  for d in program.data],
@@ -53,6 +53,8 @@ def _tensor_dict(t: TensorLoc) -> dict[str, Any]:
 
 def _arrays(program: Program) -> dict[str, np.ndarray]:
     arrays = {f"mvmu_{m.tile}_{m.core}_{m.mvmu}": np.asarray(m.weights, dtype=np.int64) for m in program.mvmus}
+    arrays.update({f"layout_{m.tile}_{m.core}_{m.mvmu}": np.asarray(m.layout, dtype=np.int16)
+                   for m in program.mvmus if m.layout is not None})
     arrays.update({f"data_{i}": np.asarray(d.values, dtype=np.int64) for i, d in enumerate(program.data)})
     return arrays
 
@@ -160,10 +162,10 @@ def _fill_records(program: Program, man: dict[str, Any], arrays: dict[str, np.nd
     program.outputs = [_tensor(t) for t in man["outputs"]]
     program.meta = man["meta"]
     for m in man["mvmus"]:
-        w = arrays[f"mvmu_{m['tile']}_{m['core']}_{m['mvmu']}"]
-        program.mvmus.append(MvmuImage(m["tile"], m["core"], m["mvmu"], w, m["weight_bits"], m["node"],
-                                       m.get("encoding", "twos"), bool(m.get("hollow_aware", False)),
-                                       int(m.get("row_groups", 1))))
+        key = f"{m['tile']}_{m['core']}_{m['mvmu']}"
+        layout = arrays[f"layout_{key}"].astype(np.int64) if m.get("packed") else None
+        program.mvmus.append(MvmuImage(m["tile"], m["core"], m["mvmu"], arrays[f"mvmu_{key}"], m["weight_bits"],
+                                       m["node"], m.get("encoding", "twos"), layout))
     for i, d in enumerate(man["data"]):
         program.data.append(MemInit(d["tile"], d["addr"], arrays[f"data_{i}"], d["count"]))
 

@@ -58,11 +58,13 @@ class MvmuImage:
     """The signed integer matrix programmed into one MVMU (rows x cols, at most the crossbar size).
 
     ``weights[r, c]`` multiplies input register r into output register c. Magnitudes are sliced into
-    ``cell_bits``-bit cells on a (+) and a (-) crossbar per slice (docs/semantics.md, rule WEIGHTS), plainly or
-    with ``encoding`` "sce" (rule SCE). A ``hollow_aware`` MVMU (spatial mapping) leaves its all-zero crossbars
-    out of the data path: a slice whose (+) and (-) arrays are both zero is neither read nor converted. With
-    ``row_groups`` k > 1 (temporal mapping), k slices share one physical array's bit lines on disjoint row ranges
-    and are driven in k successive steps, each step's conversions shifted by its own slice's significance.
+    ``cell_bits``-bit cells, a (+) and a (-) bit line per (slice, column) (docs/semantics.md, rule WEIGHTS),
+    plainly or with ``encoding`` "sce" (rule SCE). Without a ``layout`` (naive mapping) every (slice, sign) has
+    a physical crossbar of its own and every (slice, column) is converted. With a ``layout`` (spatial and
+    temporal mapping; `isa.layout`), each bit line has a place (array, row-group step, physical column) or none
+    when it is all zero: unplaced pairs are neither read nor converted, columns are permuted over the physical
+    bit lines, and lines of different significance may share a bit line in different steps. The layout changes
+    cost, never results.
     """
 
     tile: int
@@ -72,8 +74,7 @@ class MvmuImage:
     weight_bits: int
     node: str = ""
     encoding: str = "twos"
-    hollow_aware: bool = False
-    row_groups: int = 1
+    layout: np.ndarray | None = None
 
 
 @dataclass

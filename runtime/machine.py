@@ -16,7 +16,7 @@ import numpy as np
 from isa import NO_BASE, CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
 from isa import numerics as nx
 
-from isa.costs import COMPONENTS, CostContext, MvmuShape, instr_cost, leakage_pj
+from isa.costs import COMPONENTS, CostContext, instr_cost, leakage_pj
 from .handlers import HALT, HANDLERS, DecodeContext, decode, fault_handler
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel
 from .stats import Stats
@@ -67,8 +67,7 @@ class Machine:
     # ---- loading -------------------------------------------------------------------------------------------------
     def _compile(self, cc: CoreCode, kernels: dict[int, MvmuKernel]) -> _Compiled:
         ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
-        cost_ctx = CostContext(self.hw, cc.tile, {k: MvmuShape(m.rows, m.cols, m.slices, m.active, m.arrays, m.row_groups)
-                                                      for k, m in kernels.items()})
+        cost_ctx = CostContext(self.hw, cc.tile, {k: m.shape for k, m in kernels.items()})
         code, energy = [], []
         for instr in cc.instrs:
             try:

@@ -14,7 +14,8 @@ import numpy as np
 
 from isa import HardwareConfig, MvmuImage, XbarcError
 from isa import numerics as nx
-from isa.costs import stacked_arrays
+from isa.costs import MvmuShape
+from isa.layout import LayoutSummary, check_layout, summarize
 
 I64 = np.int64
 _F64_EXACT = float(1 << 53)
@@ -94,9 +95,16 @@ class MvmuKernel:
     encoding: str = "twos"
     absmax: int = 0
     gsum: np.ndarray | None = None
-    active: tuple[int, ...] | None = None
-    arrays: int | None = None
-    row_groups: int = 1
+    active: tuple[int, ...] | None = None  # packed: the slices with a non-zero cell (the others add nothing)
+    layout: LayoutSummary | None = None
+    all_slices: int = 0
+
+    @property
+    def shape(self) -> MvmuShape:
+        """What the cost model charges for this MVMU."""
+        if self.layout is None:
+            return MvmuShape(self.rows, self.cols, self.all_slices)
+        return MvmuShape.packed(self.rows, self.cols, self.all_slices, self.layout)
 
     @classmethod
     def from_image(cls, img: MvmuImage, hw: HardwareConfig) -> "MvmuKernel":
@@ -115,18 +123,13 @@ class MvmuKernel:
         if img.encoding not in nx.WEIGHT_ENCODINGS:
             raise XbarcError(f"{where}: weight encoding {img.encoding!r} not in {nx.WEIGHT_ENCODINGS}")
         pos, neg = nx.weight_slices(w, img.weight_bits, hw.cell_bits, img.encoding)
-        if img.row_groups < 1 or img.row_groups * w.shape[0] > hw.xbar_rows:
-            raise XbarcError(f"{where}: {img.row_groups} row groups of {w.shape[0]} rows exceed the "
-                             f"{hw.xbar_rows} crossbar rows")
-        active = arrays = None
-        if img.hollow_aware:  # spatial mapping: all-zero crossbars leave the data path (not read, not converted)
-            live = [i for i in range(len(pos)) if pos[i].any() or neg[i].any()]
-            arrays = stacked_arrays([bool(pos[i].any()) for i in live], img.row_groups) + \
-                stacked_arrays([bool(neg[i].any()) for i in live], img.row_groups)
+        active = summary = None
+        if img.layout is not None:  # packed (spatial/temporal mapping): only placed pairs are read and converted
+            check_layout(img.layout, pos, neg, hw, where)
+            summary = summarize(np.asarray(img.layout))
+            live = [i for i in range(len(pos)) if pos[i].any() or neg[i].any()]  # all-zero slices add nothing
             active = tuple(live)
             pos, neg = pos[live], neg[live]
-        elif img.row_groups > 1:
-            arrays = 2 * -(-len(pos) // img.row_groups)
         d = pos - neg  # (S, R, C)
         s, r, c = d.shape
         ids = active if active is not None else range(s)
@@ -137,8 +140,8 @@ class MvmuKernel:
                    vmin=int(np.minimum(d, 0).sum(axis=1).min()), vmax=int(np.maximum(d, 0).sum(axis=1).max()),
                    wmax=int(np.abs(w).max()) if w.size else 0, node=img.node, encoding=img.encoding,
                    absmax=int(np.abs(d).sum(axis=1).max()),
-                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64), active=active, arrays=arrays,
-                   row_groups=img.row_groups)
+                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64), active=active, layout=summary,
+                   all_slices=nx.n_slices(img.weight_bits, hw.cell_bits, img.encoding))
 
     def never_clips(self, adc: int, enc: int = 0) -> bool:
         """Whether an ``adc``-bit conversion can never clip any bit line of this matrix (digits in {0, 1}, or

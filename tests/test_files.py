@@ -30,7 +30,10 @@ ASM = """\
 
 def make_program() -> Program:
     p = assemble(ASM, "m.s", PUMA)
-    p.mvmus = [MvmuImage(0, 0, 0, np.arange(-6, 6).reshape(3, 4), 8, "/fc1/Gemm")]
+    layout = np.zeros((4, 2, 4, 3), dtype=np.int64)  # every line of 4 slices x 2 signs x 4 columns on array 0
+    layout[..., 2] = np.arange(32).reshape(4, 2, 4)
+    p.mvmus = [MvmuImage(0, 0, 0, np.arange(-6, 6).reshape(3, 4), 8, "/fc1/Gemm"),
+               MvmuImage(0, 1, 0, np.arange(-6, 6).reshape(4, 3).T.copy(), 8, "/fc2/Gemm", layout=layout)]
     p.data = [MemInit(0, 100, np.array([1, -2, 3]), count=2), MemInit(1, 0, np.zeros(0, dtype=np.int64))]
     p.inputs = [TensorLoc("x", 0, 0, 12, 8, 4, (1, 12))]
     p.outputs = [TensorLoc("y", 1, 64, 10, 16, 8, (1, 10), count=0)]
@@ -44,6 +47,8 @@ def assert_same(a: Program, b: Program) -> None:
     for m, n in zip(a.mvmus, b.mvmus, strict=True):
         assert (m.tile, m.core, m.mvmu, m.weight_bits, m.node) == (n.tile, n.core, n.mvmu, n.weight_bits, n.node)
         assert np.array_equal(m.weights, n.weights) and n.weights.dtype == np.int64
+        assert (m.layout is None) == (n.layout is None)
+        assert m.layout is None or np.array_equal(m.layout, n.layout)
     for d, e in zip(a.data, b.data, strict=True):
         assert (d.tile, d.addr, d.count) == (e.tile, e.addr, e.count) and np.array_equal(d.values, e.values)
 
@@ -55,13 +60,15 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
                                                       "program.s", "sub"]
     assert (out / "sub" / "raw.bin").read_bytes() == b"\x00\x01" and (out / "notes.txt").read_text() == "hi"
     man = json.loads((out / "manifest.json").read_text())
-    assert (man["format"], man["version"], man["hw"]["name"]) == ("xbarc-program", 1, "puma")
-    assert man["mvmus"] == [{"tile": 0, "core": 0, "mvmu": 0, "weight_bits": 8, "node": "/fc1/Gemm", "encoding": "twos", "hollow_aware": False, "row_groups": 1,
-                             "shape": [3, 4]}]
+    assert (man["format"], man["version"], man["hw"]["name"]) == ("xbarc-program", 2, "puma")
+    assert man["mvmus"] == [{"tile": 0, "core": 0, "mvmu": 0, "weight_bits": 8, "node": "/fc1/Gemm", "encoding": "twos", "packed": False,
+                             "shape": [3, 4]},
+                            {"tile": 0, "core": 1, "mvmu": 0, "weight_bits": 8, "node": "/fc2/Gemm",
+                             "encoding": "twos", "packed": True, "shape": [3, 4]}]
     assert man["data"][0] == {"tile": 0, "addr": 100, "count": 2, "length": 3}
     assert man["nodes"][0]["nodes"] == ["/fc1/Gemm", "/fc1/Gemm", None]
     with np.load(out / "image.npz") as z:
-        assert sorted(z.files) == ["data_0", "data_1", "mvmu_0_0_0"]
+        assert sorted(z.files) == ["data_0", "data_1", "layout_0_1_0", "mvmu_0_0_0", "mvmu_0_1_0"]
     q = load_program(out)
     assert_same(p, q)
     assert q.source == format_program(p).splitlines() and q.cores[0].lines == [4, 5, 6]

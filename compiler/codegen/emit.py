@@ -231,10 +231,10 @@ class Emitter:
         """All cores of one crossbar layer."""
         lm, p = self.mapping.layers[op.name], self.prec[op.name]
         q = quantize_layer(op, p)
-        for b in lm.blocks:
+        for i, b in enumerate(lm.blocks):
             w = q.weight[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
             self.program.mvmus.append(MvmuImage(b.tile, b.core, b.mvmu, np.ascontiguousarray(w), p.w_bits, op.name,
-                                                p.w_enc, self.mapping.mode != "naive", b.row_groups))
+                                                p.w_enc, lm.layout(i)))
         scratch = {b: self.alloc(b.tile, b.cols[1] - b.cols[0]) for b in lm.blocks
                    if b.where != lm.owner(b.c, b.rep)}
         self.remote_scratch: dict[Block, tuple[int, int]] = {}

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from isa import numerics as nx
-from isa.costs import stacked_arrays
 from isa.errors import ModelError
 from isa.hardware import HardwareConfig
+from isa.layout import summarize
 
 from ..ir import Graph
 from ..quant import LayerPrecision
@@ -32,7 +32,6 @@ class Block:
     tile: int
     core: int
     mvmu: int
-    row_groups: int = 1
     rep: int = 0  # replica index (weights replicated to split a conv layer's output rows)
     out_rows: tuple[int, int] | None = None  # the output rows this replica computes (None: all)
 
@@ -51,6 +50,18 @@ class LayerMap:
     col_blocks: int
     slices: int
     blocks: list[Block] = field(default_factory=list)
+    layouts: list[np.ndarray] | None = None  # packed modes: the bit-line layout of each block (isa.layout)
+
+    def layout(self, i: int) -> np.ndarray | None:
+        """The layout of block ``i`` (None: naive, one crossbar per slice and sign)."""
+        return None if self.layouts is None else self.layouts[i]
+
+    @property
+    def crossbars(self) -> int:
+        """Physical crossbars: 2 per slice of every block (naive), or the arrays the layouts use."""
+        if self.layouts is None:
+            return 2 * self.slices * len(self.blocks)
+        return sum(summarize(lay).arrays for lay in self.layouts)
 
     def group(self, c: int, rep: int = 0) -> list[Block]:
         """Blocks of column block ``c`` of replica ``rep`` in row order."""
@@ -78,7 +89,6 @@ class Mapping:
     layers: dict[str, LayerMap]
     vector: dict[str, tuple[int, int]] = field(default_factory=dict)
     mode: str = "naive"
-    arrays: dict[str, int] = field(default_factory=dict)  # spatial: physical crossbars with a non-zero cell
 
     @property
     def mvmus(self) -> int:
@@ -86,10 +96,8 @@ class Mapping:
         return sum(len(lm.blocks) for lm in self.layers.values())
 
     def layer_crossbars(self, name: str) -> int:
-        """Physical crossbars of one layer: a (+) and a (-) array per slice of every block (naive), or only the
-        arrays with a non-zero cell (spatial)."""
-        lm = self.layers[name]
-        return self.arrays.get(name, 2 * lm.slices * len(lm.blocks))
+        """Physical crossbars of one layer (`LayerMap.crossbars`)."""
+        return self.layers[name].crossbars
 
     @property
     def crossbars(self) -> int:
@@ -142,17 +150,6 @@ class Mapping:
 
 
 VECTOR_KINDS = ("pool", "gap", "eltwise")
-
-
-def _live_arrays(lm: LayerMap, q: np.ndarray, p: LayerPrecision, hw: HardwareConfig) -> int:
-    """Physical crossbars of the layer's blocks that hold a non-zero cell."""
-    live = 0
-    for b in lm.blocks:
-        pos, neg = nx.weight_slices(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p.w_bits, hw.cell_bits, p.w_enc)
-        on = [i for i in range(len(pos)) if pos[i].any() or neg[i].any()]
-        live += stacked_arrays([bool(pos[i].any()) for i in on], b.row_groups)
-        live += stacked_arrays([bool(neg[i].any()) for i in on], b.row_groups)
-    return live
 
 
 class _Cursor:
@@ -209,10 +206,11 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
 
     ``mode`` "spatial" (hollow-aware, seed 003) needs the integer ``weights``: blocks whose cells are all zero
     are not allocated (row block 0 of each column block stays: it carries the bias), so they take no MVMU, no
-    loads, no conversions and no partial-sum traffic; inside an MVMU, all-zero crossbars are not read or
-    converted (`MvmuImage.hollow_aware`). "temporal" adds temporal scheduling: a block with R rows stacks
-    min(128 // R, slices) of its bit planes on one array's rows, driven in successive steps (fewer crossbars,
-    more steps); the schedule here packs as far as the rows allow (the smallest crossbar count).
+    loads, no conversions and no partial-sum traffic; inside an MVMU, the live bit lines are packed densely
+    onto the fewest crossbars and only they are read and converted (`packing.pack`, `isa.layout`). "temporal"
+    adds temporal scheduling: bit lines of a short block share physical bit lines on disjoint row groups driven
+    in successive steps, as far as that costs the layer no cycles (`schedule.plan_layouts`; `fit_budget`
+    trades cycles for crossbars under a budget).
 
     ``replicate`` N > 1 copies every conv layer's weights N times (at most once per output row); replica k
     computes the k-th band of output rows, so the layer's pixel loop is N times shorter (ISAAC/PUMA-style
@@ -242,13 +240,13 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
                             not weights[op.name][rows[0]:rows[1], cols[0]:cols[1]].any():
                         continue
                     t, k, m = cur.take()
-                    groups = max(1, hw.xbar_rows // (rows[1] - rows[0])) if mode == "temporal" else 1
-                    lm.blocks.append(Block(op.name, r, c, rows, cols, t, k, m, groups, rep, band))
+                    lm.blocks.append(Block(op.name, r, c, rows, cols, t, k, m, rep, band))
         layers[op.name] = lm
     mapping = Mapping(hw, layers, vector, mode)
     if mode in ("spatial", "temporal") and weights is not None:
-        mapping.arrays = {op.name: _live_arrays(mapping.layers[op.name], weights[op.name], prec[op.name], hw)
-                          for op in g.crossbar_ops()}
+        from .schedule import plan_layouts
+
+        plan_layouts(mapping, prec, weights, temporal=mode == "temporal")
     top = max([b.tile for lm in layers.values() for b in lm.blocks] + [t for t, _ in vector.values()],
               default=0) + 1
     if top > hw.tiles:

@@ -1,26 +1,94 @@
-"""Temporal schedule: per layer, how far to trade crossbars for row-group steps.
+"""Temporal schedule: per block, how far to trade crossbars for row-group steps.
 
-Stacking a block's bit planes on one array's rows (``row_groups`` k > 1) saves physical crossbars and costs
-steps: every input digit converts its slices in k successive steps instead of one. With the cost tables as they
-are, stacking never lowers energy or delay (conversions are unchanged, steps only add time and ADC leakage), so
-the energy-delay-optimal schedule is k = 1 everywhere (the spatial mapping), and packing is only worth it under
-a crossbar budget. `fit_budget` packs the layers with the most crossbars saved per added cycle first, and only
-as many as the budget needs.
+Every block of a packed mapping has a few *options* (`block_options`): its live bit lines packed in k = 1, 2, ...
+row-group steps on ever fewer crossbars, each with the MVM latency the cost model charges for it (`isa.costs`:
+per input digit and step, the longer of a crossbar read and the ADC sweep of that step's conversions; the next
+step's read overlaps the previous step's conversion -- the temporal pipeline). Conversions do not change with k
+(the same pairs are converted, only in different steps), so energy moves only through latency (ADC leakage) and,
+with the static crossbar model, array drives. Hence:
+
+* `plan_layouts` (``--mapping temporal``): the energy-delay optimum. A layer's MVM takes as long as its slowest
+  block, so every block stacks as far as it stays within that latency: fewer crossbars at no added cycle and no
+  added energy. Where a block's steps are ADC-bound, splitting them costs nothing; where they are read-bound
+  (few conversions per step), every extra step costs a read and stacking stops.
+* `fit_budget` (``--crossbar-budget N``): beyond that, layers trade cycles for crossbars, the most crossbars saved
+  per added cycle (x executions per inference) first, until the count fits.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 
 from isa.costs import MvmuShape, mvmu_cycles
 from isa.errors import ModelError
 from isa.hardware import HardwareConfig
+from isa.layout import summarize
 
 from ..ir import Graph
 from ..quant import LayerPrecision
-from .naive import Mapping, _live_arrays
+from .naive import LayerMap, Mapping
+from .packing import live_lines, max_steps, pack
+
+
+@dataclass(frozen=True)
+class Option:
+    """One way to lay out a block: its layout, physical crossbars and MVM latency (cycles)."""
+
+    steps: int
+    layout: np.ndarray
+    arrays: int
+    cycles: int
+
+
+def block_options(w: np.ndarray, p: LayerPrecision, hw: HardwareConfig, temporal: bool = True) -> list[Option]:
+    """The Pareto options of the integer block ``w``: one step first, then each smaller crossbar count that more
+    steps reach (at most 128 // rows steps)."""
+    live = live_lines(w, p.w_bits, hw.cell_bits, p.w_enc)
+    rows, lines = w.shape[0], int(live.sum())
+
+    def option(k: int) -> Option:
+        lay = pack(live, rows, hw, k)
+        summ = summarize(lay)
+        shape = MvmuShape.packed(rows, w.shape[1], live.shape[0], summ)
+        return Option(max(1, summ.steps), lay, summ.arrays, mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip))
+
+    opts = [option(1)]
+    if not temporal:
+        return opts
+    for target in range(opts[0].arrays - 1, 0, -1):
+        k = -(-lines // (target * hw.xbar_cols))
+        if k > max_steps(rows, hw):
+            break
+        o = option(k)
+        if o.arrays < opts[-1].arrays:
+            opts.append(o)
+    return opts
+
+
+def _layer_options(lm: LayerMap, q: np.ndarray, p: LayerPrecision, hw: HardwareConfig,
+                   temporal: bool) -> list[list[Option]]:
+    return [block_options(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p, hw, temporal) for b in lm.blocks]
+
+
+def _within(opts: list[list[Option]], limit: int) -> list[Option]:
+    """Each block's fewest-crossbar option whose latency is at most ``limit`` (its first option otherwise)."""
+    return [min((o for o in bo if o.cycles <= limit), key=lambda o: (o.arrays, o.cycles), default=bo[0])
+            for bo in opts]
+
+
+def _free_limit(opts: list[list[Option]]) -> int:
+    return max(bo[0].cycles for bo in opts)
+
+
+def plan_layouts(mp: Mapping, prec: dict[str, LayerPrecision], weights: dict[str, np.ndarray],
+                 temporal: bool) -> None:
+    """Give every block of ``mp`` its layout: one step (spatial), or the energy-delay optimum (temporal: stack
+    as far as the layer's latency allows; see the module docstring)."""
+    for name, lm in mp.layers.items():
+        opts = _layer_options(lm, weights[name], prec[name], mp.hw, temporal)
+        lm.layouts = [o.layout for o in _within(opts, _free_limit(opts))]
 
 
 def _pixels(g: Graph, name: str) -> int:
@@ -28,39 +96,29 @@ def _pixels(g: Graph, name: str) -> int:
     return shape[1] * shape[2] if len(shape) == 3 else 1
 
 
-def _layer_cycles(mp: Mapping, name: str, p: LayerPrecision, hw: HardwareConfig, packed: bool) -> int:
-    worst = 0
-    for b in mp.layers[name].blocks:
-        k = b.row_groups if packed else 1
-        shape = MvmuShape(b.rows[1] - b.rows[0], b.cols[1] - b.cols[0], mp.layers[name].slices, None, None, k)
-        worst = max(worst, mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip))
-    return worst
-
-
 def fit_budget(g: Graph, mp: Mapping, prec: dict[str, LayerPrecision], weights: dict[str, np.ndarray],
                hw: HardwareConfig, budget: int) -> Mapping:
-    """Unpack every layer of a temporal mapping, then pack layers (most crossbars saved per added cycle first)
-    until the crossbar count fits ``budget``; fail with the smallest count reachable if it never does."""
-    packed = {name: list(lm.blocks) for name, lm in mp.layers.items()}
-    for lm in mp.layers.values():
-        lm.blocks = [replace(b, row_groups=1) for b in lm.blocks]
-    arrays = {n: _live_arrays(mp.layers[n], weights[n], prec[n], hw) for n in mp.layers}
-    mp.arrays = dict(arrays)
-    gains = []
-    for name, blocks in packed.items():
-        lm = mp.layers[name]
-        saved = arrays[name] - _live_arrays(replace(lm, blocks=blocks), weights[name], prec[name], hw)
-        cost = _pixels(g, name) * (_layer_cycles(replace(mp, layers=mp.layers | {name: replace(lm, blocks=blocks)}),
-                                                 name, prec[name], hw, True)
-                                   - _layer_cycles(mp, name, prec[name], hw, False))
-        if saved > 0:
-            gains.append((saved / max(1, cost), name, saved))
-    for _, name, saved in sorted(gains, key=lambda t: (-t[0], t[1])):
-        if mp.crossbars <= budget:
-            break
-        mp.layers[name].blocks = packed[name]
-        mp.arrays[name] = arrays[name] - saved
-    if mp.crossbars > budget:
-        raise ModelError(f"the model needs at least {mp.crossbars} crossbars with every layer packed, over the "
-                         f"budget of {budget}")
+    """Starting from the energy-delay optimum, let layers take longer (each block then stacks as far as the
+    layer's new latency allows), most crossbars saved per added cycle first, until the crossbar count fits
+    ``budget``; fail with the smallest count reachable if it never does."""
+    opts = {n: _layer_options(lm, weights[n], prec[n], hw, True) for n, lm in mp.layers.items()}
+    limit = {n: _free_limit(o) for n, o in opts.items()}
+
+    def arrays(n: str, lim: int) -> int:
+        return sum(o.arrays for o in _within(opts[n], lim))
+
+    while mp.crossbars > budget:
+        moves = []
+        for n, o in opts.items():
+            base = arrays(n, limit[n])
+            for lim in sorted({x.cycles for bo in o for x in bo if x.cycles > limit[n]}):
+                saved = base - arrays(n, lim)
+                if saved > 0:
+                    moves.append((-saved / ((lim - limit[n]) * _pixels(g, n)), n, lim))
+        if not moves:
+            raise ModelError(f"the model needs at least {mp.crossbars} crossbars with every layer packed, over "
+                             f"the budget of {budget}")
+        _, n, lim = min(moves)
+        limit[n] = lim
+        mp.layers[n].layouts = [o.layout for o in _within(opts[n], lim)]
     return mp

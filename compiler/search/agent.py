@@ -32,15 +32,32 @@ class Adam:
             self.p[k] -= self.lr * mh / (np.sqrt(vh) + 1e-8)
 
 
+def centered_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks of ``x`` scaled to [-0.5, 0.5] (ties share their mean rank); 0 for a single value."""
+    n = len(x)
+    if n < 2:
+        return np.zeros(n)
+    order = np.argsort(x, kind="stable")
+    r = np.empty(n)
+    r[order] = np.arange(n, dtype=np.float64)
+    _, inv = np.unique(x, return_inverse=True)
+    r = np.bincount(inv, weights=r)[inv] / np.bincount(inv)[inv]
+    return r / (n - 1) - 0.5
+
+
 class ActorCritic:
     """Policy: state -> tanh hidden layer -> one softmax head per knob; critic: state -> tanh hidden -> V(s).
-    Update on a batch of episodes (gamma = 1, the reward arrives at the end, so every step's return is the
-    episode's reward): advantage A = R - V(s), normalised over the batch; policy loss -mean(A log pi) -
-    entropy_coef mean(H); value loss mean((V - R)^2) / 2; Adam."""
+
+    `update` takes the steps of a batch of episodes with their returns-to-go G_t (per-step shaped rewards,
+    gamma = 1) and, optionally, the steps of an elite buffer of the best episodes so far. Advantage
+    A = G_t - V(s_t); the advantages of batch and elite steps together are replaced by their centered ranks
+    (robust to the threshold's penalty, which would otherwise dominate any scaling), and elite steps keep only
+    positive ones (self-imitation learning, Oh et al. 2018). Policy loss -mean(A log pi) - beta mean(H); value
+    loss mean((V - G)^2) / 2 on the batch (on-policy) steps; ``epochs`` Adam steps of each per update."""
 
     def __init__(self, state_dim: int, sizes: Sequence[int], rng: np.random.Generator, hidden: int = 64,
-                 lr: float = 0.01, critic_lr: float = 0.01, entropy_coef: float = 0.01) -> None:
-        self.sizes, self.rng, self.beta = tuple(sizes), rng, entropy_coef
+                 lr: float = 0.03, critic_lr: float = 0.01, entropy_coef: float = 0.01, epochs: int = 4) -> None:
+        self.sizes, self.rng, self.beta, self.epochs = tuple(sizes), rng, entropy_coef, epochs
         init = lambda *s: rng.normal(0, 1 / np.sqrt(s[0]), s)  # noqa: E731
         self.pi = {"W1": init(state_dim, hidden), "b1": np.zeros(hidden)}
         for i, n in enumerate(self.sizes):
@@ -65,21 +82,21 @@ class ActorCritic:
         return tuple(int(self.rng.choice(len(p[0]), p=p[0])) for p in ps)
 
     def value(self, s: np.ndarray) -> np.ndarray:
+        """V of states (N, d) -> (N,)."""
         hv = np.tanh(s @ self.v["V1"] + self.v["c1"])
         return hv @ self.v["v2"] + self.v["c2"][0]
 
-    def update(self, states: np.ndarray, actions: np.ndarray, returns: np.ndarray) -> dict[str, float]:
-        """One gradient step on N steps: states (N, d), actions (N, knobs), returns (N,)."""
+    def _critic_step(self, states: np.ndarray, returns: np.ndarray) -> float:
         n = len(states)
-        # critic
         hv = np.tanh(states @ self.v["V1"] + self.v["c1"])
         v = hv @ self.v["v2"] + self.v["c2"][0]
         dv = (v - returns) / n
         dhv = np.outer(dv, self.v["v2"]) * (1 - hv ** 2)
         self.opt_v.step({"V1": states.T @ dhv, "c1": dhv.sum(0), "v2": hv.T @ dv, "c2": np.array([dv.sum()])})
-        adv = returns - v
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        # actor
+        return float(0.5 * ((v - returns) ** 2).mean())
+
+    def _policy_step(self, states: np.ndarray, actions: np.ndarray, adv: np.ndarray) -> tuple[float, float]:
+        n = len(states)
         h, ps = self._probs(states)
         grads: dict[str, np.ndarray] = {}
         dh = np.zeros_like(h)
@@ -98,8 +115,23 @@ class ActorCritic:
         dpre = dh * (1 - h ** 2)
         grads["W1"], grads["b1"] = states.T @ dpre, dpre.sum(0)
         self.opt_pi.step(grads)
-        return {"policy_loss": float(-(adv * logp).mean() - self.beta * ent.mean()),
-                "value_loss": float(0.5 * ((v - returns) ** 2).mean()), "entropy": float(ent.mean())}
+        return float(-(adv * logp).mean() - self.beta * ent.mean()), float(ent.mean())
+
+    def update(self, states: np.ndarray, actions: np.ndarray, returns: np.ndarray,
+               elite: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+        """``epochs`` gradient steps on N batch steps: states (N, d), actions (N, knobs), returns-to-go (N,), plus
+        the (states, actions, returns) of elite steps for self-imitation (see the class docstring)."""
+        n = len(states)
+        S, A, G = states, actions, returns
+        if elite is not None and len(elite[0]):
+            S, A, G = np.concatenate([S, elite[0]]), np.concatenate([A, elite[1]]), np.concatenate([G, elite[2]])
+        adv = centered_ranks(G - self.value(S))
+        adv[n:] = np.maximum(adv[n:], 0.0)
+        value_loss = policy_loss = entropy = 0.0
+        for _ in range(self.epochs):
+            value_loss = self._critic_step(states, returns)
+            policy_loss, entropy = self._policy_step(S, A, adv)
+        return {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
 
 
 @dataclass
@@ -190,26 +222,58 @@ def run_greedy(env: SearchEnv, b: _Budget, batch: int) -> None:
                     return
 
 
+#: The actor-critic's hyperparameters (docs/search.md, "Agent").
+RL_DEFAULTS: dict[str, Any] = {"hidden": 64, "lr": 0.03, "critic_lr": 0.01, "epochs": 4, "elite": 8,
+                               "entropy": (0.02, 0.002)}
+
+
+def _returns_to_go(step_rewards: Sequence[float]) -> np.ndarray:
+    return np.cumsum(np.asarray(step_rewards, dtype=np.float64)[::-1])[::-1]
+
+
 def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **hp: Any) -> None:
-    """Actor-critic episodes, ``batch`` per update, until the distinct-evaluation budget is spent."""
-    agent = ActorCritic(env.state_dim, env.space.sizes, rng, **hp)
+    """Actor-critic episodes, ``batch`` per update, until the distinct-evaluation budget is spent. The elite
+    buffer starts with the 16-bit baseline's episode (the one configuration known to meet the accuracy
+    threshold) and keeps the ``elite`` best distinct episodes; the entropy coefficient falls linearly from
+    ``entropy[0]`` to ``entropy[1]`` over the budget."""
+    hp = RL_DEFAULTS | hp
+    n_elite, (beta0, beta1) = hp.pop("elite"), hp.pop("entropy")
+    agent = ActorCritic(env.state_dim, env.space.sizes, rng, entropy_coef=beta0, **hp)
+    layers = len(env.space.layers)
+    elite: dict[Actions, tuple[float, list[np.ndarray], tuple[tuple[int, ...], ...], np.ndarray]] = {}
+
+    def remember(chosen: Sequence[tuple[int, ...]], states: list[np.ndarray], rec: dict[str, Any]) -> None:
+        key = env.space.canonical(chosen)
+        if key not in elite:
+            elite[key] = (rec["reward"], states, tuple(chosen), _returns_to_go(rec["step_rewards"]))
+            for k in sorted(elite, key=lambda k: elite[k][0])[: max(0, len(elite) - n_elite)]:
+                del elite[k]
+
+    def states_of(chosen: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
+        return [env.state(t, chosen[:t]) for t in range(layers)]
+
+    base = env.space.baseline()
+    remember(base, states_of(base), b.run([base])[0])
     episodes = 0
     while b.left > 0 and episodes < 20 * b.budget:
+        agent.beta = beta0 + (beta1 - beta0) * min(1.0, b.used / b.budget)
         trajs = []
         for _ in range(min(batch, b.left)):
             chosen: list[tuple[int, ...]] = []
-            states = []
-            for t in range(len(env.space.layers)):
-                s = env.state(t, chosen)
-                states.append(s)
-                chosen.append(agent.act(s))
-            trajs.append((states, chosen))
-        episodes += batch
+            for t in range(layers):
+                chosen.append(agent.act(env.state(t, chosen)))
+            trajs.append((states_of(chosen), chosen))
+        episodes += len(trajs)
         recs = b.run([tuple(c) for _, c in trajs])
         S = np.array([s for st, _ in trajs for s in st])
         A = np.array([a for _, ch in trajs for a in ch])
-        R = np.repeat([r["reward"] for r in recs], len(env.space.layers))
-        losses = agent.update(S, A, R)
+        G = np.concatenate([_returns_to_go(r["step_rewards"]) for r in recs])
+        el = list(elite.values())
+        E = (np.array([s for e in el for s in e[1]]), np.array([a for e in el for a in e[2]]),
+             np.concatenate([e[3] for e in el]))
+        losses = agent.update(S, A, G, E)
+        for (st, ch), r in zip(trajs, recs):
+            remember(ch, st, r)
         for r in b.records[-len(trajs):]:
             r.update(losses)
 

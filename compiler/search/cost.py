@@ -30,13 +30,15 @@ import numpy as np
 from isa import numerics as nx
 from isa.costs import MvmuShape, leakage_pj, mvmu_cycles, mvmu_energy
 from isa.hardware import HardwareConfig
+from isa.layout import summarize
 
 from ..ir import Graph
-from ..mapping import map_naive
+from ..mapping import LayerMap, map_naive
 from ..quant import LayerPrecision, quantize_layer
 from ..quant.calibrate import layer_inputs, out_hw
 from ..quant.formats import Format
 from ..quant.functional import _layer  # noqa: PLC2701 -- one op of the functional model
+from .memo import LayerMemo, array_key
 
 MVMU_COMPONENTS = ("crossbar", "dac", "adc", "sample_hold", "shift_add", "mvmu_regs")
 
@@ -72,22 +74,36 @@ def layer_features(g: Graph, hw: HardwareConfig) -> list[LayerFeatures]:
 
 
 def trace_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray],
-                     hw: HardwareConfig, fmt: dict[str, Format]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+                     hw: HardwareConfig, fmt: dict[str, Format], memo: LayerMemo | None = None
+                     ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """`run_functional` (inputs already flat HWC or ONNX layout, quantized) that also returns each crossbar
-    layer's integer input tensor (before im2col)."""
+    layer's integer input tensor (before im2col). With ``memo``, a layer whose inputs, precision and formats
+    were seen before takes its stored output instead of recomputing it (exact; arrays come back read-only)."""
     from ..quant.windows import to_hwc
 
     env: dict[str, np.ndarray] = {}
+    keys: dict[str, Any] = {}
     for v in g.inputs:
         arr = np.asarray(inputs[v.name], dtype=np.int64)
         env[v.name] = to_hwc(arr, v.shape) if arr.ndim > 2 else arr
+        keys[v.name] = (v.name, fmt[v.name], array_key(arr)) if memo is not None else None
     seen = {}
     for op in g.ops:
         if op.is_crossbar:
             seen[op.name] = env[op.inputs[0]]
+        out = op.outputs[0]
+        if memo is not None:
+            keys[out] = (op.name, repr(prec[op.name]) if op.is_crossbar else None,
+                         tuple(fmt[i] for i in op.inputs), fmt[out], tuple(keys[i] for i in op.inputs))
+            hit = memo.get(keys[out])
+            if hit is not None:
+                env[out] = hit
+                continue
         y, frac = _layer(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
-        bits, out_frac = fmt[op.outputs[0]]
-        env[op.outputs[0]] = nx.requantize(y, frac - out_frac, bits)
+        bits, out_frac = fmt[out]
+        env[out] = nx.requantize(y, frac - out_frac, bits)
+        if memo is not None:
+            memo.put(keys[out], env[out])
     return {o: env[o].reshape(len(env[o]), -1) for o in g.outputs}, seen
 
 
@@ -101,14 +117,12 @@ class CostEstimate:
     per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-def _shape(q: np.ndarray, p: LayerPrecision, hw: HardwareConfig, slices: int, spatial: bool) -> MvmuShape:
-    r, c = q.shape
-    if not spatial:
-        return MvmuShape(r, c, slices)
-    pos, neg = nx.weight_slices(q, p.w_bits, hw.cell_bits, p.w_enc)
-    active = tuple(s for s in range(len(pos)) if pos[s].any() or neg[s].any())
-    arrays = int(sum(pos[s].any() for s in range(len(pos))) + sum(neg[s].any() for s in range(len(neg))))
-    return MvmuShape(r, c, slices, active, arrays)
+def _shape(lm: LayerMap, i: int, rows: int, cols: int) -> MvmuShape:
+    """The charged shape of block ``i`` of ``lm``: naive, or packed by its bit-line layout."""
+    layout = lm.layout(i)
+    if layout is None:
+        return MvmuShape(rows, cols, lm.slices)
+    return MvmuShape.packed(rows, cols, lm.slices, summarize(layout))
 
 
 class CostModel:
@@ -184,9 +198,9 @@ class CostModel:
             enc = p.in_enc
             lay = {k: 0.0 for k in MVMU_COMPONENTS}
             worst = 1
-            for b in lm.blocks:
+            for i, b in enumerate(lm.blocks):
                 qb = q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
-                shape = _shape(qb, p, hw, lm.slices, spatial)
+                shape = _shape(lm, i, *qb.shape)
                 for k, v in mvmu_energy(hw, shape, p.in_bits, p.adc_bits, p.skip).items():
                     lay[k] = lay.get(k, 0.0) + v * px
                 worst = max(worst, mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip))
@@ -211,15 +225,21 @@ ALPHA = 1.1
 B_FULL = 16
 
 
-def analytic_cost(feats: list[LayerFeatures], prec: dict[str, LayerPrecision], alpha: float = ALPHA,
-                  b_full: int = B_FULL) -> float:
-    """Seed 000: sum_i alpha^B_ADC,i (f_in,i B_in,i / B_full + f_w,i B_w,i / B_full), with f_in,i layer i's share
-    of all input values fed to crossbars (fan-in x executions) and f_w,i its share of all weights."""
+def analytic_terms(feats: list[LayerFeatures], prec: dict[str, LayerPrecision], alpha: float = ALPHA,
+                   b_full: int = B_FULL) -> list[float]:
+    """Seed 000's per-layer terms alpha^B_ADC,i (f_in,i B_in,i / B_full + f_w,i B_w,i / B_full), with f_in,i layer
+    i's share of all input values fed to crossbars (fan-in x executions) and f_w,i its share of all weights."""
     fin = np.array([f.fan_in * f.pixels for f in feats], dtype=np.float64)
     fw = np.array([f.fan_in * f.fan_out for f in feats], dtype=np.float64)
     fin, fw = fin / fin.sum(), fw / fw.sum()
-    total = 0.0
+    out = []
     for f, a, b in zip(feats, fin, fw):
         p = prec[f.name]
-        total += alpha ** p.adc_bits * (a * p.in_bits / b_full + b * p.w_bits / b_full)
-    return float(total)
+        out.append(float(alpha ** p.adc_bits * (a * p.in_bits / b_full + b * p.w_bits / b_full)))
+    return out
+
+
+def analytic_cost(feats: list[LayerFeatures], prec: dict[str, LayerPrecision], alpha: float = ALPHA,
+                  b_full: int = B_FULL) -> float:
+    """Seed 000's analytic hardware cost: the sum of `analytic_terms`."""
+    return float(sum(analytic_terms(feats, prec, alpha, b_full)))

@@ -26,7 +26,8 @@ from isa.hardware import HardwareConfig, load_hardware
 from ..driver import calibration_inputs, compile_model, import_graph, model_dataset
 from ..quant import assign_formats, calibrate, float_forward, resolve_precision
 from ..quant.schemes import finalize_weight_schemes
-from .cost import CostModel, analytic_cost, layer_features, mapping_modes, trace_functional
+from .cost import CostModel, analytic_cost, analytic_terms, layer_features, mapping_modes, trace_functional
+from .memo import LayerMemo
 from .space import KNOBS, SearchSpace
 
 Actions = tuple[tuple[int, ...], ...]
@@ -35,6 +36,14 @@ Actions = tuple[tuple[int, ...], ...]
 def threshold(x: float, t: float, penalty: float) -> float:
     """The seed's T_t(x) = inf * 1[x > t] + x, with ``penalty`` standing in for infinity."""
     return x + (penalty if x > t else 0.0)
+
+
+def step_rewards(reward: float, layer_terms: Sequence[float]) -> list[float]:
+    """Per-step rewards of an episode that sum to ``reward``: step t gets layer t's share of the hardware cost
+    (``layer_terms``, the shaped part); the last step also gets the rest (accuracy term, shared hardware)."""
+    out = [float(v) for v in layer_terms]
+    out[-1] += reward - sum(out)
+    return out
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -59,6 +68,7 @@ class EnvConfig:
     hw_cost: str = "model"  # "model" (CostModel) or "analytic" (seed formula)
     mapping: str = ""  # "" = naive (the only mapping every tree has); "spatial" when compile_model offers it
     cost_calib_images: int = 4  # images of the one baseline runtime run that calibrates the cost model
+    memo_mb: int = 1024  # bound of the memo of layer outputs (exact reuse of shared prefixes); 0: none
 
 
 class SearchEnv:
@@ -90,6 +100,7 @@ class SearchEnv:
         self.space = SearchSpace.build(self.g, self.hw)
         self.features = layer_features(self.g, self.hw)
         self.cost = CostModel(self.g, self.hw, self.mapping)
+        self.memo = LayerMemo(cfg.memo_mb << 20) if cfg.memo_mb > 0 else None
         self._calibrate_cost()
         self.cache: dict[Actions, dict[str, Any]] = {}
         base = self.evaluate(self.space.baseline(), _baseline=True)
@@ -123,7 +134,7 @@ class SearchEnv:
 
     def _trace(self, prec: Any, fmt: Any, x: np.ndarray) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
         bits, frac = fmt[self.inp.name]
-        return trace_functional(self.g, prec, {self.inp.name: nx.quantize(x, bits, frac)}, self.hw, fmt)
+        return trace_functional(self.g, prec, {self.inp.name: nx.quantize(x, bits, frac)}, self.hw, fmt, self.memo)
 
     def evaluate(self, actions: Sequence[Sequence[int]], _baseline: bool = False) -> dict[str, Any]:
         """The record of one configuration (cached): accuracy, cost terms and reward."""
@@ -142,7 +153,8 @@ class SearchEnv:
             prec, fmt = self._resolve(config)
             out, seen = self._trace(prec, fmt, self.x)
         except XbarcError as e:  # an infeasible config (e.g. a format that cannot hold an activation)
-            return rec | {"error": str(e), "reward": -2 * c.penalty, "accuracy": 0.0}
+            return rec | {"error": str(e), "reward": -2 * c.penalty, "accuracy": 0.0,
+                          "step_rewards": step_rewards(-2 * c.penalty, [0.0] * len(key))}
         o = self.g.outputs[0]
         logits = nx.dequantize(out[o], fmt[o][1]).reshape(len(self.x), -1)
         ce = cross_entropy(logits, self.y)
@@ -155,18 +167,23 @@ class SearchEnv:
         e_ratio, l_ratio = est.energy_pj / self.base_energy, est.cycles / self.base_cycles
         if c.hw_cost == "analytic":
             hw_cost = rec["analytic"] / self.base_analytic
+            shares = [v / self.base_analytic for v in analytic_terms(self.features, prec)]
         else:
             hw_cost = c.w_energy * e_ratio + (1 - c.w_energy) * l_ratio
+            shares = [c.w_energy * est.per_layer[n]["energy_pj"] / self.base_energy
+                      + (1 - c.w_energy) * est.per_layer[n]["mvm_cycles"] / self.base_cycles for n in self.space.layers]
         reward = -threshold(rec["cost_accuracy"], c.threshold, c.penalty) - c.lam * hw_cost
-        return rec | {"energy_ratio": e_ratio, "latency_ratio": l_ratio, "cost_hardware": hw_cost, "reward": reward}
+        return rec | {"energy_ratio": e_ratio, "latency_ratio": l_ratio, "cost_hardware": hw_cost, "reward": reward,
+                      "step_rewards": step_rewards(reward, [-c.lam * v for v in shares])}
 
     def config(self, actions: Sequence[Sequence[int]]) -> dict[str, Any]:
         """The precision config dict of an action vector."""
         return self.space.decode(actions)
 
     def state(self, t: int, chosen: Sequence[Sequence[int]]) -> np.ndarray:
-        """Features of step t: the layer (index, kind, fan-in, fan-out, pixels, MVMUs) and the choices so far
-        (the previous layer's and the mean of all earlier layers', each index over its knob's range)."""
+        """Features of step t: the layer (index, kind, fan-in, fan-out, pixels, MVMUs), the choices so far
+        (the previous layer's and the mean of all earlier layers', each index over its knob's range) and a
+        one-hot of t (so the policy can be a per-layer table where that is what the reward asks for)."""
         f, n = self.features[t], len(self.features)
         most = max(x.mvmus for x in self.features)
         lay = [t / max(1, n - 1), float(f.kind == "conv"), np.log2(f.fan_in) / 12, np.log2(f.fan_out) / 12,
@@ -174,11 +191,12 @@ class SearchEnv:
         norm = np.array([max(1, s - 1) for s in self.space.sizes], dtype=np.float64)
         prev = np.asarray(chosen[-1], dtype=np.float64) / norm if chosen else np.zeros(len(KNOBS))
         mean = np.mean(np.asarray(chosen, dtype=np.float64) / norm, axis=0) if chosen else np.zeros(len(KNOBS))
-        return np.concatenate([lay, prev, mean])
+        return np.concatenate([lay, prev, mean, np.eye(n)[t]])
 
     @property
     def state_dim(self) -> int:
-        return 6 + 2 * len(KNOBS)
+        """Length of `state`: 6 layer features, 2 x knobs of earlier choices, a one-hot of the layer index."""
+        return 6 + 2 * len(KNOBS) + len(self.features)
 
 
 # ---- worker processes -------------------------------------------------------------------------------------------
