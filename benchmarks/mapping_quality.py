@@ -1,10 +1,11 @@
-"""Mapping quality: naive vs spatial (hollow-aware) mapping on our models with varied-precision configs.
+"""Mapping quality: naive vs spatial (hollow-aware, bit lines packed) vs temporal mapping on our models with
+varied-precision configs.
 
 Usage: python benchmarks/mapping_quality.py [--images 32]
-Per model and config: physical crossbars, the lower bound (crossbars needed to hold the non-zero cells if they
-could be packed perfectly: ceil(non-zero (slice, sign) cells / cells per crossbar)), ADC energy (proportional to
-conversions), total energy and cycles on the runtime, for naive, spatial (hollow-aware) and temporal (spatial plus
-bit planes stacked on the rows of short blocks) mapping.
+Per model and config: physical crossbars under naive, spatial, temporal (energy-delay optimum: stacked only
+where it costs no cycles) and densest (temporal with --crossbar-budget 0) mapping; two lower bounds (the non-zero
+cells packed perfectly; the live bit lines with their rows packed perfectly); physical cell utilization; ADC
+energy (proportional to conversions), energy and cycles on the runtime, each as a ratio to naive.
 Also LeNet-5 with its conv weights replicated (--replicate), and the mapper alone on ResNet-50 at 224x224.
 """
 
@@ -37,13 +38,17 @@ CONFIGS = {
 }
 
 
-def lower_bound(cm) -> int:
-    """Crossbars needed for the non-zero cells alone."""
-    cells = 0
+def lower_bounds(cm) -> tuple[int, int]:
+    """Crossbars needed (1) for the non-zero cells alone, packed perfectly, and (2) for the live bit lines (any
+    non-zero cell) of every block with their rows, packed perfectly: what any mapping that keeps a bit line's
+    cells on one physical bit line can reach."""
+    cells = line_cells = 0
     for m in cm.program.mvmus:
         pos, neg = nx.weight_slices(m.weights, m.weight_bits, cm.hw.cell_bits, m.encoding)
         cells += int((pos != 0).sum() + (neg != 0).sum())
-    return math.ceil(cells / (cm.hw.xbar_rows * cm.hw.xbar_cols))
+        line_cells += int(pos.any(axis=1).sum() + neg.any(axis=1).sum()) * m.weights.shape[0]
+    per = cm.hw.xbar_rows * cm.hw.xbar_cols
+    return math.ceil(cells / per), math.ceil(line_cells / per)
 
 
 def main() -> None:
@@ -57,19 +62,29 @@ def main() -> None:
         x = x[:a.images]
         for label, cfg in CONFIGS.items():
             res = {}
-            for mode in ("naive", "spatial", "temporal"):
-                cm = compile_model(ROOT / "models" / f"{model}.onnx", cfg, mapping=mode)
+            for mode, budget in (("naive", None), ("spatial", None), ("temporal", None), ("densest", 0)):
+                cm = compile_model(ROOT / "models" / f"{model}.onnx", cfg,
+                                   mapping="temporal" if budget == 0 else mode, crossbar_budget=budget)
                 s = runner.run(cm, {cm.program.inputs[0].name: x}).stats
                 res[mode] = (cm.mapping_report(), s, cm)
-            bound = lower_bound(res["spatial"][2])
-            (rn, sn, _), (rs, ss, _), (rt, st, _) = res["naive"], res["spatial"], res["temporal"]
-            rows.append([model, label, rn["crossbars"], rs["crossbars"], rt["crossbars"], bound,
-                         f"{rt['crossbars'] / max(1, bound):.2f}x",
-                         f"{ss.per_component['adc'] / sn.per_component['adc']:.2f}",
-                         f"{ss.energy_pj / sn.energy_pj:.2f}/{st.energy_pj / sn.energy_pj:.2f}",
-                         f"{ss.cycles / sn.cycles:.2f}/{st.cycles / sn.cycles:.2f}"])
-    print(table(rows, ["model", "config", "naive xbars", "spatial xbars", "temporal xbars", "lower bound",
-                       "temporal/bound", "ADC energy s/n", "energy s/n t/n", "cycles s/n t/n"]))
+            bound, line_bound = lower_bounds(res["spatial"][2])
+            n_, s_, t_, d_ = (res[m] for m in ("naive", "spatial", "temporal", "densest"))
+
+            def ratio(key: str) -> str:
+                return "/".join(f"{getattr(r[1], key) / getattr(n_[1], key):.2f}" for r in (s_, t_, d_))
+
+            rows.append([model, label] + [r[0]["crossbars"] for r in (n_, s_, t_, d_)] + [
+                bound, line_bound, f"{t_[0]['crossbars'] / max(1, bound):.2f}x",
+                f"{t_[0]['crossbars'] / max(1, line_bound):.2f}x", f"{d_[0]['crossbars'] / max(1, line_bound):.2f}x",
+                "/".join(f"{r[0]['cell_utilization']:.0%}" for r in (n_, s_, t_, d_)),
+                f"{s_[1].per_component['adc'] / n_[1].per_component['adc']:.2f}", ratio("energy_pj"),
+                ratio("cycles")])
+    print(table(rows, ["model", "config", "naive", "spatial", "temporal", "densest", "cell bound", "line bound",
+                       "temporal/cell", "temporal/line", "densest/line", "cell util n/s/t/d", "ADC s/n",
+                       "energy s/n t/n d/n", "cycles s/n t/n d/n"]))
+    print("crossbars per mode; densest = temporal with --crossbar-budget 0 (every block stacked as far as its rows "
+          "allow);\nbounds: non-zero cells / cells per crossbar, and live bit lines x their block's rows / cells "
+          "per crossbar")
     x, _ = load_dataset("digits32", "test")
     rows = []
     for n in (1, 2, 4, 7):
@@ -91,9 +106,13 @@ def main() -> None:
     prec = resolve_precision(g, "16bit", ranges, hw)
     t0 = time.perf_counter()
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in g.crossbar_ops()}
-    mp = map_naive(g, prec, hw, weights, "spatial")
-    print(f"\nResNet-50 224x224: spatial mapper (quantize + place + hollow count) {time.perf_counter() - t0:.1f} s, "
-          f"{mp.crossbars:,} crossbars, {mp.mvmus:,} MVMUs")
+    tq = time.perf_counter() - t0
+    print(f"\nResNet-50 224x224, 16-bit: quantize {tq:.1f} s")
+    for mode in ("naive", "spatial", "temporal"):
+        t0 = time.perf_counter()
+        mp = map_naive(g, prec, hw, weights, mode)
+        print(f"  {mode:8s} mapper (place + pack + schedule) {time.perf_counter() - t0:5.1f} s, "
+              f"{mp.crossbars:,} crossbars, {mp.mvmus:,} MVMUs")
 
 
 if __name__ == "__main__":

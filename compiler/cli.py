@@ -264,7 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--replicate", type=int, default=1,
                    help="copy each conv layer's weights N times; each copy computes a band of output rows")
     c.add_argument("--crossbar-budget", type=int, default=None,
-                   help="with --mapping temporal: pack only as many layers as needed to fit this many crossbars")
+                   help="with --mapping temporal: trade cycles for crossbars until this many fit (0: the fewest "
+                        "crossbars the rows allow)")
     c.add_argument("--search", default=None, choices=["rl", "random", "greedy"],
                    help="choose the precision by searching (docs/search.md) instead of --precision")
     c.add_argument("--budget", type=int, default=100, help="with --search: evaluations")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from . import layout as layout_module
 from .assembler import assemble
 from .encoding import MAGIC, VERSION
 from .printer import COMMENT_COL, format_program
@@ -87,6 +88,11 @@ def render_instr(spec: InstrSpec) -> str:
     return "\n".join(out + [""])
 
 
+def _layout_doc() -> str:
+    """The `isa.layout` module docstring, reflowed as Markdown (the one description of the format)."""
+    return layout_module.__doc__.split("\n", 2)[2].strip() + "\n"
+
+
 def _intro() -> str:
     example = format_program(assemble(_EXAMPLE, "<example>")).rstrip("\n")
     kinds = "\n".join(f"| `{k}` | {b} | {t} | {m} |" for k, b, t, m in _KINDS)
@@ -130,6 +136,15 @@ Example (canonical form, as the printer emits it):
 ## Binary container (`program.bin`)
 
 {_CONTAINER}
+## MVMU configuration (`image.npz`)
+
+An MVMU is programmed before the program starts, not by instructions: `mvmu_T_C_M` holds its signed integer
+matrix (rows x columns, weights[r, c] multiplies input register r into output register c) and, for a packed MVMU,
+`layout_T_C_M` its bit-line layout. The layout is what row-group masks and per-step shifts on `mvm` would
+express: it fixes which rows each step drives and by which significance each conversion is shifted, so one `mvm`
+executes every step of a temporally scheduled MVMU.
+
+{_layout_doc()}
 ## Instructions
 
 | Mnemonic | Opcode | Class | Cost unit | Meaning |

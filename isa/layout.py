@@ -56,8 +56,8 @@ def summarize(layout: np.ndarray) -> LayoutSummary:
     counts = np.zeros((steps, slices), dtype=np.int64)
     s_idx, _ = np.nonzero(pair_placed)
     np.add.at(counts, (pair_step[pair_placed], s_idx), 1)
-    drives = len(set(zip(arr.tolist(), step.tolist())))
-    return LayoutSummary(len(set(arr.tolist())), drives, tuple(tuple(int(v) for v in row) for row in counts))
+    drives = len(np.unique(arr * max(1, steps) + step))
+    return LayoutSummary(len(np.unique(arr)), drives, tuple(tuple(int(v) for v in row) for row in counts.tolist()))
 
 
 def check_layout(layout: np.ndarray, pos: np.ndarray, neg: np.ndarray, hw: HardwareConfig, where: str) -> None:

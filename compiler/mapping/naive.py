@@ -115,38 +115,48 @@ class Mapping:
         return len({b.where for lm in self.layers.values() for b in lm.blocks} | set(self.vector.values()))
 
     def hollows(self, name: str, q: np.ndarray, p: LayerPrecision) -> dict[str, Any]:
-        """Hollows of one layer's integer weights q (n_in, n_out): physical crossbars whose cells are all zero
-        (they still sit in the naive data path), and the fraction of (column, slice) bit lines that are zero."""
-        idle = 0
+        """Hollows of one layer's integer weights q (n_in, n_out): naive crossbars whose cells are all zero, the
+        fraction of (column, slice) bit lines that are zero, live bit lines, non-zero cells, and the physical cell
+        utilization (non-zero cells over the cells of the crossbars this mapping uses)."""
+        idle = lines = cells = 0
         for b in self.layers[name].blocks:
             pos, neg = nx.weight_slices(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p.w_bits, self.hw.cell_bits,
                                         p.w_enc)
             idle += int((pos.reshape(len(pos), -1).max(axis=1) == 0).sum())
             idle += int((neg.reshape(len(neg), -1).max(axis=1) == 0).sum())
+            lines += int(pos.any(axis=1).sum() + neg.any(axis=1).sum())
+            cells += int((pos != 0).sum() + (neg != 0).sum())
         pos, neg = nx.weight_slices(q, p.w_bits, self.hw.cell_bits, p.w_enc)
         zero_lines = ((pos == 0) & (neg == 0)).all(axis=1)  # (S, n_out): a slice of a column with no charge
-        return {"idle_crossbars": idle, "zero_bitline_fraction": float(zero_lines.mean())}
+        per = self.hw.xbar_rows * self.hw.xbar_cols
+        return {"idle_crossbars": idle, "zero_bitline_fraction": float(zero_lines.mean()), "live_bit_lines": lines,
+                "nonzero_cells": cells, "cell_utilization": cells / max(1, self.layer_crossbars(name) * per)}
 
     def report(self, prec: dict[str, LayerPrecision],
                weights: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
-        """The mapping report: per layer and total crossbars, MVMUs, cores, tiles, cell utilization and, given
-        the integer weights, the hollows (all-zero crossbars and bit lines) varied quantization leaves."""
+        """The mapping report: per layer and total crossbars, row-group steps, MVMUs, cores, tiles, block
+        utilization (block cells over MVMU capacity) and, given the integer weights, the hollows and the
+        physical cell utilization."""
         hw, layers = self.hw, []
         for lm in self.layers.values():
             cells = sum((b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) for b in lm.blocks)
+            steps = max((summarize(lay).steps for lay in lm.layouts or []), default=1)
             layers.append({"layer": lm.name, "row_blocks": lm.row_blocks, "col_blocks": lm.col_blocks,
                            "mvmus": len(lm.blocks), "slices": lm.slices, "crossbars": self.layer_crossbars(lm.name),
-                           "cores": len(lm.cores()), "tiles": sorted({b.tile for b in lm.blocks}),
+                           "steps": steps, "cores": len(lm.cores()), "tiles": sorted({b.tile for b in lm.blocks}),
                            "utilization": cells / (len(lm.blocks) * hw.xbar_rows * hw.xbar_cols),
                            "weight_bits": prec[lm.name].w_bits})
             if weights is not None:
                 layers[-1].update(self.hollows(lm.name, weights[lm.name], prec[lm.name]))
         used = sum(x["utilization"] * x["mvmus"] for x in layers)
-        idle = sum(x.get("idle_crossbars", 0) for x in layers)
-        return {"mapping": self.mode, "crossbars": self.crossbars, "idle_crossbars": idle, "mvmus": self.mvmus,
-                "cores": self.cores,
-                "tiles": self.tiles, "utilization": used / max(1, self.mvmus), "layers": layers,
-                "vector_ops": {k: list(v) for k, v in self.vector.items()}}
+        out = {"mapping": self.mode, "crossbars": self.crossbars, "mvmus": self.mvmus, "cores": self.cores,
+               "tiles": self.tiles, "utilization": used / max(1, self.mvmus), "layers": layers,
+               "vector_ops": {k: list(v) for k, v in self.vector.items()}}
+        if weights is not None:
+            nonzero = sum(x["nonzero_cells"] for x in layers)
+            out.update({"idle_crossbars": sum(x["idle_crossbars"] for x in layers), "nonzero_cells": nonzero,
+                        "cell_utilization": nonzero / max(1, self.crossbars * hw.xbar_rows * hw.xbar_cols)})
+        return out
 
 
 VECTOR_KINDS = ("pool", "gap", "eltwise")

@@ -34,17 +34,19 @@ def max_steps(rows: int, hw: HardwareConfig) -> int:
     return max(1, hw.xbar_rows // max(1, rows))
 
 
-def _fill(sizes: list[int], cap: int, steps: int) -> list[tuple[int, int]] | None:
-    """(step, first position) of each pair when steps hold ``cap`` lines each; None if they do not fit."""
-    out, step, used = [], 0, 0
-    for n in sizes:
-        if used + n > cap:
-            step, used = step + 1, 0
-            if step == steps:
-                return None
-        out.append((step, used))
-        used += n
-    return out
+def _fill(sizes: np.ndarray, cap: int, steps: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(step, first position) of each pair, in order, when each step holds ``cap`` lines; None if they do not
+    fit in ``steps`` steps. A step takes the longest prefix of the remaining pairs that fits."""
+    step, first = np.zeros(len(sizes), dtype=np.int64), np.zeros(len(sizes), dtype=np.int64)
+    i = 0
+    for g in range(steps):
+        if i == len(sizes):
+            break
+        ends = np.cumsum(sizes[i:])
+        m = int(np.searchsorted(ends, cap, side="right"))
+        step[i:i + m], first[i:i + m] = g, ends[:m] - sizes[i:i + m]
+        i += m
+    return (step, first) if i == len(sizes) else None
 
 
 def pack(live: np.ndarray, rows: int, hw: HardwareConfig, steps: int = 1) -> np.ndarray:
@@ -53,16 +55,15 @@ def pack(live: np.ndarray, rows: int, hw: HardwareConfig, steps: int = 1) -> np.
     s, _, c = live.shape
     k = max(1, min(steps, max_steps(rows, hw)))
     layout = np.full((s, 2, c, 3), UNPLACED, dtype=np.int64)
-    pairs = [(sl, col) for col in range(c) for sl in range(s) if live[sl, :, col].any()]
-    if not pairs:
+    col, sl = np.nonzero(live.any(axis=1).T)  # pairs column by column, slices ascending within a column
+    if not len(col):
         return layout
-    sizes = [int(live[sl, 0, col]) + int(live[sl, 1, col]) for sl, col in pairs]
-    arrays = max(1, -(-sum(sizes) // (k * hw.xbar_cols)))
+    pos_live, neg_live = live[sl, 0, col], live[sl, 1, col]
+    sizes = pos_live.astype(np.int64) + neg_live
+    arrays = max(1, -(-int(sizes.sum()) // (k * hw.xbar_cols)))
     while (places := _fill(sizes, arrays * hw.xbar_cols, k)) is None:
         arrays += 1
-    for (sl, col), (step, first) in zip(pairs, places):
-        for sign in (0, 1):
-            if live[sl, sign, col]:
-                layout[sl, sign, col] = (first // hw.xbar_cols, step, first % hw.xbar_cols)
-                first += 1
+    step, first = places
+    for sign, on, at in ((0, pos_live, first), (1, neg_live, first + pos_live)):
+        layout[sl[on], sign, col[on]] = np.stack([at[on] // hw.xbar_cols, step[on], at[on] % hw.xbar_cols], axis=1)
     return layout

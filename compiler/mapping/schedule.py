@@ -100,8 +100,13 @@ def fit_budget(g: Graph, mp: Mapping, prec: dict[str, LayerPrecision], weights: 
                hw: HardwareConfig, budget: int) -> Mapping:
     """Starting from the energy-delay optimum, let layers take longer (each block then stacks as far as the
     layer's new latency allows), most crossbars saved per added cycle first, until the crossbar count fits
-    ``budget``; fail with the smallest count reachable if it never does."""
+    ``budget``; fail with the smallest count reachable if it never does. ``budget`` 0: the fewest crossbars
+    (every block stacked as far as its rows allow)."""
     opts = {n: _layer_options(lm, weights[n], prec[n], hw, True) for n, lm in mp.layers.items()}
+    if budget == 0:
+        for n, lm in mp.layers.items():
+            lm.layouts = [bo[-1].layout for bo in opts[n]]
+        return mp
     limit = {n: _free_limit(o) for n, o in opts.items()}
 
     def arrays(n: str, lim: int) -> int:
