@@ -45,7 +45,8 @@ def cmd_compile(a: argparse.Namespace) -> int:
     rep = cm.mapping_report() if cm.mapping else {}
     print(f"compiled {a.model} -> {a.output} in {secs:.2f} s ({rep.get('mapping')} mapping)")
     print(f"  layers: {len(cm.precision)}  crossbars: {rep.get('crossbars')}  MVMUs: {rep.get('mvmus')}  "
-          f"cores: {rep.get('cores')}  tiles: {rep.get('tiles')}  utilization: {rep.get('utilization', 0):.1%}")
+          f"cores: {rep.get('cores')}  tiles: {rep.get('tiles')}  block utilization: {rep.get('utilization', 0):.1%}"
+          f"  cell utilization: {rep.get('cell_utilization', 0):.1%}")
     print(f"  static instructions: {cm.program.static_instructions}  calibration: {cm.calibration}")
     if cm.graph.host_ops:
         print(f"  on the host after the program: {', '.join(cm.graph.host_ops)}")
@@ -218,10 +219,12 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         return 0
     print(f"{out}: {info['static_instructions']} instructions on {info['cores']} cores, {info['tiles']} tiles, "
           f"{info['crossbars']} crossbars ({info['mvmus']} MVMUs, utilization {info['utilization'] or 0:.1%})")
-    rows = [[lay["layer"], lay.get("mvmus", "-"), lay.get("crossbars", "-"), lay.get("cores", "-"),
-             f"{lay['utilization']:.1%}" if "utilization" in lay else "-", lay.get("static_instructions", 0),
-             lay.get("dynamic_instructions", "-")] for lay in layers]
-    print(_table(rows, ["layer", "MVMUs", "crossbars", "cores", "utilization", "static instr", "dynamic instr"]))
+    rows = [[lay["layer"], lay.get("mvmus", "-"), lay.get("crossbars", "-"), lay.get("steps", "-"),
+             lay.get("cores", "-"), f"{lay['utilization']:.1%}" if "utilization" in lay else "-",
+             f"{lay['cell_utilization']:.1%}" if "cell_utilization" in lay else "-",
+             lay.get("static_instructions", 0), lay.get("dynamic_instructions", "-")] for lay in layers]
+    print(_table(rows, ["layer", "MVMUs", "crossbars", "steps", "cores", "block util", "cell util", "static instr",
+                        "dynamic instr"]))
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Mapping modes: naive and spatial (hollow-aware) give bit-identical results; spatial saves what it claims."""
+"""Mapping modes: naive, spatial (bit lines packed) and temporal (row-group steps) give bit-identical results and
+save what they claim; packing invariants on random varied-precision blocks."""
 
 from __future__ import annotations
 
@@ -23,14 +24,16 @@ def test_modes_are_bit_identical_with_varied_precision(model, data):
     x = x[:24]
     cfg = {"preset": "8bit", "default": {"w_scheme": "varied", "w_channels": COARSE}}
     outs = {}
-    for mode in ("naive", "spatial", "temporal"):
-        cm = compile_model(model, cfg, mapping=mode)
+    for mode, budget in (("naive", None), ("spatial", None), ("temporal", None), ("densest", 0)):
+        cm = compile_model(model, cfg, mapping="temporal" if budget == 0 else mode, crossbar_budget=budget)
         name = cm.program.outputs[0].name
         got = runner.run(cm, {cm.program.inputs[0].name: x})
         outs[mode] = (got.device_int[name], got.stats, cm)
         assert np.array_equal(got.device_int[name], runner.functional_outputs(cm, {cm.program.inputs[0].name: x})[name])
     assert np.array_equal(outs["naive"][0], outs["spatial"][0])
     assert np.array_equal(outs["naive"][0], outs["temporal"][0])
+    assert np.array_equal(outs["naive"][0], outs["densest"][0])
+    assert any(m.layout is not None and m.layout[..., 1].max() > 0 for m in outs["densest"][2].program.mvmus)
 
 
 def _live_pairs_and_lines(m, cell_bits: int) -> tuple[int, int]:
