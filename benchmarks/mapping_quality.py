@@ -103,16 +103,22 @@ def main() -> None:
     g, _, _ = import_graph(model)
     hw = DEFAULT.with_changes(tiles=4096, tile_mem_words=1 << 24)
     ranges = calibrate(g, {g.inputs[0].name: np.random.default_rng(0).uniform(0, 1, (1, 3, 224, 224))}, 128)
-    prec = resolve_precision(g, "16bit", ranges, hw)
-    t0 = time.perf_counter()
-    weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in g.crossbar_ops()}
-    tq = time.perf_counter() - t0
-    print(f"\nResNet-50 224x224, 16-bit: quantize {tq:.1f} s")
-    for mode in ("naive", "spatial", "temporal"):
+    rows = []
+    for label in ("16-bit", "uniform 8-bit", "varied all u4"):
+        cfg = CONFIGS[label]
         t0 = time.perf_counter()
-        mp = map_naive(g, prec, hw, weights, mode)
-        print(f"  {mode:8s} mapper (place + pack + schedule) {time.perf_counter() - t0:5.1f} s, "
-              f"{mp.crossbars:,} crossbars, {mp.mvmus:,} MVMUs")
+        prec = resolve_precision(g, cfg.get("preset", "16bit") if "default" not in cfg else cfg, ranges, hw)
+        weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in g.crossbar_ops()}
+        tq = time.perf_counter() - t0
+        for pool in (0, 32):
+            for mode in ("naive", "spatial", "temporal"):
+                t0 = time.perf_counter()
+                mp = map_naive(g, prec, hw.with_changes(xbars_per_core=pool), weights, mode)
+                rows.append([label, pool or "unlimited", mode, f"{tq:.1f} s", f"{time.perf_counter() - t0:.1f} s",
+                             f"{mp.crossbars:,}", f"{mp.mvmus:,}", f"{mp.cores:,}", f"{mp.tiles:,}"])
+    print("\nResNet-50 224x224 (random weights), the mapper alone")
+    print(table(rows, ["config", "crossbars per core", "mapping", "quantize", "map (place + pack + schedule)",
+                       "crossbars", "MVMUs", "cores", "tiles"]))
 
 
 if __name__ == "__main__":

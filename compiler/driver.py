@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 
 from isa import Program
-from isa.errors import ModelError, XbarcError
+from isa.errors import XbarcError
 from isa.files import load_program, save_program
 from isa.hardware import HardwareConfig, load_hardware
 
@@ -19,7 +19,6 @@ from .codegen import generate
 from .frontend import import_onnx, load_model
 from .ir import Graph, dump
 from .mapping import Mapping, map_naive
-from .mapping.schedule import fit_budget
 from .passes import CANONICALIZE, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
@@ -111,11 +110,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     if any(p.w_scheme == "nonuniform" for p in prec.values()):
         prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc))
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
-    placed = map_naive(graph, prec, hwc, weights, mapping, replicate)
-    if crossbar_budget is not None:
-        if mapping != "temporal":
-            raise ModelError("a crossbar budget needs --mapping temporal")
-        placed = fit_budget(graph, placed, prec, weights, hwc, crossbar_budget)
+    placed = map_naive(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
     program = generate(graph, prec, placed, hwc, fmt)
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()]})
     return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how)

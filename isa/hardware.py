@@ -91,6 +91,9 @@ class HardwareConfig:
     max_input_bits: int = 32
     max_acc_bits: int = 32
     mvmus_per_core: int = 8
+    # physical crossbars a core's MVMUs share (0: no limit, each MVMU has what its layout uses). A naive MVMU
+    # uses 2 per weight slice; a packed one the arrays of its layout (isa/layout.py).
+    xbars_per_core: int = 0
     adcs_per_mvmu: int = 8
     cores_per_tile: int = 8
     tiles: int = 64

@@ -52,6 +52,11 @@ class Machine:
             if img.mvmu in per_core:
                 raise XbarcError(f"two images for MVMU {img.mvmu} of tile {img.tile} core {img.core}")
             per_core[img.mvmu] = MvmuKernel.from_image(img, hw)
+        for (tile, core), per_core in kernels.items():
+            used = sum(k.shape.arrays or 2 * k.all_slices for k in per_core.values())
+            if hw.xbars_per_core and used > hw.xbars_per_core:
+                raise XbarcError(f"tile {tile} core {core}: its MVMU images use {used} crossbars but a core has "
+                                 f"{hw.xbars_per_core} (xbars_per_core)")
         seen: set[tuple[int, int]] = set()
         for cc in program.cores:
             if not (0 <= cc.tile < hw.tiles and 0 <= cc.core < hw.cores_per_tile):

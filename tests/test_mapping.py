@@ -230,3 +230,33 @@ def test_crossbar_budget_trades_cycles_for_crossbars():
     assert b.stats.cycles > a.stats.cycles                  # the crossbars saved cost steps
     with pytest.raises(ModelError, match=f"needs at least {least} crossbars"):
         compile_model(LENET, "16bit", mapping="temporal", crossbar_budget=least - 1)
+
+
+def test_core_crossbar_pool_lets_packed_blocks_share_cores():
+    """With xbars_per_core, a core takes blocks while their crossbars fit: packed blocks need fewer cores."""
+    from dataclasses import replace
+
+    from isa import XbarcError
+    from isa.errors import ModelError
+    from isa.hardware import DEFAULT
+    from isa.layout import summarize
+    from runtime import Machine
+
+    hw = DEFAULT.with_changes(xbars_per_core=8)
+    x, _ = load_dataset("digits32", "test")
+    naive = compile_model(LENET, "8bit", hw=hw, mapping="naive")      # 8-bit: 8 crossbars per naive block
+    spatial = compile_model(LENET, "8bit", hw=hw, mapping="spatial")
+    for cm in (naive, spatial):
+        used: dict[tuple[int, int], int] = {}
+        for m in cm.program.mvmus:
+            arrays = 8 if m.layout is None else summarize(m.layout).arrays
+            used[(m.tile, m.core)] = used.get((m.tile, m.core), 0) + arrays
+        assert max(used.values()) <= 8
+    assert spatial.mapping.cores < naive.mapping.cores
+    a = runner.run(naive, {"input": x[:8]}).device_int["logits"]
+    b = runner.run(spatial, {"input": x[:8]}).device_int["logits"]
+    assert np.array_equal(a, b)
+    with pytest.raises(XbarcError, match="use 8 crossbars but a core has 4"):
+        Machine(replace(naive.program, hw=naive.program.hw.with_changes(xbars_per_core=4)))
+    with pytest.raises(ModelError, match="layer fc1: a block needs 16 crossbars but a core has 8"):
+        compile_model(MLP, "16bit", hw=hw, mapping="naive")

@@ -163,12 +163,14 @@ VECTOR_KINDS = ("pool", "gap", "eltwise")
 
 
 class _Cursor:
+    """The next free MVMU slot; with ``hw.xbars_per_core`` > 0 also the crossbars left on the current core."""
+
     def __init__(self, hw: HardwareConfig) -> None:
-        self.hw, self.tile, self.core, self.mvmu = hw, 0, 0, 0
+        self.hw, self.tile, self.core, self.mvmu, self.arrays = hw, 0, 0, 0, 0
 
     def fresh_core(self) -> None:
         if self.mvmu:
-            self.core, self.mvmu = self.core + 1, 0
+            self.core, self.mvmu, self.arrays = self.core + 1, 0, 0
             if self.core == self.hw.cores_per_tile:
                 self.tile, self.core = self.tile + 1, 0
 
@@ -184,15 +186,18 @@ class _Cursor:
         return where
 
     def next_tile(self) -> None:
-        self.tile, self.core, self.mvmu = self.tile + 1, 0, 0
+        self.tile, self.core, self.mvmu, self.arrays = self.tile + 1, 0, 0, 0
 
-    def take(self) -> tuple[int, int, int]:
+    def take(self, arrays: int) -> tuple[int, int, int]:
+        """An MVMU slot for a block using ``arrays`` crossbars (on a fresh core if this one has too few left)."""
+        pool = self.hw.xbars_per_core
+        if pool and self.arrays + arrays > pool:
+            self.fresh_core()
         slot = (self.tile, self.core, self.mvmu)
         self.mvmu += 1
+        self.arrays += arrays
         if self.mvmu == self.hw.mvmus_per_core:
-            self.core, self.mvmu = self.core + 1, 0
-            if self.core == self.hw.cores_per_tile:
-                self.next_tile()
+            self.fresh_core()
         return slot
 
 
@@ -211,7 +216,7 @@ def _bands(g: Graph, name: str, replicate: int) -> list[tuple[int, int] | None]:
 
 def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
               weights: dict[str, np.ndarray] | None = None, mode: str = "naive",
-              replicate: int = 1) -> Mapping:
+              replicate: int = 1, budget: int | None = None) -> Mapping:
     """Place every crossbar layer (see module docstring); fail with what is needed if the chip is too small.
 
     ``mode`` "spatial" (hollow-aware, seed 003) needs the integer ``weights``: blocks whose cells are all zero
@@ -219,14 +224,33 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     loads, no conversions and no partial-sum traffic; inside an MVMU, the live bit lines are packed densely
     onto the fewest crossbars and only they are read and converted (`packing.pack`, `isa.layout`). "temporal"
     adds temporal scheduling: bit lines of a short block share physical bit lines on disjoint row groups driven
-    in successive steps, as far as that costs the layer no cycles (`schedule.plan_layouts`; `fit_budget`
-    trades cycles for crossbars under a budget).
+    in successive steps, as far as that costs the layer no cycles; with ``budget`` (crossbars), layers trade
+    cycles for crossbars until the model fits (0: as densely as the rows allow; `schedule.plan_layouts`).
+    With ``hw.xbars_per_core`` > 0 a core holds blocks while their crossbars fit its pool (and its MVMU slots
+    last), so packing lets more blocks share a core.
 
     ``replicate`` N > 1 copies every conv layer's weights N times (at most once per output row); replica k
     computes the k-th band of output rows, so the layer's pixel loop is N times shorter (ISAAC/PUMA-style
     replication: crossbars traded for latency and throughput)."""
     if mode not in MAPPINGS:
         raise ModelError(f"mapping '{mode}' is not one of {', '.join(MAPPINGS)}")
+    if budget is not None and mode != "temporal":
+        raise ModelError("a crossbar budget needs --mapping temporal")
+    packed = mode != "naive" and weights is not None
+    ranges: dict[str, list[tuple[tuple[int, int], tuple[int, int]]]] = {}
+    for op in g.crossbar_ops():
+        n_in, n_out = op.params["weight"].shape
+        ranges[op.name] = [((r, min(n_in, r + hw.xbar_rows)), (c, min(n_out, c + hw.xbar_cols)))
+                           for c in range(0, n_out, hw.xbar_cols) for r in range(0, n_in, hw.xbar_rows)
+                           if not (packed and r and not weights[op.name][r:r + hw.xbar_rows,  # type: ignore[index]
+                                                                         c:c + hw.xbar_cols].any())]
+    layouts: dict[str, list[np.ndarray]] = {}
+    if packed:
+        from .schedule import plan_layouts
+
+        copies = {n: len(_bands(g, n, replicate)) for n in ranges}
+        layouts = plan_layouts(g, prec, weights, hw, ranges, mode == "temporal", budget,  # type: ignore[arg-type]
+                               copies)
     cur, layers = _Cursor(hw), {}
     per_tile = hw.cores_per_tile * hw.mvmus_per_core
     vector: dict[str, tuple[int, int]] = {}
@@ -238,25 +262,27 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
         n_in, n_out = op.params["weight"].shape
         rb, cb = -(-n_in // hw.xbar_rows), -(-n_out // hw.xbar_cols)
         lm = LayerMap(op.name, rb, cb, nx.n_slices(prec[op.name].w_bits, hw.cell_bits, prec[op.name].w_enc))
+        lays = layouts.get(op.name)
+        sizes = [summarize(lay).arrays for lay in lays] if lays else [2 * lm.slices] * len(ranges[op.name])
+        if hw.xbars_per_core and max(sizes, default=0) > hw.xbars_per_core:
+            raise ModelError(f"layer {op.name}: a block needs {max(sizes)} crossbars but a core has "
+                             f"{hw.xbars_per_core} (xbars_per_core); map it spatially or temporally, or give the "
+                             f"cores more crossbars")
+        lm.layouts = [] if lays else None
         for rep, band in enumerate(_bands(g, op.name, replicate)):
             cur.fresh_core()
             for c in range(cb):
-                if cur.free_on_tile() < min(rb, per_tile):  # a group that fits a tile stays on one tile
+                mine = [i for i, (_, cols) in enumerate(ranges[op.name]) if cols[0] == c * hw.xbar_cols]
+                if cur.free_on_tile() < min(len(mine), per_tile):  # a group that fits a tile stays on one tile
                     cur.next_tile()
-                for r in range(rb):
-                    rows = (r * hw.xbar_rows, min(n_in, (r + 1) * hw.xbar_rows))
-                    cols = (c * hw.xbar_cols, min(n_out, (c + 1) * hw.xbar_cols))
-                    if mode != "naive" and r and weights is not None and \
-                            not weights[op.name][rows[0]:rows[1], cols[0]:cols[1]].any():
-                        continue
-                    t, k, m = cur.take()
-                    lm.blocks.append(Block(op.name, r, c, rows, cols, t, k, m, rep, band))
+                for i in mine:
+                    rows, cols = ranges[op.name][i]
+                    t, k, m = cur.take(sizes[i])
+                    lm.blocks.append(Block(op.name, rows[0] // hw.xbar_rows, c, rows, cols, t, k, m, rep, band))
+                    if lays:
+                        lm.layouts.append(lays[i])  # type: ignore[union-attr]
         layers[op.name] = lm
     mapping = Mapping(hw, layers, vector, mode)
-    if mode in ("spatial", "temporal") and weights is not None:
-        from .schedule import plan_layouts
-
-        plan_layouts(mapping, prec, weights, temporal=mode == "temporal")
     top = max([b.tile for lm in layers.values() for b in lm.blocks] + [t for t, _ in vector.values()],
               default=0) + 1
     if top > hw.tiles:

@@ -11,7 +11,7 @@ with the static crossbar model, array drives. Hence:
   block, so every block stacks as far as it stays within that latency: fewer crossbars at no added cycle and no
   added energy. Where a block's steps are ADC-bound, splitting them costs nothing; where they are read-bound
   (few conversions per step), every extra step costs a read and stacking stops.
-* `fit_budget` (``--crossbar-budget N``): beyond that, layers trade cycles for crossbars, the most crossbars saved
+* ``--crossbar-budget N`` (`plan_layouts` with ``budget``): beyond that, layers trade cycles for crossbars, the most crossbars saved
   per added cycle (x executions per inference) first, until the count fits.
 """
 
@@ -28,7 +28,6 @@ from isa.layout import summarize
 
 from ..ir import Graph
 from ..quant import LayerPrecision
-from .naive import LayerMap, Mapping
 from .packing import live_lines, max_steps, pack
 
 
@@ -67,9 +66,7 @@ def block_options(w: np.ndarray, p: LayerPrecision, hw: HardwareConfig, temporal
     return opts
 
 
-def _layer_options(lm: LayerMap, q: np.ndarray, p: LayerPrecision, hw: HardwareConfig,
-                   temporal: bool) -> list[list[Option]]:
-    return [block_options(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p, hw, temporal) for b in lm.blocks]
+Ranges = tuple[tuple[int, int], tuple[int, int]]  # a block's (rows, cols) ranges in the layer's weight matrix
 
 
 def _within(opts: list[list[Option]], limit: int) -> list[Option]:
@@ -78,41 +75,37 @@ def _within(opts: list[list[Option]], limit: int) -> list[Option]:
             for bo in opts]
 
 
-def _free_limit(opts: list[list[Option]]) -> int:
-    return max(bo[0].cycles for bo in opts)
-
-
-def plan_layouts(mp: Mapping, prec: dict[str, LayerPrecision], weights: dict[str, np.ndarray],
-                 temporal: bool) -> None:
-    """Give every block of ``mp`` its layout: one step (spatial), or the energy-delay optimum (temporal: stack
-    as far as the layer's latency allows; see the module docstring)."""
-    for name, lm in mp.layers.items():
-        opts = _layer_options(lm, weights[name], prec[name], mp.hw, temporal)
-        lm.layouts = [o.layout for o in _within(opts, _free_limit(opts))]
-
-
 def _pixels(g: Graph, name: str) -> int:
     shape = g.values[g.op(name).outputs[0]].shape
     return shape[1] * shape[2] if len(shape) == 3 else 1
 
 
-def fit_budget(g: Graph, mp: Mapping, prec: dict[str, LayerPrecision], weights: dict[str, np.ndarray],
-               hw: HardwareConfig, budget: int) -> Mapping:
-    """Starting from the energy-delay optimum, let layers take longer (each block then stacks as far as the
-    layer's new latency allows), most crossbars saved per added cycle first, until the crossbar count fits
-    ``budget``; fail with the smallest count reachable if it never does. ``budget`` 0: the fewest crossbars
-    (every block stacked as far as its rows allow)."""
-    opts = {n: _layer_options(lm, weights[n], prec[n], hw, True) for n, lm in mp.layers.items()}
-    if budget == 0:
-        for n, lm in mp.layers.items():
-            lm.layouts = [bo[-1].layout for bo in opts[n]]
-        return mp
-    limit = {n: _free_limit(o) for n, o in opts.items()}
+def plan_layouts(g: Graph, prec: dict[str, LayerPrecision], weights: dict[str, np.ndarray], hw: HardwareConfig,
+                 blocks: dict[str, list[Ranges]], temporal: bool, budget: int | None = None,
+                 copies: dict[str, int] | None = None) -> dict[str, list[np.ndarray]]:
+    """The layout of every block (``blocks``: per layer, the allocated blocks' ranges; ``copies``: replicas per
+    layer, which multiply its crossbars).
+
+    Spatial: one step. Temporal: the energy-delay optimum -- a layer's MVM takes as long as its slowest block, so
+    every block stacks as far as it stays within that latency. With ``budget``: from there, layers take longer
+    (each block then stacks as far as the layer's new latency allows), the most crossbars saved per added cycle
+    (x executions per inference) first, until the total fits; 0 packs every block as far as its rows allow. A
+    budget that cannot be met fails with the smallest count reachable."""
+    copies = copies or {}
+    opts = {n: [block_options(weights[n][r[0]:r[1], c[0]:c[1]], prec[n], hw, temporal) for r, c in rs]
+            for n, rs in blocks.items()}
+    limit = {n: max((bo[0].cycles for bo in o), default=0) for n, o in opts.items()}
+
+    def choose(n: str, lim: int) -> list[Option]:
+        return [_fit_core(bo, o, hw) for bo, o in zip(opts[n], _within(opts[n], lim))]
 
     def arrays(n: str, lim: int) -> int:
-        return sum(o.arrays for o in _within(opts[n], lim))
+        return copies.get(n, 1) * sum(o.arrays for o in choose(n, lim))
 
-    while mp.crossbars > budget:
+    if budget == 0:
+        return {n: [bo[-1].layout for bo in o] for n, o in opts.items()}  # the last option: the fewest arrays
+    total = sum(arrays(n, limit[n]) for n in opts)
+    while budget is not None and total > budget:
         moves = []
         for n, o in opts.items():
             base = arrays(n, limit[n])
@@ -121,9 +114,17 @@ def fit_budget(g: Graph, mp: Mapping, prec: dict[str, LayerPrecision], weights: 
                 if saved > 0:
                     moves.append((-saved / ((lim - limit[n]) * _pixels(g, n)), n, lim))
         if not moves:
-            raise ModelError(f"the model needs at least {mp.crossbars} crossbars with every layer packed, over "
-                             f"the budget of {budget}")
+            raise ModelError(f"the model needs at least {total} crossbars with every layer packed, over the "
+                             f"budget of {budget}")
         _, n, lim = min(moves)
+        total -= arrays(n, limit[n]) - arrays(n, lim)
         limit[n] = lim
-        mp.layers[n].layouts = [o.layout for o in _within(opts[n], lim)]
-    return mp
+    return {n: [o.layout for o in choose(n, limit[n])] for n in opts}
+
+
+def _fit_core(options: list[Option], chosen: Option, hw: HardwareConfig) -> Option:
+    """``chosen``, or the fastest option that fits a core's crossbar pool when ``chosen`` does not."""
+    pool = hw.xbars_per_core
+    if not pool or chosen.arrays <= pool:
+        return chosen
+    return min((o for o in options if o.arrays <= pool), key=lambda o: o.cycles, default=chosen)
