@@ -63,6 +63,11 @@ class MvmuShape:
         return np.array(self.step_counts, dtype=np.int64).reshape(len(self.step_counts), self.slices)
 
     @property
+    def crossbars(self) -> int:
+        """Physical arrays in use (2 per slice when naive)."""
+        return 2 * self.slices if self.arrays is None else self.arrays
+
+    @property
     def drives(self) -> int:
         """Physical array drives per input digit (one per array holding lines of a row-group step)."""
         return 2 * self.slices if self.array_steps is None else self.array_steps

@@ -53,7 +53,7 @@ class Machine:
                 raise XbarcError(f"two images for MVMU {img.mvmu} of tile {img.tile} core {img.core}")
             per_core[img.mvmu] = MvmuKernel.from_image(img, hw)
         for (tile, core), per_core in kernels.items():
-            used = sum(k.shape.arrays or 2 * k.all_slices for k in per_core.values())
+            used = sum(k.shape.crossbars for k in per_core.values())
             if hw.xbars_per_core and used > hw.xbars_per_core:
                 raise XbarcError(f"tile {tile} core {core}: its MVMU images use {used} crossbars but a core has "
                                  f"{hw.xbars_per_core} (xbars_per_core)")

@@ -237,20 +237,19 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     if budget is not None and mode != "temporal":
         raise ModelError("a crossbar budget needs --mapping temporal")
     packed = mode != "naive" and weights is not None
+    q = weights or {}
     ranges: dict[str, list[tuple[tuple[int, int], tuple[int, int]]]] = {}
     for op in g.crossbar_ops():
         n_in, n_out = op.params["weight"].shape
         ranges[op.name] = [((r, min(n_in, r + hw.xbar_rows)), (c, min(n_out, c + hw.xbar_cols)))
                            for c in range(0, n_out, hw.xbar_cols) for r in range(0, n_in, hw.xbar_rows)
-                           if not (packed and r and not weights[op.name][r:r + hw.xbar_rows,  # type: ignore[index]
-                                                                         c:c + hw.xbar_cols].any())]
+                           if not (packed and r and not q[op.name][r:r + hw.xbar_rows, c:c + hw.xbar_cols].any())]
     layouts: dict[str, list[np.ndarray]] = {}
     if packed:
         from .schedule import plan_layouts
 
         copies = {n: len(_bands(g, n, replicate)) for n in ranges}
-        layouts = plan_layouts(g, prec, weights, hw, ranges, mode == "temporal", budget,  # type: ignore[arg-type]
-                               copies)
+        layouts = plan_layouts(g, prec, q, hw, ranges, mode == "temporal", budget, copies)
     cur, layers = _Cursor(hw), {}
     per_tile = hw.cores_per_tile * hw.mvmus_per_core
     vector: dict[str, tuple[int, int]] = {}
@@ -263,12 +262,12 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
         rb, cb = -(-n_in // hw.xbar_rows), -(-n_out // hw.xbar_cols)
         lm = LayerMap(op.name, rb, cb, nx.n_slices(prec[op.name].w_bits, hw.cell_bits, prec[op.name].w_enc))
         lays = layouts.get(op.name)
-        sizes = [summarize(lay).arrays for lay in lays] if lays else [2 * lm.slices] * len(ranges[op.name])
+        sizes = [summarize(lay).arrays for lay in lays] if lays is not None else [2 * lm.slices] * len(ranges[op.name])
         if hw.xbars_per_core and max(sizes, default=0) > hw.xbars_per_core:
             raise ModelError(f"layer {op.name}: a block needs {max(sizes)} crossbars but a core has "
                              f"{hw.xbars_per_core} (xbars_per_core); map it spatially or temporally, or give the "
                              f"cores more crossbars")
-        lm.layouts = [] if lays else None
+        lm.layouts = [] if lays is not None else None
         for rep, band in enumerate(_bands(g, op.name, replicate)):
             cur.fresh_core()
             for c in range(cb):
@@ -279,8 +278,8 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
                     rows, cols = ranges[op.name][i]
                     t, k, m = cur.take(sizes[i])
                     lm.blocks.append(Block(op.name, rows[0] // hw.xbar_rows, c, rows, cols, t, k, m, rep, band))
-                    if lays:
-                        lm.layouts.append(lays[i])  # type: ignore[union-attr]
+                    if lm.layouts is not None and lays is not None:
+                        lm.layouts.append(lays[i])
         layers[op.name] = lm
     mapping = Mapping(hw, layers, vector, mode)
     top = max([b.tile for lm in layers.values() for b in lm.blocks] + [t for t, _ in vector.values()],
