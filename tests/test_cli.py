@@ -86,6 +86,9 @@ def test_compile_is_deterministic(outdir, tmp_path):
     assert main(["compile", str(MLP), "-o", str(again)]) == 0
     for name in ("program.s", "program.bin", "precision.json", "mapping.json"):
         assert (again / name).read_bytes() == (outdir / name).read_bytes(), name
+    with np.load(again / "image.npz") as a, np.load(outdir / "image.npz") as b:  # crossbar contents and layouts
+        assert sorted(a.files) == sorted(b.files) and any(k.startswith("layout_") for k in a.files)
+        assert all(np.array_equal(a[k], b[k]) for k in a.files)
 
 
 def test_bad_precision_config_names_layer_and_option(tmp_path, capsys):
