@@ -110,6 +110,10 @@ def test_temporal_stacks_only_where_it_costs_no_cycles():
     assert b.stats.per_component["adc"] == pytest.approx(a.stats.per_component["adc"])  # same conversions
     stacked = [m for m in temporal.program.mvmus if m.layout is not None and m.layout[..., 1].max() > 0]
     assert stacked  # some block really uses more than one step
+    for lay in temporal.mapping_report()["layers"]:   # the report's per-MVM latency: no step costs a cycle
+        assert lay["mvm_cycles"] == lay["mvm_cycles_one_step"]
+    densest = compile_model(LENET, "16bit", mapping="temporal", crossbar_budget=0).mapping_report()["layers"]
+    assert any(lay["mvm_cycles"] > lay["mvm_cycles_one_step"] for lay in densest)
 
 
 from hypothesis import given, settings, strategies as st  # noqa: E402

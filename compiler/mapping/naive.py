@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from isa import numerics as nx
+from isa.costs import MvmuShape, mvmu_cycles
 from isa.errors import ModelError
 from isa.hardware import HardwareConfig
 from isa.layout import summarize
@@ -130,7 +131,28 @@ class Mapping:
         zero_lines = ((pos == 0) & (neg == 0)).all(axis=1)  # (S, n_out): a slice of a column with no charge
         per = self.hw.xbar_rows * self.hw.xbar_cols
         return {"idle_crossbars": idle, "zero_bitline_fraction": float(zero_lines.mean()), "live_bit_lines": lines,
-                "nonzero_cells": cells, "cell_utilization": cells / max(1, self.layer_crossbars(name) * per)}
+                "nonzero_cells": cells, "cell_utilization": cells / max(1, self.layer_crossbars(name) * per),
+                **self.mvm_latency(name, q, p)}
+
+    def mvm_latency(self, name: str, q: np.ndarray, p: LayerPrecision) -> dict[str, int]:
+        """Cycles of one MVM of the layer (its slowest block) as mapped, and with every block in one step: their
+        difference is what the temporal steps cost per MVM after the pipeline has hidden what it can."""
+        from .packing import live_lines, pack
+
+        lm, hw = self.layers[name], self.hw
+
+        def cycles(w: np.ndarray, layout: np.ndarray | None) -> int:
+            shape = MvmuShape(*w.shape, lm.slices) if layout is None else \
+                MvmuShape.packed(*w.shape, lm.slices, summarize(layout))
+            return mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip)
+
+        mapped = single = 1
+        for i, b in enumerate(lm.blocks):
+            w, lay = q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], lm.layout(i)
+            mapped = max(mapped, cycles(w, lay))
+            one = None if lay is None else pack(live_lines(w, p.w_bits, hw.cell_bits, p.w_enc), w.shape[0], hw)
+            single = max(single, cycles(w, one))
+        return {"mvm_cycles": mapped, "mvm_cycles_one_step": single}
 
     def report(self, prec: dict[str, LayerPrecision],
                weights: dict[str, np.ndarray] | None = None) -> dict[str, Any]:
