@@ -35,6 +35,8 @@ CONFIGS = {
     "varied all u4": {"preset": "8bit", "default": {"w_scheme": "varied", "w_channels": [
         {"scheme": "uniform", "bits": 4}]}},
     "16-bit": {"preset": "16bit"},
+    "uniform 8-bit, tc": {"preset": "8bit", "default": {"w_enc": "tc"}},
+    "16-bit, tc": {"preset": "16bit", "default": {"w_enc": "tc"}},
 }
 
 
@@ -85,6 +87,25 @@ def main() -> None:
     print("crossbars per mode; densest = temporal with --crossbar-budget 0 (every block stacked as far as its rows "
           "allow);\nbounds: non-zero cells / cells per crossbar, and live bit lines x their block's rows / cells "
           "per crossbar")
+    rows = []
+    for model, (data,) in list(MODELS.items())[:2]:
+        x, y = load_dataset(data, "test")
+        for adc in (10, 6):
+            res = {}
+            for enc in ("twos", "tc"):
+                cm = compile_model(ROOT / "models" / f"{model}.onnx",
+                                   {"preset": "8bit", "default": {"w_enc": enc, "adc_bits": adc}})
+                ev = runner.evaluate(cm, x, y, check=False)
+                res[enc] = (cm.mapping.crossbars, ev, ev["accuracy"])
+            (xa, sa, aa), (xb, sb, ab) = res["twos"], res["tc"]
+            rows.append([model, adc, f"{xa} -> {xb}"] + [
+                f"{sb['per_component'][k] / sa['per_component'][k]:.2f}" for k in ("crossbar", "adc")] + [
+                f"{sb['energy_pj'] / sa['energy_pj']:.2f}", f"{sb['cycles'] / sa['cycles']:.2f}",
+                f"{100 * aa:.2f}% -> {100 * ab:.2f}%"])
+    print("\n8-bit weights, plain (+)/(-) slicing -> two's complement on one crossbar per slice (w_enc tc), spatial "
+          "mapping, whole test split")
+    print(table(rows, ["model", "ADC bits", "crossbars", "crossbar energy", "ADC energy", "energy", "cycles",
+                       "accuracy"]))
     x, _ = load_dataset("digits32", "test")
     rows = []
     for n in (1, 2, 4, 7):
@@ -104,7 +125,7 @@ def main() -> None:
     hw = DEFAULT.with_changes(tiles=4096, tile_mem_words=1 << 24)
     ranges = calibrate(g, {g.inputs[0].name: np.random.default_rng(0).uniform(0, 1, (1, 3, 224, 224))}, 128)
     rows = []
-    for label in ("16-bit", "uniform 8-bit", "varied all u4"):
+    for label in ("16-bit", "uniform 8-bit", "varied all u4", "uniform 8-bit, tc"):
         cfg = CONFIGS[label]
         t0 = time.perf_counter()
         prec = resolve_precision(g, cfg.get("preset", "16bit") if "default" not in cfg else cfg, ranges, hw)

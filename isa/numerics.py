@@ -85,7 +85,7 @@ def input_digits(q: np.ndarray, bits: int, encoding: str = "twos") -> tuple[np.n
     return digits, weights
 
 
-WEIGHT_ENCODINGS = ("twos", "sce")
+WEIGHT_ENCODINGS = ("twos", "sce", "tc")
 INPUT_ENCODINGS = ("twos", "csd")
 
 
@@ -98,12 +98,29 @@ def weight_slices(w: np.ndarray, bits: int, cell_bits: int,
     weights on the (+) crossbar and of negative weights on the (-) crossbar. "sce" (segmented compression
     encoding, seed 002) encodes each magnitude's sub-words from the least significant: a sub-word (plus the
     incoming carry) above half range, d > 2^(cell_bits-1), becomes d - 2^cell_bits -- its magnitude goes to the
-    opposite crossbar -- and carries 1 into the next sub-word.
+    opposite crossbar -- and carries 1 into the next sub-word. "tc" (two's complement, rule TC) stores
+    ``q mod 2^(bits-1)`` on the (+) crossbars and only the sign bit, of weight -2^(bits-1), on the (-) crossbar
+    of the top slice: one crossbar per slice plus one sign line per column, as single-array designs store it.
     """
     w = np.asarray(w, dtype=I64)
+    if encoding == "tc":
+        return _tc_slices(w, bits, cell_bits)
     digits = signed_subwords(np.abs(w), bits, cell_bits, encoding)       # (S,) + w.shape, of |w|
     signed = digits * np.sign(w)[None]
     return np.maximum(signed, 0), np.maximum(-signed, 0)
+
+
+def _tc_slices(w: np.ndarray, bits: int, cell_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rule TC: (+) slices of the low bits of two's complement, the sign bit on the (-) top slice."""
+    count = n_slices(bits, cell_bits, "tc")
+    sign = (w < 0).astype(I64)
+    low = w + (sign << I64(bits - 1))  # q mod 2^(bits-1): the bits-1 low bits of q's two's complement
+    shifts = (cell_bits * np.arange(count, dtype=I64)).reshape((count,) + (1,) * w.ndim)
+    pos = (low[None] >> shifts) & I64((1 << cell_bits) - 1)
+    neg = np.zeros_like(pos)
+    top, offset = divmod(bits - 1, cell_bits)
+    neg[top] = sign << I64(offset)
+    return pos, neg
 
 
 def signed_subwords(mag: np.ndarray, bits: int, cell_bits: int, encoding: str = "twos") -> np.ndarray:
@@ -124,8 +141,10 @@ def signed_subwords(mag: np.ndarray, bits: int, cell_bits: int, encoding: str = 
 
 def n_slices(bits: int, cell_bits: int, encoding: str = "twos") -> int:
     """Slices of a ``bits``-bit signed weight (its bits-1 magnitude bits); SCE needs one more when the top slice
-    is full, since its carry can overflow."""
+    is full, since its carry can overflow; TC when the sign bit (bit bits-1) starts a slice of its own."""
     plain = max(1, -(-(bits - 1) // cell_bits))
+    if encoding == "tc":
+        return (bits - 1) // cell_bits + 1
     return plain + (1 if encoding == "sce" and cell_bits > 1 and (bits - 1) % cell_bits == 0 else 0)
 
 

@@ -501,6 +501,46 @@ def test_sce_two_bit_negative_weight_and_extra_slice() -> None:
     assert ints(weight_slices(np.array(255), 9, 2)[0]) == [3, 3, 3, 3]
 
 
+def _tc_brute(q: int, bw: int, cb: int) -> tuple[list[int], list[int]]:
+    """Rule TC with Python ints: the bw-bit two's complement string, its low bw-1 bits in cb-bit groups on (+),
+    the sign bit's cell on the (-) slice holding bit bw-1."""
+    bits = format(q % 2**bw, f"0{bw}b")[::-1]  # LSB first
+    count = (bw - 1) // cb + 1
+    wp = [int(bits[cb * s:min(cb * s + cb, bw - 1)][::-1] or "0", 2) if cb * s < bw - 1 else 0 for s in range(count)]
+    wn = [0] * count
+    wn[(bw - 1) // cb] = int(bits[bw - 1]) << ((bw - 1) % cb)
+    return wp, wn
+
+
+def test_tc_worked_examples() -> None:
+    assert n_slices(8, 2, "tc") == 4 and n_slices(9, 2, "tc") == 5
+    for q, wp, wn in [(-45, [3, 0, 1, 1], [0, 0, 0, 2]), (100, [0, 1, 2, 1], [0, 0, 0, 0]),
+                      (-1, [3, 3, 3, 1], [0, 0, 0, 2])]:
+        p, n = weight_slices(np.array(q), 8, 2, "tc")
+        assert (ints(p), ints(n)) == (wp, wn) == _tc_brute(q, 8, 2)
+        assert sum(4**s * (a - b) for s, (a, b) in enumerate(zip(wp, wn))) == q
+    p, n = weight_slices(np.array(-255), 9, 2, "tc")
+    assert (ints(p), ints(n)) == ([1, 0, 0, 0, 0], [0, 0, 0, 0, 1]) == _tc_brute(-255, 9, 2)
+
+
+@pytest.mark.parametrize(("bw", "cb"), [(8, 2), (9, 2), (7, 3), (5, 1), (9, 4), (16, 2)])
+def test_tc_every_weight(bw: int, cb: int) -> None:
+    """Every in-range weight: reconstruction, cells in range, the brute-force recipe, and (-) cells only on the
+    sign slice."""
+    top = 2 ** (bw - 1) - 1
+    q = np.arange(-top, top + 1)
+    wp, wn = weight_slices(q, bw, cb, "tc")
+    assert wp.shape[0] == n_slices(bw, cb, "tc")
+    sig = np.array([2 ** (cb * s) for s in range(wp.shape[0])])
+    assert ints(np.tensordot(sig, wp - wn, axes=1)) == ints(q)
+    assert wp.max() < 2**cb and wn.max() < 2**cb
+    others = np.delete(wn, (bw - 1) // cb, axis=0)
+    assert not others.any() and bool(wn.any())
+    for v in q[:: max(1, len(q) // 97)]:
+        p, n = _tc_brute(int(v), bw, cb)
+        assert ints(wp[:, v + top]) == p and ints(wn[:, v + top]) == n
+
+
 @pytest.mark.parametrize(("bw", "cb"), [(8, 2), (9, 2), (7, 3), (5, 1), (9, 4), (6, 4)])
 def test_sce_every_weight(bw: int, cb: int) -> None:
     """Every in-range weight: reconstruction, |cell| <= 2^(cb-1), one crossbar per slice, n_slices enough and

@@ -63,6 +63,8 @@ def digits():
 
 TECHNIQUES = {
     "sce": {"w_enc": "sce"},
+    "tc": {"w_enc": "tc"},
+    "tc+adc5": {"w_enc": "tc", "in_enc": "csd", "skip": 4, "adc_bits": 5},
     "csd": {"in_enc": "csd"},
     "skip": {"skip": 6},
     "all+adc5": {"w_enc": "sce", "in_enc": "csd", "skip": 4, "adc_bits": 5},
@@ -77,7 +79,7 @@ def test_mlp_technique_bit_exact(name, digits):
     assert np.array_equal(out.device_int["logits"], runner.functional_outputs(cm, {"input": x})["logits"])
 
 
-@pytest.mark.parametrize("name", ["sce", "all+adc5"])
+@pytest.mark.parametrize("name", ["sce", "all+adc5", "tc+adc5"])
 def test_lenet_technique_bit_exact(name):
     from models.datasets import load_dataset
 
@@ -120,7 +122,7 @@ def test_skipping_lowers_adc_energy_and_cycles(digits):
 
 
 @pytest.mark.parametrize("cfg, message", [
-    ({"w_enc": "csd"}, "option 'w_enc'='csd' not in twos, sce"),
+    ({"w_enc": "csd"}, "option 'w_enc'='csd' not in twos, sce, tc"),
     ({"in_enc": "sce"}, "option 'in_enc'='sce' not in twos, csd"),
     ({"skip": -2}, "option 'skip'=-2 out of range [-1, 127]"),
 ])
@@ -215,3 +217,19 @@ def test_nonuniform_beats_uniform_at_three_bits():
 def test_invalid_scheme_options(cfg, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         compile_model(MLP, {"preset": "8bit", "layers": {"fc2": cfg}})
+
+
+def test_tc_weights_same_product_fewer_bit_lines(digits):
+    """Rule TC changes where the cells sit, not the product: with an ADC that never clips and no skipping the
+    outputs equal plain slicing's; packed, a column needs at most S + 1 bit lines, so fewer crossbars."""
+    x, _ = digits
+    cfg = {"preset": "8bit", "default": {"adc_bits": 10}}
+    plain = compile_model(MLP, cfg)
+    tc = compile_model(MLP, {"preset": "8bit", "default": {"adc_bits": 10, "w_enc": "tc"}})
+    a = runner.run(plain, {"input": x[:64]}).device_int["logits"]
+    b = runner.run(tc, {"input": x[:64]}).device_int["logits"]
+    assert np.array_equal(a, b)
+    assert tc.mapping.crossbars < plain.mapping.crossbars
+    for m in tc.program.mvmus:
+        lines = (m.layout[..., 0] >= 0).sum(axis=(0, 1))    # placed lines per column
+        assert lines.max() <= nx.n_slices(8, 2, "tc") + 1

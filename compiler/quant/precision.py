@@ -19,9 +19,9 @@ from .calibrate import Ranges
 @dataclass(frozen=True)
 class LayerPrecision:
     """Fixed-point formats of one crossbar layer: weights Q(w_bits, w_frac), inputs Q(in_bits, in_frac),
-    accumulator Q(acc_bits, acc_frac), the ADC resolution in bits (signed, clipping), the weight encoding on the
-    crossbars (``twos`` or ``sce``), the input digit encoding (``twos`` or ``csd``) and the dynamic-quantization
-    threshold ``skip`` (conversions of significance input digit + cell_bits x slice <= skip are not made; -1:
+    accumulator Q(acc_bits, acc_frac), the ADC resolution in bits (signed, clipping), the weight encoding on
+    the crossbars (``twos``, ``sce`` or ``tc``), the input digit encoding (``twos`` or ``csd``) and the
+    dynamic-quantization threshold ``skip`` (conversions of significance input digit + cell_bits x slice <= skip are not made; -1:
     none), and the weight scheme: ``uniform``; ``nonuniform`` (seed 001: a codebook of 2^w_code_bits + 1 levels
     from the importance g(x)|x|^w_k, held on the Q(w_bits, w_frac) grid; w_k -1 asks the compiler to search k);
     or ``varied`` (seed 003: one scheme per output channel from ``w_channels``, repeated over the channels, on
