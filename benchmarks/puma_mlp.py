@@ -59,6 +59,17 @@ def main() -> None:
     comps = sorted(s.per_component.items(), key=lambda kv: -kv[1])
     print("\n" + table([[k, f"{v / 1e6:.4f}", f"{v / s.energy_pj:.1%}"] for k, v in comps],
                        ["component", "uJ", "share"]))
+    rows = []
+    for label, cfg, mode in (("(+)/(-) pairs, naive (above)", "puma", "naive"),
+                             ("(+)/(-) pairs, spatial", "puma", "spatial"),
+                             ("two's complement (w_enc tc), spatial", {"preset": "puma", "default": {"w_enc": "tc"}},
+                              "spatial")):
+        other = compile_model(build_puma_mlp(), cfg, hw="puma", mapping=mode)
+        r = runner.run(other, feeds)
+        rows.append([label, f"{other.mapping.crossbars:,}", f"{r.stats.cycles:,}", f"{r.stats.energy_pj / 1e6:.3f}",
+                     f"{r.stats.per_component['crossbar'] / 1e6:.3f}", runner.bit_exact(other, feeds, r)])
+    print("\nWeight storage and mapping (PUMA: 98 MVMUs x 8 crossbars = 784, 17,002 cycles, 7.04 uJ)")
+    print(table(rows, ["storage, mapping", "crossbars", "cycles", "energy uJ", "crossbar uJ", "bit-exact"]))
 
 
 if __name__ == "__main__":
