@@ -24,9 +24,24 @@ from isa.layout import UNPLACED
 
 
 def live_lines(w: np.ndarray, bits: int, cell_bits: int, encoding: str) -> np.ndarray:
-    """(S, 2, C) bool: which (slice, sign, column) bit lines of the integer block ``w`` hold a non-zero cell."""
-    pos, neg = nx.weight_slices(w, bits, cell_bits, encoding)
-    return np.stack([pos.any(axis=1), neg.any(axis=1)], axis=1)
+    """(S, 2, C) bool: which (slice, sign, column) bit lines of the integer block ``w`` hold a non-zero cell.
+
+    Plain and TC slices are bit fields, so a line is live exactly when the OR over the column's rows of the
+    values it slices has a non-zero field there (one pass over the block instead of one per slice)."""
+    w = np.asarray(w, dtype=nx.I64)
+    if encoding == "sce":  # carries make digits depend on lower sub-words: slice for real
+        pos, neg = nx.weight_slices(w, bits, cell_bits, encoding)
+        return np.stack([pos.any(axis=1), neg.any(axis=1)], axis=1)
+    count = nx.n_slices(bits, cell_bits, encoding)
+    fields = (cell_bits * np.arange(count, dtype=nx.I64))[:, None]
+    mask = nx.I64((1 << cell_bits) - 1)
+    if encoding == "tc":
+        low = np.bitwise_or.reduce(w + ((w < 0).astype(nx.I64) << nx.I64(bits - 1)), axis=0)
+        neg = np.zeros((count, w.shape[1]), dtype=bool)
+        neg[(bits - 1) // cell_bits] = (w < 0).any(axis=0)
+        return np.stack([(low[None] >> fields) & mask != 0, neg], axis=1)
+    ors = [np.bitwise_or.reduce(np.maximum(sign * w, 0), axis=0) for sign in (1, -1)]
+    return np.stack([(o[None] >> fields) & mask != 0 for o in ors], axis=1)
 
 
 def max_steps(rows: int, hw: HardwareConfig) -> int:
