@@ -214,6 +214,8 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             "utilization": mapping.get("utilization"), "hardware": prog.hw.name,
             "inputs": [vars(i) | {"shape": list(i.shape)} for i in prog.inputs],
             "outputs": [vars(o) | {"shape": list(o.shape)} for o in prog.outputs], "layers": layers}
+    if a.mvmus:
+        info["mvmu_images"] = _mvmu_rows(prog)
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -225,7 +227,34 @@ def cmd_inspect(a: argparse.Namespace) -> int:
              lay.get("static_instructions", 0), lay.get("dynamic_instructions", "-")] for lay in layers]
     print(_table(rows, ["layer", "MVMUs", "crossbars", "steps", "cores", "block util", "cell util", "static instr",
                         "dynamic instr"]))
+    if a.mvmus:
+        keys = ["mvmu", "node", "rows", "cols", "slices", "encoding", "live_lines", "crossbars", "steps",
+                "conversions_per_digit"]
+        print("\nper MVMU (from image.npz; conversions per input digit before SKIP):")
+        print(_table([[m[k] for k in keys] for m in info["mvmu_images"]], keys))
     return 0
+
+
+def _mvmu_rows(prog: Any) -> list[dict[str, Any]]:
+    """One row per programmed MVMU: its block, slices, and what its layout (or the naive allocation) uses."""
+    from isa import numerics as nx
+    from isa.layout import summarize
+
+    rows = []
+    for m in prog.mvmus:
+        r, c = m.weights.shape
+        s = nx.n_slices(m.weight_bits, prog.hw.cell_bits, m.encoding)
+        pos, neg = nx.weight_slices(m.weights, m.weight_bits, prog.hw.cell_bits, m.encoding)
+        live = int(pos.any(axis=1).sum() + neg.any(axis=1).sum())
+        if m.layout is None:
+            arrays, steps, conv = 2 * s, 1, s * c
+        else:
+            summ = summarize(m.layout)
+            arrays, steps, conv = summ.arrays, summ.steps, sum(map(sum, summ.step_counts))
+        rows.append({"mvmu": f"{m.tile}.{m.core}.{m.mvmu}", "node": m.node, "rows": r, "cols": c, "slices": s,
+                     "encoding": m.encoding, "live_lines": live, "crossbars": arrays, "steps": steps,
+                     "conversions_per_digit": conv})
+    return rows
 
 
 def cmd_asm(a: argparse.Namespace) -> int:
@@ -315,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("outdir")
     i.add_argument("--json", action="store_true")
     i.add_argument("--dynamic", action="store_true", help="also count executed instructions (runs one input)")
+    i.add_argument("--mvmus", action="store_true", help="also a table of every programmed MVMU and its layout")
     i.set_defaults(fn=cmd_inspect)
     s = sub.add_parser("asm", help="assemble text into binary")
     s.add_argument("source")

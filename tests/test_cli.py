@@ -121,3 +121,13 @@ def test_inspect_dynamic_counts_match_a_run(outdir, capsys):
     assert main(["run", str(outdir), "--dataset", "digits", "--limit", "4", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert info["dynamic_instructions"] == r["dynamic_instructions"]
+
+
+def test_inspect_mvmus_agrees_with_the_mapping(outdir, capsys):
+    assert main(["inspect", str(outdir), "--json", "--mvmus"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    rows = info["mvmu_images"]
+    assert len(rows) == info["mvmus"] and sum(r["crossbars"] for r in rows) == info["crossbars"]
+    assert all(r["live_lines"] <= 2 * r["slices"] * r["cols"] and r["steps"] >= (r["live_lines"] > 0) for r in rows)
+    assert main(["inspect", str(outdir), "--mvmus"]) == 0
+    assert "conversions_per_digit" in capsys.readouterr().out
