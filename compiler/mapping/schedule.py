@@ -8,11 +8,13 @@ step's read overlaps the previous step's conversion -- the temporal pipeline). C
 with the static crossbar model, array drives. Hence:
 
 * `plan_layouts` (``--mapping temporal``): the energy-delay optimum. A layer's MVM takes as long as its slowest
-  block, so every block stacks as far as it stays within that latency: fewer crossbars at no added cycle and no
-  added energy. Where a block's steps are ADC-bound, splitting them costs nothing; where they are read-bound
-  (few conversions per step), every extra step costs a read and stacking stops.
-* ``--crossbar-budget N`` (`plan_layouts` with ``budget``): beyond that, layers trade cycles for crossbars, the most crossbars saved
-  per added cycle (x executions per inference) first, until the count fits.
+  block, so every block stacks as far as it stays within that latency: fewer crossbars at no added cycle and
+  (with the conductance crossbar model) no added energy; with the static model the drives per digit, arrays
+  summed over steps, can differ by the rounding of arrays per step. Where a block's steps are ADC-bound,
+  splitting them costs nothing; where they are read-bound (few conversions per step), every extra step costs a
+  read and stacking stops.
+* ``--crossbar-budget N`` (`plan_layouts` with ``budget``): beyond that, layers trade cycles for crossbars, the
+  most crossbars saved per added cycle (x executions per inference) first, until the count fits.
 """
 
 from __future__ import annotations
