@@ -3,6 +3,9 @@ the best config compiling and running bit-exactly."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -10,7 +13,9 @@ from compiler.quant import LayerPrecision
 from compiler.runner import run
 from compiler.search import EnvConfig, SearchEnv, analytic_cost, search_precision, threshold
 from compiler.search.cost import LayerFeatures
+from compiler.search.agent import ActorCritic, centered_ranks
 from compiler.search.env import validate
+from compiler.search.plots import CURVES, report_plots, write_plots
 
 
 def _p(w: int, i: int, adc: int) -> LayerPrecision:
@@ -50,6 +55,10 @@ def test_space_roundtrip_and_reward_terms(mlp_env: SearchEnv) -> None:
     hw_cost = c.w_energy * r["energy_pj"] / env.base_energy + (1 - c.w_energy) * r["cycles"] / env.base_cycles
     assert r["cost_hardware"] == pytest.approx(hw_cost)
     assert r["reward"] == pytest.approx(-threshold(r["cost_accuracy"], c.threshold, c.penalty) - c.lam * hw_cost)
+    # shaped per-step rewards: one per layer, summing to the episode's reward; the layer terms are hardware costs
+    assert len(r["step_rewards"]) == len(env.space.layers)
+    assert sum(r["step_rewards"]) == pytest.approx(r["reward"])
+    assert all(v <= 0 for v in r["step_rewards"][:-1])
     assert env.evaluate(acts)["cached"]
     base = env.baseline
     assert base["cost_hardware"] == pytest.approx(1.0) and abs(base["cost_accuracy"]) < 0.01
@@ -64,6 +73,26 @@ def test_same_seed_same_log(mlp_env: SearchEnv) -> None:
     a, b = log(3), log(3)
     assert a == b and len(a) == 16
     assert log(4) != a
+
+
+def test_layer_memo_is_exact(mlp_env: SearchEnv) -> None:
+    """Records with the memo of layer outputs equal those computed from scratch (same prefixes reused)."""
+    fresh = SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", calib_images=128, memo_mb=0))
+    assert fresh.memo is None and mlp_env.memo is not None
+    rng = np.random.default_rng(5)
+    first = [int(rng.integers(n)) for n in mlp_env.space.sizes]
+    for _ in range(4):  # the first layer fixed: later evaluations reuse its output
+        acts = (tuple(first),) + tuple(tuple(int(rng.integers(n)) for n in mlp_env.space.sizes)
+                                       for _ in mlp_env.space.layers[1:])
+        mlp_env.cache.clear()
+        assert mlp_env.evaluate(acts) == fresh.evaluate(acts)
+    assert mlp_env.memo.hits > 0
+
+
+def test_centered_ranks() -> None:
+    r = centered_ranks(np.array([3.0, -10.0, 0.5, 0.5]))
+    assert r[1] == -0.5 and r[0] == 0.5 and r[2] == r[3] and abs(r.sum()) < 1e-12
+    assert list(centered_ranks(np.array([1.0]))) == [0.0]
 
 
 def test_best_config_compiles_bit_exact(mlp_env: SearchEnv) -> None:
@@ -101,3 +130,59 @@ def test_cost_estimate_matches_runtime(model: str, dataset: str, n: int) -> None
     assert c_err.max() < 0.03, c_err
     if n >= 5:
         assert _spearman(est_e, run_e) > 0.9 and _spearman(est_c, run_c) > 0.9
+
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plots_written(mlp_env: SearchEnv, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    mlp_env.cache.clear()
+    r = search_precision("models/mlp_digits.onnx", budget=8, seed=0, method="rl", env=mlp_env)
+    files = write_plots(r.records, r.baseline, tmp_path, "rl")
+    assert files is not None and sorted(f.name for f in files) == sorted(f"{s}.png" for s, _ in CURVES)
+    for f in files:
+        assert f.read_bytes()[:8] == PNG
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp files left behind
+    # random search has no losses: only the four curves with data
+    files = write_plots([{k: v for k, v in x.items() if "loss" not in k} for x in r.records], r.baseline,
+                        tmp_path / "random")
+    assert files is not None and len(files) == 4
+
+
+def test_plots_skipped_without_matplotlib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` now raises ImportError
+    lines: list[str] = []
+    assert report_plots([{"reward": -1.0, "accuracy": 0.9}], {"accuracy": 0.9}, tmp_path, echo=lines.append) is None
+    assert len(lines) == 1 and "skipped" in lines[0] and "xbarc[plot]" in lines[0]
+    assert not list(tmp_path.iterdir())
+
+
+def test_policy_gradient_matches_finite_differences() -> None:
+    """The actor's analytic gradient (softmax mixed with uniform exploration, ordinal slope heads, entropy bonus)
+    equals central finite differences of the loss it reports."""
+    rng = np.random.default_rng(0)
+    ag = ActorCritic(5, (3, 4, 2), rng, hidden=6, entropy_coef=0.05, explore=0.1, ordinal=(True, False, True))
+    for k in ag.pi:  # non-zero slope heads, so their gradients are exercised
+        ag.pi[k] += rng.normal(0, 0.3, ag.pi[k].shape)
+    S, A, adv = rng.normal(size=(7, 5)), np.stack([rng.integers(n, size=7) for n in (3, 4, 2)], 1), rng.normal(size=7)
+
+    class Capture:
+        grads: dict = {}
+
+        def step(self, g: dict) -> None:
+            Capture.grads = g
+
+    ag.opt_pi = Capture()
+    ag._policy_step(S, A, adv)
+    for k in ("W1", "H1", "c0", "u0", "d2"):
+        flat = ag.pi[k].reshape(-1)
+        for j in range(min(3, flat.size)):
+            old = flat[j]
+            flat[j] = old + 1e-6
+            up = ag._policy_step(S, A, adv)[0]
+            flat[j] = old - 1e-6
+            down = ag._policy_step(S, A, adv)[0]
+            flat[j] = old
+            ag._policy_step(S, A, adv)
+            assert (up - down) / 2e-6 == pytest.approx(Capture.grads[k].reshape(-1)[j], rel=1e-4, abs=1e-7), k

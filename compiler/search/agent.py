@@ -46,7 +46,11 @@ def centered_ranks(x: np.ndarray) -> np.ndarray:
 
 
 class ActorCritic:
-    """Policy: state -> tanh hidden layer -> one softmax head per knob; critic: state -> tanh hidden -> V(s).
+    """Policy: state -> tanh hidden layer -> one softmax head per knob (for an ordinal knob, bit widths and skip,
+    the logits get an extra term slope(h) x the value's centered rank, so lower or higher values can be
+    preferred as a group), actions drawn from each softmax mixed
+    with a uniform distribution (weight ``explore``; log-probabilities are those of the mixture); critic:
+    state -> tanh hidden -> V(s).
 
     `update` takes the steps of a batch of episodes with their returns-to-go G_t (per-step shaped rewards,
     gamma = 1) and, optionally, the steps of an elite buffer of the best episodes so far. Advantage
@@ -56,13 +60,18 @@ class ActorCritic:
     loss mean((V - G)^2) / 2 on the batch (on-policy) steps; ``epochs`` Adam steps of each per update."""
 
     def __init__(self, state_dim: int, sizes: Sequence[int], rng: np.random.Generator, hidden: int = 64,
-                 lr: float = 0.03, critic_lr: float = 0.01, entropy_coef: float = 0.01, epochs: int = 4) -> None:
-        self.sizes, self.rng, self.beta, self.epochs = tuple(sizes), rng, entropy_coef, epochs
+                 lr: float = 0.03, critic_lr: float = 0.01, entropy_coef: float = 0.01, epochs: int = 4,
+                 explore: float = 0.0, ordinal: Sequence[bool] = ()) -> None:
+        self.sizes, self.rng, self.beta, self.epochs, self.eps = tuple(sizes), rng, entropy_coef, epochs, explore
         init = lambda *s: rng.normal(0, 1 / np.sqrt(s[0]), s)  # noqa: E731
         self.pi = {"W1": init(state_dim, hidden), "b1": np.zeros(hidden)}
+        self.ranks: dict[int, np.ndarray] = {}
         for i, n in enumerate(self.sizes):
             self.pi[f"H{i}"] = init(hidden, n) * 0.1
             self.pi[f"c{i}"] = np.zeros(n)
+            if i < len(ordinal) and ordinal[i] and n > 1:
+                self.ranks[i] = np.linspace(-0.5, 0.5, n)
+                self.pi[f"u{i}"], self.pi[f"d{i}"] = np.zeros(hidden), np.zeros(1)
         self.v = {"V1": init(state_dim, hidden), "c1": np.zeros(hidden), "v2": init(hidden, 1)[:, 0] * 0.1,
                   "c2": np.zeros(1)}
         self.opt_pi, self.opt_v = Adam(self.pi, lr), Adam(self.v, critic_lr)
@@ -72,14 +81,20 @@ class ActorCritic:
         ps = []
         for i in range(len(self.sizes)):
             z = h @ self.pi[f"H{i}"] + self.pi[f"c{i}"]
+            if i in self.ranks:  # ordinal knob: a slope over the values' order (one number moves them all)
+                z = z + (h @ self.pi[f"u{i}"] + self.pi[f"d{i}"][0])[:, None] * self.ranks[i]
             z = np.exp(z - z.max(axis=-1, keepdims=True))
             ps.append(z / z.sum(axis=-1, keepdims=True))
         return h, ps
 
+    def _behaviour(self, p: np.ndarray) -> np.ndarray:
+        """The distribution actions are drawn from: the softmax mixed with a uniform one (weight ``explore``)."""
+        return (1 - self.eps) * p + self.eps / p.shape[-1]
+
     def act(self, s: np.ndarray) -> tuple[int, ...]:
-        """Sample one action (an index per knob)."""
+        """Sample one action (an index per knob) from the behaviour distribution."""
         _, ps = self._probs(s[None])
-        return tuple(int(self.rng.choice(len(p[0]), p=p[0])) for p in ps)
+        return tuple(int(self.rng.choice(len(p[0]), p=self._behaviour(p[0]))) for p in ps)
 
     def value(self, s: np.ndarray) -> np.ndarray:
         """V of states (N, d) -> (N,)."""
@@ -104,14 +119,20 @@ class ActorCritic:
         for i, p in enumerate(ps):
             lp = np.log(p + 1e-12)
             a = actions[:, i]
-            logp += lp[np.arange(n), a]
+            q = self._behaviour(p)[np.arange(n), a]  # d log q_a / dz = (1 - eps) p_a / q_a (onehot - p)
+            logp += np.log(q)
             hk = -(p * lp).sum(axis=1)
             ent += hk
             onehot = np.zeros_like(p)
             onehot[np.arange(n), a] = 1
-            dz = (-adv[:, None] * (onehot - p) + self.beta * p * (lp + hk[:, None])) / n
+            scale = (1 - self.eps) * p[np.arange(n), a] / q
+            dz = (-(adv * scale)[:, None] * (onehot - p) + self.beta * p * (lp + hk[:, None])) / n
             grads[f"H{i}"], grads[f"c{i}"] = h.T @ dz, dz.sum(0)
             dh += dz @ self.pi[f"H{i}"].T
+            if i in self.ranks:
+                ds = dz @ self.ranks[i]
+                grads[f"u{i}"], grads[f"d{i}"] = h.T @ ds, np.array([ds.sum()])
+                dh += np.outer(ds, self.pi[f"u{i}"])
         dpre = dh * (1 - h ** 2)
         grads["W1"], grads["b1"] = states.T @ dpre, dpre.sum(0)
         self.opt_pi.step(grads)
@@ -224,36 +245,49 @@ def run_greedy(env: SearchEnv, b: _Budget, batch: int) -> None:
 
 #: The actor-critic's hyperparameters (docs/search.md, "Agent").
 RL_DEFAULTS: dict[str, Any] = {"hidden": 64, "lr": 0.03, "critic_lr": 0.01, "epochs": 4, "elite": 8,
-                               "entropy": (0.02, 0.002)}
+                               "entropy": (0.02, 0.002), "explore": 0.05, "ordinal": True, "warm_start": False}
 
 
-def _returns_to_go(step_rewards: Sequence[float]) -> np.ndarray:
-    return np.cumsum(np.asarray(step_rewards, dtype=np.float64)[::-1])[::-1]
+def training_returns(rec: dict[str, Any], env: SearchEnv) -> np.ndarray:
+    """The agent's returns-to-go G_t of one episode. An episode meeting the accuracy threshold: the sums of its
+    shaped step rewards from t on (layer t's hardware share, the accuracy term at the end), which total the
+    reward. One that misses it: -penalty - cost_accuracy at every step (-2 penalty if it does not resolve), so
+    infeasible configurations are ranked by accuracy alone -- once the accuracy has collapsed its cost saturates,
+    and the hardware term would otherwise lead the agent to ever cheaper broken configurations."""
+    c, n = env.cfg, len(env.space.layers)
+    if "error" in rec:
+        return np.full(n, float(rec["reward"]))
+    if rec["cost_accuracy"] > c.threshold:
+        return np.full(n, -c.penalty - float(rec["cost_accuracy"]))
+    return np.cumsum(np.asarray(rec["step_rewards"], dtype=np.float64)[::-1])[::-1]
 
 
 def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **hp: Any) -> None:
-    """Actor-critic episodes, ``batch`` per update, until the distinct-evaluation budget is spent. The elite
-    buffer starts with the 16-bit baseline's episode (the one configuration known to meet the accuracy
-    threshold) and keeps the ``elite`` best distinct episodes; the entropy coefficient falls linearly from
-    ``entropy[0]`` to ``entropy[1]`` over the budget."""
+    """Actor-critic episodes, ``batch`` per update, until the distinct-evaluation budget is spent (``hp``
+    overrides `RL_DEFAULTS`). The elite buffer keeps the ``elite`` best distinct episodes by G_0 (with
+    ``warm_start`` it starts with the 16-bit baseline's episode, the one configuration known to meet the accuracy
+    threshold); the entropy coefficient falls linearly from ``entropy[0]`` to ``entropy[1]`` over the budget."""
     hp = RL_DEFAULTS | hp
-    n_elite, (beta0, beta1) = hp.pop("elite"), hp.pop("entropy")
-    agent = ActorCritic(env.state_dim, env.space.sizes, rng, entropy_coef=beta0, **hp)
+    n_elite, (beta0, beta1), warm = hp.pop("elite"), hp.pop("entropy"), hp.pop("warm_start")
+    agent = ActorCritic(env.state_dim, env.space.sizes, rng, entropy_coef=beta0,
+                        ordinal=env.space.ordinal if hp.pop("ordinal") else (), **hp)
     layers = len(env.space.layers)
     elite: dict[Actions, tuple[float, list[np.ndarray], tuple[tuple[int, ...], ...], np.ndarray]] = {}
 
     def remember(chosen: Sequence[tuple[int, ...]], states: list[np.ndarray], rec: dict[str, Any]) -> None:
         key = env.space.canonical(chosen)
         if key not in elite:
-            elite[key] = (rec["reward"], states, tuple(chosen), _returns_to_go(rec["step_rewards"]))
+            g = training_returns(rec, env)
+            elite[key] = (float(g[0]), states, tuple(chosen), g)
             for k in sorted(elite, key=lambda k: elite[k][0])[: max(0, len(elite) - n_elite)]:
                 del elite[k]
 
     def states_of(chosen: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         return [env.state(t, chosen[:t]) for t in range(layers)]
 
-    base = env.space.baseline()
-    remember(base, states_of(base), b.run([base])[0])
+    if warm:
+        base = env.space.baseline()
+        remember(base, states_of(base), b.run([base])[0])
     episodes = 0
     while b.left > 0 and episodes < 20 * b.budget:
         agent.beta = beta0 + (beta1 - beta0) * min(1.0, b.used / b.budget)
@@ -267,10 +301,10 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
         recs = b.run([tuple(c) for _, c in trajs])
         S = np.array([s for st, _ in trajs for s in st])
         A = np.array([a for _, ch in trajs for a in ch])
-        G = np.concatenate([_returns_to_go(r["step_rewards"]) for r in recs])
+        G = np.concatenate([training_returns(r, env) for r in recs])
         el = list(elite.values())
         E = (np.array([s for e in el for s in e[1]]), np.array([a for e in el for a in e[2]]),
-             np.concatenate([e[3] for e in el]))
+             np.concatenate([e[3] for e in el])) if el else None
         losses = agent.update(S, A, G, E)
         for (st, ch), r in zip(trajs, recs):
             remember(ch, st, r)

@@ -33,6 +33,7 @@ from ..ir import Graph
 
 KNOBS = ("w_bits", "in_bits", "acc_bits", "adc_bits", "w_enc", "in_enc", "skip", "w_scheme")
 SKIPS = (-1, 2, 4, 8)
+ORDINAL = ("w_bits", "in_bits", "acc_bits", "adc_bits", "skip")  # knobs whose values are ordered
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class SearchSpace:
     def sizes(self) -> tuple[int, ...]:
         """Number of values of each knob, in `KNOBS` order."""
         return tuple(len(self.values[k]) for k in KNOBS)
+
+    @property
+    def ordinal(self) -> tuple[bool, ...]:
+        """Whether each knob's values are ordered (`ORDINAL`), in `KNOBS` order."""
+        return tuple(k in ORDINAL for k in KNOBS)
 
     def size(self) -> int:
         """Number of distinct configurations (before in_bits sharing)."""
