@@ -35,7 +35,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
         from .search.agent import stderr_progress
 
         r = search_precision(a.model, dataset=a.calib, budget=a.budget, seed=a.seed, method=a.search,
-                             progress=stderr_progress)
+                             progress=stderr_progress, hardware=a.hardware, mapping=a.mapping)
         precision = r.best_config
         print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
@@ -58,8 +58,9 @@ def cmd_search(a: argparse.Namespace) -> int:
     from .search import search_precision
     from .search.agent import stderr_progress
     from .search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate
+    from .search.plots import report_plots
 
-    env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, calib_images=a.calib_images))
+    env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, calib_images=a.calib_images, mapping=a.mapping))
     r = search_precision(a.model, budget=a.budget, seed=a.seed, method=a.method, workers=a.workers, env=env,
                          progress=stderr_progress)
     out = Path(a.output)
@@ -67,6 +68,7 @@ def cmd_search(a: argparse.Namespace) -> int:
     _write_atomic(out / "log.jsonl", "".join(json.dumps(x) + "\n" for x in r.records).encode())
     print(f"{r.method}: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f} "
           f"-> {out / 'best.json'}")
+    report_plots(r.records, r.baseline, out, r.method)
     base = validate(env, env.config(env.space.baseline()), a.test_images)
     best = validate(env, r.best_config, a.test_images)
     print(f"measured on the runtime, {best['images']} test images:")
@@ -318,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--workers", type=int, default=1)
     se.add_argument("--calib-images", type=int, default=0, help="calib images for the reward (0: all)")
     se.add_argument("--test-images", type=int, default=0, help="test images for the final check (0: all)")
+    se.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"],
+                    help="the mapping whose energy and latency the search optimizes (compile's default: spatial)")
     se.set_defaults(fn=cmd_search)
     r = sub.add_parser("run", help="run a compiled model on the reference runtime")
     r.add_argument("outdir")

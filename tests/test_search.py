@@ -109,13 +109,16 @@ def _spearman(a: list[float], b: list[float]) -> float:
     return float(np.corrcoef(ra, rb)[0, 1])
 
 
-@pytest.mark.parametrize("model,dataset,n", [("models/mlp_digits.onnx", "digits", 7),
-                                             ("models/lenet5_digits.onnx", "digits32", 3)])
-def test_cost_estimate_matches_runtime(model: str, dataset: str, n: int) -> None:
-    """The estimate on the very images the runtime runs. Measured (naive mapping, seed 0 configs): MLP exact
-    (0.000 % energy and cycles on 8 configs); LeNet exact on 7 of 8 configs, the 8th -0.43 % energy and -0.99 %
-    cycles (the pipeline model of the makespan). Asserted with margin: 2 % energy, 3 % cycles, rank corr 0.9."""
-    env = SearchEnv(EnvConfig(model, dataset, calib_images=8))
+@pytest.mark.parametrize("model,dataset,n,mapping", [("models/mlp_digits.onnx", "digits", 7, "naive"),
+                                                     ("models/mlp_digits.onnx", "digits", 4, "spatial"),
+                                                     ("models/lenet5_digits.onnx", "digits32", 3, "spatial"),
+                                                     ("models/lenet5_digits.onnx", "digits32", 2, "temporal")])
+def test_cost_estimate_matches_runtime(model: str, dataset: str, n: int, mapping: str) -> None:
+    """The estimate on the very images the runtime runs. Measured (seed 0 configs): naive mapping, MLP exact
+    (0.000 % energy and cycles on 8 configs), LeNet exact on 7 of 8 configs, the 8th -0.43 % energy and -0.99 %
+    cycles (the pipeline model of the makespan); spatial (packed) mapping, MLP and LeNet exact on 4 of 4 each.
+    Asserted with margin: 2 % energy, 3 % cycles, rank corr 0.9."""
+    env = SearchEnv(EnvConfig(model, dataset, calib_images=8, mapping=mapping))
     rng = np.random.default_rng(0)
     est_e, run_e, est_c, run_c = [], [], [], []
     for _ in range(n):

@@ -21,7 +21,6 @@ charges:
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,10 +43,10 @@ MVMU_COMPONENTS = ("crossbar", "dac", "adc", "sample_hold", "shift_add", "mvmu_r
 
 
 def mapping_modes() -> tuple[str, ...]:
-    """Mappings `compile_model` accepts (``naive`` only on trees without the hollow-aware mapping)."""
-    from ..driver import compile_model
+    """Mappings the cost model reproduces: every mode `compile_model` has (`compiler.mapping.naive.MAPPINGS`)."""
+    from ..mapping.naive import MAPPINGS
 
-    return ("naive", "spatial") if "mapping" in inspect.signature(compile_model).parameters else ("naive",)
+    return MAPPINGS
 
 
 @dataclass
@@ -179,12 +178,8 @@ class CostModel:
     def estimate(self, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> CostEstimate:
         """The estimate for ``prec``; ``inputs`` are the crossbar layers' integer inputs (`trace_functional`)."""
         hw, c = self.hw, self.hw.costs
-        spatial = self.mapping == "spatial"
         weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in self.g.crossbar_ops()}
-        if spatial:
-            mp = map_naive(self.g, prec, hw, weights, "spatial")
-        else:
-            mp = map_naive(self.g, prec, hw)
+        mp = map_naive(self.g, prec, hw, weights, self.mapping)
         xbar_coef = 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (
             hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
         comp = {k: 0.0 for k in MVMU_COMPONENTS}

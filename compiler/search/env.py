@@ -13,7 +13,6 @@ Evaluations are cached by the effective action tuple.
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -66,7 +65,7 @@ class EnvConfig:
     penalty: float = 10.0
     w_energy: float = 0.5
     hw_cost: str = "model"  # "model" (CostModel) or "analytic" (seed formula)
-    mapping: str = ""  # "" = naive (the only mapping every tree has); "spatial" when compile_model offers it
+    mapping: str = "spatial"  # as `compile`'s default; the cost model reproduces every mode exactly
     cost_calib_images: int = 4  # images of the one baseline runtime run that calibrates the cost model
     memo_mb: int = 1024  # bound of the memo of layer outputs (exact reuse of shared prefixes); 0: none
 
@@ -81,7 +80,7 @@ class SearchEnv:
         self.dataset = cfg.dataset or model_dataset(self.proto)
         if not self.dataset:
             raise XbarcError(f"{cfg.model}: the search needs a labelled data set (--dataset)")
-        self.mapping = cfg.mapping or "naive"
+        self.mapping = cfg.mapping
         if self.mapping not in mapping_modes():
             raise XbarcError(f"mapping '{self.mapping}' not available; have {', '.join(mapping_modes())}")
         from models.datasets import load_dataset
@@ -111,8 +110,7 @@ class SearchEnv:
 
     def compile(self, config: dict[str, Any]) -> Any:
         """`compile_model` of a config with this environment's hardware, data set and mapping."""
-        kw = {"mapping": self.mapping} if "mapping" in inspect.signature(compile_model).parameters else {}
-        return compile_model(self.cfg.model, config, self.hw, self.dataset, **kw)
+        return compile_model(self.cfg.model, config, self.hw, self.dataset, mapping=self.mapping)
 
     def _calibrate_cost(self) -> None:
         from ..runner import run
