@@ -37,6 +37,7 @@ def main() -> int:
     ap.add_argument("--calib-images", type=int, default=0)
     ap.add_argument("--threshold", type=float, default=0.02, help="T_t's t (nats of cross-entropy increase)")
     ap.add_argument("--methods", default="rl,random,greedy")
+    ap.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"])
     ap.add_argument("--json", default=None, help="write all results here")
     ap.add_argument("--plots", default=None, help="write each run's six curves (PNG) under this directory")
     ap.add_argument("--report", nargs="+", default=None, help="only print the tables of these --json files")
@@ -44,7 +45,8 @@ def main() -> int:
     if a.report:
         return report_files(a.report)
     t0 = time.perf_counter()
-    env = SearchEnv(EnvConfig(a.model, a.dataset, calib_images=a.calib_images, threshold=a.threshold))
+    env = SearchEnv(EnvConfig(a.model, a.dataset, calib_images=a.calib_images, threshold=a.threshold,
+                              mapping=a.mapping))
     base = validate(env, env.config(env.space.baseline()))
     print(f"16-bit baseline on the runtime: {base}", flush=True)
     out: dict[str, list[dict]] = {}
