@@ -47,6 +47,7 @@ class LayoutSummary:
 
 def summarize(layout: np.ndarray) -> LayoutSummary:
     """Arrays, drives and per-step conversion counts of a (checked) layout."""
+    layout = np.asarray(layout, dtype=np.int64)
     slices = layout.shape[0]
     placed = layout[..., 0] >= 0  # (S, 2, C)
     arr, step = layout[..., 0][placed], layout[..., 1][placed]
@@ -64,7 +65,7 @@ def check_layout(layout: np.ndarray, pos: np.ndarray, neg: np.ndarray, hw: Hardw
     """Raise `XbarcError` naming ``where`` unless ``layout`` satisfies the invariants of the module docstring for
     the slices ``pos``/``neg`` (each (S, rows, cols))."""
     s, rows, cols = pos.shape
-    lay = np.asarray(layout)
+    lay = np.asarray(layout, dtype=np.int64)
     if lay.shape != (s, 2, cols, 3):
         raise XbarcError(f"{where}: layout shape {lay.shape} is not ({s}, 2, {cols}, 3) "
                          f"(slices, signs, columns, [array, step, column])")

@@ -69,7 +69,7 @@ def pack(live: np.ndarray, rows: int, hw: HardwareConfig, steps: int = 1) -> np.
     groups on the fewest crossbars (see the module docstring)."""
     s, _, c = live.shape
     k = max(1, min(steps, max_steps(rows, hw)))
-    layout = np.full((s, 2, c, 3), UNPLACED, dtype=np.int64)
+    layout = np.full((s, 2, c, 3), UNPLACED, dtype=np.int16)  # every field < 2^15 (arrays, steps, columns)
     col, sl = np.nonzero(live.any(axis=1).T)  # pairs column by column, slices ascending within a column
     if not len(col):
         return layout
