@@ -523,16 +523,23 @@ def test_tc_worked_examples() -> None:
     assert (ints(p), ints(n)) == ([1, 0, 0, 0, 0], [0, 0, 0, 0, 1]) == _tc_brute(-255, 9, 2)
 
 
+def _every_weight_sliced(bw: int, cb: int, enc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every in-range bw-bit weight, sliced with ``enc``; checks the slice count and the reconstruction."""
+    top = 2 ** (bw - 1) - 1
+    q = np.arange(-top, top + 1)
+    wp, wn = weight_slices(q, bw, cb, enc)
+    assert wp.shape[0] == n_slices(bw, cb, enc)
+    sig = np.array([2 ** (cb * s) for s in range(wp.shape[0])])
+    assert ints(np.tensordot(sig, wp - wn, axes=1)) == ints(q)
+    return q, wp, wn
+
+
 @pytest.mark.parametrize(("bw", "cb"), [(8, 2), (9, 2), (7, 3), (5, 1), (9, 4), (16, 2)])
 def test_tc_every_weight(bw: int, cb: int) -> None:
     """Every in-range weight: reconstruction, cells in range, the brute-force recipe, and (-) cells only on the
     sign slice."""
-    top = 2 ** (bw - 1) - 1
-    q = np.arange(-top, top + 1)
-    wp, wn = weight_slices(q, bw, cb, "tc")
-    assert wp.shape[0] == n_slices(bw, cb, "tc")
-    sig = np.array([2 ** (cb * s) for s in range(wp.shape[0])])
-    assert ints(np.tensordot(sig, wp - wn, axes=1)) == ints(q)
+    q, wp, wn = _every_weight_sliced(bw, cb, "tc")
+    top = len(q) // 2
     assert wp.max() < 2**cb and wn.max() < 2**cb
     others = np.delete(wn, (bw - 1) // cb, axis=0)
     assert not others.any() and bool(wn.any())
@@ -545,12 +552,7 @@ def test_tc_every_weight(bw: int, cb: int) -> None:
 def test_sce_every_weight(bw: int, cb: int) -> None:
     """Every in-range weight: reconstruction, |cell| <= 2^(cb-1), one crossbar per slice, n_slices enough and
     needed (the extra SCE slice is used by some weight exactly when the top slice is full)."""
-    top = 2 ** (bw - 1) - 1
-    q = np.arange(-top, top + 1)
-    wp, wn = weight_slices(q, bw, cb, "sce")
-    assert wp.shape[0] == n_slices(bw, cb, "sce")
-    sig = np.array([2 ** (cb * s) for s in range(wp.shape[0])])
-    assert ints(np.tensordot(sig, wp - wn, axes=1)) == ints(q)
+    q, wp, wn = _every_weight_sliced(bw, cb, "sce")
     assert wp.max() <= 2 ** (cb - 1) and wn.max() <= 2 ** (cb - 1) and not (wp * wn).any()
     plain = -(-(bw - 1) // cb)
     if cb > 1:
