@@ -553,6 +553,7 @@ def test_sce_every_weight(bw: int, cb: int) -> None:
     """Every in-range weight: reconstruction, |cell| <= 2^(cb-1), one crossbar per slice, n_slices enough and
     needed (the extra SCE slice is used by some weight exactly when the top slice is full)."""
     q, wp, wn = _every_weight_sliced(bw, cb, "sce")
+    top = len(q) // 2
     assert wp.max() <= 2 ** (cb - 1) and wn.max() <= 2 ** (cb - 1) and not (wp * wn).any()
     plain = -(-(bw - 1) // cb)
     if cb > 1:
