@@ -96,15 +96,15 @@ class MvmuKernel:
     absmax: int = 0
     gsum: np.ndarray | None = None
     active: tuple[int, ...] | None = None  # packed: the slices with a non-zero cell (the others add nothing)
-    layout: LayoutSummary | None = None
+    packing: LayoutSummary | None = None  # packed: the summary of the image's bit-line layout
     all_slices: int = 0
 
     @property
     def shape(self) -> MvmuShape:
         """What the cost model charges for this MVMU."""
-        if self.layout is None:
+        if self.packing is None:
             return MvmuShape(self.rows, self.cols, self.all_slices)
-        return MvmuShape.packed(self.rows, self.cols, self.all_slices, self.layout)
+        return MvmuShape.packed(self.rows, self.cols, self.all_slices, self.packing)
 
     @classmethod
     def from_image(cls, img: MvmuImage, hw: HardwareConfig) -> "MvmuKernel":
@@ -140,7 +140,7 @@ class MvmuKernel:
                    vmin=int(np.minimum(d, 0).sum(axis=1).min()), vmax=int(np.maximum(d, 0).sum(axis=1).max()),
                    wmax=int(np.abs(w).max()) if w.size else 0, node=img.node, encoding=img.encoding,
                    absmax=int(np.abs(d).sum(axis=1).max()),
-                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64), active=active, layout=summary,
+                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64), active=active, packing=summary,
                    all_slices=nx.n_slices(img.weight_bits, hw.cell_bits, img.encoding))
 
     def never_clips(self, adc: int, enc: int = 0) -> bool:

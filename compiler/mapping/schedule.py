@@ -37,7 +37,6 @@ from .packing import live_lines, max_steps, pack
 class Option:
     """One way to lay out a block: its layout, physical crossbars and MVM latency (cycles)."""
 
-    steps: int
     layout: np.ndarray
     arrays: int
     cycles: int
@@ -53,7 +52,7 @@ def block_options(w: np.ndarray, p: LayerPrecision, hw: HardwareConfig, temporal
         lay = pack(live, rows, hw, k)
         summ = summarize(lay)
         shape = MvmuShape.packed(rows, w.shape[1], live.shape[0], summ)
-        return Option(max(1, summ.steps), lay, summ.arrays, mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip))
+        return Option(lay, summ.arrays, mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip))
 
     opts = [option(1)]
     if not temporal:
