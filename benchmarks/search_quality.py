@@ -1,7 +1,7 @@
 """Precision search quality (seed 000): RL vs random vs greedy at an equal budget of distinct evaluations on
 LeNet-5 / digits32; the best config of each run is compiled and run on the runtime (test split).
 
-    python benchmarks/search_quality.py [--budget 300] [--seeds 5] [--workers 2] [--calib-images 0]
+    python benchmarks/search_quality.py [--budget 300] [--seeds 5] [--workers 2] [--val-images 0]
         [--methods rl,random,greedy] [--json OUT.json] [--plots DIR]
     python benchmarks/search_quality.py --report A.json B.json   # one table from runs made separately
 """
@@ -34,7 +34,7 @@ def main() -> int:
     ap.add_argument("--budget", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--calib-images", type=int, default=0)
+    ap.add_argument("--val-images", type=int, default=0)
     ap.add_argument("--threshold", type=float, default=0.02, help="T_t's t (nats of cross-entropy increase)")
     ap.add_argument("--methods", default="rl,random,greedy")
     ap.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"])
@@ -45,7 +45,7 @@ def main() -> int:
     if a.report:
         return report_files(a.report)
     t0 = time.perf_counter()
-    env = SearchEnv(EnvConfig(a.model, a.dataset, calib_images=a.calib_images, threshold=a.threshold,
+    env = SearchEnv(EnvConfig(a.model, a.dataset, val_images=a.val_images, threshold=a.threshold,
                               mapping=a.mapping))
     base = validate(env, env.config(env.space.baseline()))
     print(f"16-bit baseline on the runtime: {base}", flush=True)

@@ -60,7 +60,7 @@ def cmd_search(a: argparse.Namespace) -> int:
     from .search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate
     from .search.plots import report_plots
 
-    env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, calib_images=a.calib_images, mapping=a.mapping))
+    env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping))
     r = search_precision(a.model, budget=a.budget, seed=a.seed, method=a.method, workers=a.workers, env=env,
                          progress=stderr_progress)
     out = Path(a.output)
@@ -318,7 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--budget", type=int, default=100, help="distinct configurations to evaluate")
     se.add_argument("--seed", type=int, default=0)
     se.add_argument("--workers", type=int, default=1)
-    se.add_argument("--calib-images", type=int, default=0, help="calib images for the reward (0: all)")
+    se.add_argument("--val-images", type=int, default=0,
+                    help="images of the held-out val split that score candidates (0: all 256)")
     se.add_argument("--test-images", type=int, default=0, help="test images for the final check (0: all)")
     se.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"],
                     help="the mapping whose energy and latency the search optimizes (compile's default: spatial)")

@@ -1,8 +1,9 @@
 """Small committed data sets for examples, tests and calibration (no scikit-learn needed at run time).
 
 ``load_dataset("digits", "test")`` returns float32 inputs in [0, 1] (pixel / 16) of shape (N, 64), or
-(N, 1, 8, 8) with ``layout="image"``, and int64 labels. Splits: train, calib (a 256-sample subset of train),
-test (20 % stratified) and all. The arrays are written by ``models/make_digits_data.py``.
+(N, 1, 8, 8) with ``layout="image"``, and int64 labels. Splits: train (80 %), test (20 % stratified), calib (a
+256-sample subset of train, for range calibration), val (another 256 of train, disjoint from calib), fit (train
+without val: LeNet-5's training data, so val is held out for it) and all. The arrays are written by ``models/make_digits_data.py``.
 
 Derived variants of the same images (no extra data file):
 
@@ -23,7 +24,7 @@ import numpy as np
 DATASETS = ("digits", "digits_image", "digits32")
 _DEFAULT_LAYOUT = {"digits": "flat", "digits_image": "image", "digits32": "image"}
 _UPSAMPLE = {"digits": 1, "digits_image": 1, "digits32": 4}
-SPLITS = ("train", "calib", "test", "all")
+SPLITS = ("train", "calib", "val", "fit", "test", "all")
 LAYOUTS = ("flat", "image")
 
 

@@ -33,7 +33,7 @@ from models.datasets import load_dataset
 
 MODEL_PATH = Path(__file__).resolve().parent / "lenet5_digits.onnx"
 DATASET = "digits32"
-EPOCHS = 8
+EPOCHS = 12  # chosen on the val split: 8 epochs 96.9 %, 12 98.0 %, 16 98.0 %
 BATCH = 32
 LEARNING_RATE = 2e-3
 WEIGHT_DECAY = 1e-4
@@ -242,8 +242,9 @@ def export_onnx(params: Params) -> onnx.ModelProto:
 
 
 def build_lenet5_digits() -> onnx.ModelProto:
-    """Train on the digits32 train split and export (the committed ``lenet5_digits.onnx``)."""
-    x, y = load_dataset(DATASET, "train")
+    """Train on the digits32 fit split (train without val, which the precision search scores on) and export
+    (the committed ``lenet5_digits.onnx``)."""
+    x, y = load_dataset(DATASET, "fit")
     return export_onnx(train(x.astype(np.float64), y))
 
 

@@ -33,8 +33,8 @@ def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.nda
 
 
 def test_digits_split_sizes_and_dtypes() -> None:
-    sizes = {split: len(load_dataset("digits", split)[1]) for split in ("train", "calib", "test", "all")}
-    assert sizes == {"train": 1437, "calib": 256, "test": 360, "all": 1797}
+    sizes = {split: len(load_dataset("digits", split)[1]) for split in ("train", "calib", "val", "fit", "test", "all")}
+    assert sizes == {"train": 1437, "calib": 256, "val": 256, "fit": 1181, "test": 360, "all": 1797}
     x, y = load_dataset("digits")
     assert x.dtype == np.float32 and y.dtype == np.int64 and x.shape == (360, 64)
     assert 0.0 <= x.min() and x.max() <= 1.0 and set(np.unique(y)) == set(range(10))
@@ -49,13 +49,14 @@ def test_digits_image_layout() -> None:
 
 def test_digits_split_indices_are_disjoint_and_nested() -> None:
     with np.load(DATA_PATH) as npz:
-        train, calib, test = (set(npz[k].tolist()) for k in ("train", "calib", "test"))
+        train, calib, test, val, fit = (set(npz[k].tolist()) for k in ("train", "calib", "test", "val", "fit"))
         assert npz["images"].shape == (1797, 64) and npz["images"].dtype == np.uint8
         assert npz["images"].max() == 16 and npz["labels"].dtype == np.uint8
     assert len(train) == 1437 and len(test) == 360 and len(calib) == 256
     assert not train & test
     assert train | test == set(range(1797))
     assert calib <= train
+    assert len(val) == 256 and not val & calib and val | fit == train and not val & fit  # val: held out from fit
 
 
 def test_digits_test_split_is_stratified() -> None:
@@ -84,7 +85,7 @@ def test_digits_npz_matches_sklearn() -> None:
 
 @pytest.mark.parametrize(
     ("name", "split", "match"),
-    [("mnist", "test", "available: digits"), ("digits", "val", "available: train, calib, test, all")],
+    [("mnist", "test", "available: digits"), ("digits", "valid", "available: train, calib, val, fit, test, all")],
 )
 def test_load_dataset_rejects_unknown_names(name: str, split: str, match: str) -> None:
     assert DATASETS == ("digits", "digits_image", "digits32")

@@ -85,3 +85,19 @@ def test_saturating_activation_frac_rule(graph_ranges):
     finally:
         g.op("fc1").attrs["act"] = "relu"
     assert json.loads(precision_to_json(resolve_precision(g, "8bit", ranges, DEFAULT)))["layers"]["fc3"]
+
+
+def test_frac_deltas_shift_the_calibrated_fractions(graph_ranges):
+    g, ranges = graph_ranges
+    base = resolve_precision(g, "8bit", ranges, DEFAULT)
+    cfg = {"preset": "8bit", "layers": {"fc1": {"w_frac_delta": 2, "in_frac_delta": 1, "acc_frac_delta": -1}}}
+    p = resolve_precision(g, cfg, ranges, DEFAULT)
+    r = ranges["fc1"]
+    assert p["fc1"].w_frac == base["fc1"].w_frac + 2 == frac_for(r.weight, 8) + 2
+    assert p["fc1"].in_frac == base["fc1"].in_frac + 1
+    assert p["fc1"].acc_frac == base["fc1"].acc_frac - 1
+    assert p["fc2"] == base["fc2"]
+    with pytest.raises(ConfigError, match="'w_frac_delta' and 'w_frac' exclude each other"):
+        resolve_precision(g, {"layers": {"fc1": {"w_frac_delta": 1, "w_frac": 3}}}, ranges, DEFAULT)
+    with pytest.raises(ConfigError, match=r"'in_frac_delta'=9 out of range \[-8, 8\]"):
+        resolve_precision(g, {"layers": {"fc1": {"in_frac_delta": 9}}}, ranges, DEFAULT)

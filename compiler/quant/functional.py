@@ -14,10 +14,10 @@ from isa.hardware import HardwareConfig
 from isa.errors import ModelError
 
 from ..ir import Graph, Op
-from .calibrate import layer_inputs, out_hw
+from .calibrate import out_hw
 from .formats import Format
 from .precision import LayerPrecision
-from .windows import from_hwc, to_hwc, windows
+from .windows import from_hwc, im2col, to_hwc, windows
 
 IntEnv = dict[str, np.ndarray]
 
@@ -66,85 +66,158 @@ def worst_case_adc_bits(rows: int, cell_bits: int) -> int:
 
 
 @dataclass(frozen=True)
+class DigitStep:
+    """One input digit's work on one crossbar block: the bit-line matrix ``a`` (R, n*C) -- the ``n_clip`` first
+    columns are the (+)-minus-(-) differences of the slices whose conversions can clip (or are probed), slice
+    by slice, the rest the slices that cannot clip, folded into one (R, C) matrix by their significances --
+    and ``m`` (n*C, C), which weights each column group by its slice significance (0 if skipped, rule SKIP).
+    ``bound`` caps every partial sum of both products and |result|."""
+
+    a: np.ndarray
+    m: np.ndarray
+    n_clip: int
+    bound: int
+
+
+@dataclass(frozen=True)
 class CrossbarBlock:
-    """One crossbar row block prepared once per layer: its integer weights (R, C), the (+)-minus-(-) slice
-    differences as a float32 (R, S*C) matrix, and whether the exact integer product can stand for the
-    digit-by-digit sum (no conversion can clip and none is skipped)."""
+    """One crossbar row block prepared once per layer: its weights (R, C) as float64, one `DigitStep` per input
+    digit (None if the digit adds nothing), whether the exact integer product can stand for the digit-by-digit
+    sum (no conversion can clip and none is skipped), whether every step is exact in float32 and whether the
+    sum over digits can reach 2^53 (then it runs in int64)."""
 
     w: np.ndarray
-    diff: np.ndarray
-    slices: int
+    steps: tuple[DigitStep | None, ...]
     exact: bool
+    f32: bool
+    wide: bool
 
 
 def prepare_block(w: np.ndarray, p: LayerPrecision, cell_bits: int) -> CrossbarBlock:
-    """Slice one block's weights (rules WEIGHTS and SCE) and decide whether it can take the exact product."""
+    """Slice one block's weights (rules WEIGHTS and SCE) and plan its digit steps. A slice whose largest
+    |bit-line value| (digits are in {-1, 0, 1} for every input encoding) fits the ADC never clips, so its
+    conversions are folded into one product per digit; with a bit-line probe installed every slice is
+    converted. Skipped conversions are left out."""
     r = w.shape[0]
     pos, neg = nx.weight_slices(w, p.w_bits, cell_bits, p.w_enc)     # (S, R, C)
-    n_s, _, c = pos.shape
-    # largest |bit-line value| of this block: digits are in {-1, 0, 1} for every input encoding
-    reach = int(np.abs(pos - neg).sum(axis=1).max(initial=0))
-    fits = p.adc_bits >= worst_case_adc_bits(r, cell_bits) or reach <= nx.qmax(p.adc_bits)
+    diff = pos - neg
+    n_s, _, c = diff.shape
+    probe = _PROBE is not None
+    reach = [int(v) for v in np.abs(diff).sum(axis=1).max(axis=1, initial=0)]
+    clips = [probe or v > nx.qmax(p.adc_bits) for v in reach]
+    skip = nx.skipped(p.in_bits, n_s, cell_bits, p.skip)
+    steps: list[DigitStep | None] = []
+    for j in range(p.in_bits):
+        conv = [s for s in range(n_s) if clips[s] and (probe or not skip[j, s])]
+        folded = [s for s in range(n_s) if not clips[s] and not skip[j, s]]
+        cols = [diff[s] for s in conv]
+        coef = [0 if skip[j, s] else 1 << (cell_bits * s) for s in conv]
+        bound = sum(k * min(reach[s], 1 << (p.adc_bits - 1)) for k, s in zip(coef, conv))
+        if folded:
+            cols.append(sum(diff[s] << cell_bits * s for s in folded))
+            coef.append(1)
+            bound += int(np.abs(cols[-1]).sum(axis=0).max(initial=0))
+        steps.append(DigitStep(np.concatenate(cols, axis=1), np.kron(np.array(coef)[:, None], np.eye(c)),
+                               len(conv) * c, bound) if cols else None)
     f64 = float(1 << (p.in_bits - 1)) * float(1 << (p.w_bits - 1)) * r < 2.0**53  # |x| |w| R exact in float64
-    diff = (pos - neg).astype(np.float32).transpose(1, 0, 2).reshape(r, n_s * c)
-    return CrossbarBlock(np.asarray(w, dtype=np.int64), diff, n_s, fits and p.skip < 0 and f64)
+    bounds = [st.bound for st in steps if st is not None]
+    assert max(bounds, default=0) < 2**53  # |bit lines| <= R (2^cb - 1): far below
+    f32 = max(bounds, default=0) < 2**24
+    dt = np.float32 if f32 else np.float64
+    steps = [None if st is None else DigitStep(st.a.astype(dt), st.m.astype(dt), st.n_clip, st.bound)
+             for st in steps]
+    exact = not probe and not any(clips) and not skip.any() and f64
+    wide = sum(bd << j for j, bd in enumerate(st.bound if st else 0 for st in steps)) >= 2**53
+    return CrossbarBlock(np.asarray(w, dtype=np.float64), tuple(steps), exact, f32, wide)
 
 
 def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: int) -> np.ndarray:
     """Exact shift-and-add sum of one crossbar row block (rule MVM, before the rounding shift).
 
     x: (B, R) inputs in in_bits two's complement; w: (R, C) integer weights. Returns (B, C) int64."""
-    return block_sum(x, prepare_block(w, p, cell_bits), p, cell_bits)
+    return block_sum(x, prepare_block(w, p, cell_bits), p)
 
 
-def block_sum(x: np.ndarray, blk: CrossbarBlock, p: LayerPrecision, cell_bits: int) -> np.ndarray:
-    """`crossbar_block` on a prepared block. When no conversion can clip, the shift-and-add of the digits' dot
-    products is the integer product (computed in float64, exact). Otherwise: bit-line values are small integers,
-    exact in float32; the per-digit sum over slices runs in float32 when its bound (sum of slice weights x the
-    ADC's largest magnitude) is below 2^24, else float64 (below 2^53, else int64); the sum over digits runs in
-    int64."""
-    if blk.exact and _PROBE is None:
-        return np.rint(x.astype(np.float64) @ blk.w.astype(np.float64)).astype(np.int64)
-    b, r = x.shape
-    n_s, c = blk.slices, blk.w.shape[1]
-    digits, sig = nx.input_digits(x, p.in_bits, p.in_enc)            # (bi, B, R)
-    v = digits.astype(np.float32).reshape(-1, r) @ blk.diff           # (bi*B, S*C), exact small integers
-    if _PROBE is not None:
-        _PROBE(v)
-    np.clip(v, nx.qmin(p.adc_bits), nx.qmax(p.adc_bits), out=v)      # the ADC (rule ADC)
-    v = v.reshape(p.in_bits, b, n_s, c).transpose(0, 1, 3, 2)        # (bi, B, C, S)
-    skip = nx.skipped(p.in_bits, n_s, cell_bits, p.skip)             # rule SKIP: skipped conversions read 0
-    if skip.any():
-        v = v * (~skip)[:, None, None, :].astype(np.float32)
-    slice_w = np.array([1 << (cell_bits * i) for i in range(n_s)], dtype=np.int64)
-    bound = float(slice_w.sum()) * float(1 << (p.adc_bits - 1))
-    if bound < 2.0**24:
-        per_digit = (v @ slice_w.astype(np.float32)).astype(np.int64)
-    elif bound < 2.0**53:
-        per_digit = (v.astype(np.float64) @ slice_w.astype(np.float64)).astype(np.int64)
-    else:
-        per_digit = v.astype(np.int64) @ slice_w
-    return np.tensordot(sig, per_digit, axes=1)                       # (B, C)
+def block_sum(x: np.ndarray, blk: CrossbarBlock, p: LayerPrecision) -> np.ndarray:
+    """`crossbar_block` on a prepared block: x (B, R) -> (B, C) int64."""
+    return _block_sums(x, [blk], p, lambda t: t, len(x))[0]
 
 
-def crossbar_layer(rows: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: HardwareConfig) -> np.ndarray:
+def _block_sums(x: np.ndarray, blocks: list[CrossbarBlock], p: LayerPrecision,
+                to_rows: Callable[[np.ndarray], np.ndarray], n: int) -> list[np.ndarray]:
+    """Every block's sum on the n rows ``to_rows(x)`` (consecutive column ranges, one per block).
+
+    An exact block is the integer product, in float64 (exact: |x| |w| R < 2^53). Otherwise, per input digit j
+    (computed once per input value, then laid out as rows): the digit rows times the step's matrix ``a`` are
+    small integers, the clippable columns go through the ADC (rule ADC), times ``m`` gives the digit's sum over
+    slices, and sig_j times it adds to the block's sum. Every partial sum is an integer below the step's bound:
+    exact in float32 when that is below 2^24, else in float64; the sum over digits runs in float64 unless it can
+    reach 2^53 (then int64)."""
+    ends = np.cumsum([blk.w.shape[0] for blk in blocks]).tolist()
+    spans = list(zip([0] + ends[:-1], ends))
+    out: list[np.ndarray | None] = [None] * len(blocks)
+    if any(blk.exact for blk in blocks):
+        rows = to_rows(x.astype(np.float64))
+        for k, blk in enumerate(blocks):
+            if blk.exact:
+                out[k] = (rows[:, spans[k][0]:spans[k][1]] @ blk.w).astype(np.int64)
+    todo = [k for k, blk in enumerate(blocks) if not blk.exact]
+    if not todo:
+        return out  # type: ignore[return-value]
+    acc = {k: np.zeros((n, blocks[k].w.shape[1]), dtype=np.int64 if blocks[k].wide else np.float64)
+           for k in todo}
+    dt = np.float32 if all(blocks[k].f32 for k in todo) else np.float64
+    digits, sig = nx.input_digits(x, p.in_bits, p.in_enc)            # (bi,) + x.shape
+    lo, hi = nx.qmin(p.adc_bits), nx.qmax(p.adc_bits)
+    for j in range(p.in_bits):
+        live = [k for k in todo if blocks[k].steps[j] is not None]
+        if not live:
+            continue
+        d = to_rows(digits[j].astype(dt))
+        for k in live:
+            st = blocks[k].steps[j]
+            assert st is not None
+            v = d[:, spans[k][0]:spans[k][1]] @ st.a                 # bit-line values, exact small integers
+            if st.n_clip:
+                if _PROBE is not None:
+                    _PROBE(v)
+                np.clip(v[:, :st.n_clip], lo, hi, out=v[:, :st.n_clip])  # the ADC (rule ADC)
+            part = v @ st.m
+            if blocks[k].wide:
+                acc[k] += part.astype(np.int64) * sig[j]
+            else:
+                acc[k] += part * np.float64(sig[j])
+    for k in todo:
+        out[k] = acc[k].astype(np.int64)
+    return out  # type: ignore[return-value]
+
+
+def crossbar_layer(x: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: HardwareConfig,
+                   conv: tuple[Op, tuple[int, int]] | None = None) -> np.ndarray:
     """A crossbar layer on integer input rows (N, K) -> accumulator-format pre-activation outputs (N, n_out):
     row blocks of ``hw.xbar_rows`` rounded into Q(acc) and accumulated in order with saturation, then the bias.
-    Blocks are prepared once; the rows go through in chunks that bound the digit-path's memory."""
+    With ``conv`` = (op, output size), x is the layer's input tensor (B, H, W, C) and the rows are its im2col
+    windows (the input digits are computed once per input value). Blocks are prepared once; the input goes
+    through in chunks that bound the memory."""
     blocks = [prepare_block(q.weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
               for r0 in range(0, q.weight.shape[0], hw.xbar_rows)]
-    n_s = blocks[0].slices
-    chunk = max(64, (1 << 27) // (4 * p.in_bits * n_s * max(1, q.weight.shape[1])))
-    outs = [_crossbar_rows(rows[i:i + chunk], blocks, q.bias, p, hw) for i in range(0, max(1, len(rows)), chunk)]
+    if conv is None:
+        to_rows, per_item = (lambda t: t), 1
+    else:
+        op, ohw = conv
+        to_rows, per_item = (lambda t: im2col(t, op, ohw)), ohw[0] * ohw[1]
+    width = max((st.a.shape[1] for blk in blocks for st in blk.steps if st is not None), default=0)
+    row_bytes = 8 * (q.weight.shape[0] + width + (len(blocks) + 1) * q.weight.shape[1])
+    chunk = max(1, (1 << 28) // (row_bytes * per_item))
+    outs = [_crossbar_rows(x[i:i + chunk], blocks, q.bias, p, to_rows, per_item)
+            for i in range(0, max(1, len(x)), chunk)]
     return np.concatenate(outs) if len(outs) > 1 else outs[0]
 
 
 def _crossbar_rows(x: np.ndarray, blocks: list[CrossbarBlock], bias: np.ndarray | None, p: LayerPrecision,
-                   hw: HardwareConfig) -> np.ndarray:
+                   to_rows: Callable[[np.ndarray], np.ndarray], per_item: int) -> np.ndarray:
     acc = None
-    for k, blk in enumerate(blocks):
-        r0 = k * hw.xbar_rows
-        part = block_sum(x[:, r0:r0 + hw.xbar_rows], blk, p, hw.cell_bits)
+    for part in _block_sums(x, blocks, p, to_rows, len(x) * per_item):
         out = nx.requantize(part, p.mvm_shift, p.acc_bits)
         acc = out if acc is None else nx.saturate(acc + out, p.acc_bits)
     assert acc is not None
@@ -196,8 +269,8 @@ def _layer(g: Graph, op: Op, xs: list[np.ndarray], prec: dict[str, LayerPrecisio
     if op.is_crossbar:
         p = prec[op.name]
         _PROBE_LAYER[0] = op.name
-        rows = layer_inputs(g, op, x)
-        y = crossbar_layer(rows, quantize_layer(op, p), p, hw)
+        conv = (op, out_hw(g, op)) if op.kind == "conv" else None
+        y = crossbar_layer(x if conv else x.reshape(len(x), -1), quantize_layer(op, p), p, hw, conv)
         shape = (len(x),) + ((out_hw(g, op) + (-1,)) if op.kind == "conv" else (-1,))
         return activate(y.reshape(shape), op.attrs, p.acc_frac), p.acc_frac
     fi = fmt[op.inputs[0]][1]

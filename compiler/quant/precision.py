@@ -54,7 +54,11 @@ class LayerPrecision:
         return d
 
 
-OPTIONS = tuple(f.name for f in fields(LayerPrecision))
+#: Config-only options (not stored in `LayerPrecision`): fraction bits added to the calibrated choice of
+#: ``w_frac`` / ``in_frac`` / ``acc_frac`` (positive: finer steps, the range clipped by 2^delta; negative: more
+#: headroom). They apply only where the fraction itself is not given.
+FRAC_DELTAS = ("w_frac_delta", "in_frac_delta", "acc_frac_delta")
+OPTIONS = tuple(f.name for f in fields(LayerPrecision)) + FRAC_DELTAS
 BITS_OPTIONS = ("w_bits", "in_bits", "acc_bits", "adc_bits")
 
 #: Presets give bit widths; fraction bits come from calibration unless a config fixes them. adc_bits 0 = full.
@@ -92,7 +96,7 @@ def _validate_channels(layer: str, value: Any) -> None:
 def _validate(layer: str, spec: dict[str, Any], hw: HardwareConfig) -> None:
     limits = {"w_bits": (2, hw.max_weight_bits), "in_bits": (1, hw.max_input_bits),
               "acc_bits": (2, 64), "adc_bits": (1, hw.full_adc_bits), "skip": (-1, 127),
-              "w_code_bits": (0, hw.max_weight_bits)}
+              "w_code_bits": (0, hw.max_weight_bits)} | {k: (-8, 8) for k in FRAC_DELTAS}
     for key, value in spec.items():
         if key not in OPTIONS:
             raise ConfigError(f"layer '{layer}': unknown option '{key}'; options: {', '.join(OPTIONS)}")
@@ -114,6 +118,10 @@ def _validate(layer: str, spec: dict[str, Any], hw: HardwareConfig) -> None:
             raise ConfigError(f"layer '{layer}': option '{key}'={value} out of range [{lo}, {hi}]")
         if key.endswith("_frac") and not -16 <= value <= 62:
             raise ConfigError(f"layer '{layer}': option '{key}'={value} out of range [-16, 62]")
+    for key in FRAC_DELTAS:
+        if key in spec and key[:-6] in spec:
+            raise ConfigError(f"layer '{layer}': options '{key}' and '{key[:-6]}' exclude each other "
+                              f"(the delta shifts the calibrated fraction)")
 
 
 def resolve_precision(g: Graph, config: str | dict[str, Any] | Path | None, ranges: Ranges,
@@ -154,9 +162,11 @@ def _complete(name: str, spec: dict[str, int], ranges: Ranges, hw: HardwareConfi
     r = ranges[name]
     full = dict(spec)
     full.setdefault("adc_bits", hw.full_adc_bits)
-    full.setdefault("w_frac", frac_for(r.weight, full["w_bits"]))
-    full.setdefault("in_frac", frac_for(r.input if input_range is None else input_range, full["in_bits"]))
-    full.setdefault("acc_frac", frac_for(r.acc, full["acc_bits"], headroom=1))
+    delta = {k[:-6]: full.pop(k, 0) for k in FRAC_DELTAS}
+    full.setdefault("w_frac", frac_for(r.weight, full["w_bits"]) + delta["w_frac"])
+    full.setdefault("in_frac", frac_for(r.input if input_range is None else input_range, full["in_bits"])
+                    + delta["in_frac"])
+    full.setdefault("acc_frac", frac_for(r.acc, full["acc_bits"], headroom=1) + delta["acc_frac"])
     if "w_channels" in full:
         full["w_channels"] = tuple(dict(c) for c in full["w_channels"])
     p = LayerPrecision(**{k: full[k] for k in OPTIONS if k in full})

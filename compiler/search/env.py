@@ -3,7 +3,8 @@
 reward = -T_t(cost_accuracy) - lambda * cost_hardware, with
 
 * cost_accuracy = CE(quantized functional-model logits, labels) - CE(float model logits, labels) on the first
-  ``calib_images`` images of the data set's calib split (the test split is only used to report the final config);
+  ``val_images`` images of the data set's ``split`` (default ``val``: held out from the model's training data;
+  activation ranges come from the calib split, and the test split is only used to report the final config);
 * T_t(x) = x if x <= t else ``penalty`` + x (the seed's infinity, made finite so the agent still sees a gradient);
 * cost_hardware = w_E E/E_16bit + (1 - w_E) L/L_16bit with E, L the `CostModel` estimates (energy per inference
   and cycles), or the seed's analytic formula over its 16-bit value (``hw_cost="analytic"``).
@@ -59,7 +60,8 @@ class EnvConfig:
     model: str
     dataset: str | None = None
     hardware: str | None = None
-    calib_images: int = 0  # 0: the whole calib split
+    split: str = "val"  # the held-out split that scores candidates
+    val_images: int = 0  # 0: the whole split
     lam: float = 1.0
     threshold: float = 0.02  # nats; 0.05 let LeNet lose 2 % test accuracy (docs/search.md)
     penalty: float = 10.0
@@ -87,8 +89,8 @@ class SearchEnv:
 
         calib, _ = calibration_inputs(self.g, self.proto, self.dataset)
         self.ranges = calibrate(self.g, calib, self.hw.xbar_rows)
-        x, y = load_dataset(self.dataset, "calib")
-        n = cfg.calib_images or len(x)
+        x, y = load_dataset(self.dataset, cfg.split)
+        n = cfg.val_images or len(x)
         self.inp = self.g.inputs[0]
         self.x = x[:n].reshape((min(n, len(x)),) + self.inp.shape)
         self.y = y[:n]

@@ -1,7 +1,7 @@
 """The seed's six search curves as PNG files (optional: needs matplotlib, ``pip install 'xbarc[plot]'``).
 
 One curve per file, over the episodes of the search log: best reward so far, last reward (each episode's),
-accuracy on the reward's calib images, accuracy difference to the 16-bit baseline, and, for the actor-critic,
+accuracy on the reward's val images, accuracy difference to the 16-bit baseline, and, for the actor-critic,
 the policy and value losses of the update that followed each episode.
 """
 
@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 #: (file stem, y-axis label) of the six curves, in the seed's order.
-CURVES = (("best_reward", "best reward"), ("last_reward", "last reward"), ("accuracy", "accuracy (calib)"),
+CURVES = (("best_reward", "best reward"), ("last_reward", "last reward"), ("accuracy", "accuracy (val)"),
           ("accuracy_diff", "accuracy diff vs 16-bit"), ("policy_loss", "policy loss"),
           ("value_loss", "value loss"))
 

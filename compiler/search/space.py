@@ -8,6 +8,9 @@ knob                  values
 ``w_bits``            4, 8, 16 (16 = ``hw.max_weight_bits``)
 ``in_bits``           4, 8, 16
 ``acc_bits``          16, 32
+``w_frac``            0, 1, 2: fraction bits added to the calibrated w_frac (the range clipped by 1, 2, 4)
+``in_frac``           0, 1, 2: the same for in_frac
+``acc_frac``          0, 1, 2: the same for acc_frac
 ``adc_bits``          1 .. ``hw.full_adc_bits`` (10 on the default chip)
 ``w_enc``             twos, sce
 ``in_enc``            twos, csd
@@ -16,10 +19,13 @@ knob                  values
                       on the grid the compiler chooses for it, up to the widest weight width)
 ====================  =================================================
 
-Fractions are not searched: `resolve_precision` picks every ``*_frac`` from the calibrated ranges (the seed's
-fraction choices are replaced by range-based fractions). Layers that read the same tensor must share its
+Fractions are searched relative to calibration: the seed's action picks the fraction bits outright (1 ..
+bits - 1), most of which overflow or waste the range; here a fraction knob picks how many bits finer than the
+calibrated fraction (the one that just holds the calibrated range) the format is, i.e. how much range is
+clipped for resolution (config options ``*_frac_delta``). Layers that read the same tensor must share its
 format, so a layer whose input tensor is already read by an earlier crossbar layer takes that layer's
-``in_bits`` (its own ``in_bits`` choice is ignored; `decode` reports the effective actions).
+``in_bits`` and ``in_frac`` (its own choices are ignored; `canonical` gives the effective actions). A
+nonuniform layer's weight grid is the codebook's, so its ``w_frac`` choice is ignored too.
 """
 
 from __future__ import annotations
@@ -31,9 +37,13 @@ from isa.hardware import HardwareConfig
 
 from ..ir import Graph
 
-KNOBS = ("w_bits", "in_bits", "acc_bits", "adc_bits", "w_enc", "in_enc", "skip", "w_scheme")
+KNOBS = ("w_bits", "in_bits", "acc_bits", "w_frac", "in_frac", "acc_frac", "adc_bits", "w_enc", "in_enc", "skip",
+         "w_scheme")
 SKIPS = (-1, 2, 4, 8)
-ORDINAL = ("w_bits", "in_bits", "acc_bits", "adc_bits", "skip")  # knobs whose values are ordered
+FRAC_DELTAS = (0, 1, 2)
+ORDINAL = ("w_bits", "in_bits", "acc_bits", "w_frac", "in_frac", "acc_frac", "adc_bits", "skip")  # ordered knobs
+
+_OPTION = {"w_frac": "w_frac_delta", "in_frac": "in_frac_delta", "acc_frac": "acc_frac_delta"}  # knob -> option
 
 
 @dataclass(frozen=True)
@@ -50,7 +60,8 @@ class SearchSpace:
         wb = tuple(b for b in (4, 8, 16) if b <= hw.max_weight_bits)
         ib = tuple(b for b in (4, 8, 16) if b <= hw.max_input_bits)
         ab = tuple(b for b in (16, 32) if b <= hw.max_acc_bits)
-        values = {"w_bits": wb, "in_bits": ib, "acc_bits": ab, "adc_bits": tuple(range(1, hw.full_adc_bits + 1)),
+        values = {"w_bits": wb, "in_bits": ib, "acc_bits": ab, "w_frac": FRAC_DELTAS, "in_frac": FRAC_DELTAS,
+                  "acc_frac": FRAC_DELTAS, "adc_bits": tuple(range(1, hw.full_adc_bits + 1)),
                   "w_enc": ("twos", "sce"), "in_enc": ("twos", "csd"), "skip": SKIPS,
                   "w_scheme": ("uniform", "nonuniform")}
         return cls(tuple(op.name for op in ops), tuple(op.inputs[0] for op in ops), values)
@@ -79,27 +90,35 @@ class SearchSpace:
         return tuple(one for _ in self.layers)
 
     def canonical(self, actions: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
-        """The effective actions: in_bits of a layer reading an already-read tensor copied from the first reader."""
+        """The effective actions: in_bits and in_frac of a layer reading an already-read tensor copied from the
+        first reader; w_frac 0 for a nonuniform layer (its grid is the codebook's)."""
         if len(actions) != len(self.layers):
             raise ValueError(f"{len(actions)} actions for {len(self.layers)} layers")
         out, first = [], {}
-        i_in = KNOBS.index("in_bits")
+        shared = [KNOBS.index("in_bits"), KNOBS.index("in_frac")]
+        i_wf, i_sch = KNOBS.index("w_frac"), KNOBS.index("w_scheme")
         for name, tensor, a in zip(self.layers, self.inputs, actions):
-            a = tuple(int(v) for v in a)
-            if len(a) != len(KNOBS) or any(not 0 <= v < n for v, n in zip(a, self.sizes)):
-                raise ValueError(f"layer {name}: action {a} outside the space {self.sizes}")
+            b = [int(v) for v in a]
+            if len(b) != len(KNOBS) or any(not 0 <= v < n for v, n in zip(b, self.sizes)):
+                raise ValueError(f"layer {name}: action {tuple(b)} outside the space {self.sizes}")
             if tensor in first:
-                a = a[:i_in] + (first[tensor],) + a[i_in + 1:]
+                for i, v in zip(shared, first[tensor]):
+                    b[i] = v
             else:
-                first[tensor] = a[i_in]
-            out.append(a)
+                first[tensor] = [b[i] for i in shared]
+            if self.values["w_scheme"][b[i_sch]] == "nonuniform":
+                b[i_wf] = 0
+            out.append(tuple(b))
         return tuple(out)
 
     def decode(self, actions: Sequence[Sequence[int]]) -> dict[str, Any]:
         """Action indices -> a precision config dict for `resolve_precision` (fractions left to calibration)."""
         acts = self.canonical(actions)
-        layers = {name: {k: self.values[k][v] for k, v in zip(KNOBS, a)} for name, a in zip(self.layers, acts)}
+        layers = {name: {_OPTION.get(k, k): self.values[k][v] for k, v in zip(KNOBS, a)}
+                  for name, a in zip(self.layers, acts)}
         for spec in layers.values():
+            if spec["w_scheme"] == "nonuniform":
+                del spec["w_frac_delta"]
             if spec["w_scheme"] == "nonuniform":  # the code width is the choice; the grid is the compiler's
                 spec.update(w_code_bits=spec["w_bits"], w_bits=max(self.values["w_bits"]), w_k=1.0)
         return {"preset": "16bit", "layers": layers}
@@ -112,5 +131,6 @@ class SearchSpace:
             spec = dict((config.get("layers") or {}).get(name, {}))
             if spec.get("w_scheme") == "nonuniform":
                 spec["w_bits"] = spec.get("w_code_bits") or spec.get("w_bits")
-            out.append(tuple(self.values[k].index(spec[k]) if k in spec else v for k, v in zip(KNOBS, b)))
+            out.append(tuple(self.values[k].index(spec[_OPTION.get(k, k)]) if _OPTION.get(k, k) in spec else v
+                             for k, v in zip(KNOBS, b)))
         return self.canonical(out)
