@@ -36,8 +36,11 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--val-images", type=int, default=0)
     ap.add_argument("--threshold", type=float, default=0.02, help="T_t's t (nats of cross-entropy increase)")
+    ap.add_argument("--max-drop", type=float, default=EnvConfig.max_drop, help="val accuracy drop allowed")
     ap.add_argument("--methods", default="rl,random,greedy")
     ap.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"])
+    ap.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an RL hyperparameter (agent.RL_DEFAULTS), e.g. --rl anchor=3 --rl lr=0.01")
     ap.add_argument("--json", default=None, help="write all results here")
     ap.add_argument("--plots", default=None, help="write each run's six curves (PNG) under this directory")
     ap.add_argument("--report", nargs="+", default=None, help="only print the tables of these --json files")
@@ -45,7 +48,7 @@ def main() -> int:
     if a.report:
         return report_files(a.report)
     t0 = time.perf_counter()
-    env = SearchEnv(EnvConfig(a.model, a.dataset, val_images=a.val_images, threshold=a.threshold,
+    env = SearchEnv(EnvConfig(a.model, a.dataset, val_images=a.val_images, threshold=a.threshold, max_drop=a.max_drop,
                               mapping=a.mapping))
     base = validate(env, env.config(env.space.baseline()))
     print(f"16-bit baseline on the runtime: {base}", flush=True)
@@ -55,7 +58,8 @@ def main() -> int:
         for seed in range(seeds):
             env.cache.clear()
             t = time.perf_counter()
-            r = search_precision(a.model, a.dataset, a.budget, seed, method, workers=a.workers, env=env)
+            r = search_precision(a.model, a.dataset, a.budget, seed, method, workers=a.workers, env=env,
+                                 rl=rl_options(a.rl))
             v = validate(env, r.best_config)
             row = {"method": method, "seed": seed, "seconds": time.perf_counter() - t, "reward": r.best_reward,
                    "estimate": {k: r.best_record.get(k) for k in ("energy_ratio", "latency_ratio", "accuracy",
@@ -73,6 +77,15 @@ def main() -> int:
         Path(a.json).write_text(json.dumps({"budget": a.budget, "baseline": base, "runs": out}, indent=2,
                                            default=str))
     return 0
+
+
+def rl_options(pairs: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> RL hyperparameters (values parsed as JSON: numbers, booleans, lists)."""
+    out = {}
+    for p in pairs:
+        k, _, v = p.partition("=")
+        out[k] = tuple(json.loads(v)) if v.startswith("[") else json.loads(v)
+    return out
 
 
 def report(base: dict, out: dict[str, list[dict]], budget: int) -> None:

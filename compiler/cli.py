@@ -60,7 +60,8 @@ def cmd_search(a: argparse.Namespace) -> int:
     from .search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate
     from .search.plots import report_plots
 
-    env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping))
+    env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping,
+                              **{k: v for k in ("threshold", "max_drop") if (v := getattr(a, k)) is not None}))
     r = search_precision(a.model, budget=a.budget, seed=a.seed, method=a.method, workers=a.workers, env=env,
                          progress=stderr_progress)
     out = Path(a.output)
@@ -320,6 +321,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--workers", type=int, default=1)
     se.add_argument("--val-images", type=int, default=0,
                     help="images of the held-out val split that score candidates (0: all 256)")
+    se.add_argument("--threshold", type=float, default=None,
+                    help="T_t's t: cross-entropy increase allowed (nats; default 0.02)")
+    se.add_argument("--max-drop", type=float, default=None,
+                    help="accuracy drop allowed on the val images (fraction; default 1.0: no limit)")
     se.add_argument("--test-images", type=int, default=0, help="test images for the final check (0: all)")
     se.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"],
                     help="the mapping whose energy and latency the search optimizes (compile's default: spatial)")

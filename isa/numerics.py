@@ -151,15 +151,11 @@ def n_slices(bits: int, cell_bits: int, encoding: str = "twos") -> int:
 def csd_digits(q: np.ndarray, bits: int) -> np.ndarray:
     """Canonic signed digits (non-adjacent form) of signed integers (rule CSD): shape (bits,) + q.shape, values
     in {-1, 0, 1}, digit j of significance +2^j, no two adjacent digits non-zero. ``bits`` digits suffice for
-    every q in [-2^(bits-1), 2^(bits-1) - 1]."""
-    q = np.asarray(q, dtype=I64).copy()
-    out = np.zeros((bits,) + q.shape, dtype=I64)
-    for j in range(bits):
-        odd = (q & I64(1)).astype(bool)
-        d = np.where(odd, I64(2) - (q & I64(3)), I64(0))       # +1 if q = 1 (mod 4), -1 if q = 3 (mod 4)
-        out[j] = d
-        q = (q - d) >> I64(1)
-    return out
+    every q in [-2^(bits-1), 2^(bits-1) - 1]. Digit j is bit j+1 of 3q minus bit j+1 of q (two's complement):
+    the NAF, which is unique (the same digits as the right-to-left recoding: d = 2 - (q mod 4) for odd q)."""
+    q = np.asarray(q, dtype=I64)
+    js = np.arange(1, bits + 1, dtype=I64).reshape((bits,) + (1,) * q.ndim)
+    return (((I64(3) * q)[None] >> js) & I64(1)) - ((q[None] >> js) & I64(1))
 
 
 def nonzero_digits(q: np.ndarray, bits: int, encoding: str = "twos") -> np.ndarray:

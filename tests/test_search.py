@@ -13,6 +13,7 @@ from compiler.quant import LayerPrecision
 from compiler.runner import run
 from compiler.search import EnvConfig, SearchEnv, analytic_cost, search_precision, threshold
 from compiler.search.cost import LayerFeatures
+from compiler.search.space import KNOBS
 from compiler.search.agent import ActorCritic, centered_ranks
 from compiler.search.env import validate
 from compiler.search.plots import CURVES, report_plots, write_plots
@@ -27,6 +28,9 @@ def test_threshold_function() -> None:
     assert threshold(0.05, 0.05, 10.0) == 0.05
     assert threshold(0.06, 0.05, 10.0) == pytest.approx(10.06)
     assert threshold(-0.01, 0.05, 10.0) == -0.01
+    # a lower cross-entropy with lost images is outside the threshold too
+    assert threshold(-0.01, 0.05, 10.0, drop=0.008, max_drop=0.004) == pytest.approx(9.99)
+    assert threshold(-0.01, 0.05, 10.0, drop=0.004, max_drop=0.004) == -0.01
 
 
 def test_analytic_cost_by_hand() -> None:
@@ -54,7 +58,10 @@ def test_space_roundtrip_and_reward_terms(mlp_env: SearchEnv) -> None:
     c = env.cfg
     hw_cost = c.w_energy * r["energy_pj"] / env.base_energy + (1 - c.w_energy) * r["cycles"] / env.base_cycles
     assert r["cost_hardware"] == pytest.approx(hw_cost)
-    assert r["reward"] == pytest.approx(-threshold(r["cost_accuracy"], c.threshold, c.penalty) - c.lam * hw_cost)
+    assert r["reward"] == pytest.approx(-threshold(r["cost_accuracy"], c.threshold, c.penalty, r["accuracy_drop"],
+                                                   c.max_drop) - c.lam * hw_cost)
+    assert r["accuracy_drop"] == pytest.approx(env.acc_float - r["accuracy"])
+    assert r["feasible"] == (r["cost_accuracy"] <= c.threshold and r["accuracy_drop"] <= c.max_drop)
     # shaped per-step rewards: one per layer, summing to the episode's reward; the layer terms are hardware costs
     assert len(r["step_rewards"]) == len(env.space.layers)
     assert sum(r["step_rewards"]) == pytest.approx(r["reward"])
@@ -161,14 +168,17 @@ def test_plots_skipped_without_matplotlib(tmp_path: Path, monkeypatch: pytest.Mo
     assert not list(tmp_path.iterdir())
 
 
-def test_policy_gradient_matches_finite_differences() -> None:
-    """The actor's analytic gradient (softmax mixed with uniform exploration, ordinal slope heads, entropy bonus)
-    equals central finite differences of the loss it reports."""
+@pytest.mark.parametrize("anchor", [0.0, 1.5])
+def test_policy_gradient_matches_finite_differences(anchor: float) -> None:
+    """The actor's analytic gradient (softmax mixed with uniform exploration, ordinal slope heads, entropy bonus,
+    the anchor's constant logit bonus) equals central finite differences of the loss it reports."""
     rng = np.random.default_rng(0)
-    ag = ActorCritic(5, (3, 4, 2), rng, hidden=6, entropy_coef=0.05, explore=0.1, ordinal=(True, False, True))
+    ag = ActorCritic(5, (3, 4, 2), rng, hidden=6, entropy_coef=0.05, explore=0.1, ordinal=(True, False, True),
+                     anchor=anchor)
     for k in ag.pi:  # non-zero slope heads, so their gradients are exercised
         ag.pi[k] += rng.normal(0, 0.3, ag.pi[k].shape)
     S, A, adv = rng.normal(size=(7, 5)), np.stack([rng.integers(n, size=7) for n in (3, 4, 2)], 1), rng.normal(size=7)
+    K = np.stack([rng.integers(n, size=7) for n in (3, 4, 2)], 1)
 
     class Capture:
         grads: dict = {}
@@ -177,15 +187,37 @@ def test_policy_gradient_matches_finite_differences() -> None:
             Capture.grads = g
 
     ag.opt_pi = Capture()
-    ag._policy_step(S, A, adv)
+    ag._policy_step(S, A, adv, K)
     for k in ("W1", "H1", "c0", "u0", "d2"):
         flat = ag.pi[k].reshape(-1)
         for j in range(min(3, flat.size)):
             old = flat[j]
             flat[j] = old + 1e-6
-            up = ag._policy_step(S, A, adv)[0]
+            up = ag._policy_step(S, A, adv, K)[0]
             flat[j] = old - 1e-6
-            down = ag._policy_step(S, A, adv)[0]
+            down = ag._policy_step(S, A, adv, K)[0]
             flat[j] = old
-            ag._policy_step(S, A, adv)
+            ag._policy_step(S, A, adv, K)
             assert (up - down) / 2e-6 == pytest.approx(Capture.grads[k].reshape(-1)[j], rel=1e-4, abs=1e-7), k
+
+
+def test_space_varied_and_fraction_knobs(mlp_env: SearchEnv) -> None:
+    sp = mlp_env.space
+    i_s, i_w, i_wf, i_if = (KNOBS.index(k) for k in ("w_scheme", "w_bits", "w_frac", "in_frac"))
+    a = list(sp.baseline()[0])
+    a[i_s], a[i_w], a[i_wf], a[i_if] = sp.values["w_scheme"].index("varied"), sp.values["w_bits"].index(4), 2, 1
+    acts = tuple(tuple(a) for _ in sp.layers)
+    spec = sp.decode(acts)["layers"][sp.layers[0]]
+    # varied: one uniform 4-bit code per channel on the widest grid; the grid's fraction is the scheme's
+    assert spec["w_scheme"] == "varied" and spec["w_bits"] == max(sp.values["w_bits"])
+    assert spec["w_channels"] == [{"scheme": "uniform", "bits": 4}]
+    assert "w_frac_delta" not in spec and spec["in_frac_delta"] == 1
+    assert sp.canonical(acts)[0][i_wf] == 0 and sp.encode(sp.decode(acts)) == sp.canonical(acts)
+    r = mlp_env.evaluate(acts)
+    assert "error" not in r and 0.5 < r["accuracy"] <= 1.0
+    # the layer writing the logits keeps the calibrated acc_frac (clipping them would game the CE term)
+    i_af = KNOBS.index("acc_frac")
+    a[i_af] = 2
+    last = sp.canonical(tuple(tuple(a) for _ in sp.layers))
+    assert sp.writes_output[-1] and not any(sp.writes_output[:-1])
+    assert last[-1][i_af] == 0 and all(x[i_af] == 2 for x in last[:-1])

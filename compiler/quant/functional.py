@@ -67,14 +67,14 @@ def worst_case_adc_bits(rows: int, cell_bits: int) -> int:
 
 @dataclass(frozen=True)
 class DigitStep:
-    """One input digit's work on one crossbar block: the bit-line matrix ``a`` (R, n*C) -- the ``n_clip`` first
-    columns are the (+)-minus-(-) differences of the slices whose conversions can clip (or are probed), slice
-    by slice, the rest the slices that cannot clip, folded into one (R, C) matrix by their significances --
-    and ``m`` (n*C, C), which weights each column group by its slice significance (0 if skipped, rule SKIP).
-    ``bound`` caps every partial sum of both products and |result|."""
+    """One input digit's work on one crossbar block: the transposed bit-line matrix ``a`` (n*C, R) -- its
+    ``n_clip`` first rows are the (+)-minus-(-) differences of the slices whose conversions can clip (or are
+    probed), slice by slice; the last C rows, if n*C > n_clip, the slices that cannot clip folded into one
+    matrix by their significances -- and ``coef`` (n,), each row group's weight in the shift-and-add (the
+    slice significance, 0 if skipped: rule SKIP). ``bound`` caps every partial sum and |result|."""
 
     a: np.ndarray
-    m: np.ndarray
+    coef: np.ndarray
     n_clip: int
     bound: int
 
@@ -100,34 +100,37 @@ def prepare_block(w: np.ndarray, p: LayerPrecision, cell_bits: int) -> CrossbarB
     converted. Skipped conversions are left out."""
     r = w.shape[0]
     pos, neg = nx.weight_slices(w, p.w_bits, cell_bits, p.w_enc)     # (S, R, C)
-    diff = pos - neg
-    n_s, _, c = diff.shape
+    diff = (pos - neg).transpose(0, 2, 1)                               # (S, C, R)
+    n_s, c = diff.shape[:2]
     probe = _PROBE is not None
-    reach = [int(v) for v in np.abs(diff).sum(axis=1).max(axis=1, initial=0)]
+    reach = [int(v) for v in np.abs(diff).sum(axis=2).max(axis=1, initial=0)]
     clips = [probe or v > nx.qmax(p.adc_bits) for v in reach]
     skip = nx.skipped(p.in_bits, n_s, cell_bits, p.skip)
-    steps: list[DigitStep | None] = []
+    plans, folds = [], {}
     for j in range(p.in_bits):
-        conv = [s for s in range(n_s) if clips[s] and (probe or not skip[j, s])]
-        folded = [s for s in range(n_s) if not clips[s] and not skip[j, s]]
-        cols = [diff[s] for s in conv]
-        coef = [0 if skip[j, s] else 1 << (cell_bits * s) for s in conv]
+        conv = tuple(s for s in range(n_s) if clips[s] and (probe or not skip[j, s]))
+        folded = tuple(s for s in range(n_s) if not clips[s] and not skip[j, s])
+        coef = [0 if skip[j, s] else 1 << (cell_bits * s) for s in conv] + [1] * bool(folded)
         bound = sum(k * min(reach[s], 1 << (p.adc_bits - 1)) for k, s in zip(coef, conv))
-        if folded:
-            cols.append(sum(diff[s] << cell_bits * s for s in folded))
-            coef.append(1)
-            bound += int(np.abs(cols[-1]).sum(axis=0).max(initial=0))
-        steps.append(DigitStep(np.concatenate(cols, axis=1), np.kron(np.array(coef)[:, None], np.eye(c)),
-                               len(conv) * c, bound) if cols else None)
-    f64 = float(1 << (p.in_bits - 1)) * float(1 << (p.w_bits - 1)) * r < 2.0**53  # |x| |w| R exact in float64
-    bounds = [st.bound for st in steps if st is not None]
-    assert max(bounds, default=0) < 2**53  # |bit lines| <= R (2^cb - 1): far below
-    f32 = max(bounds, default=0) < 2**24
+        if folded and folded not in folds:
+            fw = sum(diff[s] << cell_bits * s for s in folded)
+            folds[folded] = fw, int(np.abs(fw).sum(axis=1).max(initial=0))
+        plans.append((conv, folded, coef, bound + (folds[folded][1] if folded else 0)))
+    bounds = [pl[3] for pl in plans]
+    assert max(bounds) < 2**53  # |bit-line value| <= R (2^cb - 1) and |folded| <= |w| R: far below
+    f32 = max(bounds) < 2**24
     dt = np.float32 if f32 else np.float64
-    steps = [None if st is None else DigitStep(st.a.astype(dt), st.m.astype(dt), st.n_clip, st.bound)
-             for st in steps]
+    mats: dict[tuple[tuple[int, ...], tuple[int, ...]], np.ndarray] = {}
+    steps = []
+    for conv, folded, coef, bound in plans:
+        if (conv, folded) not in mats:
+            mats[conv, folded] = np.concatenate([diff[s] for s in conv] + ([folds[folded][0]] if folded else [])
+                                                ).astype(dt) if conv or folded else None
+        a = mats[conv, folded]
+        steps.append(None if a is None else DigitStep(a, np.array(coef, dtype=dt), len(conv) * c, bound))
+    f64 = float(1 << (p.in_bits - 1)) * float(1 << (p.w_bits - 1)) * r < 2.0**53  # |x| |w| R exact in float64
     exact = not probe and not any(clips) and not skip.any() and f64
-    wide = sum(bd << j for j, bd in enumerate(st.bound if st else 0 for st in steps)) >= 2**53
+    wide = sum(bd << j for j, bd in enumerate(bounds)) >= 2**53
     return CrossbarBlock(np.asarray(w, dtype=np.float64), tuple(steps), exact, f32, wide)
 
 
@@ -148,14 +151,15 @@ def _block_sums(x: np.ndarray, blocks: list[CrossbarBlock], p: LayerPrecision,
     """Every block's sum on the n rows ``to_rows(x)`` (consecutive column ranges, one per block).
 
     An exact block is the integer product, in float64 (exact: |x| |w| R < 2^53). Otherwise, per input digit j
-    (computed once per input value, then laid out as rows): the digit rows times the step's matrix ``a`` are
-    small integers, the clippable columns go through the ADC (rule ADC), times ``m`` gives the digit's sum over
-    slices, and sig_j times it adds to the block's sum. Every partial sum is an integer below the step's bound:
-    exact in float32 when that is below 2^24, else in float64; the sum over digits runs in float64 unless it can
-    reach 2^53 (then int64)."""
+    (computed once per input value, then laid out as rows): the step's matrix times the digit rows gives
+    bit-line values (small integers), the clippable ones go through the ADC (rule ADC), ``coef`` weights and
+    sums the slices, and sig_j times that adds to the block's sum. Every partial sum is an integer below the
+    step's bound: exact in float32 when that is below 2^24, else in float64; the sum over digits runs in float64
+    unless it can reach 2^53 (then int64). Bit-line values are computed transposed, (n*C, rows), so the ADC
+    and the slice sum run over contiguous memory."""
     ends = np.cumsum([blk.w.shape[0] for blk in blocks]).tolist()
     spans = list(zip([0] + ends[:-1], ends))
-    out: list[np.ndarray | None] = [None] * len(blocks)
+    out: list[np.ndarray] = [np.empty(0)] * len(blocks)
     if any(blk.exact for blk in blocks):
         rows = to_rows(x.astype(np.float64))
         for k, blk in enumerate(blocks):
@@ -163,33 +167,33 @@ def _block_sums(x: np.ndarray, blocks: list[CrossbarBlock], p: LayerPrecision,
                 out[k] = (rows[:, spans[k][0]:spans[k][1]] @ blk.w).astype(np.int64)
     todo = [k for k, blk in enumerate(blocks) if not blk.exact]
     if not todo:
-        return out  # type: ignore[return-value]
-    acc = {k: np.zeros((n, blocks[k].w.shape[1]), dtype=np.int64 if blocks[k].wide else np.float64)
-           for k in todo}
+        return out
+    acc = {k: np.zeros((blocks[k].w.shape[1], n), dtype=np.int64 if blocks[k].wide else np.float64)
+           for k in todo}                                                # transposed (C, rows)
     dt = np.float32 if all(blocks[k].f32 for k in todo) else np.float64
     digits, sig = nx.input_digits(x, p.in_bits, p.in_enc)            # (bi,) + x.shape
     lo, hi = nx.qmin(p.adc_bits), nx.qmax(p.adc_bits)
     for j in range(p.in_bits):
         live = [k for k in todo if blocks[k].steps[j] is not None]
-        if not live:
+        if not live or (_PROBE is None and not digits[j].any()):          # an all-zero digit adds nothing
             continue
         d = to_rows(digits[j].astype(dt))
         for k in live:
             st = blocks[k].steps[j]
             assert st is not None
-            v = d[:, spans[k][0]:spans[k][1]] @ st.a                 # bit-line values, exact small integers
+            v = st.a @ d[:, spans[k][0]:spans[k][1]].T                   # (n*C, rows) bit-line values
             if st.n_clip:
                 if _PROBE is not None:
                     _PROBE(v)
-                np.clip(v[:, :st.n_clip], lo, hi, out=v[:, :st.n_clip])  # the ADC (rule ADC)
-            part = v @ st.m
+                np.clip(v[:st.n_clip], lo, hi, out=v[:st.n_clip])          # the ADC (rule ADC)
+            part = (st.coef @ v.reshape(len(st.coef), -1)).reshape(-1, n)  # (C, rows)
             if blocks[k].wide:
                 acc[k] += part.astype(np.int64) * sig[j]
             else:
                 acc[k] += part * np.float64(sig[j])
     for k in todo:
-        out[k] = acc[k].astype(np.int64)
-    return out  # type: ignore[return-value]
+        out[k] = acc[k].T.astype(np.int64, order="C")
+    return out
 
 
 def crossbar_layer(x: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: HardwareConfig,
@@ -206,7 +210,7 @@ def crossbar_layer(x: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: Hard
     else:
         op, ohw = conv
         to_rows, per_item = (lambda t: im2col(t, op, ohw)), ohw[0] * ohw[1]
-    width = max((st.a.shape[1] for blk in blocks for st in blk.steps if st is not None), default=0)
+    width = max((st.a.shape[0] for blk in blocks for st in blk.steps if st is not None), default=0)
     row_bytes = 8 * (q.weight.shape[0] + width + (len(blocks) + 1) * q.weight.shape[1])
     chunk = max(1, (1 << 28) // (row_bytes * per_item))
     outs = [_crossbar_rows(x[i:i + chunk], blocks, q.bias, p, to_rows, per_item)

@@ -61,8 +61,9 @@ class ActorCritic:
 
     def __init__(self, state_dim: int, sizes: Sequence[int], rng: np.random.Generator, hidden: int = 64,
                  lr: float = 0.03, critic_lr: float = 0.01, entropy_coef: float = 0.01, epochs: int = 4,
-                 explore: float = 0.0, ordinal: Sequence[bool] = ()) -> None:
+                 explore: float = 0.0, ordinal: Sequence[bool] = (), anchor: float = 0.0) -> None:
         self.sizes, self.rng, self.beta, self.epochs, self.eps = tuple(sizes), rng, entropy_coef, epochs, explore
+        self.kappa = anchor
         init = lambda *s: rng.normal(0, 1 / np.sqrt(s[0]), s)  # noqa: E731
         self.pi = {"W1": init(state_dim, hidden), "b1": np.zeros(hidden)}
         self.ranks: dict[int, np.ndarray] = {}
@@ -76,13 +77,15 @@ class ActorCritic:
                   "c2": np.zeros(1)}
         self.opt_pi, self.opt_v = Adam(self.pi, lr), Adam(self.v, critic_lr)
 
-    def _probs(self, s: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    def _probs(self, s: np.ndarray, anchor: np.ndarray | None = None) -> tuple[np.ndarray, list[np.ndarray]]:
         h = np.tanh(s @ self.pi["W1"] + self.pi["b1"])
         ps = []
         for i in range(len(self.sizes)):
             z = h @ self.pi[f"H{i}"] + self.pi[f"c{i}"]
             if i in self.ranks:  # ordinal knob: a slope over the values' order (one number moves them all)
                 z = z + (h @ self.pi[f"u{i}"] + self.pi[f"d{i}"][0])[:, None] * self.ranks[i]
+            if anchor is not None and self.kappa:  # a constant bonus on the anchor's value (no parameter)
+                z = z + self.kappa * (np.arange(self.sizes[i])[None, :] == anchor[:, i:i + 1])
             z = np.exp(z - z.max(axis=-1, keepdims=True))
             ps.append(z / z.sum(axis=-1, keepdims=True))
         return h, ps
@@ -91,9 +94,10 @@ class ActorCritic:
         """The distribution actions are drawn from: the softmax mixed with a uniform one (weight ``explore``)."""
         return (1 - self.eps) * p + self.eps / p.shape[-1]
 
-    def act(self, s: np.ndarray) -> tuple[int, ...]:
-        """Sample one action (an index per knob) from the behaviour distribution."""
-        _, ps = self._probs(s[None])
+    def act(self, s: np.ndarray, anchor: Sequence[int] | None = None) -> tuple[int, ...]:
+        """Sample one action (an index per knob) from the behaviour distribution (``anchor``: the anchor
+        configuration's action at this step, whose values get the bonus ``kappa``)."""
+        _, ps = self._probs(s[None], None if anchor is None else np.asarray(anchor)[None])
         return tuple(int(self.rng.choice(len(p[0]), p=self._behaviour(p[0]))) for p in ps)
 
     def value(self, s: np.ndarray) -> np.ndarray:
@@ -110,9 +114,10 @@ class ActorCritic:
         self.opt_v.step({"V1": states.T @ dhv, "c1": dhv.sum(0), "v2": hv.T @ dv, "c2": np.array([dv.sum()])})
         return float(0.5 * ((v - returns) ** 2).mean())
 
-    def _policy_step(self, states: np.ndarray, actions: np.ndarray, adv: np.ndarray) -> tuple[float, float]:
+    def _policy_step(self, states: np.ndarray, actions: np.ndarray, adv: np.ndarray,
+                     anchors: np.ndarray | None = None) -> tuple[float, float]:
         n = len(states)
-        h, ps = self._probs(states)
+        h, ps = self._probs(states, anchors)
         grads: dict[str, np.ndarray] = {}
         dh = np.zeros_like(h)
         logp, ent = np.zeros(n), np.zeros(n)
@@ -139,19 +144,22 @@ class ActorCritic:
         return float(-(adv * logp).mean() - self.beta * ent.mean()), float(ent.mean())
 
     def update(self, states: np.ndarray, actions: np.ndarray, returns: np.ndarray,
-               elite: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+               elite: tuple[np.ndarray, ...] | None = None, anchors: np.ndarray | None = None) -> dict[str, float]:
         """``epochs`` gradient steps on N batch steps: states (N, d), actions (N, knobs), returns-to-go (N,), plus
-        the (states, actions, returns) of elite steps for self-imitation (see the class docstring)."""
+        the (states, actions, returns[, anchors]) of elite steps for self-imitation (see the class docstring);
+        ``anchors`` (N, knobs) are the anchor actions the steps were sampled with (with ``kappa`` > 0)."""
         n = len(states)
-        S, A, G = states, actions, returns
+        S, A, G, K = states, actions, returns, anchors
         if elite is not None and len(elite[0]):
             S, A, G = np.concatenate([S, elite[0]]), np.concatenate([A, elite[1]]), np.concatenate([G, elite[2]])
+            if K is not None:
+                K = np.concatenate([K, elite[3]])
         adv = centered_ranks(G - self.value(S))
         adv[n:] = np.maximum(adv[n:], 0.0)
         value_loss = policy_loss = entropy = 0.0
         for _ in range(self.epochs):
             value_loss = self._critic_step(states, returns)
-            policy_loss, entropy = self._policy_step(S, A, adv)
+            policy_loss, entropy = self._policy_step(S, A, adv, K)
         return {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
 
 
@@ -245,20 +253,21 @@ def run_greedy(env: SearchEnv, b: _Budget, batch: int) -> None:
 
 #: The actor-critic's hyperparameters (docs/search.md, "Agent").
 RL_DEFAULTS: dict[str, Any] = {"hidden": 64, "lr": 0.03, "critic_lr": 0.01, "epochs": 4, "elite": 8,
-                               "entropy": (0.02, 0.002), "explore": 0.05, "ordinal": True, "warm_start": False}
+                               "entropy": (0.02, 0.002), "explore": 0.05, "ordinal": True, "warm_start": False,
+                               "anchor": 0.0}
 
 
 def training_returns(rec: dict[str, Any], env: SearchEnv) -> np.ndarray:
     """The agent's returns-to-go G_t of one episode. An episode meeting the accuracy threshold: the sums of its
     shaped step rewards from t on (layer t's hardware share, the accuracy term at the end), which total the
-    reward. One that misses it: -penalty - cost_accuracy at every step (-2 penalty if it does not resolve), so
+    reward. One that misses it (`feasible` false): -penalty - cost_accuracy - accuracy_drop at every step (-2 penalty if it does not resolve), so
     infeasible configurations are ranked by accuracy alone -- once the accuracy has collapsed its cost saturates,
     and the hardware term would otherwise lead the agent to ever cheaper broken configurations."""
     c, n = env.cfg, len(env.space.layers)
     if "error" in rec:
         return np.full(n, float(rec["reward"]))
-    if rec["cost_accuracy"] > c.threshold:
-        return np.full(n, -c.penalty - float(rec["cost_accuracy"]))
+    if not rec["feasible"]:
+        return np.full(n, -c.penalty - float(rec["cost_accuracy"]) - float(rec["accuracy_drop"]))
     return np.cumsum(np.asarray(rec["step_rewards"], dtype=np.float64)[::-1])[::-1]
 
 
@@ -266,48 +275,55 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
     """Actor-critic episodes, ``batch`` per update, until the distinct-evaluation budget is spent (``hp``
     overrides `RL_DEFAULTS`). The elite buffer keeps the ``elite`` best distinct episodes by G_0 (with
     ``warm_start`` it starts with the 16-bit baseline's episode, the one configuration known to meet the accuracy
-    threshold); the entropy coefficient falls linearly from ``entropy[0]`` to ``entropy[1]`` over the budget."""
+    threshold); the entropy coefficient falls linearly from ``entropy[0]`` to ``entropy[1]`` over the budget.
+    With ``anchor`` = kappa > 0 every episode is sampled around the best configuration so far (the 16-bit
+    baseline at first): each head's logit of the anchor's value gets + kappa (docs/search.md, "Agent")."""
     hp = RL_DEFAULTS | hp
     n_elite, (beta0, beta1), warm = hp.pop("elite"), hp.pop("entropy"), hp.pop("warm_start")
     agent = ActorCritic(env.state_dim, env.space.sizes, rng, entropy_coef=beta0,
                         ordinal=env.space.ordinal if hp.pop("ordinal") else (), **hp)
-    layers = len(env.space.layers)
-    elite: dict[Actions, tuple[float, list[np.ndarray], tuple[tuple[int, ...], ...], np.ndarray]] = {}
+    layers, anchored = len(env.space.layers), agent.kappa > 0
+    elite: dict[Actions, tuple[float, list[np.ndarray], tuple[tuple[int, ...], ...], np.ndarray, np.ndarray]] = {}
 
-    def remember(chosen: Sequence[tuple[int, ...]], states: list[np.ndarray], rec: dict[str, Any]) -> None:
+    def remember(chosen: Sequence[tuple[int, ...]], states: list[np.ndarray], rec: dict[str, Any],
+                 anchor: np.ndarray) -> None:
         key = env.space.canonical(chosen)
         if key not in elite:
             g = training_returns(rec, env)
-            elite[key] = (float(g[0]), states, tuple(chosen), g)
+            elite[key] = (float(g[0]), states, tuple(chosen), g, anchor)
             for k in sorted(elite, key=lambda k: elite[k][0])[: max(0, len(elite) - n_elite)]:
                 del elite[k]
 
     def states_of(chosen: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         return [env.state(t, chosen[:t]) for t in range(layers)]
 
-    if warm:
+    if warm or anchored:
         base = env.space.baseline()
-        remember(base, states_of(base), b.run([base])[0])
+        rec = b.run([base])[0]
+        if warm:
+            remember(base, states_of(base), rec, np.array(base))
     episodes = 0
     while b.left > 0 and episodes < 20 * b.budget:
         agent.beta = beta0 + (beta1 - beta0) * min(1.0, b.used / b.budget)
+        anchor = np.array(b.best["actions"] if anchored and b.best else env.space.baseline())
         trajs = []
         for _ in range(min(batch, b.left)):
             chosen: list[tuple[int, ...]] = []
             for t in range(layers):
-                chosen.append(agent.act(env.state(t, chosen)))
+                chosen.append(agent.act(env.state(t, chosen), anchor[t] if anchored else None))
             trajs.append((states_of(chosen), chosen))
         episodes += len(trajs)
         recs = b.run([tuple(c) for _, c in trajs])
         S = np.array([s for st, _ in trajs for s in st])
         A = np.array([a for _, ch in trajs for a in ch])
         G = np.concatenate([training_returns(r, env) for r in recs])
+        K = np.concatenate([anchor] * len(trajs)) if anchored else None
         el = list(elite.values())
         E = (np.array([s for e in el for s in e[1]]), np.array([a for e in el for a in e[2]]),
-             np.concatenate([e[3] for e in el])) if el else None
-        losses = agent.update(S, A, G, E)
+             np.concatenate([e[3] for e in el]), np.concatenate([e[4] for e in el])) if el else None
+        losses = agent.update(S, A, G, E, K)
         for (st, ch), r in zip(trajs, recs):
-            remember(ch, st, r)
+            remember(ch, st, r, anchor)
         for r in b.records[-len(trajs):]:
             r.update(losses)
 
@@ -317,9 +333,11 @@ METHODS = ("rl", "random", "greedy")
 
 def search_precision(model: str, dataset: str | None = None, budget: int = 100, seed: int = 0, method: str = "rl",
                      workers: int = 1, batch: int = 8, progress: Callable[[str], None] | None = None,
-                     env: SearchEnv | None = None, **env_options: Any) -> SearchResult:
+                     env: SearchEnv | None = None, rl: dict[str, Any] | None = None,
+                     **env_options: Any) -> SearchResult:
     """Search a per-layer precision config of ``model``; ``budget`` distinct evaluations; deterministic in
-    ``seed`` (and independent of ``workers``). ``env_options`` are `EnvConfig` fields."""
+    ``seed`` (and independent of ``workers``). ``rl`` overrides `RL_DEFAULTS`; ``env_options`` are `EnvConfig`
+    fields."""
     if method not in METHODS:
         raise ValueError(f"method '{method}' not in {', '.join(METHODS)}")
     env = env or SearchEnv(EnvConfig(str(model), dataset, **env_options))
@@ -329,7 +347,7 @@ def search_precision(model: str, dataset: str | None = None, budget: int = 100, 
     t0 = time.perf_counter()
     try:
         if method == "rl":
-            run_rl(env, b, rng, batch)
+            run_rl(env, b, rng, batch, **(rl or {}))
         elif method == "random":
             run_random(env, b, rng, batch)
         else:
