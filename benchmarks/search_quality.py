@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compiler.search import search_precision  # noqa: E402
+from compiler.search.agent import parse_rl_options  # noqa: E402
 from compiler.search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate  # noqa: E402
 from compiler.search.plots import report_plots  # noqa: E402
 
@@ -59,7 +60,7 @@ def main() -> int:
             env.cache.clear()
             t = time.perf_counter()
             r = search_precision(a.model, a.dataset, a.budget, seed, method, workers=a.workers, env=env,
-                                 rl=rl_options(a.rl))
+                                 rl=parse_rl_options(a.rl))
             v = validate(env, r.best_config)
             row = {"method": method, "seed": seed, "seconds": time.perf_counter() - t, "reward": r.best_reward,
                    "estimate": {k: r.best_record.get(k) for k in ("energy_ratio", "latency_ratio", "accuracy",
@@ -77,15 +78,6 @@ def main() -> int:
         Path(a.json).write_text(json.dumps({"budget": a.budget, "baseline": base, "runs": out}, indent=2,
                                            default=str))
     return 0
-
-
-def rl_options(pairs: list[str]) -> dict:
-    """``KEY=VALUE`` strings -> RL hyperparameters (values parsed as JSON: numbers, booleans, lists)."""
-    out = {}
-    for p in pairs:
-        k, _, v = p.partition("=")
-        out[k] = tuple(json.loads(v)) if v.startswith("[") else json.loads(v)
-    return out
 
 
 def report(base: dict, out: dict[str, list[dict]], budget: int) -> None:

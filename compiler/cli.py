@@ -56,14 +56,18 @@ def cmd_compile(a: argparse.Namespace) -> int:
 def cmd_search(a: argparse.Namespace) -> int:
     """xbarc search MODEL -o OUT: precision search (docs/search.md); best.json, log.jsonl and a summary."""
     from .search import search_precision
-    from .search.agent import stderr_progress
+    from .search.agent import parse_rl_options, stderr_progress
     from .search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate
     from .search.plots import report_plots
 
     env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping,
                               **{k: v for k in ("threshold", "max_drop") if (v := getattr(a, k)) is not None}))
+    try:
+        rl = parse_rl_options(a.rl)
+    except ValueError as e:
+        raise XbarcError(str(e)) from None
     r = search_precision(a.model, budget=a.budget, seed=a.seed, method=a.method, workers=a.workers, env=env,
-                         progress=stderr_progress)
+                         progress=stderr_progress, rl=rl)
     out = Path(a.output)
     _write_atomic(out / "best.json", (json.dumps(r.best_config, indent=2) + "\n").encode())
     _write_atomic(out / "log.jsonl", "".join(json.dumps(x) + "\n" for x in r.records).encode())
@@ -321,6 +325,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--workers", type=int, default=1)
     se.add_argument("--val-images", type=int, default=0,
                     help="images of the held-out val split that score candidates (0: all 256)")
+    se.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an actor-critic hyperparameter (docs/search.md), e.g. --rl anchor=0")
     se.add_argument("--threshold", type=float, default=None,
                     help="T_t's t: cross-entropy increase allowed (nats; default 0.02)")
     se.add_argument("--max-drop", type=float, default=None,

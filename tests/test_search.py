@@ -71,15 +71,30 @@ def test_space_roundtrip_and_reward_terms(mlp_env: SearchEnv) -> None:
     assert base["cost_hardware"] == pytest.approx(1.0) and abs(base["cost_accuracy"]) < 0.01
 
 
-def test_same_seed_same_log(mlp_env: SearchEnv) -> None:
+@pytest.mark.parametrize("anchor", [0.0, 4.0])
+def test_same_seed_same_log(mlp_env: SearchEnv, anchor: float) -> None:
     def log(seed: int) -> list:
         mlp_env.cache.clear()
-        r = search_precision("models/mlp_digits.onnx", budget=16, seed=seed, method="rl", env=mlp_env)
+        r = search_precision("models/mlp_digits.onnx", budget=16, seed=seed, method="rl", env=mlp_env,
+                             rl={"anchor": anchor})
         return [(x["actions"], x["reward"], x.get("policy_loss")) for x in r.records]
 
     a, b = log(3), log(3)
-    assert a == b and len(a) == 16
+    assert a == b and len(a) >= 16
     assert log(4) != a
+    if anchor:  # the first evaluation is the 16-bit baseline, then episodes around the best so far
+        assert a[0][0] == [list(x) for x in mlp_env.space.baseline()]
+
+
+def test_rl_options_are_parsed_and_checked() -> None:
+    from compiler.search.agent import parse_rl_options
+
+    assert parse_rl_options(["anchor=4", "entropy=[0.1, 0.01]", "ordinal=false"]) == {
+        "anchor": 4, "entropy": (0.1, 0.01), "ordinal": False}
+    with pytest.raises(ValueError, match="KEY in hidden, lr"):
+        parse_rl_options(["anker=4"])
+    with pytest.raises(ValueError, match="JSON number"):
+        parse_rl_options(["lr=fast"])
 
 
 def test_layer_memo_is_exact(mlp_env: SearchEnv) -> None:
@@ -188,7 +203,7 @@ def test_policy_gradient_matches_finite_differences(anchor: float) -> None:
 
     ag.opt_pi = Capture()
     ag._policy_step(S, A, adv, K)
-    for k in ("W1", "H1", "c0", "u0", "d2"):
+    for k in ("W1", "H1", "c0", "u0", "d2") + (("k0", "k1") if anchor else ()):
         flat = ag.pi[k].reshape(-1)
         for j in range(min(3, flat.size)):
             old = flat[j]

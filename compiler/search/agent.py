@@ -73,6 +73,9 @@ class ActorCritic:
             if i < len(ordinal) and ordinal[i] and n > 1:
                 self.ranks[i] = np.linspace(-0.5, 0.5, n)
                 self.pi[f"u{i}"], self.pi[f"d{i}"] = np.zeros(hidden), np.zeros(1)
+        if anchor:  # the anchor bonus, one learnable scale per knob (ordinal knobs: half of it on the neighbours)
+            for i in range(len(self.sizes)):
+                self.pi[f"k{i}"] = np.array([float(anchor)])
         self.v = {"V1": init(state_dim, hidden), "c1": np.zeros(hidden), "v2": init(hidden, 1)[:, 0] * 0.1,
                   "c2": np.zeros(1)}
         self.opt_pi, self.opt_v = Adam(self.pi, lr), Adam(self.v, critic_lr)
@@ -84,11 +87,17 @@ class ActorCritic:
             z = h @ self.pi[f"H{i}"] + self.pi[f"c{i}"]
             if i in self.ranks:  # ordinal knob: a slope over the values' order (one number moves them all)
                 z = z + (h @ self.pi[f"u{i}"] + self.pi[f"d{i}"][0])[:, None] * self.ranks[i]
-            if anchor is not None and self.kappa:  # a constant bonus on the anchor's value (no parameter)
-                z = z + self.kappa * (np.arange(self.sizes[i])[None, :] == anchor[:, i:i + 1])
+            if anchor is not None and self.kappa:
+                z = z + self.pi[f"k{i}"][0] * self._bump(i, anchor[:, i])
             z = np.exp(z - z.max(axis=-1, keepdims=True))
             ps.append(z / z.sum(axis=-1, keepdims=True))
         return h, ps
+
+    def _bump(self, i: int, a: np.ndarray) -> np.ndarray:
+        """(N, n) shape of knob i's anchor bonus: 1 on the anchor's value; for an ordinal knob also 0.5 on the
+        values next to it (so most moves away from the anchor are one step up or down)."""
+        dist = np.abs(np.arange(self.sizes[i])[None, :] - np.asarray(a)[:, None])
+        return (dist == 0) + 0.5 * (dist == 1) * (i in self.ranks)
 
     def _behaviour(self, p: np.ndarray) -> np.ndarray:
         """The distribution actions are drawn from: the softmax mixed with a uniform one (weight ``explore``)."""
@@ -138,6 +147,8 @@ class ActorCritic:
                 ds = dz @ self.ranks[i]
                 grads[f"u{i}"], grads[f"d{i}"] = h.T @ ds, np.array([ds.sum()])
                 dh += np.outer(ds, self.pi[f"u{i}"])
+            if anchors is not None and self.kappa:
+                grads[f"k{i}"] = np.array([(dz * self._bump(i, anchors[:, i])).sum()])
         dpre = dh * (1 - h ** 2)
         grads["W1"], grads["b1"] = states.T @ dpre, dpre.sum(0)
         self.opt_pi.step(grads)
@@ -255,6 +266,23 @@ def run_greedy(env: SearchEnv, b: _Budget, batch: int) -> None:
 RL_DEFAULTS: dict[str, Any] = {"hidden": 64, "lr": 0.03, "critic_lr": 0.01, "epochs": 4, "elite": 8,
                                "entropy": (0.02, 0.002), "explore": 0.05, "ordinal": True, "warm_start": False,
                                "anchor": 0.0}
+
+
+def parse_rl_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings -> `RL_DEFAULTS` overrides (values parsed as JSON; a list becomes a tuple)."""
+    import json
+
+    out: dict[str, Any] = {}
+    for p in pairs:
+        k, eq, v = p.partition("=")
+        if not eq or k not in RL_DEFAULTS:
+            raise ValueError(f"RL option {p!r}: expected KEY=VALUE with KEY in {', '.join(RL_DEFAULTS)}")
+        try:
+            val = json.loads(v)
+        except json.JSONDecodeError:
+            raise ValueError(f"RL option {p!r}: the value must be a JSON number, boolean or list") from None
+        out[k] = tuple(val) if isinstance(val, list) else val
+    return out
 
 
 def training_returns(rec: dict[str, Any], env: SearchEnv) -> np.ndarray:
