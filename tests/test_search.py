@@ -71,18 +71,17 @@ def test_space_roundtrip_and_reward_terms(mlp_env: SearchEnv) -> None:
     assert base["cost_hardware"] == pytest.approx(1.0) and abs(base["cost_accuracy"]) < 0.01
 
 
-@pytest.mark.parametrize("anchor", [0.0, 4.0])
-def test_same_seed_same_log(mlp_env: SearchEnv, anchor: float) -> None:
+@pytest.mark.parametrize("rl", [{}, {"anchor": 4.0}, {"anchor": 4.0, "screen": 4}])
+def test_same_seed_same_log(mlp_env: SearchEnv, rl: dict) -> None:
     def log(seed: int) -> list:
         mlp_env.cache.clear()
-        r = search_precision("models/mlp_digits.onnx", budget=16, seed=seed, method="rl", env=mlp_env,
-                             rl={"anchor": anchor})
+        r = search_precision("models/mlp_digits.onnx", budget=24, seed=seed, method="rl", env=mlp_env, rl=rl)
         return [(x["actions"], x["reward"], x.get("policy_loss")) for x in r.records]
 
     a, b = log(3), log(3)
-    assert a == b and len(a) >= 16
+    assert a == b and len(a) >= 24
     assert log(4) != a
-    if anchor:  # the first evaluation is the 16-bit baseline, then episodes around the best so far
+    if rl:  # the first evaluation is the 16-bit baseline, then episodes around the best so far
         assert a[0][0] == [list(x) for x in mlp_env.space.baseline()]
 
 
@@ -236,3 +235,24 @@ def test_space_varied_and_fraction_knobs(mlp_env: SearchEnv) -> None:
     last = sp.canonical(tuple(tuple(a) for _ in sp.layers))
     assert sp.writes_output[-1] and not any(sp.writes_output[:-1])
     assert last[-1][i_af] == 0 and all(x[i_af] == 2 for x in last[:-1])
+
+
+def test_episode_critic_models_both_reward_terms() -> None:
+    """The screening critic: one-hot ridge fits of the accuracy and hardware costs, threshold put back."""
+    from compiler.search.surrogate import RewardModel
+
+    m = RewardModel(sizes=(3, 2), layers=2, threshold=0.02, penalty=10.0, lam=1.0, ridge=1e-6)
+    assert m.features([[(2, 0), (0, 1)]]).tolist() == [[1, 0, 0, 1, 1, 0, 1, 0, 0, 0, 1]]
+    rng = np.random.default_rng(0)
+    acts = [[tuple(int(rng.integers(n)) for n in (3, 2)) for _ in range(2)] for _ in range(40)]
+
+    def terms(a):  # additive ground truth: layer 0's first knob costs accuracy, every value costs hardware
+        return 0.015 * a[0][0] + 0.001 * a[1][1], 1.0 - 0.1 * (a[0][0] + a[1][0]) - 0.05 * a[0][1]
+
+    recs = [{"actions": a, "cost_accuracy": terms(a)[0], "cost_hardware": terms(a)[1]} for a in acts]
+    recs.append({"actions": acts[0], "error": "does not resolve"})
+    assert m.fit(recs)
+    pred = m.predict(acts)
+    want = [-(ca + 10.0 * (ca > 0.02)) - hw for ca, hw in map(terms, acts)]
+    assert np.allclose(pred, want, atol=1e-4)
+    assert not RewardModel((3,), 1, 0.02, 10.0, 1.0).fit(recs[:1])

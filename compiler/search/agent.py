@@ -12,6 +12,7 @@ import numpy as np
 
 from .env import Actions, EnvConfig, Evaluator, SearchEnv
 from .space import KNOBS
+from .surrogate import RewardModel
 
 
 class Adam:
@@ -265,7 +266,7 @@ def run_greedy(env: SearchEnv, b: _Budget, batch: int) -> None:
 #: The actor-critic's hyperparameters (docs/search.md, "Agent").
 RL_DEFAULTS: dict[str, Any] = {"hidden": 64, "lr": 0.03, "critic_lr": 0.01, "epochs": 4, "elite": 8,
                                "entropy": (0.02, 0.002), "explore": 0.05, "ordinal": True, "warm_start": False,
-                               "anchor": 0.0}
+                               "anchor": 0.0, "screen": 0, "screen_explore": 0.25}
 
 
 def parse_rl_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -308,9 +309,12 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
     baseline at first): each head's logit of the anchor's value gets + kappa (docs/search.md, "Agent")."""
     hp = RL_DEFAULTS | hp
     n_elite, (beta0, beta1), warm = hp.pop("elite"), hp.pop("entropy"), hp.pop("warm_start")
+    screen, screen_explore = int(hp.pop("screen")), float(hp.pop("screen_explore"))
     agent = ActorCritic(env.state_dim, env.space.sizes, rng, entropy_coef=beta0,
                         ordinal=env.space.ordinal if hp.pop("ordinal") else (), **hp)
     layers, anchored = len(env.space.layers), agent.kappa > 0
+    c = env.cfg
+    critic = RewardModel(env.space.sizes, layers, c.threshold, c.penalty, c.lam) if screen > 1 else None
     elite: dict[Actions, tuple[float, list[np.ndarray], tuple[tuple[int, ...], ...], np.ndarray, np.ndarray]] = {}
 
     def remember(chosen: Sequence[tuple[int, ...]], states: list[np.ndarray], rec: dict[str, Any],
@@ -334,12 +338,16 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
     while b.left > 0 and episodes < 20 * b.budget:
         agent.beta = beta0 + (beta1 - beta0) * min(1.0, b.used / b.budget)
         anchor = np.array(b.best["actions"] if anchored and b.best else env.space.baseline())
-        trajs = []
-        for _ in range(min(batch, b.left)):
+        want = min(batch, b.left)
+        cands = []
+        for _ in range(want * max(1, screen)):
             chosen: list[tuple[int, ...]] = []
             for t in range(layers):
                 chosen.append(agent.act(env.state(t, chosen), anchor[t] if anchored else None))
-            trajs.append((states_of(chosen), chosen))
+            cands.append(chosen)
+        if critic is not None:
+            cands = _screen(env, critic, b.records, cands, want, screen_explore, rng)
+        trajs = [(states_of(ch), ch) for ch in cands[:want]]
         episodes += len(trajs)
         recs = b.run([tuple(c) for _, c in trajs])
         S = np.array([s for st, _ in trajs for s in st])
@@ -354,6 +362,28 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
             remember(ch, st, r, anchor)
         for r in b.records[-len(trajs):]:
             r.update(losses)
+
+
+def _screen(env: SearchEnv, critic: RewardModel, records: list[dict[str, Any]], cands: list[list[tuple[int, ...]]],
+            want: int, explore: float, rng: np.random.Generator) -> list[list[tuple[int, ...]]]:
+    """The ``want`` candidates to evaluate: the distinct not-yet-evaluated ones, the best ``want`` - k by the
+    episode critic's predicted reward and k = round(``explore`` x want) drawn uniformly from the rest (all in
+    sampling order before the critic has two evaluated configurations); evaluated ones only if too few are new."""
+    keys, fresh, old = set(), [], []
+    for ch in cands:
+        k = env.space.canonical(ch)
+        if k in keys:
+            continue
+        keys.add(k)
+        (old if k in env.cache else fresh).append(ch)
+    if len(fresh) <= want or not critic.fit(records):
+        return (fresh + old)[:want]
+    pred = critic.predict([env.space.canonical(ch) for ch in fresh])
+    order = list(np.argsort(-pred, kind="stable"))
+    n_explore = min(int(round(explore * want)), want)
+    top, rest = order[: want - n_explore], order[want - n_explore:]
+    pick = sorted(top) + sorted(int(i) for i in rng.choice(rest, size=min(n_explore, len(rest)), replace=False))
+    return [fresh[i] for i in pick]
 
 
 METHODS = ("rl", "random", "greedy")

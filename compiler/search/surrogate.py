@@ -1,0 +1,62 @@
+"""The actor-critic's episode critic: a model of an episode's reward from its whole action vector, used to
+screen the actor's samples before they are evaluated (docs/search.md, "Agent", ``screen``).
+
+The reward's two terms are modelled apart, each by ridge regression on the one-hot codes of every layer's knob
+values (an intercept, then one column per (layer, knob, value)): the hardware cost, which is close to a sum of
+per-layer terms, and the accuracy cost, clipped at ``clip`` x t (beyond the threshold only "infeasible" matters),
+which is additive to first order in each layer's quantization error. The predicted reward puts the threshold
+back: -(a + penalty [a > t]) - lambda h. Configurations that did not resolve are left out of the fit.
+Deterministic: a closed-form solve, no random state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+
+class RewardModel:
+    """Ridge models of cost_accuracy and cost_hardware over one-hot action codes (see the module docstring)."""
+
+    def __init__(self, sizes: Sequence[int], layers: int, threshold: float, penalty: float, lam: float,
+                 ridge: float = 1.0, clip: float = 5.0) -> None:
+        self.sizes, self.layers = tuple(sizes), layers
+        self.t, self.penalty, self.lam, self.ridge, self.cap = threshold, penalty, lam, ridge, clip * threshold
+        self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
+        self.width = 1 + layers * int(sum(self.sizes))
+        self.w: np.ndarray | None = None
+
+    def features(self, actions: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
+        """(N, width) one-hot codes (with an intercept column) of N action vectors."""
+        a = np.asarray(actions, dtype=np.int64).reshape(len(actions), self.layers, len(self.sizes))
+        cols = 1 + (np.arange(self.layers)[:, None] * int(sum(self.sizes)) + self.offsets[None, :])[None] + a
+        x = np.zeros((len(a), self.width))
+        x[:, 0] = 1.0
+        np.put_along_axis(x, cols.reshape(len(a), -1), 1.0, axis=1)
+        return x
+
+    def fit(self, records: Sequence[dict[str, Any]]) -> bool:
+        """Fit both terms on the evaluated records (the first of each configuration); False if too few."""
+        seen, rows, ys = set(), [], []
+        for r in records:
+            key = tuple(map(tuple, r["actions"]))
+            if "error" in r or key in seen:
+                continue
+            seen.add(key)
+            rows.append(r["actions"])
+            ys.append((min(float(r["cost_accuracy"]), self.cap), float(r["cost_hardware"])))
+        if len(rows) < 2:
+            self.w = None
+            return False
+        x, y = self.features(rows), np.asarray(ys)
+        reg = self.ridge * np.eye(self.width)
+        reg[0, 0] = 0.0  # the intercept is not shrunk
+        self.w = np.linalg.solve(x.T @ x + reg, x.T @ y)
+        return True
+
+    def predict(self, actions: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
+        """Predicted rewards of N action vectors (requires a successful `fit`)."""
+        assert self.w is not None
+        acc, hw = (self.features(actions) @ self.w).T
+        return -(acc + self.penalty * (acc > self.t)) - self.lam * hw
