@@ -256,3 +256,6 @@ def test_episode_critic_models_both_reward_terms() -> None:
     want = [-(ca + 10.0 * (ca > 0.02)) - hw for ca, hw in map(terms, acts)]
     assert np.allclose(pred, want, atol=1e-4)
     assert not RewardModel((3,), 1, 0.02, 10.0, 1.0).fit(recs[:1])
+    # an ordinal knob also gets its value index over its range, per layer
+    mo = RewardModel(sizes=(3, 2), layers=2, threshold=0.02, penalty=10.0, lam=1.0, ordinal=(True, False))
+    assert mo.features([[(2, 0), (1, 1)]]).tolist() == [[1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1.0, 0.5]]

@@ -266,7 +266,7 @@ def run_greedy(env: SearchEnv, b: _Budget, batch: int) -> None:
 #: The actor-critic's hyperparameters (docs/search.md, "Agent").
 RL_DEFAULTS: dict[str, Any] = {"hidden": 64, "lr": 0.03, "critic_lr": 0.01, "epochs": 4, "elite": 8,
                                "entropy": (0.02, 0.002), "explore": 0.05, "ordinal": True, "warm_start": False,
-                               "anchor": 0.0, "screen": 0, "screen_explore": 0.25}
+                               "anchor": 0.0, "screen": 16, "screen_explore": 0.25}
 
 
 def parse_rl_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -314,7 +314,8 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
                         ordinal=env.space.ordinal if hp.pop("ordinal") else (), **hp)
     layers, anchored = len(env.space.layers), agent.kappa > 0
     c = env.cfg
-    critic = RewardModel(env.space.sizes, layers, c.threshold, c.penalty, c.lam) if screen > 1 else None
+    critic = RewardModel(env.space.sizes, layers, c.threshold, c.penalty, c.lam, ordinal=env.space.ordinal) \
+        if screen > 1 else None
     elite: dict[Actions, tuple[float, list[np.ndarray], tuple[tuple[int, ...], ...], np.ndarray, np.ndarray]] = {}
 
     def remember(chosen: Sequence[tuple[int, ...]], states: list[np.ndarray], rec: dict[str, Any],
@@ -329,7 +330,7 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
     def states_of(chosen: Sequence[tuple[int, ...]]) -> list[np.ndarray]:
         return [env.state(t, chosen[:t]) for t in range(layers)]
 
-    if warm or anchored:
+    if warm or anchored or critic is not None:  # the 16-bit baseline first: one configuration known feasible
         base = env.space.baseline()
         rec = b.run([base])[0]
         if warm:

@@ -2,7 +2,8 @@
 screen the actor's samples before they are evaluated (docs/search.md, "Agent", ``screen``).
 
 The reward's two terms are modelled apart, each by ridge regression on the one-hot codes of every layer's knob
-values (an intercept, then one column per (layer, knob, value)): the hardware cost, which is close to a sum of
+values (an intercept, one column per (layer, knob, value), then for every ordinal knob of every layer its value
+index over the knob's range, so a trend carries over to values not evaluated yet): the hardware cost, which is close to a sum of
 per-layer terms, and the accuracy cost, clipped at ``clip`` x t (beyond the threshold only "infeasible" matters),
 which is additive to first order in each layer's quantization error. The predicted reward puts the threshold
 back: -(a + penalty [a > t]) - lambda h. Configurations that did not resolve are left out of the fit.
@@ -20,11 +21,12 @@ class RewardModel:
     """Ridge models of cost_accuracy and cost_hardware over one-hot action codes (see the module docstring)."""
 
     def __init__(self, sizes: Sequence[int], layers: int, threshold: float, penalty: float, lam: float,
-                 ridge: float = 1.0, clip: float = 5.0) -> None:
+                 ridge: float = 1.0, clip: float = 5.0, ordinal: Sequence[bool] = ()) -> None:
         self.sizes, self.layers = tuple(sizes), layers
         self.t, self.penalty, self.lam, self.ridge, self.cap = threshold, penalty, lam, ridge, clip * threshold
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
-        self.width = 1 + layers * int(sum(self.sizes))
+        self.ord = [i for i, o in enumerate(ordinal) if o and self.sizes[i] > 1]
+        self.width = 1 + layers * (int(sum(self.sizes)) + len(self.ord))
         self.w: np.ndarray | None = None
 
     def features(self, actions: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
@@ -34,6 +36,9 @@ class RewardModel:
         x = np.zeros((len(a), self.width))
         x[:, 0] = 1.0
         np.put_along_axis(x, cols.reshape(len(a), -1), 1.0, axis=1)
+        if self.ord:
+            scale = np.array([self.sizes[i] - 1 for i in self.ord], dtype=np.float64)
+            x[:, 1 + self.layers * int(sum(self.sizes)):] = (a[:, :, self.ord] / scale).reshape(len(a), -1)
         return x
 
     def fit(self, records: Sequence[dict[str, Any]]) -> bool:
