@@ -142,9 +142,12 @@ def cmd_run(a: argparse.Namespace) -> int:
             summary["bit_exact"] = runner.bit_exact(cm, feeds, outcome)
         print(json.dumps(summary, indent=2) if a.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
         return 0 if summary.get("bit_exact", True) else 1
-    from models.datasets import load_dataset
+    from models.datasets import for_shape, load_dataset
 
-    x, y = load_dataset(a.dataset, a.split)
+    name = for_shape(a.dataset, tuple(cm.program.inputs[0].shape))
+    if name != a.dataset:
+        print(f"data set {a.dataset}: using its variant {name} (the model's input shape)", file=sys.stderr)
+    x, y = load_dataset(name, a.split)
     if a.limit:
         x, y = x[:a.limit], y[:a.limit]
     report = runner.evaluate(cm, x, y, check=a.check)
@@ -158,7 +161,7 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_adc_profile(a: argparse.Namespace) -> int:
     """xbarc adc-profile MODEL: bit-line value distribution per layer and the ADC resolution covering a fraction."""
     from isa import numerics as nx
-    from models.datasets import load_dataset
+    from models.datasets import for_shape, load_dataset
 
     from .driver import compile_model, model_dataset
     from .quant.adc_profile import profile_bitlines
@@ -167,9 +170,9 @@ def cmd_adc_profile(a: argparse.Namespace) -> int:
     name = a.dataset or model_dataset(cm.model)
     if not name:
         raise XbarcError("no data set: pass --dataset (the model declares none in its xbarc.dataset metadata)")
-    x, _ = load_dataset(name, a.split)
-    x = x[:a.limit] if a.limit else x
     loc = cm.program.inputs[0]
+    x, _ = load_dataset(for_shape(name, tuple(loc.shape)), a.split)
+    x = x[:a.limit] if a.limit else x
     q = {loc.name: nx.quantize(x.reshape((len(x),) + tuple(loc.shape)), loc.bits, loc.frac)}
     profiles = profile_bitlines(cm.graph, cm.precision, q, cm.hw, cm.formats)
     full = cm.hw.full_adc_bits

@@ -80,8 +80,9 @@ def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, 
         return calib, "given arrays"
     name = calib or model_dataset(model)
     if name:
-        from models.datasets import load_dataset
+        from models.datasets import for_shape, load_dataset
 
+        name = for_shape(name, g.inputs[0].shape)
         x, _ = load_dataset(name, "calib")
         return {g.inputs[0].name: x.reshape((len(x),) + g.inputs[0].shape)}, f"{name} calib split"
     rng = np.random.default_rng(seed)

@@ -53,3 +53,26 @@ def load_dataset(name: str, split: str = "test", layout: str | None = None) -> t
     if layout == "flat":
         x = x.reshape(len(x), -1)
     return x, arrays["labels"][index].astype(np.int64)
+
+
+def sample_shape(name: str) -> tuple[int, ...]:
+    """Per-sample input shape of a data set in its default layout: (64,), (1, 8, 8) or (1, 32, 32)."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    side = 8 * _UPSAMPLE[name]
+    return (side * side,) if _DEFAULT_LAYOUT[name] == "flat" else (1, side, side)
+
+
+def for_shape(name: str, shape: tuple[int, ...]) -> str:
+    """The variant of data set ``name``'s images whose per-sample shape is ``shape`` (``name`` itself if it
+    fits): every variant holds the same digits, so ``digits`` for a 32x32 model means ``digits32``."""
+    shape = tuple(int(d) for d in shape)
+    if sample_shape(name) == shape:
+        return name
+    fits = [d for d in DATASETS if sample_shape(d) == shape]
+    if not fits:
+        have = ", ".join(f"{d} {sample_shape(d)}" for d in DATASETS)
+        raise ValueError(f"data set {name!r}: no variant has the model's per-sample input shape {shape}; "
+                         f"have {have}")
+    return fits[0]
+

@@ -285,3 +285,18 @@ def test_sklearn_mlp_export_matches_predict(activation: str, onnx_act: str) -> N
     np.testing.assert_array_equal(label, clf.predict(x))
     np.testing.assert_allclose(probabilities, clf.predict_proba(x), atol=1e-5)
     assert np.mean(label == y) >= 0.93
+
+
+def test_a_data_set_name_resolves_to_the_variant_of_the_model_shape() -> None:
+    from models.datasets import for_shape, sample_shape
+
+    assert [sample_shape(d) for d in DATASETS] == [(64,), (1, 8, 8), (1, 32, 32)]
+    assert for_shape("digits", (1, 32, 32)) == "digits32" and for_shape("digits32", (64,)) == "digits"
+    assert for_shape("digits", (64,)) == "digits" and for_shape("digits", (1, 8, 8)) == "digits_image"
+    with pytest.raises(ValueError, match=r"no variant has the model's per-sample input shape \(3, 32, 32\)"):
+        for_shape("digits", (3, 32, 32))
+    from compiler.driver import calibration_inputs, import_graph
+
+    g, _, proto = import_graph(LENET_PATH)
+    x, desc = calibration_inputs(g, proto, "digits")  # the issue's `--dataset digits` for LeNet-5
+    assert desc == "digits32 calib split" and x["input"].shape == (256, 1, 32, 32)

@@ -90,8 +90,9 @@ class SearchEnv:
         self.mapping = cfg.mapping
         if self.mapping not in mapping_modes():
             raise XbarcError(f"mapping '{self.mapping}' not available; have {', '.join(mapping_modes())}")
-        from models.datasets import load_dataset
+        from models.datasets import for_shape, load_dataset
 
+        self.dataset = for_shape(self.dataset, self.g.inputs[0].shape)
         calib, _ = calibration_inputs(self.g, self.proto, self.dataset)
         self.ranges = calibrate(self.g, calib, self.hw.xbar_rows)
         x, y = load_dataset(self.dataset, cfg.split)
