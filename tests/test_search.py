@@ -27,10 +27,10 @@ def test_threshold_function() -> None:
     assert threshold(0.03, 0.05, 10.0) == 0.03
     assert threshold(0.05, 0.05, 10.0) == 0.05
     assert threshold(0.06, 0.05, 10.0) == pytest.approx(10.06)
-    assert threshold(-0.01, 0.05, 10.0) == -0.01
+    assert threshold(-0.01, 0.05, 10.0) == 0.0  # a CE below the float model's earns nothing
     # a lower cross-entropy with lost images is outside the threshold too
-    assert threshold(-0.01, 0.05, 10.0, drop=0.008, max_drop=0.004) == pytest.approx(9.99)
-    assert threshold(-0.01, 0.05, 10.0, drop=0.004, max_drop=0.004) == -0.01
+    assert threshold(-0.01, 0.05, 10.0, drop=0.008, max_drop=0.004) == pytest.approx(10.0)
+    assert threshold(-0.01, 0.05, 10.0, drop=0.004, max_drop=0.004) == 0.0
 
 
 def test_analytic_cost_by_hand() -> None:
@@ -253,7 +253,7 @@ def test_episode_critic_models_both_reward_terms() -> None:
     recs.append({"actions": acts[0], "error": "does not resolve"})
     assert m.fit(recs)
     pred = m.predict(acts)
-    want = [-(ca + 10.0 * (ca > 0.02)) - hw for ca, hw in map(terms, acts)]
+    want = [-(max(ca, 0.0) + 10.0 * (ca > 0.02)) - hw for ca, hw in map(terms, acts)]
     assert np.allclose(pred, want, atol=1e-4)
     assert not RewardModel((3,), 1, 0.02, 10.0, 1.0).fit(recs[:1])
     # an ordinal knob also gets its value index over its range, per layer

@@ -6,7 +6,7 @@ values (an intercept, one column per (layer, knob, value), then for every ordina
 index over the knob's range, so a trend carries over to values not evaluated yet): the hardware cost, which is close to a sum of
 per-layer terms, and the accuracy cost, clipped at ``clip`` x t (beyond the threshold only "infeasible" matters),
 which is additive to first order in each layer's quantization error. The predicted reward puts the threshold
-back: -(a + penalty [a > t]) - lambda h. Configurations that did not resolve are left out of the fit.
+back: -(max(a, 0) + penalty [a > t]) - lambda h. Configurations that did not resolve are left out of the fit.
 Deterministic: a closed-form solve, no random state.
 """
 
@@ -64,4 +64,4 @@ class RewardModel:
         """Predicted rewards of N action vectors (requires a successful `fit`)."""
         assert self.w is not None
         acc, hw = (self.features(actions) @ self.w).T
-        return -(acc + self.penalty * (acc > self.t)) - self.lam * hw
+        return -(np.maximum(acc, 0.0) + self.penalty * (acc > self.t)) - self.lam * hw
