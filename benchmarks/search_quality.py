@@ -38,6 +38,7 @@ def main() -> int:
     ap.add_argument("--val-images", type=int, default=0)
     ap.add_argument("--threshold", type=float, default=0.02, help="T_t's t (nats of cross-entropy increase)")
     ap.add_argument("--max-drop", type=float, default=EnvConfig.max_drop, help="val accuracy drop allowed")
+    ap.add_argument("--clamp-accuracy", action="store_true", help="count the accuracy term from 0")
     ap.add_argument("--methods", default="rl,random,greedy")
     ap.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"])
     ap.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
@@ -50,6 +51,7 @@ def main() -> int:
         return report_files(a.report)
     t0 = time.perf_counter()
     env = SearchEnv(EnvConfig(a.model, a.dataset, val_images=a.val_images, threshold=a.threshold, max_drop=a.max_drop,
+                              clamp_accuracy=a.clamp_accuracy,
                               mapping=a.mapping))
     base = validate(env, env.config(env.space.baseline()))
     print(f"16-bit baseline on the runtime: {base}", flush=True)

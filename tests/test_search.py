@@ -27,10 +27,11 @@ def test_threshold_function() -> None:
     assert threshold(0.03, 0.05, 10.0) == 0.03
     assert threshold(0.05, 0.05, 10.0) == 0.05
     assert threshold(0.06, 0.05, 10.0) == pytest.approx(10.06)
-    assert threshold(-0.01, 0.05, 10.0) == 0.0  # a CE below the float model's earns nothing
+    assert threshold(-0.01, 0.05, 10.0) == -0.01
+    assert threshold(-0.01, 0.05, 10.0, clamp=True) == 0.0  # clamped: a CE below the float model's earns nothing
     # a lower cross-entropy with lost images is outside the threshold too
-    assert threshold(-0.01, 0.05, 10.0, drop=0.008, max_drop=0.004) == pytest.approx(10.0)
-    assert threshold(-0.01, 0.05, 10.0, drop=0.004, max_drop=0.004) == 0.0
+    assert threshold(-0.01, 0.05, 10.0, drop=0.008, max_drop=0.004) == pytest.approx(9.99)
+    assert threshold(-0.01, 0.05, 10.0, drop=0.004, max_drop=0.004) == -0.01
 
 
 def test_analytic_cost_by_hand() -> None:
@@ -59,7 +60,7 @@ def test_space_roundtrip_and_reward_terms(mlp_env: SearchEnv) -> None:
     hw_cost = c.w_energy * r["energy_pj"] / env.base_energy + (1 - c.w_energy) * r["cycles"] / env.base_cycles
     assert r["cost_hardware"] == pytest.approx(hw_cost)
     assert r["reward"] == pytest.approx(-threshold(r["cost_accuracy"], c.threshold, c.penalty, r["accuracy_drop"],
-                                                   c.max_drop) - c.lam * hw_cost)
+                                                   c.max_drop, c.clamp_accuracy) - c.lam * hw_cost)
     assert r["accuracy_drop"] == pytest.approx(env.acc_float - r["accuracy"])
     assert r["feasible"] == (r["cost_accuracy"] <= c.threshold and r["accuracy_drop"] <= c.max_drop)
     # shaped per-step rewards: one per layer, summing to the episode's reward; the layer terms are hardware costs
@@ -253,7 +254,7 @@ def test_episode_critic_models_both_reward_terms() -> None:
     recs.append({"actions": acts[0], "error": "does not resolve"})
     assert m.fit(recs)
     pred = m.predict(acts)
-    want = [-(max(ca, 0.0) + 10.0 * (ca > 0.02)) - hw for ca, hw in map(terms, acts)]
+    want = [-(ca + 10.0 * (ca > 0.02)) - hw for ca, hw in map(terms, acts)]
     assert np.allclose(pred, want, atol=1e-4)
     assert not RewardModel((3,), 1, 0.02, 10.0, 1.0).fit(recs[:1])
     # an ordinal knob also gets its value index over its range, per layer

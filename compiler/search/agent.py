@@ -314,7 +314,8 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
                         ordinal=env.space.ordinal if hp.pop("ordinal") else (), **hp)
     layers, anchored = len(env.space.layers), agent.kappa > 0
     c = env.cfg
-    critic = RewardModel(env.space.sizes, layers, c.threshold, c.penalty, c.lam, ordinal=env.space.ordinal) \
+    critic = RewardModel(env.space.sizes, layers, c.threshold, c.penalty, c.lam, ordinal=env.space.ordinal,
+                         clamp=c.clamp_accuracy) \
         if screen > 1 else None
     elite: dict[Actions, tuple[float, list[np.ndarray], tuple[tuple[int, ...], ...], np.ndarray, np.ndarray]] = {}
 

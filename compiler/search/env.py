@@ -5,10 +5,10 @@ reward = -T_t(cost_accuracy) - lambda * cost_hardware, with
 * cost_accuracy = CE(quantized functional-model logits, labels) - CE(float model logits, labels) on the first
   ``val_images`` images of the data set's ``split`` (default ``val``: held out from the model's training data;
   activation ranges come from the calib split, and the test split is only used to report the final config);
-* T_t(x) = max(x, 0) if x <= t else ``penalty`` + x (the seed's infinity, made finite so the agent still sees a
-  gradient; a negative x -- the quantized model's CE below the float model's -- counts as 0: clipped formats
-  lower the CE by softening confident logits while images flip, e.g. greedy's budget-300 config at -0.055 nats
-  lost 1.6 % of the val images, and the seed's plain x rewarded that as an accuracy gain);
+* T_t(x) = x if x <= t else ``penalty`` + x (the seed's infinity, made finite so the agent still sees a
+  gradient); with ``clamp_accuracy`` a negative x -- the quantized model's CE below the float model's -- counts
+  as 0 (clipped formats lower the CE by softening confident logits while images flip; off by default: measured
+  on LeNet, the configs found with it lose more on the test split, docs/search.md);
   optionally (``max_drop`` < 1) a config whose accuracy on the same images drops more than ``max_drop`` below the
   float model's is outside the threshold as well (off by default: on LeNet it made greedy descent stop early and
   did not keep its config closer on the test split, docs/search.md);
@@ -39,11 +39,12 @@ from .space import KNOBS, SearchSpace
 Actions = tuple[tuple[int, ...], ...]
 
 
-def threshold(x: float, t: float, penalty: float, drop: float = 0.0, max_drop: float = 1.0) -> float:
-    """The seed's T_t(x) = inf * 1[x > t] + x, with ``penalty`` standing in for infinity and x counted from 0
-    (a cross-entropy below the float model's earns nothing: see the module docstring); an accuracy drop over
-    ``max_drop`` is outside the threshold too (see `EnvConfig.max_drop`)."""
-    return max(x, 0.0) + (penalty if x > t or drop > max_drop else 0.0)
+def threshold(x: float, t: float, penalty: float, drop: float = 0.0, max_drop: float = 1.0,
+              clamp: bool = False) -> float:
+    """The seed's T_t(x) = inf * 1[x > t] + x, with ``penalty`` standing in for infinity; with ``clamp`` x counts
+    from 0 (a cross-entropy below the float model's earns nothing: see the module docstring); an accuracy drop
+    over ``max_drop`` is outside the threshold too (see `EnvConfig.max_drop`)."""
+    return (max(x, 0.0) if clamp else x) + (penalty if x > t or drop > max_drop else 0.0)
 
 
 def step_rewards(reward: float, layer_terms: Sequence[float]) -> list[float]:
@@ -73,6 +74,7 @@ class EnvConfig:
     lam: float = 1.0
     threshold: float = 0.02  # nats; 0.05 let LeNet lose 2 % test accuracy (docs/search.md)
     penalty: float = 10.0
+    clamp_accuracy: bool = False  # count the accuracy term from 0 (docs/search.md)
     max_drop: float = 1.0  # accuracy drop allowed on the scored images (1.0: no limit; docs/search.md)
     w_energy: float = 0.5
     hw_cost: str = "model"  # "model" (CostModel) or "analytic" (seed formula)
@@ -184,7 +186,8 @@ class SearchEnv:
             shares = [c.w_energy * est.per_layer[n]["energy_pj"] / self.base_energy
                       + (1 - c.w_energy) * est.per_layer[n]["mvm_cycles"] / self.base_cycles for n in self.space.layers]
         feasible = rec["cost_accuracy"] <= c.threshold and rec["accuracy_drop"] <= c.max_drop
-        reward = -threshold(rec["cost_accuracy"], c.threshold, c.penalty, rec["accuracy_drop"], c.max_drop) \
+        reward = -threshold(rec["cost_accuracy"], c.threshold, c.penalty, rec["accuracy_drop"], c.max_drop,
+                             c.clamp_accuracy) \
             - c.lam * hw_cost
         return rec | {"feasible": feasible, "energy_ratio": e_ratio, "latency_ratio": l_ratio, "cost_hardware": hw_cost, "reward": reward,
                       "step_rewards": step_rewards(reward, [-c.lam * v for v in shares])}

@@ -6,7 +6,7 @@ values (an intercept, one column per (layer, knob, value), then for every ordina
 index over the knob's range, so a trend carries over to values not evaluated yet): the hardware cost, which is close to a sum of
 per-layer terms, and the accuracy cost, clipped at ``clip`` x t (beyond the threshold only "infeasible" matters),
 which is additive to first order in each layer's quantization error. The predicted reward puts the threshold
-back: -(max(a, 0) + penalty [a > t]) - lambda h. Configurations that did not resolve are left out of the fit.
+back: -(a + penalty [a > t]) - lambda h (a counted from 0 with ``clamp``, as the reward does). Configurations that did not resolve are left out of the fit.
 Deterministic: a closed-form solve, no random state.
 """
 
@@ -21,7 +21,8 @@ class RewardModel:
     """Ridge models of cost_accuracy and cost_hardware over one-hot action codes (see the module docstring)."""
 
     def __init__(self, sizes: Sequence[int], layers: int, threshold: float, penalty: float, lam: float,
-                 ridge: float = 1.0, clip: float = 5.0, ordinal: Sequence[bool] = ()) -> None:
+                 ridge: float = 1.0, clip: float = 5.0, ordinal: Sequence[bool] = (), clamp: bool = False) -> None:
+        self.clamp = clamp
         self.sizes, self.layers = tuple(sizes), layers
         self.t, self.penalty, self.lam, self.ridge, self.cap = threshold, penalty, lam, ridge, clip * threshold
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
@@ -64,4 +65,5 @@ class RewardModel:
         """Predicted rewards of N action vectors (requires a successful `fit`)."""
         assert self.w is not None
         acc, hw = (self.features(actions) @ self.w).T
-        return -(np.maximum(acc, 0.0) + self.penalty * (acc > self.t)) - self.lam * hw
+        acc_term = np.maximum(acc, 0.0) if self.clamp else acc
+        return -(acc_term + self.penalty * (acc > self.t)) - self.lam * hw
