@@ -306,7 +306,9 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
     ``warm_start`` it starts with the 16-bit baseline's episode, the one configuration known to meet the accuracy
     threshold); the entropy coefficient falls linearly from ``entropy[0]`` to ``entropy[1]`` over the budget.
     With ``anchor`` = kappa > 0 every episode is sampled around the best configuration so far (the 16-bit
-    baseline at first): each head's logit of the anchor's value gets + kappa (docs/search.md, "Agent")."""
+    baseline at first): each head's logits get k_i x bump(anchor's value), k_i learned from kappa. With
+    ``screen`` = m > 1 the actor samples m x batch episodes and the episode critic (`RewardModel`) picks which
+    are evaluated (`_screen`); the 16-bit baseline is evaluated first (docs/search.md, "Agent")."""
     hp = RL_DEFAULTS | hp
     n_elite, (beta0, beta1), warm = hp.pop("elite"), hp.pop("entropy"), hp.pop("warm_start")
     screen, screen_explore = int(hp.pop("screen")), float(hp.pop("screen_explore"))
@@ -314,9 +316,8 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
                         ordinal=env.space.ordinal if hp.pop("ordinal") else (), **hp)
     layers, anchored = len(env.space.layers), agent.kappa > 0
     c = env.cfg
-    critic = RewardModel(env.space.sizes, layers, c.threshold, c.penalty, c.lam, ordinal=env.space.ordinal,
-                         clamp=c.clamp_accuracy) \
-        if screen > 1 else None
+    critic = None if screen <= 1 else RewardModel(env.space.sizes, layers, c.threshold, c.penalty, c.lam,
+                                                  ordinal=env.space.ordinal, clamp=c.clamp_accuracy)
     elite: dict[Actions, tuple[float, list[np.ndarray], tuple[tuple[int, ...], ...], np.ndarray, np.ndarray]] = {}
 
     def remember(chosen: Sequence[tuple[int, ...]], states: list[np.ndarray], rec: dict[str, Any],
@@ -351,7 +352,7 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
             cands = _screen(env, critic, b.records, cands, want, screen_explore, rng)
         trajs = [(states_of(ch), ch) for ch in cands[:want]]
         episodes += len(trajs)
-        recs = b.run([tuple(c) for _, c in trajs])
+        recs = b.run([tuple(ch) for _, ch in trajs])
         S = np.array([s for st, _ in trajs for s in st])
         A = np.array([a for _, ch in trajs for a in ch])
         G = np.concatenate([training_returns(r, env) for r in recs])
