@@ -58,7 +58,11 @@ class ActorCritic:
     A = G_t - V(s_t); the advantages of batch and elite steps together are replaced by their centered ranks
     (robust to the threshold's penalty, which would otherwise dominate any scaling), and elite steps keep only
     positive ones (self-imitation learning, Oh et al. 2018). Policy loss -mean(A log pi) - beta mean(H); value
-    loss mean((V - G)^2) / 2 on the batch (on-policy) steps; ``epochs`` Adam steps of each per update."""
+    loss mean((V - G)^2) / 2 on the batch (on-policy) steps; ``epochs`` Adam steps of each per update.
+
+    With ``anchor`` = kappa > 0, `act` and `update` take the anchor configuration's action of each step: each
+    head's logits get k_i x bump (1 on the anchor's value, 0.5 on an ordinal knob's neighbours), k_i a learned
+    scale per knob starting at kappa."""
 
     def __init__(self, state_dim: int, sizes: Sequence[int], rng: np.random.Generator, hidden: int = 64,
                  lr: float = 0.03, critic_lr: float = 0.01, entropy_coef: float = 0.01, epochs: int = 4,

@@ -186,11 +186,11 @@ class SearchEnv:
             shares = [c.w_energy * est.per_layer[n]["energy_pj"] / self.base_energy
                       + (1 - c.w_energy) * est.per_layer[n]["mvm_cycles"] / self.base_cycles for n in self.space.layers]
         feasible = rec["cost_accuracy"] <= c.threshold and rec["accuracy_drop"] <= c.max_drop
-        reward = -threshold(rec["cost_accuracy"], c.threshold, c.penalty, rec["accuracy_drop"], c.max_drop,
-                             c.clamp_accuracy) \
-            - c.lam * hw_cost
-        return rec | {"feasible": feasible, "energy_ratio": e_ratio, "latency_ratio": l_ratio, "cost_hardware": hw_cost, "reward": reward,
-                      "step_rewards": step_rewards(reward, [-c.lam * v for v in shares])}
+        acc_term = threshold(rec["cost_accuracy"], c.threshold, c.penalty, rec["accuracy_drop"], c.max_drop,
+                             c.clamp_accuracy)
+        reward = -acc_term - c.lam * hw_cost
+        return rec | {"feasible": feasible, "energy_ratio": e_ratio, "latency_ratio": l_ratio,
+                      "cost_hardware": hw_cost, "reward": reward, "step_rewards": step_rewards(reward, [-c.lam * v for v in shares])}
 
     def config(self, actions: Sequence[Sequence[int]]) -> dict[str, Any]:
         """The precision config dict of an action vector."""

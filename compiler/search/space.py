@@ -47,7 +47,7 @@ KNOBS = ("w_bits", "in_bits", "acc_bits", "w_frac", "in_frac", "acc_frac", "adc_
          "w_scheme")
 SKIPS = (-1, 2, 4, 8)
 WIDTHS = (2, 3, 4, 5, 6, 8, 16)  # weight and input bit widths (the seed had 4, 8, 16, 32)
-FRAC_DELTAS = (0, 1, 2)
+FRAC_STEPS = (0, 1, 2)  # fraction bits over the calibrated fraction
 ORDINAL = ("w_bits", "in_bits", "acc_bits", "w_frac", "in_frac", "acc_frac", "adc_bits", "skip")  # ordered knobs
 
 _OPTION = {"w_frac": "w_frac_delta", "in_frac": "in_frac_delta", "acc_frac": "acc_frac_delta"}  # knob -> option
@@ -68,8 +68,8 @@ class SearchSpace:
         wb = tuple(b for b in WIDTHS if b <= hw.max_weight_bits)
         ib = tuple(b for b in WIDTHS if b <= hw.max_input_bits)
         ab = tuple(b for b in (16, 32) if b <= hw.max_acc_bits)
-        values = {"w_bits": wb, "in_bits": ib, "acc_bits": ab, "w_frac": FRAC_DELTAS, "in_frac": FRAC_DELTAS,
-                  "acc_frac": FRAC_DELTAS, "adc_bits": tuple(range(1, hw.full_adc_bits + 1)),
+        values = {"w_bits": wb, "in_bits": ib, "acc_bits": ab, "w_frac": FRAC_STEPS, "in_frac": FRAC_STEPS,
+                  "acc_frac": FRAC_STEPS, "adc_bits": tuple(range(1, hw.full_adc_bits + 1)),
                   "w_enc": ("twos", "sce"), "in_enc": ("twos", "csd"), "skip": SKIPS,
                   "w_scheme": ("uniform", "nonuniform", "varied")}
         outs = set(g.outputs)
