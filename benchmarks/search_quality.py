@@ -9,6 +9,7 @@ LeNet-5 / digits32; the best config of each run is compiled and run on the runti
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -39,6 +40,7 @@ def main() -> int:
     ap.add_argument("--threshold", type=float, default=0.02, help="T_t's t (nats of cross-entropy increase)")
     ap.add_argument("--max-drop", type=float, default=EnvConfig.max_drop, help="val accuracy drop allowed")
     ap.add_argument("--clamp-accuracy", action="store_true", help="count the accuracy term from 0")
+    ap.add_argument("--calibrated-ce", action="store_true", help="both CEs at their best temperature")
     ap.add_argument("--methods", default="rl,random,greedy")
     ap.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"])
     ap.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
@@ -50,9 +52,11 @@ def main() -> int:
     if a.report:
         return report_files(a.report)
     t0 = time.perf_counter()
-    env = SearchEnv(EnvConfig(a.model, a.dataset, val_images=a.val_images, threshold=a.threshold, max_drop=a.max_drop,
-                              clamp_accuracy=a.clamp_accuracy,
-                              mapping=a.mapping))
+    cfg = EnvConfig(a.model, a.dataset, val_images=a.val_images, threshold=a.threshold, max_drop=a.max_drop,
+                    clamp_accuracy=a.clamp_accuracy, calibrated_ce=a.calibrated_ce, mapping=a.mapping)
+    env = SearchEnv(cfg)
+    # the same reward on the test split: how much of a best reward was luck on the val images (winner's curse)
+    test_env = SearchEnv(dataclasses.replace(cfg, split="test", val_images=0))
     base = validate(env, env.config(env.space.baseline()))
     print(f"16-bit baseline on the runtime: {base}", flush=True)
     out: dict[str, list[dict]] = {}
@@ -65,6 +69,7 @@ def main() -> int:
                                  rl=parse_rl_options(a.rl))
             v = validate(env, r.best_config)
             row = {"method": method, "seed": seed, "seconds": time.perf_counter() - t, "reward": r.best_reward,
+                   "test_reward": test_env.evaluate(r.best_actions)["reward"],
                    "estimate": {k: r.best_record.get(k) for k in ("energy_ratio", "latency_ratio", "accuracy",
                                                                    "cost_accuracy")},
                    "energy_less": base["energy_pj"] / v["energy_pj"], "latency_less": base["cycles"] / v["cycles"],
@@ -72,7 +77,7 @@ def main() -> int:
             out.setdefault(method, []).append(row)
             if a.plots:
                 report_plots(r.records, r.baseline, Path(a.plots) / f"{method}-seed{seed}", f"{method} seed {seed}")
-            print(json.dumps({k: row[k] for k in ("method", "seed", "seconds", "reward", "energy_less",
+            print(json.dumps({k: row[k] for k in ("method", "seed", "seconds", "reward", "test_reward", "energy_less",
                                                    "latency_less", "accuracy_diff")}), flush=True)
     report(base, out, a.budget)
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
@@ -87,12 +92,13 @@ def report(base: dict, out: dict[str, list[dict]], budget: int) -> None:
     rows = []
     for method, rs in out.items():
         med = lambda k: statistics.median(r[k] for r in rs)  # noqa: E731
-        rows.append([method, len(rs), f"{med('reward'):.4f}", f"{med('energy_less'):.2f}x",
+        test = f"{med('test_reward'):.4f}" if all("test_reward" in r for r in rs) else "-"
+        rows.append([method, len(rs), f"{med('reward'):.4f}", test, f"{med('energy_less'):.2f}x",
                      f"{med('latency_less'):.2f}x", f"{100 * med('accuracy_diff'):+.2f}%",
                      f"{sum(r['accuracy_diff'] >= -0.01 for r in rs)}/{len(rs)}",
                      f"{med('seconds'):.0f} s", all(r["runtime"]["bit_exact"] for r in rs)])
     print(f"\nLeNet-5/digits32, budget {budget} distinct evaluations, medians over seeds (runtime, test split):")
-    print(_table(rows, ["method", "seeds", "best reward", "energy less", "latency less", "accuracy diff",
+    print(_table(rows, ["method", "seeds", "best reward", "its test reward", "energy less", "latency less", "accuracy diff",
                         "<= 1% loss", "time/run", "bit-exact"]))
     pick = {m: sorted(rs, key=lambda r: r["reward"])[len(rs) // 2] for m, rs in out.items()}
     best = {f"{m} (seed {r['seed']}, median reward)": r["runtime"] for m, r in pick.items()}

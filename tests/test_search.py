@@ -72,7 +72,8 @@ def test_space_roundtrip_and_reward_terms(mlp_env: SearchEnv) -> None:
     assert base["cost_hardware"] == pytest.approx(1.0) and abs(base["cost_accuracy"]) < 0.01
 
 
-@pytest.mark.parametrize("rl", [{}, {"anchor": 4.0}, {"anchor": 4.0, "screen": 4}])
+@pytest.mark.parametrize("rl", [{}, {"anchor": 4.0}, {"anchor": 4.0, "screen": 4},
+                                {"screen": 4, "propose": 1, "plan": 5}])
 def test_same_seed_same_log(mlp_env: SearchEnv, rl: dict) -> None:
     def log(seed: int) -> list:
         mlp_env.cache.clear()
@@ -260,3 +261,55 @@ def test_episode_critic_models_both_reward_terms() -> None:
     # an ordinal knob also gets its value index over its range, per layer
     mo = RewardModel(sizes=(3, 2), layers=2, threshold=0.02, penalty=10.0, lam=1.0, ordinal=(True, False))
     assert mo.features([[(2, 0), (1, 1)]]).tolist() == [[1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1.0, 0.5]]
+
+
+def test_calibrated_cross_entropy_ignores_the_logit_scale() -> None:
+    """Temperature-scaled CE: the same for logits x c (c > 0), at most the plain CE, and the minimum over T
+    found by a fine grid."""
+    from compiler.search.env import calibrated_cross_entropy, cross_entropy
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(10, size=200)
+    z = rng.normal(size=(200, 10)) * 2
+    z[np.arange(150), y[:150]] += 5  # 150 of 200 confidently right, the rest noise
+    c = calibrated_cross_entropy(z, y)
+    assert c <= cross_entropy(z, y)
+    for k in (0.1, 0.5, 4.0):
+        assert calibrated_cross_entropy(z * k, y) == pytest.approx(c, rel=1e-9)
+    grid = min(cross_entropy(z / t, y) for t in np.exp(np.linspace(-3, 3, 6001)))
+    assert c == pytest.approx(grid, rel=1e-6) and c <= grid + 1e-12
+
+
+def test_one_knob_moves_and_neighbours(mlp_env: SearchEnv) -> None:
+    sp = mlp_env.space
+    base = sp.baseline()
+    i_w = KNOBS.index("w_bits")
+    lower = sp.moves(base, 0, i_w, lower_only=True)
+    assert [m[0][i_w] for m in lower] == list(range(sp.sizes[i_w] - 1))
+    assert all(m[1:] == base[1:] and m[0][:i_w] + m[0][i_w + 1:] == base[0][:i_w] + base[0][i_w + 1:]
+               for m in lower)
+    nb = sp.neighbours(base)
+    assert len(nb) == len(set(nb)) and base not in nb
+    # each neighbour differs from the baseline in exactly one (layer, knob), counted after canonical sharing
+    for m in nb:
+        diff = [(li, ki) for li in range(len(base)) for ki in range(len(KNOBS)) if m[li][ki] != base[li][ki]]
+        assert len({ki for _, ki in diff}) == 1, diff
+    want = sum(len(sp.moves(base, li, ki)) for li in range(len(base)) for ki in range(len(KNOBS)))
+    assert len(nb) <= want
+
+
+def test_episode_critic_thermometer_codes() -> None:
+    """Thermometer coding: an ordinal knob's value v as steps (value >= j), nominal knobs one-hot; fits an
+    additive truth as well as the one-hot coding."""
+    from compiler.search.surrogate import RewardModel
+
+    m = RewardModel((3, 2), 2, 0.02, 10.0, 1.0, ridge=1e-6, ordinal=(True, False), thermometer=True)
+    assert m.features([[(2, 0), (1, 1)]]).tolist() == [[1, 1, 1, 1, 0, 1, 0, 0, 1]]
+    rng = np.random.default_rng(1)
+    acts = [[tuple(int(rng.integers(n)) for n in (3, 2)) for _ in range(2)] for _ in range(30)]
+    recs = [{"actions": a, "cost_accuracy": 0.01 * a[0][0] ** 2, "cost_hardware": 1.0 - 0.2 * a[1][0] + 0.1 * a[0][1]}
+            for a in acts]
+    assert m.fit(recs)
+    want = [-(0.01 * a[0][0] ** 2 + 10.0 * (0.01 * a[0][0] ** 2 > 0.02)) - (1.0 - 0.2 * a[1][0] + 0.1 * a[0][1])
+            for a in acts]
+    assert np.allclose(m.predict(acts), want, atol=1e-4)

@@ -174,7 +174,8 @@ class ActorCritic:
         adv[n:] = np.maximum(adv[n:], 0.0)
         value_loss = policy_loss = entropy = 0.0
         for _ in range(self.epochs):
-            value_loss = self._critic_step(states, returns)
+            if n:
+                value_loss = self._critic_step(states, returns)
             policy_loss, entropy = self._policy_step(S, A, adv, K)
         return {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
 
@@ -249,14 +250,7 @@ def run_greedy(env: SearchEnv, b: _Budget, batch: int) -> None:
         changed = False
         for li in range(len(cur)):
             for ki, knob in enumerate(KNOBS):
-                n = env.space.sizes[ki]
-                vals = range(cur[li][ki]) if knob in lowering else [v for v in range(n) if v != cur[li][ki]]
-                cands = []
-                for v in vals:
-                    a = list(map(list, cur))
-                    a[li][ki] = v
-                    cands.append(env.space.canonical(a))
-                cands = [c for c in dict.fromkeys(cands) if c != cur][: max(0, b.left)]
+                cands = env.space.moves(cur, li, ki, lower_only=knob in lowering)[: max(0, b.left)]
                 if not cands:
                     continue
                 recs = b.run(cands)
@@ -270,7 +264,8 @@ def run_greedy(env: SearchEnv, b: _Budget, batch: int) -> None:
 #: The actor-critic's hyperparameters (docs/search.md, "Agent").
 RL_DEFAULTS: dict[str, Any] = {"hidden": 64, "lr": 0.03, "critic_lr": 0.01, "epochs": 4, "elite": 8,
                                "entropy": (0.02, 0.002), "explore": 0.05, "ordinal": True, "warm_start": False,
-                               "anchor": 0.0, "screen": 16, "screen_explore": 0.25}
+                               "anchor": 0.0, "screen": 16, "screen_explore": 0.25,
+                               "propose": 1, "plan": 20, "thermometer": True}
 
 
 def parse_rl_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -316,12 +311,14 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
     hp = RL_DEFAULTS | hp
     n_elite, (beta0, beta1), warm = hp.pop("elite"), hp.pop("entropy"), hp.pop("warm_start")
     screen, screen_explore = int(hp.pop("screen")), float(hp.pop("screen_explore"))
+    propose, plan, thermo = int(hp.pop("propose")), int(hp.pop("plan")), bool(hp.pop("thermometer"))
     agent = ActorCritic(env.state_dim, env.space.sizes, rng, entropy_coef=beta0,
                         ordinal=env.space.ordinal if hp.pop("ordinal") else (), **hp)
     layers, anchored = len(env.space.layers), agent.kappa > 0
     c = env.cfg
     critic = None if screen <= 1 else RewardModel(env.space.sizes, layers, c.threshold, c.penalty, c.lam,
-                                                  ordinal=env.space.ordinal, clamp=c.clamp_accuracy)
+                                                  ordinal=env.space.ordinal, clamp=c.clamp_accuracy,
+                                                  thermometer=thermo)
     elite: dict[Actions, tuple[float, list[np.ndarray], tuple[tuple[int, ...], ...], np.ndarray, np.ndarray]] = {}
 
     def remember(chosen: Sequence[tuple[int, ...]], states: list[np.ndarray], rec: dict[str, Any],
@@ -352,16 +349,24 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
             for t in range(layers):
                 chosen.append(agent.act(env.state(t, chosen), anchor[t] if anchored else None))
             cands.append(chosen)
+        sampled = {env.space.canonical(ch) for ch in cands}
         if critic is not None:
+            if propose or plan:
+                cands += _proposals(env, critic, b.records, propose, plan)
             cands = _screen(env, critic, b.records, cands, want, screen_explore, rng)
         trajs = [(states_of(ch), ch) for ch in cands[:want]]
         episodes += len(trajs)
         recs = b.run([tuple(ch) for _, ch in trajs])
-        S = np.array([s for st, _ in trajs for s in st])
-        A = np.array([a for _, ch in trajs for a in ch])
-        G = np.concatenate([training_returns(r, env) for r in recs])
-        K = np.concatenate([anchor] * len(trajs)) if anchored else None
-        el = list(elite.values())
+        on = [env.space.canonical(ch) in sampled for _, ch in trajs]  # the actor's own samples (on-policy)
+        steps = [(st, ch, training_returns(r, env), anchor) for (st, ch), r in zip(trajs, recs)]
+        mine = [x for x, o in zip(steps, on) if o]
+        # proposals are off-policy: like the elite, they only pull the policy towards what beat the critic's V
+        el = list(elite.values()) + [(0.0, st, ch, g, k) for (st, ch, g, k), o in zip(steps, on) if not o]
+        S = np.array([s for st, *_ in mine for s in st]).reshape(-1, env.state_dim)
+        A = np.array([a for _, ch, *_ in mine for a in ch], dtype=np.int64).reshape(-1, len(env.space.sizes))
+        G = np.concatenate([g for *_, g, _ in mine] or [np.zeros(0)])
+        K = np.concatenate([k for *_, k in mine] or [np.zeros((0, len(env.space.sizes)), np.int64)]
+                           ) if anchored else None
         E = (np.array([s for e in el for s in e[1]]), np.array([a for e in el for a in e[2]]),
              np.concatenate([e[3] for e in el]), np.concatenate([e[4] for e in el])) if el else None
         losses = agent.update(S, A, G, E, K)
@@ -369,6 +374,35 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
             remember(ch, st, r, anchor)
         for r in b.records[-len(trajs):]:
             r.update(losses)
+
+
+def _proposals(env: SearchEnv, critic: RewardModel, records: list[dict[str, Any]], top: int, plan: int
+               ) -> list[list[tuple[int, ...]]]:
+    """Candidates besides the actor's samples for the critic to screen: every one-knob neighbour of the ``top``
+    best evaluated configurations, and the end of a descent on the critic's prediction from the best (up to
+    ``plan`` moves, each to the neighbour predicted best, while the prediction improves)."""
+    if not critic.fit(records):
+        return []
+    best: dict[Actions, float] = {}
+    for r in records:
+        if "error" not in r:
+            best.setdefault(tuple(map(tuple, r["actions"])), float(r["reward"]))
+    ranked = sorted(best, key=lambda k: -best[k])
+    out: list[Actions] = []
+    for k in ranked[:top]:
+        out += env.space.neighbours(k)
+    if plan and ranked:
+        cur = ranked[0]
+        score = float(critic.predict([cur])[0])
+        for _ in range(plan):
+            nb = env.space.neighbours(cur)
+            pred = critic.predict(nb)
+            i = int(np.argmax(pred))
+            if pred[i] <= score:
+                break
+            cur, score = nb[i], float(pred[i])
+        out.append(cur)
+    return [list(c) for c in out]
 
 
 def _screen(env: SearchEnv, critic: RewardModel, records: list[dict[str, Any]], cands: list[list[tuple[int, ...]]],

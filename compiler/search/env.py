@@ -8,7 +8,9 @@ reward = -T_t(cost_accuracy) - lambda * cost_hardware, with
 * T_t(x) = x if x <= t else ``penalty`` + x (the seed's infinity, made finite so the agent still sees a
   gradient); with ``clamp_accuracy`` a negative x -- the quantized model's CE below the float model's -- counts
   as 0 (clipped formats lower the CE by softening confident logits while images flip; off by default: measured
-  on LeNet, the configs found with it lose more on the test split, docs/search.md);
+  on LeNet, the configs found with it lose more on the test split, docs/search.md); with ``calibrated_ce`` both
+  cross-entropies are taken at their own best temperature (`calibrated_cross_entropy`), so a config cannot earn
+  reward by scaling its logits down;
   optionally (``max_drop`` < 1) a config whose accuracy on the same images drops more than ``max_drop`` below the
   float model's is outside the threshold as well (off by default: on LeNet it made greedy descent stop early and
   did not keep its config closer on the test split, docs/search.md);
@@ -62,6 +64,27 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-logp[np.arange(len(labels)), labels].mean())
 
 
+def calibrated_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """min over a temperature T > 0 of the cross-entropy of logits / T (temperature scaling, Guo et al. 2017):
+    the CE with the logits' confidence scale taken out, so only their ranking of the classes counts. Golden-section
+    search on log T in [1/64, 64] (CE(z / T) is convex in 1 / T); deterministic."""
+    f = lambda u: cross_entropy(logits * np.exp(-u), labels)  # noqa: E731
+    lo, hi = -np.log(64.0), np.log(64.0)
+    r = (np.sqrt(5.0) - 1) / 2
+    a, b = hi - r * (hi - lo), lo + r * (hi - lo)
+    fa, fb = f(a), f(b)
+    for _ in range(48):
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = hi - r * (hi - lo)
+            fa = f(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + r * (hi - lo)
+            fb = f(b)
+    return min(fa, fb, f(0.0))
+
+
 @dataclass
 class EnvConfig:
     """Everything that defines an environment (picklable, so worker processes can rebuild it)."""
@@ -75,6 +98,7 @@ class EnvConfig:
     threshold: float = 0.02  # nats; 0.05 let LeNet lose 2 % test accuracy (docs/search.md)
     penalty: float = 10.0
     clamp_accuracy: bool = False  # count the accuracy term from 0 (docs/search.md)
+    calibrated_ce: bool = False  # both CEs at their best temperature (docs/search.md)
     max_drop: float = 1.0  # accuracy drop allowed on the scored images (1.0: no limit; docs/search.md)
     w_energy: float = 0.5
     hw_cost: str = "model"  # "model" (CostModel) or "analytic" (seed formula)
@@ -108,7 +132,8 @@ class SearchEnv:
         self.y = y[:n]
         out = self.g.outputs[0]
         self.float_logits = float_forward(self.g, {self.inp.name: self.x})[out].reshape(len(self.x), -1)
-        self.ce_float = cross_entropy(self.float_logits, self.y)
+        self.ce = calibrated_cross_entropy if cfg.calibrated_ce else cross_entropy
+        self.ce_float = self.ce(self.float_logits, self.y)
         self.acc_float = float(np.mean(self.float_logits.argmax(axis=1) == self.y))
         self.space = SearchSpace.build(self.g, self.hw)
         self.features = layer_features(self.g, self.hw)
@@ -169,7 +194,7 @@ class SearchEnv:
                           "step_rewards": step_rewards(-2 * c.penalty, [0.0] * len(key))}
         o = self.g.outputs[0]
         logits = nx.dequantize(out[o], fmt[o][1]).reshape(len(self.x), -1)
-        ce = cross_entropy(logits, self.y)
+        ce = self.ce(logits, self.y)
         est = self.cost.estimate(prec, seen)
         acc = float(np.mean(logits.argmax(axis=1) == self.y))
         rec |= {"accuracy": acc, "accuracy_drop": self.acc_float - acc, "cross_entropy": ce,

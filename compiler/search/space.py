@@ -124,6 +124,27 @@ class SearchSpace:
             out.append(tuple(b))
         return tuple(out)
 
+    def moves(self, actions: Sequence[Sequence[int]], layer: int, knob: int, lower_only: bool = False
+              ) -> list[tuple[tuple[int, ...], ...]]:
+        """The distinct effective configurations one value of (``layer``, ``knob``) away from ``actions``: every
+        other value, or only the lower ones with ``lower_only``; in value order, ``actions`` itself left out."""
+        cur = self.canonical(actions)
+        vals = range(cur[layer][knob]) if lower_only else range(self.sizes[knob])
+        out = []
+        for v in vals:
+            a = [list(x) for x in cur]
+            a[layer][knob] = v
+            out.append(self.canonical(a))
+        return [c for c in dict.fromkeys(out) if c != cur]
+
+    def neighbours(self, actions: Sequence[Sequence[int]]) -> list[tuple[tuple[int, ...], ...]]:
+        """Every distinct configuration one knob value away from ``actions`` (all layers, all knobs)."""
+        out: dict[tuple[tuple[int, ...], ...], None] = {}
+        for li in range(len(self.layers)):
+            for ki in range(len(KNOBS)):
+                out.update(dict.fromkeys(self.moves(actions, li, ki)))
+        return list(out)
+
     def decode(self, actions: Sequence[Sequence[int]]) -> dict[str, Any]:
         """Action indices -> a precision config dict for `resolve_precision` (fractions left to calibration)."""
         acts = self.canonical(actions)

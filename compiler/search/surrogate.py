@@ -21,8 +21,9 @@ class RewardModel:
     """Ridge models of cost_accuracy and cost_hardware over one-hot action codes (see the module docstring)."""
 
     def __init__(self, sizes: Sequence[int], layers: int, threshold: float, penalty: float, lam: float,
-                 ridge: float = 1.0, clip: float = 5.0, ordinal: Sequence[bool] = (), clamp: bool = False) -> None:
-        self.clamp = clamp
+                 ridge: float = 1.0, clip: float = 5.0, ordinal: Sequence[bool] = (), clamp: bool = False,
+                 thermometer: bool = False) -> None:
+        self.clamp, self.thermo = clamp, thermometer
         self.sizes, self.layers = tuple(sizes), layers
         self.t, self.penalty, self.lam, self.ridge, self.cap = threshold, penalty, lam, ridge, clip * threshold
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
@@ -33,6 +34,8 @@ class RewardModel:
     def features(self, actions: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
         """(N, width) one-hot codes (with an intercept column) of N action vectors."""
         a = np.asarray(actions, dtype=np.int64).reshape(len(actions), self.layers, len(self.sizes))
+        if self.thermo:
+            return self._thermometer(a)
         cols = 1 + (np.arange(self.layers)[:, None] * int(sum(self.sizes)) + self.offsets[None, :])[None] + a
         x = np.zeros((len(a), self.width))
         x[:, 0] = 1.0
@@ -41,6 +44,20 @@ class RewardModel:
             scale = np.array([self.sizes[i] - 1 for i in self.ord], dtype=np.float64)
             x[:, 1 + self.layers * int(sum(self.sizes)):] = (a[:, :, self.ord] / scale).reshape(len(a), -1)
         return x
+
+    def _thermometer(self, a: np.ndarray) -> np.ndarray:
+        """Codes with an ordinal knob's n values as n - 1 steps (column j: value >= j) instead of one-hot and a
+        trend: the ridge then prefers small differences between neighbouring values, so a value not evaluated
+        yet is predicted like its evaluated neighbours (a smoothness prior for bit widths)."""
+        cols = [np.ones((len(a), 1))]
+        for li in range(self.layers):
+            for i, n in enumerate(self.sizes):
+                v = a[:, li, i][:, None]
+                if i in self.ord:
+                    cols.append((v >= np.arange(1, n)[None, :]).astype(np.float64))
+                else:
+                    cols.append((v == np.arange(n)[None, :]).astype(np.float64))
+        return np.concatenate(cols, axis=1)
 
     def fit(self, records: Sequence[dict[str, Any]]) -> bool:
         """Fit both terms on the evaluated records (the first of each configuration); False if too few."""
@@ -56,7 +73,7 @@ class RewardModel:
             self.w = None
             return False
         x, y = self.features(rows), np.asarray(ys)
-        reg = self.ridge * np.eye(self.width)
+        reg = self.ridge * np.eye(x.shape[1])
         reg[0, 0] = 0.0  # the intercept is not shrunk
         self.w = np.linalg.solve(x.T @ x + reg, x.T @ y)
         return True
