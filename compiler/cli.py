@@ -61,6 +61,7 @@ def cmd_search(a: argparse.Namespace) -> int:
     from .search.plots import report_plots
 
     env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping,
+                              calibrated_ce=a.calibrated_ce,
                               **{k: v for k in ("threshold", "max_drop") if (v := getattr(a, k)) is not None}))
     try:
         rl = parse_rl_options(a.rl)
@@ -334,6 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="T_t's t: cross-entropy increase allowed (nats; default 0.02)")
     se.add_argument("--max-drop", type=float, default=None,
                     help="accuracy drop allowed on the val images (fraction; default 1.0: no limit)")
+    se.add_argument("--calibrated-ce", action="store_true",
+                    help="score both cross-entropies at their best temperature (logit scale does not count)")
     se.add_argument("--test-images", type=int, default=0, help="test images for the final check (0: all)")
     se.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"],
                     help="the mapping whose energy and latency the search optimizes (compile's default: spatial)")

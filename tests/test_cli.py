@@ -131,3 +131,20 @@ def test_inspect_mvmus_agrees_with_the_mapping(outdir, capsys):
     assert all(r["live_lines"] <= 2 * r["slices"] * r["cols"] and r["steps"] >= (r["live_lines"] > 0) for r in rows)
     assert main(["inspect", str(outdir), "--mvmus"]) == 0
     assert "conversions_per_digit" in capsys.readouterr().out
+
+
+def test_search_writes_best_config_log_and_measured_summary(tmp_path, capsys):
+    out = tmp_path / "search"
+    assert main(["search", str(MLP), "--dataset", "digits", "--budget", "10", "--seed", "1", "--val-images", "64",
+                 "--calibrated-ce", "--test-images", "32", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    best = json.loads((out / "best.json").read_text())
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert set(best["layers"]) == {"fc1", "fc2", "fc3"}
+    assert len({json.dumps(x["actions"]) for x in log if not x["cached"]}) == 10
+    assert {"actions", "reward", "cost_accuracy", "cost_hardware", "policy_loss"} <= set(log[-1])
+    # the summary is measured on the runtime: both rows bit-exact, on the 32 test images asked for
+    assert "measured on the runtime, 32 test images" in text and "16-bit baseline" in text
+    assert text.count("yes") >= 2 and "NO" not in text.split("bit-exact")[-1]
+    # the config written compiles
+    assert main(["compile", str(MLP), "--precision", str(out / "best.json"), "-o", str(tmp_path / "q")]) == 0
