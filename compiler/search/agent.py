@@ -351,9 +351,10 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
             cands.append(chosen)
         sampled = {env.space.canonical(ch) for ch in cands}
         if critic is not None:
-            if propose or plan:
+            fitted = critic.fit(b.records)
+            if fitted and (propose or plan):
                 cands += _proposals(env, critic, b.records, propose, plan)
-            cands = _screen(env, critic, b.records, cands, want, screen_explore, rng)
+            cands = _screen(env, critic if fitted else None, cands, want, screen_explore, rng)
         trajs = [(states_of(ch), ch) for ch in cands[:want]]
         episodes += len(trajs)
         recs = b.run([tuple(ch) for _, ch in trajs])
@@ -378,11 +379,9 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
 
 def _proposals(env: SearchEnv, critic: RewardModel, records: list[dict[str, Any]], top: int, plan: int
                ) -> list[list[tuple[int, ...]]]:
-    """Candidates besides the actor's samples for the critic to screen: every one-knob neighbour of the ``top``
-    best evaluated configurations, and the end of a descent on the critic's prediction from the best (up to
-    ``plan`` moves, each to the neighbour predicted best, while the prediction improves)."""
-    if not critic.fit(records):
-        return []
+    """Candidates besides the actor's samples for the (fitted) critic to screen: every one-knob neighbour of the
+    ``top`` best evaluated configurations, and the end of a descent on the critic's prediction from the best (up
+    to ``plan`` moves, each to the neighbour predicted best, while the prediction improves)."""
     best: dict[Actions, float] = {}
     for r in records:
         if "error" not in r:
@@ -405,11 +404,12 @@ def _proposals(env: SearchEnv, critic: RewardModel, records: list[dict[str, Any]
     return [list(c) for c in out]
 
 
-def _screen(env: SearchEnv, critic: RewardModel, records: list[dict[str, Any]], cands: list[list[tuple[int, ...]]],
-            want: int, explore: float, rng: np.random.Generator) -> list[list[tuple[int, ...]]]:
+def _screen(env: SearchEnv, critic: RewardModel | None, cands: list[list[tuple[int, ...]]], want: int,
+            explore: float, rng: np.random.Generator) -> list[list[tuple[int, ...]]]:
     """The ``want`` candidates to evaluate: the distinct not-yet-evaluated ones, the best ``want`` - k by the
-    episode critic's predicted reward and k = round(``explore`` x want) drawn uniformly from the rest (all in
-    sampling order before the critic has two evaluated configurations); evaluated ones only if too few are new."""
+    fitted episode critic's predicted reward and k = round(``explore`` x want) drawn uniformly from the rest (all
+    in sampling order while there is no fitted critic: fewer than two evaluated configurations); evaluated ones
+    only if too few are new."""
     keys, fresh, old = set(), [], []
     for ch in cands:
         k = env.space.canonical(ch)
@@ -417,7 +417,7 @@ def _screen(env: SearchEnv, critic: RewardModel, records: list[dict[str, Any]], 
             continue
         keys.add(k)
         (old if k in env.cache else fresh).append(ch)
-    if len(fresh) <= want or not critic.fit(records):
+    if len(fresh) <= want or critic is None:
         return (fresh + old)[:want]
     pred = critic.predict([env.space.canonical(ch) for ch in fresh])
     order = list(np.argsort(-pred, kind="stable"))
