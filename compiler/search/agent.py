@@ -307,7 +307,10 @@ def run_rl(env: SearchEnv, b: _Budget, rng: np.random.Generator, batch: int, **h
     With ``anchor`` = kappa > 0 every episode is sampled around the best configuration so far (the 16-bit
     baseline at first): each head's logits get k_i x bump(anchor's value), k_i learned from kappa. With
     ``screen`` = m > 1 the actor samples m x batch episodes and the episode critic (`RewardModel`) picks which
-    are evaluated (`_screen`); the 16-bit baseline is evaluated first (docs/search.md, "Agent")."""
+    are evaluated (`_screen`); the 16-bit baseline is evaluated first. With ``propose`` = p and ``plan`` = n the
+    critic also screens the one-knob neighbours of the p best configurations and a descent of up to n moves on its
+    own prediction (`_proposals`); those that get evaluated are off-policy and join the update like elite steps.
+    ``thermometer`` codes the critic's ordinal knobs as steps (docs/search.md, "Agent")."""
     hp = RL_DEFAULTS | hp
     n_elite, (beta0, beta1), warm = hp.pop("elite"), hp.pop("entropy"), hp.pop("warm_start")
     screen, screen_explore = int(hp.pop("screen")), float(hp.pop("screen_explore"))
