@@ -304,7 +304,7 @@ def test_episode_critic_thermometer_codes() -> None:
     from compiler.search.surrogate import RewardModel
 
     m = RewardModel((3, 2), 2, 0.02, 10.0, 1.0, ridge=1e-6, ordinal=(True, False), thermometer=True)
-    assert m.features([[(2, 0), (1, 1)]]).tolist() == [[1, 1, 1, 1, 0, 1, 0, 0, 1]]
+    assert m.features([[(2, 0), (1, 1)]]).tolist() == [[1, 1, 1, 1, 0, 1, 0, 0, 1]] and m.width == 9
     rng = np.random.default_rng(1)
     acts = [[tuple(int(rng.integers(n)) for n in (3, 2)) for _ in range(2)] for _ in range(30)]
     recs = [{"actions": a, "cost_accuracy": 0.01 * a[0][0] ** 2, "cost_hardware": 1.0 - 0.2 * a[1][0] + 0.1 * a[0][1]}

@@ -7,6 +7,8 @@ index over the knob's range, so a trend carries over to values not evaluated yet
 per-layer terms, and the accuracy cost, clipped at ``clip`` x t (beyond the threshold only "infeasible" matters),
 which is additive to first order in each layer's quantization error. The predicted reward puts the threshold
 back: -(a + penalty [a > t]) - lambda h (a counted from 0 with ``clamp``, as the reward does). Configurations that did not resolve are left out of the fit.
+With ``thermometer`` (the agent's default) an ordinal knob's n values are coded as n - 1 steps instead (column j:
+value >= j; no trend column), so the ridge shrinks the differences between neighbouring values.
 Deterministic: a closed-form solve, no random state.
 """
 
@@ -28,11 +30,12 @@ class RewardModel:
         self.t, self.penalty, self.lam, self.ridge, self.cap = threshold, penalty, lam, ridge, clip * threshold
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
         self.ord = [i for i, o in enumerate(ordinal) if o and self.sizes[i] > 1]
-        self.width = 1 + layers * (int(sum(self.sizes)) + len(self.ord))
+        per_layer = int(sum(self.sizes)) - len(self.ord) if thermometer else int(sum(self.sizes)) + len(self.ord)
+        self.width = 1 + layers * per_layer
         self.w: np.ndarray | None = None
 
     def features(self, actions: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
-        """(N, width) one-hot codes (with an intercept column) of N action vectors."""
+        """(N, width) codes (an intercept column, then one-hot or thermometer columns) of N action vectors."""
         a = np.asarray(actions, dtype=np.int64).reshape(len(actions), self.layers, len(self.sizes))
         if self.thermo:
             return self._thermometer(a)
@@ -73,7 +76,7 @@ class RewardModel:
             self.w = None
             return False
         x, y = self.features(rows), np.asarray(ys)
-        reg = self.ridge * np.eye(x.shape[1])
+        reg = self.ridge * np.eye(self.width)
         reg[0, 0] = 0.0  # the intercept is not shrunk
         self.w = np.linalg.solve(x.T @ x + reg, x.T @ y)
         return True
