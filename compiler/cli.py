@@ -3,31 +3,32 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import math
 import os
 import sys
-import tempfile
 import time
+import zipfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from isa.errors import XbarcError
+from isa.files import written_files
+from isa.outputs import check_output_dir, check_output_file, read_json, write_file
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+EXIT_USAGE = 2       # bad input: a file, field, option or tensor named in the message
+EXIT_INTERNAL = 70   # a bug in xbarc (EX_SOFTWARE): the traceback is shown with --debug
+EXIT_INTERRUPTED = 130
 
 
 def cmd_compile(a: argparse.Namespace) -> int:
     """xbarc compile MODEL -o OUT."""
     from .driver import compile_model
 
+    check_output_dir(a.output, written_files)  # before any work: never after a long compile or search
     t0 = time.perf_counter()
     precision = a.precision
     if a.search:  # the precision search inside compilation (same as `xbarc search`)
@@ -60,6 +61,7 @@ def cmd_search(a: argparse.Namespace) -> int:
     from .search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate
     from .search.plots import report_plots
 
+    out = _search_dir(a.output)
     env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping,
                               calibrated_ce=a.calibrated_ce,
                               **{k: v for k in ("threshold", "max_drop") if (v := getattr(a, k)) is not None}))
@@ -67,19 +69,64 @@ def cmd_search(a: argparse.Namespace) -> int:
         rl = parse_rl_options(a.rl)
     except ValueError as e:
         raise XbarcError(str(e)) from None
-    r = search_precision(a.model, budget=a.budget, seed=a.seed, method=a.method, workers=a.workers, env=env,
-                         progress=stderr_progress, rl=rl)
-    out = Path(a.output)
-    _write_atomic(out / "best.json", (json.dumps(r.best_config, indent=2) + "\n").encode())
-    _write_atomic(out / "log.jsonl", "".join(json.dumps(x) + "\n" for x in r.records).encode())
+    with _Checkpoint(out / "log.jsonl") as log:
+        r = search_precision(a.model, budget=a.budget, seed=a.seed, method=a.method, workers=a.workers, env=env,
+                             progress=stderr_progress, rl=rl, on_record=log.append)
+    write_file(out / "best.json", json.dumps(r.best_config, indent=2) + "\n")
+    write_file(out / "log.jsonl", "".join(json.dumps(x) + "\n" for x in r.records))
     print(f"{r.method}: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f} "
           f"-> {out / 'best.json'}")
+    if r.interrupted:
+        print(f"xbarc search: interrupted after {r.evaluations} evaluations; kept the best so far and every "
+              f"evaluation in {out / 'log.jsonl'}", file=sys.stderr)
+        return EXIT_INTERRUPTED
     report_plots(r.records, r.baseline, out, r.method)
     base = validate(env, env.config(env.space.baseline()), a.test_images)
     best = validate(env, r.best_config, a.test_images)
     print(f"measured on the runtime, {best['images']} test images:")
     print(_table(summary_rows(base, {f"best ({r.method})": best}), SUMMARY_HEADER))
     return 0
+
+
+def _search_dir(path: str) -> Path:
+    """A search's output folder, checked before the search starts: absent or a folder, writable."""
+    out = Path(path)
+    if not path.strip():
+        raise XbarcError("-o: the output path is empty")
+    if out.exists() and not out.is_dir():
+        raise XbarcError(f"{out}: exists and is not a directory; `xbarc search -o` needs a folder")
+    check_output_file(out / "best.json")
+    return out
+
+
+class _Checkpoint:
+    """``log.jsonl`` written as the search goes, one flushed line per evaluation, so that a killed search keeps
+    what it evaluated; rewritten atomically at the end."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.f: io.TextIOBase | None = None
+
+    def __enter__(self) -> "_Checkpoint":
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.f = self.path.open("w")
+        except OSError as e:
+            raise XbarcError(f"{self.path}: cannot write: {e.strerror}") from None
+        return self
+
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one evaluation's record."""
+        assert self.f is not None
+        try:
+            self.f.write(json.dumps(record) + "\n")
+            self.f.flush()
+        except OSError as e:
+            raise XbarcError(f"{self.path}: cannot write: {e.strerror}") from None
+
+    def __exit__(self, *exc: object) -> None:
+        if self.f is not None:
+            self.f.close()
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -110,7 +157,12 @@ def _print_report(r: dict[str, Any]) -> None:
 
 
 def _load_inputs(path: str, names: list[str]) -> dict[str, np.ndarray]:
-    data = np.load(path)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise XbarcError(f"{path}: no such file") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise XbarcError(f"{path}: not a readable .npy or .npz file ({e})") from None
     if isinstance(data, np.ndarray):
         return {names[0]: data}
     with data:
@@ -122,11 +174,26 @@ def _load_inputs(path: str, names: list[str]) -> dict[str, np.ndarray]:
         return {n: data[n] for n in names}
 
 
+def _dataset(name: str, split: str, shape: tuple[int, ...], verbose: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A bundled data set's split, in the variant of the model's per-sample input shape."""
+    from models.datasets import for_shape, load_dataset
+
+    try:
+        variant = for_shape(name, shape)
+        if verbose and variant != name:
+            print(f"data set {name}: using its variant {variant} (the model's input shape)", file=sys.stderr)
+        return load_dataset(variant, split)
+    except ValueError as e:
+        raise XbarcError(f"data set {name!r}: {e}") from None
+
+
 def cmd_run(a: argparse.Namespace) -> int:
     """xbarc run OUT (--dataset NAME | --inputs FILE -o OUT.npy)."""
     from . import runner
     from .driver import load_compiled
 
+    if a.output:
+        check_output_file(a.output)
     cm = load_compiled(a.outdir)
     if a.inputs:
         feeds = _load_inputs(a.inputs, [i.name for i in cm.program.inputs])
@@ -134,21 +201,16 @@ def cmd_run(a: argparse.Namespace) -> int:
         outputs = outcome.host or outcome.device_float
         first = next(iter(outputs.values()))
         if a.output:
-            buf = __import__("io").BytesIO()
+            buf = io.BytesIO()
             np.save(buf, first)
-            _write_atomic(Path(a.output), buf.getvalue())
+            write_file(a.output, buf.getvalue())
         summary = {"outputs": {k: list(np.shape(v)) for k, v in outputs.items()}, "energy_pj": outcome.stats.energy_pj,
                    "cycles": outcome.stats.cycles, "saved": a.output}
         if a.check:
             summary["bit_exact"] = runner.bit_exact(cm, feeds, outcome)
         print(json.dumps(summary, indent=2) if a.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
         return 0 if summary.get("bit_exact", True) else 1
-    from models.datasets import for_shape, load_dataset
-
-    name = for_shape(a.dataset, tuple(cm.program.inputs[0].shape))
-    if name != a.dataset:
-        print(f"data set {a.dataset}: using its variant {name} (the model's input shape)", file=sys.stderr)
-    x, y = load_dataset(name, a.split)
+    x, y = _dataset(a.dataset, a.split, tuple(cm.program.inputs[0].shape), verbose=True)
     if a.limit:
         x, y = x[:a.limit], y[:a.limit]
     report = runner.evaluate(cm, x, y, check=a.check)
@@ -162,17 +224,18 @@ def cmd_run(a: argparse.Namespace) -> int:
 def cmd_adc_profile(a: argparse.Namespace) -> int:
     """xbarc adc-profile MODEL: bit-line value distribution per layer and the ADC resolution covering a fraction."""
     from isa import numerics as nx
-    from models.datasets import for_shape, load_dataset
 
     from .driver import compile_model, model_dataset
     from .quant.adc_profile import profile_bitlines
 
+    if a.write_config:
+        check_output_file(a.write_config, "--write-config")
     cm = compile_model(a.model, precision=a.precision, hw=a.hardware, calib=a.dataset)
     name = a.dataset or model_dataset(cm.model)
     if not name:
         raise XbarcError("no data set: pass --dataset (the model declares none in its xbarc.dataset metadata)")
     loc = cm.program.inputs[0]
-    x, _ = load_dataset(for_shape(name, tuple(loc.shape)), a.split)
+    x, _ = _dataset(name, a.split, tuple(loc.shape))
     x = x[:a.limit] if a.limit else x
     q = {loc.name: nx.quantize(x.reshape((len(x),) + tuple(loc.shape)), loc.bits, loc.frac)}
     profiles = profile_bitlines(cm.graph, cm.precision, q, cm.hw, cm.formats)
@@ -182,7 +245,7 @@ def cmd_adc_profile(a: argparse.Namespace) -> int:
     if a.write_config:
         cfg = {"preset": a.precision if a.precision in ("16bit", "8bit", "4bit", "puma") else "16bit",
                "layers": {r["layer"]: {"adc_bits": r["suggested_adc_bits"]} for r in rows}}
-        _write_atomic(Path(a.write_config), (json.dumps(cfg, indent=2) + "\n").encode())
+        write_file(a.write_config, json.dumps(cfg, indent=2) + "\n")
     if a.json:
         print(json.dumps({"coverage_target": a.coverage, "images": len(x), "layers": rows}, indent=2))
         return 0
@@ -200,7 +263,9 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 
     out = Path(a.outdir)
     prog = load_program(out)
-    mapping = json.loads((out / "mapping.json").read_text()) if (out / "mapping.json").exists() else {}
+    mapping: Any = read_json(out / "mapping.json") if (out / "mapping.json").exists() else {}
+    if not isinstance(mapping, dict):
+        raise XbarcError(f"{out / 'mapping.json'}: not a mapping report (a JSON object)")
     per_layer: dict[str, dict[str, Any]] = {}
     for c in prog.cores:
         for ins in c.instrs:
@@ -272,10 +337,11 @@ def cmd_asm(a: argparse.Namespace) -> int:
     """xbarc asm FILE.s -o FILE.bin."""
     from isa.assembler import assemble
     from isa.encoding import encode_program
+    from isa.hardware import load_hardware
 
-    text = Path(a.source).read_text()
-    data = encode_program(assemble(text, a.source))
-    _write_atomic(Path(a.output), data)
+    check_output_file(a.output)
+    data = encode_program(assemble(_read_text(a.source), a.source, load_hardware(a.hardware)))
+    write_file(a.output, data)
     print(f"{a.source} -> {a.output} ({len(data)} bytes)")
     return 0
 
@@ -283,122 +349,205 @@ def cmd_asm(a: argparse.Namespace) -> int:
 def cmd_disasm(a: argparse.Namespace) -> int:
     """xbarc disasm FILE.bin [-o FILE.s]."""
     from isa.encoding import decode_program
+    from isa.hardware import load_hardware
+
     from isa.printer import format_program
 
-    text = format_program(decode_program(Path(a.binary).read_bytes()), provenance=False)
     if a.output:
-        _write_atomic(Path(a.output), text.encode())
+        check_output_file(a.output)
+    text = format_program(decode_program(_read_bytes(a.binary), load_hardware(a.hardware), a.binary),
+                          provenance=False)
+    if a.output:
+        write_file(a.output, text)
     else:
         sys.stdout.write(text)
     return 0
 
 
+def _read_bytes(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise XbarcError(f"{path}: no such file") from None
+    except OSError as e:
+        raise XbarcError(f"{path}: cannot read: {e.strerror}") from None
+
+
+def _read_text(path: str) -> str:
+    try:
+        return _read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise XbarcError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+# ---- option values: each checked at parse time, with the option named (argparse adds it) --------------------------
+def _int_at_least(lo: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def _float_in(lo: float, hi: float, lo_open: bool = False) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v) or v < lo or v > hi or (lo_open and v == lo):
+            raise argparse.ArgumentTypeError(f"must be a number in {'(' if lo_open else '['}{lo:g}, {hi:g}], "
+                                             f"got {text}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+POSITIVE, NONNEG = _int_at_least(1), _int_at_least(0)
+FRACTION, OPEN_FRACTION = _float_in(0.0, 1.0), _float_in(0.0, 1.0, lo_open=True)
+NONNEG_FLOAT = _float_in(0.0, math.inf)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    p = argparse.ArgumentParser(prog="xbarc", description="Compiler toolchain for ReRAM crossbar DNN accelerators")
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show Python tracebacks (also XBARC_DEBUG=1)")
+    p = argparse.ArgumentParser(prog="xbarc", description="Compiler toolchain for ReRAM crossbar DNN accelerators",
+                                parents=[debug])
     sub = p.add_subparsers(dest="command", required=True)
-    c = sub.add_parser("compile", help="compile an ONNX model into an output directory")
+
+    def command(name: str, **kw: Any) -> argparse.ArgumentParser:
+        return sub.add_parser(name, parents=[debug], **kw)
+
+    c = command("compile", help="compile an ONNX model into an output directory")
     c.add_argument("model")
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--precision", default="16bit", help="preset (16bit, 8bit, 4bit, puma) or JSON config file")
     c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
     c.add_argument("--calib", default=None, help="data set for activation-range calibration (default: the "
                                                  "model's xbarc.dataset metadata)")
-    c.add_argument("--replicate", type=int, default=1,
+    c.add_argument("--replicate", type=POSITIVE, default=1,
                    help="copy each conv layer's weights N times; each copy computes a band of output rows")
-    c.add_argument("--crossbar-budget", type=int, default=None,
+    c.add_argument("--crossbar-budget", type=NONNEG, default=None,
                    help="with --mapping temporal: trade cycles for crossbars until this many fit (0: the fewest "
                         "crossbars the rows allow)")
     c.add_argument("--search", default=None, choices=["rl", "random", "greedy"],
                    help="choose the precision by searching (docs/search.md) instead of --precision")
-    c.add_argument("--budget", type=int, default=100, help="with --search: evaluations")
-    c.add_argument("--seed", type=int, default=0, help="with --search: random seed")
+    c.add_argument("--budget", type=POSITIVE, default=100, help="with --search: evaluations")
+    c.add_argument("--seed", type=NONNEG, default=0, help="with --search: random seed")
     c.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"],
                    help="naive: every block and crossbar allocated; spatial (default): all-zero blocks and "
                         "crossbars (hollows) leave the data path; temporal: spatial, plus bit planes of blocks "
                         "with few rows stacked on one crossbar's rows and driven in successive steps")
     c.set_defaults(fn=cmd_compile)
-    se = sub.add_parser("search", help="search a per-layer precision config (RL, random or greedy)")
+    se = command("search", help="search a per-layer precision config (RL, random or greedy)")
     se.add_argument("model")
     se.add_argument("-o", "--output", required=True)
     se.add_argument("--dataset", default=None, help="labelled data set (default: the model's metadata)")
     se.add_argument("--hardware", default=None)
     se.add_argument("--method", default="rl", choices=["rl", "random", "greedy"])
-    se.add_argument("--budget", type=int, default=100, help="distinct configurations to evaluate")
-    se.add_argument("--seed", type=int, default=0)
-    se.add_argument("--workers", type=int, default=1)
-    se.add_argument("--val-images", type=int, default=0,
+    se.add_argument("--budget", type=POSITIVE, default=100, help="distinct configurations to evaluate")
+    se.add_argument("--seed", type=NONNEG, default=0)
+    se.add_argument("--workers", type=POSITIVE, default=1)
+    se.add_argument("--val-images", type=NONNEG, default=0,
                     help="images of the held-out val split that score candidates (0: all 256)")
     se.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
                     help="override an actor-critic hyperparameter (docs/search.md), e.g. --rl anchor=0")
-    se.add_argument("--threshold", type=float, default=None,
+    se.add_argument("--threshold", type=NONNEG_FLOAT, default=None,
                     help="T_t's t: cross-entropy increase allowed (nats; default 0.02)")
-    se.add_argument("--max-drop", type=float, default=None,
+    se.add_argument("--max-drop", type=FRACTION, default=None,
                     help="accuracy drop allowed on the val images (fraction; default 1.0: no limit)")
     se.add_argument("--calibrated-ce", action="store_true",
                     help="score both cross-entropies at their best temperature (logit scale does not count)")
-    se.add_argument("--test-images", type=int, default=0, help="test images for the final check (0: all)")
+    se.add_argument("--test-images", type=NONNEG, default=0, help="test images for the final check (0: all)")
     se.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"],
                     help="the mapping whose energy and latency the search optimizes (compile's default: spatial)")
     se.set_defaults(fn=cmd_search)
-    r = sub.add_parser("run", help="run a compiled model on the reference runtime")
+    r = command("run", help="run a compiled model on the reference runtime")
     r.add_argument("outdir")
     r.add_argument("--dataset", default=None)
     r.add_argument("--split", default="test")
-    r.add_argument("--limit", type=int, default=0, help="first N images only")
+    r.add_argument("--limit", type=NONNEG, default=0, help="first N images only")
     r.add_argument("--inputs", default=None, help=".npy or .npz of float inputs")
     r.add_argument("-o", "--output", default=None, help=".npy file for the outputs (with --inputs)")
     r.add_argument("--check", action="store_true", help="also compare with the functional model bit for bit")
     r.add_argument("--json", action="store_true")
     r.set_defaults(fn=cmd_run)
-    ap = sub.add_parser("adc-profile", help="bit-line value distribution and the ADC resolution that covers it")
+    ap = command("adc-profile", help="bit-line value distribution and the ADC resolution that covers it")
     ap.add_argument("model")
     ap.add_argument("--dataset", default=None)
     ap.add_argument("--split", default="calib")
-    ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--limit", type=NONNEG, default=0)
     ap.add_argument("--precision", default="16bit")
     ap.add_argument("--hardware", default=None)
-    ap.add_argument("--coverage", type=float, default=0.99)
+    ap.add_argument("--coverage", type=OPEN_FRACTION, default=0.99)
     ap.add_argument("--write-config", default=None, help="write a precision config with the suggested ADC bits")
     ap.add_argument("--json", action="store_true")
     ap.set_defaults(fn=cmd_adc_profile)
-    i = sub.add_parser("inspect", help="summarize a compiled output directory")
+    i = command("inspect", help="summarize a compiled output directory")
     i.add_argument("outdir")
     i.add_argument("--json", action="store_true")
     i.add_argument("--dynamic", action="store_true", help="also count executed instructions (runs one input)")
     i.add_argument("--mvmus", action="store_true", help="also a table of every programmed MVMU and its layout")
     i.set_defaults(fn=cmd_inspect)
-    s = sub.add_parser("asm", help="assemble text into binary")
+    s = command("asm", help="assemble text into binary")
     s.add_argument("source")
     s.add_argument("-o", "--output", required=True)
+    s.add_argument("--hardware", default=None, help="the chip the program is for (preset or JSON; default: default)")
     s.set_defaults(fn=cmd_asm)
-    d = sub.add_parser("disasm", help="disassemble binary into text")
+    d = command("disasm", help="disassemble binary into text")
     d.add_argument("binary")
     d.add_argument("-o", "--output", default=None)
+    d.add_argument("--hardware", default=None, help="the chip the program is for (preset or JSON; default: default)")
     d.set_defaults(fn=cmd_disasm)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``xbarc`` console script."""
+    """Entry point of the ``xbarc`` console script: exit 0 on success, 1 when a check failed (``--check``), 2 on
+    bad input (the message names the file, field, option or tensor), 70 on an internal error, 130 on Ctrl-C."""
     args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False) or os.environ.get("XBARC_DEBUG", "") not in ("", "0")
     if args.fn is cmd_run and not (args.dataset or args.inputs):
         print("xbarc run: give --dataset NAME or --inputs FILE", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     try:
         return int(args.fn(args))
-    except XbarcError as e:
-        print(f"xbarc {args.command}: error: {e}", file=sys.stderr)
-        return 1
-    except (FileNotFoundError, ValueError) as e:
-        print(f"xbarc {args.command}: error: {e}", file=sys.stderr)
-        return 1
     except BrokenPipeError:  # the reader went away (e.g. `| head`): stop quietly, as coreutils do
         try:  # keep the interpreter's final flush from failing again
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
         return 141
+    except Exception as e:
+        if debug:
+            raise
+        code, message = _describe(e)
+        print(f"xbarc {args.command}: {message}", file=sys.stderr)
+        return code
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"\nxbarc {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _describe(e: Exception) -> tuple[int, str]:
+    """Exit code and message for an exception that reached the command line."""
+    if isinstance(e, XbarcError):
+        return EXIT_USAGE, f"error: {e}"
+    if isinstance(e, MemoryError):
+        return EXIT_USAGE, "error: not enough memory for this request (try a smaller batch: --limit)"
+    if isinstance(e, OSError) and e.filename:  # a file-system error the command did not name itself
+        return EXIT_USAGE, f"error: {e.filename}: {e.strerror or e}"
+    return EXIT_INTERNAL, (f"internal error: {type(e).__name__}: {e}\nthis is a bug in xbarc; rerun with --debug "
+                           f"(or XBARC_DEBUG=1) for the traceback and report it")
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import onnx
 from isa import Program
 from isa.errors import XbarcError
 from isa.files import load_program, save_program
+from isa.outputs import read_json
 from isa.hardware import HardwareConfig, load_hardware
 
 from .codegen import generate
@@ -148,7 +149,7 @@ def load_compiled(outdir: str | Path) -> CompiledModel:
     if not (out / "model.onnx").exists():
         raise XbarcError(f"{out}: no model.onnx; was it written by `xbarc compile`?")
     graph, host, proto = import_graph(load_model(out / "model.onnx"))
-    prec_doc = json.loads((out / "precision.json").read_text())
+    prec_doc: Any = read_json(out / "precision.json")
     prec = {k: LayerPrecision(**(v | {"w_channels": tuple(v.get("w_channels", ()))}))
             for k, v in prec_doc["layers"].items()}
     fmt = {k: (int(v[0]), int(v[1])) for k, v in program.meta.get("formats", {}).items()}

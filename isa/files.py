@@ -1,15 +1,18 @@
-"""A compiled program on disk: ``program.s``, ``program.bin``, ``image.npz`` and ``manifest.json`` in one folder.
+"""A compiled program on disk: ``program.s``, ``program.bin``, ``image.npz``, ``manifest.json`` and
+``checksums.json`` in one folder.
 
-`save_program` writes atomically: everything goes to a temporary folder next to ``outdir``, which then replaces
-``outdir``; a failure leaves the previous ``outdir`` intact and no temporary folder behind.
+`save_program` writes atomically (`isa.outputs`): everything goes to a temporary folder next to ``outdir``, which
+then replaces ``outdir``; a failure leaves the previous ``outdir`` intact and no temporary folder behind. It refuses
+to replace a folder holding anything xbarc did not write. ``checksums.json`` lists the SHA-256 of every file written;
+`load_program` verifies every present file against it, so a damaged or hand-edited output directory is named as
+such instead of giving wrong results.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import os
 import shutil
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -20,12 +23,14 @@ from .assembler import assemble
 from .encoding import decode_program, encode_program
 from .errors import XbarcError
 from .hardware import HardwareConfig
+from .outputs import check_output_dir, fix_modes, read_json, replace_dir, temp_dir_for
 from .printer import format_program
 from .program import Instr, MemInit, MvmuImage, Program, TensorLoc
 
 FORMAT = "xbarc-program"
 FORMAT_VERSION = 2  # 2: packed MVMUs carry a bit-line layout
 ASM, BIN, IMAGE, MANIFEST = "program.s", "program.bin", "image.npz", "manifest.json"
+CHECKSUMS, CHECKSUMS_FORMAT = "checksums.json", "xbarc-checksums"
 
 
 # ---- saving --------------------------------------------------------------------------------------------------------
@@ -74,23 +79,74 @@ def _write_all(program: Program, tmp: Path, extra_files: dict[str, str | bytes])
 
 
 def save_program(program: Program, outdir: str | Path, extra_files: dict[str, str | bytes] | None = None) -> Path:
-    """Write ``program`` (and ``extra_files``: name -> text or bytes) to ``outdir``, atomically; returns it."""
-    out = Path(outdir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    old = tmp.with_name(tmp.name + ".old")
+    """Write ``program`` (and ``extra_files``: name -> text or bytes) to ``outdir``, atomically; returns it.
+
+    XbarcError (before anything is written) when ``outdir`` is a file or a folder holding files xbarc did not write.
+    """
+    out = check_output_dir(outdir, written_files)
+    tmp = temp_dir_for(out)
     try:
         _write_all(program, tmp, extra_files or {})
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
+        _write_checksums(tmp)
+        fix_modes(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if old.exists() and not out.exists():
-            os.replace(old, out)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    replace_dir(tmp, out)
     return out
+
+
+def _files_under(root: Path) -> list[str]:
+    return sorted(str(f.relative_to(root)) for f in root.rglob("*") if f.is_file())
+
+
+def _write_checksums(root: Path) -> None:
+    sums = {name: _sha256(root / name) for name in _files_under(root)
+            if name != CHECKSUMS and not name.startswith(".")}
+    (root / CHECKSUMS).write_text(json.dumps({"format": CHECKSUMS_FORMAT, "sha256": sums}, indent=1) + "\n")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def written_files(outdir: Path) -> list[str] | None:
+    """The files xbarc recorded writing in ``outdir`` (from its checksums), or None if it is not an xbarc output."""
+    doc = _checksums(outdir)
+    if doc is None:
+        return None
+    return [*doc, CHECKSUMS]
+
+
+def _checksums(outdir: Path) -> dict[str, str] | None:
+    path = outdir / CHECKSUMS
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != CHECKSUMS_FORMAT or not isinstance(doc.get("sha256"), dict):
+        return None
+    return {str(k): str(v) for k, v in doc["sha256"].items()}
+
+
+def verify_checksums(outdir: str | Path) -> None:
+    """XbarcError naming the first file of ``outdir`` whose content differs from what xbarc wrote there."""
+    out = Path(outdir)
+    sums = _checksums(out)
+    if sums is None:
+        raise XbarcError(f"{out / CHECKSUMS}: missing or unreadable: {out} was not written by this version of "
+                         f"`xbarc compile`, or is damaged; compile again")
+    for name, digest in sums.items():
+        path = out / name
+        if path.is_file() and _sha256(path) != digest:
+            raise XbarcError(f"{path}: damaged or edited since `xbarc compile` wrote it (its SHA-256 differs from "
+                             f"{CHECKSUMS}); compile again instead of editing an output directory")
 
 
 # ---- loading -------------------------------------------------------------------------------------------------------
@@ -99,6 +155,7 @@ def load_program(outdir: str | Path) -> Program:
     out = Path(outdir)
     if not out.is_dir():
         raise XbarcError(f"{out}: no such program directory")
+    verify_checksums(out)
     man = _read_manifest(out / MANIFEST)
     hw = _guard(out / MANIFEST, lambda: HardwareConfig.from_dict(man["hw"]))
     program = _load_code(out, hw, man)
@@ -117,12 +174,7 @@ def _guard(path: Path, fn: Any) -> Any:
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:
-    try:
-        man = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise XbarcError(f"{path}: missing") from None
-    except (OSError, ValueError) as e:
-        raise XbarcError(f"{path}: not valid JSON ({e})") from None
+    man = read_json(path)
     if not isinstance(man, dict) or man.get("format") != FORMAT or man.get("version") != FORMAT_VERSION:
         raise XbarcError(f"{path}: not an {FORMAT} version {FORMAT_VERSION} manifest")
     return man

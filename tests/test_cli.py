@@ -94,7 +94,7 @@ def test_compile_is_deterministic(outdir, tmp_path):
 def test_bad_precision_config_names_layer_and_option(tmp_path, capsys):
     cfg = tmp_path / "p.json"
     cfg.write_text(json.dumps({"layers": {"fc2": {"adc_bits": 40}}}))
-    assert main(["compile", str(MLP), "-o", str(tmp_path / "o"), "--precision", str(cfg)]) == 1
+    assert main(["compile", str(MLP), "-o", str(tmp_path / "o"), "--precision", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "layer 'fc2': option 'adc_bits'=40 out of range [1, 10]" in err
     assert not (tmp_path / "o").exists()
@@ -111,7 +111,7 @@ def test_unsupported_model_error_is_clean(tmp_path):
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
     proc = subprocess.run([sys.executable, "-m", "compiler.cli", "compile", str(path), "-o", str(tmp_path / "o")],
                           capture_output=True, text=True)
-    assert proc.returncode == 1
+    assert proc.returncode == 2
     assert "Exp (node 'the_exp')" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 import isa.files as files
+import isa.outputs as outputs
 from isa.assembler import assemble
 from isa.errors import AsmError, XbarcError
 from isa.files import load_program, save_program
@@ -41,6 +44,19 @@ def make_program() -> Program:
     return p
 
 
+def tamper(out: Path, name: str, content: str | bytes | None) -> None:
+    """Write (or, with None, delete) one file of ``out`` and record its new checksum, so that the loaders' own
+    checks of malformed content are reached (an unrecorded edit is caught by the checksums first)."""
+    path = out / name
+    if content is None:
+        path.unlink()
+    elif isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    files._write_checksums(out)
+
+
 def assert_same(a: Program, b: Program) -> None:
     assert a.hw == b.hw and a.inputs == b.inputs and a.outputs == b.outputs and a.meta == b.meta
     assert [(c.tile, c.core, c.instrs) for c in a.cores] == [(c.tile, c.core, c.instrs) for c in b.cores]
@@ -56,8 +72,10 @@ def assert_same(a: Program, b: Program) -> None:
 def test_save_load_round_trip(tmp_path: Path) -> None:
     p = make_program()
     out = save_program(p, tmp_path / "out", extra_files={"notes.txt": "hi", "sub/raw.bin": b"\x00\x01"})
-    assert sorted(x.name for x in out.iterdir()) == ["image.npz", "manifest.json", "notes.txt", "program.bin",
-                                                      "program.s", "sub"]
+    assert sorted(x.name for x in out.iterdir()) == ["checksums.json", "image.npz", "manifest.json", "notes.txt",
+                                                      "program.bin", "program.s", "sub"]
+    sums = json.loads((out / "checksums.json").read_text())["sha256"]
+    assert sorted(sums) == ["image.npz", "manifest.json", "notes.txt", "program.bin", "program.s", "sub/raw.bin"]
     assert (out / "sub" / "raw.bin").read_bytes() == b"\x00\x01" and (out / "notes.txt").read_text() == "hi"
     man = json.loads((out / "manifest.json").read_text())
     assert (man["format"], man["version"], man["hw"]["name"]) == ("xbarc-program", 2, "puma")
@@ -88,14 +106,33 @@ def test_missing_and_corrupt_files_name_the_path(tmp_path: Path) -> None:
     with pytest.raises(XbarcError, match="no such program directory"):
         load_program(tmp_path / "nope")
     out = save_program(make_program(), tmp_path / "out")
-    (out / "image.npz").write_bytes(b"garbage")
+    tamper(out, "image.npz", b"garbage")
     with pytest.raises(XbarcError, match=f"{out / 'image.npz'}: corrupt"):
         load_program(out)
-    (out / "manifest.json").write_text("{")
+    tamper(out, "manifest.json", "{")
     with pytest.raises(XbarcError, match=f"{out / 'manifest.json'}: not valid JSON"):
         load_program(out)
-    (out / "manifest.json").unlink()
+    tamper(out, "manifest.json", "")
+    with pytest.raises(XbarcError, match=f"{out / 'manifest.json'}: empty"):
+        load_program(out)
+    tamper(out, "manifest.json", None)
     with pytest.raises(XbarcError, match=f"{out / 'manifest.json'}: missing"):
+        load_program(out)
+
+
+@pytest.mark.parametrize("name", ["image.npz", "manifest.json", "program.s", "program.bin", "notes.txt"])
+def test_an_edited_or_damaged_file_is_named_by_the_checksums(tmp_path: Path, name: str) -> None:
+    out = save_program(make_program(), tmp_path / "out", extra_files={"notes.txt": "hi"})
+    data = (out / name).read_bytes()
+    (out / name).write_bytes(data[: len(data) // 2])  # truncated, e.g. a full disk or a copy that was cut short
+    with pytest.raises(XbarcError, match=f"{out / name}: damaged or edited"):
+        load_program(out)
+
+
+def test_a_folder_without_checksums_is_refused(tmp_path: Path) -> None:
+    out = save_program(make_program(), tmp_path / "out")
+    (out / "checksums.json").unlink()
+    with pytest.raises(XbarcError, match="checksums.json: missing or unreadable"):
         load_program(out)
 
 
@@ -103,14 +140,14 @@ def test_incomplete_manifest_and_bad_assembly(tmp_path: Path) -> None:
     out = save_program(make_program(), tmp_path / "out")
     man = json.loads((out / "manifest.json").read_text())
     del man["inputs"]
-    (out / "manifest.json").write_text(json.dumps(man))
+    tamper(out, "manifest.json", json.dumps(man))
     with pytest.raises(XbarcError, match=r"manifest.json: corrupt or incomplete \(KeyError"):
         load_program(out)
-    (out / "program.s").write_text(".core 0 0\n    hlt\n")
+    tamper(out, "program.s", ".core 0 0\n    hlt\n")
     with pytest.raises(AsmError, match=r"program.s:2:5: unknown mnemonic 'hlt'; did you mean 'halt'\?"):
         load_program(out)
-    (out / "program.s").unlink()
-    (out / "program.bin").write_bytes(b"XBRC")
+    tamper(out, "program.s", None)
+    tamper(out, "program.bin", b"XBRC")
     with pytest.raises(AsmError, match=r"program.bin: truncated"):
         load_program(out)
 
@@ -129,23 +166,72 @@ def test_failed_save_keeps_previous_outdir_and_leaves_no_temp(tmp_path: Path, mo
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
-def test_failed_replace_restores_previous_outdir(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
+def test_failed_replace_restores_previous_outdir(tmp_path: Path, monkeypatch, exchange: bool) -> None:
     out = save_program(make_program(), tmp_path / "out", extra_files={"old.txt": "old"})
-    real_replace = files.os.replace
+    if not exchange:
+        monkeypatch.setattr(outputs, "_renameat2", lambda: None)
+    real_replace = outputs.os.replace
     calls = []
 
     def flaky(src, dst) -> None:
         calls.append((Path(src).name, Path(dst).name))
         if len(calls) == 2:
-            raise OSError("rename failed")
+            raise OSError(5, "rename failed")
         real_replace(src, dst)
 
-    monkeypatch.setattr(files.os, "replace", flaky)
-    with pytest.raises(OSError, match="rename failed"):
+    monkeypatch.setattr(outputs.os, "replace", flaky)
+    monkeypatch.setattr(outputs, "_exchange", lambda a, b: (_ for _ in ()).throw(OSError(5, "rename failed"))
+                        if exchange else False)
+    with pytest.raises(XbarcError, match="rename failed"):
         save_program(make_program(), out)
     monkeypatch.undo()
     assert (out / "old.txt").read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_a_kill_between_the_two_renames_is_recovered(tmp_path: Path) -> None:
+    out = save_program(make_program(), tmp_path / "out", extra_files={"old.txt": "old"})
+    hidden = tmp_path / ".out.tmp-killed.old"  # what the fallback leaves when killed after its first rename
+    out.rename(hidden)
+    (tmp_path / ".out.tmp-dead").mkdir()  # a killed writer's temporary folder, with a pid that no longer runs
+    (tmp_path / ".out.tmp-dead" / outputs.OWNER).write_text("999999999")
+    save_program(make_program(), out)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"] and not (out / "old.txt").exists()
+
+
+def test_refuses_to_replace_what_xbarc_did_not_write(tmp_path: Path) -> None:
+    user = tmp_path / "d"
+    (user / "sub").mkdir(parents=True)
+    (user / "m.onnx").write_bytes(b"model")
+    (user / "sub" / "notes.txt").write_text("notes")
+    with pytest.raises(XbarcError, match="not an xbarc output directory; refusing to replace it"):
+        save_program(make_program(), user)
+    assert (user / "m.onnx").read_bytes() == b"model" and (user / "sub" / "notes.txt").read_text() == "notes"
+    f = tmp_path / "file"
+    f.write_text("keep")
+    with pytest.raises(XbarcError, match="exists and is not a directory"):
+        save_program(make_program(), f)
+    assert f.read_text() == "keep"
+    out = save_program(make_program(), tmp_path / "out")
+    (out / "mine.txt").write_text("a user's file inside an output directory")
+    with pytest.raises(XbarcError, match=r"holds files xbarc did not write \(mine.txt\)"):
+        save_program(make_program(), out)
+    assert (out / "mine.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "file", "out"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    save_program(make_program(), empty)  # an empty folder is fine
+
+
+def test_outputs_get_the_umask_permissions(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        out = save_program(make_program(), tmp_path / "out")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "program.s").stat().st_mode) == 0o644
 
 
 def test_save_replaces_existing_outdir(tmp_path: Path) -> None:

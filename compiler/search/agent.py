@@ -193,14 +193,17 @@ class SearchResult:
     baseline: dict[str, Any] = field(default_factory=dict)
     evaluations: int = 0
     seconds: float = 0.0
+    interrupted: bool = False  # stopped by Ctrl-C: the best of the evaluations done so far
 
 
 class _Budget:
     """Counts distinct evaluations, keeps the log and the best record, reports progress."""
 
     def __init__(self, env: SearchEnv, evaluate: Evaluator, budget: int, method: str,
-                 progress: Callable[[str], None] | None) -> None:
+                 progress: Callable[[str], None] | None,
+                 on_record: Callable[[dict[str, Any]], None] | None = None) -> None:
         self.env, self.evaluate, self.budget, self.method = env, evaluate, budget, method
+        self.on_record = on_record
         self.records: list[dict[str, Any]] = []
         self.best: dict[str, Any] | None = None
         self.used, self.progress, self.t0 = 0, progress, time.perf_counter()
@@ -215,6 +218,8 @@ class _Budget:
             self.used += not r["cached"]
             r = r | {"episode": len(self.records), "method": self.method, "evaluations": self.used} | (extra or {})
             self.records.append(r)
+            if self.on_record:
+                self.on_record(r)
             if self.best is None or r["reward"] > self.best["reward"]:
                 self.best = r
         if self.progress:
@@ -436,17 +441,21 @@ METHODS = ("rl", "random", "greedy")
 def search_precision(model: str, dataset: str | None = None, budget: int = 100, seed: int = 0, method: str = "rl",
                      workers: int = 1, batch: int = 8, progress: Callable[[str], None] | None = None,
                      env: SearchEnv | None = None, rl: dict[str, Any] | None = None,
+                     on_record: Callable[[dict[str, Any]], None] | None = None,
                      **env_options: Any) -> SearchResult:
     """Search a per-layer precision config of ``model``; ``budget`` distinct evaluations; deterministic in
     ``seed`` (and independent of ``workers``). ``rl`` overrides `RL_DEFAULTS`; ``env_options`` are `EnvConfig`
-    fields."""
+    fields. ``on_record`` sees every evaluation's record as it is made (a checkpoint log). Ctrl-C
+    (KeyboardInterrupt) ends the search early with the best so far and ``interrupted`` set, once at least one
+    configuration was evaluated."""
     if method not in METHODS:
         raise ValueError(f"method '{method}' not in {', '.join(METHODS)}")
     env = env or SearchEnv(EnvConfig(str(model), dataset, **env_options))
     ev = Evaluator(env, workers)
-    b = _Budget(env, ev, budget, method, progress)
+    b = _Budget(env, ev, budget, method, progress, on_record)
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
+    interrupted = False
     try:
         if method == "rl":
             run_rl(env, b, rng, batch, **(rl or {}))
@@ -454,6 +463,10 @@ def search_precision(model: str, dataset: str | None = None, budget: int = 100, 
             run_random(env, b, rng, batch)
         else:
             run_greedy(env, b, batch)
+    except KeyboardInterrupt:
+        if b.best is None:
+            raise
+        interrupted = True
     finally:
         ev.close()
     if progress:
@@ -461,7 +474,7 @@ def search_precision(model: str, dataset: str | None = None, budget: int = 100, 
     assert b.best is not None
     best = b.best
     return SearchResult(method, env.config(best["actions"]), best["actions"], best["reward"], best, b.records,
-                        env.baseline, b.used, time.perf_counter() - t0)
+                        env.baseline, b.used, time.perf_counter() - t0, interrupted)
 
 
 def stderr_progress(msg: str) -> None:

@@ -245,7 +245,10 @@ _WORKER: SearchEnv | None = None
 
 
 def _init_worker(cfg: EnvConfig) -> None:
+    import signal
+
     global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it keeps what was done)
     _WORKER = SearchEnv(cfg)
 
 
@@ -282,8 +285,9 @@ class Evaluator:
         return out
 
     def close(self) -> None:
+        """Stop the worker processes (at once, dropping queued work, when interrupted)."""
         if self.pool is not None:
-            self.pool.shutdown()
+            self.pool.shutdown(cancel_futures=True)
 
 
 def validate(env: SearchEnv, config: dict[str, Any], images: int = 0) -> dict[str, Any]:
