@@ -17,7 +17,7 @@ import numpy as np
 
 from isa.errors import XbarcError
 from isa.files import written_files
-from isa.outputs import check_output_dir, check_output_file, read_json, write_file
+from isa.outputs import check_output_dir, check_output_file, read_bytes, read_json, read_text, write_file
 
 EXIT_USAGE = 2       # bad input: a file, field, option or tensor named in the message
 EXIT_INTERNAL = 70   # a bug in xbarc (EX_SOFTWARE): the traceback is shown with --debug
@@ -340,7 +340,7 @@ def cmd_asm(a: argparse.Namespace) -> int:
     from isa.hardware import load_hardware
 
     check_output_file(a.output)
-    data = encode_program(assemble(_read_text(a.source), a.source, load_hardware(a.hardware)))
+    data = encode_program(assemble(read_text(a.source), a.source, load_hardware(a.hardware)))
     write_file(a.output, data)
     print(f"{a.source} -> {a.output} ({len(data)} bytes)")
     return 0
@@ -355,29 +355,13 @@ def cmd_disasm(a: argparse.Namespace) -> int:
 
     if a.output:
         check_output_file(a.output)
-    text = format_program(decode_program(_read_bytes(a.binary), load_hardware(a.hardware), a.binary),
+    text = format_program(decode_program(read_bytes(a.binary), load_hardware(a.hardware), a.binary),
                           provenance=False)
     if a.output:
         write_file(a.output, text)
     else:
         sys.stdout.write(text)
     return 0
-
-
-def _read_bytes(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise XbarcError(f"{path}: no such file") from None
-    except OSError as e:
-        raise XbarcError(f"{path}: cannot read: {e.strerror}") from None
-
-
-def _read_text(path: str) -> str:
-    try:
-        return _read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise XbarcError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
 
 
 # ---- option values: each checked at parse time, with the option named (argparse adds it) --------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from lark import Lark, Transformer, v_args
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
 from .encoding import core_header_error, hw_error, operand_error
 from .errors import AsmError, Location
@@ -133,7 +133,11 @@ class _Source:
 
     def __init__(self, filename: str, text: str) -> None:
         self.filename = filename
-        self.lines = text.splitlines()
+        # lines as the grammar counts them: split at "\n" only (a "\r" or U+2028 inside a line stays in it)
+        lines = text.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
+        self.lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
 
     def error(self, message: str, pos: Pos) -> AsmError:
         """An AsmError at ``pos``."""
@@ -171,7 +175,10 @@ def _got(e: UnexpectedInput) -> str:
     if isinstance(e, UnexpectedCharacters):
         return repr(e.char)
     tok = e.token  # type: ignore[attr-defined]
-    return _WORDS[tok.type] if tok.type in ("_NL", "$END") else repr(str(tok))
+    if tok.type in ("_NL", "$END"):
+        return _WORDS[tok.type]
+    text = str(tok)
+    return repr(text) if len(text) <= 40 else repr(text[:40]) + f"... ({len(text)} characters)"
 
 
 def _syntax_error(e: UnexpectedInput, src: _Source) -> AsmError:
@@ -190,6 +197,10 @@ def parse(text: str, start: str = "program", filename: str = "<asm>") -> Any:
         return _ToRecords().transform(PARSER.parse(text, start=start))
     except (UnexpectedToken, UnexpectedCharacters) as e:
         raise _syntax_error(e, src) from None
+    except VisitError as e:  # a token the grammar accepts but Python cannot convert (a number of 5,000 digits)
+        meta = getattr(e.obj, "meta", None)
+        line, col = (getattr(meta, "line", 0), getattr(meta, "column", 0)) if meta is not None else (0, 0)
+        raise src.error(f"malformed operand ({e.orig_exc})", Pos(line or 1, col or 1, (col or 1) + 1)) from None
 
 
 # ---- assembly ----------------------------------------------------------------------------------------------------

@@ -20,12 +20,26 @@ class Location:
     text: str = ""
 
     def render(self, message: str) -> str:
-        """``file:line:col: message`` followed by the source line and a caret under the column."""
+        """``file:line:col: message`` followed by the source line and a caret under the column.
+
+        The line is shown as printable text (control and line-separator characters as U+FFFD, so the caret stays
+        under its column; tabs kept in both lines) and cut to a window of `WINDOW` characters around the column
+        when it is longer."""
         head = f"{self.file}:{self.line}:{self.col}: {message}"
         if not self.text:
             return head
-        caret = " " * (self.col - 1) + "^"
-        return f"{head}\n{self.text}\n{caret}"
+        text, col = self.text, self.col
+        if len(text) > WINDOW:
+            start = max(0, min(col - 1 - WINDOW // 2, len(text) - WINDOW))
+            cut = text[start:start + WINDOW]
+            left, right = ("..." if start else ""), ("..." if start + WINDOW < len(text) else "")
+            text, col = left + cut + right, col - start + len(left)
+        shown = "".join(c if c.isprintable() or c == "\t" else "\ufffd" for c in text)
+        caret = "".join("\t" if c == "\t" else " " for c in shown[:col - 1]) + "^"
+        return f"{head}\n{shown}\n{caret}"
+
+
+WINDOW = 160  # characters of a long source line shown around an error's column
 
 
 class XbarcError(Exception):

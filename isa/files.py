@@ -23,7 +23,7 @@ from .assembler import assemble
 from .encoding import decode_program, encode_program
 from .errors import XbarcError
 from .hardware import HardwareConfig
-from .outputs import check_output_dir, fix_modes, read_json, replace_dir, temp_dir_for
+from .outputs import check_output_dir, fix_modes, read_bytes, read_json, read_text, replace_dir, temp_dir_for
 from .printer import format_program
 from .program import Instr, MemInit, MvmuImage, Program, TensorLoc
 
@@ -186,18 +186,18 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise XbarcError(f"{path}: missing") from None
-    except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise XbarcError(f"{path}: corrupt ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        raise XbarcError(f"{path}: corrupt ({e or type(e).__name__})") from None
 
 
 def _load_code(out: Path, hw: HardwareConfig, man: dict[str, Any]) -> Program:
     """The code from ``program.s`` if present (source lines known), else from ``program.bin`` plus manifest nodes."""
     asm, binary = out / ASM, out / BIN
     if asm.exists():
-        return assemble(asm.read_text(), str(asm), hw)
+        return assemble(read_text(asm), str(asm), hw)
     if not binary.exists():
         raise XbarcError(f"{out}: neither {ASM} nor {BIN} present")
-    program = decode_program(binary.read_bytes(), hw, str(binary))
+    program = decode_program(read_bytes(binary), hw, str(binary))
     _guard(out / MANIFEST, lambda: _attach_nodes(program, man["nodes"]))
     return program
 

@@ -233,17 +233,33 @@ def _writer_alive(tmp: Path) -> bool:
     return True
 
 
-def read_json(path: Path, what: str = "") -> object:
-    """The JSON document in ``path``; XbarcError naming the file when it is missing, empty or malformed."""
+def read_bytes(path: str | Path) -> bytes:
+    """The bytes of ``path``; XbarcError naming it when it is missing or unreadable."""
     try:
-        text = path.read_text()
+        return Path(path).read_bytes()
     except FileNotFoundError:
         raise XbarcError(f"{path}: missing") from None
+    except IsADirectoryError:
+        raise XbarcError(f"{path}: is a directory, not a file") from None
     except OSError as e:
-        raise _fs_error(path, e, "cannot read") from None
+        raise _fs_error(Path(path), e, "cannot read") from None
+
+
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of ``path``; XbarcError naming it when it is missing, unreadable or not UTF-8."""
+    data = read_bytes(path)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise XbarcError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def read_json(path: Path, what: str = "") -> object:
+    """The JSON document in ``path``; XbarcError naming the file when it is missing, empty or malformed."""
+    text = read_text(path)
     if not text.strip():
         raise XbarcError(f"{path}: empty{what}")
     try:
         return json.loads(text)
-    except ValueError as e:
+    except (ValueError, RecursionError) as e:
         raise XbarcError(f"{path}: not valid JSON ({e})") from None

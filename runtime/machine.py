@@ -226,11 +226,14 @@ class Machine:
         return (str(line) if line is not None else "?"), text
 
     def _fault(self, c: CoreState, pc: int, reason: str) -> RuntimeFault:
-        line, text = self._where(c, pc)
-        instr = self._instr(c, pc)
+        n = len(self._compiled_for(c).source.instrs)
+        at = pc if pc < n or n == 0 else n - 1  # past the end: the last instruction, the one that fell through
+        line, text = self._where(c, at)
+        instr = self._instr(c, at)
         node = (instr.node if instr is not None else None) or "-"
+        where = "at" if at == pc else "after the last instruction,"
         msg = (f"runtime fault: {reason}\n  core: tile {c.tile} core {c.core}, pc {pc}\n"
-               f"  at {self.program.filename}:{line}: {text}\n  node: {node}")
+               f"  {where} {self.program.filename}:{line}: {text}\n  node: {node}")
         err = RuntimeFault(msg)
         if line != "?":
             err.location = Location(self.program.filename, int(line), 1, text)

@@ -58,9 +58,10 @@ def test_bad_tile_in_send():
 
 
 def test_pc_runs_off_the_end():
-    msg = fault_of([I("set", d, 1)])
+    msg = fault_of([I("set", d, 1, node="fc1")], source=["  set r0, 1  ; @fc1"], lines=[1])
     assert msg.startswith("runtime fault: pc 1 ran past the end of the code (1 instructions) without halt\n"
-                          "  core: tile 0 core 1, pc 1\n  at <program>:?: <end of code>\n  node: -")
+                          "  core: tile 0 core 1, pc 1\n  after the last instruction, t.s:1: set r0, 1  ; @fc1\n"
+                          "  node: fc1")
 
 
 def test_instruction_budget():
