@@ -69,3 +69,39 @@ def test_syntax_error_in_single_operand_parse() -> None:
 def test_empty_and_comment_only_programs_assemble_to_no_cores() -> None:
     assert assemble("").cores == [] and assemble("; nothing\n\n").cores == []
     assert assemble(".core 0 0\n").cores[0].instrs == []
+
+
+# ---- hostile text: the caret stays under its column, the message stays short ------------------------------------
+@pytest.mark.parametrize("sep", ["\r", "\u2028", "\x0b", "\x85"])
+def test_a_line_breaking_character_inside_a_line_keeps_the_caret(sep: str) -> None:
+    with pytest.raises(AsmError) as info:
+        assemble(f".core 0 0\n    addi r1, r2, imm=5{sep} junk\n    halt\n", "x.s")
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("x.s:2:23: expected ',' or end of line") and len(lines) == 3
+    assert lines[1] == "    addi r1, r2, imm=5\ufffd junk" and lines[2].index("^") == 22
+
+
+def test_windows_line_endings_assemble() -> None:
+    text = ".core 0 0\r\n    addi r1, r2, imm=5, n=1, w=8\r\n    halt\r\n"
+    try:
+        assemble(text, "x.s")
+    except AsmError as e:  # if the grammar refuses "\r", the location and caret must still be right
+        assert e.location is not None and e.location.line == 2 and "\r" not in str(e)
+
+
+@pytest.mark.parametrize("where", [10, 500_000, 999_990])
+def test_a_megabyte_line_gives_a_short_message(where: int) -> None:
+    line = "    addi r1, r2, imm=5" + " " * 1_000_000
+    line = line[:where] + "%" + line[where + 1:]
+    with pytest.raises(AsmError) as info:
+        assemble(".core 0 0\n" + line + "\n", "x.s")
+    msg = str(info.value)
+    assert len(msg) < 600 and msg.startswith(f"x.s:2:{where + 1}: ")
+    shown, caret = msg.splitlines()[1:]
+    assert shown[caret.index("^")] == "%"
+
+
+def test_a_number_too_long_for_python_is_a_located_error() -> None:
+    with pytest.raises(AsmError) as info:
+        assemble(".core 0 0\n    addi r1, r2, imm=" + "9" * 10_000 + ", n=1, w=8\n", "x.s")
+    assert str(info.value).startswith("x.s:2:18: malformed operand") and len(str(info.value)) < 800

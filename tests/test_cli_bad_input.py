@@ -256,3 +256,34 @@ def test_fuzz_damaged_output_directories(compiled: Path, tmp_path_factory, name:
     else:  # only a change the checksums record passes, or losing a file the others make up for
         optional = ("program.s", "program.bin", "mapping.json")  # either program file is complete; mapping: a report
         assert rehash or (name in optional and how == "delete") or (path.exists() and path.read_bytes() == data)
+
+
+# ---- asm / disasm ------------------------------------------------------------------------------------------------
+def test_disasm_errors_name_the_file(tmp_path: Path, capsys) -> None:
+    b = tmp_path / "p.bin"
+    b.write_bytes(b"XBRC")
+    assert main(["disasm", str(b)]) == EXIT_USAGE
+    assert one_error_line(capsys.readouterr().err, "disasm").startswith(f"xbarc disasm: error: {b}: ")
+    assert main(["disasm", str(tmp_path / "none.bin")]) == EXIT_USAGE
+    assert f"{tmp_path / 'none.bin'}: missing" in one_error_line(capsys.readouterr().err, "disasm")
+
+
+def test_asm_disasm_round_trip_for_a_larger_chip(tmp_path: Path, capsys) -> None:
+    hw = tmp_path / "big.json"
+    hw.write_text(json.dumps({"name": "big", "tiles": 400}))
+    src = tmp_path / "p.s"
+    src.write_text(".core 300 0\n    halt\n")
+    assert main(["asm", str(src), "-o", str(tmp_path / "p.bin")]) == EXIT_USAGE  # the default chip has fewer tiles
+    assert "p.s:1:7: tile 300 out of range: the chip has 64 tiles" in capsys.readouterr().err
+    assert main(["asm", str(src), "-o", str(tmp_path / "p.bin"), "--hardware", str(hw)]) == 0
+    assert main(["disasm", str(tmp_path / "p.bin"), "-o", str(tmp_path / "q.s"), "--hardware", str(hw)]) == 0
+    assert main(["asm", str(tmp_path / "q.s"), "-o", str(tmp_path / "q.bin"), "--hardware", str(hw)]) == 0
+    assert (tmp_path / "q.bin").read_bytes() == (tmp_path / "p.bin").read_bytes()
+
+
+def test_asm_source_that_is_not_text(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "p.s"
+    src.write_bytes(b"\xff\xfe.core 0 0\n")
+    assert main(["asm", str(src), "-o", str(tmp_path / "p.bin")]) == EXIT_USAGE
+    assert f"{src}: not UTF-8 text" in one_error_line(capsys.readouterr().err, "asm")
+    assert tree(tmp_path) == {"p.s": b"\xff\xfe.core 0 0\n"}
