@@ -49,6 +49,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
           f"cores: {rep.get('cores')}  tiles: {rep.get('tiles')}  block utilization: {rep.get('utilization', 0):.1%}"
           f"  cell utilization: {rep.get('cell_utilization', 0):.1%}")
     print(f"  static instructions: {cm.program.static_instructions}  calibration: {cm.calibration}")
+    _warn("compile", cm.warnings)
     if cm.graph.host_ops:
         print(f"  on the host after the program: {', '.join(cm.graph.host_ops)}")
     return 0
@@ -86,6 +87,11 @@ def cmd_search(a: argparse.Namespace) -> int:
     print(f"measured on the runtime, {best['images']} test images:")
     print(_table(summary_rows(base, {f"best ({r.method})": best}), SUMMARY_HEADER))
     return 0
+
+
+def _warn(command: str, warnings: list[str]) -> None:
+    for w in warnings:
+        print(f"xbarc {command}: warning: {w}", file=sys.stderr)
 
 
 def _search_dir(path: str) -> Path:
@@ -195,6 +201,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     if a.output:
         check_output_file(a.output)
     cm = load_compiled(a.outdir)
+    _warn("run", cm.warnings)
     if a.inputs:
         feeds = _load_inputs(a.inputs, [i.name for i in cm.program.inputs])
         outcome = runner.run(cm, feeds)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from .mapping import Mapping, map_naive
 from .passes import CANONICALIZE, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
+from .quant.health import quantization_warnings
 from .quant.schemes import Score, finalize_weight_schemes
 
 DATASET_KEY = "xbarc.dataset"
@@ -41,6 +42,7 @@ class CompiledModel:
     hw: HardwareConfig
     formats: dict[str, Format]
     calibration: str = ""
+    warnings: list[str] = field(default_factory=list)  # quantization health (compiler.quant.health)
 
     def mapping_report(self) -> dict[str, Any]:
         """The mapping report with the hollows of the quantized weights."""
@@ -114,8 +116,10 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
     placed = map_naive(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
     program = generate(graph, prec, placed, hwc, fmt)
-    program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()]})
-    return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how)
+    warnings = quantization_warnings(graph, prec, weights)
+    program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()],
+                         "warnings": warnings})
+    return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how, warnings)
 
 
 def _accuracy_score(g: Graph, model: onnx.ModelProto, calib: object, fmt: dict[str, Format],
@@ -153,4 +157,5 @@ def load_compiled(outdir: str | Path) -> CompiledModel:
     prec = {k: LayerPrecision(**(v | {"w_channels": tuple(v.get("w_channels", ()))}))
             for k, v in prec_doc["layers"].items()}
     fmt = {k: (int(v[0]), int(v[1])) for k, v in program.meta.get("formats", {}).items()}
-    return CompiledModel(graph, prec, None, program, proto, host, program.hw, fmt, program.meta.get("calibration", ""))
+    return CompiledModel(graph, prec, None, program, proto, host, program.hw, fmt, program.meta.get("calibration", ""),
+                         list(program.meta.get("warnings", [])))

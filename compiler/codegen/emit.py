@@ -68,6 +68,7 @@ class Emitter:
         top = hw.core_regs
         self.r_h, self.r_w, self.r_hm, self.r_wm = top - 1, top - 2, top - 3, top - 4
         self.ptr_regs = [(top - 5 - 2 * i, top - 6 - 2 * i) for i in range(3)]
+        self.reserved_regs = top - min(r for pair in self.ptr_regs for r in pair)  # loop counters and pointers
 
     # ---- memory -------------------------------------------------------------------------------------------------
     def alloc(self, tile: int, words: int) -> int:
@@ -139,8 +140,9 @@ class Emitter:
         self.need = need
 
     def vector_chunk(self, op: Op) -> int:
-        """Channels processed per instruction group by a vector op (two operand regions fit the data registers)."""
-        return min(hwc(self.g.values[op.outputs[0]].shape)[2], max(1, (self.hw.data_regs - 8) // 2))
+        """Channels processed per instruction group by a vector op: two operand regions fit the data registers
+        below the loop counters and pointers at the top of the register file."""
+        return min(hwc(self.g.values[op.outputs[0]].shape)[2], max(1, (self.hw.data_regs - self.reserved_regs) // 2))
 
     def receiver(self, value: str, tile: int) -> Core:
         """The core on ``tile`` that receives ``value``: its first reader there, else the first reader there of
