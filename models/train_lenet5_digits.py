@@ -1,27 +1,39 @@
-"""Train LeNet-5 on the digits upsampled to 32x32 (``digits32``) and export ``models/lenet5_digits.onnx``.
+"""The project's LeNet-5 trainer; run as a script it trains on the digits upsampled to 32x32 (``digits32``) and exports
+``models/lenet5_digits.onnx``.
 
 The classic LeNet-5 geometry (ReLU and average pooling instead of tanh/subsampling): conv1 1->6 5x5 -> ReLU ->
 AveragePool 2x2/2 -> conv2 6->16 5x5 -> ReLU -> AveragePool 2x2/2 -> Flatten (16*5*5 = 400) -> fc1 400->120 -> ReLU
 -> fc2 120->84 -> ReLU -> fc3 84->10 (logits). The 8x8 digits are upsampled 4x by nearest neighbour
 (``load_dataset("digits32", ...)``) to get the 32x32 input the geometry needs.
 
+One trainer, several models: a ``LeNetSpec`` names the data set, the input size, conv1's zero padding, the number of
+epochs, the graph name and the output file. ``DIGITS`` is the spec of ``lenet5_digits.onnx`` (32x32 input, no
+padding); ``models/train_lenet5_mnist.py`` trains ``lenet5_mnist.onnx`` with its own spec (28x28 MNIST input,
+conv1 padding 2 as the classic PyTorch LeNet does, so that conv1's output is 28x28 and the rest of the network is
+the same).
+
 Numpy-only and reproducible, like ``models/train_mlp_digits.py``: He-normal initialisation and mini-batch order from
 ``numpy.random.default_rng(0)``, float64 Adam on softmax cross-entropy (convolutions as im2col matrix products),
 weights rounded to float32 at export. The graph is what a PyTorch export of the equivalent ``nn.Sequential`` looks
 like: input ``input`` float32 [N, 1, 32, 32], nodes ``conv1 relu1 pool1 conv2 relu2 pool2 flatten fc1 relu3 fc2
 relu4 fc3`` (Conv weights [out, in, kh, kw] with bias, Gemm with transB=1), output ``logits`` float32 [N, 10],
-opset 13, ir_version 8, metadata ``xbarc.dataset = digits32``. Running the script twice writes a byte-identical file.
+opset 13, ir_version 8, metadata ``xbarc.dataset = digits32`` (the spec's data set). Running the script twice on one
+machine writes a byte-identical file.
 
 The im2col layer helpers (``conv_forward``/``conv_backward``, ``avgpool_*``, ``Adam``) are reused by
 ``models/build_resnet_digits.py``.
 
-Run: ``python -m models.train_lenet5_digits``.
+Run: ``python -m models.train_lenet5_digits`` (``--val-curve N``: print the val accuracy after each of N epochs, which
+is how ``epochs`` is chosen, and write nothing).
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +55,25 @@ CONVS = (("conv1", 1, 6, 5), ("conv2", 6, 16, 5))  # name, in channels, out chan
 FCS = (("fc1", 400, 120), ("fc2", 120, 84), ("fc3", 84, 10))
 
 Params = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class LeNetSpec:
+    """What distinguishes one bundled LeNet-5 from another: its data, input size, conv1 padding and epochs."""
+
+    name: str  # ONNX graph name
+    dataset: str  # bundled data set (image layout): trained on its fit split, recorded as xbarc.dataset
+    side: int  # input is [N, 1, side, side]
+    conv1_pad: int  # zero padding of conv1 on every side
+    epochs: int
+    path: Path  # the committed file
+
+    def __post_init__(self) -> None:
+        if self.side + 2 * self.conv1_pad != 32:  # conv1 output 28x28, so pool2 is 16x5x5 = fc1's 400 inputs
+            raise ValueError(f"LeNet-5 needs side + 2 * conv1_pad == 32, not {self.side} + 2 * {self.conv1_pad}")
+
+
+DIGITS = LeNetSpec("lenet5_digits", DATASET, 32, 0, EPOCHS, MODEL_PATH)
 
 
 # --- numpy layers (im2col) ------------------------------------------------------------------------------------
@@ -156,10 +187,10 @@ def init_params(rng: np.random.Generator) -> Params:
     return params
 
 
-def forward(p: Params, x: np.ndarray) -> tuple[np.ndarray, dict]:
+def forward(p: Params, x: np.ndarray, conv1_pad: int = 0) -> tuple[np.ndarray, dict]:
     """Logits and the caches of every layer (for backprop)."""
     c: dict = {}
-    h, c["conv1"] = conv_forward(x, p["conv1.weight"], p["conv1.bias"])
+    h, c["conv1"] = conv_forward(x, p["conv1.weight"], p["conv1.bias"], pad=conv1_pad)
     c["relu1"] = h = np.maximum(h, 0.0)
     h = avgpool_forward(h)
     h, c["conv2"] = conv_forward(h, p["conv2.weight"], p["conv2.bias"])
@@ -173,9 +204,9 @@ def forward(p: Params, x: np.ndarray) -> tuple[np.ndarray, dict]:
     return h, c
 
 
-def gradients(p: Params, x: np.ndarray, y: np.ndarray) -> Params:
+def gradients(p: Params, x: np.ndarray, y: np.ndarray, conv1_pad: int = 0) -> Params:
     """Gradients of the mean softmax cross-entropy (weight decay is added by the optimizer)."""
-    logits, c = forward(p, x)
+    logits, c = forward(p, x, conv1_pad)
     g: Params = {}
     d = softmax_xent_grad(logits, y)
     fc_inputs = [c["flatten"], c["fc1"], c["fc2"]]
@@ -192,26 +223,30 @@ def gradients(p: Params, x: np.ndarray, y: np.ndarray) -> Params:
     return g
 
 
-def train(x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = EPOCHS) -> Params:
-    """Mini-batch Adam; deterministic for a given seed."""
+def train(x: np.ndarray, y: np.ndarray, seed: int = 0, epochs: int = EPOCHS, conv1_pad: int = 0,
+          after_epoch: Callable[[int, Params], None] | None = None) -> Params:
+    """Mini-batch Adam; deterministic for a given seed. ``after_epoch(epoch, params)`` (1-based) may look at the
+    parameters after each epoch (it must not change them)."""
     rng = np.random.default_rng(seed)
     params = init_params(rng)
     opt = Adam(params, LEARNING_RATE, WEIGHT_DECAY)
     with single_threaded_blas():
-        for _ in range(epochs):
+        for epoch in range(epochs):
             order = rng.permutation(len(y))
             for start in range(0, len(y), BATCH):
                 batch = order[start : start + BATCH]
-                opt.update(gradients(params, x[batch], y[batch]))
+                opt.update(gradients(params, x[batch], y[batch], conv1_pad))
+            if after_epoch is not None:
+                after_epoch(epoch + 1, params)
     return params
 
 
-def export_onnx(params: Params) -> onnx.ModelProto:
+def export_onnx(params: Params, spec: LeNetSpec = DIGITS) -> onnx.ModelProto:
     """The PyTorch-style Conv/Relu/AveragePool/Flatten/Gemm graph with float32 initializers."""
     inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in params.items()]
     nodes = [
         helper.make_node("Conv", ["input", "conv1.weight", "conv1.bias"], ["conv1_out"], name="conv1",
-                         kernel_shape=[5, 5], strides=[1, 1], pads=[0, 0, 0, 0]),
+                         kernel_shape=[5, 5], strides=[1, 1], pads=[spec.conv1_pad] * 4),
         helper.make_node("Relu", ["conv1_out"], ["relu1_out"], name="relu1"),
         helper.make_node("AveragePool", ["relu1_out"], ["pool1_out"], name="pool1", kernel_shape=[2, 2],
                          strides=[2, 2]),
@@ -229,23 +264,30 @@ def export_onnx(params: Params) -> onnx.ModelProto:
     ]
     graph = helper.make_graph(
         nodes,
-        "lenet5_digits",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 32, 32])],
+        spec.name,
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, spec.side, spec.side])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
         initializer=inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="xbarc")
-    helper.set_model_props(model, {"xbarc.dataset": DATASET})  # calibration data for `xbarc compile`
+    helper.set_model_props(model, {"xbarc.dataset": spec.dataset})  # calibration data for `xbarc compile`
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
 
 
+def build_lenet5(spec: LeNetSpec, epochs: int | None = None,
+                 after_epoch: Callable[[int, Params], None] | None = None) -> onnx.ModelProto:
+    """Train on the spec's fit split (train without val, which the precision search scores on) and export."""
+    x, y = load_dataset(spec.dataset, "fit", layout="image")
+    params = train(x.astype(np.float64), y, epochs=spec.epochs if epochs is None else epochs,
+                   conv1_pad=spec.conv1_pad, after_epoch=after_epoch)
+    return export_onnx(params, spec)
+
+
 def build_lenet5_digits() -> onnx.ModelProto:
-    """Train on the digits32 fit split (train without val, which the precision search scores on) and export
-    (the committed ``lenet5_digits.onnx``)."""
-    x, y = load_dataset(DATASET, "fit")
-    return export_onnx(train(x.astype(np.float64), y))
+    """The committed ``lenet5_digits.onnx`` (trained on the digits32 fit split)."""
+    return build_lenet5(DIGITS)
 
 
 def onnxruntime_accuracy(model: onnx.ModelProto, split: str = "test", dataset: str = DATASET) -> float:
@@ -253,14 +295,32 @@ def onnxruntime_accuracy(model: onnx.ModelProto, split: str = "test", dataset: s
     return _export.onnxruntime_accuracy(model, dataset, split)
 
 
-def main() -> None:
+def numpy_accuracy(params: Params, spec: LeNetSpec, split: str) -> float:
+    """Top-1 accuracy of the float64 numpy forward pass on a split of the spec's data set."""
+    x, y = load_dataset(spec.dataset, split, layout="image")
+    return float(np.mean(forward(params, x.astype(np.float64), spec.conv1_pad)[0].argmax(axis=1) == y))
+
+
+def main(spec: LeNetSpec = DIGITS, argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=f"Train LeNet-5 on {spec.dataset} and write {spec.path.name}.")
+    ap.add_argument("--val-curve", type=int, metavar="N", default=0,
+                    help="train N epochs printing the val accuracy after each; write nothing")
+    a = ap.parse_args(argv)
+    if a.val_curve:
+        start = time.perf_counter()
+
+        def report(epoch: int, params: Params) -> None:
+            print(f"epoch {epoch:3d}: val accuracy {numpy_accuracy(params, spec, 'val'):.4f} "
+                  f"({time.perf_counter() - start:.1f} s)", flush=True)
+
+        build_lenet5(spec, a.val_curve, report)
+        return
     start = time.perf_counter()
-    model = build_lenet5_digits()
+    model = build_lenet5(spec)
     elapsed = time.perf_counter() - start
     params = {t.name: numpy_helper.to_array(t).astype(np.float64) for t in model.graph.initializer}
-    x, y = load_dataset(DATASET, "test")
-    numpy_acc = float(np.mean(forward(params, x.astype(np.float64))[0].argmax(axis=1) == y))
-    _export.check_and_write(model, MODEL_PATH, numpy_acc, DATASET, f"trained in {elapsed:.1f} s; ")
+    note = f"trained {spec.epochs} epochs in {elapsed:.1f} s; val accuracy {numpy_accuracy(params, spec, 'val'):.4f}; "
+    _export.check_and_write(model, spec.path, numpy_accuracy(params, spec, "test"), spec.dataset, note)
 
 
 if __name__ == "__main__":

