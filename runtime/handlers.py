@@ -165,6 +165,9 @@ def _mvm(c: CoreState, o: tuple[Any, ...], lat: int) -> None:
     dyn = c.dyn.setdefault(c.pc - 1, {})
     dac = xbar = 0.0
     for k, kern, inp, out, exact, sum_dtype, keep in units:
+        if kern.idle:  # no crossbar: nothing is driven or converted, the outputs are zero
+            regs[out] = 0
+            continue
         x = _wrap(regs[inp], ibits)
         if exact:
             p = (kern.weights_t @ x.astype(np.float64)).astype(I64)

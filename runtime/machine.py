@@ -253,7 +253,8 @@ class Machine:
                 if cnt:
                     _account(cm, c, pc, cnt, comp, per_instr, per_layer)
         cycles = max((c.clock for c in st.cores), default=0)
-        adc_bits = [c.adc_bits.get(k, hw.full_adc_bits) for c, cm in zip(st.cores, self._compiled) for k in cm.kernels]
+        adc_bits = [c.adc_bits.get(k, hw.full_adc_bits) for c, cm in zip(st.cores, self._compiled)
+                    for k, kern in cm.kernels.items() if not kern.idle]
         comp["leakage"] = leakage_pj(hw, adc_bits, cycles)
         busy = {c.name: sum(cnt * cm.code[pc][2] for pc, cnt in enumerate(c.counts))
                 for c, cm in zip(st.cores, self._compiled)}

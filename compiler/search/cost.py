@@ -199,6 +199,8 @@ class CostModel:
                 for k, v in mvmu_energy(hw, shape, p.in_bits, p.adc_bits, p.skip).items():
                     lay[k] = lay.get(k, 0.0) + v * px
                 worst = max(worst, mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip))
+                if shape.idle:  # no crossbar: no ADC to leak, no row driven
+                    continue
                 adcs.append(p.adc_bits)
                 nz = nx.nonzero_digits(rows[:, b.rows[0]:b.rows[1]], p.in_bits, enc).astype(np.float64)
                 lay["dac"] += c.dac_pj * float(nz.sum()) / max(1, batch)
