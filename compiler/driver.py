@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from collections import abc
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from isa.hardware import HardwareConfig, load_hardware
 
 from .codegen import generate
 from .frontend import import_onnx, load_model
+from .inputs import checked_feeds
 from .ir import Graph, dump
 from .mapping import Mapping, map_naive
 from .passes import CANONICALIZE, run_pipeline
@@ -76,8 +78,11 @@ def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, 
                        seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
     """Calibration batch: given arrays, a named data set's calib split, the model's declared data set, or
     (last resort, said in the returned description) uniform [0, 1) noise."""
-    if isinstance(calib, dict):
-        return calib, "given arrays"
+    if isinstance(calib, abc.Mapping):
+        return checked_feeds(calib, {v.name: v.shape for v in g.inputs}, "calibration input"), "given arrays"
+    if calib is not None and not isinstance(calib, str):
+        raise XbarcError(f"calibration: expected a data set name or a dict of arrays by input name, got "
+                         f"{type(calib).__name__}")
     name = calib or model_dataset(model)
     if name:
         from models.datasets import for_shape, load_dataset
