@@ -153,8 +153,6 @@ def load_compiled(outdir: str | Path) -> CompiledModel:
     if not (out / "model.onnx").exists():
         raise XbarcError(f"{out}: no model.onnx; was it written by `xbarc compile`?")
     graph, host, proto = import_graph(load_model(out / "model.onnx"))
-    prec_doc = json.loads((out / "precision.json").read_text())
-    prec = {k: LayerPrecision(**(v | {"w_channels": tuple(v.get("w_channels", ()))}))
-            for k, v in prec_doc["layers"].items()}
+    prec = resolve_precision(graph, out / "precision.json", Ranges(), program.hw, resolved=True)
     fmt = {k: (int(v[0]), int(v[1])) for k, v in program.meta.get("formats", {}).items()}
     return CompiledModel(graph, prec, None, program, proto, host, program.hw, fmt, program.meta.get("calibration", ""))

@@ -58,8 +58,8 @@ def _load(tmp_path, doc) -> HardwareConfig:
     ({"max_input_bits": 33}, "field 'max_input_bits': must be an integer in [2, 32]"),
     ({"dac_bits": 2}, "field 'dac_bits': must be an integer in [1, 1]"),
     # cross-field limits
-    ({"xbar_rows": 1024, "cell_bits": 6}, f"fields 'xbar_rows', 'cell_bits': xbar_rows x (2^cell_bits - 1) = {1024 * 63} "
-                                          "must be at most 32767"),
+    ({"xbar_rows": 1024, "cell_bits": 6},
+     f"fields 'xbar_rows', 'cell_bits': xbar_rows x (2^cell_bits - 1) = {1024 * 63} must be at most 32767"),
     ({"data_regs": 64000}, f"a core's {8 * 256 + 64000} registers"),
     ({"tiles": 4096, "cores_per_tile": 16}, "fields 'tiles', 'cores_per_tile': 65536 cores must be at most 65535"),
     ({"max_weight_bits": 32}, f"an MVM's exact sum reaches 2^{32 + 7 + 2 * 16} "),  # inputs, log2 rows, 16 slices
@@ -110,7 +110,8 @@ def test_presets_and_every_field_round_trip():
 
 def test_compiler_needs_enough_data_registers(tmp_path):
     hw = DEFAULT.with_changes(data_regs=100)  # a legal chip (hand-written programs run on it) ...
-    with pytest.raises(ConfigError, match=f"field 'data_regs': the compiler needs at least {9 * 128 + 10} data registers"):
+    need = (8 + 1) * 128 + 10  # (MVMUs + 1) x columns: biases and a partial sum; 10 loop registers
+    with pytest.raises(ConfigError, match=f"field 'data_regs': the compiler needs at least {need} data registers"):
         compile_model(MLP, "16bit", hw=hw)  # ... but the compiler's register plan does not fit
 
 

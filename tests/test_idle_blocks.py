@@ -39,7 +39,8 @@ def _conv(c: int, group: int, size: int) -> Builder:
     def build(w: np.ndarray) -> onnx.ModelProto:
         node = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", group=group, kernel_shape=[3, 3],
                                 pads=[1, 1, 1, 1])
-        g = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, size, size])],
+        g = helper.make_graph([node], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, size, size])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", c, size, size])],
                               [onnx.numpy_helper.from_array(w.astype(np.float32), "w")])
         return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
