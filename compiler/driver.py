@@ -24,6 +24,7 @@ from .mapping import Mapping, map_naive
 from .passes import CANONICALIZE, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
+from .quant.calibrate import UniformInputs
 from .quant.schemes import Score, finalize_weight_schemes
 
 DATASET_KEY = "xbarc.dataset"
@@ -75,9 +76,9 @@ def model_dataset(model: onnx.ModelProto) -> str | None:
 
 
 def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, np.ndarray] | None,
-                       seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
+                       seed: int = 0) -> tuple[dict[str, np.ndarray] | UniformInputs, str]:
     """Calibration batch: given arrays, a named data set's calib split, the model's declared data set, or
-    (last resort, said in the returned description) uniform [0, 1) noise."""
+    (last resort, said in the returned description) uniform [0, 1) noise, drawn chunk by chunk."""
     if isinstance(calib, abc.Mapping):
         return checked_feeds(calib, {v.name: v.shape for v in g.inputs}, "calibration input"), "given arrays"
     if calib is not None and not isinstance(calib, str):
@@ -90,8 +91,7 @@ def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, 
         name = for_shape(name, g.inputs[0].shape)
         x, _ = load_dataset(name, "calib")
         return {g.inputs[0].name: x.reshape((len(x),) + g.inputs[0].shape)}, f"{name} calib split"
-    rng = np.random.default_rng(seed)
-    return {v.name: rng.random((256,) + v.shape) for v in g.inputs}, "synthetic uniform [0, 1) inputs"
+    return UniformInputs({v.name: v.shape for v in g.inputs}, 256, seed), "synthetic uniform [0, 1) inputs"
 
 
 def import_graph(model: str | Path | onnx.ModelProto) -> tuple[Graph, onnx.ModelProto | None, onnx.ModelProto]:

@@ -176,6 +176,13 @@ def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
     return energy
 
 
+def crossbar_pj_per_level(hw: HardwareConfig) -> float:
+    """Crossbar energy per driven cell level with the conductance model (`CostTable.xbar_energy`): a whole
+    array at its highest level with every row driven costs ``xbar_read_pj``; 0 with the static model."""
+    c = hw.costs
+    return 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
+
+
 def leakage_pj(hw: HardwareConfig, adc_bits: list[int], cycles: int) -> float:
     """ADC leakage over the run: mW per bit x bits x ADCs per MVMU, summed over programmed MVMUs (not idle ones:
     `MvmuShape.idle`), x ns (= pJ)."""

@@ -147,7 +147,7 @@ class MvmuKernel:
                    vmax=int(np.maximum(d, 0).sum(axis=1).max(initial=0)),
                    wmax=int(np.abs(w).max()) if w.size else 0, node=img.node, encoding=img.encoding,
                    absmax=int(np.abs(d).sum(axis=1).max(initial=0)),
-                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64), active=active, packing=summary,
+                   gsum=(pos + neg).sum(axis=(0, 2)).astype(I64), active=active, packing=summary,
                    all_slices=nx.n_slices(img.weight_bits, hw.cell_bits, img.encoding))
 
     def never_clips(self, adc: int, enc: int = 0) -> bool:
@@ -197,7 +197,8 @@ class CoreState:
     first: list[int] = field(default_factory=list)
     last: list[int] = field(default_factory=list)
     adc_bits: dict[int, int] = field(default_factory=dict)
-    dyn: dict[int, dict[str, float]] = field(default_factory=dict)  # pc -> data-dependent energy, per inference
+    dyn: dict[int, dict[str, int]] = field(default_factory=dict)  # pc -> event counts over the batch (DAC
+    # pulses, crossbar cell levels driven) that `Machine` turns into energy per inference
 
     @property
     def name(self) -> str:

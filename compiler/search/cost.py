@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from isa import numerics as nx
-from isa.costs import MvmuShape, leakage_pj, mvmu_cycles, mvmu_energy
+from isa.costs import MvmuShape, crossbar_pj_per_level, leakage_pj, mvmu_cycles, mvmu_energy
 from isa.hardware import HardwareConfig
 from isa.layout import summarize
 
@@ -180,8 +180,7 @@ class CostModel:
         hw, c = self.hw, self.hw.costs
         weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in self.g.crossbar_ops()}
         mp = map_naive(self.g, prec, hw, weights, self.mapping)
-        xbar_coef = 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (
-            hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
+        xbar_coef = crossbar_pj_per_level(hw)
         comp = {k: 0.0 for k in MVMU_COMPONENTS}
         per_layer, adcs = {}, []
         for op in self.g.crossbar_ops():
