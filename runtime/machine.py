@@ -19,7 +19,7 @@ from isa import numerics as nx
 from isa.costs import COMPONENTS, CostContext, crossbar_pj_per_level, instr_cost, leakage_pj
 from isa.memory import chunk_size, memory_budget, mib
 from .handlers import HALT, HANDLERS, DecodeContext, decode, fault_handler
-from .state import I64, CoreState, Fault, MachineState, MvmuKernel
+from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
 from .stats import Stats
 
 
@@ -165,10 +165,11 @@ class Machine:
             held = sum(c.regs.nbytes for c in st.cores) + sum(m.values.nbytes for m in st.memories.values())
             if lo == 0 and hi < batch:
                 size = chunk_size("run", held // (hi - lo) + tmp, batch, budget, detail)
-            for c in st.cores:  # only the counters and event sums are needed from here on
-                c.regs = c.regs[:0]
-            for m in st.memories.values():
-                m.values = m.values[:0]
+            for c in st.cores:  # only the counters and event sums are needed from here on (no views: they
+                c.regs = np.empty((0, 0), dtype=I64)  # would keep the big arrays alive)
+            st.memories.clear()
+            for c in st.cores:
+                c.mem = TileMemory(0, 0)
             lo = hi
         self._same_control_flow(states, batch, budget)
         outputs = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
