@@ -104,13 +104,14 @@ class Machine:
             if arr.ndim < 2 or arr[0].size != loc.length:
                 raise XbarcError(f"input {name!r}: expected shape (batch, {loc.length}) or (batch, "
                                  f"{', '.join(map(str, loc.shape))}), got {arr.shape}")
-            arr = arr.reshape(len(arr), loc.length).astype(I64)
+            arr = arr.reshape(len(arr), loc.length)
             if batch is not None and len(arr) != batch:
                 raise XbarcError(f"input {name!r}: batch {len(arr)} differs from the other inputs' {batch}")
             batch = len(arr)
-            if arr.size and (arr.min() < nx.qmin(loc.bits) or arr.max() > nx.qmax(loc.bits)):
+            if arr.size and (arr.min() < nx.qmin(loc.bits) or arr.max() > nx.qmax(loc.bits)):  # before the cast
                 raise XbarcError(f"input {name!r}: values outside the {loc.bits}-bit range of Q({loc.bits}, "
                                  f"{loc.frac})")
+            arr = arr.astype(I64)
             out[name] = arr
         if batch == 0:
             raise XbarcError("inputs: empty batch")

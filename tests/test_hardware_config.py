@@ -165,3 +165,15 @@ def test_fuzz_integer_fields_near_their_limits(changes):
     except ConfigError:
         return
     assert np.isfinite(hw.costs.adc_conversion_pj(hw.full_adc_bits))
+
+
+def test_hardware_recorded_in_a_program_directory_is_checked(tmp_path, mlp16):
+    from isa.files import load_program
+
+    out = tmp_path / "mlp"
+    mlp16.save(out)
+    man = json.loads((out / "manifest.json").read_text())
+    man["hw"]["cell_bits"] = 0
+    (out / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ConfigError, match=r"manifest\.json: hw: field 'cell_bits': must be an integer in \[1, 15\]"):
+        load_program(out)

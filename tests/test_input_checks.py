@@ -83,3 +83,14 @@ def test_cli_run_inputs_names_the_bad_element(mlp16, x, tmp_path, capsys):
     assert main(["run", str(out), "--inputs", str(tmp_path / "in.npz")]) != 0
     err = capsys.readouterr().err
     assert f"input '{name}': element [3, 0] is nan" in err and "Traceback" not in err
+
+
+def test_machine_checks_the_range_before_casting_unsigned_words(mlp16):
+    """uint64 words above the int64 range would wrap to small negative values in the cast."""
+    from runtime import Machine
+
+    loc = mlp16.program.inputs[0]
+    words = np.zeros((2, loc.length), dtype=np.uint64)
+    words[1, 3] = np.uint64(2**64 - 1)
+    with pytest.raises(XbarcError, match=f"input '{loc.name}': values outside the {loc.bits}-bit range"):
+        Machine(mlp16.program).run({loc.name: words})
