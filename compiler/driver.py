@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections import abc
 from typing import Any
 
 import numpy as np
@@ -13,17 +14,18 @@ import onnx
 from isa import Program
 from isa.errors import XbarcError
 from isa.files import load_program, save_program
-from isa.outputs import read_json
 from isa.hardware import HardwareConfig, load_hardware
 
 from .codegen import generate
 from .frontend import import_onnx, load_model
+from .inputs import checked_feeds
 from .ir import Graph, dump
 from .mapping import Mapping, map_naive
 from .passes import CANONICALIZE, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
 from .quant.health import quantization_warnings
+from .quant.calibrate import UniformInputs
 from .quant.schemes import Score, finalize_weight_schemes
 
 DATASET_KEY = "xbarc.dataset"
@@ -76,11 +78,14 @@ def model_dataset(model: onnx.ModelProto) -> str | None:
 
 
 def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, np.ndarray] | None,
-                       seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
+                       seed: int = 0) -> tuple[dict[str, np.ndarray] | UniformInputs, str]:
     """Calibration batch: given arrays, a named data set's calib split, the model's declared data set, or
-    (last resort, said in the returned description) uniform [0, 1) noise."""
-    if isinstance(calib, dict):
-        return calib, "given arrays"
+    (last resort, said in the returned description) uniform [0, 1) noise, drawn chunk by chunk."""
+    if isinstance(calib, abc.Mapping):
+        return checked_feeds(calib, {v.name: v.shape for v in g.inputs}, "calibration input"), "given arrays"
+    if calib is not None and not isinstance(calib, str):
+        raise XbarcError(f"calibration: expected a data set name or a dict of arrays by input name, got "
+                         f"{type(calib).__name__}")
     name = calib or model_dataset(model)
     if name:
         from models.datasets import for_shape, load_dataset
@@ -88,8 +93,7 @@ def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, 
         name = for_shape(name, g.inputs[0].shape)
         x, _ = load_dataset(name, "calib")
         return {g.inputs[0].name: x.reshape((len(x),) + g.inputs[0].shape)}, f"{name} calib split"
-    rng = np.random.default_rng(seed)
-    return {v.name: rng.random((256,) + v.shape) for v in g.inputs}, "synthetic uniform [0, 1) inputs"
+    return UniformInputs({v.name: v.shape for v in g.inputs}, 256, seed), "synthetic uniform [0, 1) inputs"
 
 
 def import_graph(model: str | Path | onnx.ModelProto) -> tuple[Graph, onnx.ModelProto | None, onnx.ModelProto]:
@@ -153,9 +157,7 @@ def load_compiled(outdir: str | Path) -> CompiledModel:
     if not (out / "model.onnx").exists():
         raise XbarcError(f"{out}: no model.onnx; was it written by `xbarc compile`?")
     graph, host, proto = import_graph(load_model(out / "model.onnx"))
-    prec_doc: Any = read_json(out / "precision.json")
-    prec = {k: LayerPrecision(**(v | {"w_channels": tuple(v.get("w_channels", ()))}))
-            for k, v in prec_doc["layers"].items()}
+    prec = resolve_precision(graph, out / "precision.json", Ranges(), program.hw, resolved=True)
     fmt = {k: (int(v[0]), int(v[1])) for k, v in program.meta.get("formats", {}).items()}
     return CompiledModel(graph, prec, None, program, proto, host, program.hw, fmt, program.meta.get("calibration", ""),
                          list(program.meta.get("warnings", [])))

@@ -10,11 +10,11 @@ import numpy as np
 import onnx
 
 from isa import numerics as nx
-from isa.errors import XbarcError
 from runtime import Machine, Stats
 
 from .driver import CompiledModel
 from .frontend import host_eval
+from .inputs import checked_feeds
 from .quant import run_functional
 from .quant.windows import from_hwc
 
@@ -31,15 +31,8 @@ class RunOutcome:
 
 def _quantized(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Float graph inputs -> Q(bits, frac) integers in ONNX layout (B, *shape), checked against the program."""
-    out = {}
-    for loc in cm.program.inputs:
-        if loc.name not in x:
-            raise XbarcError(f"missing input '{loc.name}'; the model takes {[i.name for i in cm.program.inputs]}")
-        arr = np.asarray(x[loc.name], dtype=np.float64)
-        if arr.size != len(arr) * int(np.prod(loc.shape)):
-            raise XbarcError(f"input '{loc.name}': expected per-sample shape {tuple(loc.shape)}, got {arr.shape[1:]}")
-        out[loc.name] = nx.quantize(arr.reshape((len(arr),) + tuple(loc.shape)), loc.bits, loc.frac)
-    return out
+    feeds = checked_feeds(x, {loc.name: tuple(loc.shape) for loc in cm.program.inputs}, "input")
+    return {loc.name: nx.quantize(feeds[loc.name], loc.bits, loc.frac) for loc in cm.program.inputs}
 
 
 def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -72,6 +72,12 @@ class MvmuShape:
         """Physical array drives per input digit (one per array holding lines of a row-group step)."""
         return 2 * self.slices if self.array_steps is None else self.array_steps
 
+    @property
+    def idle(self) -> bool:
+        """A packed MVMU none of whose bit lines is live (an all-zero block): it has no crossbar, drives no row,
+        reads no input register and converts nothing; its outputs are zero."""
+        return self.drives == 0
+
 
 @dataclass(frozen=True)
 class CostContext:
@@ -145,7 +151,7 @@ def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
     the next step overlap conversion of the previous one (the temporal pipeline); skipped conversions take no
     time."""
     c = hw.costs
-    total = c.xbar_read_ns
+    total = 0.0 if shape.idle else c.xbar_read_ns
     for conv in _made(hw, shape, ibits, skip).ravel().tolist():
         sweep_ns = _ceil_div(conv, hw.adcs_per_mvmu) * c.adc_ns_per_bit_sweep * adc / 128
         total += max(c.xbar_read_ns, sweep_ns)
@@ -154,9 +160,10 @@ def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
 
 def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip: int = -1) -> dict[str, float]:
     """Data-independent energy of one MVMU firing once (per batch element). The DAC and, with the conductance
-    model, the crossbar are charged per execution from the actual digits (runtime/handlers.py `_mvm`)."""
+    model, the crossbar are charged per execution from the actual digits (runtime/handlers.py `_mvm`). An idle
+    MVMU only writes its (zero) output registers."""
     c = hw.costs
-    r, cols = shape.rows, shape.cols
+    r, cols = (0 if shape.idle else shape.rows), shape.cols
     conversions = sum(conversions_per_step(hw, shape, ibits, skip))
     energy = {
         "adc": conversions * c.adc_conversion_pj(adc),
@@ -169,8 +176,16 @@ def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
     return energy
 
 
+def crossbar_pj_per_level(hw: HardwareConfig) -> float:
+    """Crossbar energy per driven cell level with the conductance model (`CostTable.xbar_energy`): a whole
+    array at its highest level with every row driven costs ``xbar_read_pj``; 0 with the static model."""
+    c = hw.costs
+    return 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
+
+
 def leakage_pj(hw: HardwareConfig, adc_bits: list[int], cycles: int) -> float:
-    """ADC leakage over the run: mW per bit x bits x ADCs per MVMU, summed over programmed MVMUs, x ns (= pJ)."""
+    """ADC leakage over the run: mW per bit x bits x ADCs per MVMU, summed over programmed MVMUs (not idle ones:
+    `MvmuShape.idle`), x ns (= pJ)."""
     ns = cycles / hw.clock_ghz
     return sum(hw.costs.adc_leak_mw_per_bit * b * hw.adcs_per_mvmu for b in adc_bits) * ns
 

@@ -157,7 +157,7 @@ def load_program(outdir: str | Path) -> Program:
         raise XbarcError(f"{out}: no such program directory")
     verify_checksums(out)
     man = _read_manifest(out / MANIFEST)
-    hw = _guard(out / MANIFEST, lambda: HardwareConfig.from_dict(man["hw"]))
+    hw = _guard(out / MANIFEST, lambda: HardwareConfig.from_dict(man["hw"], f"{out / MANIFEST}: hw"))
     program = _load_code(out, hw, man)
     _guard(out / MANIFEST, lambda: _fill_records(program, man, _read_arrays(out / IMAGE)))
     return program

@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import ConfigError
 
@@ -63,6 +63,9 @@ class CostTable:
     # control: fetch/decode of one instruction
     fetch_pj: float = 0.0
 
+    def __post_init__(self) -> None:
+        _check_fields(self, COST_FIELDS, "hardware", "costs.")
+
     def adc_conversion_pj(self, bits: int) -> float:
         """Energy of one A/D conversion at ``bits`` of resolution."""
         if self.adc_pj_table:
@@ -103,6 +106,12 @@ class HardwareConfig:
     alu_lanes: int = 16
     clock_ghz: float = 1.0
     costs: CostTable = field(default_factory=CostTable)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.costs, CostTable):
+            raise ConfigError(f"hardware: field 'costs': must be a CostTable, got {type(self.costs).__name__}")
+        _check_fields(self, HARDWARE_FIELDS, "hardware")
+        _check_cross(self, "hardware")
 
     # ---- derived quantities -------------------------------------------------------------------------------
     @property
@@ -145,34 +154,201 @@ class HardwareConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "HardwareConfig":
-        """Build from a dict; unknown keys are an error naming them; missing keys take defaults."""
+    def from_dict(cls, d: Mapping[str, Any], source: str = "hardware") -> "HardwareConfig":
+        """Build from a dict (optionally ``"preset": NAME`` to start from; missing keys keep the preset's
+        values). Every field is checked (`HARDWARE_FIELDS`, `COST_FIELDS`, cross-field limits): a `ConfigError`
+        ``SOURCE: field 'NAME': PROBLEM`` names the first bad one, unknown keys included."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{source}: a hardware description is a JSON object, got {_kind(d)}")
         d = dict(d)
-        costs = dict(d.pop("costs", {}) or {})
-        _reject_unknown(d, {f.name for f in dataclasses.fields(cls)} - {"costs"}, "hardware")
-        _reject_unknown(costs, {f.name for f in dataclasses.fields(CostTable)}, "hardware.costs")
-        if "adc_pj_table" in costs:
-            costs["adc_pj_table"] = tuple(costs["adc_pj_table"])
         preset = d.pop("preset", "default")
-        if preset not in PRESETS:
-            raise ConfigError(f"hardware: unknown preset {preset!r}; presets: {', '.join(PRESETS)}")
+        if not isinstance(preset, str) or preset not in PRESETS:
+            raise ConfigError(f"{source}: field 'preset': must be one of {', '.join(map(repr, PRESETS))}, "
+                              f"got {preset!r}")
+        costs = d.pop("costs", {})
+        if costs is None:
+            costs = {}
+        if not isinstance(costs, Mapping):
+            raise ConfigError(f"{source}: field 'costs': must be an object of cost fields, got {_kind(costs)}")
+        _reject_unknown(d, HARDWARE_FIELDS, source, "", ("costs", "preset"))
+        _reject_unknown(costs, COST_FIELDS, source, "costs.")
         base = PRESETS[preset]
-        merged_costs = dataclasses.replace(base.costs, **costs)
-        return dataclasses.replace(base, costs=merged_costs, **d)
+        values = {f.name: getattr(base, f.name) for f in dataclasses.fields(cls) if f.name != "costs"} | d
+        cost_values = {f.name: getattr(base.costs, f.name) for f in dataclasses.fields(CostTable)} | dict(costs)
+        _check_values(cost_values, COST_FIELDS, source, "costs.")
+        cost_values["adc_pj_table"] = tuple(cost_values["adc_pj_table"])
+        _check_values(values, HARDWARE_FIELDS, source, "")
+        problem = _cross_problem(values | {"costs": cost_values}, source)
+        if problem:
+            raise ConfigError(problem)
+        return dataclasses.replace(base, costs=dataclasses.replace(base.costs, **cost_values), **d)
 
     def with_changes(self, **changes: Any) -> "HardwareConfig":
-        """Table merge: a copy with some fields (and ``costs`` fields, given as a dict) replaced."""
-        costs = changes.pop("costs", None)
-        hw = dataclasses.replace(self, **changes)
-        if costs:
-            hw = dataclasses.replace(hw, costs=dataclasses.replace(hw.costs, **costs))
-        return hw
+        """Table merge: a copy with some fields (and ``costs`` fields, given as a dict) replaced (checked as
+        `from_dict` checks a file)."""
+        costs = changes.pop("costs", None) or {}
+        _reject_unknown(changes, HARDWARE_FIELDS, "hardware", "", ("costs",))
+        _reject_unknown(costs, COST_FIELDS, "hardware", "costs.")
+        return dataclasses.replace(self, costs=dataclasses.replace(self.costs, **costs), **changes)
 
 
-def _reject_unknown(d: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(d) - known - {"preset"})
+# ---- field checks ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FieldSpec:
+    """The type and range of one hardware field: ``kind`` "int" (bool excluded), "float" (finite; ints
+    accepted), "str", "choice" (one of ``choices``) or "floats" (a list of finite numbers); ``lo``/``hi`` bound
+    numbers (inclusive; None: open); ``why`` says where a limit comes from."""
+
+    kind: str
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple[str, ...] = ()
+    why: str = ""
+
+    def problem(self, value: Any) -> str | None:
+        """Why ``value`` is not legal for this field, or None."""
+        if self.kind == "str":
+            return None if isinstance(value, str) else f"must be a string, got {_show(value)}"
+        if self.kind == "choice":
+            ok = isinstance(value, str) and value in self.choices
+            return None if ok else f"must be one of {', '.join(map(repr, self.choices))}, got {_show(value)}"
+        if self.kind == "floats":
+            if not isinstance(value, (list, tuple)):
+                return f"must be a list of {self._range('finite numbers')}, got {_show(value)}"
+            for i, v in enumerate(value):
+                p = dataclasses.replace(self, kind="float").problem(v)
+                if p:
+                    return f"entry [{i}] {p}"
+            return None
+        number = "integer" if self.kind == "int" else "finite number"
+        ok = not isinstance(value, bool) and (isinstance(value, int) if self.kind == "int"
+                                              else isinstance(value, (int, float)) and math.isfinite(value))
+        ok = ok and (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+        return None if ok else f"must be {'an' if number[0] == 'i' else 'a'} {self._range(number)}, got " \
+                               f"{_show(value)}"
+
+    def _range(self, what: str) -> str:
+        lo = None if self.lo is None else _num(self.lo)
+        hi = None if self.hi is None else _num(self.hi)
+        text = f"{what} in [{lo}, {hi}]" if lo is not None and hi is not None else \
+            f"{what} >= {lo}" if lo is not None else f"{what} <= {hi}" if hi is not None else what
+        return text + (f" ({self.why})" if self.why else "")
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+_PJ = FieldSpec("float", 0, why="energy in pJ")
+_NS = FieldSpec("float", 0, why="time in ns")
+
+#: Every `HardwareConfig` field but ``costs``: the limits are those of the code that uses it (instruction field
+#: widths in `isa.table`, the layout arrays of `isa.layout`, the runtime's exact arithmetic).
+HARDWARE_FIELDS: dict[str, FieldSpec] = {
+    "name": FieldSpec("str"),
+    "xbar_rows": FieldSpec("int", 1, 32767, why="layouts hold row-group steps as int16"),
+    "xbar_cols": FieldSpec("int", 1, 32767, why="layouts hold bit-line columns as int16"),
+    "cell_bits": FieldSpec("int", 1, 15, why="levels per cell times rows must fit the 16-bit ADC field"),
+    "dac_bits": FieldSpec("int", 1, 1, why="inputs stream one digit per step through a 1-bit DAC"),
+    "datapath_bits": FieldSpec("int", 2, 64, why="registers hold int64 words"),
+    "max_weight_bits": FieldSpec("int", 2, 63, why="weights are at least 2-bit signed int64 values"),
+    "max_input_bits": FieldSpec("int", 2, 32, why="the mvm instruction's ibits field is 1..32 and every "
+                                                   "precision preset needs 2"),
+    "max_acc_bits": FieldSpec("int", 2, 64, why="the mvm instruction's obits field is 1..64"),
+    "mvmus_per_core": FieldSpec("int", 1, 16, why="the mvm instruction's MVMU mask has 16 bits"),
+    "xbars_per_core": FieldSpec("int", 0, why="0: no limit"),
+    "adcs_per_mvmu": FieldSpec("int", 1),
+    "cores_per_tile": FieldSpec("int", 1, 65535, why="program.bin numbers cores with 16 bits"),
+    "tiles": FieldSpec("int", 1, 4096, why="send and recv name a tile in 12 bits"),
+    "tile_mem_words": FieldSpec("int", 1, 1 << 24, why="memory operands have 24-bit offsets"),
+    "mem_bus_words": FieldSpec("int", 1),
+    "data_regs": FieldSpec("int", 0, 65535, why="registers are numbered in 16 bits"),
+    "alu_lanes": FieldSpec("int", 1),
+    "clock_ghz": FieldSpec("float", 1e-6, 1e6, why="clock in GHz"),
+}
+
+#: Every `CostTable` field (energies and times are non-negative finite numbers).
+COST_FIELDS: dict[str, FieldSpec] = {
+    f.name: (FieldSpec("choice", choices=("conductance", "static")) if f.name == "xbar_energy" else
+             FieldSpec("floats", 0, why="energy in pJ at 1, 2, ... bits") if f.name == "adc_pj_table" else
+             FieldSpec("int", 0, why="cycles") if f.name.endswith("_cycles") else
+             FieldSpec("float", 0, why="mW per bit") if f.name == "adc_leak_mw_per_bit" else
+             _NS if f.name.endswith("_ns") or f.name.endswith("_sweep") else _PJ)
+    for f in dataclasses.fields(CostTable)
+}
+
+
+def _check_values(values: Mapping[str, Any], specs: Mapping[str, FieldSpec], source: str, prefix: str) -> None:
+    """Raise ConfigError ``SOURCE: field 'PREFIX+NAME': PROBLEM`` for the first value its spec rejects."""
+    for name, spec in specs.items():
+        problem = spec.problem(values[name])
+        if problem:
+            raise ConfigError(f"{source}: field '{prefix}{name}': {problem}")
+
+
+def _check_fields(obj: Any, specs: Mapping[str, FieldSpec], source: str, prefix: str = "") -> None:
+    _check_values({name: getattr(obj, name) for name in specs}, specs, source, prefix)
+
+
+def _check_cross(hw: "HardwareConfig", source: str) -> None:
+    values = {f.name: getattr(hw, f.name) for f in dataclasses.fields(hw) if f.name != "costs"}
+    problem = _cross_problem(values | {"costs": {"adc_pj_table": hw.costs.adc_pj_table}}, source)
+    if problem:
+        raise ConfigError(problem)
+
+
+def _cross_problem(v: Mapping[str, Any], source: str) -> str | None:
+    """The first violated limit that involves several fields (values already in their own ranges), as a
+    message, or None. Each limit is one the toolchain relies on."""
+    from .numerics import WEIGHT_ENCODINGS, n_slices
+
+    rows, cb = v["xbar_rows"], v["cell_bits"]
+    levels = rows * ((1 << cb) - 1)
+    if levels > 32767:
+        return (f"{source}: fields 'xbar_rows', 'cell_bits': xbar_rows x (2^cell_bits - 1) = {levels} must be at "
+                f"most 32767, so the full (never clipping) ADC resolution fits the mvm instruction's adc field "
+                f"(at most 16 bits)")
+    regs = v["mvmus_per_core"] * (rows + v["xbar_cols"]) + v["data_regs"]
+    if regs > 65535:
+        return (f"{source}: fields 'mvmus_per_core', 'xbar_rows', 'xbar_cols', 'data_regs': a core's {regs} "
+                f"registers (mvmus_per_core x (xbar_rows + xbar_cols) + data_regs) must be at most 65535 "
+                f"(16-bit register fields, 0xFFFF meaning no base register)")
+    if regs == 0:
+        return f"{source}: field 'data_regs': a core needs at least one register"
+    cores = v["tiles"] * v["cores_per_tile"]
+    if cores > 65535:
+        return (f"{source}: fields 'tiles', 'cores_per_tile': {cores} cores must be at most 65535 (program.bin "
+                f"counts cores with 16 bits)")
+    slices = max(n_slices(v["max_weight_bits"], cb, enc) for enc in WEIGHT_ENCODINGS)
+    bits = v["max_input_bits"] + math.ceil(math.log2(rows)) + cb * slices
+    if bits > 62:
+        return (f"{source}: fields 'max_input_bits', 'max_weight_bits', 'xbar_rows', 'cell_bits': an MVM's exact "
+                f"sum reaches 2^{bits} (2^max_input_bits x rows x 2^(cell_bits x {slices} slices)); it must stay "
+                f"under 2^62 to be exact in int64 (docs/semantics.md, Overflow)")
+    full = math.ceil(math.log2(levels + 1)) + 1
+    table = v["costs"]["adc_pj_table"]
+    if table and len(table) < full:
+        return (f"{source}: field 'costs.adc_pj_table': needs an entry for every ADC resolution 1..{full} bits "
+                f"(the full resolution of this crossbar), got {len(table)}")
+    return None
+
+
+def _reject_unknown(d: Mapping[str, Any], known: Mapping[str, FieldSpec], source: str, prefix: str,
+                    extra: tuple[str, ...] = ()) -> None:
+    unknown = [k for k in d if k not in known]
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
+        raise ConfigError(f"{source}: unknown field '{prefix}{unknown[0]}'; fields: "
+                          f"{', '.join([prefix + k for k in known] + list(extra))}")
 
 
 DEFAULT = HardwareConfig()
@@ -202,4 +378,14 @@ def load_hardware(spec: str | Path | None) -> HardwareConfig:
     path = Path(spec)
     if not path.exists():
         raise ConfigError(f"hardware '{spec}': neither a preset ({', '.join(PRESETS)}) nor an existing file")
-    return HardwareConfig.from_dict(json.loads(path.read_text()))
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the hardware file ({e.__class__.__name__}: {e})") from None
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid hardware file: JSON nested too deeply") from None
+    return HardwareConfig.from_dict(doc, str(path))

@@ -17,7 +17,7 @@ import numpy as np
 from isa import BY_MNEMONIC, NO_BASE, HardwareConfig, Instr
 from isa import numerics as nx
 
-from isa.costs import transit_cycles
+from isa.costs import crossbar_pj_per_level, transit_cycles
 from .state import I64, CoreState, Fault, MvmuKernel
 
 Handler = Callable[[CoreState, Any, int], Any]
@@ -121,10 +121,7 @@ def _decode_mvm(instr: Instr, ctx: DecodeContext) -> tuple[Any, ...]:
         exact = not skips.any() and kern.never_clips(adc, enc) and kern.product_exact_in_f64(ibits)
         units.append((k, kern, inp, out, exact, kern.sum_dtype(adc), ~skips if skips.any() else None))
     sig = nx.input_digits(np.zeros(0, dtype=I64), ibits, "csd" if enc else "twos")[1]  # digit significances
-    c = hw.costs
-    xbar_coef = 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (
-        hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
-    return tuple(units), ibits, adc, shift, obits, sig, enc, c.dac_pj, xbar_coef
+    return tuple(units), ibits, adc, shift, obits, sig, enc, hw.costs.dac_pj, crossbar_pj_per_level(hw)
 
 
 def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
@@ -163,8 +160,11 @@ def _mvm(c: CoreState, o: tuple[Any, ...], lat: int) -> None:
     units, ibits, adc, shift, obits, sig, enc, dac_pj, xbar_coef = o
     regs = c.regs
     dyn = c.dyn.setdefault(c.pc - 1, {})
-    dac = xbar = 0.0
+    dac = xbar = 0  # exact event counts over the batch (the machine turns them into energy per inference)
     for k, kern, inp, out, exact, sum_dtype, keep in units:
+        if kern.idle:  # no crossbar: nothing is driven or converted, the outputs are zero
+            regs[out] = 0
+            continue
         x = _wrap(regs[inp], ibits)
         if exact:
             p = (kern.weights_t @ x.astype(np.float64)).astype(I64)
@@ -173,12 +173,12 @@ def _mvm(c: CoreState, o: tuple[Any, ...], lat: int) -> None:
         regs[out] = nx.requantize(p, shift, obits)
         c.adc_bits[k] = adc
         nz = nx.nonzero_digits(x, ibits, "csd" if enc else "twos")  # (R, B) DAC pulses per row
-        dac += dac_pj * float(nz.sum()) / nz.shape[1]
+        dac += int(nz.sum())
         if xbar_coef:
-            xbar += xbar_coef * float(kern.gsum @ nz.sum(axis=1)) / nz.shape[1]
-    dyn["dac"] = dyn.get("dac", 0.0) + dac
+            xbar += int(kern.gsum @ nz.sum(axis=1))  # cell levels driven
+    dyn["dac"] = dyn.get("dac", 0) + dac
     if xbar_coef:
-        dyn["crossbar"] = dyn.get("crossbar", 0.0) + xbar
+        dyn["crossbar"] = dyn.get("crossbar", 0) + xbar
 
 
 # ---- vector ALU ------------------------------------------------------------------------------------------------

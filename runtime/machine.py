@@ -16,9 +16,10 @@ import numpy as np
 from isa import NO_BASE, CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
 from isa import numerics as nx
 
-from isa.costs import COMPONENTS, CostContext, instr_cost, leakage_pj
+from isa.costs import COMPONENTS, CostContext, crossbar_pj_per_level, instr_cost, leakage_pj
+from isa.memory import chunk_size, memory_budget, mib
 from .handlers import HALT, HANDLERS, DecodeContext, decode, fault_handler
-from .state import I64, CoreState, Fault, MachineState, MvmuKernel
+from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
 from .stats import Stats
 
 
@@ -103,13 +104,14 @@ class Machine:
             if arr.ndim < 2 or arr[0].size != loc.length:
                 raise XbarcError(f"input {name!r}: expected shape (batch, {loc.length}) or (batch, "
                                  f"{', '.join(map(str, loc.shape))}), got {arr.shape}")
-            arr = arr.reshape(len(arr), loc.length).astype(I64)
+            arr = arr.reshape(len(arr), loc.length)
             if batch is not None and len(arr) != batch:
                 raise XbarcError(f"input {name!r}: batch {len(arr)} differs from the other inputs' {batch}")
             batch = len(arr)
-            if arr.size and (arr.min() < nx.qmin(loc.bits) or arr.max() > nx.qmax(loc.bits)):
+            if arr.size and (arr.min() < nx.qmin(loc.bits) or arr.max() > nx.qmax(loc.bits)):  # before the cast
                 raise XbarcError(f"input {name!r}: values outside the {loc.bits}-bit range of Q({loc.bits}, "
                                  f"{loc.frac})")
+            arr = arr.astype(I64)
             out[name] = arr
         if batch == 0:
             raise XbarcError("inputs: empty batch")
@@ -138,14 +140,70 @@ class Machine:
                              f"({self.hw.tiles} tiles of {self.hw.tile_mem_words} words)")
 
     # ---- running -------------------------------------------------------------------------------------------------
-    def run(self, inputs: dict[str, np.ndarray], max_instructions: int = 50_000_000) -> RunResult:
-        """Run every core to halt on a batch of quantized inputs; returns the outputs and statistics."""
+    def run(self, inputs: dict[str, np.ndarray], max_instructions: int = 50_000_000,
+            budget: int | None = None) -> RunResult:
+        """Run every core to halt on a batch of quantized inputs; returns the outputs and statistics.
+
+        A batch whose machine state would exceed the memory budget (``budget`` bytes, default
+        `isa.memory.memory_budget`) runs in chunks, one after the other; outputs and every counter are those of
+        one pass (event counts are exact integers, divided by the whole batch once). One item that cannot fit
+        the budget is an error with the numbers; so is a program whose control flow differs between chunks
+        (branches and based addresses read batch lane 0, so such a program cannot be split)."""
         batch, arrays = self._batch_of(inputs)
-        st = self._fresh_state(batch, arrays)
-        self._left, self._budget = max_instructions, max_instructions
-        self._schedule(st)
-        outputs = {loc.name: self._read_output(st, loc) for loc in self.program.outputs}
-        return RunResult(outputs, self._stats(st))
+        budget = memory_budget() if budget is None else budget
+        regs, tmp, known, whole, detail = self._item_bytes()
+        size = chunk_size("run", regs + tmp + known, batch, budget, detail)  # what one item surely needs fits
+        if batch * (regs + tmp + whole) > budget:  # memory grows on demand: measure a first chunk, then the rest
+            size = min(size, max(1, budget // (regs + tmp + whole)))
+        states, outs, lo = [], [], 0
+        while lo < batch:
+            hi = min(batch, lo + size)
+            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()})
+            self._left, self._budget = max_instructions, max_instructions
+            self._schedule(st)
+            outs.append({loc.name: self._read_output(st, loc) for loc in self.program.outputs})
+            states.append(st)
+            held = sum(c.regs.nbytes for c in st.cores) + sum(m.values.nbytes for m in st.memories.values())
+            if lo == 0 and hi < batch:
+                size = chunk_size("run", held // (hi - lo) + tmp, batch, budget, detail)
+            for c in st.cores:  # only the counters and event sums are needed from here on (no views: they
+                c.regs = np.empty((0, 0), dtype=I64)  # would keep the big arrays alive)
+            st.memories.clear()
+            for c in st.cores:
+                c.mem = TileMemory(0, 0)
+            lo = hi
+        self._same_control_flow(states, batch, budget)
+        outputs = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+        return RunResult(outputs, self._stats(states))
+
+    def _item_bytes(self) -> tuple[int, int, int, int, str]:
+        """Bytes one batch item needs: registers, MVM temporaries (digits, bit-line values and products of the
+        widest MVM), the memory words the program names statically (data, inputs, outputs: a lower bound) and
+        every used tile's whole memory (an upper bound), and a description for messages."""
+        hw, prog = self.hw, self.program
+        regs = len(self._compiled) * hw.core_regs * 8
+        ibits = [int(ins.args[1]) for cc in prog.cores for ins in cc.instrs if ins.op == "mvm"]  # type: ignore
+        tmp = 12 * hw.xbar_rows * max(ibits, default=0) + 24 * hw.max_slices * hw.xbar_cols * max(ibits, default=0)
+        top: dict[int, int] = {}
+        for t, addr, n in ([(d.tile, d.addr, int(np.asarray(d.values).size)) for d in prog.data]
+                           + [(loc.tile, loc.addr, loc.length) for loc in prog.inputs + prog.outputs]):
+            top[t] = max(top.get(t, 0), addr + n)
+        tiles = {cc.tile for cc in prog.cores} | set(top)
+        known = sum(min(hw.tile_mem_words, v) for v in top.values()) * 8
+        detail = (f"{len(self._compiled)} cores x {hw.core_regs} registers, MVM temporaries, {len(tiles)} tile "
+                  f"memories of up to {hw.tile_mem_words} words")
+        return regs, tmp, known, len(tiles) * hw.tile_mem_words * 8, detail
+
+    def _same_control_flow(self, states: list[MachineState], batch: int, budget: int) -> None:
+        first = states[0]
+        for st in states[1:]:
+            for a, b in zip(first.cores, st.cores):
+                if a.counts != b.counts or a.clock != b.clock:
+                    raise XbarcError(f"run: the batch of {batch} does not fit the memory budget of {mib(budget)} "
+                                     f"in one pass, and core {a.name} takes a different path through its code in "
+                                     f"different parts of the batch (branches and based addresses read lane 0), "
+                                     f"so the batch cannot be split; run a smaller batch or raise "
+                                     f"XBARC_MEMORY_BUDGET")
 
     def _schedule(self, st: MachineState) -> None:
         live = [c for c in st.cores if not c.halted]
@@ -246,34 +304,48 @@ class Machine:
                          f"waits for {describe_wait(c.wait)}")
         return "\n".join(lines)
 
-    def _stats(self, st: MachineState) -> Stats:
-        hw = self.hw
+    def _stats(self, states: list[MachineState]) -> Stats:
+        """Statistics of a run (its chunks' states, which share the control flow: `_same_control_flow`); the
+        data-dependent event counts are summed over the chunks and turned into energy per inference once."""
+        hw, st = self.hw, states[0]
+        batch = sum(s.batch for s in states)
+        dyn_pj = {"dac": hw.costs.dac_pj, "crossbar": crossbar_pj_per_level(hw)}
         comp: dict[str, float] = {k: 0.0 for k in COMPONENTS}
         per_instr: dict[str, dict[str, float]] = {}
         per_layer: dict[str, dict[str, float]] = {}
-        for c, cm in zip(st.cores, self._compiled):
+        for i, (c, cm) in enumerate(zip(st.cores, self._compiled)):
+            events: dict[int, dict[str, int]] = {}
+            for s in states:
+                for pc, ev in s.cores[i].dyn.items():
+                    tot = events.setdefault(pc, {})
+                    for k, v in ev.items():
+                        tot[k] = tot.get(k, 0) + v
+            dyn = {pc: {k: dyn_pj[k] * v / batch for k, v in ev.items()} for pc, ev in events.items()}
             for pc, cnt in enumerate(c.counts):
                 if cnt:
-                    _account(cm, c, pc, cnt, comp, per_instr, per_layer)
+                    _account(cm, c, pc, cnt, comp, per_instr, per_layer, dyn.get(pc, {}))
         cycles = max((c.clock for c in st.cores), default=0)
-        adc_bits = [c.adc_bits.get(k, hw.full_adc_bits) for c, cm in zip(st.cores, self._compiled) for k in cm.kernels]
+        adc_bits = [c.adc_bits.get(k, hw.full_adc_bits) for c, cm in zip(st.cores, self._compiled)
+                    for k, kern in cm.kernels.items() if not kern.idle]
         comp["leakage"] = leakage_pj(hw, adc_bits, cycles)
         busy = {c.name: sum(cnt * cm.code[pc][2] for pc, cnt in enumerate(c.counts))
                 for c, cm in zip(st.cores, self._compiled)}
         return Stats(cycles=cycles, energy_pj=sum(comp.values()), per_component=comp, per_instruction=per_instr,
                      per_layer=per_layer, per_core={c.name: c.clock for c in st.cores}, per_core_busy=busy,
-                     dynamic_instructions=sum(sum(c.counts) for c in st.cores), batch=st.batch)
+                     dynamic_instructions=sum(sum(c.counts) for c in st.cores), batch=batch)
 
 
 def _account(cm: _Compiled, c: CoreState, pc: int, cnt: int, comp: dict[str, float],
-             per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]]) -> None:
-    """Add ``cnt`` executions of instruction ``pc`` of one core to the totals."""
+             per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]],
+             dyn: dict[str, float]) -> None:
+    """Add ``cnt`` executions of instruction ``pc`` of one core to the totals (``dyn``: its data-dependent
+    energy per inference, over all executions)."""
     instr, energy, lat = cm.source.instrs[pc], cm.energy[pc], cm.code[pc][2]
     e = 0.0
     for k, v in energy.items():
         comp[k] = comp.get(k, 0.0) + v * cnt
         e += v * cnt
-    for k, v in c.dyn.get(pc, {}).items():  # data-dependent energy, already summed over the executions
+    for k, v in dyn.items():
         comp[k] = comp.get(k, 0.0) + v
         e += v
     pi = per_instr.setdefault(instr.op, {"count": 0, "energy_pj": 0.0, "cycles": 0})

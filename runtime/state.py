@@ -100,6 +100,12 @@ class MvmuKernel:
     all_slices: int = 0
 
     @property
+    def idle(self) -> bool:
+        """A packed MVMU whose layout places no bit line (`MvmuShape.idle`): no crossbar, no DAC, no conversion;
+        it outputs zeros (the layout check guarantees its weights are all zero)."""
+        return self.packing is not None and self.packing.array_steps == 0
+
+    @property
     def shape(self) -> MvmuShape:
         """What the cost model charges for this MVMU."""
         if self.packing is None:
@@ -137,10 +143,11 @@ class MvmuKernel:
         return cls(img.mvmu, r, c, s,
                    diff=np.ascontiguousarray(d.transpose(0, 2, 1).reshape(s * c, r)).astype(np.float32),
                    weights_t=np.ascontiguousarray(w.T).astype(np.float64), scale=scale,
-                   vmin=int(np.minimum(d, 0).sum(axis=1).min()), vmax=int(np.maximum(d, 0).sum(axis=1).max()),
+                   vmin=int(np.minimum(d, 0).sum(axis=1).min(initial=0)),
+                   vmax=int(np.maximum(d, 0).sum(axis=1).max(initial=0)),
                    wmax=int(np.abs(w).max()) if w.size else 0, node=img.node, encoding=img.encoding,
-                   absmax=int(np.abs(d).sum(axis=1).max()),
-                   gsum=(pos + neg).sum(axis=(0, 2)).astype(np.float64), active=active, packing=summary,
+                   absmax=int(np.abs(d).sum(axis=1).max(initial=0)),
+                   gsum=(pos + neg).sum(axis=(0, 2)).astype(I64), active=active, packing=summary,
                    all_slices=nx.n_slices(img.weight_bits, hw.cell_bits, img.encoding))
 
     def never_clips(self, adc: int, enc: int = 0) -> bool:
@@ -190,7 +197,8 @@ class CoreState:
     first: list[int] = field(default_factory=list)
     last: list[int] = field(default_factory=list)
     adc_bits: dict[int, int] = field(default_factory=dict)
-    dyn: dict[int, dict[str, float]] = field(default_factory=dict)  # pc -> data-dependent energy, per inference
+    dyn: dict[int, dict[str, int]] = field(default_factory=dict)  # pc -> event counts over the batch (DAC
+    # pulses, crossbar cell levels driven) that `Machine` turns into energy per inference
 
     @property
     def name(self) -> str:

@@ -96,7 +96,7 @@ def test_bad_precision_config_names_layer_and_option(tmp_path, capsys):
     cfg.write_text(json.dumps({"layers": {"fc2": {"adc_bits": 40}}}))
     assert main(["compile", str(MLP), "-o", str(tmp_path / "o"), "--precision", str(cfg)]) == 2
     err = capsys.readouterr().err
-    assert "layer 'fc2': option 'adc_bits'=40 out of range [1, 10]" in err
+    assert "p.json: layers.fc2.adc_bits: must be an integer in [1, 10] or 0 (0: full resolution), got 40" in err
     assert not (tmp_path / "o").exists()
 
 

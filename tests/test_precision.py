@@ -54,12 +54,12 @@ def test_layer_overrides_and_round_trip(graph_ranges, tmp_path):
 
 
 @pytest.mark.parametrize("cfg, message", [
-    ({"layers": {"fc9": {}}}, "names layer 'fc9', which is not a crossbar layer; layers: fc1, fc2, fc3"),
-    ({"layers": {"fc1": {"wbits": 4}}}, "layer 'fc1': unknown option 'wbits'"),
-    ({"layers": {"fc1": {"w_bits": 1}}}, "layer 'fc1': option 'w_bits'=1 out of range [2, 16]"),
-    ({"layers": {"fc3": {"adc_bits": 0.5}}}, "layer 'fc3': option 'adc_bits' must be an integer"),
-    ({"preset": "3bit"}, "unknown precision preset '3bit'"),
-    ({"layer": {}}, "unknown key(s) ['layer']"),
+    ({"layers": {"fc9": {}}}, "layers.fc9: not a crossbar layer of the model; layers: fc1, fc2, fc3"),
+    ({"layers": {"fc1": {"wbits": 4}}}, "layers.fc1: unknown option 'wbits'"),
+    ({"layers": {"fc1": {"w_bits": 1}}}, "layers.fc1.w_bits: must be an integer in [2, 16]"),
+    ({"layers": {"fc3": {"adc_bits": 0.5}}}, "layers.fc3.adc_bits: must be an integer"),
+    ({"preset": "3bit"}, "preset: unknown precision preset '3bit'"),
+    ({"layer": {}}, "unknown key 'layer'; keys: preset, default, layers"),
 ])
 def test_invalid_configs_are_rejected(graph_ranges, cfg, message):
     g, ranges = graph_ranges
@@ -99,5 +99,5 @@ def test_frac_deltas_shift_the_calibrated_fractions(graph_ranges):
     assert p["fc2"] == base["fc2"]
     with pytest.raises(ConfigError, match="'w_frac_delta' and 'w_frac' exclude each other"):
         resolve_precision(g, {"layers": {"fc1": {"w_frac_delta": 1, "w_frac": 3}}}, ranges, DEFAULT)
-    with pytest.raises(ConfigError, match=r"'in_frac_delta'=9 out of range \[-8, 8\]"):
+    with pytest.raises(ConfigError, match=r"layers\.fc1\.in_frac_delta: must be an integer in \[-8, 8\], got 9"):
         resolve_precision(g, {"layers": {"fc1": {"in_frac_delta": 9}}}, ranges, DEFAULT)

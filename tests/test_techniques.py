@@ -122,9 +122,9 @@ def test_skipping_lowers_adc_energy_and_cycles(digits):
 
 
 @pytest.mark.parametrize("cfg, message", [
-    ({"w_enc": "csd"}, "option 'w_enc'='csd' not in twos, sce, tc"),
-    ({"in_enc": "sce"}, "option 'in_enc'='sce' not in twos, csd"),
-    ({"skip": -2}, "option 'skip'=-2 out of range [-1, 127]"),
+    ({"w_enc": "csd"}, "layers.fc2.w_enc: must be one of 'twos', 'sce', 'tc', got 'csd'"),
+    ({"in_enc": "sce"}, "layers.fc2.in_enc: must be one of 'twos', 'csd', got 'sce'"),
+    ({"skip": -2}, "layers.fc2.skip: must be an integer in [-1, 127], got -2"),
 ])
 def test_invalid_technique_options(cfg, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -211,8 +211,9 @@ def test_nonuniform_beats_uniform_at_three_bits():
 @pytest.mark.parametrize("cfg, message", [
     ({"w_scheme": "varied"}, "option 'w_scheme'='varied' needs 'w_channels'"),
     ({"w_channels": [{"scheme": "pot", "bits": 3}]}, "option 'w_channels' needs 'w_scheme'='varied'"),
-    ({"w_scheme": "varied", "w_channels": [{"scheme": "log", "bits": 3}]}, "option 'w_channels' entry"),
-    ({"w_k": 9}, "option 'w_k'=9 must be in"),
+    ({"w_scheme": "varied", "w_channels": [{"scheme": "log", "bits": 3}]},
+     "layers.fc2.w_channels[0].scheme: must be one of 'uniform', 'pot', 'apot', 'codebook', got 'log'"),
+    ({"w_k": 9}, "layers.fc2.w_k: must be a finite number in [0, 8] or -1"),
 ])
 def test_invalid_scheme_options(cfg, message):
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from isa import NO_BASE, Instr, MemInit, MvmuImage, Program, TensorLoc
-from isa.errors import ModelError
+from isa.errors import ConfigError, ModelError
 from isa.hardware import HardwareConfig
 
 from ..ir import Graph, Op
@@ -32,6 +32,13 @@ Core = tuple[int, int]
 Mem = tuple[int, int]
 DEVICE_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "concat")
 MAX_MSG = 65535
+LOOP_REGS = 10  # the top registers of a core: 4 loop counters and bounds, 3 pointer pairs (`Emitter.pixel_loop`)
+
+
+def required_data_regs(hw: HardwareConfig) -> int:
+    """Data registers a core needs: a crossbar core holds the bias of each column block it owns (at most one per
+    MVMU) and one partial sum, under the loop registers; a vector core needs two words besides those."""
+    return (hw.mvmus_per_core + 1) * hw.xbar_cols + LOOP_REGS
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,10 @@ class Emitter:
     def __init__(self, g: Graph, prec: dict[str, LayerPrecision], fmt: dict[str, Format], mapping: Mapping,
                  hw: HardwareConfig) -> None:
         self.g, self.prec, self.fmt, self.mapping, self.hw = g, prec, fmt, mapping, hw
+        if hw.data_regs < required_data_regs(hw):
+            raise ConfigError(f"hardware: field 'data_regs': the compiler needs at least {required_data_regs(hw)} "
+                              f"data registers per core ((mvmus_per_core + 1) x xbar_cols for biases and a partial "
+                              f"sum, plus {LOOP_REGS} loop registers), got {hw.data_regs}")
         self.program = Program(hw, meta={"model": g.name})
         self.st = Storage(g, fmt)
         self.mem_top: dict[int, int] = defaultdict(int)
@@ -68,7 +79,6 @@ class Emitter:
         top = hw.core_regs
         self.r_h, self.r_w, self.r_hm, self.r_wm = top - 1, top - 2, top - 3, top - 4
         self.ptr_regs = [(top - 5 - 2 * i, top - 6 - 2 * i) for i in range(3)]
-        self.reserved_regs = top - min(r for pair in self.ptr_regs for r in pair)  # loop counters and pointers
 
     # ---- memory -------------------------------------------------------------------------------------------------
     def alloc(self, tile: int, words: int) -> int:
@@ -140,9 +150,8 @@ class Emitter:
         self.need = need
 
     def vector_chunk(self, op: Op) -> int:
-        """Channels processed per instruction group by a vector op: two operand regions fit the data registers
-        below the loop counters and pointers at the top of the register file."""
-        return min(hwc(self.g.values[op.outputs[0]].shape)[2], max(1, (self.hw.data_regs - self.reserved_regs) // 2))
+        """Channels processed per instruction group by a vector op (two operand regions fit the data registers)."""
+        return min(hwc(self.g.values[op.outputs[0]].shape)[2], max(1, (self.hw.data_regs - LOOP_REGS) // 2))
 
     def receiver(self, value: str, tile: int) -> Core:
         """The core on ``tile`` that receives ``value``: its first reader there, else the first reader there of
@@ -283,7 +292,7 @@ class Emitter:
 
         def body(m: list[Mem]) -> None:
             for b in mine:
-                for off, n, k in self.runs(offs[b.rows[0]:b.rows[1]]):
+                for off, n, k in ([] if b.idle else self.runs(offs[b.rows[0]:b.rows[1]])):  # idle: reads nothing
                     self.emit(core, "load", hw.mvmu_in(b.mvmu) + k, (m[0][0], m[0][1] + off), n, node=node)
             self.emit(core, "mvm", sum(1 << b.mvmu for b in mine), p.in_bits, p.adc_bits, p.mvm_shift,
                       p.acc_bits, int(p.in_enc == "csd"), p.skip, node=node)

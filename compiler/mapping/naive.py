@@ -35,6 +35,7 @@ class Block:
     mvmu: int
     rep: int = 0  # replica index (weights replicated to split a conv layer's output rows)
     out_rows: tuple[int, int] | None = None  # the output rows this replica computes (None: all)
+    idle: bool = False  # packed and all zero: no crossbar, no input, zero output (`isa.costs.MvmuShape.idle`)
 
     @property
     def where(self) -> tuple[int, int]:
@@ -242,8 +243,10 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     """Place every crossbar layer (see module docstring); fail with what is needed if the chip is too small.
 
     ``mode`` "spatial" (hollow-aware, seed 003) needs the integer ``weights``: blocks whose cells are all zero
-    are not allocated (row block 0 of each column block stays: it carries the bias), so they take no MVMU, no
-    loads, no conversions and no partial-sum traffic; inside an MVMU, the live bit lines are packed densely
+    are not allocated, so they take no MVMU, no loads, no conversions and no partial-sum traffic; the first
+    allocated block of a column block owns it (accumulates, adds the bias, stores), and a column block with no
+    non-zero cell at all keeps row block 0 as an *idle* block (an MVMU slot with no crossbar whose zero outputs
+    are the accumulator the bias goes into: `Block.idle`); inside an MVMU, the live bit lines are packed densely
     onto the fewest crossbars and only they are read and converted (`packing.pack`, `isa.layout`). "temporal"
     adds temporal scheduling: bit lines of a short block share physical bit lines on disjoint row groups driven
     in successive steps, as far as that costs the layer no cycles; with ``budget`` (crossbars), layers trade
@@ -261,11 +264,19 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     packed = mode != "naive" and weights is not None
     q = weights or {}
     ranges: dict[str, list[tuple[tuple[int, int], tuple[int, int]]]] = {}
+    idle: set[tuple[str, int, int]] = set()  # (layer, first row, first column) of the idle blocks
     for op in g.crossbar_ops():
         n_in, n_out = op.params["weight"].shape
-        ranges[op.name] = [((r, min(n_in, r + hw.xbar_rows)), (c, min(n_out, c + hw.xbar_cols)))
-                           for c in range(0, n_out, hw.xbar_cols) for r in range(0, n_in, hw.xbar_rows)
-                           if not (packed and r and not q[op.name][r:r + hw.xbar_rows, c:c + hw.xbar_cols].any())]
+        ranges[op.name] = []
+        for c in range(0, n_out, hw.xbar_cols):
+            cols = (c, min(n_out, c + hw.xbar_cols))
+            group = [((r, min(n_in, r + hw.xbar_rows)), cols) for r in range(0, n_in, hw.xbar_rows)]
+            if packed:
+                live = [b for b in group if q[op.name][b[0][0]:b[0][1], c:cols[1]].any()]
+                if not live:
+                    idle.add((op.name, 0, c))
+                group = live or group[:1]
+            ranges[op.name] += group
     layouts: dict[str, list[np.ndarray]] = {}
     if packed:
         from .schedule import plan_layouts
@@ -299,7 +310,8 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
                 for i in mine:
                     rows, cols = ranges[op.name][i]
                     t, k, m = cur.take(sizes[i])
-                    lm.blocks.append(Block(op.name, rows[0] // hw.xbar_rows, c, rows, cols, t, k, m, rep, band))
+                    lm.blocks.append(Block(op.name, rows[0] // hw.xbar_rows, c, rows, cols, t, k, m, rep, band,
+                                           (op.name, rows[0], cols[0]) in idle))
                     if lm.layouts is not None and lays is not None:
                         lm.layouts.append(lays[i])
         layers[op.name] = lm

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from typing import Any
 
 import numpy as np
+
+from isa.memory import chunk_size, memory_budget
 
 from ..ir import Graph, Op
 from .windows import from_hwc, im2col, pad_hwc, to_hwc, windows
@@ -105,8 +107,69 @@ def layer_inputs(g: Graph, op: Op, x: np.ndarray) -> np.ndarray:
     return im2col(x, op, out_hw(g, op)) if op.kind == "conv" else x.reshape(len(x), -1)
 
 
-def calibrate(g: Graph, inputs: FloatEnv, row_block: int) -> Ranges:
-    """Ranges of every crossbar layer and tensor on calibration data (accumulators include row-block partials)."""
+class UniformInputs:
+    """Synthetic calibration inputs: ``n`` samples of each input uniform in [0, 1), drawn in chunks on demand;
+    the values equal ``rng.random((n,) + shape)`` for each input in turn from ``np.random.default_rng(seed)``
+    (one 64-bit draw per value, so a chunk starts ``offset`` draws into the stream)."""
+
+    def __init__(self, shapes: dict[str, tuple[int, ...]], n: int, seed: int = 0) -> None:
+        self.shapes, self.n, self.seed = shapes, n, seed
+
+    def __len__(self) -> int:
+        return self.n
+
+    def chunk(self, lo: int, hi: int) -> FloatEnv:
+        """Samples [lo, hi) of every input."""
+        out, start = {}, 0
+        for name, shape in self.shapes.items():
+            size = int(np.prod(shape))
+            bits = np.random.PCG64(self.seed)
+            bits.advance(start + lo * size)
+            out[name] = np.random.Generator(bits).random((hi - lo,) + tuple(shape))
+            start += self.n * size
+        return out
+
+
+def item_bytes(g: Graph) -> tuple[int, str]:
+    """Float64 bytes `calibrate` holds per sample: every value of the graph, and the largest crossbar layer's
+    input rows (im2col, twice: windows and their copy) and partial sums; and a description for messages."""
+    values = sum(int(np.prod(v.shape)) for v in g.values.values()) * 8
+    worst, name = 0, ""
+    for op in g.crossbar_ops():
+        n_in, n_out = op.params["weight"].shape
+        pixels = int(np.prod(out_hw(g, op))) if op.kind == "conv" else 1
+        need = pixels * (2 * n_in + 3 * n_out) * 8
+        if need > worst:
+            worst, name = need, f"; layer '{op.name}': {pixels} windows of {n_in} inputs"
+    return values + worst, f"{len(g.values)} tensors in float64{name}"
+
+
+def calibrate(g: Graph, inputs: FloatEnv | UniformInputs, row_block: int, budget: int | None = None) -> Ranges:
+    """Ranges of every crossbar layer and tensor on calibration data (accumulators include row-block partials).
+
+    The samples are processed in chunks that fit the memory budget (`isa.memory`; the ranges are maxima, so the
+    chunks' ranges combine into those of one pass); a sample that alone exceeds the budget is an error."""
+    n = len(inputs) if isinstance(inputs, UniformInputs) else len(next(iter(inputs.values()), ()))
+    per, detail = item_bytes(g)
+    size = chunk_size("calibration", per, max(n, 1), memory_budget() if budget is None else budget, detail)
+    out: Ranges | None = None
+    for lo in range(0, max(n, 1), size):
+        part = inputs.chunk(lo, min(n, lo + size)) if isinstance(inputs, UniformInputs) else \
+            {k: v[lo:lo + size] for k, v in inputs.items()}
+        r = _calibrate(g, part, row_block)
+        out = r if out is None else _merge(out, r)
+    assert out is not None
+    return out
+
+
+def _merge(a: Ranges, b: Ranges) -> Ranges:
+    out = Ranges(values={k: max(a.values[k], b.values[k]) for k in a.values})
+    for k in a:
+        out[k] = LayerRange(*(max(x, y) for x, y in zip(astuple(a[k]), astuple(b[k]))))
+    return out
+
+
+def _calibrate(g: Graph, inputs: FloatEnv, row_block: int) -> Ranges:
     env = float_forward(g, inputs)
     out = Ranges(values={k: float(np.abs(v).max(initial=0.0)) for k, v in env.items()})
     for op in g.crossbar_ops():

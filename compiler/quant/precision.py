@@ -10,10 +10,10 @@ from typing import Any
 
 from isa.errors import ConfigError
 from isa.hardware import HardwareConfig
-from isa.numerics import INPUT_ENCODINGS, WEIGHT_ENCODINGS
 
 from ..ir import Graph
-from .calibrate import Ranges
+from .calibrate import LayerRange, Ranges
+from .precision_schema import FRAC_DELTAS, check_config
 
 
 @dataclass(frozen=True)
@@ -56,8 +56,7 @@ class LayerPrecision:
 
 #: Config-only options (not stored in `LayerPrecision`): fraction bits added to the calibrated choice of
 #: ``w_frac`` / ``in_frac`` / ``acc_frac`` (positive: finer steps, the range clipped by 2^delta; negative: more
-#: headroom). They apply only where the fraction itself is not given.
-FRAC_DELTAS = ("w_frac_delta", "in_frac_delta", "acc_frac_delta")
+#: headroom). They apply only where the fraction itself is not given (`precision_schema.FRAC_DELTAS`).
 OPTIONS = tuple(f.name for f in fields(LayerPrecision)) + FRAC_DELTAS
 BITS_OPTIONS = ("w_bits", "in_bits", "acc_bits", "adc_bits")
 
@@ -79,131 +78,103 @@ def frac_for(maxabs: float, bits: int, headroom: int = 0) -> int:
     return max(-16, min(62, math.floor(math.log2(top / (maxabs * (1 << headroom))))))
 
 
-CHOICES = {"w_enc": WEIGHT_ENCODINGS, "in_enc": INPUT_ENCODINGS, "w_scheme": ("uniform", "nonuniform", "varied")}
-
-
-def _validate_channels(layer: str, value: Any) -> None:
-    from .weights import SCHEMES
-
-    if not isinstance(value, (list, tuple)):
-        raise ConfigError(f"layer '{layer}': option 'w_channels' must be a list of schemes")
-    for ch in value:
-        if not isinstance(ch, dict) or ch.get("scheme") not in SCHEMES or not isinstance(ch.get("bits"), int):
-            raise ConfigError(f"layer '{layer}': option 'w_channels' entry {ch!r} must be "
-                              f"{{\"scheme\": one of {', '.join(SCHEMES)}, \"bits\": int}}")
-
-
-def _validate(layer: str, spec: dict[str, Any], hw: HardwareConfig) -> None:
-    limits = {"w_bits": (2, hw.max_weight_bits), "in_bits": (1, hw.max_input_bits),
-              "acc_bits": (2, 64), "adc_bits": (1, hw.full_adc_bits), "skip": (-1, 127),
-              "w_code_bits": (0, hw.max_weight_bits)} | {k: (-8, 8) for k in FRAC_DELTAS}
-    for key, value in spec.items():
-        if key not in OPTIONS:
-            raise ConfigError(f"layer '{layer}': unknown option '{key}'; options: {', '.join(OPTIONS)}")
-        if key in CHOICES:
-            if value not in CHOICES[key]:
-                raise ConfigError(f"layer '{layer}': option '{key}'={value!r} not in {', '.join(CHOICES[key])}")
-            continue
-        if key == "w_k":
-            if not isinstance(value, (int, float)) or not (value == -1 or 0 <= value <= 8):
-                raise ConfigError(f"layer '{layer}': option 'w_k'={value!r} must be in [0, 8] or -1 (search)")
-            continue
-        if key == "w_channels":
-            _validate_channels(layer, value)
-            continue
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"layer '{layer}': option '{key}' must be an integer, got {value!r}")
-        if key in limits and not limits[key][0] <= value <= limits[key][1]:
-            lo, hi = limits[key]
-            raise ConfigError(f"layer '{layer}': option '{key}'={value} out of range [{lo}, {hi}]")
-        if key.endswith("_frac") and not -16 <= value <= 62:
-            raise ConfigError(f"layer '{layer}': option '{key}'={value} out of range [-16, 62]")
+def _check_merged(source: str, layer: str, spec: dict[str, Any], own: Any) -> None:
+    """Rules across one layer's merged options (preset, ``default`` and its own entry ``own``), located where
+    the layer's entry is (or ``default`` when the layer has none)."""
+    where = f"layers.{layer}" if isinstance(own, dict) and own else "default"
     for key in FRAC_DELTAS:
         if key in spec and key[:-6] in spec:
-            raise ConfigError(f"layer '{layer}': options '{key}' and '{key[:-6]}' exclude each other "
+            raise ConfigError(f"{source}: {where}: options '{key}' and '{key[:-6]}' exclude each other "
                               f"(the delta shifts the calibrated fraction)")
+    w_bits = spec.get("w_bits")
+    for i, ch in enumerate(spec.get("w_channels", ())):
+        lo = 1 if ch["scheme"] == "codebook" else 2
+        if w_bits is not None and not lo <= ch["bits"] <= w_bits:
+            at = f"layers.{layer}" if isinstance(own, dict) and "w_channels" in own else "default"
+            raise ConfigError(f"{source}: {at}.w_channels[{i}].bits: must be an integer in [{lo}, {w_bits}] "
+                              f"(the layer's w_bits), got {ch['bits']}")
 
 
 def resolve_precision(g: Graph, config: str | dict[str, Any] | Path | None, ranges: Ranges,
-                      hw: HardwareConfig) -> dict[str, LayerPrecision]:
+                      hw: HardwareConfig, resolved: bool = False) -> dict[str, LayerPrecision]:
     """Precision of every crossbar layer from a preset name, a config dict or JSON file, and calibrated ranges.
 
     Config format: ``{"preset": "16bit", "default": {...}, "layers": {"fc1": {"adc_bits": 4, ...}}}``; missing
     ``*_frac`` options are chosen so the calibrated range fits; ``adc_bits`` 0 or absent means full resolution.
+    The document is checked against the schema first (`precision_schema.check_config`; ``resolved``: a
+    compiled directory's precision.json, which needs no ranges), so every error names its place in the file.
     """
-    cfg = _load_config(config)
-    preset = cfg.get("preset", "16bit")
-    if preset not in PRESETS:
-        raise ConfigError(f"unknown precision preset '{preset}'; presets: {', '.join(PRESETS)}")
-    unknown_top = set(cfg) - {"preset", "default", "layers"}
-    if unknown_top:
-        raise ConfigError(f"precision config: unknown key(s) {sorted(unknown_top)}; keys: preset, default, layers")
-    layers = cfg.get("layers", {}) or {}
+    cfg, source = _load_config(config)
     names = [op.name for op in g.crossbar_ops()]
-    for name in layers:
-        if name not in names:
-            raise ConfigError(f"precision config names layer '{name}', which is not a crossbar layer; "
-                              f"layers: {', '.join(names)}")
-    base = dict(PRESETS[preset]) | dict(cfg.get("default", {}) or {})
+    check_config(cfg, source, hw, names, resolved)
+    preset = cfg.get("preset", "16bit")
+    layers = cfg.get("layers") or {}
+    base = dict(PRESETS[preset]) | dict(cfg.get("default") or {})
     out = {}
     for op in g.crossbar_ops():
-        spec = {k: v for k, v in (base | dict(layers.get(op.name, {}))).items() if not (k == "adc_bits" and v == 0)}
-        _validate(op.name, spec, hw)
-        out[op.name] = _complete(op.name, spec, ranges, hw, ranges.values.get(op.inputs[0]))
+        own = layers.get(op.name)
+        spec = {k: v for k, v in (base | dict(own or {})).items() if not (k == "adc_bits" and v == 0)}
+        _check_merged(source, op.name, spec, own)
+        where = f"{source}: layers.{op.name}" if own else f"{source}: default (layer {op.name})"
+        out[op.name] = _complete(where, spec, ranges.get(op.name), hw,
+                                 ranges.values.get(op.inputs[0]))
         if op.attrs.get("act") in ("sigmoid", "tanh"):
-            out[op.name] = _bounded_act_frac(op.name, out[op.name], "acc_frac" in spec)
+            out[op.name] = _bounded_act_frac(where, out[op.name], "acc_frac" in spec)
     return out
 
 
-def _complete(name: str, spec: dict[str, int], ranges: Ranges, hw: HardwareConfig,
+def _complete(where: str, spec: dict[str, int], r: LayerRange | None, hw: HardwareConfig,
               input_range: float | None = None) -> LayerPrecision:
     """Fill the missing options: full ADC, fractions from the calibrated ranges (the input's from the tensor's
     range, so every layer reading one tensor picks the same format)."""
-    r = ranges[name]
     full = dict(spec)
     full.setdefault("adc_bits", hw.full_adc_bits)
     delta = {k[:-6]: full.pop(k, 0) for k in FRAC_DELTAS}
-    full.setdefault("w_frac", frac_for(r.weight, full["w_bits"]) + delta["w_frac"])
-    full.setdefault("in_frac", frac_for(r.input if input_range is None else input_range, full["in_bits"])
-                    + delta["in_frac"])
-    full.setdefault("acc_frac", frac_for(r.acc, full["acc_bits"], headroom=1) + delta["acc_frac"])
+    if any(k not in full for k in ("w_frac", "in_frac", "acc_frac")) and r is None:
+        raise ConfigError(f"{where}: no calibrated ranges to choose the missing fraction bits from")
+    if "w_frac" not in full:
+        full["w_frac"] = frac_for(r.weight, full["w_bits"]) + delta["w_frac"]
+    if "in_frac" not in full:
+        full["in_frac"] = frac_for(r.input if input_range is None else input_range, full["in_bits"]) + delta["in_frac"]
+    if "acc_frac" not in full:
+        full["acc_frac"] = frac_for(r.acc, full["acc_bits"], headroom=1) + delta["acc_frac"]
     if "w_channels" in full:
         full["w_channels"] = tuple(dict(c) for c in full["w_channels"])
     p = LayerPrecision(**{k: full[k] for k in OPTIONS if k in full})
     if p.w_scheme == "varied" and not p.w_channels:
-        raise ConfigError(f"layer '{name}': option 'w_scheme'='varied' needs 'w_channels'")
+        raise ConfigError(f"{where}: option 'w_scheme'='varied' needs 'w_channels'")
     if p.w_scheme != "varied" and p.w_channels:
-        raise ConfigError(f"layer '{name}': option 'w_channels' needs 'w_scheme'='varied'")
+        raise ConfigError(f"{where}: option 'w_channels' needs 'w_scheme'='varied'")
     return p
 
 
-def _bounded_act_frac(name: str, p: LayerPrecision, explicit: bool) -> LayerPrecision:
+def _bounded_act_frac(where: str, p: LayerPrecision, explicit: bool) -> LayerPrecision:
     """Sigmoid and tanh reach +-1.0, which Q(acc_bits, acc_frac) holds only if acc_frac <= acc_bits - 2."""
     if p.acc_frac <= p.acc_bits - 2:
         return p
     if explicit:
-        raise ConfigError(f"layer '{name}': option 'acc_frac'={p.acc_frac} cannot hold the activation's value "
+        raise ConfigError(f"{where}: option 'acc_frac'={p.acc_frac} cannot hold the activation's value "
                           f"1.0 in {p.acc_bits} bits; use acc_frac <= {p.acc_bits - 2}")
     return replace(p, acc_frac=p.acc_bits - 2)
 
 
-def _load_config(config: str | dict[str, Any] | Path | None) -> dict[str, Any]:
+def _load_config(config: str | dict[str, Any] | Path | None) -> tuple[Any, str]:
+    """The config document and the name its errors carry (the file, or "precision config" for a dict)."""
     if config is None:
-        return {}
-    if isinstance(config, dict):
-        return config
+        return {}, "precision config"
+    if not isinstance(config, (str, Path)):
+        return config, "precision config"  # a dict, or anything else the schema check rejects
     if str(config) in PRESETS:
-        return {"preset": str(config)}
+        return {"preset": str(config)}, "precision config"
     path = Path(config)
-    if not path.exists():
+    if not path.is_file():
         raise ConfigError(f"precision '{config}': neither a preset ({', '.join(PRESETS)}) nor a file")
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text()), str(path)
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a precision config is a JSON object")
-    return data
+    except (OSError, UnicodeDecodeError, RecursionError) as e:
+        raise ConfigError(f"{path}: cannot read the precision config ({type(e).__name__}: {e})") from None
 
 
 def precision_to_json(prec: dict[str, LayerPrecision], preset: str | None = None) -> str:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from isa import numerics as nx
-from isa.costs import MvmuShape, leakage_pj, mvmu_cycles, mvmu_energy
+from isa.costs import MvmuShape, crossbar_pj_per_level, leakage_pj, mvmu_cycles, mvmu_energy
 from isa.hardware import HardwareConfig
 from isa.layout import summarize
 
@@ -180,8 +180,7 @@ class CostModel:
         hw, c = self.hw, self.hw.costs
         weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in self.g.crossbar_ops()}
         mp = map_naive(self.g, prec, hw, weights, self.mapping)
-        xbar_coef = 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (
-            hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
+        xbar_coef = crossbar_pj_per_level(hw)
         comp = {k: 0.0 for k in MVMU_COMPONENTS}
         per_layer, adcs = {}, []
         for op in self.g.crossbar_ops():
@@ -199,6 +198,8 @@ class CostModel:
                 for k, v in mvmu_energy(hw, shape, p.in_bits, p.adc_bits, p.skip).items():
                     lay[k] = lay.get(k, 0.0) + v * px
                 worst = max(worst, mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip))
+                if shape.idle:  # no crossbar: no ADC to leak, no row driven
+                    continue
                 adcs.append(p.adc_bits)
                 nz = nx.nonzero_digits(rows[:, b.rows[0]:b.rows[1]], p.in_bits, enc).astype(np.float64)
                 lay["dac"] += c.dac_pj * float(nz.sum()) / max(1, batch)

@@ -39,6 +39,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from isa.errors import ConfigError
 from isa.hardware import HardwareConfig
 
 from ..ir import Graph
@@ -68,6 +69,9 @@ class SearchSpace:
         wb = tuple(b for b in WIDTHS if b <= hw.max_weight_bits)
         ib = tuple(b for b in WIDTHS if b <= hw.max_input_bits)
         ab = tuple(b for b in (16, 32) if b <= hw.max_acc_bits)
+        if not ab:
+            raise ConfigError(f"hardware: field 'max_acc_bits': the precision search needs at least 16 (its "
+                              f"accumulator widths are 16 and 32), got {hw.max_acc_bits}")
         values = {"w_bits": wb, "in_bits": ib, "acc_bits": ab, "w_frac": FRAC_STEPS, "in_frac": FRAC_STEPS,
                   "acc_frac": FRAC_STEPS, "adc_bits": tuple(range(1, hw.full_adc_bits + 1)),
                   "w_enc": ("twos", "sce"), "in_enc": ("twos", "csd"), "skip": SKIPS,
