@@ -8,7 +8,11 @@ as ConstantOfShape of one value, initializers listed among the graph inputs). Fo
 compile at the 16-bit preset on a hardware description large enough for any of them (chip size is a separate
 issue), calibrating on the input onnx ships the expected output for (``arange(n) / n``), and with ``--run``
 execute that image on the runtime, check it bit for bit against the functional model and report the largest
-error against onnx's expected output relative to that output's largest magnitude. The table says, per model,
+error relative to the largest magnitude, of the device output against onnxruntime's value of that tensor and of
+the model's output against onnx's expected output (the light models' constant weights make the final Softmax
+nearly uniform, so the device output is the informative one; those weights, all 0.02, also make activations
+grow to ~1e10 in SqueezeNet and VGG-19, beyond what the 16-bit preset's 32-bit accumulators hold, so the device
+output saturates there: a precision question, not a frontend one). The table says, per model,
 the stage reached and the first error that stops it.
 """
 
@@ -53,12 +57,24 @@ def reference_input(model: Any) -> tuple[str, Any]:
 
 
 def _first_line(e: BaseException) -> str:
-    """The error's first line; for the frontend's list of unsupported ops, the op types with their counts."""
+    """The error's first line; for the frontend's lists (unsupported ops, rejected nodes, unfoldable constant
+    arithmetic), what blocks, by op type with counts."""
     text = str(e).strip().splitlines()
     head = text[0] if text else ""
-    listed = collections.Counter(line.split()[0] for line in text[1:] if line.startswith("  ") and "(node" in line)
+    listed: collections.Counter[str] = collections.Counter()
+    for line in text[1:]:
+        if not line.startswith("  ") or line.startswith("   "):
+            continue
+        words = line.split()
+        if words[0] == "node" and len(words) > 2:  # "node 'n8' (Transpose): perm=... moves data"
+            listed[words[2].strip("():") + ": " + " ".join(words[3:7]) + " ..."] += 1
+        elif "(node" in line:  # "LRN (node 'n2')"
+            listed[words[0]] += 1
+        elif ": not into" in line:  # "BatchNormalization 'n8' + Mul 'n10': not into the layer before it (...)"
+            prefix = line.split(": not into")[0].split()
+            listed["+".join(w for w in prefix if w[0] != "'" and w != "+") + " (not foldable)"] += 1
     if listed:
-        head = f"{head.rstrip(':')}: " + ", ".join(f"{op} x{k}" for op, k in listed.most_common())
+        head = ", ".join(f"{k} x{n}" for k, n in listed.most_common())
     return f"{type(e).__name__}: {head}"
 
 
@@ -97,7 +113,11 @@ def measure(name: str, run: bool) -> dict[str, Any]:
             out = model.graph.output[0].name
             got = outcome.host.get(out, outcome.device_float.get(out))
             got = np.asarray(got).reshape(expected.shape)
-            r["max_rel_err"] = float(np.abs(got - expected).max() / max(np.abs(expected).max(), 1e-30))
+            r["max_rel_err"] = _rel_err(got, expected)
+            dev = cm.program.outputs[0].name  # the device output (before a host Softmax), against onnxruntime
+            ref = runner.reference_outputs(cm.model, {in_name: x}, [dev])[dev]
+            r["device_rel_err"] = _rel_err(outcome.device_float[dev].reshape(ref.shape), ref)
+            r["device_ref_max"] = float(np.abs(ref).max())
             r["stage"] = "ran"
     except Exception as e:  # noqa: BLE001 - the benchmark reports whatever stops a model
         r["error"] = _first_line(e)
@@ -106,14 +126,23 @@ def measure(name: str, run: bool) -> dict[str, Any]:
     return r
 
 
+def _rel_err(got: Any, ref: Any) -> float:
+    """Largest absolute difference relative to the reference's largest magnitude."""
+    import numpy as np
+
+    return float(np.abs(got - ref).max() / max(float(np.abs(ref).max()), 1e-30))
+
+
 def _row(r: dict[str, Any]) -> list[object]:
     status = r["error"] or r["stage"]
     if r["stage"] == "ran" and not r["error"]:
-        status = f"ran: bit-exact={r['bit_exact']}, max rel err {r['max_rel_err']:.2e}"
+        status = (f"ran: bit-exact={r['bit_exact']}, rel err {r['device_rel_err']:.1e} (device output vs "
+                  f"onnxruntime, whose max |value| is {r['device_ref_max']:.1e}), {r['max_rel_err']:.1e} (output vs "
+                  f"onnx's expected)")
     elif r["error"]:
         status = f"{r['stage']}: {r['error']}"
-    if len(status) > 150:
-        status = status[:147] + "..."
+    if len(status) > 200:
+        status = status[:197] + "..."
     return [r["model"], r["nodes"], r["ops"], status, f"{r['seconds']:.1f}", f"{r.get('peak_mb', 0):,.0f}"]
 
 

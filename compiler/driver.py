@@ -52,7 +52,8 @@ class CompiledModel:
 
     def save(self, outdir: str | Path) -> None:
         """Write program.s, program.bin, image.npz, manifest.json, precision.json, mapping.json, ir.txt,
-        model.onnx (the source model, for `xbarc run --check`) and host.onnx (the host tail), atomically."""
+        model.onnx (the source model after `frontend.cleanup`: constants folded, any batch; the onnxruntime reference
+        of `xbarc run`) and host.onnx (the host tail), atomically."""
         extra: dict[str, str | bytes] = {
             "precision.json": precision_to_json(self.precision),
             "ir.txt": dump(self.graph) + "\n",

@@ -150,7 +150,9 @@ def _fix_input_shapes(g: onnx.GraphProto, given: Mapping[str, Sequence[int]]) ->
                     raise ModelError(f"graph input '{inp.name}': given shape {tuple(shape)} differs from the "
                                      f"model's static dim {k} = {d}")
             dims = shape
-        if dims is None or not dims or any(d is None or d <= 0 for d in dims[1:]):
+        if dims is not None and not dims:
+            raise ModelError(f"graph input '{inp.name}' is a scalar; xbarc needs a batch dimension (dim 0)")
+        if dims is None or any(d is None or d <= 0 for d in dims[1:]):
             shown = "no shape" if dims is None else "[" + ", ".join("?" if d is None else str(d) for d in dims) + "]"
             raise ModelError(f"graph input '{inp.name}' has dynamic dims ({shown}); give its shape with "
                              f"input_shapes={{'{inp.name}': (1, ...)}} (xbarc compile --input-shape "
