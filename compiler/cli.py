@@ -40,7 +40,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
         precision = r.best_config
         print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
-                       crossbar_budget=a.crossbar_budget, replicate=a.replicate)
+                       crossbar_budget=a.crossbar_budget, replicate=a.replicate, input_shapes=dict(a.input_shape))
     cm.save(a.output)
     secs = time.perf_counter() - t0
     rep = cm.mapping_report() if cm.mapping else {}
@@ -402,6 +402,10 @@ def _float_in(lo: float, hi: float, lo_open: bool = False) -> Callable[[str], fl
 POSITIVE, NONNEG = _int_at_least(1), _int_at_least(0)
 FRACTION, OPEN_FRACTION = _float_in(0.0, 1.0), _float_in(0.0, 1.0, lo_open=True)
 NONNEG_FLOAT = _float_in(0.0, math.inf)
+def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    from .driver import parse_input_shape
+
+    return parse_input_shape(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -436,6 +440,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="naive: every block and crossbar allocated; spatial (default): all-zero blocks and "
                         "crossbars (hollows) leave the data path; temporal: spatial, plus bit planes of blocks "
                         "with few rows stacked on one crossbar's rows and driven in successive steps")
+    c.add_argument("--input-shape", action="append", default=[], type=_input_shape, metavar="NAME:D0,D1,...",
+                   help="shape of a graph input with dynamic dims, e.g. x:1,3,224,224 (dim 0, the batch, is "
+                        "ignored); repeatable")
     c.set_defaults(fn=cmd_compile)
     se = command("search", help="search a per-layer precision config (RL, random or greedy)")
     se.add_argument("model")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from collections import abc
+from collections.abc import Mapping as MappingOf, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections import abc
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from .frontend import import_onnx, load_model
 from .inputs import checked_feeds
 from .ir import Graph, dump
 from .mapping import Mapping, map_naive
-from .passes import CANONICALIZE, run_pipeline
+from .passes import CANONICALIZE, reject_unfolded, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
 from .quant.health import quantization_warnings
@@ -56,7 +57,8 @@ class CompiledModel:
 
     def save(self, outdir: str | Path) -> None:
         """Write program.s, program.bin, image.npz, manifest.json, precision.json, mapping.json, ir.txt,
-        model.onnx (the source model, for `xbarc run --check`) and host.onnx (the host tail), atomically."""
+        model.onnx (the source model after `frontend.cleanup`: constants folded, any batch; the onnxruntime reference
+        of `xbarc run`) and host.onnx (the host tail), atomically."""
         extra: dict[str, str | bytes] = {
             "precision.json": precision_to_json(self.precision),
             "ir.txt": dump(self.graph) + "\n",
@@ -96,21 +98,53 @@ def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, 
     return UniformInputs({v.name: v.shape for v in g.inputs}, 256, seed), "synthetic uniform [0, 1) inputs"
 
 
-def import_graph(model: str | Path | onnx.ModelProto) -> tuple[Graph, onnx.ModelProto | None, onnx.ModelProto]:
-    """Frontend and canonicalization: (graph, host tail model, source model)."""
-    fr = import_onnx(model)
-    return run_pipeline(fr.graph, CANONICALIZE), fr.host_model, fr.model
+InputShapes = MappingOf[str, Sequence[int]]
+
+
+def import_graph(model: str | Path | onnx.ModelProto, input_shapes: InputShapes | None = None
+                 ) -> tuple[Graph, onnx.ModelProto | None, onnx.ModelProto]:
+    """Frontend and canonicalization: (graph, host tail model, cleaned source model). ``input_shapes``: full
+    shapes (batch entry ignored) for graph inputs with dynamic per-sample dims."""
+    fr = import_onnx(model, input_shapes)
+    graph = run_pipeline(fr.graph, CANONICALIZE)
+    reject_unfolded(graph)
+    return graph, fr.host_model, fr.model
+
+
+def parse_input_shape(text: str) -> tuple[str, tuple[int, ...]]:
+    """``NAME:1,3,224,224`` -> (NAME, (1, 3, 224, 224)) (the ``--input-shape`` option's value)."""
+    import argparse
+
+    name, sep, dims = text.rpartition(":")
+    try:
+        shape = tuple(int(d) for d in dims.split(","))
+    except ValueError:
+        shape = ()
+    if not sep or not name or not shape or any(d <= 0 for d in shape):
+        raise argparse.ArgumentTypeError(f"'{text}': expected NAME:D0,D1,... with positive integer dims, "
+                                         f"e.g. x:1,3,224,224")
+    return name, shape
+
+
+def shapes_for_import(calib: object, input_shapes: InputShapes | None) -> dict[str, tuple[int, ...]]:
+    """Input shapes for the frontend: the given ones, else those of calibration arrays (batch entry ignored)."""
+    shapes = {k: tuple(np.shape(v)) for k, v in calib.items()} if isinstance(calib, dict) else {}
+    shapes.update({k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()})
+    return shapes
 
 
 def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str, Any] | Path | None = "16bit",
                   hw: HardwareConfig | str | Path | None = None,
                   calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
-                  crossbar_budget: int | None = None, replicate: int = 1) -> CompiledModel:
+                  crossbar_budget: int | None = None, replicate: int = 1,
+                  input_shapes: InputShapes | None = None) -> CompiledModel:
     """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive", "spatial" (hollow-aware) or
     "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs; ``replicate``
-    N copies each conv layer's weights N times to split its output rows)."""
+    N copies each conv layer's weights N times to split its output rows; ``input_shapes``, e.g.
+    ``{"x": (1, 3, 224, 224)}``, fixes the dynamic per-sample dims of graph inputs, which otherwise come from the
+    calibration arrays)."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
-    graph, host, proto = import_graph(model)
+    graph, host, proto = import_graph(model, shapes_for_import(calib, input_shapes))
     inputs, how = calibration_inputs(graph, proto, calib)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
     prec = resolve_precision(graph, precision, ranges, hwc)

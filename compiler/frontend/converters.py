@@ -23,8 +23,9 @@ CONVERTERS: dict[str, Converter] = {}
 class Context:
     """State shared by converters: known per-sample shapes, constants, the ops emitted so far."""
 
-    def __init__(self, opset: int) -> None:
+    def __init__(self, opset: int, skipped: dict[str, str] | None = None) -> None:
         self.opset = opset
+        self.skipped = skipped or {}
         self.values: dict[str, Value] = {}
         self.consts: dict[str, np.ndarray] = {}
         self.ops: list[Op] = []
@@ -32,13 +33,16 @@ class Context:
     def shape(self, name: str, node: onnx.NodeProto) -> tuple[int, ...]:
         """Per-sample shape of an activation input of ``node``."""
         if name not in self.values:
+            if name in self.skipped:
+                raise _err(node, f"input '{name}' is a constant the frontend did not fold: {self.skipped[name]}")
             raise _err(node, f"input '{name}' is not an activation with a known shape")
         return self.values[name].shape
 
     def const(self, name: str, node: onnx.NodeProto) -> np.ndarray:
         """A constant (initializer or Constant output) input of ``node``."""
         if name not in self.consts:
-            raise _err(node, f"input '{name}' must be a constant (an initializer)")
+            why = f"; it was not folded at compile time: {self.skipped[name]}" if name in self.skipped else ""
+            raise _err(node, f"input '{name}' must be a constant (an initializer){why}")
         return self.consts[name]
 
     def emit(self, kind: str, node: onnx.NodeProto, inp: str, out_shape: tuple[int, ...], **kw: object) -> None:
@@ -74,12 +78,17 @@ def convert_gemm(node: onnx.NodeProto, ctx: Context) -> None:
         raise _err(node, "transA=1 is not supported (the activation must be the left operand)")
     (n_in,) = _flat(ctx.shape(node.input[0], node), node)
     w = ctx.const(node.input[1], node).astype(np.float64)
+    if w.ndim != 2:
+        raise _err(node, f"weight '{node.input[1]}' has shape {w.shape}; Gemm's B must be a 2-D matrix")
     w = w.T if a.get("transB", 0) else w
     if w.shape[0] != n_in:
         raise _err(node, f"weight {w.shape} does not match input of {n_in} features")
     params = {"weight": float(a.get("alpha", 1.0)) * w}
     if len(node.input) > 2 and node.input[2]:
         c = ctx.const(node.input[2], node).astype(np.float64)
+        if c.size not in (1, w.shape[1]) or (c.ndim == 2 and c.shape[0] != 1) or c.ndim > 2:
+            raise _err(node, f"bias '{node.input[2]}' of shape {c.shape} is not one value per output "
+                             f"({w.shape[1]},)")
         params["bias"] = float(a.get("beta", 1.0)) * np.broadcast_to(c.reshape(-1), (w.shape[1],)).copy()
     ctx.emit("dense", node, node.input[0], (w.shape[1],), act="none", params=params)
 
@@ -96,29 +105,53 @@ def convert_matmul(node: onnx.NodeProto, ctx: Context) -> None:
     ctx.emit("dense", node, node.input[0], (w.shape[1],), act="none", params={"weight": w})
 
 
-@converter("Add")
-def convert_add(node: onnx.NodeProto, ctx: Context) -> None:
-    """Activation + constant -> bias_add (the constant broadcast to the activation's shape); activation +
-    activation of one shape -> eltwise (residual connections)."""
+@converter("Add", "Sub", "Mul", "Div")
+def convert_arithmetic(node: onnx.NodeProto, ctx: Context) -> None:
+    """Activation + activation of one shape -> eltwise (residual connections). An activation and a constant ->
+    affine (x * scale + shift, the constant broadcast per sample): Add c -> shift c; Sub c -> shift -c; c - x ->
+    scale -1, shift c; Mul c -> scale c; Div c -> scale 1/c (see `passes.affine` for when it folds)."""
     x, c = node.input
-    if x in ctx.consts and c not in ctx.consts:
+    op = node.op_type
+    swapped = x in ctx.consts and c not in ctx.consts
+    if swapped:
         x, c = c, x
     if c not in ctx.consts:
         sx, sc = ctx.shape(x, node), ctx.shape(c, node)
+        if op != "Add":
+            raise _err(node, f"{op} of two activations is not supported yet (only Add of two activations)")
         if sx != sc:
             raise _err(node, f"Add of activations with different shapes {sx} and {sc} (no broadcasting)")
         ctx.values[node.output[0]] = Value(node.output[0], sx)
         ctx.ops.append(Op("eltwise", node.name or node.output[0], [x, c], [node.output[0]], {"act": "none"}, {}))
         return
     shape = ctx.shape(x, node)
-    bias = ctx.const(c, node).astype(np.float64)
-    if bias.ndim > len(shape):
-        bias = bias.reshape(bias.shape[bias.ndim - len(shape):]) if bias.shape[0] == 1 else bias
-    try:
-        bias = np.broadcast_to(bias, shape).copy()
-    except ValueError:
-        raise _err(node, f"constant of shape {bias.shape} does not broadcast to {shape}") from None
-    ctx.emit("bias_add", node, x, shape, params={"bias": bias})
+    k = _per_sample(ctx.const(c, node).astype(np.float64), shape, node, c)
+    one, zero = np.ones((1,) * len(shape)), np.zeros((1,) * len(shape))
+    if op == "Div" and swapped:
+        raise _err(node, "division of a constant by an activation is not supported")
+    if op == "Div" and not np.all(k != 0):
+        raise _err(node, f"division by zero: constant '{c}' has a 0 at index "
+                         f"{tuple(int(i) for i in np.argwhere(k == 0)[0])}")
+    scale, shift = {"Add": (one, k), "Sub": ((-one, k) if swapped else (one, -k)), "Mul": (k, zero),
+                    "Div": (1.0 / k, zero)}[op]
+    ctx.emit("affine", node, x, shape, nodes=(f"{op} '{node.name or node.output[0]}'",),
+             params={"scale": scale, "shift": shift})
+
+
+def _per_sample(k: np.ndarray, shape: tuple[int, ...], node: onnx.NodeProto, name: str) -> np.ndarray:
+    """A constant operand of an elementwise op, in per-sample broadcast form: rank len(shape), broadcastable to
+    shape (ONNX aligns trailing axes; a leading batch axis must be 1)."""
+    rank = len(shape)
+    if k.ndim == rank + 1:
+        if k.shape[0] != 1:
+            raise _err(node, f"constant '{name}' of shape {k.shape} differs per sample (batch axis {k.shape[0]})")
+        k = k[0]
+    if k.ndim > rank:
+        raise _err(node, f"constant '{name}' of shape {k.shape} has a higher rank than the activation (1, *{shape})")
+    k = k.reshape((1,) * (rank - k.ndim) + k.shape)
+    if any(a not in (1, b) for a, b in zip(k.shape, shape)):
+        raise _err(node, f"constant '{name}' of shape {k.shape} does not broadcast to the per-sample shape {shape}")
+    return k
 
 
 @converter("Relu", "Sigmoid", "Tanh")
@@ -318,14 +351,18 @@ def convert_gap(node: onnx.NodeProto, ctx: Context) -> None:
 
 @converter("BatchNormalization")
 def convert_batchnorm(node: onnx.NodeProto, ctx: Context) -> None:
-    """Inference batch normalization -> per-channel scale and shift (folded into the previous layer)."""
+    """Inference batch normalization -> affine with a per-channel scale and shift (axis 1 of the ONNX tensor)."""
     a = _attrs(node)
     if int(a.get("training_mode", 0)):  # type: ignore[arg-type]
         raise _err(node, "training_mode=1 is not supported")
     shape = ctx.shape(node.input[0], node)
     gamma, beta, mean, var = (ctx.const(i, node).astype(np.float64).reshape(-1) for i in node.input[1:5])
+    if not shape or any(p.size != shape[0] for p in (gamma, beta, mean, var)):
+        raise _err(node, f"scale, bias, mean and variance must have one value per channel of {shape}")
     scale = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))  # type: ignore[arg-type]
-    ctx.emit("batchnorm", node, node.input[0], shape, params={"scale": scale, "shift": beta - mean * scale})
+    per_channel = (shape[0],) + (1,) * (len(shape) - 1)
+    ctx.emit("affine", node, node.input[0], shape, nodes=(f"BatchNormalization '{node.name or node.output[0]}'",),
+             params={"scale": scale.reshape(per_channel), "shift": (beta - mean * scale).reshape(per_channel)})
 
 
 @converter("Concat")

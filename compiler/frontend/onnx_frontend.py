@@ -1,9 +1,12 @@
-"""ONNX -> graph IR: load, check, split device/host parts, report every unsupported op at once, convert."""
+"""ONNX -> graph IR: load, check, clean up (`cleanup.clean_model`: opsets, IR-3 inputs, input shapes, non-finite
+constants, constant folding, Sum), split device/host parts, convert, and report every node that cannot be
+converted (unsupported ops and converter errors alike) in one error."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -12,6 +15,7 @@ from onnx import helper, numpy_helper
 from isa.errors import ModelError
 
 from ..ir import Graph, Value, verify
+from .cleanup import DEFAULT_DOMAINS, clean_model
 from .converters import CONVERTERS, Context, constant_value
 
 #: Ops evaluated on the host after the program, when everything downstream of them is host too.
@@ -21,7 +25,8 @@ HOST_OPS = ("Softmax", "LogSoftmax", "ArgMax", "ArrayFeatureExtractor", "Cast", 
 
 @dataclass
 class FrontendResult:
-    """The device graph and, when the model ends in host-evaluated ops, the ONNX model of that tail."""
+    """The device graph, the ONNX model of the host tail (when the model ends in host-evaluated ops) and the
+    cleaned model (constants folded, batch dimension symbolic: the onnxruntime reference for any batch)."""
 
     graph: Graph
     host_model: onnx.ModelProto | None
@@ -55,21 +60,20 @@ def opset_of(model: onnx.ModelProto) -> int:
     return 1
 
 
-def import_onnx(model: str | Path | onnx.ModelProto) -> FrontendResult:
-    """Convert an ONNX model to the graph IR (see module docstring)."""
+def import_onnx(model: str | Path | onnx.ModelProto,
+                input_shapes: Mapping[str, Sequence[int]] | None = None) -> FrontendResult:
+    """Convert an ONNX model to the graph IR (see module docstring). ``input_shapes`` gives the full shapes
+    (batch entry ignored) of graph inputs whose per-sample dims the model leaves dynamic."""
     proto = load_model(model)
+    cleaned = clean_model(proto, input_shapes)
+    proto = cleaned.model
     g = proto.graph
     host_nodes = _host_nodes(g)
     device_nodes = [n for k, n in enumerate(g.node) if k not in host_nodes]
-    _check_supported(device_nodes)
-    ctx = Context(opset_of(proto))
+    ctx = Context(opset_of(proto), skipped=cleaned.skipped)
     ctx.consts.update({t.name: numpy_helper.to_array(t) for t in g.initializer})
     inputs = _graph_inputs(g, ctx)
-    for node in device_nodes:
-        if node.op_type == "Constant":
-            ctx.consts[node.output[0]] = constant_value(node)
-        else:
-            CONVERTERS[node.op_type](node, ctx)
+    _convert(device_nodes, ctx, cleaned.shapes)
     device_outputs = _device_outputs(g, host_nodes, device_nodes)
     for name in device_outputs:
         if name not in ctx.values:
@@ -82,12 +86,63 @@ def import_onnx(model: str | Path | onnx.ModelProto) -> FrontendResult:
     return FrontendResult(graph, _host_model(proto, host, device_outputs) if host else None, proto)
 
 
+def _convert(nodes: list[onnx.NodeProto], ctx: Context, inferred: dict[str, tuple[int, ...]]) -> None:
+    """Run every node's converter; collect every failure (an unsupported op, a foreign domain, a converter's
+    error) and raise them together. A failed node's outputs take their inferred shapes so that the nodes after
+    it are still checked; nodes reading a tensor of unknown shape behind a failure are not reported."""
+    unsupported: list[onnx.NodeProto] = []
+    rejected: list[str] = []
+    lost: set[str] = set()
+    for node in nodes:
+        unfolded = [ctx.skipped[o] for o in node.output if o in ctx.skipped]
+        if unfolded:
+            rejected.append(f"node '{node.name or node.output[0]}' ({node.op_type}): a constant the frontend did "
+                            f"not fold: {unfolded[0]}")
+        elif node.domain not in DEFAULT_DOMAINS or (node.op_type not in CONVERTERS and node.op_type != "Constant"):
+            unsupported.append(node)
+        elif any(i in lost for i in node.input):
+            pass
+        else:
+            n_ops = len(ctx.ops)
+            try:
+                if node.op_type == "Constant":
+                    ctx.consts[node.output[0]] = constant_value(node)
+                else:
+                    CONVERTERS[node.op_type](node, ctx)
+                continue
+            except ModelError as e:
+                del ctx.ops[n_ops:]
+                rejected.append(str(e))
+        for out in node.output:
+            shape = inferred.get(out)
+            if shape:
+                ctx.values[out] = Value(out, tuple(shape[1:]))
+            else:
+                lost.add(out)
+    if len(rejected) == 1 and not unsupported:
+        raise ModelError(rejected[0])
+    if unsupported or rejected:
+        parts = []
+        if unsupported:
+            listed = "\n".join(f"  {_qualified(n)} (node '{n.name or n.output[0]}')" for n in unsupported)
+            parts.append(f"{len(unsupported)} unsupported ONNX op(s):\n{listed}")
+        if rejected:
+            listed = "\n".join("  " + r.replace("\n", "\n    ") for r in rejected)
+            parts.append(f"{len(rejected)} node(s) whose attributes or inputs are not supported:\n{listed}")
+        supported = ", ".join(sorted(set(CONVERTERS) | {"Constant"}))
+        host = ", ".join(HOST_OPS)
+        raise ModelError("\n".join(parts) + f"\nsupported on the device: {supported}\n"
+                         f"supported on the host at the graph output: {host}")
+
+
+def _qualified(node: onnx.NodeProto) -> str:
+    return node.op_type if node.domain in DEFAULT_DOMAINS else f"{node.domain}.{node.op_type}"
+
+
 def _graph_inputs(g: onnx.GraphProto, ctx: Context) -> list[Value]:
-    inits = {t.name for t in g.initializer}
+    """The graph inputs with their per-sample shapes (dim 0 is the batch; `clean_model` made the rest static)."""
     values = []
     for inp in g.input:
-        if inp.name in inits:
-            continue
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
         if not dims or any(d <= 0 for d in dims[1:]):
             raise ModelError(f"graph input '{inp.name}': need a static per-sample shape, got {dims}")
@@ -109,7 +164,8 @@ def _host_nodes(g: onnx.GraphProto) -> set[int]:
     host: set[int] = set()
     for i in reversed(range(len(nodes))):
         n = nodes[i]
-        if n.op_type not in HOST_OPS or any(name in inputs for name in n.input):
+        foreign = n.domain not in DEFAULT_DOMAINS + ("ai.onnx.ml",)
+        if n.op_type not in HOST_OPS or foreign or any(name in inputs for name in n.input):
             continue
         if all(u in host for o in n.output for u in users.get(o, [])):
             host.add(i)
@@ -120,16 +176,6 @@ def _device_outputs(g: onnx.GraphProto, host: set[int], device: list[onnx.NodePr
     produced = [o for n in device for o in n.output]
     needed = {i for k, n in enumerate(g.node) if k in host for i in n.input} | {o.name for o in g.output}
     return [o for o in produced if o in needed]
-
-
-def _check_supported(nodes: list[onnx.NodeProto]) -> None:
-    bad = [n for n in nodes if n.op_type not in CONVERTERS and n.op_type != "Constant"]
-    if bad:
-        listed = "\n".join(f"  {n.op_type} (node '{n.name or n.output[0]}')" for n in bad)
-        supported = ", ".join(sorted(set(CONVERTERS) | {"Constant"}))
-        host = ", ".join(HOST_OPS)
-        raise ModelError(f"{len(bad)} unsupported ONNX op(s):\n{listed}\nsupported on the device: {supported}\n"
-                         f"supported on the host at the graph output: {host}")
 
 
 def _host_model(model: onnx.ModelProto, host: list[onnx.NodeProto], device_outputs: list[str]) -> onnx.ModelProto:

@@ -35,7 +35,10 @@ class Op:
 
     - ``dense``: 1 input of n_in elements (any shape, read row-major), 1 output (n_out,); params ``weight`` (n_in, n_out), optional ``bias`` (n_out,);
       attr ``act`` in ``ACTIVATIONS`` (applied after the bias; set by the fusion pass).
-    - ``bias_add``: 1 input, 1 output of the same shape; param ``bias``.
+    - ``affine``: 1 input, 1 output of the same shape: ``x * scale + shift`` elementwise; params ``scale`` and
+      ``shift`` in per-sample broadcast form (rank of the shape, each axis 1 or full, ONNX axis order, e.g.
+      (C, 1, 1) per channel); attr ``nodes``: the ONNX nodes merged into it (BatchNormalization, Add, Sub, Mul,
+      Div by constants). Folded into a neighbouring crossbar layer by `passes.affine.FoldAffine`.
     - ``act``: 1 input, 1 output of the same shape; attr ``act`` (the function).
     - ``reshape``: 1 input, 1 output with the same number of elements (row-major relabelling, no data movement).
     - ``identity``: 1 input, 1 output of the same shape.
@@ -48,7 +51,6 @@ class Op:
     - ``eltwise``: 1 or 2 inputs of one shape -> that shape: the sum of the inputs, then ``act``.
     - ``concat``: (C_i, H, W) inputs -> (sum C_i, H, W).
     - ``pad``: constant-zero spatial padding (folded into the next conv by a pass).
-    - ``batchnorm``: per-channel ``scale`` and ``shift`` (folded into the previous conv/dense by a pass).
 
     Activations (``act`` attr): none, relu, sigmoid, tanh, leaky_relu (``alpha``), clip (``lo``, ``hi``).
     Tensors of shape (C, H, W) are stored and flattened channel-minor (HWC order); a dense layer reading one has
@@ -70,8 +72,7 @@ class Op:
 
 ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "leaky_relu", "clip")
 CROSSBAR_KINDS = ("dense", "conv")
-OP_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "concat", "pad", "batchnorm", "bias_add", "act", "reshape",
-            "identity")
+OP_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "concat", "pad", "affine", "act", "reshape", "identity")
 ARITY = {"eltwise": (1, 2), "concat": (1, 64)}
 
 
@@ -175,9 +176,21 @@ def _same_shape(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str
         return f"shapes change {ins} -> {out}"
     if op.kind == "act" and op.attrs.get("act") in (None, "none"):
         return "standalone activation without a function"
-    if op.kind in ("bias_add",) and op.params.get("bias", np.zeros(0)).shape != out:
-        return "bias shape does not match the input"
     return None
+
+
+def broadcast_param(p: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An affine op's ``scale`` or ``shift`` (per-sample broadcast form) expanded to the full per-sample shape."""
+    return np.broadcast_to(p, shape)
+
+
+def _check_affine(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    problem = _same_shape(op, ins, out)
+    for key in ("scale", "shift"):
+        p = op.params.get(key)
+        if problem is None and (p is None or p.ndim != len(out) or any(a not in (1, b) for a, b in zip(p.shape, out))):
+            problem = f"param {key} {None if p is None else p.shape} is not a per-sample broadcast of {out}"
+    return problem
 
 
 def _check_dense(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
@@ -240,7 +253,7 @@ def _check_pad(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str 
 
 
 _CHECKS = {"dense": _check_dense, "conv": _check_conv, "pool": _check_pool, "gap": _check_gap,
-           "concat": _check_concat, "reshape": _check_reshape, "pad": _check_pad, "batchnorm": _same_shape}
+           "concat": _check_concat, "reshape": _check_reshape, "pad": _check_pad, "affine": _check_affine}
 
 
 def dump(g: Graph) -> str:

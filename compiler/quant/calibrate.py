@@ -10,6 +10,7 @@ import numpy as np
 from isa.memory import chunk_size, memory_budget
 
 from ..ir import Graph, Op
+from ..ir import Graph, Op, broadcast_param
 from .windows import from_hwc, im2col, pad_hwc, to_hwc, windows
 
 FloatEnv = dict[str, np.ndarray]
@@ -80,10 +81,10 @@ def _pre_activation(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
         return np.concatenate(xs, axis=-1)
     if k == "pad":
         return pad_hwc(x, op.attrs["pads"], 0.0)
-    if k == "batchnorm":
-        return x * op.params["scale"] + op.params["shift"]
-    if k == "bias_add":
-        return x + to_hwc(op.params["bias"][None], g.values[op.inputs[0]].shape)[0]
+    if k == "affine":
+        shape = g.values[op.inputs[0]].shape
+        scale, shift = (to_hwc(broadcast_param(op.params[p], shape)[None], shape)[0] for p in ("scale", "shift"))
+        return x * scale + shift
     if k == "reshape":
         return to_hwc(from_hwc(x, g.values[op.inputs[0]].shape), g.values[op.outputs[0]].shape)
     return x
