@@ -9,7 +9,6 @@ import numpy as np
 
 from isa.memory import chunk_size, memory_budget
 
-from ..ir import Graph, Op
 from ..ir import Graph, Op, broadcast_param
 from .windows import from_hwc, im2col, pad_hwc, to_hwc, windows
 
