@@ -87,7 +87,7 @@ def save_program(program: Program, outdir: str | Path, extra_files: dict[str, st
     tmp = temp_dir_for(out)
     try:
         _write_all(program, tmp, extra_files or {})
-        _write_checksums(tmp)
+        write_checksums(tmp)
         fix_modes(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -100,7 +100,11 @@ def _files_under(root: Path) -> list[str]:
     return sorted(str(f.relative_to(root)) for f in root.rglob("*") if f.is_file())
 
 
-def _write_checksums(root: Path) -> None:
+def write_checksums(root: Path) -> None:
+    """Record the current content of every file under ``root`` as what xbarc wrote there (``checksums.json``).
+
+    `save_program` calls it; call it yourself only after a deliberate edit of an output directory (tests do, to
+    reach the loaders' own checks of malformed content)."""
     sums = {name: _sha256(root / name) for name in _files_under(root)
             if name != CHECKSUMS and not name.startswith(".")}
     (root / CHECKSUMS).write_text(json.dumps({"format": CHECKSUMS_FORMAT, "sha256": sums}, indent=1) + "\n")

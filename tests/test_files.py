@@ -54,7 +54,7 @@ def tamper(out: Path, name: str, content: str | bytes | None) -> None:
         path.write_bytes(content)
     else:
         path.write_text(content)
-    files._write_checksums(out)
+    files.write_checksums(out)
 
 
 def assert_same(a: Program, b: Program) -> None:

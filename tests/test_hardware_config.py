@@ -168,12 +168,13 @@ def test_fuzz_integer_fields_near_their_limits(changes):
 
 
 def test_hardware_recorded_in_a_program_directory_is_checked(tmp_path, mlp16):
-    from isa.files import load_program
+    from isa.files import load_program, write_checksums
 
     out = tmp_path / "mlp"
     mlp16.save(out)
     man = json.loads((out / "manifest.json").read_text())
     man["hw"]["cell_bits"] = 0
     (out / "manifest.json").write_text(json.dumps(man))
+    write_checksums(out)  # a deliberate edit: the manifest's own check is reached
     with pytest.raises(ConfigError, match=r"manifest\.json: hw: field 'cell_bits': must be an integer in \[1, 15\]"):
         load_program(out)

@@ -15,6 +15,7 @@ from compiler.quant import calibrate, resolve_precision
 from compiler.quant.precision_schema import channel_specs, option_specs
 from isa.errors import ConfigError, XbarcError
 from isa.hardware import DEFAULT
+from isa.files import write_checksums
 from models.datasets import load_dataset
 
 from conftest import MLP
@@ -103,6 +104,7 @@ def test_loading_a_damaged_precision_json_names_the_place(compiled, edit, messag
     doc = json.loads(path.read_text())
     edit(doc)
     path.write_text(json.dumps(doc))
+    write_checksums(compiled)  # a deliberate edit: the schema, not the checksums, must name what is wrong
     with pytest.raises(ConfigError) as e:
         load_compiled(compiled)
     assert str(e.value).startswith(f"{path}: {message}")
@@ -114,6 +116,7 @@ def test_loading_back_gives_the_compiled_precision(compiled, mlp16):
 
 def test_empty_precision_json_names_the_file(compiled, capsys):
     (compiled / "precision.json").write_text("")
+    write_checksums(compiled)
     assert main(["run", str(compiled), "--dataset", "digits", "--limit", "2"]) != 0
     err = capsys.readouterr().err
     assert f"{compiled / 'precision.json'}:1:1: invalid JSON" in err and "Traceback" not in err
