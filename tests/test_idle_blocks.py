@@ -6,6 +6,7 @@ conversion."""
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 import numpy as np
@@ -101,10 +102,12 @@ X20 = RNG.uniform(0, 1, (4, 20))
 X300 = RNG.uniform(0, 1, (4, 300))
 
 
-def test_all_zero_dense_layer():
+def test_all_zero_dense_layer(tmp_path):
     out = _check(_gemm(20, 10), np.zeros((20, 10)), X20, 20)
     _idle_costs_nothing(out)
     assert not out["spatial"][1].device_int["y"].any()
+    out["temporal"][0].save(tmp_path / "o")  # the mapping report of an idle block
+    assert json.loads((tmp_path / "o" / "mapping.json").read_text())["crossbars"] == 0
 
 
 def test_weights_too_small_to_quantize():
