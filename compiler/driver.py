@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections import abc
 from dataclasses import dataclass
 from pathlib import Path
-from collections import abc
 from typing import Any
 
 import numpy as np
