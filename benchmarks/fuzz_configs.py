@@ -2,13 +2,16 @@
 tests/test_hardware_config.py and tests/test_precision_schema.py, with the same strategies).
 
 Usage: python benchmarks/fuzz_configs.py [--examples 3000]
-Prints, per fuzzer, how many documents loaded, how many gave an XbarcError, and how many raised anything else
-(must be 0); for precision documents that resolve, every layer is also quantized (an error there counts too).
+Prints, per fuzzer, how many inputs passed, how many gave an XbarcError, and how many raised anything else
+(must be 0); for precision documents that resolve, every layer is also quantized (an error there counts too);
+``--chips`` random chips near the fields' limits each compile and run the bundled MLP (bit-exact, or an
+XbarcError).
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 from pathlib import Path
 
@@ -19,10 +22,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from _table import table  # noqa: E402
+from compiler import compile_model, runner  # noqa: E402
 from compiler.driver import import_graph  # noqa: E402
 from compiler.quant import calibrate, quantize_layer, resolve_precision  # noqa: E402
 from isa.errors import XbarcError  # noqa: E402
-from isa.hardware import DEFAULT, HardwareConfig  # noqa: E402
+from isa.hardware import DEFAULT, HARDWARE_FIELDS, HardwareConfig  # noqa: E402
 from models.datasets import load_dataset  # noqa: E402
 import test_hardware_config as hw_fuzz  # noqa: E402
 import test_precision_schema as prec_fuzz  # noqa: E402
@@ -31,6 +35,7 @@ import test_precision_schema as prec_fuzz  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--examples", type=int, default=3000)
+    ap.add_argument("--chips", type=int, default=60, help="random chips the MLP is compiled and run on")
     a = ap.parse_args()
     runs = settings(max_examples=a.examples, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     counts = {"hardware": [0, 0, 0], "precision": [0, 0, 0]}
@@ -68,9 +73,30 @@ def main() -> None:
         for resolved in (False, True):
             tally("precision", lambda: resolve_and_quantize(doc, resolved))
 
+    counts["compile+run"] = [0, 0, 0]
+    images = load_dataset("digits", "test")[0][:2]
+    rnd = random.Random(0)
+    near = {name: [spec.lo, spec.hi, 2, 3, 16, 100, 1000] for name, spec in HARDWARE_FIELDS.items()
+            if spec.kind == "int"}
+
+    def compile_and_run(hw: HardwareConfig, prec: str) -> None:
+        cm = compile_model(ROOT / "models" / "mlp_digits.onnx", prec, hw=hw)
+        feeds = {cm.program.inputs[0].name: images}
+        out = runner.run(cm, feeds)
+        if not runner.bit_exact(cm, feeds, out):
+            raise AssertionError("runtime != functional model")
+
+    for _ in range(a.chips):  # chips a few fields away from the default, values near the limits
+        changes = {k: rnd.choice([v for v in near[k] if v is not None]) for k in rnd.sample(sorted(near), 3)}
+        try:
+            hw = DEFAULT.with_changes(**changes)
+        except XbarcError:
+            continue
+        tally("compile+run", lambda: compile_and_run(hw, rnd.choice(["16bit", "8bit", "4bit"])))
+
     hardware()
     precision()
-    print(table([[k, *v] for k, v in counts.items()], ["fuzzer", "loaded", "XbarcError", "other exception"]))
+    print(table([[k, *v] for k, v in counts.items()], ["fuzzer", "passed", "XbarcError", "other exception"]))
     for line in other[:20]:
         print(line)
 

@@ -180,7 +180,8 @@ def crossbar_pj_per_level(hw: HardwareConfig) -> float:
     """Crossbar energy per driven cell level with the conductance model (`CostTable.xbar_energy`): a whole
     array at its highest level with every row driven costs ``xbar_read_pj``; 0 with the static model."""
     c = hw.costs
-    return 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
+    full = hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1)  # cell levels of a whole array at its top
+    return 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / full
 
 
 def leakage_pj(hw: HardwareConfig, adc_bits: list[int], cycles: int) -> float:

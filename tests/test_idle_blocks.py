@@ -6,6 +6,7 @@ conversion."""
 
 from __future__ import annotations
 
+import json
 from typing import Callable
 
 import numpy as np
@@ -101,10 +102,12 @@ X20 = RNG.uniform(0, 1, (4, 20))
 X300 = RNG.uniform(0, 1, (4, 300))
 
 
-def test_all_zero_dense_layer():
+def test_all_zero_dense_layer(tmp_path):
     out = _check(_gemm(20, 10), np.zeros((20, 10)), X20, 20)
     _idle_costs_nothing(out)
     assert not out["spatial"][1].device_int["y"].any()
+    out["temporal"][0].save(tmp_path / "o")  # the mapping report of an idle block
+    assert json.loads((tmp_path / "o" / "mapping.json").read_text())["crossbars"] == 0
 
 
 def test_weights_too_small_to_quantize():
@@ -168,3 +171,18 @@ def test_runtime_idle_mvmu_outputs_zero_and_costs_no_conversion():
     assert not res.outputs["y"].any()
     for comp in ("adc", "crossbar", "dac", "sample_hold", "shift_add", "leakage"):
         assert res.stats.per_component[comp] == 0.0, comp
+
+
+def test_runtime_layout_placing_only_zero_lines():
+    """A layout may place all-zero lines (they are read and converted, so not idle): it loads and outputs
+    zeros, and its conversions are charged."""
+    r, c = 16, 8
+    layout = np.full((8, 2, c, 3), UNPLACED, dtype=np.int16)
+    layout[0, 0, 0] = (0, 0, 0)  # slice 0, (+) line of column 0 on array 0, step 0, bit line 0
+    img = MvmuImage(0, 0, 0, np.zeros((r, c), dtype=np.int64), 16, "fc", layout=layout)
+    code = [I("load", HW.mvmu_in(0), M(0), r), I("mvm", 1, 16, HW.full_adc_bits, 0, 32, 0, -1),
+            I("store", M(200), HW.mvmu_out(0), c, 0), I("halt")]
+    prog = program({(0, 0): code}, mvmus=[img], inputs=[loc("x", 0, 0, r, 16)], outputs=[loc("y", 0, 200, c, 32)])
+    res = Machine(prog).run({"x": np.random.default_rng(0).integers(-1000, 1000, (3, r))})
+    assert not res.outputs["y"].any()
+    assert res.stats.per_component["adc"] > 0  # one pair converted per input digit

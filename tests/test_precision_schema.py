@@ -163,3 +163,15 @@ def test_fuzz_precision_configs_resolve_or_raise_config_error(graph_ranges, doc,
         assert "\n" not in str(e)
         return
     assert set(prec) == {"fc1", "fc2", "fc3"}
+
+
+def test_preset_widths_are_checked_against_a_small_chip(graph_ranges):
+    """A preset's widths are not in the document, but they must fit the chip too."""
+    g, ranges = graph_ranges
+    hw = DEFAULT.with_changes(max_input_bits=8, max_weight_bits=8)
+    with pytest.raises(ConfigError, match=r"^precision config: preset '16bit': option 'w_bits' \(layer fc1\): must "
+                                          r"be an integer in \[2, 8\] \(max_weight_bits of the chip\), got 16$"):
+        resolve_precision(g, "16bit", ranges, hw)
+    with pytest.raises(ConfigError, match=r"^precision config: default\.in_bits: must be an integer in \[1, 8\]"):
+        resolve_precision(g, {"preset": "8bit", "default": {"in_bits": 16}}, ranges, hw)
+    assert resolve_precision(g, "8bit", ranges, hw)["fc1"].w_bits == 8

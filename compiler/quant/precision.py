@@ -13,7 +13,7 @@ from isa.hardware import HardwareConfig
 
 from ..ir import Graph
 from .calibrate import LayerRange, Ranges
-from .precision_schema import FRAC_DELTAS, check_config
+from .precision_schema import FRAC_DELTAS, check_config, option_specs
 
 
 @dataclass(frozen=True)
@@ -78,9 +78,18 @@ def frac_for(maxabs: float, bits: int, headroom: int = 0) -> int:
     return max(-16, min(62, math.floor(math.log2(top / (maxabs * (1 << headroom))))))
 
 
-def _check_merged(source: str, layer: str, spec: dict[str, Any], own: Any) -> None:
-    """Rules across one layer's merged options (preset, ``default`` and its own entry ``own``), located where
+def _check_merged(source: str, layer: str, spec: dict[str, Any], own: Any, default: Any, preset: str,
+                  hw: HardwareConfig) -> None:
+    """One layer's merged options (preset, ``default`` and its own entry ``own``): each in its range on chip
+    ``hw`` (a preset's widths may exceed a small chip's limits), and the rules across options, located where
     the layer's entry is (or ``default`` when the layer has none)."""
+    opts = option_specs(hw)
+    for key, value in spec.items():
+        problem = opts[key].problem(value)
+        if problem:
+            at = f"layers.{layer}.{key}" if key in (own or {}) else f"default.{key}" if key in (default or {}) \
+                else f"preset {preset!r}: option '{key}' (layer {layer})"
+            raise ConfigError(f"{source}: {at}: {problem}")
     where = f"layers.{layer}" if isinstance(own, dict) and own else "default"
     for key in FRAC_DELTAS:
         if key in spec and key[:-6] in spec:
@@ -114,7 +123,7 @@ def resolve_precision(g: Graph, config: str | dict[str, Any] | Path | None, rang
     for op in g.crossbar_ops():
         own = layers.get(op.name)
         spec = {k: v for k, v in (base | dict(own or {})).items() if not (k == "adc_bits" and v == 0)}
-        _check_merged(source, op.name, spec, own)
+        _check_merged(source, op.name, spec, own, cfg.get("default"), preset, hw)
         where = f"{source}: layers.{op.name}" if own else f"{source}: default (layer {op.name})"
         out[op.name] = _complete(where, spec, ranges.get(op.name), hw,
                                  ranges.values.get(op.inputs[0]))
