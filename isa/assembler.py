@@ -14,9 +14,10 @@ from typing import Any, Union
 from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
-from .encoding import core_header_error, hw_error, operand_error
+from .encoding import core_header_error
 from .errors import AsmError, Location
 from .hardware import DEFAULT, HardwareConfig
+from .operands import OperandError
 from .program import CoreCode, Instr, Operand, Program
 from .table import BY_MNEMONIC, NO_BASE, Field, InstrSpec
 
@@ -39,7 +40,7 @@ class Opnd:
     """One operand as written: kind (reg, kw, mask, label, number, mem), value, keyword name and position."""
 
     kind: str
-    value: Any
+    value: int | str | tuple[int, int] | None
     pos: Pos
     name: str = ""
 
@@ -265,7 +266,7 @@ def _instr(st: InstrStmt, labels: dict[str, int], src: _Source, hw: HardwareConf
         raise src.error(f"unknown mnemonic '{st.mnemonic}'{_suggest(st.mnemonic, BY_MNEMONIC)}", st.pos)
     _check_count(spec, st, src)
     args = tuple(_operand(f, o, labels, src, hw) for f, o in zip(spec.fields, st.operands))
-    return Instr(spec.mnemonic, args, src.provenance(st.pos.line))
+    return Instr.of(spec.mnemonic, args, src.provenance(st.pos.line))
 
 
 def _check_count(spec: InstrSpec, st: InstrStmt, src: _Source) -> None:
@@ -281,50 +282,15 @@ def _check_count(spec: InstrSpec, st: InstrStmt, src: _Source) -> None:
 
 
 def _operand(f: Field, o: Opnd, labels: dict[str, int], src: _Source, hw: HardwareConfig) -> Operand:
-    value = _READERS[f.kind](f, o, labels, src)
-    problem = operand_error(f, value) or hw_error(f, value, hw)
+    kind = f.operand
+    try:
+        value = kind.parse(f, o, labels, src.text(o.pos))
+    except OperandError as e:
+        raise src.error(str(e), o.pos) from None
+    problem = kind.error(f, value) or kind.hw_error(f, value, hw)
     if problem:
         raise src.error(problem, o.pos)
     return value
-
-
-def _read_reg(f: Field, o: Opnd, labels: dict[str, int], src: _Source) -> Operand:
-    if o.kind != "reg":
-        raise src.error(f"expected a register like r12, got '{src.text(o.pos)}'", o.pos)
-    return o.value
-
-
-def _read_imm(f: Field, o: Opnd, labels: dict[str, int], src: _Source) -> Operand:
-    if o.kind == "kw" and o.name == f.name:
-        return o.value
-    got = f"{o.name}=..." if o.kind == "kw" else f"'{src.text(o.pos)}'"
-    raise src.error(f"expected {f.name}=..., got {got}", o.pos)
-
-
-def _read_mask(f: Field, o: Opnd, labels: dict[str, int], src: _Source) -> Operand:
-    if o.kind != "mask":
-        raise src.error(f"expected an MVMU mask like 0b101, got '{src.text(o.pos)}'", o.pos)
-    if o.value is None:
-        raise src.error(f"bad mask '{src.text(o.pos)}': expected binary digits after 0b", o.pos)
-    return o.value
-
-
-def _read_label(f: Field, o: Opnd, labels: dict[str, int], src: _Source) -> Operand:
-    if o.kind != "label":
-        raise src.error(f"expected a label, got '{src.text(o.pos)}'", o.pos)
-    if o.value not in labels:
-        raise src.error(f"undefined label '{o.value}' (in this .core section)", o.pos)
-    return labels[o.value]
-
-
-def _read_mem(f: Field, o: Opnd, labels: dict[str, int], src: _Source) -> Operand:
-    if o.kind != "mem":
-        raise src.error(f"expected a memory address like [r5+16] or [16], got '{src.text(o.pos)}'", o.pos)
-    return o.value
-
-
-_READERS = {"reg": _read_reg, "uimm": _read_imm, "simm": _read_imm, "mask": _read_mask, "label": _read_label,
-            "mem": _read_mem}
 
 
 def assemble_instr(text: str, labels: dict[str, int] | None = None, hw: HardwareConfig = DEFAULT) -> Instr:

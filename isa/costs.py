@@ -20,6 +20,7 @@ import numpy as np
 from .hardware import HardwareConfig
 from .layout import LayoutSummary
 from .numerics import skipped
+from . import ops
 from .program import Instr
 
 #: Energy components, in reporting order.
@@ -175,6 +176,12 @@ def leakage_pj(hw: HardwareConfig, adc_bits: list[int], cycles: int) -> float:
     return sum(hw.costs.adc_leak_mw_per_bit * b * hw.adcs_per_mvmu for b in adc_bits) * ns
 
 
+def _n(instr: Instr) -> int:
+    """The vector length of an instruction with an ``n`` field."""
+    n: int = getattr(instr, "n")
+    return n
+
+
 def _add(total: dict[str, float], part: Mapping[str, float]) -> None:
     for k, v in part.items():
         total[k] = total.get(k, 0.0) + v
@@ -183,21 +190,20 @@ def _add(total: dict[str, float], part: Mapping[str, float]) -> None:
 # ---- per unit ----------------------------------------------------------------------------------------------------
 @unit("mvm")
 def _mvm(instr: Instr, ctx: CostContext) -> Cost:
-    mask, ibits, adc = int(instr.args[0]), int(instr.args[1]), int(instr.args[2])  # type: ignore[arg-type]
-    skip = int(instr.arg("skip"))  # type: ignore[arg-type]
+    assert isinstance(instr, ops.Mvm)
     energy: dict[str, float] = {}
     cycles = 1
     for k, shape in ctx.mvmus.items():
-        if mask >> k & 1:
-            _add(energy, mvmu_energy(ctx.hw, shape, ibits, adc, skip))
-            cycles = max(cycles, mvmu_cycles(ctx.hw, shape, ibits, adc, skip))
+        if instr.mask >> k & 1:
+            _add(energy, mvmu_energy(ctx.hw, shape, instr.ibits, instr.adc, instr.skip))
+            cycles = max(cycles, mvmu_cycles(ctx.hw, shape, instr.ibits, instr.adc, instr.skip))
     return Cost(cycles, energy)
 
 
 def _alu(pj_field: str) -> CostFn:
     def cost(instr: Instr, ctx: CostContext) -> Cost:
         hw = ctx.hw
-        n = int(instr.arg("n"))  # type: ignore[arg-type]
+        n = _n(instr)
         sources = sum(1 for f in instr.spec.fields if f.kind == "reg") - 1
         energy = {"alu": n * getattr(hw.costs, pj_field), "regs": (sources + 1) * n * hw.costs.reg_pj}
         return Cost(_ceil_div(n, hw.alu_lanes), energy)
@@ -213,9 +219,9 @@ COST_UNITS["alu_act"] = _alu("alu_act_pj")
 @unit("reg")
 def _reg(instr: Instr, ctx: CostContext) -> Cost:
     c = ctx.hw.costs
-    if instr.op == "set":
+    if isinstance(instr, ops.Set):
         return Cost(1, {"regs": c.reg_pj})
-    n = int(instr.arg("n"))  # type: ignore[arg-type]
+    n = _n(instr)
     return Cost(_ceil_div(n, ctx.hw.alu_lanes), {"regs": 2 * n * c.reg_pj})
 
 
@@ -227,7 +233,7 @@ def _scalar(instr: Instr, ctx: CostContext) -> Cost:
 
 def _mem(instr: Instr, ctx: CostContext) -> Cost:
     hw = ctx.hw
-    n = int(instr.arg("n"))  # type: ignore[arg-type]
+    n = _n(instr)
     acc = mem_accesses(hw, n)
     energy = {"tile_mem": acc * hw.costs.mem_access_pj, "regs": n * hw.costs.reg_pj}
     return Cost(acc * hw.costs.mem_access_cycles, energy)
@@ -240,7 +246,8 @@ COST_UNITS["mem_store"] = _mem
 @unit("net_send")
 def _send(instr: Instr, ctx: CostContext) -> Cost:
     hw = ctx.hw
-    n, dst = int(instr.arg("n")), int(instr.arg("tile"))  # type: ignore[arg-type]
+    assert isinstance(instr, ops.Send)
+    n, dst = instr.n, instr.tile
     acc = flits = mem_accesses(hw, n)
     energy = {"tile_mem": acc * hw.costs.mem_access_pj,
               "noc": flits * (hops(hw, ctx.tile, dst) + 1) * hw.costs.router_pj}
@@ -250,7 +257,7 @@ def _send(instr: Instr, ctx: CostContext) -> Cost:
 @unit("net_recv")
 def _recv(instr: Instr, ctx: CostContext) -> Cost:
     hw = ctx.hw
-    n = int(instr.arg("n"))  # type: ignore[arg-type]
+    n = _n(instr)
     acc = flits = mem_accesses(hw, n)
     energy = {"noc": flits * hw.costs.fifo_pj, "tile_mem": acc * hw.costs.mem_access_pj}
     return Cost(acc * hw.costs.mem_access_cycles, energy)

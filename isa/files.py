@@ -154,7 +154,7 @@ def _attach_nodes(program: Program, nodes: list[dict[str, Any]]) -> None:
     by_core = {(n["tile"], n["core"]): n["nodes"] for n in nodes}
     for c in program.cores:
         names = by_core.get((c.tile, c.core), [])
-        c.instrs = [Instr(i.op, i.args, names[pc] if pc < len(names) else None) for pc, i in enumerate(c.instrs)]
+        c.instrs = [i.with_node(names[pc] if pc < len(names) else None) for pc, i in enumerate(c.instrs)]
 
 
 def _fill_records(program: Program, man: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

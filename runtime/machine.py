@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from isa import NO_BASE, CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
+from isa import CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
 from isa import numerics as nx
+from isa.printer import format_instr
 
 from isa.costs import COMPONENTS, CostContext, instr_cost, leakage_pj
 from .handlers import HALT, HANDLERS, DecodeContext, decode, fault_handler
@@ -298,30 +299,5 @@ def describe_wait(wait: tuple[Any, ...] | None) -> str:
 
 
 def instr_text(instr: Instr) -> str:
-    """The assembly text of ``instr``: `isa.printer.format_instr` when available, else a plain rendering."""
-    try:
-        from isa.printer import format_instr  # noqa: PLC0415 (written in parallel; optional)
-
-        return str(format_instr(instr))
-    except Exception:  # noqa: BLE001 - any printer problem falls back to the plain form
-        return _plain_text(instr)
-
-
-def _plain_text(instr: Instr) -> str:
-    parts = []
-    try:
-        for f, v in zip(instr.spec.fields, instr.args):
-            if f.kind == "reg":
-                parts.append(f"r{v}")
-            elif f.kind == "mem":
-                base, off = v  # type: ignore[misc]
-                parts.append(f"[{off}]" if base == NO_BASE else f"[r{base}+{off}]")
-            elif f.kind == "mask":
-                parts.append(f"{int(v):#b}")  # type: ignore[arg-type]
-            elif f.kind == "label":
-                parts.append(str(v))
-            else:
-                parts.append(f"{f.name}={v}")
-    except KeyError:
-        return f"{instr.op} {instr.args}"
-    return f"{instr.op} {', '.join(parts)}".rstrip()
+    """The assembly text of ``instr`` (`isa.printer.format_instr`, the one printer)."""
+    return format_instr(instr)

@@ -13,7 +13,7 @@ D = HW.data_base  # first general data register
 
 def I(op: str, *args, node: str | None = None) -> Instr:  # noqa: E743 - short on purpose
     """One instruction."""
-    return Instr(op, tuple(args), node)
+    return Instr.of(op, tuple(args), node)
 
 
 def M(off: int, base: int = NO_BASE) -> tuple[int, int]:

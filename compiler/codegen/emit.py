@@ -12,12 +12,13 @@ receiving tile that reads the tensor receives all its pixels before computing.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
 
-from isa import NO_BASE, Instr, MemInit, MvmuImage, Program, TensorLoc
+from isa import NO_BASE, Instr, MemInit, MemRef, MvmuImage, Program, TensorLoc, ops
+from isa.printer import branch_targets
 from isa.errors import ModelError
 from isa.hardware import HardwareConfig
 
@@ -29,7 +30,7 @@ from ..quant.functional import DIV_FRAC, LEAKY_FRAC, clip_bounds, divisor_coef, 
 from .storage import Buffer, Storage, hwc
 
 Core = tuple[int, int]
-Mem = tuple[int, int]
+Mem = MemRef
 DEVICE_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "concat")
 MAX_MSG = 65535
 
@@ -80,9 +81,9 @@ class Emitter:
                              f"tile_mem_words or more tiles)")
         return addr
 
-    def emit(self, core: Core, op: str, *args: object, node: str | None) -> None:
+    def emit(self, core: Core, instr: Instr) -> None:
         """Append one instruction to ``core``'s stream."""
-        self.code[core].append(Instr(op, tuple(args), node))  # type: ignore[arg-type]
+        self.code[core].append(instr)
 
     # ---- planning -----------------------------------------------------------------------------------------------
     def cores_of(self, op: Op) -> list[Core]:
@@ -162,8 +163,7 @@ class Emitter:
         row_step = self.st.pixel_step(s.value)[0]
         base = self.st.buffer(s.value).bases[s.tile] + self.st.origin(s.value) + s.c0 + h0 * row_step
         spatial = len(self.g.values[s.value].shape) == 3
-        self.pixel_loop(rcv, h1 - h0, w, [(base, *self.st.pixel_step(s.value))], lambda m: self.emit(
-            rcv, "recv", m[0], s.c1 - s.c0, s.src[0], s.ch, 0, node=s.value), spatial=spatial, node=s.value)
+        self.pixel_loop(rcv, h1 - h0, w, [(base, *self.st.pixel_step(s.value))], lambda m: self.emit(rcv, ops.recv(dst=m[0], n=s.c1 - s.c0, tile=s.src[0], ch=s.ch, count=0, node=s.value)), spatial=spatial, node=s.value)
         part[rcv], self.code[rcv] = self.code[rcv], saved
 
     # ---- loops --------------------------------------------------------------------------------------------------
@@ -172,33 +172,33 @@ class Emitter:
         """Run ``body`` for each of oh x ow pixels; ``ptrs`` are (start, row step, pixel step) addresses and the
         body receives the current ones as memory operands. Without ``spatial`` (a single pixel), no loop."""
         if not spatial:
-            body([(NO_BASE, start) for start, _, _ in ptrs])
+            body([MemRef(NO_BASE, start) for start, _, _ in ptrs])
             return
         regs = self.ptr_regs[:len(ptrs)]
-        self.emit(core, "set", self.r_h, 0, node=node)
-        self.emit(core, "set", self.r_hm, oh, node=node)
-        self.emit(core, "set", self.r_wm, ow, node=node)
+        self.emit(core, ops.set(d=self.r_h, imm=0, node=node))
+        self.emit(core, ops.set(d=self.r_hm, imm=oh, node=node))
+        self.emit(core, ops.set(d=self.r_wm, imm=ow, node=node))
         for (ptr, row), _ in zip(regs, ptrs):
-            self.emit(core, "set", row, 0, node=node)
+            self.emit(core, ops.set(d=row, imm=0, node=node))
         top = len(self.code[core])
         for ptr, row in regs:
-            self.emit(core, "iaddi", ptr, row, 0, node=node)
-        self.emit(core, "set", self.r_w, 0, node=node)
+            self.emit(core, ops.iaddi(d=ptr, a=row, imm=0, node=node))
+        self.emit(core, ops.set(d=self.r_w, imm=0, node=node))
         inner = len(self.code[core])
-        body([(ptr, start) for (ptr, _), (start, _, _) in zip(regs, ptrs)])
+        body([MemRef(ptr, start) for (ptr, _), (start, _, _) in zip(regs, ptrs)])
         for (ptr, _), (_, _, step) in zip(regs, ptrs):
-            self.emit(core, "iaddi", ptr, ptr, step, node=node)
-        self.emit(core, "iaddi", self.r_w, self.r_w, 1, node=node)
-        self.emit(core, "blt", self.r_w, self.r_wm, inner, node=node)
+            self.emit(core, ops.iaddi(d=ptr, a=ptr, imm=step, node=node))
+        self.emit(core, ops.iaddi(d=self.r_w, a=self.r_w, imm=1, node=node))
+        self.emit(core, ops.blt(a=self.r_w, b=self.r_wm, target=inner, node=node))
         for (_, row), (_, rstep, _) in zip(regs, ptrs):
-            self.emit(core, "iaddi", row, row, rstep, node=node)
-        self.emit(core, "iaddi", self.r_h, self.r_h, 1, node=node)
-        self.emit(core, "blt", self.r_h, self.r_hm, top, node=node)
+            self.emit(core, ops.iaddi(d=row, a=row, imm=rstep, node=node))
+        self.emit(core, ops.iaddi(d=self.r_h, a=self.r_h, imm=1, node=node))
+        self.emit(core, ops.blt(a=self.r_h, b=self.r_hm, target=top, node=node))
 
     def send_after_store(self, core: Core, value: str, c0: int, mem: Mem, n: int, node: str) -> None:
         """The sends of a just-stored pixel chunk to every other tile holding ``value``."""
         for s in self.streams.get((value, core, c0), []):
-            self.emit(core, "send", mem, n, s.tile, s.ch, node=node)
+            self.emit(core, ops.send(src=mem, n=n, tile=s.tile, ch=s.ch, node=node))
 
     # ---- crossbar layers ----------------------------------------------------------------------------------------
     def geometry(self, op: Op) -> dict[str, tuple[int, ...]]:
@@ -262,7 +262,7 @@ class Emitter:
             if bias is not None:
                 addr = self.alloc(tile, hi - lo)
                 self.program.data.append(MemInit(tile, addr, bias[lo:hi].astype(np.int64), 0))
-                self.emit(core, "load", data, (NO_BASE, addr), hi - lo, node=node)
+                self.emit(core, ops.load(d=data, src=MemRef(NO_BASE, addr), n=hi - lo, node=node))
                 bias_regs[c] = data
                 data += hi - lo
         geo = self.geometry(op)
@@ -282,20 +282,18 @@ class Emitter:
         def body(m: list[Mem]) -> None:
             for b in mine:
                 for off, n, k in self.runs(offs[b.rows[0]:b.rows[1]]):
-                    self.emit(core, "load", hw.mvmu_in(b.mvmu) + k, (m[0][0], m[0][1] + off), n, node=node)
-            self.emit(core, "mvm", sum(1 << b.mvmu for b in mine), p.in_bits, p.adc_bits, p.mvm_shift,
-                      p.acc_bits, int(p.in_enc == "csd"), p.skip, node=node)
+                    self.emit(core, ops.load(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
+            self.emit(core, ops.mvm(mask=sum(1 << b.mvmu for b in mine), ibits=p.in_bits, adc=p.adc_bits, shift=p.mvm_shift, obits=p.acc_bits, enc=int(p.in_enc == "csd"), skip=p.skip, node=node))
             for c in dict.fromkeys(b.c for b in mine):
                 group = [b for b in blocks if b.c == c]
                 if group[0].where != core:
                     for b in (b for b in group if b.where == core):
                         n = b.cols[1] - b.cols[0]
-                        self.emit(core, "store", (NO_BASE, scratch[b]), hw.mvmu_out(b.mvmu), n, 1, node=node)
+                        self.emit(core, ops.store(dst=MemRef(NO_BASE, scratch[b]), a=hw.mvmu_out(b.mvmu), n=n, count=1, node=node))
                         if b in self.remote_scratch:
-                            self.emit(core, "send", (NO_BASE, scratch[b]), n, group[0].tile,
-                                      self.remote_scratch[b][1], node=node)
+                            self.emit(core, ops.send(src=MemRef(NO_BASE, scratch[b]), n=n, tile=group[0].tile, ch=self.remote_scratch[b][1], node=node))
                     continue
-                self._owner(core, node, group, scratch, bias_regs.get(c), p, yout, (m[1][0], m[1][1]), data)
+                self._owner(core, node, group, scratch, bias_regs.get(c), p, yout, m[1], data)
 
         self.pixel_loop(core, oh, ow, ptrs, body, spatial=spatial, node=node)
 
@@ -305,17 +303,17 @@ class Emitter:
         n, acc = hi - lo, self.hw.mvmu_out(group[0].mvmu)
         for b in group[1:]:
             if b.where == core:
-                self.emit(core, "add", acc, acc, self.hw.mvmu_out(b.mvmu), n, p.acc_bits, node=node)
+                self.emit(core, ops.add(d=acc, a=acc, b=self.hw.mvmu_out(b.mvmu), n=n, w=p.acc_bits, node=node))
             elif b in self.remote_scratch:
                 addr, ch = self.remote_scratch[b]
-                self.emit(core, "recv", (NO_BASE, addr), n, b.tile, ch, 1, node=node)
-                self.emit(core, "load", tmp, (NO_BASE, addr), n, node=node)
-                self.emit(core, "add", acc, acc, tmp, n, p.acc_bits, node=node)
+                self.emit(core, ops.recv(dst=MemRef(NO_BASE, addr), n=n, tile=b.tile, ch=ch, count=1, node=node))
+                self.emit(core, ops.load(d=tmp, src=MemRef(NO_BASE, addr), n=n, node=node))
+                self.emit(core, ops.add(d=acc, a=acc, b=tmp, n=n, w=p.acc_bits, node=node))
             else:
-                self.emit(core, "load", tmp, (NO_BASE, scratch[b]), n, node=node)
-                self.emit(core, "add", acc, acc, tmp, n, p.acc_bits, node=node)
+                self.emit(core, ops.load(d=tmp, src=MemRef(NO_BASE, scratch[b]), n=n, node=node))
+                self.emit(core, ops.add(d=acc, a=acc, b=tmp, n=n, w=p.acc_bits, node=node))
         if bias_reg is not None:
-            self.emit(core, "add", acc, acc, bias_reg, n, p.acc_bits, node=node)
+            self.emit(core, ops.add(d=acc, a=acc, b=bias_reg, n=n, w=p.acc_bits, node=node))
         op = self.g.op(node)
         self.activation(core, op, acc, n, p.acc_frac, tmp, node)
         self.finish(core, node, yout, acc, n, p.acc_frac, lo, out, p.acc_bits)
@@ -324,16 +322,17 @@ class Emitter:
         """The instructions of ``op``'s fused activation on n words at ``reg`` in Q(., frac) (rule ACT)."""
         fn = op.attrs.get("act", "none")
         if fn == "relu":
-            self.emit(core, "relu", reg, reg, n, node=node)
+            self.emit(core, ops.relu(d=reg, a=reg, n=n, node=node))
         elif fn in ("sigmoid", "tanh"):
-            self.emit(core, "sig" if fn == "sigmoid" else "tanh", reg, reg, n, frac, node=node)
+            act = ops.sig if fn == "sigmoid" else ops.tanh
+            self.emit(core, act(d=reg, a=reg, n=n, f=frac, node=node))
         elif fn == "leaky_relu":
-            self.emit(core, "muli", tmp, reg, leaky_coef(op.attrs["alpha"]), n, LEAKY_FRAC, 64, node=node)
-            self.emit(core, "max", reg, reg, tmp, n, node=node)
+            self.emit(core, ops.muli(d=tmp, a=reg, imm=leaky_coef(op.attrs["alpha"]), n=n, f=LEAKY_FRAC, w=64, node=node))
+            self.emit(core, ops.max(d=reg, a=reg, b=tmp, n=n, node=node))
         elif fn == "clip":
             lo, hi = clip_bounds(op.attrs, frac)
-            self.emit(core, "maxi", reg, reg, lo, n, node=node)
-            self.emit(core, "mini", reg, reg, hi, n, node=node)
+            self.emit(core, ops.maxi(d=reg, a=reg, imm=lo, n=n, node=node))
+            self.emit(core, ops.mini(d=reg, a=reg, imm=hi, n=n, node=node))
 
     def finish(self, core: Core, node: str, value: str, reg: int, n: int, frac: int, c0: int, out: Mem,
                src_bits: int = 64) -> None:
@@ -341,9 +340,9 @@ class Emitter:
         [c0, c0+n) of the current pixel, and send them on."""
         bits, out_frac = self.fmt[value]
         if frac != out_frac or src_bits > bits:
-            self.emit(core, "rqnt", reg, reg, n, frac - out_frac, bits, node=node)
-        mem = (out[0], out[1] + c0)
-        self.emit(core, "store", mem, reg, n, 0, node=node)
+            self.emit(core, ops.rqnt(d=reg, a=reg, n=n, shift=frac - out_frac, w=bits, node=node))
+        mem = out.shifted(c0)
+        self.emit(core, ops.store(dst=mem, a=reg, n=n, count=0, node=node))
         self.send_after_store(core, value, c0, mem, n, node)
 
     # ---- vector ops -------------------------------------------------------------------------------------------
@@ -381,15 +380,15 @@ class Emitter:
         def body(m: list[Mem]) -> None:
             for i in range(kh):
                 for j in range(kw):
-                    mem = (m[0][0], m[0][1] + i * dh * row + j * dw * pix + c0)
-                    self.emit(core, "load", a if i == j == 0 else b, mem, n, node=node)
+                    mem = m[0].shifted(i * dh * row + j * dw * pix + c0)
+                    self.emit(core, ops.load(d=a if i == j == 0 else b, src=mem, n=n, node=node))
                     if i or j:
                         if op.attrs["mode"] == "max":
-                            self.emit(core, "max", a, a, b, n, node=node)
+                            self.emit(core, ops.max(d=a, a=a, b=b, n=n, node=node))
                         else:
-                            self.emit(core, "add", a, a, b, n, 64, node=node)
+                            self.emit(core, ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
             if op.attrs["mode"] == "avg":
-                self.emit(core, "muli", a, a, divisor_coef(kh * kw), n, DIV_FRAC, 64, node=node)
+                self.emit(core, ops.muli(d=a, a=a, imm=divisor_coef(kh * kw), n=n, f=DIV_FRAC, w=64, node=node))
             self.activation(core, op, a, n, fi, b, node)
             src_bits = self.fmt[x][0] if op.attrs["mode"] == "max" else 64
             self.finish(core, node, op.outputs[0], a, n, fi, c0, m[1], src_bits)
@@ -399,11 +398,11 @@ class Emitter:
     def _gap(self, core: Core, op: Op, a: int, b: int, n: int, c0: int, out_ptr: tuple[int, int, int]) -> None:
         node, x = op.name, op.inputs[0]
         h, w, _ = hwc(self.g.values[x].shape)
-        self.emit(core, "sub", a, a, a, n, 64, node=node)
+        self.emit(core, ops.sub(d=a, a=a, b=a, n=n, w=64, node=node))
         self.pixel_loop(core, h, w, [self._in_ptr(core[0], x)], lambda m: (
-            self.emit(core, "load", b, (m[0][0], m[0][1] + c0), n, node=node),
-            self.emit(core, "add", a, a, b, n, 64, node=node)), node=node)
-        self.emit(core, "muli", a, a, divisor_coef(h * w), n, DIV_FRAC, 64, node=node)
+            self.emit(core, ops.load(d=b, src=m[0].shifted(c0), n=n, node=node)),
+            self.emit(core, ops.add(d=a, a=a, b=b, n=n, w=64, node=node))), node=node)
+        self.emit(core, ops.muli(d=a, a=a, imm=divisor_coef(h * w), n=n, f=DIV_FRAC, w=64, node=node))
         fi = self.fmt[x][1]
         self.activation(core, op, a, n, fi, b, node)
         self.pixel_loop(core, 1, 1, [out_ptr], lambda m: self.finish(core, node, op.outputs[0], a, n, fi, c0, m[0]),
@@ -418,11 +417,11 @@ class Emitter:
         def body(m: list[Mem]) -> None:
             for k, i in enumerate(op.inputs):
                 reg = a if k == 0 else b
-                self.emit(core, "load", reg, (m[k][0], m[k][1] + c0), n, node=node)
+                self.emit(core, ops.load(d=reg, src=m[k].shifted(c0), n=n, node=node))
                 if self.fmt[i][1] != fm:
-                    self.emit(core, "rqnt", reg, reg, n, self.fmt[i][1] - fm, 64, node=node)
+                    self.emit(core, ops.rqnt(d=reg, a=reg, n=n, shift=self.fmt[i][1] - fm, w=64, node=node))
                 if k:
-                    self.emit(core, "add", a, a, b, n, 64, node=node)
+                    self.emit(core, ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
             self.activation(core, op, a, n, fm, b, node)
             self.finish(core, node, op.outputs[0], a, n, fm, c0, m[-1])
 
@@ -443,9 +442,8 @@ class Emitter:
                     n = min(MAX_MSG, buf.words - lo)
                     ch = self.channels[(home[0], t)]
                     self.channels[(home[0], t)] += 1
-                    self.prologue[home].append(Instr("send", ((NO_BASE, buf.bases[home[0]] + lo), n, t, ch), v.name))
-                    self.prologue[rcv].append(Instr("recv", ((NO_BASE, buf.bases[t] + lo), n, home[0], ch, 0),
-                                                    v.name))
+                    self.prologue[home].append(ops.send(src=MemRef(NO_BASE, buf.bases[home[0]] + lo), n=n, tile=t, ch=ch, node=v.name))
+                    self.prologue[rcv].append(ops.recv(dst=MemRef(NO_BASE, buf.bases[t] + lo), n=n, tile=home[0], ch=ch, count=0, node=v.name))
 
     def emit_borders(self) -> None:
         """Initial data: the border of every padded buffer copy -- not of graph inputs: the host writes the whole
@@ -500,7 +498,7 @@ class Emitter:
         for core in sorted(set(self.code) | set(self.head) | set(self.tail) | set(self.prologue)):
             cc = self.program.core(*core)
             cc.instrs = self._relocate(self.prologue[core], self.head[core], self.code[core], self.tail[core])
-            cc.instrs.append(Instr("halt", (), cc.instrs[-1].node if cc.instrs else None))
+            cc.instrs.append(ops.halt(node=cc.instrs[-1].node if cc.instrs else None))
         self.program.cores.sort(key=lambda c: (c.tile, c.core))
         self.program.meta["formats"] = {k: list(v) for k, v in self.fmt.items()}
         return self.program
@@ -512,11 +510,16 @@ class Emitter:
         for part in parts:
             base = len(out)
             for ins in part:
-                if ins.op in ("jmp", "beq", "bne", "blt"):
-                    args = ins.args[:-1] + (int(ins.args[-1]) + base,)  # type: ignore[operator]
-                    ins = Instr(ins.op, args, ins.node)
-                out.append(ins)
+                out.append(relocated(ins, base))
         return out
+
+
+def relocated(instr: Instr, base: int) -> Instr:
+    """``instr`` with its branch targets shifted by ``base`` (code recorded relative to a part's start)."""
+    labels = [f.name for f in instr.spec.fields if f.kind == "label"]
+    if not labels:
+        return instr
+    return replace(instr, **{name: t + base for name, t in zip(labels, branch_targets(instr))})
 
 
 def generate(g: Graph, prec: dict[str, LayerPrecision], mapping: Mapping, hw: HardwareConfig,
