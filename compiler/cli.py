@@ -249,7 +249,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 def _mvmu_rows(prog: Any) -> list[dict[str, Any]]:
     """One row per programmed MVMU: its block, slices, and what its layout (or the naive allocation) uses."""
     from isa import numerics as nx
-    from isa.layout import summarize
+    from isa.layout import naive_arrays, summarize
 
     rows = []
     for m in prog.mvmus:
@@ -258,7 +258,7 @@ def _mvmu_rows(prog: Any) -> list[dict[str, Any]]:
         pos, neg = nx.weight_slices(m.weights, m.weight_bits, prog.hw.cell_bits, m.encoding)
         live = int(pos.any(axis=1).sum() + neg.any(axis=1).sum())
         if m.layout is None:
-            arrays, steps, conv = 2 * s, 1, s * c
+            arrays, steps, conv = naive_arrays(s), 1, s * c
         else:
             summ = summarize(m.layout)
             arrays, steps, conv = summ.arrays, summ.steps, sum(map(sum, summ.step_counts))

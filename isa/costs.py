@@ -1,12 +1,21 @@
-"""Energy and latency of every executed instruction, computed from ``hw.costs`` (docs/cost-model.md).
+"""The cost model: energy and latency of every executed instruction, and the one accountant that charges them
+(docs/cost-model.md).
 
-The formulas live in `isa` beside the cost tables so that the runtime (which charges them) and the compiler
-(which estimates them for the precision search) share one definition.
+Every cost formula lives here, beside the cost tables, so the runtime (which charges them) and the compiler's
+precision search (which estimates them, `compiler/search/cost.py`) share one definition:
 
-Every cost formula of the runtime lives in this file. ``COST_UNITS`` maps the ``unit`` column of the
-instruction table to a function ``(instr, ctx) -> Cost``; a hardware variant is a different `CostTable`, a
-different convention is a different entry in ``COST_UNITS``. All energies are per batch element (per inference),
-in pJ; latencies are in core clock cycles.
+* **static** charges per executed instruction: ``COST_UNITS`` maps the ``unit`` column of the instruction table
+  to a function ``(instr, ctx) -> Cost``; a hardware variant is a different `CostTable`, a different convention
+  a different entry in ``COST_UNITS``;
+* **data-dependent** charges of an MVMU firing (`mvm_data_energy`: DAC pulses and, with the conductance model,
+  crossbar read energy from the active input digits and the programmed cell levels);
+* **leakage** of the ADCs over the run (`leakage_pj`).
+
+`Accountant` applies them during a run: the runtime opens one `CoreMeter` per core at load time (static costs
+and latencies per pc), notifies it of every executed instruction (`CoreMeter.executed`) and of the data of every
+MVMU firing (`CoreMeter.mvm`), and asks the accountant for the `Ledger` (energy per component, instruction and
+layer; busy cycles) at the end. All energies are per batch element (per inference), in pJ; latencies are in core
+clock cycles.
 """
 
 from __future__ import annotations
@@ -18,7 +27,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .hardware import HardwareConfig
-from .layout import LayoutSummary
+from .layout import LayoutSummary, naive_arrays
 from .numerics import skipped
 from . import ops
 from .program import Instr
@@ -41,8 +50,8 @@ class Cost:
 @dataclass(frozen=True)
 class MvmuShape:
     """Rows, columns and weight slices of one programmed MVMU; for a packed MVMU (`isa.layout`) also its physical
-    arrays, array drives per input digit and converted pairs per [row-group step][slice]. A naive MVMU has 2 arrays
-    per slice, one step, and converts every (slice, column)."""
+    arrays, array drives per input digit and converted pairs per [row-group step][slice]. A naive MVMU has
+    `isa.layout.naive_arrays` arrays, one step, and converts every (slice, column)."""
 
     rows: int
     cols: int
@@ -65,13 +74,13 @@ class MvmuShape:
 
     @property
     def crossbars(self) -> int:
-        """Physical arrays in use (2 per slice when naive)."""
-        return 2 * self.slices if self.arrays is None else self.arrays
+        """Physical arrays in use (`naive_arrays` when naive)."""
+        return naive_arrays(self.slices) if self.arrays is None else self.arrays
 
     @property
     def drives(self) -> int:
         """Physical array drives per input digit (one per array holding lines of a row-group step)."""
-        return 2 * self.slices if self.array_steps is None else self.array_steps
+        return naive_arrays(self.slices) if self.array_steps is None else self.array_steps
 
 
 @dataclass(frozen=True)
@@ -155,7 +164,7 @@ def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
 
 def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip: int = -1) -> dict[str, float]:
     """Data-independent energy of one MVMU firing once (per batch element). The DAC and, with the conductance
-    model, the crossbar are charged per execution from the actual digits (runtime/handlers.py `_mvm`)."""
+    model, the crossbar are charged from the actual digits (`mvm_data_energy`)."""
     c = hw.costs
     r, cols = shape.rows, shape.cols
     conversions = sum(conversions_per_step(hw, shape, ibits, skip))
@@ -167,6 +176,35 @@ def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
     }
     if c.xbar_energy == "static":
         energy["crossbar"] = ibits * shape.drives * c.xbar_read_pj  # one read per array and row-group step
+    return energy
+
+
+def conductance_pj(hw: HardwareConfig) -> float:
+    """Crossbar read energy per (DAC pulse x cell level) under the conductance model (0 with ``xbar_energy``
+    "static"): a full read of every cell at the top level costs ``xbar_read_pj``."""
+    c = hw.costs
+    if c.xbar_energy == "static":
+        return 0.0
+    return c.xbar_read_pj / (hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
+
+
+def row_levels(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """The ``gsum`` of `mvm_data_energy`: per crossbar row, the cell levels of its (+) and (-) lines over every
+    slice and column (``pos``, ``neg``: (slices, rows, cols) from `isa.numerics.weight_slices`)."""
+    levels: np.ndarray = (pos + neg).sum(axis=(0, 2)).astype(np.float64)
+    return levels
+
+
+def mvm_data_energy(hw: HardwareConfig, row_pulses: np.ndarray, gsum: np.ndarray | None,
+                    batch: int) -> dict[str, float]:
+    """Data-dependent energy (per inference) of MVMU firings whose input rows received ``row_pulses[r]`` non-zero
+    digits in total over a batch of ``batch`` inferences: ``dac_pj`` per pulse and, with the conductance model,
+    `conductance_pj` x sum_r pulses[r] x gsum[r], gsum[r] the sum of the cell levels of row r (both signs, all
+    slices)."""
+    energy = {"dac": hw.costs.dac_pj * float(row_pulses.sum()) / batch}
+    coef = conductance_pj(hw)
+    if coef and gsum is not None:
+        energy["crossbar"] = coef * float(gsum @ row_pulses) / batch
     return energy
 
 
@@ -266,3 +304,142 @@ def _recv(instr: Instr, ctx: CostContext) -> Cost:
 @unit("control")
 def _control(instr: Instr, ctx: CostContext) -> Cost:
     return Cost(1, {"control": ctx.hw.costs.fetch_pj})
+
+
+# ---- the accountant ------------------------------------------------------------------------------------------------
+FAULT_COST = Cost(1, {})  # an instruction that failed its load-time checks: it faults when executed
+
+
+class CoreCosts:
+    """The static side of one core, fixed at load time: the cost (latency, energy) of each pc."""
+
+    def __init__(self, hw: HardwareConfig, tile: int, core: int, mvmus: Mapping[int, MvmuShape]) -> None:
+        self.hw, self.tile, self.core = hw, tile, core
+        self.ctx = CostContext(hw, tile, mvmus)
+        self.instrs: list[Instr] = []
+        self.static: list[Cost] = []
+
+    @property
+    def name(self) -> str:
+        """``T.C``."""
+        return f"{self.tile}.{self.core}"
+
+    def load(self, instr: Instr, runnable: bool = True) -> int:
+        """Cost the next pc (``runnable`` False: it faults when run, `FAULT_COST`); returns its latency."""
+        cost = instr_cost(instr, self.ctx) if runnable else FAULT_COST
+        self.instrs.append(instr)
+        self.static.append(cost)
+        return cost.cycles
+
+
+class CoreMeter:
+    """The listener of one core during one run: executions per pc (count, first issue, last completion), the
+    data-dependent energy per pc and the ADC resolution each programmed MVMU last converted at."""
+
+    def __init__(self, costs: CoreCosts) -> None:
+        self.costs = costs
+        n = len(costs.static)
+        self.counts, self.first, self.last = [0] * n, [-1] * n, [0] * n
+        self.data: dict[int, dict[str, float]] = {}  # pc -> data-dependent energy, summed over executions
+        self.adc_bits: dict[int, int] = {}
+
+    def executed(self, pc: int, start: int, end: int) -> None:
+        """Instruction ``pc`` was issued at ``start`` and completed at ``end``."""
+        self.counts[pc] += 1
+        if self.first[pc] < 0:
+            self.first[pc] = start
+        self.last[pc] = end
+
+    def mvm(self, pc: int, mvmu: int, adc: int, row_pulses: np.ndarray, gsum: np.ndarray | None,
+            batch: int) -> None:
+        """MVMU ``mvmu`` fired for instruction ``pc`` at ``adc`` bits with ``row_pulses`` non-zero input digits
+        per row (summed over the batch): charge `mvm_data_energy`, remember the resolution for leakage."""
+        self.adc_bits[mvmu] = adc
+        total = self.data.setdefault(pc, {})
+        for k, v in mvm_data_energy(self.costs.hw, row_pulses, gsum, batch).items():
+            total[k] = total.get(k, 0.0) + v
+
+    @property
+    def busy(self) -> int:
+        """Cycles this core spent executing (latency x executions)."""
+        return sum(n * c.cycles for n, c in zip(self.counts, self.costs.static))
+
+    def leaking_adc_bits(self) -> list[int]:
+        """ADC resolution of every programmed MVMU (full resolution if it never converted)."""
+        return [self.adc_bits.get(k, self.costs.hw.full_adc_bits) for k in self.costs.ctx.mvmus]
+
+
+@dataclass
+class Ledger:
+    """What a run cost per inference: energy per component, per mnemonic {count, energy_pj, cycles}, per layer
+    {energy_pj, busy_cycles, start, end, instructions}, busy cycles per core and executed instructions."""
+
+    per_component: dict[str, float]
+    per_instruction: dict[str, dict[str, float]]
+    per_layer: dict[str, dict[str, float]]
+    busy: dict[str, int]
+    dynamic_instructions: int
+
+    @property
+    def energy_pj(self) -> float:
+        """Total energy."""
+        return sum(self.per_component.values())
+
+
+class Accountant:
+    """Charges static, data-dependent and leakage costs through one path. At load time, `core` costs each core's
+    code; each run takes fresh listeners (`meters`) that the runtime notifies, and `report` turns them into the
+    run's counters."""
+
+    def __init__(self, hw: HardwareConfig) -> None:
+        self.hw = hw
+        self.cores: list[CoreCosts] = []
+
+    def core(self, tile: int, core: int, mvmus: Mapping[int, MvmuShape]) -> CoreCosts:
+        """The static costs of (tile, core), whose programmed MVMUs have ``mvmus`` shapes (filled by `load`)."""
+        costs = CoreCosts(self.hw, tile, core, mvmus)
+        self.cores.append(costs)
+        return costs
+
+    def meters(self) -> list[CoreMeter]:
+        """Fresh listeners for one run, one per core in `core` order."""
+        return [CoreMeter(c) for c in self.cores]
+
+    def report(self, meters: list[CoreMeter], cycles: int) -> Ledger:
+        """The totals of one run's ``meters`` over ``cycles``; leakage goes to the total and the ``leakage``
+        component only, not to instructions or layers."""
+        comp: dict[str, float] = {k: 0.0 for k in COMPONENTS}
+        per_instr: dict[str, dict[str, float]] = {}
+        per_layer: dict[str, dict[str, float]] = {}
+        for m in meters:
+            for pc, cnt in enumerate(m.counts):
+                if cnt:
+                    _charge(m, pc, cnt, comp, per_instr, per_layer)
+        adc_bits = [b for m in meters for b in m.leaking_adc_bits()]
+        comp["leakage"] = leakage_pj(self.hw, adc_bits, cycles)
+        return Ledger(comp, per_instr, per_layer, {m.costs.name: m.busy for m in meters},
+                      sum(sum(m.counts) for m in meters))
+
+
+def _charge(m: CoreMeter, pc: int, cnt: int, comp: dict[str, float], per_instr: dict[str, dict[str, float]],
+            per_layer: dict[str, dict[str, float]]) -> None:
+    """Add ``cnt`` executions of instruction ``pc`` of meter ``m`` to the totals."""
+    instr, cost = m.costs.instrs[pc], m.costs.static[pc]
+    e = 0.0
+    for k, v in cost.energy.items():
+        comp[k] = comp.get(k, 0.0) + v * cnt
+        e += v * cnt
+    for k, v in m.data.get(pc, {}).items():  # data-dependent energy, already summed over the executions
+        comp[k] = comp.get(k, 0.0) + v
+        e += v
+    pi = per_instr.setdefault(instr.op, {"count": 0, "energy_pj": 0.0, "cycles": 0})
+    pi["count"] += cnt
+    pi["energy_pj"] += e
+    pi["cycles"] += cost.cycles * cnt
+    pl = per_layer.setdefault(instr.node or "-", {"energy_pj": 0.0, "busy_cycles": 0, "start": m.first[pc],
+                                                  "end": m.last[pc], "instructions": 0})
+    pl["energy_pj"] += e
+    pl["busy_cycles"] += cost.cycles * cnt
+    pl["start"] = min(pl["start"], m.first[pc])
+    pl["end"] = max(pl["end"], m.last[pc])
+    pl["instructions"] += cnt

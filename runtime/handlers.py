@@ -111,8 +111,6 @@ class MvmPlan:
     instr: ops.Mvm
     units: tuple[MvmUnit, ...]
     sig: np.ndarray
-    dac_pj: float
-    xbar_coef: float
 
 
 @decoder(ops.Mvm)
@@ -132,10 +130,7 @@ def _decode_mvm(i: ops.Mvm, ctx: DecodeContext) -> MvmPlan:
         exact = not skips.any() and kern.never_clips(i.adc, i.enc) and kern.product_exact_in_f64(i.ibits)
         units.append(MvmUnit(k, kern, inp, out, exact, kern.sum_dtype(i.adc), ~skips if skips.any() else None))
     sig = nx.input_digits(np.zeros(0, dtype=I64), i.ibits, "csd" if i.enc else "twos")[1]  # digit significances
-    c = hw.costs
-    xbar_coef = 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / (
-        hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
-    return MvmPlan(i, tuple(units), sig, c.dac_pj, xbar_coef)
+    return MvmPlan(i, tuple(units), sig)
 
 
 def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
@@ -172,9 +167,8 @@ def _mvm_digits(u: MvmUnit, x: np.ndarray, i: ops.Mvm, sig: np.ndarray) -> np.nd
 
 @handler(ops.Mvm)
 def _mvm(c: CoreState, p: MvmPlan, lat: int) -> None:
-    i, regs = p.instr, c.regs
-    dyn = c.dyn.setdefault(c.pc - 1, {})
-    dac = xbar = 0.0
+    """Fire the MVMUs, then tell the core's cost listener the input digits each one converted."""
+    i, regs, meter = p.instr, c.regs, c.meter
     for u in p.units:
         x = _wrap(regs[u.inputs], i.ibits)
         if u.exact:
@@ -182,14 +176,9 @@ def _mvm(c: CoreState, p: MvmPlan, lat: int) -> None:
         else:
             prod = _mvm_digits(u, x, i, p.sig)
         regs[u.outputs] = nx.requantize(prod, i.shift, i.obits)
-        c.adc_bits[u.index] = i.adc
-        nz = nx.nonzero_digits(x, i.ibits, "csd" if i.enc else "twos")  # (R, B) DAC pulses per row
-        dac += p.dac_pj * float(nz.sum()) / nz.shape[1]
-        if p.xbar_coef:
-            xbar += p.xbar_coef * float(u.kernel.gsum @ nz.sum(axis=1)) / nz.shape[1]
-    dyn["dac"] = dyn.get("dac", 0.0) + dac
-    if p.xbar_coef:
-        dyn["crossbar"] = dyn.get("crossbar", 0.0) + xbar
+        if meter is not None:
+            nz = nx.nonzero_digits(x, i.ibits, "csd" if i.enc else "twos")  # (R, B) DAC pulses per row
+            meter.mvm(c.pc - 1, u.index, i.adc, nz.sum(axis=1), u.kernel.gsum, nz.shape[1])
 
 
 # ---- vector ALU ------------------------------------------------------------------------------------------------

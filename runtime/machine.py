@@ -2,8 +2,10 @@
 
 Scheduling: each core runs until it blocks or halts; then the lowest (tile, core) that can progress runs next.
 A blocked core is retried only after its tile's memory or incoming FIFOs changed (a per-tile epoch counter).
-Deadlock = live cores remain and none can progress. Costs are static per instruction (isa/costs.py), so the
-hot loop only counts executions; energy and per-layer figures are summed once after the run.
+Deadlock = live cores remain and none can progress. Costs go through one accountant (`isa.costs.Accountant`): at
+load time it costs every pc (the latencies the scheduler adds); during a run each core's `CoreMeter` is notified of
+every executed instruction and, by the mvm handler, of the input digits of every MVMU firing; after the run its
+`Ledger` gives energy per component, instruction and layer.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from isa import CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault,
 from isa import numerics as nx
 from isa.printer import format_instr
 
-from isa.costs import COMPONENTS, CostContext, instr_cost, leakage_pj
+from isa.costs import Accountant, CoreCosts
 from .handlers import HALT, HANDLERS, DecodeContext, decode, fault_handler
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel
 from .stats import Stats
@@ -33,12 +35,11 @@ class RunResult:
 
 @dataclass
 class _Compiled:
-    """One core's code decoded once: (handler, operands, latency) per pc, plus its energy per pc."""
+    """One core's code decoded once: (handler, operands, latency) per pc, and its static costs."""
 
     source: CoreCode
     code: list[tuple[Any, Any, int]]
-    energy: list[dict[str, float]]
-    kernels: dict[int, MvmuKernel]
+    costs: CoreCosts
 
 
 class Machine:
@@ -67,26 +68,26 @@ class Machine:
                 raise XbarcError(f"two instruction streams for tile {cc.tile} core {cc.core}")
             seen.add((cc.tile, cc.core))
         ordered = sorted(program.cores, key=lambda cc: (cc.tile, cc.core))
+        self.accountant = Accountant(hw)
         self._compiled = [self._compile(cc, kernels.get((cc.tile, cc.core), {})) for cc in ordered]
         self._left = 0
 
     # ---- loading -------------------------------------------------------------------------------------------------
     def _compile(self, cc: CoreCode, kernels: dict[int, MvmuKernel]) -> _Compiled:
         ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
-        cost_ctx = CostContext(self.hw, cc.tile, {k: m.shape for k, m in kernels.items()})
-        code, energy = [], []
+        costs = self.accountant.core(cc.tile, cc.core, {k: m.shape for k, m in kernels.items()})
+        code: list[tuple[Any, Any, int]] = []
         for instr in cc.instrs:
+            fn: Any = fault_handler
             try:
-                fn, ops = HANDLERS[instr.op], decode(instr, ctx)
-                cost = instr_cost(instr, cost_ctx)
-                lat, e = cost.cycles, dict(cost.energy)
+                ops: Any = decode(instr, ctx)
+                fn = HANDLERS[instr.op]
             except KeyError:
-                fn, ops, lat, e = fault_handler, f"unknown instruction {instr.op!r}", 1, {}
+                ops = f"unknown instruction {instr.op!r}"
             except Fault as f:
-                fn, ops, lat, e = fault_handler, str(f), 1, {}
-            code.append((fn, ops, lat))
-            energy.append(e)
-        return _Compiled(cc, code, energy, kernels)
+                ops = str(f)
+            code.append((fn, ops, costs.load(instr, runnable=fn is not fault_handler)))
+        return _Compiled(cc, code, costs)
 
     def _batch_of(self, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
         """Check inputs against the manifest; returns the batch size and (batch, length) int64 arrays."""
@@ -126,11 +127,11 @@ class Machine:
         for loc in self.program.inputs:
             self._place(st, loc.tile, loc.addr, loc.length, f"input {loc.name!r}")
             st.memory(loc.tile).write(loc.addr, inputs[loc.name].T, loc.count, 0)
-        for comp in self._compiled:
-            cc, n = comp.source, len(comp.code)
+        for comp, meter in zip(self._compiled, self.accountant.meters()):
+            cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
-                                      st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=n == 0,
-                                      counts=[0] * n, first=[-1] * n, last=[0] * n))
+                                      st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=not comp.code,
+                                      meter=meter))
         return st
 
     def _place(self, st: MachineState, tile: int, addr: int, n: int, what: str) -> None:
@@ -164,7 +165,7 @@ class Machine:
 
     def _run_core(self, c: CoreState) -> int:
         """Run ``c`` until it blocks or halts; returns the instructions executed."""
-        code, counts, first, last = c.code, c.counts, c.first, c.last
+        code, executed = c.code, c.meter.executed
         n_code, left, done, pc = len(code), self._left, 0, c.pc
         c.wait = None
         try:
@@ -180,10 +181,7 @@ class Machine:
                     break
                 start = c.clock
                 c.clock = end = start + lat
-                counts[pc] += 1
-                if first[pc] < 0:
-                    first[pc] = start
-                last[pc] = end
+                executed(pc, start, end)
                 done += 1
                 if done > left:
                     raise Fault(f"instruction budget of {self._budget} instructions exceeded")
@@ -245,46 +243,12 @@ class Machine:
         return "\n".join(lines)
 
     def _stats(self, st: MachineState) -> Stats:
-        hw = self.hw
-        comp: dict[str, float] = {k: 0.0 for k in COMPONENTS}
-        per_instr: dict[str, dict[str, float]] = {}
-        per_layer: dict[str, dict[str, float]] = {}
-        for c, cm in zip(st.cores, self._compiled):
-            for pc, cnt in enumerate(c.counts):
-                if cnt:
-                    _account(cm, c, pc, cnt, comp, per_instr, per_layer)
         cycles = max((c.clock for c in st.cores), default=0)
-        adc_bits = [c.adc_bits.get(k, hw.full_adc_bits) for c, cm in zip(st.cores, self._compiled) for k in cm.kernels]
-        comp["leakage"] = leakage_pj(hw, adc_bits, cycles)
-        busy = {c.name: sum(cnt * cm.code[pc][2] for pc, cnt in enumerate(c.counts))
-                for c, cm in zip(st.cores, self._compiled)}
-        return Stats(cycles=cycles, energy_pj=sum(comp.values()), per_component=comp, per_instruction=per_instr,
-                     per_layer=per_layer, per_core={c.name: c.clock for c in st.cores}, per_core_busy=busy,
-                     dynamic_instructions=sum(sum(c.counts) for c in st.cores), batch=st.batch)
-
-
-def _account(cm: _Compiled, c: CoreState, pc: int, cnt: int, comp: dict[str, float],
-             per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]]) -> None:
-    """Add ``cnt`` executions of instruction ``pc`` of one core to the totals."""
-    instr, energy, lat = cm.source.instrs[pc], cm.energy[pc], cm.code[pc][2]
-    e = 0.0
-    for k, v in energy.items():
-        comp[k] = comp.get(k, 0.0) + v * cnt
-        e += v * cnt
-    for k, v in c.dyn.get(pc, {}).items():  # data-dependent energy, already summed over the executions
-        comp[k] = comp.get(k, 0.0) + v
-        e += v
-    pi = per_instr.setdefault(instr.op, {"count": 0, "energy_pj": 0.0, "cycles": 0})
-    pi["count"] += cnt
-    pi["energy_pj"] += e
-    pi["cycles"] += lat * cnt
-    pl = per_layer.setdefault(instr.node or "-", {"energy_pj": 0.0, "busy_cycles": 0, "start": c.first[pc],
-                                                  "end": c.last[pc], "instructions": 0})
-    pl["energy_pj"] += e
-    pl["busy_cycles"] += lat * cnt
-    pl["start"] = min(pl["start"], c.first[pc])
-    pl["end"] = max(pl["end"], c.last[pc])
-    pl["instructions"] += cnt
+        led = self.accountant.report([c.meter for c in st.cores], cycles)
+        return Stats(cycles=cycles, energy_pj=led.energy_pj, per_component=led.per_component,
+                     per_instruction=led.per_instruction, per_layer=led.per_layer,
+                     per_core={c.name: c.clock for c in st.cores}, per_core_busy=led.busy,
+                     dynamic_instructions=led.dynamic_instructions, batch=st.batch)
 
 
 def describe_wait(wait: tuple[Any, ...] | None) -> str:

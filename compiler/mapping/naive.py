@@ -15,7 +15,7 @@ from isa import numerics as nx
 from isa.costs import MvmuShape, mvmu_cycles
 from isa.errors import ModelError
 from isa.hardware import HardwareConfig
-from isa.layout import summarize
+from isa.layout import naive_arrays, summarize
 
 from ..ir import Graph
 from ..quant import LayerPrecision
@@ -59,9 +59,9 @@ class LayerMap:
 
     @property
     def crossbars(self) -> int:
-        """Physical crossbars: 2 per slice of every block (naive), or the arrays the layouts use."""
+        """Physical crossbars: `naive_arrays` of every block (naive), or the arrays the layouts use."""
         if self.layouts is None:
-            return 2 * self.slices * len(self.blocks)
+            return naive_arrays(self.slices) * len(self.blocks)
         return sum(summarize(lay).arrays for lay in self.layouts)
 
     def group(self, c: int, rep: int = 0) -> list[Block]:
@@ -284,7 +284,7 @@ def map_naive(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
         rb, cb = -(-n_in // hw.xbar_rows), -(-n_out // hw.xbar_cols)
         lm = LayerMap(op.name, rb, cb, nx.n_slices(prec[op.name].w_bits, hw.cell_bits, prec[op.name].w_enc))
         lays = layouts.get(op.name)
-        sizes = [summarize(lay).arrays for lay in lays] if lays is not None else [2 * lm.slices] * len(ranges[op.name])
+        sizes = [summarize(lay).arrays for lay in lays] if lays is not None else [naive_arrays(lm.slices)] * len(ranges[op.name])
         if hw.xbars_per_core and max(sizes, default=0) > hw.xbars_per_core:
             raise ModelError(f"layer {op.name}: a block needs {max(sizes)} crossbars but a core has "
                              f"{hw.xbars_per_core} (xbars_per_core); map it spatially or temporally, or give the "
