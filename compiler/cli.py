@@ -15,6 +15,8 @@ import numpy as np
 
 from isa.errors import XbarcError
 
+from .data import DatasetLoader
+
 
 def _write_atomic(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -22,6 +24,13 @@ def _write_atomic(path: Path, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
+
+
+def _data() -> DatasetLoader:
+    """The bundled data sets (`models.datasets`): the CLI is where the compiler meets them."""
+    from models.datasets import load_for_shape
+
+    return load_for_shape
 
 
 def cmd_compile(a: argparse.Namespace) -> int:
@@ -35,11 +44,11 @@ def cmd_compile(a: argparse.Namespace) -> int:
         from .search.agent import stderr_progress
 
         r = search_precision(a.model, dataset=a.calib, budget=a.budget, seed=a.seed, method=a.search,
-                             progress=stderr_progress, hardware=a.hardware, mapping=a.mapping)
+                             progress=stderr_progress, hardware=a.hardware, mapping=a.mapping, data=_data())
         precision = r.best_config
         print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
-                       crossbar_budget=a.crossbar_budget, replicate=a.replicate)
+                       crossbar_budget=a.crossbar_budget, replicate=a.replicate, data=_data())
     cm.save(a.output)
     secs = time.perf_counter() - t0
     rep = cm.mapping_report() if cm.mapping else {}
@@ -61,7 +70,7 @@ def cmd_search(a: argparse.Namespace) -> int:
     from .search.plots import report_plots
 
     env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping,
-                              calibrated_ce=a.calibrated_ce,
+                              calibrated_ce=a.calibrated_ce, data=_data(),
                               **{k: v for k in ("threshold", "max_drop") if (v := getattr(a, k)) is not None}))
     try:
         rl = parse_rl_options(a.rl)
@@ -167,7 +176,7 @@ def cmd_adc_profile(a: argparse.Namespace) -> int:
     from .driver import compile_model, model_dataset
     from .quant.adc_profile import profile_bitlines
 
-    cm = compile_model(a.model, precision=a.precision, hw=a.hardware, calib=a.dataset)
+    cm = compile_model(a.model, precision=a.precision, hw=a.hardware, calib=a.dataset, data=_data())
     name = a.dataset or model_dataset(cm.model)
     if not name:
         raise XbarcError("no data set: pass --dataset (the model declares none in its xbarc.dataset metadata)")

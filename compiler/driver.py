@@ -16,9 +16,10 @@ from isa.files import load_program, save_program
 from isa.hardware import HardwareConfig, load_hardware
 
 from .codegen import generate
+from .data import DatasetLoader, load
 from .frontend import import_onnx, load_model
 from .ir import Graph, dump
-from .mapping import Mapping, map_naive
+from .mapping import Mapping, place_layers
 from .passes import CANONICALIZE, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
@@ -73,17 +74,14 @@ def model_dataset(model: onnx.ModelProto) -> str | None:
 
 
 def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, np.ndarray] | None,
-                       seed: int = 0) -> tuple[dict[str, np.ndarray], str]:
-    """Calibration batch: given arrays, a named data set's calib split, the model's declared data set, or
-    (last resort, said in the returned description) uniform [0, 1) noise."""
+                       seed: int = 0, data: DatasetLoader | None = None) -> tuple[dict[str, np.ndarray], str]:
+    """Calibration batch: given arrays, a named data set's calib split, the model's declared data set (both
+    through ``data``), or (last resort, said in the returned description) uniform [0, 1) noise."""
     if isinstance(calib, dict):
         return calib, "given arrays"
     name = calib or model_dataset(model)
     if name:
-        from models.datasets import for_shape, load_dataset
-
-        name = for_shape(name, g.inputs[0].shape)
-        x, _ = load_dataset(name, "calib")
+        x, _ = load(data, name, "calib", g.inputs[0].shape)
         return {g.inputs[0].name: x.reshape((len(x),) + g.inputs[0].shape)}, f"{name} calib split"
     rng = np.random.default_rng(seed)
     return {v.name: rng.random((256,) + v.shape) for v in g.inputs}, "synthetic uniform [0, 1) inputs"
@@ -98,38 +96,41 @@ def import_graph(model: str | Path | onnx.ModelProto) -> tuple[Graph, onnx.Model
 def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str, Any] | Path | None = "16bit",
                   hw: HardwareConfig | str | Path | None = None,
                   calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
-                  crossbar_budget: int | None = None, replicate: int = 1) -> CompiledModel:
+                  crossbar_budget: int | None = None, replicate: int = 1,
+                  data: DatasetLoader | None = None) -> CompiledModel:
     """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive", "spatial" (hollow-aware) or
     "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs; ``replicate``
-    N copies each conv layer's weights N times to split its output rows)."""
+    N copies each conv layer's weights N times to split its output rows). ``calib`` is calibration arrays or a
+    data set name loaded through ``data`` (`compiler.data.DatasetLoader`); without either, the data set the
+    model declares is loaded through ``data``."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     graph, host, proto = import_graph(model)
-    inputs, how = calibration_inputs(graph, proto, calib)
+    inputs, how = calibration_inputs(graph, proto, calib, data=data)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
     prec = resolve_precision(graph, precision, ranges, hwc)
     fmt = assign_formats(graph, prec, ranges)
     if any(p.w_scheme == "nonuniform" for p in prec.values()):
-        prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc))
+        prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc, data))
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
-    placed = map_naive(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
+    placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
     program = generate(graph, prec, placed, hwc, fmt)
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()]})
     return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how)
 
 
 def _accuracy_score(g: Graph, model: onnx.ModelProto, calib: object, fmt: dict[str, Format],
-                    hw: HardwareConfig) -> Score | None:
-    """Accuracy of the functional model on the labelled calib split of the model's data set (None without one)."""
+                    hw: HardwareConfig, data: DatasetLoader | None) -> Score | None:
+    """Accuracy of the functional model on the labelled calib split of the model's data set (None without a
+    data set or a loader for it)."""
     name = calib if isinstance(calib, str) else model_dataset(model)
-    if not name:
+    if not name or data is None:
         return None
     from isa import numerics as nx
-    from models.datasets import load_dataset
 
     from .quant import run_functional
 
-    x, y = load_dataset(name, "calib")
     inp = g.inputs[0]
+    x, y = load(data, name, "calib", inp.shape)
     x = x.reshape((len(x),) + inp.shape)
     bits, frac = fmt[inp.name]
     q = {inp.name: nx.quantize(x, bits, frac)}

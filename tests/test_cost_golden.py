@@ -51,7 +51,7 @@ def cases() -> dict[str, dict[str, Any]]:
 
 def build(case: dict[str, Any]) -> tuple[Any, np.ndarray]:
     """The compiled model of one case and its input batch (the first test images)."""
-    from compiler import compile_model
+    from support import compile_model
     from models.datasets import for_shape, load_dataset
 
     kw = {k: v for k, v in case.items() if k not in ("model", "precision")}
@@ -89,7 +89,9 @@ def search_estimates(key: str) -> list[dict[str, Any]]:
     from compiler.search import EnvConfig, SearchEnv
 
     model, dataset, n, mapping = SEARCH[key]
-    env = SearchEnv(EnvConfig(model, dataset, val_images=8, mapping=mapping))
+    from support import DATA
+
+    env = SearchEnv(EnvConfig(model, dataset, val_images=8, mapping=mapping, data=DATA))
     rng = np.random.default_rng(0)
     out = []
     for _ in range(n):
@@ -150,6 +152,7 @@ def main() -> None:
     if sys.argv[1:] != ["--write"]:
         raise SystemExit("usage: python tests/test_cost_golden.py --write")
     sys.path.insert(0, str(ROOT))
+    sys.path.insert(0, str(ROOT / "tests"))
     doc = {"runtime": {name: measure(c) for name, c in cases().items()},
            "search": {k: search_estimates(k) for k in SEARCH}}
     GOLDEN.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n")

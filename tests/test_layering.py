@@ -21,3 +21,22 @@ def test_no_positional_operand_access_in_handlers_codegen_and_costs() -> None:
     hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files
             for n, line in enumerate(p.read_text().splitlines(), 1) if POSITIONAL.search(line)]
     assert not hits, "\n".join(hits)
+
+
+def test_compiler_does_not_import_the_bundled_models_package() -> None:
+    """Data come in from the CLI (`compiler.data.DatasetLoader`): only the CLI imports `models`."""
+    files = [p for p in _sources("compiler/**/*.py") if p.name != "cli.py"]
+    hits = [f"{p.relative_to(ROOT)}:{n}: {line.strip()}" for p in files
+            for n, line in enumerate(p.read_text().splitlines(), 1)
+            if re.match(r"\s*(from|import)\s+models\b", line)]
+    assert not hits, "\n".join(hits)
+
+
+def test_compile_without_a_loader_names_what_to_pass() -> None:
+    import pytest
+
+    from compiler import compile_model
+    from isa.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="no data loader given: pass data="):
+        compile_model(ROOT / "models" / "mlp_digits.onnx", "8bit")

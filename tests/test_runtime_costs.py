@@ -9,7 +9,7 @@ import pytest
 
 from isa import MvmuImage
 from runtime import Machine
-from test_runtime_support import HW, I, M, loc, mlp_program, program
+from support import HW, I, M, loc, mlp_program, program
 
 
 def mvm_run(adc: int, hw=HW, rows: int = 128, cols: int = 128, wbits: int = 8, ibits: int = 8):

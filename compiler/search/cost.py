@@ -33,7 +33,7 @@ from isa.hardware import HardwareConfig
 from isa.layout import summarize
 
 from ..ir import Graph
-from ..mapping import LayerMap, map_naive
+from ..mapping import MAPPINGS, LayerMap, place_layers
 from ..quant import LayerPrecision, quantize_layer
 from ..quant.calibrate import layer_inputs, out_hw
 from ..quant.formats import Format
@@ -44,9 +44,7 @@ MVMU_COMPONENTS = ("crossbar", "dac", "adc", "sample_hold", "shift_add", "mvmu_r
 
 
 def mapping_modes() -> tuple[str, ...]:
-    """Mappings the cost model reproduces: every mode `compile_model` has (`compiler.mapping.naive.MAPPINGS`)."""
-    from ..mapping.naive import MAPPINGS
-
+    """Mappings the cost model reproduces: every mode `compile_model` has (`compiler.mapping.MAPPINGS`)."""
     return MAPPINGS
 
 
@@ -180,7 +178,7 @@ class CostModel:
         """The estimate for ``prec``; ``inputs`` are the crossbar layers' integer inputs (`trace_functional`)."""
         hw = self.hw
         weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in self.g.crossbar_ops()}
-        mp = map_naive(self.g, prec, hw, weights, self.mapping)
+        mp = place_layers(self.g, prec, hw, weights, self.mapping)
         comp = {k: 0.0 for k in MVMU_COMPONENTS}
         per_layer, adcs = {}, []
         conductive = conductance_pj(hw) > 0
