@@ -86,45 +86,45 @@ def _mpos(meta: Any) -> Pos:
 
 
 @v_args(meta=True)
-class _ToRecords(Transformer):
+class _ToRecords(Transformer[Any, Any]):
     """Lark tree -> statement records; each keeps the position of its first token."""
 
-    def program(self, meta: Any, children: list) -> list[Stmt]:
+    def program(self, meta: Any, children: list[Any]) -> list[Stmt]:
         return children
 
-    def section(self, meta: Any, c: list) -> SectionStmt:
+    def section(self, meta: Any, c: list[Any]) -> SectionStmt:
         return SectionStmt(str(c[0]), int(c[1]), int(c[2]), _tpos(c[0]), _tpos(c[1]), _tpos(c[2]))
 
-    def label_def(self, meta: Any, c: list) -> LabelStmt:
+    def label_def(self, meta: Any, c: list[Any]) -> LabelStmt:
         return LabelStmt(str(c[0]), _tpos(c[0]))
 
-    def instruction(self, meta: Any, c: list) -> InstrStmt:
+    def instruction(self, meta: Any, c: list[Any]) -> InstrStmt:
         return InstrStmt(str(c[0]), tuple(c[1:]), _tpos(c[0]))
 
-    def reg(self, meta: Any, c: list) -> Opnd:
+    def reg(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("reg", int(c[0][1:]), _mpos(meta))
 
-    def kw(self, meta: Any, c: list) -> Opnd:
+    def kw(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("kw", int(c[1]), _mpos(meta), str(c[0]))
 
-    def mask(self, meta: Any, c: list) -> Opnd:
+    def mask(self, meta: Any, c: list[Any]) -> Opnd:
         digits = str(c[0])[2:]
         ok = digits and set(digits) <= {"0", "1"}
         return Opnd("mask", int(digits, 2) if ok else None, _mpos(meta))
 
-    def label_ref(self, meta: Any, c: list) -> Opnd:
+    def label_ref(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("label", str(c[0]), _mpos(meta))
 
-    def number(self, meta: Any, c: list) -> Opnd:
+    def number(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("number", int(c[0]), _mpos(meta))
 
-    def mem_based(self, meta: Any, c: list) -> Opnd:
+    def mem_based(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("mem", (int(c[0][1:]), int(c[1])), _mpos(meta))
 
-    def mem_reg(self, meta: Any, c: list) -> Opnd:
+    def mem_reg(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("mem", (int(c[0][1:]), 0), _mpos(meta))
 
-    def mem_abs(self, meta: Any, c: list) -> Opnd:
+    def mem_abs(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("mem", (NO_BASE, int(c[0])), _mpos(meta))
 
 
@@ -237,11 +237,12 @@ def _suggest(word: str, choices: Any) -> str:
 
 def _core(header: SectionStmt, body: list[Stmt], src: _Source, hw: HardwareConfig) -> CoreCode:
     labels = _labels(body, src)
-    code = CoreCode(header.tile, header.core, lines=[])
+    lines: list[int] = []
+    code = CoreCode(header.tile, header.core, lines=lines)
     for st in body:
         if isinstance(st, InstrStmt):
             code.instrs.append(_instr(st, labels, src, hw))
-            code.lines.append(st.pos.line)  # type: ignore[union-attr]
+            lines.append(st.pos.line)
     return code
 
 
@@ -284,7 +285,7 @@ def _check_count(spec: InstrSpec, st: InstrStmt, src: _Source) -> None:
 def _operand(f: Field, o: Opnd, labels: dict[str, int], src: _Source, hw: HardwareConfig) -> Operand:
     kind = f.operand
     try:
-        value = kind.parse(f, o, labels, src.text(o.pos))
+        value: Operand = kind.parse(f, o, labels, src.text(o.pos))
     except OperandError as e:
         raise src.error(str(e), o.pos) from None
     problem = kind.error(f, value) or kind.hw_error(f, value, hw)

@@ -141,7 +141,8 @@ def _made(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip: int) -> np.nda
     """(ibits, steps) conversions made per input digit and row-group step (rule SKIP applied)."""
     table = shape.step_table()
     made = ~skipped(ibits, table.shape[1], hw.cell_bits, skip)  # (ibits, S)
-    return made.astype(np.int64) @ table.T
+    counts: np.ndarray = made.astype(np.int64) @ table.T
+    return counts
 
 
 def conversions_per_step(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip: int) -> list[int]:

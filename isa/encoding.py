@@ -11,6 +11,7 @@ and the instructions as 16-byte little-endian words. Provenance (`Instr.node`) i
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from .errors import AsmError
 from .hardware import DEFAULT, HardwareConfig
@@ -141,6 +142,6 @@ class _Reader:
         self.pos += n
         return chunk
 
-    def unpack(self, st: struct.Struct, what: str) -> tuple:
+    def unpack(self, st: struct.Struct, what: str) -> tuple[Any, ...]:
         """The next struct ``st``."""
         return st.unpack(self.take(st.size, what))

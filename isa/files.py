@@ -21,7 +21,7 @@ from .encoding import decode_program, encode_program
 from .errors import XbarcError
 from .hardware import HardwareConfig
 from .printer import format_program
-from .program import Instr, MemInit, MvmuImage, Program, TensorLoc
+from .program import MemInit, MvmuImage, Program, TensorLoc
 
 FORMAT = "xbarc-program"
 FORMAT_VERSION = 2  # 2: packed MVMUs carry a bit-line layout

@@ -7,7 +7,7 @@ Values: every kind holds an ``int`` except ``mem``, which holds a `MemRef` (base
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, cast, NamedTuple, Protocol, TypeVar, Union
 
 if TYPE_CHECKING:
     from .hardware import HardwareConfig
@@ -35,9 +35,17 @@ Operand = Union[int, MemRef, tuple[int, int]]  # a plain (base, off) tuple is ac
 class Written(Protocol):
     """An operand as the parser saw it (`isa.assembler.Opnd`): kind of token, value and keyword name."""
 
-    kind: str
-    value: int | str | tuple[int, int] | None
-    name: str
+    @property
+    def kind(self) -> str:
+        """Token kind: reg, kw, mask, label, number or mem."""
+
+    @property
+    def value(self) -> int | str | tuple[int, int] | None:
+        """The value as written."""
+
+    @property
+    def name(self) -> str:
+        """The keyword of a ``name=value`` operand."""
 
 
 T = TypeVar("T")
@@ -71,7 +79,7 @@ class OperandKind(Generic[T]):
 
     def coerce(self, value: Any) -> T:
         """``value`` as this kind's Python type (a (base, off) pair becomes a `MemRef`)."""
-        return value  # type: ignore[no-any-return]
+        return cast(T, value)
 
     def template(self, f: Field) -> str:
         """The text form in the ISA reference, e.g. ``n=N``."""

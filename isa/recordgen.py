@@ -68,7 +68,8 @@ def define_instruction(spec: InstrSpec) -> type[Instr]:
     except Exception:
         remove_instruction(spec.mnemonic)
         raise
-    cls: type[Instr] = namespace[class_name(spec.mnemonic)]  # type: ignore[assignment]
+    cls = namespace[class_name(spec.mnemonic)]
+    assert isinstance(cls, type) and issubclass(cls, Instr)
     return cls
 
 

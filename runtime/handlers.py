@@ -25,14 +25,14 @@ from isa import ops
 from isa.costs import transit_cycles
 from .state import I64, CoreState, Fault, MvmuKernel
 
-Wait = tuple[Any, ...]
-Handler = Callable[[CoreState, Any, int], Wait | None]
-Decoder = Callable[[Any, "DecodeContext"], Any]
+Wait = tuple[str, int, int, int]  # ("valid" | "invalid", tile, addr, n), ("msg", src, dst, ch), or HALT
+Handler = Callable[[CoreState, Any, int], Wait | None]  # Any: the record or plan type the registry erases
+Decoder = Callable[[Any, "DecodeContext"], object]
 _R = TypeVar("_R", bound=Instr)
 
 HANDLERS: dict[str, Handler] = {}
 DECODERS: dict[str, Decoder] = {}
-HALT: Wait = ("halt",)
+HALT: Wait = ("halt", -1, -1, -1)  # compared by identity
 
 
 def handler(record: type[_R]) -> Callable[[Callable[[CoreState, Any, int], Wait | None]], Handler]:
@@ -47,7 +47,7 @@ def handler(record: type[_R]) -> Callable[[Callable[[CoreState, Any, int], Wait 
     return register
 
 
-def decoder(record: type[_R]) -> Callable[[Callable[[Any, "DecodeContext"], Any]], Decoder]:
+def decoder(record: type[_R]) -> Callable[[Callable[[Any, "DecodeContext"], object]], Decoder]:
     """Register a load-time decoder for ``record``: it turns the checked record into what the handler receives."""
 
     def register(fn: Decoder) -> Decoder:
@@ -77,7 +77,7 @@ def check_operands(instr: Instr, ctx: DecodeContext) -> None:
             raise Fault(problem)
 
 
-def decode(instr: Instr, ctx: DecodeContext) -> Any:
+def decode(instr: Instr, ctx: DecodeContext) -> object:
     """Check ``instr`` and return what its handler receives: its decoder's plan, or the record itself."""
     check_operands(instr, ctx)
     special = DECODERS.get(instr.op)
@@ -100,7 +100,7 @@ class MvmUnit:
     inputs: slice
     outputs: slice
     exact: bool  # no clipping, no skipped conversion: the float64 product is exact
-    sum_dtype: Any  # numpy type of the per-digit slice sums (None: int64)
+    sum_dtype: type | None  # numpy type of the per-digit slice sums (None: int64)
     keep: np.ndarray | None  # dynamic quantization: (ibits, slices) conversions made (None: all)
 
 
@@ -435,7 +435,7 @@ def _halt(c: CoreState, i: ops.Halt, lat: int) -> Wait:
     return HALT
 
 
-def fault_handler(c: CoreState, reason: Any, lat: int) -> Wait | None:
+def fault_handler(c: CoreState, reason: str, lat: int) -> Wait | None:
     """Stands in for an instruction whose operands failed the load-time checks: faults when executed."""
     raise Fault(reason)
 

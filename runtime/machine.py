@@ -11,7 +11,6 @@ every executed instruction and, by the mvm handler, of the input digits of every
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -20,9 +19,12 @@ from isa import numerics as nx
 from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
-from .handlers import HALT, HANDLERS, DecodeContext, decode, fault_handler
+from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel
 from .stats import Stats
+
+
+Step = tuple[Handler, object, int]  # (handler, what it receives, latency) of one pc
 
 
 @dataclass
@@ -38,7 +40,7 @@ class _Compiled:
     """One core's code decoded once: (handler, operands, latency) per pc, and its static costs."""
 
     source: CoreCode
-    code: list[tuple[Any, Any, int]]
+    code: list[Step]
     costs: CoreCosts
 
 
@@ -76,11 +78,11 @@ class Machine:
     def _compile(self, cc: CoreCode, kernels: dict[int, MvmuKernel]) -> _Compiled:
         ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
         costs = self.accountant.core(cc.tile, cc.core, {k: m.shape for k, m in kernels.items()})
-        code: list[tuple[Any, Any, int]] = []
+        code: list[Step] = []
         for instr in cc.instrs:
-            fn: Any = fault_handler
+            fn: Handler = fault_handler
             try:
-                ops: Any = decode(instr, ctx)
+                ops: object = decode(instr, ctx)
                 fn = HANDLERS[instr.op]
             except KeyError:
                 ops = f"unknown instruction {instr.op!r}"
@@ -165,6 +167,7 @@ class Machine:
 
     def _run_core(self, c: CoreState) -> int:
         """Run ``c`` until it blocks or halts; returns the instructions executed."""
+        assert c.meter is not None, "a core without its cost listener"
         code, executed = c.code, c.meter.executed
         n_code, left, done, pc = len(code), self._left, 0, c.pc
         c.wait = None
@@ -244,14 +247,14 @@ class Machine:
 
     def _stats(self, st: MachineState) -> Stats:
         cycles = max((c.clock for c in st.cores), default=0)
-        led = self.accountant.report([c.meter for c in st.cores], cycles)
+        led = self.accountant.report([c.meter for c in st.cores if c.meter is not None], cycles)
         return Stats(cycles=cycles, energy_pj=led.energy_pj, per_component=led.per_component,
                      per_instruction=led.per_instruction, per_layer=led.per_layer,
                      per_core={c.name: c.clock for c in st.cores}, per_core_busy=led.busy,
                      dynamic_instructions=led.dynamic_instructions, batch=st.batch)
 
 
-def describe_wait(wait: tuple[Any, ...] | None) -> str:
+def describe_wait(wait: Wait | None) -> str:
     """Words for a handler's wait tuple."""
     if wait is None:
         return "nothing"
