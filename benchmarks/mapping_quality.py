@@ -66,7 +66,8 @@ def main() -> None:
             res = {}
             for mode, budget in (("naive", None), ("spatial", None), ("temporal", None), ("densest", 0)):
                 cm = compile_model(ROOT / "models" / f"{model}.onnx", cfg,
-                                   mapping="temporal" if budget == 0 else mode, crossbar_budget=budget, data=load_for_shape)
+                                   mapping="temporal" if budget == 0 else mode, crossbar_budget=budget,
+                                   data=load_for_shape)
                 s = runner.run(cm, {cm.program.inputs[0].name: x}).stats
                 res[mode] = (cm.mapping_report(), s, cm)
             bound, line_bound = lower_bounds(res["spatial"][2])

@@ -25,7 +25,8 @@ PUMA = {"cycles": 17002, "energy_uj": 7.04, "dynamic_uj": 5.71, "leakage_uj": 1.
 def main() -> None:
     """Compile, run once (and time the run over repeats), print the comparison."""
     t0 = time.perf_counter()
-    cm = compile_model(build_puma_mlp(), "puma", hw="puma", mapping="naive", data=load_for_shape)  # PUMA allocates every crossbar
+    # PUMA allocates every crossbar
+    cm = compile_model(build_puma_mlp(), "puma", hw="puma", mapping="naive", data=load_for_shape)
     compile_s = time.perf_counter() - t0
     x = puma_input()
     feeds = {"input": x}

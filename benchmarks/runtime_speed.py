@@ -33,7 +33,8 @@ def measure(name: str, path: Path, dataset: str, precision: str, repeat: int) ->
     x, _ = load_dataset(dataset, "test")
     t0 = time.perf_counter()
     preset, _, adc = precision.partition("-adc")
-    cm = compile_model(path, {"preset": preset, "default": {"adc_bits": int(adc)}} if adc else preset, data=load_for_shape)
+    cfg = {"preset": preset, "default": {"adc_bits": int(adc)}} if adc else preset
+    cm = compile_model(path, cfg, data=load_for_shape)
     compile_s = time.perf_counter() - t0
     feeds = {cm.program.inputs[0].name: x}
     q = runner.quantize_inputs(cm, feeds)

@@ -30,7 +30,8 @@ DATA = {MLP: "digits", LENET: "digits32"}
 def run(model: Path, cfg: Any, n: int, hw: Any = None) -> dict[str, Any]:
     """Compile with ``cfg`` and evaluate on the first n test images (accuracy, energy, cycles)."""
     x, y = load_dataset(DATA[model], "test")
-    cm = compile_model(model, cfg, hw=hw, mapping="naive", data=load_for_shape)  # the seeds' accelerators allocate every crossbar
+    # the seeds' accelerators allocate every crossbar
+    cm = compile_model(model, cfg, hw=hw, mapping="naive", data=load_for_shape)
     r = runner.evaluate(cm, x[:n], y[:n], check=False)
     r["cm"] = cm
     return r

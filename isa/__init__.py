@@ -5,7 +5,7 @@ from .hardware import DEFAULT, PRESETS, PUMA, CostTable, HardwareConfig, load_ha
 from .operands import KINDS, MemRef, Operand, OperandKind
 from .program import RECORDS, CoreCode, Instr, MemInit, MvmuImage, Program, TensorLoc
 from . import ops
-from .recordgen import define_instruction, remove_instruction
+from .records import define_instruction, remove_instruction
 from .assembler import assemble, assemble_instr
 from .encoding import decode_instr, decode_program, encode_instr, encode_program
 from .files import load_program, save_program

@@ -7,7 +7,7 @@ Values: every kind holds an ``int`` except ``mem``, which holds a `MemRef` (base
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, cast, NamedTuple, Protocol, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, Union, cast
 
 if TYPE_CHECKING:
     from .hardware import HardwareConfig

@@ -43,7 +43,7 @@ def test_field_slices_pack_from_bit_119_down_without_overlap() -> None:
 
 def test_generated_records_are_current_and_named_by_the_table() -> None:
     from isa import RECORDS, ops
-    from isa.recordgen import OPS_PATH, module_source
+    from isa.records import OPS_PATH, module_source
 
     assert OPS_PATH.read_text() == module_source(), "isa/ops.py is stale: python -m isa.recordgen"
     assert sorted(RECORDS) == sorted(BY_MNEMONIC)

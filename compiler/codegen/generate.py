@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from isa import Instr, Program, ops
 from isa.hardware import HardwareConfig
@@ -69,4 +70,5 @@ def relocated(instr: Instr, base: int) -> Instr:
     labels = [f.name for f in instr.spec.fields if f.kind == "label"]
     if not labels:
         return instr
-    return replace(instr, **{name: t + base for name, t in zip(labels, branch_targets(instr))})
+    shifted: dict[str, Any] = {name: t + base for name, t in zip(labels, branch_targets(instr))}
+    return replace(instr, **shifted)

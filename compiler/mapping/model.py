@@ -138,8 +138,9 @@ class Mapping:
         lm, hw = self.layers[name], self.hw
 
         def cycles(w: np.ndarray, layout: np.ndarray | None) -> int:
-            shape = MvmuShape(*w.shape, lm.slices) if layout is None else \
-                MvmuShape.packed(*w.shape, lm.slices, summarize(layout))
+            rows, cols = w.shape
+            shape = MvmuShape(rows, cols, lm.slices) if layout is None else \
+                MvmuShape.packed(rows, cols, lm.slices, summarize(layout))
             return mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip)
 
         mapped = single = 1
@@ -155,7 +156,7 @@ class Mapping:
         """The mapping report: per layer and total crossbars, row-group steps, MVMUs, cores, tiles, block
         utilization (block cells over MVMU capacity) and, given the integer weights, the hollows and the
         physical cell utilization."""
-        hw, layers = self.hw, []
+        hw, layers = self.hw, list[dict[str, Any]]()
         for lm in self.layers.values():
             cells = sum((b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) for b in lm.blocks)
             steps = max((summarize(lay).steps for lay in lm.layouts or []), default=1)
@@ -167,9 +168,9 @@ class Mapping:
             if weights is not None:
                 layers[-1].update(self.hollows(lm.name, weights[lm.name], prec[lm.name]))
         used = sum(x["utilization"] * x["mvmus"] for x in layers)
-        out = {"mapping": self.mode, "crossbars": self.crossbars, "mvmus": self.mvmus, "cores": self.cores,
-               "tiles": self.tiles, "utilization": used / max(1, self.mvmus), "layers": layers,
-               "vector_ops": {k: list(v) for k, v in self.vector.items()}}
+        out: dict[str, Any] = {"mapping": self.mode, "crossbars": self.crossbars, "mvmus": self.mvmus,
+                               "cores": self.cores, "tiles": self.tiles, "utilization": used / max(1, self.mvmus),
+                               "layers": layers, "vector_ops": {k: list(v) for k, v in self.vector.items()}}
         if weights is not None:
             nonzero = sum(x["nonzero_cells"] for x in layers)
             out.update({"idle_crossbars": sum(x["idle_crossbars"] for x in layers), "nonzero_cells": nonzero,

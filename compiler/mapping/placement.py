@@ -131,7 +131,10 @@ def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
         rb, cb = -(-n_in // hw.xbar_rows), -(-n_out // hw.xbar_cols)
         lm = LayerMap(op.name, rb, cb, nx.n_slices(prec[op.name].w_bits, hw.cell_bits, prec[op.name].w_enc))
         lays = layouts.get(op.name)
-        sizes = [summarize(lay).arrays for lay in lays] if lays is not None else [naive_arrays(lm.slices)] * len(ranges[op.name])
+        if lays is not None:
+            sizes = [summarize(lay).arrays for lay in lays]
+        else:
+            sizes = [naive_arrays(lm.slices)] * len(ranges[op.name])
         if hw.xbars_per_core and max(sizes, default=0) > hw.xbars_per_core:
             raise ModelError(f"layer {op.name}: a block needs {max(sizes)} crossbars but a core has "
                              f"{hw.xbars_per_core} (xbars_per_core); map it spatially or temporally, or give the "
