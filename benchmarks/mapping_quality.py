@@ -24,7 +24,7 @@ from _table import table  # noqa: E402
 
 from compiler import compile_model, runner  # noqa: E402
 from isa import numerics as nx  # noqa: E402
-from models.datasets import load_dataset  # noqa: E402
+from models.datasets import load_for_shape, load_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"mlp_digits": ("digits",), "lenet5_digits": ("digits32",), "resnet_digits": ("digits_image",)}
@@ -66,7 +66,8 @@ def main() -> None:
             res = {}
             for mode, budget in (("naive", None), ("spatial", None), ("temporal", None), ("densest", 0)):
                 cm = compile_model(ROOT / "models" / f"{model}.onnx", cfg,
-                                   mapping="temporal" if budget == 0 else mode, crossbar_budget=budget)
+                                   mapping="temporal" if budget == 0 else mode, crossbar_budget=budget,
+                                   data=load_for_shape)
                 s = runner.run(cm, {cm.program.inputs[0].name: x}).stats
                 res[mode] = (cm.mapping_report(), s, cm)
             bound, line_bound = lower_bounds(res["spatial"][2])
@@ -94,7 +95,7 @@ def main() -> None:
             res = {}
             for enc in ("twos", "tc"):
                 cm = compile_model(ROOT / "models" / f"{model}.onnx",
-                                   {"preset": "8bit", "default": {"w_enc": enc, "adc_bits": adc}})
+                                   {"preset": "8bit", "default": {"w_enc": enc, "adc_bits": adc}}, data=load_for_shape)
                 ev = runner.evaluate(cm, x, y, check=False)
                 res[enc] = (cm.mapping.crossbars, ev, ev["accuracy"])
             (xa, sa, aa), (xb, sb, ab) = res["twos"], res["tc"]
@@ -109,14 +110,14 @@ def main() -> None:
     x, _ = load_dataset("digits32", "test")
     rows = []
     for n in (1, 2, 4, 7):
-        cm = compile_model(ROOT / "models" / "lenet5_digits.onnx", "8bit", replicate=n)
+        cm = compile_model(ROOT / "models" / "lenet5_digits.onnx", "8bit", replicate=n, data=load_for_shape)
         s = runner.run(cm, {"input": x[:a.images]}).stats
         rows.append([n, cm.mapping.crossbars, f"{s.cycles:,}", f"{s.pipeline_interval:,}", f"{s.energy_pj / 1e6:.3f}"])
     print("\nLeNet-5 8-bit, conv weights replicated N times (each copy computes a band of output rows)")
     print(table(rows, ["N", "crossbars", "cycles (latency)", "pipeline interval", "energy uJ"]))
     from models import cnn_zoo
     from compiler.driver import import_graph
-    from compiler.mapping import map_naive
+    from compiler.mapping import place_layers
     from compiler.quant import calibrate, quantize_layer, resolve_precision
     from isa.hardware import DEFAULT
 
@@ -134,7 +135,7 @@ def main() -> None:
         for pool in (0, 32):
             for mode in ("naive", "spatial", "temporal"):
                 t0 = time.perf_counter()
-                mp = map_naive(g, prec, hw.with_changes(xbars_per_core=pool), weights, mode)
+                mp = place_layers(g, prec, hw.with_changes(xbars_per_core=pool), weights, mode)
                 rows.append([label, pool or "unlimited", mode, f"{tq:.1f} s", f"{time.perf_counter() - t0:.1f} s",
                              f"{mp.crossbars:,}", f"{mp.mvmus:,}", f"{mp.cores:,}", f"{mp.tiles:,}"])
     print("\nResNet-50 224x224 (random weights), the mapper alone")

@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import table  # noqa: E402
 
+from models.datasets import load_for_shape  # noqa: E402
 from compiler import compile_model, runner  # noqa: E402
 from models.puma_mlp import build_puma_mlp, puma_input  # noqa: E402
 from runtime import Machine  # noqa: E402
@@ -24,7 +25,8 @@ PUMA = {"cycles": 17002, "energy_uj": 7.04, "dynamic_uj": 5.71, "leakage_uj": 1.
 def main() -> None:
     """Compile, run once (and time the run over repeats), print the comparison."""
     t0 = time.perf_counter()
-    cm = compile_model(build_puma_mlp(), "puma", hw="puma", mapping="naive")  # PUMA allocates every crossbar
+    # PUMA allocates every crossbar
+    cm = compile_model(build_puma_mlp(), "puma", hw="puma", mapping="naive", data=load_for_shape)
     compile_s = time.perf_counter() - t0
     x = puma_input()
     feeds = {"input": x}
@@ -64,7 +66,7 @@ def main() -> None:
                              ("(+)/(-) pairs, spatial", "puma", "spatial"),
                              ("two's complement (w_enc tc), spatial", {"preset": "puma", "default": {"w_enc": "tc"}},
                               "spatial")):
-        other = compile_model(build_puma_mlp(), cfg, hw="puma", mapping=mode)
+        other = compile_model(build_puma_mlp(), cfg, hw="puma", mapping=mode, data=load_for_shape)
         r = runner.run(other, feeds)
         rows.append([label, f"{other.mapping.crossbars:,}", f"{r.stats.cycles:,}", f"{r.stats.energy_pj / 1e6:.3f}",
                      f"{r.stats.per_component['crossbar'] / 1e6:.3f}", runner.bit_exact(other, feeds, r)])

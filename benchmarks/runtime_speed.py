@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import best_time, table  # noqa: E402
 
 from compiler import compile_model, runner  # noqa: E402
-from models.datasets import load_dataset  # noqa: E402
+from models.datasets import load_for_shape, load_dataset  # noqa: E402
 from runtime import Machine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,7 +33,8 @@ def measure(name: str, path: Path, dataset: str, precision: str, repeat: int) ->
     x, _ = load_dataset(dataset, "test")
     t0 = time.perf_counter()
     preset, _, adc = precision.partition("-adc")
-    cm = compile_model(path, {"preset": preset, "default": {"adc_bits": int(adc)}} if adc else preset)
+    cfg = {"preset": preset, "default": {"adc_bits": int(adc)}} if adc else preset
+    cm = compile_model(path, cfg, data=load_for_shape)
     compile_s = time.perf_counter() - t0
     feeds = {cm.program.inputs[0].name: x}
     q = runner.quantize_inputs(cm, feeds)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from models.datasets import load_for_shape  # noqa: E402
 from compiler.search import search_precision  # noqa: E402
 from compiler.search.agent import parse_rl_options  # noqa: E402
 from compiler.search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate  # noqa: E402
@@ -53,7 +54,8 @@ def main() -> int:
         return report_files(a.report)
     t0 = time.perf_counter()
     cfg = EnvConfig(a.model, a.dataset, val_images=a.val_images, threshold=a.threshold, max_drop=a.max_drop,
-                    clamp_accuracy=a.clamp_accuracy, calibrated_ce=a.calibrated_ce, mapping=a.mapping)
+                    clamp_accuracy=a.clamp_accuracy, calibrated_ce=a.calibrated_ce, mapping=a.mapping,
+                    data=load_for_shape)
     env = SearchEnv(cfg)
     # the same reward on the test split: how much of a best reward was luck on the val images (winner's curse)
     test_env = SearchEnv(dataclasses.replace(cfg, split="test", val_images=0))

@@ -19,7 +19,7 @@ from _table import table  # noqa: E402
 
 from compiler import compile_model, runner  # noqa: E402
 from isa import numerics as nx  # noqa: E402
-from models.datasets import load_dataset  # noqa: E402
+from models.datasets import load_for_shape, load_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MLP = ROOT / "models" / "mlp_digits.onnx"
@@ -30,7 +30,8 @@ DATA = {MLP: "digits", LENET: "digits32"}
 def run(model: Path, cfg: Any, n: int, hw: Any = None) -> dict[str, Any]:
     """Compile with ``cfg`` and evaluate on the first n test images (accuracy, energy, cycles)."""
     x, y = load_dataset(DATA[model], "test")
-    cm = compile_model(model, cfg, hw=hw, mapping="naive")  # the seeds' accelerators allocate every crossbar
+    # the seeds' accelerators allocate every crossbar
+    cm = compile_model(model, cfg, hw=hw, mapping="naive", data=load_for_shape)
     r = runner.evaluate(cm, x[:n], y[:n], check=False)
     r["cm"] = cm
     return r
@@ -76,7 +77,7 @@ def seed002(n: int) -> None:
     x, _ = load_dataset("digits", "test")
     rows = []
     for enc in ("twos", "sce"):
-        cm = compile_model(MLP, {"preset": "16bit", "default": {"w_enc": enc}}, mapping="naive")
+        cm = compile_model(MLP, {"preset": "16bit", "default": {"w_enc": enc}}, mapping="naive", data=load_for_shape)
         loc = cm.program.inputs[0]
         q = {loc.name: nx.quantize(x[:n], loc.bits, loc.frac)}
         for p in profile_bitlines(cm.graph, cm.precision, q, cm.hw, cm.formats):

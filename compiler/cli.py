@@ -23,6 +23,15 @@ EXIT_USAGE = 2       # bad input: a file, field, option or tensor named in the m
 EXIT_INTERNAL = 70   # a bug in xbarc (EX_SOFTWARE): the traceback is shown with --debug
 EXIT_INTERRUPTED = 130
 
+from .data import DatasetLoader
+
+
+def _data() -> DatasetLoader:
+    """The bundled data sets (`models.datasets`): the CLI is where the compiler meets them."""
+    from models.datasets import load_for_shape
+
+    return load_for_shape
+
 
 def cmd_compile(a: argparse.Namespace) -> int:
     """xbarc compile MODEL -o OUT."""
@@ -36,11 +45,12 @@ def cmd_compile(a: argparse.Namespace) -> int:
         from .search.agent import stderr_progress
 
         r = search_precision(a.model, dataset=a.calib, budget=a.budget, seed=a.seed, method=a.search,
-                             progress=stderr_progress, hardware=a.hardware, mapping=a.mapping)
+                             progress=stderr_progress, hardware=a.hardware, mapping=a.mapping, data=_data())
         precision = r.best_config
         print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
-                       crossbar_budget=a.crossbar_budget, replicate=a.replicate, input_shapes=dict(a.input_shape))
+                       crossbar_budget=a.crossbar_budget, replicate=a.replicate, input_shapes=dict(a.input_shape),
+                       data=_data())
     cm.save(a.output)
     secs = time.perf_counter() - t0
     rep = cm.mapping_report() if cm.mapping else {}
@@ -64,7 +74,7 @@ def cmd_search(a: argparse.Namespace) -> int:
 
     out = _search_dir(a.output)
     env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping,
-                              calibrated_ce=a.calibrated_ce,
+                              calibrated_ce=a.calibrated_ce, data=_data(),
                               **{k: v for k in ("threshold", "max_drop") if (v := getattr(a, k)) is not None}))
     try:
         rl = parse_rl_options(a.rl)
@@ -237,7 +247,7 @@ def cmd_adc_profile(a: argparse.Namespace) -> int:
 
     if a.write_config:
         check_output_file(a.write_config, "--write-config")
-    cm = compile_model(a.model, precision=a.precision, hw=a.hardware, calib=a.dataset)
+    cm = compile_model(a.model, precision=a.precision, hw=a.hardware, calib=a.dataset, data=_data())
     name = a.dataset or model_dataset(cm.model)
     if not name:
         raise XbarcError("no data set: pass --dataset (the model declares none in its xbarc.dataset metadata)")
@@ -321,7 +331,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
 def _mvmu_rows(prog: Any) -> list[dict[str, Any]]:
     """One row per programmed MVMU: its block, slices, and what its layout (or the naive allocation) uses."""
     from isa import numerics as nx
-    from isa.layout import summarize
+    from isa.layout import naive_arrays, summarize
 
     rows = []
     for m in prog.mvmus:
@@ -330,7 +340,7 @@ def _mvmu_rows(prog: Any) -> list[dict[str, Any]]:
         pos, neg = nx.weight_slices(m.weights, m.weight_bits, prog.hw.cell_bits, m.encoding)
         live = int(pos.any(axis=1).sum() + neg.any(axis=1).sum())
         if m.layout is None:
-            arrays, steps, conv = 2 * s, 1, s * c
+            arrays, steps, conv = naive_arrays(s), 1, s * c
         else:
             summ = summarize(m.layout)
             arrays, steps, conv = summ.arrays, summ.steps, sum(map(sum, summ.step_counts))

@@ -18,10 +18,11 @@ from isa.files import load_program, save_program
 from isa.hardware import HardwareConfig, load_hardware
 
 from .codegen import generate
+from .data import DatasetLoader, load
 from .frontend import import_onnx, load_model
 from .inputs import checked_feeds
 from .ir import Graph, dump
-from .mapping import Mapping, map_naive
+from .mapping import Mapping, place_layers
 from .passes import CANONICALIZE, reject_unfolded, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
@@ -80,9 +81,11 @@ def model_dataset(model: onnx.ModelProto) -> str | None:
 
 
 def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, np.ndarray] | None,
-                       seed: int = 0) -> tuple[dict[str, np.ndarray] | UniformInputs, str]:
-    """Calibration batch: given arrays, a named data set's calib split, the model's declared data set, or
-    (last resort, said in the returned description) uniform [0, 1) noise, drawn chunk by chunk."""
+                       seed: int = 0, data: DatasetLoader | None = None
+                       ) -> tuple[dict[str, np.ndarray] | UniformInputs, str]:
+    """Calibration batch: given arrays, a named data set's calib split, the model's declared data set (both
+    through ``data``), or (last resort, said in the returned description) uniform [0, 1) noise, drawn chunk by
+    chunk."""
     if isinstance(calib, abc.Mapping):
         return checked_feeds(calib, {v.name: v.shape for v in g.inputs}, "calibration input"), "given arrays"
     if calib is not None and not isinstance(calib, str):
@@ -90,10 +93,7 @@ def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, 
                          f"{type(calib).__name__}")
     name = calib or model_dataset(model)
     if name:
-        from models.datasets import for_shape, load_dataset
-
-        name = for_shape(name, g.inputs[0].shape)
-        x, _ = load_dataset(name, "calib")
+        x, _ = load(data, name, "calib", g.inputs[0].shape)
         return {g.inputs[0].name: x.reshape((len(x),) + g.inputs[0].shape)}, f"{name} calib split"
     return UniformInputs({v.name: v.shape for v in g.inputs}, 256, seed), "synthetic uniform [0, 1) inputs"
 
@@ -137,22 +137,24 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
                   hw: HardwareConfig | str | Path | None = None,
                   calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
                   crossbar_budget: int | None = None, replicate: int = 1,
-                  input_shapes: InputShapes | None = None) -> CompiledModel:
+                  input_shapes: InputShapes | None = None, data: DatasetLoader | None = None) -> CompiledModel:
     """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive", "spatial" (hollow-aware) or
     "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs; ``replicate``
     N copies each conv layer's weights N times to split its output rows; ``input_shapes``, e.g.
     ``{"x": (1, 3, 224, 224)}``, fixes the dynamic per-sample dims of graph inputs, which otherwise come from the
-    calibration arrays)."""
+    calibration arrays). ``calib`` is calibration arrays or a data set name loaded through ``data``
+    (`compiler.data.DatasetLoader`); without either, the data set the model declares is loaded through
+    ``data``."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     graph, host, proto = import_graph(model, shapes_for_import(calib, input_shapes))
-    inputs, how = calibration_inputs(graph, proto, calib)
+    inputs, how = calibration_inputs(graph, proto, calib, data=data)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
     prec = resolve_precision(graph, precision, ranges, hwc)
     fmt = assign_formats(graph, prec, ranges)
     if any(p.w_scheme == "nonuniform" for p in prec.values()):
-        prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc))
+        prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc, data))
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
-    placed = map_naive(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
+    placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
     program = generate(graph, prec, placed, hwc, fmt)
     warnings = quantization_warnings(graph, prec, weights)
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()],
@@ -161,18 +163,18 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
 
 
 def _accuracy_score(g: Graph, model: onnx.ModelProto, calib: object, fmt: dict[str, Format],
-                    hw: HardwareConfig) -> Score | None:
-    """Accuracy of the functional model on the labelled calib split of the model's data set (None without one)."""
+                    hw: HardwareConfig, data: DatasetLoader | None) -> Score | None:
+    """Accuracy of the functional model on the labelled calib split of the model's data set (None without a
+    data set or a loader for it)."""
     name = calib if isinstance(calib, str) else model_dataset(model)
-    if not name:
+    if not name or data is None:
         return None
     from isa import numerics as nx
-    from models.datasets import load_dataset
 
     from .quant import run_functional
 
-    x, y = load_dataset(name, "calib")
     inp = g.inputs[0]
+    x, y = load(data, name, "calib", inp.shape)
     x = x.reshape((len(x),) + inp.shape)
     bits, frac = fmt[inp.name]
     q = {inp.name: nx.quantize(x, bits, frac)}

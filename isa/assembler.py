@@ -14,9 +14,10 @@ from typing import Any, Union
 from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken, VisitError
 
-from .encoding import core_header_error, hw_error, operand_error
+from .encoding import core_header_error
 from .errors import AsmError, Location
 from .hardware import DEFAULT, HardwareConfig
+from .operands import OperandError
 from .program import CoreCode, Instr, Operand, Program
 from .table import BY_MNEMONIC, NO_BASE, Field, InstrSpec
 
@@ -39,7 +40,7 @@ class Opnd:
     """One operand as written: kind (reg, kw, mask, label, number, mem), value, keyword name and position."""
 
     kind: str
-    value: Any
+    value: int | str | tuple[int, int] | None
     pos: Pos
     name: str = ""
 
@@ -85,45 +86,45 @@ def _mpos(meta: Any) -> Pos:
 
 
 @v_args(meta=True)
-class _ToRecords(Transformer):
+class _ToRecords(Transformer[Any, Any]):
     """Lark tree -> statement records; each keeps the position of its first token."""
 
-    def program(self, meta: Any, children: list) -> list[Stmt]:
+    def program(self, meta: Any, children: list[Any]) -> list[Stmt]:
         return children
 
-    def section(self, meta: Any, c: list) -> SectionStmt:
+    def section(self, meta: Any, c: list[Any]) -> SectionStmt:
         return SectionStmt(str(c[0]), int(c[1]), int(c[2]), _tpos(c[0]), _tpos(c[1]), _tpos(c[2]))
 
-    def label_def(self, meta: Any, c: list) -> LabelStmt:
+    def label_def(self, meta: Any, c: list[Any]) -> LabelStmt:
         return LabelStmt(str(c[0]), _tpos(c[0]))
 
-    def instruction(self, meta: Any, c: list) -> InstrStmt:
+    def instruction(self, meta: Any, c: list[Any]) -> InstrStmt:
         return InstrStmt(str(c[0]), tuple(c[1:]), _tpos(c[0]))
 
-    def reg(self, meta: Any, c: list) -> Opnd:
+    def reg(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("reg", int(c[0][1:]), _mpos(meta))
 
-    def kw(self, meta: Any, c: list) -> Opnd:
+    def kw(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("kw", int(c[1]), _mpos(meta), str(c[0]))
 
-    def mask(self, meta: Any, c: list) -> Opnd:
+    def mask(self, meta: Any, c: list[Any]) -> Opnd:
         digits = str(c[0])[2:]
         ok = digits and set(digits) <= {"0", "1"}
         return Opnd("mask", int(digits, 2) if ok else None, _mpos(meta))
 
-    def label_ref(self, meta: Any, c: list) -> Opnd:
+    def label_ref(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("label", str(c[0]), _mpos(meta))
 
-    def number(self, meta: Any, c: list) -> Opnd:
+    def number(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("number", int(c[0]), _mpos(meta))
 
-    def mem_based(self, meta: Any, c: list) -> Opnd:
+    def mem_based(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("mem", (int(c[0][1:]), int(c[1])), _mpos(meta))
 
-    def mem_reg(self, meta: Any, c: list) -> Opnd:
+    def mem_reg(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("mem", (int(c[0][1:]), 0), _mpos(meta))
 
-    def mem_abs(self, meta: Any, c: list) -> Opnd:
+    def mem_abs(self, meta: Any, c: list[Any]) -> Opnd:
         return Opnd("mem", (NO_BASE, int(c[0])), _mpos(meta))
 
 
@@ -247,11 +248,12 @@ def _suggest(word: str, choices: Any) -> str:
 
 def _core(header: SectionStmt, body: list[Stmt], src: _Source, hw: HardwareConfig) -> CoreCode:
     labels = _labels(body, src)
-    code = CoreCode(header.tile, header.core, lines=[])
+    lines: list[int] = []
+    code = CoreCode(header.tile, header.core, lines=lines)
     for st in body:
         if isinstance(st, InstrStmt):
             code.instrs.append(_instr(st, labels, src, hw))
-            code.lines.append(st.pos.line)  # type: ignore[union-attr]
+            lines.append(st.pos.line)
     return code
 
 
@@ -276,7 +278,7 @@ def _instr(st: InstrStmt, labels: dict[str, int], src: _Source, hw: HardwareConf
         raise src.error(f"unknown mnemonic '{st.mnemonic}'{_suggest(st.mnemonic, BY_MNEMONIC)}", st.pos)
     _check_count(spec, st, src)
     args = tuple(_operand(f, o, labels, src, hw) for f, o in zip(spec.fields, st.operands))
-    return Instr(spec.mnemonic, args, src.provenance(st.pos.line))
+    return Instr.of(spec.mnemonic, args, src.provenance(st.pos.line))
 
 
 def _check_count(spec: InstrSpec, st: InstrStmt, src: _Source) -> None:
@@ -292,50 +294,15 @@ def _check_count(spec: InstrSpec, st: InstrStmt, src: _Source) -> None:
 
 
 def _operand(f: Field, o: Opnd, labels: dict[str, int], src: _Source, hw: HardwareConfig) -> Operand:
-    value = _READERS[f.kind](f, o, labels, src)
-    problem = operand_error(f, value) or hw_error(f, value, hw)
+    kind = f.operand
+    try:
+        value: Operand = kind.parse(f, o, labels, src.text(o.pos))
+    except OperandError as e:
+        raise src.error(str(e), o.pos) from None
+    problem = kind.error(f, value) or kind.hw_error(f, value, hw)
     if problem:
         raise src.error(problem, o.pos)
     return value
-
-
-def _read_reg(f: Field, o: Opnd, labels: dict[str, int], src: _Source) -> Operand:
-    if o.kind != "reg":
-        raise src.error(f"expected a register like r12, got '{src.text(o.pos)}'", o.pos)
-    return o.value
-
-
-def _read_imm(f: Field, o: Opnd, labels: dict[str, int], src: _Source) -> Operand:
-    if o.kind == "kw" and o.name == f.name:
-        return o.value
-    got = f"{o.name}=..." if o.kind == "kw" else f"'{src.text(o.pos)}'"
-    raise src.error(f"expected {f.name}=..., got {got}", o.pos)
-
-
-def _read_mask(f: Field, o: Opnd, labels: dict[str, int], src: _Source) -> Operand:
-    if o.kind != "mask":
-        raise src.error(f"expected an MVMU mask like 0b101, got '{src.text(o.pos)}'", o.pos)
-    if o.value is None:
-        raise src.error(f"bad mask '{src.text(o.pos)}': expected binary digits after 0b", o.pos)
-    return o.value
-
-
-def _read_label(f: Field, o: Opnd, labels: dict[str, int], src: _Source) -> Operand:
-    if o.kind != "label":
-        raise src.error(f"expected a label, got '{src.text(o.pos)}'", o.pos)
-    if o.value not in labels:
-        raise src.error(f"undefined label '{o.value}' (in this .core section)", o.pos)
-    return labels[o.value]
-
-
-def _read_mem(f: Field, o: Opnd, labels: dict[str, int], src: _Source) -> Operand:
-    if o.kind != "mem":
-        raise src.error(f"expected a memory address like [r5+16] or [16], got '{src.text(o.pos)}'", o.pos)
-    return o.value
-
-
-_READERS = {"reg": _read_reg, "uimm": _read_imm, "simm": _read_imm, "mask": _read_mask, "label": _read_label,
-            "mem": _read_mem}
 
 
 def assemble_instr(text: str, labels: dict[str, int] | None = None, hw: HardwareConfig = DEFAULT) -> Instr:

@@ -1,12 +1,21 @@
-"""Energy and latency of every executed instruction, computed from ``hw.costs`` (docs/cost-model.md).
+"""The cost model: energy and latency of every executed instruction, and the one accountant that charges them
+(docs/cost-model.md).
 
-The formulas live in `isa` beside the cost tables so that the runtime (which charges them) and the compiler
-(which estimates them for the precision search) share one definition.
+Every cost formula lives here, beside the cost tables, so the runtime (which charges them) and the compiler's
+precision search (which estimates them, `compiler/search/cost.py`) share one definition:
 
-Every cost formula of the runtime lives in this file. ``COST_UNITS`` maps the ``unit`` column of the
-instruction table to a function ``(instr, ctx) -> Cost``; a hardware variant is a different `CostTable`, a
-different convention is a different entry in ``COST_UNITS``. All energies are per batch element (per inference),
-in pJ; latencies are in core clock cycles.
+* **static** charges per executed instruction: ``COST_UNITS`` maps the ``unit`` column of the instruction table
+  to a function ``(instr, ctx) -> Cost``; a hardware variant is a different `CostTable`, a different convention
+  a different entry in ``COST_UNITS``;
+* **data-dependent** charges of an MVMU firing (`mvm_data_energy`: DAC pulses and, with the conductance model,
+  crossbar read energy from the active input digits and the programmed cell levels);
+* **leakage** of the ADCs over the run (`leakage_pj`).
+
+`Accountant` applies them during a run: the runtime opens one `CoreMeter` per core at load time (static costs
+and latencies per pc), notifies it of every executed instruction (`CoreMeter.executed`) and of the data of every
+MVMU firing (`CoreMeter.mvm`), and asks the accountant for the `Ledger` (energy per component, instruction and
+layer; busy cycles) at the end. All energies are per batch element (per inference), in pJ; latencies are in core
+clock cycles.
 """
 
 from __future__ import annotations
@@ -18,8 +27,9 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .hardware import HardwareConfig
-from .layout import LayoutSummary
+from .layout import LayoutSummary, naive_arrays
 from .numerics import skipped
+from . import ops
 from .program import Instr
 
 #: Energy components, in reporting order.
@@ -40,8 +50,8 @@ class Cost:
 @dataclass(frozen=True)
 class MvmuShape:
     """Rows, columns and weight slices of one programmed MVMU; for a packed MVMU (`isa.layout`) also its physical
-    arrays, array drives per input digit and converted pairs per [row-group step][slice]. A naive MVMU has 2 arrays
-    per slice, one step, and converts every (slice, column)."""
+    arrays, array drives per input digit and converted pairs per [row-group step][slice]. A naive MVMU has
+    `isa.layout.naive_arrays` arrays, one step, and converts every (slice, column)."""
 
     rows: int
     cols: int
@@ -64,13 +74,13 @@ class MvmuShape:
 
     @property
     def crossbars(self) -> int:
-        """Physical arrays in use (2 per slice when naive)."""
-        return 2 * self.slices if self.arrays is None else self.arrays
+        """Physical arrays in use (`naive_arrays` when naive)."""
+        return naive_arrays(self.slices) if self.arrays is None else self.arrays
 
     @property
     def drives(self) -> int:
         """Physical array drives per input digit (one per array holding lines of a row-group step)."""
-        return 2 * self.slices if self.array_steps is None else self.array_steps
+        return naive_arrays(self.slices) if self.array_steps is None else self.array_steps
 
     @property
     def idle(self) -> bool:
@@ -137,7 +147,8 @@ def _made(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip: int) -> np.nda
     """(ibits, steps) conversions made per input digit and row-group step (rule SKIP applied)."""
     table = shape.step_table()
     made = ~skipped(ibits, table.shape[1], hw.cell_bits, skip)  # (ibits, S)
-    return made.astype(np.int64) @ table.T
+    counts: np.ndarray = made.astype(np.int64) @ table.T
+    return counts
 
 
 def conversions_per_step(hw: HardwareConfig, shape: MvmuShape, ibits: int, skip: int) -> list[int]:
@@ -151,7 +162,7 @@ def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
     the next step overlap conversion of the previous one (the temporal pipeline); skipped conversions take no
     time."""
     c = hw.costs
-    total = 0.0 if shape.idle else c.xbar_read_ns
+    total = c.xbar_read_ns
     for conv in _made(hw, shape, ibits, skip).ravel().tolist():
         sweep_ns = _ceil_div(conv, hw.adcs_per_mvmu) * c.adc_ns_per_bit_sweep * adc / 128
         total += max(c.xbar_read_ns, sweep_ns)
@@ -160,8 +171,8 @@ def mvmu_cycles(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
 
 def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip: int = -1) -> dict[str, float]:
     """Data-independent energy of one MVMU firing once (per batch element). The DAC and, with the conductance
-    model, the crossbar are charged per execution from the actual digits (runtime/handlers.py `_mvm`). An idle
-    MVMU only writes its (zero) output registers."""
+    model, the crossbar are charged from the actual digits (`mvm_data_energy`). An idle MVMU only writes its
+    (zero) output registers."""
     c = hw.costs
     r, cols = (0 if shape.idle else shape.rows), shape.cols
     conversions = sum(conversions_per_step(hw, shape, ibits, skip))
@@ -176,19 +187,59 @@ def mvmu_energy(hw: HardwareConfig, shape: MvmuShape, ibits: int, adc: int, skip
     return energy
 
 
-def crossbar_pj_per_level(hw: HardwareConfig) -> float:
-    """Crossbar energy per driven cell level with the conductance model (`CostTable.xbar_energy`): a whole
-    array at its highest level with every row driven costs ``xbar_read_pj``; 0 with the static model."""
+def conductance_pj(hw: HardwareConfig) -> float:
+    """Crossbar read energy per (DAC pulse x cell level) under the conductance model (0 with ``xbar_energy``
+    "static"): a full read of every cell at the top level costs ``xbar_read_pj``."""
     c = hw.costs
-    full = hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1)  # cell levels of a whole array at its top
-    return 0.0 if c.xbar_energy == "static" else c.xbar_read_pj / full
+    if c.xbar_energy == "static":
+        return 0.0
+    return c.xbar_read_pj / (hw.xbar_rows * hw.xbar_cols * ((1 << hw.cell_bits) - 1))
+
+
+def row_levels(pos: np.ndarray, neg: np.ndarray) -> np.ndarray:
+    """The ``gsum`` of `mvm_data_energy`: per crossbar row, the cell levels of its (+) and (-) lines over every
+    slice and column (``pos``, ``neg``: (slices, rows, cols) from `isa.numerics.weight_slices`), as integers."""
+    levels: np.ndarray = (pos + neg).sum(axis=(0, 2)).astype(np.int64)
+    return levels
+
+
+def mvm_events(row_pulses: np.ndarray, gsum: np.ndarray | None) -> tuple[int, int]:
+    """The data-dependent events of MVMU firings, exact integers: (DAC pulses, cell levels under driven rows)
+    for ``row_pulses[r]`` non-zero digits on row r (summed over a batch) and ``gsum`` (`row_levels`; None: the
+    levels are not needed)."""
+    pulses = np.asarray(row_pulses).astype(np.int64)
+    return int(pulses.sum()), (0 if gsum is None else int(np.asarray(gsum).astype(np.int64) @ pulses))
+
+
+def events_energy(hw: HardwareConfig, pulses: int, levels: int, batch: int) -> dict[str, float]:
+    """Data-dependent energy per inference of ``pulses`` DAC pulses and ``levels`` driven cell levels counted
+    over ``batch`` inferences: ``dac_pj`` per pulse and, with the conductance model, `conductance_pj` per level.
+    Counting integers and dividing once makes a batch run in chunks cost exactly what one pass costs."""
+    energy = {"dac": hw.costs.dac_pj * pulses / batch}
+    coef = conductance_pj(hw)
+    if coef:
+        energy["crossbar"] = coef * levels / batch
+    return energy
+
+
+def mvm_data_energy(hw: HardwareConfig, row_pulses: np.ndarray, gsum: np.ndarray | None,
+                    batch: int) -> dict[str, float]:
+    """Data-dependent energy (per inference) of MVMU firings whose input rows received ``row_pulses[r]`` non-zero
+    digits in total over a batch of ``batch`` inferences: `events_energy` of `mvm_events`."""
+    pulses, levels = mvm_events(row_pulses, gsum if conductance_pj(hw) else None)
+    return events_energy(hw, pulses, levels, batch)
 
 
 def leakage_pj(hw: HardwareConfig, adc_bits: list[int], cycles: int) -> float:
-    """ADC leakage over the run: mW per bit x bits x ADCs per MVMU, summed over programmed MVMUs (not idle ones:
-    `MvmuShape.idle`), x ns (= pJ)."""
+    """ADC leakage over the run: mW per bit x bits x ADCs per MVMU, summed over programmed MVMUs, x ns (= pJ)."""
     ns = cycles / hw.clock_ghz
     return sum(hw.costs.adc_leak_mw_per_bit * b * hw.adcs_per_mvmu for b in adc_bits) * ns
+
+
+def _n(instr: Instr) -> int:
+    """The vector length of an instruction with an ``n`` field."""
+    n: int = getattr(instr, "n")
+    return n
 
 
 def _add(total: dict[str, float], part: Mapping[str, float]) -> None:
@@ -199,21 +250,20 @@ def _add(total: dict[str, float], part: Mapping[str, float]) -> None:
 # ---- per unit ----------------------------------------------------------------------------------------------------
 @unit("mvm")
 def _mvm(instr: Instr, ctx: CostContext) -> Cost:
-    mask, ibits, adc = int(instr.args[0]), int(instr.args[1]), int(instr.args[2])  # type: ignore[arg-type]
-    skip = int(instr.arg("skip"))  # type: ignore[arg-type]
+    assert isinstance(instr, ops.Mvm)
     energy: dict[str, float] = {}
     cycles = 1
     for k, shape in ctx.mvmus.items():
-        if mask >> k & 1:
-            _add(energy, mvmu_energy(ctx.hw, shape, ibits, adc, skip))
-            cycles = max(cycles, mvmu_cycles(ctx.hw, shape, ibits, adc, skip))
+        if instr.mask >> k & 1:
+            _add(energy, mvmu_energy(ctx.hw, shape, instr.ibits, instr.adc, instr.skip))
+            cycles = max(cycles, mvmu_cycles(ctx.hw, shape, instr.ibits, instr.adc, instr.skip))
     return Cost(cycles, energy)
 
 
 def _alu(pj_field: str) -> CostFn:
     def cost(instr: Instr, ctx: CostContext) -> Cost:
         hw = ctx.hw
-        n = int(instr.arg("n"))  # type: ignore[arg-type]
+        n = _n(instr)
         sources = sum(1 for f in instr.spec.fields if f.kind == "reg") - 1
         energy = {"alu": n * getattr(hw.costs, pj_field), "regs": (sources + 1) * n * hw.costs.reg_pj}
         return Cost(_ceil_div(n, hw.alu_lanes), energy)
@@ -229,9 +279,9 @@ COST_UNITS["alu_act"] = _alu("alu_act_pj")
 @unit("reg")
 def _reg(instr: Instr, ctx: CostContext) -> Cost:
     c = ctx.hw.costs
-    if instr.op == "set":
+    if isinstance(instr, ops.Set):
         return Cost(1, {"regs": c.reg_pj})
-    n = int(instr.arg("n"))  # type: ignore[arg-type]
+    n = _n(instr)
     return Cost(_ceil_div(n, ctx.hw.alu_lanes), {"regs": 2 * n * c.reg_pj})
 
 
@@ -243,7 +293,7 @@ def _scalar(instr: Instr, ctx: CostContext) -> Cost:
 
 def _mem(instr: Instr, ctx: CostContext) -> Cost:
     hw = ctx.hw
-    n = int(instr.arg("n"))  # type: ignore[arg-type]
+    n = _n(instr)
     acc = mem_accesses(hw, n)
     energy = {"tile_mem": acc * hw.costs.mem_access_pj, "regs": n * hw.costs.reg_pj}
     return Cost(acc * hw.costs.mem_access_cycles, energy)
@@ -256,7 +306,8 @@ COST_UNITS["mem_store"] = _mem
 @unit("net_send")
 def _send(instr: Instr, ctx: CostContext) -> Cost:
     hw = ctx.hw
-    n, dst = int(instr.arg("n")), int(instr.arg("tile"))  # type: ignore[arg-type]
+    assert isinstance(instr, ops.Send)
+    n, dst = instr.n, instr.tile
     acc = flits = mem_accesses(hw, n)
     energy = {"tile_mem": acc * hw.costs.mem_access_pj,
               "noc": flits * (hops(hw, ctx.tile, dst) + 1) * hw.costs.router_pj}
@@ -266,7 +317,7 @@ def _send(instr: Instr, ctx: CostContext) -> Cost:
 @unit("net_recv")
 def _recv(instr: Instr, ctx: CostContext) -> Cost:
     hw = ctx.hw
-    n = int(instr.arg("n"))  # type: ignore[arg-type]
+    n = _n(instr)
     acc = flits = mem_accesses(hw, n)
     energy = {"noc": flits * hw.costs.fifo_pj, "tile_mem": acc * hw.costs.mem_access_pj}
     return Cost(acc * hw.costs.mem_access_cycles, energy)
@@ -275,3 +326,164 @@ def _recv(instr: Instr, ctx: CostContext) -> Cost:
 @unit("control")
 def _control(instr: Instr, ctx: CostContext) -> Cost:
     return Cost(1, {"control": ctx.hw.costs.fetch_pj})
+
+
+# ---- the accountant ------------------------------------------------------------------------------------------------
+FAULT_COST = Cost(1, {})  # an instruction that failed its load-time checks: it faults when executed
+
+
+class CoreCosts:
+    """The static side of one core, fixed at load time: the cost (latency, energy) of each pc."""
+
+    def __init__(self, hw: HardwareConfig, tile: int, core: int, mvmus: Mapping[int, MvmuShape]) -> None:
+        self.hw, self.tile, self.core = hw, tile, core
+        self.ctx = CostContext(hw, tile, mvmus)
+        self.instrs: list[Instr] = []
+        self.static: list[Cost] = []
+
+    @property
+    def name(self) -> str:
+        """``T.C``."""
+        return f"{self.tile}.{self.core}"
+
+    def load(self, instr: Instr, runnable: bool = True) -> int:
+        """Cost the next pc (``runnable`` False: it faults when run, `FAULT_COST`); returns its latency."""
+        cost = instr_cost(instr, self.ctx) if runnable else FAULT_COST
+        self.instrs.append(instr)
+        self.static.append(cost)
+        return cost.cycles
+
+
+class CoreMeter:
+    """The listener of one core during one run: executions per pc (count, first issue, last completion), the
+    data-dependent energy per pc and the ADC resolution each programmed MVMU last converted at."""
+
+    def __init__(self, costs: CoreCosts) -> None:
+        self.costs = costs
+        n = len(costs.static)
+        self.counts, self.first, self.last = [0] * n, [-1] * n, [0] * n
+        self.events: dict[int, list[int]] = {}  # pc -> [DAC pulses, driven cell levels] over the batch (exact)
+        self.adc_bits: dict[int, int] = {}
+        self.batch = 0
+
+    def executed(self, pc: int, start: int, end: int) -> None:
+        """Instruction ``pc`` was issued at ``start`` and completed at ``end``."""
+        self.counts[pc] += 1
+        if self.first[pc] < 0:
+            self.first[pc] = start
+        self.last[pc] = end
+
+    def mvm(self, pc: int, mvmu: int, adc: int, row_pulses: np.ndarray, gsum: np.ndarray | None,
+            batch: int) -> None:
+        """MVMU ``mvmu`` fired for instruction ``pc`` at ``adc`` bits with ``row_pulses`` non-zero input digits
+        per row (summed over the ``batch`` this meter runs): count its `mvm_events`, remember the resolution for
+        leakage."""
+        self.adc_bits[mvmu] = adc
+        self.batch = batch
+        pulses, levels = mvm_events(row_pulses, gsum if conductance_pj(self.costs.hw) else None)
+        ev = self.events.setdefault(pc, [0, 0])
+        ev[0] += pulses
+        ev[1] += levels
+
+    def absorb(self, other: "CoreMeter") -> None:
+        """Add the events of ``other``, the same core run on another part of the batch; the control flow must be
+        the same (counts and times), which `Machine` checks before."""
+        for pc, (pulses, levels) in other.events.items():
+            ev = self.events.setdefault(pc, [0, 0])
+            ev[0] += pulses
+            ev[1] += levels
+        self.adc_bits.update(other.adc_bits)
+        self.batch += other.batch
+
+    def data_energy(self, pc: int, batch: int) -> dict[str, float]:
+        """Data-dependent energy per inference of every execution of ``pc`` over a run of ``batch`` inferences."""
+        ev = self.events.get(pc)
+        return events_energy(self.costs.hw, ev[0], ev[1], batch) if ev else {}
+
+    @property
+    def busy(self) -> int:
+        """Cycles this core spent executing (latency x executions)."""
+        return sum(n * c.cycles for n, c in zip(self.counts, self.costs.static))
+
+    def leaking_adc_bits(self) -> list[int]:
+        """ADC resolution of every programmed MVMU that has a crossbar (full resolution if it never converted);
+        idle MVMUs have no ADC to leak."""
+        return [self.adc_bits.get(k, self.costs.hw.full_adc_bits) for k, shape in self.costs.ctx.mvmus.items()
+                if not shape.idle]
+
+
+@dataclass
+class Ledger:
+    """What a run cost per inference: energy per component, per mnemonic {count, energy_pj, cycles}, per layer
+    {energy_pj, busy_cycles, start, end, instructions}, busy cycles per core and executed instructions."""
+
+    per_component: dict[str, float]
+    per_instruction: dict[str, dict[str, float]]
+    per_layer: dict[str, dict[str, float]]
+    busy: dict[str, int]
+    dynamic_instructions: int
+
+    @property
+    def energy_pj(self) -> float:
+        """Total energy."""
+        return sum(self.per_component.values())
+
+
+class Accountant:
+    """Charges static, data-dependent and leakage costs through one path. At load time, `core` costs each core's
+    code; each run takes fresh listeners (`meters`) that the runtime notifies, and `report` turns them into the
+    run's counters."""
+
+    def __init__(self, hw: HardwareConfig) -> None:
+        self.hw = hw
+        self.cores: list[CoreCosts] = []
+
+    def core(self, tile: int, core: int, mvmus: Mapping[int, MvmuShape]) -> CoreCosts:
+        """The static costs of (tile, core), whose programmed MVMUs have ``mvmus`` shapes (filled by `load`)."""
+        costs = CoreCosts(self.hw, tile, core, mvmus)
+        self.cores.append(costs)
+        return costs
+
+    def meters(self) -> list[CoreMeter]:
+        """Fresh listeners for one run, one per core in `core` order."""
+        return [CoreMeter(c) for c in self.cores]
+
+    def report(self, meters: list[CoreMeter], cycles: int, batch: int) -> Ledger:
+        """The totals per inference of one run of ``batch`` inferences, from its ``meters``, over ``cycles``;
+        leakage goes to the total and the ``leakage`` component only, not to instructions or layers."""
+        comp: dict[str, float] = {k: 0.0 for k in COMPONENTS}
+        per_instr: dict[str, dict[str, float]] = {}
+        per_layer: dict[str, dict[str, float]] = {}
+        for m in meters:
+            for pc, cnt in enumerate(m.counts):
+                if cnt:
+                    _charge(m, pc, cnt, m.data_energy(pc, batch), comp, per_instr, per_layer)
+        adc_bits = [b for m in meters for b in m.leaking_adc_bits()]
+        comp["leakage"] = leakage_pj(self.hw, adc_bits, cycles)
+        return Ledger(comp, per_instr, per_layer, {m.costs.name: m.busy for m in meters},
+                      sum(sum(m.counts) for m in meters))
+
+
+def _charge(m: CoreMeter, pc: int, cnt: int, data: dict[str, float], comp: dict[str, float],
+            per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]]) -> None:
+    """Add ``cnt`` executions of instruction ``pc`` of meter ``m`` (``data``: their data-dependent energy) to the
+    totals."""
+    instr, cost = m.costs.instrs[pc], m.costs.static[pc]
+    e = 0.0
+    for k, v in cost.energy.items():
+        comp[k] = comp.get(k, 0.0) + v * cnt
+        e += v * cnt
+    for k, v in data.items():  # data-dependent energy, already summed over the executions
+        comp[k] = comp.get(k, 0.0) + v
+        e += v
+    pi = per_instr.setdefault(instr.op, {"count": 0, "energy_pj": 0.0, "cycles": 0})
+    pi["count"] += cnt
+    pi["energy_pj"] += e
+    pi["cycles"] += cost.cycles * cnt
+    pl = per_layer.setdefault(instr.node or "-", {"energy_pj": 0.0, "busy_cycles": 0, "start": m.first[pc],
+                                                  "end": m.last[pc], "instructions": 0})
+    pl["energy_pj"] += e
+    pl["busy_cycles"] += cost.cycles * cnt
+    pl["start"] = min(pl["start"], m.first[pc])
+    pl["end"] = max(pl["end"], m.last[pc])
+    pl["instructions"] += cnt

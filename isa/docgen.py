@@ -9,7 +9,8 @@ from . import layout as layout_module
 from .assembler import assemble
 from .encoding import MAGIC, VERSION
 from .printer import COMMENT_COL, format_program
-from .table import (INSTRUCTIONS, KIND_BITS, MEM_BASE_BITS, MEM_OFF_BITS, NO_BASE, OPCODE_BITS, WORD_BITS, Field,
+from .operands import KINDS
+from .table import (INSTRUCTIONS, MEM_BASE_BITS, MEM_OFF_BITS, NO_BASE, OPCODE_BITS, WORD_BITS, Field,
                     InstrSpec, field_slices)
 
 DOC_PATH = Path(__file__).resolve().parent.parent / "docs" / "isa.md"
@@ -26,15 +27,7 @@ loop:
     halt
 """
 
-_KINDS = [
-    ("reg", f"{KIND_BITS['reg']}", "`r12`", "a core register index (flat register file, see `HardwareConfig`)"),
-    ("uimm", "per field", "`n=128`", "unsigned immediate, written with the field's name"),
-    ("simm", "per field", "`shift=-3`", "signed immediate (two's complement in the word), written with its name"),
-    ("mask", f"{KIND_BITS['mask']}", "`0b101`", "MVMU bit mask (bit k selects MVMU k); at least one bit set"),
-    ("label", f"{KIND_BITS['label']}", "`L7`", "branch target: an instruction index in the same core"),
-    ("mem", f"{MEM_BASE_BITS}+{MEM_OFF_BITS}", "`[r5+16]`, `[16]`",
-     f"tile-memory address: base register (or none: {NO_BASE:#x}) plus unsigned offset"),
-]
+_KINDS = [(k.name, k.width_doc, k.example, k.meaning) for k in KINDS.values()]
 
 _CONTAINER = f"""\
 | Bytes | Content |
@@ -55,18 +48,11 @@ def text_form(spec: InstrSpec) -> str:
 
 
 def _operand_form(f: Field) -> str:
-    return {"reg": f"r{f.name.upper()}", "uimm": f"{f.name}={f.name.upper()}", "simm": f"{f.name}={f.name.upper()}",
-            "mask": "0bMASK", "label": f.name.upper(), "mem": f"[rB+{f.name.upper()}]"}[f.kind]
+    return f.operand.template(f)
 
 
 def _legal(f: Field) -> str:
-    if f.kind == "reg":
-        return f"r{f.lo}..r{f.hi} (below the hardware's `core_regs`)"
-    if f.kind == "mask":
-        return "non-zero, bits below `mvmus_per_core`"
-    if f.kind == "mem":
-        return f"base: a register or none; offset [{f.lo}, {f.hi}] (below `tile_mem_words`)"
-    return f"[{f.lo}, {f.hi}]"
+    return f.operand.legal(f)
 
 
 def _bits(f: Field, lsb: int) -> str:

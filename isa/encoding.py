@@ -11,11 +11,12 @@ and the instructions as 16-byte little-endian words. Provenance (`Instr.node`) i
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from .errors import AsmError
 from .hardware import DEFAULT, HardwareConfig
 from .program import CoreCode, Instr, Operand, Program
-from .table import BY_OPCODE, MEM_OFF_BITS, NO_BASE, OPCODE_BITS, WORD_BITS, Field, field_slices
+from .table import BY_OPCODE, OPCODE_BITS, WORD_BITS, Field, field_slices
 
 MAGIC = b"XBRC"
 VERSION = 1
@@ -27,33 +28,12 @@ _CORE_HEADER = struct.Struct("<HHI")
 # ---- operand legality (shared with the assembler) ------------------------------------------------------------
 def operand_error(f: Field, value: Operand) -> str | None:
     """Why ``value`` is not a legal value of field ``f`` by the table alone, or None if it is."""
-    if f.kind == "mem":
-        base, off = value  # type: ignore[misc]
-        if base != NO_BASE and not 0 <= base < NO_BASE:
-            return f"base register r{base} out of range [0, {NO_BASE - 1}]"
-        return None if f.fits(off) else f"offset {off} out of range [{f.lo}, {f.hi}]"
-    if f.fits(value):  # type: ignore[arg-type]
-        return None
-    if f.kind == "mask":
-        return "mask 0b0 selects no MVMU" if value == 0 else f"mask {value:#b} does not fit {f.bits} bits"
-    return f"{_show(f, value)} out of range [{f.lo}, {f.hi}]"
+    return f.operand.error(f, value)
 
 
 def hw_error(f: Field, value: Operand, hw: HardwareConfig) -> str | None:
     """Why ``value`` cannot work on ``hw`` (register, MVMU, tile or address beyond the machine), or None."""
-    if f.kind == "reg" and value >= hw.core_regs:  # type: ignore[operator]
-        return f"register r{value} out of range: a core has {hw.core_regs} registers (r0..r{hw.core_regs - 1})"
-    if f.kind == "mask" and value >> hw.mvmus_per_core:  # type: ignore[operator]
-        return f"mask {value:#b} selects an MVMU beyond the {hw.mvmus_per_core} of a core"
-    if f.kind == "mem":
-        base, off = value  # type: ignore[misc]
-        if base != NO_BASE and base >= hw.core_regs:
-            return f"register r{base} out of range: a core has {hw.core_regs} registers (r0..r{hw.core_regs - 1})"
-        if off >= hw.tile_mem_words:
-            return f"offset {off} beyond the tile memory ({hw.tile_mem_words} words)"
-    if f.kind == "uimm" and f.name == "tile" and value >= hw.tiles:  # type: ignore[operator]
-        return f"tile={value} out of range: the chip has {hw.tiles} tiles"
-    return None
+    return f.operand.hw_error(f, value, hw)
 
 
 def core_header_error(tile: int, core: int, hw: HardwareConfig) -> str | None:
@@ -65,30 +45,17 @@ def core_header_error(tile: int, core: int, hw: HardwareConfig) -> str | None:
     return None
 
 
-def _show(f: Field, value: Operand) -> str:
-    return f"register r{value}" if f.kind == "reg" else f"{f.name}={value}"
-
-
 # ---- one instruction -------------------------------------------------------------------------------------------
 def encode_instr(instr: Instr) -> int:
     """The 128-bit word of ``instr``; AsmError naming instruction and field if an operand does not fit."""
     spec = instr.spec
-    if len(instr.args) != len(spec.fields):
-        raise AsmError(f"{instr.op}: {len(instr.args)} operands, the table lists {len(spec.fields)}")
     word = spec.opcode << (WORD_BITS - OPCODE_BITS)
     for (f, lsb), value in zip(field_slices(spec), instr.args):
-        problem = operand_error(f, value)
+        problem = f.operand.error(f, value)
         if problem:
             raise AsmError(f"cannot encode {instr.op}: field {f.name}: {problem}")
-        word |= _field_bits(f, value) << lsb
+        word |= f.operand.encode(f, value) << lsb
     return word
-
-
-def _field_bits(f: Field, value: Operand) -> int:
-    if f.kind == "mem":
-        base, off = value  # type: ignore[misc]
-        return (base << MEM_OFF_BITS) | off
-    return value & ((1 << f.bits) - 1)  # type: ignore[operator]  # two's complement for simm
 
 
 def decode_instr(word: int) -> Instr:
@@ -102,20 +69,12 @@ def decode_instr(word: int) -> Instr:
     unused = WORD_BITS - OPCODE_BITS - spec.operand_bits
     if word & ((1 << unused) - 1):
         raise AsmError(f"{spec.mnemonic}: unused bits [{unused - 1}:0] are not zero")
-    args = tuple(_field_value(f, (word >> lsb) & ((1 << f.bits) - 1)) for f, lsb in field_slices(spec))
+    args = tuple(f.operand.decode(f, (word >> lsb) & ((1 << f.bits) - 1)) for f, lsb in field_slices(spec))
     for f, value in zip(spec.fields, args):
-        problem = operand_error(f, value)
+        problem = f.operand.error(f, value)
         if problem:
             raise AsmError(f"{spec.mnemonic}: field {f.name}: {problem}")
-    return Instr(spec.mnemonic, args)
-
-
-def _field_value(f: Field, raw: int) -> Operand:
-    if f.kind == "mem":
-        return (raw >> MEM_OFF_BITS, raw & ((1 << MEM_OFF_BITS) - 1))
-    if f.kind == "simm" and raw >> (f.bits - 1):
-        return raw - (1 << f.bits)
-    return raw
+    return Instr.of(spec.mnemonic, args)
 
 
 # ---- programs --------------------------------------------------------------------------------------------------
@@ -163,9 +122,7 @@ def _decode_core(reader: "_Reader", k: int, hw: HardwareConfig) -> CoreCode:
 def _checked(instr: Instr, count: int, hw: HardwareConfig) -> Instr:
     """``instr`` if it can run on ``hw`` and its branch targets lie in [0, count]; else AsmError."""
     for f, value in zip(instr.spec.fields, instr.args):
-        problem = hw_error(f, value, hw)
-        if f.kind == "label" and value > count:  # type: ignore[operator]
-            problem = f"branch target {value} beyond the end of the core's code ({count} instructions)"
+        problem = f.operand.hw_error(f, value, hw) or f.operand.code_error(f, value, count)
         if problem:
             raise AsmError(f"{instr.op}: field {f.name}: {problem}")
     return instr
@@ -185,6 +142,6 @@ class _Reader:
         self.pos += n
         return chunk
 
-    def unpack(self, st: struct.Struct, what: str) -> tuple:
+    def unpack(self, st: struct.Struct, what: str) -> tuple[Any, ...]:
         """The next struct ``st``."""
         return st.unpack(self.take(st.size, what))

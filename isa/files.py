@@ -25,7 +25,7 @@ from .errors import XbarcError
 from .hardware import HardwareConfig
 from .outputs import check_output_dir, fix_modes, read_bytes, read_json, read_text, replace_dir, temp_dir_for
 from .printer import format_program
-from .program import Instr, MemInit, MvmuImage, Program, TensorLoc
+from .program import MemInit, MvmuImage, Program, TensorLoc
 
 FORMAT = "xbarc-program"
 FORMAT_VERSION = 2  # 2: packed MVMUs carry a bit-line layout
@@ -210,7 +210,7 @@ def _attach_nodes(program: Program, nodes: list[dict[str, Any]]) -> None:
     by_core = {(n["tile"], n["core"]): n["nodes"] for n in nodes}
     for c in program.cores:
         names = by_core.get((c.tile, c.core), [])
-        c.instrs = [Instr(i.op, i.args, names[pc] if pc < len(names) else None) for pc, i in enumerate(c.instrs)]
+        c.instrs = [i.with_node(names[pc] if pc < len(names) else None) for pc, i in enumerate(c.instrs)]
 
 
 def _fill_records(program: Program, man: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:

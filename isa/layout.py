@@ -29,6 +29,12 @@ from .errors import XbarcError
 from .hardware import HardwareConfig
 
 UNPLACED = -1
+SIGNS = 2  # bit lines per (slice, column): a (+) and a (-) one; a naive MVMU gives each its own crossbar
+
+
+def naive_arrays(slices: int) -> int:
+    """Physical crossbars of a naive (unpacked) MVMU of ``slices`` weight slices: one per slice and sign."""
+    return SIGNS * slices
 
 
 @dataclass(frozen=True)

@@ -35,10 +35,12 @@ def rshift_round(x: np.ndarray, shift: int) -> np.ndarray:
     shift (rule ROUND). Example: rshift_round(-6, 2) = floor(-1.5 + 0.5) = -1; rshift_round(6, 2) = 2."""
     x = np.asarray(x, dtype=I64)
     if shift > 0:
-        return (x + (I64(1) << I64(shift - 1))) >> I64(shift)
+        down: np.ndarray = (x + (I64(1) << I64(shift - 1))) >> I64(shift)
+        return down
     if shift < 0:
         lim = (1 << (63 + shift)) - 1  # saturate instead of wrapping when the left shift would overflow int64
-        return np.clip(x, -lim, lim) << I64(-shift)
+        up: np.ndarray = np.clip(x, -lim, lim) << I64(-shift)
+        return up
     return x
 
 
@@ -58,7 +60,8 @@ def quantize_weights(w: np.ndarray, bits: int, frac: int) -> np.ndarray:
     """Weights to Q(bits, frac) with a symmetric range [-(2^(b-1)-1), 2^(b-1)-1], so the magnitude fits in
     bits-1 bits on the (+)/(-) crossbar pair (rule WEIGHTS)."""
     q = quantize(w, bits, frac)
-    return np.maximum(q, I64(-qmax(bits)))
+    out: np.ndarray = np.maximum(q, I64(-qmax(bits)))
+    return out
 
 
 def dequantize(q: np.ndarray, frac: int) -> np.ndarray:
@@ -164,8 +167,10 @@ def nonzero_digits(q: np.ndarray, bits: int, encoding: str = "twos") -> np.ndarr
     q = np.asarray(q, dtype=I64)
     if encoding == "csd":
         a = np.abs(q)
-        return np.bitwise_count(((I64(3) * a) ^ a) >> I64(1)).astype(I64)
-    return np.bitwise_count(q & I64((1 << bits) - 1)).astype(I64)
+        csd: np.ndarray = np.bitwise_count(((I64(3) * a) ^ a) >> I64(1)).astype(I64)
+        return csd
+    twos: np.ndarray = np.bitwise_count(q & I64((1 << bits) - 1)).astype(I64)
+    return twos
 
 
 def skipped(ibits: int, slices: "int | Sequence[int]", cell_bits: int, threshold: int) -> np.ndarray:
@@ -195,6 +200,6 @@ def tanh_q(x: np.ndarray, frac: int) -> np.ndarray:
     return np.floor(np.tanh(xf) * np.float64(2.0**frac) + 0.5).astype(I64)
 
 
-def mul_q(a: np.ndarray, b: np.ndarray, frac: int, bits: int) -> np.ndarray:
+def mul_q(a: np.ndarray, b: np.ndarray | np.int64, frac: int, bits: int) -> np.ndarray:
     """Fixed-point product: sat_bits(rshift_round(a * b, frac)) (rule MUL)."""
     return requantize(np.asarray(a, dtype=I64) * np.asarray(b, dtype=I64), frac, bits)

@@ -7,7 +7,7 @@ gives the same text. Branch targets are named ``L<pc>``; the label line precedes
 from __future__ import annotations
 
 from .program import Instr, Operand, Program
-from .table import NO_BASE, Field
+from .table import Field
 
 HEADER = "; xbarc assembly"
 INDENT = "    "
@@ -15,17 +15,8 @@ COMMENT_COL = 57  # 1-based column of the ';' of a provenance comment
 
 
 def format_operand(f: Field, value: Operand, labels: dict[int, str] | None = None) -> str:
-    """The text of one operand of kind ``f.kind``."""
-    if f.kind == "reg":
-        return f"r{value}"
-    if f.kind in ("uimm", "simm"):
-        return f"{f.name}={value}"
-    if f.kind == "mask":
-        return f"{value:#b}"
-    if f.kind == "label":
-        return (labels or {}).get(value, f"L{value}")  # type: ignore[call-overload]
-    base, off = value  # type: ignore[misc]
-    return f"[{off}]" if base == NO_BASE else f"[r{base}+{off}]"
+    """The text of one operand (its kind prints it)."""
+    return f.operand.format(f, value, labels)
 
 
 def format_instr(instr: Instr, labels: dict[int, str] | None = None) -> str:
@@ -40,9 +31,13 @@ def with_comment(text: str, comment: str) -> str:
     return f"{text}{' ' * pad}; {comment}"
 
 
+def branch_targets(instr: Instr) -> list[int]:
+    """The branch targets (label operands) of ``instr``."""
+    return [int(getattr(instr, f.name)) for f in instr.spec.fields if f.kind == "label"]
+
+
 def _branch_targets(instrs: list[Instr]) -> list[int]:
-    targets = {v for i in instrs for f, v in zip(i.spec.fields, i.args) if f.kind == "label"}
-    return sorted(targets)  # type: ignore[type-var]
+    return sorted({t for i in instrs for t in branch_targets(i)})
 
 
 def render(program: Program, provenance: bool = True) -> tuple[list[str], list[list[int]]]:

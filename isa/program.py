@@ -7,40 +7,81 @@ A `Program` is what the compiler produces and the runtime executes. Instruction 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 
+from .errors import AsmError
 from .hardware import HardwareConfig
+from .operands import MemRef, Operand
 from .table import BY_MNEMONIC, InstrSpec
 
-Operand = int | tuple[int, int]  # a ``mem`` operand is (base register or NO_BASE, offset)
+__all__ = ["Instr", "RECORDS", "record", "MemRef", "Operand", "CoreCode", "MvmuImage", "MemInit", "TensorLoc",
+           "Program"]
+
+_I = TypeVar("_I", bound="Instr")
+RECORDS: dict[str, type["Instr"]] = {}  # mnemonic -> its record class (`isa.ops`, or `isa.define_instruction`)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Instr:
-    """One instruction: mnemonic and operands in table order. ``node`` is provenance (not encoded in binary)."""
+    """One instruction: the base of the typed record per mnemonic that `isa.ops` generates from the table.
 
-    op: str
-    args: tuple[Operand, ...]
+    A record has one attribute per table field (``ops.Add(d=1, a=2, b=3, n=8, w=16).b == 3``), constructed by
+    keyword only; ``node`` is provenance (not encoded in binary). Code that is generic over the table (encoder,
+    decoder, assembler, printer) uses ``args`` (the operands in table order) and `Instr.of`.
+    """
+
     node: str | None = None
+    op: ClassVar[str] = ""
 
     @property
     def spec(self) -> InstrSpec:
         """The table entry of this instruction."""
         return BY_MNEMONIC[self.op]
 
+    @property
+    def args(self) -> tuple[Operand, ...]:
+        """The operands in table order."""
+        return tuple(getattr(self, f.name) for f in self.spec.fields)
+
     def arg(self, name: str) -> Operand:
         """The operand called ``name``."""
-        for f, v in zip(self.spec.fields, self.args):
-            if f.name == name:
-                return v
-        raise KeyError(f"{self.op} has no operand {name!r}")
+        if name not in {f.name for f in self.spec.fields}:
+            raise KeyError(f"{self.op} has no operand {name!r}")
+        value: Operand = getattr(self, name)
+        return value
 
     def same_code(self, other: "Instr") -> bool:
         """Equal ignoring provenance."""
         return self.op == other.op and self.args == other.args
+
+    def with_node(self: _I, node: str | None) -> _I:
+        """This instruction with provenance ``node``."""
+        return replace(self, node=node)
+
+    @staticmethod
+    def of(op: str, args: tuple[Any, ...], node: str | None = None) -> "Instr":
+        """The record of mnemonic ``op`` with operands ``args`` in table order; AsmError on a count mismatch."""
+        cls = RECORDS.get(op)
+        if cls is None:
+            raise AsmError(f"unknown instruction {op!r}")
+        table = BY_MNEMONIC[op].fields
+        if len(args) != len(table):
+            raise AsmError(f"{op}: {len(args)} operands, the table lists {len(table)}")
+        return cls(node=node, **{f.name: f.operand.coerce(v) for f, v in zip(table, args)})
+
+
+def record(cls: type[_I]) -> type[_I]:
+    """Register a generated record class as the record of its mnemonic (its fields must be the table's)."""
+    spec = BY_MNEMONIC[cls.op]
+    names = [f.name for f in fields(cls) if f.name != "node"]
+    if names != [f.name for f in spec.fields]:
+        raise AssertionError(f"record {cls.__name__} fields {names} != table fields of {spec.mnemonic}; "
+                             f"regenerate isa/ops.py (python -m isa.recordgen)")
+    RECORDS[cls.op] = cls
+    return cls
 
 
 @dataclass

@@ -4,7 +4,7 @@ Assembler, printer, encoder, decoder, the runtime's dispatch, its cost accountin
 this table. An instruction is a 128-bit word: the opcode in bits [127:120], then the operand fields packed from
 bit 119 downwards in the order listed. A load-time check rejects duplicate opcodes and field lists that do not fit.
 
-Operand kinds (text form in brackets):
+Operand kinds (text form in brackets; each is one class in `isa.operands`):
 
 - ``reg``   a core register index (``r12``), unsigned.
 - ``uimm``  an unsigned immediate, written ``name=value`` (``n=128``).
@@ -17,15 +17,16 @@ Operand kinds (text form in brackets):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
+
+from .operands import KINDS, MEM_BASE_BITS, MEM_OFF_BITS, NO_BASE, OperandKind
 
 WORD_BITS = 128
 OPCODE_BITS = 8
-NO_BASE = 0xFFFF  # the base-register value of a `[off]` memory operand
 
-KIND_BITS = {"reg": 16, "mask": 16, "label": 24}
-MEM_BASE_BITS = 16
-MEM_OFF_BITS = 24
+KIND_BITS = {k: v.width for k, v in KINDS.items() if v.width}
+__all__ = ["WORD_BITS", "OPCODE_BITS", "NO_BASE", "KIND_BITS", "MEM_BASE_BITS", "MEM_OFF_BITS", "Field", "InstrSpec",
+           "INSTRUCTIONS", "BY_MNEMONIC", "BY_OPCODE", "check_table", "field_slices"]
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,15 @@ class Field:
         """Whether ``value`` is a legal value of this field (for ``mem`` fields: the offset part)."""
         return self.lo <= value <= self.hi
 
+    @property
+    def operand(self) -> OperandKind[Any]:
+        """The kind object that parses, prints, encodes, decodes and checks this field's values."""
+        return KINDS[self.kind]
+
 
 def reg(name: str, doc: str = "") -> Field:
     """A register operand."""
-    return Field(name, "reg", 16, 0, (1 << 16) - 1, doc)
+    return Field(name, "reg", KIND_BITS["reg"], 0, (1 << KIND_BITS["reg"]) - 1, doc)
 
 
 def uimm(name: str, bits: int, lo: int = 0, hi: int | None = None, doc: str = "") -> Field:
@@ -61,12 +67,12 @@ def simm(name: str, bits: int, doc: str = "") -> Field:
 
 def mask(name: str, doc: str = "") -> Field:
     """An MVMU bit mask; must select at least one MVMU."""
-    return Field(name, "mask", 16, 1, (1 << 16) - 1, doc)
+    return Field(name, "mask", KIND_BITS["mask"], 1, (1 << KIND_BITS["mask"]) - 1, doc)
 
 
 def label(name: str, doc: str = "") -> Field:
     """A branch target (instruction index in the same core)."""
-    return Field(name, "label", 24, 0, (1 << 24) - 1, doc)
+    return Field(name, "label", KIND_BITS["label"], 0, (1 << KIND_BITS["label"]) - 1, doc)
 
 
 def mem(name: str, doc: str = "") -> Field:

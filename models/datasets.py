@@ -115,3 +115,11 @@ def for_shape(name: str, shape: tuple[int, ...]) -> str:
         raise ValueError(f"data set {name!r}: no variant has the model's per-sample input shape {shape}; "
                          f"have {have}")
     return fits[0]
+
+
+
+def load_for_shape(name: str, split: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """`load_dataset` of the variant of ``name`` whose per-sample shape is ``shape`` (`for_shape`), reshaped to
+    (N, *shape): the `compiler.data.DatasetLoader` of the bundled data sets."""
+    x, y = load_dataset(for_shape(name, shape), split)
+    return x.reshape((len(x),) + tuple(shape)), y

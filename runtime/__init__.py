@@ -4,12 +4,13 @@
 """
 
 from isa.costs import COMPONENTS, COST_UNITS, Cost, CostContext, MvmuShape, instr_cost
-from .handlers import HANDLERS
+from .handlers import HANDLERS, decoder, handler
 from .machine import Machine, RunResult, describe_wait, instr_text
+from .state import CoreState
 from .stats import Stats
 
 __all__ = [
     "Machine", "RunResult", "Stats",
     "COMPONENTS", "COST_UNITS", "Cost", "CostContext", "MvmuShape", "instr_cost",
-    "HANDLERS", "describe_wait", "instr_text",
+    "HANDLERS", "handler", "decoder", "CoreState", "describe_wait", "instr_text",
 ]

@@ -1,50 +1,57 @@
 """One handler per instruction: the executable definition of the ISA (docs/semantics.md is the prose one).
 
-A handler is ``fn(core, ops, lat)``: ``ops`` are the instruction's operands decoded once at load time (register
-operands as slices of ``n`` words, memory operands as ``(base or None, offset)``), ``lat`` its latency in cycles.
-It returns None when the instruction completed, ``HALT`` to stop the core, or a wait tuple (nothing changed) when
-it must block: ``("valid" | "invalid", tile, addr, n)`` or ``("msg", src, dst, ch)``. A handler that waited moves
-``core.clock`` to the time the condition became true; the scheduler then adds ``lat``. Faults raise `Fault`.
+A handler is ``fn(core, operands, lat)`` registered with ``@handler(ops.Add)``: ``operands`` is the instruction's
+typed record (`isa.ops`), read by field name, or -- for instructions with a load-time ``@decoder`` (mvm, send) --
+the plan the decoder built from it once. Operands are checked at load time by their kinds
+(`isa.operands.OperandKind.fault`), so handlers index registers and memory without further checks. ``lat`` is the
+instruction's latency in cycles. A handler returns None when the instruction completed, ``HALT`` to stop the core,
+or a wait tuple (nothing changed) when it must block: ``("valid" | "invalid", tile, addr, n)`` or
+``("msg", src, dst, ch)``. A handler that waited moves ``core.clock`` to the time the condition became true; the
+scheduler then adds ``lat``. Faults raise `Fault`.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
-from isa import BY_MNEMONIC, NO_BASE, HardwareConfig, Instr
+from isa import BY_MNEMONIC, NO_BASE, HardwareConfig, Instr, MemRef
 from isa import numerics as nx
+from isa import ops
 
-from isa.costs import crossbar_pj_per_level, transit_cycles
+from isa.costs import transit_cycles
 from .state import I64, CoreState, Fault, MvmuKernel
 
-Handler = Callable[[CoreState, Any, int], Any]
-Decoder = Callable[[Instr, "DecodeContext"], Any]
+Wait = tuple[str, int, int, int]  # ("valid" | "invalid", tile, addr, n), ("msg", src, dst, ch), or HALT
+Handler = Callable[[CoreState, Any, int], Wait | None]  # Any: the record or plan type the registry erases
+Decoder = Callable[[Any, "DecodeContext"], object]
+_R = TypeVar("_R", bound=Instr)
 
 HANDLERS: dict[str, Handler] = {}
 DECODERS: dict[str, Decoder] = {}
-HALT = ("halt",)
+HALT: Wait = ("halt", -1, -1, -1)  # compared by identity
 
 
-def handler(mnemonic: str) -> Callable[[Handler], Handler]:
-    """Register the handler of ``mnemonic`` (which must be in the instruction table)."""
-    if mnemonic not in BY_MNEMONIC:
-        raise AssertionError(f"handler for unknown instruction {mnemonic!r}")
+def handler(record: type[_R]) -> Callable[[Callable[[CoreState, Any, int], Wait | None]], Handler]:
+    """Register the handler of instruction ``record`` (a record class of `isa.ops` or `isa.define_instruction`)."""
+    if record.op not in BY_MNEMONIC:
+        raise AssertionError(f"handler for unknown instruction {record.op!r}")
 
     def register(fn: Handler) -> Handler:
-        HANDLERS[mnemonic] = fn
+        HANDLERS[record.op] = fn
         return fn
 
     return register
 
 
-def decoder(mnemonic: str) -> Callable[[Decoder], Decoder]:
-    """Register a special operand decoder for ``mnemonic`` (default: `decode_generic`)."""
+def decoder(record: type[_R]) -> Callable[[Callable[[Any, "DecodeContext"], object]], Decoder]:
+    """Register a load-time decoder for ``record``: it turns the checked record into what the handler receives."""
 
     def register(fn: Decoder) -> Decoder:
-        DECODERS[mnemonic] = fn
+        DECODERS[record.op] = fn
         return fn
 
     return register
@@ -57,71 +64,73 @@ class DecodeContext:
         self.hw, self.tile, self.core, self.kernels, self.n_code = hw, tile, core, kernels, n_code
 
 
-def _reg_range(hw: HardwareConfig, name: str, r: int, n: int) -> None:
-    if r < 0 or r + n > hw.core_regs:
-        raise Fault(f"register operand {name}: words [{r}, {r + n}) outside the register file [0, {hw.core_regs})")
-
-
-def decode_generic(instr: Instr, ctx: DecodeContext) -> tuple[Any, ...]:
-    """Operands in table order: registers as slices of n words (single ints when the instruction has no ``n``),
-    memory operands as (base register or None, offset), labels checked against the code, the rest as ints."""
+def check_operands(instr: Instr, ctx: DecodeContext) -> None:
+    """Fault unless every operand can execute here: register operands span ``n`` words (1 without an ``n``
+    field) inside the register file, memory bases are registers, branch targets lie in the code."""
     spec = instr.spec
-    if len(instr.args) != len(spec.fields):
-        raise Fault(f"{instr.op} takes {len(spec.fields)} operands, got {len(instr.args)}")
-    n = int(instr.arg("n")) if any(f.name == "n" for f in spec.fields) else None  # type: ignore[arg-type]
-    if n is not None and n < 1:
+    n = int(getattr(instr, "n", 1))
+    if n < 1:
         raise Fault(f"vector length n={n} must be positive")
-    out: list[Any] = []
-    for f, v in zip(spec.fields, instr.args):
-        if f.kind == "reg":
-            _reg_range(ctx.hw, f.name, int(v), n or 1)  # type: ignore[arg-type]
-            out.append(slice(int(v), int(v) + n) if n is not None else int(v))  # type: ignore[arg-type]
-        elif f.kind == "mem":
-            base, off = v  # type: ignore[misc]
-            if base != NO_BASE:
-                _reg_range(ctx.hw, f"{f.name} base", int(base), 1)
-            out.append((None if base == NO_BASE else int(base), int(off)))
-        elif f.kind == "label":
-            if not 0 <= int(v) <= ctx.n_code:  # type: ignore[arg-type]
-                raise Fault(f"branch target {v} outside the code [0, {ctx.n_code})")
-            out.append(int(v))  # type: ignore[arg-type]
-        else:
-            out.append(int(v))  # type: ignore[arg-type]
-    return tuple(out)
+    for f in spec.fields:
+        problem = f.operand.fault(f, getattr(instr, f.name), n, ctx.hw, ctx.n_code)
+        if problem:
+            raise Fault(problem)
 
 
-def decode(instr: Instr, ctx: DecodeContext) -> Any:
-    """Decode with the instruction's special decoder, or the generic one."""
-    return DECODERS.get(instr.op, decode_generic)(instr, ctx)
+def decode(instr: Instr, ctx: DecodeContext) -> object:
+    """Check ``instr`` and return what its handler receives: its decoder's plan, or the record itself."""
+    check_operands(instr, ctx)
+    special = DECODERS.get(instr.op)
+    return instr if special is None else special(instr, ctx)
 
 
-def _addr(c: CoreState, m: tuple[int | None, int], n: int) -> int:
-    base, off = m
-    addr = off if base is None else int(c.regs[base, 0]) + off
+def _addr(c: CoreState, m: MemRef, n: int) -> int:
+    addr = m.off if m.base == NO_BASE else int(c.regs[m.base, 0]) + m.off
     c.mem.check(addr, n, c.tile)
     return addr
 
 
 # ---- crossbar -------------------------------------------------------------------------------------------------
-@decoder("mvm")
-def _decode_mvm(instr: Instr, ctx: DecodeContext) -> tuple[Any, ...]:
-    mask, ibits, adc, shift, obits, enc, skip = decode_generic(instr, ctx)
+@dataclass(frozen=True)
+class MvmUnit:
+    """One MVMU an mvm fires: its kernel, input and output register spans, and how to evaluate it."""
+
+    index: int
+    kernel: MvmuKernel
+    inputs: slice
+    outputs: slice
+    exact: bool  # no clipping, no skipped conversion: the float64 product is exact
+    sum_dtype: type | None  # numpy type of the per-digit slice sums (None: int64)
+    keep: np.ndarray | None  # dynamic quantization: (ibits, slices) conversions made (None: all)
+
+
+@dataclass(frozen=True)
+class MvmPlan:
+    """An mvm decoded at load time: its record, the MVMUs it fires and its digit significances."""
+
+    instr: ops.Mvm
+    units: tuple[MvmUnit, ...]
+    sig: np.ndarray
+
+
+@decoder(ops.Mvm)
+def _decode_mvm(i: ops.Mvm, ctx: DecodeContext) -> MvmPlan:
     hw, units = ctx.hw, []
-    if mask >> hw.mvmus_per_core:
-        raise Fault(f"mvm mask {mask:#b} selects an MVMU >= {hw.mvmus_per_core} (MVMUs per core)")
+    if i.mask >> hw.mvmus_per_core:
+        raise Fault(f"mvm mask {i.mask:#b} selects an MVMU >= {hw.mvmus_per_core} (MVMUs per core)")
     for k in range(hw.mvmus_per_core):
-        if not mask >> k & 1:
+        if not i.mask >> k & 1:
             continue
         kern = ctx.kernels.get(k)
         if kern is None:
             raise Fault(f"mvm fires MVMU {k} of tile {ctx.tile} core {ctx.core}, which has no programmed image")
         inp = slice(hw.mvmu_in(k), hw.mvmu_in(k) + kern.rows)
         out = slice(hw.mvmu_out(k), hw.mvmu_out(k) + kern.cols)
-        skips = nx.skipped(ibits, kern.slice_ids, hw.cell_bits, skip)
-        exact = not skips.any() and kern.never_clips(adc, enc) and kern.product_exact_in_f64(ibits)
-        units.append((k, kern, inp, out, exact, kern.sum_dtype(adc), ~skips if skips.any() else None))
-    sig = nx.input_digits(np.zeros(0, dtype=I64), ibits, "csd" if enc else "twos")[1]  # digit significances
-    return tuple(units), ibits, adc, shift, obits, sig, enc, hw.costs.dac_pj, crossbar_pj_per_level(hw)
+        skips = nx.skipped(i.ibits, kern.slice_ids, hw.cell_bits, i.skip)
+        exact = not skips.any() and kern.never_clips(i.adc, i.enc) and kern.product_exact_in_f64(i.ibits)
+        units.append(MvmUnit(k, kern, inp, out, exact, kern.sum_dtype(i.adc), ~skips if skips.any() else None))
+    sig = nx.input_digits(np.zeros(0, dtype=I64), i.ibits, "csd" if i.enc else "twos")[1]  # digit significances
+    return MvmPlan(i, tuple(units), sig)
 
 
 def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
@@ -130,207 +139,206 @@ def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
     return ((x & I64((1 << bits) - 1)) ^ sb) - sb
 
 
-def _mvm_digits(kern: MvmuKernel, x: np.ndarray, ibits: int, adc: int, sum_dtype: Any,
-                sig: np.ndarray, enc: int, keep: np.ndarray | None) -> np.ndarray:
+def _mvm_digits(u: MvmUnit, x: np.ndarray, i: ops.Mvm, sig: np.ndarray) -> np.ndarray:
     """Rule MVM step by step: digits, bit-line values, ADC clipping (and skipped conversions), exact
     shift-and-add -> (C, B) int64.
 
     Every intermediate is an integer small enough for the float type it is held in (checked at load time), so
     the BLAS products are exact; the final sum over digits is int64."""
+    kern, ibits = u.kernel, i.ibits
     r, b = x.shape
-    if enc:
+    if i.enc:
         digits = nx.csd_digits(x, ibits).transpose(1, 0, 2)  # (R, ibits, B) in {-1, 0, 1}
     else:
         js = np.arange(ibits, dtype=I64)[None, :, None]
         digits = ((x & I64((1 << ibits) - 1))[:, None, :] >> js) & I64(1)  # (R, ibits, B): numerics.input_digits
     v = kern.diff @ digits.reshape(r, ibits * b).astype(np.float32)  # (S*C, ibits*B) bit-line values
-    np.clip(v, nx.qmin(adc), nx.qmax(adc), out=v)  # numerics.adc_convert
-    if keep is not None:  # dynamic quantization: skipped conversions read as 0 (numerics.skipped)
-        v = v.reshape(kern.slices, kern.cols, ibits, b) * keep.T[:, None, :, None].astype(np.float32)
+    np.clip(v, nx.qmin(i.adc), nx.qmax(i.adc), out=v)  # numerics.adc_convert
+    if u.keep is not None:  # dynamic quantization: skipped conversions read as 0 (numerics.skipped)
+        v = v.reshape(kern.slices, kern.cols, ibits, b) * u.keep.T[:, None, :, None].astype(np.float32)
     v = v.reshape(kern.slices, -1)
-    if sum_dtype is None:
-        u = kern.scale.astype(I64) @ v.astype(I64)
+    if u.sum_dtype is None:
+        s = kern.scale.astype(I64) @ v.astype(I64)
     else:
-        u = (kern.scale.astype(sum_dtype) @ v.astype(sum_dtype, copy=False)).astype(I64)
-    return np.einsum("cjb,j->cb", u.reshape(kern.cols, ibits, b), sig)
+        s = (kern.scale.astype(u.sum_dtype) @ v.astype(u.sum_dtype, copy=False)).astype(I64)
+    out: np.ndarray = np.einsum("cjb,j->cb", s.reshape(kern.cols, ibits, b), sig)
+    return out
 
 
-@handler("mvm")
-def _mvm(c: CoreState, o: tuple[Any, ...], lat: int) -> None:
-    units, ibits, adc, shift, obits, sig, enc, dac_pj, xbar_coef = o
-    regs = c.regs
-    dyn = c.dyn.setdefault(c.pc - 1, {})
-    dac = xbar = 0  # exact event counts over the batch (the machine turns them into energy per inference)
-    for k, kern, inp, out, exact, sum_dtype, keep in units:
-        if kern.idle:  # no crossbar: nothing is driven or converted, the outputs are zero
-            regs[out] = 0
+@handler(ops.Mvm)
+def _mvm(c: CoreState, p: MvmPlan, lat: int) -> None:
+    """Fire the MVMUs, then tell the core's cost listener the input digits each one converted."""
+    i, regs, meter = p.instr, c.regs, c.meter
+    for u in p.units:
+        if u.kernel.idle:  # no crossbar: nothing is driven or converted, the outputs are zero
+            regs[u.outputs] = 0
             continue
-        x = _wrap(regs[inp], ibits)
-        if exact:
-            p = (kern.weights_t @ x.astype(np.float64)).astype(I64)
+        x = _wrap(regs[u.inputs], i.ibits)
+        if u.exact:
+            prod = (u.kernel.weights_t @ x.astype(np.float64)).astype(I64)
         else:
-            p = _mvm_digits(kern, x, ibits, adc, sum_dtype, sig, enc, keep)
-        regs[out] = nx.requantize(p, shift, obits)
-        c.adc_bits[k] = adc
-        nz = nx.nonzero_digits(x, ibits, "csd" if enc else "twos")  # (R, B) DAC pulses per row
-        dac += int(nz.sum())
-        if xbar_coef:
-            xbar += int(kern.gsum @ nz.sum(axis=1))  # cell levels driven
-    dyn["dac"] = dyn.get("dac", 0) + dac
-    if xbar_coef:
-        dyn["crossbar"] = dyn.get("crossbar", 0) + xbar
+            prod = _mvm_digits(u, x, i, p.sig)
+        regs[u.outputs] = nx.requantize(prod, i.shift, i.obits)
+        if meter is not None:
+            nz = nx.nonzero_digits(x, i.ibits, "csd" if i.enc else "twos")  # (R, B) DAC pulses per row
+            meter.mvm(c.pc - 1, u.index, i.adc, nz.sum(axis=1), u.kernel.gsum, nz.shape[1])
 
 
 # ---- vector ALU ------------------------------------------------------------------------------------------------
-@handler("add")
-def _add(c: CoreState, o: Any, lat: int) -> None:
+def _v(reg: int, n: int) -> slice:
+    """The n-word register span starting at ``reg``."""
+    return slice(reg, reg + n)
+
+
+@handler(ops.Add)
+def _add(c: CoreState, i: ops.Add, lat: int) -> None:
     r = c.regs
-    r[o[0]] = nx.saturate(r[o[1]] + r[o[2]], o[4])
+    r[_v(i.d, i.n)] = nx.saturate(r[_v(i.a, i.n)] + r[_v(i.b, i.n)], i.w)
 
 
-@handler("sub")
-def _sub(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Sub)
+def _sub(c: CoreState, i: ops.Sub, lat: int) -> None:
     r = c.regs
-    r[o[0]] = nx.saturate(r[o[1]] - r[o[2]], o[4])
+    r[_v(i.d, i.n)] = nx.saturate(r[_v(i.a, i.n)] - r[_v(i.b, i.n)], i.w)
 
 
-@handler("mul")
-def _mul(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Mul)
+def _mul(c: CoreState, i: ops.Mul, lat: int) -> None:
     r = c.regs
-    r[o[0]] = nx.mul_q(r[o[1]], r[o[2]], o[4], o[5])
+    r[_v(i.d, i.n)] = nx.mul_q(r[_v(i.a, i.n)], r[_v(i.b, i.n)], i.f, i.w)
 
 
-@handler("min")
-def _min(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Min)
+def _min(c: CoreState, i: ops.Min, lat: int) -> None:
     r = c.regs
-    r[o[0]] = np.minimum(r[o[1]], r[o[2]])
+    r[_v(i.d, i.n)] = np.minimum(r[_v(i.a, i.n)], r[_v(i.b, i.n)])
 
 
-@handler("max")
-def _max(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Max)
+def _max(c: CoreState, i: ops.Max, lat: int) -> None:
     r = c.regs
-    r[o[0]] = np.maximum(r[o[1]], r[o[2]])
+    r[_v(i.d, i.n)] = np.maximum(r[_v(i.a, i.n)], r[_v(i.b, i.n)])
 
 
-@handler("addi")
-def _addi(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Addi)
+def _addi(c: CoreState, i: ops.Addi, lat: int) -> None:
     r = c.regs
-    r[o[0]] = nx.saturate(r[o[1]] + I64(o[2]), o[4])
+    r[_v(i.d, i.n)] = nx.saturate(r[_v(i.a, i.n)] + I64(i.imm), i.w)
 
 
-@handler("muli")
-def _muli(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Muli)
+def _muli(c: CoreState, i: ops.Muli, lat: int) -> None:
     r = c.regs
-    r[o[0]] = nx.mul_q(r[o[1]], I64(o[2]), o[4], o[5])
+    r[_v(i.d, i.n)] = nx.mul_q(r[_v(i.a, i.n)], I64(i.imm), i.f, i.w)
 
 
-@handler("mini")
-def _mini(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Mini)
+def _mini(c: CoreState, i: ops.Mini, lat: int) -> None:
     r = c.regs
-    r[o[0]] = np.minimum(r[o[1]], I64(o[2]))
+    r[_v(i.d, i.n)] = np.minimum(r[_v(i.a, i.n)], I64(i.imm))
 
 
-@handler("maxi")
-def _maxi(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Maxi)
+def _maxi(c: CoreState, i: ops.Maxi, lat: int) -> None:
     r = c.regs
-    r[o[0]] = np.maximum(r[o[1]], I64(o[2]))
+    r[_v(i.d, i.n)] = np.maximum(r[_v(i.a, i.n)], I64(i.imm))
 
 
-@handler("shli")
-def _shli(c: CoreState, o: Any, lat: int) -> None:
-    r, sh = c.regs, o[2]
-    lim = 1 << (63 - sh)  # pre-clip so the shift cannot wrap; anything clipped saturates anyway (w < 64)
-    r[o[0]] = nx.saturate(np.clip(r[o[1]], -lim, lim - 1) << I64(sh), o[4])
-
-
-@handler("shri")
-def _shri(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Shli)
+def _shli(c: CoreState, i: ops.Shli, lat: int) -> None:
     r = c.regs
-    r[o[0]] = nx.rshift_round(r[o[1]], o[2])
+    lim = 1 << (63 - i.sh)  # pre-clip so the shift cannot wrap; anything clipped saturates anyway (w < 64)
+    r[_v(i.d, i.n)] = nx.saturate(np.clip(r[_v(i.a, i.n)], -lim, lim - 1) << I64(i.sh), i.w)
 
 
-@handler("relu")
-def _relu(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Shri)
+def _shri(c: CoreState, i: ops.Shri, lat: int) -> None:
     r = c.regs
-    r[o[0]] = np.maximum(r[o[1]], I64(0))
+    r[_v(i.d, i.n)] = nx.rshift_round(r[_v(i.a, i.n)], i.sh)
 
 
-@handler("sig")
-def _sig(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Relu)
+def _relu(c: CoreState, i: ops.Relu, lat: int) -> None:
     r = c.regs
-    r[o[0]] = nx.sigmoid_q(r[o[1]], o[3])
+    r[_v(i.d, i.n)] = np.maximum(r[_v(i.a, i.n)], I64(0))
 
 
-@handler("tanh")
-def _tanh(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Sig)
+def _sig(c: CoreState, i: ops.Sig, lat: int) -> None:
     r = c.regs
-    r[o[0]] = nx.tanh_q(r[o[1]], o[3])
+    r[_v(i.d, i.n)] = nx.sigmoid_q(r[_v(i.a, i.n)], i.f)
 
 
-@handler("rqnt")
-def _rqnt(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Tanh)
+def _tanh(c: CoreState, i: ops.Tanh, lat: int) -> None:
     r = c.regs
-    r[o[0]] = nx.requantize(r[o[1]], o[3], o[4])
+    r[_v(i.d, i.n)] = nx.tanh_q(r[_v(i.a, i.n)], i.f)
+
+
+@handler(ops.Rqnt)
+def _rqnt(c: CoreState, i: ops.Rqnt, lat: int) -> None:
+    r = c.regs
+    r[_v(i.d, i.n)] = nx.requantize(r[_v(i.a, i.n)], i.shift, i.w)
 
 
 # ---- moves and scalar integer ops ------------------------------------------------------------------------------
-@handler("set")
-def _set(c: CoreState, o: Any, lat: int) -> None:
-    c.regs[o[0]] = o[1]
+@handler(ops.Set)
+def _set(c: CoreState, i: ops.Set, lat: int) -> None:
+    c.regs[i.d] = i.imm
 
 
-@handler("copy")
-def _copy(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Copy)
+def _copy(c: CoreState, i: ops.Copy, lat: int) -> None:
     r = c.regs
-    r[o[0]] = r[o[1]].copy()
+    r[_v(i.d, i.n)] = r[_v(i.a, i.n)].copy()
 
 
-@handler("iadd")
-def _iadd(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Iadd)
+def _iadd(c: CoreState, i: ops.Iadd, lat: int) -> None:
     r = c.regs
-    r[o[0]] = r[o[1]] + r[o[2]]
+    r[i.d] = r[i.a] + r[i.b]
 
 
-@handler("iaddi")
-def _iaddi(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Iaddi)
+def _iaddi(c: CoreState, i: ops.Iaddi, lat: int) -> None:
     r = c.regs
-    r[o[0]] = r[o[1]] + I64(o[2])
+    r[i.d] = r[i.a] + I64(i.imm)
 
 
-@handler("isub")
-def _isub(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Isub)
+def _isub(c: CoreState, i: ops.Isub, lat: int) -> None:
     r = c.regs
-    r[o[0]] = r[o[1]] - r[o[2]]
+    r[i.d] = r[i.a] - r[i.b]
 
 
-@handler("imul")
-def _imul(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Imul)
+def _imul(c: CoreState, i: ops.Imul, lat: int) -> None:
     r = c.regs
-    r[o[0]] = r[o[1]] * r[o[2]]
+    r[i.d] = r[i.a] * r[i.b]
 
 
 # ---- tile memory -----------------------------------------------------------------------------------------------
-@handler("load")
-def _load(c: CoreState, o: Any, lat: int) -> Any:
-    d, src, n = o
-    addr, mem = _addr(c, src, n), c.mem
+@handler(ops.Load)
+def _load(c: CoreState, i: ops.Load, lat: int) -> Wait | None:
+    n = i.n
+    addr, mem = _addr(c, i.src, n), c.mem
     if not mem.valid[addr:addr + n].all():
         return ("valid", c.tile, addr, n)
     c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
-    c.regs[d] = mem.values[addr:addr + n]
+    c.regs[_v(i.d, n)] = mem.values[addr:addr + n]
     mem.consume(addr, n, start + lat)
     c.epoch[c.tile] += 1
     return None
 
 
-@handler("store")
-def _store(c: CoreState, o: Any, lat: int) -> Any:
-    dst, a, n, count = o
-    addr, mem = _addr(c, dst, n), c.mem
+@handler(ops.Store)
+def _store(c: CoreState, i: ops.Store, lat: int) -> Wait | None:
+    n = i.n
+    addr, mem = _addr(c, i.dst, n), c.mem
     if mem.valid[addr:addr + n].any():
         return ("invalid", c.tile, addr, n)
     c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
-    mem.write(addr, c.regs[a], count, start + lat)
+    mem.write(addr, c.regs[_v(i.a, n)], i.count, start + lat)
     c.epoch[c.tile] += 1
     return None
 
@@ -341,45 +349,51 @@ def _check_tile(hw: HardwareConfig, tile: int) -> None:
         raise Fault(f"tile {tile} outside the chip [0, {hw.tiles})")
 
 
-@decoder("send")
-def _decode_send(instr: Instr, ctx: DecodeContext) -> tuple[Any, ...]:
-    src, n, tile, ch = decode_generic(instr, ctx)
-    _check_tile(ctx.hw, tile)
-    return src, n, tile, ch, transit_cycles(ctx.hw, ctx.tile, tile)
+@dataclass(frozen=True)
+class SendPlan:
+    """A send decoded at load time: its record and the cycles its message spends on the network."""
+
+    instr: ops.Send
+    transit: int
 
 
-@decoder("recv")
-def _decode_recv(instr: Instr, ctx: DecodeContext) -> tuple[Any, ...]:
-    ops = decode_generic(instr, ctx)
-    _check_tile(ctx.hw, ops[2])
-    return ops
+@decoder(ops.Send)
+def _decode_send(i: ops.Send, ctx: DecodeContext) -> SendPlan:
+    _check_tile(ctx.hw, i.tile)
+    return SendPlan(i, transit_cycles(ctx.hw, ctx.tile, i.tile))
 
 
-@handler("send")
-def _send(c: CoreState, o: Any, lat: int) -> Any:
-    src, n, tile, ch, transit = o
-    addr, mem = _addr(c, src, n), c.mem
+@decoder(ops.Recv)
+def _decode_recv(i: ops.Recv, ctx: DecodeContext) -> ops.Recv:
+    _check_tile(ctx.hw, i.tile)
+    return i
+
+
+@handler(ops.Send)
+def _send(c: CoreState, p: SendPlan, lat: int) -> Wait | None:
+    i, n = p.instr, p.instr.n
+    addr, mem = _addr(c, i.src, n), c.mem
     if not mem.valid[addr:addr + n].all():
         return ("valid", c.tile, addr, n)
     c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
     vals = mem.values[addr:addr + n].copy()
     mem.consume(addr, n, start + lat)
-    q = c.fifos.get((c.tile, tile, ch))
+    q = c.fifos.get((c.tile, i.tile, i.ch))
     if q is None:
-        q = c.fifos[(c.tile, tile, ch)] = deque()
-    q.append((start + lat + transit, vals))
+        q = c.fifos[(c.tile, i.tile, i.ch)] = deque()
+    q.append((start + lat + p.transit, vals))
     c.epoch[c.tile] += 1
-    c.epoch[tile] += 1
+    c.epoch[i.tile] += 1
     return None
 
 
-@handler("recv")
-def _recv(c: CoreState, o: Any, lat: int) -> Any:
-    dst, n, tile, ch, count = o
+@handler(ops.Recv)
+def _recv(c: CoreState, i: ops.Recv, lat: int) -> Wait | None:
+    n, tile, ch = i.n, i.tile, i.ch
     q = c.fifos.get((tile, c.tile, ch))
     if not q:
         return ("msg", tile, c.tile, ch)
-    addr, mem = _addr(c, dst, n), c.mem
+    addr, mem = _addr(c, i.dst, n), c.mem
     arrival, vals = q[0]
     if len(vals) != n:
         raise Fault(f"message of {len(vals)} words on channel ({tile} -> {c.tile}, ch {ch}), recv expects n={n}")
@@ -387,44 +401,44 @@ def _recv(c: CoreState, o: Any, lat: int) -> Any:
         return ("invalid", c.tile, addr, n)
     q.popleft()
     c.clock = start = max(c.clock, arrival, int(mem.time[addr:addr + n].max()))
-    mem.write(addr, vals, count, start + lat)
+    mem.write(addr, vals, i.count, start + lat)
     c.epoch[c.tile] += 1
     return None
 
 
 # ---- control ---------------------------------------------------------------------------------------------------
-@handler("jmp")
-def _jmp(c: CoreState, o: Any, lat: int) -> None:
-    c.pc = o[0]
+@handler(ops.Jmp)
+def _jmp(c: CoreState, i: ops.Jmp, lat: int) -> None:
+    c.pc = i.target
 
 
-@handler("beq")
-def _beq(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Beq)
+def _beq(c: CoreState, i: ops.Beq, lat: int) -> None:
     r = c.regs
-    if r[o[0], 0] == r[o[1], 0]:
-        c.pc = o[2]
+    if r[i.a, 0] == r[i.b, 0]:
+        c.pc = i.target
 
 
-@handler("bne")
-def _bne(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Bne)
+def _bne(c: CoreState, i: ops.Bne, lat: int) -> None:
     r = c.regs
-    if r[o[0], 0] != r[o[1], 0]:
-        c.pc = o[2]
+    if r[i.a, 0] != r[i.b, 0]:
+        c.pc = i.target
 
 
-@handler("blt")
-def _blt(c: CoreState, o: Any, lat: int) -> None:
+@handler(ops.Blt)
+def _blt(c: CoreState, i: ops.Blt, lat: int) -> None:
     r = c.regs
-    if r[o[0], 0] < r[o[1], 0]:
-        c.pc = o[2]
+    if r[i.a, 0] < r[i.b, 0]:
+        c.pc = i.target
 
 
-@handler("halt")
-def _halt(c: CoreState, o: Any, lat: int) -> Any:
+@handler(ops.Halt)
+def _halt(c: CoreState, i: ops.Halt, lat: int) -> Wait:
     return HALT
 
 
-def fault_handler(c: CoreState, reason: Any, lat: int) -> None:
+def fault_handler(c: CoreState, reason: str, lat: int) -> Wait | None:
     """Stands in for an instruction whose operands failed the load-time checks: faults when executed."""
     raise Fault(reason)
 

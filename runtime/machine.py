@@ -2,25 +2,30 @@
 
 Scheduling: each core runs until it blocks or halts; then the lowest (tile, core) that can progress runs next.
 A blocked core is retried only after its tile's memory or incoming FIFOs changed (a per-tile epoch counter).
-Deadlock = live cores remain and none can progress. Costs are static per instruction (isa/costs.py), so the
-hot loop only counts executions; energy and per-layer figures are summed once after the run.
+Deadlock = live cores remain and none can progress. Costs go through one accountant (`isa.costs.Accountant`): at
+load time it costs every pc (the latencies the scheduler adds); during a run each core's `CoreMeter` is notified of
+every executed instruction and, by the mvm handler, of the input digits of every MVMU firing; after the run its
+`Ledger` gives energy per component, instruction and layer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from isa import NO_BASE, CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
+from isa import CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
 from isa import numerics as nx
+from isa.printer import format_instr
 
-from isa.costs import COMPONENTS, CostContext, crossbar_pj_per_level, instr_cost, leakage_pj
+from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
-from .handlers import HALT, HANDLERS, DecodeContext, decode, fault_handler
+from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
 from .stats import Stats
+
+
+Step = tuple[Handler, object, int]  # (handler, what it receives, latency) of one pc
 
 
 @dataclass
@@ -33,12 +38,11 @@ class RunResult:
 
 @dataclass
 class _Compiled:
-    """One core's code decoded once: (handler, operands, latency) per pc, plus its energy per pc."""
+    """One core's code decoded once: (handler, operands, latency) per pc, and its static costs."""
 
     source: CoreCode
-    code: list[tuple[Any, Any, int]]
-    energy: list[dict[str, float]]
-    kernels: dict[int, MvmuKernel]
+    code: list[Step]
+    costs: CoreCosts
 
 
 class Machine:
@@ -67,26 +71,26 @@ class Machine:
                 raise XbarcError(f"two instruction streams for tile {cc.tile} core {cc.core}")
             seen.add((cc.tile, cc.core))
         ordered = sorted(program.cores, key=lambda cc: (cc.tile, cc.core))
+        self.accountant = Accountant(hw)
         self._compiled = [self._compile(cc, kernels.get((cc.tile, cc.core), {})) for cc in ordered]
         self._left = 0
 
     # ---- loading -------------------------------------------------------------------------------------------------
     def _compile(self, cc: CoreCode, kernels: dict[int, MvmuKernel]) -> _Compiled:
         ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
-        cost_ctx = CostContext(self.hw, cc.tile, {k: m.shape for k, m in kernels.items()})
-        code, energy = [], []
+        costs = self.accountant.core(cc.tile, cc.core, {k: m.shape for k, m in kernels.items()})
+        code: list[Step] = []
         for instr in cc.instrs:
+            fn: Handler = fault_handler
             try:
-                fn, ops = HANDLERS[instr.op], decode(instr, ctx)
-                cost = instr_cost(instr, cost_ctx)
-                lat, e = cost.cycles, dict(cost.energy)
+                ops: object = decode(instr, ctx)
+                fn = HANDLERS[instr.op]
             except KeyError:
-                fn, ops, lat, e = fault_handler, f"unknown instruction {instr.op!r}", 1, {}
+                ops = f"unknown instruction {instr.op!r}"
             except Fault as f:
-                fn, ops, lat, e = fault_handler, str(f), 1, {}
-            code.append((fn, ops, lat))
-            energy.append(e)
-        return _Compiled(cc, code, energy, kernels)
+                ops = str(f)
+            code.append((fn, ops, costs.load(instr, runnable=fn is not fault_handler)))
+        return _Compiled(cc, code, costs)
 
     def _batch_of(self, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
         """Check inputs against the manifest; returns the batch size and (batch, length) int64 arrays."""
@@ -111,8 +115,7 @@ class Machine:
             if arr.size and (arr.min() < nx.qmin(loc.bits) or arr.max() > nx.qmax(loc.bits)):  # before the cast
                 raise XbarcError(f"input {name!r}: values outside the {loc.bits}-bit range of Q({loc.bits}, "
                                  f"{loc.frac})")
-            arr = arr.astype(I64)
-            out[name] = arr
+            out[name] = arr.astype(I64)
         if batch == 0:
             raise XbarcError("inputs: empty batch")
         return batch or 1, out
@@ -127,11 +130,11 @@ class Machine:
         for loc in self.program.inputs:
             self._place(st, loc.tile, loc.addr, loc.length, f"input {loc.name!r}")
             st.memory(loc.tile).write(loc.addr, inputs[loc.name].T, loc.count, 0)
-        for comp in self._compiled:
-            cc, n = comp.source, len(comp.code)
+        for comp, meter in zip(self._compiled, self.accountant.meters()):
+            cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
-                                      st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=n == 0,
-                                      counts=[0] * n, first=[-1] * n, last=[0] * n))
+                                      st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=not comp.code,
+                                      meter=meter))
         return st
 
     def _place(self, st: MachineState, tile: int, addr: int, n: int, what: str) -> None:
@@ -166,8 +169,8 @@ class Machine:
             held = sum(c.regs.nbytes for c in st.cores) + sum(m.values.nbytes for m in st.memories.values())
             if lo == 0 and hi < batch:
                 size = chunk_size("run", held // (hi - lo) + tmp, batch, budget, detail)
-            for c in st.cores:  # only the counters and event sums are needed from here on (no views: they
-                c.regs = np.empty((0, 0), dtype=I64)  # would keep the big arrays alive)
+            for c in st.cores:  # only the meters are needed from here on (no views: they would keep the big
+                c.regs = np.empty((0, 0), dtype=I64)  # arrays alive)
             st.memories.clear()
             for c in st.cores:
                 c.mem = TileMemory(0, 0)
@@ -182,7 +185,7 @@ class Machine:
         every used tile's whole memory (an upper bound), and a description for messages."""
         hw, prog = self.hw, self.program
         regs = len(self._compiled) * hw.core_regs * 8
-        ibits = [int(ins.args[1]) for cc in prog.cores for ins in cc.instrs if ins.op == "mvm"]  # type: ignore
+        ibits = [int(ins.arg("ibits")) for cc in prog.cores for ins in cc.instrs if ins.op == "mvm"]
         tmp = 12 * hw.xbar_rows * max(ibits, default=0) + 24 * hw.max_slices * hw.xbar_cols * max(ibits, default=0)
         top: dict[int, int] = {}
         for t, addr, n in ([(d.tile, d.addr, int(np.asarray(d.values).size)) for d in prog.data]
@@ -198,7 +201,7 @@ class Machine:
         first = states[0]
         for st in states[1:]:
             for a, b in zip(first.cores, st.cores):
-                if a.counts != b.counts or a.clock != b.clock:
+                if (a.meter and b.meter and a.meter.counts != b.meter.counts) or a.clock != b.clock:
                     raise XbarcError(f"run: the batch of {batch} does not fit the memory budget of {mib(budget)} "
                                      f"in one pass, and core {a.name} takes a different path through its code in "
                                      f"different parts of the batch (branches and based addresses read lane 0), "
@@ -221,7 +224,8 @@ class Machine:
 
     def _run_core(self, c: CoreState) -> int:
         """Run ``c`` until it blocks or halts; returns the instructions executed."""
-        code, counts, first, last = c.code, c.counts, c.first, c.last
+        assert c.meter is not None, "a core without its cost listener"
+        code, executed = c.code, c.meter.executed
         n_code, left, done, pc = len(code), self._left, 0, c.pc
         c.wait = None
         try:
@@ -237,10 +241,7 @@ class Machine:
                     break
                 start = c.clock
                 c.clock = end = start + lat
-                counts[pc] += 1
-                if first[pc] < 0:
-                    first[pc] = start
-                last[pc] = end
+                executed(pc, start, end)
                 done += 1
                 if done > left:
                     raise Fault(f"instruction budget of {self._budget} instructions exceeded")
@@ -307,61 +308,21 @@ class Machine:
     def _stats(self, states: list[MachineState]) -> Stats:
         """Statistics of a run (its chunks' states, which share the control flow: `_same_control_flow`); the
         data-dependent event counts are summed over the chunks and turned into energy per inference once."""
-        hw, st = self.hw, states[0]
+        st = states[0]
         batch = sum(s.batch for s in states)
-        dyn_pj = {"dac": hw.costs.dac_pj, "crossbar": crossbar_pj_per_level(hw)}
-        comp: dict[str, float] = {k: 0.0 for k in COMPONENTS}
-        per_instr: dict[str, dict[str, float]] = {}
-        per_layer: dict[str, dict[str, float]] = {}
-        for i, (c, cm) in enumerate(zip(st.cores, self._compiled)):
-            events: dict[int, dict[str, int]] = {}
-            for s in states:
-                for pc, ev in s.cores[i].dyn.items():
-                    tot = events.setdefault(pc, {})
-                    for k, v in ev.items():
-                        tot[k] = tot.get(k, 0) + v
-            dyn = {pc: {k: dyn_pj[k] * v / batch for k, v in ev.items()} for pc, ev in events.items()}
-            for pc, cnt in enumerate(c.counts):
-                if cnt:
-                    _account(cm, c, pc, cnt, comp, per_instr, per_layer, dyn.get(pc, {}))
+        meters = [c.meter for c in st.cores if c.meter is not None]
+        for other in states[1:]:
+            for m, c in zip(meters, [c for c in other.cores if c.meter is not None]):
+                m.absorb(c.meter)  # type: ignore[arg-type]
         cycles = max((c.clock for c in st.cores), default=0)
-        adc_bits = [c.adc_bits.get(k, hw.full_adc_bits) for c, cm in zip(st.cores, self._compiled)
-                    for k, kern in cm.kernels.items() if not kern.idle]
-        comp["leakage"] = leakage_pj(hw, adc_bits, cycles)
-        busy = {c.name: sum(cnt * cm.code[pc][2] for pc, cnt in enumerate(c.counts))
-                for c, cm in zip(st.cores, self._compiled)}
-        return Stats(cycles=cycles, energy_pj=sum(comp.values()), per_component=comp, per_instruction=per_instr,
-                     per_layer=per_layer, per_core={c.name: c.clock for c in st.cores}, per_core_busy=busy,
-                     dynamic_instructions=sum(sum(c.counts) for c in st.cores), batch=batch)
+        led = self.accountant.report(meters, cycles, batch)
+        return Stats(cycles=cycles, energy_pj=led.energy_pj, per_component=led.per_component,
+                     per_instruction=led.per_instruction, per_layer=led.per_layer,
+                     per_core={c.name: c.clock for c in st.cores}, per_core_busy=led.busy,
+                     dynamic_instructions=led.dynamic_instructions, batch=batch)
 
 
-def _account(cm: _Compiled, c: CoreState, pc: int, cnt: int, comp: dict[str, float],
-             per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]],
-             dyn: dict[str, float]) -> None:
-    """Add ``cnt`` executions of instruction ``pc`` of one core to the totals (``dyn``: its data-dependent
-    energy per inference, over all executions)."""
-    instr, energy, lat = cm.source.instrs[pc], cm.energy[pc], cm.code[pc][2]
-    e = 0.0
-    for k, v in energy.items():
-        comp[k] = comp.get(k, 0.0) + v * cnt
-        e += v * cnt
-    for k, v in dyn.items():
-        comp[k] = comp.get(k, 0.0) + v
-        e += v
-    pi = per_instr.setdefault(instr.op, {"count": 0, "energy_pj": 0.0, "cycles": 0})
-    pi["count"] += cnt
-    pi["energy_pj"] += e
-    pi["cycles"] += lat * cnt
-    pl = per_layer.setdefault(instr.node or "-", {"energy_pj": 0.0, "busy_cycles": 0, "start": c.first[pc],
-                                                  "end": c.last[pc], "instructions": 0})
-    pl["energy_pj"] += e
-    pl["busy_cycles"] += lat * cnt
-    pl["start"] = min(pl["start"], c.first[pc])
-    pl["end"] = max(pl["end"], c.last[pc])
-    pl["instructions"] += cnt
-
-
-def describe_wait(wait: tuple[Any, ...] | None) -> str:
+def describe_wait(wait: Wait | None) -> str:
     """Words for a handler's wait tuple."""
     if wait is None:
         return "nothing"
@@ -373,30 +334,5 @@ def describe_wait(wait: tuple[Any, ...] | None) -> str:
 
 
 def instr_text(instr: Instr) -> str:
-    """The assembly text of ``instr``: `isa.printer.format_instr` when available, else a plain rendering."""
-    try:
-        from isa.printer import format_instr  # noqa: PLC0415 (written in parallel; optional)
-
-        return str(format_instr(instr))
-    except Exception:  # noqa: BLE001 - any printer problem falls back to the plain form
-        return _plain_text(instr)
-
-
-def _plain_text(instr: Instr) -> str:
-    parts = []
-    try:
-        for f, v in zip(instr.spec.fields, instr.args):
-            if f.kind == "reg":
-                parts.append(f"r{v}")
-            elif f.kind == "mem":
-                base, off = v  # type: ignore[misc]
-                parts.append(f"[{off}]" if base == NO_BASE else f"[r{base}+{off}]")
-            elif f.kind == "mask":
-                parts.append(f"{int(v):#b}")  # type: ignore[arg-type]
-            elif f.kind == "label":
-                parts.append(str(v))
-            else:
-                parts.append(f"{f.name}={v}")
-    except KeyError:
-        return f"{instr.op} {instr.args}"
-    return f"{instr.op} {', '.join(parts)}".rstrip()
+    """The assembly text of ``instr`` (`isa.printer.format_instr`, the one printer)."""
+    return format_instr(instr)

@@ -14,7 +14,7 @@ import numpy as np
 
 from isa import HardwareConfig, MvmuImage, XbarcError
 from isa import numerics as nx
-from isa.costs import MvmuShape
+from isa.costs import CoreMeter, MvmuShape, row_levels
 from isa.layout import LayoutSummary, check_layout, summarize
 
 I64 = np.int64
@@ -147,7 +147,7 @@ class MvmuKernel:
                    vmax=int(np.maximum(d, 0).sum(axis=1).max(initial=0)),
                    wmax=int(np.abs(w).max()) if w.size else 0, node=img.node, encoding=img.encoding,
                    absmax=int(np.abs(d).sum(axis=1).max(initial=0)),
-                   gsum=(pos + neg).sum(axis=(0, 2)).astype(I64), active=active, packing=summary,
+                   gsum=row_levels(pos, neg), active=active, packing=summary,
                    all_slices=nx.n_slices(img.weight_bits, hw.cell_bits, img.encoding))
 
     def never_clips(self, adc: int, enc: int = 0) -> bool:
@@ -177,7 +177,7 @@ class MvmuKernel:
 
 @dataclass
 class CoreState:
-    """One core: register file (core_regs, batch), pc, clock, wait state and per-pc execution records.
+    """One core: register file (core_regs, batch), pc, clock, wait state and its cost listener ``meter``.
 
     ``fifos`` and ``epoch`` are the machine's (shared, no back reference: no cycles to keep big arrays alive)."""
 
@@ -193,12 +193,7 @@ class CoreState:
     halted: bool = False
     wait: tuple[Any, ...] | None = None
     wait_epoch: int = -1
-    counts: list[int] = field(default_factory=list)
-    first: list[int] = field(default_factory=list)
-    last: list[int] = field(default_factory=list)
-    adc_bits: dict[int, int] = field(default_factory=dict)
-    dyn: dict[int, dict[str, int]] = field(default_factory=dict)  # pc -> event counts over the batch (DAC
-    # pulses, crossbar cell levels driven) that `Machine` turns into energy per inference
+    meter: CoreMeter | None = None  # the accountant's listener for this core (isa.costs)
 
     @property
     def name(self) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler import compile_model
+from support import compile_model
 from models.datasets import load_dataset
 
 ROOT = Path(__file__).resolve().parent.parent

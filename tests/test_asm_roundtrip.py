@@ -37,7 +37,7 @@ NODES = st.one_of(st.none(), st.from_regex(r"/[A-Za-z0-9_/.:]{1,24}", fullmatch=
 def instrs(draw: st.DrawFn, spec: InstrSpec | None = None, n_instrs: int = 1000) -> Instr:
     spec = spec or draw(st.sampled_from(INSTRUCTIONS))
     args = tuple(draw(operand(f, n_instrs)) for f in spec.fields)
-    return Instr(spec.mnemonic, args, draw(NODES))
+    return Instr.of(spec.mnemonic, args, draw(NODES))
 
 
 def test_examples_from_the_syntax_reference() -> None:
@@ -149,21 +149,21 @@ def test_multi_core_program_with_labels_and_provenance() -> None:
 
 
 def test_provenance_column_and_long_lines() -> None:
-    short = Instr("halt", (), "/n")
-    long = Instr("store", ((123, 4567), 4000, 65535, 255), "/very/long")
+    short = Instr.of("halt", (), "/n")
+    long = Instr.of("store", ((123, 4567), 4000, 65535, 255), "/very/long")
     text = format_program(Program(hw=HW, cores=[CoreCode(0, 0, [short, long])]))
     lines = text.splitlines()
     assert lines[3].index(";") == 56 and lines[3].endswith("; @/n")
     assert lines[4].index(";") == 56 and lines[4].startswith("    store [r123+4567], r4000, n=65535, count=255 ")
-    wide = Instr("mvm", (255, 32, 16, -128, 64, 0, -1), "/x")
+    wide = Instr.of("mvm", (255, 32, 16, -128, 64, 0, -1), "/x")
     text = format_program(Program(hw=HW, cores=[CoreCode(0, 0, [wide])]))
     assert text.splitlines()[3] == "    mvm 0b11111111, ibits=32, adc=16, shift=-128, obits=64, enc=0, skip=-1  ; @/x"
     assert "@" not in format_program(Program(hw=HW, cores=[CoreCode(0, 0, [wide])]), provenance=False)
 
 
 def test_attach_source_records_lines_of_printed_program() -> None:
-    p = Program(hw=HW, cores=[CoreCode(0, 0, [Instr("jmp", (1,)), Instr("halt", ())]),
-                              CoreCode(1, 2, [Instr("halt", (), "/end")])])
+    p = Program(hw=HW, cores=[CoreCode(0, 0, [Instr.of("jmp", (1,)), Instr.of("halt", ())]),
+                              CoreCode(1, 2, [Instr.of("halt", (), "/end")])])
     assert attach_source(p) is p
     assert p.source == format_program(p).splitlines()
     for c in p.cores:
@@ -174,5 +174,5 @@ def test_attach_source_records_lines_of_printed_program() -> None:
 
 
 def test_uses_table_field_names_for_immediates() -> None:
-    assert format_instr(Instr("shli", (1, 2, 3, 4, 5))) == "shli r1, r2, sh=3, n=4, w=5"
+    assert format_instr(Instr.of("shli", (1, 2, 3, 4, 5))) == "shli r1, r2, sh=3, n=4, w=5"
     assert BY_MNEMONIC["send"].field("tile").kind == "uimm"

@@ -7,7 +7,8 @@ import onnx
 import onnx.parser
 import pytest
 
-from compiler import compile_model, runner
+from compiler import runner
+from support import compile_model
 from isa.errors import ModelError
 from isa.hardware import DEFAULT
 from models.datasets import load_dataset

@@ -13,6 +13,7 @@ from isa.encoding import MAGIC, decode_instr, decode_program, encode_instr, enco
 from isa.errors import AsmError
 from isa.hardware import DEFAULT
 from isa.printer import format_program
+from isa import ops
 from isa.program import Instr
 from isa.table import BY_MNEMONIC, INSTRUCTIONS, NO_BASE, Field, field_slices
 
@@ -25,36 +26,44 @@ def table_value(f: Field) -> st.SearchStrategy:
 
 
 def test_known_word_layout() -> None:
-    word = encode_instr(Instr("add", (1, 2, 3, 128, 32)))
+    word = encode_instr(Instr.of("add", (1, 2, 3, 128, 32)))
     expected = (0x10 << 120) | (1 << 104) | (2 << 88) | (3 << 72) | (128 << 56) | (32 << 49)
     assert word == expected
-    store = encode_instr(Instr("store", ((NO_BASE, 300), 7, 64, 1)))
+    store = encode_instr(Instr.of("store", ((NO_BASE, 300), 7, 64, 1)))
     assert store >> 80 & ((1 << 40) - 1) == (NO_BASE << 24) | 300
-    rq = encode_instr(Instr("rqnt", (0, 0, 1, -3, 8)))
+    rq = encode_instr(Instr.of("rqnt", (0, 0, 1, -3, 8)))
     shift_lsb = dict((f.name, lsb) for f, lsb in field_slices(BY_MNEMONIC["rqnt"]))["shift"]
     assert rq >> shift_lsb & 0xFF == 0xFD  # two's complement of -3 in 8 bits
-    assert encode_instr(Instr("halt", ())) == 0x5F << 120
+    assert encode_instr(Instr.of("halt", ())) == 0x5F << 120
 
 
 @settings(max_examples=30, deadline=None)
 @given(st.data())
 def test_encode_decode_is_a_pure_pair_over_the_whole_table(data: st.DataObject) -> None:
     for spec in INSTRUCTIONS:
-        instr = Instr(spec.mnemonic, tuple(data.draw(table_value(f)) for f in spec.fields))
+        instr = Instr.of(spec.mnemonic, tuple(data.draw(table_value(f)) for f in spec.fields))
         assert decode_instr(encode_instr(instr)) == instr
 
 
 @pytest.mark.parametrize("instr, message", [
-    (Instr("add", (1, 2, 3, 0, 32)), "cannot encode add: field n: n=0 out of range [1, 65535]"),
-    (Instr("rqnt", (1, 2, 3, 128, 8)), "cannot encode rqnt: field shift: shift=128 out of range [-128, 127]"),
-    (Instr("load", (1, (2, 1 << 24), 4)), "cannot encode load: field src: offset 16777216 out of range"),
-    (Instr("mvm", (0, 8, 8, 0, 8, 0, -1)), "cannot encode mvm: field mask: mask 0b0 selects no MVMU"),
-    (Instr("add", (1 << 16, 2, 3, 1, 32)), r"cannot encode add: field d: register r65536 out of range"),
-    (Instr("add", (1, 2)), "add: 2 operands, the table lists 5"),
+    (Instr.of("add", (1, 2, 3, 0, 32)), "cannot encode add: field n: n=0 out of range [1, 65535]"),
+    (Instr.of("rqnt", (1, 2, 3, 128, 8)), "cannot encode rqnt: field shift: shift=128 out of range [-128, 127]"),
+    (Instr.of("load", (1, (2, 1 << 24), 4)), "cannot encode load: field src: offset 16777216 out of range"),
+    (Instr.of("mvm", (0, 8, 8, 0, 8, 0, -1)), "cannot encode mvm: field mask: mask 0b0 selects no MVMU"),
+    (Instr.of("add", (1 << 16, 2, 3, 1, 32)), r"cannot encode add: field d: register r65536 out of range"),
 ])
 def test_encode_rejects_out_of_range_operands(instr: Instr, message: str) -> None:
     with pytest.raises(AsmError, match=message.replace("[", r"\[")):
         encode_instr(instr)
+
+
+def test_records_take_exactly_the_table_operands() -> None:
+    with pytest.raises(AsmError, match="add: 2 operands, the table lists 5"):
+        Instr.of("add", (1, 2))
+    with pytest.raises(TypeError):
+        ops.add(d=1, a=2, b=3, n=4)  # type: ignore[call-arg]  # w missing
+    with pytest.raises(TypeError):
+        ops.Add(1, 2, 3, 4, 5)  # type: ignore[misc]  # keyword only
 
 
 def test_decode_rejects_unknown_opcode_and_dirty_unused_bits() -> None:
@@ -96,9 +105,9 @@ def test_decode_checks_hardware_and_branch_targets() -> None:
     bad_core = MAGIC + struct.pack("<HHHHI", 1, 1, 0, 99, 0)
     with pytest.raises(AsmError, match=r"core 0\.99: core 99 out of range: a tile has 8 cores"):
         decode_program(bad_core)
-    jump = encode_instr(Instr("jmp", (5,))).to_bytes(16, "little")
+    jump = encode_instr(Instr.of("jmp", (5,))).to_bytes(16, "little")
     with pytest.raises(AsmError, match=r"pc 0: jmp: field target: branch target 5 beyond the end"):
         decode_program(MAGIC + struct.pack("<HHHHI", 1, 1, 0, 0, 1) + jump, DEFAULT, "x.bin")
-    big = encode_instr(Instr("copy", (9000, 1, 4))).to_bytes(16, "little")
+    big = encode_instr(Instr.of("copy", (9000, 1, 4))).to_bytes(16, "little")
     with pytest.raises(AsmError, match=r"x\.bin: core 0\.0 pc 0: copy: field d: register r9000 out of range"):
         decode_program(MAGIC + struct.pack("<HHHHI", 1, 1, 0, 0, 1) + big, DEFAULT, "x.bin")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler import compile_model
+from support import compile_model
 from compiler import runner
 from isa.errors import ModelError
 from isa.hardware import DEFAULT

@@ -39,3 +39,13 @@ def test_field_slices_pack_from_bit_119_down_without_overlap() -> None:
             top = lsb
     add = [(f.name, lsb) for f, lsb in field_slices(BY_MNEMONIC["add"])]
     assert add == [("d", 104), ("a", 88), ("b", 72), ("n", 56), ("w", 49)]
+
+
+def test_generated_records_are_current_and_named_by_the_table() -> None:
+    from isa import RECORDS, ops
+    from isa.records import OPS_PATH, module_source
+
+    assert OPS_PATH.read_text() == module_source(), "isa/ops.py is stale: python -m isa.recordgen"
+    assert sorted(RECORDS) == sorted(BY_MNEMONIC)
+    mvm = ops.mvm(mask=0b1, ibits=8, adc=6, shift=0, obits=16, enc=0, skip=-1)
+    assert mvm.adc == 6 and mvm.args == (1, 8, 6, 0, 16, 0, -1) and mvm.spec is BY_MNEMONIC["mvm"]

@@ -8,7 +8,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from compiler import compile_model, runner
+from compiler import runner
+from support import compile_model
 from models.datasets import load_dataset
 
 from conftest import MLP, ROOT

@@ -509,8 +509,10 @@ def test_a_data_set_name_resolves_to_the_variant_of_the_model_shape() -> None:
     from compiler.driver import calibration_inputs, import_graph
 
     g, _, proto = import_graph(LENET_PATH)
-    x, desc = calibration_inputs(g, proto, "digits")  # the issue's `--dataset digits` for LeNet-5
-    assert desc == "digits32 calib split" and x["input"].shape == (256, 1, 32, 32)
+    from models.datasets import load_for_shape
+
+    x, desc = calibration_inputs(g, proto, "digits", data=load_for_shape)  # `--dataset digits` for LeNet-5
+    assert desc == "digits calib split" and x["input"].shape == (256, 1, 32, 32)
     g, _, proto = import_graph(LENET_MNIST_PATH)
-    x, desc = calibration_inputs(g, proto, None)  # the model's own metadata
+    x, desc = calibration_inputs(g, proto, None, data=load_for_shape)  # the model's own metadata
     assert desc == "mnist calib split" and x["input"].shape == (256, 1, 28, 28)

@@ -11,7 +11,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from compiler import compile_model, runner
-from compiler.codegen.emit import LOOP_REGS
+from compiler.codegen.loops import LOOP_REGS
 
 
 def _residual_add(channels: int, size: int) -> onnx.ModelProto:

@@ -7,7 +7,7 @@ import pytest
 
 from isa import numerics as nx
 from runtime import Machine
-from test_runtime_support import D, I, M, loc, program
+from support import D, I, M, loc, program
 
 A = np.array([[0, 1, -1, 32767, -32768, 100, -100, 7],
               [5, -6, 20000, -20000, 3, 4, -9, 0]], dtype=np.int64)

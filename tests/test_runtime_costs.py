@@ -9,7 +9,7 @@ import pytest
 
 from isa import MvmuImage
 from runtime import Machine
-from test_runtime_support import HW, I, M, loc, mlp_program, program
+from support import HW, I, M, loc, mlp_program, program
 
 
 def mvm_run(adc: int, hw=HW, rows: int = 128, cols: int = 128, wbits: int = 8, ibits: int = 8):
@@ -97,3 +97,30 @@ def test_stats_layers_and_json():
     assert sum(v["count"] for v in s.per_instruction.values()) == s.dynamic_instructions == 21
     d = json.loads(json.dumps(s.to_dict()))
     assert d["batch"] == 2 and d["cycles"] == s.cycles and set(d["per_core"]) == {"0.0", "0.1", "1.0"}
+
+
+def test_accountant_is_the_one_charging_path() -> None:
+    """Static, data-dependent and leakage charges all come out of `isa.costs.Accountant`: driving its listener by
+    hand gives the same ledger as the runtime's run of the same program."""
+    from isa.costs import Accountant, MvmuShape, leakage_pj, mvm_data_energy
+
+    prog, _ = mlp_program()
+    x = np.random.default_rng(1).integers(-128, 128, (3, 64))
+    machine = Machine(prog)
+    stats = machine.run({"x": x}).stats
+    acct = machine.accountant
+    assert [c.name for c in acct.cores] == list(stats.per_core)
+    assert stats.energy_pj == pytest.approx(sum(stats.per_component.values()), rel=1e-12)
+    pulses = np.array([3, 0, 1])
+    assert mvm_data_energy(HW, pulses, np.array([2, 5, 1]), 2) == pytest.approx(
+        {"dac": HW.costs.dac_pj * 2, "crossbar": HW.costs.xbar_read_pj * 7 / 2 / (128 * 128 * 3)})
+    hand = Accountant(HW)
+    costs = hand.core(0, 0, {0: MvmuShape(3, 4, 2)})
+    lat = costs.load(I("mvm", 0b1, 8, 6, 0, 16, 0, -1))
+    (meter,) = hand.meters()
+    meter.executed(0, 0, lat)
+    meter.mvm(0, 0, 6, pulses, None, 1)
+    led = hand.report([meter], lat, 1)
+    assert led.per_instruction["mvm"]["count"] == 1 and led.per_layer["-"]["busy_cycles"] == lat
+    assert led.per_component["leakage"] == leakage_pj(HW, [6], lat)
+    assert led.per_component["dac"] == HW.costs.dac_pj * 4

@@ -9,7 +9,7 @@ import pytest
 
 from isa import MemInit, MvmuImage, RuntimeFault, XbarcError
 from runtime import Machine
-from test_runtime_support import HW, I, M, loc, program
+from support import HW, I, M, loc, program
 
 d = HW.data_base
 

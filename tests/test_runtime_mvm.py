@@ -10,7 +10,7 @@ import pytest
 from isa import MvmuImage
 from isa import numerics as nx
 from runtime import Machine
-from test_runtime_support import HW, I, M, loc, mlp_program, program
+from support import HW, I, M, loc, mlp_program, program
 
 
 def run_mvm(w: np.ndarray, x: np.ndarray, wbits: int, ibits: int, adc: int, shift: int = 0, obits: int = 64,

@@ -7,7 +7,7 @@ import pytest
 
 from isa import DeadlockError
 from runtime import Machine
-from test_runtime_support import HW, I, M, loc, program
+from support import HW, I, M, loc, program
 
 A = np.array([[1, -2, 3, -4], [5, 6, -7, 8]])
 

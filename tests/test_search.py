@@ -17,6 +17,7 @@ from compiler.search.space import KNOBS
 from compiler.search.agent import ActorCritic, centered_ranks
 from compiler.search.env import validate
 from compiler.search.plots import CURVES, report_plots, write_plots
+from support import DATA
 
 
 def _p(w: int, i: int, adc: int) -> LayerPrecision:
@@ -46,7 +47,7 @@ def test_analytic_cost_by_hand() -> None:
 
 @pytest.fixture(scope="module")
 def mlp_env() -> SearchEnv:
-    return SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", val_images=128))
+    return SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", val_images=128, data=DATA))
 
 
 def test_space_roundtrip_and_reward_terms(mlp_env: SearchEnv) -> None:
@@ -100,7 +101,7 @@ def test_rl_options_are_parsed_and_checked() -> None:
 
 def test_layer_memo_is_exact(mlp_env: SearchEnv) -> None:
     """Records with the memo of layer outputs equal those computed from scratch (same prefixes reused)."""
-    fresh = SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", val_images=128, memo_mb=0))
+    fresh = SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", val_images=128, data=DATA, memo_mb=0))
     assert fresh.memo is None and mlp_env.memo is not None
     rng = np.random.default_rng(5)
     first = [int(rng.integers(n)) for n in mlp_env.space.sizes]
@@ -141,7 +142,7 @@ def test_cost_estimate_matches_runtime(model: str, dataset: str, n: int, mapping
     (0.000 % energy and cycles on 8 configs), LeNet exact on 7 of 8 configs, the 8th -0.43 % energy and -0.99 %
     cycles (the pipeline model of the makespan); spatial (packed) mapping, MLP and LeNet exact on 4 of 4 each.
     Asserted with margin: 2 % energy, 3 % cycles, rank corr 0.9."""
-    env = SearchEnv(EnvConfig(model, dataset, val_images=8, mapping=mapping))
+    env = SearchEnv(EnvConfig(model, dataset, val_images=8, mapping=mapping, data=DATA))
     rng = np.random.default_rng(0)
     est_e, run_e, est_c, run_c = [], [], [], []
     for _ in range(n):

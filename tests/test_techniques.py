@@ -8,7 +8,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler import compile_model, runner
+from compiler import runner
+from support import compile_model
 from isa import numerics as nx
 from isa.errors import ConfigError
 

@@ -1,5 +1,6 @@
-"""Code generation: mapped graph -> isa.Program."""
+"""Code generation: mapped graph -> isa.Program (`generate`; the steps are in `generate.py`'s docstring)."""
 
-from .emit import Emitter, generate
+from .generate import generate
+from .plan import CommPlan, plan_communication
 
-__all__ = ["Emitter", "generate"]
+__all__ = ["generate", "CommPlan", "plan_communication"]

@@ -1,5 +1,8 @@
-"""Mapping of crossbar layers onto MVMUs, cores and tiles."""
+"""Mapping of crossbar layers onto MVMUs, cores and tiles: the result (`model.py`), the placement in naive,
+spatial or temporal mode with replication (`placement.py`), bit-line packing (`packing.py`) and temporal
+scheduling (`schedule.py`)."""
 
-from .naive import Block, LayerMap, Mapping, map_naive
+from .model import Block, LayerMap, Mapping
+from .placement import MAPPINGS, place_layers
 
-__all__ = ["Block", "LayerMap", "Mapping", "map_naive"]
+__all__ = ["Block", "LayerMap", "Mapping", "MAPPINGS", "place_layers"]

@@ -1,13 +1,13 @@
-"""Hardware cost of a precision configuration without running the runtime (docs/search.md, "Cost model").
+"""Hardware cost of a precision configuration, estimated per candidate without running it on the runtime
+(docs/search.md, "Cost model"); one runtime run of the baseline calibrates the precision-independent part.
 
-`CostModel.estimate` rebuilds, from the mapping and the shared formulas of `isa.costs`, what the runtime
-charges:
+`CostModel.estimate` rebuilds, from the mapping and the same functions of `isa.costs` that the runtime's
+accountant charges:
 
 * per crossbar block (one MVMU) and per execution (1 for a dense layer, OH x OW output pixels for a conv):
   `isa.costs.mvmu_energy` (ADC, sample-and-hold, shift-and-add, MVMU registers) and `isa.costs.mvmu_cycles`;
-* the data-dependent DAC and crossbar energy of `runtime/handlers.py` ``_mvm`` from the layer's actual integer
-  inputs on the calibration images (`trace_functional` records them): DAC ``dac_pj x nonzero digits``, crossbar
-  ``xbar_read_pj / (rows cols (2^cb - 1)) x sum_r nz[r] gsum[r]``, gsum[r] the cell levels of row r;
+* the data-dependent DAC and crossbar energy, `isa.costs.mvm_data_energy`, from the layer's actual integer
+  inputs on the calibration images (`trace_functional` records them) and the cell levels of each block's rows;
 * latency: a crossbar layer's MVM time is executions x the slowest of its blocks' MVMU latencies (one step);
   its core's busy time is that plus the precision-independent loads, stores and vector work, and layers run as
   a pipeline: a layer ends at max(its busy time, the end of its producers + its tail), where the tail is what is
@@ -27,12 +27,13 @@ from typing import Any
 import numpy as np
 
 from isa import numerics as nx
-from isa.costs import MvmuShape, crossbar_pj_per_level, leakage_pj, mvmu_cycles, mvmu_energy
+from isa.costs import (MvmuShape, conductance_pj, leakage_pj, mvm_data_energy, mvmu_cycles, mvmu_energy,
+                       row_levels)
 from isa.hardware import HardwareConfig
 from isa.layout import summarize
 
 from ..ir import Graph
-from ..mapping import LayerMap, map_naive
+from ..mapping import MAPPINGS, LayerMap, place_layers
 from ..quant import LayerPrecision, quantize_layer
 from ..quant.calibrate import layer_inputs, out_hw
 from ..quant.formats import Format
@@ -43,9 +44,7 @@ MVMU_COMPONENTS = ("crossbar", "dac", "adc", "sample_hold", "shift_add", "mvmu_r
 
 
 def mapping_modes() -> tuple[str, ...]:
-    """Mappings the cost model reproduces: every mode `compile_model` has (`compiler.mapping.naive.MAPPINGS`)."""
-    from ..mapping.naive import MAPPINGS
-
+    """Mappings the cost model reproduces: every mode `compile_model` has (`compiler.mapping.MAPPINGS`)."""
     return MAPPINGS
 
 
@@ -177,12 +176,12 @@ class CostModel:
 
     def estimate(self, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> CostEstimate:
         """The estimate for ``prec``; ``inputs`` are the crossbar layers' integer inputs (`trace_functional`)."""
-        hw, c = self.hw, self.hw.costs
+        hw = self.hw
         weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in self.g.crossbar_ops()}
-        mp = map_naive(self.g, prec, hw, weights, self.mapping)
-        xbar_coef = crossbar_pj_per_level(hw)
+        mp = place_layers(self.g, prec, hw, weights, self.mapping)
         comp = {k: 0.0 for k in MVMU_COMPONENTS}
         per_layer, adcs = {}, []
+        conductive = conductance_pj(hw) > 0
         for op in self.g.crossbar_ops():
             p, lm, q = prec[op.name], mp.layers[op.name], weights[op.name]
             x = inputs[op.name]
@@ -201,12 +200,10 @@ class CostModel:
                 if shape.idle:  # no crossbar: no ADC to leak, no row driven
                     continue
                 adcs.append(p.adc_bits)
-                nz = nx.nonzero_digits(rows[:, b.rows[0]:b.rows[1]], p.in_bits, enc).astype(np.float64)
-                lay["dac"] += c.dac_pj * float(nz.sum()) / max(1, batch)
-                if xbar_coef:
-                    pos, neg = nx.weight_slices(qb, p.w_bits, hw.cell_bits, p.w_enc)
-                    gsum = (pos + neg).sum(axis=(0, 2)).astype(np.float64)
-                    lay["crossbar"] += xbar_coef * float((nz @ gsum).sum()) / max(1, batch)
+                pulses = nx.nonzero_digits(rows[:, b.rows[0]:b.rows[1]], p.in_bits, enc).sum(axis=0)
+                gsum = row_levels(*nx.weight_slices(qb, p.w_bits, hw.cell_bits, p.w_enc)) if conductive else None
+                for k, v in mvm_data_energy(hw, pulses, gsum, max(1, batch)).items():
+                    lay[k] = lay.get(k, 0.0) + v
             for k, v in lay.items():
                 comp[k] = comp.get(k, 0.0) + v
             per_layer[op.name] = {"energy_pj": sum(lay.values()), "mvm_cycles": px * worst, "step": worst}

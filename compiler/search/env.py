@@ -31,6 +31,7 @@ from isa import numerics as nx
 from isa.errors import XbarcError
 from isa.hardware import HardwareConfig, load_hardware
 
+from ..data import DatasetLoader, load
 from ..driver import calibration_inputs, compile_model, import_graph, model_dataset
 from ..quant import assign_formats, calibrate, float_forward, resolve_precision
 from ..quant.schemes import finalize_weight_schemes
@@ -105,6 +106,7 @@ class EnvConfig:
     mapping: str = "spatial"  # as `compile`'s default; the cost model reproduces every mode exactly
     cost_calib_images: int = 4  # images of the one baseline runtime run that calibrates the cost model
     memo_mb: int = 1024  # bound of the memo of layer outputs (exact reuse of shared prefixes); 0: none
+    data: DatasetLoader | None = None  # loads the data set (`compiler.data`); a module-level function pickles
 
 
 class SearchEnv:
@@ -120,14 +122,11 @@ class SearchEnv:
         self.mapping = cfg.mapping
         if self.mapping not in mapping_modes():
             raise XbarcError(f"mapping '{self.mapping}' not available; have {', '.join(mapping_modes())}")
-        from models.datasets import for_shape, load_dataset
-
-        self.dataset = for_shape(self.dataset, self.g.inputs[0].shape)
-        calib, _ = calibration_inputs(self.g, self.proto, self.dataset)
+        calib, _ = calibration_inputs(self.g, self.proto, self.dataset, data=cfg.data)
         self.ranges = calibrate(self.g, calib, self.hw.xbar_rows)
-        x, y = load_dataset(self.dataset, cfg.split)
-        n = cfg.val_images or len(x)
         self.inp = self.g.inputs[0]
+        x, y = load(cfg.data, self.dataset, cfg.split, self.inp.shape)
+        n = cfg.val_images or len(x)
         self.x = x[:n].reshape((min(n, len(x)),) + self.inp.shape)
         self.y = y[:n]
         out = self.g.outputs[0]
@@ -149,7 +148,7 @@ class SearchEnv:
 
     def compile(self, config: dict[str, Any]) -> Any:
         """`compile_model` of a config with this environment's hardware, data set and mapping."""
-        return compile_model(self.cfg.model, config, self.hw, self.dataset, mapping=self.mapping)
+        return compile_model(self.cfg.model, config, self.hw, self.dataset, mapping=self.mapping, data=self.cfg.data)
 
     def _calibrate_cost(self) -> None:
         from ..runner import run
@@ -293,11 +292,9 @@ class Evaluator:
 def validate(env: SearchEnv, config: dict[str, Any], images: int = 0) -> dict[str, Any]:
     """Compile ``config`` and run it on the runtime on the test split (first ``images``; 0 = all): accuracy,
     energy, cycles and bit-exactness measured, not estimated."""
-    from models.datasets import load_dataset
-
     from ..runner import evaluate
 
-    x, y = load_dataset(env.dataset, "test")
+    x, y = load(env.cfg.data, env.dataset, "test", env.inp.shape)
     if images:
         x, y = x[:images], y[:images]
     r = evaluate(env.compile(config), x, y)

@@ -1,11 +1,24 @@
-"""Helpers shared by the runtime tests (no tests here): build `isa.Program`s from records, not text."""
+"""Helpers shared by the tests (no tests here): build `isa.Program`s from records, not text; compile the bundled
+models with the bundled data sets passed in (`DATA`), as the CLI does."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from typing import Any
+
+from compiler import driver
 from isa import DEFAULT, NO_BASE, CoreCode, HardwareConfig, Instr, MvmuImage, Program, TensorLoc
 from isa import numerics as nx
+from models.datasets import load_for_shape
+
+DATA = load_for_shape  # the bundled data sets, as `compiler.data.DatasetLoader`
+
+
+def compile_model(model: Any, *args: Any, **kwargs: Any) -> driver.CompiledModel:
+    """`compiler.compile_model` with the bundled data sets as its loader (unless the test passes ``data``)."""
+    kwargs.setdefault("data", DATA)
+    return driver.compile_model(model, *args, **kwargs)
 
 HW = DEFAULT
 D = HW.data_base  # first general data register
@@ -13,7 +26,7 @@ D = HW.data_base  # first general data register
 
 def I(op: str, *args, node: str | None = None) -> Instr:  # noqa: E743 - short on purpose
     """One instruction."""
-    return Instr(op, tuple(args), node)
+    return Instr.of(op, tuple(args), node)
 
 
 def M(off: int, base: int = NO_BASE) -> tuple[int, int]:

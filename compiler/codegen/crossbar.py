@@ -1,0 +1,138 @@
+"""Crossbar layers (dense; conv as windows over its input): MVMU images, and per core a pixel loop that loads the
+window rows into the MVMU inputs, fires the MVMUs, and either stores its partial sums for the owner core or, as
+owner, accumulates the column block, adds the bias, and finishes (activation, requantize, store, send)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from isa import NO_BASE, MemInit, MemRef, MvmuImage, ops
+
+from ..ir import Op
+from ..mapping import Block
+from ..quant import LayerPrecision
+from ..quant.functional import QuantizedLayer
+from .context import Context
+from .epilogue import activation, finish
+from .loops import LoopRegs, pixel_loop
+from .plan import PARTIAL_READERS, SHARED_READERS, Core, owned_columns
+from .storage import hwc
+
+
+def geometry(ctx: Context, op: Op) -> dict[str, tuple[int, ...]]:
+    """Window geometry; a dense layer is a window covering its whole input."""
+    if op.kind == "conv":
+        return {k: tuple(op.attrs[k]) for k in ("kernel", "strides", "pads", "dilations")}
+    h, w, _ = hwc(ctx.g.values[op.inputs[0]].shape)
+    return {"kernel": (h, w), "strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1)}
+
+
+def window_offsets(ctx: Context, op: Op) -> np.ndarray:
+    """Buffer offset of every weight row (window order) from the window origin."""
+    geo = geometry(ctx, op)
+    (kh, kw), (dh, dw) = geo["kernel"], geo["dilations"]
+    row, pix = ctx.st.pixel_step(op.inputs[0])
+    c = hwc(ctx.g.values[op.inputs[0]].shape)[2]
+    i, j, k = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(c), indexing="ij")
+    offs: np.ndarray = (i * dh * row + j * dw * pix + k).reshape(-1)
+    return offs
+
+
+def runs(offs: np.ndarray) -> list[tuple[int, int, int]]:
+    """Maximal contiguous runs of ``offs`` as (first offset, length, position in offs)."""
+    if len(offs) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(offs) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    ends = np.concatenate([breaks, [len(offs)]])
+    return [(int(offs[s]), int(e - s), int(s)) for s, e in zip(starts, ends)]
+
+
+def emit_crossbar(ctx: Context, op: Op, q: QuantizedLayer) -> None:
+    """The MVMU images and every core of one crossbar layer (``q``: its integer weights and bias)."""
+    lm, p = ctx.mapping.layers[op.name], ctx.prec[op.name]
+    for i, b in enumerate(lm.blocks):
+        w = q.weight[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
+        ctx.program.mvmus.append(MvmuImage(b.tile, b.core, b.mvmu, np.ascontiguousarray(w), p.w_bits, op.name,
+                                           p.w_enc, lm.layout(i)))
+    offs = window_offsets(ctx, op)
+    for rep in range(lm.replicas):
+        blocks = [b for b in lm.blocks if b.rep == rep]
+        for core in dict.fromkeys(b.where for b in blocks):
+            _core(ctx, core, op, blocks, q.bias, p, offs)
+
+
+def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarray | None, p: LayerPrecision,
+          offs: np.ndarray) -> None:
+    hw, node, tile, out = ctx.hw, op.name, core[0], ctx.code(core)
+    mine = [b for b in blocks if b.where == core]
+    bias_regs, data = {}, hw.data_base
+    for c in owned_columns(blocks, core):
+        lo, hi = [b for b in blocks if b.c == c][0].cols
+        if bias is not None:
+            addr = ctx.plan.bias[(node, core, c)]
+            ctx.program.data.append(MemInit(tile, addr, bias[lo:hi].astype(np.int64), SHARED_READERS))
+            out.append(ops.load(d=data, src=MemRef(NO_BASE, addr), n=hi - lo, node=node))
+            bias_regs[c] = data
+            data += hi - lo
+    geo = geometry(ctx, op)
+    xin, yout = op.inputs[0], op.outputs[0]
+    oh, ow, _ = hwc(ctx.g.values[yout].shape)
+    in_row, in_pix = ctx.st.pixel_step(xin)
+    out_row, out_pix = ctx.st.pixel_step(yout)
+    start_in = ctx.st.buffer(xin).bases[tile] + ctx.st.origin(xin, geo["pads"][0], geo["pads"][1])
+    start_out = ctx.st.buffer(yout).bases.get(tile, 0) + ctx.st.origin(yout)  # only owners store
+    h0, h1 = blocks[0].out_rows or (0, oh)  # this replica's band of output rows
+    start_in += h0 * geo["strides"][0] * in_row
+    start_out += h0 * out_row
+    ptrs = [(start_in, geo["strides"][0] * in_row, geo["strides"][1] * in_pix), (start_out, out_row, out_pix)]
+
+    def body(m: list[MemRef]) -> None:
+        for b in mine:
+            for off, n, k in ([] if b.idle else runs(offs[b.rows[0]:b.rows[1]])):  # idle: reads nothing
+                out.append(ops.load(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
+        out.append(ops.mvm(mask=sum(1 << b.mvmu for b in mine), ibits=p.in_bits, adc=p.adc_bits, shift=p.mvm_shift,
+                           obits=p.acc_bits, enc=int(p.in_enc == "csd"), skip=p.skip, node=node))
+        for c in dict.fromkeys(b.c for b in mine):
+            group = [b for b in blocks if b.c == c]
+            if group[0].where == core:
+                _accumulate(ctx, core, op, group, bias_regs.get(c), p, m[1], data)
+            else:
+                _hand_over(ctx, core, node, group)
+
+    pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=op.kind == "conv", node=node)
+
+
+def _hand_over(ctx: Context, core: Core, node: str, group: list[Block]) -> None:
+    """A core that holds blocks of a column block it does not own: store each partial sum for the owner (and
+    send it when the owner is on another tile)."""
+    out = ctx.code(core)
+    for b in (b for b in group if b.where == core):
+        n, part = b.cols[1] - b.cols[0], ctx.plan.partials[b]
+        scratch = MemRef(NO_BASE, part.scratch)
+        out.append(ops.store(dst=scratch, a=ctx.hw.mvmu_out(b.mvmu), n=n, count=PARTIAL_READERS, node=node))
+        if part.remote is not None:
+            out.append(ops.send(src=scratch, n=n, tile=group[0].tile, ch=part.remote[1], node=node))
+
+
+def _accumulate(ctx: Context, core: Core, op: Op, group: list[Block], bias_reg: int | None, p: LayerPrecision,
+                at: MemRef, tmp: int) -> None:
+    """The owner of a column block: add the partial sums of its other row blocks and the bias, then finish."""
+    out, node = ctx.code(core), op.name
+    lo, hi = group[0].cols
+    n, acc = hi - lo, ctx.hw.mvmu_out(group[0].mvmu)
+    for b in group[1:]:
+        if b.where == core:
+            out.append(ops.add(d=acc, a=acc, b=ctx.hw.mvmu_out(b.mvmu), n=n, w=p.acc_bits, node=node))
+            continue
+        part = ctx.plan.partials[b]
+        src = MemRef(NO_BASE, part.scratch)
+        if part.remote is not None:
+            src = MemRef(NO_BASE, part.remote[0])
+            out.append(ops.recv(dst=src, n=n, tile=b.tile, ch=part.remote[1], count=PARTIAL_READERS, node=node))
+        out.append(ops.load(d=tmp, src=src, n=n, node=node))
+        out.append(ops.add(d=acc, a=acc, b=tmp, n=n, w=p.acc_bits, node=node))
+    if bias_reg is not None:
+        out.append(ops.add(d=acc, a=acc, b=bias_reg, n=n, w=p.acc_bits, node=node))
+    activation(out, op, acc, n, p.acc_frac, tmp, node)
+    finish(ctx, core, node, op.outputs[0], acc, n, p.acc_frac, lo, at, p.acc_bits)

@@ -1,0 +1,242 @@
+"""The communication plan, computed once before any instruction is emitted: who produces and reads every tensor,
+where its buffer copies live, which pixel chunks travel between tiles on which channel, where partial sums and
+biases go, and how graph inputs reach the tiles that need them.
+
+Every activation word is stored once with reader count 0 (valid from then on), so consumers synchronize on valid
+bits alone; partial sums go to a scratch buffer with reader count 1 (the owner core consumes each exactly once).
+A tile that needs a tensor produced on another tile gets each produced pixel chunk by send/receive: the producer
+sends right after its store, the first core on the receiving tile that reads the tensor receives all its pixels
+before computing. Memory is bump-allocated per tile and channels are numbered per (source, destination) tile
+pair, in a fixed order: buffers, streams, then per crossbar layer its scratch, remote scratch and bias, then the
+graph-input transfers.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from isa.errors import ModelError
+from isa.hardware import HardwareConfig
+
+from ..ir import Graph, Op
+from ..mapping import Block, Mapping
+from .loops import LOOP_REGS
+from .storage import Storage, hwc
+
+Core = tuple[int, int]
+DEVICE_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "concat")
+MAX_MSG = 65535  # words of one message (the n field of send and recv)
+PARTIAL_READERS = 1  # reader count of a stored partial sum: its owner consumes it once
+SHARED_READERS = 0  # reader count of activations: valid for any number of reads
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Pixels [c0, c1) of tensor ``value`` produced by ``src`` and sent to ``tile`` on channel ``ch``."""
+
+    value: str
+    src: Core
+    c0: int
+    c1: int
+    tile: int
+    ch: int
+    rows: tuple[int, int] | None = None  # the band of pixel rows the producer writes (None: all)
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Where the partial sum of a crossbar block held away from its owner core goes: ``scratch`` on its own tile
+    and, when the owner is on another tile, ``remote`` (address on the owner's tile, channel)."""
+
+    scratch: int
+    remote: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class InputTransfer:
+    """One message of graph input ``value``: words [lo, lo+n) of its buffer from the home core to ``rcv``."""
+
+    value: str
+    home: Core
+    rcv: Core
+    lo: int
+    n: int
+    ch: int
+
+
+class TileMemory:
+    """Bump allocation of each tile's memory."""
+
+    def __init__(self, hw: HardwareConfig) -> None:
+        self.hw = hw
+        self.top: dict[int, int] = defaultdict(int)
+
+    def alloc(self, tile: int, words: int) -> int:
+        """``words`` of ``tile``'s memory; ModelError when the tile is full."""
+        addr = self.top[tile]
+        self.top[tile] += words
+        if self.top[tile] > self.hw.tile_mem_words:
+            raise ModelError(f"tile {tile} memory overflow: {self.top[tile]} words needed, "
+                             f"{self.hw.tile_mem_words} available (pass a hardware file with a larger "
+                             f"tile_mem_words or more tiles)")
+        return addr
+
+
+@dataclass
+class CommPlan:
+    """The plan (see module docstring); built by `plan_communication`, read by the emitters."""
+
+    producers: dict[str, list[tuple[Core, int, int]]] = field(default_factory=lambda: defaultdict(list))
+    readers: dict[str, list[Core]] = field(default_factory=lambda: defaultdict(list))
+    bands: dict[tuple[str, Core], tuple[int, int] | None] = field(default_factory=dict)
+    need: dict[str, set[int]] = field(default_factory=dict)  # tiles that need a value
+    out_core: dict[str, Core] = field(default_factory=dict)
+    streams: list[Stream] = field(default_factory=list)
+    sends: dict[tuple[str, Core, int], list[Stream]] = field(default_factory=lambda: defaultdict(list))
+    partials: dict[Block, Partial] = field(default_factory=dict)
+    bias: dict[tuple[str, Core, int], int] = field(default_factory=dict)  # (layer, core, col block) -> address
+    inputs: list[InputTransfer] = field(default_factory=list)
+
+    def receiver(self, st: Storage, value: str, tile: int) -> Core:
+        """The core on ``tile`` that receives ``value``: its first reader there, else the first reader there of
+        the concat output it is part of, else the output core (never a reader of a sibling view, which may be
+        upstream of ``value``'s producer)."""
+        for c in self.readers[value] + self.readers[st.root(value)]:
+            if c[0] == tile:
+                return c
+        if value in self.out_core and self.out_core[value][0] == tile:
+            return self.out_core[value]
+        raise ModelError(f"no core on tile {tile} to receive '{value}'")
+
+
+def vector_chunk(g: Graph, op: Op, hw: HardwareConfig) -> int:
+    """Channels processed per instruction group by a vector op: two operand regions fit the data registers below
+    the loop counters and pointers at the top of the register file (`loops.LOOP_REGS`)."""
+    return min(hwc(g.values[op.outputs[0]].shape)[2], max(1, (hw.data_regs - LOOP_REGS) // 2))
+
+
+def cores_of(mapping: Mapping, op: Op) -> list[Core]:
+    """Cores running ``op`` (none for a concat)."""
+    if op.is_crossbar:
+        return mapping.layers[op.name].cores()
+    return [mapping.vector[op.name]] if op.name in mapping.vector else []
+
+
+class _Channels:
+    """Channel numbers per (source tile, destination tile), handed out in order."""
+
+    def __init__(self) -> None:
+        self.next: dict[tuple[int, int], int] = defaultdict(int)
+
+    def take(self, src: int, dst: int) -> int:
+        ch = self.next[(src, dst)]
+        self.next[(src, dst)] += 1
+        return ch
+
+
+def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: set[str],
+                       mem: TileMemory) -> CommPlan:
+    """The plan of a mapped graph; fills the buffer bases of ``st`` and allocates from ``mem``. ``biased``: the
+    crossbar layers with a bias."""
+    plan, channels = CommPlan(), _Channels()
+    _producers_and_readers(g, mapping, hw, plan)
+    _buffers(g, st, plan, mem)
+    _streams(g, plan, channels)
+    for op in g.crossbar_ops():
+        _partials_and_bias(mapping, op, op.name in biased, plan, channels, mem)
+    _inputs(g, st, plan, channels)
+    return plan
+
+
+def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan: CommPlan) -> None:
+    for op in g.ops:
+        if op.kind not in DEVICE_KINDS:
+            raise ModelError(f"op '{op.name}' ({op.kind}) cannot run on the device: after canonicalization "
+                             f"only {', '.join(DEVICE_KINDS)} remain supported")
+        out = op.outputs[0]
+        if op.is_crossbar:
+            lm = mapping.layers[op.name]
+            plan.producers[out] = [(lm.owner(c, r), *lm.group(c, r)[0].cols) for r in range(lm.replicas)
+                                   for c in range(lm.col_blocks)]
+            for r in range(lm.replicas):
+                for c in range(lm.col_blocks):
+                    plan.bands[(out, lm.owner(c, r))] = lm.group(c, r)[0].out_rows
+        elif op.kind != "concat":
+            c, step = hwc(g.values[out].shape)[2], vector_chunk(g, op, hw)
+            plan.producers[out] = [(mapping.vector[op.name], lo, min(c, lo + step)) for lo in range(0, c, step)]
+        for i in op.inputs:
+            plan.readers[i].extend(c for c in cores_of(mapping, op) if c not in plan.readers[i])
+    for v in g.inputs:
+        if not plan.readers[v.name]:
+            raise ModelError(f"graph input '{v.name}' is not read by any device op")
+        plan.producers[v.name] = [(plan.readers[v.name][0], 0, -1)]
+    plan.out_core = {o: plan.producers[o][0][0] for o in g.outputs}
+
+
+def _buffers(g: Graph, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
+    """Tiles needing each value (its readers, its root's readers, its output tile); a buffer copy per tile."""
+    tiles: dict[str, set[int]] = defaultdict(set)  # tiles holding a copy of a root's buffer
+    for v in g.values:
+        root = st.root(v)
+        plan.need[v] = {c[0] for c in plan.readers[v]} | {c[0] for c in plan.readers[root]}
+        if v in plan.out_core:
+            plan.need[v].add(plan.out_core[v][0])
+        tiles[root] |= {c[0] for c, _, _ in plan.producers.get(v, [])} | plan.need[v]
+    for root, ts in tiles.items():
+        for t in sorted(ts):
+            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words)
+
+
+def _streams(g: Graph, plan: CommPlan, channels: _Channels) -> None:
+    inputs = {i.name for i in g.inputs}
+    for v, prods in plan.producers.items():
+        if v in inputs:
+            continue
+        for src, c0, c1 in prods:
+            for t in sorted(plan.need[v] - {src[0]}):
+                s = Stream(v, src, c0, c1, t, channels.take(src[0], t), plan.bands.get((v, src)))
+                plan.sends[(v, src, c0)].append(s)
+                plan.streams.append(s)
+
+
+def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, channels: _Channels,
+                       mem: TileMemory) -> None:
+    """Scratch for every block away from its owner core (and its copy on the owner's tile when that is another
+    tile); then, per replica and core, a bias vector per column block the core owns."""
+    lm = mapping.layers[op.name]
+    scratch = {b: mem.alloc(b.tile, b.cols[1] - b.cols[0]) for b in lm.blocks if b.where != lm.owner(b.c, b.rep)}
+    for b, addr in scratch.items():
+        owner = lm.owner(b.c, b.rep)
+        remote = None
+        if owner[0] != b.tile:  # the partial sum travels to the owner's tile
+            ch = channels.take(b.tile, owner[0])
+            remote = (mem.alloc(owner[0], b.cols[1] - b.cols[0]), ch)
+        plan.partials[b] = Partial(addr, remote)
+    if not biased:
+        return
+    for rep in range(lm.replicas):
+        blocks = [b for b in lm.blocks if b.rep == rep]
+        for core in dict.fromkeys(b.where for b in blocks):
+            for c in owned_columns(blocks, core):
+                lo, hi = lm.group(c, rep)[0].cols
+                plan.bias[(op.name, core, c)] = mem.alloc(core[0], hi - lo)
+
+
+def owned_columns(blocks: list[Block], core: Core) -> list[int]:
+    """The column blocks that ``core`` accumulates among ``blocks`` (one replica): those whose row block 0 it
+    holds, in the order of its blocks."""
+    mine = dict.fromkeys(b.c for b in blocks if b.where == core)
+    return [c for c in mine if next(b for b in blocks if b.c == c).where == core]
+
+
+def _inputs(g: Graph, st: Storage, plan: CommPlan, channels: _Channels) -> None:
+    """Graph inputs: the host writes the whole padded buffer on the home tile; the home core sends all of it
+    (border included) to every other tile that needs it, in messages of at most `MAX_MSG` words."""
+    for v in g.inputs:
+        buf, home = st.buffer(v.name), plan.producers[v.name][0][0]
+        for t in sorted(plan.need[v.name] - {home[0]}):
+            rcv = plan.receiver(st, v.name, t)
+            for lo in range(0, buf.words, MAX_MSG):
+                n = min(MAX_MSG, buf.words - lo)
+                plan.inputs.append(InputTransfer(v.name, home, rcv, lo, n, channels.take(home[0], t)))

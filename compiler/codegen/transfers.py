@@ -1,0 +1,87 @@
+"""The program's edges: receives of remote tensors, graph inputs (manifest and transfers), graph outputs and the
+initial border data of padded buffers."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from isa import NO_BASE, MemInit, MemRef, TensorLoc, ops
+from isa.errors import ModelError
+
+from .context import Context
+from .loops import LoopRegs, pixel_loop
+from .plan import SHARED_READERS, Stream
+from .storage import Buffer, hwc
+
+
+def emit_receive(ctx: Context, s: Stream) -> None:
+    """The receive loop of one stream on its receiving core: in the head of its stream, or in the tail when the
+    receiver is the output core of a graph output (it receives after computing)."""
+    st, plan = ctx.st, ctx.plan
+    rcv = plan.receiver(st, s.value, s.tile)
+    streams = ctx.stream(rcv)
+    out = streams.tail if s.value in plan.out_core and rcv == plan.out_core[s.value] else streams.head
+    h, w, _ = hwc(ctx.g.values[s.value].shape)
+    h0, h1 = s.rows or (0, h)
+    row_step = st.pixel_step(s.value)[0]
+    base = st.buffer(s.value).bases[s.tile] + st.origin(s.value) + s.c0 + h0 * row_step
+    spatial = len(ctx.g.values[s.value].shape) == 3
+    pixel_loop(out, LoopRegs.of(ctx.hw), h1 - h0, w, [(base, *st.pixel_step(s.value))], lambda m: out.append(
+        ops.recv(dst=m[0], n=s.c1 - s.c0, tile=s.src[0], ch=s.ch, count=SHARED_READERS, node=s.value)),
+        spatial=spatial, node=s.value)
+
+
+def emit_inputs(ctx: Context) -> None:
+    """Graph inputs: where the host writes each one (the whole padded buffer on its home tile), and the sends and
+    receives of the plan's input transfers in the prologues."""
+    for v in ctx.g.inputs:
+        buf, home = ctx.st.buffer(v.name), ctx.plan.producers[v.name][0][0]
+        bits, frac = ctx.fmt[v.name]
+        ctx.program.inputs.append(TensorLoc(v.name, home[0], buf.bases[home[0]], buf.words, bits, frac, v.shape,
+                                            SHARED_READERS, tuple(buf.pads), buf.fill or 0))  # type: ignore[arg-type]
+    for t in ctx.plan.inputs:
+        bases = ctx.st.buffer(t.value).bases
+        ctx.stream(t.home).prologue.append(ops.send(src=MemRef(NO_BASE, bases[t.home[0]] + t.lo), n=t.n,
+                                                    tile=t.rcv[0], ch=t.ch, node=t.value))
+        ctx.stream(t.rcv).prologue.append(ops.recv(dst=MemRef(NO_BASE, bases[t.rcv[0]] + t.lo), n=t.n,
+                                                   tile=t.home[0], ch=t.ch, count=SHARED_READERS, node=t.value))
+
+
+def emit_outputs(ctx: Context) -> None:
+    """Output locations on each output's tile."""
+    for name in ctx.g.outputs:
+        buf, core = ctx.st.buffer(name), ctx.plan.out_core[name]
+        if ctx.st.views[name].coff or ctx.st.root(name) != name:
+            raise ModelError(f"graph output '{name}' is also a concat input; not supported")
+        bits, frac = ctx.fmt[name]
+        ctx.program.outputs.append(TensorLoc(ctx.g.external_name(name), core[0], buf.bases[core[0]], buf.words,
+                                             bits, frac, ctx.g.values[name].shape, SHARED_READERS,
+                                             tuple(buf.pads), buf.fill or 0))  # type: ignore[arg-type]
+
+
+def emit_borders(ctx: Context) -> None:
+    """Initial data: the border of every padded buffer copy -- not of graph inputs: the host writes the whole
+    padded buffer on the home tile and the home core sends all of it, border included, to the other tiles."""
+    inputs = {v.name for v in ctx.g.inputs}
+    for root, buf in ctx.st.buffers.items():
+        if not any(buf.pads) or root in inputs:
+            continue
+        for t, base in sorted(buf.bases.items()):
+            for lo, n in border_runs(buf):
+                ctx.program.data.append(MemInit(t, base + lo, np.full(n, buf.fill or 0, np.int64), SHARED_READERS))
+
+
+def border_runs(buf: Buffer) -> list[tuple[int, int]]:
+    """(offset, length) of the border runs of one copy: whole rows above and below, and the left and right
+    border pixels of every interior row."""
+    pt, pl, pb, pr = buf.pads
+    row = buf.wp * buf.c
+    runs = [(0, pt * row)] if pt else []
+    for h in range(pt, pt + buf.h):
+        if pl:
+            runs.append((h * row, pl * buf.c))
+        if pr:
+            runs.append((h * row + (pl + buf.w) * buf.c, pr * buf.c))
+    if pb:
+        runs.append(((pt + buf.h) * row, pb * row))
+    return runs

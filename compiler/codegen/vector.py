@@ -1,0 +1,98 @@
+"""Vector-ALU ops on the core of their own: pooling, global average and element-wise add, in channel chunks that
+fit two operand regions of the data registers."""
+
+from __future__ import annotations
+
+from isa import MemRef, ops
+
+from ..ir import Op
+from ..quant.functional import DIV_FRAC, divisor_coef
+from .context import Context
+from .epilogue import activation, finish
+from .loops import LoopRegs, Pointer, pixel_loop
+from .plan import Core, vector_chunk
+from .storage import hwc
+
+
+def emit_vector(ctx: Context, op: Op) -> None:
+    """All instructions of one pooling, global-average or element-wise op."""
+    core = ctx.mapping.vector[op.name]
+    tile, yout = core[0], op.outputs[0]
+    oh, ow, c = hwc(ctx.g.values[yout].shape)
+    chunk = vector_chunk(ctx.g, op, ctx.hw)
+    a, b = ctx.hw.data_base, ctx.hw.data_base + chunk
+    out_ptr = (ctx.st.buffer(yout).bases[tile] + ctx.st.origin(yout), *ctx.st.pixel_step(yout))
+    family = {"gap": _gap, "pool": _pool}.get(op.kind, _eltwise)
+    for c0 in range(0, c, chunk):
+        family(ctx, core, op, a, b, min(chunk, c - c0), c0, oh, ow, out_ptr)
+
+
+def _in_ptr(ctx: Context, tile: int, value: str, top: int = 0, left: int = 0, sh: int = 1, sw: int = 1) -> Pointer:
+    row, pix = ctx.st.pixel_step(value)
+    return ctx.st.buffer(value).bases[tile] + ctx.st.origin(value, top, left), sh * row, sw * pix
+
+
+def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
+          out_ptr: Pointer) -> None:
+    out, node, x = ctx.code(core), op.name, op.inputs[0]
+    (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["strides"]
+    dh, dw = op.attrs.get("dilations", (1, 1))
+    row, pix = ctx.st.pixel_step(x)
+    src = _in_ptr(ctx, core[0], x, op.attrs["pads"][0], op.attrs["pads"][1], sh, sw)
+    fi = ctx.fmt[x][1]
+    is_max = op.attrs["mode"] == "max"
+
+    def body(m: list[MemRef]) -> None:
+        for i in range(kh):
+            for j in range(kw):
+                out.append(ops.load(d=a if i == j == 0 else b, src=m[0].shifted(i * dh * row + j * dw * pix + c0),
+                                    n=n, node=node))
+                if i or j:
+                    out.append(ops.max(d=a, a=a, b=b, n=n, node=node) if is_max else
+                               ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
+        if not is_max:
+            out.append(ops.muli(d=a, a=a, imm=divisor_coef(kh * kw), n=n, f=DIV_FRAC, w=64, node=node))
+        activation(out, op, a, n, fi, b, node)
+        finish(ctx, core, node, op.outputs[0], a, n, fi, c0, m[1], ctx.fmt[x][0] if is_max else 64)
+
+    pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, [src, out_ptr], body, node=node)
+
+
+def _gap(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
+         out_ptr: Pointer) -> None:
+    out, node, x = ctx.code(core), op.name, op.inputs[0]
+    regs = LoopRegs.of(ctx.hw)
+    h, w, _ = hwc(ctx.g.values[x].shape)
+    out.append(ops.sub(d=a, a=a, b=a, n=n, w=64, node=node))
+
+    def accumulate(m: list[MemRef]) -> None:
+        out.append(ops.load(d=b, src=m[0].shifted(c0), n=n, node=node))
+        out.append(ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
+
+    pixel_loop(out, regs, h, w, [_in_ptr(ctx, core[0], x)], accumulate, node=node)
+    out.append(ops.muli(d=a, a=a, imm=divisor_coef(h * w), n=n, f=DIV_FRAC, w=64, node=node))
+    fi = ctx.fmt[x][1]
+    activation(out, op, a, n, fi, b, node)
+    pixel_loop(out, regs, 1, 1, [out_ptr], lambda m: finish(ctx, core, node, op.outputs[0], a, n, fi, c0, m[0]),
+               node=node)
+
+
+def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
+             out_ptr: Pointer) -> None:
+    out, node = ctx.code(core), op.name
+    fm = max(ctx.fmt[i][1] for i in op.inputs)
+    srcs = [_in_ptr(ctx, core[0], i) for i in op.inputs]
+
+    def body(m: list[MemRef]) -> None:
+        for k, i in enumerate(op.inputs):
+            reg = a if k == 0 else b
+            out.append(ops.load(d=reg, src=m[k].shifted(c0), n=n, node=node))
+            if ctx.fmt[i][1] != fm:
+                out.append(ops.rqnt(d=reg, a=reg, n=n, shift=ctx.fmt[i][1] - fm, w=64, node=node))
+            if k:
+                out.append(ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
+        activation(out, op, a, n, fm, b, node)
+        finish(ctx, core, node, op.outputs[0], a, n, fm, c0, m[-1])
+
+    spatial = len(ctx.g.values[op.outputs[0]].shape) == 3
+    pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, srcs + [out_ptr], body, spatial=spatial, node=node)
