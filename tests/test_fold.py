@@ -165,7 +165,7 @@ def test_large_constant_not_feeding_a_layer_is_not_folded():
              helper.make_node("Add", ["x", "big"], ["y"])]
     m = _model(nodes, {"shape": np.array([1, n], np.int64)}, ["N", n])
     with pytest.raises(ModelError, match=r"node 'big' \(ConstantOfShape\): a constant the frontend did not fold: "
-                                         r"its output would have more than 65536 elements"):
+                                         rf"its output would have more than {FOLD_FLOOR} elements"):
         import_onnx(m)
 
 
@@ -378,3 +378,10 @@ def test_semantics_doc_example_affine_before_dense():
                        "b": np.array([0.25])}, ["N", 2])
     (op,) = import_graph(m)[0].ops
     assert op.params["weight"][:, 0].tolist() == [6.0, 2.0] and op.params["bias"].tolist() == [-0.75]
+
+
+def test_malformed_node_is_named_not_a_traceback():
+    nodes = [helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clip")]
+    m = _model(nodes, {"lo": np.array([0.0, 1.0]), "hi": np.array(6.0)}, ["N", 3], ["N", 3])
+    with pytest.raises(ModelError, match=r"node 'clip' \(Clip\): malformed inputs or attributes \(TypeError"):
+        import_onnx(m)
