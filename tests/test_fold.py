@@ -385,3 +385,12 @@ def test_malformed_node_is_named_not_a_traceback():
     m = _model(nodes, {"lo": np.array([0.0, 1.0]), "hi": np.array(6.0)}, ["N", 3], ["N", 3])
     with pytest.raises(ModelError, match=r"node 'clip' \(Clip\): malformed inputs or attributes \(TypeError"):
         import_onnx(m)
+
+
+def test_batchnorm_with_negative_variance_is_named():
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["g"]),
+             helper.make_node("BatchNormalization", ["g", "s", "b", "m", "v"], ["y"], name="bn")]
+    m = _model(nodes, {"w": RNG.normal(size=(3, 2)), "s": np.ones(2), "b": np.zeros(2), "m": np.zeros(2),
+                       "v": np.array([1.0, -2.0])}, ["N", 3], ["N", 2])
+    with pytest.raises(ModelError, match=r"node 'bn' \(BatchNormalization\): variance \+ epsilon of channel 1"):
+        import_onnx(m)
