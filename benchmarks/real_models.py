@@ -1,6 +1,7 @@
 """The nine real zoo architectures onnx ships in its wheel: how far each gets through xbarc.
 
-Usage: python benchmarks/real_models.py [--models squeezenet vgg19 ...] [--run] [--random-weights] [--timeout 900]
+Usage: python benchmarks/real_models.py [--models squeezenet vgg19 ...] [--run] [--random-weights]
+                                       [--timeout 900] [--json]
 
 The models are ``onnx/backend/test/data/light/light_*.onnx`` (real architectures, IR version 3, opset 9, weights
 as ConstantOfShape of one value, initializers listed among the graph inputs). For each one, in its own subprocess

@@ -394,3 +394,25 @@ def test_batchnorm_with_negative_variance_is_named():
                        "v": np.array([1.0, -2.0])}, ["N", 3], ["N", 2])
     with pytest.raises(ModelError, match=r"node 'bn' \(BatchNormalization\): variance \+ epsilon of channel 1"):
         import_onnx(m)
+
+
+def test_cli_repeated_input_shapes_and_opset_error(tmp_path, capsys):
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 2, "H", "W"]) for n in ("a", "b")]
+    nodes = [helper.make_node("Add", ["a", "b"], ["s"]),
+             helper.make_node("Conv", ["s", "w"], ["y"], kernel_shape=[1, 1])]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "H", "W"])
+    g = helper.make_graph(nodes, "g", inputs, [out], [_init("w", _conv_w(2, 2, 1))])
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    assert main(["compile", str(path), "-o", str(tmp_path / "o"), "--input-shape", "a:1,2,3,4",
+                 "--input-shape", "b:1,2,3,4"]) == 0
+    assert [v.shape for v in load_compiled(tmp_path / "o").graph.inputs] == [(2, 3, 4), (2, 3, 4)]
+    capsys.readouterr()
+    assert main(["compile", str(path), "-o", str(tmp_path / "o2"), "--input-shape", "a:1,2,3,4"]) == 1
+    assert "graph input 'b' has dynamic dims" in capsys.readouterr().err
+    m = _gemm(RNG.normal(size=(3, 2)))
+    m.opset_import[0].version = 99
+    onnx.save(m, tmp_path / "new.onnx")
+    assert main(["compile", str(tmp_path / "new.onnx"), "-o", str(tmp_path / "o3")]) == 1
+    err = capsys.readouterr().err
+    assert "opset 99 of the default ONNX domain" in err and "Traceback" not in err
