@@ -165,7 +165,7 @@ def test_large_constant_not_feeding_a_layer_is_not_folded():
              helper.make_node("Add", ["x", "big"], ["y"])]
     m = _model(nodes, {"shape": np.array([1, n], np.int64)}, ["N", n])
     with pytest.raises(ModelError, match=r"node 'big' \(ConstantOfShape\): a constant the frontend did not fold: "
-                                         r"its output would have more than 65536 elements"):
+                                         rf"its output would have more than {FOLD_FLOOR} elements"):
         import_onnx(m)
 
 
@@ -378,3 +378,41 @@ def test_semantics_doc_example_affine_before_dense():
                        "b": np.array([0.25])}, ["N", 2])
     (op,) = import_graph(m)[0].ops
     assert op.params["weight"][:, 0].tolist() == [6.0, 2.0] and op.params["bias"].tolist() == [-0.75]
+
+
+def test_malformed_node_is_named_not_a_traceback():
+    nodes = [helper.make_node("Clip", ["x", "lo", "hi"], ["y"], name="clip")]
+    m = _model(nodes, {"lo": np.array([0.0, 1.0]), "hi": np.array(6.0)}, ["N", 3], ["N", 3])
+    with pytest.raises(ModelError, match=r"node 'clip' \(Clip\): malformed inputs or attributes \(TypeError"):
+        import_onnx(m)
+
+
+def test_batchnorm_with_negative_variance_is_named():
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["g"]),
+             helper.make_node("BatchNormalization", ["g", "s", "b", "m", "v"], ["y"], name="bn")]
+    m = _model(nodes, {"w": RNG.normal(size=(3, 2)), "s": np.ones(2), "b": np.zeros(2), "m": np.zeros(2),
+                       "v": np.array([1.0, -2.0])}, ["N", 3], ["N", 2])
+    with pytest.raises(ModelError, match=r"node 'bn' \(BatchNormalization\): variance \+ epsilon of channel 1"):
+        import_onnx(m)
+
+
+def test_cli_repeated_input_shapes_and_opset_error(tmp_path, capsys):
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 2, "H", "W"]) for n in ("a", "b")]
+    nodes = [helper.make_node("Add", ["a", "b"], ["s"]),
+             helper.make_node("Conv", ["s", "w"], ["y"], kernel_shape=[1, 1])]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 2, "H", "W"])
+    g = helper.make_graph(nodes, "g", inputs, [out], [_init("w", _conv_w(2, 2, 1))])
+    path = tmp_path / "two.onnx"
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+    assert main(["compile", str(path), "-o", str(tmp_path / "o"), "--input-shape", "a:1,2,3,4",
+                 "--input-shape", "b:1,2,3,4"]) == 0
+    assert [v.shape for v in load_compiled(tmp_path / "o").graph.inputs] == [(2, 3, 4), (2, 3, 4)]
+    capsys.readouterr()
+    assert main(["compile", str(path), "-o", str(tmp_path / "o2"), "--input-shape", "a:1,2,3,4"]) == 1
+    assert "graph input 'b' has dynamic dims" in capsys.readouterr().err
+    m = _gemm(RNG.normal(size=(3, 2)))
+    m.opset_import[0].version = 99
+    onnx.save(m, tmp_path / "new.onnx")
+    assert main(["compile", str(tmp_path / "new.onnx"), "-o", str(tmp_path / "o3")]) == 1
+    err = capsys.readouterr().err
+    assert "opset 99 of the default ONNX domain" in err and "Traceback" not in err

@@ -359,7 +359,13 @@ def convert_batchnorm(node: onnx.NodeProto, ctx: Context) -> None:
     gamma, beta, mean, var = (ctx.const(i, node).astype(np.float64).reshape(-1) for i in node.input[1:5])
     if not shape or any(p.size != shape[0] for p in (gamma, beta, mean, var)):
         raise _err(node, f"scale, bias, mean and variance must have one value per channel of {shape}")
-    scale = gamma / np.sqrt(var + float(a.get("epsilon", 1e-5)))  # type: ignore[arg-type]
+    eps = float(a.get("epsilon", 1e-5))  # type: ignore[arg-type]
+    with np.errstate(all="ignore"):
+        scale = gamma / np.sqrt(var + eps)
+    if not np.isfinite(scale).all():
+        bad = int(np.argwhere(~np.isfinite(scale))[0][0])
+        raise _err(node, f"variance + epsilon of channel {bad} is {var[bad] + eps}: gamma / sqrt(variance + "
+                         f"epsilon) is not finite")
     per_channel = (shape[0],) + (1,) * (len(shape) - 1)
     ctx.emit("affine", node, node.input[0], shape, nodes=(f"BatchNormalization '{node.name or node.output[0]}'",),
              params={"scale": scale.reshape(per_channel), "shift": (beta - mean * scale).reshape(per_channel)})

@@ -113,6 +113,10 @@ def _convert(nodes: list[onnx.NodeProto], ctx: Context, inferred: dict[str, tupl
             except ModelError as e:
                 del ctx.ops[n_ops:]
                 rejected.append(str(e))
+            except (ValueError, TypeError, IndexError, KeyError) as e:  # a malformed node a converter misread
+                del ctx.ops[n_ops:]
+                rejected.append(f"node '{node.name or node.output[0]}' ({node.op_type}): malformed inputs or "
+                                f"attributes ({type(e).__name__}: {e})")
         for out in node.output:
             shape = inferred.get(out)
             if shape:
