@@ -16,6 +16,7 @@ import numpy as np
 
 from isa import CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
 from isa import numerics as nx
+from isa import ops
 from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
@@ -185,7 +186,7 @@ class Machine:
         every used tile's whole memory (an upper bound), and a description for messages."""
         hw, prog = self.hw, self.program
         regs = len(self._compiled) * hw.core_regs * 8
-        ibits = [int(ins.arg("ibits")) for cc in prog.cores for ins in cc.instrs if ins.op == "mvm"]
+        ibits = [ins.ibits for cc in prog.cores for ins in cc.instrs if isinstance(ins, ops.Mvm)]
         tmp = 12 * hw.xbar_rows * max(ibits, default=0) + 24 * hw.max_slices * hw.xbar_cols * max(ibits, default=0)
         top: dict[int, int] = {}
         for t, addr, n in ([(d.tile, d.addr, int(np.asarray(d.values).size)) for d in prog.data]

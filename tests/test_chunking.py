@@ -17,7 +17,7 @@ from compiler.quant.calibrate import item_bytes
 from isa import MvmuImage, memory
 from isa.errors import XbarcError
 from runtime import Machine
-from test_runtime_support import HW, D, I, M, loc, program
+from support import HW, D, I, M, loc, program
 
 from conftest import MLP
 

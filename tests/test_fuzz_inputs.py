@@ -25,7 +25,7 @@ from models.datasets import load_dataset
 from conftest import MLP
 
 LENET = MLP.parent / "lenet5_digits.onnx"
-FUZZ = settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+FUZZ = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                        HealthCheck.function_scoped_fixture])
 X_FLAT = load_dataset("digits", "calib")[0][:16]
 X_32 = load_dataset("digits32", "calib")[0][:16]

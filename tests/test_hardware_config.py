@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from compiler import compile_model, runner
+from compiler import runner
+from support import compile_model
 from compiler.cli import main
 from isa.errors import ConfigError, XbarcError
 from isa.hardware import COST_FIELDS, DEFAULT, HARDWARE_FIELDS, PUMA, CostTable, HardwareConfig, load_hardware

@@ -19,7 +19,7 @@ from compiler.quant import quantize_layer
 from isa import MvmuImage
 from isa.layout import UNPLACED
 from runtime import Machine
-from test_runtime_support import HW, I, M, loc, program
+from support import HW, I, M, loc, program
 
 MODES = ("naive", "spatial", "temporal")
 Builder = Callable[[np.ndarray], onnx.ModelProto]

@@ -357,7 +357,8 @@ def test_lenet5_mnist_16bit_is_bit_exact_and_as_accurate_as_onnxruntime() -> Non
     """Compiled at the 16-bit preset (calibrated on the mnist calib split its metadata names) and run on the runtime
     over the first 200 MNIST test images. On all 1,000 (measured, not asserted here): accuracy 0.979 = onnxruntime's,
     bit-exact, 5.24 uJ and 152,559 cycles per inference."""
-    from compiler import compile_model, runner
+    from compiler import runner
+    from support import compile_model
 
     cm = compile_model(LENET_MNIST_PATH, "16bit")
     assert cm.program.meta["calibration"] == "mnist calib split"

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from compiler import compile_model
+from support import compile_model
 from compiler.cli import main
 from models.datasets import load_dataset
 
