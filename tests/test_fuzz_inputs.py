@@ -174,3 +174,11 @@ def test_bad_hardware_files_are_errors(tmp_path: Path, doc: str) -> None:
     path.write_text(doc)
     with pytest.raises(XbarcError, match=str(path).replace(".", r"\.") + "|hardware"):
         compile_and_run(MLP, hw=str(path))
+
+
+@pytest.mark.parametrize("attr,value", [("alpha", float("inf")), ("alpha", float("nan")), ("beta", float("nan"))])
+def test_a_non_finite_attribute_is_named(attr: str, value: float) -> None:
+    m = onnx.load(MLP)
+    m.graph.node[2].attribute.append(onnx.helper.make_attribute(attr, value))
+    with pytest.raises(XbarcError, match=r"node 'fc2' \(Gemm\): its (weight|bias) is not finite"):
+        compile_model(m, calib={"input": X_FLAT})

@@ -50,6 +50,15 @@ class Context:
         out = node.output[0]
         self.values[out] = Value(out, out_shape)
         params = kw.pop("params", {})
+        for key, value in dict(params).items():  # what an attribute made of finite constants (alpha = inf, ...)
+            arr = np.asarray(value)
+            if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+                bad = tuple(int(i) for i in np.argwhere(~np.isfinite(arr))[0]) if arr.ndim else ()
+                raise _err(node, f"its {key} is not finite (first at index {list(bad)}: {arr[bad]}); check the "
+                                 f"node's attributes (alpha, beta, epsilon, ...) and constants")
+        for key, value in kw.items():
+            if isinstance(value, float) and not np.isfinite(value) and node.op_type != "Clip":
+                raise _err(node, f"attribute-derived value {key}={value} is not finite")
         self.ops.append(Op(kind, node.name or out, [inp], [out], dict(kw), dict(params)))  # type: ignore[arg-type]
 
 
@@ -83,13 +92,15 @@ def convert_gemm(node: onnx.NodeProto, ctx: Context) -> None:
     w = w.T if a.get("transB", 0) else w
     if w.shape[0] != n_in:
         raise _err(node, f"weight {w.shape} does not match input of {n_in} features")
-    params = {"weight": float(a.get("alpha", 1.0)) * w}
+    with np.errstate(all="ignore"):  # a non-finite product is named by `Context.emit`
+        params = {"weight": float(a.get("alpha", 1.0)) * w}
     if len(node.input) > 2 and node.input[2]:
         c = ctx.const(node.input[2], node).astype(np.float64)
         if c.size not in (1, w.shape[1]) or (c.ndim == 2 and c.shape[0] != 1) or c.ndim > 2:
             raise _err(node, f"bias '{node.input[2]}' of shape {c.shape} is not one value per output "
                              f"({w.shape[1]},)")
-        params["bias"] = float(a.get("beta", 1.0)) * np.broadcast_to(c.reshape(-1), (w.shape[1],)).copy()
+        with np.errstate(all="ignore"):
+            params["bias"] = float(a.get("beta", 1.0)) * np.broadcast_to(c.reshape(-1), (w.shape[1],)).copy()
     ctx.emit("dense", node, node.input[0], (w.shape[1],), act="none", params=params)
 
 
