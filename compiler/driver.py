@@ -19,7 +19,7 @@ from isa.hardware import HardwareConfig, load_hardware
 
 from .codegen import generate
 from .data import DatasetLoader, load
-from .frontend import import_onnx, load_model
+from .frontend import check_reference, import_onnx, load_model
 from .inputs import checked_feeds
 from .ir import Graph, dump
 from .mapping import Mapping, place_layers
@@ -147,6 +147,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     ``data``."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     graph, host, proto = import_graph(model, shapes_for_import(calib, input_shapes))
+    check_reference(proto)
     inputs, how = calibration_inputs(graph, proto, calib, data=data)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
     prec = resolve_precision(graph, precision, ranges, hwc)

@@ -75,10 +75,15 @@ def reference_outputs(model: onnx.ModelProto, x: dict[str, np.ndarray], names: l
     for name in names:
         if name not in have:
             m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
-    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = {i.name: np.asarray(x[i.name], dtype=np.float32).reshape(
-        [len(x[i.name])] + [d if isinstance(d, int) else -1 for d in i.shape[1:]]) for i in sess.get_inputs()}
-    return dict(zip(names, sess.run(names, feeds)))
+    try:
+        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        feeds = {i.name: np.asarray(x[i.name], dtype=np.float32).reshape(
+            [len(x[i.name])] + [d if isinstance(d, int) else -1 for d in i.shape[1:]]) for i in sess.get_inputs()}
+        return dict(zip(names, sess.run(names, feeds)))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        text = str(e).strip().splitlines()
+        raise XbarcError(f"onnxruntime, the float reference, cannot run the source model: "
+                         f"{(text[0] if text else type(e).__name__)[:400]}") from None
 
 
 def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True) -> dict[str, Any]:

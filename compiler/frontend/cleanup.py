@@ -48,6 +48,8 @@ from onnx import helper, numpy_helper
 
 from isa.errors import ModelError
 
+#: The oldest default-domain opset onnxruntime (the reference) guarantees to run.
+MIN_OPSET = 7
 #: The newest default-domain opset the frontend knows: the one the installed onnx defines.
 MAX_OPSET = onnx.defs.onnx_opset_version()
 #: The newest ai.onnx.ml opset the installed onnx defines (skl2onnx host tails use it).
@@ -83,6 +85,10 @@ def node_label(node: onnx.NodeProto) -> str:
 def check_opsets(model: onnx.ModelProto) -> None:
     """Reject opset versions the frontend does not know."""
     for o in model.opset_import:
+        if o.domain in DEFAULT_DOMAINS and o.version < MIN_OPSET:
+            raise ModelError(f"model imports opset {o.version} of the default ONNX domain; onnxruntime, the reference "
+                             f"xbarc checks against, supports opsets {MIN_OPSET} and newer (convert the model with "
+                             f"onnx.version_converter)")
         if o.domain in DEFAULT_DOMAINS and o.version > MAX_OPSET:
             raise ModelError(f"model imports opset {o.version} of the default ONNX domain; xbarc's frontend knows "
                              f"opsets 1 to {MAX_OPSET} (convert the model with onnx.version_converter)")

@@ -52,6 +52,19 @@ def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
+def check_reference(model: onnx.ModelProto) -> None:
+    """ModelError unless onnxruntime, the float reference of `xbarc run`, can load ``model`` (a clash of types or
+    shapes, an op without a kernel at the model's opset): found at compile time rather than after it."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        text = str(e).strip().splitlines()
+        raise ModelError(f"onnxruntime, the reference xbarc checks against, cannot load this model: "
+                         f"{(text[0] if text else type(e).__name__)[:400]}") from None
+
+
 def opset_of(model: onnx.ModelProto) -> int:
     """The default-domain opset version."""
     for o in model.opset_import:
