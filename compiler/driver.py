@@ -157,7 +157,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
     placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
     program = generate(graph, prec, placed, hwc, fmt)
-    warnings = quantization_warnings(graph, prec, weights)
+    warnings = quantization_warnings(graph, prec, weights, ranges.values, fmt)
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()],
                          "warnings": warnings})
     return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how, warnings)

@@ -112,6 +112,7 @@ class HardwareConfig:
             raise ConfigError(f"hardware: field 'costs': must be a CostTable, got {type(self.costs).__name__}")
         _check_fields(self, HARDWARE_FIELDS, "hardware")
         _check_cross(self, "hardware")
+        _check_event_times(self, "hardware")
 
     # ---- derived quantities -------------------------------------------------------------------------------
     @property
@@ -298,6 +299,25 @@ def _check_values(values: Mapping[str, Any], specs: Mapping[str, FieldSpec], sou
 
 def _check_fields(obj: Any, specs: Mapping[str, FieldSpec], source: str, prefix: str = "") -> None:
     _check_values({name: getattr(obj, name) for name in specs}, specs, source, prefix)
+
+
+#: The longest one event (a crossbar read, an ADC sweep at the widest resolution, a memory access, a hop) may
+#: take, in cycles: clocks are int64 and a run may execute 5e7 instructions, so 1e9 cycles each stays exact.
+MAX_EVENT_CYCLES = 10 ** 9
+
+
+def _check_event_times(hw: "HardwareConfig", source: str) -> None:
+    """ConfigError naming the cost field whose time, at ``clock_ghz``, is longer than `MAX_EVENT_CYCLES`."""
+    c = hw.costs
+    times = {f"costs.{f.name}": getattr(c, f.name) * hw.clock_ghz * (hw.full_adc_bits if f.name.endswith("_sweep")
+                                                                     else 1)
+             for f in dataclasses.fields(CostTable) if f.name.endswith("_ns") or f.name.endswith("_sweep")}
+    times.update({f"costs.{f.name}": getattr(c, f.name) for f in dataclasses.fields(CostTable)
+                  if f.name.endswith("_cycles")})
+    for name, cycles in times.items():
+        if cycles > MAX_EVENT_CYCLES:
+            raise ConfigError(f"{source}: field '{name}': one event would take {cycles:.3g} cycles at "
+                              f"clock_ghz={hw.clock_ghz:g}; at most {MAX_EVENT_CYCLES:.0e} (clocks are 64-bit)")
 
 
 def _check_cross(hw: "HardwareConfig", source: str) -> None:

@@ -290,9 +290,18 @@ def _window(node: onnx.NodeProto, shape: tuple[int, int, int], kernel: tuple[int
     a = _attrs(node)
     strides = tuple(int(v) for v in a.get("strides", [1, 1]))  # type: ignore[union-attr]
     dil = tuple(int(v) for v in a.get("dilations", [1, 1]))  # type: ignore[union-attr]
-    if len(strides) != 2 or len(dil) != 2:
+    if len(strides) != 2 or len(dil) != 2 or len(kernel) != 2:
         raise _err(node, "only 2-D windows are supported")
+    for what, values, lo in (("kernel_shape", kernel, 1), ("strides", strides, 1), ("dilations", dil, 1)):
+        if any(v < lo for v in values):
+            raise _err(node, f"attribute {what}={list(values)}: every entry must be >= {lo}")
     pads = _pads(node, (shape[1], shape[2]), kernel, strides, dil)  # type: ignore[arg-type]
+    if any(v < 0 for v in pads):
+        raise _err(node, f"attribute pads={list(pads)}: negative pads (cropping) are not supported")
+    out = _out_hw(shape, {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dil})
+    if min(out) < 1:
+        raise _err(node, f"the {kernel[0]}x{kernel[1]} window (dilations {list(dil)}) does not fit the padded "
+                         f"{shape[1]}x{shape[2]} input: output would be {out[0]}x{out[1]}")
     return {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dil}
 
 

@@ -45,11 +45,49 @@ def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
             proto = onnx.load(str(path))
         except Exception as e:  # noqa: BLE001 - protobuf raises several types
             raise ModelError(f"{path}: not a readable ONNX model ({e})") from None
+    bad = _bad_text(proto)
+    if bad:
+        where = model if not isinstance(model, onnx.ModelProto) else "model"
+        raise ModelError(f"{where}: damaged: {bad} is not valid UTF-8 text")
     try:
         onnx.checker.check_model(proto)
     except onnx.checker.ValidationError as e:
         raise ModelError(f"model fails onnx.checker: {str(e).splitlines()[0]}") from None
     return proto
+
+
+def _bad_text(m: onnx.ModelProto) -> str | None:
+    """The first text field of ``m`` that is not valid UTF-8, described; protobuf decodes strings lazily (and,
+    with some backends, hands back bytes or raises on access), so a damaged file is named here, not deep inside a
+    pass."""
+    fields: list[tuple[str, object]] = [("the producer name", lambda: m.producer_name), ("the model domain",
+                                        lambda: m.domain), ("the doc string", lambda: m.doc_string)]
+    fields += [(f"metadata entry {i}", lambda p=p: p.key + p.value) for i, p in enumerate(m.metadata_props)]
+    fields += [(f"opset import {i}", lambda o=o: o.domain) for i, o in enumerate(m.opset_import)]
+    for what, get in fields + _graph_text(m.graph, "the graph"):
+        try:
+            value = get()  # type: ignore[operator]
+        except (UnicodeDecodeError, TypeError):  # TypeError: bytes handed back, concatenated with text
+            return what
+        if not isinstance(value, str):
+            return what
+    return None
+
+
+def _graph_text(g: onnx.GraphProto, where: str) -> list[tuple[str, object]]:
+    out: list[tuple[str, object]] = [(f"{where}'s name", lambda: g.name + g.doc_string)]
+    for i, v in enumerate(list(g.input) + list(g.output) + list(g.value_info)):
+        out.append((f"value {i} of {where}", lambda v=v: v.name + "".join(d.dim_param for d in
+                                                                           v.type.tensor_type.shape.dim)))
+    out += [(f"initializer {i} of {where}", lambda t=t: t.name) for i, t in enumerate(g.initializer)]
+    for i, n in enumerate(g.node):
+        out.append((f"node {i} of {where}", lambda n=n: n.name + n.op_type + n.domain + n.doc_string
+                    + "".join(n.input) + "".join(n.output) + "".join(a.name for a in n.attribute)))
+        for a in n.attribute:
+            subs = ([a.g] if a.type == onnx.AttributeProto.GRAPH else []) + list(a.graphs)
+            for sub in subs:
+                out += _graph_text(sub, f"a subgraph of node {i}")
+    return out
 
 
 def check_reference(model: onnx.ModelProto) -> None:
