@@ -26,11 +26,28 @@ EXIT_INTERRUPTED = 130
 from .data import DatasetLoader
 
 
-def _data() -> DatasetLoader:
-    """The bundled data sets (`models.datasets`): the CLI is where the compiler meets them."""
-    from models.datasets import load_for_shape
+def load_data(name: str, split: str, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None]:
+    """The `DatasetLoader` of the command line: a ``.npz``/``.npy`` file of the user's (`compiler.datafiles`)
+    or a bundled data set (`models.datasets`, in the variant of the model's per-sample input shape). The CLI is
+    where the compiler meets `models`; a module-level function, so search workers can take it."""
+    from .datafiles import is_data_file, load_file
 
-    return load_for_shape
+    if is_data_file(name):
+        return load_file(name, split, shape)
+    from models.datasets import DATASETS, load_for_shape
+
+    try:
+        return load_for_shape(name, split, shape)
+    except ValueError as e:
+        if name not in DATASETS:
+            raise XbarcError(f"unknown data set {name!r}: give a .npz or .npy file of your own, or one of the "
+                             f"bundled {', '.join(DATASETS)}") from None
+        raise XbarcError(f"data set {name!r}: {e}") from None
+
+
+def _data() -> DatasetLoader:
+    """`load_data`, the loader every command passes to the compiler."""
+    return load_data
 
 
 def cmd_compile(a: argparse.Namespace) -> int:
@@ -49,6 +66,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
         precision = r.best_config
         print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
+                       calib_images=a.calib_images,
                        crossbar_budget=a.crossbar_budget, replicate=a.replicate, input_shapes=dict(a.input_shape),
                        data=_data())
     cm.save(a.output)
@@ -155,6 +173,8 @@ def _print_report(r: dict[str, Any]) -> None:
     if r.get("accuracy") is not None:
         print(f"accuracy (xbarc runtime):     {r['accuracy']:.4f}  on {r['images']} images")
         print(f"accuracy (onnxruntime float): {r['reference_accuracy']:.4f}")
+    else:
+        print(f"accuracy: not measured ({r['images']} inputs without labels)")
     print(f"agreement with onnxruntime:   {r['agreement']:.4f}  (max |output error| {r['max_abs_error']:.4g})")
     print(f"energy: {r['energy_pj']:.1f} pJ per inference ({r['energy_pj'] / 1e6:.4f} uJ)")
     print(f"cycles: {r['cycles']} per inference (latency)   dynamic instructions: {r['dynamic_instructions']}")
@@ -190,19 +210,6 @@ def _load_inputs(path: str, names: list[str]) -> dict[str, np.ndarray]:
         return {n: data[n] for n in names}
 
 
-def _dataset(name: str, split: str, shape: tuple[int, ...], verbose: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """A bundled data set's split, in the variant of the model's per-sample input shape."""
-    from models.datasets import for_shape, load_dataset
-
-    try:
-        variant = for_shape(name, shape)
-        if verbose and variant != name:
-            print(f"data set {name}: using its variant {variant} (the model's input shape)", file=sys.stderr)
-        return load_dataset(variant, split)
-    except ValueError as e:
-        raise XbarcError(f"data set {name!r}: {e}") from None
-
-
 def cmd_run(a: argparse.Namespace) -> int:
     """xbarc run OUT (--dataset NAME | --inputs FILE -o OUT.npy)."""
     from . import runner
@@ -227,9 +234,9 @@ def cmd_run(a: argparse.Namespace) -> int:
             summary["bit_exact"] = runner.bit_exact(cm, feeds, outcome)
         print(json.dumps(summary, indent=2) if a.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
         return 0 if summary.get("bit_exact", True) else 1
-    x, y = _dataset(a.dataset, a.split, tuple(cm.program.inputs[0].shape), verbose=True)
+    x, y = load_data(a.dataset, a.split, tuple(cm.program.inputs[0].shape))
     if a.limit:
-        x, y = x[:a.limit], y[:a.limit]
+        x, y = x[:a.limit], (None if y is None else y[:a.limit])
     report = runner.evaluate(cm, x, y, check=a.check)
     if a.json:
         print(json.dumps(report, indent=2))
@@ -252,7 +259,7 @@ def cmd_adc_profile(a: argparse.Namespace) -> int:
     if not name:
         raise XbarcError("no data set: pass --dataset (the model declares none in its xbarc.dataset metadata)")
     loc = cm.program.inputs[0]
-    x, _ = _dataset(name, a.split, tuple(loc.shape))
+    x, _ = load_data(name, a.split, tuple(loc.shape))
     x = x[:a.limit] if a.limit else x
     q = {loc.name: nx.quantize(x.reshape((len(x),) + tuple(loc.shape)), loc.bits, loc.frac)}
     profiles = profile_bitlines(cm.graph, cm.precision, q, cm.hw, cm.formats)
@@ -435,8 +442,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("-o", "--output", required=True)
     c.add_argument("--precision", default="16bit", help="preset (16bit, 8bit, 4bit, puma) or JSON config file")
     c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
-    c.add_argument("--calib", default=None, help="data set for activation-range calibration (default: the "
-                                                 "model's xbarc.dataset metadata)")
+    c.add_argument("--calib", default=None, metavar="DATA",
+                   help="activation-range calibration data: a .npz/.npy file of inputs as the model takes them "
+                        "(docs/user-guide.md, 'Your own data'), a bundled data set, or 'noise' (uniform [0, 1), "
+                        "with a warning); default: the model's xbarc.dataset metadata, else noise with a warning")
+    c.add_argument("--calib-images", type=POSITIVE, default=256, metavar="N",
+                   help="calibrate on the first N images of the calibration data (default 256)")
     c.add_argument("--replicate", type=POSITIVE, default=1,
                    help="copy each conv layer's weights N times; each copy computes a band of output rows")
     c.add_argument("--crossbar-budget", type=NONNEG, default=None,
@@ -457,7 +468,9 @@ def build_parser() -> argparse.ArgumentParser:
     se = command("search", help="search a per-layer precision config (RL, random or greedy)")
     se.add_argument("model")
     se.add_argument("-o", "--output", required=True)
-    se.add_argument("--dataset", default=None, help="labelled data set (default: the model's metadata)")
+    se.add_argument("--dataset", default=None, metavar="DATA",
+                    help="labelled data: a .npz file of yours (x, y; optional x_val/y_val, x_test/y_test, ...) or a "
+                         "bundled data set (default: the model's metadata)")
     se.add_argument("--hardware", default=None)
     se.add_argument("--method", default="rl", choices=["rl", "random", "greedy"])
     se.add_argument("--budget", type=POSITIVE, default=100, help="distinct configurations to evaluate")
@@ -479,7 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(fn=cmd_search)
     r = command("run", help="run a compiled model on the reference runtime")
     r.add_argument("outdir")
-    r.add_argument("--dataset", default=None)
+    r.add_argument("--dataset", default=None, metavar="DATA",
+                   help="a .npz (x and optional labels y, or per split x_test/y_test, ...) or .npy (inputs only: "
+                        "agreement with onnxruntime, no accuracy) file of yours, or a bundled data set")
     r.add_argument("--split", default="test")
     r.add_argument("--limit", type=NONNEG, default=0, help="first N images only")
     r.add_argument("--inputs", default=None, help=".npy or .npz of float inputs")
@@ -489,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=cmd_run)
     ap = command("adc-profile", help="bit-line value distribution and the ADC resolution that covers it")
     ap.add_argument("model")
-    ap.add_argument("--dataset", default=None)
+    ap.add_argument("--dataset", default=None, metavar="DATA", help="a .npz/.npy file of yours or a bundled data set")
     ap.add_argument("--split", default="calib")
     ap.add_argument("--limit", type=NONNEG, default=0)
     ap.add_argument("--precision", default="16bit")

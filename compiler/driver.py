@@ -80,22 +80,33 @@ def model_dataset(model: onnx.ModelProto) -> str | None:
     return None
 
 
+NOISE = "noise"  # ``calib="noise"``: calibrate on uniform [0, 1) noise, on purpose
+CALIB_IMAGES = 256  # default bound of a loaded calibration batch
+
+
 def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, np.ndarray] | None,
-                       seed: int = 0, data: DatasetLoader | None = None
+                       seed: int = 0, data: DatasetLoader | None = None, images: int = CALIB_IMAGES
                        ) -> tuple[dict[str, np.ndarray] | UniformInputs, str]:
-    """Calibration batch: given arrays, a named data set's calib split, the model's declared data set (both
-    through ``data``), or (last resort, said in the returned description) uniform [0, 1) noise, drawn chunk by
-    chunk."""
+    """Calibration batch: given arrays, the first ``images`` of the calib split of a data set named by ``calib``
+    (or declared by the model) loaded through ``data``, or ``images`` uniform [0, 1) noise inputs drawn chunk by
+    chunk (``calib="noise"``, or nothing else available: the description says "noise", which `compile_model`
+    turns into a warning)."""
     if isinstance(calib, abc.Mapping):
         return checked_feeds(calib, {v.name: v.shape for v in g.inputs}, "calibration input"), "given arrays"
     if calib is not None and not isinstance(calib, str):
         raise XbarcError(f"calibration: expected a data set name or a dict of arrays by input name, got "
                          f"{type(calib).__name__}")
     name = calib or model_dataset(model)
-    if name:
+    if name and name != NOISE:
+        if len(g.inputs) != 1:
+            raise XbarcError(f"calibration: the model has {len(g.inputs)} inputs; a data set gives one (pass "
+                             f"calibration arrays by input name)")
         x, _ = load(data, name, "calib", g.inputs[0].shape)
-        return {g.inputs[0].name: x.reshape((len(x),) + g.inputs[0].shape)}, f"{name} calib split"
-    return UniformInputs({v.name: v.shape for v in g.inputs}, 256, seed), "synthetic uniform [0, 1) inputs"
+        x = x[:images]
+        return ({g.inputs[0].name: x.reshape((len(x),) + g.inputs[0].shape)},
+                f"{name} calib split ({len(x)} images)")
+    return (UniformInputs({v.name: v.shape for v in g.inputs}, images, seed),
+            f"synthetic uniform [0, 1) noise ({images} inputs)")
 
 
 InputShapes = MappingOf[str, Sequence[int]]
@@ -137,7 +148,8 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
                   hw: HardwareConfig | str | Path | None = None,
                   calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
                   crossbar_budget: int | None = None, replicate: int = 1,
-                  input_shapes: InputShapes | None = None, data: DatasetLoader | None = None) -> CompiledModel:
+                  input_shapes: InputShapes | None = None, data: DatasetLoader | None = None,
+                  calib_images: int = CALIB_IMAGES) -> CompiledModel:
     """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive", "spatial" (hollow-aware) or
     "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs; ``replicate``
     N copies each conv layer's weights N times to split its output rows; ``input_shapes``, e.g.
@@ -148,7 +160,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     graph, host, proto = import_graph(model, shapes_for_import(calib, input_shapes))
     check_reference(proto)
-    inputs, how = calibration_inputs(graph, proto, calib, data=data)
+    inputs, how = calibration_inputs(graph, proto, calib, data=data, images=calib_images)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
     prec = resolve_precision(graph, precision, ranges, hwc)
     fmt = assign_formats(graph, prec, ranges)
@@ -158,6 +170,9 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
     program = generate(graph, prec, placed, hwc, fmt)
     warnings = quantization_warnings(graph, prec, weights, ranges.values, fmt)
+    if "noise" in how:
+        warnings.insert(0, f"calibrated on {how}{' (no data set given or declared)' if calib != NOISE else ''}: "
+                           f"activation ranges of real inputs may differ; pass calibration data (--calib FILE)")
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()],
                          "warnings": warnings})
     return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how, warnings)
@@ -168,7 +183,7 @@ def _accuracy_score(g: Graph, model: onnx.ModelProto, calib: object, fmt: dict[s
     """Accuracy of the functional model on the labelled calib split of the model's data set (None without a
     data set or a loader for it)."""
     name = calib if isinstance(calib, str) else model_dataset(model)
-    if not name or data is None:
+    if not name or name == NOISE or data is None:
         return None
     from isa import numerics as nx
 
@@ -176,6 +191,8 @@ def _accuracy_score(g: Graph, model: onnx.ModelProto, calib: object, fmt: dict[s
 
     inp = g.inputs[0]
     x, y = load(data, name, "calib", inp.shape)
+    if y is None:  # no labels: the schemes fall back to their unscored choice
+        return None
     x = x.reshape((len(x),) + inp.shape)
     bits, frac = fmt[inp.name]
     q = {inp.name: nx.quantize(x, bits, frac)}

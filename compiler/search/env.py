@@ -31,7 +31,7 @@ from isa import numerics as nx
 from isa.errors import XbarcError
 from isa.hardware import HardwareConfig, load_hardware
 
-from ..data import DatasetLoader, load
+from ..data import DatasetLoader, load_labelled
 from ..driver import calibration_inputs, compile_model, import_graph, model_dataset
 from ..quant import assign_formats, calibrate, float_forward, resolve_precision
 from ..quant.schemes import finalize_weight_schemes
@@ -125,7 +125,7 @@ class SearchEnv:
         calib, _ = calibration_inputs(self.g, self.proto, self.dataset, data=cfg.data)
         self.ranges = calibrate(self.g, calib, self.hw.xbar_rows)
         self.inp = self.g.inputs[0]
-        x, y = load(cfg.data, self.dataset, cfg.split, self.inp.shape)
+        x, y = load_labelled(cfg.data, self.dataset, cfg.split, self.inp.shape, "the search's accuracy term")
         n = cfg.val_images or len(x)
         self.x = x[:n].reshape((min(n, len(x)),) + self.inp.shape)
         self.y = y[:n]
@@ -294,7 +294,7 @@ def validate(env: SearchEnv, config: dict[str, Any], images: int = 0) -> dict[st
     energy, cycles and bit-exactness measured, not estimated."""
     from ..runner import evaluate
 
-    x, y = load(env.cfg.data, env.dataset, "test", env.inp.shape)
+    x, y = load_labelled(env.cfg.data, env.dataset, "test", env.inp.shape, "the measured test accuracy")
     if images:
         x, y = x[:images], y[:images]
     r = evaluate(env.compile(config), x, y)
