@@ -361,7 +361,7 @@ def test_lenet5_mnist_16bit_is_bit_exact_and_as_accurate_as_onnxruntime() -> Non
     from support import compile_model
 
     cm = compile_model(LENET_MNIST_PATH, "16bit")
-    assert cm.program.meta["calibration"] == "mnist calib split"
+    assert cm.program.meta["calibration"] == "mnist calib split (256 images)"
     x, y = load_dataset("mnist", "test")
     r = runner.evaluate(cm, x[:200], y[:200], check=True)
     assert r["bit_exact"] is True
@@ -513,7 +513,7 @@ def test_a_data_set_name_resolves_to_the_variant_of_the_model_shape() -> None:
     from models.datasets import load_for_shape
 
     x, desc = calibration_inputs(g, proto, "digits", data=load_for_shape)  # `--dataset digits` for LeNet-5
-    assert desc == "digits calib split" and x["input"].shape == (256, 1, 32, 32)
+    assert desc == "digits calib split (256 images)" and x["input"].shape == (256, 1, 32, 32)
     g, _, proto = import_graph(LENET_MNIST_PATH)
     x, desc = calibration_inputs(g, proto, None, data=load_for_shape)  # the model's own metadata
-    assert desc == "mnist calib split" and x["input"].shape == (256, 1, 28, 28)
+    assert desc == "mnist calib split (256 images)" and x["input"].shape == (256, 1, 28, 28)
