@@ -26,7 +26,7 @@ from .mapping import Mapping, place_layers
 from .passes import CANONICALIZE, reject_unfolded, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
-from .quant.health import quantization_warnings
+from .quant.health import FIDELITY_IMAGES, fidelity_warning, quantization_warnings
 from .quant.calibrate import UniformInputs
 from .quant.schemes import Score, finalize_weight_schemes
 
@@ -169,7 +169,12 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
     placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
     program = generate(graph, prec, placed, hwc, fmt)
-    warnings = quantization_warnings(graph, prec, weights, ranges.values, fmt)
+    warnings = quantization_warnings(graph, prec, weights, ranges.values, fmt, ranges.exponents)
+    sample = (inputs.chunk(0, min(len(inputs), FIDELITY_IMAGES)) if isinstance(inputs, UniformInputs)
+              else {k: np.asarray(v)[:FIDELITY_IMAGES] for k, v in inputs.items()})
+    far = fidelity_warning(graph, prec, fmt, hwc, proto, sample)
+    if far:
+        warnings.append(far)
     if "noise" in how:
         warnings.insert(0, f"calibrated on {how}{' (no data set given or declared)' if calib != NOISE else ''}: "
                            f"activation ranges of real inputs may differ; pass calibration data (--calib FILE)")

@@ -71,3 +71,23 @@ def test_weights_and_activations_beyond_their_formats_are_named() -> None:
     warns = compile_model(with_weight("fc2.weight", scale), "16bit", calib=X).warnings
     assert any(w.startswith("layer 'fc2': ") and "of its weights saturate Q(16, " in w for w in warns)
     assert any(w.startswith("tensor 'logits': calibrated values up to ") for w in warns)
+
+
+def test_an_activation_outlier_channel_is_named() -> None:
+    def offset(a: np.ndarray) -> None:
+        a[7] = 65504.0  # one unit of fc1 is always ~65504: it sets relu1's format, the others lose their bits
+
+    warns = compile_model(with_weight("fc1.bias", offset), "16bit", calib=X).warnings
+    assert any(w.startswith("tensor 'relu1_out': its largest calibrated value, 6.55e+04, is over 64x the 99th")
+               for w in warns), warns
+
+
+def test_a_destructive_precision_is_named_by_the_float_comparison(tmp_path) -> None:
+    import json
+
+    cfg = tmp_path / "p.json"
+    cfg.write_text(json.dumps({"preset": "4bit", "layers": {"fc1": {"skip": 2}}}))
+    warns = compile_model(MLP, str(cfg), calib=X).warnings
+    assert any(w.startswith("the quantized model is far from the float model on 32 calibration inputs: output "
+                            "'logits' differs by ") for w in warns), warns
+    assert not any("far from the float" in w for w in compile_model(MLP, "8bit", calib=X).warnings)

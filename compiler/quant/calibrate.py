@@ -26,14 +26,30 @@ class LayerRange:
     output: float
 
 
+EXP_LO, EXP_HI = -200, 200  # binary exponents kept in `Ranges.exponents` (frexp; beyond them: the end bins)
+
+
 class Ranges(dict):  # type: ignore[type-arg]
-    """Crossbar-layer ranges by layer name, plus ``values``: the largest magnitude of every tensor."""
+    """Crossbar-layer ranges by layer name, plus ``values``: the largest magnitude of every tensor, and
+    ``exponents``: per tensor, how many non-zero values have each binary exponent e (|v| = m 2^e, 0.5 <= m < 1;
+    index e - EXP_LO), which says how many would round to 0 in a given format (`quant.health`)."""
 
     values: dict[str, float]
+    exponents: dict[str, np.ndarray]
 
-    def __init__(self, *a: Any, values: dict[str, float] | None = None, **kw: Any) -> None:
+    def __init__(self, *a: Any, values: dict[str, float] | None = None,
+                 exponents: dict[str, np.ndarray] | None = None, **kw: Any) -> None:
         super().__init__(*a, **kw)
         self.values = values or {}
+        self.exponents = exponents or {}
+
+
+def exponent_histogram(v: np.ndarray) -> np.ndarray:
+    """Counts of the binary exponents of the non-zero finite entries of ``v`` (see `Ranges.exponents`)."""
+    a = np.abs(np.asarray(v, dtype=np.float64)).reshape(-1)
+    a = a[(a > 0) & np.isfinite(a)]
+    e = np.clip(np.frexp(a)[1], EXP_LO, EXP_HI) - EXP_LO
+    return np.bincount(e, minlength=EXP_HI - EXP_LO + 1).astype(np.int64)
 
 
 def apply_act(attrs: dict[str, Any], x: np.ndarray) -> np.ndarray:
@@ -163,7 +179,8 @@ def calibrate(g: Graph, inputs: FloatEnv | UniformInputs, row_block: int, budget
 
 
 def _merge(a: Ranges, b: Ranges) -> Ranges:
-    out = Ranges(values={k: max(a.values[k], b.values[k]) for k in a.values})
+    out = Ranges(values={k: max(a.values[k], b.values[k]) for k in a.values},
+                 exponents={k: a.exponents[k] + b.exponents[k] for k in a.exponents})
     for k in a:
         out[k] = LayerRange(*(max(x, y) for x, y in zip(astuple(a[k]), astuple(b[k]))))
     return out
@@ -171,7 +188,8 @@ def _merge(a: Ranges, b: Ranges) -> Ranges:
 
 def _calibrate(g: Graph, inputs: FloatEnv, row_block: int) -> Ranges:
     env = float_forward(g, inputs)
-    out = Ranges(values={k: float(np.abs(v).max(initial=0.0)) for k, v in env.items()})
+    out = Ranges(values={k: float(np.abs(v).max(initial=0.0)) for k, v in env.items()},
+                 exponents={k: exponent_histogram(v) for k, v in env.items()})
     for op in g.crossbar_ops():
         x = layer_inputs(g, op, env[op.inputs[0]])
         w = op.params["weight"]
