@@ -4,7 +4,9 @@ in this process (`compiler.cli.main`) and is classified:
 
 - ``ok``: the command succeeded (and, for a model, the compiled program ran bit-exactly and agrees with
   onnxruntime on the same mutant model);
-- ``error``: a clean error: exit code 2 and a message naming a file, field, option, node or tensor, no traceback;
+- ``error``: a clean error: exit code 2 and a message naming a file, field, option, node or tensor, no traceback
+  (for a damaged output directory whose edit was re-signed in its checksums, also ``--check`` reporting the run
+  not bit-exact with exit code 1);
 - ``internal``: exit code 70 (an exception xbarc did not expect: a bug) or an exception escaping ``main``;
 - ``wrong``: a silent wrong result: the run succeeded but is not bit-exact, or its predictions agree with
   onnxruntime's (on a mutant onnxruntime accepts) on fewer than `MIN_AGREEMENT` of the images and xbarc printed no
@@ -303,7 +305,9 @@ def family_outdir(rng: random.Random, work: Path) -> tuple[str, str]:
         write_checksums(out)  # a consistent hand edit: the loaders' own checks must catch what is wrong
     code, text, err = run_cli(["run", str(out), "--dataset", "digits", "--limit", "32", "--check", "--json"])
     if code in (0, 1):
-        return ("wrong", "not bit-exact") if json.loads(text)["bit_exact"] is False else ("ok", "")
+        if json.loads(text)["bit_exact"] is False:  # a re-signed edit of the image: --check names it, exit 1
+            return ("error", "--check: not bit-exact (exit 1)") if code == 1 else ("wrong", "not bit-exact, exit 0")
+        return "ok", ""
     return _failed(code, err)
 
 
