@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from isa import numerics as nx
+from isa.errors import XbarcError
 from runtime import Machine, Stats
 
 from .driver import CompiledModel
