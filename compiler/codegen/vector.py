@@ -3,6 +3,7 @@ fit two operand regions of the data registers."""
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 from isa import MemRef, ops
@@ -65,12 +66,14 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
         pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, [src, out_ptr], lambda m: body(m, 0), node=node)
         return
     h, w, _ = hwc(ctx.g.values[x].shape)
-    ch, cw = window_counts(op, (h, w), (oh, ow))
+    counts = window_counts(op, (h, w), (oh, ow))
+    ch, cw = ([int(v) for v in c] for c in counts)
     for r0, r1 in _runs(ch):
         for q0, q1 in _runs(cw):
-            coef = divisor_coef(int(ch[r0] * cw[q0]))
+            coef = divisor_coef(ch[r0] * cw[q0])
             ptrs = [(p[0] + r0 * p[1] + q0 * p[2], p[1], p[2]) for p in (src, out_ptr)]
-            pixel_loop(out, LoopRegs.of(ctx.hw), r1 - r0, q1 - q0, ptrs, lambda m, k=coef: body(m, k), node=node)
+            pixel_loop(out, LoopRegs.of(ctx.hw), r1 - r0, q1 - q0, ptrs, functools.partial(body, coef=coef),
+                       node=node)
 
 
 def _runs(counts: Sequence[int]) -> list[tuple[int, int]]:
