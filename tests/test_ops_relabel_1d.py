@@ -215,3 +215,20 @@ agraph (float[N, 2, 10] x) => (float[N, 2, 9] y) {{
 }}
 """, w=(2, 2, 3))
     assert "node 'y' (" in msg and needle in msg, msg
+
+
+def test_global_max_pool_is_a_loop():
+    """GlobalMaxPool sweeps the input in a pixel loop (like GlobalAveragePool): the program size does not grow
+    with the input, and a long 1-D sequence stays bit-exact."""
+    counts = []
+    for length in (16, 400):
+        m = _model(f"""
+<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 2, {length}] x) => (float[N, 3, 1] y) {{
+    c = Conv<kernel_shape=[5], pads=[2, 2]>(x, w)
+    y = GlobalMaxPool(c)
+}}
+""", w=(3, 2, 5))
+        cm = _check(m, _x(4, 2, length))
+        counts.append(cm.program.static_instructions)
+    assert counts[0] == counts[1]

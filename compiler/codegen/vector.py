@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Sequence
 
-from isa import MemRef, ops
+from isa import NO_BASE, MemRef, ops
 
 from ..ir import Op
 from ..quant.functional import DIV_FRAC, divisor_coef
@@ -62,10 +62,13 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
         activation(out, op, a, n, fi, b, node)
         finish(ctx, core, node, op.outputs[0], a, n, fi, c0, m[1], ctx.fmt[x][0] if is_max else 64)
 
+    h, w, _ = hwc(ctx.g.values[x].shape)
+    if is_max and (oh, ow) == (1, 1) and (kh, kw) == (h, w) and not any(op.attrs["pads"]) and h * w > 1:
+        _global_max(ctx, core, op, a, b, n, c0, out_ptr)
+        return
     if is_max:
         pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, [src, out_ptr], lambda m: body(m, 0), node=node)
         return
-    h, w, _ = hwc(ctx.g.values[x].shape)
     counts = window_counts(op, (h, w), (oh, ow))
     ch, cw = ([int(v) for v in c] for c in counts)
     for r0, r1 in _runs(ch):
@@ -74,6 +77,26 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
             ptrs = [(p[0] + r0 * p[1] + q0 * p[2], p[1], p[2]) for p in (src, out_ptr)]
             pixel_loop(out, LoopRegs.of(ctx.hw), r1 - r0, q1 - q0, ptrs, functools.partial(body, coef=coef),
                        node=node)
+
+
+def _global_max(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, out_ptr: Pointer) -> None:
+    """A max pool whose one window is the whole input (GlobalMaxPool) as a pixel loop, like `_gap`, so the
+    program size does not depend on H x W: the first pixel, then the max with every pixel."""
+    out, node, x = ctx.code(core), op.name, op.inputs[0]
+    regs = LoopRegs.of(ctx.hw)
+    h, w, _ = hwc(ctx.g.values[x].shape)
+    src = _in_ptr(ctx, core[0], x)
+    out.append(ops.load(d=a, src=MemRef(NO_BASE, src[0] + c0), n=n, node=node))
+
+    def accumulate(m: list[MemRef]) -> None:
+        out.append(ops.load(d=b, src=m[0].shifted(c0), n=n, node=node))
+        out.append(ops.max(d=a, a=a, b=b, n=n, node=node))
+
+    pixel_loop(out, regs, h, w, [src], accumulate, node=node)
+    fi = ctx.fmt[x][1]
+    activation(out, op, a, n, fi, b, node)
+    pixel_loop(out, regs, 1, 1, [out_ptr], lambda m: finish(ctx, core, node, op.outputs[0], a, n, fi, c0, m[0],
+                                                            ctx.fmt[x][0]), node=node)
 
 
 def _runs(counts: Sequence[int]) -> list[tuple[int, int]]:
