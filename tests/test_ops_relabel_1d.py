@@ -232,3 +232,21 @@ agraph (float[N, 2, {length}] x) => (float[N, 3, 1] y) {{
         cm = _check(m, _x(4, 2, length))
         counts.append(cm.program.static_instructions)
     assert counts[0] == counts[1]
+
+
+def test_1d_per_channel_constants_and_batchnorm_fold_into_the_conv():
+    """Per-channel Mul before, BatchNormalization and Add after a 1-D conv (audio front ends): the (C, 1)
+    constants of an (N, C, L) tensor are lifted with it to (C, 1, 1) and fold exactly."""
+    m = _model("""
+<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 3, 20] x) => (float[N, 4, 18] y) {
+    s = Mul(x, k)
+    c = Conv<kernel_shape=[3]>(s, w, b)
+    n = BatchNormalization(c, g, be, mu, v)
+    a = Add(n, k2)
+    y = Relu(a)
+}
+""", {"k": np.array([[0.5], [2.0], [1.5]], np.float32), "k2": np.array([[0.1], [0.2], [-0.3], [0.4]], np.float32),
+      "v": np.array([1.0, 2.0, 0.5, 1.5], np.float32)}, w=(4, 3, 3), b=(4,), g=(4,), be=(4,), mu=(4,))
+    cm = _check(m, _x(8, 3, 20))
+    assert [op.kind for op in cm.graph.ops] == ["conv"]
