@@ -9,7 +9,6 @@ import pytest
 
 from compiler import runner
 from support import compile_model
-from isa.errors import ModelError
 from isa.hardware import DEFAULT
 from models.datasets import load_dataset
 

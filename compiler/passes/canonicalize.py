@@ -30,10 +30,10 @@ class EliminateRelabel(Pass):
        dense layers' weight rows are permuted from ONNX's CHW flattening order to HWC).
     3. ``reshape(x)`` between equal shapes -> x.
     4. ``reshape(x)`` between shapes stored alike (every element at the same place of the channel-minor
-       storage, e.g. (C, 1, 1) and (C,), (1, H, W) and (H*W,), or (C, H, 1) and (C, 1, H)) -> x, when the graph stays valid with the
-       consumers reading x as it is, or else with x taking the reshape's shape (its producer writes the same
-       words either way). A reshape that moves data (e.g. (C, H, W) -> (C*H*W,) not read by dense layers) is
-       left for `codegen` to reject with the node's name.
+       storage, e.g. (C, 1, 1) and (C,), (1, H, W) and (H*W,), or (C, H, 1) and (C, 1, H)) -> x, when the
+       graph stays valid with the consumers reading x as it is, or else with x taking the reshape's shape (its
+       producer writes the same words either way). A reshape that moves data (e.g. (C, H, W) -> (C*H*W,) not
+       read by dense layers) is left for `codegen` to reject with the node's name.
     """
 
     name = "eliminate-relabel"
@@ -55,7 +55,6 @@ class EliminateRelabel(Pass):
                 rename_uses(g, op.outputs[0], op.inputs[0])
                 return True
         return False
-
 
     @staticmethod
     def _relabel(g: Graph, op: Op) -> bool:
