@@ -9,7 +9,6 @@ import pytest
 
 from compiler import runner
 from support import compile_model
-from isa.errors import ModelError
 from isa.hardware import DEFAULT
 from models.datasets import load_dataset
 
@@ -127,15 +126,24 @@ agraph (float[N, 3, {s}, {s}] x) => (float[N, 4] y) {{
     assert counts[0] == counts[1]
 
 
-def test_unsupported_averagepool_padding_names_the_node():
-    m = _model("""
-<ir_version: 8, opset_import: ["" : 13]>
-agraph (float[N, 2, 6, 6] x) => (float[N, 2, 6, 6] y) {
-    y = AveragePool<kernel_shape=[3,3], pads=[1,1,1,1]>(x)
-}
-""")
-    with pytest.raises(ModelError, match=r"AveragePool.*count_include_pad=0"):
-        compile_model(m, calib={"x": np.zeros((1, 2, 6, 6))})
+@pytest.mark.parametrize("attrs", ["pads=[1,1,1,1]", "pads=[2,0,1,2], strides=[2,1]",
+                                   "pads=[1,1,1,1], strides=[2,2], ceil_mode=1",
+                                   "strides=[2,2], ceil_mode=1, count_include_pad=1",
+                                   "pads=[2,2,2,2], dilations=[2,2]"])
+def test_averagepool_divisor_per_border_window(attrs):
+    """count_include_pad=0 with pads and ceil-mode overhang: each window divides by its own count (rule POOL),
+    one pixel loop per block of windows sharing a divisor; against onnxruntime and bit-exact."""
+    m = _model(f"""
+<ir_version: 8, opset_import: ["" : 19]>
+agraph (float[N, 2, 7, 6] x) => (float[N, 4, A, B] y) {{
+    c = Conv<kernel_shape=[1,1]>(x, w)
+    y = AveragePool<kernel_shape=[3,3], {attrs}>(c)
+}}
+""", w=(4, 2, 1, 1))
+    x = np.random.default_rng(5).uniform(-1, 1, (8, 2, 7, 6)).astype(np.float32)
+    cm, _ = _check(m, x, atol=5e-4)
+    pool = next(op for op in cm.graph.ops if op.kind == "pool")
+    assert pool.attrs["count_include_pad"] == ("count_include_pad=1" in attrs)
 
 
 @pytest.fixture(scope="module")

@@ -332,7 +332,8 @@ def test_scalar_gemm_weight_is_a_clear_error():
 
 def test_every_unsupported_node_in_one_error():
     nodes = [helper.make_node("LRN", ["x"], ["l"], size=3, name="lrn"),
-             helper.make_node("AveragePool", ["l"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], name="avg"),
+             helper.make_node("MaxPool", ["l"], ["a"], kernel_shape=[3, 3], pads=[1, 1, 1, 1], storage_order=1,
+                              name="pool"),
              helper.make_node("Reshape", ["a", "s5"], ["r"], name="r1"),
              helper.make_node("Transpose", ["r"], ["t"], perm=[0, 2, 1, 3, 4], name="shuffle"),
              helper.make_node("Reshape", ["t", "s4"], ["u"], name="r2"),
@@ -343,7 +344,7 @@ def test_every_unsupported_node_in_one_error():
         compile_model(m)
     msg = str(e.value)
     assert "2 unsupported ONNX op(s):\n  LRN (node 'lrn')\n  Exp (node 'exp')" in msg
-    assert "node 'avg' (AveragePool): AveragePool with padding and count_include_pad=0" in msg
+    assert "node 'pool' (MaxPool): storage_order=1 is not supported" in msg
     assert "node 'shuffle' (Transpose): perm=[0, 2, 1, 3, 4] moves data" in msg
     assert "supported on the device: " in msg and "Mul" in msg
 

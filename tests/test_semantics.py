@@ -315,6 +315,28 @@ def test_pool_average() -> None:
     assert math.floor(-3 / 6 + 0.5) == 0  # the exactly rounded mean
 
 
+def test_pool_average_divisor_per_window() -> None:
+    """POOL: count_include_pad=0 (and 1) with pads (1, 1, 1, 1) over a 3x3 input; ceil-mode overhang."""
+    from compiler.quant.windows import window_counts
+
+    x = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 10]]).reshape(1, 3, 3, 1)
+    want = {False: [[3, 4, 4], [5, 5, 6], [6, 7, 7]], True: [[1, 2, 2], [3, 5, 4], [3, 4, 3]]}
+    for include, expected in want.items():
+        op = _win_op((3, 3), pads=(1, 1, 1, 1))
+        op.attrs["count_include_pad"] = include
+        ch, cw = window_counts(op, (3, 3), (3, 3))
+        assert ch.tolist() == cw.tolist() == ([3, 3, 3] if include else [2, 3, 2])
+        s = windows(x, op, (3, 3), 0).sum(axis=(3, 4))[0, :, :, 0]
+        assert s.tolist() == [[12, 21, 16], [27, 46, 34], [24, 40, 29]]
+        coef = np.array([[divisor_coef(int(a * b)) for b in cw] for a in ch], dtype=np.int64)
+        assert ints(rshift_round(s * coef, 24)) == [v for row in expected for v in row]
+    assert 21 * divisor_coef(6) == 58720263 and _rr(58720263, 24) == 4 and _rr(12 * 2**22, 24) == 3
+    assert 12 * divisor_coef(9) == 22369620 and _rr(22369620, 24) == 1
+    op = _win_op((1, 2), (1, 2))
+    op.attrs.update(ceil_mode=True, count_include_pad=True)
+    assert window_counts(op, (1, 5), (1, 3))[1].tolist() == [2, 2, 1]
+
+
 def test_pool_global_average() -> None:
     x = np.array([[3, 4, 5, 6], [-3, -4, -5, -6]])
     assert divisor_coef(4) == 2**22

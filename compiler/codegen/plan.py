@@ -151,6 +151,11 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
 
 def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan: CommPlan) -> None:
     for op in g.ops:
+        if op.kind == "reshape":
+            raise ModelError(f"node '{op.name}': the reshape {g.values[op.inputs[0]].shape} -> "
+                             f"{g.values[op.outputs[0]].shape} (Reshape, Flatten, Squeeze, Unsqueeze or Transpose) "
+                             f"moves data: tensors of (C, H, W) are stored channel-minor, so only relabels that keep "
+                             f"every element in place (or a flatten read only by Gemm/MatMul) are supported")
         if op.kind not in DEVICE_KINDS:
             raise ModelError(f"op '{op.name}' ({op.kind}) cannot run on the device: after canonicalization "
                              f"only {', '.join(DEVICE_KINDS)} remain supported")

@@ -3,10 +3,14 @@ fit two operand regions of the data registers."""
 
 from __future__ import annotations
 
-from isa import MemRef, ops
+import functools
+from typing import Sequence
+
+from isa import NO_BASE, MemRef, ops
 
 from ..ir import Op
 from ..quant.functional import DIV_FRAC, divisor_coef
+from ..quant.windows import window_counts
 from .context import Context
 from .epilogue import activation, finish
 from .loops import LoopRegs, Pointer, pixel_loop
@@ -34,6 +38,9 @@ def _in_ptr(ctx: Context, tile: int, value: str, top: int = 0, left: int = 0, sh
 
 def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
           out_ptr: Pointer) -> None:
+    """Max or average pooling; an average whose divisor differs between windows (border windows without
+    ``count_include_pad``, ceil-mode overhang) sweeps one pixel loop per block of output pixels sharing a
+    divisor (rule POOL: ``cnt_h[oh] * cnt_w[ow]``), each with its own coefficient."""
     out, node, x = ctx.code(core), op.name, op.inputs[0]
     (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["strides"]
     dh, dw = op.attrs.get("dilations", (1, 1))
@@ -42,7 +49,7 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
     fi = ctx.fmt[x][1]
     is_max = op.attrs["mode"] == "max"
 
-    def body(m: list[MemRef]) -> None:
+    def body(m: list[MemRef], coef: int) -> None:
         for i in range(kh):
             for j in range(kw):
                 out.append(ops.load(d=a if i == j == 0 else b, src=m[0].shifted(i * dh * row + j * dw * pix + c0),
@@ -51,11 +58,56 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
                     out.append(ops.max(d=a, a=a, b=b, n=n, node=node) if is_max else
                                ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
         if not is_max:
-            out.append(ops.muli(d=a, a=a, imm=divisor_coef(kh * kw), n=n, f=DIV_FRAC, w=64, node=node))
+            out.append(ops.muli(d=a, a=a, imm=coef, n=n, f=DIV_FRAC, w=64, node=node))
         activation(out, op, a, n, fi, b, node)
         finish(ctx, core, node, op.outputs[0], a, n, fi, c0, m[1], ctx.fmt[x][0] if is_max else 64)
 
-    pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, [src, out_ptr], body, node=node)
+    h, w, _ = hwc(ctx.g.values[x].shape)
+    if is_max and (oh, ow) == (1, 1) and (kh, kw) == (h, w) and not any(op.attrs["pads"]) and h * w > 1:
+        _global_max(ctx, core, op, a, b, n, c0, out_ptr)
+        return
+    if is_max:
+        pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, [src, out_ptr], lambda m: body(m, 0), node=node)
+        return
+    counts = window_counts(op, (h, w), (oh, ow))
+    ch, cw = ([int(v) for v in c] for c in counts)
+    for r0, r1 in _runs(ch):
+        for q0, q1 in _runs(cw):
+            coef = divisor_coef(ch[r0] * cw[q0])
+            ptrs = [(p[0] + r0 * p[1] + q0 * p[2], p[1], p[2]) for p in (src, out_ptr)]
+            pixel_loop(out, LoopRegs.of(ctx.hw), r1 - r0, q1 - q0, ptrs, functools.partial(body, coef=coef),
+                       node=node)
+
+
+def _global_max(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, out_ptr: Pointer) -> None:
+    """A max pool whose one window is the whole input (GlobalMaxPool) as a pixel loop, like `_gap`, so the
+    program size does not depend on H x W: the first pixel, then the max with every pixel."""
+    out, node, x = ctx.code(core), op.name, op.inputs[0]
+    regs = LoopRegs.of(ctx.hw)
+    h, w, _ = hwc(ctx.g.values[x].shape)
+    src = _in_ptr(ctx, core[0], x)
+    out.append(ops.load(d=a, src=MemRef(NO_BASE, src[0] + c0), n=n, node=node))
+
+    def accumulate(m: list[MemRef]) -> None:
+        out.append(ops.load(d=b, src=m[0].shifted(c0), n=n, node=node))
+        out.append(ops.max(d=a, a=a, b=b, n=n, node=node))
+
+    pixel_loop(out, regs, h, w, [src], accumulate, node=node)
+    fi = ctx.fmt[x][1]
+    activation(out, op, a, n, fi, b, node)
+    pixel_loop(out, regs, 1, 1, [out_ptr], lambda m: finish(ctx, core, node, op.outputs[0], a, n, fi, c0, m[0],
+                                                            ctx.fmt[x][0]), node=node)
+
+
+def _runs(counts: Sequence[int]) -> list[tuple[int, int]]:
+    """[lo, hi) ranges of consecutive equal entries of ``counts``."""
+    runs: list[tuple[int, int]] = []
+    for i, c in enumerate(counts):
+        if runs and counts[runs[-1][0]] == c:
+            runs[-1] = (runs[-1][0], i + 1)
+        else:
+            runs.append((i, i + 1))
+    return runs
 
 
 def _gap(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,

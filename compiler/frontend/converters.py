@@ -27,16 +27,25 @@ class Context:
         self.opset = opset
         self.skipped = skipped or {}
         self.values: dict[str, Value] = {}
+        self.onnx_shapes: dict[str, tuple[int, ...]] = {}
         self.consts: dict[str, np.ndarray] = {}
         self.ops: list[Op] = []
 
     def shape(self, name: str, node: onnx.NodeProto) -> tuple[int, ...]:
-        """Per-sample shape of an activation input of ``node``."""
+        """ONNX per-sample shape of an activation input of ``node`` (its IR shape is `lift` of it)."""
         if name not in self.values:
             if name in self.skipped:
                 raise _err(node, f"input '{name}' is a constant the frontend did not fold: {self.skipped[name]}")
             raise _err(node, f"input '{name}' is not an activation with a known shape")
-        return self.values[name].shape
+        return self.onnx_shapes.get(name, self.values[name].shape)
+
+    def define(self, name: str, onnx_shape: tuple[int, ...]) -> Value:
+        """Record activation ``name`` of ONNX per-sample shape ``onnx_shape``; its IR value has shape
+        ``lift(onnx_shape)``."""
+        v = Value(name, lift(onnx_shape))
+        self.values[name] = v
+        self.onnx_shapes[name] = tuple(onnx_shape)
+        return v
 
     def const(self, name: str, node: onnx.NodeProto) -> np.ndarray:
         """A constant (initializer or Constant output) input of ``node``."""
@@ -46,10 +55,13 @@ class Context:
         return self.consts[name]
 
     def emit(self, kind: str, node: onnx.NodeProto, inp: str, out_shape: tuple[int, ...], **kw: object) -> None:
-        """Append an op reading ``inp`` and writing ``node.output[0]`` with ``out_shape``."""
+        """Append an op reading ``inp`` and writing ``node.output[0]`` with ONNX per-sample shape ``out_shape``
+        (an affine op's rank-2 broadcast params are lifted with the shape)."""
         out = node.output[0]
-        self.values[out] = Value(out, out_shape)
+        self.define(out, out_shape)
         params = kw.pop("params", {})
+        if kind == "affine":
+            params = {k: lift_param(np.asarray(v)) for k, v in dict(params).items()}  # type: ignore[call-overload]
         for key, value in dict(params).items():  # what an attribute made of finite constants (alpha = inf, ...)
             arr = np.asarray(value)
             if arr.dtype.kind == "f" and not np.isfinite(arr).all():
@@ -60,6 +72,19 @@ class Context:
             if isinstance(value, float) and not np.isfinite(value) and node.op_type != "Clip":
                 raise _err(node, f"attribute-derived value {key}={value} is not finite")
         self.ops.append(Op(kind, node.name or out, [inp], [out], dict(kw), dict(params)))  # type: ignore[arg-type]
+
+
+def lift(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The IR shape of an ONNX per-sample shape: a rank-3 ONNX tensor (N, C, L), as audio and sequence models
+    and 1-D Conv/pooling use it, is the image (C, 1, L) (H = 1), stored channel-minor like every (C, H, W)
+    tensor; every other shape is itself. Row-major order of (C, L) and (C, 1, L) is the same, so graph inputs
+    and outputs keep ONNX's element order."""
+    return (shape[0], 1, shape[1]) if len(shape) == 2 else tuple(shape)
+
+
+def lift_param(p: np.ndarray) -> np.ndarray:
+    """A per-sample broadcast parameter of a rank-2 ONNX shape, in the lifted form (`lift`)."""
+    return p.reshape(p.shape[0], 1, p.shape[1]) if p.ndim == 2 else p
 
 
 def _err(node: onnx.NodeProto, msg: str) -> ModelError:
@@ -132,7 +157,7 @@ def convert_arithmetic(node: onnx.NodeProto, ctx: Context) -> None:
             raise _err(node, f"{op} of two activations is not supported yet (only Add of two activations)")
         if sx != sc:
             raise _err(node, f"Add of activations with different shapes {sx} and {sc} (no broadcasting)")
-        ctx.values[node.output[0]] = Value(node.output[0], sx)
+        ctx.define(node.output[0], sx)
         ctx.ops.append(Op("eltwise", node.name or node.output[0], [x, c], [node.output[0]], {"act": "none"}, {}))
         return
     shape = ctx.shape(x, node)
@@ -210,12 +235,71 @@ def convert_cast(node: onnx.NodeProto, ctx: Context) -> None:
 
 @converter("Flatten")
 def convert_flatten(node: onnx.NodeProto, ctx: Context) -> None:
-    """Flatten keeping the batch dimension (axis 1) -> reshape."""
+    """Flatten to 2-D (N, features) -> reshape (a relabel: see `passes.canonicalize.EliminateRelabel`). Axis 1
+    is the usual case; a larger axis keeps the batch as dim 0 only when every per-sample dim before it is 1."""
     shape = ctx.shape(node.input[0], node)
-    axis = int(_attrs(node).get("axis", 1)) % (len(shape) + 1)  # type: ignore[arg-type]
-    if axis != 1:
-        raise _err(node, f"Flatten with axis={axis} mixes the batch dimension; only axis=1 is supported")
-    ctx.emit("reshape", node, node.input[0], (int(np.prod(shape)),))
+    rank = len(shape) + 1
+    axis = int(_attrs(node).get("axis", 1))  # type: ignore[arg-type]
+    if not -rank <= axis <= rank:
+        raise _err(node, f"axis={axis} outside [-{rank}, {rank}] for a rank-{rank} input")
+    axis = axis + rank if axis < 0 else axis
+    if axis == 0 or int(np.prod(shape[:axis - 1])) != 1:
+        raise _err(node, f"axis={axis} gives ({'1' if axis == 0 else 'N x ' + ' x '.join(map(str, shape[:axis - 1]))}"
+                         f", ...): it merges the batch dimension with others (only a flatten whose dim 0 stays the "
+                         f"batch is supported)")
+    ctx.emit("reshape", node, node.input[0], (int(np.prod(shape[axis - 1:])),))
+
+
+def _axes(node: onnx.NodeProto, ctx: Context, required: bool) -> list[int] | None:
+    """Squeeze/Unsqueeze axes: the ``axes`` attribute before opset 13, the optional constant second input from
+    13."""
+    if ctx.opset < 13:
+        axes = _attrs(node).get("axes")
+        if axes is None and required:
+            raise _err(node, "attribute axes is missing")
+        return None if axes is None else [int(v) for v in axes]  # type: ignore[attr-defined]
+    if len(node.input) > 1 and node.input[1]:
+        return [int(v) for v in ctx.const(node.input[1], node).reshape(-1)]
+    if required:
+        raise _err(node, "input axes is missing")
+    return None
+
+
+@converter("Squeeze")
+def convert_squeeze(node: onnx.NodeProto, ctx: Context) -> None:
+    """Remove size-1 axes -> reshape (a relabel). Without axes, every size-1 per-sample axis (dim 0 is the batch
+    whatever its size, so it stays)."""
+    shape = ctx.shape(node.input[0], node)
+    rank = len(shape) + 1
+    axes = _axes(node, ctx, required=False)
+    if axes is None:
+        ctx.emit("reshape", node, node.input[0], tuple(d for d in shape if d != 1))
+        return
+    norm = sorted({a + rank if a < 0 else a for a in axes})
+    if len(norm) != len(axes) or any(not 0 <= a < rank for a in norm):
+        raise _err(node, f"axes={axes} must be distinct axes of the rank-{rank} input")
+    if 0 in norm:
+        raise _err(node, f"axes={axes} squeezes axis 0, the batch dimension")
+    bad = [a for a in norm if shape[a - 1] != 1]
+    if bad:
+        raise _err(node, f"axes={axes}: axis {bad[0]} has size {shape[bad[0] - 1]}, not 1")
+    ctx.emit("reshape", node, node.input[0], tuple(d for i, d in enumerate(shape, 1) if i not in norm))
+
+
+@converter("Unsqueeze")
+def convert_unsqueeze(node: onnx.NodeProto, ctx: Context) -> None:
+    """Insert size-1 axes -> reshape (a relabel); axes index the output (rank + len(axes))."""
+    shape = ctx.shape(node.input[0], node)
+    axes = _axes(node, ctx, required=True)
+    assert axes is not None
+    rank = len(shape) + 1 + len(axes)
+    norm = sorted({a + rank if a < 0 else a for a in axes})
+    if len(norm) != len(axes) or any(not 0 <= a < rank for a in norm):
+        raise _err(node, f"axes={axes} must be distinct axes of the rank-{rank} output")
+    if 0 in norm:
+        raise _err(node, f"axes={axes} inserts axis 0 in front of the batch dimension")
+    dims = iter(shape)
+    ctx.emit("reshape", node, node.input[0], tuple(1 if i in norm else next(dims) for i in range(1, rank)))
 
 
 @converter("Reshape")
@@ -258,16 +342,26 @@ def constant_value(node: onnx.NodeProto) -> np.ndarray:
     raise _err(node, "unsupported Constant attribute")
 
 
-def _spatial(shape: tuple[int, ...], node: onnx.NodeProto) -> tuple[int, int, int]:
+def _spatial(shape: tuple[int, ...], node: onnx.NodeProto, one_d: bool = False) -> tuple[int, int, int]:
+    """The (C, H, W) of a spatial op's ONNX per-sample input shape: (C, H, W) itself, or with ``one_d`` a
+    (C, L) sequence as (C, 1, L) (`lift`)."""
+    if one_d and len(shape) == 2:
+        return shape[0], 1, shape[1]
     if len(shape) != 3:
-        raise _err(node, f"expects a (N, C, H, W) tensor, got per-sample shape {shape} (only 2-D spatial ops)")
+        what = "(N, C, H, W) or (N, C, L)" if one_d else "(N, C, H, W)"
+        raise _err(node, f"expects a {what} tensor, got per-sample shape {shape} (only 1-D and 2-D spatial ops)")
     return shape[0], shape[1], shape[2]
 
 
+def _spatial_out(in_shape: tuple[int, ...], c: int, hw: tuple[int, int]) -> tuple[int, ...]:
+    """ONNX per-sample output shape of a spatial op with ``c`` channels and (OH, OW) ``hw``: (C, OL) for a 1-D
+    (C, L) input (OH = 1)."""
+    return (c, hw[1]) if len(in_shape) == 2 else (c,) + hw
+
+
 def _pads(node: onnx.NodeProto, size: tuple[int, int], kernel: tuple[int, int], strides: tuple[int, int],
-          dilations: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
-    a = _attrs(node)
+          dilations: tuple[int, int], a: dict[str, object]) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) from ``pads`` or ``auto_pad`` of the (2-D) attributes ``a``."""
     auto = a.get("auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else str(auto)
     if auto in ("NOTSET", ""):
@@ -286,8 +380,29 @@ def _pads(node: onnx.NodeProto, size: tuple[int, int], kernel: tuple[int, int], 
     return lo_hi[0][0], lo_hi[1][0], lo_hi[0][1], lo_hi[1][1]
 
 
-def _window(node: onnx.NodeProto, shape: tuple[int, int, int], kernel: tuple[int, int]) -> dict[str, object]:
+def _window_attrs(node: onnx.NodeProto, one_d: bool) -> dict[str, object]:
+    """The node's attributes in 2-D form: a 1-D window (kernel k, stride s, dilation d, pads [b, e]) over a
+    lifted (C, 1, L) tensor is the 2-D window 1 x k, strides (1, s), dilations (1, d), pads (0, b, 0, e)."""
     a = _attrs(node)
+    if not one_d:
+        return a
+    for key, want in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("pads", 2)):
+        if key in a and len(a[key]) != want:  # type: ignore[arg-type]
+            raise _err(node, f"attribute {key}={list(a[key])} on a rank-3 (N, C, L) input: a 1-D window needs "  # type: ignore[call-overload]
+                             f"{want} entr{'y' if want == 1 else 'ies'}")
+    out = dict(a)
+    for key in ("kernel_shape", "strides", "dilations"):
+        if key in a:
+            out[key] = [1] + [int(v) for v in a[key]]  # type: ignore[attr-defined]
+    if "pads" in a:
+        b, e = (int(v) for v in a["pads"])  # type: ignore[attr-defined]
+        out["pads"] = [0, b, 0, e]
+    return out
+
+
+def _window(node: onnx.NodeProto, shape: tuple[int, int, int], kernel: tuple[int, int],
+            a: dict[str, object] | None = None) -> dict[str, object]:
+    a = _attrs(node) if a is None else a
     strides = tuple(int(v) for v in a.get("strides", [1, 1]))  # type: ignore[union-attr]
     dil = tuple(int(v) for v in a.get("dilations", [1, 1]))  # type: ignore[union-attr]
     if len(strides) != 2 or len(dil) != 2 or len(kernel) != 2:
@@ -295,7 +410,7 @@ def _window(node: onnx.NodeProto, shape: tuple[int, int, int], kernel: tuple[int
     for what, values, lo in (("kernel_shape", kernel, 1), ("strides", strides, 1), ("dilations", dil, 1)):
         if any(v < lo for v in values):
             raise _err(node, f"attribute {what}={list(values)}: every entry must be >= {lo}")
-    pads = _pads(node, (shape[1], shape[2]), kernel, strides, dil)  # type: ignore[arg-type]
+    pads = _pads(node, (shape[1], shape[2]), kernel, strides, dil, a)  # type: ignore[arg-type]
     if any(v < 0 for v in pads):
         raise _err(node, f"attribute pads={list(pads)}: negative pads (cropping) are not supported")
     out = _out_hw(shape, {"kernel": kernel, "strides": strides, "pads": pads, "dilations": dil})
@@ -317,56 +432,76 @@ def _out_hw(shape: tuple[int, int, int], win: dict[str, object], ceil: bool = Fa
 @converter("Conv")
 def convert_conv(node: onnx.NodeProto, ctx: Context) -> None:
     """2-D convolution (strides, pads, auto_pad, dilations, groups) -> conv with a window-ordered weight matrix;
-    grouped (incl. depthwise) convolutions become block-diagonal."""
-    shape = _spatial(ctx.shape(node.input[0], node), node)
+    grouped (incl. depthwise) convolutions become block-diagonal. A 1-D convolution (input (N, C, L), weight
+    (Cout, C/groups, k)) is the 2-D one over (C, 1, L) with a 1 x k kernel (`_window_attrs`)."""
+    in_shape = ctx.shape(node.input[0], node)
+    shape = _spatial(in_shape, node, one_d=True)
     w = ctx.const(node.input[1], node).astype(np.float64)
-    if w.ndim != 4:
-        raise _err(node, f"only 2-D convolutions are supported (weight rank {w.ndim})")
+    one_d = len(in_shape) == 2
+    if w.ndim != (3 if one_d else 4):
+        raise _err(node, f"weight rank {w.ndim} does not match a {'1' if one_d else '2'}-D convolution of a "
+                         f"rank-{len(in_shape) + 1} input (only 1-D and 2-D convolutions are supported)")
+    if one_d:
+        w = w[:, :, None, :]
     groups = int(_attrs(node).get("group", 1))  # type: ignore[arg-type]
     cout, cin_g, kh, kw = w.shape
-    if cin_g * groups != shape[0] or cout % groups:
+    if groups < 1 or cin_g * groups != shape[0] or cout % groups:
         raise _err(node, f"weight {w.shape} with group={groups} does not match {shape[0]} input channels")
     full = np.zeros((kh, kw, shape[0], cout))
     og = cout // groups
     for g in range(groups):
         full[:, :, g * cin_g:(g + 1) * cin_g, g * og:(g + 1) * og] = w[g * og:(g + 1) * og].transpose(2, 3, 1, 0)
-    win = _window(node, shape, (kh, kw))
+    a = _window_attrs(node, one_d)
+    if "kernel_shape" in a and tuple(int(v) for v in a["kernel_shape"]) != (kh, kw):  # type: ignore[attr-defined]
+        raise _err(node, f"kernel_shape={list(_attrs(node)['kernel_shape'])} differs from the weight's "  # type: ignore[call-overload]
+                         f"{w.shape[2 + one_d:]}")
+    win = _window(node, shape, (kh, kw), a)
     params = {"weight": full.reshape(kh * kw * shape[0], cout)}
     if len(node.input) > 2 and node.input[2]:
         params["bias"] = ctx.const(node.input[2], node).astype(np.float64).reshape(cout)
-    ctx.emit("conv", node, node.input[0], (cout,) + _out_hw(shape, win), act="none", groups=groups, params=params,
-             **win)
+    ctx.emit("conv", node, node.input[0], _spatial_out(in_shape, cout, _out_hw(shape, win)), act="none",
+             groups=groups, params=params, **win)
 
 
 @converter("MaxPool", "AveragePool")
 def convert_pool(node: onnx.NodeProto, ctx: Context) -> None:
-    """2-D max/average pooling with pads, strides, dilations and ceil mode."""
-    a = _attrs(node)
-    shape = _spatial(ctx.shape(node.input[0], node), node)
+    """1-D and 2-D max/average pooling with pads, strides, dilations and ceil mode (1-D over (C, 1, L)); an
+    average divides each window by its own count (``count_include_pad``, ceil-mode overhang: rule POOL)."""
+    in_shape = ctx.shape(node.input[0], node)
+    shape = _spatial(in_shape, node, one_d=True)
+    a = _window_attrs(node, len(in_shape) == 2)
     if len(node.output) > 1 and node.output[1]:
         raise _err(node, "MaxPool's Indices output is not supported")
     if int(a.get("storage_order", 0)):  # type: ignore[arg-type]
         raise _err(node, "storage_order=1 is not supported")
-    kernel = tuple(int(v) for v in a["kernel_shape"])  # type: ignore[union-attr]
-    win = _window(node, shape, kernel)  # type: ignore[arg-type]
+    if "kernel_shape" not in a:
+        raise _err(node, "attribute kernel_shape is missing")
+    kernel = tuple(int(v) for v in a["kernel_shape"])  # type: ignore[attr-defined]
+    win = _window(node, shape, kernel, a)  # type: ignore[arg-type]
     ceil = bool(a.get("ceil_mode", 0))
     mode = "max" if node.op_type == "MaxPool" else "avg"
     include = bool(a.get("count_include_pad", 0))
-    if mode == "avg" and any(win["pads"]) and not include:  # type: ignore[arg-type]
-        raise _err(node, "AveragePool with padding and count_include_pad=0 (a divisor per border window) "
-                         "is not supported")
-    if mode == "avg" and ceil and _out_hw(shape, win, True) != _out_hw(shape, win, False):
-        raise _err(node, "AveragePool with ceil_mode windows hanging over the input (a divisor per border window) "
-                         "is not supported")
-    ctx.emit("pool", node, node.input[0], (shape[0],) + _out_hw(shape, win, ceil), act="none", mode=mode,
-             ceil_mode=ceil, count_include_pad=include, **win)
+    ctx.emit("pool", node, node.input[0], _spatial_out(in_shape, shape[0], _out_hw(shape, win, ceil)), act="none",
+             mode=mode, ceil_mode=ceil, count_include_pad=include, **win)
 
 
 @converter("GlobalAveragePool")
 def convert_gap(node: onnx.NodeProto, ctx: Context) -> None:
-    """Mean over all pixels of each channel."""
-    shape = _spatial(ctx.shape(node.input[0], node), node)
-    ctx.emit("gap", node, node.input[0], (shape[0], 1, 1), act="none")
+    """Mean over all pixels (or sequence positions) of each channel."""
+    in_shape = ctx.shape(node.input[0], node)
+    shape = _spatial(in_shape, node, one_d=True)
+    ctx.emit("gap", node, node.input[0], _spatial_out(in_shape, shape[0], (1, 1)), act="none")
+
+
+@converter("GlobalMaxPool")
+def convert_global_max(node: onnx.NodeProto, ctx: Context) -> None:
+    """Max over all pixels (or sequence positions) of each channel -> a max pool whose one window is the whole
+    H x W input (stride 1, no padding)."""
+    in_shape = ctx.shape(node.input[0], node)
+    c, h, w = _spatial(in_shape, node, one_d=True)
+    ctx.emit("pool", node, node.input[0], _spatial_out(in_shape, c, (1, 1)), act="none", mode="max",
+             ceil_mode=False, count_include_pad=False, kernel=(h, w), strides=(1, 1), pads=(0, 0, 0, 0),
+             dilations=(1, 1))
 
 
 @converter("BatchNormalization")
@@ -393,16 +528,17 @@ def convert_batchnorm(node: onnx.NodeProto, ctx: Context) -> None:
 
 @converter("Concat")
 def convert_concat(node: onnx.NodeProto, ctx: Context) -> None:
-    """Concatenation on the channel axis of (N, C, H, W) tensors."""
+    """Concatenation on the channel axis of (N, C, H, W) tensors, or of (N, C, L) ones (as (C, 1, L): `lift`)."""
     shapes = [ctx.shape(i, node) for i in node.input]
     axis = int(_attrs(node)["axis"])  # type: ignore[arg-type]
     rank = len(shapes[0]) + 1
-    if axis % rank != 1 or any(len(s) != 3 for s in shapes):
-        raise _err(node, f"only channel concatenation of (N, C, H, W) tensors is supported (axis={axis})")
+    if axis % rank != 1 or any(len(s) != len(shapes[0]) or len(s) not in (2, 3) for s in shapes):
+        raise _err(node, f"only channel concatenation of (N, C, H, W) or (N, C, L) tensors is supported "
+                         f"(axis={axis})")
     if any(s[1:] != shapes[0][1:] for s in shapes):
         raise _err(node, f"spatial shapes differ: {shapes}")
     out = (sum(s[0] for s in shapes),) + shapes[0][1:]
-    ctx.values[node.output[0]] = Value(node.output[0], out)
+    ctx.define(node.output[0], out)
     ctx.ops.append(Op("concat", node.name or node.output[0], list(node.input), [node.output[0]], {}, {}))
 
 

@@ -171,7 +171,7 @@ def _convert(nodes: list[onnx.NodeProto], ctx: Context, inferred: dict[str, tupl
         for out in node.output:
             shape = inferred.get(out)
             if shape:
-                ctx.values[out] = Value(out, tuple(shape[1:]))
+                ctx.define(out, tuple(shape[1:]))
             else:
                 lost.add(out)
     if len(rejected) == 1 and not unsupported:
@@ -201,9 +201,7 @@ def _graph_inputs(g: onnx.GraphProto, ctx: Context) -> list[Value]:
         dims = [d.dim_value if d.HasField("dim_value") else -1 for d in inp.type.tensor_type.shape.dim]
         if not dims or any(d <= 0 for d in dims[1:]):
             raise ModelError(f"graph input '{inp.name}': need a static per-sample shape, got {dims}")
-        v = Value(inp.name, tuple(int(d) for d in dims[1:]))
-        ctx.values[inp.name] = v
-        values.append(v)
+        values.append(ctx.define(inp.name, tuple(int(d) for d in dims[1:])))
     return values
 
 

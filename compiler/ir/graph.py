@@ -40,13 +40,15 @@ class Op:
       (C, 1, 1) per channel); attr ``nodes``: the ONNX nodes merged into it (BatchNormalization, Add, Sub, Mul,
       Div by constants). Folded into a neighbouring crossbar layer by `passes.affine.FoldAffine`.
     - ``act``: 1 input, 1 output of the same shape; attr ``act`` (the function).
-    - ``reshape``: 1 input, 1 output with the same number of elements (row-major relabelling, no data movement).
+    - ``reshape``: 1 input, 1 output with the same number of elements (row-major relabelling, no data movement;
+      canonicalization removes it or codegen rejects it).
     - ``identity``: 1 input, 1 output of the same shape.
     - ``conv``: (C, H, W) -> (Cout, OH, OW); params ``weight`` (kh*kw*C, Cout) with rows in window order
       (kernel row, kernel column, input channel) -- grouped convolutions are block-diagonal -- and ``bias``;
       attrs ``kernel``, ``strides``, ``pads`` (top, left, bottom, right), ``dilations``, ``act``.
     - ``pool``: (C, H, W) -> (C, OH, OW); attrs ``mode`` (max/avg), ``kernel``, ``strides``, ``pads``,
-      ``ceil_mode``, ``count_include_pad``, ``act``.
+      ``ceil_mode``, ``count_include_pad`` (an average divides each window by its own count:
+      `quant.windows.window_counts`), ``act``. GlobalMaxPool is the pool whose one window is the whole input.
     - ``gap``: (C, H, W) -> (C, 1, 1) global average; ``act``.
     - ``eltwise``: 1 or 2 inputs of one shape -> that shape: the sum of the inputs, then ``act``.
     - ``concat``: (C_i, H, W) inputs -> (sum C_i, H, W).
@@ -54,7 +56,8 @@ class Op:
 
     Activations (``act`` attr): none, relu, sigmoid, tanh, leaky_relu (``alpha``), clip (``lo``, ``hi``).
     Tensors of shape (C, H, W) are stored and flattened channel-minor (HWC order); a dense layer reading one has
-    its weight rows in that order.
+    its weight rows in that order. A rank-3 ONNX tensor (N, C, L) is the IR shape (C, 1, L) (`frontend.lift`),
+    so 1-D convolution and pooling are the 2-D ops with H = 1.
     """
 
     kind: str

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Graph
+from isa.errors import ModelError
+
+from ..ir import Graph, Op, Value, verify
 from .affine import FoldAffine
 from .base import Pass, absorb, rename_uses, sole_consumer
 
@@ -27,11 +29,20 @@ class EliminateRelabel(Pass):
     2. ``reshape(x)`` -> x when every consumer is a dense layer (activations are stored flat in HWC order; the
        dense layers' weight rows are permuted from ONNX's CHW flattening order to HWC).
     3. ``reshape(x)`` between equal shapes -> x.
+    4. ``reshape(x)`` between shapes stored alike (every element at the same place of the channel-minor
+       storage, e.g. (C, 1, 1) and (C,), (1, H, W) and (H*W,), or (C, H, 1) and (C, 1, H)) -> x, when the
+       graph stays valid with the consumers reading x as it is, or else with x taking the reshape's shape (its
+       producer writes the same words either way). A reshape that moves data (e.g. (C, H, W) -> (C*H*W,) not
+       read by dense layers) is left for `codegen` to reject with the node's name.
     """
 
     name = "eliminate-relabel"
 
     def run(self, g: Graph) -> bool:
+        for op in list(g.ops):
+            if op.kind == "reshape" and _stored_alike(g.values[op.inputs[0]].shape, g.values[op.outputs[0]].shape) \
+                    and self._relabel(g, op):
+                return True
         for op in list(g.ops):
             src = g.values[op.inputs[0]].shape
             flat = op.kind == "reshape" and all(c.kind == "dense" for c in g.consumers(op.outputs[0]))
@@ -44,6 +55,36 @@ class EliminateRelabel(Pass):
                 rename_uses(g, op.outputs[0], op.inputs[0])
                 return True
         return False
+
+    @staticmethod
+    def _relabel(g: Graph, op: Op) -> bool:
+        """Rule 4: drop ``op`` if the graph verifies with its consumers reading its input (keeping the input's
+        shape, then taking the output's); restore the graph otherwise."""
+        x, y = op.inputs[0], op.outputs[0]
+        xv, yshape = g.values[x], g.values[y].shape
+        saved = ([list(o.inputs) for o in g.ops], list(g.outputs), dict(g.output_names), list(g.ops), xv.shape)
+        for shape in (xv.shape, yshape):
+            g.ops.remove(op)
+            rename_uses(g, y, x)
+            xv.shape = shape
+            try:
+                verify(g)
+            except ModelError:
+                g.ops[:] = saved[3]
+                for o, ins in zip(g.ops, saved[0]):
+                    o.inputs = list(ins)
+                g.outputs, g.output_names, xv.shape = list(saved[1]), dict(saved[2]), saved[4]
+                continue
+            del g.values[y]
+            return True
+        return False
+
+
+def _stored_alike(a: tuple[int, ...], b: tuple[int, ...]) -> bool:
+    """Whether tensors of IR shapes ``a`` and ``b`` with the same elements (row-major) are stored identically."""
+    if a == b:
+        return False  # rule 3
+    return bool(np.array_equal(hwc_row_order(a), hwc_row_order(b)))
 
 
 class FoldPad(Pass):
@@ -91,4 +132,26 @@ class FuseActivation(Pass):
         return False
 
 
-CANONICALIZE = (EliminateRelabel(), FoldPad(), FoldAffine(), FuseActivation())
+class CopyThrough(Pass):
+    """Give a graph output that is a graph input (every op between them was a relabel) a device op.
+
+    1. graph output x, x a graph input -> ``eltwise(x)`` (one input, no activation: a copy on the vector unit,
+       requantized to the output's format like any vector op).
+    """
+
+    name = "copy-through"
+
+    def run(self, g: Graph) -> bool:
+        inputs = {v.name for v in g.inputs}
+        for k, out in enumerate(g.outputs):
+            if out in inputs:
+                copy = f"{out}__copy"
+                g.values[copy] = Value(copy, g.values[out].shape)
+                g.ops.append(Op("eltwise", copy, [out], [copy], {"act": "none"}, {}))
+                g.outputs[k] = copy
+                g.output_names[copy] = g.output_names.pop(out, out)
+                return True
+        return False
+
+
+CANONICALIZE = (EliminateRelabel(), FoldPad(), FoldAffine(), FuseActivation(), CopyThrough())

@@ -10,7 +10,7 @@ import numpy as np
 from isa.memory import chunk_size, memory_budget
 
 from ..ir import Graph, Op, broadcast_param
-from .windows import from_hwc, im2col, pad_hwc, to_hwc, windows
+from .windows import from_hwc, im2col, internal, pad_hwc, to_hwc, window_counts, windows
 
 FloatEnv = dict[str, np.ndarray]
 
@@ -86,8 +86,8 @@ def _pre_activation(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
     if k == "pool" and op.attrs["mode"] == "max":
         return windows(x, op, out_hw(g, op), -np.inf).max(axis=(3, 4))
     if k == "pool":
-        (kh, kw) = op.attrs["kernel"]
-        return windows(x, op, out_hw(g, op), 0.0).sum(axis=(3, 4)) / (kh * kw)
+        ch, cw = window_counts(op, x.shape[1:3], out_hw(g, op))
+        return windows(x, op, out_hw(g, op), 0.0).sum(axis=(3, 4)) / (ch[:, None] * cw[None, :])[None, :, :, None]
     if k == "gap":
         return x.mean(axis=(1, 2), keepdims=True)
     if k == "eltwise":
@@ -114,7 +114,7 @@ def float_forward(g: Graph, inputs: FloatEnv) -> FloatEnv:
     """Every value of the graph in float64, internal layout (B, H, W, C) or (B, F), from ONNX-layout inputs."""
     env = {k: to_hwc(np.asarray(v, dtype=np.float64), g.values[k].shape) for k, v in inputs.items()}
     for op in g.ops:
-        env[op.outputs[0]] = run_op(g, op, [env[i] for i in op.inputs])
+        env[op.outputs[0]] = internal(run_op(g, op, [env[i] for i in op.inputs]), g.values[op.outputs[0]].shape)
     return env
 
 

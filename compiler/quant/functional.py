@@ -17,7 +17,7 @@ from ..ir import Graph, Op
 from .calibrate import out_hw
 from .formats import Format
 from .precision import LayerPrecision
-from .windows import from_hwc, im2col, to_hwc, windows
+from .windows import from_hwc, im2col, internal, to_hwc, window_counts, windows
 
 IntEnv = dict[str, np.ndarray]
 
@@ -281,9 +281,10 @@ def _layer(g: Graph, op: Op, xs: list[np.ndarray], prec: dict[str, LayerPrecisio
     if op.kind == "pool" and op.attrs["mode"] == "max":
         y = windows(x, op, out_hw(g, op), nx.qmin(fmt[op.inputs[0]][0])).max(axis=(3, 4))
     elif op.kind == "pool":
-        kh, kw = op.attrs["kernel"]
+        ch, cw = window_counts(op, x.shape[1:3], out_hw(g, op))
+        coef = np.array([[divisor_coef(int(a * b)) for b in cw] for a in ch], dtype=np.int64)
         s = windows(x, op, out_hw(g, op), 0).sum(axis=(3, 4))
-        y = nx.rshift_round(s * np.int64(divisor_coef(kh * kw)), DIV_FRAC)
+        y = nx.rshift_round(s * coef[None, :, :, None], DIV_FRAC)
     elif op.kind == "gap":
         n = x.shape[1] * x.shape[2]
         y = nx.rshift_round(x.sum(axis=(1, 2), keepdims=True) * np.int64(divisor_coef(n)), DIV_FRAC)
@@ -314,5 +315,5 @@ def run_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: IntEnv, hw
     for op in g.ops:
         y, frac = _layer(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
         bits, out_frac = fmt[op.outputs[0]]
-        env[op.outputs[0]] = nx.requantize(y, frac - out_frac, bits)
+        env[op.outputs[0]] = internal(nx.requantize(y, frac - out_frac, bits), g.values[op.outputs[0]].shape)
     return {o: env[o].reshape(len(env[o]), -1) for o in g.outputs}

@@ -51,3 +51,29 @@ def from_hwc(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         c, h, w = shape
         return np.asarray(x).reshape(len(x), h, w, c).transpose(0, 3, 1, 2)
     return np.asarray(x).reshape((len(x),) + tuple(shape))
+
+
+def internal(x: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """An op's result in the internal layout of its output value of ``shape`` ((B, H, W, C) for rank 3, else
+    (B, size)): a reshape, since the internal layout is the storage order (a value retagged by a relabel, e.g. a
+    dense output read as (C, 1, 1), keeps its words)."""
+    x = np.asarray(x)
+    return x.reshape((len(x), shape[1], shape[2], shape[0]) if len(shape) == 3 else (len(x), -1))
+
+
+def window_counts(op: Op, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Average pooling's divisor per window, as the row and column factors (cnt_h (OH,), cnt_w (OW,)): the window
+    positions inside the input (``count_include_pad`` false), or inside the padded input (true); positions a
+    ``ceil_mode`` window reaches beyond the padded input never count. Window (oh, ow) divides by
+    ``cnt_h[oh] * cnt_w[ow]`` (rule POOL)."""
+    (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["strides"]
+    dh, dw = op.attrs.get("dilations", (1, 1))
+    pt, pl, pb, pr = op.attrs["pads"]
+    include = bool(op.attrs.get("count_include_pad", True))
+    out = []
+    for n, k, st, d, lo_pad, hi_pad, o in ((in_hw[0], kh, sh, dh, pt, pb, out_hw[0]),
+                                           (in_hw[1], kw, sw, dw, pl, pr, out_hw[1])):
+        lo, hi = (-lo_pad, n + hi_pad) if include else (0, n)
+        pos = np.arange(o)[:, None] * st + np.arange(k)[None, :] * d - lo_pad
+        out.append(((pos >= lo) & (pos < hi)).sum(axis=1).astype(np.int64))
+    return out[0], out[1]
