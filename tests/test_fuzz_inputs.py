@@ -192,3 +192,12 @@ def test_a_name_that_is_not_utf8_is_a_damaged_model(tmp_path: Path) -> None:
     path.write_bytes(raw[:i] + b"\xed" + raw[i + 1:])
     with pytest.raises(XbarcError, match=r"m.onnx: damaged: the graph.s name is not valid UTF-8 text"):
         compile_model(path, calib={"input": X_FLAT})
+
+
+def test_a_reference_that_onnxruntime_cannot_run_is_a_clean_error() -> None:
+    from compiler.runner import reference_outputs
+
+    m = onnx.load(MLP)
+    m.graph.node[0].op_type = "NoSuchOp"
+    with pytest.raises(XbarcError, match="onnxruntime, the float reference, cannot run the source model"):
+        reference_outputs(m, {"input": X_FLAT[:2]}, ["logits"])
