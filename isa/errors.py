@@ -8,6 +8,7 @@ source location is known.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -69,3 +70,21 @@ class RuntimeFault(XbarcError):
 
 class DeadlockError(XbarcError):
     """Every live core is blocked; lists the blocked cores, their pcs and what each waits for."""
+
+
+# ---- words for values in messages (config files, hardware files) -------------------------------------------------
+def number_text(x: float) -> str:
+    """``8`` for 8.0, ``0.5`` for 0.5."""
+    return str(int(x)) if float(x).is_integer() else repr(x)
+
+
+def value_text(value: Any) -> str:
+    """``repr(value)``, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def kind_text(value: Any) -> str:
+    """What a JSON value is, in words: "an object", "a list", "a number", ..."""
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)

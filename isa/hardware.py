@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError
+from .errors import ConfigError, kind_text, number_text, value_text
 
 
 @dataclass(frozen=True)
@@ -160,7 +160,7 @@ class HardwareConfig:
         values). Every field is checked (`HARDWARE_FIELDS`, `COST_FIELDS`, cross-field limits): a `ConfigError`
         ``SOURCE: field 'NAME': PROBLEM`` names the first bad one, unknown keys included."""
         if not isinstance(d, Mapping):
-            raise ConfigError(f"{source}: a hardware description is a JSON object, got {_kind(d)}")
+            raise ConfigError(f"{source}: a hardware description is a JSON object, got {kind_text(d)}")
         d = dict(d)
         preset = d.pop("preset", "default")
         if not isinstance(preset, str) or preset not in PRESETS:
@@ -170,7 +170,7 @@ class HardwareConfig:
         if costs is None:
             costs = {}
         if not isinstance(costs, Mapping):
-            raise ConfigError(f"{source}: field 'costs': must be an object of cost fields, got {_kind(costs)}")
+            raise ConfigError(f"{source}: field 'costs': must be an object of cost fields, got {kind_text(costs)}")
         _reject_unknown(d, HARDWARE_FIELDS, source, "", ("costs", "preset"))
         _reject_unknown(costs, COST_FIELDS, source, "costs.")
         base = PRESETS[preset]
@@ -209,13 +209,13 @@ class FieldSpec:
     def problem(self, value: Any) -> str | None:
         """Why ``value`` is not legal for this field, or None."""
         if self.kind == "str":
-            return None if isinstance(value, str) else f"must be a string, got {_show(value)}"
+            return None if isinstance(value, str) else f"must be a string, got {value_text(value)}"
         if self.kind == "choice":
             ok = isinstance(value, str) and value in self.choices
-            return None if ok else f"must be one of {', '.join(map(repr, self.choices))}, got {_show(value)}"
+            return None if ok else f"must be one of {', '.join(map(repr, self.choices))}, got {value_text(value)}"
         if self.kind == "floats":
             if not isinstance(value, (list, tuple)):
-                return f"must be a list of {self._range('finite numbers')}, got {_show(value)}"
+                return f"must be a list of {self._range('finite numbers')}, got {value_text(value)}"
             for i, v in enumerate(value):
                 p = dataclasses.replace(self, kind="float").problem(v)
                 if p:
@@ -226,28 +226,16 @@ class FieldSpec:
                                               else isinstance(value, (int, float)) and math.isfinite(value))
         ok = ok and (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
         return None if ok else f"must be {'an' if number[0] == 'i' else 'a'} {self._range(number)}, got " \
-                               f"{_show(value)}"
+                               f"{value_text(value)}"
 
     def _range(self, what: str) -> str:
-        lo = None if self.lo is None else _num(self.lo)
-        hi = None if self.hi is None else _num(self.hi)
+        lo = None if self.lo is None else number_text(self.lo)
+        hi = None if self.hi is None else number_text(self.hi)
         text = f"{what} in [{lo}, {hi}]" if lo is not None and hi is not None else \
             f"{what} >= {lo}" if lo is not None else f"{what} <= {hi}" if hi is not None else what
         return text + (f" ({self.why})" if self.why else "")
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(x)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 _PJ = FieldSpec("float", 0, why="energy in pJ")

@@ -28,3 +28,11 @@ def check_and_write(model: onnx.ModelProto, path: Path, numpy_acc: float, datase
         raise SystemExit("onnxruntime accuracy differs from the numpy forward pass")
     path.write_bytes(model.SerializeToString())
     print(f"wrote {path} ({path.stat().st_size} bytes)")
+
+
+def write_data(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write a committed data set (images, labels and split index arrays) as a compressed npz and say so."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)  # type: ignore[arg-type]
+    sizes = ", ".join(f"{k}={len(v)}" for k, v in arrays.items() if k not in ("images", "labels"))
+    print(f"wrote {path} ({path.stat().st_size} bytes): {sizes}")

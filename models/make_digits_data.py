@@ -46,11 +46,9 @@ def make_digits_arrays() -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    arrays = make_digits_arrays()
-    DATA_PATH.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(DATA_PATH, **arrays)
-    sizes = ", ".join(f"{k}={len(v)}" for k, v in arrays.items() if k not in ("images", "labels"))
-    print(f"wrote {DATA_PATH} ({DATA_PATH.stat().st_size} bytes): {sizes}")
+    from models._export import write_data
+
+    write_data(DATA_PATH, make_digits_arrays())
 
 
 if __name__ == "__main__":

@@ -77,11 +77,9 @@ def make_mnist_arrays() -> dict[str, np.ndarray]:
 
 
 def main() -> None:
-    arrays = make_mnist_arrays()
-    DATA_PATH.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(DATA_PATH, **arrays)
-    sizes = ", ".join(f"{k}={len(v)}" for k, v in arrays.items() if k not in ("images", "labels"))
-    print(f"wrote {DATA_PATH} ({DATA_PATH.stat().st_size} bytes): {sizes}")
+    from models._export import write_data
+
+    write_data(DATA_PATH, make_mnist_arrays())
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from isa.errors import ConfigError
+from isa.errors import ConfigError, kind_text, number_text, value_text
 from isa.hardware import HardwareConfig
 from isa.numerics import INPUT_ENCODINGS, WEIGHT_ENCODINGS
 
@@ -41,41 +41,29 @@ class Option:
         if self.kind == "choice":
             if isinstance(value, str) and value in self.choices:
                 return None
-            return f"must be one of {', '.join(map(repr, self.choices))}, got {_show(value)}"
+            return f"must be one of {', '.join(map(repr, self.choices))}, got {value_text(value)}"
         if self.kind == "channels":
             return None if isinstance(value, (list, tuple)) else f"must be a list of channel schemes, got " \
-                                                                  f"{_show(value)}"
+                                                                  f"{value_text(value)}"
         if isinstance(value, bool) or not isinstance(value, int if self.kind == "int" else (int, float)):
-            return f"must be {self._what()}, got {_show(value)}"
+            return f"must be {self._what()}, got {value_text(value)}"
         if not math.isfinite(value):
-            return f"must be {self._what()}, got {_show(value)}"
+            return f"must be {self._what()}, got {value_text(value)}"
         if value == self.also or ((self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)):
             return None
-        return f"must be {self._what()}, got {_show(value)}"
+        return f"must be {self._what()}, got {value_text(value)}"
 
     def _what(self) -> str:
         what = "an integer" if self.kind == "int" else "a finite number"
         if self.lo is not None and self.hi is not None:
-            what += f" in [{_num(self.lo)}, {_num(self.hi)}]"
+            what += f" in [{number_text(self.lo)}, {number_text(self.hi)}]"
         elif self.lo is not None:
-            what += f" >= {_num(self.lo)}"
+            what += f" >= {number_text(self.lo)}"
         if self.also is not None:
-            what += f" or {_num(self.also)}"
+            what += f" or {number_text(self.also)}"
         return what + (f" ({self.why})" if self.why else "")
 
 
-def _num(x: float) -> str:
-    return str(int(x)) if float(x).is_integer() else repr(x)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
-            float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 FRAC_DELTAS = ("w_frac_delta", "in_frac_delta", "acc_frac_delta")
@@ -123,11 +111,11 @@ def _fail(source: str, where: str, problem: str) -> ConfigError:
 def check_options(spec: Any, where: str, source: str, hw: HardwareConfig) -> None:
     """One OPTIONS object at ``where`` (``default`` or ``layers.NAME``)."""
     if not isinstance(spec, Mapping):
-        raise _fail(source, where, f"must be an object of options, got {_kind(spec)} {_show(spec)}")
+        raise _fail(source, where, f"must be an object of options, got {kind_text(spec)} {value_text(spec)}")
     opts = option_specs(hw)
     for key, value in spec.items():
         if key not in opts:
-            raise _fail(source, where, f"unknown option {_show(key)}; options: {', '.join(opts)}")
+            raise _fail(source, where, f"unknown option {value_text(key)}; options: {', '.join(opts)}")
         problem = opts[key].problem(value)
         if problem:
             raise _fail(source, f"{where}.{key}", problem)
@@ -142,10 +130,10 @@ def check_channels(chans: Sequence[Any], where: str, source: str) -> None:
     for i, ch in enumerate(chans):
         at = f"{where}[{i}]"
         if not isinstance(ch, Mapping):
-            raise _fail(source, at, f"must be an object {{\"scheme\": ..., \"bits\": ...}}, got {_show(ch)}")
+            raise _fail(source, at, f"must be an object {{\"scheme\": ..., \"bits\": ...}}, got {value_text(ch)}")
         for key, value in ch.items():
             if key not in keys:
-                raise _fail(source, at, f"unknown key {_show(key)}; keys: {', '.join(keys)}")
+                raise _fail(source, at, f"unknown key {value_text(key)}; keys: {', '.join(keys)}")
             problem = keys[key].problem(value)
             if problem:
                 raise _fail(source, f"{at}.{key}", problem)
@@ -163,21 +151,21 @@ def check_config(doc: Any, source: str, hw: HardwareConfig, layers: Sequence[str
     from .precision import PRESETS
 
     if not isinstance(doc, Mapping):
-        raise _fail(source, "", f"a precision config is a JSON object, got {_kind(doc)}")
+        raise _fail(source, "", f"a precision config is a JSON object, got {kind_text(doc)}")
     for key in doc:
         if key not in TOP_KEYS:
-            raise _fail(source, "", f"unknown key {_show(key)}; keys: {', '.join(TOP_KEYS)}")
+            raise _fail(source, "", f"unknown key {value_text(key)}; keys: {', '.join(TOP_KEYS)}")
     preset = doc.get("preset", "16bit")
     if not isinstance(preset, str) or preset not in PRESETS:
-        raise _fail(source, "preset", f"unknown precision preset {_show(preset)}; presets: {', '.join(PRESETS)}")
+        raise _fail(source, "preset", f"unknown precision preset {value_text(preset)}; presets: {', '.join(PRESETS)}")
     if doc.get("default") is not None:
         check_options(doc["default"], "default", source, hw)
     entries = doc.get("layers")
     if entries is None:
         entries = {}
     if not isinstance(entries, Mapping):
-        raise _fail(source, "layers", f"must be an object mapping layer names to options, got {_kind(entries)} "
-                                      f"{_show(entries)}")
+        raise _fail(source, "layers", f"must be an object mapping layer names to options, got {kind_text(entries)} "
+                                      f"{value_text(entries)}")
     for name, spec in entries.items():
         if name not in layers:
             raise _fail(source, f"layers.{name}", f"not a crossbar layer of the model; layers: {', '.join(layers)}")
