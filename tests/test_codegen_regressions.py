@@ -55,3 +55,14 @@ def test_vector_op_chunks_leave_the_loop_registers_alone(tmp_path: Path, h: int)
 def test_resnet50_width_residual_add_on_the_default_chip() -> None:
     x = np.random.default_rng(2).random((2, 2048, 1, 1)).astype(np.float32)
     check(residual_model(2048, 1), None, x)
+
+
+def test_a_tile_memory_overflow_names_the_tensor_and_the_size_that_fits(tmp_path: Path) -> None:
+    from isa.errors import ModelError
+
+    hw = tmp_path / "hw.json"
+    hw.write_text(json.dumps({"name": "small-memory", "tile_mem_words": 4096}))
+    x = np.random.default_rng(3).random((2, 8, 32, 32)).astype(np.float32)  # 8 x 32 x 32 = 8,192 words
+    with pytest.raises(ModelError, match=r"tile 0 memory overflow placing tensor 'x' \(8,192 words\): the tile needs "
+                                         r"[\d,]+ words and has 4,096 \(tile_mem_words\); .*tile_mem_words >= "):
+        compile_model(residual_model(8, 32), "16bit", hw=str(hw), calib={"x": x})

@@ -71,15 +71,21 @@ class TileMemory:
     def __init__(self, hw: HardwareConfig) -> None:
         self.hw = hw
         self.top: dict[int, int] = defaultdict(int)
+        self.held: dict[int, list[tuple[str, int]]] = defaultdict(list)  # what each tile holds, for messages
 
-    def alloc(self, tile: int, words: int) -> int:
-        """``words`` of ``tile``'s memory; ModelError when the tile is full."""
+    def alloc(self, tile: int, words: int, what: str = "scratch") -> int:
+        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...); ModelError when the tile
+        is full, naming what overflows it, what it already holds and the size that would fit."""
         addr = self.top[tile]
         self.top[tile] += words
+        self.held[tile].append((what, words))
         if self.top[tile] > self.hw.tile_mem_words:
-            raise ModelError(f"tile {tile} memory overflow: {self.top[tile]} words needed, "
-                             f"{self.hw.tile_mem_words} available (pass a hardware file with a larger "
-                             f"tile_mem_words or more tiles)")
+            big = sorted(self.held[tile], key=lambda h: -h[1])[:3]
+            holds = ", ".join(f"{name} ({n:,} words)" for name, n in big)
+            raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
+                             f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words); its "
+                             f"largest holdings: {holds}. Use a hardware file with tile_mem_words >= "
+                             f"{self.top[tile]:,} (a power of two: {1 << (self.top[tile] - 1).bit_length():,})")
         return addr
 
 
@@ -190,7 +196,7 @@ def _buffers(g: Graph, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
         tiles[root] |= {c[0] for c, _, _ in plan.producers.get(v, [])} | plan.need[v]
     for root, ts in tiles.items():
         for t in sorted(ts):
-            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words)
+            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words, f"tensor '{root}'")
 
 
 def _streams(g: Graph, plan: CommPlan, channels: _Channels) -> None:
@@ -210,13 +216,14 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
     """Scratch for every block away from its owner core (and its copy on the owner's tile when that is another
     tile); then, per replica and core, a bias vector per column block the core owns."""
     lm = mapping.layers[op.name]
-    scratch = {b: mem.alloc(b.tile, b.cols[1] - b.cols[0]) for b in lm.blocks if b.where != lm.owner(b.c, b.rep)}
+    scratch = {b: mem.alloc(b.tile, b.cols[1] - b.cols[0], f"partial sums of '{op.name}'") for b in lm.blocks
+               if b.where != lm.owner(b.c, b.rep)}
     for b, addr in scratch.items():
         owner = lm.owner(b.c, b.rep)
         remote = None
         if owner[0] != b.tile:  # the partial sum travels to the owner's tile
             ch = channels.take(b.tile, owner[0])
-            remote = (mem.alloc(owner[0], b.cols[1] - b.cols[0]), ch)
+            remote = (mem.alloc(owner[0], b.cols[1] - b.cols[0], f"partial sums of '{op.name}'"), ch)
         plan.partials[b] = Partial(addr, remote)
     if not biased:
         return
@@ -225,7 +232,7 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
         for core in dict.fromkeys(b.where for b in blocks):
             for c in owned_columns(blocks, core):
                 lo, hi = lm.group(c, rep)[0].cols
-                plan.bias[(op.name, core, c)] = mem.alloc(core[0], hi - lo)
+                plan.bias[(op.name, core, c)] = mem.alloc(core[0], hi - lo, f"bias of '{op.name}'")
 
 
 def owned_columns(blocks: list[Block], core: Core) -> list[int]:
