@@ -7,8 +7,6 @@ the policy and value losses of the update that followed each episode.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -32,14 +30,13 @@ def curves(records: Sequence[dict[str, Any]], baseline: dict[str, Any]) -> dict[
 
 
 def _save_atomic(fig: Any, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=100)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    import io
+
+    from isa.outputs import write_file
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    write_file(path, buf.getvalue())
 
 
 def write_plots(records: Sequence[dict[str, Any]], baseline: dict[str, Any], out_dir: str | Path,
