@@ -9,7 +9,6 @@ import math
 import os
 import sys
 import time
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -193,21 +192,18 @@ def _print_report(r: dict[str, Any]) -> None:
 
 
 def _load_inputs(path: str, names: list[str]) -> dict[str, np.ndarray]:
-    try:
-        data = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise XbarcError(f"{path}: no such file") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise XbarcError(f"{path}: not a readable .npy or .npz file ({e})") from None
-    if isinstance(data, np.ndarray):
-        return {names[0]: data}
-    with data:
-        missing = [n for n in names if n not in data.files]
-        if missing and len(names) == 1 and len(data.files) == 1:
-            return {names[0]: data[data.files[0]]}
-        if missing:
-            raise XbarcError(f"{path}: missing input array(s) {missing}; it has {data.files}")
-        return {n: data[n] for n in names}
+    """The arrays of ``path`` (.npy: the one input; .npz: arrays named like the inputs) by input name."""
+    from .datafiles import NPY, read_arrays
+
+    arrays = read_arrays(path)
+    if NPY in arrays:
+        return {names[0]: arrays[NPY]}
+    missing = [n for n in names if n not in arrays]
+    if missing and len(names) == 1 and len(arrays) == 1:
+        return {names[0]: next(iter(arrays.values()))}
+    if missing:
+        raise XbarcError(f"{path}: missing input array(s) {missing}; it has {sorted(arrays)}")
+    return {n: arrays[n] for n in names}
 
 
 def cmd_run(a: argparse.Namespace) -> int:

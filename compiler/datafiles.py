@@ -26,6 +26,7 @@ from isa.errors import XbarcError
 
 SUFFIXES = (".npz", ".npy")
 SPLITS = ("train", "calib", "val", "fit", "test", "all")
+NPY = "<npy>"  # `read_arrays`' key for the array of a .npy file
 _FALLBACK = {"calib": ("calib", "train"), "fit": ("fit", "train")}
 
 
@@ -38,9 +39,9 @@ def load_file(path: str, split: str, shape: tuple[int, ...]) -> tuple[np.ndarray
     """(inputs float (N, *shape), labels int64 (N,) or None) of ``split`` of the data file ``path``."""
     if split not in SPLITS:
         raise XbarcError(f"{path}: unknown split {split!r}; splits: {', '.join(SPLITS)}")
-    arrays = _read(path)
-    if path.lower().endswith(".npy") or set(arrays) == {"<npy>"}:
-        x, y, xkey = arrays["<npy>"], None, "the array"
+    arrays = read_arrays(path)
+    if NPY in arrays:
+        x, y, xkey = arrays[NPY], None, "the array"
     else:
         if len(arrays) == 1:
             (xkey,) = arrays
@@ -51,7 +52,8 @@ def load_file(path: str, split: str, shape: tuple[int, ...]) -> tuple[np.ndarray
     return _inputs(path, xkey, x, shape), (None if y is None else _labels(path, xkey, len(x), y))
 
 
-def _read(path: str) -> dict[str, np.ndarray]:
+def read_arrays(path: str) -> dict[str, np.ndarray]:
+    """Every array of a .npz by name, or a .npy's array under `NPY`; XbarcError naming the file otherwise."""
     p = Path(path)
     if not p.is_file():
         raise XbarcError(f"{path}: no such data file")
@@ -60,7 +62,7 @@ def _read(path: str) -> dict[str, np.ndarray]:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
         raise XbarcError(f"{path}: not a readable .npy or .npz file ({e})") from None
     if isinstance(data, np.ndarray):
-        return {"<npy>": data}
+        return {NPY: data}
     try:
         with data:
             return {k: data[k] for k in data.files}
