@@ -65,7 +65,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
         precision = r.best_config
         print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
-                       calib_images=a.calib_images,
+                       calib_images=a.calib_images, drop_lrn=a.drop_lrn,
                        crossbar_budget=a.crossbar_budget, replicate=a.replicate, input_shapes=dict(a.input_shape),
                        data=_data())
     cm.save(a.output)
@@ -444,6 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "with a warning); default: the model's xbarc.dataset metadata, else noise with a warning")
     c.add_argument("--calib-images", type=POSITIVE, default=256, metavar="N",
                    help="calibrate on the first N images of the calibration data (default 256)")
+    c.add_argument("--drop-lrn", action="store_true",
+                   help="compile LRN (local response normalization) as an identity, with a warning: the run's "
+                        "agreement with onnxruntime shows what that costs (AlexNet, ZFNet, Inception v1)")
     c.add_argument("--replicate", type=POSITIVE, default=1,
                    help="copy each conv layer's weights N times; each copy computes a band of output rows")
     c.add_argument("--crossbar-budget", type=NONNEG, default=None,

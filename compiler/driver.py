@@ -112,13 +112,17 @@ def calibration_inputs(g: Graph, model: onnx.ModelProto, calib: str | dict[str, 
 InputShapes = MappingOf[str, Sequence[int]]
 
 
-def import_graph(model: str | Path | onnx.ModelProto, input_shapes: InputShapes | None = None
+def import_graph(model: str | Path | onnx.ModelProto, input_shapes: InputShapes | None = None,
+                 drop_lrn: bool = False, notes: list[str] | None = None
                  ) -> tuple[Graph, onnx.ModelProto | None, onnx.ModelProto]:
     """Frontend and canonicalization: (graph, host tail model, cleaned source model). ``input_shapes``: full
-    shapes (batch entry ignored) for graph inputs with dynamic per-sample dims."""
-    fr = import_onnx(model, input_shapes)
+    shapes (batch entry ignored) for graph inputs with dynamic per-sample dims; ``drop_lrn``: LRN as identity;
+    ``notes`` receives what the frontend changed at the user's request."""
+    fr = import_onnx(model, input_shapes, drop_lrn)
     graph = run_pipeline(fr.graph, CANONICALIZE)
     reject_unfolded(graph)
+    if notes is not None:
+        notes.extend(fr.notes)
     return graph, fr.host_model, fr.model
 
 
@@ -149,16 +153,17 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
                   calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
                   crossbar_budget: int | None = None, replicate: int = 1,
                   input_shapes: InputShapes | None = None, data: DatasetLoader | None = None,
-                  calib_images: int = CALIB_IMAGES) -> CompiledModel:
+                  calib_images: int = CALIB_IMAGES, drop_lrn: bool = False) -> CompiledModel:
     """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive", "spatial" (hollow-aware) or
     "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs; ``replicate``
     N copies each conv layer's weights N times to split its output rows; ``input_shapes``, e.g.
     ``{"x": (1, 3, 224, 224)}``, fixes the dynamic per-sample dims of graph inputs, which otherwise come from the
-    calibration arrays). ``calib`` is calibration arrays or a data set name loaded through ``data``
+    calibration arrays; ``drop_lrn`` compiles LRN nodes as identities, with a warning). ``calib`` is calibration arrays or a data set name loaded through ``data``
     (`compiler.data.DatasetLoader`); without either, the data set the model declares is loaded through
     ``data``."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
-    graph, host, proto = import_graph(model, shapes_for_import(calib, input_shapes))
+    notes: list[str] = []
+    graph, host, proto = import_graph(model, shapes_for_import(calib, input_shapes), drop_lrn, notes)
     check_reference(proto)
     inputs, how = calibration_inputs(graph, proto, calib, data=data, images=calib_images)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
@@ -169,7 +174,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
     placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
     program = generate(graph, prec, placed, hwc, fmt)
-    warnings = quantization_warnings(graph, prec, weights, ranges.values, fmt, ranges.exponents)
+    warnings = notes + quantization_warnings(graph, prec, weights, ranges.values, fmt, ranges.exponents)
     sample = (inputs.chunk(0, min(len(inputs), FIDELITY_IMAGES)) if isinstance(inputs, UniformInputs)
               else {k: np.asarray(v)[:FIDELITY_IMAGES] for k, v in inputs.items()})
     far = fidelity_warning(graph, prec, fmt, hwc, proto, sample)
@@ -179,7 +184,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
         warnings.insert(0, f"calibrated on {how}{' (no data set given or declared)' if calib != NOISE else ''}: "
                            f"activation ranges of real inputs may differ; pass calibration data (--calib FILE)")
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()],
-                         "warnings": warnings})
+                         "warnings": warnings, "frontend": {"drop_lrn": drop_lrn}})
     return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how, warnings)
 
 
@@ -215,7 +220,8 @@ def load_compiled(outdir: str | Path) -> CompiledModel:
     program = load_program(out)
     if not (out / "model.onnx").exists():
         raise XbarcError(f"{out}: no model.onnx; was it written by `xbarc compile`?")
-    graph, host, proto = import_graph(load_model(out / "model.onnx"))
+    options = program.meta.get("frontend", {})
+    graph, host, proto = import_graph(load_model(out / "model.onnx"), drop_lrn=bool(options.get("drop_lrn")))
     prec = resolve_precision(graph, out / "precision.json", Ranges(), program.hw, resolved=True)
     fmt = {k: (int(v[0]), int(v[1])) for k, v in program.meta.get("formats", {}).items()}
     return CompiledModel(graph, prec, None, program, proto, host, program.hw, fmt, program.meta.get("calibration", ""),

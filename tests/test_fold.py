@@ -417,3 +417,33 @@ def test_cli_repeated_input_shapes_and_opset_error(tmp_path, capsys):
     assert main(["compile", str(tmp_path / "new.onnx"), "-o", str(tmp_path / "o3")]) == 2
     err = capsys.readouterr().err
     assert "opset 99 of the default ONNX domain" in err and "Traceback" not in err
+
+
+def test_drop_lrn_compiles_lrn_as_identity_with_a_warning(tmp_path) -> None:
+    from compiler.cli import main
+    from compiler.driver import load_compiled
+    from isa.errors import ModelError
+
+    text = """
+<ir_version: 8, opset_import: ["" : 13]>
+agraph (float[N, 4, 6, 6] x) => (float[N, 8, 6, 6] y) {
+    c = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(x, w)
+    r = Relu(c)
+    y = LRN<size=3, alpha=0.0001, beta=0.75, bias=1.0>(r)
+}
+"""
+    m = onnx.parser.parse_model(text)
+    rng = np.random.default_rng(0)
+    m.graph.initializer.append(onnx.numpy_helper.from_array(rng.normal(0, 0.3, (8, 4, 3, 3)).astype(np.float32), "w"))
+    x = rng.random((4, 4, 6, 6)).astype(np.float32)
+    with pytest.raises(ModelError, match="LRN: compile it as an identity with --drop-lrn"):
+        compile_model(m, "16bit", calib={"x": x})
+    cm = compile_model(m, "16bit", calib={"x": x}, drop_lrn=True)
+    assert cm.warnings[0].startswith("LRN compiled as identity at your request (--drop-lrn)")
+    path = tmp_path / "lrn.onnx"
+    onnx.save(m, path)
+    np.save(tmp_path / "x.npy", x)
+    assert main(["compile", str(path), "-o", str(tmp_path / "o"), "--calib", str(tmp_path / "x.npy"), "--drop-lrn"]) == 0
+    again = load_compiled(tmp_path / "o")  # the option is recorded: the reloaded graph has no LRN either
+    assert [op.kind for op in again.graph.ops] == [op.kind for op in cm.graph.ops]
+    assert main(["run", str(tmp_path / "o"), "--dataset", str(tmp_path / "x.npy"), "--check"]) == 0

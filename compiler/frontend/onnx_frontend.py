@@ -4,7 +4,7 @@ converted (unsupported ops and converter errors alike) in one error."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -31,6 +31,7 @@ class FrontendResult:
     graph: Graph
     host_model: onnx.ModelProto | None
     model: onnx.ModelProto
+    notes: list[str] = field(default_factory=list)  # what the frontend changed at the user's request (warnings)
 
 
 def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
@@ -112,12 +113,17 @@ def opset_of(model: onnx.ModelProto) -> int:
 
 
 def import_onnx(model: str | Path | onnx.ModelProto,
-                input_shapes: Mapping[str, Sequence[int]] | None = None) -> FrontendResult:
+                input_shapes: Mapping[str, Sequence[int]] | None = None, drop_lrn: bool = False) -> FrontendResult:
     """Convert an ONNX model to the graph IR (see module docstring). ``input_shapes`` gives the full shapes
-    (batch entry ignored) of graph inputs whose per-sample dims the model leaves dynamic."""
+    (batch entry ignored) of graph inputs whose per-sample dims the model leaves dynamic. ``drop_lrn``: compile
+    every LRN as an identity (the user's choice, said in ``notes``; the reference model keeps the LRN, so the
+    run's agreement with onnxruntime shows what dropping it costs)."""
     proto = load_model(model)
     cleaned = clean_model(proto, input_shapes)
     proto = cleaned.model
+    notes: list[str] = []
+    if drop_lrn:
+        proto, notes = _without_lrn(proto)
     g = proto.graph
     host_nodes = _host_nodes(g)
     device_nodes = [n for k, n in enumerate(g.node) if k not in host_nodes]
@@ -134,7 +140,22 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                   host_outputs=[o.name for o in g.output] if host else [],
                   host_ops=[f"{n.op_type}({n.name})" for n in host])
     verify(graph)
-    return FrontendResult(graph, _host_model(proto, host, device_outputs) if host else None, proto)
+    return FrontendResult(graph, _host_model(proto, host, device_outputs) if host else None, cleaned.model, notes)
+
+
+def _without_lrn(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
+    """A copy of ``model`` whose LRN nodes are Identity nodes, and one note naming them."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    dropped = []
+    for n in m.graph.node:
+        if n.op_type == "LRN":
+            dropped.append(n.name or n.output[0])
+            n.op_type = "Identity"
+            del n.attribute[:]
+    notes = [f"LRN compiled as identity at your request (--drop-lrn): {', '.join(dropped)}; the outputs differ "
+             f"from the model's by that normalization (the run's agreement with onnxruntime shows how much)"]
+    return m, notes if dropped else []
 
 
 def _convert(nodes: list[onnx.NodeProto], ctx: Context, inferred: dict[str, tuple[int, ...]]) -> None:
@@ -186,8 +207,10 @@ def _convert(nodes: list[onnx.NodeProto], ctx: Context, inferred: dict[str, tupl
             parts.append(f"{len(rejected)} node(s) whose attributes or inputs are not supported:\n{listed}")
         supported = ", ".join(sorted(set(CONVERTERS) | {"Constant"}))
         host = ", ".join(HOST_OPS)
+        hint = ("\nLRN: compile it as an identity with --drop-lrn (drop_lrn=True), with a warning"
+                if any(n.op_type == "LRN" for n in unsupported) else "")
         raise ModelError("\n".join(parts) + f"\nsupported on the device: {supported}\n"
-                         f"supported on the host at the graph output: {host}")
+                         f"supported on the host at the graph output: {host}{hint}")
 
 
 def _qualified(node: onnx.NodeProto) -> str:
