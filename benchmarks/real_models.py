@@ -105,7 +105,7 @@ def randomized(model: Any, seed: int = 0) -> Any:
     return m
 
 
-def measure(name: str, run: bool, random_weights: bool = False) -> dict[str, Any]:
+def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool = False) -> dict[str, Any]:
     """Take one model as far as it goes; return the figures and the first blocking error."""
     import numpy as np
     import onnx
@@ -125,11 +125,11 @@ def measure(name: str, run: bool, random_weights: bool = False) -> dict[str, Any
                          "error": "", "op_types": dict(ops), "random_weights": random_weights}
     t0 = time.perf_counter()
     try:
-        graph = import_graph(model)[0]
+        graph = import_graph(model, drop_lrn=drop_lrn)[0]
         r["layers"] = len(graph.crossbar_ops())
         r["stage"] = "compile"
         in_name, x = reference_input(model)
-        cm = compile_model(model, "16bit", hw=DEFAULT.with_changes(**HW), calib={in_name: x})
+        cm = compile_model(model, "16bit", hw=DEFAULT.with_changes(**HW), calib={in_name: x}, drop_lrn=drop_lrn)
         rep = cm.mapping.report(cm.precision) if cm.mapping is not None else {}
         r.update(crossbars=rep.get("crossbars"), tiles=rep.get("tiles"))
         r["compile_s"] = time.perf_counter() - t0
@@ -184,18 +184,20 @@ def main() -> None:
     ap.add_argument("--run", action="store_true", help="also run the image on the runtime (slow for big models)")
     ap.add_argument("--random-weights", action="store_true",
                     help="replace the constant Conv/Gemm weights by He-initialized random ones (see `randomized`)")
+    ap.add_argument("--drop-lrn", action="store_true", help="compile LRN as identity (xbarc compile --drop-lrn)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per model")
     ap.add_argument("--json", action="store_true", help="print one JSON line per model instead of the table")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(measure(a.one, a.run, a.random_weights)))
+        print(json.dumps(measure(a.one, a.run, a.random_weights, a.drop_lrn)))
         return
     rows = []
     for name in a.models:
         t0 = time.perf_counter()
         try:
-            flags = (["--run"] if a.run else []) + (["--random-weights"] if a.random_weights else [])
+            flags = (["--run"] if a.run else []) + (["--random-weights"] if a.random_weights else []) + \
+                (["--drop-lrn"] if a.drop_lrn else [])
             proc = subprocess.run([sys.executable, __file__, "--one", name] + flags,
                                   capture_output=True, text=True, timeout=a.timeout)
             lines = proc.stdout.strip().splitlines()
