@@ -17,6 +17,7 @@ from isa.errors import ModelError
 from ..ir import Graph, Value, verify
 from .cleanup import DEFAULT_DOMAINS, clean_model
 from .converters import CONVERTERS, Context, constant_value
+from .qdq import strip_qdq, weight_quantizers
 
 #: Ops evaluated on the host after the program, when everything downstream of them is host too.
 HOST_OPS = ("Softmax", "LogSoftmax", "ArgMax", "ArrayFeatureExtractor", "Cast", "Reshape", "Identity",
@@ -116,9 +117,11 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     """Convert an ONNX model to the graph IR (see module docstring). ``input_shapes`` gives the full shapes
     (batch entry ignored) of graph inputs whose per-sample dims the model leaves dynamic."""
     proto = load_model(model)
+    quantizers = weight_quantizers(proto)
     cleaned = clean_model(proto, input_shapes)
-    proto = cleaned.model
-    g = proto.graph
+    proto = cleaned.model  # the reference keeps the activation Q/DQ pairs; the device graph does not
+    device_model, qdq = strip_qdq(proto, quantizers)
+    g = device_model.graph
     host_nodes = _host_nodes(g)
     device_nodes = [n for k, n in enumerate(g.node) if k not in host_nodes]
     ctx = Context(opset_of(proto), skipped=cleaned.skipped)
@@ -132,9 +135,9 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     host = [n for k, n in enumerate(g.node) if k in host_nodes]
     graph = Graph(g.name or "model", inputs, ctx.ops, device_outputs, dict(ctx.values),
                   host_outputs=[o.name for o in g.output] if host else [],
-                  host_ops=[f"{n.op_type}({n.name})" for n in host])
+                  host_ops=[f"{n.op_type}({n.name})" for n in host], qdq=qdq)
     verify(graph)
-    return FrontendResult(graph, _host_model(proto, host, device_outputs) if host else None, proto)
+    return FrontendResult(graph, _host_model(device_model, host, device_outputs) if host else None, proto)
 
 
 def _convert(nodes: list[onnx.NodeProto], ctx: Context, inferred: dict[str, tuple[int, ...]]) -> None:

@@ -1,0 +1,120 @@
+"""``--precision qdq``: the precision config that honours a QDQ model's own quantizers (`frontend.qdq`).
+
+Format rule (normative text in docs/semantics.md, rule QDQ). A quantizer of scale s, zero point z and integer
+type of n bits (signed: [-2^(n-1), 2^(n-1)-1], unsigned: [0, 2^n-1]) clips to [lo, hi] = [(qmin-z) s, (qmax-z) s]:
+
+- bits: n when the type is signed and z = 0 (the grid is the format's), else n + 1 (unsigned values, or a
+  shifted range, in a signed format one bit wider: uint8 with z = 0 is Q(9, f); int8 with z = -128 is [0, 255 s]);
+- fraction: s = 2^-f exactly (a power of two) gives f; any other scale gives the finest f whose range holds the
+  quantizer's to within one of its steps (`precision.frac_for` of max(|lo|, |hi|) - s; for weights, that of the
+  layer's largest |weight| or one finer, whichever has the smaller RMS error: a few large weights may clip), so the step 2^-f is within a factor 2 of s (uint8 1/255 -> 2^-8, not 2^-7); the
+  relative change of the step (2^-f / s - 1) and the clip range that results are reported per layer.
+
+Weights: int8 (symmetric, z = 0) -> w_bits 8 (the crossbar clips to +-127: a -128 is reported). Per-channel
+scales (``axis``) get the layer's widest format (one Q(8, f) for all channels, f as for a non-power-of-two) and
+the weights' relative RMS error is reported. A layer's input format comes from the quantizer of the tensor it
+reads; its accumulator is 32 bits with the calibrated fraction (the products are exact there), and ADCs are full
+resolution. Every layer's line (exact, or its step change and weight RMS error) goes to the compile warnings.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from isa.errors import ConfigError
+
+from ..frontend.qdq import QdqInfo, Quantizer
+from ..ir import Graph
+from .precision import frac_for
+
+ACC_BITS = 32
+QDQ = "qdq"  # the precision name: the model's own quantization
+
+
+def pow2_frac(scale: float) -> int | None:
+    """f with scale == 2^-f exactly, else None."""
+    m, e = math.frexp(scale)
+    return 1 - e if m == 0.5 else None
+
+
+def act_format(q: Quantizer) -> tuple[int, int, bool]:
+    """(bits, frac, exact) of an activation quantizer (module docstring)."""
+    z = int(q.zero_point[0])
+    bits = q.bits if q.signed and z == 0 else q.bits + 1
+    lo, hi = q.bounds()
+    f = pow2_frac(float(q.scale[0]))
+    if f is not None:
+        return bits, f, True
+    return bits, frac_for(max(abs(lo), abs(hi)) - float(q.scale[0]), bits), False
+
+
+def weight_format(q: Quantizer, w: np.ndarray) -> tuple[int, int, bool]:
+    """(bits, frac, exact) of a weight quantizer for the layer's float weights ``w``."""
+    bits = q.bits if q.signed and not q.zero_point.any() else q.bits + 1
+    fracs = {pow2_frac(float(s)) for s in q.scale}
+    if len(fracs) == 1 and None not in fracs:
+        f = fracs.pop()
+        assert f is not None
+        return bits, f, True
+    f = frac_for(float(np.abs(w).max()) if w.size else 0.0, bits)
+    return bits, min((f, f + 1), key=lambda c: weight_rms_error(w, bits, c)), False
+
+
+def weight_rms_error(w: np.ndarray, bits: int, frac: int) -> float:
+    """Relative RMS error of ``w`` quantized to Q(bits, frac), clipped symmetric (rule WEIGHTS)."""
+    top = (1 << (bits - 1)) - 1
+    q = np.clip(np.floor(w * 2.0 ** frac + 0.5), -top, top) / 2.0 ** frac
+    norm = float(np.sqrt(np.mean(w ** 2))) if w.size else 0.0
+    return float(np.sqrt(np.mean((q - w) ** 2))) / norm if norm else 0.0
+
+
+def _step(scale: float, frac: int) -> str:
+    return f"step 2^{-frac} for scale {scale:.6g} ({2.0 ** -frac / scale - 1:+.1%})"
+
+
+def qdq_config(g: Graph) -> tuple[dict[str, Any], list[str]]:
+    """The precision config of a QDQ model's own quantization and one report line per layer (and per note of the
+    frontend). ConfigError when the model has no Q/DQ nodes."""
+    info: QdqInfo | None = g.qdq
+    if not info:
+        raise ConfigError("precision 'qdq' (the model's own quantization) needs a model with QuantizeLinear/"
+                          "DequantizeLinear nodes; this one has none (use a preset: 16bit, 8bit, 4bit, puma)")
+    layers: dict[str, dict[str, Any]] = {}
+    report = [f"qdq: {n}" for n in info.notes]
+    for op in g.crossbar_ops():
+        spec: dict[str, Any] = {"acc_bits": ACC_BITS}
+        parts = []
+        w = np.asarray(op.params["weight"], dtype=np.float64)
+        wq = info.weights.get(op.name)
+        if wq is None:
+            spec |= {"w_bits": 8}
+            parts.append("no weight quantizer: weights Q(8, .) from their range")
+        else:
+            bits, frac, exact = weight_format(wq, w)
+            spec |= {"w_bits": bits, "w_frac": frac}
+            rms = weight_rms_error(w, bits, frac)
+            how = "per-channel scales, widest format" if wq.per_channel else _step(float(wq.scale[0]), frac)
+            clipped = int((np.floor(w * 2.0 ** frac + 0.5) < -((1 << (bits - 1)) - 1)).sum())
+            parts.append(f"weights Q({bits}, {frac}) " + ("exact" if exact and not rms else
+                                                            f"{how}, RMS error {rms:.2%}")
+                         + (f", {clipped} weight(s) at -2^{bits - 1} clipped to -(2^{bits - 1}-1)" if clipped else ""))
+        aq = info.acts.get(op.inputs[0])
+        if aq is None:
+            spec |= {"in_bits": 8}
+            parts.append(f"no quantizer on input '{op.inputs[0]}': Q(8, .) from its calibrated range")
+        else:
+            bits, frac, exact = act_format(aq)
+            spec |= {"in_bits": bits, "in_frac": frac}
+            lo, hi = aq.bounds()
+            top = ((1 << (bits - 1)) - 1) / 2.0 ** frac
+            bottom = 0.0 if lo == 0.0 else -(top + 2.0 ** -frac)  # lo = 0: a Relu (frontend.qdq)
+            clip = "" if math.isclose(hi, top) and lo == bottom else \
+                f"; clip [{lo:.4g}, {hi:.4g}] becomes [{bottom:.4g}, {top:.4g}]"
+            parts.append(f"input Q({bits}, {frac}) " + ("exact" if exact and not clip else
+                                                         _step(float(aq.scale[0]), frac)) + clip)
+        layers[op.name] = spec
+        report.append(f"qdq: layer '{op.name}': " + "; ".join(parts))
+    return {"preset": "8bit", "layers": layers}, report
