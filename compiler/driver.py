@@ -166,7 +166,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
         precision = QDQ if graph.qdq else "16bit"
     qdq_report: list[str] = []
     if isinstance(precision, str) and precision == QDQ:
-        precision, qdq_report = qdq_config(graph)
+        precision, qdq_report = qdq_config(graph, hwc)
     check_reference(proto)
     inputs, how = calibration_inputs(graph, proto, calib, data=data, images=calib_images)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)

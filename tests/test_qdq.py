@@ -159,12 +159,28 @@ def test_other_scales_are_requantized_and_reported():
     assert "for scale 0.006" in line and "RMS error" in line and "for scale 0.01 " in line and "clip" in line
 
 
-def test_per_channel_weights_take_the_widest_format():
+def test_per_channel_power_of_two_weights_are_varied_per_channel_widths():
     cm = compile_model(_qdq_dense([2.0 ** -7, 2.0 ** -6, 2.0 ** -7, 2.0 ** -8], 2.0 ** -6, axis=1), "qdq",
                        calib=_calib())
+    p = cm.precision["fc"]
+    assert (p.w_scheme, p.w_bits, p.w_frac) == ("varied", 10, 8)
+    assert [c["bits"] for c in p.w_channels] == [8, 8, 8, 8]
     line = next(w for w in cm.warnings if w.startswith("qdq: layer 'fc'"))
-    assert "per-channel scales, widest format" in line
-    assert cm.precision["fc"].w_frac == 6
+    assert "varied" in line and "exact" in line
+    x = _calib()["x"]
+    out = runner.run(cm, {"x": x})
+    assert runner.bit_exact(cm, {"x": x}, out)
+    import onnxruntime as ort
+
+    ref = ort.InferenceSession(cm.model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    assert np.abs(out.device_float["y"].reshape(ref[0].shape) - ref[0]).max() < 1e-4
+
+
+def test_other_per_channel_weights_take_the_widest_format():
+    cm = compile_model(_qdq_dense([0.007, 0.013, 0.006, 0.003], 2.0 ** -6, axis=1), "qdq", calib=_calib())
+    line = next(w for w in cm.warnings if w.startswith("qdq: layer 'fc'"))
+    assert "per-channel scales, widest format" in line and "RMS error" in line
+    assert cm.precision["fc"].w_scheme == "uniform" and cm.precision["fc"].w_bits == 8
 
 
 def test_a_quantizer_that_is_not_a_pair_is_an_error_naming_the_node():

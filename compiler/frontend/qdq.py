@@ -20,7 +20,7 @@ scales that are not constants, an integer type other than (u)int4/8/16) is a `Mo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import onnx
@@ -51,6 +51,7 @@ class Quantizer:
     bits: int
     signed: bool
     axis: int | None = None
+    per_output: bool = False  # per-channel along the layer's output channels (a weight quantizer of a layer)
 
     @property
     def qmin(self) -> int:
@@ -139,7 +140,9 @@ def weight_quantizers(model: onnx.ModelProto) -> dict[str, Quantizer]:
     out = {}
     for n in g.node:
         if n.op_type == "DequantizeLinear" and n.domain in DEFAULT_DOMAINS and n.input[0] in consts:
-            out[n.output[0]] = quantizer_of(n, consts, dtypes)
+            q = quantizer_of(n, consts, dtypes)
+            rank = np.ndim(consts[n.input[0]])
+            out[n.output[0]] = q if q.axis is None or not rank else replace(q, axis=q.axis % rank)
     return out
 
 
@@ -243,5 +246,10 @@ def _layer_weights(g: onnx.GraphProto, weights: dict[str, Quantizer]) -> dict[st
     out = {}
     for n in g.node:
         if n.op_type in _WEIGHTED and len(n.input) > 1 and n.input[1] in weights:
-            out[n.name or n.output[0]] = weights[n.input[1]]
+            q = weights[n.input[1]]
+            if q.per_channel and q.axis is not None:
+                trans = any(a.name == "transB" and a.i for a in n.attribute)
+                output_axis = {"Gemm": 0 if trans else 1, "MatMul": 1}.get(n.op_type, 0)  # conv: (Cout, ...)
+                q = replace(q, per_output=n.op_type != "ConvTranspose" and q.axis == output_axis)
+            out[n.name or n.output[0]] = q
     return out

@@ -11,8 +11,10 @@ type of n bits (signed: [-2^(n-1), 2^(n-1)-1], unsigned: [0, 2^n-1]) clips to [l
   relative change of the step (2^-f / s - 1) and the clip range that results are reported per layer.
 
 Weights: int8 (symmetric, z = 0) -> w_bits 8 (the crossbar clips to +-127: a -128 is reported). Per-channel
-scales (``axis``) get the layer's widest format (one Q(8, f) for all channels, f as for a non-power-of-two) and
-the weights' relative RMS error is reported. A layer's input format comes from the quantizer of the tensor it
+scales (``axis``) along the output channels that are all powers of two 2^-f_c become ``w_scheme: "varied"``:
+every channel uniform at 8 bits on the common grid Q(8 + max f_c - min f_c, max f_c) (exact) when that width fits
+the chip; other per-channel scales get the layer's widest format (one Q(8, f) for all channels, f as for a
+non-power-of-two) and the weights' relative RMS error is reported. A layer's input format comes from the quantizer of the tensor it
 reads; its accumulator is 32 bits with the calibrated fraction (the products are exact there), and ADCs are full
 resolution. Every layer's line (exact, or its step change and weight RMS error) goes to the compile warnings.
 """
@@ -25,9 +27,10 @@ from typing import Any
 import numpy as np
 
 from isa.errors import ConfigError
+from isa.hardware import HardwareConfig
 
 from ..frontend.qdq import QdqInfo, Quantizer
-from ..ir import Graph
+from ..ir import Graph, Op
 from .precision import frac_for
 
 ACC_BITS = 32
@@ -75,9 +78,35 @@ def _step(scale: float, frac: int) -> str:
     return f"step 2^{-frac} for scale {scale:.6g} ({2.0 ** -frac / scale - 1:+.1%})"
 
 
-def qdq_config(g: Graph) -> tuple[dict[str, Any], list[str]]:
+def _varied_fits(q: Quantizer, hw: HardwareConfig | None) -> bool:
+    """Per-output-channel power-of-two scales whose common grid fits the chip's weight width."""
+    if not (q.per_channel and q.per_output and q.signed and not q.zero_point.any()):
+        return False
+    fracs = [pow2_frac(float(s)) for s in q.scale]
+    if None in fracs:
+        return False
+    width = q.bits + max(f for f in fracs if f is not None) - min(f for f in fracs if f is not None)
+    return width <= (hw.max_weight_bits if hw is not None else 16)
+
+
+def weight_rms_error_varied(op: Op, spec: dict[str, Any]) -> float:
+    """Relative RMS error of a layer's weights under a varied ``spec`` (rule VARIED)."""
+    from .functional import quantize_layer
+    from .precision import LayerPrecision
+
+    w = np.asarray(op.params["weight"], dtype=np.float64)
+    p = LayerPrecision(spec["w_bits"], spec["w_frac"], 8, 0, ACC_BITS, 0, 0, w_scheme="varied",
+                       w_channels=tuple(spec["w_channels"]))
+    q = quantize_layer(op, p).weight / 2.0 ** spec["w_frac"]
+    norm = float(np.sqrt(np.mean(w ** 2))) if w.size else 0.0
+    return float(np.sqrt(np.mean((q - w) ** 2))) / norm if norm else 0.0
+
+
+def qdq_config(g: Graph, hw: HardwareConfig | None = None) -> tuple[dict[str, Any], list[str]]:
     """The precision config of a QDQ model's own quantization and one report line per layer (and per note of the
-    frontend). ConfigError when the model has no Q/DQ nodes."""
+    frontend). Per-output-channel power-of-two weight scales become the ``varied`` scheme (uniform per channel on
+    a common grid: exact) when the grid fits ``hw``'s weight width. ConfigError when the model has no Q/DQ
+    nodes."""
     info: QdqInfo | None = g.qdq
     if not info:
         raise ConfigError("precision 'qdq' (the model's own quantization) needs a model with QuantizeLinear/"
@@ -92,6 +121,15 @@ def qdq_config(g: Graph) -> tuple[dict[str, Any], list[str]]:
         if wq is None:
             spec |= {"w_bits": 8}
             parts.append("no weight quantizer: weights Q(8, .) from their range")
+        elif _varied_fits(wq, hw):
+            fracs = [pow2_frac(float(sc)) for sc in wq.scale]
+            top, low = max(f for f in fracs if f is not None), min(f for f in fracs if f is not None)
+            spec |= {"w_bits": wq.bits + top - low, "w_frac": top, "w_scheme": "varied",
+                     "w_channels": [{"scheme": "uniform", "bits": wq.bits}] * w.shape[1]}
+            rms = weight_rms_error_varied(op, spec)
+            parts.append(f"weights per-channel steps 2^-{top} .. 2^-{low}: varied, uniform {wq.bits} bits per "
+                         f"channel on Q({wq.bits + top - low}, {top}) " + ("exact" if not rms else
+                                                                          f"RMS error {rms:.2%}"))
         else:
             bits, frac, exact = weight_format(wq, w)
             spec |= {"w_bits": bits, "w_frac": frac}
