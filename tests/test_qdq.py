@@ -139,6 +139,7 @@ def test_uint8_zero_point_0_is_unsigned_in_one_more_bit():
     assert act_format(Quantizer("q", np.array([2.0 ** -8]), np.array([0]), 8, False)) == (9, 8, True)
     assert act_format(Quantizer("q", np.array([1 / 255]), np.array([0]), 8, False)) == (9, 8, False)
     assert act_format(Quantizer("q", np.array([2.0 ** -4]), np.array([-128]), 8, True)) == (9, 4, True)
+    assert act_format(Quantizer("q", np.array([1 / 127]), np.array([0]), 8, True)) == (8, 7, False)
     assert pow2_frac(0.25) == 2 and pow2_frac(0.3) is None and pow2_frac(8.0) == -3
 
 

@@ -6,7 +6,7 @@ type of n bits (signed: [-2^(n-1), 2^(n-1)-1], unsigned: [0, 2^n-1]) clips to [l
 - bits: n when the type is signed and z = 0 (the grid is the format's), else n + 1 (unsigned values, or a
   shifted range, in a signed format one bit wider: uint8 with z = 0 is Q(9, f); int8 with z = -128 is [0, 255 s]);
 - fraction: s = 2^-f exactly (a power of two) gives f; any other scale gives the finest f whose range holds the
-  quantizer's to within one of its steps (`precision.frac_for` of max(|lo|, |hi|) - s; for weights, that of the
+  quantizer's to within one of its steps ((2^(b-1) - 1) 2^-f >= hi - s and 2^(b-1) 2^-f >= -lo - s; for weights, that of the
   layer's largest |weight| or one finer, whichever has the smaller RMS error: a few large weights may clip), so the step 2^-f is within a factor 2 of s (uint8 1/255 -> 2^-8, not 2^-7); the
   relative change of the step (2^-f / s - 1) and the clip range that results are reported per layer.
 
@@ -32,6 +32,7 @@ from isa.hardware import HardwareConfig
 from ..frontend.qdq import QdqInfo, Quantizer
 from ..ir import Graph, Op
 from .precision import frac_for
+from .precision_schema import FRAC_RANGE
 
 ACC_BITS = 32
 QDQ = "qdq"  # the precision name: the model's own quantization
@@ -51,7 +52,11 @@ def act_format(q: Quantizer) -> tuple[int, int, bool]:
     f = pow2_frac(float(q.scale[0]))
     if f is not None:
         return bits, f, True
-    return bits, frac_for(max(abs(lo), abs(hi)) - float(q.scale[0]), bits), False
+    s = float(q.scale[0])
+    f = frac_for(hi - s, bits) if hi - s > 0 else FRAC_RANGE[1]
+    if -lo - s > 0:  # the negative side reaches -2^(b-1) steps
+        f = min(f, max(FRAC_RANGE[0], math.floor(math.log2((1 << (bits - 1)) / (-lo - s)))))
+    return bits, f, False
 
 
 def weight_format(q: Quantizer, w: np.ndarray) -> tuple[int, int, bool]:
@@ -135,10 +140,10 @@ def qdq_config(g: Graph, hw: HardwareConfig | None = None) -> tuple[dict[str, An
             spec |= {"w_bits": bits, "w_frac": frac}
             rms = weight_rms_error(w, bits, frac)
             how = "per-channel scales, widest format" if wq.per_channel else _step(float(wq.scale[0]), frac)
-            clipped = int((np.floor(w * 2.0 ** frac + 0.5) < -((1 << (bits - 1)) - 1)).sum())
+            clipped = int((np.abs(np.floor(w * 2.0 ** frac + 0.5)) > (1 << (bits - 1)) - 1).sum())
             parts.append(f"weights Q({bits}, {frac}) " + ("exact" if exact and not rms else
                                                             f"{how}, RMS error {rms:.2%}")
-                         + (f", {clipped} weight(s) at -2^{bits - 1} clipped to -(2^{bits - 1}-1)" if clipped else ""))
+                         + (f", {clipped} weight(s) saturate at +-(2^{bits - 1}-1) steps" if clipped else ""))
         aq = info.acts.get(op.inputs[0])
         if aq is None:
             spec |= {"in_bits": 8}
