@@ -198,3 +198,26 @@ def test_qdq_config_lists_the_frontend_notes(compiled):
     cfg, report = qdq_config(compiled.graph)
     assert cfg["preset"] == "8bit" and set(cfg["layers"]) == set(compiled.precision)
     assert any("clips graph input 'input'" in r for r in report)
+
+
+def test_a_dequantized_activation_without_its_quantizer_is_an_error_naming_the_node():
+    m = _qdq_dense(2.0 ** -7, 2.0 ** -6)
+    g = m.graph
+    q = next(n for n in g.node if n.name == "q_x")
+    g.node.remove(q)
+    g.input[0].type.tensor_type.elem_type = TensorProto.INT8
+    g.input[0].name = "xq"
+    with pytest.raises(ModelError, match="node 'dq_x' \\(DequantizeLinear\\).*no QuantizeLinear"):
+        compile_model(m, "qdq", calib={"xq": np.zeros((4, 8), np.int8)})
+
+
+def test_per_channel_activation_quantizer_is_an_error_naming_the_node():
+    m = _qdq_dense(2.0 ** -7, [2.0 ** -6] * 8)
+    for t in m.graph.initializer:
+        if t.name == "xz":
+            t.CopyFrom(numpy_helper.from_array(np.zeros(8, np.int8), "xz"))
+    for n in m.graph.node:
+        if n.name in ("q_x", "dq_x"):
+            n.attribute.append(helper.make_attribute("axis", 1))
+    with pytest.raises(ModelError, match="node 'q_x' \\(QuantizeLinear\\): per-channel quantization"):
+        compile_model(m, "qdq", calib=_calib())
