@@ -436,7 +436,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = command("compile", help="compile an ONNX model into an output directory")
     c.add_argument("model")
     c.add_argument("-o", "--output", required=True)
-    c.add_argument("--precision", default="16bit", help="preset (16bit, 8bit, 4bit, puma) or JSON config file")
+    c.add_argument("--precision", default=None, help="preset (16bit, 8bit, 4bit, puma), JSON config file, or qdq "
+                   "(the model's own QuantizeLinear/DequantizeLinear quantizers; the default for a QDQ model, "
+                   "else 16bit)")
     c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
     c.add_argument("--calib", default=None, metavar="DATA",
                    help="activation-range calibration data: a .npz/.npy file of inputs as the model takes them "

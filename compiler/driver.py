@@ -26,6 +26,7 @@ from .mapping import Mapping, place_layers
 from .passes import CANONICALIZE, reject_unfolded, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
+from .quant.qdq import QDQ, qdq_config
 from .quant.health import FIDELITY_IMAGES, fidelity_warning, quantization_warnings
 from .quant.calibrate import UniformInputs
 from .quant.schemes import Score, finalize_weight_schemes
@@ -148,7 +149,7 @@ def shapes_for_import(calib: object, input_shapes: InputShapes | None) -> dict[s
     return shapes
 
 
-def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str, Any] | Path | None = "16bit",
+def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str, Any] | Path | None = None,
                   hw: HardwareConfig | str | Path | None = None,
                   calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
                   crossbar_budget: int | None = None, replicate: int = 1,
@@ -158,12 +159,20 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs; ``replicate``
     N copies each conv layer's weights N times to split its output rows; ``input_shapes``, e.g.
     ``{"x": (1, 3, 224, 224)}``, fixes the dynamic per-sample dims of graph inputs, which otherwise come from the
-    calibration arrays; ``drop_lrn`` compiles LRN nodes as identities, with a warning). ``calib`` is calibration arrays or a data set name loaded through ``data``
+    calibration arrays; ``drop_lrn`` compiles LRN nodes as identities, with a warning). ``calib`` is calibration
+    arrays or a data set name loaded through ``data``
     (`compiler.data.DatasetLoader`); without either, the data set the model declares is loaded through
-    ``data``."""
+    ``data``. ``precision``: a preset name, a config (dict or JSON file) or ``"qdq"``, the model's own
+    QuantizeLinear/DequantizeLinear quantizers (`quant.qdq`); None: ``"qdq"`` for a model with Q/DQ nodes, else
+    ``"16bit"``."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     notes: list[str] = []
     graph, host, proto = import_graph(model, shapes_for_import(calib, input_shapes), drop_lrn, notes)
+    if precision is None:
+        precision = QDQ if graph.qdq else "16bit"
+    qdq_report: list[str] = []
+    if isinstance(precision, str) and precision == QDQ:
+        precision, qdq_report = qdq_config(graph, hwc)
     check_reference(proto)
     inputs, how = calibration_inputs(graph, proto, calib, data=data, images=calib_images)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
@@ -174,7 +183,8 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
     placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
     program = generate(graph, prec, placed, hwc, fmt)
-    warnings = notes + quantization_warnings(graph, prec, weights, ranges.values, fmt, ranges.exponents)
+    warnings = notes + qdq_report + quantization_warnings(graph, prec, weights, ranges.values, fmt,
+                                                         ranges.exponents)
     sample = (inputs.chunk(0, min(len(inputs), FIDELITY_IMAGES)) if isinstance(inputs, UniformInputs)
               else {k: np.asarray(v)[:FIDELITY_IMAGES] for k, v in inputs.items()})
     far = fidelity_warning(graph, prec, fmt, hwc, proto, sample)

@@ -17,6 +17,7 @@ from isa.errors import ModelError
 from ..ir import Graph, Value, verify
 from .cleanup import DEFAULT_DOMAINS, clean_model
 from .converters import CONVERTERS, Context, constant_value
+from .qdq import strip_qdq, weight_quantizers
 
 #: Ops evaluated on the host after the program, when everything downstream of them is host too.
 HOST_OPS = ("Softmax", "LogSoftmax", "ArgMax", "ArrayFeatureExtractor", "Cast", "Reshape", "Identity",
@@ -119,12 +120,14 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     every LRN as an identity (the user's choice, said in ``notes``; the reference model keeps the LRN, so the
     run's agreement with onnxruntime shows what dropping it costs)."""
     proto = load_model(model)
+    quantizers = weight_quantizers(proto)
     cleaned = clean_model(proto, input_shapes)
-    proto = cleaned.model
+    proto = cleaned.model  # the reference keeps the activation Q/DQ pairs; the device graph does not
+    device_model, qdq = strip_qdq(proto, quantizers)
     notes: list[str] = []
     if drop_lrn:
-        proto, notes = _without_lrn(proto)
-    g = proto.graph
+        device_model, notes = _without_lrn(device_model)
+    g = device_model.graph
     host_nodes = _host_nodes(g)
     device_nodes = [n for k, n in enumerate(g.node) if k not in host_nodes]
     ctx = Context(opset_of(proto), skipped=cleaned.skipped)
@@ -138,9 +141,9 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     host = [n for k, n in enumerate(g.node) if k in host_nodes]
     graph = Graph(g.name or "model", inputs, ctx.ops, device_outputs, dict(ctx.values),
                   host_outputs=[o.name for o in g.output] if host else [],
-                  host_ops=[f"{n.op_type}({n.name})" for n in host])
+                  host_ops=[f"{n.op_type}({n.name})" for n in host], qdq=qdq)
     verify(graph)
-    return FrontendResult(graph, _host_model(proto, host, device_outputs) if host else None, cleaned.model, notes)
+    return FrontendResult(graph, _host_model(device_model, host, device_outputs) if host else None, proto, notes)
 
 
 def _without_lrn(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:

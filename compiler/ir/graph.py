@@ -101,6 +101,7 @@ class Graph:
     host_outputs: list[str] = field(default_factory=list)
     host_ops: list[str] = field(default_factory=list)
     output_names: dict[str, str] = field(default_factory=dict)
+    qdq: Any = None  # the model's own quantizers (`compiler.frontend.qdq.QdqInfo`), empty without Q/DQ nodes
 
     def external_name(self, value: str) -> str:
         """The ONNX name of device output ``value`` (passes may rename outputs away from relabelling ops)."""
