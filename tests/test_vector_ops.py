@@ -176,3 +176,42 @@ def test_bad_attributes_are_errors():
     m.graph.node[1].attribute.append(helper.make_attribute("alpha", 0.5))  # not in HardSwish's schema
     with pytest.raises(ModelError, match=r"HardSwish"):
         import_graph(m)
+
+
+@pytest.mark.parametrize("per_pixel", [False, True])
+def test_affine_and_gating_over_several_channel_chunks(per_pixel):
+    """1100 channels: two chunks of the affine's four register regions (`plan.vector_chunk`) and of the
+    eltwise's two; constants addressed per chunk."""
+    c = 1100
+    k = RNG.normal(0, 1, (c, 2, 2) if per_pixel else (c, 1, 1))
+    nodes = [helper.make_node("MaxPool", ["x"], ["p"], kernel_shape=[1, 1]),
+             helper.make_node("Mul", ["p", "k"], ["q"]), helper.make_node("Add", ["q", "b"], ["a"]),
+             helper.make_node("GlobalAveragePool", ["a"], ["g"]), helper.make_node("Mul", ["a", "g"], ["y"])]
+    m = _model(nodes, {"k": k, "b": RNG.normal(0, 1, (c, 1, 1))}, ["N", c, 2, 2], ["N", c, 2, 2])
+    assert _kinds(m) == ["pool", "affine", "gap", "eltwise"]
+    _check(m, RNG.uniform(-1, 1, (2, c, 2, 2)))
+
+
+@pytest.mark.parametrize(("precision", "mapping"), [("8bit", "temporal"), ("4bit", "naive"), ("16bit", "spatial")])
+def test_mobilenet_style_block_bit_exact(precision, mapping):
+    """conv -> pool -> BN -> HardSwish -> squeeze-excite (GAP, Sigmoid, Mul) -> conv: every vector op in one
+    program, bit-exact against the functional model at several precisions and mapping modes."""
+    from compiler import runner
+    from compiler.driver import compile_model
+
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("MaxPool", ["c"], ["p"], kernel_shape=[2, 2]),
+             helper.make_node("BatchNormalization", ["p", "s", "b", "m", "v"], ["bn"]),
+             helper.make_node("HardSwish", ["bn"], ["h"]),
+             helper.make_node("GlobalAveragePool", ["h"], ["g"]),
+             helper.make_node("Sigmoid", ["g"], ["sg"]),
+             helper.make_node("Mul", ["h", "sg"], ["q"]),
+             helper.make_node("Conv", ["q", "w2"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    m = _model(nodes, {"w": _conv_w(4, 3), "w2": _conv_w(2, 4), **_bn_inits(4)}, ["N", 3, 6, 6], opset=14)
+    x = {"x": RNG.uniform(-1, 1, (4, 3, 6, 6))}
+    cm = compile_model(m, precision, calib=x, mapping=mapping)
+    assert [op.kind for op in cm.graph.ops] == ["conv", "pool", "affine", "affine", "eltwise", "gap", "eltwise",
+                                               "conv"]
+    assert runner.bit_exact(cm, x, runner.run(cm, x))
+    if precision == "16bit":
+        _check(m, x["x"])
