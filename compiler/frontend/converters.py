@@ -146,9 +146,9 @@ def convert_matmul(node: onnx.NodeProto, ctx: Context) -> None:
 @converter("Add", "Sub", "Mul", "Div")
 def convert_arithmetic(node: onnx.NodeProto, ctx: Context) -> None:
     """Two activations -> eltwise add/sub/mul (`_two_activations`: residual connections, gating). An activation
-    and a constant ->
-    affine (x * scale + shift, the constant broadcast per sample): Add c -> shift c; Sub c -> shift -c; c - x ->
-    scale -1, shift c; Mul c -> scale c; Div c -> scale 1/c (see `passes.affine` for when it folds)."""
+    and a constant -> affine (x * scale + shift, the constant broadcast per sample): Add c -> shift c; Sub c ->
+    shift -c; c - x -> scale -1, shift c; Mul c -> scale c; Div c -> scale 1/c (see `passes.affine` for when it
+    folds; otherwise it runs on the vector unit, rule AFFINE)."""
     x, c = node.input
     op = node.op_type
     swapped = x in ctx.consts and c not in ctx.consts
