@@ -39,13 +39,16 @@ from compiler.driver import CompiledModel  # noqa: E402
 #: Node-test name prefixes per op (Conv's two basic cases are named test_basic_conv_*).
 PREFIXES = ("test_conv_", "test_basic_conv_", "test_gemm_", "test_matmul_", "test_maxpool_", "test_averagepool_",
             "test_globalaveragepool", "test_relu", "test_add", "test_concat", "test_flatten", "test_reshape",
-            "test_batchnorm", "test_softmax", "test_globalmaxpool", "test_squeeze", "test_unsqueeze")
+            "test_batchnorm", "test_softmax", "test_globalmaxpool", "test_squeeze", "test_unsqueeze", "test_mul",
+            "test_div", "test_sub", "test_hardsigmoid", "test_hardswish")
 #: The op each selected case must consist of (drops e.g. test_softmax_cross_entropy_*, a different op).
 OPS = frozenset({"Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "Relu", "Add", "Concat",
-                 "Flatten", "Reshape", "BatchNormalization", "Softmax", "GlobalMaxPool", "Squeeze", "Unsqueeze"})
+                 "Flatten", "Reshape", "BatchNormalization", "Softmax", "GlobalMaxPool", "Squeeze", "Unsqueeze",
+                 "Mul", "Div", "Sub", "HardSigmoid", "HardSwish"})
 #: onnx.backend.test.case.node modules that generate those cases (used when the package ships no data/node).
 CASE_MODULES = ("conv", "gemm", "matmul", "maxpool", "averagepool", "globalaveragepool", "relu", "add", "concat",
-                "flatten", "reshape", "batch_normalization", "softmax", "globalmaxpool", "squeeze", "unsqueeze")
+                "flatten", "reshape", "batch_normalization", "softmax", "globalmaxpool", "squeeze", "unsqueeze", "mul",
+                "div", "sub", "hardsigmoid", "hardswish")
 PRECISION = "16bit"
 #: Float32 rounding of the expected outputs (they are computed in float32 by the node tests' numpy references).
 RTOL = 1e-5
@@ -62,6 +65,9 @@ EXCLUDED: dict[str, str] = {
     "test_matmul_3d": _BATCH + "the right operand (2, 4, 3) differs per sample; a crossbar holds one weight matrix",
     "test_add_int8": _INT, "test_add_int16": _INT, "test_add_uint8": _INT, "test_add_uint16": _INT,
     "test_add_uint32": _INT, "test_add_uint64": _INT, "test_maxpool_2d_uint8": _INT,
+    **{f"test_{op}_{t}": _INT for op in ("mul", "div", "sub") for t in ("int8", "int16", "uint8", "uint16", "uint32",
+                                                                        "uint64")},
+    "test_div_int32_trunc": _INT,
     "test_maxpool_with_argmax_2d_precomputed_pads": "Indices output: int64 positions into the whole input batch",
     "test_maxpool_with_argmax_2d_precomputed_strides": "Indices output: int64 positions into the whole input batch",
     "test_batchnorm_example_training_mode": "training_mode=1: statistics over the batch and running-mean outputs; "
@@ -108,8 +114,7 @@ NOT_YET: dict[str, str] = {
         "3d_dilations_large_count_include_pad_is_0_ceil_mode_is_True",
         "3d_dilations_large_count_include_pad_is_1_ceil_mode_is_False",
         "3d_dilations_large_count_include_pad_is_1_ceil_mode_is_True")},
-    "test_add_bcast": "Add of a constant alone (an affine op with no Conv/Gemm to fold into; the vector unit does "
-                      "not run affine ops yet)",
+    **{f"test_{c}": "Div of two activations: the vector unit has no reciprocal" for c in ("div", "div_example")},
     **{f"test_concat_{s}": "only channel concatenation of (C, H, W) or (C, L) samples is supported" for s in (
         "2d_axis_1", "2d_axis_negative_1", "3d_axis_2", "3d_axis_negative_1")},
     **{f"test_concat_{s}": "channel concatenation of (C, L) samples, but the inputs are graph inputs (concat "
@@ -117,10 +122,6 @@ NOT_YET: dict[str, str] = {
        for s in ("3d_axis_1", "3d_axis_negative_2")},
     **{f"test_reshape_{s}": _RESHAPE for s in (
         "reordered_last_dims", "reduced_dims", "extended_dims", "negative_dim", "zero_dim", "zero_and_negative_dim")},
-    "test_batchnorm_example": "BatchNormalization with no Conv/Gemm to fold into (an affine op; the vector unit "
-                              "does not run affine ops yet)",
-    "test_batchnorm_epsilon": "BatchNormalization with no Conv/Gemm to fold into (an affine op; the vector unit "
-                              "does not run affine ops yet)",
 }
 
 
@@ -219,10 +220,19 @@ def error_bound(cm: CompiledModel, feeds: dict[str, np.ndarray]) -> float:
       where S bounds sum_i |x_i| over the layer's rows: the sample's L1 norm for a graph input, else
       rows * 2^(b_in-1-f_in) (the largest magnitude Q(b_in, f_in) holds); the last two terms are the rounding
       shift of each row block's partial sum and the bias quantization;
+    - an affine op (rule AFFINE) with scale s quantized to Q(32, f_s), input error e, input format Q(b_x, f_x):
+          e * max|s|  +  2^(b_x-1-f_x) * 2^-(f_s+1)  +  2 * 2^-f_m  +  lsb
+      (the scale's rounding times the largest input, the product's rounding shift and the shift's quantization
+      in the op's fraction f_m, and the requantization to the output);
+    - an eltwise mul of inputs a, b with errors e_a, e_b whose formats hold at most A, B in magnitude:
+          e_a * B  +  e_b * A  +  e_a * e_b  +  2 * lsb
+      (the product's rounding shift and the requantization);
     - any other op (pooling, sums, concat, activations with |slope| <= 1): the sum of its input errors plus one
       LSB of the coarsest format in the program (its own rounding); the host tail (Softmax: max-norm Lipschitz
       constant 1/2) does not increase it.
     """
+    from compiler.quant.functional import quantize_affine
+
     inputs = {loc.name: loc for loc in cm.program.inputs}
     fracs = [loc.frac for loc in list(cm.program.inputs) + list(cm.program.outputs)]
     fracs += [p.in_frac for p in cm.precision.values()] + [p.acc_frac for p in cm.precision.values()]
@@ -242,6 +252,15 @@ def error_bound(cm: CompiledModel, feeds: dict[str, np.ndarray]) -> float:
             blocks = math.ceil(rows / cm.hw.xbar_rows)
             err[op.outputs[0]] = (e * float(np.abs(w).sum(axis=0).max()) + d * s + rows * e * d
                                   + (blocks + 1) * 2.0 ** -p.acc_frac)
+        elif op.kind == "affine":
+            q = quantize_affine(cm.graph, op, cm.formats)
+            bx, fx = cm.formats[op.inputs[0]]
+            err[op.outputs[0]] = (e_in * float(np.abs(q.scale).max(initial=0)) * 2.0 ** -q.fs
+                                  + 2.0 ** (bx - 1 - fx - q.fs - 1) + 2 * 2.0 ** -q.frac + lsb)
+        elif op.kind == "eltwise" and op.attrs.get("op") == "mul":
+            (ea, eb), (ma, mb) = ([err.get(i, lsb) for i in op.inputs],
+                                  [2.0 ** (cm.formats[i][0] - 1 - cm.formats[i][1]) for i in op.inputs])
+            err[op.outputs[0]] = ea * mb + eb * ma + ea * eb + 2 * lsb
         else:
             err[op.outputs[0]] = e_in + lsb
     outs = [err.get(o, lsb) for o in cm.graph.outputs]

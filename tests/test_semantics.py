@@ -757,3 +757,35 @@ def test_varied_brute_force() -> None:
     assert sorted(m for m in apot if m >= 0) == [0, 4, 16, 32, 36, 48, 64, 96]
     assert [uniform(x[0], 8), uniform(x[1], 4), nearest(x[2], pot), nearest(x[3], apot)] == [115, -40, 0, 64]
     assert [v % 8 for v in (115, -40)] == [3, 0]  # column 1 is a multiple of 8: its low slice is a hollow
+
+
+# --- AFFINE -----------------------------------------------------------------------------------------------------
+
+
+def test_affine_example() -> None:
+    """docs/semantics.md, AFFINE: x in Q(16, 6), y in Q(16, 8), scale [0.75, 0.1], shift [-0.5, 0.3]."""
+    from compiler.ir import Graph, Op, Value
+    from compiler.quant.functional import affine_q, quantize_affine
+
+    shape = (2, 2, 1)  # (C, H, W): two pixels of two channels
+    op = Op("affine", "bn", ["x"], ["y"], {"nodes": ()},
+            {"scale": np.array([0.75, 0.1]).reshape(2, 1, 1), "shift": np.array([-0.5, 0.3]).reshape(2, 1, 1)})
+    g = Graph("g", [Value("x", shape)], [op], ["y"], {"x": Value("x", shape), "y": Value("y", shape)})
+    q = quantize_affine(g, op, {"x": (16, 6), "y": (16, 8)})
+    assert (q.fs, q.frac, q.mul_shift, q.per_channel) == (31, 8, 29, True)
+    assert ints(q.scale) == [1610612736, 214748365] and ints(q.shift) == [-128, 77]
+    x = np.array([[[[100, -5]], [[-37, 77]]]])  # (B, H, W, C)
+    assert ints(x * q.scale) == [161061273600, -1073741825, -59592671232, 16535624105]
+    assert ints(affine_q(x, q)) == [172, 75, -239, 108]
+    exact = np.array([1.5625 * 0.75 - 0.5, -0.078125 * 0.1 + 0.3, -0.578125 * 0.75 - 0.5, 1.203125 * 0.1 + 0.3])
+    assert ints(quantize(exact, 16, 8)) == [172, 75, -239, 108]
+
+
+def test_eltwise_sub_and_mul_examples() -> None:
+    """docs/semantics.md, ELTWISE: a = 100 in Q(16, 6), c = -30 in Q(16, 4); mul into Q(16, 8)."""
+    from compiler.quant.functional import mul_frac
+
+    assert int(np.int64(100) - rshift_round(np.int64(-30), 4 - 6)) == 220
+    assert mul_frac(6, 4, 8) == (8, 2)
+    assert ints(rshift_round(np.array([100 * -30, 101 * -30]), 2)) == [-750, -757]
+    assert int(mul_q(np.int64(101), np.int64(-30), 2, 64)) == -757

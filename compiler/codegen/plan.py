@@ -8,7 +8,7 @@ A tile that needs a tensor produced on another tile gets each produced pixel chu
 sends right after its store, the first core on the receiving tile that reads the tensor receives all its pixels
 before computing. Memory is bump-allocated per tile and channels are numbered per (source, destination) tile
 pair, in a fixed order: buffers, streams, then per crossbar layer its scratch, remote scratch and bias, then the
-graph-input transfers.
+constants of affine ops, then the graph-input transfers.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from .loops import LOOP_REGS
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
-DEVICE_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "concat")
+DEVICE_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "affine", "concat")
 MAX_MSG = 65535  # words of one message (the n field of send and recv)
 PARTIAL_READERS = 1  # reader count of a stored partial sum: its owner consumes it once
 SHARED_READERS = 0  # reader count of activations: valid for any number of reads
@@ -102,6 +102,7 @@ class CommPlan:
     sends: dict[tuple[str, Core, int], list[Stream]] = field(default_factory=lambda: defaultdict(list))
     partials: dict[Block, Partial] = field(default_factory=dict)
     bias: dict[tuple[str, Core, int], int] = field(default_factory=dict)  # (layer, core, col block) -> address
+    consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
     inputs: list[InputTransfer] = field(default_factory=list)
 
     def receiver(self, st: Storage, value: str, tile: int) -> Core:
@@ -118,8 +119,10 @@ class CommPlan:
 
 def vector_chunk(g: Graph, op: Op, hw: HardwareConfig) -> int:
     """Channels processed per instruction group by a vector op: two operand regions fit the data registers below
-    the loop counters and pointers at the top of the register file (`loops.LOOP_REGS`)."""
-    return min(hwc(g.values[op.outputs[0]].shape)[2], max(1, (hw.data_regs - LOOP_REGS) // 2))
+    the loop counters and pointers at the top of the register file (`loops.LOOP_REGS`); an affine op's four
+    (input, temporary, scale, shift)."""
+    regions = 4 if op.kind == "affine" else 2  # an affine also holds its scale and shift
+    return min(hwc(g.values[op.outputs[0]].shape)[2], max(1, (hw.data_regs - LOOP_REGS) // regions))
 
 
 def cores_of(mapping: Mapping, op: Op) -> list[Core]:
@@ -151,6 +154,7 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
     _streams(g, plan, channels)
     for op in g.crossbar_ops():
         _partials_and_bias(mapping, op, op.name in biased, plan, channels, mem)
+    _affine_consts(g, mapping, st, plan, mem)
     _inputs(g, st, plan, channels)
     return plan
 
@@ -233,6 +237,17 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
             for c in owned_columns(blocks, core):
                 lo, hi = lm.group(c, rep)[0].cols
                 plan.bias[(op.name, core, c)] = mem.alloc(core[0], hi - lo, f"bias of '{op.name}'")
+
+
+def _affine_consts(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
+    """The scale and shift of every affine op (rule AFFINE: one per channel, or one per element when they vary
+    over pixels), one after the other on its core's tile, like a crossbar layer's bias."""
+    from ..quant.functional import quantize_affine
+
+    for op in g.ops:
+        if op.kind == "affine":
+            q = quantize_affine(g, op, st.fmt)
+            plan.consts[op.name] = mem.alloc(mapping.vector[op.name][0], 2 * q.scale.size)
 
 
 def owned_columns(blocks: list[Block], core: Core) -> list[int]:

@@ -1,32 +1,34 @@
-"""Vector-ALU ops on the core of their own: pooling, global average and element-wise add, in channel chunks that
-fit two operand regions of the data registers."""
+"""Vector-ALU ops on the core of their own: pooling, global average, element-wise add and standalone affine ops
+(x * scale + shift, rule AFFINE), in channel chunks that fit the operand regions of the data registers."""
 
 from __future__ import annotations
 
 import functools
 from typing import Sequence
 
-from isa import NO_BASE, MemRef, ops
+import numpy as np
+
+from isa import NO_BASE, MemInit, MemRef, ops
 
 from ..ir import Op
-from ..quant.functional import DIV_FRAC, divisor_coef
+from ..quant.functional import DIV_FRAC, divisor_coef, mul_frac, quantize_affine
 from ..quant.windows import window_counts
 from .context import Context
 from .epilogue import activation, finish
 from .loops import LoopRegs, Pointer, pixel_loop
-from .plan import Core, vector_chunk
+from .plan import SHARED_READERS, Core, vector_chunk
 from .storage import hwc
 
 
 def emit_vector(ctx: Context, op: Op) -> None:
-    """All instructions of one pooling, global-average or element-wise op."""
+    """All instructions of one pooling, global-average, element-wise or affine op."""
     core = ctx.mapping.vector[op.name]
     tile, yout = core[0], op.outputs[0]
     oh, ow, c = hwc(ctx.g.values[yout].shape)
     chunk = vector_chunk(ctx.g, op, ctx.hw)
     a, b = ctx.hw.data_base, ctx.hw.data_base + chunk
     out_ptr = (ctx.st.buffer(yout).bases[tile] + ctx.st.origin(yout), *ctx.st.pixel_step(yout))
-    family = {"gap": _gap, "pool": _pool}.get(op.kind, _eltwise)
+    family = {"gap": _gap, "pool": _pool, "affine": _affine}.get(op.kind, _eltwise)
     for c0 in range(0, c, chunk):
         family(ctx, core, op, a, b, min(chunk, c - c0), c0, oh, ow, out_ptr)
 
@@ -131,20 +133,66 @@ def _gap(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: 
 
 def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
              out_ptr: Pointer) -> None:
+    """Add, sub (inputs aligned to the larger fraction) or mul (``mul`` with the shift of rule ELTWISE) of one
+    or two inputs; a (C, 1, 1) second input is read at the same words for every pixel (pointer steps 0)."""
     out, node = ctx.code(core), op.name
-    fm = max(ctx.fmt[i][1] for i in op.inputs)
-    srcs = [_in_ptr(ctx, core[0], i) for i in op.inputs]
+    kind = op.attrs.get("op", "add")
+    if kind == "mul":
+        fm, mshift = mul_frac(ctx.fmt[op.inputs[0]][1], ctx.fmt[op.inputs[1]][1], ctx.fmt[op.outputs[0]][1])
+    else:
+        fm = max(ctx.fmt[i][1] for i in op.inputs)
+    shape = ctx.g.values[op.outputs[0]].shape
+    srcs = [_in_ptr(ctx, core[0], i) if ctx.g.values[i].shape == shape else (_in_ptr(ctx, core[0], i)[0], 0, 0)
+            for i in op.inputs]
 
     def body(m: list[MemRef]) -> None:
         for k, i in enumerate(op.inputs):
             reg = a if k == 0 else b
             out.append(ops.load(d=reg, src=m[k].shifted(c0), n=n, node=node))
-            if ctx.fmt[i][1] != fm:
+            if kind != "mul" and ctx.fmt[i][1] != fm:
                 out.append(ops.rqnt(d=reg, a=reg, n=n, shift=ctx.fmt[i][1] - fm, w=64, node=node))
-            if k:
-                out.append(ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
+            if k and kind == "mul":
+                out.append(ops.mul(d=a, a=a, b=b, n=n, f=mshift, w=64, node=node))
+            elif k:
+                out.append((ops.sub if kind == "sub" else ops.add)(d=a, a=a, b=b, n=n, w=64, node=node))
         activation(out, op, a, n, fm, b, node)
         finish(ctx, core, node, op.outputs[0], a, n, fm, c0, m[-1])
 
-    spatial = len(ctx.g.values[op.outputs[0]].shape) == 3
+    spatial = len(shape) == 3
     pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, srcs + [out_ptr], body, spatial=spatial, node=node)
+
+
+def _affine(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
+            out_ptr: Pointer) -> None:
+    """x * scale + shift (rule AFFINE): ``mul`` by the Q(32, fs) scale with the rounding shift fx + fs - fm,
+    ``add`` of the Q(32, fm) shift, the fused activation in fm, then `finish`. The constants sit in tile memory
+    (`CommPlan.consts`: the scales, then the shifts); one per channel, they are loaded into registers once per
+    channel chunk; one per element (varying over pixels), a third pointer walks them with the pixels."""
+    out, node, x = ctx.code(core), op.name, op.inputs[0]
+    q = quantize_affine(ctx.g, op, ctx.fmt)
+    base, words = ctx.plan.consts[op.name], q.scale.size
+    if c0 == 0:
+        ctx.program.data.append(MemInit(core[0], base, np.concatenate([q.scale.reshape(-1), q.shift.reshape(-1)]
+                                                                      ).astype(np.int64), SHARED_READERS))
+    chunk = b - a
+    sreg, treg = b + chunk, b + 2 * chunk
+    ptrs = [_in_ptr(ctx, core[0], x), out_ptr]
+    if q.per_channel:
+        out.append(ops.load(d=sreg, src=MemRef(NO_BASE, base + c0), n=n, node=node))
+        out.append(ops.load(d=treg, src=MemRef(NO_BASE, base + words + c0), n=n, node=node))
+    else:
+        _, w, c = hwc(ctx.g.values[x].shape)
+        ptrs.append((base, w * c, c))
+
+    def body(m: list[MemRef]) -> None:
+        out.append(ops.load(d=a, src=m[0].shifted(c0), n=n, node=node))
+        if not q.per_channel:
+            out.append(ops.load(d=sreg, src=m[2].shifted(c0), n=n, node=node))
+            out.append(ops.load(d=treg, src=m[2].shifted(words + c0), n=n, node=node))
+        out.append(ops.mul(d=a, a=a, b=sreg, n=n, f=q.mul_shift, w=64, node=node))
+        out.append(ops.add(d=a, a=a, b=treg, n=n, w=64, node=node))
+        activation(out, op, a, n, q.frac, b, node)
+        finish(ctx, core, node, op.outputs[0], a, n, q.frac, c0, m[1])
+
+    spatial = len(ctx.g.values[op.outputs[0]].shape) == 3
+    pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, ptrs, body, spatial=spatial, node=node)

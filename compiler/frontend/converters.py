@@ -54,10 +54,12 @@ class Context:
             raise _err(node, f"input '{name}' must be a constant (an initializer){why}")
         return self.consts[name]
 
-    def emit(self, kind: str, node: onnx.NodeProto, inp: str, out_shape: tuple[int, ...], **kw: object) -> None:
-        """Append an op reading ``inp`` and writing ``node.output[0]`` with ONNX per-sample shape ``out_shape``
-        (an affine op's rank-2 broadcast params are lifted with the shape)."""
-        out = node.output[0]
+    def emit(self, kind: str, node: onnx.NodeProto, inp: str, out_shape: tuple[int, ...], *, out: str = "",
+             name: str = "", **kw: object) -> None:
+        """Append an op reading ``inp`` and writing ``out`` (default ``node.output[0]``; a node lowered to several
+        ops names its intermediate values and ops) with ONNX per-sample shape ``out_shape`` (an affine op's
+        rank-2 broadcast params are lifted with the shape)."""
+        out = out or node.output[0]
         self.define(out, out_shape)
         params = kw.pop("params", {})
         if kind == "affine":
@@ -71,7 +73,7 @@ class Context:
         for key, value in kw.items():
             if isinstance(value, float) and not np.isfinite(value) and node.op_type != "Clip":
                 raise _err(node, f"attribute-derived value {key}={value} is not finite")
-        self.ops.append(Op(kind, node.name or out, [inp], [out], dict(kw), dict(params)))  # type: ignore[arg-type]
+        self.ops.append(Op(kind, name or node.name or out, [inp], [out], dict(kw), dict(params)))  # type: ignore[arg-type]
 
 
 def lift(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -143,22 +145,17 @@ def convert_matmul(node: onnx.NodeProto, ctx: Context) -> None:
 
 @converter("Add", "Sub", "Mul", "Div")
 def convert_arithmetic(node: onnx.NodeProto, ctx: Context) -> None:
-    """Activation + activation of one shape -> eltwise (residual connections). An activation and a constant ->
-    affine (x * scale + shift, the constant broadcast per sample): Add c -> shift c; Sub c -> shift -c; c - x ->
-    scale -1, shift c; Mul c -> scale c; Div c -> scale 1/c (see `passes.affine` for when it folds)."""
+    """Two activations -> eltwise add/sub/mul (`_two_activations`: residual connections, gating). An activation
+    and a constant -> affine (x * scale + shift, the constant broadcast per sample): Add c -> shift c; Sub c ->
+    shift -c; c - x -> scale -1, shift c; Mul c -> scale c; Div c -> scale 1/c (see `passes.affine` for when it
+    folds; otherwise it runs on the vector unit, rule AFFINE)."""
     x, c = node.input
     op = node.op_type
     swapped = x in ctx.consts and c not in ctx.consts
     if swapped:
         x, c = c, x
     if c not in ctx.consts:
-        sx, sc = ctx.shape(x, node), ctx.shape(c, node)
-        if op != "Add":
-            raise _err(node, f"{op} of two activations is not supported yet (only Add of two activations)")
-        if sx != sc:
-            raise _err(node, f"Add of activations with different shapes {sx} and {sc} (no broadcasting)")
-        ctx.define(node.output[0], sx)
-        ctx.ops.append(Op("eltwise", node.name or node.output[0], [x, c], [node.output[0]], {"act": "none"}, {}))
+        _two_activations(node, ctx, x, c)
         return
     shape = ctx.shape(x, node)
     k = _per_sample(ctx.const(c, node).astype(np.float64), shape, node, c)
@@ -172,6 +169,27 @@ def convert_arithmetic(node: onnx.NodeProto, ctx: Context) -> None:
                     "Div": (1.0 / k, zero)}[op]
     ctx.emit("affine", node, x, shape, nodes=(f"{op} '{node.name or node.output[0]}'",),
              params={"scale": scale, "shift": shift})
+
+
+def _two_activations(node: onnx.NodeProto, ctx: Context, x: str, c: str) -> None:
+    """Add, Sub or Mul of two activations -> eltwise (``op`` add/sub/mul): of one shape, or a (C, 1, 1) operand
+    broadcast over the pixels of a (C, H, W) one (squeeze-excite gating; the broadcast operand may come first for
+    Add and Mul)."""
+    op = node.op_type
+    if op == "Div":
+        raise _err(node, "Div of two activations is not supported (the vector unit has no reciprocal)")
+    sx, sc = ctx.shape(x, node), ctx.shape(c, node)
+    if sx != sc and len(sc) in (2, 3) and lift(sx) == (sc[0], 1, 1) and op != "Sub":
+        x, c, sx, sc = c, x, sc, sx
+    if sx != sc and not (len(sx) in (2, 3) and lift(sc) == (sx[0], 1, 1)):
+        raise _err(node, f"{op} of activations with shapes {sx} and {sc}: only equal shapes, or a (C, 1, 1) "
+                         f"second operand broadcast over a (C, H, W) first"
+                         + (" (Sub's broadcast operand must be the second)" if op == "Sub" else ""))
+    ctx.define(node.output[0], sx)
+    attrs: dict[str, object] = {"act": "none"}
+    if op != "Add":
+        attrs["op"] = op.lower()
+    ctx.ops.append(Op("eltwise", node.name or node.output[0], [x, c], [node.output[0]], attrs, {}))
 
 
 def _per_sample(k: np.ndarray, shape: tuple[int, ...], node: onnx.NodeProto, name: str) -> np.ndarray:
@@ -216,6 +234,33 @@ def convert_clip(node: onnx.NodeProto, ctx: Context) -> None:
         lo = float(ctx.const(node.input[1], node)) if len(node.input) > 1 and node.input[1] else -np.inf
         hi = float(ctx.const(node.input[2], node)) if len(node.input) > 2 and node.input[2] else np.inf
     ctx.emit("act", node, node.input[0], ctx.shape(node.input[0], node), act="clip", lo=lo, hi=hi)
+
+
+@converter("HardSigmoid", "HardSwish")
+def convert_hard(node: onnx.NodeProto, ctx: Context) -> None:
+    """HardSigmoid = clip(alpha x + beta, 0, 1) (alpha 0.2, beta 0.5 by default) -> affine + act clip (which
+    canonicalization fuses into the affine, and folds into a Conv/Gemm before it when it can); HardSwish =
+    x * HardSigmoid(x) with alpha 1/6, beta 1/2 -> those two and an eltwise mul of x with them."""
+    a = _attrs(node)
+    swish = node.op_type == "HardSwish"
+    if swish and a:
+        raise _err(node, f"unexpected attributes {sorted(a)} (HardSwish has none)")
+    unknown = sorted(set(a) - {"alpha", "beta"})
+    if unknown:
+        raise _err(node, f"unsupported attributes {unknown}")
+    alpha = 1.0 / 6.0 if swish else float(a.get("alpha", 0.2))  # type: ignore[arg-type]
+    beta = 0.5 if swish else float(a.get("beta", 0.5))  # type: ignore[arg-type]
+    x, y = node.input[0], node.output[0]
+    shape = ctx.shape(x, node)
+    base = node.name or y
+    one = np.ones((1,) * len(shape))
+    lin, hsig = f"{y}__linear", (f"{y}__hardsigmoid" if swish else y)
+    ctx.emit("affine", node, x, shape, out=lin, name=f"{base}__linear",
+             nodes=(f"{node.op_type} '{base}' (alpha x + beta)",), params={"scale": alpha * one, "shift": beta * one})
+    ctx.emit("act", node, lin, shape, out=hsig, name=f"{base}__clip" if swish else base, act="clip", lo=0.0, hi=1.0)
+    if swish:
+        ctx.define(y, shape)
+        ctx.ops.append(Op("eltwise", base, [x, hsig], [y], {"act": "none", "op": "mul"}, {}))
 
 
 @converter("Identity", "Dropout")

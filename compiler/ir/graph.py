@@ -50,7 +50,9 @@ class Op:
       ``ceil_mode``, ``count_include_pad`` (an average divides each window by its own count:
       `quant.windows.window_counts`), ``act``. GlobalMaxPool is the pool whose one window is the whole input.
     - ``gap``: (C, H, W) -> (C, 1, 1) global average; ``act``.
-    - ``eltwise``: 1 or 2 inputs of one shape -> that shape: the sum of the inputs, then ``act``.
+    - ``eltwise``: 1 or 2 inputs -> the first's shape: attr ``op`` (absent: ``add``; ``sub``, ``mul``) of the
+      inputs, then ``act``; the second input may be (C, 1, 1) against a (C, H, W) first (broadcast over the
+      pixels, as squeeze-excite gating multiplies).
     - ``concat``: (C_i, H, W) inputs -> (sum C_i, H, W).
     - ``pad``: constant-zero spatial padding (folded into the next conv by a pass).
 
@@ -183,6 +185,17 @@ def _same_shape(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str
     return None
 
 
+ELTWISE_OPS = ("add", "sub", "mul")
+
+
+def _check_eltwise(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    if op.attrs.get("op", "add") not in ELTWISE_OPS:
+        return f"op {op.attrs.get('op')!r} not in {ELTWISE_OPS}"
+    if len(ins) == 2 and len(out) == 3 and ins[0] == out and ins[1] == (out[0], 1, 1):
+        return None
+    return _same_shape(op, ins, out)
+
+
 def broadcast_param(p: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """An affine op's ``scale`` or ``shift`` (per-sample broadcast form) expanded to the full per-sample shape."""
     return np.broadcast_to(p, shape)
@@ -257,7 +270,8 @@ def _check_pad(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str 
 
 
 _CHECKS = {"dense": _check_dense, "conv": _check_conv, "pool": _check_pool, "gap": _check_gap,
-           "concat": _check_concat, "reshape": _check_reshape, "pad": _check_pad, "affine": _check_affine}
+           "concat": _check_concat, "reshape": _check_reshape, "pad": _check_pad, "affine": _check_affine,
+           "eltwise": _check_eltwise}
 
 
 def dump(g: Graph) -> str:

@@ -28,7 +28,7 @@ from ..quant import LayerPrecision
 from .model import Block, LayerMap, Mapping
 
 
-VECTOR_KINDS = ("pool", "gap", "eltwise")
+VECTOR_KINDS = ("pool", "gap", "eltwise", "affine")
 
 
 class _Cursor:

@@ -16,15 +16,14 @@ which is the same kind of rounding difference. Folds that would change the funct
 - **Affine after affine** (the first read only by the second): one affine, scale s1 * s2, shift t1 * s2 + t2; so a
   BatchNormalization followed by exporters' Mul/Add scale layers folds as one.
 
-An affine op left after canonicalization has no neighbour to fold into; `reject_unfolded` names each with the
-reason (executing it on the vector unit is not implemented yet).
+An affine op with a fused activation (``act``, e.g. HardSigmoid's clip) folds only on the output side (the layer
+takes the activation) or as the second of two affines. An affine op left after canonicalization has no neighbour
+to fold into and runs on the vector unit (docs/semantics.md, rule AFFINE): folding, where exact, is cheaper.
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-from isa.errors import ModelError
 
 from ..ir import Graph, Op, broadcast_param
 from ..quant.windows import to_hwc
@@ -98,18 +97,20 @@ class FoldAffine(Pass):
         for op in g.ops:
             if op.kind != "affine":
                 continue
+            plain = op.attrs.get("act", "none") == "none"
             nxt = sole_consumer(g, op, "affine")
-            if nxt is not None:
+            if nxt is not None and plain:
                 nxt_scale = nxt.params["scale"]
                 op.params = {"scale": op.params["scale"] * nxt_scale,
                              "shift": op.params["shift"] * nxt_scale + nxt.params["shift"]}
                 op.attrs["nodes"] = tuple(op.attrs.get("nodes", ())) + tuple(nxt.attrs.get("nodes", ()))
+                op.attrs.update({k: v for k, v in nxt.attrs.items() if k != "nodes"})
                 absorb(g, op, nxt)
                 return True
             if output_side_blocker(g, op) is None:
                 self._into_producer(g, op)
                 return True
-            if input_side_blocker(g, op) is None:
+            if plain and input_side_blocker(g, op) is None:
                 self._into_consumers(g, op)
                 return True
         return False
@@ -122,6 +123,7 @@ class FoldAffine(Pass):
         scale, shift = per_channel(aff.params["scale"], shape), per_channel(aff.params["shift"], shape)
         layer.params["weight"] = layer.params["weight"] * scale[None, :]
         layer.params["bias"] = layer.params.get("bias", np.zeros_like(scale)) * scale + shift
+        layer.attrs.update({k: v for k, v in aff.attrs.items() if k != "nodes"})
         absorb(g, layer, aff)
 
     @staticmethod
@@ -143,14 +145,11 @@ class FoldAffine(Pass):
 
 
 def reject_unfolded(g: Graph) -> None:
-    """Raise one error naming every affine op canonicalization could not fold, and why."""
-    left = [op for op in g.ops if op.kind == "affine"]
-    if not left:
-        return
-    lines = []
-    for op in left:
-        nodes = " + ".join(op.attrs.get("nodes", ())) or f"'{op.name}'"
-        lines.append(f"  {nodes}: not into the layer before it ({output_side_blocker(g, op)}) nor into the layers "
-                     f"after it ({input_side_blocker(g, op)})")
-    raise ModelError(f"{len(left)} constant scale/offset op(s) cannot be folded into a neighbouring Conv/Gemm "
-                     f"(running them on the vector unit is not supported yet):\n" + "\n".join(lines))
+    """Kept for callers of the former rejection: an affine op canonicalization could not fold now runs on the
+    vector unit (rule AFFINE), so nothing is rejected here; `unfolded_reasons` says why each did not fold."""
+
+
+def unfolded_reasons(g: Graph) -> dict[str, str]:
+    """Why each affine op left in ``g`` could fold neither into the layer before it nor into those after it."""
+    return {op.name: f"not into the layer before it ({output_side_blocker(g, op)}) nor into the layers after it "
+                     f"({input_side_blocker(g, op)})" for op in g.ops if op.kind == "affine"}

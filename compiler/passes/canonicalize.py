@@ -110,7 +110,7 @@ class FoldPad(Pass):
 class FuseActivation(Pass):
     """Fold an activation into the op before it.
 
-    1. ``act(y)`` where y is produced by dense, conv, pool, gap or eltwise with no activation yet, and read
+    1. ``act(y)`` where y is produced by dense, conv, pool, gap, eltwise or affine with no activation yet, and read
        only by the activation -> that op with the activation.
     2. A remaining standalone ``act`` becomes a one-input ``eltwise`` (it runs on the vector ALU).
     """
@@ -119,7 +119,7 @@ class FuseActivation(Pass):
 
     def run(self, g: Graph) -> bool:
         for op in g.ops:
-            if op.kind in ("dense", "conv", "pool", "gap", "eltwise") and op.attrs.get("act", "none") == "none":
+            if op.kind in ("dense", "conv", "pool", "gap", "eltwise", "affine") and op.attrs.get("act", "none") == "none":
                 act = sole_consumer(g, op, "act")
                 if act is not None:
                     op.attrs.update({k: act.attrs[k] for k in ACT_ATTRS if k in act.attrs})

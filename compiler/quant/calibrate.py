@@ -90,6 +90,8 @@ def _pre_activation(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
         return windows(x, op, out_hw(g, op), 0.0).sum(axis=(3, 4)) / (ch[:, None] * cw[None, :])[None, :, :, None]
     if k == "gap":
         return x.mean(axis=(1, 2), keepdims=True)
+    if k == "eltwise" and len(xs) == 2 and op.attrs.get("op", "add") != "add":
+        return xs[0] * xs[1] if op.attrs["op"] == "mul" else xs[0] - xs[1]
     if k == "eltwise":
         return sum(xs[1:], xs[0])
     if k == "concat":

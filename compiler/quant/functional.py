@@ -261,6 +261,56 @@ def activate(x: np.ndarray, attrs: dict[str, Any], frac: int) -> np.ndarray:
     return x
 
 
+SCALE_BITS = 32  # an affine op's scale: Q(32, fs) (rule AFFINE)
+SHIFT_BITS = 32  # an affine op's shift: Q(32, fm)
+
+
+@dataclass(frozen=True)
+class QuantizedAffine:
+    """A standalone affine op's integer constants (rule AFFINE), in the internal layout of its tensor -- (H, W, C)
+    or flat -- or, with ``per_channel``, one value per channel (C,): ``scale`` in Q(32, fs), ``shift`` in
+    Q(32, fm); ``mul_shift`` = fx + fs - fm is the product's rounding shift; ``frac`` = fm the op computes in."""
+
+    scale: np.ndarray
+    shift: np.ndarray
+    fs: int
+    frac: int
+    mul_shift: int
+    per_channel: bool
+
+
+def quantize_affine(g: Graph, op: Op, fmt: dict[str, Format]) -> QuantizedAffine:
+    """Rule AFFINE: fs = min(frac_for(max |scale|, 32), 62 + fy - fx), fm = min(fy, fx + fs), with fx, fy the
+    fractions of the input and output tensors; scale_q = quant_{32,fs}(scale), shift_q = quant_{32,fm}(shift)."""
+    from ..ir import broadcast_param
+    from .precision import frac_for
+
+    shape = g.values[op.inputs[0]].shape
+    fx, fy = fmt[op.inputs[0]][1], fmt[op.outputs[0]][1]
+    full = [to_hwc(np.asarray(broadcast_param(op.params[k], shape), dtype=np.float64)[None], shape)[0]
+            for k in ("scale", "shift")]
+    per_channel = len(shape) != 3 or all(np.all(f == f.reshape(-1, f.shape[-1])[:1]) for f in full)
+    if per_channel:
+        full = [f.reshape(-1, f.shape[-1])[0] if len(shape) == 3 else f for f in full]
+    fs = min(frac_for(float(np.abs(full[0]).max(initial=0.0)), SCALE_BITS), 62 + fy - fx)
+    fm = min(fy, fx + fs)
+    return QuantizedAffine(nx.quantize(full[0], SCALE_BITS, fs), nx.quantize(full[1], SHIFT_BITS, fm), fs, fm,
+                           fx + fs - fm, per_channel)
+
+
+def affine_q(x: np.ndarray, q: QuantizedAffine) -> np.ndarray:
+    """Rule AFFINE on Q(., fx) integers -> Q(., fm): rshift_round(x * scale_q, fx + fs - fm) + shift_q (exact
+    int64, no saturation)."""
+    return nx.rshift_round(x * q.scale, q.mul_shift) + q.shift
+
+
+def mul_frac(fa: int, fb: int, fy: int) -> tuple[int, int]:
+    """Rule ELTWISE (mul): the fraction f_m = max(min(f_y, f_a + f_b), f_a + f_b - 62) the product is rounded
+    into, and the rounding shift f_a + f_b - f_m (in [0, 62], the ``mul`` instruction's f)."""
+    fm = max(min(fy, fa + fb), fa + fb - 62)
+    return fm, fa + fb - fm
+
+
 def divisor_coef(n: int) -> int:
     """floor(2^24 / n + 1/2): the multiplier of an average over n values (rule POOL)."""
     return ((1 << (DIV_FRAC + 1)) + n) // (2 * n)
@@ -288,9 +338,16 @@ def _layer(g: Graph, op: Op, xs: list[np.ndarray], prec: dict[str, LayerPrecisio
     elif op.kind == "gap":
         n = x.shape[1] * x.shape[2]
         y = nx.rshift_round(x.sum(axis=(1, 2), keepdims=True) * np.int64(divisor_coef(n)), DIV_FRAC)
+    elif op.kind == "eltwise" and op.attrs.get("op") == "mul":
+        fi, shift = mul_frac(fmt[op.inputs[0]][1], fmt[op.inputs[1]][1], fmt[op.outputs[0]][1])
+        y = nx.rshift_round(xs[0] * xs[1], shift)
     elif op.kind == "eltwise":
         fi = max(fmt[i][1] for i in op.inputs)
-        y = sum((nx.rshift_round(v, fmt[i][1] - fi) for v, i in zip(xs, op.inputs)), np.zeros_like(x))
+        a, *rest = (nx.rshift_round(v, fmt[i][1] - fi) for v, i in zip(xs, op.inputs))
+        y = a - rest[0] if op.attrs.get("op") == "sub" else sum(rest, a)
+    elif op.kind == "affine":
+        q = quantize_affine(g, op, fmt)
+        y, fi = affine_q(x, q), q.frac
     elif op.kind == "concat":
         y = np.concatenate(xs, axis=-1)
     elif op.kind == "reshape":
