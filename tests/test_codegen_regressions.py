@@ -66,3 +66,42 @@ def test_a_tile_memory_overflow_names_the_tensor_and_the_size_that_fits(tmp_path
     with pytest.raises(ModelError, match=r"tile 0 memory overflow placing tensor 'x' \(8,192 words\): the tile needs "
                                          r"[\d,]+ words and has 4,096 \(tile_mem_words\); .*tile_mem_words >= "):
         compile_model(residual_model(8, 32), "16bit", hw=str(hw), calib={"x": x})
+
+
+def dense_block(layers: int, c0: int = 16, growth: int = 8, hw: int = 6, pool: bool = True) -> onnx.ModelProto:
+    """A DenseNet block: stem conv, then `layers` x (BN, ReLU, 3x3 conv, concat with everything before)."""
+    rng = np.random.default_rng(0)
+    lines = ["stem = Conv<kernel_shape=[1,1]>(x, ws)"]
+    inits = {"ws": (rng.normal(0, 1, (c0, c0, 1, 1)) / np.sqrt(c0)).astype(np.float32)}
+    cur, ch = "stem", c0
+    for i in range(layers):
+        inits |= {f"s{i}": rng.uniform(0.5, 1.5, ch), f"b{i}": rng.normal(0, 0.1, ch),
+                  f"m{i}": rng.normal(0, 0.1, ch), f"v{i}": rng.uniform(0.5, 2, ch),
+                  f"w{i}": rng.normal(0, 1, (growth, ch, 3, 3)) / np.sqrt(9 * ch)}
+        lines += [f"bn{i} = BatchNormalization({cur}, s{i}, b{i}, m{i}, v{i})", f"r{i} = Relu(bn{i})",
+                  f"c{i} = Conv<kernel_shape=[3,3], pads=[1,1,1,1]>(r{i}, w{i})", f"cat{i} = Concat<axis=1>({cur}, c{i})"]
+        cur, ch = f"cat{i}", ch + growth
+    side = hw // 2 if pool else hw
+    lines.append(f"y = AveragePool<kernel_shape=[2,2], strides=[2,2]>({cur})" if pool else f"y = Identity({cur})")
+    m = onnx.parser.parse_model(f'<ir_version: 8, opset_import: ["" : 13]>\nagraph (float[N, {c0}, {hw}, {hw}] x) '
+                                f'=> (float[N, {ch}, {side}, {side}] y) {{\n' + "\n".join(lines) + "\n}")
+    m.graph.initializer.extend(numpy_helper.from_array(np.asarray(v, dtype=np.float32), k) for k, v in inits.items())
+    return m
+
+
+@pytest.mark.parametrize("layers", [8, 12])
+def test_a_dense_block_across_tiles_sends_every_part_of_a_concat_to_its_readers(layers: int) -> None:
+    """DenseNet-121 deadlocked: a concat's earlier parts (stem, c0, ...) were sent to the tiles reading the last
+    concat but not to a tile reading an intermediate one (cat3 on tile 1). 8 layers already need 3 tiles."""
+    x = np.random.default_rng(1).random((2, 16, 6, 6)).astype(np.float32)
+    cm = compile_model(dense_block(layers), "16bit", calib={"x": x})
+    assert cm.mapping_report()["tiles"] >= 3
+    check(dense_block(layers), None, x)
+
+
+def test_a_concat_as_the_graph_output_is_a_clear_error() -> None:
+    from isa.errors import ModelError
+
+    x = np.random.default_rng(1).random((2, 16, 6, 6)).astype(np.float32)
+    with pytest.raises(ModelError, match=r"graph output '(y|cat1)' is formed by a concat"):
+        compile_model(dense_block(2, pool=False), "16bit", calib={"x": x})

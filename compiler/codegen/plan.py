@@ -97,6 +97,8 @@ class CommPlan:
     readers: dict[str, list[Core]] = field(default_factory=lambda: defaultdict(list))
     bands: dict[tuple[str, Core], tuple[int, int] | None] = field(default_factory=dict)
     need: dict[str, set[int]] = field(default_factory=dict)  # tiles that need a value
+    holders: dict[str, set[str]] = field(default_factory=dict)  # concat outputs holding a value (`_concat_holders`)
+    order: dict[str, int] = field(default_factory=dict)  # position of each value's producer in the graph
     out_core: dict[str, Core] = field(default_factory=dict)
     streams: list[Stream] = field(default_factory=list)
     sends: dict[tuple[str, Core, int], list[Stream]] = field(default_factory=lambda: defaultdict(list))
@@ -109,7 +111,8 @@ class CommPlan:
         """The core on ``tile`` that receives ``value``: its first reader there, else the first reader there of
         the concat output it is part of, else the output core (never a reader of a sibling view, which may be
         upstream of ``value``'s producer)."""
-        for c in self.readers[value] + self.readers[st.root(value)]:
+        holders = sorted(self.holders.get(value, ()), key=lambda h: self.order.get(h, 0))  # readers of holders read it too
+        for c in self.readers[value] + [c for h in holders for c in self.readers[h]] + self.readers[st.root(value)]:
             if c[0] == tile:
                 return c
         if value in self.out_core and self.out_core[value][0] == tile:
@@ -186,15 +189,49 @@ def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan:
         if not plan.readers[v.name]:
             raise ModelError(f"graph input '{v.name}' is not read by any device op")
         plan.producers[v.name] = [(plan.readers[v.name][0], 0, -1)]
-    plan.out_core = {o: plan.producers[o][0][0] for o in g.outputs}
+    plan.out_core = {o: _first_producer(g, plan, o) for o in g.outputs}
+
+
+def _first_producer(g: Graph, plan: CommPlan, value: str) -> Core:
+    """The core producing graph output ``value``; ModelError for an output that only a concat forms (its parts
+    live on the cores of their producers: gathering them for the output is not implemented)."""
+    if not plan.producers.get(value):
+        op = g.producer(value)
+        what = f"a {op.kind} ('{op.name}')" if op is not None else "no device op"
+        raise ModelError(f"graph output '{g.external_name(value)}' is formed by {what} with no core of its own; a "
+                         f"concat (or a relabel of one) as the model's output is not supported yet: let an op "
+                         f"(e.g. a pool or an activation) produce the output")
+    return plan.producers[value][0][0]
+
+
+def _concat_holders(g: Graph) -> dict[str, set[str]]:
+    """For each value, the concat outputs whose buffer holds it, directly or through a chain of concats (a
+    DenseNet block: cat3 holds the stem and c0..c3; a reader of cat3 needs every one of them on its tile)."""
+    holders: dict[str, set[str]] = defaultdict(set)
+    for op in g.ops:  # topological order: an input's holders are known before the concat that reads it
+        if op.kind == "concat":
+            for i in op.inputs:
+                holders[i].add(op.outputs[0])
+    changed = True
+    while changed:  # close transitively: what holds a holder holds its parts too
+        changed = False
+        for v in list(holders):
+            more = set().union(*(holders[h] for h in holders[v] if h in holders)) - holders[v]
+            if more:
+                holders[v] |= more
+                changed = True
+    return holders
 
 
 def _buffers(g: Graph, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
-    """Tiles needing each value (its readers, its root's readers, its output tile); a buffer copy per tile."""
+    """Tiles needing each value (its readers, the readers of every concat holding it, its output tile); a buffer
+    copy per tile."""
     tiles: dict[str, set[int]] = defaultdict(set)  # tiles holding a copy of a root's buffer
+    holders = plan.holders = _concat_holders(g)
+    plan.order = {o: k for k, op in enumerate(g.ops) for o in op.outputs}
     for v in g.values:
         root = st.root(v)
-        plan.need[v] = {c[0] for c in plan.readers[v]} | {c[0] for c in plan.readers[root]}
+        plan.need[v] = {c[0] for w in {v, root} | holders[v] for c in plan.readers[w]}
         if v in plan.out_core:
             plan.need[v].add(plan.out_core[v][0])
         tiles[root] |= {c[0] for c, _, _ in plan.producers.get(v, [])} | plan.need[v]
