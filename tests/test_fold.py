@@ -350,7 +350,8 @@ def test_every_unsupported_node_in_one_error():
     msg = str(e.value)
     assert "2 unsupported ONNX op(s):\n  LRN (node 'lrn')\n  Exp (node 'exp')" in msg
     assert "node 'pool' (MaxPool): storage_order=1 is not supported" in msg
-    assert "node 'shuffle' (Transpose): perm=[0, 2, 1, 3, 4] moves data" in msg
+    assert ("node 'shuffle' (Gather): the channel shuffle r1 -> shuffle -> r2 (Reshape, Transpose, Reshape) cannot "
+            "fold: 'a' is not produced by a device op") in msg
     assert "supported on the device: " in msg and "Mul" in msg
 
 
@@ -452,3 +453,45 @@ agraph (float[N, 4, 6, 6] x) => (float[N, 8, 6, 6] y) {
     again = load_compiled(tmp_path / "o")  # the option is recorded: the reloaded graph has no LRN either
     assert [op.kind for op in again.graph.ops] == [op.kind for op in cm.graph.ops]
     assert main(["run", str(tmp_path / "o"), "--dataset", str(tmp_path / "x.npy"), "--check"]) == 0
+
+
+def _shuffle_model(read_twice: bool = False) -> tuple[onnx.ModelProto, np.ndarray]:
+    """ShuffleNet's unit: grouped 1x1 conv, ReLU, channel shuffle (Reshape, Transpose, Reshape), depthwise conv."""
+    c, g = 24, 3
+    extra = "    z = Relu(r1)\n" if read_twice else ""
+    outs = f"float[N, {c}, 8, 8] y" + (f", float[N, {c}, 8, 8] z" if read_twice else "")
+    text = f"""<ir_version: 8, opset_import: ["" : 9]>
+agraph (float[N, {c}, 8, 8] x) => ({outs}) {{
+    c1 = Conv<kernel_shape=[1,1], group={g}>(x, w1)
+    r1 = Relu(c1)
+    a = Reshape(r1, s1)
+    t = Transpose<perm=[0,2,1,3,4]>(a)
+    b = Reshape(t, s2)
+    y = Conv<kernel_shape=[3,3], pads=[1,1,1,1], group={c}>(b, w2)
+{extra}}}"""
+    m = onnx.parser.parse_model(text)
+    rng = np.random.default_rng(0)
+    for k, v in {"w1": rng.normal(0, 1, (c, c // g, 1, 1)) / 3, "w2": rng.normal(0, 1, (c, 1, 3, 3)) / 3}.items():
+        m.graph.initializer.append(numpy_helper.from_array(v.astype(np.float32), k))
+    for k, v in {"s1": [1, g, c // g, 8, 8], "s2": [1, c, 8, 8]}.items():
+        m.graph.initializer.append(numpy_helper.from_array(np.array(v, dtype=np.int64), k))
+    return m, rng.random((3, c, 8, 8)).astype(np.float32)
+
+
+def test_channel_shuffle_folds_into_the_producing_conv() -> None:
+    m, x = _shuffle_model()
+    cm = compile_model(m, "16bit", calib={"x": x})
+    assert [op.kind for op in cm.graph.ops] == ["conv", "conv"]  # nothing runs for the shuffle
+    out = runner.run(cm, {"x": x})
+    assert runner.bit_exact(cm, {"x": x}, out)
+    ref = runner.reference_outputs(cm.model, {"x": x}, ["y"])["y"].reshape(len(x), -1)
+    # 16-bit formats with >= 10 fraction bits here: the rounding of two layers stays far below 2^-6
+    assert np.abs(out.device_float["y"].reshape(len(x), -1) - ref).max() < 2.0 ** -6
+
+
+def test_a_shuffle_whose_input_is_read_elsewhere_is_a_clear_error() -> None:
+    from isa.errors import ModelError
+
+    m, x = _shuffle_model(read_twice=True)
+    with pytest.raises(ModelError, match=r"the channel shuffle .* cannot fold: 'r1' is read elsewhere too"):
+        compile_model(m, "16bit", calib={"x": x})

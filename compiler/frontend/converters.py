@@ -30,6 +30,7 @@ class Context:
         self.onnx_shapes: dict[str, tuple[int, ...]] = {}
         self.consts: dict[str, np.ndarray] = {}
         self.ops: list[Op] = []
+        self.uses: dict[str, int] = {}  # readers of each tensor in the ONNX graph (graph outputs count)
 
     def shape(self, name: str, node: onnx.NodeProto) -> tuple[int, ...]:
         """ONNX per-sample shape of an activation input of ``node`` (its IR shape is `lift` of it)."""
@@ -605,6 +606,45 @@ def convert_pad(node: onnx.NodeProto, ctx: Context) -> None:
     if min(pads) < 0:
         raise _err(node, "negative pads (cropping) are not supported")
     ctx.emit("pad", node, node.input[0], (shape[0], shape[1] + pt + pb, shape[2] + pl + pr), pads=(pt, pl, pb, pr))
+
+
+@converter("Gather")
+def convert_gather(node: onnx.NodeProto, ctx: Context) -> None:
+    """A permutation of channels (axis 1, constant indices; ShuffleNet's shuffle, see
+    `onnx_frontend._shuffles_as_gathers`) folded into the crossbar layer that produces the input: its output
+    columns and bias are permuted, and so are the per-channel constants of the elementwise ops between (each read
+    only on this path). Exact; nothing runs for it. Other gathers are errors naming the node."""
+    shape = ctx.shape(node.input[0], node)
+    axis = int(_attrs(node).get("axis", 0))  # type: ignore[arg-type]
+    axis = axis + len(shape) + 1 if axis < 0 else axis
+    if node.input[1] not in ctx.consts or axis != 1:
+        raise _err(node, "only a permutation of the channels (axis=1, constant indices) is supported")
+    idx = np.asarray(ctx.consts[node.input[1]]).astype(np.int64).reshape(-1)
+    c = shape[0]
+    if sorted(idx.tolist()) != list(range(c)):
+        raise _err(node, f"indices are not a permutation of the {c} channels")
+    value, path = node.input[0], []
+    while True:
+        op = next((o for o in reversed(ctx.ops) if value in o.outputs), None)
+        if op is None or ctx.uses.get(value, 0) != 1:
+            raise _err(node, f"{node.doc_string or 'the channel permutation'} cannot fold: '{value}' is "
+                             f"{'read elsewhere too' if op is not None else 'not produced by a device op'}")
+        path.append(op)
+        if op.is_crossbar:
+            break
+        if op.kind not in ("act", "affine"):
+            raise _err(node, f"{node.doc_string or 'the channel permutation'} cannot fold through {op.kind} "
+                             f"'{op.name}' (only "
+                             f"activations and per-channel affines may sit between it and a Conv/Gemm)")
+        value = op.inputs[0]
+    for op in path:
+        for k, v in list(op.params.items()):
+            arr = np.asarray(v)
+            if op.is_crossbar and k == "weight":
+                op.params[k] = arr[:, idx]
+            elif arr.ndim and arr.shape[0] == c and arr.size > 1:
+                op.params[k] = arr[idx]
+    ctx.emit("identity", node, node.input[0], shape)
 
 
 @converter("Transpose")

@@ -127,11 +127,17 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     notes: list[str] = []
     if drop_lrn:
         device_model, notes = _without_lrn(device_model)
+    device_model = _shuffles_as_gathers(device_model, cleaned.shapes)
     g = device_model.graph
     host_nodes = _host_nodes(g)
     device_nodes = [n for k, n in enumerate(g.node) if k not in host_nodes]
     ctx = Context(opset_of(proto), skipped=cleaned.skipped)
     ctx.consts.update({t.name: numpy_helper.to_array(t) for t in g.initializer})
+    for n in g.node:
+        for i in n.input:
+            ctx.uses[i] = ctx.uses.get(i, 0) + 1
+    for o in g.output:
+        ctx.uses[o.name] = ctx.uses.get(o.name, 0) + 1
     inputs = _graph_inputs(g, ctx)
     _convert(device_nodes, ctx, cleaned.shapes)
     device_outputs = _device_outputs(g, host_nodes, device_nodes)
@@ -144,6 +150,52 @@ def import_onnx(model: str | Path | onnx.ModelProto,
                   host_ops=[f"{n.op_type}({n.name})" for n in host], qdq=qdq)
     verify(graph)
     return FrontendResult(graph, _host_model(device_model, host, device_outputs) if host else None, proto, notes)
+
+
+def _shuffles_as_gathers(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> onnx.ModelProto:
+    """ShuffleNet's channel shuffle, ``Reshape (N, C, H, W) -> (N, g, C/g, H, W)``, ``Transpose(perm=[0, 2, 1, 3,
+    4])``, ``Reshape -> (N, C, H, W)``, as the one permutation of channels it is: ``Gather(x, idx, axis=1)``
+    (the converter folds it into the crossbar layer that produces ``x``). Other chains are left alone."""
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    uses: dict[str, int] = {}
+    for n in g.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    swaps = []
+    for t in g.node:
+        perm = [list(a.ints) for a in t.attribute if a.name == "perm"]
+        if t.op_type != "Transpose" or perm != [[0, 2, 1, 3, 4]]:
+            continue
+        r1 = producer.get(t.input[0])
+        r2 = [n for n in g.node if t.output[0] in n.input]
+        if r1 is None or r1.op_type != "Reshape" or len(r2) != 1 or r2[0].op_type != "Reshape":
+            continue
+        a, mid, out = r1.input[0], shapes.get(r1.output[0]), shapes.get(r2[0].output[0])
+        full = shapes.get(a)
+        if (full is None or mid is None or out is None or len(full) != 4 or len(mid) != 5 or tuple(out) != tuple(full)
+                or mid[1] * mid[2] != full[1] or tuple(mid[3:]) != tuple(full[2:])
+                or uses.get(r1.output[0]) != 1 or uses.get(t.output[0]) != 1):
+            continue
+        swaps.append((r1, t, r2[0], np.arange(full[1]).reshape(mid[1], mid[2]).T.reshape(-1)))
+    if not swaps:
+        return model
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    by_out = {n.output[0]: k for k, n in enumerate(m.graph.node)}
+    drop = {by_out[n.output[0]] for _, t, r2, _ in swaps for n in (t, r2)}
+    for k, (r1, t, r2, idx) in enumerate(swaps):
+        name = f"{r2.output[0]}__shuffle_idx"
+        m.graph.initializer.append(numpy_helper.from_array(idx.astype(np.int64), name))
+        names = " -> ".join(n.name or n.output[0] for n in (r1, t, r2))
+        gather = onnx.helper.make_node("Gather", [r1.input[0], name], [r2.output[0]], axis=1,
+                                       name=t.name or r2.output[0],
+                                       doc_string=f"the channel shuffle {names} (Reshape, Transpose, Reshape)")
+        m.graph.node[by_out[r1.output[0]]].CopyFrom(gather)
+    keep = [n for k, n in enumerate(m.graph.node) if k not in drop]
+    del m.graph.node[:]
+    m.graph.node.extend(keep)
+    return m
 
 
 def _without_lrn(model: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
