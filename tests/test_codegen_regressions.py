@@ -105,3 +105,27 @@ def test_a_concat_as_the_graph_output_is_a_clear_error() -> None:
     x = np.random.default_rng(1).random((2, 16, 6, 6)).astype(np.float32)
     with pytest.raises(ModelError, match=r"graph output '(y|cat1)' is formed by a concat"):
         compile_model(dense_block(2, pool=False), "16bit", calib={"x": x})
+
+
+@pytest.mark.parametrize("pad", [0, 1])
+def test_a_padded_average_pool_sent_to_another_tile_arrives_in_its_order(tmp_path: Path, pad: int) -> None:
+    """An average pool with a divisor per border window stores its pixels block by block (border rows and
+    columns first); a receiver on another tile took them in raster order, so ShuffleNet's concat of such a pool
+    was wrong in its second half. One core per tile puts every op on its own tile."""
+    c, h = 16, 12
+    out = (h + 2 * pad - 3) // 2 + 1
+    text = f"""<ir_version: 8, opset_import: ["" : 9]>
+agraph (float[N, {c}, {h}, {h}] x) => (float[N, {2 * c}, {out}, {out}] y) {{
+    s = Relu(x)
+    sc = AveragePool<kernel_shape=[3,3], strides=[2,2], pads=[{pad},{pad},{pad},{pad}]>(s)
+    e = Conv<kernel_shape=[3,3], pads=[{pad},{pad},{pad},{pad}], strides=[2,2]>(s, w)
+    cat = Concat<axis=1>(e, sc)
+    y = Relu(cat)
+}}"""
+    m = onnx.parser.parse_model(text)
+    rng = np.random.default_rng(4)
+    m.graph.initializer.append(numpy_helper.from_array((rng.normal(0, 1, (c, c, 3, 3)) / 12).astype(np.float32), "w"))
+    hw = tmp_path / "hw.json"
+    hw.write_text(json.dumps({"name": "one-core-tiles", "cores_per_tile": 1}))
+    x = rng.normal(0, 1, (2, c, h, h)).astype(np.float32)
+    check(m, str(hw), x)

@@ -12,6 +12,7 @@ from .context import Context
 from .loops import LoopRegs, pixel_loop
 from .plan import SHARED_READERS, Stream
 from .storage import Buffer, hwc
+from .vector import pixel_order
 
 
 def emit_receive(ctx: Context, s: Stream) -> None:
@@ -22,13 +23,15 @@ def emit_receive(ctx: Context, s: Stream) -> None:
     streams = ctx.stream(rcv)
     out = streams.tail if s.value in plan.out_core and rcv == plan.out_core[s.value] else streams.head
     h, w, _ = hwc(ctx.g.values[s.value].shape)
-    h0, h1 = s.rows or (0, h)
-    row_step = st.pixel_step(s.value)[0]
-    base = st.buffer(s.value).bases[s.tile] + st.origin(s.value) + s.c0 + h0 * row_step
+    row_step, pix_step = st.pixel_step(s.value)
     spatial = len(ctx.g.values[s.value].shape) == 3
-    pixel_loop(out, LoopRegs.of(ctx.hw), h1 - h0, w, [(base, *st.pixel_step(s.value))], lambda m: out.append(
-        ops.recv(dst=m[0], n=s.c1 - s.c0, tile=s.src[0], ch=s.ch, count=SHARED_READERS, node=s.value)),
-        spatial=spatial, node=s.value)
+    # the pixels arrive in the order the producer stores them: a band of rows, or a padded average pool's blocks
+    blocks = [(*s.rows, 0, w)] if s.rows else pixel_order(ctx.g, s.value)
+    for r0, r1, q0, q1 in blocks:
+        base = st.buffer(s.value).bases[s.tile] + st.origin(s.value) + s.c0 + r0 * row_step + q0 * pix_step
+        pixel_loop(out, LoopRegs.of(ctx.hw), r1 - r0, q1 - q0, [(base, row_step, pix_step)], lambda m: out.append(
+            ops.recv(dst=m[0], n=s.c1 - s.c0, tile=s.src[0], ch=s.ch, count=SHARED_READERS, node=s.value)),
+            spatial=spatial, node=s.value)
 
 
 def emit_inputs(ctx: Context) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from isa import NO_BASE, MemInit, MemRef, ops
 
-from ..ir import Op
+from ..ir import Graph, Op
 from ..quant.functional import DIV_FRAC, divisor_coef, mul_frac, quantize_affine
 from ..quant.windows import window_counts
 from .context import Context
@@ -71,14 +71,34 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
     if is_max:
         pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, [src, out_ptr], lambda m: body(m, 0), node=node)
         return
-    counts = window_counts(op, (h, w), (oh, ow))
-    ch, cw = ([int(v) for v in c] for c in counts)
-    for r0, r1 in _runs(ch):
-        for q0, q1 in _runs(cw):
-            coef = divisor_coef(ch[r0] * cw[q0])
-            ptrs = [(p[0] + r0 * p[1] + q0 * p[2], p[1], p[2]) for p in (src, out_ptr)]
-            pixel_loop(out, LoopRegs.of(ctx.hw), r1 - r0, q1 - q0, ptrs, functools.partial(body, coef=coef),
-                       node=node)
+    ch, cw = ([int(v) for v in c] for c in window_counts(op, (h, w), (oh, ow)))
+    for r0, r1, q0, q1 in pool_blocks(op, (h, w), (oh, ow)):
+        coef = divisor_coef(ch[r0] * cw[q0])
+        ptrs = [(p[0] + r0 * p[1] + q0 * p[2], p[1], p[2]) for p in (src, out_ptr)]
+        pixel_loop(out, LoopRegs.of(ctx.hw), r1 - r0, q1 - q0, ptrs, functools.partial(body, coef=coef),
+                   node=node)
+
+
+def pool_blocks(op: Op, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """The blocks of output pixels ``(r0, r1, q0, q1)`` an average pool computes, in the order it computes (and
+    stores and sends) them: one per run of rows and columns sharing a divisor (the whole output for a max pool or
+    a divisor that is the same everywhere). Receivers of the pool's pixels on other tiles take them in this order
+    (`transfers.emit_receive`)."""
+    if op.attrs["mode"] == "max":
+        return [(0, out_hw[0], 0, out_hw[1])]
+    ch, cw = ([int(v) for v in c] for c in window_counts(op, in_hw, out_hw))
+    return [(r0, r1, q0, q1) for r0, r1 in _runs(ch) for q0, q1 in _runs(cw)]
+
+
+def pixel_order(g: Graph, value: str) -> list[tuple[int, int, int, int]]:
+    """The blocks in which the producer of ``value`` writes its pixels (see `pool_blocks`); one block, the whole
+    (H, W), for every other producer."""
+    op = g.producer(value)
+    h, w, _ = hwc(g.values[value].shape)
+    if op is None or op.kind != "pool":
+        return [(0, h, 0, w)]
+    ih, iw, _ = hwc(g.values[op.inputs[0]].shape)
+    return pool_blocks(op, (ih, iw), (h, w))
 
 
 def _global_max(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, out_ptr: Pointer) -> None:
