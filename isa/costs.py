@@ -365,6 +365,7 @@ class CoreMeter:
         self.events: dict[int, list[int]] = {}  # pc -> [DAC pulses, driven cell levels] over the batch (exact)
         self.adc_bits: dict[int, int] = {}
         self.batch = 0
+        self._levels = conductance_pj(costs.hw) > 0  # driven cell levels are counted only where they cost energy
 
     def executed(self, pc: int, start: int, end: int) -> None:
         """Instruction ``pc`` was issued at ``start`` and completed at ``end``."""
@@ -380,7 +381,7 @@ class CoreMeter:
         leakage."""
         self.adc_bits[mvmu] = adc
         self.batch = batch
-        pulses, levels = mvm_events(row_pulses, gsum if conductance_pj(self.costs.hw) else None)
+        pulses, levels = mvm_events(row_pulses, gsum if self._levels else None)
         ev = self.events.setdefault(pc, [0, 0])
         ev[0] += pulses
         ev[1] += levels
