@@ -187,6 +187,8 @@ def _print_report(r: dict[str, Any]) -> None:
     print("\nper layer:\n" + _table(rows, ["layer", "energy pJ", "share", "busy cycles", "instructions"]))
     rows = [[k, f"{v:.1f}", f"{v / total:.1%}"] for k, v in sorted(r["per_component"].items(), key=lambda kv: -kv[1])]
     print("\nper component:\n" + _table(rows, ["component", "energy pJ", "share"]))
+    if r.get("area"):
+        _print_area(r["area"])
     if r.get("host_ops"):
         print(f"\nevaluated on the host after the program: {', '.join(r['host_ops'])}")
 
@@ -226,6 +228,7 @@ def cmd_run(a: argparse.Namespace) -> int:
             write_file(a.output, buf.getvalue())
         summary = {"outputs": {k: list(np.shape(v)) for k, v in outputs.items()}, "energy_pj": outcome.stats.energy_pj,
                    "cycles": outcome.stats.cycles, "saved": a.output}
+        summary.update({k: v for k, v in runner.efficiency(cm, outcome.stats).items() if k != "area"})
         if a.check:
             summary["bit_exact"] = runner.bit_exact(cm, feeds, outcome)
         print(json.dumps(summary, indent=2) if a.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
@@ -312,6 +315,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             "outputs": [vars(o) | {"shape": list(o.shape)} for o in prog.outputs], "layers": layers}
     if a.mvmus:
         info["mvmu_images"] = _mvmu_rows(prog)
+    info["area"] = _program_area(prog)
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -323,12 +327,41 @@ def cmd_inspect(a: argparse.Namespace) -> int:
              lay.get("static_instructions", 0), lay.get("dynamic_instructions", "-")] for lay in layers]
     print(_table(rows, ["layer", "MVMUs", "crossbars", "steps", "cores", "block util", "cell util", "static instr",
                         "dynamic instr"]))
+    _print_area(info["area"])
     if a.mvmus:
         keys = ["mvmu", "node", "rows", "cols", "slices", "encoding", "live_lines", "crossbars", "steps",
                 "conversions_per_digit"]
         print("\nper MVMU (from image.npz; conversions per input digit before SKIP):")
         print(_table([[m[k] for k in keys] for m in info["mvmu_images"]], keys))
     return 0
+
+
+def _program_area(prog: Any) -> dict[str, Any]:
+    """The area block of `xbarc inspect`: the chip provisioned and what the program uses (`isa.area`)."""
+    from isa.area import area_report
+
+    return area_report(prog)
+
+
+def _print_area(area: dict[str, Any]) -> None:
+    """Area per component (provisioned and used) and per layer, the ADC area the chosen resolutions saved, and
+    the efficiencies when the block has them."""
+    prov, used = area["provisioned"], area["used"]
+    print(f"\narea at {used['node_nm']:g} nm: {used['total_mm2']:.4f} mm^2 used ({used['tiles']} tiles, "
+          f"{used['cores']} cores, {used['mvmus']} MVMUs, {used['crossbars']} crossbars) of "
+          f"{prov['total_mm2']:.2f} mm^2 provisioned; lower ADC resolutions saved "
+          f"{used['adc_saved_um2'] / 1e6:.4f} mm^2")
+    if "area_efficiency" in area:
+        print(f"area efficiency: {area['area_efficiency']:.4g} inferences/s/mm^2 of the used area "
+              f"({area['area_efficiency_provisioned']:.4g} of the provisioned chip)   energy efficiency: "
+              f"{area.get('energy_efficiency', 0):.4g} inferences/J")
+    rows = [[k, f"{used['per_component_um2'][k] / 1e6:.4f}", f"{v / 1e6:.3f}"]
+            for k, v in prov["per_component_um2"].items() if v or used["per_component_um2"].get(k)]
+    print(_table(rows, ["component", "used mm^2", "provisioned mm^2"]))
+    rows = [[k, f"{v['total_um2'] / 1e6:.4f}", f"{v.get('crossbar', 0) / 1e6:.5f}", f"{v.get('adc', 0) / 1e6:.4f}",
+             f"{v['adc_saved_um2'] / 1e6:.4f}"] for k, v in used["per_layer_um2"].items()]
+    if rows:
+        print(_table(rows, ["layer (MVMUs)", "area mm^2", "crossbar", "adc", "adc saved"]))
 
 
 def _mvmu_rows(prog: Any) -> list[dict[str, Any]]:

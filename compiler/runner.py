@@ -10,6 +10,7 @@ import numpy as np
 import onnx
 
 from isa import numerics as nx
+from isa.area import area_report
 from isa.errors import XbarcError
 from runtime import Machine, Stats
 
@@ -113,4 +114,13 @@ def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check:
         "dynamic_instructions": s.dynamic_instructions,
         "host_ops": cm.graph.host_ops,
     }
+    report.update(efficiency(cm, s))
     return report
+
+
+def efficiency(cm: CompiledModel, s: Stats) -> dict[str, Any]:
+    """The run's area (`isa.area.area_report`: provisioned and used, per component and layer) and its area and
+    energy efficiency (inferences/s/mm^2 of the used area at the pipelined interval; inferences/J)."""
+    area = area_report(cm.program, s.pipeline_interval, s.energy_pj)
+    return {"area": area, "area_efficiency": area.get("area_efficiency"),
+            "energy_efficiency": area.get("energy_efficiency")}
