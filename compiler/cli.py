@@ -231,17 +231,50 @@ def cmd_run(a: argparse.Namespace) -> int:
         summary.update({k: v for k, v in runner.efficiency(cm, outcome.stats).items() if k != "area"})
         if a.check:
             summary["bit_exact"] = runner.bit_exact(cm, feeds, outcome)
+        if a.devices:
+            summary["devices"] = _device_trials(a, cm, feeds, None, outcome)
         print(json.dumps(summary, indent=2) if a.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
         return 0 if summary.get("bit_exact", True) else 1
     x, y = load_data(a.dataset, a.split, tuple(cm.program.inputs[0].shape))
     if a.limit:
         x, y = x[:a.limit], (None if y is None else y[:a.limit])
     report = runner.evaluate(cm, x, y, check=a.check)
+    if a.devices:
+        report["devices"] = _device_trials(a, cm, {cm.program.inputs[0].name: x}, y)
     if a.json:
         print(json.dumps(report, indent=2))
     else:
         _print_report(report)
+        if a.devices:
+            _print_devices(report["devices"])
     return 0 if report["bit_exact"] in (True, None) else 1
+
+
+def _device_trials(a: argparse.Namespace, cm: Any, feeds: dict[str, np.ndarray], labels: np.ndarray | None,
+                   exact: Any = None) -> dict[str, Any]:
+    """``--devices``: the trials of `runner.device_trials` against the exact run (made here if not given)."""
+    from runtime.devices import load_devices
+
+    from . import runner
+
+    model = load_devices(a.devices)
+    if a.device_seed is not None:
+        model = model.with_changes(seed=a.device_seed)
+    return runner.device_trials(cm, feeds, exact or runner.run(cm, feeds), model, a.trials, labels)
+
+
+def _print_devices(d: dict[str, Any]) -> None:
+    """The non-ideal trials' lines of the run report."""
+    m = d["model"]
+    print(f"\nnon-ideal devices ({m['name']}, seed {m['seed']}, {d['trials']} trials; the exact run above is "
+          f"the reference):")
+    if d["accuracy_mean"] is not None:
+        print(f"  accuracy: {d['accuracy_mean']:.4f} +- {d['accuracy_std']:.4f} (min {d['accuracy_min']:.4f}, "
+              f"max {d['accuracy_max']:.4f})")
+    print(f"  agreement with the exact run: {d['agreement_with_exact_mean']:.4f} +- "
+          f"{d['agreement_with_exact_std']:.4f}")
+    print(f"  output change: mean |d| {d['output_mean_abs_change']:.4g}, max |d| {d['output_max_abs_change']:.4g}, "
+          f"RMS {d['output_relative_rms_change']:.2%} of the exact outputs' RMS")
 
 
 def cmd_adc_profile(a: argparse.Namespace) -> int:
@@ -535,6 +568,12 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-o", "--output", default=None, help=".npy file for the outputs (with --inputs)")
     r.add_argument("--check", action="store_true", help="also compare with the functional model bit for bit")
     r.add_argument("--json", action="store_true")
+    r.add_argument("--devices", default=None, metavar="PRESET|FILE.json",
+                   help="also run on non-ideal devices (docs/devices.md): a preset (ideal, reram-wan2022, "
+                        "reram-saf-chen2015, pcm-joshi2020) or a JSON file of device fields; the exact run stays "
+                        "the reference and --check still compares it with the functional model")
+    r.add_argument("--trials", type=POSITIVE, default=10, help="with --devices: seeded trials (default 10)")
+    r.add_argument("--device-seed", type=NONNEG, default=None, help="with --devices: override the model's seed")
     r.set_defaults(fn=cmd_run)
     ap = command("adc-profile", help="bit-line value distribution and the ADC resolution that covers it")
     ap.add_argument("model")

@@ -21,6 +21,7 @@ from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
+from .devices import DeviceModel, NoisyMvmu, program_devices
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
 from .stats import Stats
@@ -121,7 +122,8 @@ class Machine:
             raise XbarcError("inputs: empty batch")
         return batch or 1, out
 
-    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray]) -> MachineState:
+    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray],
+                     devices: dict[tuple[int, int], dict[int, NoisyMvmu]] | None = None) -> MachineState:
         hw = self.hw
         st = MachineState(hw, batch, {}, epoch=[0] * hw.tiles)
         for init in self.program.data:
@@ -135,7 +137,8 @@ class Machine:
             cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
                                       st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=not comp.code,
-                                      meter=meter))
+                                      meter=meter, devices=None if devices is None else
+                                      devices.get((cc.tile, cc.core), {})))
         return st
 
     def _place(self, st: MachineState, tile: int, addr: int, n: int, what: str) -> None:
@@ -145,24 +148,28 @@ class Machine:
 
     # ---- running -------------------------------------------------------------------------------------------------
     def run(self, inputs: dict[str, np.ndarray], max_instructions: int = 50_000_000,
-            budget: int | None = None) -> RunResult:
+            budget: int | None = None, devices: DeviceModel | None = None, trial: int = 0) -> RunResult:
         """Run every core to halt on a batch of quantized inputs; returns the outputs and statistics.
 
         A batch whose machine state would exceed the memory budget (``budget`` bytes, default
         `isa.memory.memory_budget`) runs in chunks, one after the other; outputs and every counter are those of
         one pass (event counts are exact integers, divided by the whole batch once). One item that cannot fit
         the budget is an error with the numbers; so is a program whose control flow differs between chunks
-        (branches and based addresses read batch lane 0, so such a program cannot be split)."""
+        (branches and based addresses read batch lane 0, so such a program cannot be split).
+
+        ``devices`` (opt-in, `runtime.devices`): the crossbars hold conductances sampled from this model for
+        trial ``trial`` and every MVM converts their perturbed currents; None (default): the exact MVM."""
         batch, arrays = self._batch_of(inputs)
         budget = memory_budget() if budget is None else budget
         regs, tmp, known, whole, detail = self._item_bytes()
         size = chunk_size("run", regs + tmp + known, batch, budget, detail)  # what one item surely needs fits
         if batch * (regs + tmp + whole) > budget:  # memory grows on demand: measure a first chunk, then the rest
             size = min(size, max(1, budget // (regs + tmp + whole)))
+        noisy = None if devices is None else program_devices(devices, self.program, trial)
         states, outs, lo = [], [], 0
         while lo < batch:
             hi = min(batch, lo + size)
-            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()})
+            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()}, noisy)
             self._left, self._budget = max_instructions, max_instructions
             self._schedule(st)
             outs.append({loc.name: self._read_output(st, loc) for loc in self.program.outputs})

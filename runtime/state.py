@@ -194,6 +194,7 @@ class CoreState:
     wait: tuple[Any, ...] | None = None
     wait_epoch: int = -1
     meter: CoreMeter | None = None  # the accountant's listener for this core (isa.costs)
+    devices: dict[int, Any] | None = None  # opt-in non-ideal arrays by MVMU (runtime.devices.NoisyMvmu)
 
     @property
     def name(self) -> str:
