@@ -214,12 +214,14 @@ class NoisyMvmu:
 
 def _cell_sigma(model: DeviceModel, g: np.ndarray) -> np.ndarray:
     """Programming standard deviation (in G_on) of cells with target conductance ``g``."""
+    sig: np.ndarray
     if model.prog_poly:
         sig = np.zeros_like(g)
         for k, c in enumerate(model.prog_poly):
             sig += c * g ** k
         return np.maximum(sig, 0.0)
-    return model.prog_sigma * (g if model.prog_mode == "relative" else np.ones_like(g))
+    sig = model.prog_sigma * (g if model.prog_mode == "relative" else np.ones_like(g))
+    return sig
 
 
 def program_arrays(model: DeviceModel, hw: HardwareConfig, img: MvmuImage, kern: MvmuKernel,
