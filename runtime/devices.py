@@ -219,7 +219,8 @@ def _cell_sigma(model: DeviceModel, g: np.ndarray) -> np.ndarray:
         sig = np.zeros_like(g)
         for k, c in enumerate(model.prog_poly):
             sig += c * g ** k
-        return np.maximum(sig, 0.0)
+        sig = np.maximum(sig, 0.0)
+        return sig
     sig = model.prog_sigma * (g if model.prog_mode == "relative" else np.ones_like(g))
     return sig
 
