@@ -91,7 +91,7 @@ def cmd_search(a: argparse.Namespace) -> int:
 
     out = _search_dir(a.output)
     env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping,
-                              calibrated_ce=a.calibrated_ce, data=_data(),
+                              calibrated_ce=a.calibrated_ce, data=_data(), **_objective(a.objective),
                               **{k: v for k in ("threshold", "max_drop") if (v := getattr(a, k)) is not None}))
     try:
         rl = parse_rl_options(a.rl)
@@ -114,6 +114,29 @@ def cmd_search(a: argparse.Namespace) -> int:
     print(f"measured on the runtime, {best['images']} test images:")
     print(_table(summary_rows(base, {f"best ({r.method})": best}), SUMMARY_HEADER))
     return 0
+
+
+def _objective(text: str | None) -> dict[str, float]:
+    """``--objective energy=W,latency=W,area=W`` (weights >= 0, a name alone weighs 1, a missing one 0) as
+    `EnvConfig` fields: the energy share of energy + latency (``w_energy``) and the area share of all
+    (``w_area``)."""
+    if text is None:
+        return {}
+    weights = {"energy": 0.0, "latency": 0.0, "area": 0.0}
+    for part in text.split(","):
+        name, _, value = part.strip().partition("=")
+        if name not in weights:
+            raise XbarcError(f"--objective: unknown term {name!r}; terms: energy, latency, area")
+        try:
+            weights[name] = float(value) if value else 1.0
+        except ValueError:
+            raise XbarcError(f"--objective: weight of {name!r} must be a number, got {value!r}") from None
+        if not math.isfinite(weights[name]) or weights[name] < 0:
+            raise XbarcError(f"--objective: weight of {name!r} must be a finite number >= 0, got {value}")
+    el, total = weights["energy"] + weights["latency"], sum(weights.values())
+    if total == 0:
+        raise XbarcError("--objective: at least one weight must be positive")
+    return {"w_energy": weights["energy"] / el if el else 0.5, "w_area": weights["area"] / total}
 
 
 def _warn(command: str, warnings: list[str]) -> None:
@@ -556,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--test-images", type=NONNEG, default=0, help="test images for the final check (0: all)")
     se.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"],
                     help="the mapping whose energy and latency the search optimizes (compile's default: spatial)")
+    se.add_argument("--objective", default=None, metavar="energy=W,latency=W,area=W",
+                    help="weights of the hardware-cost terms (default energy=1,latency=1; area is the chip area "
+                         "the mapping uses, docs/cost-model.md 'Area')")
     se.set_defaults(fn=cmd_search)
     r = command("run", help="run a compiled model on the reference runtime")
     r.add_argument("outdir")

@@ -162,23 +162,27 @@ def used_area(program: Program) -> Area:
     their image) with the arrays of their layout and ADCs at the largest resolution they are fired at."""
     hw = program.hw
     cores = {(cc.tile, cc.core) for cc in program.cores if cc.instrs}
-    tiles = {t for t, _ in cores}
-    a = Area(hw.costs.area_node_nm, {k: 0.0 for k in AREA_COMPONENTS}, tiles=len(tiles), cores=len(cores),
-             mvmus=len(program.mvmus))
     adc_bits = mvmu_adc_bits(program)
+    blocks = [(img.node or "-", image_arrays(hw, img), adc_bits.get((img.tile, img.core, img.mvmu),
+                                                                     hw.full_adc_bits)) for img in program.mvmus]
+    return blocks_area(hw, blocks, len(cores), len({t for t, _ in cores}))
+
+
+def blocks_area(hw: HardwareConfig, blocks: list[tuple[str, int, int]], cores: int, tiles: int) -> Area:
+    """The area of ``blocks`` (layer, physical arrays, ADC bits) -- one MVMU each -- on ``cores`` cores of
+    ``tiles`` tiles, with the ADC area their resolutions saved against the full one."""
+    a = Area(hw.costs.area_node_nm, {k: 0.0 for k in AREA_COMPONENTS}, tiles=tiles, cores=cores,
+             mvmus=len(blocks))
     full = adc_area_um2(hw, hw.full_adc_bits)
-    for img in program.mvmus:
-        arrays = image_arrays(hw, img)
-        bits = adc_bits.get((img.tile, img.core, img.mvmu), hw.full_adc_bits)
-        layer = img.node or "-"
+    for layer, arrays, bits in blocks:
         a.add(mvmu_area(hw, arrays, bits), 1, layer)
         a.crossbars += arrays
         if arrays:
             saved = hw.adcs_per_mvmu * (full - adc_area_um2(hw, bits))
             a.adc_saved += saved
             a.layer_adc_saved[layer] = a.layer_adc_saved.get(layer, 0.0) + saved
-    a.add(core_area(hw), len(cores))
-    a.add(tile_area(hw), len(tiles))
+    a.add(core_area(hw), cores)
+    a.add(tile_area(hw), tiles)
     return a
 
 

@@ -101,3 +101,31 @@ def test_area_fields_are_checked():
 
     with pytest.raises(ConfigError, match="costs.adc_um2': must be a finite number >= 0"):
         HardwareConfig.from_dict({"costs": {"adc_um2": -1}})
+
+
+def test_search_cost_model_area_equals_the_compiled_programs():
+    """The search's hardware-cost area term (`CostModel.estimate`) is the area the compiled program uses."""
+    from compiler.search.cost import CostModel, trace_functional
+    from isa import numerics as nx
+    from models.datasets import load_for_shape
+
+    for mapping in ("naive", "spatial"):
+        cm = compile_model("models/lenet5_mnist.onnx", precision={"preset": "8bit", "default": {"adc_bits": 7}},
+                           mapping=mapping)
+        x, _ = load_for_shape("mnist", "calib", tuple(cm.program.inputs[0].shape))
+        loc_in = cm.program.inputs[0]
+        _, seen = trace_functional(cm.graph, cm.precision, {cm.graph.inputs[0].name: nx.quantize(
+            x[:2], loc_in.bits, loc_in.frac)}, cm.hw, cm.formats)
+        est = CostModel(cm.graph, cm.hw, mapping).estimate(cm.precision, seen)
+        assert est.area_mm2 == pytest.approx(used_area(cm.program).total_mm2)
+
+
+def test_objective_option():
+    from compiler.cli import _objective
+    from isa.errors import XbarcError
+
+    assert _objective("energy=2,latency=1,area=1") == {"w_energy": pytest.approx(2 / 3), "w_area": 0.25}
+    assert _objective("area") == {"w_energy": 0.5, "w_area": 1.0}
+    for bad in ("power=1", "area=x", "area=-1", "energy=0"):
+        with pytest.raises(XbarcError, match="--objective"):
+            _objective(bad)

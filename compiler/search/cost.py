@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from isa import numerics as nx
+from isa.area import Area, blocks_area
 from isa.costs import (MvmuShape, conductance_pj, leakage_pj, mvm_data_energy, mvmu_cycles, mvmu_energy,
                        row_levels)
 from isa.hardware import HardwareConfig
@@ -113,6 +114,7 @@ class CostEstimate:
     cycles: int
     per_component: dict[str, float] = field(default_factory=dict)
     per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
+    area_mm2: float = 0.0  # the mapping's area (`mapping_area`): a hardware-cost term the search can weigh
 
 
 def _shape(lm: LayerMap, i: int, rows: int, cols: int) -> MvmuShape:
@@ -210,7 +212,22 @@ class CostModel:
         cycles = max(1, self._latency(per_layer) + self.rest_cycles)
         comp.update(self.rest_energy)
         comp["leakage"] = leakage_pj(hw, adcs, cycles)
-        return CostEstimate(float(sum(comp.values())), int(cycles), comp, per_layer)
+        area = mapping_area(hw, mp, prec)
+        for name, row in area.per_layer.items():
+            per_layer[name]["area_um2"] = sum(row.values())
+        return CostEstimate(float(sum(comp.values())), int(cycles), comp, per_layer, area.total_mm2)
+
+
+def mapping_area(hw: HardwareConfig, mp: Any, prec: dict[str, LayerPrecision]) -> Area:
+    """`isa.area.blocks_area` of a mapping: each block's physical arrays (its layout's, or one per slice and
+    sign; none when idle) with ADCs at its layer's resolution, on the mapping's cores and tiles (vector layers'
+    included): what `isa.area.used_area` finds in the program compiled from it."""
+    blocks = []
+    for name, lm in mp.layers.items():
+        for i, b in enumerate(lm.blocks):
+            shape = _shape(lm, i, b.rows[1] - b.rows[0], b.cols[1] - b.cols[0])
+            blocks.append((name, 0 if shape.idle else shape.crossbars, prec[name].adc_bits))
+    return blocks_area(hw, blocks, mp.cores, mp.tiles)
 
 
 #: Defaults of the seed's analytic cost (docs/search.md).

@@ -102,11 +102,21 @@ class EnvConfig:
     calibrated_ce: bool = False  # both CEs at their best temperature (docs/search.md)
     max_drop: float = 1.0  # accuracy drop allowed on the scored images (1.0: no limit; docs/search.md)
     w_energy: float = 0.5
+    w_area: float = 0.0  # share of the hardware cost given to the area ratio (`--objective ...,area=W`)
     hw_cost: str = "model"  # "model" (CostModel) or "analytic" (seed formula)
     mapping: str = "spatial"  # as `compile`'s default; the cost model reproduces every mode exactly
     cost_calib_images: int = 4  # images of the one baseline runtime run that calibrates the cost model
     memo_mb: int = 1024  # bound of the memo of layer outputs (exact reuse of shared prefixes); 0: none
     data: DatasetLoader | None = None  # loads the data set (`compiler.data`); a module-level function pickles
+
+
+def _with_area(w_area: float, hw_cost: float, shares: list[float], est: Any, base_area: float,
+               layers: Sequence[str]) -> tuple[float, list[float]]:
+    """The hardware cost with area as a third term, ``(1 - w_area) x hw_cost + w_area x area / base area``, and
+    its per-layer shares (each layer's MVMU area over the baseline's whole area)."""
+    area = [est.per_layer[n].get("area_um2", 0.0) / 1e6 / base_area for n in layers]
+    return ((1 - w_area) * hw_cost + w_area * est.area_mm2 / base_area,
+            [(1 - w_area) * s + w_area * a for s, a in zip(shares, area)])
 
 
 class SearchEnv:
@@ -142,6 +152,7 @@ class SearchEnv:
         self.cache: dict[Actions, dict[str, Any]] = {}
         base = self.evaluate(self.space.baseline(), _baseline=True)
         self.base_energy, self.base_cycles = base["energy_pj"], base["cycles"]
+        self.base_area = base["area_mm2"]
         self.base_analytic = base["analytic"]
         self.cache.clear()
         self.baseline = self.evaluate(self.space.baseline())
@@ -198,7 +209,7 @@ class SearchEnv:
         acc = float(np.mean(logits.argmax(axis=1) == self.y))
         rec |= {"accuracy": acc, "accuracy_drop": self.acc_float - acc, "cross_entropy": ce,
                 "cost_accuracy": ce - self.ce_float, "energy_pj": est.energy_pj, "cycles": est.cycles,
-                "analytic": analytic_cost(self.features, prec)}
+                "analytic": analytic_cost(self.features, prec), "area_mm2": est.area_mm2}
         if baseline:
             return rec
         e_ratio, l_ratio = est.energy_pj / self.base_energy, est.cycles / self.base_cycles
@@ -209,6 +220,8 @@ class SearchEnv:
             hw_cost = c.w_energy * e_ratio + (1 - c.w_energy) * l_ratio
             shares = [c.w_energy * est.per_layer[n]["energy_pj"] / self.base_energy
                       + (1 - c.w_energy) * est.per_layer[n]["mvm_cycles"] / self.base_cycles for n in self.space.layers]
+            if c.w_area:  # area as a third term: (1 - w_area) x (energy, latency) + w_area x area ratio
+                hw_cost, shares = _with_area(c.w_area, hw_cost, shares, est, self.base_area, self.space.layers)
         feasible = rec["cost_accuracy"] <= c.threshold and rec["accuracy_drop"] <= c.max_drop
         acc_term = threshold(rec["cost_accuracy"], c.threshold, c.penalty, rec["accuracy_drop"], c.max_drop,
                              c.clamp_accuracy)
