@@ -34,7 +34,8 @@ def saturate(x: np.ndarray, bits: int) -> np.ndarray:
         return x
     lo, hi = _BOUNDS[bits]
     out: np.ndarray = np.maximum(x, lo)
-    return np.minimum(out, hi, out=out)
+    np.minimum(out, hi, out=out)
+    return out
 
 
 def narrowest_int(x: np.ndarray) -> type:
