@@ -153,7 +153,7 @@ def _mvm(c: CoreState, p: MvmPlan, lat: int) -> None:
     if meter is not None:
         nz = nx.nonzero_digits(x, i.ibits, "csd" if i.enc else "twos").sum(axis=1)  # DAC pulses per row
         levels = int(st.gsum @ nz) if meter.counts_levels else 0
-        meter.fired(c.pc - 1, st.units, i.adc, int(st.rowmask @ nz), levels, x.shape[1])
+        meter.fired(c.pc - 1, st.units, i.adc, int(st.rowmask @ nz), levels, c.batch or x.shape[1])
 
 
 # ---- vector ALU ------------------------------------------------------------------------------------------------

@@ -178,6 +178,11 @@ class LazyStack:
         self._cache = cache
         self._stack: MvmStack | None = None
 
+    @property
+    def kernels(self) -> tuple[MvmuKernel, ...]:
+        """The non-idle kernels the stack holds, in MVMU order."""
+        return self._args[1]
+
     def get(self) -> MvmStack:
         """The stack, built once."""
         if self._stack is None:

@@ -206,6 +206,8 @@ class CoreState:
     wait: tuple[Any, ...] | None = None
     wait_epoch: int = -1
     meter: CoreMeter | None = None  # the accountant's listener for this core (isa.costs)
+    loops: dict[int, Any] = field(default_factory=dict)  # fast mode: loop head pc -> `runtime.loops.LoopPlan`
+    batch: int = 0  # batch lanes (0: the register file's width; fast mode's wide files hold iterations x lanes)
 
     @property
     def name(self) -> str:
