@@ -189,13 +189,18 @@ class NoisyMvmu:
     diff: np.ndarray
     read_var: np.ndarray | None
     scale: np.ndarray
+    rows: int
     cols: int
+    slice_ids: tuple[int, ...]
+    cell_bits: int
     rng: np.random.Generator = field(repr=False)
 
-    def mvm(self, x: np.ndarray, i: ops.Mvm, sig: np.ndarray, keep: np.ndarray | None) -> np.ndarray:
+    def mvm(self, x: np.ndarray, i: ops.Mvm, sig: np.ndarray) -> np.ndarray:
         """The MVM of ``x`` (R, B) wrapped inputs on these arrays: digits, perturbed bit-line values, ADC
-        rounding and clipping, skipped conversions, exact shift-and-add -> (C, B) int64."""
+        rounding and clipping, skipped conversions (rule SKIP), exact shift-and-add -> (C, B) int64."""
         ibits = i.ibits
+        skips = nx.skipped(ibits, self.slice_ids, self.cell_bits, i.skip)  # (ibits, slices)
+        keep = ~skips if skips.any() else None
         r, b = x.shape
         digits = nx.input_digits(x, ibits, "csd" if i.enc else "twos")[0].transpose(1, 0, 2)  # (R, ibits, B)
         d = digits.reshape(r, ibits * b).astype(np.float64)
@@ -258,7 +263,21 @@ def program_arrays(model: DeviceModel, hw: HardwareConfig, img: MvmuImage, kern:
         var = (sd[:, 0] ** 2 + sd[:, 1] ** 2).transpose(0, 2, 1).reshape(s * c, r)
         read_var = np.ascontiguousarray(var)
     scale = np.array([1 << (hw.cell_bits * k) for k in ids], dtype=I64)
-    return NoisyMvmu(diff, read_var, scale, c, rng)
+    return NoisyMvmu(diff, read_var, scale, r, c, tuple(ids), hw.cell_bits, rng)
+
+
+def fire_devices(arrays: dict[int, NoisyMvmu], stack: Any, x: np.ndarray, i: ops.Mvm,
+                 sig: np.ndarray) -> np.ndarray:
+    """The mvm hook of the runtime (`runtime.handlers`): the stacked MVMUs of ``stack`` (`runtime.mvm.MvmStack`:
+    its ``units``, ``rows`` and ``cols``) fired on their sampled ``arrays`` with wrapped inputs ``x`` (K*R, B)
+    -> (K, C, B) int64, the shape of `MvmStack.fire`."""
+    k, b = len(stack.units), x.shape[1]
+    xs = x.reshape(k, stack.rows, b)
+    out = np.zeros((k, stack.cols, b), dtype=I64)
+    for j, unit in enumerate(stack.units):
+        m = arrays[unit]
+        out[j, :m.cols] = m.mvm(xs[j, :m.rows], i, sig)
+    return out
 
 
 def program_devices(model: DeviceModel, program: Program, trial: int = 0

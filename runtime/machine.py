@@ -22,6 +22,7 @@ from isa.printer import format_instr
 from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
 from .devices import DeviceModel, NoisyMvmu, program_devices
+from .loops import LoopPlan, find_loops, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
 from .stats import Stats
@@ -45,13 +46,18 @@ class _Compiled:
     source: CoreCode
     code: list[Step]
     costs: CoreCosts
+    loops: dict[int, LoopPlan]
 
 
 class Machine:
-    """Executes a `Program` on a batch of inputs (see module docstring)."""
+    """Executes a `Program` on a batch of inputs (see module docstring). ``reference=True`` interprets one
+    instruction at a time; by default static loops run all their iterations at once (`runtime.loops`), with the
+    same outputs and counters."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, reference: bool = False) -> None:
         self.program = program
+        self.reference = reference
+        self.batched = 0  # iterations the last run executed batched (fast mode)
         self.hw = hw = program.hw
         kernels: dict[tuple[int, int], dict[int, MvmuKernel]] = {}
         for img in program.mvmus:
@@ -92,7 +98,8 @@ class Machine:
             except Fault as f:
                 ops = str(f)
             code.append((fn, ops, costs.load(instr, runnable=fn is not fault_handler)))
-        return _Compiled(cc, code, costs)
+        loops = {} if self.reference else find_loops(cc.instrs, code, self.hw)
+        return _Compiled(cc, code, costs, loops)
 
     def _batch_of(self, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
         """Check inputs against the manifest; returns the batch size and (batch, length) int64 arrays."""
@@ -137,8 +144,8 @@ class Machine:
             cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
                                       st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=not comp.code,
-                                      meter=meter, devices=None if devices is None else
-                                      devices.get((cc.tile, cc.core), {})))
+                                      meter=meter, loops=comp.loops, batch=batch,
+                                      devices=None if devices is None else devices.get((cc.tile, cc.core), {})))
         return st
 
     def _place(self, st: MachineState, tile: int, addr: int, n: int, what: str) -> None:
@@ -167,6 +174,7 @@ class Machine:
             size = min(size, max(1, budget // (regs + tmp + whole)))
         noisy = None if devices is None else program_devices(devices, self.program, trial)
         states, outs, lo = [], [], 0
+        self.batched = 0
         while lo < batch:
             hi = min(batch, lo + size)
             st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()}, noisy)
@@ -233,7 +241,7 @@ class Machine:
     def _run_core(self, c: CoreState) -> int:
         """Run ``c`` until it blocks or halts; returns the instructions executed."""
         assert c.meter is not None, "a core without its cost listener"
-        code, executed = c.code, c.meter.executed
+        code, executed, loops = c.code, c.meter.executed, c.loops
         n_code, left, done, pc = len(code), self._left, 0, c.pc
         c.wait = None
         try:
@@ -241,6 +249,12 @@ class Machine:
                 pc = c.pc
                 if pc >= n_code:
                     raise Fault(f"pc {pc} ran past the end of the code ({n_code} instructions) without halt")
+                if pc in loops:  # fast mode: the loop's remaining iterations at once, if they can run so
+                    ran = run_batched(c, loops[pc], left - done)
+                    if ran:
+                        done += ran
+                        self.batched += ran // loops[pc].length
+                        continue
                 fn, ops, lat = code[pc]
                 c.pc = pc + 1
                 r = fn(c, ops, lat)
