@@ -58,12 +58,13 @@ def cmd_compile(a: argparse.Namespace) -> int:
     precision = a.precision
     if a.search:  # the precision search inside compilation (same as `xbarc search`)
         from .search import search_precision
-        from .search.agent import stderr_progress
+        from .search.methods import stderr_progress
 
         r = search_precision(a.model, dataset=a.calib, budget=a.budget, seed=a.seed, method=a.search,
                              progress=stderr_progress, hardware=a.hardware, mapping=a.mapping, data=_data())
-        precision = r.best_config
-        print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
+        precision = r.config
+        print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, chosen config's search reward "
+              f"{r.chosen.reward:.4f}")
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
                        calib_images=a.calib_images, drop_lrn=a.drop_lrn,
                        crossbar_budget=a.crossbar_budget, replicate=a.replicate, input_shapes=dict(a.input_shape),
@@ -83,60 +84,83 @@ def cmd_compile(a: argparse.Namespace) -> int:
 
 
 def cmd_search(a: argparse.Namespace) -> int:
-    """xbarc search MODEL -o OUT: precision search (docs/search.md); best.json, log.jsonl and a summary."""
+    """xbarc search MODEL -o OUT: precision search (docs/search.md); best.json, log.jsonl, pareto.json and a
+    summary measured on the runtime."""
     from .search import search_precision
-    from .search.agent import parse_rl_options, stderr_progress
-    from .search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate
-    from .search.plots import report_plots
+    from .search.methods import stderr_progress
+    from .search.session import Checkpoint, check_resume, resumed_agrees, write_outputs
 
     out = _search_dir(a.output)
-    env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping,
-                              calibrated_ce=a.calibrated_ce, data=_data(), **_objective(a.objective),
-                              **{k: v for k in ("threshold", "max_drop") if (v := getattr(a, k)) is not None}))
-    try:
-        rl = parse_rl_options(a.rl)
-    except ValueError as e:
-        raise XbarcError(str(e)) from None
-    with _Checkpoint(out / "log.jsonl") as log:
+    env, rl = _search_env(a)
+    settings = _search_settings(a, env)
+    old = check_resume(out, settings, a.resume)
+    cache = a.cache or out / "evaluations.sqlite"
+    with Checkpoint(out / "log.jsonl") as log:
         r = search_precision(a.model, budget=a.budget, seed=a.seed, method=a.method, workers=a.workers, env=env,
-                             progress=stderr_progress, rl=rl, on_record=log.append)
-    write_file(out / "best.json", json.dumps(r.best_config, indent=2) + "\n")
-    write_file(out / "log.jsonl", "".join(json.dumps(x) + "\n" for x in r.records))
-    print(f"{r.method}: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f} "
-          f"-> {out / 'best.json'}")
+                             progress=stderr_progress, rl=rl, on_record=log.append, backend=a.backend,
+                             address=a.address, cache=cache)
+    doc = write_outputs(out, env, r)
+    if old:
+        resumed_agrees(old, r, lambda m: print(f"xbarc search: {m}", file=sys.stderr))
+    print(f"{r.method}: {r.evaluations} evaluations ({r.reused} from {cache}) in {r.seconds:.1f} s, best search "
+          f"reward {r.best.reward:.4f}")
     if r.interrupted:
-        print(f"xbarc search: interrupted after {r.evaluations} evaluations; kept the best so far and every "
-              f"evaluation in {out / 'log.jsonl'}", file=sys.stderr)
+        print(f"xbarc search: interrupted after {r.evaluations} evaluations; kept every evaluation in "
+              f"{out / 'log.jsonl'} and {cache}, the choice so far in {out / 'best.json'}; "
+              f"run the same command with --resume to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
-    report_plots(r.records, r.baseline, out, r.method)
-    base = validate(env, env.config(env.space.baseline()), a.test_images)
-    best = validate(env, r.best_config, a.test_images)
-    print(f"measured on the runtime, {best['images']} test images:")
-    print(_table(summary_rows(base, {f"best ({r.method})": best}), SUMMARY_HEADER))
+    _search_summary(a, env, r, doc, out)
     return 0
 
 
-def _objective(text: str | None) -> dict[str, float]:
-    """``--objective energy=W,latency=W,area=W`` (weights >= 0, a name alone weighs 1, a missing one 0) as
-    `EnvConfig` fields: the energy share of energy + latency (``w_energy``) and the area share of all
-    (``w_area``)."""
-    if text is None:
-        return {}
-    weights = {"energy": 0.0, "latency": 0.0, "area": 0.0}
-    for part in text.split(","):
-        name, _, value = part.strip().partition("=")
-        if name not in weights:
-            raise XbarcError(f"--objective: unknown term {name!r}; terms: energy, latency, area")
-        try:
-            weights[name] = float(value) if value else 1.0
-        except ValueError:
-            raise XbarcError(f"--objective: weight of {name!r} must be a number, got {value!r}") from None
-        if not math.isfinite(weights[name]) or weights[name] < 0:
-            raise XbarcError(f"--objective: weight of {name!r} must be a finite number >= 0, got {value}")
-    el, total = weights["energy"] + weights["latency"], sum(weights.values())
-    if total == 0:
-        raise XbarcError("--objective: at least one weight must be positive")
-    return {"w_energy": weights["energy"] / el if el else 0.5, "w_area": weights["area"] / total}
+def _search_env(a: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The search environment and RL options of `xbarc search`'s arguments."""
+    from .search.agent import parse_rl_options
+    from .search.cost import parse_weights
+    from .search.env import EnvConfig, SearchEnv
+
+    try:
+        rl, weights = parse_rl_options(a.rl), parse_weights(a.cost)
+    except ValueError as e:
+        raise XbarcError(str(e)) from None
+    cfg = EnvConfig(a.model, a.dataset, a.hardware, search_split=a.search_split, search_images=a.search_images,
+                    select_split=a.select_split, select_images=a.select_images, max_drop=a.max_drop,
+                    confidence=a.confidence, cost_weights=weights, mapping=a.mapping, data=_data())
+    return SearchEnv(cfg), rl
+
+
+def _search_settings(a: argparse.Namespace, env: Any) -> dict[str, Any]:
+    """What defines a search (``search.json``; --resume checks it): the environment's scope and the method's
+    settings (not the workers, backend or cache: they do not change the result)."""
+    return {"model": a.model, "scope": env.cfg.scope(), "method": a.method, "budget": a.budget, "seed": a.seed,
+            "rl": sorted(a.rl)}
+
+
+def _search_summary(a: argparse.Namespace, env: Any, r: Any, doc: dict[str, Any], out: Path) -> None:
+    """The plots, then the baseline, the chosen config and the front's points run on the runtime (test split)."""
+    from .search.env import SUMMARY_HEADER, summary_rows, validate
+    from .search.plots import report_plots, write_front_plot
+
+    report_plots(r.records, r.baseline, out, r.method)
+    if write_front_plot(doc, r.records, out / "pareto.png") is not None:
+        print(f"plot: {out / 'pareto.png'}")
+    c = env.cfg
+    pick = next(i for i, p in enumerate(doc["points"]) if p["chosen"])
+    if r.met:
+        print(f"chosen: pareto point {pick} ({doc['points'][pick]['file']}), the cheapest whose accuracy drop on "
+              f"'{c.select_split}' is <= {100 * c.max_drop:g}% at {100 * c.confidence:g}% confidence "
+              f"(bound {100 * r.chosen.select_bound:.2f}%) -> {out / 'best.json'}")
+    else:
+        print(f"xbarc search: warning: no evaluated config meets --max-drop {100 * c.max_drop:g}% on "
+              f"'{c.select_split}' at {100 * c.confidence:g}% confidence; best.json is the 16-bit baseline",
+              file=sys.stderr)
+    base = validate(env, env.config(env.space.baseline()), a.test_images)
+    found = {f"chosen ({r.method})": validate(env, r.config, a.test_images)}
+    for i, p in enumerate(doc["points"][: a.measure_front]):
+        if not p["chosen"]:
+            found[f"pareto point {i}"] = validate(env, env.config(p["actions"]), a.test_images)
+    print(f"measured on the runtime, {base['images']} test images:")
+    print(_table(summary_rows(base, found), SUMMARY_HEADER))
 
 
 def _warn(command: str, warnings: list[str]) -> None:
@@ -153,36 +177,6 @@ def _search_dir(path: str) -> Path:
         raise XbarcError(f"{out}: exists and is not a directory; `xbarc search -o` needs a folder")
     check_output_file(out / "best.json")
     return out
-
-
-class _Checkpoint:
-    """``log.jsonl`` written as the search goes, one flushed line per evaluation, so that a killed search keeps
-    what it evaluated; rewritten atomically at the end."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.f: io.TextIOBase | None = None
-
-    def __enter__(self) -> "_Checkpoint":
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.f = self.path.open("w")
-        except OSError as e:
-            raise XbarcError(f"{self.path}: cannot write: {e.strerror}") from None
-        return self
-
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one evaluation's record."""
-        assert self.f is not None
-        try:
-            self.f.write(json.dumps(record) + "\n")
-            self.f.flush()
-        except OSError as e:
-            raise XbarcError(f"{self.path}: cannot write: {e.strerror}") from None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.f is not None:
-            self.f.close()
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -501,8 +495,25 @@ def _float_in(lo: float, hi: float, lo_open: bool = False) -> Callable[[str], fl
     return parse
 
 
+def _parse_percent(text: str) -> float:
+    t = text.strip()
+    if not t.endswith("%"):
+        return FRACTION(t)
+    try:
+        pct = float(t[:-1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction (0.01) or a percentage (1%), got {text!r}") from None
+    if not math.isfinite(pct) or not 0 <= pct <= 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage in [0%, 100%], got {text!r}")
+    return pct / 100
+
+
 POSITIVE, NONNEG = _int_at_least(1), _int_at_least(0)
 FRACTION, OPEN_FRACTION = _float_in(0.0, 1.0), _float_in(0.0, 1.0, lo_open=True)
+
+
+PERCENT = _parse_percent
+PERCENT.__name__ = "percentage"
 NONNEG_FLOAT = _float_in(0.0, math.inf)
 def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     from .driver import parse_input_shape
@@ -566,22 +577,34 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--budget", type=POSITIVE, default=100, help="distinct configurations to evaluate")
     se.add_argument("--seed", type=NONNEG, default=0)
     se.add_argument("--workers", type=POSITIVE, default=1)
-    se.add_argument("--val-images", type=NONNEG, default=0,
-                    help="images of the held-out val split that score candidates (0: all 256)")
     se.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
-                    help="override an actor-critic hyperparameter (docs/search.md), e.g. --rl anchor=0")
-    se.add_argument("--threshold", type=NONNEG_FLOAT, default=None,
-                    help="T_t's t: cross-entropy increase allowed (nats; default 0.02)")
-    se.add_argument("--max-drop", type=FRACTION, default=None,
-                    help="accuracy drop allowed on the val images (fraction; default 1.0: no limit)")
-    se.add_argument("--calibrated-ce", action="store_true",
-                    help="score both cross-entropies at their best temperature (logit scale does not count)")
+                    help="override an actor-critic hyperparameter (docs/search.md), e.g. --rl lr=0.01")
+    se.add_argument("--max-drop", type=PERCENT, default=0.01, metavar="DROP",
+                    help="accuracy drop allowed against the float model, e.g. 1%% or 0.01 (default 1%%): the chosen "
+                         "config's upper confidence bound on the selection split must meet it")
+    se.add_argument("--confidence", type=OPEN_FRACTION, default=0.95,
+                    help="one-sided confidence of that bound (default 0.95)")
+    se.add_argument("--search-split", default="fit", help="split whose images score the reward (default fit)")
+    se.add_argument("--search-images", type=NONNEG, default=1024, help="first N of them (0: all; default 1024)")
+    se.add_argument("--select-split", default="val",
+                    help="held-out split the final choice is made on, never seen by the reward (default val)")
+    se.add_argument("--select-images", type=NONNEG, default=0, help="first N of them (0: all)")
+    se.add_argument("--cost", default="energy=0.5,latency=0.5", metavar="TERM=W,...",
+                    help="the hardware objective: weighted cost terms over the 16-bit baseline's "
+                         "(energy, latency, analytic, area: the chip area the mapping uses, docs/cost-model.md)")
     se.add_argument("--test-images", type=NONNEG, default=0, help="test images for the final check (0: all)")
+    se.add_argument("--measure-front", type=NONNEG, default=3,
+                    help="also run the first N Pareto points on the runtime for the summary (default 3)")
     se.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"],
                     help="the mapping whose energy and latency the search optimizes (compile's default: spatial)")
-    se.add_argument("--objective", default=None, metavar="energy=W,latency=W,area=W",
-                    help="weights of the hardware-cost terms (default energy=1,latency=1; area is the chip area "
-                         "the mapping uses, docs/cost-model.md 'Area')")
+    se.add_argument("--backend", default="process", choices=["process", "ray"],
+                    help="where candidates are evaluated: --workers processes (default) or Ray actors")
+    se.add_argument("--address", default=None, help="with --backend ray: a running Ray cluster to join")
+    se.add_argument("--cache", default=None, metavar="FILE",
+                    help="SQLite evaluation cache to read and extend (default OUT/evaluations.sqlite); share it "
+                         "between searches of the same model to reuse evaluations")
+    se.add_argument("--resume", action="store_true",
+                    help="continue the interrupted search in OUT (same settings) to the same result")
     se.set_defaults(fn=cmd_search)
     r = command("run", help="run a compiled model on the reference runtime")
     r.add_argument("outdir")

@@ -120,12 +120,12 @@ def test_search_cost_model_area_equals_the_compiled_programs():
         assert est.area_mm2 == pytest.approx(used_area(cm.program).total_mm2)
 
 
-def test_objective_option():
-    from compiler.cli import _objective
-    from isa.errors import XbarcError
+def test_area_is_a_search_cost_term_and_a_pareto_axis():
+    from compiler.search.cost import COST_TERMS, parse_weights
+    from compiler.search.record import Evaluation
+    from compiler.search.selection import pareto_front
 
-    assert _objective("energy=2,latency=1,area=1") == {"w_energy": pytest.approx(2 / 3), "w_area": 0.25}
-    assert _objective("area") == {"w_energy": 0.5, "w_area": 1.0}
-    for bad in ("power=1", "area=x", "area=-1", "energy=0"):
-        with pytest.raises(XbarcError, match="--objective"):
-            _objective(bad)
+    assert "area" in COST_TERMS and parse_weights("energy=1,area=2") == (("energy", 1.0), ("area", 2.0))
+    small = Evaluation([[0]], 0.0, energy_pj=1.0, cycles=1, select_accuracy=0.9, area_mm2=1.0)
+    big = Evaluation([[1]], 0.0, energy_pj=1.0, cycles=1, select_accuracy=0.9, area_mm2=2.0)
+    assert pareto_front([big, small]) == [small]
