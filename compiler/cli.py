@@ -125,7 +125,8 @@ def _search_env(a: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise XbarcError(str(e)) from None
     cfg = EnvConfig(a.model, a.dataset, a.hardware, search_split=a.search_split, search_images=a.search_images,
                     select_split=a.select_split, select_images=a.select_images, max_drop=a.max_drop,
-                    confidence=a.confidence, cost_weights=weights, mapping=a.mapping, data=_data())
+                    confidence=a.confidence, cost_weights=weights, mapping=a.mapping, data=_data(),
+                    devices=a.devices, device_trials=a.device_trials)
     return SearchEnv(cfg), rl
 
 
@@ -589,6 +590,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--select-split", default="val",
                     help="held-out split the final choice is made on, never seen by the reward (default val)")
     se.add_argument("--select-images", type=NONNEG, default=0, help="first N of them (0: all)")
+    se.add_argument("--devices", default=None, metavar="PRESET|FILE.json",
+                    help="score candidates' accuracy on the runtime under this device model (robust precision "
+                         "search, docs/devices.md; slower: each candidate is compiled and run)")
+    se.add_argument("--device-trials", type=POSITIVE, default=3, help="with --devices: seeded trials averaged")
     se.add_argument("--cost", default="energy=0.5,latency=0.5", metavar="TERM=W,...",
                     help="the hardware objective: weighted cost terms over the 16-bit baseline's "
                          "(energy, latency, analytic, area: the chip area the mapping uses, docs/cost-model.md)")

@@ -13,7 +13,7 @@ from isa import numerics as nx
 from isa.area import area_report
 from isa.errors import XbarcError
 from runtime import Machine, Stats
-from runtime.devices import DeviceModel
+from runtime.devices import DeviceModel, load_devices
 
 from .driver import CompiledModel
 from .frontend import host_eval
@@ -42,6 +42,10 @@ def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np
     """Float graph inputs -> the stored words (B, length) of each input's location (border included)."""
     locs = {loc.name: loc for loc in cm.program.inputs}
     return {k: locs[k].pack(v) for k, v in _quantized(cm, x).items()}
+
+
+__all__ = ["RunOutcome", "run", "evaluate", "bit_exact", "device_trials", "efficiency", "functional_outputs",
+           "quantize_inputs", "reference_outputs", "load_devices"]
 
 
 def run(cm: CompiledModel, x: dict[str, np.ndarray], devices: DeviceModel | None = None,

@@ -139,3 +139,22 @@ def test_cli_run_devices_reports_trials(models, tmp_path, capsys):
     assert d["trials"] == 3 and d["output_max_abs_change"] > 0
     assert main(["run", str(tmp_path / "out"), "--dataset", "mnist", "--devices", "nope"]) == 2
     assert "neither a preset" in capsys.readouterr().err
+
+
+def test_robust_search_scores_on_the_runtime_under_a_device_model():
+    """The search option: with ideal devices the runtime's scores equal the functional model's (the runtime is
+    bit-exact); with every cell stuck the accuracy term sees the damage."""
+    from compiler.search.env import EnvConfig, SearchEnv
+    from support import DATA
+
+    kw = dict(search_split="val", search_images=32, select_split="calib", select_images=16, data=DATA)
+    plain = SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", **kw))
+    ideal = SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", devices="ideal", device_trials=2, **kw))
+    rng = np.random.default_rng(2)
+    acts = tuple(tuple(int(rng.integers(n)) for n in plain.space.sizes) for _ in plain.space.layers)
+    a, b = plain.evaluate(acts), ideal.evaluate(acts)
+    assert (a.accuracy, a.select_accuracy) == (b.accuracy, b.select_accuracy)
+    assert a.cross_entropy == pytest.approx(b.cross_entropy) and a.reward == pytest.approx(b.reward)
+    stuck = SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", devices="reram-saf-chen2015",
+                                device_trials=2, **kw))
+    assert stuck.evaluate(acts).accuracy < a.accuracy - 0.2
