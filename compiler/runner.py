@@ -42,9 +42,10 @@ def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np
     return {k: locs[k].pack(v) for k, v in _quantized(cm, x).items()}
 
 
-def run(cm: CompiledModel, x: dict[str, np.ndarray]) -> RunOutcome:
-    """Execute the program on a batch of float inputs."""
-    result = Machine(cm.program).run(quantize_inputs(cm, x))
+def run(cm: CompiledModel, x: dict[str, np.ndarray], reference: bool = False, workers: int = 1) -> RunOutcome:
+    """Execute the program on a batch of float inputs (``reference``: one instruction at a time; ``workers``:
+    processes the batch is sharded over; both give the same outputs and counters)."""
+    result = Machine(cm.program, reference=reference).run(quantize_inputs(cm, x), workers=workers)
     dev_float, dev_int = {}, {}
     for loc in cm.program.outputs:
         dev_int[loc.name] = loc.unpack(result.outputs[loc.name]).reshape(len(result.outputs[loc.name]), -1)
@@ -87,10 +88,12 @@ def reference_outputs(model: onnx.ModelProto, x: dict[str, np.ndarray], names: l
                          f"{(text[0] if text else type(e).__name__)[:400]}") from None
 
 
-def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True) -> dict[str, Any]:
-    """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set."""
+def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True,
+             reference: bool = False, workers: int = 1) -> dict[str, Any]:
+    """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set
+    (``reference``, ``workers``: as `run`)."""
     feeds = {cm.program.inputs[0].name: x}
-    outcome = run(cm, feeds)
+    outcome = run(cm, feeds, reference, workers)
     name = cm.program.outputs[0].name
     logits = outcome.device_float[name].reshape(len(x), -1)
     pred = logits.argmax(axis=1)
