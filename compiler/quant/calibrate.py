@@ -1,4 +1,4 @@
-"""Float execution of the IR (internal HWC layout) and activation-range calibration on data."""
+"""Activation-range calibration on data: the float reference (`compiler.reference`) over the calibration batch."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import numpy as np
 
 from isa.memory import chunk_size, memory_budget
 
-from ..ir import Graph, Op, broadcast_param
-from .windows import from_hwc, im2col, internal, pad_hwc, to_hwc, window_counts, windows
+from ..ir import Graph
+from ..ops import crossbar_kind
+from ..reference import FloatEnv, apply_act, float_forward, layer_inputs, out_hw, run_op
 
-FloatEnv = dict[str, np.ndarray]
+__all__ = ["EXP_LO", "EXP_HI", "FloatEnv", "LayerRange", "Ranges", "UniformInputs", "apply_act", "calibrate",
+           "exponent_histogram", "float_forward", "item_bytes", "layer_inputs", "out_hw", "run_op"]
 
 
 @dataclass(frozen=True)
@@ -52,79 +54,6 @@ def exponent_histogram(v: np.ndarray) -> np.ndarray:
     return np.bincount(e, minlength=EXP_HI - EXP_LO + 1).astype(np.int64)
 
 
-def apply_act(attrs: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """Float activation named by ``attrs['act']``."""
-    fn = attrs.get("act", "none")
-    if fn == "relu":
-        return np.maximum(x, 0.0)
-    if fn == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * x))
-    if fn == "tanh":
-        return np.tanh(x)
-    if fn == "leaky_relu":
-        return np.maximum(x, attrs["alpha"] * x)
-    if fn == "clip":
-        return np.clip(x, attrs["lo"], attrs["hi"])
-    return x
-
-
-def out_hw(g: Graph, op: Op) -> tuple[int, int]:
-    """Spatial output size of a windowed op."""
-    shape = g.values[op.outputs[0]].shape
-    return shape[1], shape[2]
-
-
-def _pre_activation(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
-    x, b = xs[0], len(xs[0])
-    k = op.kind
-    if k == "dense":
-        return x.reshape(b, -1) @ op.params["weight"] + op.params.get("bias", 0.0)
-    if k == "conv":
-        oh, ow = out_hw(g, op)
-        y = im2col(x, op, (oh, ow)) @ op.params["weight"] + op.params.get("bias", 0.0)
-        return y.reshape(b, oh, ow, -1)
-    if k == "pool" and op.attrs["mode"] == "max":
-        return windows(x, op, out_hw(g, op), -np.inf).max(axis=(3, 4))
-    if k == "pool":
-        ch, cw = window_counts(op, x.shape[1:3], out_hw(g, op))
-        return windows(x, op, out_hw(g, op), 0.0).sum(axis=(3, 4)) / (ch[:, None] * cw[None, :])[None, :, :, None]
-    if k == "gap":
-        return x.mean(axis=(1, 2), keepdims=True)
-    if k == "eltwise" and len(xs) == 2 and op.attrs.get("op", "add") != "add":
-        return xs[0] * xs[1] if op.attrs["op"] == "mul" else xs[0] - xs[1]
-    if k == "eltwise":
-        return sum(xs[1:], xs[0])
-    if k == "concat":
-        return np.concatenate(xs, axis=-1)
-    if k == "pad":
-        return pad_hwc(x, op.attrs["pads"], 0.0)
-    if k == "affine":
-        shape = g.values[op.inputs[0]].shape
-        scale, shift = (to_hwc(broadcast_param(op.params[p], shape)[None], shape)[0] for p in ("scale", "shift"))
-        return x * scale + shift
-    if k == "reshape":
-        return to_hwc(from_hwc(x, g.values[op.inputs[0]].shape), g.values[op.outputs[0]].shape)
-    return x
-
-
-def run_op(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
-    """One op in float64 on internal-layout inputs."""
-    return apply_act(op.attrs, _pre_activation(g, op, xs))
-
-
-def float_forward(g: Graph, inputs: FloatEnv) -> FloatEnv:
-    """Every value of the graph in float64, internal layout (B, H, W, C) or (B, F), from ONNX-layout inputs."""
-    env = {k: to_hwc(np.asarray(v, dtype=np.float64), g.values[k].shape) for k, v in inputs.items()}
-    for op in g.ops:
-        env[op.outputs[0]] = internal(run_op(g, op, [env[i] for i in op.inputs]), g.values[op.outputs[0]].shape)
-    return env
-
-
-def layer_inputs(g: Graph, op: Op, x: np.ndarray) -> np.ndarray:
-    """The (rows, K) matrix a crossbar layer multiplies: flat inputs (dense) or im2col windows (conv)."""
-    return im2col(x, op, out_hw(g, op)) if op.kind == "conv" else x.reshape(len(x), -1)
-
-
 class UniformInputs:
     """Synthetic calibration inputs: ``n`` samples of each input uniform in [0, 1), drawn in chunks on demand;
     the values equal ``rng.random((n,) + shape)`` for each input in turn from ``np.random.default_rng(seed)``
@@ -155,7 +84,7 @@ def item_bytes(g: Graph) -> tuple[int, str]:
     worst, name = 0, ""
     for op in g.crossbar_ops():
         n_in, n_out = op.params["weight"].shape
-        pixels = int(np.prod(out_hw(g, op))) if op.kind == "conv" else 1
+        pixels = crossbar_kind(op).pixels(g, op)
         need = pixels * (2 * n_in + 3 * n_out) * 8
         if need > worst:
             worst, name = need, f"; layer '{op.name}': {pixels} windows of {n_in} inputs"
