@@ -1,7 +1,7 @@
 """ImageNet-size CNNs (224x224) on the published-chip presets: do they compile, and how do they run?
 
-Usage: python benchmarks/imagenet_scale.py [--models resnet18 resnet50] [--presets isaac puma-chip]
-                                          [--no-run] [--timeout 1800]
+Usage: python benchmarks/imagenet_scale.py [--models resnet18 resnet50] [--presets default puma isaac puma-chip]
+                                          [--resolution 224] [--no-run] [--timeout 1800]
 
 Per (model, preset), in its own subprocess (``ulimit -v`` applies to it: prefix the command with
 ``ulimit -v 8000000;``), calibrating on 2 random images and running one:
@@ -36,16 +36,19 @@ from _table import table  # noqa: E402
 
 MODELS = ("resnet18", "resnet50")
 PRESETS = ("isaac", "puma-chip")
-PRECISION = {"isaac": "8bit", "puma-chip": "16bit"}
+PRECISION = {"default": "16bit", "puma": "16bit", "isaac": "8bit", "puma-chip": "16bit"}
 GROWN = 1 << 24  # tile_mem_words of the "+mem" variant
 
 
-def load(name: str) -> Any:
-    """The ONNX model ``name`` at 224x224."""
-    if name == "resnet18":
-        from models.cnn_zoo import resnet18
+def load(name: str, resolution: int) -> Any:
+    """The ONNX model ``name`` at ``resolution`` (the light ResNet-50 exists at 224 only; other resolutions use
+    `models.cnn_zoo.resnet50`)."""
+    from models.cnn_zoo import resnet18, resnet50
 
-        return resnet18(resolution=224)
+    if name == "resnet18":
+        return resnet18(resolution=resolution)
+    if resolution != 224:
+        return resnet50(resolution=resolution)
     import onnx
 
     from real_models import light_dir, randomized
@@ -65,7 +68,7 @@ def tile_memory_needed(cm: Any) -> tuple[int, int]:
     return max(mem.top.values()), len(mem.top)
 
 
-def measure(name: str, preset: str, grown: bool, run: bool) -> dict[str, Any]:
+def measure(name: str, preset: str, grown: bool, run: bool, resolution: int = 224) -> dict[str, Any]:
     """Compile (and run) one model on one preset; the figures or the first error."""
     import numpy as np
 
@@ -74,9 +77,9 @@ def measure(name: str, preset: str, grown: bool, run: bool) -> dict[str, Any]:
     from isa.hardware import PRESETS as HW
 
     hw = HW[preset]
-    model = load(name)
+    model = load(name, resolution)
     inp = model.graph.input[0].name
-    x = np.random.default_rng(0).random((3, 3, 224, 224)).astype(np.float32)
+    x = np.random.default_rng(0).random((3, 3, resolution, resolution)).astype(np.float32)
     r: dict[str, Any] = {"model": name, "preset": preset + ("+mem" if grown else ""), "precision": PRECISION[preset]}
     try:
         if grown:  # first with 2^24 words to learn the need, then with exactly the need (the runtime's memory)
@@ -120,20 +123,22 @@ def main() -> None:
     """Measure every (model, preset, variant) in a subprocess and print the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=PRESETS)
+    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRECISION))
     ap.add_argument("--no-run", action="store_true", help="compile only")
+    ap.add_argument("--resolution", type=int, default=224, help="input height and width (a multiple of 32)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         name, preset, grown = a.one
-        print(json.dumps(measure(name, preset, grown == "1", not a.no_run)))
+        print(json.dumps(measure(name, preset, grown == "1", not a.no_run, a.resolution)))
         return
     rows = []
     for name in a.models:
         for preset in a.presets:
             for grown in ("0", "1"):
-                cmd = [sys.executable, __file__, "--one", name, preset, grown] + (["--no-run"] if a.no_run else [])
+                cmd = [sys.executable, __file__, "--one", name, preset, grown, "--resolution", str(a.resolution)] + \
+                    (["--no-run"] if a.no_run else [])
                 try:
                     p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
                     line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""

@@ -261,13 +261,14 @@ class Machine:
 
     def _read_output(self, st: MachineState, loc: TensorLoc) -> np.ndarray:
         mem = st.memory(loc.tile)
+        if 0 <= loc.addr and loc.addr + loc.length <= mem.words:
+            mem.check(loc.addr, loc.length, loc.tile)  # grows the arrays to cover it (never touched: invalid)
         valid = mem.valid[loc.addr:loc.addr + loc.length]
         if len(valid) != loc.length or not valid.all():
             bad = loc.length - int(valid.sum())
             raise RuntimeFault(f"runtime fault: output {loc.name!r}: {bad} of words [{loc.addr}, "
                                f"{loc.addr + loc.length}) of tile {loc.tile} memory are not valid after every core "
                                f"halted")
-        mem.check(loc.addr, loc.length, loc.tile)
         return mem.values[loc.addr:loc.addr + loc.length].T.copy()
 
     # ---- reporting -----------------------------------------------------------------------------------------------
