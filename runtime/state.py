@@ -65,6 +65,11 @@ class TileMemory:
     def consume(self, addr: int, n: int, time: int) -> np.ndarray:
         """Read n valid words, decrementing positive reader counts; words reaching 0 become invalid at ``time``."""
         vals = self.values[addr:addr + n].copy()
+        self.release(addr, n, time)
+        return vals
+
+    def release(self, addr: int, n: int, time: int) -> None:
+        """Decrement the positive reader counts of n valid words; words reaching 0 become invalid at ``time``."""
         rc = self.readers[addr:addr + n]
         live = rc > 0
         if live.any():
@@ -72,7 +77,6 @@ class TileMemory:
             gone = live & (rc == 0)
             self.valid[addr:addr + n][gone] = False
             self.time[addr:addr + n][gone] = time
-        return vals
 
 
 def _extended(a: np.ndarray, size: int) -> np.ndarray:
