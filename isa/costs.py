@@ -303,6 +303,14 @@ COST_UNITS["mem_load"] = _mem
 COST_UNITS["mem_store"] = _mem
 
 
+@unit("mem_free")
+def _free(instr: Instr, ctx: CostContext) -> Cost:
+    """Releasing n words updates their reader counts: the tile-memory accesses of n words, no register."""
+    hw = ctx.hw
+    acc = mem_accesses(hw, _n(instr))
+    return Cost(acc * hw.costs.mem_access_cycles, {"tile_mem": acc * hw.costs.mem_access_pj})
+
+
 @unit("net_send")
 def _send(instr: Instr, ctx: CostContext) -> Cost:
     hw = ctx.hw

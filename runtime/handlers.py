@@ -343,6 +343,29 @@ def _store(c: CoreState, i: ops.Store, lat: int) -> Wait | None:
     return None
 
 
+@handler(ops.Peek)
+def _peek(c: CoreState, i: ops.Peek, lat: int) -> Wait | None:
+    n = i.n
+    addr, mem = _addr(c, i.src, n), c.mem
+    if not mem.valid[addr:addr + n].all():
+        return ("valid", c.tile, addr, n)
+    c.clock = max(c.clock, int(mem.time[addr:addr + n].max()))
+    c.regs[_v(i.d, n)] = mem.values[addr:addr + n]
+    return None
+
+
+@handler(ops.Free)
+def _free(c: CoreState, i: ops.Free, lat: int) -> Wait | None:
+    n = i.n
+    addr, mem = _addr(c, i.addr, n), c.mem
+    if not mem.valid[addr:addr + n].all():
+        return ("valid", c.tile, addr, n)
+    c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
+    mem.release(addr, n, start + lat)
+    c.epoch[c.tile] += 1
+    return None
+
+
 # ---- network ---------------------------------------------------------------------------------------------------
 def _check_tile(hw: HardwareConfig, tile: int) -> None:
     if not 0 <= tile < hw.tiles:
