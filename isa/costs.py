@@ -27,10 +27,10 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .hardware import HardwareConfig
-from .layout import LayoutSummary, naive_arrays
-from .numerics import skipped
+from .layout import LayoutSummary, naive_arrays, summarize
+from .numerics import n_slices, skipped
 from . import ops
-from .program import Instr
+from .program import Instr, MvmuImage
 
 #: Energy components, in reporting order.
 COMPONENTS: tuple[str, ...] = (
@@ -353,6 +353,15 @@ def mvmu_write(hw: HardwareConfig, shape: MvmuShape) -> MvmuWrite:
     cells = shape.drives * shape.rows * hw.xbar_cols
     steps = _ceil_div(shape.drives, shape.crossbars)
     return MvmuWrite(shape.crossbars, cells, steps * shape.rows, cells * hw.cell_bits)
+
+
+def image_shape(img: MvmuImage, hw: HardwareConfig) -> MvmuShape:
+    """The shape the cost model charges for an MVMU image (packed when it carries a layout)."""
+    rows, cols = np.shape(img.weights)
+    slices = n_slices(img.weight_bits, hw.cell_bits, img.encoding)
+    if img.layout is None:
+        return MvmuShape(rows, cols, slices)
+    return MvmuShape.packed(rows, cols, slices, summarize(np.asarray(img.layout)))
 
 
 def prog_writes(instr: Instr, ctx: CostContext) -> dict[int, MvmuWrite]:
