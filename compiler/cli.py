@@ -439,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", default=None, help="preset (16bit, 8bit, 4bit, puma), JSON config file, or qdq "
                    "(the model's own QuantizeLinear/DequantizeLinear quantizers; the default for a QDQ model, "
                    "else 16bit)")
-    c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
+    c.add_argument("--hardware", default=None, help="hardware preset (default, puma, puma-chip, isaac) or JSON file")
     c.add_argument("--calib", default=None, metavar="DATA",
                    help="activation-range calibration data: a .npz/.npy file of inputs as the model takes them "
                         "(docs/user-guide.md, 'Your own data'), a bundled data set, or 'noise' (uniform [0, 1), "

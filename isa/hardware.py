@@ -385,11 +385,37 @@ PUMA = HardwareConfig(
     costs=CostTable(xbar_energy="static"),
 )
 
-PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA}
+#: Bytes of one tile-memory word on the published chips: their datapath is 16-bit fixed point (ISAAC ISCA'16,
+#: PUMA ASPLOS'19), so a 64 KB eDRAM holds 65,536 / 2 = 32,768 words.
+WORD_BYTES_16 = 2
+EDRAM_64KB_WORDS = 64 * 1024 // WORD_BYTES_16
+
+#: PUMA's node as its compiler builds it (ASPLOS'19; docs/cost-model.md, "Chip presets"): 168 tiles x 8 cores x 6
+#: MVMUs, 64 KB of eDRAM per tile, otherwise the `puma` simulator configuration and cost table.
+PUMA_CHIP = dataclasses.replace(PUMA, name="puma-chip", tiles=168, tile_mem_words=EDRAM_64KB_WORDS)
+
+#: ISAAC-CE (ISCA'16; docs/cost-model.md, "Chip presets"): 168 tiles of 12 IMAs (cores) of 8 128x128 crossbars of
+#: 2-bit cells (a pool of 8 arrays per core, shared by up to 8 MVMUs), one 8-bit ADC per 128 bit lines (8 per IMA),
+#: 64 KB of eDRAM per tile, 16-bit data, 1.2 GHz, 100 ns crossbar reads; ADC energy 1.56 pJ per 8-bit conversion.
+ISAAC = HardwareConfig(
+    name="isaac",
+    mvmus_per_core=8,
+    xbars_per_core=8,
+    adcs_per_mvmu=1,
+    cores_per_tile=12,
+    tiles=168,
+    tile_mem_words=EDRAM_64KB_WORDS,
+    data_regs=2048,
+    alu_lanes=16,
+    clock_ghz=1.2,
+    costs=CostTable(xbar_energy="static", xbar_read_ns=100.0, adc_pj_per_bit=1.5625 / 8),
+)
+
+PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA, "puma-chip": PUMA_CHIP, "isaac": ISAAC}
 
 
 def load_hardware(spec: str | Path | None) -> HardwareConfig:
-    """A preset name (``default``, ``puma``) or a JSON file (optionally with ``"preset": NAME`` to start from)."""
+    """A preset name (`PRESETS`: ``default``, ``puma``, ``puma-chip``, ``isaac``) or a JSON file (optionally with ``"preset": NAME`` to start from)."""
     if spec is None:
         return DEFAULT
     if str(spec) in PRESETS:

@@ -16,7 +16,7 @@ import numpy as np
 
 from isa import CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
 from isa import numerics as nx
-from isa import ops
+from isa import NO_BASE, ops
 from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
@@ -82,11 +82,15 @@ class Machine:
         ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
         costs = self.accountant.core(cc.tile, cc.core, {k: m.shape for k, m in kernels.items()})
         code: list[Step] = []
+        pointers = pointer_registers(cc.instrs)
         for instr in cc.instrs:
             fn: Handler = fault_handler
             try:
                 ops: object = decode(instr, ctx)
                 fn = HANDLERS[instr.op]
+                clash = overwritten_pointer(instr, pointers)
+                if clash is not None:
+                    fn, ops = fault_handler, clash
             except KeyError:
                 ops = f"unknown instruction {instr.op!r}"
             except Fault as f:
@@ -341,3 +345,24 @@ def describe_wait(wait: Wait | None) -> str:
 def instr_text(instr: Instr) -> str:
     """The assembly text of ``instr`` (`isa.printer.format_instr`, the one printer)."""
     return format_instr(instr)
+
+
+def pointer_registers(instrs: list[Instr]) -> frozenset[int]:
+    """The registers a core's code uses as the base of a memory operand (its pointer registers)."""
+    return frozenset(getattr(i, f.name).base for i in instrs for f in i.spec.fields
+                     if f.kind == "mem" and getattr(i, f.name).base != NO_BASE)
+
+
+def overwritten_pointer(instr: Instr, pointers: frozenset[int]) -> str | None:
+    """Why ``instr`` must fault: a vector write (``n`` > 1 words from register ``d``) that covers a pointer
+    register of its core (issue 18: such a write silently moves the core's later loads and stores); None if not.
+    Scalar writes (``set``, ``iaddi``, a one-word ``load``) are how pointers are written and stay legal."""
+    names = {f.name for f in instr.spec.fields}
+    if not {"d", "n"} <= names:
+        return None
+    d, n = getattr(instr, "d"), getattr(instr, "n")
+    hit = sorted(p for p in pointers if d <= p < d + n) if n > 1 else []
+    if not hit:
+        return None
+    return (f"vector destination r{d}..r{d + n - 1} ({n} words) overlaps pointer register r{hit[0]}, the base "
+            f"register of this core's memory operands")
