@@ -117,4 +117,7 @@ def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check:
         "dynamic_instructions": s.dynamic_instructions,
         "host_ops": cm.graph.host_ops,
     }
+    if s.cells_written:
+        report["reprogramming"] = {"batch": s.batch, "writes": s.write_summary(), "program_cycles": s.program_cycles,
+                                   "rounds": s.rounds}
     return report
