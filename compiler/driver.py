@@ -198,10 +198,9 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     programs: list[Program] = []
     if rounds:
         placed, programs = _compile_rounds(graph, prec, hwc, weights, fmt, mapping, replicate, crossbar_budget)
-        program = programs[0]
     else:
         placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
-        program = generate(graph, prec, placed, hwc, fmt)
+    program = programs[0] if programs else generate(graph, prec, placed, hwc, fmt)
     warnings = notes + qdq_report + quantization_warnings(graph, prec, weights, ranges.values, fmt,
                                                          ranges.exponents)
     sample = (inputs.chunk(0, min(len(inputs), FIDELITY_IMAGES)) if isinstance(inputs, UniformInputs)
