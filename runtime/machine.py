@@ -16,13 +16,14 @@ import numpy as np
 
 from isa import CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
 from isa import numerics as nx
-from isa import ops
+from isa import NO_BASE, ops
 from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
 from .loops import LoopPlan, NestPlan, find_loops, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
+from .programming import unprogrammed
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
 from .stats import Stats
 
@@ -87,16 +88,22 @@ class Machine:
         ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
         costs = self.accountant.core(cc.tile, cc.core, {k: m.shape for k, m in kernels.items()})
         code: list[Step] = []
+        pointers = pointer_registers(cc.instrs)
         for instr in cc.instrs:
             fn: Handler = fault_handler
             try:
                 ops: object = decode(instr, ctx)
                 fn = HANDLERS[instr.op]
+                clash = overwritten_pointer(instr, pointers)
+                if clash is not None:
+                    fn, ops = fault_handler, clash
             except KeyError:
                 ops = f"unknown instruction {instr.op!r}"
             except Fault as f:
                 ops = str(f)
             code.append((fn, ops, costs.load(instr, runnable=fn is not fault_handler)))
+        for pc, reason in unprogrammed(cc.instrs).items():  # an MVMU used before its prog holds no weights
+            code[pc] = (fault_handler, reason, code[pc][2])
         loops = {} if self.reference else find_loops(cc.instrs, code, self.hw)
         return _Compiled(cc, code, costs, loops)
 
@@ -284,13 +291,14 @@ class Machine:
 
     def _read_output(self, st: MachineState, loc: TensorLoc) -> np.ndarray:
         mem = st.memory(loc.tile)
+        if 0 <= loc.addr and loc.addr + loc.length <= mem.words:
+            mem.check(loc.addr, loc.length, loc.tile)  # grows the arrays to cover it (never touched: invalid)
         valid = mem.valid[loc.addr:loc.addr + loc.length]
         if len(valid) != loc.length or not valid.all():
             bad = loc.length - int(valid.sum())
             raise RuntimeFault(f"runtime fault: output {loc.name!r}: {bad} of words [{loc.addr}, "
                                f"{loc.addr + loc.length}) of tile {loc.tile} memory are not valid after every core "
                                f"halted")
-        mem.check(loc.addr, loc.length, loc.tile)
         return mem.values[loc.addr:loc.addr + loc.length].T.copy()
 
     # ---- reporting -----------------------------------------------------------------------------------------------
@@ -351,7 +359,8 @@ class Machine:
         return Stats(cycles=cycles, energy_pj=led.energy_pj, per_component=led.per_component,
                      per_instruction=led.per_instruction, per_layer=led.per_layer,
                      per_core={c.name: c.clock for c in st.cores}, per_core_busy=led.busy,
-                     dynamic_instructions=led.dynamic_instructions, batch=batch)
+                     dynamic_instructions=led.dynamic_instructions, batch=batch, writes=led.writes,
+                     cells_written=led.cells_written, program_cycles=led.program_cycles)
 
 
 def describe_wait(wait: Wait | None) -> str:
@@ -368,3 +377,24 @@ def describe_wait(wait: Wait | None) -> str:
 def instr_text(instr: Instr) -> str:
     """The assembly text of ``instr`` (`isa.printer.format_instr`, the one printer)."""
     return format_instr(instr)
+
+
+def pointer_registers(instrs: list[Instr]) -> frozenset[int]:
+    """The registers a core's code uses as the base of a memory operand (its pointer registers)."""
+    return frozenset(getattr(i, f.name).base for i in instrs for f in i.spec.fields
+                     if f.kind == "mem" and getattr(i, f.name).base != NO_BASE)
+
+
+def overwritten_pointer(instr: Instr, pointers: frozenset[int]) -> str | None:
+    """Why ``instr`` must fault: a vector write (``n`` > 1 words from register ``d``) that covers a pointer
+    register of its core (issue 18: such a write silently moves the core's later loads and stores); None if not.
+    Scalar writes (``set``, ``iaddi``, a one-word ``load``) are how pointers are written and stay legal."""
+    names = {f.name for f in instr.spec.fields}
+    if not {"d", "n"} <= names:
+        return None
+    d, n = getattr(instr, "d"), getattr(instr, "n")
+    hit = sorted(p for p in pointers if d <= p < d + n) if n > 1 else []
+    if not hit:
+        return None
+    return (f"vector destination r{d}..r{d + n - 1} ({n} words) overlaps pointer register r{hit[0]}, the base "
+            f"register of this core's memory operands")
