@@ -38,8 +38,7 @@ _VEC3 = {"add", "sub", "mul", "min", "max"}
 _VEC2 = {"addi", "muli", "mini", "maxi", "shli", "shri", "relu", "sig", "tanh", "rqnt", "copy"}
 _SCALAR3 = {"iadd", "isub", "imul"}
 WIDE_BYTES = 1 << 28  # a batched chunk's wide register file and MVM temporaries at most (more: further chunks)
-MAX_COLUMNS = 4096  # iterations x lanes of one chunk at most: past it the interpreter's per-instruction cost is
-# amortized over the lanes anyway, and wide copies would only add
+MAX_COLUMNS = 1 << 13  # iterations x lanes of one chunk at most (wider chunks measured slower: cache misses)
 MIN_CHUNK = 8  # a chunk of fewer iterations than that (when more are left) is not worth batching
 
 
@@ -106,6 +105,15 @@ def _spans(i: Instr, plan: object, hw: HardwareConfig) -> tuple[list[range], lis
     return None
 
 
+def _mvm_bytes(plan: MvmPlan, hw: HardwareConfig) -> int:
+    """Bytes of an mvm's temporaries per batch column: inputs and products in float (exact), or digits, bit-line
+    values and slice sums per input digit."""
+    k, ibits = bin(plan.instr.mask).count("1"), plan.instr.ibits
+    if plan.stack is not None and plan.stack.exact:
+        return k * 24 * (hw.xbar_rows + hw.xbar_cols)
+    return k * ibits * (12 * hw.xbar_rows + 24 * hw.max_slices * hw.xbar_cols)
+
+
 def analyze(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: int,
             hw: HardwareConfig) -> LoopPlan | None:
     """The `LoopPlan` of the loop closed by the blt at ``end``, or None if it is not a static loop."""
@@ -165,8 +173,7 @@ def analyze(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: 
     offsets = np.concatenate([[0], np.cumsum(lat)[:-1]]).astype(I64)
     touched = int((reads_before | written).sum())
     mvm = [code[p][1] for p in body if isinstance(code[p][1], MvmPlan)]
-    tmp = max((bin(pl.instr.mask).count("1") * pl.instr.ibits * (12 * hw.xbar_rows + 24 * hw.max_slices * hw.xbar_cols)
-               for pl in mvm), default=0)
+    tmp = max((_mvm_bytes(pl, hw) for pl in mvm), default=0)
     return LoopPlan(head, end, cnt, bound, steps, mem, alu, np.flatnonzero(reads_before[:top]),
                     np.flatnonzero(written[:top]), max(top, 1), lat, offsets, 8 * touched + tmp)
 
