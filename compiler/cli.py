@@ -68,7 +68,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
                        calib_images=a.calib_images, drop_lrn=a.drop_lrn,
                        crossbar_budget=a.crossbar_budget, replicate=a.replicate, input_shapes=dict(a.input_shape),
-                       data=_data())
+                       data=_data(), rounds=a.rounds)
     cm.save(a.output)
     secs = time.perf_counter() - t0
     rep = cm.mapping_report() if cm.mapping else {}
@@ -77,6 +77,9 @@ def cmd_compile(a: argparse.Namespace) -> int:
           f"cores: {rep.get('cores')}  tiles: {rep.get('tiles')}  block utilization: {rep.get('utilization', 0):.1%}"
           f"  cell utilization: {rep.get('cell_utilization', 0):.1%}")
     print(f"  static instructions: {cm.program.static_instructions}  calibration: {cm.calibration}")
+    if cm.rounds:
+        print(f"  reprogramming rounds: {len(cm.rounds)} (the weights need more tiles than {cm.hw.name}'s "
+              f"{cm.hw.tiles}; `xbarc inspect {a.output}` lists them)")
     _warn("compile", cm.warnings)
     if cm.graph.host_ops:
         print(f"  on the host after the program: {', '.join(cm.graph.host_ops)}")
@@ -205,10 +208,25 @@ def _print_report(r: dict[str, Any]) -> None:
     print("\nper layer:\n" + _table(rows, ["layer", "energy pJ", "share", "busy cycles", "instructions"]))
     rows = [[k, f"{v:.1f}", f"{v / total:.1%}"] for k, v in sorted(r["per_component"].items(), key=lambda kv: -kv[1])]
     print("\nper component:\n" + _table(rows, ["component", "energy pJ", "share"]))
+    if r.get("reprogramming"):
+        _print_reprogramming(r["reprogramming"], total)
     if r.get("area"):
         _print_area(r["area"])
     if r.get("host_ops"):
         print(f"\nevaluated on the host after the program: {', '.join(r['host_ops'])}")
+
+
+def _print_reprogramming(p: dict[str, Any], total: float) -> None:
+    """The rounds of a run: writes and spills per round, endurance."""
+    w = p["writes"]
+    print(f"\nreprogramming: {w['cells_written']:,} cells written per batch of {p['batch']} on "
+          f"{w['crossbars_written']:,} crossbars (writes per crossbar: max {w['max_writes_per_crossbar']}, mean "
+          f"{w['mean_writes_per_crossbar']:.2f}); {p['program_cycles']:,} cycles programming per batch")
+    rows = [[r["round"], r["cycles"], r["program_cycles"], r["spill_cycles"], f"{r['program_pj']:.1f}",
+             f"{r['spill_pj']:.1f}", f"{r['energy_pj'] / total:.1%}", f"{r['cells_written']:,}"]
+            for r in p["rounds"]]
+    print(_table(rows, ["round", "cycles", "program cycles", "spill cycles", "program pJ", "spill pJ", "share",
+                        "cells written"]))
 
 
 def _load_inputs(path: str, names: list[str]) -> dict[str, np.ndarray]:
@@ -237,7 +255,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     _warn("run", cm.warnings)
     if a.inputs:
         feeds = _load_inputs(a.inputs, [i.name for i in cm.program.inputs])
-        outcome = runner.run(cm, feeds)
+        outcome = runner.run(cm, feeds, a.reference, a.workers)
         outputs = outcome.host or outcome.device_float
         first = next(iter(outputs.values()))
         if a.output:
@@ -256,7 +274,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     x, y = load_data(a.dataset, a.split, tuple(cm.program.inputs[0].shape))
     if a.limit:
         x, y = x[:a.limit], (None if y is None else y[:a.limit])
-    report = runner.evaluate(cm, x, y, check=a.check)
+    report = runner.evaluate(cm, x, y, check=a.check, reference=a.reference, workers=a.workers)
     if a.devices:
         report["devices"] = _device_trials(a, cm, {cm.program.inputs[0].name: x}, y)
     if a.json:
@@ -366,6 +384,8 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             "outputs": [vars(o) | {"shape": list(o.shape)} for o in prog.outputs], "layers": layers}
     if a.mvmus:
         info["mvmu_images"] = _mvmu_rows(prog)
+    if prog.meta.get("rounds"):
+        info["rounds"] = prog.meta["rounds"]
     info["area"] = _program_area(prog)
     if a.json:
         print(json.dumps(info, indent=2))
@@ -378,6 +398,12 @@ def cmd_inspect(a: argparse.Namespace) -> int:
              lay.get("static_instructions", 0), lay.get("dynamic_instructions", "-")] for lay in layers]
     print(_table(rows, ["layer", "MVMUs", "crossbars", "steps", "cores", "block util", "cell util", "static instr",
                         "dynamic instr"]))
+    if info.get("rounds"):
+        rows = [[r["round"], " ".join(r["ops"]), r["tiles"], r["mvmus"], r["crossbars"], f"{r['cells_written']:,}",
+                 " ".join(r["outputs"])] for r in info["rounds"]]
+        print(f"\n{len(rows)} reprogramming rounds (each programs its crossbars, then runs over the whole batch; "
+              f"round k >= 1 in {out}/roundk):")
+        print(_table(rows, ["round", "ops", "tiles", "MVMUs", "crossbars", "cells written", "spills"]))
     _print_area(info["area"])
     if a.mvmus:
         keys = ["mvmu", "node", "rows", "cols", "slices", "encoding", "live_lines", "crossbars", "steps",
@@ -540,7 +566,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", default=None, help="preset (16bit, 8bit, 4bit, puma), JSON config file, or qdq "
                    "(the model's own QuantizeLinear/DequantizeLinear quantizers; the default for a QDQ model, "
                    "else 16bit)")
-    c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
+    c.add_argument("--hardware", default=None, help="hardware preset (default, puma, puma-chip, isaac) or JSON file")
     c.add_argument("--calib", default=None, metavar="DATA",
                    help="activation-range calibration data: a .npz/.npy file of inputs as the model takes them "
                         "(docs/user-guide.md, 'Your own data'), a bundled data set, or 'noise' (uniform [0, 1), "
@@ -563,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="naive: every block and crossbar allocated; spatial (default): all-zero blocks and "
                         "crossbars (hollows) leave the data path; temporal: spatial, plus bit planes of blocks "
                         "with few rows stacked on one crossbar's rows and driven in successive steps")
+    c.add_argument("--rounds", action="store_true",
+                   help="when the weights need more tiles than the chip has, run the layers in reprogramming "
+                        "rounds (docs/cost-model.md, 'Reprogramming rounds') instead of failing")
     c.add_argument("--input-shape", action="append", default=[], type=_input_shape, metavar="NAME:D0,D1,...",
                    help="shape of a graph input with dynamic dims, e.g. x:1,3,224,224 (dim 0, the batch, is "
                         "ignored); repeatable")
@@ -621,6 +650,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--inputs", default=None, help=".npy or .npz of float inputs")
     r.add_argument("-o", "--output", default=None, help=".npy file for the outputs (with --inputs)")
     r.add_argument("--check", action="store_true", help="also compare with the functional model bit for bit")
+    r.add_argument("--reference", action="store_true",
+                   help="interpret one instruction at a time (default: static loops run all iterations at once; "
+                        "same outputs and counters)")
+    r.add_argument("--workers", type=POSITIVE, default=1,
+                   help="processes to shard the batch over, one BLAS thread each (same outputs and counters)")
     r.add_argument("--json", action="store_true")
     r.add_argument("--devices", default=None, metavar="PRESET|FILE.json",
                    help="also run on non-ideal devices (docs/devices.md): a preset (ideal, reram-wan2022, "

@@ -14,6 +14,7 @@ from isa.area import area_report
 from isa.errors import XbarcError
 from runtime import Machine, Stats
 from runtime.devices import DeviceModel, load_devices
+from runtime.rounds import run_rounds
 
 from .driver import CompiledModel
 from .frontend import host_eval
@@ -48,13 +49,22 @@ __all__ = ["RunOutcome", "run", "evaluate", "bit_exact", "device_trials", "effic
            "quantize_inputs", "reference_outputs", "load_devices"]
 
 
-def run(cm: CompiledModel, x: dict[str, np.ndarray], devices: DeviceModel | None = None,
-        trial: int = 0) -> RunOutcome:
-    """Execute the program on a batch of float inputs (with ``devices``: on non-ideal crossbars sampled for
-    trial ``trial``, `runtime.devices`)."""
-    result = Machine(cm.program).run(quantize_inputs(cm, x), devices=devices, trial=trial)
+def run(cm: CompiledModel, x: dict[str, np.ndarray], reference: bool = False, workers: int = 1,
+        devices: DeviceModel | None = None, trial: int = 0) -> RunOutcome:
+    """Execute the program on a batch of float inputs (``reference``: one instruction at a time; ``workers``:
+    processes the batch is sharded over; both give the same outputs and counters; rounds run in fast mode;
+    ``devices``: on non-ideal crossbars sampled for trial ``trial``, `runtime.devices`, in one process)."""
+    if cm.rounds:
+        if devices is not None:
+            raise XbarcError("--devices: a model compiled in reprogramming rounds (--rounds) cannot run on "
+                             "non-ideal devices yet; compile it without --rounds on a chip that holds it")
+        result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs],
+                            workers=workers)
+    else:
+        result = Machine(cm.program, reference=reference).run(quantize_inputs(cm, x), workers=workers,
+                                                              devices=devices, trial=trial)
     dev_float, dev_int = {}, {}
-    for loc in cm.program.outputs:
+    for loc in cm.output_locs:
         dev_int[loc.name] = loc.unpack(result.outputs[loc.name]).reshape(len(result.outputs[loc.name]), -1)
         dev_float[loc.name] = nx.dequantize(loc.unpack(result.outputs[loc.name]), loc.frac)
     host = host_eval(cm.host_model, dev_float) if cm.host_model is not None else {}
@@ -95,11 +105,13 @@ def reference_outputs(model: onnx.ModelProto, x: dict[str, np.ndarray], names: l
                          f"{(text[0] if text else type(e).__name__)[:400]}") from None
 
 
-def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True) -> dict[str, Any]:
-    """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set."""
+def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True,
+             reference: bool = False, workers: int = 1) -> dict[str, Any]:
+    """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set
+    (``reference``, ``workers``: as `run`)."""
     feeds = {cm.program.inputs[0].name: x}
-    outcome = run(cm, feeds)
-    name = cm.program.outputs[0].name
+    outcome = run(cm, feeds, reference, workers)
+    name = cm.output_locs[0].name
     logits = outcome.device_float[name].reshape(len(x), -1)
     pred = logits.argmax(axis=1)
     ref = reference_outputs(cm.model, feeds, [name])[name].reshape(len(x), -1)
@@ -122,6 +134,9 @@ def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check:
         "host_ops": cm.graph.host_ops,
     }
     report.update(efficiency(cm, s))
+    if s.cells_written:
+        report["reprogramming"] = {"batch": s.batch, "writes": s.write_summary(), "program_cycles": s.program_cycles,
+                                   "rounds": s.rounds}
     return report
 
 

@@ -62,6 +62,15 @@ class CostTable:
     fifo_pj: float = 8.96
     # control: fetch/decode of one instruction
     fetch_pj: float = 0.0
+    # ---- reprogramming (prog; docs/cost-model.md, "Reprogramming rounds") ----
+    # one ReRAM cell written (SET or RESET pulse to its level); one crossbar row written (the cells of a row in
+    # parallel: a SET phase then a RESET phase)
+    xbar_write_pj: float = 2.0
+    xbar_write_ns: float = 20.0
+    # the off-chip buffer holding weight images and spilled activations: energy per bit moved, and the link's
+    # bandwidth, shared evenly by every core of the chip (they all program at the start of a round)
+    offchip_pj_per_bit: float = 20.0
+    offchip_bits_per_ns: float = 204.8
     # ---- area (isa/area.py; docs/cost-model.md, "Area"): um^2 at the area_node_nm technology node. Defaults:
     # PUMA's simulator constants (ISAAC-derived, 32 nm); the ADC grows by adc_area_per_bit per bit of
     # resolution around adc_area_ref_bits (seed 002's TABLE I: 4042.5 um^2 at 10 bits, 577.5 at 5 bits).
@@ -296,6 +305,7 @@ COST_FIELDS: dict[str, FieldSpec] = {
              FieldSpec("int", 1, 16, why="ADC bits") if f.name == "adc_area_ref_bits" else
              FieldSpec("float", 1, 16, why="area ratio per ADC bit") if f.name == "adc_area_per_bit" else
              FieldSpec("float", 0, why="mW per bit") if f.name == "adc_leak_mw_per_bit" else
+             FieldSpec("float", 1e-6, why="bits per ns") if f.name.endswith("_per_ns") else
              _NS if f.name.endswith("_ns") or f.name.endswith("_sweep") else _PJ)
     for f in dataclasses.fields(CostTable)
 }
@@ -323,7 +333,8 @@ def _check_event_times(hw: "HardwareConfig", source: str) -> None:
     c = hw.costs
     times = {f"costs.{f.name}": getattr(c, f.name) * hw.clock_ghz * (hw.full_adc_bits if f.name.endswith("_sweep")
                                                                      else 1)
-             for f in dataclasses.fields(CostTable) if f.name.endswith("_ns") or f.name.endswith("_sweep")}
+             for f in dataclasses.fields(CostTable)
+             if (f.name.endswith("_ns") and not f.name.endswith("_per_ns")) or f.name.endswith("_sweep")}
     times.update({f"costs.{f.name}": getattr(c, f.name) for f in dataclasses.fields(CostTable)
                   if f.name.endswith("_cycles")})
     for name, cycles in times.items():
@@ -398,11 +409,37 @@ PUMA = HardwareConfig(
     costs=CostTable(xbar_energy="static"),
 )
 
-PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA}
+#: Bytes of one tile-memory word on the published chips: their datapath is 16-bit fixed point (ISAAC ISCA'16,
+#: PUMA ASPLOS'19), so a 64 KB eDRAM holds 65,536 / 2 = 32,768 words.
+WORD_BYTES_16 = 2
+EDRAM_64KB_WORDS = 64 * 1024 // WORD_BYTES_16
+
+#: PUMA's node as its compiler builds it (ASPLOS'19; docs/cost-model.md, "Chip presets"): 168 tiles x 8 cores x 6
+#: MVMUs, 64 KB of eDRAM per tile, otherwise the `puma` simulator configuration and cost table.
+PUMA_CHIP = dataclasses.replace(PUMA, name="puma-chip", tiles=168, tile_mem_words=EDRAM_64KB_WORDS)
+
+#: ISAAC-CE (ISCA'16; docs/cost-model.md, "Chip presets"): 168 tiles of 12 IMAs (cores) of 8 128x128 crossbars of
+#: 2-bit cells (a pool of 8 arrays per core, shared by up to 8 MVMUs), one 8-bit ADC per 128 bit lines (8 per IMA),
+#: 64 KB of eDRAM per tile, 16-bit data, 1.2 GHz, 100 ns crossbar reads; ADC energy 1.56 pJ per 8-bit conversion.
+ISAAC = HardwareConfig(
+    name="isaac",
+    mvmus_per_core=8,
+    xbars_per_core=8,
+    adcs_per_mvmu=1,
+    cores_per_tile=12,
+    tiles=168,
+    tile_mem_words=EDRAM_64KB_WORDS,
+    data_regs=2048,
+    alu_lanes=16,
+    clock_ghz=1.2,
+    costs=CostTable(xbar_energy="static", xbar_read_ns=100.0, adc_pj_per_bit=1.5625 / 8),
+)
+
+PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA, "puma-chip": PUMA_CHIP, "isaac": ISAAC}
 
 
 def load_hardware(spec: str | Path | None) -> HardwareConfig:
-    """A preset name (``default``, ``puma``) or a JSON file (optionally with ``"preset": NAME`` to start from)."""
+    """A preset name (`PRESETS`: ``default``, ``puma``, ``puma-chip``, ``isaac``) or a JSON file (optionally with ``"preset": NAME`` to start from)."""
     if spec is None:
         return DEFAULT
     if str(spec) in PRESETS:

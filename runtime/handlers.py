@@ -319,6 +319,29 @@ def _store(c: CoreState, i: ops.Store, lat: int) -> Wait | None:
     return None
 
 
+@handler(ops.Peek)
+def _peek(c: CoreState, i: ops.Peek, lat: int) -> Wait | None:
+    n = i.n
+    addr, mem = _addr(c, i.src, n), c.mem
+    if not mem.valid[addr:addr + n].all():
+        return ("valid", c.tile, addr, n)
+    c.clock = max(c.clock, int(mem.time[addr:addr + n].max()))
+    c.regs[_v(i.d, n)] = mem.values[addr:addr + n]
+    return None
+
+
+@handler(ops.Free)
+def _free(c: CoreState, i: ops.Free, lat: int) -> Wait | None:
+    n = i.n
+    addr, mem = _addr(c, i.addr, n), c.mem
+    if not mem.valid[addr:addr + n].all():
+        return ("valid", c.tile, addr, n)
+    c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
+    mem.release(addr, n, start + lat)
+    c.epoch[c.tile] += 1
+    return None
+
+
 # ---- network ---------------------------------------------------------------------------------------------------
 def _check_tile(hw: HardwareConfig, tile: int) -> None:
     if not 0 <= tile < hw.tiles:
@@ -418,6 +441,10 @@ def fault_handler(c: CoreState, reason: str, lat: int) -> Wait | None:
     """Stands in for an instruction whose operands failed the load-time checks: faults when executed."""
     raise Fault(reason)
 
+
+from .programming import decode_prog, run_prog  # noqa: E402 -- reprogramming lives in its own module
+
+DECODERS[ops.Prog.op], HANDLERS[ops.Prog.op] = decode_prog, run_prog
 
 _missing = sorted(set(BY_MNEMONIC) - set(HANDLERS))
 if _missing:

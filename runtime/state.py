@@ -31,10 +31,13 @@ class TileMemory:
 
     def __init__(self, words: int, batch: int) -> None:
         self.words = words
-        self.values = np.zeros((min(words, 1024), batch), dtype=I64)  # grows on demand (batch x words is big)
-        self.valid = np.zeros(words, dtype=bool)
-        self.readers = np.zeros(words, dtype=I64)
-        self.time = np.zeros(words, dtype=I64)
+        # every array grows on demand (`check`, `write`) up to ``words``: a chip grown to hold whole ImageNet
+        # tensors has millions of words per tile, most of them never touched
+        first = min(words, 1024)
+        self.values = np.zeros((first, batch), dtype=I64)
+        self.valid = np.zeros(first, dtype=bool)
+        self.readers = np.zeros(first, dtype=I64)
+        self.time = np.zeros(first, dtype=I64)
 
     def check(self, addr: int, n: int, tile: int) -> None:
         """Fault unless words [addr, addr+n) exist; make sure their values are allocated."""
@@ -45,9 +48,9 @@ class TileMemory:
             self._grow(end)
 
     def _grow(self, end: int) -> None:
-        old = self.values
-        self.values = np.zeros((min(self.words, max(end, 2 * len(old))), old.shape[1]), dtype=I64)
-        self.values[:len(old)] = old
+        size = min(self.words, max(end, 2 * len(self.values)))
+        self.values = _extended(self.values, size)
+        self.valid, self.readers, self.time = (_extended(a, size) for a in (self.valid, self.readers, self.time))
 
     def write(self, addr: int, values: np.ndarray, count: int, time: int) -> None:
         """Store (n, batch) values: valid, ``count`` readers, changed at ``time``."""
@@ -60,8 +63,12 @@ class TileMemory:
         self.time[addr:addr + n] = time
 
     def consume(self, addr: int, n: int, time: int) -> None:
-        """Count a read of n valid words (the caller copies their values first): decrement positive reader counts;
-        words reaching 0 become invalid at ``time``."""
+        """Count a read of n valid words (the caller copies their values first, if it keeps them: no copy here):
+        `release`."""
+        self.release(addr, n, time)
+
+    def release(self, addr: int, n: int, time: int) -> None:
+        """Decrement the positive reader counts of n valid words; words reaching 0 become invalid at ``time``."""
         rc = self.readers[addr:addr + n]
         live = rc > 0
         if live.any():
@@ -69,6 +76,13 @@ class TileMemory:
             gone = live & (rc == 0)
             self.valid[addr:addr + n][gone] = False
             self.time[addr:addr + n][gone] = time
+
+
+def _extended(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` zero-extended to ``size`` rows."""
+    out = np.zeros((size,) + a.shape[1:], dtype=a.dtype)
+    out[:len(a)] = a
+    return out
 
 
 @dataclass
