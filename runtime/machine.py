@@ -21,6 +21,8 @@ from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
+from .devices import DeviceModel, NoisyMvmu, program_devices
+from .loops import LoopPlan, find_loops, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .programming import unprogrammed
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
@@ -45,13 +47,18 @@ class _Compiled:
     source: CoreCode
     code: list[Step]
     costs: CoreCosts
+    loops: dict[int, LoopPlan]
 
 
 class Machine:
-    """Executes a `Program` on a batch of inputs (see module docstring)."""
+    """Executes a `Program` on a batch of inputs (see module docstring). ``reference=True`` interprets one
+    instruction at a time; by default static loops run all their iterations at once (`runtime.loops`), with the
+    same outputs and counters."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, reference: bool = False) -> None:
         self.program = program
+        self.reference = reference
+        self.batched = 0  # iterations the last run executed batched (fast mode)
         self.hw = hw = program.hw
         kernels: dict[tuple[int, int], dict[int, MvmuKernel]] = {}
         for img in program.mvmus:
@@ -98,7 +105,8 @@ class Machine:
             code.append((fn, ops, costs.load(instr, runnable=fn is not fault_handler)))
         for pc, reason in unprogrammed(cc.instrs).items():  # an MVMU used before its prog holds no weights
             code[pc] = (fault_handler, reason, code[pc][2])
-        return _Compiled(cc, code, costs)
+        loops = {} if self.reference else find_loops(cc.instrs, code, self.hw)
+        return _Compiled(cc, code, costs, loops)
 
     def _batch_of(self, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
         """Check inputs against the manifest; returns the batch size and (batch, length) int64 arrays."""
@@ -128,7 +136,8 @@ class Machine:
             raise XbarcError("inputs: empty batch")
         return batch or 1, out
 
-    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray]) -> MachineState:
+    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray],
+                     devices: dict[tuple[int, int], dict[int, NoisyMvmu]] | None = None) -> MachineState:
         hw = self.hw
         st = MachineState(hw, batch, {}, epoch=[0] * hw.tiles)
         for init in self.program.data:
@@ -142,7 +151,8 @@ class Machine:
             cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
                                       st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=not comp.code,
-                                      meter=meter))
+                                      meter=meter, loops=comp.loops, batch=batch,
+                                      devices=None if devices is None else devices.get((cc.tile, cc.core), {})))
         return st
 
     def _place(self, st: MachineState, tile: int, addr: int, n: int, what: str) -> None:
@@ -152,24 +162,29 @@ class Machine:
 
     # ---- running -------------------------------------------------------------------------------------------------
     def run(self, inputs: dict[str, np.ndarray], max_instructions: int = 50_000_000,
-            budget: int | None = None) -> RunResult:
+            budget: int | None = None, devices: DeviceModel | None = None, trial: int = 0) -> RunResult:
         """Run every core to halt on a batch of quantized inputs; returns the outputs and statistics.
 
         A batch whose machine state would exceed the memory budget (``budget`` bytes, default
         `isa.memory.memory_budget`) runs in chunks, one after the other; outputs and every counter are those of
         one pass (event counts are exact integers, divided by the whole batch once). One item that cannot fit
         the budget is an error with the numbers; so is a program whose control flow differs between chunks
-        (branches and based addresses read batch lane 0, so such a program cannot be split)."""
+        (branches and based addresses read batch lane 0, so such a program cannot be split).
+
+        ``devices`` (opt-in, `runtime.devices`): the crossbars hold conductances sampled from this model for
+        trial ``trial`` and every MVM converts their perturbed currents; None (default): the exact MVM."""
         batch, arrays = self._batch_of(inputs)
         budget = memory_budget() if budget is None else budget
         regs, tmp, known, whole, detail = self._item_bytes()
         size = chunk_size("run", regs + tmp + known, batch, budget, detail)  # what one item surely needs fits
         if batch * (regs + tmp + whole) > budget:  # memory grows on demand: measure a first chunk, then the rest
             size = min(size, max(1, budget // (regs + tmp + whole)))
+        noisy = None if devices is None else program_devices(devices, self.program, trial)
         states, outs, lo = [], [], 0
+        self.batched = 0
         while lo < batch:
             hi = min(batch, lo + size)
-            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()})
+            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()}, noisy)
             self._left, self._budget = max_instructions, max_instructions
             self._schedule(st)
             outs.append({loc.name: self._read_output(st, loc) for loc in self.program.outputs})
@@ -233,7 +248,7 @@ class Machine:
     def _run_core(self, c: CoreState) -> int:
         """Run ``c`` until it blocks or halts; returns the instructions executed."""
         assert c.meter is not None, "a core without its cost listener"
-        code, executed = c.code, c.meter.executed
+        code, executed, loops = c.code, c.meter.executed, c.loops
         n_code, left, done, pc = len(code), self._left, 0, c.pc
         c.wait = None
         try:
@@ -241,6 +256,12 @@ class Machine:
                 pc = c.pc
                 if pc >= n_code:
                     raise Fault(f"pc {pc} ran past the end of the code ({n_code} instructions) without halt")
+                if pc in loops:  # fast mode: the loop's remaining iterations at once, if they can run so
+                    ran = run_batched(c, loops[pc], left - done)
+                    if ran:
+                        done += ran
+                        self.batched += ran // loops[pc].length
+                        continue
                 fn, ops, lat = code[pc]
                 c.pc = pc + 1
                 r = fn(c, ops, lat)
