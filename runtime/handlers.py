@@ -337,7 +337,7 @@ def _free(c: CoreState, i: ops.Free, lat: int) -> Wait | None:
     if not mem.valid[addr:addr + n].all():
         return ("valid", c.tile, addr, n)
     c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
-    mem.release(addr, n, start + lat)
+    mem.consume(addr, n, start + lat)
     c.epoch[c.tile] += 1
     return None
 
