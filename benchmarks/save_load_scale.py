@@ -36,7 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--precision", default="8bit")
-    ap.add_argument("--tile-mem-words", type=int, default=1 << 22)
+    ap.add_argument("--tile-mem-words", type=int, default=1 << 24)
     ap.add_argument("--out", default="/tmp/xbarc-vgg16-out")
     a = ap.parse_args()
     from compiler import compile_model
