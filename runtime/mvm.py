@@ -9,7 +9,7 @@ number of MVMUs:
   float64 matmul of the stacked weights with the wrapped inputs. Every partial sum is an integer below 2^24 or
   2^53, so BLAS computes it exactly in any order.
 - **digit by digit** otherwise: the input digits as one (K, R, ibits*B) float32 array, the bit-line read
-  (`read_bitlines`, the hook a device model wraps: `set_bitline_read`), ADC clipping, skipped conversions, the
+  (`ideal_read`, or what a device model installed with `set_bitline_read`), ADC clipping, skipped conversions, the
   slice shift-and-add (float32/float64 where the bound fits, int64 otherwise) and the digit shift-and-add in int64.
 
 Zero padding adds exact zeros (padded rows meet zero weights, padded slices and columns are zero), so each MVMU's
