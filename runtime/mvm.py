@@ -88,6 +88,7 @@ class MvmStack:
     sum_dtype: Any
     rowmask: np.ndarray
     gsum: np.ndarray
+    source: tuple[Any, ...] = ()  # (mvm, kernels, hw): the digit path's matrices are derived on first need
 
     @classmethod
     def build(cls, i: ops.Mvm, kernels: Sequence[MvmuKernel], hw: HardwareConfig, exact: bool) -> "MvmStack":
@@ -117,6 +118,7 @@ class MvmStack:
             stack.product = prod
         else:
             stack._digits(i, kernels, hw)
+        stack.source = (i, tuple(kernels), hw)
         return stack
 
     def _digits(self, i: ops.Mvm, kernels: Sequence[MvmuKernel], hw: HardwareConfig) -> None:
@@ -146,6 +148,8 @@ class MvmStack:
             xs = x.reshape(k, r, b).astype(self.product.dtype)
             out: np.ndarray = (self.product @ xs).astype(I64)
             return out
+        if self.diff is None:  # an exact stack read through a device model's hook
+            self._digits(*self.source)
         ibits, s, c = i.ibits, self.slices, self.cols
         if i.enc:
             digits = nx.csd_digits(x, ibits).transpose(1, 0, 2).astype(np.float32)  # (K*R, ibits, B)

@@ -101,3 +101,32 @@ def test_chunks_of_a_wide_batch_and_the_budget() -> None:
     with pytest.raises(Exception, match="instruction budget") as ref_err:
         Machine(prog, reference=True).run({"x": x[:1]}, max_instructions=60)
     assert str(fast_err.value) == str(ref_err.value)
+
+
+def test_bitline_read_hook() -> None:
+    """A device model's read replaces the ideal one on every MVM (the exact shortcut is off while it is set): the
+    ideal read through the hook changes nothing; a read that adds one level to every bit line changes outputs."""
+    from compiler import runner
+    from runtime import mvm
+
+    cm = compile_model(ROOT / "models" / "mlp_digits.onnx", "8bit")
+    from models.datasets import load_dataset
+
+    x, _ = load_dataset("digits", "test")
+    q = runner.quantize_inputs(cm, {cm.program.inputs[0].name: x[:4]})
+    base = Machine(cm.program).run(q)
+    seen: list[int] = []
+
+    def ideal(stack: Any, digits: np.ndarray) -> np.ndarray:
+        seen.append(digits.shape[0])
+        return mvm.ideal_read(stack, digits)
+
+    try:
+        mvm.set_bitline_read(ideal)
+        assert mvm.bitline_read() is ideal
+        assert_same(base, Machine(cm.program).run(q)) and seen
+        mvm.set_bitline_read(lambda stack, digits: mvm.ideal_read(stack, digits) + 1)
+        moved = Machine(cm.program).run(q)
+    finally:
+        mvm.set_bitline_read(None)
+    assert any(not np.array_equal(base.outputs[k], moved.outputs[k]) for k in base.outputs)
