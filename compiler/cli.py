@@ -255,7 +255,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     _warn("run", cm.warnings)
     if a.inputs:
         feeds = _load_inputs(a.inputs, [i.name for i in cm.program.inputs])
-        outcome = runner.run(cm, feeds)
+        outcome = runner.run(cm, feeds, a.reference, a.workers)
         outputs = outcome.host or outcome.device_float
         first = next(iter(outputs.values()))
         if a.output:
@@ -274,7 +274,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     x, y = load_data(a.dataset, a.split, tuple(cm.program.inputs[0].shape))
     if a.limit:
         x, y = x[:a.limit], (None if y is None else y[:a.limit])
-    report = runner.evaluate(cm, x, y, check=a.check)
+    report = runner.evaluate(cm, x, y, check=a.check, reference=a.reference, workers=a.workers)
     if a.devices:
         report["devices"] = _device_trials(a, cm, {cm.program.inputs[0].name: x}, y)
     if a.json:
@@ -650,6 +650,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--inputs", default=None, help=".npy or .npz of float inputs")
     r.add_argument("-o", "--output", default=None, help=".npy file for the outputs (with --inputs)")
     r.add_argument("--check", action="store_true", help="also compare with the functional model bit for bit")
+    r.add_argument("--reference", action="store_true",
+                   help="interpret one instruction at a time (default: static loops run all iterations at once; "
+                        "same outputs and counters)")
+    r.add_argument("--workers", type=POSITIVE, default=1,
+                   help="processes to shard the batch over, one BLAS thread each (same outputs and counters)")
     r.add_argument("--json", action="store_true")
     r.add_argument("--devices", default=None, metavar="PRESET|FILE.json",
                    help="also run on non-ideal devices (docs/devices.md): a preset (ideal, reram-wan2022, "

@@ -49,17 +49,20 @@ __all__ = ["RunOutcome", "run", "evaluate", "bit_exact", "device_trials", "effic
            "quantize_inputs", "reference_outputs", "load_devices"]
 
 
-def run(cm: CompiledModel, x: dict[str, np.ndarray], devices: DeviceModel | None = None,
-        trial: int = 0) -> RunOutcome:
-    """Execute the program on a batch of float inputs (with ``devices``: on non-ideal crossbars sampled for
-    trial ``trial``, `runtime.devices`)."""
+def run(cm: CompiledModel, x: dict[str, np.ndarray], reference: bool = False, workers: int = 1,
+        devices: DeviceModel | None = None, trial: int = 0) -> RunOutcome:
+    """Execute the program on a batch of float inputs (``reference``: one instruction at a time; ``workers``:
+    processes the batch is sharded over; both give the same outputs and counters; rounds run in fast mode;
+    ``devices``: on non-ideal crossbars sampled for trial ``trial``, `runtime.devices`)."""
     if cm.rounds:
         if devices is not None:
             raise XbarcError("non-ideal devices (--devices) are not supported yet for a model compiled in "
                              "reprogramming rounds")
-        result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs])
+        result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs],
+                            workers=workers)
     else:
-        result = Machine(cm.program).run(quantize_inputs(cm, x), devices=devices, trial=trial)
+        result = Machine(cm.program, reference=reference).run(quantize_inputs(cm, x), workers=workers,
+                                                              devices=devices, trial=trial)
     dev_float, dev_int = {}, {}
     for loc in cm.output_locs:
         dev_int[loc.name] = loc.unpack(result.outputs[loc.name]).reshape(len(result.outputs[loc.name]), -1)
@@ -102,10 +105,12 @@ def reference_outputs(model: onnx.ModelProto, x: dict[str, np.ndarray], names: l
                          f"{(text[0] if text else type(e).__name__)[:400]}") from None
 
 
-def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True) -> dict[str, Any]:
-    """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set."""
+def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True,
+             reference: bool = False, workers: int = 1) -> dict[str, Any]:
+    """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set
+    (``reference``, ``workers``: as `run`)."""
     feeds = {cm.program.inputs[0].name: x}
-    outcome = run(cm, feeds)
+    outcome = run(cm, feeds, reference, workers)
     name = cm.output_locs[0].name
     logits = outcome.device_float[name].reshape(len(x), -1)
     pred = logits.argmax(axis=1)

@@ -37,8 +37,9 @@ from .state import I64, CoreState, TileMemory
 _VEC3 = {"add", "sub", "mul", "min", "max"}
 _VEC2 = {"addi", "muli", "mini", "maxi", "shli", "shri", "relu", "sig", "tanh", "rqnt", "copy"}
 _SCALAR3 = {"iadd", "isub", "imul"}
-WIDE_COLUMNS = 2048  # iterations x batch lanes of one batched chunk at most (more iterations: further chunks);
-# past it the interpreter's per-instruction cost is amortized over the lanes and wide copies would only add
+WIDE_BYTES = 1 << 28  # a batched chunk's wide register file and MVM temporaries at most (more: further chunks)
+MAX_COLUMNS = 1 << 13  # iterations x lanes of one chunk at most (wider chunks measured slower: cache misses)
+MIN_CHUNK = 8  # a chunk of fewer iterations than that (when more are left) is not worth batching
 
 
 @dataclass
@@ -69,7 +70,7 @@ class LoopPlan:
     rows: int  # registers [0, rows) are enough for the wide file
     lat: np.ndarray  # latency per body position
     offsets: np.ndarray  # start offset per body position without waiting
-    stats: dict[str, int] = field(default_factory=dict)
+    col_bytes: int = 0  # bytes per wide column (registers touched, MVM temporaries): bounds a chunk
 
     @property
     def length(self) -> int:
@@ -102,6 +103,15 @@ def _spans(i: Instr, plan: object, hw: HardwareConfig) -> tuple[list[range], lis
                 writes.append(range(hw.mvmu_out(kern.mvmu), hw.mvmu_out(kern.mvmu) + kern.cols))
         return reads, writes
     return None
+
+
+def _mvm_bytes(plan: MvmPlan, hw: HardwareConfig) -> int:
+    """Bytes of an mvm's temporaries per batch column: inputs and products in float (exact), or digits, bit-line
+    values and slice sums per input digit."""
+    k, ibits = bin(plan.instr.mask).count("1"), plan.instr.ibits
+    if plan.stack is not None and plan.stack.exact:
+        return k * 24 * (hw.xbar_rows + hw.xbar_cols)
+    return k * ibits * (12 * hw.xbar_rows + 24 * hw.max_slices * hw.xbar_cols)
 
 
 def analyze(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: int,
@@ -161,55 +171,175 @@ def analyze(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: 
         return None  # a base computed in the body is not affine
     lat = np.array([code[p][2] for p in range(head, end + 1)], dtype=I64)
     offsets = np.concatenate([[0], np.cumsum(lat)[:-1]]).astype(I64)
+    touched = int((reads_before | written).sum())
+    mvm = [code[p][1] for p in body if isinstance(code[p][1], MvmPlan)]
+    tmp = max((_mvm_bytes(pl, hw) for pl in mvm), default=0)
     return LoopPlan(head, end, cnt, bound, steps, mem, alu, np.flatnonzero(reads_before[:top]),
-                    np.flatnonzero(written[:top]), max(top, 1), lat, offsets)
+                    np.flatnonzero(written[:top]), max(top, 1), lat, offsets, 8 * touched + tmp)
+
+
+@dataclass
+class NestPlan:
+    """An outer loop around one static inner loop: its body is scalar ``set``/``iaddi`` ops (the prologue), the
+    inner loop, scalar ops and the closing blt (the epilogue). Its scalar registers are simulated in Python
+    integers outer iteration by outer iteration; the inner body then runs once over every (outer, inner)
+    iteration."""
+
+    head: int
+    end: int
+    inner: LoopPlan
+    pre: list[Instr]
+    post: list[Instr]  # the closing blt last
+    pre_lat: np.ndarray
+    post_lat: np.ndarray
+    regs: list[int]  # every scalar register the nest reads or writes (lane-uniform at entry)
+
+
+def _scalar_only(i: Instr, fn: Any) -> bool:
+    return fn is HANDLERS.get(i.op) and i.op in ("set", "iaddi")
+
+
+def analyze_nest(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: int,
+                 inner: dict[int, LoopPlan]) -> NestPlan | None:
+    """The `NestPlan` of the loop closed by the blt at ``end`` if it is a nest around one static inner loop."""
+    head = instrs[end].target  # type: ignore[attr-defined]
+    inside = [lp for lp in inner.values() if head < lp.head and lp.end < end]
+    if not 0 <= head < end or len(inside) != 1:
+        return None
+    lp = inside[0]
+    pre, post = list(range(head, lp.head)), list(range(lp.end + 1, end))
+    if not all(_scalar_only(instrs[p], code[p][0]) for p in pre + post):
+        return None
+    regs = {lp.counter, lp.bound, *lp.steps, *(m.ref.base for m in lp.mem if m.ref.base != NO_BASE)}
+    regs |= {instrs[end].a, instrs[end].b}  # type: ignore[attr-defined]
+    for p in pre + post:
+        i = instrs[p]
+        regs |= {i.d} | ({i.a} if i.op == "iaddi" else set())  # type: ignore[attr-defined]
+    data = set(lp.invariant.tolist()) | set(lp.written.tolist())
+    if regs & data:
+        return None  # a scalar of the nest is data of the inner body
+    lat = [code[p][2] for p in range(head, end + 1)]
+    return NestPlan(head, end, lp, [instrs[p] for p in pre], [instrs[p] for p in post + [end]],
+                    np.array(lat[:len(pre)], dtype=I64), np.array(lat[len(pre) + lp.length:], dtype=I64),
+                    sorted(regs))
 
 
 def find_loops(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]],
-               hw: HardwareConfig) -> dict[int, LoopPlan]:
-    """Loop head pc -> `LoopPlan` for every static loop of a core's code."""
-    out: dict[int, LoopPlan] = {}
-    for pc, i in enumerate(instrs):
-        if i.op == "blt" and code[pc][0] is HANDLERS["blt"]:
-            lp = analyze(instrs, code, pc, hw)
-            if lp is not None and lp.head not in out:
-                out[lp.head] = lp
+               hw: HardwareConfig) -> dict[int, LoopPlan | NestPlan]:
+    """Loop head pc -> `LoopPlan` for every static loop of a core's code, and `NestPlan` for every loop around
+    exactly one of them."""
+    inner: dict[int, LoopPlan] = {}
+    blts = [pc for pc, i in enumerate(instrs) if i.op == "blt" and code[pc][0] is HANDLERS["blt"]]
+    for pc in blts:
+        lp = analyze(instrs, code, pc, hw)
+        if lp is not None and lp.head not in inner:
+            inner[lp.head] = lp
+    out: dict[int, LoopPlan | NestPlan] = dict(inner)
+    for pc in blts:
+        nest = analyze_nest(instrs, code, pc, inner)
+        if nest is not None and nest.head not in out:
+            out[nest.head] = nest
     return out
 
 
-def trip_count(c: CoreState, lp: LoopPlan) -> int:
-    """Iterations left when the core stands at the loop head (a do-while: at least one)."""
-    a0, bound = int(c.regs[lp.counter, 0]), int(c.regs[lp.bound, 0])
-    step = lp.steps[lp.counter][0]
-    return max(1, -(-(bound - a0) // step))
+def _trips(counter: int, bound: int, step: int) -> int:
+    """Iterations of a do-while loop from a counter value (at least one)."""
+    return max(1, -(-(bound - counter) // step))
 
 
-def _addresses(c: CoreState, lp: LoopPlan, m: MemOp, n: int) -> np.ndarray:
-    """(n,) first word of memory op ``m`` in each iteration."""
-    if m.ref.base == NO_BASE:
-        return np.full(n, m.ref.off, dtype=I64)
-    base = int(c.regs[m.ref.base, 0]) + m.ref.off
-    step = lp.steps.get(m.ref.base)
-    if step is None:
-        return np.full(n, base, dtype=I64)
+@dataclass
+class Flat:
+    """The iterations one batched chunk runs: the inner body's iterations in order, grouped by outer iteration
+    (one group without a nest), each base register's value at the inner head of every iteration, and what the
+    nest adds (the prologue/epilogue latencies between groups; the scalar registers' values after the chunk)."""
+
+    groups: list[int]
+    bases: dict[int, np.ndarray]
+    done: bool  # the chunk is all that was left (fall through) or not (back to the head)
+    nest: NestPlan | None = None
+    scalars: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        """Iterations of the inner body."""
+        return sum(self.groups)
+
+
+def _inner_flat(c: CoreState, lp: LoopPlan, cols: int) -> Flat | None:
+    left = _trips(int(c.regs[lp.counter, 0]), int(c.regs[lp.bound, 0]), lp.steps[lp.counter][0])
+    n = min(left, cols)
+    if n < 2 or (n < left and n < MIN_CHUNK):
+        return None
     k = np.arange(n, dtype=I64)
-    return base + (k + (1 if step[1] < m.pos else 0)) * step[0]
+    bases = {}
+    for m in lp.mem:
+        r = m.ref.base
+        if r != NO_BASE and r not in bases:
+            bases[r] = int(c.regs[r, 0]) + k * lp.steps.get(r, (0, 0))[0]
+    return Flat([n], bases, n == left)
 
 
-def run_batched(c: CoreState, lp: LoopPlan, budget: int) -> int:
-    """Run the loop's remaining iterations at once if the dynamic conditions hold (module docstring); returns
-    the instructions executed (0: nothing done, interpret one iteration instead)."""
-    left = trip_count(c, lp)
-    if left < 2 or left * lp.length > budget:
-        return 0
+def _nest_flat(c: CoreState, nest: NestPlan, cols: int) -> Flat | None:
+    """Simulate the nest's scalar registers outer iteration by outer iteration (lane 0: they are uniform)."""
+    rows = c.regs[nest.regs]
+    if not (rows == rows[:, :1]).all():
+        return None
+    vals = dict(zip(nest.regs, rows[:, 0].tolist()))
+    lp, blt = nest.inner, nest.post[-1]
+    bases = sorted({m.ref.base for m in lp.mem if m.ref.base != NO_BASE})
+    groups: list[int] = []
+    entry: list[list[int]] = []
+    total, done = 0, False
+    while True:
+        snapshot = dict(vals)
+        for i in nest.pre:
+            vals[i.d] = i.imm if i.op == "set" else vals[i.a] + i.imm  # type: ignore[attr-defined]
+        n = _trips(vals[lp.counter], vals[lp.bound], lp.steps[lp.counter][0])
+        if total + n > cols:
+            vals = snapshot
+            break
+        groups.append(n)
+        entry.append([vals[r] for r in bases])
+        total += n
+        for r, (step, _) in lp.steps.items():
+            vals[r] += n * step
+        for i in nest.post[:-1]:
+            vals[i.d] = i.imm if i.op == "set" else vals[i.a] + i.imm  # type: ignore[attr-defined]
+        if not vals[blt.a] < vals[blt.b]:  # type: ignore[attr-defined]
+            done = True
+            break
+    if len(groups) < 2 and not done:
+        return None
+    sizes = np.array(groups, dtype=I64)
+    ki = np.arange(total, dtype=I64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    start = np.repeat(np.array(entry, dtype=I64).reshape(len(groups), len(bases)), sizes, axis=0)
+    arrays = {r: start[:, j] + ki * lp.steps.get(r, (0, 0))[0] for j, r in enumerate(bases)}
+    return Flat(groups, arrays, done, nest, vals)
+
+
+def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
+    """Run a loop's (or nest's) remaining iterations at once, chunk by chunk, if the dynamic conditions hold
+    (module docstring); returns the instructions executed (0: nothing done, interpret instead)."""
+    lp = plan.inner if isinstance(plan, NestPlan) else plan
     b = int(c.regs.shape[1])
-    n = min(left, WIDE_COLUMNS // b)
-    if n < 2:
+    cols = min(MAX_COLUMNS, WIDE_BYTES // max(1, lp.col_bytes)) // b
+    flat = _nest_flat(c, plan, cols) if isinstance(plan, NestPlan) else _inner_flat(c, plan, cols)
+    if flat is None:
+        return 0
+    n = flat.n
+    count = n * lp.length
+    if isinstance(plan, NestPlan):
+        count += len(flat.groups) * (len(plan.pre) + len(plan.post))
+    if count > budget:
         return 0
     mem = c.mem
     words: list[np.ndarray] = []  # (n, m.n) word indices per memory op
     for m in lp.mem:
-        start = _addresses(c, lp, m, n)
+        if m.ref.base == NO_BASE:
+            start = np.full(n, m.ref.off, dtype=I64)
+        else:
+            step = lp.steps.get(m.ref.base, (0, m.pos))
+            start = flat.bases[m.ref.base] + (m.ref.off + (step[0] if step[1] < m.pos else 0))
         if start.min() < 0 or int(start.max()) + m.n > mem.words:
             return 0  # the interpreter faults at the exact instruction
         words.append(start[:, None] + np.arange(m.n, dtype=I64)[None, :])
@@ -227,8 +357,8 @@ def run_batched(c: CoreState, lp: LoopPlan, budget: int) -> int:
         uniq, times = np.unique(counted, return_counts=True)
         if (times > mem.readers[uniq]).any():
             return 0  # a word would become invalid before its last read: the interpreter would block
-    _execute(c, lp, n, words, n == left)
-    return n * lp.length
+    _execute(c, lp, flat, words)
+    return count
 
 
 def _stores_free(mem: TileMemory, stores: list[np.ndarray], hits: np.ndarray) -> bool:
@@ -237,25 +367,31 @@ def _stores_free(mem: TileMemory, stores: list[np.ndarray], hits: np.ndarray) ->
     st = np.concatenate([w.reshape(-1) for w in stores])
     if mem.valid[st].any():
         return False
-    strided = len(stores) == 1 and (len(stores[0]) < 2 or abs(int(stores[0][1, 0] - stores[0][0, 0])) >= stores[0].shape[1])
-    if not strided and np.unique(st).size != st.size:
+    if np.unique(st).size != st.size:
         return False
     if hits.size and not (int(st.max()) < int(hits.min()) or int(hits.max()) < int(st.min())):
         return not np.isin(st, hits).any()
     return True
 
 
-def _execute(c: CoreState, lp: LoopPlan, n: int, words: list[np.ndarray], done_all: bool) -> None:
-    """Run n iterations (conditions checked by `run_batched`); ``done_all``: they are all that is left."""
-    mem, b, length = c.mem, c.regs.shape[1], lp.length
-    wait = [mem.time[w].max(axis=1) - lp.offsets[m.pos] for m, w in zip(lp.mem, words)]  # T[m, k] - o[m]
-    total = int(lp.lat.sum())
-    k = np.arange(n, dtype=I64)
+def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray]
+              ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, list[np.ndarray], int]:
+    """Clocks of the chunk: (clock at the start of every iteration and after the last (n+1,), the start of every
+    body position in every iteration, the gap after every iteration, the waits, the prologue's latency)."""
+    n, length = flat.n, lp.length
+    wait = [c.mem.time[w].max(axis=1) - lp.offsets[m.pos] for m, w in zip(lp.mem, words)]  # T[m, k] - o[m]
+    pre = int(flat.nest.pre_lat.sum()) if flat.nest else 0
+    post = int(flat.nest.post_lat.sum()) if flat.nest else 0
+    gap = np.zeros(n, dtype=I64)
+    ends = np.cumsum(flat.groups) - 1
+    gap[ends] = pre + post
+    gap[-1] = post
+    lat = int(lp.lat.sum()) + gap
+    s = np.concatenate([[0], np.cumsum(lat)]).astype(I64)  # S[j]: latency before iteration j
     e = np.max(wait, axis=0) if wait else np.full(n, np.iinfo(I64).min // 4, dtype=I64)
-    g = np.maximum.accumulate(np.concatenate([[c.clock], e - k * total]))
-    clock = g[:n] + k * total  # clock at the start of each iteration
-    # start of each body position: its offset + max(clock, latest wait among the memory ops up to it)
-    run = clock.copy()
+    g = np.maximum.accumulate(np.concatenate([[c.clock + pre], e - s[:n]]))
+    clock = g + s
+    run = clock[:n].copy()
     starts: list[np.ndarray] = []
     mi = 0
     for p in range(length):
@@ -263,6 +399,13 @@ def _execute(c: CoreState, lp: LoopPlan, n: int, words: list[np.ndarray], done_a
             run = np.maximum(run, wait[mi])
             mi += 1
         starts.append(run + lp.offsets[p])
+    return clock, starts, gap, wait, pre
+
+
+def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray]) -> None:
+    """Run a chunk (conditions checked by `run_batched`)."""
+    mem, b, length, n = c.mem, c.regs.shape[1], lp.length, flat.n
+    clock, starts, gap, wait, pre = _timeline(c, lp, flat, words)
     wide = np.empty((lp.rows, n * b), dtype=I64)  # every row the body reads is an invariant or written first
     if lp.invariant.size:
         wide[lp.invariant] = np.tile(c.regs[lp.invariant], (1, n))
@@ -285,29 +428,50 @@ def _execute(c: CoreState, lp: LoopPlan, n: int, words: list[np.ndarray], done_a
                 counted.append((w, np.broadcast_to(end[:, None], w.shape)))
             else:
                 vals = wide[m.reg:m.reg + m.n].reshape(m.n, n, b).transpose(1, 0, 2)
-                flat = w.reshape(-1)
-                mem.values[flat] = vals.reshape(n * m.n, b)
-                mem.valid[flat] = True
-                mem.readers[flat] = m.count
-                mem.time[flat] = np.repeat(end, m.n)
+                flat_w = w.reshape(-1)
+                mem.values[flat_w] = vals.reshape(n * m.n, b)
+                mem.valid[flat_w] = True
+                mem.readers[flat_w] = m.count
+                mem.time[flat_w] = np.repeat(end, m.n)
             mi += 1
     _consume(mem, counted)
     c.epoch[c.tile] += n * len(lp.mem)
-    last = slice((n - 1) * b, n * b)
     if lp.written.size:
-        c.regs[lp.written] = wide[lp.written, last]
-    for r, (step, _) in lp.steps.items():
-        c.regs[r] += I64(n * step)
+        c.regs[lp.written] = wide[lp.written, (n - 1) * b:]
     meter = c.meter
     if meter is not None:
         for p in range(length):
-            pc = lp.head + p
-            meter.counts[pc] += n
-            if meter.first[pc] < 0:
-                meter.first[pc] = int(starts[p][0])
-            meter.last[pc] = int(starts[p][-1] + lp.lat[p])
-    c.clock = int(g[n] + n * total)
-    c.pc = lp.end + 1 if done_all else lp.head  # a partial chunk ends with the blt taken
+            _note(meter, lp.head + p, n, int(starts[p][0]), int(starts[p][-1] + lp.lat[p]))
+    if flat.nest is None:
+        for r, (step, _) in lp.steps.items():
+            c.regs[r] += I64(n * step)
+        c.pc = lp.end + 1 if flat.done else lp.head  # a partial chunk ends with the blt taken
+    else:
+        nest = flat.nest
+        for r, v in flat.scalars.items():
+            c.regs[r] = v
+        if meter is not None:
+            ends = np.cumsum(flat.groups)
+            firsts = ends - np.array(flat.groups)
+            g0, g1 = int(clock[firsts[0]]) - pre, int(clock[firsts[-1]]) - pre  # outer iterations' starts
+            for q, lat in enumerate(nest.pre_lat.tolist()):
+                off = int(nest.pre_lat[:q].sum())
+                _note(meter, nest.head + q, len(flat.groups), g0 + off, g1 + off + lat)
+            e0 = int(clock[ends[0]] - gap[ends[0] - 1])  # end of the first and last groups' inner loops
+            e1 = int(clock[ends[-1]] - gap[ends[-1] - 1])
+            for q, lat in enumerate(nest.post_lat.tolist()):
+                off = int(nest.post_lat[:q].sum())
+                _note(meter, lp.end + 1 + q, len(flat.groups), e0 + off, e1 + off + lat)
+        c.pc = nest.end + 1 if flat.done else nest.head
+    c.clock = int(clock[n])
+
+
+def _note(meter: Any, pc: int, times: int, first: int, last: int) -> None:
+    """Tell the meter that ``pc`` ran ``times`` times, first issued at ``first``, last completed at ``last``."""
+    meter.counts[pc] += times
+    if meter.first[pc] < 0:
+        meter.first[pc] = first
+    meter.last[pc] = last
 
 
 def _consume(mem: TileMemory, loads: list[tuple[np.ndarray, np.ndarray]]) -> None:

@@ -22,7 +22,7 @@ from isa.printer import format_instr
 from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
 from .devices import DeviceModel, NoisyMvmu, program_devices
-from .loops import LoopPlan, find_loops, run_batched
+from .loops import LoopPlan, NestPlan, find_loops, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .programming import unprogrammed
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
@@ -47,7 +47,7 @@ class _Compiled:
     source: CoreCode
     code: list[Step]
     costs: CoreCosts
-    loops: dict[int, LoopPlan]
+    loops: dict[int, LoopPlan | NestPlan]
 
 
 class Machine:
@@ -58,7 +58,7 @@ class Machine:
     def __init__(self, program: Program, reference: bool = False) -> None:
         self.program = program
         self.reference = reference
-        self.batched = 0  # iterations the last run executed batched (fast mode)
+        self.batched = 0  # instructions the last run executed batched (fast mode)
         self.hw = hw = program.hw
         kernels: dict[tuple[int, int], dict[int, MvmuKernel]] = {}
         for img in program.mvmus:
@@ -162,24 +162,42 @@ class Machine:
 
     # ---- running -------------------------------------------------------------------------------------------------
     def run(self, inputs: dict[str, np.ndarray], max_instructions: int = 50_000_000,
-            budget: int | None = None, devices: DeviceModel | None = None, trial: int = 0) -> RunResult:
+            budget: int | None = None, workers: int = 1, devices: DeviceModel | None = None,
+            trial: int = 0) -> RunResult:
         """Run every core to halt on a batch of quantized inputs; returns the outputs and statistics.
 
         A batch whose machine state would exceed the memory budget (``budget`` bytes, default
         `isa.memory.memory_budget`) runs in chunks, one after the other; outputs and every counter are those of
         one pass (event counts are exact integers, divided by the whole batch once). One item that cannot fit
         the budget is an error with the numbers; so is a program whose control flow differs between chunks
-        (branches and based addresses read batch lane 0, so such a program cannot be split).
+        (branches and based addresses read batch lane 0, so such a program cannot be split). ``workers`` > 1
+        shards the batch over that many processes (`runtime.parallel`), each with one BLAS thread; the result is
+        the same as one process's.
 
         ``devices`` (opt-in, `runtime.devices`): the crossbars hold conductances sampled from this model for
-        trial ``trial`` and every MVM converts their perturbed currents; None (default): the exact MVM."""
+        trial ``trial`` and every MVM converts their perturbed currents; None (default): the exact MVM.
+        A device run stays in one process."""
         batch, arrays = self._batch_of(inputs)
+        noisy = None if devices is None else program_devices(devices, self.program, trial)
+        if workers > 1 and batch > 1 and noisy is None:
+            from .parallel import run_parallel
+
+            return run_parallel(self, arrays, workers, max_instructions, budget)
+        states, outputs = self.run_states(arrays, max_instructions, budget, noisy)
+        return RunResult(outputs, self._stats(states))
+
+    def run_states(self, arrays: dict[str, np.ndarray], max_instructions: int = 50_000_000,
+                   budget: int | None = None,
+                   noisy: dict[tuple[int, int], dict[int, NoisyMvmu]] | None = None
+                   ) -> tuple[list[MachineState], dict[str, np.ndarray]]:
+        """`run` on checked (batch, length) int64 inputs, without the statistics: the final states of its chunks
+        (cores and meters only) and the outputs."""
+        batch = len(next(iter(arrays.values()))) if arrays else 1
         budget = memory_budget() if budget is None else budget
         regs, tmp, known, whole, detail = self._item_bytes()
         size = chunk_size("run", regs + tmp + known, batch, budget, detail)  # what one item surely needs fits
         if batch * (regs + tmp + whole) > budget:  # memory grows on demand: measure a first chunk, then the rest
             size = min(size, max(1, budget // (regs + tmp + whole)))
-        noisy = None if devices is None else program_devices(devices, self.program, trial)
         states, outs, lo = [], [], 0
         self.batched = 0
         while lo < batch:
@@ -198,9 +216,8 @@ class Machine:
             for c in st.cores:
                 c.mem = TileMemory(0, 0)
             lo = hi
-        self._same_control_flow(states, batch, budget)
-        outputs = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-        return RunResult(outputs, self._stats(states))
+        self.same_control_flow(states, batch, f"does not fit the memory budget of {mib(budget)} in one pass")
+        return states, {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
     def _item_bytes(self) -> tuple[int, int, int, int, str]:
         """Bytes one batch item needs: registers, MVM temporaries (digits, bit-line values and products of the
@@ -220,16 +237,16 @@ class Machine:
                   f"memories of up to {hw.tile_mem_words} words")
         return regs, tmp, known, len(tiles) * hw.tile_mem_words * 8, detail
 
-    def _same_control_flow(self, states: list[MachineState], batch: int, budget: int) -> None:
+    def same_control_flow(self, states: list[MachineState], batch: int, why: str) -> None:
+        """Fail unless every part of a batch that ran separately (``why``) took the same path through the code."""
         first = states[0]
         for st in states[1:]:
             for a, b in zip(first.cores, st.cores):
                 if (a.meter and b.meter and a.meter.counts != b.meter.counts) or a.clock != b.clock:
-                    raise XbarcError(f"run: the batch of {batch} does not fit the memory budget of {mib(budget)} "
-                                     f"in one pass, and core {a.name} takes a different path through its code in "
-                                     f"different parts of the batch (branches and based addresses read lane 0), "
-                                     f"so the batch cannot be split; run a smaller batch or raise "
-                                     f"XBARC_MEMORY_BUDGET")
+                    raise XbarcError(f"run: the batch of {batch} {why}, and core {a.name} takes a different path "
+                                     f"through its code in different parts of the batch (branches and based "
+                                     f"addresses read lane 0), so the batch cannot be split; run a smaller batch, "
+                                     f"raise XBARC_MEMORY_BUDGET or use one worker")
 
     def _schedule(self, st: MachineState) -> None:
         live = [c for c in st.cores if not c.halted]
@@ -260,7 +277,7 @@ class Machine:
                     ran = run_batched(c, loops[pc], left - done)
                     if ran:
                         done += ran
-                        self.batched += ran // loops[pc].length
+                        self.batched += ran
                         continue
                 fn, ops, lat = code[pc]
                 c.pc = pc + 1
@@ -335,8 +352,12 @@ class Machine:
                          f"waits for {describe_wait(c.wait)}")
         return "\n".join(lines)
 
+    def stats_of(self, states: list[MachineState]) -> Stats:
+        """`_stats` for callers that ran the parts themselves (`runtime.parallel`)."""
+        return self._stats(states)
+
     def _stats(self, states: list[MachineState]) -> Stats:
-        """Statistics of a run (its chunks' states, which share the control flow: `_same_control_flow`); the
+        """Statistics of a run (its chunks' states, which share the control flow: `same_control_flow`); the
         data-dependent event counts are summed over the chunks and turned into energy per inference once."""
         st = states[0]
         batch = sum(s.batch for s in states)

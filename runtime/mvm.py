@@ -179,6 +179,11 @@ class LazyStack:
         self._stack: MvmStack | None = None
 
     @property
+    def exact(self) -> bool:
+        """Whether the exact product may be taken (no clipping, no skipped conversion)."""
+        return self._args[3]
+
+    @property
     def kernels(self) -> tuple[MvmuKernel, ...]:
         """The non-idle kernels the stack holds, in MVMU order."""
         return self._args[1]

@@ -63,8 +63,12 @@ class TileMemory:
         self.time[addr:addr + n] = time
 
     def consume(self, addr: int, n: int, time: int) -> None:
-        """Count a read of n valid words (the caller copies their values first): decrement positive reader counts;
-        words reaching 0 become invalid at ``time``."""
+        """Count a read of n valid words (the caller copies their values first, if it keeps them: no copy here):
+        `release`."""
+        self.release(addr, n, time)
+
+    def release(self, addr: int, n: int, time: int) -> None:
+        """Decrement the positive reader counts of n valid words; words reaching 0 become invalid at ``time``."""
         rc = self.readers[addr:addr + n]
         live = rc > 0
         if live.any():
