@@ -23,6 +23,7 @@ from isa import numerics as nx
 from isa import ops
 
 from isa.costs import transit_cycles
+from .devices import fire_devices
 from .mvm import LazyStack, MvmStack
 from .state import I64, CoreState, Fault, MvmuKernel
 
@@ -144,7 +145,10 @@ def _mvm(c: CoreState, p: MvmPlan, lat: int) -> None:
         return
     st = p.stack.get()
     x = _wrap(regs[st.gather], i.ibits)
-    res = nx.requantize(st.fire(x, i, p.sig), i.shift, i.obits)  # (K, C, B)
+    if c.devices is not None:  # opt-in non-ideal devices: the one hook (runtime/devices.py)
+        res = nx.requantize(fire_devices(c.devices, st, x, i, p.sig), i.shift, i.obits)
+    else:
+        res = nx.requantize(st.fire(x, i, p.sig), i.shift, i.obits)  # (K, C, B)
     if st.scatter is not None:
         regs[st.scatter] = res.reshape(-1, res.shape[2])
     else:
@@ -333,7 +337,7 @@ def _free(c: CoreState, i: ops.Free, lat: int) -> Wait | None:
     if not mem.valid[addr:addr + n].all():
         return ("valid", c.tile, addr, n)
     c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
-    mem.release(addr, n, start + lat)
+    mem.consume(addr, n, start + lat)
     c.epoch[c.tile] += 1
     return None
 

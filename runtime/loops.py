@@ -327,6 +327,8 @@ def _nest_flat(c: CoreState, nest: NestPlan, cols: int) -> Flat | None:
 def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
     """Run a loop's (or nest's) remaining iterations at once, chunk by chunk, if the dynamic conditions hold
     (module docstring); returns the instructions executed (0: nothing done, interpret instead)."""
+    if c.devices is not None:
+        return 0  # non-ideal devices draw read noise per firing: batched, the draws would come in another order
     lp = plan.inner if isinstance(plan, NestPlan) else plan
     b = int(c.regs.shape[1])
     cols = min(MAX_COLUMNS, WIDE_BYTES // max(1, lp.col_bytes)) // b

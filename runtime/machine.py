@@ -21,6 +21,7 @@ from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
+from .devices import DeviceModel, NoisyMvmu, program_devices
 from .loops import LoopPlan, NestPlan, find_loops, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .programming import unprogrammed
@@ -135,7 +136,8 @@ class Machine:
             raise XbarcError("inputs: empty batch")
         return batch or 1, out
 
-    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray]) -> MachineState:
+    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray],
+                     devices: dict[tuple[int, int], dict[int, NoisyMvmu]] | None = None) -> MachineState:
         hw = self.hw
         st = MachineState(hw, batch, {}, epoch=[0] * hw.tiles)
         for init in self.program.data:
@@ -149,7 +151,8 @@ class Machine:
             cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
                                       st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=not comp.code,
-                                      meter=meter, loops=comp.loops, batch=batch))
+                                      meter=meter, loops=comp.loops, batch=batch,
+                                      devices=None if devices is None else devices.get((cc.tile, cc.core), {})))
         return st
 
     def _place(self, st: MachineState, tile: int, addr: int, n: int, what: str) -> None:
@@ -159,7 +162,8 @@ class Machine:
 
     # ---- running -------------------------------------------------------------------------------------------------
     def run(self, inputs: dict[str, np.ndarray], max_instructions: int = 50_000_000,
-            budget: int | None = None, workers: int = 1) -> RunResult:
+            budget: int | None = None, workers: int = 1, devices: DeviceModel | None = None,
+            trial: int = 0) -> RunResult:
         """Run every core to halt on a batch of quantized inputs; returns the outputs and statistics.
 
         A batch whose machine state would exceed the memory budget (``budget`` bytes, default
@@ -168,17 +172,24 @@ class Machine:
         the budget is an error with the numbers; so is a program whose control flow differs between chunks
         (branches and based addresses read batch lane 0, so such a program cannot be split). ``workers`` > 1
         shards the batch over that many processes (`runtime.parallel`), each with one BLAS thread; the result is
-        the same as one process's."""
+        the same as one process's.
+
+        ``devices`` (opt-in, `runtime.devices`): the crossbars hold conductances sampled from this model for
+        trial ``trial`` and every MVM converts their perturbed currents; None (default): the exact MVM.
+        A device run stays in one process."""
         batch, arrays = self._batch_of(inputs)
-        if workers > 1 and batch > 1:
+        noisy = None if devices is None else program_devices(devices, self.program, trial)
+        if workers > 1 and batch > 1 and noisy is None:
             from .parallel import run_parallel
 
             return run_parallel(self, arrays, workers, max_instructions, budget)
-        states, outputs = self.run_states(arrays, max_instructions, budget)
+        states, outputs = self.run_states(arrays, max_instructions, budget, noisy)
         return RunResult(outputs, self._stats(states))
 
     def run_states(self, arrays: dict[str, np.ndarray], max_instructions: int = 50_000_000,
-                   budget: int | None = None) -> tuple[list[MachineState], dict[str, np.ndarray]]:
+                   budget: int | None = None,
+                   noisy: dict[tuple[int, int], dict[int, NoisyMvmu]] | None = None
+                   ) -> tuple[list[MachineState], dict[str, np.ndarray]]:
         """`run` on checked (batch, length) int64 inputs, without the statistics: the final states of its chunks
         (cores and meters only) and the outputs."""
         batch = len(next(iter(arrays.values()))) if arrays else 1
@@ -191,7 +202,7 @@ class Machine:
         self.batched = 0
         while lo < batch:
             hi = min(batch, lo + size)
-            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()})
+            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()}, noisy)
             self._left, self._budget = max_instructions, max_instructions
             self._schedule(st)
             outs.append({loc.name: self._read_output(st, loc) for loc in self.program.outputs})

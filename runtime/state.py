@@ -222,6 +222,7 @@ class CoreState:
     meter: CoreMeter | None = None  # the accountant's listener for this core (isa.costs)
     loops: dict[int, Any] = field(default_factory=dict)  # fast mode: loop head pc -> `runtime.loops.LoopPlan`
     batch: int = 0  # batch lanes (0: the register file's width; fast mode's wide files hold iterations x lanes)
+    devices: dict[int, Any] | None = None  # opt-in non-ideal arrays by MVMU (runtime.devices.NoisyMvmu)
 
     @property
     def name(self) -> str:

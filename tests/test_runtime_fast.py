@@ -130,3 +130,20 @@ def test_bitline_read_hook() -> None:
     finally:
         mvm.set_bitline_read(None)
     assert any(not np.array_equal(base.outputs[k], moved.outputs[k]) for k in base.outputs)
+
+
+def test_device_runs_are_interpreted_in_fast_mode_too() -> None:
+    """A non-ideal device run draws read noise per firing: fast mode leaves its loops to the interpreter, so
+    both modes draw the same noise and agree bit for bit."""
+    from compiler import runner
+    from models.datasets import load_dataset
+    from runtime.devices import DeviceModel
+
+    cm = compile_model(ROOT / "models" / "lenet5_digits.onnx", "8bit")
+    x, _ = load_dataset("digits32", "test")
+    q = runner.quantize_inputs(cm, {cm.program.inputs[0].name: x[:2]})
+    dev = DeviceModel(read_sigma=0.05, prog_sigma=0.02, seed=3)
+    fast = Machine(cm.program)
+    a = fast.run(q, devices=dev)
+    assert fast.batched == 0
+    assert_same(Machine(cm.program, reference=True).run(q, devices=dev), a)
