@@ -3,7 +3,10 @@ of each step and the size of its output directory (issue 18: the whole-layer hol
 image.npz held int64 weights uncompressed).
 
 Usage: ulimit -v 8000000; python benchmarks/save_load_scale.py [--resolution 224] [--precision 8bit]
-                                                               [--out /tmp/vgg16-out]
+                                                               [--out /tmp/vgg16-out] [--fc1-only]
+
+``--fc1-only`` compiles VGG-16's fc1 alone (a 25,088 x 4,096 Gemm with random weights): the layer whose whole-layer
+hollows needed > 24 GB, without the convolutions' calibration and activations.
 
 VGG-16 is `models.cnn_zoo.vgg16` (random weights, torchvision topology) on the ISAAC preset grown to hold every
 weight at once (its fc1 alone needs 544 ISAAC tiles at 8 bits, so it cannot run in rounds of 168), tile memories
@@ -31,13 +34,27 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def fc1() -> object:
+    """VGG-16's first fully connected layer as a one-Gemm model (He-initialized random weights), with ReLU."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((25088, 4096)) * np.sqrt(2 / 25088)).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["x", "w"], ["h"]), helper.make_node("Relu", ["h"], ["y"])]
+    graph = helper.make_graph(nodes, "vgg16_fc1", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 25088])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4096])],
+                              [numpy_helper.from_array(w, "w")])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
 def main() -> None:
     """Compile, save, load and print the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--resolution", type=int, default=224)
     ap.add_argument("--precision", default="8bit")
-    ap.add_argument("--tile-mem-words", type=int, default=1 << 22)
+    ap.add_argument("--tile-mem-words", type=int, default=1 << 24)
     ap.add_argument("--out", default="/tmp/xbarc-vgg16-out")
+    ap.add_argument("--fc1-only", action="store_true", help="VGG-16's fc1 alone")
     a = ap.parse_args()
     from compiler import compile_model
     from compiler.driver import load_compiled
@@ -47,8 +64,9 @@ def main() -> None:
     from runtime import Machine
 
     rows = []
-    model = cnn_zoo.vgg16(resolution=a.resolution)
-    calib = {model.graph.input[0].name: np.random.default_rng(0).uniform(0, 1, (2, 3, a.resolution, a.resolution))}
+    model = fc1() if a.fc1_only else cnn_zoo.vgg16(resolution=a.resolution)
+    shape = (25088,) if a.fc1_only else (3, a.resolution, a.resolution)
+    calib = {model.graph.input[0].name: np.random.default_rng(0).uniform(0, 1, (2,) + shape)}
     t0 = time.perf_counter()
     hw = ISAAC.with_changes(tiles=VIRTUAL_TILES, tile_mem_words=a.tile_mem_words, name="isaac-grown")
     cm = compile_model(model, a.precision, hw=hw, calib=calib)

@@ -13,8 +13,8 @@ from isa import numerics as nx
 from isa.area import area_report
 from isa.errors import XbarcError
 from runtime import Machine, Stats
-from runtime.devices import DeviceModel, load_devices
 from runtime.rounds import run_rounds
+from runtime.devices import DeviceModel, load_devices
 
 from .driver import CompiledModel
 from .frontend import host_eval
@@ -53,11 +53,11 @@ def run(cm: CompiledModel, x: dict[str, np.ndarray], reference: bool = False, wo
         devices: DeviceModel | None = None, trial: int = 0) -> RunOutcome:
     """Execute the program on a batch of float inputs (``reference``: one instruction at a time; ``workers``:
     processes the batch is sharded over; both give the same outputs and counters; rounds run in fast mode;
-    ``devices``: on non-ideal crossbars sampled for trial ``trial``, `runtime.devices`, in one process)."""
+    ``devices``: on non-ideal crossbars sampled for trial ``trial``, `runtime.devices`)."""
     if cm.rounds:
         if devices is not None:
-            raise XbarcError("--devices: a model compiled in reprogramming rounds (--rounds) cannot run on "
-                             "non-ideal devices yet; compile it without --rounds on a chip that holds it")
+            raise XbarcError("non-ideal devices (--devices) are not supported yet for a model compiled in "
+                             "reprogramming rounds")
         result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs],
                             workers=workers)
     else:
@@ -133,10 +133,10 @@ def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check:
         "dynamic_instructions": s.dynamic_instructions,
         "host_ops": cm.graph.host_ops,
     }
-    report.update(efficiency(cm, s))
     if s.cells_written:
         report["reprogramming"] = {"batch": s.batch, "writes": s.write_summary(), "program_cycles": s.program_cycles,
                                    "rounds": s.rounds}
+    report.update(efficiency(cm, s))
     return report
 
 

@@ -33,7 +33,7 @@ def saturate(x: np.ndarray, bits: int) -> np.ndarray:
     if bits >= 64:
         return x
     lo, hi = _BOUNDS[bits]
-    out: np.ndarray = np.maximum(x, lo)
+    out: np.ndarray = np.asarray(np.maximum(x, lo))  # asarray: a 0-d input gives a numpy scalar here
     np.minimum(out, hi, out=out)
     return out
 

@@ -21,7 +21,7 @@ from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
-from .devices import DeviceModel, program_devices
+from .devices import DeviceModel, NoisyMvmu, program_devices
 from .loops import LoopPlan, NestPlan, find_loops, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .programming import unprogrammed
@@ -173,31 +173,29 @@ class Machine:
         the same as one process's.
 
         ``devices`` (opt-in, `runtime.devices`): the crossbars hold conductances sampled from this model for
-        trial ``trial`` and every MVM converts their perturbed currents (in one process: ``workers`` is
-        ignored, so the read noise is drawn in one order); None (default): the exact MVM."""
+        trial ``trial`` and every MVM converts their perturbed currents; None (default): the exact MVM.
+        A device run stays in one process."""
         batch, arrays = self._batch_of(inputs)
-        if devices is not None:
-            states, outputs = self.run_states(arrays, max_instructions, budget, devices, trial)
-            return RunResult(outputs, self._stats(states))
-        if workers > 1 and batch > 1:
+        noisy = None if devices is None else program_devices(devices, self.program, trial)
+        if workers > 1 and batch > 1 and noisy is None:
             from .parallel import run_parallel
 
             return run_parallel(self, arrays, workers, max_instructions, budget)
-        states, outputs = self.run_states(arrays, max_instructions, budget)
+        states, outputs = self.run_states(arrays, max_instructions, budget, noisy)
         return RunResult(outputs, self._stats(states))
 
     def run_states(self, arrays: dict[str, np.ndarray], max_instructions: int = 50_000_000,
-                   budget: int | None = None, devices: DeviceModel | None = None, trial: int = 0
+                   budget: int | None = None,
+                   noisy: dict[tuple[int, int], dict[int, NoisyMvmu]] | None = None
                    ) -> tuple[list[MachineState], dict[str, np.ndarray]]:
         """`run` on checked (batch, length) int64 inputs, without the statistics: the final states of its chunks
-        (cores and meters only) and the outputs (``devices``, ``trial``: as `run`)."""
+        (cores and meters only) and the outputs."""
         batch = len(next(iter(arrays.values()))) if arrays else 1
         budget = memory_budget() if budget is None else budget
         regs, tmp, known, whole, detail = self._item_bytes()
         size = chunk_size("run", regs + tmp + known, batch, budget, detail)  # what one item surely needs fits
         if batch * (regs + tmp + whole) > budget:  # memory grows on demand: measure a first chunk, then the rest
             size = min(size, max(1, budget // (regs + tmp + whole)))
-        noisy = None if devices is None else program_devices(devices, self.program, trial)
         states, outs, lo = [], [], 0
         self.batched = 0
         while lo < batch:

@@ -101,3 +101,49 @@ def test_chunks_of_a_wide_batch_and_the_budget() -> None:
     with pytest.raises(Exception, match="instruction budget") as ref_err:
         Machine(prog, reference=True).run({"x": x[:1]}, max_instructions=60)
     assert str(fast_err.value) == str(ref_err.value)
+
+
+def test_bitline_read_hook() -> None:
+    """A device model's read replaces the ideal one on every MVM (the exact shortcut is off while it is set): the
+    ideal read through the hook changes nothing; a read that adds one level to every bit line changes outputs."""
+    from compiler import runner
+    from runtime import mvm
+
+    cm = compile_model(ROOT / "models" / "mlp_digits.onnx", "8bit")
+    from models.datasets import load_dataset
+
+    x, _ = load_dataset("digits", "test")
+    q = runner.quantize_inputs(cm, {cm.program.inputs[0].name: x[:4]})
+    base = Machine(cm.program).run(q)
+    seen: list[int] = []
+
+    def ideal(stack: Any, digits: np.ndarray) -> np.ndarray:
+        seen.append(digits.shape[0])
+        return mvm.ideal_read(stack, digits)
+
+    try:
+        mvm.set_bitline_read(ideal)
+        assert mvm.bitline_read() is ideal
+        assert_same(base, Machine(cm.program).run(q)) and seen
+        mvm.set_bitline_read(lambda stack, digits: mvm.ideal_read(stack, digits) + 1)
+        moved = Machine(cm.program).run(q)
+    finally:
+        mvm.set_bitline_read(None)
+    assert any(not np.array_equal(base.outputs[k], moved.outputs[k]) for k in base.outputs)
+
+
+def test_device_runs_are_interpreted_in_fast_mode_too() -> None:
+    """A non-ideal device run draws read noise per firing: fast mode leaves its loops to the interpreter, so
+    both modes draw the same noise and agree bit for bit."""
+    from compiler import runner
+    from models.datasets import load_dataset
+    from runtime.devices import DeviceModel
+
+    cm = compile_model(ROOT / "models" / "lenet5_digits.onnx", "8bit")
+    x, _ = load_dataset("digits32", "test")
+    q = runner.quantize_inputs(cm, {cm.program.inputs[0].name: x[:2]})
+    dev = DeviceModel(read_sigma=0.05, prog_sigma=0.02, seed=3)
+    fast = Machine(cm.program)
+    a = fast.run(q, devices=dev)
+    assert fast.batched == 0
+    assert_same(Machine(cm.program, reference=True).run(q, devices=dev), a)
