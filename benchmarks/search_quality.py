@@ -41,7 +41,8 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
 def run_model(name: str, a: argparse.Namespace) -> dict[str, Any]:
     """Every method and seed on one model: the rows of the table."""
     model, dataset, drop = MODELS[name]
-    cfg = EnvConfig(model, dataset, max_drop=a.max_drop if a.max_drop is not None else drop, data=load_for_shape)
+    cfg = EnvConfig(model, dataset, max_drop=a.max_drop if a.max_drop is not None else drop,
+                    confidence=a.confidence, data=load_for_shape)
     env = SearchEnv(cfg)
     test = env.load_split("test", a.test_images, "the report")
     base = validate(env, env.config(env.space.baseline()), a.test_images)
@@ -65,7 +66,8 @@ def run_model(name: str, a: argparse.Namespace) -> dict[str, Any]:
             runs.setdefault(label, []).append(row)
             print(json.dumps({k: row[k] for k in ("method", "seed", "seconds", "chosen_reward", "test_reward",
                                                    "energy_less", "latency_less", "accuracy_diff")}), flush=True)
-    return {"model": name, "max_drop": cfg.max_drop, "budget": a.budget, "baseline": base, "runs": runs}
+    return {"model": name, "max_drop": cfg.max_drop, "confidence": cfg.confidence, "budget": a.budget,
+            "baseline": base, "runs": runs}
 
 
 def report(doc: dict[str, Any]) -> None:
@@ -79,7 +81,8 @@ def report(doc: dict[str, Any]) -> None:
                      f"{sum(r['accuracy_diff'] >= -0.01 for r in rs)}/{len(rs)}",
                      f"{sum(r['accuracy_diff'] >= -0.01 and r['energy_less'] >= 5 for r in rs)}/{len(rs)}",
                      f"{med('seconds'):.0f} s", all(r["runtime"]["bit_exact"] for r in rs)])
-    print(f"\n{name}, budget {doc['budget']} distinct evaluations, --max-drop {100 * doc['max_drop']:g}%, medians "
+    print(f"\n{name}, budget {doc['budget']} distinct evaluations, --max-drop {100 * doc['max_drop']:g}% at "
+          f"{100 * doc.get('confidence', 0.95):g}% confidence, medians "
           f"over seeds; the chosen config measured on the runtime ({base['images']} test images):")
     print(_table(rows, ["method", "seeds", "chosen search reward", "test reward", "energy less", "latency less",
                         "test accuracy diff", "<= 1% loss", ">= 5x and <= 1%", "time/run", "bit-exact"]))
@@ -101,6 +104,7 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-drop", type=float, default=None, help="override each model's default")
+    ap.add_argument("--confidence", type=float, default=0.95, help="of the drop bound")
     ap.add_argument("--test-images", type=int, default=0, help="0: the whole test split")
     ap.add_argument("--methods", default="rl,random,greedy")
     ap.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",

@@ -17,8 +17,8 @@ from compiler.search.cache import EvalCache
 from support import DATA
 
 MLP = "models/mlp_digits.onnx"
-ARGS = ["search", MLP, "--dataset", "digits", "--budget", "40", "--seed", "5", "--search-images", "256",
-        "--max-drop", "2%", "--test-images", "16", "--measure-front", "0"]
+ARGS = ["search", MLP, "--dataset", "digits", "--budget", "24", "--seed", "5", "--search-images", "256",
+        "--max-drop", "2%", "--test-images", "8", "--measure-front", "0"]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, monkeypatc
     --resume: the same log, best.json and pareto.json as a run never interrupted."""
     assert main(ARGS + ["-o", str(tmp_path / "whole")]) == 0
     real = backends.Evaluator.__call__
-    stop = int(np.random.default_rng(11).integers(2, 5))
+    stop = int(np.random.default_rng(11).integers(2, 4))
     calls = []
 
     def interrupted(self, batch):
@@ -63,20 +63,21 @@ def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path, monkeypatc
 def test_resume_checks_the_settings(tmp_path: Path, capsys) -> None:
     assert main(ARGS + ["-o", str(tmp_path / "none"), "--resume"]) == 2
     assert "no search to resume" in capsys.readouterr().err
-    assert main(ARGS + ["-o", str(tmp_path / "a")]) == 0
-    assert main([x if x != "5" else "6" for x in ARGS] + ["-o", str(tmp_path / "a"), "--resume"]) == 2
+    short = [x if x != "24" else "2" for x in ARGS]
+    assert main(short + ["-o", str(tmp_path / "a")]) == 0
+    assert main([x if x != "5" else "6" for x in short] + ["-o", str(tmp_path / "a"), "--resume"]) == 2
     assert "seed was 5, now 6" in capsys.readouterr().err
 
 
 def test_a_second_search_reuses_the_cache(env: SearchEnv, tmp_path: Path) -> None:
     db = tmp_path / "evals.sqlite"
     env.cache.clear()
-    a = search_precision(MLP, budget=24, seed=1, method="rl", env=env, cache=db)
+    a = search_precision(MLP, budget=16, seed=1, method="rl", env=env, cache=db)
     env.cache.clear()
-    b = search_precision(MLP, budget=24, seed=1, method="rl", env=env, cache=db)
+    b = search_precision(MLP, budget=16, seed=1, method="rl", env=env, cache=db)
     assert _log(a) == _log(b) and a.reused == 0 and b.reused == b.evaluations
     env.cache.clear()
-    c = search_precision(MLP, budget=24, seed=1, method="greedy", env=env, cache=db)
+    c = search_precision(MLP, budget=16, seed=1, method="greedy", env=env, cache=db)
     assert 0 < c.reused < c.evaluations  # another method shares what both evaluated
     other = EnvConfig(MLP, "digits", search_images=256, max_drop=0.03, data=DATA)
     assert other.scope() != env.cfg.scope()  # a setting that changes a score is another scope
@@ -84,9 +85,9 @@ def test_a_second_search_reuses_the_cache(env: SearchEnv, tmp_path: Path) -> Non
 
 def test_workers_do_not_change_the_log(env: SearchEnv) -> None:
     env.cache.clear()
-    one = search_precision(MLP, budget=24, seed=4, method="rl", env=env)
+    one = search_precision(MLP, budget=16, seed=4, method="rl", env=env)
     env.cache.clear()
-    two = search_precision(MLP, budget=24, seed=4, method="rl", env=env, workers=2)
+    two = search_precision(MLP, budget=16, seed=4, method="rl", env=env, workers=2)
     assert _log(one) == _log(two)
 
 
@@ -94,10 +95,10 @@ def test_ray_gives_the_process_pool_log(env: SearchEnv) -> None:
     """A local 2-CPU Ray instance (skipped without the ``ray`` extra)."""
     ray = pytest.importorskip("ray")
     env.cache.clear()
-    pool = search_precision(MLP, budget=16, seed=4, method="rl", env=env, workers=2)
+    pool = search_precision(MLP, budget=10, seed=4, method="rl", env=env, workers=2)
     env.cache.clear()
     try:
-        on_ray = search_precision(MLP, budget=16, seed=4, method="rl", env=env, workers=2, backend="ray")
+        on_ray = search_precision(MLP, budget=10, seed=4, method="rl", env=env, workers=2, backend="ray")
     finally:
         ray.shutdown()
     assert _log(on_ray) == _log(pool)
