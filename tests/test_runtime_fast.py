@@ -147,3 +147,4 @@ def test_device_runs_are_interpreted_in_fast_mode_too() -> None:
     a = fast.run(q, devices=dev)
     assert fast.batched == 0
     assert_same(Machine(cm.program, reference=True).run(q, devices=dev), a)
+
