@@ -5,7 +5,9 @@ image.npz held int64 weights uncompressed).
 Usage: ulimit -v 8000000; python benchmarks/save_load_scale.py [--resolution 224] [--precision 8bit]
                                                                [--out /tmp/vgg16-out] [--fc1-only]
 
-``--fc1-only`` compiles VGG-16's fc1 alone (a 25,088 x 4,096 Gemm with random weights): the layer whose whole-layer
+``--synthetic`` skips the compiler: a program holding VGG-16's 138 M 8-bit weights as 8,448 random 128 x 128 MVMU
+images (every core halts at once) is saved, loaded and given a `Machine`, which isolates the storage and the
+runtime's load from the compiler's own memory. ``--fc1-only`` compiles VGG-16's fc1 alone (a 25,088 x 4,096 Gemm with random weights): the layer whose whole-layer
 hollows needed > 24 GB, without the convolutions' calibration and activations.
 
 VGG-16 is `models.cnn_zoo.vgg16` (random weights, torchvision topology) on the ISAAC preset grown to hold every
@@ -47,6 +49,37 @@ def fc1() -> object:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
+def synthetic(out: Path, images: int = 8448) -> None:
+    """Save, load and load into a `Machine` a program of ``images`` random 8-bit 128 x 128 MVMU images."""
+    from isa import DEFAULT, CoreCode, Instr, MvmuImage, Program
+    from isa.files import load_program, save_program
+    from runtime import Machine
+
+    per_core = 4
+    cores = -(-images // per_core)
+    hw = DEFAULT.with_changes(tiles=-(-cores // DEFAULT.cores_per_tile), name="default-grown")
+    rng = np.random.default_rng(0)
+    mvmus = [MvmuImage(k // per_core // hw.cores_per_tile, k // per_core % hw.cores_per_tile, k % per_core,
+                       rng.integers(-127, 128, (128, 128)).astype(np.int8), 8, f"block{k}") for k in range(images)]
+    code = [CoreCode(t, c, [Instr.of("halt", ())]) for t, c in sorted({(m.tile, m.core) for m in mvmus})]
+    prog = Program(hw, code, mvmus, [], [], [])
+    rows = []
+    shutil.rmtree(out, ignore_errors=True)
+    t0 = time.perf_counter()
+    save_program(prog, out)
+    size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    rows.append(["save", f"{time.perf_counter() - t0:.1f}", f"{_peak_mb():,.0f}", f"{size / 2**20:,.0f} MB on disk "
+                 f"({images * 128 * 128 / 2**20:,.0f} MB of int8 weights)"])
+    del prog, mvmus
+    t0 = time.perf_counter()
+    back = load_program(out)
+    rows.append(["load", f"{time.perf_counter() - t0:.1f}", f"{_peak_mb():,.0f}", ""])
+    t0 = time.perf_counter()
+    Machine(back)
+    rows.append(["Machine()", f"{time.perf_counter() - t0:.1f}", f"{_peak_mb():,.0f}", f"{images:,} MVMU images"])
+    print(table(rows, ["step", "seconds", "peak RSS MB (so far)", "notes"]))
+
+
 def main() -> None:
     """Compile, save, load and print the table."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,7 +88,11 @@ def main() -> None:
     ap.add_argument("--tile-mem-words", type=int, default=1 << 24)
     ap.add_argument("--out", default="/tmp/xbarc-vgg16-out")
     ap.add_argument("--fc1-only", action="store_true", help="VGG-16's fc1 alone")
+    ap.add_argument("--synthetic", action="store_true", help="VGG-16-sized random MVMU images, no compiler")
     a = ap.parse_args()
+    if a.synthetic:
+        synthetic(Path(a.out))
+        return
     from compiler import compile_model
     from compiler.driver import load_compiled
     from compiler.mapping.rounds import VIRTUAL_TILES
