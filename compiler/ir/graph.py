@@ -55,6 +55,12 @@ class Op:
       pixels, as squeeze-excite gating multiplies).
     - ``concat``: (C_i, H, W) inputs -> (sum C_i, H, W).
     - ``pad``: constant-zero spatial padding (folded into the next conv by a pass).
+    - ``recurrent``: one direction of an LSTM/GRU/RNN over a sequence (T, 1, C) (a batch-first (N, T, C) tensor
+      lifted); attrs ``cell`` (lstm, gru, rnn), ``hidden`` H, ``steps`` T, ``reverse``, ``acts`` (the gate
+      functions), ``clip`` (None or the pre-activation bound), ``input_forget``, ``out``: ``seq`` (output
+      (T, 1, H), h_t at time t), ``h`` or ``c`` (the last hidden or cell state, (1, 1, H)); params ``weight``
+      (C + H, columns) on [x_t ; h_{t-1}], ``bias`` (columns,), ``init_h`` (H,), LSTM ``init_c`` and optional
+      ``peephole`` (3H: i, o, f). A crossbar layer (`frontend.recurrent`, rule RECURRENT).
 
     Activations (``act`` attr): none, relu, sigmoid, tanh, leaky_relu (``alpha``), clip (``lo``, ``hi``).
     Tensors of shape (C, H, W) are stored and flattened channel-minor (HWC order); a dense layer reading one has
@@ -76,8 +82,9 @@ class Op:
 
 
 ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "leaky_relu", "clip")
-CROSSBAR_KINDS = ("dense", "conv")
-OP_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "concat", "pad", "affine", "act", "reshape", "identity")
+CROSSBAR_KINDS = ("dense", "conv", "recurrent")
+OP_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "concat", "pad", "affine", "act", "reshape", "identity",
+            "recurrent")
 ARITY = {"eltwise": (1, 2), "concat": (1, 64)}
 
 
@@ -196,6 +203,22 @@ def _check_eltwise(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> 
     return _same_shape(op, ins, out)
 
 
+RECURRENT_COLUMNS = {"lstm": 4, "gru": 4, "rnn": 1}  # weight columns per hidden unit (GRU: z, r, n_x, n_h)
+
+
+def _check_recurrent(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str | None:
+    a, w = op.attrs, op.params["weight"]
+    if len(ins[0]) != 3 or ins[0][1] != 1 or ins[0][0] != a["steps"]:
+        return f"input shape {ins[0]} is not a sequence of {a['steps']} steps (T, 1, C)"
+    h = a["hidden"]
+    want = (a["steps"], 1, h) if a["out"] == "seq" else (1, 1, h)
+    if out != want:
+        return f"output shape {out}, expected {want}"
+    if w.shape != (ins[0][2] + h, RECURRENT_COLUMNS[a["cell"]] * h):
+        return f"weight {w.shape} is not (C + H, {RECURRENT_COLUMNS[a['cell']]} H)"
+    return None
+
+
 def broadcast_param(p: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """An affine op's ``scale`` or ``shift`` (per-sample broadcast form) expanded to the full per-sample shape."""
     return np.broadcast_to(p, shape)
@@ -271,7 +294,7 @@ def _check_pad(op: Op, ins: list[tuple[int, ...]], out: tuple[int, ...]) -> str 
 
 _CHECKS = {"dense": _check_dense, "conv": _check_conv, "pool": _check_pool, "gap": _check_gap,
            "concat": _check_concat, "reshape": _check_reshape, "pad": _check_pad, "affine": _check_affine,
-           "eltwise": _check_eltwise}
+           "eltwise": _check_eltwise, "recurrent": _check_recurrent}
 
 
 def dump(g: Graph) -> str:
