@@ -109,6 +109,9 @@ def _pre_activation(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
 
 def run_op(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
     """One op in float64 on internal-layout inputs."""
+    if op.kind == "recurrent":
+        from .recurrent import float_recurrent
+        return float_recurrent(op, xs[0])[0]
     return apply_act(op.attrs, _pre_activation(g, op, xs))
 
 
@@ -193,6 +196,11 @@ def _calibrate(g: Graph, inputs: FloatEnv, row_block: int) -> Ranges:
     out = Ranges(values={k: float(np.abs(v).max(initial=0.0)) for k, v in env.items()},
                  exponents={k: exponent_histogram(v) for k, v in env.items()})
     for op in g.crossbar_ops():
+        if op.kind == "recurrent":  # the MVM input holds x and h; the accumulator format holds the cell state
+            from .recurrent import float_recurrent
+            r = float_recurrent(op, env[op.inputs[0]])[1]
+            out[op.name] = LayerRange(r["weight"], r["input"], r["acc"], out.values[op.outputs[0]])
+            continue
         x = layer_inputs(g, op, env[op.inputs[0]])
         w = op.params["weight"]
         partial = np.zeros((x.shape[0], w.shape[1]))

@@ -320,6 +320,11 @@ def _layer(g: Graph, op: Op, xs: list[np.ndarray], prec: dict[str, LayerPrecisio
            hw: HardwareConfig) -> tuple[np.ndarray, int]:
     """One op on integer inputs -> (output before the final requantization, its fraction bits)."""
     x = xs[0]
+    if op.kind == "recurrent":
+        from .recurrent import recurrent_q
+        p = prec[op.name]
+        q = quantize_layer(op, p)
+        return recurrent_q(op, x, q.weight, q.bias, p, hw), p.acc_frac
     if op.is_crossbar:
         p = prec[op.name]
         _PROBE_LAYER[0] = op.name
