@@ -131,6 +131,11 @@ def for_shape(name: str, shape: tuple[int, ...]) -> str:
     shape = tuple(int(d) for d in shape)
     if sample_shape(name) == shape:
         return name
+    if name in _SEQUENCES and shape == (sample_shape(name)[0], 1, sample_shape(name)[1]):
+        return name  # the compiler's view of a (T, C) sequence: (T, 1, C), the same element order
+    if name in _SEQUENCES:
+        raise ValueError(f"data set {name!r} has per-sample shape {sample_shape(name)} (time steps, channels), "
+                         f"not the model's input shape {shape}")
     variants = [d for d in DATASETS if _VARIANTS[d].family == family]
     fits = [d for d in variants if sample_shape(d) == shape]
     if not fits:

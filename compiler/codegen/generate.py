@@ -24,6 +24,7 @@ from ..quant import LayerPrecision, quantize_layer
 from ..quant.formats import Format
 from .context import Context, CoreStreams
 from .crossbar import emit_crossbar
+from .recurrent import emit_recurrent
 from .loops import LOOP_REGS, required_data_regs
 from .plan import TileMemory, plan_communication
 from .storage import Storage
@@ -46,7 +47,9 @@ def generate(g: Graph, prec: dict[str, LayerPrecision], mapping: Mapping, hw: Ha
     for s in plan.streams:
         emit_receive(ctx, s)
     for op in g.ops:
-        if op.is_crossbar:
+        if op.kind == "recurrent":
+            emit_recurrent(ctx, op, quantized[op.name])
+        elif op.is_crossbar:
             emit_crossbar(ctx, op, quantized[op.name])
         elif op.kind != "concat":
             emit_vector(ctx, op)

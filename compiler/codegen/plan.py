@@ -25,7 +25,7 @@ from .loops import LOOP_REGS
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
-DEVICE_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "affine", "concat")
+DEVICE_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "affine", "concat", "recurrent")
 MAX_MSG = 65535  # words of one message (the n field of send and recv)
 PARTIAL_READERS = 1  # reader count of a stored partial sum: its owner consumes it once
 SHARED_READERS = 0  # reader count of activations: valid for any number of reads
@@ -158,6 +158,10 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
     for op in g.crossbar_ops():
         _partials_and_bias(mapping, op, op.name in biased, plan, channels, mem)
     _affine_consts(g, mapping, st, plan, mem)
+    for op in g.ops:
+        if op.kind == "recurrent":  # its initial states, one and peepholes (`codegen.recurrent.constant_words`)
+            plan.consts[op.name] = mem.alloc(mapping.layers[op.name].blocks[0].tile, 6 * op.attrs["hidden"],
+                                             f"constants of '{op.name}'")
     _inputs(g, st, plan, channels)
     return plan
 
@@ -173,7 +177,9 @@ def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan:
             raise ModelError(f"op '{op.name}' ({op.kind}) cannot run on the device: after canonicalization "
                              f"only {', '.join(DEVICE_KINDS)} remain supported")
         out = op.outputs[0]
-        if op.is_crossbar:
+        if op.kind == "recurrent":  # one core writes all H channels of every step (`codegen.recurrent`)
+            plan.producers[out] = [(mapping.layers[op.name].blocks[0].where, 0, hwc(g.values[out].shape)[2])]
+        elif op.is_crossbar:
             lm = mapping.layers[op.name]
             plan.producers[out] = [(lm.owner(c, r), *lm.group(c, r)[0].cols) for r in range(lm.replicas)
                                    for c in range(lm.col_blocks)]
