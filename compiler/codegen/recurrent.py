@@ -93,16 +93,30 @@ def emit_recurrent(ctx: Context, op: Op, q: QuantizedLayer) -> None:
             out.append(ops.add(d=acc, a=acc, b=r.bias, n=cols, w=p.acc_bits, node=node))
         _gates(out, op, p, r, acc, node)
         if seq:
-            bits, frac = ctx.fmt[yout]
-            out.append(ops.rqnt(d=r.t1, a=r.h, n=hid, shift=p.acc_frac - frac, w=bits, node=node))
-            out.extend(ops.store(dst=m[1].shifted(j * y_pix), a=r.t1 + j, n=1, count=SHARED_READERS, node=node)
-                       for j in range(hid))
+            _store_strided(ctx, out, r, r.h, m[1], y_pix, p, yout, node)
 
     pixel_loop(out, LoopRegs.of(hw), 1, steps, ptrs, body, node=node)
-    if not seq:
-        state = r.h if a["out"] == "h" else r.c
-        finish(ctx, core, node, yout, state, hid, p.acc_frac, 0,
-               MemRef(NO_BASE, ctx.st.buffer(yout).bases[core[0]] + ctx.st.origin(yout)), p.acc_bits)
+    if seq:
+        return
+    state = r.h if a["out"] == "h" else r.c
+    at = MemRef(NO_BASE, ctx.st.buffer(yout).bases[core[0]] + ctx.st.origin(yout))
+    if y_pix == 1:
+        finish(ctx, core, node, yout, state, hid, p.acc_frac, 0, at, p.acc_bits)
+    elif ctx.plan.sends.get((yout, core, 0)):
+        raise ModelError(f"recurrent layer '{node}': its last state is part of a concat read on another tile "
+                         f"(not supported: place its readers on its tile)")
+    else:  # one direction's state inside the directions' concat: its words are interleaved
+        _store_strided(ctx, out, r, state, at, y_pix, p, yout, node)
+
+
+def _store_strided(ctx: Context, out: list[Instr], r: "_Regs", reg: int, at: MemRef, pix: int, p: LayerPrecision,
+                   value: str, node: str) -> None:
+    """Requantize H words at ``reg`` to ``value``'s format and store word j at ``at`` + j * pix."""
+    bits, frac = ctx.fmt[value]
+    hid = r.t2 - r.t1
+    out.append(ops.rqnt(d=r.t1, a=reg, n=hid, shift=p.acc_frac - frac, w=bits, node=node))
+    out.extend(ops.store(dst=at.shifted(j * pix), a=r.t1 + j, n=1, count=SHARED_READERS, node=node)
+               for j in range(hid))
 
 
 class _Regs:
