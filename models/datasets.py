@@ -136,7 +136,7 @@ def for_shape(name: str, shape: tuple[int, ...]) -> str:
     if name in _SEQUENCES:
         raise ValueError(f"data set {name!r} has per-sample shape {sample_shape(name)} (time steps, channels), "
                          f"not the model's input shape {shape}")
-    variants = [d for d in DATASETS if _VARIANTS[d].family == family]
+    variants = [d for d in _VARIANTS if _VARIANTS[d].family == family]
     fits = [d for d in variants if sample_shape(d) == shape]
     if not fits:
         have = ", ".join(f"{d} {sample_shape(d)}" for d in variants)

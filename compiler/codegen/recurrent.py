@@ -53,14 +53,14 @@ def emit_recurrent(ctx: Context, op: Op, q: QuantizedLayer) -> None:
     hw, out, a = ctx.hw, ctx.code(core), op.attrs
     hid, cols = a["hidden"], q.weight.shape[1]
     words = constant_words(op, p)
-    at = ctx.plan.consts[node]
-    ctx.program.data.append(MemInit(core[0], at, words, SHARED_READERS))
+    consts = ctx.plan.consts[node]
+    ctx.program.data.append(MemInit(core[0], consts, words, SHARED_READERS))
     r = _Regs(hw.data_base, cols, hid)
     if q.bias is not None:
         addr = ctx.plan.bias[(node, core, 0)]
         ctx.program.data.append(MemInit(core[0], addr, q.bias.astype(np.int64), SHARED_READERS))
         out.append(ops.load(d=r.bias, src=MemRef(NO_BASE, addr), n=cols, node=node))
-    out.append(ops.load(d=r.h, src=MemRef(NO_BASE, at), n=len(words), node=node))  # h, c, one, peepholes
+    out.append(ops.load(d=r.h, src=MemRef(NO_BASE, consts), n=len(words), node=node))  # h, c, one, peepholes
     xin, yout = op.inputs[0], op.outputs[0]
     steps, chans = a["steps"], hwc(ctx.g.values[xin].shape)[1]
     first, step = (steps - 1, -1) if a["reverse"] else (0, 1)
@@ -73,7 +73,7 @@ def emit_recurrent(ctx: Context, op: Op, q: QuantizedLayer) -> None:
                              f"last state can be sent (place its readers on its tile)")
         ptrs.append((ctx.st.buffer(yout).bases[core[0]] + ctx.st.origin(yout) + first, 0, step))
     x_pix, y_pix = ctx.st.pixel_step(xin)[1], ctx.st.pixel_step(yout)[1]
-    blocks = [b for b in lm.blocks]
+    blocks = list(lm.blocks)
 
     def body(m: list[MemRef]) -> None:
         for b in blocks:
