@@ -137,7 +137,7 @@ def test_digits_npz_matches_sklearn() -> None:
      ("mnist", "valid", "available: train, calib, val, fit, test, all")],
 )
 def test_load_dataset_rejects_unknown_names(name: str, split: str, match: str) -> None:
-    assert DATASETS == ("digits", "digits_image", "digits32", "mnist", "mnist_flat")
+    assert DATASETS == ("digits", "digits_image", "digits32", "mnist", "mnist_flat", "italy_power", "basic_motions")
     with pytest.raises(ValueError, match=match):
         load_dataset(name, split)
 

@@ -210,3 +210,96 @@ def test_worked_example_rule_recurrent() -> None:
     assert [int(nx.sigmoid_q(np.array(v), 8)) for v in (320, 128, 192)] == [199, 159, 174]
     assert int(nx.mul_q(np.array(174), np.int64(64), 8, 32)) == 44
     assert int(nx.tanh_q(np.array(44), 8)) == 44
+
+
+def test_search_on_the_lstm_best_config_bit_exact() -> None:
+    """`search_precision` (small budget) on the LSTM; the best configuration compiles and runs bit-exactly."""
+    from compiler.search import EnvConfig, SearchEnv, search_precision
+    from compiler.search.env import validate
+    from support import DATA
+
+    env = SearchEnv(EnvConfig("models/lstm_italy_power.onnx", "italy_power", val_images=64, data=DATA))
+    r = search_precision("models/lstm_italy_power.onnx", budget=10, seed=0, method="rl", env=env)
+    v = validate(env, r.best_config, images=128)
+    assert v["bit_exact"]
+
+
+def _batch_first(case: object) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[np.ndarray]]:
+    """An onnx node test of a time-major recurrent node as a batch-first model: X (T, N, C) becomes the graph
+    input (N, T, C) through Transpose(perm=[1, 0, 2]), the other inputs become initializers, Y (one direction)
+    and Y_h/Y_c come out through transposes to the batch-first layout; the expected outputs, transposed alike."""
+    model, ins, outs = case.model, case.inputs, case.outputs  # type: ignore[attr-defined]
+    node = model.graph.node[0]
+    names = [i.name for i in model.graph.input]
+    feeds = dict(zip(names, ins))
+    x = feeds.pop(node.input[0])
+    inits = [numpy_helper.from_array(v, k) for k, v in feeds.items()]
+    nodes = [helper.make_node("Transpose", ["xb"], [node.input[0]], perm=[1, 0, 2])]
+    body = onnx.NodeProto()
+    body.CopyFrom(node)
+    nodes.append(body)
+    graph_outs, want = [], []
+    perms = {0: [2, 0, 1, 3], 1: [1, 0, 2], 2: [1, 0, 2]}
+    for k, (o, y) in enumerate(zip([o.name for o in model.graph.output], outs)):
+        k = list(node.output).index(o)
+        nodes.append(helper.make_node("Transpose", [o], [o + "_bf"], perm=perms[k]))
+        want.append(np.transpose(y, perms[k]))
+        graph_outs.append(helper.make_tensor_value_info(o + "_bf", TensorProto.FLOAT, ["N"] + list(want[-1].shape[1:])))
+    graph = helper.make_graph(nodes, "bf", [helper.make_tensor_value_info("xb", TensorProto.FLOAT,
+                                                                          ["N"] + list(x.shape[:1]) + [x.shape[2]])],
+                              graph_outs, inits)
+    m = helper.make_model(graph, opset_imports=list(model.opset_import))
+    m.ir_version = model.ir_version
+    return m, {"xb": np.ascontiguousarray(np.transpose(x, (1, 0, 2)))}, want
+
+
+def _node_cases() -> dict[str, object]:
+    from test_onnx_backend import load_cases
+
+    return {k: v for k, v in load_cases().items() if k.startswith(("test_lstm", "test_gru", "test_rnn", "test_simple_rnn"))
+            and "batchwise" not in k}
+
+
+#: node tests whose attributes xbarc rejects, with the error it gives
+NODE_REJECTED = {n: "linear_before_reset=0 is not supported" for n in
+                 ("test_gru_defaults", "test_gru_with_initial_bias", "test_gru_seq_length", "test_gru_reverse",
+                  "test_gru_bidirectional")}
+# the directions' last states are a concat, and a concat cannot be the graph output yet (a head on it runs:
+# test_attributes_against_onnxruntime[lstm_bidirectional_clip])
+NODE_REJECTED.update({n: "concat .* as the model's output is not supported"
+                      for n in ("test_lstm_bidirectional", "test_simple_rnn_bidirectional")})
+
+
+@pytest.mark.parametrize("name", sorted(_node_cases()))
+def test_onnx_node_case_batch_first(name: str) -> None:
+    """onnx's own LSTM/GRU/RNN node tests, batch-first (`_batch_first`): bit-exact, and within ATOL of the
+    node tests' expected outputs; the rejected ones fail with their clear error."""
+    model, feeds, want = _batch_first(_node_cases()[name])
+    if name in NODE_REJECTED:
+        with pytest.raises(ModelError, match=NODE_REJECTED[name]):
+            compile_model(model, "16bit", calib=feeds)
+        return
+    cm = compile_model(model, "16bit", calib=feeds)
+    out = runner.run(cm, feeds)
+    assert runner.bit_exact(cm, feeds, out)
+    got = list(out.device_float.values())
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.reshape(w.shape), w, atol=ATOL)
+
+
+def test_sequence_data_sets() -> None:
+    """The bundled archives: sizes and classes as the archives give them; equal to the installed sktime's files
+    when sktime is there (it is not a dependency)."""
+    from models import make_sequence_data as msd
+
+    for name, (_, steps, chans, n_train, n_test) in msd.ARCHIVES.items():
+        xtr, ytr = load_dataset(name, "train")
+        xte, yte = load_dataset(name, "test")
+        assert xtr.shape == (n_train, steps, chans) and xte.shape == (n_test, steps, chans)
+        assert set(np.unique(np.concatenate([ytr, yte]))) == set(range({"italy_power": 2}.get(name, 4)))
+    pytest.importorskip("sktime")
+    for name in msd.ARCHIVES:
+        fresh = msd.make_arrays(name)
+        with np.load(msd.DATA_DIR / f"{name}.npz") as npz:
+            for key, value in fresh.items():
+                np.testing.assert_array_equal(npz[key], value, err_msg=f"{name}: {key}")

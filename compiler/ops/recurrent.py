@@ -40,6 +40,17 @@ class Recurrent(CrossbarKind):
             return f"output shape {out}, expected {want}"
         return self.check_params(op, ins[0][2] + h, COLUMNS[a["cell"]] * h)
 
+    def pixels(self, g: Graph, op: Op) -> int:
+        """One MVM per time step."""
+        return int(op.attrs["steps"])
+
+    def rows(self, g: Graph, op: Op, x: np.ndarray) -> np.ndarray:
+        """The (B * T, C + H) MVM inputs as far as the input tells them: x_t, and zeros for h_{t-1} (which only
+        the time loop computes; the search's cost model counts the DAC pulses of the x rows only)."""
+        b, _, c, t = x.shape
+        xs = x[:, 0].transpose(0, 2, 1).reshape(b * t, c)
+        return np.concatenate([xs, np.zeros((b * t, int(op.attrs["hidden"])), dtype=x.dtype)], axis=1)
+
     def float_eval(self, g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
         from ..quant.recurrent import float_recurrent
 
