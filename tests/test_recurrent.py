@@ -303,3 +303,27 @@ def test_sequence_data_sets() -> None:
         with np.load(msd.DATA_DIR / f"{name}.npz") as npz:
             for key, value in fresh.items():
                 np.testing.assert_array_equal(npz[key], value, err_msg=f"{name}: {key}")
+
+
+@pytest.mark.parametrize("op,attrs,hid,chans,cores,tiles", [
+    ("LSTM", {}, 40, 150, 1, 2),                                            # 2 x 2 blocks on 2 tiles
+    ("LSTM", {"direction": "reverse", "peepholes": True}, 40, 150, 8, 1),  # 4 blocks, one core
+    ("GRU", {"linear_before_reset": 1}, 70, 20, 1, 1),                      # 3 column blocks, 3 tiles
+])
+def test_layer_across_cores_and_tiles(op: str, attrs: dict, hid: int, chans: int, cores: int, tiles: int) -> None:
+    """A direction larger than one crossbar: row blocks hand partial sums to their column block's owner, each
+    owner runs its units' gates and shares h_t through the state sequence (sent to the other tiles every step);
+    bit-exact and within ATOL of onnxruntime on chips with 1 MVMU per core and ``tiles``-core tiles."""
+    from dataclasses import replace
+
+    from isa.hardware import DEFAULT
+
+    hw = replace(DEFAULT, mvmus_per_core=cores, cores_per_tile=tiles)
+    model, x = _node_model(op, 6, chans, hid, seed=1, **dict(attrs))
+    cm = compile_model(model, "16bit", calib={"x": x}, hw=hw)
+    lm = cm.mapping.layers[cm.graph.crossbar_ops()[0].name]
+    assert len(lm.blocks) > 1
+    out = runner.run(cm, {"x": x})
+    assert runner.bit_exact(cm, {"x": x}, out)
+    (ref,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(out.device_float[next(iter(out.device_float))].reshape(ref.shape), ref, atol=ATOL)

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 
 from ..ir import Op, Value
+from ..quant.recurrent import gate_major
 from .converters import Context, _attrs, _err, converter
 
 CELLS = {"LSTM": ("lstm", 4), "GRU": ("gru", 3), "RNN": ("rnn", 1)}
@@ -215,18 +216,22 @@ def convert_recurrent(node: onnx.NodeProto, ctx: Context) -> None:
         outs = []
         for d, rev in enumerate(reverse):
             weight, bias = stacked(cell, w[d], r[d], b[d], hid, lbr)
-            params = {"weight": weight, "bias": bias, "init_h": init_h[d]}
+            attrs = {"cell": cell, "hidden": hid, "steps": steps, "reverse": rev, "acts": acts[d],
+                     "clip": None if clip is None else float(clip), "input_forget": forget,
+                     "out": OUTPUTS[k], "act": "none"}  # type: ignore[dict-item]
+            order = gate_major(Op("recurrent", "", [], [], attrs))
+            params = {"weight": np.empty_like(weight), "bias": np.empty_like(bias), "init_h": init_h[d]}
+            params["weight"][:, order], params["bias"][order] = weight, bias  # column blocks of whole units
             if init_c is not None:
                 params["init_c"] = init_c[d]
             if peep is not None:
                 params["peephole"] = peep.reshape(dirs, 3 * hid)[d]
             out = f"{node.output[k]}__dir{d}" if dirs > 1 else f"{node.output[k]}__dev"
-            shape = (steps, 1, hid) if k == 0 else (1, 1, hid)
+            # the last state of one direction is (H, 1, 1): channels, contiguous; of two, (1, 1, H) each, so that
+            # their concat is ONNX's (2, H) lifted
+            shape = (steps, 1, hid) if k == 0 else ((hid, 1, 1) if dirs == 1 else (1, 1, hid))
             ctx.values[out] = Value(out, shape)
             ctx.onnx_shapes[out] = (steps, hid) if k == 0 else (1, hid)
-            attrs = {"cell": cell, "hidden": hid, "steps": steps, "reverse": rev, "acts": acts[d],
-                     "clip": None if clip is None else float(clip), "input_forget": forget,
-                     "out": OUTPUTS[k], "act": "none"}  # type: ignore[dict-item]
             ctx.ops.append(Op("recurrent", f"{node.name or node.output[0]}{'_rev' if rev else ''}"
                                            f"{'' if k == 0 else '_' + OUTPUTS[k]}",
                               [x], [out], attrs, params))

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .base import Format, IntContext, Shape, register
+from .base import IntContext, Shape, register
 from .crossbar import CrossbarKind
 
 if TYPE_CHECKING:
@@ -35,9 +35,9 @@ class Recurrent(CrossbarKind):
         if len(ins[0]) != 3 or ins[0][1] != 1 or ins[0][0] != a["steps"]:
             return f"input shape {ins[0]} is not a sequence of {a['steps']} steps (T, 1, C)"
         h = a["hidden"]
-        want = (a["steps"], 1, h) if a["out"] == "seq" else (1, 1, h)
-        if out != want:
-            return f"output shape {out}, expected {want}"
+        want = [(a["steps"], 1, h)] if a["out"] == "seq" else [(h, 1, 1), (1, 1, h)]
+        if out not in want:
+            return f"output shape {out}, expected {' or '.join(map(str, want))}"
         return self.check_params(op, ins[0][2] + h, COLUMNS[a["cell"]] * h)
 
     def pixels(self, g: Graph, op: Op) -> int:
@@ -63,10 +63,6 @@ class Recurrent(CrossbarKind):
         p = q.prec[op.name]
         ql = quantize_layer(op, p)
         return recurrent_q(op, xs[0], ql.weight, ql.bias, p, q.hw), p.acc_frac
-
-    def const_words(self, g: Graph, op: Op, fmt: dict[str, Format]) -> int:
-        """Initial h and c, one, and the peepholes (`codegen.recurrent.constant_words`)."""
-        return 6 * int(op.attrs["hidden"])
 
     def emit(self, ctx: Context, op: Op) -> None:
         from ..codegen.recurrent import emit_recurrent

@@ -34,6 +34,28 @@ from .precision import LayerPrecision
 FN = {"sigmoid": lambda v: 0.5 * (1.0 + np.tanh(0.5 * v)), "tanh": np.tanh, "relu": lambda v: np.maximum(v, 0.0)}
 
 
+#: hidden units per column block: their gate columns fill one 128-column crossbar (4 x 32; an RNN's 128 x 1)
+UNITS_PER_BLOCK = {"lstm": 32, "gru": 32, "rnn": 128}
+GATE_COLUMNS = {"lstm": 4, "gru": 4, "rnn": 1}
+
+
+def unit_blocks(op: Op) -> list[tuple[int, int]]:
+    """(first unit, units) of every column block of the op's weight matrix."""
+    hid, u = int(op.attrs["hidden"]), UNITS_PER_BLOCK[op.attrs["cell"]]
+    return [(u0, min(u, hid - u0)) for u0 in range(0, hid, u)]
+
+
+def gate_major(op: Op) -> np.ndarray:
+    """Column index: ``acc[:, gate_major(op)]`` puts the weight matrix's columns (column block by column block,
+    each holding the gates of its units gate by gate) in gate-major order (gate g of unit j at g H + j)."""
+    hid, g = int(op.attrs["hidden"]), GATE_COLUMNS[op.attrs["cell"]]
+    idx = np.empty(g * hid, dtype=np.int64)
+    for u0, n in unit_blocks(op):
+        for k in range(g):
+            idx[k * hid + u0:k * hid + u0 + n] = g * u0 + k * n + np.arange(n)
+    return idx
+
+
 def steps_of(op: Op) -> list[int]:
     """The time steps in the order the op runs them."""
     t = list(range(op.attrs["steps"]))
@@ -58,10 +80,11 @@ def float_recurrent(op: Op, x: np.ndarray) -> tuple[np.ndarray, dict[str, float]
     f_act, *rest = (FN[n] for n in a["acts"])
     peep = _split(p["peephole"][None], hid, 3) if "peephole" in p else [np.zeros((1, hid))] * 3
     seq, big, xin = np.zeros((b, hid, a["steps"])), 0.0, float(np.abs(h).max(initial=0.0))
+    order = gate_major(op)
     for t in steps_of(op):
         rows = np.concatenate([x[:, 0, :, t], h], axis=1)
         xin = max(xin, float(np.abs(rows).max(initial=0.0)))
-        acc = rows @ p["weight"] + p["bias"]
+        acc = (rows @ p["weight"] + p["bias"])[:, order]
         seen = [acc, c]
         if cell == "lstm":
             ai, ao, af, ag = _split(acc, hid, 4)
@@ -131,9 +154,10 @@ def recurrent_q(op: Op, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
     mul = lambda u, v: nx.mul_q(u, v, fa, ba)  # noqa: E731
     bound = (lambda v: np.minimum(np.maximum(v, -k.clip), k.clip)) if k.clip is not None else (lambda v: v)
     seq = np.zeros((b, hid, a["steps"]), dtype=np.int64)
+    order = gate_major(op)
     for t in steps_of(op):
         rows = np.concatenate([x[:, 0, :, t], nx.requantize(h, fa - p.in_frac, p.in_bits)], axis=1)
-        acc = _crossbar_rows(rows, blocks, bias, p, lambda v: v, 1)
+        acc = _crossbar_rows(rows, blocks, bias, p, lambda v: v, 1)[:, order]
         if cell == "lstm":
             ai, ao, af, ag = _split(acc, hid, 4)
             pe = k.peephole
