@@ -2,7 +2,7 @@
 lifted), written by `frontend.recurrent`. Attrs ``cell`` (lstm, gru, rnn), ``hidden`` H, ``steps`` T,
 ``reverse``, ``acts`` (the gate functions), ``clip`` (None or the bound of every activation's input),
 ``input_forget``, ``out``: ``seq`` (output (T, 1, H), h_t at time t), ``h`` or ``c`` (the last hidden or cell
-state, (1, 1, H)). Params ``weight`` (C + H, columns) on [x_t ; h_{t-1}], ``bias`` (columns,), ``init_h`` (H,),
+state: (H, 1, 1), or (1, 1, H) as one direction of a bidirectional node, whose states are concatenated). Params ``weight`` (C + H, columns) on [x_t ; h_{t-1}], ``bias`` (columns,), ``init_h`` (H,),
 LSTM ``init_c`` and optional ``peephole`` (3H: i, o, f). A crossbar layer with its own time loop (rule
 RECURRENT, docs/semantics.md): float and integer semantics in `quant.recurrent`, code in `codegen.recurrent`."""
 
