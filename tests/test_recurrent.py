@@ -62,8 +62,8 @@ def _node_model(op: str, steps: int, chans: int, hid: int, seed: int, batch_firs
     return model, rng.uniform(-1, 1, (32, steps, chans)).astype(np.float32)
 
 
-def _check_against_ort(model: onnx.ModelProto, x: np.ndarray, atol: float) -> runner.RunOutcome:
-    cm = compile_model(model, "16bit", calib={"x": x})
+def _check_against_ort(model: onnx.ModelProto, x: np.ndarray, atol: float, hw: object = None) -> runner.RunOutcome:
+    cm = compile_model(model, "16bit", calib={"x": x}, hw=hw)
     out = runner.run(cm, {"x": x})
     assert runner.bit_exact(cm, {"x": x}, out)
     (ref,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
@@ -108,9 +108,15 @@ def test_program_size_does_not_depend_on_sequence_length() -> None:
     assert sizes[0] == sizes[1]
 
 
-def test_sequence_output_feeds_a_second_layer() -> None:
-    """Y of one LSTM (every h_t, Squeeze of the direction axis) read by a second LSTM on the same core's tile:
-    stacked layers, bit-exact and close to onnxruntime."""
+@pytest.mark.parametrize("cores_per_tile", [8, 1])
+def test_sequence_output_feeds_a_second_layer(cores_per_tile: int) -> None:
+    """Y of one LSTM (every h_t, Squeeze of the direction axis) read by a second LSTM, on the same tile (the
+    second layer's steps follow the first's through valid bits) or, one core per tile, on another tile (Y is
+    sent after the first layer's loop): stacked layers, bit-exact and close to onnxruntime."""
+    from dataclasses import replace
+
+    from isa.hardware import DEFAULT
+
     rng = np.random.default_rng(7)
     h1, h2, steps = 6, 4, 5
     mk = lambda n, *s: numpy_helper.from_array(rng.uniform(-0.6, 0.6, s).astype(np.float32), n)  # noqa: E731
@@ -125,7 +131,8 @@ def test_sequence_output_feeds_a_second_layer() -> None:
                               [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["N", 1, h2])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     model.ir_version = 8
-    _check_against_ort(model, rng.uniform(-1, 1, (16, steps, 2)).astype(np.float32), ATOL)
+    _check_against_ort(model, rng.uniform(-1, 1, (16, steps, 2)).astype(np.float32), ATOL,
+                       hw=replace(DEFAULT, cores_per_tile=cores_per_tile))
 
 
 def _torch_legacy_lstm(steps: int, chans: int, hid: int) -> onnx.ModelProto:

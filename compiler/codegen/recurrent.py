@@ -25,10 +25,10 @@ from ..quant import LayerPrecision
 from ..quant.functional import QuantizedLayer
 from ..quant.recurrent import UNITS_PER_BLOCK, recurrent_constants, unit_blocks
 from .context import Context
-from .crossbar import _hand_over, sum_partials
+from .crossbar import _hand_over, runs, sum_partials
 from .epilogue import finish
 from .loops import LOOP_REGS, LoopRegs, pixel_loop
-from .plan import SHARED_READERS, Core
+from .plan import SHARED_READERS, Core, Stream
 from .storage import hwc
 
 
@@ -189,11 +189,10 @@ def _core(ctx: Context, op: Op, q: QuantizedLayer, core: Core, units: list[_Unit
     seq = a["out"] == "seq"
     x_pix, y_pix = ctx.st.pixel_step(xin)[1], ctx.st.pixel_step(yout)[1]
     strided = ctx.g.values[yout].shape[1:] != (1, 1)  # words y_pix apart: a sequence or a direction's state
-    if strided and core == units[0].owner:  # h_t stored word by word (a sequence, or a direction's state)
-        if ctx.plan.sends.get((yout, core, 0)) or len({u.owner[0] for u in units}) > 1:
-            raise ModelError(f"recurrent layer '{node}': its output {'sequence' if seq else 'state'} is read on "
-                             f"another tile or written from several tiles (supported: its last state alone, or "
-                             f"everything on one tile)")
+    if strided and core == units[0].owner and len({u.owner[0] for u in units}) > 1:
+        raise ModelError(f"recurrent layer '{node}': its output {'sequence' if seq else 'state'} would be written "
+                         f"from several tiles (its column blocks' owners); supported: its last state alone, or "
+                         f"owners on one tile")
     if seq and owned:
         ptrs.append((ctx.st.buffer(yout).bases[tile] + ctx.st.origin(yout) + first, 0, step))
     receiving = [u for u in units if rp.receiver[tile] == core and u.owner[0] != tile]
@@ -202,9 +201,9 @@ def _core(ctx: Context, op: Op, q: QuantizedLayer, core: Core, units: list[_Unit
         for b in mine:
             if b.idle:
                 continue
-            for row in range(b.rows[0], min(b.rows[1], chans)):  # x_t: one word per channel
-                out.append(ops.load(d=hw.mvmu_in(b.mvmu) + row - b.rows[0], src=m[0].shifted(row * x_pix), n=1,
-                                    node=node))
+            offs = np.arange(b.rows[0], min(b.rows[1], chans)) * x_pix  # x_t: channels x_pix words apart
+            for off, n, k in runs(offs):
+                out.append(ops.load(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
             lo, hi = max(b.rows[0], chans), b.rows[1]
             if hi > lo:  # h_{t-1} = S[i], already in the MVM input format
                 out.append(ops.load(d=hw.mvmu_in(b.mvmu) + lo - b.rows[0], src=m[1].shifted(lo - chans),
@@ -235,6 +234,7 @@ def _core(ctx: Context, op: Op, q: QuantizedLayer, core: Core, units: list[_Unit
 
     pixel_loop(out, LoopRegs.of(hw), 1, steps, ptrs, body, node=node)
     if seq:
+        _send_strided(ctx, core, yout, node)
         return
     for u in owned:
         state = u.h if a["out"] == "h" else u.cell
@@ -243,6 +243,22 @@ def _core(ctx: Context, op: Op, q: QuantizedLayer, core: Core, units: list[_Unit
             finish(ctx, core, node, yout, state, u.n, p.acc_frac, u.u0, at, p.acc_bits)
         else:  # one direction's state inside the directions' concat: its words are interleaved
             _store_strided(ctx, out, u, state, at.shifted(u.u0 * y_pix), y_pix, p, yout, node)
+    if strided:
+        _send_strided(ctx, core, yout, node)
+
+
+def _send_strided(ctx: Context, core: Core, value: str, node: str) -> None:
+    """After the loop, the first owner sends a word-by-word stored output to the tiles reading it, pixel by
+    pixel as their receive loops take it (each send waits until every owner on the tile has stored its words)."""
+    out, st = ctx.code(core), ctx.st
+    h, w, _ = hwc(ctx.g.values[value].shape)
+    row, pix = st.pixel_step(value)
+    base = st.buffer(value).bases[core[0]] + st.origin(value)
+    for s in ctx.plan.sends.get((value, core, 0), []):
+        def send(m: list[MemRef], s: Stream = s) -> None:
+            out.append(ops.send(src=m[0], n=s.c1 - s.c0, tile=s.tile, ch=s.ch, node=node))
+
+        pixel_loop(out, LoopRegs.of(ctx.hw), h, w, [(base + s.c0, row, pix)], send, node=node)
 
 
 def _store_strided(ctx: Context, out: list[Instr], u: _Units, reg: int, at: MemRef, pix: int, p: LayerPrecision,
