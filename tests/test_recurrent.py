@@ -334,3 +334,32 @@ def test_layer_across_cores_and_tiles(op: str, attrs: dict, hid: int, chans: int
     assert runner.bit_exact(cm, {"x": x}, out)
     (ref,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_allclose(out.device_float[next(iter(out.device_float))].reshape(ref.shape), ref, atol=ATOL)
+
+
+def test_all_three_outputs() -> None:
+    """Y, Y_h and Y_c of one LSTM as graph outputs (each through its batch-first transpose): three ops, one per
+    used output, each bit-exact and within ATOL of onnxruntime."""
+    rng = np.random.default_rng(11)
+    hid, steps, chans = 5, 4, 3
+    mk = lambda n, *s: numpy_helper.from_array(rng.uniform(-0.6, 0.6, s).astype(np.float32), n)  # noqa: E731
+    nodes = [helper.make_node("Transpose", ["x"], ["x_t"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["x_t", "W", "R"], ["Y", "Y_h", "Y_c"], hidden_size=hid, name="l"),
+             helper.make_node("Transpose", ["Y"], ["y"], perm=[2, 0, 1, 3]),
+             helper.make_node("Transpose", ["Y_h"], ["h"], perm=[1, 0, 2]),
+             helper.make_node("Transpose", ["Y_c"], ["c"], perm=[1, 0, 2])]
+    outs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", steps, 1, hid]),
+            helper.make_tensor_value_info("h", TensorProto.FLOAT, ["N", 1, hid]),
+            helper.make_tensor_value_info("c", TensorProto.FLOAT, ["N", 1, hid])]
+    graph = helper.make_graph(nodes, "three", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                              ["N", steps, chans])],
+                              outs, [mk("W", 1, 4 * hid, chans), mk("R", 1, 4 * hid, hid)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    x = rng.uniform(-1, 1, (8, steps, chans)).astype(np.float32)
+    cm = compile_model(model, "16bit", calib={"x": x})
+    assert len(cm.graph.crossbar_ops()) == 3
+    out = runner.run(cm, {"x": x})
+    assert runner.bit_exact(cm, {"x": x}, out)
+    refs = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for name, ref in zip(("y", "h", "c"), refs):
+        np.testing.assert_allclose(out.device_float[name].reshape(ref.shape), ref, atol=ATOL)
