@@ -25,7 +25,7 @@ each stored once under ``models/data/`` and offered in variants (the same images
   UCR/UEA archive files sktime ships): ``italy_power`` (N, 24, 1), 2 classes, 67 train / 1,029 test;
   ``basic_motions`` (N, 100, 6), 4 classes, 40 train / 40 test. Inputs are the archive's float values (not scaled
   to [0, 1]), (series, time, channel): the batch-first layout of an ONNX LSTM with ``layout=1``. Splits: train,
-  test (the archive's), calib and val (both the train split) and all. Their only layout is ``"sequence"``.
+  test (the archive's), calib, val and fit (all three the train split) and all. Their only layout is ``"sequence"``.
 
 ``layout`` defaults to the variant's own layout; ``"flat"`` or ``"image"`` selects one explicitly.
 ``for_shape(name, shape)`` picks the variant of ``name``'s family whose per-sample shape is the model's.

@@ -17,8 +17,9 @@ https://timeseriesclassification.com), which ask that users cite them; the files
 
 Arrays per file: ``x`` (N, T, C) float32 (series, time, channel), ``labels`` (N,) uint8 (class index in the
 header's ``@classLabel`` order), and split index arrays (int64): ``train`` and ``test`` (the archive's own split, in
-file order), ``calib`` (the whole train split: activation-range calibration), ``val`` (the train split too: these
-sets are too small to hold a validation part out) and ``all``.
+file order), ``calib`` (the whole train split: activation-range calibration), ``val`` and ``fit`` (the train split
+too: these sets are too small to hold a validation part out; the precision search scores on ``fit`` and chooses
+on ``val``) and ``all``.
 
 Run: ``python -m models.make_sequence_data``.
 """
@@ -82,7 +83,7 @@ def make_arrays(name: str) -> dict[str, np.ndarray]:
     if x.shape != (n_train + n_test, length, chans):
         raise SystemExit(f"{archive}: unexpected shape {x.shape}")
     train, test = np.arange(n_train), np.arange(n_train, n_train + n_test)
-    return {"x": x, "labels": labels, "train": train, "test": test, "calib": train, "val": train,
+    return {"x": x, "labels": labels, "train": train, "test": test, "calib": train, "val": train, "fit": train,
             "all": np.arange(len(x))}
 
 
