@@ -363,3 +363,32 @@ def test_all_three_outputs() -> None:
     refs = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     for name, ref in zip(("y", "h", "c"), refs):
         np.testing.assert_allclose(out.device_float[name].reshape(ref.shape), ref, atol=ATOL)
+
+
+def test_layout_1_parses_as_its_layout_0_export() -> None:
+    """``layout=1`` (batch-first X, Y_h (N, dirs, H)) gives the IR the time-major export with its transposes
+    gives: the same recurrent op, and the same float outputs (onnxruntime cannot run layout=1, so the compile
+    path, which checks every model against it, refuses such a model with that message)."""
+    from compiler.frontend import import_onnx
+    from compiler.quant.calibrate import float_forward
+
+    model0, x = _node_model("LSTM", 5, 3, 4, seed=9, peepholes=True)
+    model1 = onnx.ModelProto()
+    model1.CopyFrom(model0)
+    g = model1.graph
+    lstm = g.node[1]
+    lstm.input[0] = "x"
+    lstm.output[1] = "h"
+    lstm.attribute.append(helper.make_attribute("layout", 1))
+    del g.node[2]
+    del g.node[0]
+    ir0, ir1 = import_onnx(model0).graph, import_onnx(model1).graph
+    op0, op1 = ir0.crossbar_ops()[0], ir1.crossbar_ops()[0]
+    assert op0.attrs == op1.attrs and all(np.array_equal(op0.params[k], op1.params[k]) for k in op0.params)
+    y0 = float_forward(ir0, {"x": x.astype(np.float64)})[ir0.outputs[0]]
+    y1 = float_forward(ir1, {"x": x.astype(np.float64)})[ir1.outputs[0]]
+    np.testing.assert_array_equal(y0.reshape(len(x), -1), y1.reshape(len(x), -1))
+    from isa.errors import XbarcError
+
+    with pytest.raises(XbarcError, match="onnxruntime"):
+        compile_model(model1, "16bit", calib={"x": x})
