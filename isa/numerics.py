@@ -33,7 +33,7 @@ def saturate(x: np.ndarray, bits: int) -> np.ndarray:
     if bits >= 64:
         return x
     lo, hi = _BOUNDS[bits]
-    out: np.ndarray = np.maximum(x, lo)
+    out: np.ndarray = np.asarray(np.maximum(x, lo))  # a 0-d x gives a numpy scalar, which out= cannot take
     np.minimum(out, hi, out=out)
     return out
 
