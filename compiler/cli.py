@@ -325,7 +325,8 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         from runtime.rounds import run_rounds
 
         zeros = {loc.name: np.zeros((1, loc.length), dtype=np.int64) for loc in prog.inputs}
-        stats = (run_rounds(programs, zeros) if len(programs) > 1 else Machine(prog).run(zeros)).stats
+        stats = (run_rounds(programs, zeros, joins=prog.meta.get("joins")) if len(programs) > 1
+                 else Machine(prog).run(zeros)).stats
         for name, row in stats.per_layer.items():
             per_layer.setdefault(name, {"static_instructions": 0})["dynamic_instructions"] = row["instructions"]
     layers = []

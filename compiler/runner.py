@@ -46,7 +46,8 @@ def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np
 def run(cm: CompiledModel, x: dict[str, np.ndarray]) -> RunOutcome:
     """Execute the program on a batch of float inputs."""
     if cm.rounds:
-        result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs])
+        result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs],
+                            cm.program.meta.get("joins"))
     else:
         result = Machine(cm.program).run(quantize_inputs(cm, x))
     dev_float, dev_int = {}, {}

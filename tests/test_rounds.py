@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from compiler import runner
 from compiler.cli import main
@@ -130,9 +132,40 @@ def test_a_model_that_fits_takes_no_rounds() -> None:
     assert not any(isinstance(i, ops.Prog) for c in again.program.cores for i in c.instrs)
 
 
-def test_one_layer_larger_than_the_chip_is_a_clear_error() -> None:
-    with pytest.raises(ModelError, match=r"op 'fc1' alone needs \d+ tiles .* but the chip has 1"):
+def test_a_column_block_larger_than_the_chip_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match=r"layer 'fc1': one column block of 128 output channels already needs more "
+                                         r"tiles than the chip has"):
         compile_model(LENET, "16bit", hw=HW.with_changes(tiles=1, cores_per_tile=1, mvmus_per_core=3), rounds=True)
+
+
+def _wide_mlp() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """200 -> 300 (relu) -> 10: fc1 is 2 row blocks x 3 column blocks (6 MVMUs), fc2 3 row blocks."""
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(0, 0.1, (200, 300)), rng.normal(0, 0.1, (300, 10))
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1"), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="fc2")], "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 200])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(a.astype(np.float32), n) for a, n in
+         ((w1, "w1"), (rng.normal(0, 0.1, 300), "b1"), (w2, "w2"), (rng.normal(0, 0.1, 10), "b2"))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return model, {"x": rng.uniform(0, 1, (16, 200))}
+
+
+def test_a_layer_larger_than_the_chip_is_split_by_columns_bit_exactly() -> None:
+    model, x = _wide_mlp()
+    hw = HW.with_changes(tiles=1, cores_per_tile=2, mvmus_per_core=2)  # 4 MVMUs: fc1's 6 do not fit
+    cm = compile_model(model, "16bit", hw=hw, calib=x, rounds=True)
+    table = cm.program.meta["rounds"]
+    assert [r["layers"] for r in table] == [["fc1.part0"], ["fc1.part1"], ["fc2"]]
+    assert cm.program.meta["joins"] == {cm.graph.op("fc1").outputs[0]: [f"{cm.graph.op('fc1').outputs[0]}.part0",
+                                                                        f"{cm.graph.op('fc1').outputs[0]}.part1"]}
+    assert cm.mapping is not None and cm.mapping.layers["fc1"].col_blocks == 3  # the report shows fc1 whole
+    out = runner.run(cm, x)
+    ref = runner.functional_outputs(cm, x)
+    assert all(np.array_equal(out.device_int[k], ref[k].reshape(out.device_int[k].shape)) for k in ref)
+    assert out.stats.per_component["spill"] > 0
 
 
 def test_saved_rounds_reload_and_run_alike(lenet_rounds, tmp_path) -> None:
