@@ -167,6 +167,12 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
     _i("store", 0x41, [mem("dst", "tile-memory address"), _A, N,
                        uimm("count", 8, doc="reader count; 0 keeps the words valid for any number of reads")],
        "mem", "mem_store", "M[dst + i] = a[i]; waits until every word is invalid; sets valid and the reader count"),
+    _i("peek", 0x44, [_D, mem("src", "tile-memory address"), N], "mem", "mem_load",
+       "d[i] = M[src + i]; waits until every word is valid; reader counts unchanged (a line-buffer read: the "
+       "reader frees the words when it is done with them)"),
+    _i("free", 0x45, [mem("addr", "tile-memory address"), N], "mem", "mem_free",
+       "waits until every word is valid; each word's positive reader count drops by one (0: invalid), without "
+       "reading it (a line-buffer reader releasing a row)"),
     # ---- network ----------------------------------------------------------------------------------------------
     _i("send", 0x48, [mem("src", "tile-memory address"), N, uimm("tile", 12, doc="destination tile"),
                       uimm("ch", 16, doc="channel: one stream of messages between two tiles")],

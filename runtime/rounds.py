@@ -53,11 +53,12 @@ def _repack(held: list[tuple[TensorLoc, np.ndarray]], dst: TensorLoc) -> np.ndar
 
 
 def run_rounds(programs: list[Program], inputs: dict[str, np.ndarray], outputs: list[str] | None = None,
-               joins: dict[str, list[str]] | None = None, **run_args: Any) -> RunResult:
+               joins: dict[str, list[str]] | None = None, reference: bool = False, **run_args: Any) -> RunResult:
     """Run ``programs`` (the rounds, in order) on a batch: ``inputs`` are the stored words of the first round's
     inputs (as `Machine.run` takes them); returns the ``outputs`` named (default: the last round's) and the
     combined statistics (module docstring). ``joins`` names the column parts a value is joined from (a layer
-    split across rounds); ``run_args`` go to every `Machine.run`."""
+    split across rounds); ``reference``: one instruction at a time (`Machine`); ``run_args`` go to every
+    `Machine.run`."""
     if not programs:
         raise XbarcError("rounds: no program to run")
     joins = joins or {}
@@ -72,7 +73,7 @@ def run_rounds(programs: list[Program], inputs: dict[str, np.ndarray], outputs: 
             raise XbarcError(f"rounds: round {r} reads {missing}, which no earlier round produced")
         feeds = inputs if r == 0 else {loc.name: _repack([held[n] for n in sources[loc.name]], loc)
                                        for loc in prog.inputs}
-        res = Machine(prog).run(feeds, **run_args)
+        res = Machine(prog, reference=reference).run(feeds, **run_args)
         read_later = {i.name for p in programs[r + 1:] for i in p.inputs}
         moved = ([loc for loc in prog.inputs] if r else []) + \
             [loc for loc in prog.outputs if joined.get(loc.name, loc.name) in read_later]
