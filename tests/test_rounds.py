@@ -123,6 +123,9 @@ def test_lenet_in_rounds_is_bit_exact_and_charges_its_writes(lenet_rounds) -> No
     assert s.writes == want
     assert s.write_summary()["max_writes_per_crossbar"] == max(max(r) for r in want.values()) > 1
     assert s.cycles == sum(r["cycles"] + r["spill_cycles"] for r in s.rounds)
+    slow = runner.run(cm, x, reference=True)  # the interpreter one instruction at a time: the same run
+    assert all(np.array_equal(slow.device_int[k], out.device_int[k]) for k in out.device_int)
+    assert (slow.stats.cycles, slow.stats.writes, slow.stats.rounds) == (s.cycles, s.writes, s.rounds)
 
 
 def test_a_model_that_fits_takes_no_rounds() -> None:
