@@ -76,7 +76,8 @@ def cmd_compile(a: argparse.Namespace) -> int:
     print(f"  layers: {len(cm.precision)}  crossbars: {rep.get('crossbars')}  MVMUs: {rep.get('mvmus')}  "
           f"cores: {rep.get('cores')}  tiles: {rep.get('tiles')}  block utilization: {rep.get('utilization', 0):.1%}"
           f"  cell utilization: {rep.get('cell_utilization', 0):.1%}")
-    print(f"  static instructions: {cm.program.static_instructions}  calibration: {cm.calibration}")
+    static = sum(p.static_instructions for p in cm.rounds or [cm.program])
+    print(f"  static instructions: {static}  calibration: {cm.calibration}")
     if cm.rounds:
         print(f"  reprogramming rounds: {len(cm.rounds)} (the weights need more tiles than {cm.hw.name}'s "
               f"{cm.hw.tiles}; `xbarc inspect {a.output}` lists them)")
