@@ -34,6 +34,9 @@ def saturate(x: np.ndarray, bits: int) -> np.ndarray:
         return x
     lo, hi = _BOUNDS[bits]
     out: np.ndarray = np.maximum(x, lo)
+    if out.ndim == 0:  # a 0-d input gives a numpy scalar, which cannot be an out= array
+        scalar: np.ndarray = np.minimum(out, hi)
+        return scalar
     np.minimum(out, hi, out=out)
     return out
 
