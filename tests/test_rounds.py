@@ -198,3 +198,18 @@ def test_cli_compiles_inspects_and_runs_rounds(tmp_path, capsys) -> None:
     assert main(["inspect", str(out), "--dynamic", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert {lay["layer"] for lay in info["layers"] if lay.get("dynamic_instructions")} >= {"conv1", "fc3"}
+
+
+@pytest.mark.slow
+def test_vgg16_shape_on_a_small_isaac_splits_a_layer_and_stays_bit_exact() -> None:
+    from isa.hardware import ISAAC
+    from models import cnn_zoo
+
+    m = cnn_zoo.vgg16(resolution=32, width=0.25, num_classes=10)
+    x = {m.graph.input[0].name: np.random.default_rng(0).uniform(0, 1, (4, 3, 32, 32))}
+    hw = ISAAC.with_changes(tiles=4, tile_mem_words=1 << 18)  # 48 cores: classifier.3 (64 blocks) is split
+    cm = compile_model(m, "8bit", hw=hw, calib={k: v[:2] for k, v in x.items()}, rounds=True)
+    assert len(cm.program.meta["joins"]) == 1 and len(cm.rounds) >= 3
+    out = runner.run(cm, x)
+    assert runner.bit_exact(cm, x, out)
+    assert out.stats.write_summary()["max_writes_per_crossbar"] == len(cm.rounds)
