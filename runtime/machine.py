@@ -23,7 +23,7 @@ from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
-from .stats import Stats
+from .stats import Stats, busy_timeline, tile_traffic
 
 
 Step = tuple[Handler, object, int]  # (handler, what it receives, latency) of one pc
@@ -317,10 +317,13 @@ class Machine:
                 m.absorb(c.meter)  # type: ignore[arg-type]
         cycles = max((c.clock for c in st.cores), default=0)
         led = self.accountant.report(meters, cycles, batch)
+        resolution, timeline = busy_timeline(meters, cycles)
         return Stats(cycles=cycles, energy_pj=led.energy_pj, per_component=led.per_component,
                      per_instruction=led.per_instruction, per_layer=led.per_layer,
                      per_core={c.name: c.clock for c in st.cores}, per_core_busy=led.busy,
-                     dynamic_instructions=led.dynamic_instructions, batch=batch)
+                     dynamic_instructions=led.dynamic_instructions, batch=batch, timeline=timeline,
+                     timeline_resolution=resolution, traffic=tile_traffic(meters),
+                     per_layer_component=led.per_layer_component)
 
 
 def describe_wait(wait: Wait | None) -> str:

@@ -1,0 +1,114 @@
+"""The HTML report in a real browser: one screenshot per section for the docs, and the size and load time of
+reports against a baseline measured in the same run.
+
+Usage:
+  python benchmarks/report_browser.py screenshots [--out docs/report]   # LeNet compile + run, a small search
+  python benchmarks/report_browser.py scale OUT [OUT ...]              # reports of compiled output directories
+
+``screenshots`` compiles the bundled LeNet, runs it on 100 digits32 test images, runs a 12-evaluation search on
+the digits MLP, and writes ``docs/report/<section>.png`` (each section rendered alone, cropped to its content).
+``scale`` builds each directory's report (compile sections, no run) and prints the build time, file size and
+headless Chromium's load time (start, load, render, exit: ``--dump-dom``) next to an empty page's, measured in
+this run (best of two). Needs Chromium and matplotlib.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from _table import table  # noqa: E402
+
+from compiler.report import SECTIONS, CompileView, SearchView, build_report, load_run  # noqa: E402
+from compiler.report.browser import dump_dom, find_browser, screenshot  # noqa: E402
+
+
+def xbarc(*args: str) -> str:
+    """Run the command line; its stdout."""
+    return subprocess.run([sys.executable, "-m", "compiler.cli", *args], check=True, capture_output=True, text=True,
+                          cwd=ROOT).stdout
+
+
+def crop(png: Path, margin: int = 12) -> None:
+    """Cut the screenshot below its last non-background row (and keep a margin)."""
+    import matplotlib.pyplot as plt
+
+    img = plt.imread(png)[..., :3]
+    background = img[-1, 0]
+    rows = np.nonzero((np.abs(img - background) > 1e-3).any(axis=(1, 2)))[0]
+    bottom = min(len(img), int(rows.max()) + margin) if len(rows) else len(img)
+    plt.imsave(png, img[:bottom])
+
+
+def screenshots(out: Path) -> None:
+    """One PNG per section into ``out``."""
+    browser = find_browser()
+    if browser is None:
+        raise SystemExit("no Chromium found (apt-get install chromium)")
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        t = Path(tmp)
+        xbarc("compile", "models/lenet5_digits.onnx", "-o", str(t / "lenet"))
+        (t / "run.json").write_text(xbarc("run", str(t / "lenet"), "--dataset", "digits32", "--limit", "100",
+                                          "--json"))
+        xbarc("search", "models/mlp_digits.onnx", "-o", str(t / "search"), "--budget", "12", "--val-images", "64",
+              "--test-images", "50")
+        view, run, search = CompileView.load(t / "lenet"), load_run(t / "run.json"), SearchView.load(t / "search")
+        for sec in SECTIONS:
+            page = t / f"{sec}.html"
+            page.write_text(build_report(view, run, sections=[sec]) if sec != "search" else
+                            build_report(search=search))
+            screenshot(browser, page, out / f"{sec}.png", 1100, 2600 if sec != "search" else 1500)
+            crop(out / f"{sec}.png")
+            print(f"{out / sec}.png")
+
+
+def scale(dirs: list[str]) -> None:
+    """Size, build time and browser load time of each directory's report against an empty page."""
+    browser = find_browser()
+    if browser is None:
+        raise SystemExit("no Chromium found (apt-get install chromium)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        empty = Path(tmp) / "empty.html"
+        empty.write_text("<!DOCTYPE html><html><body></body></html>\n")
+        base = min(dump_dom(browser, empty).seconds for _ in range(2))
+        rows.append(["empty page", "-", "0.00", f"{base:.2f}", "1.0x", 0])
+        for d in dirs:
+            t0 = time.perf_counter()
+            text = build_report(CompileView.load(d))
+            built = time.perf_counter() - t0
+            page = Path(tmp) / "report.html"
+            page.write_text(text)
+            loaded = min((dump_dom(browser, page) for _ in range(2)), key=lambda x: x.seconds)
+            rows.append([d, f"{built:.1f}", f"{len(text.encode()) / 1e6:.2f}", f"{loaded.seconds:.2f}",
+                         f"{loaded.seconds / base:.1f}x", len(loaded.console)])
+    print(table(rows, ["report", "build s", "MB", "browser load s", "vs empty page", "console messages"]))
+
+
+def main() -> None:
+    """Parse the command line and run one job."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="job", required=True)
+    s = sub.add_parser("screenshots")
+    s.add_argument("--out", default=str(ROOT / "docs" / "report"))
+    c = sub.add_parser("scale")
+    c.add_argument("dirs", nargs="+")
+    a = ap.parse_args()
+    if a.job == "screenshots":
+        screenshots(Path(a.out))
+    else:
+        scale(a.dirs)
+
+
+if __name__ == "__main__":
+    main()
