@@ -188,11 +188,10 @@ def test_placement_lists_every_core(lenet: dict[str, Any]) -> None:
 
 
 def test_report_is_deterministic(lenet: dict[str, Any]) -> None:
-    """The same inputs give the same bytes: `xbarc report` twice, and the same as run --report."""
-    a, b = lenet["tmp"] / "a.html", lenet["tmp"] / "b.html"
-    for path in (a, b):
-        assert main(["report", str(lenet["dir"]), "--run", str(lenet["run_json"]), "-o", str(path)]) == 0
-    assert a.read_bytes() == b.read_bytes() == lenet["html"].encode()
+    """The same inputs give the same bytes: `xbarc report` gives what run --report and compile --report gave."""
+    a = lenet["tmp"] / "a.html"
+    assert main(["report", str(lenet["dir"]), "--run", str(lenet["run_json"]), "-o", str(a)]) == 0
+    assert a.read_bytes() == lenet["html"].encode()
     assert main(["report", str(lenet["dir"]), "-o", str(a)]) == 0
     assert a.read_text() == lenet["compile_html"]
 

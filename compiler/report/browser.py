@@ -93,18 +93,17 @@ def read_png(data: bytes) -> np.ndarray:
     out = np.zeros((h, w, channels), dtype=np.uint8)
     prior = np.zeros((w, channels), dtype=np.int64)
     for y in range(h):
-        kind, row = int(raw[y, 0]), raw[y, 1:].reshape(w, channels).astype(np.int64)
-        out[y] = prior = _unfilter(kind, row, prior)
+        row = raw[y, 1:].reshape(w, channels).astype(np.int64)
+        out[y] = prior = _unfilter(int(raw[y, 0]), row, prior)
     return out
 
 
 def _unfilter(kind: int, row: np.ndarray, prior: np.ndarray) -> np.ndarray:
     if kind == 0:
         return row
-    if kind == 1:  # Sub: a running sum along the row, per channel
-        return np.cumsum(row, axis=0) % 256
-    if kind == 2:  # Up
-        return (row + prior) % 256
+    if kind in (1, 2):  # Sub: a running sum along the row, per channel; Up: plus the row above
+        done: np.ndarray = (np.cumsum(row, axis=0) if kind == 1 else row + prior) % 256
+        return done
     cur, up, bpp = row.reshape(-1).tolist(), prior.reshape(-1).tolist(), row.shape[1]
     for i in range(len(cur)):  # plain ints: much faster than numpy on one pixel at a time
         a = cur[i - bpp] if i >= bpp else 0
@@ -115,7 +114,8 @@ def _unfilter(kind: int, row: np.ndarray, prior: np.ndarray) -> np.ndarray:
         c = up[i - bpp] if i >= bpp else 0  # Paeth
         pa, pb, pc = abs(b - c), abs(a - c), abs(a + b - 2 * c)
         cur[i] = (cur[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-    return np.array(cur, dtype=np.int64).reshape(row.shape)
+    rec: np.ndarray = np.array(cur, dtype=np.int64).reshape(row.shape)
+    return rec
 
 
 def drawn_fraction(pixels: np.ndarray) -> float:

@@ -50,15 +50,15 @@ def energy_figure(run: dict[str, Any], fid: str) -> str:
     ax.grid(axis="x", alpha=0.3)
     ax2 = axes[0, 1]
     total = run["energy_pj"] or 1.0
-    vals = [run["per_component"][c] / 1e3 for c in comps]
-    bars = ax2.barh(np.arange(len(comps)), vals, color=[colours[c] for c in comps])
-    ax2.bar_label(bars, [f"{v * 1e3 / total:.1%}" for v in vals], fontsize=7, padding=2)
+    nj = [run["per_component"][c] / 1e3 for c in comps]
+    bars = ax2.barh(np.arange(len(comps)), nj, color=[colours[c] for c in comps])
+    ax2.bar_label(bars, [f"{v * 1e3 / total:.1%}" for v in nj], fontsize=7, padding=2)
     ax2.set_yticks(np.arange(len(comps)), comps, fontsize=8)
     ax2.invert_yaxis()
     ax2.set_xlabel("energy per inference (nJ)")
     ax2.set_title(f"energy per component (total {total / 1e6:.4g} uJ)", fontsize=10)
     ax2.grid(axis="x", alpha=0.3)
-    ax2.set_xlim(0, max(vals, default=1) * 1.25)
+    ax2.set_xlim(0, max(nj, default=1) * 1.25)
     fig.tight_layout()
     return to_svg(fig, fid)
 

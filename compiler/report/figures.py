@@ -18,7 +18,7 @@ from isa.errors import XbarcError
 MISSING = ("xbarc report needs matplotlib, which is not installed: pip install 'xbarc[report]' "
            "(or pip install matplotlib)")
 
-#: Colours of the energy components and slices (matplotlib's tab20, fixed order).
+#: The report's text style (DejaVu Sans ships with matplotlib; the page's CSS names it first too).
 FONT = {"font.family": "DejaVu Sans", "font.size": 9.0}
 
 
@@ -37,8 +37,8 @@ def pyplot() -> Any:
 def new_figure(width: float, height: float, ncols: int = 1, nrows: int = 1, **kw: Any) -> tuple[Any, Any]:
     """A figure of ``width`` x ``height`` inches with a grid of axes (`pyplot.subplots`)."""
     plt = pyplot()
-    with plt.rc_context(FONT):
-        return plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, **kw)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, **kw)
+    return fig, axes
 
 
 def to_svg(fig: Any, salt: str) -> str:
@@ -48,7 +48,7 @@ def to_svg(fig: Any, salt: str) -> str:
     buf = io.StringIO()
     try:
         with plt.rc_context({"svg.hashsalt": salt, "svg.fonttype": "none", "svg.image_inline": True} | FONT):
-            fig.savefig(buf, format="svg", metadata={"Date": None}, bbox_inches="tight")
+            fig.savefig(buf, format="svg", metadata={"Date": None})
     finally:
         plt.close(fig)
     text = buf.getvalue()

@@ -46,7 +46,7 @@ class MvmuLayouts:
         """The mode whose layout equals the programmed one (None if none does)."""
         if self.image.layout is None:
             return "naive"
-        return next((m for m in MODES[1:] if np.array_equal(self.layouts[m], self.image.layout)), None)
+        return next((m for m in MODES[1:] if np.array_equal(np.asarray(self.layouts[m]), self.image.layout)), None)
 
 
 def mvmu_layouts(img: MvmuImage, prog: Program) -> MvmuLayouts:
@@ -96,8 +96,10 @@ def layer_figure(m: MvmuLayouts, prog: Program, layer: str, fid: str) -> str:
     """The three cell maps of one MVMU stacked (height proportional to the rows drawn), as inline SVG."""
     maps = {mode: cell_map(m, mode, prog.hw.xbar_cols) for mode in MODES}
     heights = [len(maps[mode][1]) for mode in MODES]
-    fig, axes = new_figure(9.0, 1.4 + 0.16 * sum(heights) + 0.5 * len(MODES), nrows=len(MODES),
-                           gridspec_kw={"height_ratios": [h + 2 for h in heights]})
+    slices = m.live.shape[0]
+    legend_rows = -(-(2 * slices + 2) // 9)
+    height = 1.0 + 0.16 * sum(heights) + 0.55 * len(MODES) + 0.2 * legend_rows
+    fig, axes = new_figure(9.0, height, nrows=len(MODES), gridspec_kw={"height_ratios": [h + 2 for h in heights]})
     rows, cols = m.image.weights.shape
     done = m.compiled
     for ax, mode in zip(axes[:, 0], MODES):
@@ -108,7 +110,7 @@ def layer_figure(m: MvmuLayouts, prog: Program, layer: str, fid: str) -> str:
         ax.set_yticks(range(0, len(labels), every), labels[::every], fontsize=7)
         lines = int(m.live.sum())
         extra = " (this compile)" if mode == done else ""
-        desc = (f"{m.arrays(mode)} arrays, {SIGNS * m.live.shape[0] * cols - lines} hollow lines allocated"
+        desc = (f"{m.arrays(mode)} arrays, {SIGNS * slices * cols - lines} hollow lines allocated"
                 if mode == "naive" else f"{m.arrays(mode)} arrays, {len(labels) // max(1, m.arrays(mode))} "
                 f"step(s), hollows left out")
         ax.set_title(f"{mode}{extra}: {desc}", fontsize=9, loc="left")
@@ -116,16 +118,14 @@ def layer_figure(m: MvmuLayouts, prog: Program, layer: str, fid: str) -> str:
     axes[-1, 0].set_xlabel("physical bit line (column)")
     from matplotlib.patches import Patch
 
-    slices = m.live.shape[0]
     handles = [Patch(color=_colour(sl, 0), label=f"slice {sl} (+)") for sl in range(slices)]
     handles += [Patch(color=_colour(sl, 1), label=f"slice {sl} (-)") for sl in range(slices)]
     handles += [Patch(color=HOLLOW, label="hollow (dead line)"), Patch(facecolor=FREE, edgecolor="#999",
                                                                        label="free bit line")]
-    fig.legend(handles=handles, loc="lower center", ncol=min(9, len(handles)), fontsize=7, frameon=False,
-               bbox_to_anchor=(0.5, -0.02 - 0.03 * (len(handles) // 9)))
+    fig.legend(handles=handles, loc="lower center", ncol=9, fontsize=7, frameon=False, bbox_to_anchor=(0.5, 0.0))
     fig.suptitle(f"{layer}: MVMU {m.image.tile}.{m.image.core}.{m.image.mvmu}, block of {rows} rows x {cols} "
                  f"columns, {slices} slices ({m.image.encoding})", fontsize=10, x=0.02, ha="left")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0.0, (0.05 + 0.17 * legend_rows) / height, 1.0, 1.0 - 0.3 / height))
     return to_svg(fig, fid)
 
 

@@ -15,12 +15,12 @@ from .figures import new_figure, to_svg
 LABELLED_CORES = 64  # more cores than this: a legend instead of a name on every core
 
 
-def layer_colours(names: list[str]) -> dict[str, tuple[float, ...]]:
+def layer_colours(names: list[str]) -> dict[str, tuple[float, float, float, float]]:
     """A fixed colour per layer name, in order of first appearance (tab20, repeating)."""
     from matplotlib import colormaps
 
     cmap = colormaps["tab20"]  # its ten dark colours first, then the light ones
-    return {n: tuple(cmap((2 * i) % 20 + (i // 10) % 2)) for i, n in enumerate(dict.fromkeys(names))}
+    return {n: cmap((2 * i) % 20 + (i // 10) % 2) for i, n in enumerate(dict.fromkeys(names))}
 
 
 def static_traffic(prog: Any) -> dict[str, int]:
