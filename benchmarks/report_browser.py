@@ -5,8 +5,9 @@ Usage:
   python benchmarks/report_browser.py screenshots [--out docs/report]   # LeNet compile + run, a small search
   python benchmarks/report_browser.py scale OUT [OUT ...]              # reports of compiled output directories
 
-``screenshots`` compiles the bundled LeNet, runs it on 100 digits32 test images, runs a 12-evaluation search on
-the digits MLP, and writes ``docs/report/<section>.png`` (each section rendered alone, cropped to its content).
+``screenshots`` compiles the bundled LeNet (on the default chip with 2 cores per tile, so that it spans tiles),
+runs it on 100 digits32 test images, runs a 12-evaluation search on the digits MLP, and writes
+``docs/report/<section>.png`` (each section rendered alone, cropped to its content).
 ``scale`` builds each directory's report (compile sections, no run) and prints the build time, file size and
 headless Chromium's load time (start, load, render, exit: ``--dump-dom``) next to an empty page's, measured in
 this run (best of two). Needs Chromium and matplotlib.
@@ -58,7 +59,8 @@ def screenshots(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         t = Path(tmp)
-        xbarc("compile", "models/lenet5_digits.onnx", "-o", str(t / "lenet"))
+        (t / "chip.json").write_text('{"cores_per_tile": 2}')  # a few tiles, so the placement shows traffic
+        xbarc("compile", "models/lenet5_digits.onnx", "-o", str(t / "lenet"), "--hardware", str(t / "chip.json"))
         (t / "run.json").write_text(xbarc("run", str(t / "lenet"), "--dataset", "digits32", "--limit", "100",
                                           "--json"))
         xbarc("search", "models/mlp_digits.onnx", "-o", str(t / "search"), "--budget", "12", "--val-images", "64",

@@ -23,7 +23,7 @@ th,td{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#ecef
 td:first-child,th:first-child{text-align:left}
 figure{margin:8px 0}figure svg{max-width:100%;height:auto}figcaption{font-size:12px;color:#555}
 .note{color:#555;font-size:12px}.layer{border-top:1px solid #eee;margin-top:12px}
-.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+.scroll{overflow-x:auto;max-width:100%}.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
 """
 
 
@@ -66,7 +66,7 @@ def table(name: str, header: Sequence[str], keys: Sequence[str], rows: Sequence[
         tds = "".join(cell(k, r.get(k), texts[k](r.get(k)) if k in texts and r.get(k) is not None else None)
                       for k in keys)
         body.append(f'<tr data-row="{esc(r.get(keys[0]))}">{tds}</tr>')
-    return f'<table data-table="{esc(name)}"><tr>{head}</tr>{"".join(body)}</table>'
+    return f'<div class="scroll"><table data-table="{esc(name)}"><tr>{head}</tr>{"".join(body)}</table></div>'
 
 
 def pairs(name: str, items: Sequence[tuple[str, str, Any]]) -> str:

@@ -45,7 +45,7 @@ def chip_figure(held: dict[tuple[int, int], str], hw: Any, traffic: dict[str, in
     grid = {t: (i % per_row, i // per_row) for i, t in enumerate(tiles)}
     colours = layer_colours(list(held.values()))
     n_rows = math.ceil(len(tiles) / per_row)
-    fig, axes = new_figure(min(10.0, 2.2 + 1.9 * per_row), min(10.0, 1.0 + 1.9 * n_rows))
+    fig, axes = new_figure(min(10.0, 3.0 + 1.9 * per_row), min(10.0, 1.0 + 1.9 * n_rows))
     ax = axes[0, 0]
     label = len(held) <= LABELLED_CORES
     for t, (gx, gy) in grid.items():
@@ -77,8 +77,7 @@ def chip_figure(held: dict[tuple[int, int], str], hw: Any, traffic: dict[str, in
     ax.set_ylim(-n_rows * (ch + 1.4) + 0.6, 0.8)
     ax.set_aspect("equal")
     ax.axis("off")
-    ax.set_title(f"{len(tiles)} tile(s), {len(held)} core(s) in use on {hw.name} ({hw.tiles} tiles x "
-                 f"{hw.cores_per_tile} cores); arrows: words sent between tiles", fontsize=9)
+    ax.set_title(f"{len(tiles)} tile(s), {len(held)} core(s) in use", fontsize=9)
     fig.tight_layout()
     return to_svg(fig, fid)
 
@@ -114,8 +113,11 @@ def placement_section(view: Any, run: dict[str, Any] | None) -> str:
     measured = run is not None and "traffic" in run
     traffic = dict(run["traffic"]) if measured and run is not None else static_traffic(prog)
     rows = [{"core": f"{t}.{k}", "tile": t, "layer": name} for (t, k), name in held.items()]
-    parts = [page.figure("fig-placement-chip", chip_figure(held, prog.hw, traffic, "placement-chip"),
-                         "Tiles and cores in use, each core coloured and labelled by the layer it holds.")]
+    hw = prog.hw
+    parts = [page.figure("fig-placement-chip", chip_figure(held, hw, traffic, "placement-chip"),
+                         f"Tiles and cores in use on the {hw.name} chip ({hw.tiles} tiles x {hw.cores_per_tile} "
+                         f"cores), each core coloured and labelled by the layer it holds; arrows: words sent from "
+                         f"tile to tile (width by words).")]
     if traffic:
         parts.append(page.figure("fig-placement-traffic", traffic_figure(traffic, "placement-traffic", measured),
                                  "Words sent from each tile (rows) to each tile (columns)."))
