@@ -3,14 +3,15 @@ reports against a baseline measured in the same run.
 
 Usage:
   python benchmarks/report_browser.py screenshots [--out docs/report]   # LeNet compile + run, a small search
-  python benchmarks/report_browser.py scale OUT [OUT ...]              # reports of compiled output directories
+  python benchmarks/report_browser.py scale OUT... [vgg16:64]           # reports of compiled output directories
 
 ``screenshots`` compiles the bundled LeNet (on the default chip with 2 cores per tile, so that it spans tiles),
 runs it on 100 digits32 test images, runs a 12-evaluation search on the digits MLP, and writes
 ``docs/report/<section>.png`` (each section rendered alone, cropped to its content).
-``scale`` builds each directory's report (compile sections, no run) and prints the build time, file size and
-headless Chromium's load time (start, load, render, exit: ``--dump-dom``) next to an empty page's, measured in
-this run (best of two). Needs Chromium and matplotlib.
+``scale`` builds each directory's report (compile sections, no run; ``vgg16:RES`` compiles VGG-16 first) in a
+subprocess limited to 6 GB and prints the build time, file size and headless Chromium's load time (start, load,
+render, exit: ``--dump-dom``, best of two) next to an empty page's, measured in this run. Needs Chromium and
+matplotlib.
 """
 
 from __future__ import annotations
@@ -75,25 +76,67 @@ def screenshots(out: Path) -> None:
             print(f"{out / sec}.png")
 
 
-def scale(dirs: list[str]) -> None:
-    """Size, build time and browser load time of each directory's report against an empty page."""
+def compile_vgg16(resolution: int, out: Path) -> Path:
+    """VGG-16 (models.cnn_zoo, random weights) at ``resolution`` compiled at 16 bits onto a chip grown to fit, saved
+    to ``out``. Its mapping.json is written without the hollow figures: `Mapping.hollows` slices a whole layer
+    at once (8 x 4096 x 4096 int64 for fc7), more than this machine's 6 GB per process allows."""
+    from compiler import compile_model
+    from compiler.driver import CompiledModel
+    from isa.hardware import DEFAULT
+    from models import cnn_zoo
+
+    model = cnn_zoo.vgg16(resolution=resolution)
+    calib = {model.graph.input[0].name: np.random.default_rng(0).uniform(0, 1, (1, 3, resolution, resolution))}
+    t0 = time.perf_counter()
+    cm = compile_model(model, "16bit", hw=DEFAULT.with_changes(tiles=4096, tile_mem_words=1 << 24), calib=calib)
+    CompiledModel.mapping_report = lambda self: self.mapping.report(self.precision)  # type: ignore[method-assign]
+    cm.save(out)
+    print(f"VGG-16 at {resolution}x{resolution}: {len(cm.program.mvmus)} MVMUs, {len(cm.program.cores)} cores, "
+          f"compiled and saved in {time.perf_counter() - t0:.0f} s")
+    return out
+
+
+MEMORY_LIMIT = 6_000_000_000  # bytes of address space for the compile and report builds (not for the browser)
+
+
+def build(source: str, html: Path) -> None:
+    """Write the report of ``source`` (a compiled output directory, or ``vgg16:RES``) to ``html``; print the build
+    time."""
+    if source.startswith("vgg16:"):
+        res = int(source.split(":")[1])
+        source = str(compile_vgg16(res, html.parent / f"vgg16_{res}"))
+    t0 = time.perf_counter()
+    text = build_report(CompileView.load(source))
+    print(f"{time.perf_counter() - t0:.2f}")
+    html.write_text(text)
+
+
+def scale(sources: list[str]) -> None:
+    """Build time, size and browser load time of each report against an empty page's, measured in this run; the
+    builds run in subprocesses limited to MEMORY_LIMIT (Chromium reserves more address space than that)."""
+    import resource
+
     browser = find_browser()
     if browser is None:
         raise SystemExit("no Chromium found (apt-get install chromium)")
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         empty = Path(tmp) / "empty.html"
         empty.write_text("<!DOCTYPE html><html><body></body></html>\n")
         base = min(dump_dom(browser, empty).seconds for _ in range(2))
         rows.append(["empty page", "-", "0.00", f"{base:.2f}", "1.0x", 0])
-        for d in dirs:
-            t0 = time.perf_counter()
-            text = build_report(CompileView.load(d))
-            built = time.perf_counter() - t0
-            page = Path(tmp) / "report.html"
-            page.write_text(text)
+        for i, src in enumerate(sources):
+            page = Path(tmp) / f"report{i}.html"
+            done = subprocess.run([sys.executable, __file__, "build", src, str(page)], capture_output=True,
+                                  text=True, preexec_fn=limit, check=True)
+            lines = done.stdout.strip().splitlines()
+            print("\n".join(lines[:-1]))
             loaded = min((dump_dom(browser, page) for _ in range(2)), key=lambda x: x.seconds)
-            rows.append([d, f"{built:.1f}", f"{len(text.encode()) / 1e6:.2f}", f"{loaded.seconds:.2f}",
+            rows.append([Path(src).name, lines[-1], f"{page.stat().st_size / 1e6:.2f}", f"{loaded.seconds:.2f}",
                          f"{loaded.seconds / base:.1f}x", len(loaded.console)])
     print(table(rows, ["report", "build s", "MB", "browser load s", "vs empty page", "console messages"]))
 
@@ -105,12 +148,18 @@ def main() -> None:
     s = sub.add_parser("screenshots")
     s.add_argument("--out", default=str(ROOT / "docs" / "report"))
     c = sub.add_parser("scale")
-    c.add_argument("dirs", nargs="+")
+    c.add_argument("sources", nargs="+", help="compiled output directories, or vgg16:RES to compile VGG-16 at "
+                   "RES x RES (a multiple of 32) first")
+    b = sub.add_parser("build")  # one build, run by `scale` in a memory-limited subprocess
+    b.add_argument("source")
+    b.add_argument("html")
     a = ap.parse_args()
     if a.job == "screenshots":
         screenshots(Path(a.out))
+    elif a.job == "build":
+        build(a.source, Path(a.html))
     else:
-        scale(a.dirs)
+        scale(a.sources)
 
 
 if __name__ == "__main__":
