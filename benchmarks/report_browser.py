@@ -64,7 +64,8 @@ def screenshots(out: Path) -> None:
         xbarc("compile", "models/lenet5_digits.onnx", "-o", str(t / "lenet"), "--hardware", str(t / "chip.json"))
         (t / "run.json").write_text(xbarc("run", str(t / "lenet"), "--dataset", "digits32", "--limit", "100",
                                           "--json"))
-        xbarc("search", "models/mlp_digits.onnx", "-o", str(t / "search"), "--budget", "12", "--val-images", "64",
+        xbarc("search", "models/mlp_digits.onnx", "-o", str(t / "search"), "--budget", "12",
+              "--search-images", "128",
               "--test-images", "50")
         view, run, search = CompileView.load(t / "lenet"), load_run(t / "run.json"), SearchView.load(t / "search")
         for sec in SECTIONS:

@@ -104,8 +104,8 @@ def lenet(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def search(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 5-evaluation RL search on the digits MLP, written with --report (OUT/report.html)."""
     out = tmp_path_factory.mktemp("report") / "search"
-    assert main(["search", str(MLP), "-o", str(out), "--budget", "5", "--val-images", "32", "--test-images", "20",
-                 "--report"]) == 0
+    assert main(["search", str(MLP), "-o", str(out), "--budget", "5", "--search-images", "64", "--select-images",
+                 "64", "--test-images", "20", "--measure-front", "0", "--report"]) == 0
     return out
 
 
@@ -202,27 +202,20 @@ def test_search_report(search: Path) -> None:
     assert set(page.figures) == {"fig-search-curves", "fig-search-pareto"}
     assert page.figures["fig-search-curves"].get("path", 0) > 20
     records = [json.loads(line) for line in (search / "log.jsonl").read_text().splitlines()]
+    pareto = json.loads((search / "pareto.json").read_text())
     facts = page.pairs("search")
     assert facts["evaluations"] == len(records)
     assert facts["best_reward"] == max(r["reward"] for r in records)
-    chosen = max(records, key=lambda r: r["reward"])
-    assert facts["chosen_energy_pj"] == chosen["energy_pj"] and facts["chosen_cycles"] == chosen["cycles"]
+    chosen = next(p for p in pareto["points"] if p["chosen"])
+    for key in ("energy_pj", "cycles", "select_accuracy", "select_bound", "meets_max_drop"):
+        assert facts[f"chosen_{key}"] == chosen[key], key
+    assert facts["pareto_points"] == len(pareto["points"]) and facts["max_drop"] == pareto["max_drop"]
     best = json.loads((search / "best.json").read_text())
     rows = page.rows("search-config", "layer")
     assert {name: {k: v for k, v in r.items() if k != "layer"} for name, r in rows.items()} == best["layers"]
     out = search.parent / "again.html"
     assert main(["report", str(search), "-o", str(out)]) == 0
     assert out.read_bytes() == (search / "report.html").read_bytes()
-
-
-def test_pareto_front() -> None:
-    from compiler.report.search import pareto_front
-
-    pts = [(0.9, 10.0), (0.95, 20.0), (0.8, 5.0), (0.9, 30.0), (0.85, 25.0), (0.95, 20.0)]
-    front = pareto_front(pts)
-    brute = [i for i, (a, c) in enumerate(pts)
-             if not any((a2 >= a and c2 <= c) and (a2 > a or c2 < c) for a2, c2 in pts)]
-    assert sorted({pts[i] for i in front}) == sorted({pts[i] for i in brute})
 
 
 def test_timeline_covers_the_busy_cycles(mlp16: Any, digits_test: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from isa import NO_BASE, MemInit, MemRef, MvmuImage, ops
 
 from ..ir import Op
 from ..mapping import Block
+from ..ops import crossbar_kind
 from ..quant import LayerPrecision
 from ..quant.functional import QuantizedLayer
 from .context import Context
@@ -20,11 +21,8 @@ from .storage import hwc
 
 
 def geometry(ctx: Context, op: Op) -> dict[str, tuple[int, ...]]:
-    """Window geometry; a dense layer is a window covering its whole input."""
-    if op.kind == "conv":
-        return {k: tuple(op.attrs[k]) for k in ("kernel", "strides", "pads", "dilations")}
-    h, w, _ = hwc(ctx.g.values[op.inputs[0]].shape)
-    return {"kernel": (h, w), "strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1)}
+    """Window geometry (the kind's ``geometry``); a dense layer is a window covering its whole input."""
+    return crossbar_kind(op).geometry(ctx.g, op)
 
 
 def window_offsets(ctx: Context, op: Op) -> np.ndarray:
@@ -100,7 +98,7 @@ def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarra
             else:
                 _hand_over(ctx, core, node, group)
 
-    pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=op.kind == "conv", node=node)
+    pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=crossbar_kind(op).windowed, node=node)
 
 
 def _hand_over(ctx: Context, core: Core, node: str, group: list[Block]) -> None:

@@ -1,9 +1,10 @@
-"""The search section: the seed's six curves over the episodes, the Pareto fronts of energy and latency against
-accuracy with the chosen configuration marked, and the chosen per-layer precision."""
+"""The search section: the seed's six curves over the episodes, the Pareto front of energy and latency (and area,
+when the search counted it) against the selection split's accuracy with the chosen configuration marked
+(pareto.json), and the chosen per-layer precision."""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -11,20 +12,11 @@ from ..search.plots import CURVES, curves
 from . import page
 from .figures import new_figure, to_svg
 
-
-def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
-    """Indices of the points (accuracy, cost) no other point beats (accuracy at least as high and cost at most
-    as low, one strictly), ordered by cost; one index per distinct point."""
-    order = sorted(range(len(points)), key=lambda i: (points[i][1], -points[i][0], i))
-    front, best = [], -np.inf
-    for i in order:
-        if points[i][0] > best:
-            front.append(i)
-            best = points[i][0]
-    return front
+AXES = (("energy_pj", "energy per inference (pJ, estimate)", "energy"),
+        ("cycles", "latency (cycles, estimate)", "latency"), ("area_mm2", "chip area used (mm2)", "area"))
 
 
-def curves_figure(records: list[dict[str, Any]], baseline: dict[str, Any], fid: str) -> str:
+def curves_figure(records: list[Any], baseline: Any, fid: str) -> str:
     """The six curves, two rows of three."""
     data = curves(records, baseline)
     fig, axes = new_figure(11.0, 5.6, ncols=3, nrows=2)
@@ -43,35 +35,36 @@ def curves_figure(records: list[dict[str, Any]], baseline: dict[str, Any], fid: 
     return to_svg(fig, fid)
 
 
-def pareto_figure(records: list[dict[str, Any]], chosen: dict[str, Any], baseline: dict[str, Any], fid: str) -> str:
-    """Energy and cycles against val accuracy: every evaluation, the front, the chosen and baseline points."""
-    fig, axes = new_figure(11.0, 4.2, ncols=2)
-    acc = [float(r["accuracy"]) for r in records]
-    ok = [bool(r.get("feasible", True)) for r in records]
-    for ax, key, label in ((axes[0, 0], "energy_pj", "energy per inference (pJ, estimate)"),
-                           (axes[0, 1], "cycles", "latency (cycles, estimate)")):
-        cost = [float(r[key]) for r in records]
-        for feasible, style in ((True, {"color": "#78909c", "label": "evaluated, within the threshold"}),
-                                (False, {"color": "#ef9a9a", "marker": "x", "label": "evaluated, over the threshold"})):
-            idx = [i for i in range(len(records)) if ok[i] == feasible]
-            if idx:
-                ax.scatter([acc[i] for i in idx], [cost[i] for i in idx], s=14, zorder=2, **style)
-        pool = [i for i in range(len(records)) if ok[i]] or list(range(len(records)))
-        front = [pool[j] for j in pareto_front([(acc[i], cost[i]) for i in pool])]
-        ax.plot([acc[i] for i in front], [cost[i] for i in front], "-o", ms=4, color="#00897b",
-                label="Pareto front (within the threshold)", zorder=3)
-        if baseline:
-            ax.scatter([baseline["accuracy"]], [baseline[key]], marker="s", s=50, color="#37474f",
+def pareto_figure(records: list[Any], pareto: dict[str, Any], chosen: dict[str, Any], baseline: Any,
+                  fid: str) -> str:
+    """Each cost against the selection-split accuracy: every evaluation, the front of pareto.json (its points in
+    order of energy), the chosen and the baseline's point."""
+    rs = [r for r in records if r.error is None]
+    points = pareto["points"]
+    axes_used = [a for a in AXES if a[0] != "area_mm2" or any(p.get("area_mm2") for p in points)]
+    fig, axes = new_figure(5.5 * len(axes_used), 4.2, ncols=len(axes_used))
+    split = pareto.get("select_split", "selection split")
+    for ax, (key, label, title) in zip(axes[0], axes_used):
+        ax.scatter([r.select_accuracy for r in rs], [getattr(r, key) for r in rs], s=14, color="#b0bec5",
+                   label="evaluated configuration", zorder=2)
+        front = sorted(points, key=lambda p: (p[key], -p["select_accuracy"]))
+        ax.plot([p["select_accuracy"] for p in front], [p[key] for p in front], "-o", ms=4, color="#00897b",
+                label="Pareto front (pareto.json)", zorder=3)
+        if baseline is not None:
+            ax.scatter([baseline.select_accuracy], [getattr(baseline, key)], marker="s", s=50, color="#37474f",
                        label="16-bit baseline", zorder=4)
-        ax.scatter([chosen["accuracy"]], [chosen[key]], marker="*", s=160, color="#d84315", label="chosen",
-                   zorder=5)
-        ax.set_xlabel("accuracy (val images)")
+        pick = next((p for p in points if p.get("chosen")), None)
+        if pick is not None:
+            ax.scatter([pick["select_accuracy"]], [pick[key]], marker="*", s=180, color="#d84315", label="chosen",
+                       zorder=5)
+        values = [v for v in [getattr(r, key) for r in rs] + [p[key] for p in points] if v]
+        if values and max(values) > 20 * min(values):
+            ax.set_yscale("log")
+        ax.set_xlabel(f"accuracy ({split} split)")
         ax.set_ylabel(label)
-        ax.set_yscale("log" if max(cost) > 20 * max(min(cost), 1e-12) else "linear")
+        ax.set_title(f"{title} vs accuracy", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0, 0].set_title("energy vs accuracy", fontsize=10)
-    axes[0, 1].set_title("latency vs accuracy", fontsize=10)
     fig.tight_layout()
     return to_svg(fig, fid)
 
@@ -87,22 +80,31 @@ def search_section(sv: Any) -> str:
     """The search section of a `SearchView`."""
     chosen, base = sv.chosen, sv.baseline
     facts = [("method", "method", sv.method), ("evaluations", "evaluations", len(sv.records)),
-             ("best_reward", "best reward", float(chosen["reward"])),
-             ("chosen_accuracy", "chosen: accuracy (val)", chosen.get("accuracy")),
-             ("chosen_energy_pj", "chosen: energy pJ (estimate)", chosen.get("energy_pj")),
-             ("chosen_cycles", "chosen: cycles (estimate)", chosen.get("cycles")),
-             ("baseline_accuracy", "16-bit baseline: accuracy (val)", base.get("accuracy")),
-             ("baseline_energy_pj", "16-bit baseline: energy pJ", base.get("energy_pj")),
-             ("baseline_cycles", "16-bit baseline: cycles", base.get("cycles")),
-             ("preset", "chosen config's preset", sv.best_config.get("preset"))]
+             ("best_reward", "best search reward", max(float(r.reward) for r in sv.records)),
+             ("chosen_reward", "chosen: search reward", chosen["reward"]),
+             ("chosen_select_accuracy", "chosen: accuracy (selection split)", chosen["select_accuracy"]),
+             ("chosen_select_bound", "chosen: accuracy drop bound", chosen["select_bound"]),
+             ("chosen_meets_max_drop", "chosen: meets the allowed drop", chosen["meets_max_drop"]),
+             ("chosen_energy_pj", "chosen: energy pJ (estimate)", chosen["energy_pj"]),
+             ("chosen_cycles", "chosen: cycles (estimate)", chosen["cycles"])]
+    if base is not None:
+        facts += [("baseline_select_accuracy", "16-bit baseline: accuracy (selection split)", base.select_accuracy),
+                  ("baseline_energy_pj", "16-bit baseline: energy pJ", base.energy_pj),
+                  ("baseline_cycles", "16-bit baseline: cycles", base.cycles)]
+    if sv.pareto is not None:
+        facts += [("max_drop", "allowed accuracy drop", sv.pareto.get("max_drop")),
+                  ("confidence", "confidence of the bound", sv.pareto.get("confidence")),
+                  ("pareto_points", "Pareto points", len(sv.pareto["points"]))]
     keys, rows = config_rows(sv.best_config)
     parts = [page.pairs("search", facts),
              page.figure("fig-search-curves", curves_figure(sv.records, base, "search-curves"),
-                         "The seed's six curves over the search's episodes."),
-             page.figure("fig-search-pareto", pareto_figure(sv.records, chosen, base, "search-pareto"),
-                         "Energy and latency (the search's cost-model estimates) against val accuracy."),
-             "<h3>chosen per-layer precision</h3>", page.table("search-config", keys, keys, rows)]
+                         "The seed's six curves over the search's episodes.")]
     if sv.pareto is not None:
-        parts.insert(1, page.note("pareto.json of the search read; the fronts below are computed from every "
-                                  "evaluation in log.jsonl"))
+        parts.append(page.figure("fig-search-pareto", pareto_figure(sv.records, sv.pareto, chosen, base,
+                                                                    "search-pareto"),
+                                 "Energy and latency (the search's cost-model estimates) against accuracy on the "
+                                 "selection split: every evaluation, the front, the chosen configuration."))
+    else:
+        parts.append(page.note("no pareto.json in this search's output: the Pareto chart is left out"))
+    parts += ["<h3>chosen per-layer precision</h3>", page.table("search-config", keys, keys, rows)]
     return "".join(parts)

@@ -76,47 +76,69 @@ def load_run(path: str | Path) -> dict[str, Any]:
 
 @dataclass
 class SearchView:
-    """A search's output: every evaluation's record, the chosen config, the 16-bit baseline's record."""
+    """A search's output: every evaluation's record (`compiler.search.record.Evaluation`), the chosen precision
+    config and its record, the 16-bit baseline's record, and the Pareto front (pareto.json) when there is one."""
 
     path: Path | None
-    records: list[dict[str, Any]]
+    records: list[Any]
     best_config: dict[str, Any]
-    baseline: dict[str, Any]
+    baseline: Any
+    chosen: dict[str, Any]
     method: str = ""
     pareto: dict[str, Any] | None = field(default=None)
 
     @classmethod
     def load(cls, outdir: str | Path) -> "SearchView":
-        """Read log.jsonl and best.json (and pareto.json if the search wrote one) from ``outdir``."""
+        """Read log.jsonl, best.json and pareto.json (if the search wrote one) from ``outdir``."""
+        from ..search.record import Evaluation
+
         out = Path(outdir)
         records = []
         for n, line in enumerate(read_text(out / "log.jsonl").splitlines(), 1):
             try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise XbarcError(f"{out / 'log.jsonl'}:{n}: not JSON ({e.msg})") from None
-            if not isinstance(rec, dict) or "reward" not in rec:
-                raise XbarcError(f"{out / 'log.jsonl'}:{n}: not a search record (no reward)")
-            records.append(rec)
+                records.append(Evaluation.from_json(json.loads(line)))
+            except (json.JSONDecodeError, TypeError, ValueError) as e:
+                raise XbarcError(f"{out / 'log.jsonl'}:{n}: not a search record ({e})") from None
         if not records:
             raise XbarcError(f"{out / 'log.jsonl'}: no evaluations")
         best = read_json(out / "best.json")
         pareto = read_json(out / "pareto.json") if (out / "pareto.json").exists() else None
         if not isinstance(best, dict):
             raise XbarcError(f"{out / 'best.json'}: not a precision config (a JSON object)")
-        return cls(out, records, best, baseline_record(records), str(records[-1].get("method", "")),
-                   pareto if isinstance(pareto, dict) else None)
-
-    @property
-    def chosen(self) -> dict[str, Any]:
-        """The record of the chosen (highest-reward, first on ties) configuration."""
-        return max(self.records, key=lambda r: float(r["reward"]))
+        if pareto is not None and not (isinstance(pareto, dict) and isinstance(pareto.get("points"), list)):
+            raise XbarcError(f"{out / 'pareto.json'}: not a search's Pareto front (no points)")
+        base = baseline_record(records)
+        return cls(out, records, best, base, chosen_record(records, pareto, base), records[-1].method, pareto)
 
 
-def baseline_record(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The 16-bit baseline's record: the cost ratios are to its own estimate, so its ratios are exactly 1
-    (the search evaluates it first); {} if the log has none."""
-    return next((r for r in records if r.get("energy_ratio") == 1.0 and r.get("latency_ratio") == 1.0), {})
+def search_view(r: Any) -> SearchView:
+    """The `SearchView` of a `compiler.search.SearchResult` in memory (``compile --search --report``: no files, no
+    front)."""
+    c = r.chosen
+    chosen = {"actions": c.actions, "energy_pj": c.energy_pj, "cycles": c.cycles,
+              "select_accuracy": c.select_accuracy, "select_bound": c.select_bound, "reward": c.reward,
+              "meets_max_drop": r.met}
+    return SearchView(None, list(r.records), r.config, r.baseline, chosen, r.method)
+
+
+def baseline_record(records: list[Any]) -> Any:
+    """The 16-bit baseline's record: every hardware cost term is over the baseline's own, so its terms are all
+    exactly 1; None if the log has none."""
+    return next((r for r in records if r.cost_terms and all(v == 1.0 for v in r.cost_terms.values())), None)
+
+
+def chosen_record(records: list[Any], pareto: dict[str, Any] | None, baseline: Any) -> dict[str, Any]:
+    """What the report shows of the configuration the search delivered (actions, estimated energy and cycles,
+    selection-split accuracy and drop bound, search reward): pareto.json's chosen point; without a front, the
+    record of the highest search reward."""
+    point = next((p for p in (pareto or {}).get("points", []) if p.get("chosen")), None)
+    if point is not None:
+        return {"actions": point["actions"], "energy_pj": point["energy_pj"], "cycles": point["cycles"],
+                "select_accuracy": point["select_accuracy"], "select_bound": point["select_bound"],
+                "reward": point["search_reward"], "meets_max_drop": point["meets_max_drop"]}
+    r = max(records, key=lambda r: float(r.reward))
+    return {"actions": r.actions, "energy_pj": r.energy_pj, "cycles": r.cycles, "select_accuracy": r.select_accuracy,
+            "select_bound": r.select_bound, "reward": r.reward, "meets_max_drop": None}
 
 
 def is_search_dir(path: str | Path) -> bool:
