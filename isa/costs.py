@@ -454,6 +454,21 @@ class CoreMeter:
             self._run_start = start
         self._run_end = end
 
+    def spans(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Instructions issued at ``starts`` and completed at ``ends`` (int arrays in issue order; the fast mode's
+        batched loops): the busy runs `executed` would have recorded for them one by one."""
+        if not len(starts):
+            return
+        prev = np.concatenate([[self._run_end], ends[:-1]])
+        brk = np.flatnonzero(starts != prev)  # where the core waited
+        if len(brk):
+            opened = np.concatenate([[self._run_start], starts[brk[:-1]]])
+            closed = prev[brk]
+            keep = closed > opened
+            self.busy_runs += np.stack([opened[keep], closed[keep]], axis=1).reshape(-1).tolist()
+            self._run_start = int(starts[brk[-1]])
+        self._run_end = int(ends[-1])
+
     def busy_intervals(self) -> list[tuple[int, int]]:
         """The core's busy intervals [start, end) in cycles, in time order (`busy_runs` and the open run)."""
         runs = self.busy_runs + ([self._run_start, self._run_end] if self._run_end > self._run_start else [])

@@ -233,6 +233,27 @@ def test_timeline_covers_the_busy_cycles(mlp16: Any, digits_test: Any, monkeypat
         assert spans[-1][1] == s.per_core[core]
 
 
+def test_fast_mode_timeline_equals_the_interpreters(lenet: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fast mode runs LeNet's pixel loops batched and reports every core's busy intervals exactly as the
+    one-at-a-time interpreter records them (unmerged)."""
+    import runtime.stats as stats
+    from compiler.driver import load_compiled
+    from compiler.runner import quantize_inputs
+    from models.datasets import load_for_shape
+    from runtime import Machine
+
+    monkeypatch.setattr(stats, "TIMELINE_SPAN", 1 << 60)
+    cm = load_compiled(lenet["dir"])
+    x, _ = load_for_shape("digits32", "test", tuple(cm.program.inputs[0].shape))
+    feeds = quantize_inputs(cm, {cm.program.inputs[0].name: x[:2]})
+    fast = Machine(cm.program)
+    got = fast.run(feeds).stats
+    want = Machine(cm.program, reference=True).run(feeds).stats
+    assert fast.batched > 0
+    assert got.timeline == want.timeline and got.traffic == want.traffic
+    assert {k: sum(e - b for b, e in v) for k, v in got.timeline.items()} == want.per_core_busy
+
+
 def test_merge_gaps() -> None:
     from runtime.stats import merge_gaps
 
