@@ -72,7 +72,7 @@ def screenshots(out: Path) -> None:
             page = t / f"{sec}.html"
             page.write_text(build_report(view, run, sections=[sec]) if sec != "search" else
                             build_report(search=search))
-            screenshot(browser, page, out / f"{sec}.png", 1100, 2600 if sec != "search" else 1500)
+            screenshot(browser, page, out / f"{sec}.png", 1100, 2600 if sec != "search" else 1800)
             crop(out / f"{sec}.png")
             print(f"{out / sec}.png")
 

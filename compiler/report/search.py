@@ -37,19 +37,19 @@ def curves_figure(records: list[Any], baseline: Any, fid: str) -> str:
 
 def pareto_figure(records: list[Any], pareto: dict[str, Any], chosen: dict[str, Any], baseline: Any,
                   fid: str) -> str:
-    """Each cost against the selection-split accuracy: every evaluation, the front of pareto.json (its points in
-    order of energy), the chosen and the baseline's point."""
+    """Each cost against the selection-split accuracy: every evaluation, the points of pareto.json's front (no
+    other beats them in every cost and accuracy at once, so a 2-D view need not show them as a staircase), the
+    chosen and the baseline's point."""
     rs = [r for r in records if r.error is None]
     points = pareto["points"]
     axes_used = [a for a in AXES if a[0] != "area_mm2" or any(p.get("area_mm2") for p in points)]
-    fig, axes = new_figure(5.5 * len(axes_used), 4.2, ncols=len(axes_used))
+    fig, axes = new_figure(11.0, 4.2 if len(axes_used) < 3 else 3.9, ncols=len(axes_used))
     split = pareto.get("select_split", "selection split")
     for ax, (key, label, title) in zip(axes[0], axes_used):
         ax.scatter([r.select_accuracy for r in rs], [getattr(r, key) for r in rs], s=14, color="#b0bec5",
                    label="evaluated configuration", zorder=2)
-        front = sorted(points, key=lambda p: (p[key], -p["select_accuracy"]))
-        ax.plot([p["select_accuracy"] for p in front], [p[key] for p in front], "-o", ms=4, color="#00897b",
-                label="Pareto front (pareto.json)", zorder=3)
+        ax.scatter([p["select_accuracy"] for p in points], [p[key] for p in points], s=30, color="#00897b",
+                   label="Pareto point (pareto.json)", zorder=3)
         if baseline is not None:
             ax.scatter([baseline.select_accuracy], [getattr(baseline, key)], marker="s", s=50, color="#37474f",
                        label="16-bit baseline", zorder=4)
