@@ -233,6 +233,26 @@ def test_timeline_covers_the_busy_cycles(mlp16: Any, digits_test: Any, monkeypat
         assert spans[-1][1] == s.per_core[core]
 
 
+def test_search_result_in_memory(search: Path) -> None:
+    """``compile --search --report`` draws the search from its `SearchResult` (no files): the chosen record's
+    figures, and a note instead of the Pareto chart."""
+    from types import SimpleNamespace
+
+    from compiler.report import build_report
+    from compiler.report.sources import search_view
+    from compiler.search.record import Evaluation
+
+    records = [Evaluation.from_json(json.loads(line)) for line in (search / "log.jsonl").read_text().splitlines()]
+    pick = records[-1]
+    result = SimpleNamespace(chosen=pick, records=records, config=json.loads((search / "best.json").read_text()),
+                             baseline=None, method="rl", met=False)
+    page = Page(build_report(search=search_view(result)))
+    facts = page.pairs("search")
+    assert (facts["chosen_energy_pj"], facts["chosen_cycles"], facts["chosen_reward"]) == \
+        (pick.energy_pj, pick.cycles, pick.reward)
+    assert facts["chosen_meets_max_drop"] is False and "fig-search-pareto" not in page.figures
+
+
 def test_fast_mode_timeline_equals_the_interpreters(lenet: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
     """Fast mode runs LeNet's pixel loops batched and reports every core's busy intervals exactly as the
     one-at-a-time interpreter records them (unmerged)."""
