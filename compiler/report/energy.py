@@ -94,7 +94,9 @@ def timeline_figure(run: dict[str, Any], held: dict[str, str], fid: str) -> str:
     bars = sum(len(v) for v in timeline.values())
     for i, core in enumerate(cores):
         spans = [(s, e - s) for s, e in timeline[core]]
-        coll = ax.broken_barh(spans, (i - 0.4, 0.8), facecolors=colours[held.get(core, "-")])
+        colour = colours[held.get(core, "-")]
+        coll = ax.broken_barh(spans, (i - 0.4, 0.8), facecolors=colour, edgecolors=colour, linewidth=0.6)  # thin
+        # bars keep a visible width through their edge
         coll.set_rasterized(bars > RASTER_BARS)
     every = max(1, len(cores) // 40)
     ax.set_yticks(range(0, len(cores), every), [f"{c} {held.get(c, '')}" for c in cores[::every]], fontsize=7)
