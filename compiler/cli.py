@@ -1,4 +1,4 @@
-"""The ``xbarc`` command line: compile, run, inspect, asm, disasm."""
+"""The ``xbarc`` command line: compile, run, inspect, report, asm, disasm."""
 
 from __future__ import annotations
 
@@ -54,8 +54,10 @@ def cmd_compile(a: argparse.Namespace) -> int:
     from .driver import compile_model
 
     check_output_dir(a.output, written_files)  # before any work: never after a long compile or search
+    report = _report_path(a, "report.html")
     t0 = time.perf_counter()
     precision = a.precision
+    r = None
     if a.search:  # the precision search inside compilation (same as `xbarc search`)
         from .search import search_precision
         from .search.methods import stderr_progress
@@ -84,6 +86,12 @@ def cmd_compile(a: argparse.Namespace) -> int:
     _warn("compile", cm.warnings)
     if cm.graph.host_ops:
         print(f"  on the host after the program: {', '.join(cm.graph.host_ops)}")
+    if report:
+        from .report import CompileView
+        from .report.sources import search_view
+
+        search = None if r is None else search_view(r)
+        _write_report(report, CompileView.load(a.output), search=search)
     return 0
 
 
@@ -95,6 +103,7 @@ def cmd_search(a: argparse.Namespace) -> int:
     from .search.session import Checkpoint, check_resume, resumed_agrees, write_outputs
 
     out = _search_dir(a.output)
+    report = _report_path(a, str(out / "report.html"))
     env, rl = _search_env(a)
     settings = _search_settings(a, env)
     old = check_resume(out, settings, a.resume)
@@ -114,6 +123,10 @@ def cmd_search(a: argparse.Namespace) -> int:
               f"run the same command with --resume to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
     _search_summary(a, env, r, doc, out)
+    if report:
+        from .report import SearchView
+
+        _write_report(report, search=SearchView.load(out))
     return 0
 
 
@@ -252,6 +265,9 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     if a.output:
         check_output_file(a.output)
+    if a.report is not None and a.inputs:
+        raise XbarcError("--report: a report is drawn from a run on a data set (--dataset), not from --inputs")
+    report = _report_path(a, "report.html")
     cm = load_compiled(a.outdir)
     _warn("run", cm.warnings)
     if a.inputs:
@@ -275,16 +291,62 @@ def cmd_run(a: argparse.Namespace) -> int:
     x, y = load_data(a.dataset, a.split, tuple(cm.program.inputs[0].shape))
     if a.limit:
         x, y = x[:a.limit], (None if y is None else y[:a.limit])
-    report = runner.evaluate(cm, x, y, check=a.check, reference=a.reference, workers=a.workers)
+    result = runner.evaluate(cm, x, y, check=a.check, reference=a.reference, workers=a.workers)
     if a.devices:
-        report["devices"] = _device_trials(a, cm, {cm.program.inputs[0].name: x}, y)
+        result["devices"] = _device_trials(a, cm, {cm.program.inputs[0].name: x}, y)
     if a.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(result, indent=2))
     else:
-        _print_report(report)
+        _print_report(result)
         if a.devices:
-            _print_devices(report["devices"])
-    return 0 if report["bit_exact"] in (True, None) else 1
+            _print_devices(result["devices"])
+    if report:
+        from .report import CompileView
+
+        _write_report(report, CompileView.load(a.outdir), run=result, echo=sys.stderr if a.json else sys.stdout)
+    return 0 if result["bit_exact"] in (True, None) else 1
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    """xbarc report OUT [-o report.html] [--run RUN.json]: one self-contained HTML report (docs/report.md)."""
+    from .report import load_run, report_dir, write_report
+    from .report.figures import pyplot
+
+    check_output_file(a.output)
+    pyplot()  # the extra's message before any work
+    text = report_dir(a.outdir, load_run(a.run) if a.run else None)
+    write_report(a.output, text)
+    print(f"report: {a.output} ({len(text.encode()) / 1e6:.2f} MB)")
+    return 0
+
+
+def _report_path(a: argparse.Namespace, default: str) -> str | None:
+    """The ``--report`` file of a command (``default`` when given without a value), checked before any work, with
+    matplotlib's absence reported up front; None without ``--report``."""
+    if a.report is None:
+        return None
+    from .report.figures import pyplot
+
+    path = a.report or default
+    check_output_file(path, "--report")
+    pyplot()
+    return path
+
+
+def _write_report(path: str, view: Any = None, run: dict[str, Any] | None = None, search: Any = None,
+                  echo: Any = None) -> None:
+    """Build and write the report of a command that ran with ``--report``."""
+    from .report import build_report, write_report
+
+    text = build_report(view, run, search)
+    write_report(path, text)
+    print(f"report: {path} ({len(text.encode()) / 1e6:.2f} MB)", file=echo or sys.stdout)
+
+
+def _add_report_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--report", nargs="?", const="", default=None, metavar="FILE",
+                   help=f"also write one self-contained HTML report (docs/report.md; default file {default}; "
+                        f"needs pip install 'xbarc[report]')")
 
 
 def _device_trials(a: argparse.Namespace, cm: Any, feeds: dict[str, np.ndarray], labels: np.ndarray | None,
@@ -358,14 +420,17 @@ def _device_outputs(programs: list[Any]) -> list[Any]:
     return [loc for p in programs for loc in p.outputs if loc.name in names]
 
 
-def cmd_inspect(a: argparse.Namespace) -> int:
-    """xbarc inspect OUT."""
+def inspect_info(outdir: str | Path, dynamic: bool = False, mvmus: bool = False,
+                 prog: Any = None) -> dict[str, Any]:
+    """What ``xbarc inspect OUT --json`` prints (also the report's source): totals, I/O and one row per layer from
+    mapping.json and the program (``prog``: the loaded program, else loaded from ``outdir``); ``dynamic`` runs
+    one all-zero input to count executed instructions, ``mvmus`` adds a row per programmed MVMU."""
     from isa.files import load_program
 
     from .driver import round_folder
 
-    out = Path(a.outdir)
-    prog = load_program(out)
+    out = Path(outdir)
+    prog = load_program(out) if prog is None else prog
     programs = [prog] + [load_program(out / round_folder(k)) for k in range(1, len(prog.meta.get("rounds", [])))]
     mapping: Any = read_json(out / "mapping.json") if (out / "mapping.json").exists() else {}
     if not isinstance(mapping, dict):
@@ -375,7 +440,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         for ins in c.instrs:
             entry = per_layer.setdefault(ins.node or "-", {"static_instructions": 0})
             entry["static_instructions"] += 1
-    if a.dynamic:  # execute one all-zero input to count executed instructions (loops run their full trip)
+    if dynamic:  # execute one all-zero input to count executed instructions (loops run their full trip)
         from runtime import Machine
         from runtime.rounds import run_rounds
 
@@ -397,11 +462,18 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             "utilization": mapping.get("utilization"), "hardware": prog.hw.name,
             "inputs": [vars(i) | {"shape": list(i.shape)} for i in prog.inputs],
             "outputs": [vars(o) | {"shape": list(o.shape)} for o in _device_outputs(programs)], "layers": layers}
-    if a.mvmus:
+    if mvmus:
         info["mvmu_images"] = _mvmu_rows(prog)
     if prog.meta.get("rounds"):
         info["rounds"] = prog.meta["rounds"]
     info["area"] = _program_area(prog)
+    return info
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    """xbarc inspect OUT."""
+    out = Path(a.outdir)
+    info = inspect_info(out, a.dynamic, a.mvmus)
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -410,7 +482,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     rows = [[lay["layer"], lay.get("mvmus", "-"), lay.get("crossbars", "-"), lay.get("steps", "-"),
              lay.get("cores", "-"), f"{lay['utilization']:.1%}" if "utilization" in lay else "-",
              f"{lay['cell_utilization']:.1%}" if "cell_utilization" in lay else "-",
-             lay.get("static_instructions", 0), lay.get("dynamic_instructions", "-")] for lay in layers]
+             lay.get("static_instructions", 0), lay.get("dynamic_instructions", "-")] for lay in info["layers"]]
     print(_table(rows, ["layer", "MVMUs", "crossbars", "steps", "cores", "block util", "cell util", "static instr",
                         "dynamic instr"]))
     if info.get("rounds"):
@@ -610,6 +682,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input-shape", action="append", default=[], type=_input_shape, metavar="NAME:D0,D1,...",
                    help="shape of a graph input with dynamic dims, e.g. x:1,3,224,224 (dim 0, the batch, is "
                         "ignored); repeatable")
+    _add_report_option(c, "report.html")
     c.set_defaults(fn=cmd_compile)
     se = command("search", help="search a per-layer precision config (RL, random or greedy)")
     se.add_argument("model")
@@ -654,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "between searches of the same model to reuse evaluations")
     se.add_argument("--resume", action="store_true",
                     help="continue the interrupted search in OUT (same settings) to the same result")
+    _add_report_option(se, "OUT/report.html")
     se.set_defaults(fn=cmd_search)
     r = command("run", help="run a compiled model on the reference runtime")
     r.add_argument("outdir")
@@ -677,6 +751,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "the reference and --check still compares it with the functional model")
     r.add_argument("--trials", type=POSITIVE, default=10, help="with --devices: seeded trials (default 10)")
     r.add_argument("--device-seed", type=NONNEG, default=None, help="with --devices: override the model's seed")
+    _add_report_option(r, "report.html")
     r.set_defaults(fn=cmd_run)
     ap = command("adc-profile", help="bit-line value distribution and the ADC resolution that covers it")
     ap.add_argument("model")
@@ -695,6 +770,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--dynamic", action="store_true", help="also count executed instructions (runs one input)")
     i.add_argument("--mvmus", action="store_true", help="also a table of every programmed MVMU and its layout")
     i.set_defaults(fn=cmd_inspect)
+    rp = command("report", help="one self-contained HTML report of a compiled output or a search's output")
+    rp.add_argument("outdir", help="a compiled output directory (xbarc compile -o) or a search's (xbarc search -o)")
+    rp.add_argument("-o", "--output", default="report.html", help="the HTML file (default report.html)")
+    rp.add_argument("--run", default=None, metavar="RUN.json",
+                    help="the JSON of `xbarc run OUT --dataset D --json`, for the run's figures")
+    rp.set_defaults(fn=cmd_report)
     s = command("asm", help="assemble text into binary")
     s.add_argument("source")
     s.add_argument("-o", "--output", required=True)

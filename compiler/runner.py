@@ -132,6 +132,11 @@ def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check:
         "per_instruction": s.per_instruction,
         "dynamic_instructions": s.dynamic_instructions,
         "host_ops": cm.graph.host_ops,
+        "per_core_busy": s.per_core_busy,
+        "per_layer_component": s.per_layer_component,
+        "timeline": s.timeline,  # busy intervals per core (runtime.stats.busy_timeline)
+        "timeline_resolution": s.timeline_resolution,
+        "traffic": s.traffic,  # words per inference between tiles ("S->D")
     }
     if s.cells_written:
         report["reprogramming"] = {"batch": s.batch, "writes": s.write_summary(), "program_cycles": s.program_cycles,

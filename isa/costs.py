@@ -427,7 +427,9 @@ class CoreCosts:
 
 class CoreMeter:
     """The listener of one core during one run: executions per pc (count, first issue, last completion), the
-    data-dependent energy per pc and the ADC resolution each programmed MVMU last converted at."""
+    data-dependent energy per pc, the ADC resolution each programmed MVMU last converted at, and the core's busy
+    intervals (``busy_runs``: maximal [start, end) runs of back-to-back instructions, flattened; a run ends where
+    the next instruction issues later than the last one completed, i.e. where the core waited)."""
 
     def __init__(self, costs: CoreCosts) -> None:
         self.costs = costs
@@ -437,6 +439,8 @@ class CoreMeter:
         self.adc_bits: dict[int, int] = {}
         self.batch = 0
         self.counts_levels = conductance_pj(costs.hw) > 0  # driven cell levels counted only where they cost energy
+        self.busy_runs: list[int] = []  # closed runs [start0, end0, start1, end1, ...]; the open one below
+        self._run_start = self._run_end = 0
 
     def executed(self, pc: int, start: int, end: int) -> None:
         """Instruction ``pc`` was issued at ``start`` and completed at ``end``."""
@@ -444,6 +448,31 @@ class CoreMeter:
         if self.first[pc] < 0:
             self.first[pc] = start
         self.last[pc] = end
+        if start != self._run_end:  # the core waited: close its busy run
+            if self._run_end > self._run_start:
+                self.busy_runs += (self._run_start, self._run_end)
+            self._run_start = start
+        self._run_end = end
+
+    def spans(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Instructions issued at ``starts`` and completed at ``ends`` (int arrays in issue order; the fast mode's
+        batched loops): the busy runs `executed` would have recorded for them one by one."""
+        if not len(starts):
+            return
+        prev = np.concatenate([[self._run_end], ends[:-1]])
+        brk = np.flatnonzero(starts != prev)  # where the core waited
+        if len(brk):
+            opened = np.concatenate([[self._run_start], starts[brk[:-1]]])
+            closed = prev[brk]
+            keep = closed > opened
+            self.busy_runs += np.stack([opened[keep], closed[keep]], axis=1).reshape(-1).tolist()
+            self._run_start = int(starts[brk[-1]])
+        self._run_end = int(ends[-1])
+
+    def busy_intervals(self) -> list[tuple[int, int]]:
+        """The core's busy intervals [start, end) in cycles, in time order (`busy_runs` and the open run)."""
+        runs = self.busy_runs + ([self._run_start, self._run_end] if self._run_end > self._run_start else [])
+        return list(zip(runs[0::2], runs[1::2]))
 
     def mvm(self, pc: int, mvmu: int, adc: int, row_pulses: np.ndarray, gsum: np.ndarray | None,
             batch: int) -> None:
@@ -495,7 +524,8 @@ class CoreMeter:
 @dataclass
 class Ledger:
     """What a run cost per inference: energy per component, per mnemonic {count, energy_pj, cycles}, per layer
-    {energy_pj, busy_cycles, start, end, instructions}, busy cycles per core and executed instructions."""
+    {energy_pj, busy_cycles, start, end, instructions}, busy cycles per core, executed instructions, and energy
+    per layer and component (``per_layer_component[node][component]``, leakage excluded as for layers)."""
 
     per_component: dict[str, float]
     per_instruction: dict[str, dict[str, float]]
@@ -505,6 +535,7 @@ class Ledger:
     writes: dict[str, list[int]] = field(default_factory=dict)  # "T.C.M" -> writes of each of the MVMU's arrays
     program_cycles: int = 0  # the longest time a core spent in prog (cores program in parallel)
     cells_written: int = 0  # cells written by every prog of the run
+    per_layer_component: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def energy_pj(self) -> float:
@@ -537,18 +568,19 @@ class Accountant:
         comp: dict[str, float] = {k: 0.0 for k in COMPONENTS}
         per_instr: dict[str, dict[str, float]] = {}
         per_layer: dict[str, dict[str, float]] = {}
+        layer_comp: dict[str, dict[str, float]] = {}
         for m in meters:
             for pc, cnt in enumerate(m.counts):
                 if cnt:
                     data = m.data_energy(pc, batch)
                     for k, v in m.costs.static[pc].per_batch.items():  # once per batch: per inference, / batch
                         data[k] = data.get(k, 0.0) + v * cnt / batch
-                    _charge(m, pc, cnt, data, comp, per_instr, per_layer)
+                    _charge(m, pc, cnt, data, comp, per_instr, per_layer, layer_comp)
         adc_bits = [b for m in meters for b in m.leaking_adc_bits()]
         comp["leakage"] = leakage_pj(self.hw, adc_bits, cycles)
         writes, program_cycles, cells = _writes(meters)
         return Ledger(comp, per_instr, per_layer, {m.costs.name: m.busy for m in meters},
-                      sum(sum(m.counts) for m in meters), writes, program_cycles, cells)
+                      sum(sum(m.counts) for m in meters), writes, program_cycles, cells, layer_comp)
 
 
 def _writes(meters: list[CoreMeter]) -> tuple[dict[str, list[int]], int, int]:
@@ -574,16 +606,20 @@ def _writes(meters: list[CoreMeter]) -> tuple[dict[str, list[int]], int, int]:
 
 
 def _charge(m: CoreMeter, pc: int, cnt: int, data: dict[str, float], comp: dict[str, float],
-            per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]]) -> None:
+            per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]],
+            layer_comp: dict[str, dict[str, float]]) -> None:
     """Add ``cnt`` executions of instruction ``pc`` of meter ``m`` (``data``: their data-dependent energy) to the
     totals."""
     instr, cost = m.costs.instrs[pc], m.costs.static[pc]
     e = 0.0
+    lc = layer_comp.setdefault(instr.node or "-", {})
     for k, v in cost.energy.items():
         comp[k] = comp.get(k, 0.0) + v * cnt
+        lc[k] = lc.get(k, 0.0) + v * cnt
         e += v * cnt
     for k, v in data.items():  # data-dependent energy, already summed over the executions
         comp[k] = comp.get(k, 0.0) + v
+        lc[k] = lc.get(k, 0.0) + v
         e += v
     pi = per_instr.setdefault(instr.op, {"count": 0, "energy_pj": 0.0, "cycles": 0})
     pi["count"] += cnt

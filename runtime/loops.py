@@ -474,7 +474,31 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray]) ->
                 off = int(nest.post_lat[:q].sum())
                 _note(meter, lp.end + 1 + q, len(flat.groups), e0 + off, e1 + off + lat)
         c.pc = nest.end + 1 if flat.done else nest.head
+    if meter is not None:
+        _busy(meter, lp, flat, starts, clock, gap, pre)
     c.clock = int(clock[n])
+
+
+def _busy(meter: Any, lp: LoopPlan, flat: Flat, starts: list[np.ndarray], clock: np.ndarray, gap: np.ndarray,
+          pre: int) -> None:
+    """Tell the meter when every instruction of the chunk ran (its busy intervals, `CoreMeter.spans`): each body
+    position of each iteration, and in a nest each outer iteration's instructions before and after its inner
+    loop, at the times the counts above are noted at."""
+    lat = np.asarray(lp.lat, dtype=I64)
+    s = [np.stack(starts, axis=1).reshape(-1)]  # iteration-major: the order the interpreter issues them in
+    e = [s[0] + np.tile(lat, flat.n)]
+    if flat.nest is not None:
+        ends = np.cumsum(flat.groups)
+        firsts = ends - np.array(flat.groups)
+        for offsets, lats, at in ((flat.nest.pre_lat, flat.nest.pre_lat, clock[firsts] - pre),
+                                  (flat.nest.post_lat, flat.nest.post_lat, clock[ends] - gap[ends - 1])):
+            off = np.concatenate([[0], np.cumsum(offsets)[:-1]]).astype(I64)
+            grid = (at[:, None] + off[None, :]).reshape(-1)
+            s.append(grid)
+            e.append(grid + np.tile(np.asarray(lats, dtype=I64), len(at)))
+    st, en = np.concatenate(s), np.concatenate(e)
+    order = np.argsort(st, kind="stable")
+    meter.spans(st[order], en[order])
 
 
 def _note(meter: Any, pc: int, times: int, first: int, last: int) -> None:

@@ -26,7 +26,7 @@ from .loops import LoopPlan, NestPlan, find_loops, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .programming import unprogrammed
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
-from .stats import Stats
+from .stats import Stats, busy_timeline, tile_traffic
 
 
 Step = tuple[Handler, object, int]  # (handler, what it receives, latency) of one pc
@@ -368,11 +368,14 @@ class Machine:
                 m.absorb(c.meter)  # type: ignore[arg-type]
         cycles = max((c.clock for c in st.cores), default=0)
         led = self.accountant.report(meters, cycles, batch)
+        resolution, timeline = busy_timeline(meters, cycles)
         return Stats(cycles=cycles, energy_pj=led.energy_pj, per_component=led.per_component,
                      per_instruction=led.per_instruction, per_layer=led.per_layer,
                      per_core={c.name: c.clock for c in st.cores}, per_core_busy=led.busy,
                      dynamic_instructions=led.dynamic_instructions, batch=batch, writes=led.writes,
-                     cells_written=led.cells_written, program_cycles=led.program_cycles)
+                     cells_written=led.cells_written, program_cycles=led.program_cycles, timeline=timeline,
+                     timeline_resolution=resolution, traffic=tile_traffic(meters),
+                     per_layer_component=led.per_layer_component)
 
 
 def describe_wait(wait: Wait | None) -> str:

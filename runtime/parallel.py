@@ -14,7 +14,7 @@ import multiprocessing as mp
 import os
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
@@ -40,6 +40,7 @@ class CoreRecord:
     events: dict[int, list[int]]
     adc_bits: dict[int, int]
     batch: int
+    busy: list[int] = field(default_factory=list)  # the meter's busy intervals, flattened (`CoreMeter.busy_runs`)
 
 
 @dataclass
@@ -69,7 +70,8 @@ def run_shard(program: Program, arrays: dict[str, np.ndarray], reference: bool =
         mt = c.meter
         assert mt is not None, "a core without its cost listener"
         cores.append(CoreRecord(c.clock, list(mt.counts), list(mt.first), list(mt.last),
-                                {k: list(v) for k, v in mt.events.items()}, dict(mt.adc_bits), mt.batch))
+                                {k: list(v) for k, v in mt.events.items()}, dict(mt.adc_bits), mt.batch,
+                                [t for span in mt.busy_intervals() for t in span]))
     return ShardResult(outputs, sum(s.batch for s in states), cores)
 
 
@@ -84,6 +86,7 @@ def merge_shards(machine: "Machine", shards: list[ShardResult]) -> "RunResult":
             meter.counts, meter.first, meter.last = list(rec.counts), list(rec.first), list(rec.last)
             meter.events = {k: list(v) for k, v in rec.events.items()}
             meter.adc_bits, meter.batch = dict(rec.adc_bits), rec.batch
+            meter.busy_runs = list(rec.busy)
             cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.empty((0, 0), dtype=np.int64), TileMemory(0, 0), {}, [],
                                       comp.code, clock=rec.clock, meter=meter))
