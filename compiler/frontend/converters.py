@@ -550,6 +550,25 @@ def convert_global_max(node: onnx.NodeProto, ctx: Context) -> None:
              dilations=(1, 1))
 
 
+@converter("LRN")
+def convert_lrn(node: onnx.NodeProto, ctx: Context) -> None:
+    """Local response normalization across channels -> lrn (rule LRN: a fixed-point approximation on the vector
+    unit); attributes size (required), alpha (1e-4), beta (0.75), bias (1.0), checked by `ops.lrn.check_attrs`."""
+    from ..ops.lrn import check_attrs
+
+    a = _attrs(node)
+    if "size" not in a:
+        raise _err(node, "attribute 'size' is required")
+    size, alpha, beta, bias = (int(a["size"]), float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)),  # type: ignore[arg-type]
+                               float(a.get("bias", 1.0)))  # type: ignore[arg-type]
+    problem = check_attrs(size, alpha, beta, bias)
+    if problem:
+        raise _err(node, problem)
+    in_shape = ctx.shape(node.input[0], node)
+    _spatial(in_shape, node)  # (N, C, H, W), the only rank onnxruntime (the reference) runs
+    ctx.emit("lrn", node, node.input[0], in_shape, size=size, alpha=alpha, beta=beta, bias=bias)
+
+
 @converter("BatchNormalization")
 def convert_batchnorm(node: onnx.NodeProto, ctx: Context) -> None:
     """Inference batch normalization -> affine with a per-channel scale and shift (axis 1 of the ONNX tensor)."""
