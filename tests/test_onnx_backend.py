@@ -40,15 +40,18 @@ from compiler.driver import CompiledModel  # noqa: E402
 PREFIXES = ("test_conv_", "test_basic_conv_", "test_gemm_", "test_matmul_", "test_maxpool_", "test_averagepool_",
             "test_globalaveragepool", "test_relu", "test_add", "test_concat", "test_flatten", "test_reshape",
             "test_batchnorm", "test_softmax", "test_globalmaxpool", "test_squeeze", "test_unsqueeze", "test_mul",
-            "test_div", "test_sub", "test_hardsigmoid", "test_hardswish", "test_lrn")
+            "test_div", "test_sub", "test_hardsigmoid", "test_hardswish", "test_lrn", "test_depthtospace",
+            "test_resize", "test_upsample")
 #: The op each selected case must consist of (drops e.g. test_softmax_cross_entropy_*, a different op).
 OPS = frozenset({"Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "Relu", "Add", "Concat",
                  "Flatten", "Reshape", "BatchNormalization", "Softmax", "GlobalMaxPool", "Squeeze", "Unsqueeze",
-                 "Mul", "Div", "Sub", "HardSigmoid", "HardSwish", "LRN"})
+                 "Mul", "Div", "Sub", "HardSigmoid", "HardSwish", "LRN", "DepthToSpace", "Resize",
+                 "Upsample"})
 #: onnx.backend.test.case.node modules that generate those cases (used when the package ships no data/node).
 CASE_MODULES = ("conv", "gemm", "matmul", "maxpool", "averagepool", "globalaveragepool", "relu", "add", "concat",
                 "flatten", "reshape", "batch_normalization", "softmax", "globalmaxpool", "squeeze", "unsqueeze", "mul",
-                "div", "sub", "hardsigmoid", "hardswish", "lrn")
+                "div", "sub", "hardsigmoid", "hardswish", "lrn", "depthtospace", "resize",
+                "upsample")
 PRECISION = "16bit"
 #: Float32 rounding of the expected outputs (they are computed in float32 by the node tests' numpy references).
 RTOL = 1e-5
@@ -120,6 +123,17 @@ NOT_YET: dict[str, str] = {
     **{f"test_concat_{s}": "channel concatenation of (C, L) samples, but the inputs are graph inputs (concat "
                            "inputs must be produced by device ops: they are views into the concat's buffer)"
        for s in ("3d_axis_1", "3d_axis_negative_2")},
+    **{f"test_resize_{s}": "linear and cubic Resize interpolate (weighted sums of neighbouring pixels, "
+                           "tf_crop_and_resize of a region): only nearest resizing is a data move" for s in (
+        "downsample_scales_cubic", "downsample_scales_cubic_A_n0p5_exclude_outside",
+        "downsample_scales_cubic_align_corners", "downsample_scales_cubic_antialias", "downsample_scales_linear",
+        "downsample_scales_linear_align_corners", "downsample_scales_linear_antialias",
+        "downsample_scales_linear_half_pixel_symmetric", "downsample_sizes_cubic", "downsample_sizes_cubic_antialias",
+        "downsample_sizes_linear_antialias", "downsample_sizes_linear_pytorch_half_pixel", "tf_crop_and_resize",
+        "tf_crop_and_resize_axes_2_3", "tf_crop_and_resize_axes_3_2", "tf_crop_and_resize_extrapolation_value",
+        "upsample_scales_cubic", "upsample_scales_cubic_A_n0p5_exclude_outside", "upsample_scales_cubic_align_corners",
+        "upsample_scales_cubic_asymmetric", "upsample_scales_linear", "upsample_scales_linear_align_corners",
+        "upsample_scales_linear_half_pixel_symmetric", "upsample_sizes_cubic")},
     **{f"test_reshape_{s}": _RESHAPE for s in (
         "reordered_last_dims", "reduced_dims", "extended_dims", "negative_dim", "zero_dim", "zero_and_negative_dim")},
 }

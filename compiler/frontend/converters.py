@@ -15,6 +15,7 @@ from onnx import helper, numpy_helper
 from isa.errors import ModelError
 
 from ..ir import Op, Value
+from ..ops.move import segments
 
 Converter = Callable[[onnx.NodeProto, "Context"], None]
 CONVERTERS: dict[str, Converter] = {}
@@ -676,3 +677,129 @@ def convert_transpose(node: onnx.NodeProto, ctx: Context) -> None:
     if perm[0] != 0 or kept != sorted(kept):
         raise _err(node, f"perm={perm} moves data (only relabelling transposes are supported)")
     ctx.emit("reshape", node, node.input[0], tuple(full[p] for p in perm[1:]))
+
+
+@converter("DepthToSpace")
+def convert_depth_to_space(node: onnx.NodeProto, ctx: Context) -> None:
+    """(C b^2, H, W) -> (C, H b, W b) as a data move (`ops.move`): DCR (default) output channel c at
+    sub-position (i, j) is input channel (i b + j) C + c; CRD: c b^2 + i b + j."""
+    a = _attrs(node)
+    b = int(a.get("blocksize", 0))  # type: ignore[call-overload]
+    mode = a.get("mode", b"DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if b < 1:
+        raise _err(node, f"blocksize={b} must be a positive integer")
+    if mode not in ("DCR", "CRD"):
+        raise _err(node, f"mode={mode!r} is not DCR or CRD")
+    c, h, w = _spatial(ctx.shape(node.input[0], node), node)
+    if c % (b * b):
+        raise _err(node, f"{c} channels are not a multiple of blocksize^2 = {b * b}")
+    co = c // (b * b)
+    chans = tuple(tuple((i * b + j) * co + k if mode == "DCR" else k * b * b + i * b + j for k in range(co))
+                  for i in range(b) for j in range(b))
+    ctx.emit("move", node, node.input[0], (co, h * b, w * b), grid=(((1, 0, b, h),), ((1, 0, b, w),)), channels=chans,
+             nodes=(f"DepthToSpace '{node.name or node.output[0]}'",))
+
+
+def nearest_source(n_in: int, n_out: int, scale: float, transform: str, rounding: str) -> np.ndarray:
+    """The input index ONNX's nearest Resize reads for every output index of one axis (its coordinate
+    transformation and nearest_mode, clamped to the input)."""
+    x = np.arange(n_out, dtype=np.float64)
+    if transform in ("half_pixel", "pytorch_half_pixel"):
+        orig = (x + 0.5) / scale - 0.5 if n_out > 1 or transform == "half_pixel" else np.zeros(n_out)
+    elif transform == "align_corners":
+        orig = x * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros(n_out)
+    elif transform == "asymmetric":
+        orig = x / scale
+    elif transform == "tf_half_pixel_for_nn":
+        orig = (x + 0.5) / scale
+    elif transform == "half_pixel_symmetric":
+        adjust = n_out / (scale * n_in)
+        orig = n_in / 2 * (1 - adjust) + (x + 0.5) / scale - 0.5
+    else:
+        raise ValueError(transform)
+    frac = orig - np.floor(orig)
+    if rounding == "floor":
+        idx = np.floor(orig)
+    elif rounding == "ceil":
+        idx = np.ceil(orig)
+    elif rounding == "round_prefer_ceil":
+        idx = np.where(frac == 0.5, np.ceil(orig), np.round(orig))
+    else:  # round_prefer_floor
+        idx = np.where(frac == 0.5, np.floor(orig), np.round(orig))
+    return np.clip(idx, 0, n_in - 1).astype(np.int64)
+
+
+_TRANSFORMS = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn",
+               "half_pixel_symmetric")
+_ROUNDINGS = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def _text(a: dict[str, object], key: str, default: str) -> str:
+    v = a.get(key, default)
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@converter("Resize", "Upsample")
+def convert_resize(node: onnx.NodeProto, ctx: Context) -> None:
+    """Nearest Resize (and the older Upsample) of the spatial axes -> a data move (`ops.move`): the input index
+    each output row and column reads follows ONNX's coordinate transformation and nearest_mode
+    (`nearest_source`), cut into segments of integer up- or downsampling (`ops.move.segments`)."""
+    a = _attrs(node)
+    mode = _text(a, "mode", "nearest")
+    if mode != "nearest":
+        raise _err(node, f"mode={mode!r}: only nearest resizing is supported (a data move; {mode} interpolates)")
+    upsample = node.op_type == "Upsample"
+    transform = "asymmetric" if upsample else _text(a, "coordinate_transformation_mode", "half_pixel")
+    rounding = "floor" if upsample else _text(a, "nearest_mode", "round_prefer_floor")
+    if transform not in _TRANSFORMS:
+        raise _err(node, f"coordinate_transformation_mode={transform!r} is not supported (one of "
+                         f"{', '.join(_TRANSFORMS)}; tf_crop_and_resize needs a region of interest)")
+    if rounding not in _ROUNDINGS:
+        raise _err(node, f"nearest_mode={rounding!r} is not one of {', '.join(_ROUNDINGS)}")
+    policy = _text(a, "keep_aspect_ratio_policy", "stretch")
+    if policy not in ("stretch", "not_larger", "not_smaller"):
+        raise _err(node, f"keep_aspect_ratio_policy={policy!r} is not stretch, not_larger or not_smaller")
+    in_shape = ctx.shape(node.input[0], node)
+    c, h, w = _spatial(in_shape, node, one_d=True)
+    full = (1,) + tuple(in_shape)
+    rank = len(full)
+    axes = [int(v) % rank for v in a.get("axes", range(rank))]  # type: ignore[call-overload]
+    if upsample:
+        scales_in = node.input[1] if len(node.input) > 1 else ""
+    else:
+        scales_in = node.input[1] if ctx.opset < 11 else (node.input[2] if len(node.input) > 2 else "")
+    sizes_in = node.input[3] if not upsample and ctx.opset >= 11 and len(node.input) > 3 else ""
+    given = [float(v) for v in a["scales"]] if upsample and "scales" in a else None  # type: ignore[union-attr]
+    if given is None and scales_in and ctx.const(scales_in, node).size:
+        given = [float(v) for v in ctx.const(scales_in, node).reshape(-1)]
+    scales = [1.0] * rank
+    sizes = list(full)
+    if given is not None:
+        if len(given) != len(axes):
+            raise _err(node, f"{len(given)} scales for {len(axes)} axes")
+        for ax, s in zip(axes, given):
+            scales[ax] = s
+            sizes[ax] = int(np.floor(full[ax] * s))
+    elif sizes_in:
+        got = [int(v) for v in ctx.const(sizes_in, node).reshape(-1)]
+        if len(got) != len(axes):
+            raise _err(node, f"{len(got)} sizes for {len(axes)} axes")
+        ratios = [n / full[ax] for ax, n in zip(axes, got)]
+        keep = {"not_larger": min(ratios), "not_smaller": max(ratios)}.get(policy)
+        for ax, n in zip(axes, got):  # with a policy, one scale for the axes and sizes rounded half up
+            scales[ax] = n / full[ax] if keep is None else keep
+            sizes[ax] = n if keep is None else int(keep * full[ax] + 0.5)
+    else:
+        raise _err(node, "needs constant scales or sizes")
+    if sizes[1] != full[1] or scales[1] != 1.0:
+        raise _err(node, f"resizes the channel axis (scales {scales}, sizes {sizes}); only spatial axes move")
+    spatial = list(range(2, rank))
+    if any(n < 1 for n in sizes):
+        raise _err(node, f"output sizes {sizes} must be positive")
+    maps = [nearest_source(full[ax], sizes[ax], scales[ax], transform, rounding) for ax in spatial]
+    if len(maps) == 1:  # a (C, L) sequence is (C, 1, L)
+        maps = [np.zeros(1, dtype=np.int64)] + maps
+    out = (c,) + tuple(sizes[2:])
+    ctx.emit("move", node, node.input[0], out, grid=tuple(segments([int(v) for v in m]) for m in maps), channels=(),
+             nodes=(f"{node.op_type} '{node.name or node.output[0]}'",))
