@@ -105,7 +105,8 @@ def randomized(model: Any, seed: int = 0) -> Any:
     return m
 
 
-def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool = False) -> dict[str, Any]:
+def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool = False,
+            tile_mem_words: int = HW["tile_mem_words"]) -> dict[str, Any]:
     """Take one model as far as it goes; return the figures and the first blocking error."""
     import numpy as np
     import onnx
@@ -129,7 +130,8 @@ def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool =
         r["layers"] = len(graph.crossbar_ops())
         r["stage"] = "compile"
         in_name, x = reference_input(model)
-        cm = compile_model(model, "16bit", hw=DEFAULT.with_changes(**HW), calib={in_name: x}, drop_lrn=drop_lrn)
+        hw = DEFAULT.with_changes(**{**HW, "tile_mem_words": tile_mem_words})
+        cm = compile_model(model, "16bit", hw=hw, calib={in_name: x}, drop_lrn=drop_lrn)
         rep = cm.mapping.report(cm.precision) if cm.mapping is not None else {}
         r.update(crossbars=rep.get("crossbars"), tiles=rep.get("tiles"))
         r["compile_s"] = time.perf_counter() - t0
@@ -185,19 +187,21 @@ def main() -> None:
     ap.add_argument("--random-weights", action="store_true",
                     help="replace the constant Conv/Gemm weights by He-initialized random ones (see `randomized`)")
     ap.add_argument("--drop-lrn", action="store_true", help="compile LRN as identity (xbarc compile --drop-lrn)")
+    ap.add_argument("--tile-mem-words", type=int, default=HW["tile_mem_words"],
+                    help="words of each tile's memory (smaller: less runtime memory, if the model fits)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per model")
     ap.add_argument("--json", action="store_true", help="print one JSON line per model instead of the table")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(measure(a.one, a.run, a.random_weights, a.drop_lrn)))
+        print(json.dumps(measure(a.one, a.run, a.random_weights, a.drop_lrn, a.tile_mem_words)))
         return
     rows = []
     for name in a.models:
         t0 = time.perf_counter()
         try:
             flags = (["--run"] if a.run else []) + (["--random-weights"] if a.random_weights else []) + \
-                (["--drop-lrn"] if a.drop_lrn else [])
+                (["--drop-lrn"] if a.drop_lrn else []) + ["--tile-mem-words", str(a.tile_mem_words)]
             proc = subprocess.run([sys.executable, __file__, "--one", name] + flags,
                                   capture_output=True, text=True, timeout=a.timeout)
             lines = proc.stdout.strip().splitlines()
@@ -211,7 +215,8 @@ def main() -> None:
             print(json.dumps(r), flush=True)
         rows.append(_row(r))
     if not a.json:
-        print(f"hardware: default preset with {HW}; precision 16bit; calibration on the reference input")
+        hw = {**HW, "tile_mem_words": a.tile_mem_words}
+        print(f"hardware: default preset with {hw}; precision 16bit; calibration on the reference input")
         print(table(rows, ["model", "nodes", "ops", "status / first blocking error", "seconds", "peak MB"]))
 
 
