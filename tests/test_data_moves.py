@@ -106,3 +106,29 @@ def test_div_of_two_activations_is_a_clear_error() -> None:
     m = _model(nodes, {}, ["N", 4], out_shape=["N", 4])
     with pytest.raises(ModelError, match=r"node 'ratio' \(Div\): Div of two activations is not supported"):
         import_graph(m)
+
+
+def test_move_examples() -> None:
+    """docs/semantics.md, MOVE: DepthToSpace of one 8-channel pixel (DCR and CRD) and a resize row."""
+    from compiler.frontend.converters import nearest_source
+    from compiler.ops.move import gather
+    from compiler.ir import Graph, Op, Value
+
+    x = np.arange(8).reshape(1, 1, 1, 8)  # (B, H, W, C): one pixel
+    for mode, want in (("DCR", [0, 1, 2, 3, 4, 5, 6, 7]), ("CRD", [0, 4, 1, 5, 2, 6, 3, 7])):
+        nodes = [helper.make_node("DepthToSpace", ["x"], ["y"], blocksize=2, mode=mode)]
+        g = import_graph(_model(nodes, {}, ["N", 8, 1, 1], out_shape=["N", 2, 2, 2]))[0]
+        assert g.ops[0].attrs["grid"] == (((1, 0, 2, 1),), ((1, 0, 2, 1),))
+        assert gather(g, g.ops[0], x).reshape(-1).tolist() == want
+        ref = x.reshape(1, 8, 1, 1)  # ONNX's definition, with numpy
+        b, c = 2, 2
+        onnx_y = (ref.reshape(1, b, b, c, 1, 1).transpose(0, 3, 4, 1, 5, 2) if mode == "DCR" else
+                  ref.reshape(1, c, b, b, 1, 1).transpose(0, 1, 4, 2, 5, 3)).reshape(1, c, 2, 2)
+        assert onnx_y.transpose(0, 2, 3, 1).reshape(-1).tolist() == want
+    src = nearest_source(4, 8, 2.0, "asymmetric", "round_prefer_ceil").tolist()
+    assert src == [min(3, int(np.floor(v / 2 + 0.5))) for v in range(8)] == [0, 1, 1, 2, 2, 3, 3, 3]
+    assert segments(src) == ((1, 0, 1, 1), (1, 1, 2, 2), (1, 3, 3, 1))
+    op = Op("move", "m", ["x"], ["y"], {"grid": (((1, 0, 1, 1),), segments(src)), "channels": ()})
+    g = Graph("g", [Value("x", (1, 1, 4))], [op], ["y"], {"x": Value("x", (1, 1, 4)), "y": Value("y", (1, 1, 8))})
+    assert gather(g, op, np.array([10, 11, 12, 13]).reshape(1, 1, 4, 1)).reshape(-1).tolist() == \
+        [10, 11, 11, 12, 12, 13, 13, 13]
