@@ -160,7 +160,8 @@ def _gap(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: 
 def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
              out_ptr: Pointer) -> None:
     """Add, sub (inputs aligned to the larger fraction) or mul (``mul`` with the shift of rule ELTWISE) of one
-    or two inputs; a (C, 1, 1) second input is read at the same words for every pixel (pointer steps 0)."""
+    or two inputs; a second input broadcast over rows or columns ((C, 1, 1), (C, H, 1), (C, 1, W)) is read with
+    pointer step 0 along them."""
     out, node = ctx.code(core), op.name
     kind = op.attrs.get("op", "add")
     if kind == "mul":
@@ -168,8 +169,7 @@ def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, 
     else:
         fm = max(ctx.fmt[i][1] for i in op.inputs)
     shape = ctx.g.values[op.outputs[0]].shape
-    srcs = [in_ptr(ctx, core[0], i) if ctx.g.values[i].shape == shape else (in_ptr(ctx, core[0], i)[0], 0, 0)
-            for i in op.inputs]
+    srcs = [_broadcast_ptr(in_ptr(ctx, core[0], i), ctx.g.values[i].shape, shape) for i in op.inputs]
 
     def body(m: list[MemRef]) -> None:
         for k, i in enumerate(op.inputs):
@@ -186,6 +186,13 @@ def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, 
 
     spatial = len(shape) == 3
     pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, srcs + [out_ptr], body, spatial=spatial, node=node)
+
+
+def _broadcast_ptr(p: Pointer, shape: tuple[int, ...], out: tuple[int, ...]) -> Pointer:
+    """Pointer ``p`` of an operand of ``shape`` read for each pixel of ``out``: no step along a broadcast axis."""
+    if len(shape) != 3 or shape == out:
+        return p if shape == out else (p[0], 0, 0)
+    return p[0], p[1] if shape[1] == out[1] else 0, p[2] if shape[2] == out[2] else 0
 
 
 def _affine(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,

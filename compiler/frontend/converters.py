@@ -174,24 +174,33 @@ def convert_arithmetic(node: onnx.NodeProto, ctx: Context) -> None:
 
 
 def _two_activations(node: onnx.NodeProto, ctx: Context, x: str, c: str) -> None:
-    """Add, Sub or Mul of two activations -> eltwise (``op`` add/sub/mul): of one shape, or a (C, 1, 1) operand
-    broadcast over the pixels of a (C, H, W) one (squeeze-excite gating; the broadcast operand may come first for
-    Add and Mul)."""
+    """Add, Sub or Mul of two activations -> eltwise (``op`` add/sub/mul): of one shape, or a second operand of
+    the same channels broadcast over the rows, the columns or both of a (C, H, W) first (`spatial_broadcast`:
+    squeeze-excite gating multiplies by a (C, 1, 1) one; the broadcast operand may come first for Add and Mul)."""
     op = node.op_type
     if op == "Div":
-        raise _err(node, "Div of two activations is not supported (the vector unit has no reciprocal)")
+        raise _err(node, "Div of two activations is not supported (the vector unit has no reciprocal or divide "
+                         "instruction, so no exact rule exists; a Div by a constant is a scale)")
     sx, sc = ctx.shape(x, node), ctx.shape(c, node)
-    if sx != sc and len(sc) in (2, 3) and lift(sx) == (sc[0], 1, 1) and op != "Sub":
+    if sx != sc and spatial_broadcast(sc, sx) and op != "Sub":
         x, c, sx, sc = c, x, sc, sx
-    if sx != sc and not (len(sx) in (2, 3) and lift(sc) == (sx[0], 1, 1)):
-        raise _err(node, f"{op} of activations with shapes {sx} and {sc}: only equal shapes, or a (C, 1, 1) "
-                         f"second operand broadcast over a (C, H, W) first"
+    if sx != sc and not spatial_broadcast(sx, sc):
+        raise _err(node, f"{op} of activations with shapes {sx} and {sc}: only equal shapes, or a second operand "
+                         f"(C, 1, 1), (C, H, 1) or (C, 1, W) broadcast over a (C, H, W) first (a broadcast over "
+                         f"channels would need a copy per channel)"
                          + (" (Sub's broadcast operand must be the second)" if op == "Sub" else ""))
     ctx.define(node.output[0], sx)
     attrs: dict[str, object] = {"act": "none"}
     if op != "Add":
         attrs["op"] = op.lower()
     ctx.ops.append(Op("eltwise", node.name or node.output[0], [x, c], [node.output[0]], attrs, {}))
+
+
+def spatial_broadcast(big: tuple[int, ...], small: tuple[int, ...]) -> bool:
+    """Whether ONNX per-sample shape ``small`` broadcasts over the pixels of ``big`` (both (C, H, W) or (C, L)
+    after `lift`): the same channels, each spatial axis 1 or equal, and not equal shapes."""
+    b, s = lift(tuple(big)), lift(tuple(small))
+    return len(b) == 3 and len(s) == 3 and b != s and s[0] == b[0] and all(v in (1, w) for v, w in zip(s[1:], b[1:]))
 
 
 def _per_sample(k: np.ndarray, shape: tuple[int, ...], node: onnx.NodeProto, name: str) -> np.ndarray:
