@@ -1,7 +1,7 @@
 """The nine real zoo architectures onnx ships in its wheel: how far each gets through xbarc.
 
 Usage: python benchmarks/real_models.py [--models squeezenet vgg19 ...] [--run] [--random-weights]
-                                       [--timeout 900] [--json]
+                                       [--drop-lrn] [--tile-mem-words N] [--upto TENSOR] [--timeout 900] [--json]
 
 The models are ``onnx/backend/test/data/light/light_*.onnx`` (real architectures, IR version 3, opset 9, weights
 as ConstantOfShape of one value, initializers listed among the graph inputs). For each one, in its own subprocess
@@ -105,8 +105,17 @@ def randomized(model: Any, seed: int = 0) -> Any:
     return m
 
 
+def cut(model: Any, output: str) -> Any:
+    """The part of ``model`` that computes tensor ``output`` from the data input (onnx.utils.Extractor)."""
+    import onnx.utils
+
+    inits = {t.name for t in model.graph.initializer}
+    data = [i.name for i in model.graph.input if i.name not in inits]
+    return onnx.utils.Extractor(model).extract_model(data, [output])
+
+
 def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool = False,
-            tile_mem_words: int = HW["tile_mem_words"]) -> dict[str, Any]:
+            tile_mem_words: int = HW["tile_mem_words"], upto: str = "") -> dict[str, Any]:
     """Take one model as far as it goes; return the figures and the first blocking error."""
     import numpy as np
     import onnx
@@ -122,6 +131,9 @@ def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool =
     nodes = len(model.graph.node)
     if random_weights:
         model = randomized(model)
+    if upto:  # with random weights only: onnx's expected output is the whole model's
+        model = cut(model, upto)
+        name = f"{name} up to {upto}"
     r: dict[str, Any] = {"model": name, "nodes": nodes, "ops": len(ops), "stage": "import",
                          "error": "", "op_types": dict(ops), "random_weights": random_weights}
     t0 = time.perf_counter()
@@ -189,19 +201,24 @@ def main() -> None:
     ap.add_argument("--drop-lrn", action="store_true", help="compile LRN as identity (xbarc compile --drop-lrn)")
     ap.add_argument("--tile-mem-words", type=int, default=HW["tile_mem_words"],
                     help="words of each tile's memory (smaller: less runtime memory, if the model fits)")
+    ap.add_argument("--upto", default="", help="with --random-weights: only the part of each model computing this "
+                                               "tensor (e.g. r7: AlexNet's and ZFNet's two LRN blocks)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per model")
     ap.add_argument("--json", action="store_true", help="print one JSON line per model instead of the table")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.upto and not a.random_weights:
+        ap.error("--upto needs --random-weights (onnx's expected output is the whole model's)")
     if a.one:
-        print(json.dumps(measure(a.one, a.run, a.random_weights, a.drop_lrn, a.tile_mem_words)))
+        print(json.dumps(measure(a.one, a.run, a.random_weights, a.drop_lrn, a.tile_mem_words, a.upto)))
         return
     rows = []
     for name in a.models:
         t0 = time.perf_counter()
         try:
             flags = (["--run"] if a.run else []) + (["--random-weights"] if a.random_weights else []) + \
-                (["--drop-lrn"] if a.drop_lrn else []) + ["--tile-mem-words", str(a.tile_mem_words)]
+                (["--drop-lrn"] if a.drop_lrn else []) + ["--tile-mem-words", str(a.tile_mem_words)] + \
+                (["--upto", a.upto] if a.upto else [])
             proc = subprocess.run([sys.executable, __file__, "--one", name] + flags,
                                   capture_output=True, text=True, timeout=a.timeout)
             lines = proc.stdout.strip().splitlines()
