@@ -107,11 +107,12 @@ def randomized(model: Any, seed: int = 0) -> Any:
 
 def cut(model: Any, output: str) -> Any:
     """The part of ``model`` that computes tensor ``output`` from the data input (onnx.utils.Extractor)."""
+    import onnx.shape_inference
     import onnx.utils
 
     inits = {t.name for t in model.graph.initializer}
     data = [i.name for i in model.graph.input if i.name not in inits]
-    return onnx.utils.Extractor(model).extract_model(data, [output])
+    return onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model)).extract_model(data, [output])
 
 
 def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool = False,
