@@ -64,7 +64,7 @@ def test_a_tile_memory_overflow_names_the_tensor_and_the_size_that_fits(tmp_path
     hw.write_text(json.dumps({"name": "small-memory", "tile_mem_words": 4096}))
     x = np.random.default_rng(3).random((2, 8, 32, 32)).astype(np.float32)  # 8 x 32 x 32 = 8,192 words
     with pytest.raises(ModelError, match=r"tile 0 memory overflow placing tensor 'x' \(8,192 words\): the tile needs "
-                                         r"[\d,]+ words and has 4,096 \(tile_mem_words\); .*tile_mem_words >= "):
+                                         r"[\d,]+ words and has 4,096 \(tile_mem_words of .small-memory.\); .*tile_mem_words >= "):
         compile_model(residual_model(8, 32), "16bit", hw=str(hw), calib={"x": x})
 
 

@@ -57,6 +57,23 @@ def generate(g: Graph, prec: dict[str, LayerPrecision], mapping: Mapping, hw: Ha
     return ctx.program
 
 
+def add_programming(program: Program) -> Program:
+    """Make ``program`` a reprogramming round: every core holding MVMU images first writes them (one ``prog`` of
+    all its MVMUs at pc 0, branch targets shifted), so the chip's crossbars are written in the round itself
+    (docs/cost-model.md, "Reprogramming rounds"); returns it."""
+    masks: dict[tuple[int, int], int] = {}
+    nodes: dict[tuple[int, int], str] = {}
+    for img in program.mvmus:
+        masks[img.tile, img.core] = masks.get((img.tile, img.core), 0) | 1 << img.mvmu
+        nodes.setdefault((img.tile, img.core), img.node)
+    for cc in program.cores:
+        mask = masks.get((cc.tile, cc.core))
+        if mask:
+            head = ops.prog(mask=mask, node=nodes[cc.tile, cc.core] or None)
+            cc.instrs = [head] + [relocated(i, 1) for i in cc.instrs]
+    return program
+
+
 def assemble_stream(streams: CoreStreams) -> list[Instr]:
     """Concatenate a core's parts, shifting branch targets (recorded relative to each part's start), and halt."""
     out: list[Instr] = []

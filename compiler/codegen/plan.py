@@ -66,27 +66,46 @@ class InputTransfer:
 
 
 class TileMemory:
-    """Bump allocation of each tile's memory."""
+    """Bump allocation of each tile's memory. An allocation past ``tile_mem_words`` is recorded, not raised at
+    once, so that `check` can say what the whole chip needs (`plan_communication` calls it last)."""
 
     def __init__(self, hw: HardwareConfig) -> None:
         self.hw = hw
         self.top: dict[int, int] = defaultdict(int)
         self.held: dict[int, list[tuple[str, int]]] = defaultdict(list)  # what each tile holds, for messages
+        self.first_overflow: tuple[int, str, int] | None = None  # (tile, what, words)
 
     def alloc(self, tile: int, words: int, what: str = "scratch") -> int:
-        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...); ModelError when the tile
-        is full, naming what overflows it, what it already holds and the size that would fit."""
+        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...)."""
         addr = self.top[tile]
         self.top[tile] += words
         self.held[tile].append((what, words))
-        if self.top[tile] > self.hw.tile_mem_words:
-            big = sorted(self.held[tile], key=lambda h: -h[1])[:3]
-            holds = ", ".join(f"{name} ({n:,} words)" for name, n in big)
-            raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
-                             f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words); its "
-                             f"largest holdings: {holds}. Use a hardware file with tile_mem_words >= "
-                             f"{self.top[tile]:,} (a power of two: {1 << (self.top[tile] - 1).bit_length():,})")
+        if self.top[tile] > self.hw.tile_mem_words and self.first_overflow is None:
+            self.first_overflow = (tile, what, words)
         return addr
+
+    def check(self) -> None:
+        """ModelError when a tile is full: what overflowed first, what that tile holds, the largest need of any
+        tile, the presets with that much memory, and the hardware field that fits."""
+        if self.first_overflow is None:
+            return
+        from isa.hardware import PRESETS
+
+        tile, what, words = self.first_overflow
+        need_tile = max(self.top, key=lambda t: self.top[t])
+        need = self.top[need_tile]
+        big = sorted(self.held[tile], key=lambda h: -h[1])[:3]
+        holds = ", ".join(f"{name} ({n:,} words)" for name, n in big)
+        fits = [n for n, p in PRESETS.items() if p.tile_mem_words >= need]
+        presets = (f"presets with that much tile memory: {', '.join(fits)}" if fits else
+                   "no preset has that much tile memory")
+        raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
+                         f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
+                         f"'{self.hw.name}'); its largest holdings: {holds}. Every tensor is held whole on each tile "
+                         f"that reads it (activations larger than a tile are not streamed in row bands yet: "
+                         f"docs/design-notes.md); the largest tile needs {need:,} words (tile {need_tile}); "
+                         f"{presets}. Use a hardware file with tile_mem_words >= {need:,} (a power of two: "
+                         f"{1 << (need - 1).bit_length():,})")
 
 
 @dataclass
@@ -160,6 +179,7 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
         _partials_and_bias(mapping, op, op.name in biased, plan, channels, mem)
     _affine_consts(g, mapping, st, plan, mem)
     _inputs(g, st, plan, channels)
+    mem.check()
     return plan
 
 

@@ -144,9 +144,13 @@ def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
         else:
             sizes = [naive_arrays(lm.slices)] * len(ranges[op.name])
         if hw.xbars_per_core and max(sizes, default=0) > hw.xbars_per_core:
+            fit = next((b for b in (16, 8, 4, 2) if naive_arrays(nx.n_slices(b, hw.cell_bits, "twos"))
+                        <= hw.xbars_per_core), None)
+            hint = f"use {fit}-bit weights (--precision {fit}bit: {naive_arrays(nx.n_slices(fit, hw.cell_bits, 'twos'))} " \
+                   f"crossbars per naive block), " if fit and fit < prec[op.name].w_bits else ""
             raise ModelError(f"layer {op.name}: a block needs {max(sizes)} crossbars but a core has "
-                             f"{hw.xbars_per_core} (xbars_per_core); map it spatially or temporally, or give the "
-                             f"cores more crossbars")
+                             f"{hw.xbars_per_core} (xbars_per_core); {hint}map it spatially or temporally, or give "
+                             f"the cores more crossbars")
         lm.layouts = [] if lays is not None else None
         for rep, band in enumerate(_bands(g, op.name, replicate)):
             cur.fresh_core()
