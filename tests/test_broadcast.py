@@ -38,4 +38,17 @@ def test_broadcast_over_channels_is_refused() -> None:
     with pytest.raises(ModelError, match=r"node 'scale_all' \(Mul\): Mul of activations with shapes \(3, 4, 4\) "
                                          r"and \(1, 4, 4\)"):
         import_graph(m)
-    assert np.array_equal(np.ones(1), np.ones(1))
+
+
+def test_spatial_broadcast_example() -> None:
+    """docs/semantics.md, ELTWISE: a (1, 2, 2) plus b (1, 1, 2) in one format."""
+    from compiler.ir import Graph, Op, Value
+    from compiler.ops import IntContext, kind_of
+
+    vals = {"a": Value("a", (1, 2, 2)), "b": Value("b", (1, 1, 2)), "y": Value("y", (1, 2, 2))}
+    op = Op("eltwise", "add", ["a", "b"], ["y"], {"act": "none"})
+    g = Graph("g", [vals["a"], vals["b"]], [op], ["y"], vals)
+    a = np.array([[1, 2], [3, 4]]).reshape(1, 2, 2, 1)  # (B, H, W, C)
+    b = np.array([10, 20]).reshape(1, 1, 2, 1)
+    y, frac = kind_of(op).int_eval(g, op, [a, b], IntContext({}, {k: (16, 4) for k in vals}, DEFAULT))
+    assert frac == 4 and y.reshape(2, 2).tolist() == [[11, 22], [13, 24]]
