@@ -28,13 +28,16 @@ def activation(out: list[Instr], op: Op, reg: int, n: int, frac: int, tmp: int, 
 
 
 def finish(ctx: Context, core: Core, node: str, value: str, reg: int, n: int, frac: int, c0: int, at: MemRef,
-           src_bits: int = 64) -> None:
+           src_bits: int = 64, send: bool = True) -> None:
     """Requantize n words at ``reg`` (Q(src_bits, frac)) to ``value``'s format, store them as channels
-    [c0, c0+n) of the pixel at ``at``, and send them on (`CommPlan.sends`)."""
+    [c0, c0+n) of the pixel at ``at``, and send them on (`CommPlan.sends`; with ``send`` False the caller sends
+    them later, in the order receivers take them)."""
     out = ctx.code(core)
     bits, out_frac = ctx.fmt[value]
     if frac != out_frac or src_bits > bits:
         out.append(ops.rqnt(d=reg, a=reg, n=n, shift=frac - out_frac, w=bits, node=node))
     mem = at.shifted(c0)
     out.append(ops.store(dst=mem, a=reg, n=n, count=SHARED_READERS, node=node))
-    out += [ops.send(src=mem, n=n, tile=s.tile, ch=s.ch, node=node) for s in ctx.plan.sends.get((value, core, c0), [])]
+    if send:
+        out += [ops.send(src=mem, n=n, tile=s.tile, ch=s.ch, node=node)
+                for s in ctx.plan.sends.get((value, core, c0), [])]

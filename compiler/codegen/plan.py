@@ -136,8 +136,9 @@ class CommPlan:
         for c in self.readers[value] + [c for h in holders for c in self.readers[h]] + self.readers[st.root(value)]:
             if c[0] == tile:
                 return c
-        if value in self.out_core and self.out_core[value][0] == tile:
-            return self.out_core[value]
+        for o in [value] + holders:  # a graph output (a concat of it, too) is received by the output core
+            if o in self.out_core and self.out_core[o][0] == tile:
+                return self.out_core[o]
         raise ModelError(f"no core on tile {tile} to receive '{value}'")
 
 
@@ -219,14 +220,14 @@ def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan:
 
 
 def _first_producer(g: Graph, plan: CommPlan, value: str) -> Core:
-    """The core producing graph output ``value``; ModelError for an output that only a concat forms (its parts
-    live on the cores of their producers: gathering them for the output is not implemented)."""
+    """The core producing graph output ``value``; for an output a concat forms (a view, no core of its own), the
+    core producing its first part: the other parts are sent to that core's tile, which holds the output."""
+    op = g.producer(value)
+    if not plan.producers.get(value) and op is not None and kind_of(op).device == "view":
+        return _first_producer(g, plan, op.inputs[0])
     if not plan.producers.get(value):
-        op = g.producer(value)
         what = f"a {op.kind} ('{op.name}')" if op is not None else "no device op"
-        raise ModelError(f"graph output '{g.external_name(value)}' is formed by {what} with no core of its own; a "
-                         f"concat (or a relabel of one) as the model's output is not supported yet: let an op "
-                         f"(e.g. a pool or an activation) produce the output")
+        raise ModelError(f"graph output '{g.external_name(value)}' is formed by {what} with no core of its own")
     return plan.producers[value][0][0]
 
 
@@ -258,8 +259,7 @@ def _buffers(g: Graph, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
     for v in g.values:
         root = st.root(v)
         plan.need[v] = {c[0] for w in {v, root} | holders[v] for c in plan.readers[w]}
-        if v in plan.out_core:
-            plan.need[v].add(plan.out_core[v][0])
+        plan.need[v] |= {plan.out_core[w][0] for w in {v} | holders[v] if w in plan.out_core}
         tiles[root] |= {c[0] for c, _, _ in plan.producers.get(v, [])} | plan.need[v]
     for root, ts in tiles.items():
         for t in sorted(ts):

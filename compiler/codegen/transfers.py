@@ -21,7 +21,10 @@ def emit_receive(ctx: Context, s: Stream) -> None:
     st, plan = ctx.st, ctx.plan
     rcv = plan.receiver(st, s.value, s.tile)
     streams = ctx.stream(rcv)
-    out = streams.tail if s.value in plan.out_core and rcv == plan.out_core[s.value] else streams.head
+    outputs = [o for o in {s.value} | plan.holders.get(s.value, set()) if o in plan.out_core]
+    reads = any(rcv in plan.readers[o] for o in {s.value} | plan.holders.get(s.value, set()))
+    # a graph output (or a part of a concat that is one) its output core does not read: received after computing
+    out = streams.tail if not reads and any(rcv == plan.out_core[o] for o in outputs) else streams.head
     h, w, _ = hwc(ctx.g.values[s.value].shape)
     row_step, pix_step = st.pixel_step(s.value)
     spatial = len(ctx.g.values[s.value].shape) == 3

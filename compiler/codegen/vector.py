@@ -38,7 +38,9 @@ def emit_vector(ctx: Context, op: Op, family: Family) -> None:
         family(ctx, core, op, a, b, min(chunk, c - c0), c0, oh, ow, out_ptr)
 
 
-def _in_ptr(ctx: Context, tile: int, value: str, top: int = 0, left: int = 0, sh: int = 1, sw: int = 1) -> Pointer:
+def in_ptr(ctx: Context, tile: int, value: str, top: int = 0, left: int = 0, sh: int = 1, sw: int = 1) -> Pointer:
+    """The pixel-loop pointer (address of the window origin, row step, column step) reading ``value`` on
+    ``tile``."""
     row, pix = ctx.st.pixel_step(value)
     return ctx.st.buffer(value).bases[tile] + ctx.st.origin(value, top, left), sh * row, sw * pix
 
@@ -52,7 +54,7 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
     (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["strides"]
     dh, dw = op.attrs.get("dilations", (1, 1))
     row, pix = ctx.st.pixel_step(x)
-    src = _in_ptr(ctx, core[0], x, op.attrs["pads"][0], op.attrs["pads"][1], sh, sw)
+    src = in_ptr(ctx, core[0], x, op.attrs["pads"][0], op.attrs["pads"][1], sh, sw)
     fi = ctx.fmt[x][1]
     is_max = op.attrs["mode"] == "max"
 
@@ -111,7 +113,7 @@ def _global_max(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: in
     out, node, x = ctx.code(core), op.name, op.inputs[0]
     regs = LoopRegs.of(ctx.hw)
     h, w, _ = hwc(ctx.g.values[x].shape)
-    src = _in_ptr(ctx, core[0], x)
+    src = in_ptr(ctx, core[0], x)
     out.append(ops.load(d=a, src=MemRef(NO_BASE, src[0] + c0), n=n, node=node))
 
     def accumulate(m: list[MemRef]) -> None:
@@ -147,7 +149,7 @@ def _gap(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: 
         out.append(ops.load(d=b, src=m[0].shifted(c0), n=n, node=node))
         out.append(ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
 
-    pixel_loop(out, regs, h, w, [_in_ptr(ctx, core[0], x)], accumulate, node=node)
+    pixel_loop(out, regs, h, w, [in_ptr(ctx, core[0], x)], accumulate, node=node)
     out.append(ops.muli(d=a, a=a, imm=divisor_coef(h * w), n=n, f=DIV_FRAC, w=64, node=node))
     fi = ctx.fmt[x][1]
     activation(out, op, a, n, fi, b, node)
@@ -158,7 +160,8 @@ def _gap(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: 
 def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
              out_ptr: Pointer) -> None:
     """Add, sub (inputs aligned to the larger fraction) or mul (``mul`` with the shift of rule ELTWISE) of one
-    or two inputs; a (C, 1, 1) second input is read at the same words for every pixel (pointer steps 0)."""
+    or two inputs; a second input broadcast over rows or columns ((C, 1, 1), (C, H, 1), (C, 1, W)) is read with
+    pointer step 0 along them."""
     out, node = ctx.code(core), op.name
     kind = op.attrs.get("op", "add")
     if kind == "mul":
@@ -166,8 +169,7 @@ def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, 
     else:
         fm = max(ctx.fmt[i][1] for i in op.inputs)
     shape = ctx.g.values[op.outputs[0]].shape
-    srcs = [_in_ptr(ctx, core[0], i) if ctx.g.values[i].shape == shape else (_in_ptr(ctx, core[0], i)[0], 0, 0)
-            for i in op.inputs]
+    srcs = [_broadcast_ptr(in_ptr(ctx, core[0], i), ctx.g.values[i].shape, shape) for i in op.inputs]
 
     def body(m: list[MemRef]) -> None:
         for k, i in enumerate(op.inputs):
@@ -186,6 +188,13 @@ def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, 
     pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, srcs + [out_ptr], body, spatial=spatial, node=node)
 
 
+def _broadcast_ptr(p: Pointer, shape: tuple[int, ...], out: tuple[int, ...]) -> Pointer:
+    """Pointer ``p`` of an operand of ``shape`` read for each pixel of ``out``: no step along a broadcast axis."""
+    if len(shape) != 3 or shape == out:
+        return p if shape == out else (p[0], 0, 0)
+    return p[0], p[1] if shape[1] == out[1] else 0, p[2] if shape[2] == out[2] else 0
+
+
 def _affine(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
             out_ptr: Pointer) -> None:
     """x * scale + shift (rule AFFINE): ``mul`` by the Q(32, fs) scale with the rounding shift fx + fs - fm,
@@ -200,7 +209,7 @@ def _affine(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, o
                                                                       ).astype(np.int64), SHARED_READERS))
     chunk = b - a
     sreg, treg = b + chunk, b + 2 * chunk
-    ptrs = [_in_ptr(ctx, core[0], x), out_ptr]
+    ptrs = [in_ptr(ctx, core[0], x), out_ptr]
     if q.per_channel:
         out.append(ops.load(d=sreg, src=MemRef(NO_BASE, base + c0), n=n, node=node))
         out.append(ops.load(d=treg, src=MemRef(NO_BASE, base + words + c0), n=n, node=node))

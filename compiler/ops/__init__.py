@@ -1,8 +1,8 @@
 """One definition per IR op kind: the op-kind registry.
 
 Every kind of IR op (``dense``, ``conv``, ``pool``, ``gap``, ``eltwise``, ``act``, ``affine``, ``concat``, ``pad``,
-``reshape``, ``identity``, ...) is one `OpKind` subclass in its own module of this package, registered with
-`register`. Everything the toolchain needs to know about a kind is on that object, and every stage dispatches
+``reshape``, ``identity``, ``lrn``, ``move``, ...) is one `OpKind` subclass in its own module of this package,
+registered with `register`. Everything the toolchain needs to know about a kind is on that object, and every stage dispatches
 through `kind_of(op)` instead of switching on ``op.kind``:
 
 ================  =====================================================================  ========================
@@ -30,6 +30,13 @@ hook              contract                                                      
 
 The fused activation (attr ``act``) is generic: the float reference applies `reference.apply_act`, the
 functional model `functional.activate`, codegen `epilogue.activation` after the kind's own work.
+
+A vector kind's ``emit`` usually calls ``codegen.vector.emit_vector(ctx, op, family)``: ``family(ctx, core, op, a,
+b, n, c0, oh, ow, out_ptr)`` emits channels [c0, c0 + n) with ``vector_regions`` operand regions of ``b - a``
+registers each, at ``a``, ``b``, ``2 b - a``, ..., typically one ``codegen.loops.pixel_loop`` whose body ends in
+``codegen.epilogue.finish`` (requantize, store, send); `lrn` and `move` are examples. Its ``int_eval`` must
+compute exactly what those instructions compute (tests compare the runtime with the functional model as
+integers).
 
 Adding an op kind is one module here (subclass `OpKind`, decorate with `@register`, list the module in
 `KIND_MODULES`) plus its frontend converter and tests. The kind modules are imported on the first `kind_of`

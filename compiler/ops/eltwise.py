@@ -1,6 +1,7 @@
 """``eltwise``: 1 or 2 inputs -> the first's shape: attr ``op`` (absent: ``add``; ``sub``, ``mul``) of the inputs,
-then ``act``; the second input may be (C, 1, 1) against a (C, H, W) first (broadcast over the pixels, as
-squeeze-excite gating multiplies). One input: a copy (or a standalone activation).
+then ``act``; the second input may be (C, 1, 1), (C, H, 1) or (C, 1, W) against a (C, H, W) first (broadcast
+over the pixels, rows or columns, as squeeze-excite gating multiplies: its pointer does not advance along the
+broadcast axes). One input: a copy (or a standalone activation).
 
 Integer semantics (rule ELTWISE): add/sub align both inputs to the larger fraction (rshift_round) and add
 exactly; mul rounds the exact product into f_m (`mul_frac`)."""
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
 ELTWISE_OPS = ("add", "sub", "mul")
 
 
+def broadcasts(small: Shape, big: Shape) -> bool:
+    """Whether a second operand of shape ``small`` broadcasts over the pixels of a (C, H, W) ``big``."""
+    return len(big) == 3 and len(small) == 3 and small[0] == big[0] and small != big \
+        and all(s in (1, b) for s, b in zip(small[1:], big[1:]))
+
+
 def mul_frac(fa: int, fb: int, fy: int) -> tuple[int, int]:
     """Rule ELTWISE (mul): the fraction f_m = max(min(f_y, f_a + f_b), f_a + f_b - 62) the product is rounded
     into, and the rounding shift f_a + f_b - f_m (in [0, 62], the ``mul`` instruction's f)."""
@@ -40,7 +47,7 @@ class Eltwise(OpKind):
     def check(self, op: Op, ins: list[Shape], out: Shape) -> str | None:
         if op.attrs.get("op", "add") not in ELTWISE_OPS:
             return f"op {op.attrs.get('op')!r} not in {ELTWISE_OPS}"
-        if len(ins) == 2 and len(out) == 3 and ins[0] == out and ins[1] == (out[0], 1, 1):
+        if len(ins) == 2 and broadcasts(ins[1], out) and ins[0] == out:
             return None
         return same_shape(ins, out)
 

@@ -19,6 +19,7 @@ from ..ir import Graph, Op
 from ..ops import IntContext, kind_of
 from ..ops.affine import SCALE_BITS, SHIFT_BITS, QuantizedAffine, affine_q, quantize_affine  # noqa: F401 (by name)
 from ..ops.eltwise import mul_frac  # noqa: F401 (callers import the rules from here)
+from .calibrate import last_uses
 from .formats import Format
 from .precision import LayerPrecision
 from .windows import im2col, internal, to_hwc
@@ -297,8 +298,13 @@ def run_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: IntEnv, hw
         arr = np.asarray(inputs[v.name], dtype=np.int64)
         env[v.name] = to_hwc(arr, v.shape) if arr.ndim > 2 else (
             arr.reshape((len(arr),) + (v.shape[1], v.shape[2], v.shape[0])) if len(v.shape) == 3 else arr)
-    for op in g.ops:
+    last = last_uses(g)
+    for k, op in enumerate(g.ops):
         y, frac = op_output(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
         bits, out_frac = fmt[op.outputs[0]]
         env[op.outputs[0]] = internal(nx.requantize(y, frac - out_frac, bits), g.values[op.outputs[0]].shape)
+        del y
+        for i in set(op.inputs):  # a tensor no later op reads is dropped (the peak is the graph's widest point)
+            if last.get(i, -1) <= k:
+                del env[i]
     return {o: env[o].reshape(len(env[o]), -1) for o in g.outputs}
