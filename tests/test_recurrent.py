@@ -271,10 +271,6 @@ def _node_cases() -> dict[str, object]:
 NODE_REJECTED = {n: "linear_before_reset=0 is not supported" for n in
                  ("test_gru_defaults", "test_gru_with_initial_bias", "test_gru_seq_length", "test_gru_reverse",
                   "test_gru_bidirectional")}
-# the directions' last states are a concat, and a concat cannot be the graph output yet (a head on it runs:
-# test_attributes_against_onnxruntime[lstm_bidirectional_clip])
-NODE_REJECTED.update({n: "concat .* as the model's output is not supported"
-                      for n in ("test_lstm_bidirectional", "test_simple_rnn_bidirectional")})
 
 
 @pytest.mark.parametrize("name", sorted(_node_cases()))
