@@ -4,9 +4,16 @@ not fit a tile run in row bands, bit-exact against the functional model."""
 
 from __future__ import annotations
 
+import numpy as np
+import onnx
+import onnx.parser
 import pytest
 
+from compiler.driver import compile_model
+from compiler.runner import bit_exact, reference_outputs, run
 from isa import DeadlockError
+from isa.hardware import DEFAULT
+from isa.printer import format_instr
 from runtime import Machine
 from support import HW, I, M, loc, program
 
@@ -38,3 +45,45 @@ def test_a_row_nobody_freed_is_never_overwritten() -> None:
     prog = program({(0, 0): writer, (0, 1): [I("peek", d, M(0), 4), I("halt")]}, outputs=[loc("y", 0, 0, 4)])
     with pytest.raises(DeadlockError, match="tile 0 core 0 pc 2: store"):
         Machine(prog).run({})
+
+
+def conv_chain(c: int = 16, hw: int = 16) -> tuple[onnx.ModelProto, np.ndarray]:
+    """x (1 x hw x hw) -> 3x3 conv (c) relu -> 3x3 conv (c) relu -> 3x3/2 conv (4): the two c-channel tensors
+    (hw x hw x c words each) are read by convs only."""
+    rng = np.random.default_rng(0)
+    text = f"""<ir_version: 8, opset_import: ["" : 13]>
+    g (float[N, 1, {hw}, {hw}] x) => (float[N, 4, {hw // 2}, {hw // 2}] y) <float[{c}, 1, 3, 3] w1,
+      float[{c}] b1, float[{c}, {c}, 3, 3] w2, float[4, {c}, 3, 3] w3> {{
+        a = Conv<pads=[1,1,1,1]>(x, w1, b1)
+        ar = Relu(a)
+        b = Conv<pads=[1,1,1,1]>(ar, w2)
+        br = Relu(b)
+        y = Conv<pads=[1,1,1,1], strides=[2,2]>(br, w3)
+    }}"""
+    model = onnx.parser.parse_model(text)
+    for name, shape in [("w1", (c, 1, 3, 3)), ("b1", (c,)), ("w2", (c, c, 3, 3)), ("w3", (4, c, 3, 3))]:
+        fan = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+        model.graph.initializer.append(onnx.numpy_helper.from_array(
+            (rng.normal(0, 1, shape) / np.sqrt(fan)).astype(np.float32), name))
+    return model, rng.random((3, 1, hw, hw)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("mapping", "size", "words"), [("naive", 16, 6144), ("spatial", 32, 12288)])
+def test_a_conv_chain_larger_than_the_tile_runs_in_line_buffers_bit_exact(mapping: str, size: int,
+                                                                          words: int) -> None:
+    """Whole, the two size x size x 16 tensors ((size + 2)^2 x 16 words each with their border: 5,184 at 16,
+    18,496 at 32) do not fit the tile; as line buffers (4 and 8 rows of (size + 2) x 16 words plus a border row)
+    they do. At 32 the second conv's 30 interior rows run as a loop over groups of 8 unrolled rows. The runtime's
+    integers equal the functional model's and those of the same model compiled with whole tensors."""
+    model, x = conv_chain(hw=size)
+    hw = DEFAULT.with_changes(name="tiny", tiles=1, tile_mem_words=words)
+    cm = compile_model(model, "16bit", hw=hw, calib={"x": x}, mapping=mapping)
+    text = [format_instr(i) for cc in cm.program.cores for i in cc.instrs]
+    assert any(t.startswith("peek") for t in text) and any(t.startswith("free") for t in text)
+    out = run(cm, {"x": x})
+    assert bit_exact(cm, {"x": x}, out)
+    whole = compile_model(model, "16bit", hw=DEFAULT.with_changes(tiles=1), calib={"x": x}, mapping=mapping)
+    assert not any(format_instr(i).startswith("peek") for cc in whole.program.cores for i in cc.instrs)
+    assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
+    ref = reference_outputs(model, {"x": x}, ["y"])["y"].reshape(len(x), -1)
+    assert np.abs(out.device_float["y"].reshape(len(x), -1) - ref).max() < 2.0 ** -5

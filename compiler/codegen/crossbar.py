@@ -4,6 +4,8 @@ owner, accumulates the column block, adds the bias, and finishes (activation, re
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from isa import NO_BASE, MemInit, MemRef, MvmuImage, ops
@@ -14,7 +16,7 @@ from ..quant import LayerPrecision
 from ..quant.functional import QuantizedLayer
 from .context import Context
 from .epilogue import activation, finish
-from .loops import LoopRegs, pixel_loop
+from .loops import LoopRegs, Row, pixel_loop, row_loop
 from .plan import PARTIAL_READERS, SHARED_READERS, Core, owned_columns
 from .storage import hwc
 
@@ -86,11 +88,15 @@ def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarra
     start_in += h0 * geo["strides"][0] * in_row
     start_out += h0 * out_row
     ptrs = [(start_in, geo["strides"][0] * in_row, geo["strides"][1] * in_pix), (start_out, out_row, out_pix)]
+    banded = op.kind == "conv" and bool(ctx.st.buffer(xin).band or ctx.st.buffer(yout).band)
+    read = ops.peek if ctx.st.buffer(xin).band else ops.load
+    row_offs: dict[int, np.ndarray] = {}
 
-    def body(m: list[MemRef]) -> None:
+    def body(m: list[MemRef], r: int = 0) -> None:
+        window = row_offs[r] if banded else offs
         for b in mine:
-            for off, n, k in ([] if b.idle else runs(offs[b.rows[0]:b.rows[1]])):  # idle: reads nothing
-                out.append(ops.load(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
+            for off, n, k in ([] if b.idle else runs(window[b.rows[0]:b.rows[1]])):  # idle: reads nothing
+                out.append(read(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
         out.append(ops.mvm(mask=sum(1 << b.mvmu for b in mine), ibits=p.in_bits, adc=p.adc_bits, shift=p.mvm_shift,
                            obits=p.acc_bits, enc=int(p.in_enc == "csd"), skip=p.skip, node=node))
         for c in dict.fromkeys(b.c for b in mine):
@@ -100,7 +106,41 @@ def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarra
             else:
                 _hand_over(ctx, core, node, group)
 
+    if banded:
+        rows, period = band_rows(ctx, tile, op, row_offs)
+        row_loop(out, LoopRegs.of(hw), rows, ow, [ptrs[0][2], out_pix], body, period, node=node)
+        return
     pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=op.kind == "conv", node=node)
+
+
+def band_rows(ctx: Context, tile: int, op: Op, offs: dict[int, np.ndarray]) -> tuple[list[Row], int]:
+    """The output rows of a conv with a line-buffered input or output (`loops.row_loop`): per row, the window
+    origin and output pixel addresses, the window offsets (into ``offs``: a kernel row in the top or bottom
+    border reads the buffer's border row), and, for a line-buffered input, the input rows no later window reads
+    (freed after it: every real row once, the last rows after the last output row); and the period of the rows'
+    addresses (the bands over their strides)."""
+    st, (kh, kw), sh = ctx.st, op.attrs["kernel"], op.attrs["strides"][0]
+    (dh, dw), (pt, pl) = op.attrs.get("dilations", (1, 1)), op.attrs["pads"][:2]
+    xin, yout = op.inputs[0], op.outputs[0]
+    xb, yb = st.buffer(xin), st.buffer(yout)
+    oh = hwc(ctx.g.values[yout].shape)[0]
+    c = hwc(ctx.g.values[xin].shape)[2]
+    col0 = (xb.pads[1] - pl) * xb.c + st.views[xin].coff
+    i, j, k = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(c), indexing="ij")
+    rows, freed = [], 0
+    for oy in range(oh):
+        top = oy * sh - pt
+        kernel_rows = tuple(xb.row_base(top + q * dh) - xb.row_base(top) for q in range(kh))
+        offs[oy] = (np.asarray(kernel_rows)[i] + j * dw * xb.c + k).reshape(-1)
+        upto = xb.h if oy == oh - 1 else min(max(top + sh, 0), xb.h)
+        frees = tuple((xb.bases[tile] + xb.row_base(r) + xb.pads[1] * xb.c, xb.w * xb.c)
+                      for r in range(freed, upto)) if xb.band else ()
+        freed = max(freed, upto)
+        starts = (xb.bases[tile] + xb.row_base(top) + col0,
+                  yb.bases.get(tile, 0) + yb.row_base(oy) + yb.pads[1] * yb.c + st.views[yout].coff)
+        rows.append(Row(starts, kernel_rows, frees))
+    period = math.lcm(xb.band // math.gcd(xb.band, sh) if xb.band else 1, yb.band or 1)
+    return rows, period
 
 
 def _hand_over(ctx: Context, core: Core, node: str, group: list[Block]) -> None:

@@ -125,6 +125,12 @@ class CommPlan:
     bias: dict[tuple[str, Core, int], int] = field(default_factory=dict)  # (layer, core, col block) -> address
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
     inputs: list[InputTransfer] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # line-buffered value -> reader count of its stores
+
+    def store_count(self, value: str) -> int:
+        """The reader count ``value``'s words are stored with: its reader cores for a line buffer (each frees every
+        row once), else `SHARED_READERS`."""
+        return self.counts.get(value, SHARED_READERS)
 
     def receiver(self, st: Storage, value: str, tile: int) -> Core:
         """The core on ``tile`` that receives ``value``: its first reader there, else the first reader there of
@@ -169,7 +175,24 @@ class _Channels:
 def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: set[str],
                        mem: TileMemory) -> CommPlan:
     """The plan of a mapped graph; fills the buffer bases of ``st`` and allocates from ``mem``. ``biased``: the
-    crossbar layers with a bias."""
+    crossbar layers with a bias. When whole tensors overflow a tile, the tensors that can be line-buffered
+    (`line_buffers`) are, and the plan is made again; a tile that still overflows is a ModelError."""
+    plan = _plan(g, mapping, st, hw, biased, mem)
+    if mem.first_overflow is not None:
+        counts = line_buffers(g, mapping, st, plan)
+        if counts:
+            for buf in st.buffers.values():
+                buf.bases.clear()
+            fresh = TileMemory(hw)
+            plan = _plan(g, mapping, st, hw, biased, fresh)
+            plan.counts = counts
+            mem.top, mem.held, mem.first_overflow = fresh.top, fresh.held, fresh.first_overflow
+    mem.check()
+    return plan
+
+
+def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: set[str],
+          mem: TileMemory) -> CommPlan:
     plan, channels = CommPlan(), _Channels()
     _producers_and_readers(g, mapping, hw, plan)
     _buffers(g, st, plan, mem)
@@ -178,8 +201,41 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
         _partials_and_bias(mapping, op, op.name in biased, plan, channels, mem)
     _affine_consts(g, mapping, st, plan, mem)
     _inputs(g, st, plan, channels)
-    mem.check()
     return plan
+
+
+def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dict[str, int]:
+    """Make a line buffer (`Buffer.band` real rows, docs/design-notes.md) of every tensor that can have one, and
+    return each one's reader count (its reader cores). Supported so far: a tensor produced by a crossbar conv and
+    read only by crossbar convs (zero padding, not replicated), all on one tile, that is not a graph input or
+    output nor part of a concat; the band holds the rows its tallest window spans plus a stride, rounded up to a
+    power of two (so that the period of a conv's rows, the bands of its input over its stride and of its output,
+    is at most the larger band)."""
+    ends = {v.name for v in g.inputs} | set(g.outputs)
+    shared = {view.root for name, view in st.views.items() if name != view.root}
+    counts: dict[str, int] = {}
+    for v, info in g.values.items():
+        prod = g.producer(v)
+        readers = g.consumers(v)
+        if (v in ends or v in shared or st.root(v) != v or len(info.shape) != 3 or prod is None
+                or not readers or not _plain_conv(mapping, prod)
+                or not all(_plain_conv(mapping, op) and op.inputs[0] == v for op in readers)):
+            continue
+        tiles = {c[0] for c in plan.readers[v]} | {c[0] for c, _, _ in plan.producers[v]} | plan.need[v]
+        buf = st.buffer(v)
+        rows = max((op.attrs["kernel"][0] - 1) * op.attrs.get("dilations", (1, 1))[0] + 1 + op.attrs["strides"][0]
+                   for op in readers)
+        rows = min(1 << (rows - 1).bit_length(), buf.h)  # a power of two: the row loops' periods stay small
+        if len(tiles) != 1 or buf.fill not in (None, 0) or rows >= buf.h or len(plan.readers[v]) > 255:
+            continue
+        buf.band = rows
+        counts[v] = len(plan.readers[v])
+    return counts
+
+
+def _plain_conv(mapping: Mapping, op: Op) -> bool:
+    """A crossbar conv computed by one replica (its output rows all on the same cores)."""
+    return op.kind == "conv" and op.is_crossbar and mapping.layers[op.name].replicas == 1
 
 
 def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan: CommPlan) -> None:

@@ -79,6 +79,10 @@ def border_runs(buf: Buffer) -> list[tuple[int, int]]:
     border pixels of every interior row."""
     pt, pl, pb, pr = buf.pads
     row = buf.wp * buf.c
+    if buf.band:  # a line buffer: the side borders of every slot, and the whole border row after the slots
+        sides = [(j * row, pl * buf.c) for j in range(buf.band) if pl]
+        sides += [(j * row + (pl + buf.w) * buf.c, pr * buf.c) for j in range(buf.band) if pr]
+        return sorted(sides) + [(buf.band * row, row)]
     runs = [(0, pt * row)] if pt else []
     for h in range(pt, pt + buf.h):
         if pl:
