@@ -67,7 +67,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
                        calib_images=a.calib_images, drop_lrn=a.drop_lrn,
                        crossbar_budget=a.crossbar_budget, replicate=a.replicate, input_shapes=dict(a.input_shape),
-                       data=_data())
+                       data=_data(), rounds=a.rounds)
     cm.save(a.output)
     secs = time.perf_counter() - t0
     rep = cm.mapping_report() if cm.mapping else {}
@@ -76,6 +76,9 @@ def cmd_compile(a: argparse.Namespace) -> int:
           f"cores: {rep.get('cores')}  tiles: {rep.get('tiles')}  block utilization: {rep.get('utilization', 0):.1%}"
           f"  cell utilization: {rep.get('cell_utilization', 0):.1%}")
     print(f"  static instructions: {cm.program.static_instructions}  calibration: {cm.calibration}")
+    if cm.rounds:
+        print(f"  reprogramming rounds: {len(cm.rounds)} (the weights need more tiles than {cm.hw.name}'s "
+              f"{cm.hw.tiles}; `xbarc inspect {a.output}` lists them)")
     _warn("compile", cm.warnings)
     if cm.graph.host_ops:
         print(f"  on the host after the program: {', '.join(cm.graph.host_ops)}")
@@ -187,8 +190,23 @@ def _print_report(r: dict[str, Any]) -> None:
     print("\nper layer:\n" + _table(rows, ["layer", "energy pJ", "share", "busy cycles", "instructions"]))
     rows = [[k, f"{v:.1f}", f"{v / total:.1%}"] for k, v in sorted(r["per_component"].items(), key=lambda kv: -kv[1])]
     print("\nper component:\n" + _table(rows, ["component", "energy pJ", "share"]))
+    if r.get("reprogramming"):
+        _print_reprogramming(r["reprogramming"], total)
     if r.get("host_ops"):
         print(f"\nevaluated on the host after the program: {', '.join(r['host_ops'])}")
+
+
+def _print_reprogramming(p: dict[str, Any], total: float) -> None:
+    """The rounds of a run: writes and spills per round, endurance."""
+    w = p["writes"]
+    print(f"\nreprogramming: {w['cells_written']:,} cells written per batch of {p['batch']} on "
+          f"{w['crossbars_written']:,} crossbars (writes per crossbar: max {w['max_writes_per_crossbar']}, mean "
+          f"{w['mean_writes_per_crossbar']:.2f}); {p['program_cycles']:,} cycles programming per batch")
+    rows = [[r["round"], r["cycles"], r["program_cycles"], r["spill_cycles"], f"{r['program_pj']:.1f}",
+             f"{r['spill_pj']:.1f}", f"{r['energy_pj'] / total:.1%}", f"{r['cells_written']:,}"]
+            for r in p["rounds"]]
+    print(_table(rows, ["round", "cycles", "program cycles", "spill cycles", "program pJ", "spill pJ", "share",
+                        "cells written"]))
 
 
 def _load_inputs(path: str, names: list[str]) -> dict[str, np.ndarray]:
@@ -312,6 +330,8 @@ def cmd_inspect(a: argparse.Namespace) -> int:
             "outputs": [vars(o) | {"shape": list(o.shape)} for o in prog.outputs], "layers": layers}
     if a.mvmus:
         info["mvmu_images"] = _mvmu_rows(prog)
+    if prog.meta.get("rounds"):
+        info["rounds"] = prog.meta["rounds"]
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -323,6 +343,12 @@ def cmd_inspect(a: argparse.Namespace) -> int:
              lay.get("static_instructions", 0), lay.get("dynamic_instructions", "-")] for lay in layers]
     print(_table(rows, ["layer", "MVMUs", "crossbars", "steps", "cores", "block util", "cell util", "static instr",
                         "dynamic instr"]))
+    if info.get("rounds"):
+        rows = [[r["round"], " ".join(r["ops"]), r["tiles"], r["mvmus"], r["crossbars"], f"{r['cells_written']:,}",
+                 " ".join(r["outputs"])] for r in info["rounds"]]
+        print(f"\n{len(rows)} reprogramming rounds (each programs its crossbars, then runs over the whole batch; "
+              f"round k >= 1 in {out}/roundk):")
+        print(_table(rows, ["round", "ops", "tiles", "MVMUs", "crossbars", "cells written", "spills"]))
     if a.mvmus:
         keys = ["mvmu", "node", "rows", "cols", "slices", "encoding", "live_lines", "crossbars", "steps",
                 "conversions_per_digit"]
@@ -462,6 +488,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="naive: every block and crossbar allocated; spatial (default): all-zero blocks and "
                         "crossbars (hollows) leave the data path; temporal: spatial, plus bit planes of blocks "
                         "with few rows stacked on one crossbar's rows and driven in successive steps")
+    c.add_argument("--rounds", action="store_true",
+                   help="when the weights need more tiles than the chip has, run the layers in reprogramming "
+                        "rounds (docs/cost-model.md, 'Reprogramming rounds') instead of failing")
     c.add_argument("--input-shape", action="append", default=[], type=_input_shape, metavar="NAME:D0,D1,...",
                    help="shape of a graph input with dynamic dims, e.g. x:1,3,224,224 (dim 0, the batch, is "
                         "ignored); repeatable")

@@ -12,6 +12,7 @@ import onnx
 from isa import numerics as nx
 from isa.errors import XbarcError
 from runtime import Machine, Stats
+from runtime.rounds import run_rounds
 
 from .driver import CompiledModel
 from .frontend import host_eval
@@ -44,9 +45,12 @@ def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np
 
 def run(cm: CompiledModel, x: dict[str, np.ndarray]) -> RunOutcome:
     """Execute the program on a batch of float inputs."""
-    result = Machine(cm.program).run(quantize_inputs(cm, x))
+    if cm.rounds:
+        result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs])
+    else:
+        result = Machine(cm.program).run(quantize_inputs(cm, x))
     dev_float, dev_int = {}, {}
-    for loc in cm.program.outputs:
+    for loc in cm.output_locs:
         dev_int[loc.name] = loc.unpack(result.outputs[loc.name]).reshape(len(result.outputs[loc.name]), -1)
         dev_float[loc.name] = nx.dequantize(loc.unpack(result.outputs[loc.name]), loc.frac)
     host = host_eval(cm.host_model, dev_float) if cm.host_model is not None else {}
@@ -91,7 +95,7 @@ def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check:
     """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set."""
     feeds = {cm.program.inputs[0].name: x}
     outcome = run(cm, feeds)
-    name = cm.program.outputs[0].name
+    name = cm.output_locs[0].name
     logits = outcome.device_float[name].reshape(len(x), -1)
     pred = logits.argmax(axis=1)
     ref = reference_outputs(cm.model, feeds, [name])[name].reshape(len(x), -1)
@@ -113,4 +117,7 @@ def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check:
         "dynamic_instructions": s.dynamic_instructions,
         "host_ops": cm.graph.host_ops,
     }
+    if s.cells_written:
+        report["reprogramming"] = {"batch": s.batch, "writes": s.write_summary(), "program_cycles": s.program_cycles,
+                                   "rounds": s.rounds}
     return report

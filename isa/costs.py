@@ -21,16 +21,16 @@ clock cycles.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import numpy as np
 
 from .hardware import HardwareConfig
-from .layout import LayoutSummary, naive_arrays
-from .numerics import skipped
+from .layout import LayoutSummary, naive_arrays, summarize
+from .numerics import n_slices, skipped
 from . import ops
-from .program import Instr
+from .program import Instr, MvmuImage
 
 #: Energy components, in reporting order.
 COMPONENTS: tuple[str, ...] = (
@@ -41,10 +41,13 @@ COMPONENTS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Cost:
-    """Latency in cycles and energy per component (pJ per inference) of one executed instruction."""
+    """Latency in cycles and energy per component of one executed instruction: ``energy`` is spent by every
+    batch lane (pJ per inference), ``per_batch`` once for the whole batch (a crossbar write serves every
+    inference of the batch: `Ledger` divides it by the batch)."""
 
     cycles: int
     energy: Mapping[str, float]
+    per_batch: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -336,6 +339,66 @@ def _control(instr: Instr, ctx: CostContext) -> Cost:
     return Cost(1, {"control": ctx.hw.costs.fetch_pj})
 
 
+# ---- reprogramming (prog; docs/cost-model.md, "Reprogramming rounds") ---------------------------------------------
+@dataclass(frozen=True)
+class MvmuWrite:
+    """What one prog writes into one MVMU: its physical arrays and cells, the row writes of its slowest array
+    and the bits read from the off-chip weight buffer."""
+
+    arrays: int
+    cells: int
+    row_writes: int
+    bits: int
+
+
+def mvmu_write(hw: HardwareConfig, shape: MvmuShape) -> MvmuWrite:
+    """The write of one MVMU image: every (array, row-group step) the MVMU drives is written whole -- its
+    ``rows`` rows across all ``xbar_cols`` bit lines, zeros included (a RESET clears what an earlier round left
+    there) -- each array by its own row driver, rows one after the other; the buffer holds the cells' levels
+    (``cell_bits`` each). An idle MVMU writes nothing."""
+    if shape.idle:
+        return MvmuWrite(0, 0, 0, 0)
+    cells = shape.drives * shape.rows * hw.xbar_cols
+    steps = _ceil_div(shape.drives, shape.crossbars)
+    return MvmuWrite(shape.crossbars, cells, steps * shape.rows, cells * hw.cell_bits)
+
+
+def image_shape(img: MvmuImage, hw: HardwareConfig) -> MvmuShape:
+    """The shape the cost model charges for an MVMU image (packed when it carries a layout)."""
+    rows, cols = np.shape(img.weights)
+    slices = n_slices(img.weight_bits, hw.cell_bits, img.encoding)
+    if img.layout is None:
+        return MvmuShape(rows, cols, slices)
+    return MvmuShape.packed(rows, cols, slices, summarize(np.asarray(img.layout)))
+
+
+def prog_writes(instr: Instr, ctx: CostContext) -> dict[int, MvmuWrite]:
+    """The write of each MVMU a prog selects (MVMUs without an image are left out: the runtime faults on them)."""
+    assert isinstance(instr, ops.Prog)
+    return {k: mvmu_write(ctx.hw, shape) for k, shape in ctx.mvmus.items() if instr.mask >> k & 1}
+
+
+def write_energy(hw: HardwareConfig, cells: int, bits: int) -> float:
+    """Energy of writing ``cells`` cells whose ``bits`` of levels come from the off-chip buffer (pJ, once)."""
+    return cells * hw.costs.xbar_write_pj + bits * hw.costs.offchip_pj_per_bit
+
+
+def offchip_ns(hw: HardwareConfig, bits: int) -> float:
+    """Time one core takes to move ``bits`` over the off-chip link, shared evenly by every core of the chip."""
+    return bits * hw.tiles * hw.cores_per_tile / hw.costs.offchip_bits_per_ns
+
+
+@unit("prog")
+def _prog(instr: Instr, ctx: CostContext) -> Cost:
+    """The MVMUs of one prog are written in parallel while their images stream in over the core's share of the
+    off-chip link: the latency is the longer of the two; the energy is spent once per batch."""
+    hw, writes = ctx.hw, prog_writes(instr, ctx).values()
+    cells, bits = sum(w.cells for w in writes), sum(w.bits for w in writes)
+    rows = max((w.row_writes for w in writes), default=0)
+    ns = max(rows * hw.costs.xbar_write_ns, offchip_ns(hw, bits))
+    return Cost(hw.cycles(ns), {}, {"program": write_energy(hw, cells, bits)})
+
+
 # ---- the accountant ------------------------------------------------------------------------------------------------
 FAULT_COST = Cost(1, {})  # an instruction that failed its load-time checks: it faults when executed
 
@@ -431,6 +494,9 @@ class Ledger:
     per_layer: dict[str, dict[str, float]]
     busy: dict[str, int]
     dynamic_instructions: int
+    writes: dict[str, list[int]] = field(default_factory=dict)  # "T.C.M" -> writes of each of the MVMU's arrays
+    program_cycles: int = 0  # the longest time a core spent in prog (cores program in parallel)
+    cells_written: int = 0  # cells written by every prog of the run
 
     @property
     def energy_pj(self) -> float:
@@ -466,11 +532,37 @@ class Accountant:
         for m in meters:
             for pc, cnt in enumerate(m.counts):
                 if cnt:
-                    _charge(m, pc, cnt, m.data_energy(pc, batch), comp, per_instr, per_layer)
+                    data = m.data_energy(pc, batch)
+                    for k, v in m.costs.static[pc].per_batch.items():  # once per batch: per inference, / batch
+                        data[k] = data.get(k, 0.0) + v * cnt / batch
+                    _charge(m, pc, cnt, data, comp, per_instr, per_layer)
         adc_bits = [b for m in meters for b in m.leaking_adc_bits()]
         comp["leakage"] = leakage_pj(self.hw, adc_bits, cycles)
+        writes, program_cycles, cells = _writes(meters)
         return Ledger(comp, per_instr, per_layer, {m.costs.name: m.busy for m in meters},
-                      sum(sum(m.counts) for m in meters))
+                      sum(sum(m.counts) for m in meters), writes, program_cycles, cells)
+
+
+def _writes(meters: list[CoreMeter]) -> tuple[dict[str, list[int]], int, int]:
+    """Writes per physical array of every programmed MVMU ("T.C.M" -> one count per array), the longest time
+    one core spent programming and the cells written."""
+    writes: dict[str, list[int]] = {}
+    longest = cells = 0
+    for m in meters:
+        busy = 0
+        for pc, cnt in enumerate(m.counts):
+            instr = m.costs.instrs[pc]
+            if not cnt or not isinstance(instr, ops.Prog):
+                continue
+            busy += cnt * m.costs.static[pc].cycles
+            for k, w in prog_writes(instr, m.costs.ctx).items():
+                row = writes.setdefault(f"{m.costs.name}.{k}", [])
+                row.extend([0] * (w.arrays - len(row)))
+                cells += cnt * w.cells
+                for a in range(w.arrays):
+                    row[a] += cnt
+        longest = max(longest, busy)
+    return writes, longest, cells
 
 
 def _charge(m: CoreMeter, pc: int, cnt: int, data: dict[str, float], comp: dict[str, float],

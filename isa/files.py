@@ -11,6 +11,7 @@ such instead of giving wrong results.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import zipfile
@@ -64,11 +65,24 @@ def _arrays(program: Program) -> dict[str, np.ndarray]:
     return arrays
 
 
+def program_files(program: Program, folder: str = "") -> dict[str, bytes]:
+    """The files of ``program`` (assembly, binary, image, manifest) by name; with ``folder``, under it and with
+    the folder's own ``checksums.json``, so `load_program` reads the folder as a program directory (a round of a
+    model compiled in reprogramming rounds)."""
+    image = io.BytesIO()
+    np.savez(image, **_arrays(program))  # type: ignore[arg-type]
+    files = {ASM: format_program(program, provenance=True).encode(), BIN: encode_program(program),
+             IMAGE: image.getvalue(), MANIFEST: (json.dumps(manifest(program), indent=1) + "\n").encode()}
+    if not folder:
+        return files
+    sums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    files[CHECKSUMS] = (json.dumps({"format": CHECKSUMS_FORMAT, "sha256": sums}, indent=1) + "\n").encode()
+    return {f"{folder}/{name}": data for name, data in files.items()}
+
+
 def _write_all(program: Program, tmp: Path, extra_files: dict[str, str | bytes]) -> None:
-    (tmp / ASM).write_text(format_program(program, provenance=True))
-    (tmp / BIN).write_bytes(encode_program(program))
-    np.savez(tmp / IMAGE, **_arrays(program))  # type: ignore[arg-type]
-    (tmp / MANIFEST).write_text(json.dumps(manifest(program), indent=1) + "\n")
+    for name, data in program_files(program).items():
+        (tmp / name).write_bytes(data)
     for name, content in extra_files.items():
         path = tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)

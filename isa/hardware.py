@@ -62,6 +62,15 @@ class CostTable:
     fifo_pj: float = 8.96
     # control: fetch/decode of one instruction
     fetch_pj: float = 0.0
+    # ---- reprogramming (prog; docs/cost-model.md, "Reprogramming rounds") ----
+    # one ReRAM cell written (SET or RESET pulse to its level); one crossbar row written (the cells of a row in
+    # parallel: a SET phase then a RESET phase)
+    xbar_write_pj: float = 2.0
+    xbar_write_ns: float = 20.0
+    # the off-chip buffer holding weight images and spilled activations: energy per bit moved, and the link's
+    # bandwidth, shared evenly by every core of the chip (they all program at the start of a round)
+    offchip_pj_per_bit: float = 20.0
+    offchip_bits_per_ns: float = 204.8
 
     def __post_init__(self) -> None:
         _check_fields(self, COST_FIELDS, "hardware", "costs.")
@@ -272,6 +281,7 @@ COST_FIELDS: dict[str, FieldSpec] = {
              FieldSpec("floats", 0, why="energy in pJ at 1, 2, ... bits") if f.name == "adc_pj_table" else
              FieldSpec("int", 0, why="cycles") if f.name.endswith("_cycles") else
              FieldSpec("float", 0, why="mW per bit") if f.name == "adc_leak_mw_per_bit" else
+             FieldSpec("float", 1e-6, why="bits per ns") if f.name.endswith("_per_ns") else
              _NS if f.name.endswith("_ns") or f.name.endswith("_sweep") else _PJ)
     for f in dataclasses.fields(CostTable)
 }
@@ -299,7 +309,8 @@ def _check_event_times(hw: "HardwareConfig", source: str) -> None:
     c = hw.costs
     times = {f"costs.{f.name}": getattr(c, f.name) * hw.clock_ghz * (hw.full_adc_bits if f.name.endswith("_sweep")
                                                                      else 1)
-             for f in dataclasses.fields(CostTable) if f.name.endswith("_ns") or f.name.endswith("_sweep")}
+             for f in dataclasses.fields(CostTable)
+             if (f.name.endswith("_ns") and not f.name.endswith("_per_ns")) or f.name.endswith("_sweep")}
     times.update({f"costs.{f.name}": getattr(c, f.name) for f in dataclasses.fields(CostTable)
                   if f.name.endswith("_cycles")})
     for name, cycles in times.items():

@@ -129,6 +129,10 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
                                      "cell_bits x slice) at or under skip are not made (-1: none)")],
        "mvm", "mvm", "each selected MVMU multiplies its input registers by its programmed matrix into its output "
                      "registers (docs/semantics.md, rule MVM)"),
+    _i("prog", 0x02, [mask("mask", "MVMUs to program (bit k = MVMU k)")],
+       "prog", "prog", "writes each selected MVMU's image from the off-chip weight buffer into its crossbars' cells "
+                       "(the image of this core's MVMU in the program's image.npz); before its first prog in code "
+                       "order a selected MVMU holds no weights (docs/cost-model.md, Reprogramming rounds)"),
     # ---- vector ALU, register-register ------------------------------------------------------------------------
     _i("add", 0x10, [_D, _A, _B, N, W], "alu", "alu_add", "d[i] = sat_w(a[i] + b[i])"),
     _i("sub", 0x11, [_D, _A, _B, N, W], "alu", "alu_add", "d[i] = sat_w(a[i] - b[i])"),

@@ -466,6 +466,10 @@ def fault_handler(c: CoreState, reason: str, lat: int) -> Wait | None:
     raise Fault(reason)
 
 
+from .programming import decode_prog, run_prog  # noqa: E402 -- reprogramming lives in its own module
+
+DECODERS[ops.Prog.op], HANDLERS[ops.Prog.op] = decode_prog, run_prog
+
 _missing = sorted(set(BY_MNEMONIC) - set(HANDLERS))
 if _missing:
     raise AssertionError(f"instructions without a handler: {_missing}")

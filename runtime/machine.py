@@ -22,6 +22,7 @@ from isa.printer import format_instr
 from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
+from .programming import unprogrammed
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
 from .stats import Stats
 
@@ -95,6 +96,8 @@ class Machine:
             except Fault as f:
                 ops = str(f)
             code.append((fn, ops, costs.load(instr, runnable=fn is not fault_handler)))
+        for pc, reason in unprogrammed(cc.instrs).items():  # an MVMU used before its prog holds no weights
+            code[pc] = (fault_handler, reason, code[pc][2])
         return _Compiled(cc, code, costs)
 
     def _batch_of(self, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
@@ -325,7 +328,8 @@ class Machine:
         return Stats(cycles=cycles, energy_pj=led.energy_pj, per_component=led.per_component,
                      per_instruction=led.per_instruction, per_layer=led.per_layer,
                      per_core={c.name: c.clock for c in st.cores}, per_core_busy=led.busy,
-                     dynamic_instructions=led.dynamic_instructions, batch=batch)
+                     dynamic_instructions=led.dynamic_instructions, batch=batch, writes=led.writes,
+                     cells_written=led.cells_written, program_cycles=led.program_cycles)
 
 
 def describe_wait(wait: Wait | None) -> str:

@@ -25,6 +25,13 @@ class Stats:
     dynamic_instructions: int = 0
     batch: int = 1
     per_core_busy: dict[str, int] = field(default_factory=dict)
+    # reprogramming (prog): writes of each physical array of every programmed MVMU ("T.C.M" -> one count per
+    # array), cells written and cycles spent programming over the run (once per batch), and, for a program
+    # compiled in rounds, one entry per round (`runtime.rounds`)
+    writes: dict[str, list[int]] = field(default_factory=dict)
+    cells_written: int = 0
+    program_cycles: int = 0
+    rounds: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def pipeline_interval(self) -> int:
@@ -33,9 +40,16 @@ class Stats:
         A bound: it ignores the memory and network contention that overlapping inferences would add."""
         return max(self.per_core_busy.values(), default=self.cycles)
 
+    def write_summary(self) -> dict[str, float]:
+        """Endurance: crossbars written, the most and the mean writes per written crossbar, cells written."""
+        counts = [n for row in self.writes.values() for n in row if n]
+        return {"crossbars_written": len(counts), "max_writes_per_crossbar": max(counts, default=0),
+                "mean_writes_per_crossbar": sum(counts) / len(counts) if counts else 0.0,
+                "cells_written": self.cells_written}
+
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form."""
-        return asdict(self) | {"pipeline_interval": self.pipeline_interval}
+        return asdict(self) | {"pipeline_interval": self.pipeline_interval, "write_summary": self.write_summary()}
 
     def summary(self) -> str:
         """A few human-readable lines: totals, then components by energy."""

@@ -115,7 +115,7 @@ def test_huge_conv_input_is_refused_before_calibration_allocates(monkeypatch):
     monkeypatch.delenv(memory.ENV, raising=False)
     with pytest.raises(XbarcError) as e:
         compile_model(_conv_model(1, 4, 4096), "16bit")
-    assert re.match(r"calibration: one item needs about [\d,.]+ MiB \(\d+ tensors in float64; layer 'conv': "
+    assert re.match(r"calibration: one item needs about [\d,.]+ MiB \(\d+ tensors in float32 at op 'conv'; layer 'conv': "
                     r"16777216 windows of 9 inputs\), over the memory budget of 2,048\.0 MiB", str(e.value))
 
 

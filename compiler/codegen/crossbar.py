@@ -12,6 +12,7 @@ from isa import NO_BASE, MemInit, MemRef, MvmuImage, ops
 
 from ..ir import Op
 from ..mapping import Block
+from ..ops import crossbar_kind
 from ..quant import LayerPrecision
 from ..quant.functional import QuantizedLayer
 from .context import Context
@@ -22,11 +23,8 @@ from .storage import hwc
 
 
 def geometry(ctx: Context, op: Op) -> dict[str, tuple[int, ...]]:
-    """Window geometry; a dense layer is a window covering its whole input."""
-    if op.kind == "conv":
-        return {k: tuple(op.attrs[k]) for k in ("kernel", "strides", "pads", "dilations")}
-    h, w, _ = hwc(ctx.g.values[op.inputs[0]].shape)
-    return {"kernel": (h, w), "strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1)}
+    """Window geometry (the kind's ``geometry``); a dense layer is a window covering its whole input."""
+    return crossbar_kind(op).geometry(ctx.g, op)
 
 
 def window_offsets(ctx: Context, op: Op) -> np.ndarray:
@@ -110,7 +108,7 @@ def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarra
         rows, period = band_rows(ctx, tile, op, row_offs)
         row_loop(out, LoopRegs.of(hw), rows, ow, [ptrs[0][2], out_pix], body, period, node=node)
         return
-    pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=op.kind == "conv", node=node)
+    pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=crossbar_kind(op).windowed, node=node)
 
 
 def band_rows(ctx: Context, tile: int, op: Op, offs: dict[int, np.ndarray]) -> tuple[list[Row], int]:

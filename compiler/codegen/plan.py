@@ -21,11 +21,11 @@ from isa.hardware import HardwareConfig
 
 from ..ir import Graph, Op
 from ..mapping import Block, Mapping
+from ..ops import kind_of
 from .loops import LOOP_REGS
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
-DEVICE_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "affine", "concat")
 MAX_MSG = 65535  # words of one message (the n field of send and recv)
 PARTIAL_READERS = 1  # reader count of a stored partial sum: its owner consumes it once
 SHARED_READERS = 0  # reader count of activations: valid for any number of reads
@@ -148,8 +148,8 @@ class CommPlan:
 def vector_chunk(g: Graph, op: Op, hw: HardwareConfig) -> int:
     """Channels processed per instruction group by a vector op: two operand regions fit the data registers below
     the loop counters and pointers at the top of the register file (`loops.LOOP_REGS`); an affine op's four
-    (input, temporary, scale, shift)."""
-    regions = 4 if op.kind == "affine" else 2  # an affine also holds its scale and shift
+    (input, temporary, scale, shift): the kind's ``vector_regions``."""
+    regions = kind_of(op).vector_regions  # e.g. an affine also holds its scale and shift
     return min(hwc(g.values[op.outputs[0]].shape)[2], max(1, (hw.data_regs - LOOP_REGS) // regions))
 
 
@@ -240,14 +240,9 @@ def _plain_conv(mapping: Mapping, op: Op) -> bool:
 
 def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan: CommPlan) -> None:
     for op in g.ops:
-        if op.kind == "reshape":
-            raise ModelError(f"node '{op.name}': the reshape {g.values[op.inputs[0]].shape} -> "
-                             f"{g.values[op.outputs[0]].shape} (Reshape, Flatten, Squeeze, Unsqueeze or Transpose) "
-                             f"moves data: tensors of (C, H, W) are stored channel-minor, so only relabels that keep "
-                             f"every element in place (or a flatten read only by Gemm/MatMul) are supported")
-        if op.kind not in DEVICE_KINDS:
-            raise ModelError(f"op '{op.name}' ({op.kind}) cannot run on the device: after canonicalization "
-                             f"only {', '.join(DEVICE_KINDS)} remain supported")
+        kind = kind_of(op)
+        if kind.device == "none":
+            raise ModelError(kind.device_error(g, op))
         out = op.outputs[0]
         if op.is_crossbar:
             lm = mapping.layers[op.name]
@@ -256,7 +251,7 @@ def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan:
             for r in range(lm.replicas):
                 for c in range(lm.col_blocks):
                     plan.bands[(out, lm.owner(c, r))] = lm.group(c, r)[0].out_rows
-        elif op.kind != "concat":
+        elif kind.device == "vector":
             c, step = hwc(g.values[out].shape)[2], vector_chunk(g, op, hw)
             plan.producers[out] = [(mapping.vector[op.name], lo, min(c, lo + step)) for lo in range(0, c, step)]
         for i in op.inputs:
@@ -285,7 +280,7 @@ def _concat_holders(g: Graph) -> dict[str, set[str]]:
     DenseNet block: cat3 holds the stem and c0..c3; a reader of cat3 needs every one of them on its tile)."""
     holders: dict[str, set[str]] = defaultdict(set)
     for op in g.ops:  # topological order: an input's holders are known before the concat that reads it
-        if op.kind == "concat":
+        if kind_of(op).device == "view":
             for i in op.inputs:
                 holders[i].add(op.outputs[0])
     changed = True
@@ -353,14 +348,12 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
 
 
 def _affine_consts(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
-    """The scale and shift of every affine op (rule AFFINE: one per channel, or one per element when they vary
-    over pixels), one after the other on its core's tile, like a crossbar layer's bias."""
-    from ..quant.functional import quantize_affine
-
+    """The constants of every vector op that keeps some in tile memory (its kind's ``const_words``: e.g. an
+    affine op's scale and shift, rule AFFINE), on its core's tile, like a crossbar layer's bias."""
     for op in g.ops:
-        if op.kind == "affine":
-            q = quantize_affine(g, op, st.fmt)
-            plan.consts[op.name] = mem.alloc(mapping.vector[op.name][0], 2 * q.scale.size)
+        words = kind_of(op).const_words(g, op, st.fmt)
+        if words:
+            plan.consts[op.name] = mem.alloc(mapping.vector[op.name][0], words)
 
 
 def owned_columns(blocks: list[Block], core: Core) -> list[int]:

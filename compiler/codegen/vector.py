@@ -4,14 +4,17 @@
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from isa import NO_BASE, MemInit, MemRef, ops
 
 from ..ir import Graph, Op
-from ..quant.functional import DIV_FRAC, divisor_coef, mul_frac, quantize_affine
+from ..ops import kind_of
+from ..ops.affine import quantize_affine
+from ..ops.eltwise import mul_frac
+from ..quant.functional import DIV_FRAC, divisor_coef
 from ..quant.windows import window_counts
 from .context import Context
 from .epilogue import activation, finish
@@ -20,15 +23,17 @@ from .plan import SHARED_READERS, Core, vector_chunk
 from .storage import hwc
 
 
-def emit_vector(ctx: Context, op: Op) -> None:
-    """All instructions of one pooling, global-average, element-wise or affine op."""
+Family = Callable[["Context", Core, Op, int, int, int, int, int, int, Pointer], None]
+
+
+def emit_vector(ctx: Context, op: Op, family: Family) -> None:
+    """All instructions of one vector op, channel chunk by channel chunk, each by ``family``."""
     core = ctx.mapping.vector[op.name]
     tile, yout = core[0], op.outputs[0]
     oh, ow, c = hwc(ctx.g.values[yout].shape)
     chunk = vector_chunk(ctx.g, op, ctx.hw)
     a, b = ctx.hw.data_base, ctx.hw.data_base + chunk
     out_ptr = (ctx.st.buffer(yout).bases[tile] + ctx.st.origin(yout), *ctx.st.pixel_step(yout))
-    family = {"gap": _gap, "pool": _pool, "affine": _affine}.get(op.kind, _eltwise)
     for c0 in range(0, c, chunk):
         family(ctx, core, op, a, b, min(chunk, c - c0), c0, oh, ow, out_ptr)
 
@@ -91,14 +96,13 @@ def pool_blocks(op: Op, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> list
 
 
 def pixel_order(g: Graph, value: str) -> list[tuple[int, int, int, int]]:
-    """The blocks in which the producer of ``value`` writes its pixels (see `pool_blocks`); one block, the whole
-    (H, W), for every other producer."""
+    """The blocks in which the producer of ``value`` writes its pixels (its kind's ``pixel_blocks``, e.g.
+    `pool_blocks`); one block, the whole (H, W), for a graph input."""
     op = g.producer(value)
-    h, w, _ = hwc(g.values[value].shape)
-    if op is None or op.kind != "pool":
+    if op is None:
+        h, w, _ = hwc(g.values[value].shape)
         return [(0, h, 0, w)]
-    ih, iw, _ = hwc(g.values[op.inputs[0]].shape)
-    return pool_blocks(op, (ih, iw), (h, w))
+    return kind_of(op).pixel_blocks(g, op)
 
 
 def _global_max(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, out_ptr: Pointer) -> None:
@@ -216,3 +220,23 @@ def _affine(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, o
 
     spatial = len(ctx.g.values[op.outputs[0]].shape) == 3
     pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, ptrs, body, spatial=spatial, node=node)
+
+
+def emit_pool(ctx: Context, op: Op) -> None:
+    """A max or average pool (`_pool`)."""
+    emit_vector(ctx, op, _pool)
+
+
+def emit_gap(ctx: Context, op: Op) -> None:
+    """A global average (`_gap`)."""
+    emit_vector(ctx, op, _gap)
+
+
+def emit_eltwise(ctx: Context, op: Op) -> None:
+    """An element-wise add, sub, mul or copy (`_eltwise`)."""
+    emit_vector(ctx, op, _eltwise)
+
+
+def emit_affine(ctx: Context, op: Op) -> None:
+    """A standalone affine op (`_affine`)."""
+    emit_vector(ctx, op, _affine)

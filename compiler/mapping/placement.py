@@ -24,11 +24,9 @@ from isa.hardware import HardwareConfig
 from isa.layout import naive_arrays, summarize
 
 from ..ir import Graph
+from ..ops import kind_of
 from ..quant import LayerPrecision
 from .model import Block, LayerMap, Mapping
-
-
-VECTOR_KINDS = ("pool", "gap", "eltwise", "affine")
 
 
 class _Cursor:
@@ -133,7 +131,7 @@ def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     per_tile = hw.cores_per_tile * hw.mvmus_per_core
     vector: dict[str, tuple[int, int]] = {}
     for op in g.ops:
-        if op.kind in VECTOR_KINDS:
+        if kind_of(op).device == "vector":
             vector[op.name] = cur.take_core()
         if not op.is_crossbar:
             continue

@@ -3,7 +3,7 @@
 Rules, applied from the graph outputs backwards:
 
 1. A tensor read by crossbar layers is stored in their input format (they must agree).
-2. A tensor read by a format-preserving op (max pooling, concat) takes that op's output format (saturating
+2. A tensor read by a format-preserving op (``OpKind.preserves_fmt``: max pooling, concat) takes that op's output format (saturating
    before a max equals saturating after it; a concat's range covers its inputs'). Average pooling shrinks the
    range, so its input keeps its own format and the pool requantizes.
 3. A graph output produced by a crossbar layer stays in that layer's accumulator format.
@@ -15,6 +15,7 @@ from __future__ import annotations
 from isa.errors import ConfigError, ModelError
 
 from ..ir import Graph, Op
+from ..ops import kind_of
 from .calibrate import Ranges
 from .precision import LayerPrecision, frac_for
 
@@ -22,7 +23,7 @@ Format = tuple[int, int]
 
 
 def _preserving(op: Op) -> bool:
-    return op.kind == "concat" or (op.kind == "pool" and op.attrs["mode"] == "max")
+    return kind_of(op).preserves_fmt(op)
 
 
 def assign_formats(g: Graph, prec: dict[str, LayerPrecision], ranges: Ranges) -> dict[str, Format]:

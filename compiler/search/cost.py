@@ -37,7 +37,7 @@ from ..mapping import MAPPINGS, LayerMap, place_layers
 from ..quant import LayerPrecision, quantize_layer
 from ..quant.calibrate import layer_inputs, out_hw
 from ..quant.formats import Format
-from ..quant.functional import _layer  # noqa: PLC2701 -- one op of the functional model
+from ..quant.functional import op_output
 from .memo import LayerMemo, array_key
 
 MVMU_COMPONENTS = ("crossbar", "dac", "adc", "sample_hold", "shift_add", "mvmu_regs")
@@ -97,7 +97,7 @@ def trace_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: dict[str
             if hit is not None:
                 env[out] = hit
                 continue
-        y, frac = _layer(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
+        y, frac = op_output(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
         bits, out_frac = fmt[out]
         env[out] = nx.requantize(y, frac - out_frac, bits)
         if memo is not None:
