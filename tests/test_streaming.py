@@ -48,20 +48,20 @@ def test_a_row_nobody_freed_is_never_overwritten() -> None:
 
 
 def conv_chain(c: int = 16, hw: int = 16) -> tuple[onnx.ModelProto, np.ndarray]:
-    """x (1 x hw x hw) -> 3x3 conv (c) relu -> 3x3 conv (c) relu -> 3x3/2 conv (4): the two c-channel tensors
-    (hw x hw x c words each) are read by convs only."""
+    """x (1 x hw x hw) -> 3x3 conv (c) relu -> 1x1 conv (c) relu -> 3x3/2 conv (4): the two c-channel tensors
+    (hw x hw x c words each, the second with a border) are read by convs only."""
     rng = np.random.default_rng(0)
     text = f"""<ir_version: 8, opset_import: ["" : 13]>
     g (float[N, 1, {hw}, {hw}] x) => (float[N, 4, {hw // 2}, {hw // 2}] y) <float[{c}, 1, 3, 3] w1,
-      float[{c}] b1, float[{c}, {c}, 3, 3] w2, float[4, {c}, 3, 3] w3> {{
+      float[{c}] b1, float[{c}, {c}, 1, 1] w2, float[4, {c}, 3, 3] w3> {{
         a = Conv<pads=[1,1,1,1]>(x, w1, b1)
         ar = Relu(a)
-        b = Conv<pads=[1,1,1,1]>(ar, w2)
+        b = Conv(ar, w2)
         br = Relu(b)
         y = Conv<pads=[1,1,1,1], strides=[2,2]>(br, w3)
     }}"""
     model = onnx.parser.parse_model(text)
-    for name, shape in [("w1", (c, 1, 3, 3)), ("b1", (c,)), ("w2", (c, c, 3, 3)), ("w3", (4, c, 3, 3))]:
+    for name, shape in [("w1", (c, 1, 3, 3)), ("b1", (c,)), ("w2", (c, c, 1, 1)), ("w3", (4, c, 3, 3))]:
         fan = int(np.prod(shape[1:])) if len(shape) > 1 else 1
         model.graph.initializer.append(onnx.numpy_helper.from_array(
             (rng.normal(0, 1, shape) / np.sqrt(fan)).astype(np.float32), name))
@@ -71,10 +71,11 @@ def conv_chain(c: int = 16, hw: int = 16) -> tuple[onnx.ModelProto, np.ndarray]:
 @pytest.mark.parametrize(("mapping", "size", "words"), [("naive", 16, 6144), ("spatial", 32, 12288)])
 def test_a_conv_chain_larger_than_the_tile_runs_in_line_buffers_bit_exact(mapping: str, size: int,
                                                                           words: int) -> None:
-    """Whole, the two size x size x 16 tensors ((size + 2)^2 x 16 words each with their border: 5,184 at 16,
-    18,496 at 32) do not fit the tile; as line buffers (4 and 8 rows of (size + 2) x 16 words plus a border row)
-    they do. At 32 the second conv's 30 interior rows run as a loop over groups of 8 unrolled rows. The runtime's
-    integers equal the functional model's and those of the same model compiled with whole tensors."""
+    """Whole, the two size x size x 16 tensors (the second with its border: 4,096 + 5,184 words at 16, 16,384 +
+    18,496 at 32) do not fit the tile; as line buffers they do: 2 rows of size x 16 words for the 1x1 conv's
+    input (no border row), 8 rows of (size + 2) x 16 plus a border row for the strided 3x3 conv's. At 32 the
+    interior rows run as loops over groups of unrolled rows. The runtime's integers equal the functional
+    model's and those of the same model compiled with whole tensors."""
     model, x = conv_chain(hw=size)
     hw = DEFAULT.with_changes(name="tiny", tiles=1, tile_mem_words=words)
     cm = compile_model(model, "16bit", hw=hw, calib={"x": x}, mapping=mapping)

@@ -82,7 +82,7 @@ def border_runs(buf: Buffer) -> list[tuple[int, int]]:
     if buf.band:  # a line buffer: the side borders of every slot, and the whole border row after the slots
         sides = [(j * row, pl * buf.c) for j in range(buf.band) if pl]
         sides += [(j * row + (pl + buf.w) * buf.c, pr * buf.c) for j in range(buf.band) if pr]
-        return sorted(sides) + [(buf.band * row, row)]
+        return sorted(sides) + ([(buf.band * row, row)] if pt or pb else [])
     runs = [(0, pt * row)] if pt else []
     for h in range(pt, pt + buf.h):
         if pl:
