@@ -101,9 +101,10 @@ class TileMemory:
                    "no preset has that much tile memory")
         raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
                          f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
-                         f"'{self.hw.name}'); its largest holdings: {holds}. Every tensor is held whole on each tile "
-                         f"that reads it (activations larger than a tile are not streamed in row bands yet: "
-                         f"docs/design-notes.md); the largest tile needs {need:,} words (tile {need_tile}); "
+                         f"'{self.hw.name}'); its largest holdings: {holds}. Tensors are held whole on each tile that "
+                         f"reads them, except those produced and read by crossbar convs on one tile, which are "
+                         f"line-buffered (docs/design-notes.md, 'Activations larger than a tile'); the largest "
+                         f"tile needs {need:,} words (tile {need_tile}); "
                          f"{presets}. Use a hardware file with tile_mem_words >= {need:,} (a power of two: "
                          f"{1 << (need - 1).bit_length():,})")
 
