@@ -88,3 +88,18 @@ def test_a_conv_chain_larger_than_the_tile_runs_in_line_buffers_bit_exact(mappin
     assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
     ref = reference_outputs(model, {"x": x}, ["y"])["y"].reshape(len(x), -1)
     assert np.abs(out.device_float["y"].reshape(len(x), -1) - ref).max() < 2.0 ** -5
+
+
+def test_line_buffers_travel_between_tiles_row_by_row() -> None:
+    """One core per tile: every conv on its own tile, so each line-buffered tensor is sent pixel by pixel and
+    received by its reader row by row into its band (the producer's copy is freed by its sends)."""
+    model, x = conv_chain(hw=32)
+    hw = DEFAULT.with_changes(name="tiny", tiles=3, cores_per_tile=1, tile_mem_words=8192)
+    cm = compile_model(model, "16bit", hw=hw, calib={"x": x})
+    assert sorted(cc.tile for cc in cm.program.cores) == [0, 1, 2]
+    text = [format_instr(i) for cc in cm.program.cores for i in cc.instrs]
+    assert any(t.startswith("recv") for t in text) and any(t.startswith("free") for t in text)
+    out = run(cm, {"x": x})
+    assert bit_exact(cm, {"x": x}, out)
+    whole = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=65536), calib={"x": x})
+    assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])

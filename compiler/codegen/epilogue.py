@@ -36,5 +36,5 @@ def finish(ctx: Context, core: Core, node: str, value: str, reg: int, n: int, fr
     if frac != out_frac or src_bits > bits:
         out.append(ops.rqnt(d=reg, a=reg, n=n, shift=frac - out_frac, w=bits, node=node))
     mem = at.shifted(c0)
-    out.append(ops.store(dst=mem, a=reg, n=n, count=ctx.plan.store_count(value), node=node))
+    out.append(ops.store(dst=mem, a=reg, n=n, count=ctx.plan.store_count(value, core[0]), node=node))
     out += [ops.send(src=mem, n=n, tile=s.tile, ch=s.ch, node=node) for s in ctx.plan.sends.get((value, core, c0), [])]

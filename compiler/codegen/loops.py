@@ -72,19 +72,33 @@ class Row:
     starts: tuple[int, ...]
     key: Hashable
     frees: tuple[tuple[int, int], ...]
+    receives: tuple[int, ...] = ()  # addresses of the rows received before it (`Receive`)
+
+
+@dataclass(frozen=True)
+class Receive:
+    """How a line-buffered row arrives from other tiles: ``pixels`` pixels ``step`` words apart, each as one
+    message per (channel offset, words, source tile, channel) of ``parts``, stored with reader count ``count``."""
+
+    pixels: int
+    step: int
+    parts: tuple[tuple[int, int, int, int], ...]
+    count: int
 
 
 def row_loop(out: list[Instr], regs: LoopRegs, rows: list[Row], ow: int, steps: list[int],
-             body: Callable[[list[MemRef], int], None], period: int, node: str | None = None) -> None:
+             body: Callable[[list[MemRef], int], None], period: int, node: str | None = None,
+             receive: Receive | None = None) -> None:
     """Append a loop over output rows described one by one (``rows``; ``steps``: each pointer's step per pixel),
     for line buffers, whose addresses repeat with the band instead of advancing by a row stride: the longest run
     of rows that repeats every ``period`` rows (same keys and frees, every start shifted by one constant) becomes
     a loop over groups of ``period`` rows with the rows of a group unrolled; the rows before and after it are
-    emitted one by one. ``body(m, r)`` emits row r's pixel body with the pointers ``m``."""
+    emitted one by one. ``body(m, r)`` emits row r's pixel body with the pointers ``m``; ``receive`` says how
+    the rows of ``Row.receives`` arrive (a loop over their pixels on the third pointer pair, before the row)."""
     a, groups = _periodic_run(rows, period)
     out.append(ops.set(d=regs.wm, imm=ow, node=node))
     for r in range(a):
-        _one_row(out, regs, rows[r], steps, body, r, None, node)
+        _one_row(out, regs, rows[r], steps, body, r, None, node, receive)
     if groups:
         pairs = regs.ptrs[:len(steps)]
         shift = [rows[a + period].starts[i] - rows[a].starts[i] for i in range(len(steps))] if groups > 1 else \
@@ -93,11 +107,11 @@ def row_loop(out: list[Instr], regs: LoopRegs, rows: list[Row], ow: int, steps: 
         out += [ops.set(d=row, imm=start, node=node) for (_, row), start in zip(pairs, rows[a].starts)]
         top = len(out)
         for j in range(period):
-            _one_row(out, regs, rows[a + j], steps, body, a + j, rows[a].starts, node)
+            _one_row(out, regs, rows[a + j], steps, body, a + j, rows[a].starts, node, receive)
         out += [ops.iaddi(d=row, a=row, imm=k, node=node) for (_, row), k in zip(pairs, shift)]
         out += [ops.iaddi(d=regs.h, a=regs.h, imm=1, node=node), ops.blt(a=regs.h, b=regs.hm, target=top, node=node)]
     for r in range(a + groups * period, len(rows)):
-        _one_row(out, regs, rows[r], steps, body, r, None, node)
+        _one_row(out, regs, rows[r], steps, body, r, None, node, receive)
 
 
 def _periodic_run(rows: list[Row], period: int) -> tuple[int, int]:
@@ -108,7 +122,7 @@ def _periodic_run(rows: list[Row], period: int) -> tuple[int, int]:
 
     def same(r: int, k: tuple[int, ...]) -> bool:
         x, y = rows[r], rows[r + period]
-        return x.key == y.key and x.frees == y.frees and shift(r) == k
+        return x.key == y.key and x.frees == y.frees and x.receives == y.receives and shift(r) == k
 
     best = (len(rows), 0)
     for a in range(len(rows) - 2 * period + 1):
@@ -122,10 +136,20 @@ def _periodic_run(rows: list[Row], period: int) -> tuple[int, int]:
 
 
 def _one_row(out: list[Instr], regs: LoopRegs, row: Row, steps: list[int], body: Callable[[list[MemRef], int], None],
-             r: int, group: tuple[int, ...] | None, node: str | None) -> None:
-    """One output row: its pointers (from immediates, or from the group's row registers), the pixel loop, the
-    frees."""
+             r: int, group: tuple[int, ...] | None, node: str | None, receive: Receive | None = None) -> None:
+    """One output row: the rows it receives, its pointers (from immediates, or from the group's row registers),
+    the pixel loop, the frees."""
     pairs = regs.ptrs[:len(steps)]
+    ptr, end = regs.ptrs[2]
+    for addr in row.receives:
+        assert receive is not None and len(steps) < 3, "receives need the third pointer pair"
+        out += [ops.set(d=ptr, imm=addr, node=node), ops.set(d=regs.w, imm=0, node=node),
+                ops.set(d=end, imm=receive.pixels, node=node)]
+        top = len(out)
+        out += [ops.recv(dst=MemRef(ptr, c0), n=n, tile=tile, ch=ch, count=receive.count, node=node)
+                for c0, n, tile, ch in receive.parts]
+        out += [ops.iaddi(d=ptr, a=ptr, imm=receive.step, node=node),
+                ops.iaddi(d=regs.w, a=regs.w, imm=1, node=node), ops.blt(a=regs.w, b=end, target=top, node=node)]
     if group is None:
         out += [ops.set(d=ptr, imm=start, node=node) for (ptr, _), start in zip(pairs, row.starts)]
     else:

@@ -126,12 +126,13 @@ class CommPlan:
     bias: dict[tuple[str, Core, int], int] = field(default_factory=dict)  # (layer, core, col block) -> address
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
     inputs: list[InputTransfer] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)  # line-buffered value -> reader count of its stores
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, tile) -> reader count
 
-    def store_count(self, value: str) -> int:
-        """The reader count ``value``'s words are stored with: its reader cores for a line buffer (each frees every
-        row once), else `SHARED_READERS`."""
-        return self.counts.get(value, SHARED_READERS)
+    def store_count(self, value: str, tile: int) -> int:
+        """The reader count ``value``'s words are stored (or received) with on ``tile``: for a line buffer, its
+        reader cores there (each frees every row once) plus, on the producers' tile, one per other tile it is sent
+        to (a send consumes like a load); else `SHARED_READERS`."""
+        return self.counts.get((value, tile), SHARED_READERS)
 
     def receiver(self, st: Storage, value: str, tile: int) -> Core:
         """The core on ``tile`` that receives ``value``: its first reader there, else the first reader there of
@@ -205,16 +206,16 @@ def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: s
     return plan
 
 
-def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dict[str, int]:
+def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dict[tuple[str, int], int]:
     """Make a line buffer (`Buffer.band` real rows, docs/design-notes.md) of every tensor that can have one, and
-    return each one's reader count (its reader cores). Supported so far: a tensor produced by a crossbar conv and
-    read only by crossbar convs (zero padding, not replicated), all on one tile, that is not a graph input or
-    output nor part of a concat; the band holds the rows its tallest window spans plus a stride, rounded up to a
-    power of two (so that the period of a conv's rows, the bands of its input over its stride and of its output,
-    is at most the larger band)."""
+    return the reader count of its words on each tile holding it (`CommPlan.store_count`). Supported so far: a
+    tensor produced by a crossbar conv whose cores share one tile and read only by crossbar convs (zero padding,
+    not replicated), on any tiles, that is not a graph input or output nor part of a concat. The band holds the
+    rows its tallest window spans plus a stride, rounded up to a power of two (so that the period of a conv's
+    rows, the bands of its input over its stride and of its output, is at most the larger band)."""
     ends = {v.name for v in g.inputs} | set(g.outputs)
     shared = {view.root for name, view in st.views.items() if name != view.root}
-    counts: dict[str, int] = {}
+    counts: dict[tuple[str, int], int] = {}
     for v, info in g.values.items():
         prod = g.producer(v)
         readers = g.consumers(v)
@@ -222,15 +223,17 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dic
                 or not readers or not _plain_conv(mapping, prod)
                 or not all(_plain_conv(mapping, op) and op.inputs[0] == v for op in readers)):
             continue
-        tiles = {c[0] for c in plan.readers[v]} | {c[0] for c, _, _ in plan.producers[v]} | plan.need[v]
+        home = {c[0] for c, _, _ in plan.producers[v]}
         buf = st.buffer(v)
         rows = max((op.attrs["kernel"][0] - 1) * op.attrs.get("dilations", (1, 1))[0] + 1 + op.attrs["strides"][0]
                    for op in readers)
-        rows = min(1 << (rows - 1).bit_length(), buf.h)  # a power of two: the row loops' periods stay small
-        if len(tiles) != 1 or buf.fill not in (None, 0) or rows >= buf.h or len(plan.readers[v]) > 255:
+        rows = min(1 << (rows - 1).bit_length(), buf.h)
+        local = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | home}
+        if len(home) != 1 or buf.fill not in (None, 0) or rows >= buf.h or max(local.values()) + len(local) > 255:
             continue
         buf.band = rows
-        counts[v] = len(plan.readers[v])
+        src = next(iter(home))
+        counts.update({(v, t): n + (len(local) - 1 if t == src else 0) for t, n in local.items()})
     return counts
 
 

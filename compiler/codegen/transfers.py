@@ -19,6 +19,8 @@ def emit_receive(ctx: Context, s: Stream) -> None:
     """The receive loop of one stream on its receiving core: in the head of its stream, or in the tail when the
     receiver is the output core of a graph output (it receives after computing)."""
     st, plan = ctx.st, ctx.plan
+    if st.buffer(s.value).band:  # a line buffer: its reader receives row by row (`crossbar.band_rows`)
+        return
     rcv = plan.receiver(st, s.value, s.tile)
     streams = ctx.stream(rcv)
     out = streams.tail if s.value in plan.out_core and rcv == plan.out_core[s.value] else streams.head
