@@ -103,3 +103,37 @@ def test_line_buffers_travel_between_tiles_row_by_row() -> None:
     assert bit_exact(cm, {"x": x}, out)
     whole = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=65536), calib={"x": x})
     assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
+
+
+def strided_chain(hw: int = 24) -> tuple[onnx.ModelProto, np.ndarray]:
+    """x (2 x hw x hw) -> dilated 3x3 conv (8, dilation 2, pad 2) relu -> 1x1/2 conv (8) relu (reads every other
+    row: the odd rows are freed unread) -> 3x3 conv (8, pad 1) relu -> 2x2/2 conv (3) = y."""
+    rng = np.random.default_rng(1)
+    text = f"""<ir_version: 8, opset_import: ["" : 13]>
+    g (float[N, 2, {hw}, {hw}] x) => (float[N, 3, {hw // 4}, {hw // 4}] y) <float[8, 2, 3, 3] w1,
+      float[8, 8, 1, 1] w2, float[8, 8, 3, 3] w3, float[3, 8, 2, 2] w4> {{
+        a = Conv<pads=[2,2,2,2], dilations=[2,2]>(x, w1)
+        ar = Relu(a)
+        b = Conv<strides=[2,2]>(ar, w2)
+        br = Relu(b)
+        c = Conv<pads=[1,1,1,1]>(br, w3)
+        cr = Relu(c)
+        y = Conv<strides=[2,2]>(cr, w4)
+    }}"""
+    model = onnx.parser.parse_model(text)
+    for name, shape in [("w1", (8, 2, 3, 3)), ("w2", (8, 8, 1, 1)), ("w3", (8, 8, 3, 3)), ("w4", (3, 8, 2, 2))]:
+        model.graph.initializer.append(onnx.numpy_helper.from_array(
+            (rng.normal(0, 1, shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32), name))
+    return model, rng.random((2, 2, hw, hw)).astype(np.float32)
+
+
+@pytest.mark.parametrize("cores_per_tile", [8, 1])
+def test_dilated_and_strided_windows_in_line_buffers(cores_per_tile: int) -> None:
+    model, x = strided_chain()
+    hw = DEFAULT.with_changes(name="tiny", tiles=4, cores_per_tile=cores_per_tile, tile_mem_words=4096)
+    cm = compile_model(model, "16bit", hw=hw, calib={"x": x})
+    assert sum(format_instr(i).startswith("free") for cc in cm.program.cores for i in cc.instrs) > 0
+    out = run(cm, {"x": x})
+    assert bit_exact(cm, {"x": x}, out)
+    whole = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=65536), calib={"x": x})
+    assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])

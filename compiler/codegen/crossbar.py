@@ -116,7 +116,7 @@ def band_rows(ctx: Context, core: Core, op: Op, offs: dict[int, np.ndarray]) -> 
     """The output rows of a conv with a line-buffered input or output (`loops.row_loop`): per row, the window
     origin and output pixel addresses, the window offsets (into ``offs``: a kernel row in the top or bottom
     border reads the buffer's border row), and, for a line-buffered input, the input rows the core receives
-    first (when it receives the input on its tile: the rows its window reaches for the first time) and the rows
+    first (when it receives the input on its tile: the rows its window or its frees reach first) and the rows
     no later window reads (freed after it: every real row once, the rows below the last window after the last
     output row); the period of the rows' addresses (the bands over their strides); how received rows arrive."""
     st, plan, (kh, kw), sh = ctx.st, ctx.plan, op.attrs["kernel"], op.attrs["strides"][0]
@@ -138,11 +138,11 @@ def band_rows(ctx: Context, core: Core, op: Op, offs: dict[int, np.ndarray]) -> 
         kernel_rows = tuple(xb.row_base(top + q * dh) - xb.row_base(top) for q in range(kh))
         offs[oy] = (np.asarray(kernel_rows)[i] + j * dw * xb.c + k).reshape(-1)
         last = oy == oh - 1
-        reach = xb.h if last else min(max(top + (kh - 1) * dh + 1, 0), xb.h)
+        upto = xb.h if last else min(max(top + sh, 0), xb.h)
+        reach = max(upto, min(max(top + (kh - 1) * dh + 1, 0), xb.h))  # a row is received before it is freed
         receives = tuple(xb.bases[tile] + xb.row_base(r) + xb.pads[1] * xb.c + st.views[xin].coff
                          for r in range(got, reach)) if receive else ()
         got = max(got, reach)
-        upto = xb.h if last else min(max(top + sh, 0), xb.h)
         frees = tuple((xb.bases[tile] + xb.row_base(r) + xb.pads[1] * xb.c, xb.w * xb.c)
                       for r in range(freed, upto)) if xb.band else ()
         freed = max(freed, upto)
