@@ -12,6 +12,7 @@ import pytest
 from compiler.driver import compile_model
 from compiler.runner import bit_exact, reference_outputs, run
 from isa import DeadlockError
+from isa.errors import ModelError
 from isa.hardware import DEFAULT
 from isa.printer import format_instr
 from runtime import Machine
@@ -136,4 +137,67 @@ def test_dilated_and_strided_windows_in_line_buffers(cores_per_tile: int) -> Non
     out = run(cm, {"x": x})
     assert bit_exact(cm, {"x": x}, out)
     whole = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=65536), calib={"x": x})
+    assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
+
+
+def random_chain(seed: int) -> tuple[onnx.ModelProto, np.ndarray]:
+    """Three to four convs of random kernel (1-3), stride (1-2), padding (0-k//2 x dilation), dilation (1-2) and
+    width (2-12 channels) on a 20-28 pixel image."""
+    rng = np.random.default_rng(seed)
+    size, c = int(rng.integers(20, 29)), int(rng.integers(1, 4))
+    lines, inits, shape = [], {}, (c, size, size)
+    prev = "x"
+    for n in range(int(rng.integers(3, 5))):
+        k, s, d = int(rng.integers(1, 4)), int(rng.integers(1, 3)), int(rng.integers(1, 3)) if n % 2 else 1
+        p = int(rng.integers(0, k // 2 + 1)) * d
+        out = int(rng.integers(2, 13))
+        h = (shape[1] + 2 * p - d * (k - 1) - 1) // s + 1
+        if h < 3:
+            break
+        inits[f"w{n}"] = (rng.normal(0, 1, (out, shape[0], k, k)) / np.sqrt(shape[0] * k * k)).astype(np.float32)
+        lines.append(f"c{n} = Conv<pads=[{p},{p},{p},{p}], strides=[{s},{s}], dilations=[{d},{d}]>({prev}, w{n})")
+        lines.append(f"r{n} = Relu(c{n})")
+        prev, shape = f"r{n}", (out, h, h)
+    lines[-1] = lines[-1].replace(f"{prev} = Relu", "y = Relu")
+    decl = ", ".join(f"float[{', '.join(map(str, w.shape))}] {k}" for k, w in inits.items())
+    text = f"""<ir_version: 8, opset_import: ["" : 13]>
+    g (float[N, {c}, {size}, {size}] x) => (float[N, {shape[0]}, {shape[1]}, {shape[2]}] y) <{decl}> {{
+        {chr(10).join(lines)}
+    }}"""
+    model = onnx.parser.parse_model(text)
+    model.graph.initializer.extend(onnx.numpy_helper.from_array(w, k) for k, w in inits.items())
+    return model, rng.random((2, c, size, size)).astype(np.float32)
+
+
+def tile_need(cm, hw) -> int:
+    """The words the busiest tile needs when ``cm``'s graph and mapping are planned on ``hw`` (line buffers
+    included when whole tensors overflow it)."""
+    from compiler.codegen.plan import TileMemory, plan_communication
+    from compiler.codegen.storage import Storage
+    from compiler.quant import quantize_layer
+
+    biased = {op.name for op in cm.graph.crossbar_ops() if quantize_layer(op, cm.precision[op.name]).bias is not None}
+    mem = TileMemory(hw)
+    try:
+        plan_communication(cm.graph, cm.mapping, Storage(cm.graph, cm.formats), hw, biased, mem)
+    except ModelError:
+        pass
+    return max(mem.top.values())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_conv_chains_in_line_buffers_equal_whole_tensors(seed: int) -> None:
+    """Random geometries, one core or eight per tile, on tiles one word too small for the whole tensors: the
+    line-buffered program (on tiles of exactly what it needs) is bit-exact and equals the whole-tensor program's
+    integers."""
+    model, x = random_chain(seed)
+    big = DEFAULT.with_changes(name="big", tiles=4, cores_per_tile=1 + 7 * (seed % 2), tile_mem_words=1 << 20)
+    whole = compile_model(model, "16bit", hw=big, calib={"x": x})
+    need = tile_need(whole, big)
+    banded = tile_need(whole, big.with_changes(tile_mem_words=need - 1))
+    assert banded < need
+    cm = compile_model(model, "16bit", hw=big.with_changes(name="small", tile_mem_words=banded), calib={"x": x})
+    assert any(format_instr(i).startswith("free") for cc in cm.program.cores for i in cc.instrs)
+    out = run(cm, {"x": x})
+    assert bit_exact(cm, {"x": x}, out)
     assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
