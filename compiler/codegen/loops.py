@@ -1,6 +1,7 @@
 """Pixel loops: a two-level loop over output pixels whose pointer registers advance by row and pixel strides,
-so program size does not depend on the image size. Loop counters and pointers live at the top of the register
-file (`LoopRegs`)."""
+so program size does not depend on the image size (`pixel_loop`), and, for line buffers, a loop over groups of
+unrolled rows whose addresses repeat with the bands (`row_loop`). Loop counters and pointers live at the top of
+the register file (`LoopRegs`)."""
 
 from __future__ import annotations
 
@@ -140,15 +141,15 @@ def _one_row(out: list[Instr], regs: LoopRegs, row: Row, steps: list[int], body:
     """One output row: the rows it receives, its pointers (from immediates, or from the group's row registers),
     the pixel loop, the frees."""
     pairs = regs.ptrs[:len(steps)]
-    ptr, end = regs.ptrs[2]
+    at, end = regs.ptrs[2]  # the receive pointer and the pixel count it runs to
     for addr in row.receives:
         assert receive is not None and len(steps) < 3, "receives need the third pointer pair"
-        out += [ops.set(d=ptr, imm=addr, node=node), ops.set(d=regs.w, imm=0, node=node),
+        out += [ops.set(d=at, imm=addr, node=node), ops.set(d=regs.w, imm=0, node=node),
                 ops.set(d=end, imm=receive.pixels, node=node)]
         top = len(out)
-        out += [ops.recv(dst=MemRef(ptr, c0), n=n, tile=tile, ch=ch, count=receive.count, node=node)
+        out += [ops.recv(dst=MemRef(at, c0), n=n, tile=tile, ch=ch, count=receive.count, node=node)
                 for c0, n, tile, ch in receive.parts]
-        out += [ops.iaddi(d=ptr, a=ptr, imm=receive.step, node=node),
+        out += [ops.iaddi(d=at, a=at, imm=receive.step, node=node),
                 ops.iaddi(d=regs.w, a=regs.w, imm=1, node=node), ops.blt(a=regs.w, b=end, target=top, node=node)]
     if group is None:
         out += [ops.set(d=ptr, imm=start, node=node) for (ptr, _), start in zip(pairs, row.starts)]
