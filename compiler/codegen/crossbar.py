@@ -4,8 +4,6 @@ owner, accumulates the column block, adds the bias, and finishes (activation, re
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from isa import NO_BASE, MemInit, MemRef, MvmuImage, ops
@@ -17,7 +15,8 @@ from ..quant import LayerPrecision
 from ..quant.functional import QuantizedLayer
 from .context import Context
 from .epilogue import activation, finish
-from .loops import LoopRegs, Receive, Row, pixel_loop, row_loop
+from .bands import band_rows, window_offsets_of
+from .loops import LoopRegs, pixel_loop, row_loop
 from .plan import PARTIAL_READERS, SHARED_READERS, Core, owned_columns
 from .storage import hwc
 
@@ -105,52 +104,11 @@ def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarra
                 _hand_over(ctx, core, node, group)
 
     if banded:
-        rows, period, receive = band_rows(ctx, core, op, row_offs)
+        rows, period, receive = band_rows(ctx, core, op)
+        row_offs.update(window_offsets_of(ctx, op, rows))
         row_loop(out, LoopRegs.of(hw), rows, ow, [ptrs[0][2], out_pix], body, period, node=node, receive=receive)
         return
     pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=crossbar_kind(op).windowed, node=node)
-
-
-def band_rows(ctx: Context, core: Core, op: Op, offs: dict[int, np.ndarray]) -> tuple[list[Row], int,
-                                                                                     Receive | None]:
-    """The output rows of a conv with a line-buffered input or output (`loops.row_loop`): per row, the window
-    origin and output pixel addresses, the window offsets (into ``offs``: a kernel row in the top or bottom
-    border reads the buffer's border row), and, for a line-buffered input, the input rows the core receives
-    first (when it receives the input on its tile: the rows its window or its frees reach first) and the rows
-    no later window reads (freed after it: every real row once, the rows below the last window after the last
-    output row); the period of the rows' addresses (the bands over their strides); how received rows arrive."""
-    st, plan, (kh, kw), sh = ctx.st, ctx.plan, op.attrs["kernel"], op.attrs["strides"][0]
-    (dh, dw), (pt, pl) = op.attrs.get("dilations", (1, 1)), op.attrs["pads"][:2]
-    xin, yout, tile = op.inputs[0], op.outputs[0], core[0]
-    xb, yb = st.buffer(xin), st.buffer(yout)
-    oh = hwc(ctx.g.values[yout].shape)[0]
-    c = hwc(ctx.g.values[xin].shape)[2]
-    col0 = (xb.pads[1] - pl) * xb.c + st.views[xin].coff
-    streams = [s for s in plan.streams if s.value == xin and s.tile == tile] if xb.band else []
-    receive = None
-    if streams and plan.receiver(st, xin, tile) == core:
-        receive = Receive(xb.w, xb.c, tuple((s.c0, s.c1 - s.c0, s.src[0], s.ch) for s in streams),
-                          plan.store_count(xin, tile))
-    i, j, k = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(c), indexing="ij")
-    rows, freed, got = [], 0, 0
-    for oy in range(oh):
-        top = oy * sh - pt
-        kernel_rows = tuple(xb.row_base(top + q * dh) - xb.row_base(top) for q in range(kh))
-        offs[oy] = (np.asarray(kernel_rows)[i] + j * dw * xb.c + k).reshape(-1)
-        last = oy == oh - 1
-        upto = xb.h if last else min(max(top + sh, 0), xb.h)
-        reach = max(upto, min(max(top + (kh - 1) * dh + 1, 0), xb.h))  # a row is received before it is freed
-        receives = tuple(xb.bases[tile] + xb.row_base(r) + xb.pads[1] * xb.c + st.views[xin].coff
-                         for r in range(got, reach)) if receive else ()
-        got = max(got, reach)
-        frees = tuple((xb.bases[tile] + xb.row_base(r) + xb.pads[1] * xb.c, xb.w * xb.c)
-                      for r in range(freed, upto)) if xb.band else ()
-        freed = max(freed, upto)
-        starts = (xb.bases[tile] + xb.row_base(top) + col0,
-                  yb.bases.get(tile, 0) + yb.row_base(oy) + yb.pads[1] * yb.c + st.views[yout].coff)
-        rows.append(Row(starts, kernel_rows, frees, receives))
-    period = math.lcm(xb.band // math.gcd(xb.band, sh) if xb.band else 1, yb.band or 1)
-    return rows, period, receive
 
 
 def _hand_over(ctx: Context, core: Core, node: str, group: list[Block]) -> None:
