@@ -201,3 +201,35 @@ def test_random_conv_chains_in_line_buffers_equal_whole_tensors(seed: int) -> No
     out = run(cm, {"x": x})
     assert bit_exact(cm, {"x": x}, out)
     assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
+
+
+def test_a_max_pool_reads_and_writes_line_buffers() -> None:
+    """conv 3x3 -> max pool 3x3/2 pad 1 (border filled with the format's smallest value) -> conv 3x3 -> max pool
+    2x2/2 -> conv 1x1: the pools' inputs and outputs are line buffers, on one tile and across tiles."""
+    rng = np.random.default_rng(4)
+    text = """<ir_version: 8, opset_import: ["" : 13]>
+    g (float[N, 2, 32, 32] x) => (float[N, 4, 8, 8] y) <float[8, 2, 3, 3] w1, float[8, 8, 3, 3] w2,
+      float[4, 8, 1, 1] w3> {
+        a = Conv<pads=[1,1,1,1]>(x, w1)
+        p = MaxPool<kernel_shape=[3,3], strides=[2,2], pads=[1,1,1,1]>(a)
+        b = Conv<pads=[1,1,1,1]>(p, w2)
+        br = Relu(b)
+        q = MaxPool<kernel_shape=[2,2], strides=[2,2]>(br)
+        y = Conv(q, w3)
+    }"""
+    model = onnx.parser.parse_model(text)
+    for name, shape in [("w1", (8, 2, 3, 3)), ("w2", (8, 8, 3, 3)), ("w3", (4, 8, 1, 1))]:
+        model.graph.initializer.append(onnx.numpy_helper.from_array(
+            (rng.normal(0, 1, shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32), name))
+    x = rng.normal(0, 1, (2, 2, 32, 32)).astype(np.float32)
+    for cores in (8, 1):
+        big = DEFAULT.with_changes(name="big", tiles=6, cores_per_tile=cores, tile_mem_words=1 << 20)
+        whole = compile_model(model, "16bit", hw=big, calib={"x": x})
+        need = tile_need(whole, big)
+        banded = tile_need(whole, big.with_changes(tile_mem_words=need - 1))
+        cm = compile_model(model, "16bit", hw=big.with_changes(tile_mem_words=banded), calib={"x": x})
+        pools = [cc for cc in cm.program.cores for i in cc.instrs if i.node in ("p", "q") and i.op == "peek"]
+        assert pools, "the pools read line buffers"
+        out = run(cm, {"x": x})
+        assert bit_exact(cm, {"x": x}, out)
+        assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])

@@ -6,7 +6,7 @@ the register file (`LoopRegs`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Hashable
+from typing import Callable
 
 from isa import NO_BASE, Instr, MemRef, ops
 from isa.hardware import HardwareConfig
@@ -68,10 +68,11 @@ def pixel_loop(out: list[Instr], regs: LoopRegs, oh: int, ow: int, ptrs: list[Po
 @dataclass(frozen=True)
 class Row:
     """What one output row of a line-buffered loop needs: each pointer's address at its first pixel, the key of
-    its body (rows with equal keys emit the same instructions) and the (address, words) it frees afterwards."""
+    its body (the offsets of its window's kernel rows from the window origin: rows with equal keys emit the same
+    instructions) and the (address, words) it frees afterwards."""
 
     starts: tuple[int, ...]
-    key: Hashable
+    key: tuple[int, ...]
     frees: tuple[tuple[int, int], ...]
     receives: tuple[int, ...] = ()  # addresses of the rows received before it (`Receive`)
 

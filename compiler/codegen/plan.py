@@ -209,8 +209,8 @@ def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: s
 def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dict[tuple[str, int], int]:
     """Make a line buffer (`Buffer.band` real rows, docs/design-notes.md) of every tensor that can have one, and
     return the reader count of its words on each tile holding it (`CommPlan.store_count`). Supported so far: a
-    tensor produced by a crossbar conv whose cores share one tile and read only by crossbar convs (zero padding,
-    not replicated), on any tiles, that is not a graph input or output nor part of a concat. The band holds the
+    tensor produced by a windowed op (`_windowed`: a crossbar conv, a max pool) whose cores share one tile and
+    read only by windowed ops, on any tiles, that is not a graph input or output nor part of a concat. The band holds the
     rows its tallest window spans plus a stride, rounded up to a power of two (so that the period of a conv's
     rows, the bands of its input over its stride and of its output, is at most the larger band)."""
     ends = {v.name for v in g.inputs} | set(g.outputs)
@@ -220,8 +220,8 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dic
         prod = g.producer(v)
         readers = g.consumers(v)
         if (v in ends or v in shared or st.root(v) != v or len(info.shape) != 3 or prod is None
-                or not readers or not _plain_conv(mapping, prod)
-                or not all(_plain_conv(mapping, op) and op.inputs[0] == v for op in readers)):
+                or not readers or not _windowed(g, mapping, prod)
+                or not all(_windowed(g, mapping, op) and op.inputs[0] == v for op in readers)):
             continue
         home = {c[0] for c, _, _ in plan.producers[v]}
         buf = st.buffer(v)
@@ -229,7 +229,7 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dic
                    for op in readers)
         rows = min(1 << (rows - 1).bit_length(), buf.h)
         local = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | home}
-        if len(home) != 1 or buf.fill not in (None, 0) or rows >= buf.h or max(local.values()) + len(local) > 255:
+        if len(home) != 1 or rows >= buf.h or max(local.values()) + len(local) > 255:
             continue
         buf.band = rows
         src = next(iter(home))
@@ -237,9 +237,17 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dic
     return counts
 
 
-def _plain_conv(mapping: Mapping, op: Op) -> bool:
-    """A crossbar conv computed by one replica (its output rows all on the same cores)."""
-    return op.kind == "conv" and op.is_crossbar and mapping.layers[op.name].replicas == 1
+def _windowed(g: Graph, mapping: Mapping, op: Op) -> bool:
+    """An op whose code sweeps its output rows once with windows over its input: a crossbar conv computed by one
+    replica (its output rows all on the same cores), or a max pool in one channel chunk that is not a global
+    max (`vector._pool`)."""
+    if op.kind == "conv" and op.is_crossbar:
+        return mapping.layers[op.name].replicas == 1
+    if op.kind != "pool" or op.attrs["mode"] != "max":
+        return False
+    (h, w, c), (oh, ow, _) = hwc(g.values[op.inputs[0]].shape), hwc(g.values[op.outputs[0]].shape)
+    is_global = (oh, ow) == (1, 1) and tuple(op.attrs["kernel"]) == (h, w) and not any(op.attrs["pads"])
+    return not is_global and vector_chunk(g, op, mapping.hw) >= c
 
 
 def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan: CommPlan) -> None:
