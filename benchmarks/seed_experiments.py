@@ -102,6 +102,69 @@ def seed002(n: int) -> None:
     print(table(rows, ["measure", "ours", "seed"]))
 
 
+def seed002_area_table(hw: Any) -> Any:
+    """``hw`` with seed 002's TABLE I areas (65 nm) where the table has a row, PUMA's 32 nm figures scaled to 65 nm
+    (area x (65/32)^2) elsewhere (docs/cost-model.md, "Area")."""
+    from isa.area import scale_area
+
+    c, up = hw.costs, (lambda um2: scale_area(um2, 32.0, 65.0))
+    return hw.with_changes(costs={
+        "area_node_nm": 65.0, "adc_um2": 4042.5, "adc_area_ref_bits": 10,  # ADC: 10-bit row (5-bit: 577.5)
+        "dac_um2": (668.2 + 323.8) / 256,  # 256 DACs and 128 CSD encoders per MAC of 2 x 128 rows
+        "sample_hold_um2": 5.0 / 128,  # 128 S&H per MAC
+        "shift_add_um2": 3094.8 + 529.6,  # SA + output register and the sampling MUX, one per ADC
+        "mvmu_out_regs_um2": 0.0,  # counted in "SA + output reg"
+        "tile_mem_um2": 2 * 38445.2,  # 32 KB eDRAM
+        "tile_ctrl_um2": 81509.4 + up(c.tile_ctrl_um2),  # six 1 KB SRAM buffers, PUMA's controllers
+        **{k: up(getattr(c, k)) for k in ("xbar_um2", "mvmu_in_regs_um2", "data_regs_um2", "alu_um2",
+                                          "core_ctrl_um2", "tile_bus_um2", "router_um2")}})
+
+
+def seed002_area(n: int) -> None:
+    """Seed 002's area rows: ADC area at 10 and 5 bits, and area (and energy) efficiency of the conventional
+    10-bit design, 5-bit ADC with encoding, and dynamic quantization, on LeNet-MNIST (the seed's benchmark),
+    under our default area table and under seed 002's TABLE I; the same runs, nothing tuned."""
+    import dataclasses
+
+    from isa.area import adc_area_um2, used_area
+    from isa.hardware import DEFAULT
+
+    s002 = seed002_area_table(DEFAULT)
+    rows = [[label, f"{adc_area_um2(hw, 10):.1f}", f"{adc_area_um2(hw, 5):.1f}",
+             f"-{100 * (1 - adc_area_um2(hw, 5) / adc_area_um2(hw, 10)):.1f}%"]
+            for label, hw in (("ours (PUMA/ISAAC 8-bit, 32 nm; per-bit growth of TABLE I)", DEFAULT),
+                              ("seed 002 TABLE I (65 nm)", s002))]
+    print("\nseed 002: ADC area, um^2 (seed: 4042.5 -> 577.5, -86 %)")
+    print(table(rows, ["table", "10 bits", "5 bits", "cut"]))
+
+    model = ROOT / "models" / "lenet5_mnist.onnx"
+    designs = {"conventional, 10-bit ADC": "16bit",
+               "5-bit ADC + SCE/CSD": {"preset": "16bit", "default": {"w_enc": "sce", "in_enc": "csd",
+                                                                      "adc_bits": 5}},
+               "+ dynamic quantization": {"preset": "16bit", "default": {"w_enc": "sce", "in_enc": "csd",
+                                                                         "adc_bits": 5, "skip": 14}}}
+    seed = {"conventional, 10-bit ADC": ("308", "33445", "99.09"), "5-bit ADC + SCE/CSD": ("410", "56497", "99.05"),
+            "+ dynamic quantization": ("2.7x: 832", "3.7x: 123747", "> 98.77")}
+    rows, base = [], None
+    for label, cfg in designs.items():
+        cm = compile_model(model, cfg, mapping="naive", data=load_for_shape)
+        x, y = load_for_shape("mnist", "test", tuple(cm.program.inputs[0].shape))
+        r = runner.evaluate(cm, x[:n], y[:n], check=False)
+        per_s = cm.hw.clock_ghz * 1e9 / r["pipeline_interval_cycles"]
+        ours = used_area(cm.program).total_mm2
+        theirs = used_area(dataclasses.replace(cm.program, hw=seed002_area_table(cm.hw))).total_mm2
+        eff = (per_s / ours, per_s / theirs, r["energy_efficiency"])
+        base = base or eff
+        rows.append([label, f"{per_s:,.0f}", f"{ours:.3f}", f"{eff[0]:,.0f} ({eff[0] / base[0]:.2f}x)",
+                     f"{theirs:.3f}", f"{eff[1]:,.0f} ({eff[1] / base[1]:.2f}x)", seed[label][0],
+                     f"{eff[2]:,.0f} ({eff[2] / base[2]:.2f}x)", seed[label][1], f"{100 * r['accuracy']:.2f}",
+                     seed[label][2]])
+    print(f"\nseed 002: LeNet-MNIST area and energy efficiency (16-bit weights and inputs, naive mapping, {n} "
+          f"test images; frames/s from the pipelined interval, area = what the program uses)")
+    print(table(rows, ["design", "frames/s", "mm^2 ours", "frames/s/mm^2 ours", "mm^2 TABLE I",
+                       "frames/s/mm^2 TABLE I", "seed", "frames/J", "seed", "accuracy %", "seed"]))
+
+
 def main() -> None:
     """Run the selected experiments."""
     ap = argparse.ArgumentParser(description=__doc__)
@@ -113,6 +176,7 @@ def main() -> None:
         seed000(a.images)
     if "002" in a.seeds:
         seed002(a.images)
+        seed002_area(a.images)
     if "001" in a.seeds:
         seed001(a.images)
 

@@ -58,12 +58,13 @@ def cmd_compile(a: argparse.Namespace) -> int:
     precision = a.precision
     if a.search:  # the precision search inside compilation (same as `xbarc search`)
         from .search import search_precision
-        from .search.agent import stderr_progress
+        from .search.methods import stderr_progress
 
         r = search_precision(a.model, dataset=a.calib, budget=a.budget, seed=a.seed, method=a.search,
                              progress=stderr_progress, hardware=a.hardware, mapping=a.mapping, data=_data())
-        precision = r.best_config
-        print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f}")
+        precision = r.config
+        print(f"{r.method} search: {r.evaluations} evaluations in {r.seconds:.1f} s, chosen config's search reward "
+              f"{r.chosen.reward:.4f}")
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
                        calib_images=a.calib_images, drop_lrn=a.drop_lrn,
                        crossbar_budget=a.crossbar_budget, replicate=a.replicate, input_shapes=dict(a.input_shape),
@@ -86,37 +87,84 @@ def cmd_compile(a: argparse.Namespace) -> int:
 
 
 def cmd_search(a: argparse.Namespace) -> int:
-    """xbarc search MODEL -o OUT: precision search (docs/search.md); best.json, log.jsonl and a summary."""
+    """xbarc search MODEL -o OUT: precision search (docs/search.md); best.json, log.jsonl, pareto.json and a
+    summary measured on the runtime."""
     from .search import search_precision
-    from .search.agent import parse_rl_options, stderr_progress
-    from .search.env import SUMMARY_HEADER, EnvConfig, SearchEnv, summary_rows, validate
-    from .search.plots import report_plots
+    from .search.methods import stderr_progress
+    from .search.session import Checkpoint, check_resume, resumed_agrees, write_outputs
 
     out = _search_dir(a.output)
-    env = SearchEnv(EnvConfig(a.model, a.dataset, a.hardware, val_images=a.val_images, mapping=a.mapping,
-                              calibrated_ce=a.calibrated_ce, data=_data(),
-                              **{k: v for k in ("threshold", "max_drop") if (v := getattr(a, k)) is not None}))
+    env, rl = _search_env(a)
+    settings = _search_settings(a, env)
+    old = check_resume(out, settings, a.resume)
+    cache = a.cache or out / "evaluations.sqlite"
+    with Checkpoint(out / "log.jsonl") as log:
+        r = search_precision(a.model, budget=a.budget, seed=a.seed, method=a.method, workers=a.workers, env=env,
+                             progress=stderr_progress, rl=rl, on_record=log.append, backend=a.backend,
+                             address=a.address, cache=cache)
+    doc = write_outputs(out, env, r)
+    if old:
+        resumed_agrees(old, r, lambda m: print(f"xbarc search: {m}", file=sys.stderr))
+    print(f"{r.method}: {r.evaluations} evaluations ({r.reused} from {cache}) in {r.seconds:.1f} s, best search "
+          f"reward {r.best.reward:.4f}")
+    if r.interrupted:
+        print(f"xbarc search: interrupted after {r.evaluations} evaluations; kept every evaluation in "
+              f"{out / 'log.jsonl'} and {cache}, the choice so far in {out / 'best.json'}; "
+              f"run the same command with --resume to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    _search_summary(a, env, r, doc, out)
+    return 0
+
+
+def _search_env(a: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The search environment and RL options of `xbarc search`'s arguments."""
+    from .search.agent import parse_rl_options
+    from .search.cost import parse_weights
+    from .search.env import EnvConfig, SearchEnv
+
     try:
-        rl = parse_rl_options(a.rl)
+        rl, weights = parse_rl_options(a.rl), parse_weights(a.cost)
     except ValueError as e:
         raise XbarcError(str(e)) from None
-    with _Checkpoint(out / "log.jsonl") as log:
-        r = search_precision(a.model, budget=a.budget, seed=a.seed, method=a.method, workers=a.workers, env=env,
-                             progress=stderr_progress, rl=rl, on_record=log.append)
-    write_file(out / "best.json", json.dumps(r.best_config, indent=2) + "\n")
-    write_file(out / "log.jsonl", "".join(json.dumps(x) + "\n" for x in r.records))
-    print(f"{r.method}: {r.evaluations} evaluations in {r.seconds:.1f} s, best reward {r.best_reward:.4f} "
-          f"-> {out / 'best.json'}")
-    if r.interrupted:
-        print(f"xbarc search: interrupted after {r.evaluations} evaluations; kept the best so far and every "
-              f"evaluation in {out / 'log.jsonl'}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    cfg = EnvConfig(a.model, a.dataset, a.hardware, search_split=a.search_split, search_images=a.search_images,
+                    select_split=a.select_split, select_images=a.select_images, max_drop=a.max_drop,
+                    confidence=a.confidence, cost_weights=weights, mapping=a.mapping, data=_data(),
+                    devices=a.devices, device_trials=a.device_trials)
+    return SearchEnv(cfg), rl
+
+
+def _search_settings(a: argparse.Namespace, env: Any) -> dict[str, Any]:
+    """What defines a search (``search.json``; --resume checks it): the environment's scope and the method's
+    settings (not the workers, backend or cache: they do not change the result)."""
+    return {"model": a.model, "scope": env.cfg.scope(), "method": a.method, "budget": a.budget, "seed": a.seed,
+            "rl": sorted(a.rl)}
+
+
+def _search_summary(a: argparse.Namespace, env: Any, r: Any, doc: dict[str, Any], out: Path) -> None:
+    """The plots, then the baseline, the chosen config and the front's points run on the runtime (test split)."""
+    from .search.env import SUMMARY_HEADER, summary_rows, validate
+    from .search.plots import report_plots, write_front_plot
+
     report_plots(r.records, r.baseline, out, r.method)
+    if write_front_plot(doc, r.records, out / "pareto.png") is not None:
+        print(f"plot: {out / 'pareto.png'}")
+    c = env.cfg
+    pick = next(i for i, p in enumerate(doc["points"]) if p["chosen"])
+    if r.met:
+        print(f"chosen: pareto point {pick} ({doc['points'][pick]['file']}), the cheapest whose accuracy drop on "
+              f"'{c.select_split}' is <= {100 * c.max_drop:g}% at {100 * c.confidence:g}% confidence "
+              f"(bound {100 * r.chosen.select_bound:.2f}%) -> {out / 'best.json'}")
+    else:
+        print(f"xbarc search: warning: no evaluated config meets --max-drop {100 * c.max_drop:g}% on "
+              f"'{c.select_split}' at {100 * c.confidence:g}% confidence; best.json is the 16-bit baseline",
+              file=sys.stderr)
     base = validate(env, env.config(env.space.baseline()), a.test_images)
-    best = validate(env, r.best_config, a.test_images)
-    print(f"measured on the runtime, {best['images']} test images:")
-    print(_table(summary_rows(base, {f"best ({r.method})": best}), SUMMARY_HEADER))
-    return 0
+    found = {f"chosen ({r.method})": validate(env, r.config, a.test_images)}
+    for i, p in enumerate(doc["points"][: a.measure_front]):
+        if not p["chosen"]:
+            found[f"pareto point {i}"] = validate(env, env.config(p["actions"]), a.test_images)
+    print(f"measured on the runtime, {base['images']} test images:")
+    print(_table(summary_rows(base, found), SUMMARY_HEADER))
 
 
 def _warn(command: str, warnings: list[str]) -> None:
@@ -133,36 +181,6 @@ def _search_dir(path: str) -> Path:
         raise XbarcError(f"{out}: exists and is not a directory; `xbarc search -o` needs a folder")
     check_output_file(out / "best.json")
     return out
-
-
-class _Checkpoint:
-    """``log.jsonl`` written as the search goes, one flushed line per evaluation, so that a killed search keeps
-    what it evaluated; rewritten atomically at the end."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.f: io.TextIOBase | None = None
-
-    def __enter__(self) -> "_Checkpoint":
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.f = self.path.open("w")
-        except OSError as e:
-            raise XbarcError(f"{self.path}: cannot write: {e.strerror}") from None
-        return self
-
-    def append(self, record: dict[str, Any]) -> None:
-        """Write one evaluation's record."""
-        assert self.f is not None
-        try:
-            self.f.write(json.dumps(record) + "\n")
-            self.f.flush()
-        except OSError as e:
-            raise XbarcError(f"{self.path}: cannot write: {e.strerror}") from None
-
-    def __exit__(self, *exc: object) -> None:
-        if self.f is not None:
-            self.f.close()
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -192,6 +210,8 @@ def _print_report(r: dict[str, Any]) -> None:
     print("\nper component:\n" + _table(rows, ["component", "energy pJ", "share"]))
     if r.get("reprogramming"):
         _print_reprogramming(r["reprogramming"], total)
+    if r.get("area"):
+        _print_area(r["area"])
     if r.get("host_ops"):
         print(f"\nevaluated on the host after the program: {', '.join(r['host_ops'])}")
 
@@ -235,7 +255,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     _warn("run", cm.warnings)
     if a.inputs:
         feeds = _load_inputs(a.inputs, [i.name for i in cm.program.inputs])
-        outcome = runner.run(cm, feeds)
+        outcome = runner.run(cm, feeds, a.reference, a.workers)
         outputs = outcome.host or outcome.device_float
         first = next(iter(outputs.values()))
         if a.output:
@@ -244,19 +264,53 @@ def cmd_run(a: argparse.Namespace) -> int:
             write_file(a.output, buf.getvalue())
         summary = {"outputs": {k: list(np.shape(v)) for k, v in outputs.items()}, "energy_pj": outcome.stats.energy_pj,
                    "cycles": outcome.stats.cycles, "saved": a.output}
+        summary.update({k: v for k, v in runner.efficiency(cm, outcome.stats).items() if k != "area"})
         if a.check:
             summary["bit_exact"] = runner.bit_exact(cm, feeds, outcome)
+        if a.devices:
+            summary["devices"] = _device_trials(a, cm, feeds, None, outcome)
         print(json.dumps(summary, indent=2) if a.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
         return 0 if summary.get("bit_exact", True) else 1
     x, y = load_data(a.dataset, a.split, tuple(cm.program.inputs[0].shape))
     if a.limit:
         x, y = x[:a.limit], (None if y is None else y[:a.limit])
-    report = runner.evaluate(cm, x, y, check=a.check)
+    report = runner.evaluate(cm, x, y, check=a.check, reference=a.reference, workers=a.workers)
+    if a.devices:
+        report["devices"] = _device_trials(a, cm, {cm.program.inputs[0].name: x}, y)
     if a.json:
         print(json.dumps(report, indent=2))
     else:
         _print_report(report)
+        if a.devices:
+            _print_devices(report["devices"])
     return 0 if report["bit_exact"] in (True, None) else 1
+
+
+def _device_trials(a: argparse.Namespace, cm: Any, feeds: dict[str, np.ndarray], labels: np.ndarray | None,
+                   exact: Any = None) -> dict[str, Any]:
+    """``--devices``: the trials of `runner.device_trials` against the exact run (made here if not given)."""
+    from runtime.devices import load_devices
+
+    from . import runner
+
+    model = load_devices(a.devices)
+    if a.device_seed is not None:
+        model = model.with_changes(seed=a.device_seed)
+    return runner.device_trials(cm, feeds, exact or runner.run(cm, feeds), model, a.trials, labels)
+
+
+def _print_devices(d: dict[str, Any]) -> None:
+    """The non-ideal trials' lines of the run report."""
+    m = d["model"]
+    print(f"\nnon-ideal devices ({m['name']}, seed {m['seed']}, {d['trials']} trials; the exact run above is "
+          f"the reference):")
+    if d["accuracy_mean"] is not None:
+        print(f"  accuracy: {d['accuracy_mean']:.4f} +- {d['accuracy_std']:.4f} (min {d['accuracy_min']:.4f}, "
+              f"max {d['accuracy_max']:.4f})")
+    print(f"  agreement with the exact run: {d['agreement_with_exact_mean']:.4f} +- "
+          f"{d['agreement_with_exact_std']:.4f}")
+    print(f"  output change: mean |d| {d['output_mean_abs_change']:.4g}, max |d| {d['output_max_abs_change']:.4g}, "
+          f"RMS {d['output_relative_rms_change']:.2%} of the exact outputs' RMS")
 
 
 def cmd_adc_profile(a: argparse.Namespace) -> int:
@@ -332,6 +386,7 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         info["mvmu_images"] = _mvmu_rows(prog)
     if prog.meta.get("rounds"):
         info["rounds"] = prog.meta["rounds"]
+    info["area"] = _program_area(prog)
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -349,12 +404,41 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         print(f"\n{len(rows)} reprogramming rounds (each programs its crossbars, then runs over the whole batch; "
               f"round k >= 1 in {out}/roundk):")
         print(_table(rows, ["round", "ops", "tiles", "MVMUs", "crossbars", "cells written", "spills"]))
+    _print_area(info["area"])
     if a.mvmus:
         keys = ["mvmu", "node", "rows", "cols", "slices", "encoding", "live_lines", "crossbars", "steps",
                 "conversions_per_digit"]
         print("\nper MVMU (from image.npz; conversions per input digit before SKIP):")
         print(_table([[m[k] for k in keys] for m in info["mvmu_images"]], keys))
     return 0
+
+
+def _program_area(prog: Any) -> dict[str, Any]:
+    """The area block of `xbarc inspect`: the chip provisioned and what the program uses (`isa.area`)."""
+    from isa.area import area_report
+
+    return area_report(prog)
+
+
+def _print_area(area: dict[str, Any]) -> None:
+    """Area per component (provisioned and used) and per layer, the ADC area the chosen resolutions saved, and
+    the efficiencies when the block has them."""
+    prov, used = area["provisioned"], area["used"]
+    print(f"\narea at {used['node_nm']:g} nm: {used['total_mm2']:.4f} mm^2 used ({used['tiles']} tiles, "
+          f"{used['cores']} cores, {used['mvmus']} MVMUs, {used['crossbars']} crossbars) of "
+          f"{prov['total_mm2']:.2f} mm^2 provisioned; lower ADC resolutions saved "
+          f"{used['adc_saved_um2'] / 1e6:.4f} mm^2")
+    if "area_efficiency" in area:
+        print(f"area efficiency: {area['area_efficiency']:.4g} inferences/s/mm^2 of the used area "
+              f"({area['area_efficiency_provisioned']:.4g} of the provisioned chip)   energy efficiency: "
+              f"{area.get('energy_efficiency', 0):.4g} inferences/J")
+    rows = [[k, f"{used['per_component_um2'][k] / 1e6:.4f}", f"{v / 1e6:.3f}"]
+            for k, v in prov["per_component_um2"].items() if v or used["per_component_um2"].get(k)]
+    print(_table(rows, ["component", "used mm^2", "provisioned mm^2"]))
+    rows = [[k, f"{v['total_um2'] / 1e6:.4f}", f"{v.get('crossbar', 0) / 1e6:.5f}", f"{v.get('adc', 0) / 1e6:.4f}",
+             f"{v['adc_saved_um2'] / 1e6:.4f}"] for k, v in used["per_layer_um2"].items()]
+    if rows:
+        print(_table(rows, ["layer (MVMUs)", "area mm^2", "crossbar", "adc", "adc saved"]))
 
 
 def _mvmu_rows(prog: Any) -> list[dict[str, Any]]:
@@ -438,8 +522,25 @@ def _float_in(lo: float, hi: float, lo_open: bool = False) -> Callable[[str], fl
     return parse
 
 
+def _parse_percent(text: str) -> float:
+    t = text.strip()
+    if not t.endswith("%"):
+        return FRACTION(t)
+    try:
+        pct = float(t[:-1])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a fraction (0.01) or a percentage (1%), got {text!r}") from None
+    if not math.isfinite(pct) or not 0 <= pct <= 100:
+        raise argparse.ArgumentTypeError(f"expected a percentage in [0%, 100%], got {text!r}")
+    return pct / 100
+
+
 POSITIVE, NONNEG = _int_at_least(1), _int_at_least(0)
 FRACTION, OPEN_FRACTION = _float_in(0.0, 1.0), _float_in(0.0, 1.0, lo_open=True)
+
+
+PERCENT = _parse_percent
+PERCENT.__name__ = "percentage"
 NONNEG_FLOAT = _float_in(0.0, math.inf)
 def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     from .driver import parse_input_shape
@@ -506,19 +607,38 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--budget", type=POSITIVE, default=100, help="distinct configurations to evaluate")
     se.add_argument("--seed", type=NONNEG, default=0)
     se.add_argument("--workers", type=POSITIVE, default=1)
-    se.add_argument("--val-images", type=NONNEG, default=0,
-                    help="images of the held-out val split that score candidates (0: all 256)")
     se.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
-                    help="override an actor-critic hyperparameter (docs/search.md), e.g. --rl anchor=0")
-    se.add_argument("--threshold", type=NONNEG_FLOAT, default=None,
-                    help="T_t's t: cross-entropy increase allowed (nats; default 0.02)")
-    se.add_argument("--max-drop", type=FRACTION, default=None,
-                    help="accuracy drop allowed on the val images (fraction; default 1.0: no limit)")
-    se.add_argument("--calibrated-ce", action="store_true",
-                    help="score both cross-entropies at their best temperature (logit scale does not count)")
+                    help="override an actor-critic hyperparameter (docs/search.md), e.g. --rl lr=0.01")
+    se.add_argument("--max-drop", type=PERCENT, default=0.01, metavar="DROP",
+                    help="accuracy drop allowed against the float model, e.g. 1%% or 0.01 (default 1%%): the chosen "
+                         "config's upper confidence bound on the selection split must meet it")
+    se.add_argument("--confidence", type=OPEN_FRACTION, default=0.95,
+                    help="one-sided confidence of that bound (default 0.95)")
+    se.add_argument("--search-split", default="fit", help="split whose images score the reward (default fit)")
+    se.add_argument("--search-images", type=NONNEG, default=1024, help="first N of them (0: all; default 1024)")
+    se.add_argument("--select-split", default="val",
+                    help="held-out split the final choice is made on, never seen by the reward (default val)")
+    se.add_argument("--select-images", type=NONNEG, default=0, help="first N of them (0: all)")
+    se.add_argument("--devices", default=None, metavar="PRESET|FILE.json",
+                    help="score candidates' accuracy on the runtime under this device model (robust precision "
+                         "search, docs/devices.md; slower: each candidate is compiled and run)")
+    se.add_argument("--device-trials", type=POSITIVE, default=3, help="with --devices: seeded trials averaged")
+    se.add_argument("--cost", default="energy=0.5,latency=0.5", metavar="TERM=W,...",
+                    help="the hardware objective: weighted cost terms over the 16-bit baseline's "
+                         "(energy, latency, analytic, area: the chip area the mapping uses, docs/cost-model.md)")
     se.add_argument("--test-images", type=NONNEG, default=0, help="test images for the final check (0: all)")
+    se.add_argument("--measure-front", type=NONNEG, default=3,
+                    help="also run the first N Pareto points on the runtime for the summary (default 3)")
     se.add_argument("--mapping", default="spatial", choices=["naive", "spatial", "temporal"],
                     help="the mapping whose energy and latency the search optimizes (compile's default: spatial)")
+    se.add_argument("--backend", default="process", choices=["process", "ray"],
+                    help="where candidates are evaluated: --workers processes (default) or Ray actors")
+    se.add_argument("--address", default=None, help="with --backend ray: a running Ray cluster to join")
+    se.add_argument("--cache", default=None, metavar="FILE",
+                    help="SQLite evaluation cache to read and extend (default OUT/evaluations.sqlite); share it "
+                         "between searches of the same model to reuse evaluations")
+    se.add_argument("--resume", action="store_true",
+                    help="continue the interrupted search in OUT (same settings) to the same result")
     se.set_defaults(fn=cmd_search)
     r = command("run", help="run a compiled model on the reference runtime")
     r.add_argument("outdir")
@@ -530,7 +650,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--inputs", default=None, help=".npy or .npz of float inputs")
     r.add_argument("-o", "--output", default=None, help=".npy file for the outputs (with --inputs)")
     r.add_argument("--check", action="store_true", help="also compare with the functional model bit for bit")
+    r.add_argument("--reference", action="store_true",
+                   help="interpret one instruction at a time (default: static loops run all iterations at once; "
+                        "same outputs and counters)")
+    r.add_argument("--workers", type=POSITIVE, default=1,
+                   help="processes to shard the batch over, one BLAS thread each (same outputs and counters)")
     r.add_argument("--json", action="store_true")
+    r.add_argument("--devices", default=None, metavar="PRESET|FILE.json",
+                   help="also run on non-ideal devices (docs/devices.md): a preset (ideal, reram-wan2022, "
+                        "reram-saf-chen2015, pcm-joshi2020) or a JSON file of device fields; the exact run stays "
+                        "the reference and --check still compares it with the functional model")
+    r.add_argument("--trials", type=POSITIVE, default=10, help="with --devices: seeded trials (default 10)")
+    r.add_argument("--device-seed", type=NONNEG, default=None, help="with --devices: override the model's seed")
     r.set_defaults(fn=cmd_run)
     ap = command("adc-profile", help="bit-line value distribution and the ADC resolution that covers it")
     ap.add_argument("model")

@@ -66,7 +66,7 @@ class CompiledModel:
 
         assert self.mapping is not None
         weights = {op.name: quantize_layer(op, self.precision[op.name]).weight for op in self.graph.crossbar_ops()}
-        return self.mapping.report(self.precision, weights)
+        return self.mapping.report(self.precision, weights) | {"area": _area_summary(self.program)}
 
     def save(self, outdir: str | Path) -> None:
         """Write program.s, program.bin, image.npz, manifest.json, precision.json, mapping.json, ir.txt,
@@ -84,6 +84,16 @@ class CompiledModel:
         for k, p in enumerate(self.rounds[1:], 1):
             extra.update(program_files(p, round_folder(k)))
         save_program(self.program, outdir, extra_files=extra)
+
+
+def _area_summary(program: Program) -> dict[str, Any]:
+    """The mapping report's area: used mm^2 and the ADC area the layers' resolutions saved against the full
+    resolution, in total and per layer (`isa.area.used_area`)."""
+    from isa.area import used_area
+
+    a = used_area(program)
+    return {"node_nm": a.node_nm, "used_mm2": a.total_mm2, "adc_saved_um2": a.adc_saved,
+            "adc_saved_per_layer_um2": a.layer_adc_saved}
 
 
 def model_dataset(model: onnx.ModelProto) -> str | None:

@@ -436,7 +436,7 @@ class CoreMeter:
         self.events: dict[int, list[int]] = {}  # pc -> [DAC pulses, driven cell levels] over the batch (exact)
         self.adc_bits: dict[int, int] = {}
         self.batch = 0
-        self._levels = conductance_pj(costs.hw) > 0  # driven cell levels are counted only where they cost energy
+        self.counts_levels = conductance_pj(costs.hw) > 0  # driven cell levels counted only where they cost energy
 
     def executed(self, pc: int, start: int, end: int) -> None:
         """Instruction ``pc`` was issued at ``start`` and completed at ``end``."""
@@ -452,7 +452,15 @@ class CoreMeter:
         leakage."""
         self.adc_bits[mvmu] = adc
         self.batch = batch
-        pulses, levels = mvm_events(row_pulses, gsum if self._levels else None)
+        pulses, levels = mvm_events(row_pulses, gsum if self.counts_levels else None)
+        self.fired(pc, (mvmu,), adc, pulses, levels, batch)
+
+    def fired(self, pc: int, mvmus: tuple[int, ...], adc: int, pulses: int, levels: int, batch: int) -> None:
+        """MVMUs ``mvmus`` fired together for instruction ``pc`` at ``adc`` bits: ``pulses`` DAC pulses and
+        ``levels`` driven cell levels in total (their `mvm_events`, summed; levels only if ``counts_levels``)."""
+        for k in mvmus:
+            self.adc_bits[k] = adc
+        self.batch = batch
         ev = self.events.setdefault(pc, [0, 0])
         ev[0] += pulses
         ev[1] += levels

@@ -71,6 +71,26 @@ class CostTable:
     # bandwidth, shared evenly by every core of the chip (they all program at the start of a round)
     offchip_pj_per_bit: float = 20.0
     offchip_bits_per_ns: float = 204.8
+    # ---- area (isa/area.py; docs/cost-model.md, "Area"): um^2 at the area_node_nm technology node. Defaults:
+    # PUMA's simulator constants (ISAAC-derived, 32 nm); the ADC grows by adc_area_per_bit per bit of
+    # resolution around adc_area_ref_bits (seed 002's TABLE I: 4042.5 um^2 at 10 bits, 577.5 at 5 bits).
+    area_node_nm: float = 32.0
+    xbar_um2: float = 25.0  # one 128x128 array of cells (scaled by rows x cols / 128^2)
+    adc_um2: float = 1200.0  # one ADC at adc_area_ref_bits
+    adc_area_ref_bits: int = 8
+    adc_area_per_bit: float = 7.0 ** 0.2  # area ratio of b+1 to b bits: (4042.5 / 577.5)^(1/5)
+    dac_um2: float = 0.167  # one 1-bit DAC (one row of one array)
+    sample_hold_um2: float = 0.0390625  # one sample-and-hold (one column of one array)
+    shift_add_um2: float = 60.0  # one shift-and-add unit (one per ADC)
+    mvmu_in_regs_um2: float = 780.0  # an MVMU's input registers, per 128 words
+    mvmu_out_regs_um2: float = 780.0  # an MVMU's output registers, per 128 words
+    data_regs_um2: float = 3920.0  # a core's data registers, per 2048 words
+    alu_um2: float = 4032.0  # one vector ALU lane
+    core_ctrl_um2: float = 3262.5 + 11596.6  # a core's control unit and instruction memory
+    tile_mem_um2: float = 86000.0  # tile memory (eDRAM), per 64 KB
+    tile_bus_um2: float = 90000.0  # the tile's memory bus to its cores
+    tile_ctrl_um2: float = 1450.0 + 1450.0 + 4400.0  # eDRAM controller, tile control unit, receive buffer
+    router_um2: float = 47000.0 / 4  # a tile's share of a 4-port router (4 tiles per router)
 
     def __post_init__(self) -> None:
         _check_fields(self, COST_FIELDS, "hardware", "costs.")
@@ -280,6 +300,10 @@ COST_FIELDS: dict[str, FieldSpec] = {
     f.name: (FieldSpec("choice", choices=("conductance", "static")) if f.name == "xbar_energy" else
              FieldSpec("floats", 0, why="energy in pJ at 1, 2, ... bits") if f.name == "adc_pj_table" else
              FieldSpec("int", 0, why="cycles") if f.name.endswith("_cycles") else
+             FieldSpec("float", 0, why="area in um^2") if f.name.endswith("_um2") else
+             FieldSpec("float", 1, 1000, why="nm") if f.name == "area_node_nm" else
+             FieldSpec("int", 1, 16, why="ADC bits") if f.name == "adc_area_ref_bits" else
+             FieldSpec("float", 1, 16, why="area ratio per ADC bit") if f.name == "adc_area_per_bit" else
              FieldSpec("float", 0, why="mW per bit") if f.name == "adc_leak_mw_per_bit" else
              FieldSpec("float", 1e-6, why="bits per ns") if f.name.endswith("_per_ns") else
              _NS if f.name.endswith("_ns") or f.name.endswith("_sweep") else _PJ)

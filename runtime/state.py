@@ -62,11 +62,10 @@ class TileMemory:
         self.readers[addr:addr + n] = count
         self.time[addr:addr + n] = time
 
-    def consume(self, addr: int, n: int, time: int) -> np.ndarray:
-        """Read n valid words, decrementing positive reader counts; words reaching 0 become invalid at ``time``."""
-        vals = self.values[addr:addr + n].copy()
+    def consume(self, addr: int, n: int, time: int) -> None:
+        """Count a read of n valid words (the caller copies their values first, if it keeps them: no copy here):
+        `release`."""
         self.release(addr, n, time)
-        return vals
 
     def release(self, addr: int, n: int, time: int) -> None:
         """Decrement the positive reader counts of n valid words; words reaching 0 become invalid at ``time``."""
@@ -90,17 +89,19 @@ def _extended(a: np.ndarray, size: int) -> np.ndarray:
 class MvmuKernel:
     """One programmed MVMU, pre-sliced for fast exact evaluation.
 
-    ``diff`` is the (S*C, R) float32 matrix of slice differences (pos - neg), row s*C + c; ``weights`` the (C, R)
-    float64 matrix the slices reconstruct; ``vmin``/``vmax`` bound every bit-line value, so an ADC whose range
-    covers them never clips and the MVM equals the exact product ``weights @ x``.
+    ``weights`` is the (R, C) integer matrix in its narrowest type; the matrices an MVM multiplies by are derived
+    from it when a stack is built (`slice_differences`, `weight_matrix`: nothing float is kept per MVMU).
+    ``vmin``/``vmax`` bound every bit-line value, so an ADC whose range covers them never clips and the MVM
+    equals the exact product ``weights^T @ x``.
     """
 
     mvmu: int
     rows: int
     cols: int
     slices: int
-    diff: np.ndarray
-    weights_t: np.ndarray
+    weights: np.ndarray
+    weight_bits: int
+    cell_bits: int
     scale: np.ndarray
     vmin: int
     vmax: int
@@ -154,15 +155,26 @@ class MvmuKernel:
         s, r, c = d.shape
         ids = active if active is not None else range(s)
         scale = np.array([float(1 << (hw.cell_bits * i)) for i in ids])
-        return cls(img.mvmu, r, c, s,
-                   diff=np.ascontiguousarray(d.transpose(0, 2, 1).reshape(s * c, r)).astype(np.float32),
-                   weights_t=np.ascontiguousarray(w.T).astype(np.float64), scale=scale,
+        return cls(img.mvmu, r, c, s, weights=w.astype(nx.narrowest_int(w)), weight_bits=img.weight_bits,
+                   cell_bits=hw.cell_bits, scale=scale,
                    vmin=int(np.minimum(d, 0).sum(axis=1).min(initial=0)),
                    vmax=int(np.maximum(d, 0).sum(axis=1).max(initial=0)),
                    wmax=int(np.abs(w).max()) if w.size else 0, node=img.node, encoding=img.encoding,
                    absmax=int(np.abs(d).sum(axis=1).max(initial=0)),
                    gsum=row_levels(pos, neg), active=active, packing=summary,
                    all_slices=nx.n_slices(img.weight_bits, hw.cell_bits, img.encoding))
+
+    def slice_differences(self) -> np.ndarray:
+        """(S, C, R) slice differences pos - neg of the converted slices (the bit lines' weights)."""
+        pos, neg = nx.weight_slices(self.weights.astype(I64), self.weight_bits, self.cell_bits, self.encoding)
+        if self.active is not None:
+            pos, neg = pos[list(self.active)], neg[list(self.active)]
+        d: np.ndarray = (pos - neg).transpose(0, 2, 1)
+        return d
+
+    def weight_matrix(self) -> np.ndarray:
+        """(R, C) int64 weights the slices reconstruct."""
+        return self.weights.astype(I64)
 
     def never_clips(self, adc: int, enc: int = 0) -> bool:
         """Whether an ``adc``-bit conversion can never clip any bit line of this matrix (digits in {0, 1}, or
@@ -208,6 +220,9 @@ class CoreState:
     wait: tuple[Any, ...] | None = None
     wait_epoch: int = -1
     meter: CoreMeter | None = None  # the accountant's listener for this core (isa.costs)
+    loops: dict[int, Any] = field(default_factory=dict)  # fast mode: loop head pc -> `runtime.loops.LoopPlan`
+    batch: int = 0  # batch lanes (0: the register file's width; fast mode's wide files hold iterations x lanes)
+    devices: dict[int, Any] | None = None  # opt-in non-ideal arrays by MVMU (runtime.devices.NoisyMvmu)
 
     @property
     def name(self) -> str:

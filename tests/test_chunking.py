@@ -41,7 +41,7 @@ def _chunked_equals_one_pass(cm, x: np.ndarray, chunks: int, monkeypatch) -> Non
     regs, tmp, known, whole, _ = m._item_bytes()
     calls = []
     fresh = Machine._fresh_state
-    monkeypatch.setattr(Machine, "_fresh_state", lambda self, b, arrays: calls.append(b) or fresh(self, b, arrays))
+    monkeypatch.setattr(Machine, "_fresh_state", lambda self, b, arrays, *rest: calls.append(b) or fresh(self, b, arrays, *rest))
     split = m.run(q, budget=(regs + tmp + whole) * (len(x) // chunks))
     # the first chunk fits the bound; the others are sized from what it really held
     assert calls[0] == len(x) // chunks and len(calls) >= 2 and sum(calls) == len(x)

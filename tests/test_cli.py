@@ -135,14 +135,16 @@ def test_inspect_mvmus_agrees_with_the_mapping(outdir, capsys):
 
 def test_search_writes_best_config_log_and_measured_summary(tmp_path, capsys):
     out = tmp_path / "search"
-    assert main(["search", str(MLP), "--dataset", "digits", "--budget", "10", "--seed", "1", "--val-images", "64",
-                 "--calibrated-ce", "--test-images", "32", "-o", str(out)]) == 0
+    assert main(["search", str(MLP), "--dataset", "digits", "--budget", "10", "--seed", "1", "--search-images",
+                 "256", "--max-drop", "2%", "--test-images", "32", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     best = json.loads((out / "best.json").read_text())
     log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     assert set(best["layers"]) == {"fc1", "fc2", "fc3"}
     assert len({json.dumps(x["actions"]) for x in log if not x["cached"]}) == 10
-    assert {"actions", "reward", "cost_accuracy", "cost_hardware", "policy_loss"} <= set(log[-1])
+    assert {"actions", "reward", "cost_accuracy", "cost_hardware", "policy_loss", "select_bound"} <= set(log[-1])
+    assert json.loads((out / "search.json").read_text())["budget"] == 10 and (out / "evaluations.sqlite").exists()
+    assert "chosen: pareto point" in text and "drop on 'val' is <= 2%" in text
     # the summary is measured on the runtime: both rows bit-exact, on the 32 test images asked for
     assert "measured on the runtime, 32 test images" in text and "16-bit baseline" in text
     assert text.count("yes") >= 2 and "NO" not in text.split("bit-exact")[-1]

@@ -127,6 +127,7 @@ def test_a_full_disk_during_compile_keeps_the_previous_output(compiled: Path, tm
         raise OSError(errno.ENOSPC, "No space left on device", str(out / "image.npz"))
 
     monkeypatch.setattr(files.np, "savez", full)
+    monkeypatch.setattr(files.np, "savez_compressed", full)  # image.npz is written compressed
     assert main(["compile", str(MLP), "-o", str(out)]) == EXIT_USAGE
     assert "No space left on device" in one_error_line(capsys.readouterr().err, "compile")
     assert tree(tmp_path) == before
@@ -143,10 +144,12 @@ def test_a_full_disk_during_compile_keeps_the_previous_output(compiled: Path, tm
     (["adc-profile", str(MLP), "--coverage", "nan"], "--coverage"),
     (["search", str(MLP), "-o", "o", "--budget", "-5"], "--budget"),
     (["search", str(MLP), "-o", "o", "--workers", "0"], "--workers"),
-    (["search", str(MLP), "-o", "o", "--threshold", "nan"], "--threshold"),
-    (["search", str(MLP), "-o", "o", "--threshold", "inf"], "--threshold"),
-    (["search", str(MLP), "-o", "o", "--val-images", "-1"], "--val-images"),
+    (["search", str(MLP), "-o", "o", "--confidence", "nan"], "--confidence"),
+    (["search", str(MLP), "-o", "o", "--confidence", "inf"], "--confidence"),
+    (["search", str(MLP), "-o", "o", "--search-images", "-1"], "--search-images"),
     (["search", str(MLP), "-o", "o", "--max-drop", "1.5"], "--max-drop"),
+    (["search", str(MLP), "-o", "o", "--max-drop", "150%"], "--max-drop"),
+    (["search", str(MLP), "-o", "o", "--max-drop", "one%"], "--max-drop"),
     (["search", str(MLP), "-o", "o", "--seed", "-1"], "--seed"),
     (["search", str(MLP), "-o", "o", "--budget", "ten"], "--budget"),
 ])
@@ -160,9 +163,9 @@ def test_option_values_are_checked(argv: list[str], option: str, capsys) -> None
 
 # ---- interrupts, internal errors, --debug ------------------------------------------------------------------------
 def test_ctrl_c_in_search_keeps_what_was_done(tmp_path: Path, monkeypatch, capsys) -> None:
-    from compiler.search import env as search_env
+    from compiler.search import backends
 
-    real = search_env.Evaluator.__call__
+    real = backends.Evaluator.__call__
     calls = []
 
     def interrupted(self, batch):
@@ -171,12 +174,12 @@ def test_ctrl_c_in_search_keeps_what_was_done(tmp_path: Path, monkeypatch, capsy
             raise KeyboardInterrupt
         return real(self, batch)
 
-    monkeypatch.setattr(search_env.Evaluator, "__call__", interrupted)
+    monkeypatch.setattr(backends.Evaluator, "__call__", interrupted)
     out = tmp_path / "s"
-    assert main(["search", str(MLP), "--dataset", "digits", "--budget", "200", "--val-images", "32",
+    assert main(["search", str(MLP), "--dataset", "digits", "--budget", "200", "--search-images", "256",
                  "-o", str(out)]) == EXIT_INTERRUPTED
     err = capsys.readouterr().err
-    assert "interrupted after" in err and "Traceback" not in err
+    assert "interrupted after" in err and "--resume" in err and "Traceback" not in err
     log = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines()]
     best = json.loads((out / "best.json").read_text())
     assert len(log) >= 2 and "layers" in best

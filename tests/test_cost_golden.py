@@ -91,13 +91,14 @@ def search_estimates(key: str) -> list[dict[str, Any]]:
     model, dataset, n, mapping = SEARCH[key]
     from support import DATA
 
-    env = SearchEnv(EnvConfig(model, dataset, val_images=8, mapping=mapping, data=DATA))
+    env = SearchEnv(EnvConfig(model, dataset, search_split="val", search_images=8, select_split="calib",
+                              select_images=8, mapping=mapping, data=DATA))
     rng = np.random.default_rng(0)
     out = []
     for _ in range(n):
         acts = tuple(tuple(int(rng.integers(k)) for k in env.space.sizes) for _ in env.space.layers)
         r = env.evaluate(acts)
-        out.append({"energy_pj": r["energy_pj"], "cycles": r["cycles"]})
+        out.append({"energy_pj": r.energy_pj, "cycles": r.cycles})
     return out
 
 

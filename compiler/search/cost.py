@@ -16,17 +16,20 @@ accountant charges:
   components (vector ALU, registers, tile memory, network, control) come from one runtime run of the baseline
   (`CostModel.calibrate`); ADC leakage is recomputed from the ADC bits of every MVMU and the estimated cycles.
 
-`analytic_cost` is the seed's formula, kept as an option of the search.
+The search's hardware cost is a weighted set of named terms (`COST_TERMS`: ``energy``, ``latency``, the
+seed's ``analytic`` formula and the ``area`` the mapping uses, `mapping_area`), each over the 16-bit baseline's
+value; another term is one more entry.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
 
 from isa import numerics as nx
+from isa.area import Area, blocks_area
 from isa.costs import (MvmuShape, conductance_pj, leakage_pj, mvm_data_energy, mvmu_cycles, mvmu_energy,
                        row_levels)
 from isa.hardware import HardwareConfig
@@ -113,6 +116,7 @@ class CostEstimate:
     cycles: int
     per_component: dict[str, float] = field(default_factory=dict)
     per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
+    area_mm2: float = 0.0  # the mapping's area (`mapping_area`): a hardware-cost term the search can weigh
 
 
 def _shape(lm: LayerMap, i: int, rows: int, cols: int) -> MvmuShape:
@@ -210,7 +214,22 @@ class CostModel:
         cycles = max(1, self._latency(per_layer) + self.rest_cycles)
         comp.update(self.rest_energy)
         comp["leakage"] = leakage_pj(hw, adcs, cycles)
-        return CostEstimate(float(sum(comp.values())), int(cycles), comp, per_layer)
+        area = mapping_area(hw, mp, prec)
+        for name, row in area.per_layer.items():
+            per_layer[name]["area_um2"] = sum(row.values())
+        return CostEstimate(float(sum(comp.values())), int(cycles), comp, per_layer, area.total_mm2)
+
+
+def mapping_area(hw: HardwareConfig, mp: Any, prec: dict[str, LayerPrecision]) -> Area:
+    """`isa.area.blocks_area` of a mapping: each block's physical arrays (its layout's, or one per slice and
+    sign; none when idle) with ADCs at its layer's resolution, on the mapping's cores and tiles (vector layers'
+    included): what `isa.area.used_area` finds in the program compiled from it."""
+    blocks = []
+    for name, lm in mp.layers.items():
+        for i, b in enumerate(lm.blocks):
+            shape = _shape(lm, i, b.rows[1] - b.rows[0], b.cols[1] - b.cols[0])
+            blocks.append((name, 0 if shape.idle else shape.crossbars, prec[name].adc_bits))
+    return blocks_area(hw, blocks, mp.cores, mp.tiles)
 
 
 #: Defaults of the seed's analytic cost (docs/search.md).
@@ -236,3 +255,75 @@ def analytic_cost(feats: list[LayerFeatures], prec: dict[str, LayerPrecision], a
                   b_full: int = B_FULL) -> float:
     """Seed 000's analytic hardware cost: the sum of `analytic_terms`."""
     return float(sum(analytic_terms(feats, prec, alpha, b_full)))
+
+
+class CostInputs(NamedTuple):
+    """What a cost term may read about one configuration."""
+
+    estimate: CostEstimate
+    prec: dict[str, LayerPrecision]
+    features: list[LayerFeatures]
+
+
+#: A term's raw value for a configuration and its per-layer parts (layer name -> value; empty if not additive).
+TermValue = tuple[float, dict[str, float]]
+
+
+def _energy(c: CostInputs) -> TermValue:
+    return c.estimate.energy_pj, {n: v["energy_pj"] for n, v in c.estimate.per_layer.items()}
+
+
+def _latency(c: CostInputs) -> TermValue:
+    return float(c.estimate.cycles), {n: v["mvm_cycles"] for n, v in c.estimate.per_layer.items()}
+
+
+def _analytic(c: CostInputs) -> TermValue:
+    parts = analytic_terms(c.features, c.prec)
+    return float(sum(parts)), {f.name: v for f, v in zip(c.features, parts)}
+
+
+def _area(c: CostInputs) -> TermValue:
+    """The chip area the mapping uses (`mapping_area`, mm^2), per layer its MVMUs'."""
+    return c.estimate.area_mm2, {n: v.get("area_um2", 0.0) / 1e6 for n, v in c.estimate.per_layer.items()}
+
+
+#: The named hardware cost terms the search objective can weigh (`weighted_cost`).
+COST_TERMS: dict[str, Callable[[CostInputs], TermValue]] = {"energy": _energy, "latency": _latency,
+                                                            "analytic": _analytic, "area": _area}
+
+#: The default objective: energy and latency, each over the 16-bit baseline's, weighted equally.
+DEFAULT_WEIGHTS: tuple[tuple[str, float], ...] = (("energy", 0.5), ("latency", 0.5))
+
+
+def parse_weights(spec: str) -> tuple[tuple[str, float], ...]:
+    """``"energy=0.5,latency=0.5"`` -> ((name, weight), ...); ValueError naming a term that is not in
+    `COST_TERMS`, a weight that is not a non-negative number, or a set whose weights are all 0."""
+    out = []
+    for part in spec.split(","):
+        name, eq, w = part.strip().partition("=")
+        if name not in COST_TERMS:
+            raise ValueError(f"cost term '{name}': expected one of {', '.join(COST_TERMS)}")
+        try:
+            weight = float(w) if eq else 1.0
+        except ValueError:
+            raise ValueError(f"cost term '{name}': weight '{w}' is not a number") from None
+        if not weight >= 0:
+            raise ValueError(f"cost term '{name}': weight {w} must be >= 0")
+        out.append((name, weight))
+    if not any(w for _, w in out):
+        raise ValueError(f"cost terms '{spec}': at least one weight must be > 0")
+    return tuple(out)
+
+
+def measure_terms(weights: Sequence[tuple[str, float]], inputs: CostInputs) -> dict[str, TermValue]:
+    """Every weighted term's raw value and per-layer parts."""
+    return {name: COST_TERMS[name](inputs) for name, _ in weights}
+
+
+def weighted_cost(weights: Sequence[tuple[str, float]], raw: dict[str, TermValue], base: dict[str, TermValue],
+                  layers: Sequence[str]) -> tuple[float, dict[str, float], list[float]]:
+    """The objective: sum of weight x term / baseline term; also each term's ratio and each layer's share of the
+    weighted sum (its per-layer parts over the baseline totals; the non-additive rest is not in any share)."""
+    ratios = {name: raw[name][0] / base[name][0] for name, _ in weights}
+    shares = [sum(w * raw[name][1].get(n, 0.0) / base[name][0] for name, w in weights) for n in layers]
+    return float(sum(w * ratios[name] for name, w in weights)), ratios, shares

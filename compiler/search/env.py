@@ -1,28 +1,25 @@
 """The precision-search MDP (docs/search.md): one step per crossbar layer, reward at the end.
 
-reward = -T_t(cost_accuracy) - lambda * cost_hardware, with
+reward = -cost_accuracy - penalty [drop_bound > max_drop] - lambda cost_hardware, with
 
-* cost_accuracy = CE(quantized functional-model logits, labels) - CE(float model logits, labels) on the first
-  ``val_images`` images of the data set's ``split`` (default ``val``: held out from the model's training data;
-  activation ranges come from the calib split, and the test split is only used to report the final config);
-* T_t(x) = x if x <= t else ``penalty`` + x (the seed's infinity, made finite so the agent still sees a
-  gradient); with ``clamp_accuracy`` a negative x -- the quantized model's CE below the float model's -- counts
-  as 0 (clipped formats lower the CE by softening confident logits while images flip; off by default: measured
-  on LeNet, the configs found with it lose more on the test split, docs/search.md); with ``calibrated_ce`` both
-  cross-entropies are taken at their own best temperature (`calibrated_cross_entropy`), so a config cannot earn
-  reward by scaling its logits down;
-  optionally (``max_drop`` < 1) a config whose accuracy on the same images drops more than ``max_drop`` below the
-  float model's is outside the threshold as well (off by default: on LeNet it made greedy descent stop early and
-  did not keep its config closer on the test split, docs/search.md);
-* cost_hardware = w_E E/E_16bit + (1 - w_E) L/L_16bit with E, L the `CostModel` estimates (energy per inference
-  and cycles), or the seed's analytic formula over its 16-bit value (``hw_cost="analytic"``).
+* cost_accuracy = CE(quantized functional-model logits, labels) - CE(float model logits, labels) on the search
+  split (default the first 1,024 images of ``fit``); drop_bound the upper confidence bound (`selection.drop_upper_bound`, level
+  ``confidence``) on the accuracy drop against the float model on the same images, paired per image; ``penalty``
+  stands in for the seed's infinity outside the constraint, so the agent still sees a gradient;
+* cost_hardware = the weighted named cost terms (`cost.COST_TERMS`, default energy and latency, each over the 16-bit
+  baseline's; `CostModel` estimates).
 
+Every evaluation also scores the configuration on the selection split (default ``val``, held out from the model's
+training data), which the reward never reads: the final choice is made on it (`selection.choose`), so the best of
+hundreds of configurations is not judged by the images that picked it. The test split is only for the report.
 Evaluations are cached by the effective action tuple.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import json
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -31,23 +28,19 @@ from isa import numerics as nx
 from isa.errors import XbarcError
 from isa.hardware import HardwareConfig, load_hardware
 
+from .. import runner
 from ..data import DatasetLoader, load_labelled
 from ..driver import calibration_inputs, compile_model, import_graph, model_dataset
 from ..quant import assign_formats, calibrate, float_forward, resolve_precision
 from ..quant.schemes import finalize_weight_schemes
-from .cost import CostModel, analytic_cost, analytic_terms, layer_features, mapping_modes, trace_functional
+from .cost import (DEFAULT_WEIGHTS, CostEstimate, CostInputs, CostModel, TermValue, layer_features, mapping_modes, measure_terms,
+                   trace_functional, weighted_cost)
 from .memo import LayerMemo
+from .record import Evaluation
+from .selection import drop_upper_bound
 from .space import KNOBS, SearchSpace
 
 Actions = tuple[tuple[int, ...], ...]
-
-
-def threshold(x: float, t: float, penalty: float, drop: float = 0.0, max_drop: float = 1.0,
-              clamp: bool = False) -> float:
-    """The seed's T_t(x) = inf * 1[x > t] + x, with ``penalty`` standing in for infinity; with ``clamp`` x counts
-    from 0 (a cross-entropy below the float model's earns nothing: see the module docstring); an accuracy drop
-    over ``max_drop`` is outside the threshold too (see `EnvConfig.max_drop`)."""
-    return (max(x, 0.0) if clamp else x) + (penalty if x > t or drop > max_drop else 0.0)
 
 
 def step_rewards(reward: float, layer_terms: Sequence[float]) -> list[float]:
@@ -65,27 +58,6 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-logp[np.arange(len(labels)), labels].mean())
 
 
-def calibrated_cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
-    """min over a temperature T > 0 of the cross-entropy of logits / T (temperature scaling, Guo et al. 2017):
-    the CE with the logits' confidence scale taken out, so only their ranking of the classes counts. Golden-section
-    search on log T in [1/64, 64] (CE(z / T) is convex in 1 / T); deterministic."""
-    f = lambda u: cross_entropy(logits * np.exp(-u), labels)  # noqa: E731
-    lo, hi = -np.log(64.0), np.log(64.0)
-    r = (np.sqrt(5.0) - 1) / 2
-    a, b = hi - r * (hi - lo), lo + r * (hi - lo)
-    fa, fb = f(a), f(b)
-    for _ in range(48):
-        if fa <= fb:
-            hi, b, fb = b, a, fa
-            a = hi - r * (hi - lo)
-            fa = f(a)
-        else:
-            lo, a, fa = a, b, fb
-            b = lo + r * (hi - lo)
-            fb = f(b)
-    return min(fa, fb, f(0.0))
-
-
 @dataclass
 class EnvConfig:
     """Everything that defines an environment (picklable, so worker processes can rebuild it)."""
@@ -93,20 +65,56 @@ class EnvConfig:
     model: str
     dataset: str | None = None
     hardware: str | None = None
-    split: str = "val"  # the held-out split that scores candidates
-    val_images: int = 0  # 0: the whole split
+    search_split: str = "fit"  # the images that score the reward (the bundled sets: training images)
+    search_images: int = 1024  # 0: the whole split
+    select_split: str = "val"  # the images the final choice is made on (never read by the reward)
+    select_images: int = 0
+    max_drop: float = 0.01  # accuracy drop allowed against the float model (upper confidence bound)
+    confidence: float = 0.95  # one-sided level of that bound
     lam: float = 1.0
-    threshold: float = 0.02  # nats; 0.05 let LeNet lose 2 % test accuracy (docs/search.md)
     penalty: float = 10.0
-    clamp_accuracy: bool = False  # count the accuracy term from 0 (docs/search.md)
-    calibrated_ce: bool = False  # both CEs at their best temperature (docs/search.md)
-    max_drop: float = 1.0  # accuracy drop allowed on the scored images (1.0: no limit; docs/search.md)
-    w_energy: float = 0.5
-    hw_cost: str = "model"  # "model" (CostModel) or "analytic" (seed formula)
+    cost_weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS  # named cost terms (cost.COST_TERMS)
     mapping: str = "spatial"  # as `compile`'s default; the cost model reproduces every mode exactly
+    devices: str | None = None  # score accuracy on the runtime under this device model (docs/devices.md)
+    device_trials: int = 3  # with devices: seeded trials whose scores are averaged
     cost_calib_images: int = 4  # images of the one baseline runtime run that calibrates the cost model
     memo_mb: int = 1024  # bound of the memo of layer outputs (exact reuse of shared prefixes); 0: none
     data: DatasetLoader | None = None  # loads the data set (`compiler.data`); a module-level function pickles
+
+    def scope(self) -> str:
+        """A digest of what an evaluation's record depends on: the model file's bytes and every field that
+        changes a score (not the loader, nor the memo's size): the evaluation cache's scope."""
+        with open(self.model, "rb") as f:
+            model = hashlib.sha256(f.read()).hexdigest()
+        d = {k.name: getattr(self, k.name) for k in fields(self) if k.name not in ("model", "data", "memo_mb")}
+        return hashlib.sha256(json.dumps([model, d], sort_keys=True, default=str).encode()).hexdigest()
+
+
+@dataclass
+class Split:
+    """Labelled images and the float model's results on them."""
+
+    name: str
+    x: np.ndarray
+    y: np.ndarray
+    float_ok: np.ndarray  # per image: the float model is right
+    float_ce: float
+
+    @property
+    def accuracy(self) -> float:
+        """The float model's accuracy."""
+        return float(self.float_ok.mean())
+
+
+@dataclass
+class SplitScore:
+    """A quantized model's accuracy on one split, against the float model's (paired per image)."""
+
+    accuracy: float
+    drop: float
+    bound: float
+    cross_entropy: float
+    cost_accuracy: float
 
 
 class SearchEnv:
@@ -114,6 +122,13 @@ class SearchEnv:
 
     def __init__(self, cfg: EnvConfig) -> None:
         self.cfg = cfg
+        if cfg.search_split == cfg.select_split:
+            raise XbarcError(f"the search and selection splits must differ (both '{cfg.search_split}'): the final "
+                             f"choice is made on images the search never saw")
+        if not 0 <= cfg.max_drop <= 1:
+            raise XbarcError(f"max_drop {cfg.max_drop}: expected a fraction in [0, 1]")
+        if not 0.5 <= cfg.confidence < 1:
+            raise XbarcError(f"confidence {cfg.confidence}: expected 0.5 <= confidence < 1")
         self.hw: HardwareConfig = load_hardware(cfg.hardware)
         self.g, _, self.proto = import_graph(cfg.model)
         self.dataset = cfg.dataset or model_dataset(self.proto)
@@ -125,26 +140,29 @@ class SearchEnv:
         calib, _ = calibration_inputs(self.g, self.proto, self.dataset, data=cfg.data)
         self.ranges = calibrate(self.g, calib, self.hw.xbar_rows)
         self.inp = self.g.inputs[0]
-        x, y = load_labelled(cfg.data, self.dataset, cfg.split, self.inp.shape, "the search's accuracy term")
-        n = cfg.val_images or len(x)
-        self.x = x[:n].reshape((min(n, len(x)),) + self.inp.shape)
-        self.y = y[:n]
-        out = self.g.outputs[0]
-        self.float_logits = float_forward(self.g, {self.inp.name: self.x})[out].reshape(len(self.x), -1)
-        self.ce = calibrated_cross_entropy if cfg.calibrated_ce else cross_entropy
-        self.ce_float = self.ce(self.float_logits, self.y)
-        self.acc_float = float(np.mean(self.float_logits.argmax(axis=1) == self.y))
+        self.search = self.load_split(cfg.search_split, cfg.search_images, "the search's reward")
+        self.select = self.load_split(cfg.select_split, cfg.select_images, "the final selection")
+        self.x = self.search.x  # the reward's images
         self.space = SearchSpace.build(self.g, self.hw)
         self.features = layer_features(self.g, self.hw)
         self.cost = CostModel(self.g, self.hw, self.mapping)
+        self.devices = runner.load_devices(cfg.devices) if cfg.devices else None
         self.memo = LayerMemo(cfg.memo_mb << 20) if cfg.memo_mb > 0 else None
         self._calibrate_cost()
-        self.cache: dict[Actions, dict[str, Any]] = {}
-        base = self.evaluate(self.space.baseline(), _baseline=True)
-        self.base_energy, self.base_cycles = base["energy_pj"], base["cycles"]
-        self.base_analytic = base["analytic"]
-        self.cache.clear()
-        self.baseline = self.evaluate(self.space.baseline())
+        base = self.space.baseline()
+        prec, fmt = self._resolve(self.space.decode(base))
+        _, seen = self._trace(prec, fmt, self.search.x)
+        self.base_terms = self._terms(prec, seen)[1]
+        self.cache: dict[Actions, Evaluation] = {}
+        self.baseline = self.evaluate(base)
+
+    def load_split(self, split: str, images: int, why: str) -> Split:
+        """The first ``images`` (0: all) of ``split`` with the float model's results."""
+        x, y = load_labelled(self.cfg.data, self.dataset, split, self.inp.shape, why)
+        n = min(images or len(x), len(x))
+        x, y = x[:n].reshape((n,) + self.inp.shape), y[:n]
+        logits = float_forward(self.g, {self.inp.name: x})[self.g.outputs[0]].reshape(n, -1)
+        return Split(split, x, y, logits.argmax(axis=1) == y, cross_entropy(logits, y))
 
     def compile(self, config: dict[str, Any]) -> Any:
         """`compile_model` of a config with this environment's hardware, data set and mapping."""
@@ -155,7 +173,7 @@ class SearchEnv:
 
         config = self.space.decode(self.space.baseline())
         cm = self.compile(config)
-        x = self.x[: self.cfg.cost_calib_images]
+        x = self.search.x[: self.cfg.cost_calib_images]
         stats = run(cm, {cm.program.inputs[0].name: x}).stats
         prec, fmt = self._resolve(config)
         _, seen = self._trace(prec, fmt, x)
@@ -172,49 +190,78 @@ class SearchEnv:
         bits, frac = fmt[self.inp.name]
         return trace_functional(self.g, prec, {self.inp.name: nx.quantize(x, bits, frac)}, self.hw, fmt, self.memo)
 
-    def evaluate(self, actions: Sequence[Sequence[int]], _baseline: bool = False) -> dict[str, Any]:
-        """The record of one configuration (cached): accuracy, cost terms and reward."""
-        key = self.space.canonical(actions)
-        if key in self.cache:
-            return dict(self.cache[key], cached=True)
-        rec = self._score(key, _baseline)
-        self.cache[key] = rec
-        return dict(rec, cached=False)
-
-    def _score(self, key: Actions, baseline: bool) -> dict[str, Any]:
-        c = self.cfg
-        config = self.space.decode(key)
-        rec: dict[str, Any] = {"actions": [list(a) for a in key]}
-        try:
-            prec, fmt = self._resolve(config)
-            out, seen = self._trace(prec, fmt, self.x)
-        except XbarcError as e:  # an infeasible config (e.g. a format that cannot hold an activation)
-            return rec | {"error": str(e), "reward": -2 * c.penalty, "accuracy": 0.0,
-                          "step_rewards": step_rewards(-2 * c.penalty, [0.0] * len(key))}
-        o = self.g.outputs[0]
-        logits = nx.dequantize(out[o], fmt[o][1]).reshape(len(self.x), -1)
-        ce = self.ce(logits, self.y)
+    def _terms(self, prec: Any, seen: dict[str, np.ndarray]) -> tuple[CostEstimate, dict[str, TermValue]]:
         est = self.cost.estimate(prec, seen)
-        acc = float(np.mean(logits.argmax(axis=1) == self.y))
-        rec |= {"accuracy": acc, "accuracy_drop": self.acc_float - acc, "cross_entropy": ce,
-                "cost_accuracy": ce - self.ce_float, "energy_pj": est.energy_pj, "cycles": est.cycles,
-                "analytic": analytic_cost(self.features, prec)}
-        if baseline:
-            return rec
-        e_ratio, l_ratio = est.energy_pj / self.base_energy, est.cycles / self.base_cycles
-        if c.hw_cost == "analytic":
-            hw_cost = rec["analytic"] / self.base_analytic
-            shares = [v / self.base_analytic for v in analytic_terms(self.features, prec)]
-        else:
-            hw_cost = c.w_energy * e_ratio + (1 - c.w_energy) * l_ratio
-            shares = [c.w_energy * est.per_layer[n]["energy_pj"] / self.base_energy
-                      + (1 - c.w_energy) * est.per_layer[n]["mvm_cycles"] / self.base_cycles for n in self.space.layers]
-        feasible = rec["cost_accuracy"] <= c.threshold and rec["accuracy_drop"] <= c.max_drop
-        acc_term = threshold(rec["cost_accuracy"], c.threshold, c.penalty, rec["accuracy_drop"], c.max_drop,
-                             c.clamp_accuracy)
-        reward = -acc_term - c.lam * hw_cost
-        return rec | {"feasible": feasible, "energy_ratio": e_ratio, "latency_ratio": l_ratio,
-                      "cost_hardware": hw_cost, "reward": reward, "step_rewards": step_rewards(reward, [-c.lam * v for v in shares])}
+        return est, measure_terms(self.cfg.cost_weights, CostInputs(est, prec, self.features))
+
+    def score(self, split: Split, logits: np.ndarray) -> SplitScore:
+        """Accuracy, paired drop and its bound, cross-entropy and its increase of quantized ``logits``; logits
+        of several device trials (trials, images, classes) score each trial and average the scores."""
+        if logits.ndim == 3:
+            scores = [self.score(split, t) for t in logits]
+            return SplitScore(*(float(np.mean([getattr(s, f.name) for s in scores])) for f in fields(SplitScore)))
+        ok = logits.argmax(axis=1) == split.y
+        ce = cross_entropy(logits, split.y)
+        return SplitScore(float(ok.mean()), float(split.float_ok.mean() - ok.mean()),
+                          drop_upper_bound(split.float_ok, ok, self.cfg.confidence), ce, ce - split.float_ce)
+
+    def reward(self, s: SplitScore, cost_hardware: float) -> float:
+        """-cost_accuracy - penalty [drop bound over max_drop] - lambda cost_hardware."""
+        c = self.cfg
+        return -s.cost_accuracy - c.penalty * (s.bound > c.max_drop) - c.lam * cost_hardware
+
+    def evaluate(self, actions: Sequence[Sequence[int]]) -> Evaluation:
+        """The record of one configuration (cached in memory; the search loop copies it)."""
+        key = self.space.canonical(actions)
+        if key not in self.cache:
+            self.cache[key] = self._score(key)
+        return self.cache[key]
+
+    def logits(self, key: Actions, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray], Any]:
+        """The functional model's float logits of config ``key`` on images ``x``, the crossbar layers' integer
+        inputs and the resolved precision (XbarcError if the config does not resolve)."""
+        prec, fmt = self._resolve(self.space.decode(key))
+        out, seen = self._trace(prec, fmt, x)
+        o = self.g.outputs[0]
+        if self.devices is not None:
+            return self.device_logits(key, x), seen, prec
+        return nx.dequantize(out[o], fmt[o][1]).reshape(len(x), -1), seen, prec
+
+    def device_logits(self, key: Actions, x: np.ndarray) -> np.ndarray:
+        """(trials, images, classes) logits of config ``key`` compiled and run on the runtime under the device
+        model, one seeded trial each (`runtime.devices`): the robust search's accuracy term."""
+        from ..runner import run
+
+        cm = self.compile(self.space.decode(key))
+        feeds, name = {cm.program.inputs[0].name: x}, cm.program.outputs[0].name
+        return np.stack([run(cm, feeds, devices=self.devices, trial=t).device_float[name].reshape(len(x), -1)
+                         for t in range(self.cfg.device_trials)])
+
+    def _score(self, key: Actions) -> Evaluation:
+        c, n = self.cfg, len(self.search.x)
+        try:  # one pass over both splits' images; the cost model sees the search split's
+            logits, seen, prec = self.logits(key, np.concatenate([self.search.x, self.select.x]))
+        except XbarcError as e:  # an infeasible config (e.g. a format that cannot hold an activation)
+            return Evaluation([list(a) for a in key], -2 * c.penalty, error=str(e),
+                              step_rewards=step_rewards(-2 * c.penalty, [0.0] * len(key)))
+        s, sel = self.score(self.search, logits[..., :n, :]), self.score(self.select, logits[..., n:, :])
+        est, raw = self._terms(prec, {k: v[:n] for k, v in seen.items()})
+        hw, ratios, shares = weighted_cost(c.cost_weights, raw, self.base_terms, self.space.layers)
+        reward = self.reward(s, hw)
+        return Evaluation([list(a) for a in key], reward, s.bound <= c.max_drop, s.accuracy, s.drop, s.bound,
+                          s.cross_entropy, s.cost_accuracy, sel.accuracy, sel.drop, sel.bound,
+                          est.energy_pj, est.cycles, ratios, hw,
+                          step_rewards(reward, [-c.lam * v for v in shares]), area_mm2=est.area_mm2)
+
+    def rescore(self, actions: Sequence[Sequence[int]], split: Split) -> tuple[SplitScore, float]:
+        """Config ``actions`` scored on another split (the report's test split): its `SplitScore` and the reward
+        the search's formula gives it there (the hardware cost is the evaluation's)."""
+        key = self.space.canonical(actions)
+        rec = self.evaluate(key)
+        if rec.error is not None:
+            return SplitScore(0.0, 1.0, 1.0, float("inf"), float("inf")), rec.reward
+        s = self.score(split, self.logits(key, split.x)[0])
+        return s, self.reward(s, rec.cost_hardware)
 
     def config(self, actions: Sequence[Sequence[int]]) -> dict[str, Any]:
         """The precision config dict of an action vector."""
@@ -237,56 +284,6 @@ class SearchEnv:
     def state_dim(self) -> int:
         """Length of `state`: 6 layer features, 2 x knobs of earlier choices, a one-hot of the layer index."""
         return 6 + 2 * len(KNOBS) + len(self.features)
-
-
-# ---- worker processes -------------------------------------------------------------------------------------------
-_WORKER: SearchEnv | None = None
-
-
-def _init_worker(cfg: EnvConfig) -> None:
-    import signal
-
-    global _WORKER
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it keeps what was done)
-    _WORKER = SearchEnv(cfg)
-
-
-def _eval_worker(actions: Actions) -> dict[str, Any]:
-    assert _WORKER is not None
-    return _WORKER.evaluate(actions)
-
-
-class Evaluator:
-    """Evaluates batches of candidates in order, in this process or in ``workers`` processes (each holds its
-    own `SearchEnv`); results are cached here, so the outcome does not depend on the number of workers."""
-
-    def __init__(self, env: SearchEnv, workers: int = 1) -> None:
-        self.env, self.pool = env, None
-        if workers > 1:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
-                                            initializer=_init_worker, initargs=(env.cfg,))
-
-    def __call__(self, batch: Sequence[Actions]) -> list[dict[str, Any]]:
-        keys = [self.env.space.canonical(a) for a in batch]
-        todo = list(dict.fromkeys(k for k in keys if k not in self.env.cache))
-        if self.pool is not None and len(todo) > 1:
-            for k, rec in zip(todo, self.pool.map(_eval_worker, todo)):
-                self.env.cache[k] = {x: v for x, v in rec.items() if x != "cached"}
-        out, fresh = [], set(todo)
-        for k in keys:
-            rec = self.env.evaluate(k)
-            rec["cached"] = k not in fresh
-            fresh.discard(k)
-            out.append(rec)
-        return out
-
-    def close(self) -> None:
-        """Stop the worker processes (at once, dropping queued work, when interrupted)."""
-        if self.pool is not None:
-            self.pool.shutdown(cancel_futures=True)
 
 
 def validate(env: SearchEnv, config: dict[str, Any], images: int = 0) -> dict[str, Any]:

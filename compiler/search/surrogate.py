@@ -1,12 +1,13 @@
 """The actor-critic's episode critic: a model of an episode's reward from its whole action vector, used to
 screen the actor's samples before they are evaluated (docs/search.md, "Agent", ``screen``).
 
-The reward's two terms are modelled apart, each by ridge regression on the one-hot codes of every layer's knob
+The reward's terms are modelled apart, each by ridge regression on the one-hot codes of every layer's knob
 values (an intercept, one column per (layer, knob, value), then for every ordinal knob of every layer its value
 index over the knob's range, so a trend carries over to values not evaluated yet): the hardware cost, which is close to a sum of
-per-layer terms, and the accuracy cost, clipped at ``clip`` x t (beyond the threshold only "infeasible" matters),
-which is additive to first order in each layer's quantization error. The predicted reward puts the threshold
-back: -(a + penalty [a > t]) - lambda h (a counted from 0 with ``clamp``, as the reward does). Configurations that did not resolve are left out of the fit.
+per-layer terms, the accuracy cost (CE increase, clipped at ``clip_ce``) and the accuracy drop's bound (clipped at
+``max_drop + clip_bound``: beyond the constraint only "infeasible" matters), both additive to first order in each
+layer's quantization error. The predicted reward puts the constraint back: -(a + penalty [bound > max_drop]) -
+lambda h. Configurations that did not resolve are left out of the fit.
 With ``thermometer`` (the agent's default) an ordinal knob's n values are coded as n - 1 steps instead (column j:
 value >= j; no trend column), so the ridge shrinks the differences between neighbouring values.
 Deterministic: a closed-form solve, no random state.
@@ -14,20 +15,23 @@ Deterministic: a closed-form solve, no random state.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from .record import Evaluation
+
 
 class RewardModel:
-    """Ridge models of cost_accuracy and cost_hardware over one-hot action codes (see the module docstring)."""
+    """Ridge models of cost_accuracy, drop_bound and cost_hardware over action codes (see the module docstring)."""
 
-    def __init__(self, sizes: Sequence[int], layers: int, threshold: float, penalty: float, lam: float,
-                 ridge: float = 1.0, clip: float = 5.0, ordinal: Sequence[bool] = (), clamp: bool = False,
+    def __init__(self, sizes: Sequence[int], layers: int, max_drop: float, penalty: float, lam: float,
+                 ridge: float = 1.0, clip_ce: float = 0.1, clip_bound: float = 0.05, ordinal: Sequence[bool] = (),
                  thermometer: bool = False) -> None:
-        self.clamp, self.thermo = clamp, thermometer
+        self.thermo = thermometer
         self.sizes, self.layers = tuple(sizes), layers
-        self.t, self.penalty, self.lam, self.ridge, self.cap = threshold, penalty, lam, ridge, clip * threshold
+        self.max_drop, self.penalty, self.lam, self.ridge = max_drop, penalty, lam, ridge
+        self.cap_ce, self.cap_bound = clip_ce, max_drop + clip_bound
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]]).astype(np.int64)
         self.ord = [i for i, o in enumerate(ordinal) if o and self.sizes[i] > 1]
         per_layer = int(sum(self.sizes)) - len(self.ord) if thermometer else int(sum(self.sizes)) + len(self.ord)
@@ -62,16 +66,15 @@ class RewardModel:
                     cols.append((v == np.arange(n)[None, :]).astype(np.float64))
         return np.concatenate(cols, axis=1)
 
-    def fit(self, records: Sequence[dict[str, Any]]) -> bool:
-        """Fit both terms on the evaluated records (the first of each configuration); False if too few."""
+    def fit(self, records: Sequence[Evaluation]) -> bool:
+        """Fit the three terms on the evaluated records (the first of each configuration); False if too few."""
         seen, rows, ys = set(), [], []
         for r in records:
-            key = tuple(map(tuple, r["actions"]))
-            if "error" in r or key in seen:
+            if r.error is not None or r.key in seen:
                 continue
-            seen.add(key)
-            rows.append(r["actions"])
-            ys.append((min(float(r["cost_accuracy"]), self.cap), float(r["cost_hardware"])))
+            seen.add(r.key)
+            rows.append(r.actions)
+            ys.append((min(r.cost_accuracy, self.cap_ce), min(r.drop_bound, self.cap_bound), r.cost_hardware))
         if len(rows) < 2:
             self.w = None
             return False
@@ -84,6 +87,5 @@ class RewardModel:
     def predict(self, actions: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
         """Predicted rewards of N action vectors (requires a successful `fit`)."""
         assert self.w is not None
-        acc, hw = (self.features(actions) @ self.w).T
-        acc_term = np.maximum(acc, 0.0) if self.clamp else acc
-        return -(acc_term + self.penalty * (acc > self.t)) - self.lam * hw
+        acc, bound, hw = (self.features(actions) @ self.w).T
+        return -(acc + self.penalty * (bound > self.max_drop)) - self.lam * hw

@@ -1,0 +1,114 @@
+"""Where candidate configurations are evaluated: in this process, in a pool of worker processes (``process``, the
+default) or on Ray actors (``ray``: a local instance or, with ``address``, a running cluster; ``pip install
+'xbarc[ray]'``). Every worker builds its own `SearchEnv` from the picklable `EnvConfig`; results come back in the
+order asked and are stored in the parent, so the search's log does not depend on the backend or the number of
+workers."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from isa.errors import XbarcError
+
+from .cache import EvalCache
+from .env import Actions, EnvConfig, SearchEnv
+from .record import Evaluation
+
+BACKENDS = ("process", "ray")
+RAY_MISSING = "--backend ray needs ray, an optional extra: pip install 'xbarc[ray]'"
+
+_WORKER: SearchEnv | None = None
+
+
+def _init_worker(cfg: EnvConfig) -> None:
+    import signal
+
+    global _WORKER
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it keeps what was done)
+    _WORKER = SearchEnv(cfg)
+
+
+def _eval_worker(key: Actions) -> Evaluation:
+    assert _WORKER is not None
+    return _WORKER.evaluate(key)
+
+
+class _RayWorker:
+    """A Ray actor holding one environment."""
+
+    def __init__(self, cfg: EnvConfig) -> None:
+        self.env = SearchEnv(cfg)
+
+    def evaluate(self, key: Actions) -> Evaluation:
+        """One configuration's record."""
+        return self.env.evaluate(key)
+
+
+class Evaluator:
+    """Evaluates batches of effective configurations in order: the environment's memory first, then the
+    persistent ``cache``, then the backend; new evaluations go to both."""
+
+    def __init__(self, env: SearchEnv, workers: int = 1, backend: str = "process", address: str | None = None,
+                 cache: EvalCache | None = None) -> None:
+        if backend not in BACKENDS:
+            raise XbarcError(f"backend '{backend}': expected one of {', '.join(BACKENDS)}")
+        self.env, self.cache, self.pool = env, cache, None
+        self.actors: list[Any] = []
+        self.computed = 0
+        if backend == "ray":
+            self.actors = _ray_actors(env.cfg, workers, address)
+        elif workers > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
+                                            initializer=_init_worker, initargs=(env.cfg,))
+
+    def __call__(self, batch: Sequence[Actions]) -> list[Evaluation]:
+        keys = [self.env.space.canonical(a) for a in batch]
+        todo = [k for k in dict.fromkeys(keys) if k not in self.env.cache]
+        if self.cache is not None:
+            for k in list(todo):
+                hit = self.cache.get(k)
+                if hit is not None:
+                    self.env.cache[k] = hit
+                    todo.remove(k)
+        fresh = self._compute(todo)
+        self.computed += len(fresh)
+        for k, rec in zip(todo, fresh):
+            self.env.cache[k] = rec
+        if self.cache is not None and fresh:
+            self.cache.put_many(fresh)
+        return [self.env.evaluate(k) for k in keys]
+
+    def _compute(self, todo: list[Actions]) -> list[Evaluation]:
+        if self.actors and len(todo):
+            import ray
+
+            return list(ray.get([self.actors[i % len(self.actors)].evaluate.remote(k) for i, k in enumerate(todo)]))
+        if self.pool is not None and len(todo) > 1:
+            return list(self.pool.map(_eval_worker, todo))
+        return [self.env.evaluate(k) for k in todo]
+
+    def close(self) -> None:
+        """Stop the worker processes (at once, dropping queued work, when interrupted) or actors."""
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+        if self.actors:
+            import ray
+
+            for a in self.actors:
+                ray.kill(a)
+            self.actors = []
+
+
+def _ray_actors(cfg: EnvConfig, workers: int, address: str | None) -> list[Any]:
+    try:
+        import ray
+    except ImportError:
+        raise XbarcError(RAY_MISSING) from None
+    if not ray.is_initialized():
+        opts: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **opts)
+    actor = ray.remote(num_cpus=1)(_RayWorker)
+    return [actor.remote(cfg) for _ in range(workers)]
