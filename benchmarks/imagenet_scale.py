@@ -1,7 +1,10 @@
 """ImageNet-size CNNs (224x224) on the published-chip presets: do they compile, and how do they run?
 
 Usage: python benchmarks/imagenet_scale.py [--models resnet18 resnet50] [--presets default puma isaac puma-chip]
-                                          [--resolution 224] [--no-run] [--timeout 1800]
+                                          [--resolution 224] [--no-run] [--speed] [--timeout 1800]
+
+``run s`` is the runtime's fast mode (`runtime.loops`); ``--speed`` also times the same image on the reference
+interpreter and the functional model in the same subprocess and checks that both runtime modes' counters agree.
 
 Per (model, preset), in its own subprocess (``ulimit -v`` applies to it: prefix the command with
 ``ulimit -v 8000000;``), calibrating on 2 random images and running one:
@@ -75,7 +78,8 @@ def tile_memory_needed(cm: Any, hw: Any = None) -> tuple[int, int]:
     return max(mem.top.values()), len(mem.top)
 
 
-def measure(name: str, preset: str, grown: bool, run: bool, resolution: int = 224) -> dict[str, Any]:
+def measure(name: str, preset: str, grown: bool, run: bool, resolution: int = 224,
+            speed: bool = False) -> dict[str, Any]:
     """Compile (and run) one model on one preset; the figures or the first error."""
     import numpy as np
 
@@ -105,6 +109,14 @@ def measure(name: str, preset: str, grown: bool, run: bool, resolution: int = 22
             r["run_s"] = time.perf_counter() - t1
             r.update(energy_uj=out.stats.energy_pj / 1e6, cycles=out.stats.cycles,
                      bit_exact=runner.bit_exact(cm, {inp: x[2:]}, out))
+            if speed:  # the same image on the reference interpreter and the functional model (issue 18)
+                t1 = time.perf_counter()
+                ref = runner.run(cm, {inp: x[2:]}, reference=True)
+                r["reference_s"] = time.perf_counter() - t1
+                r["same_counters"] = ref.stats.to_dict() == out.stats.to_dict()
+                t1 = time.perf_counter()
+                runner.functional_outputs(cm, {inp: x[2:]})
+                r["functional_s"] = time.perf_counter() - t1
     except Exception as e:  # noqa: BLE001 - the benchmark reports whatever stops a model
         r["error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
         if not grown:  # what a tile needs with line buffers (the mapping does not depend on tile_mem_words)
@@ -121,13 +133,16 @@ def _row(r: dict[str, Any]) -> list[object]:
 
     exact = {True: "yes", False: "NO"}.get(r.get("bit_exact"), "-")  # type: ignore[call-overload]
     err = r.get("error", "")
+    same = {True: "yes", False: "NO"}.get(r.get("same_counters"), "-")  # type: ignore[call-overload]
     return [r["model"], r["preset"], r["precision"], f("tiles", ","), f("crossbars", ","), f("mem_words", ","),
-            f("compile_s", ".1f"), f("run_s", ".1f"), f("energy_uj", ",.1f"), f("cycles", ","), exact,
-            f"{r['peak_mb']:,.0f}", err[:150] + ("..." if len(err) > 150 else "")]
+            f("compile_s", ".1f"), f("run_s", ".1f"), f("reference_s", ".1f"), f("functional_s", ".1f"), same,
+            f("energy_uj", ",.1f"), f("cycles", ","), exact, f"{r['peak_mb']:,.0f}",
+            err[:150] + ("..." if len(err) > 150 else "")]
 
 
-HEADER = ["model", "preset", "precision", "tiles", "crossbars", "tile mem", "compile s", "run s", "energy uJ",
-          "cycles", "bit-exact", "peak MB", "stopped by"]
+HEADER = ["model", "preset", "precision", "tiles", "crossbars", "tile mem", "compile s", "run s",
+          "reference run s", "functional s", "counters equal", "energy uJ", "cycles", "bit-exact", "peak MB",
+          "stopped by"]
 
 
 def main() -> None:
@@ -136,20 +151,22 @@ def main() -> None:
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRECISION))
     ap.add_argument("--no-run", action="store_true", help="compile only")
+    ap.add_argument("--speed", action="store_true",
+                    help="also time the image on the reference interpreter and the functional model")
     ap.add_argument("--resolution", type=int, default=224, help="input height and width (a multiple of 32)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         name, preset, grown = a.one
-        print(json.dumps(measure(name, preset, grown == "1", not a.no_run, a.resolution)))
+        print(json.dumps(measure(name, preset, grown == "1", not a.no_run, a.resolution, a.speed)))
         return
     rows = []
     for name in a.models:
         for preset in a.presets:
             for grown in ("0", "1"):
                 cmd = [sys.executable, __file__, "--one", name, preset, grown, "--resolution", str(a.resolution)] + \
-                    (["--no-run"] if a.no_run else [])
+                    (["--no-run"] if a.no_run else []) + (["--speed"] if a.speed else [])
                 try:
                     p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
                     line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""

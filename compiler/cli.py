@@ -615,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--confidence", type=OPEN_FRACTION, default=0.95,
                     help="one-sided confidence of that bound (default 0.95)")
     se.add_argument("--search-split", default="fit", help="split whose images score the reward (default fit)")
-    se.add_argument("--search-images", type=NONNEG, default=1024, help="first N of them (0: all; default 1024)")
+    se.add_argument("--search-images", type=NONNEG, default=512, help="first N of them (0: all; default 512)")
     se.add_argument("--select-split", default="val",
                     help="held-out split the final choice is made on, never seen by the reward (default val)")
     se.add_argument("--select-images", type=NONNEG, default=0, help="first N of them (0: all)")

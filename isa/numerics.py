@@ -6,7 +6,7 @@ functional model and the runtime both build on these; the layer-level computatio
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -33,7 +33,9 @@ def saturate(x: np.ndarray, bits: int) -> np.ndarray:
     if bits >= 64:
         return x
     lo, hi = _BOUNDS[bits]
-    out: np.ndarray = np.maximum(x, lo)
+    out: Any = np.maximum(x, lo)
+    if not isinstance(out, np.ndarray):  # a 0-d input gives a numpy scalar
+        return np.minimum(out, hi)  # type: ignore[no-any-return]
     np.minimum(out, hi, out=out)
     return out
 

@@ -9,7 +9,7 @@ number of MVMUs:
   float64 matmul of the stacked weights with the wrapped inputs. Every partial sum is an integer below 2^24 or
   2^53, so BLAS computes it exactly in any order.
 - **digit by digit** otherwise: the input digits as one (K, R, ibits*B) float32 array, the bit-line read
-  (`read_bitlines`, the hook a device model wraps: `set_bitline_read`), ADC clipping, skipped conversions, the
+  (`ideal_read`, or what a device model installed with `set_bitline_read`), ADC clipping, skipped conversions, the
   slice shift-and-add (float32/float64 where the bound fits, int64 otherwise) and the digit shift-and-add in int64.
 
 Zero padding adds exact zeros (padded rows meet zero weights, padded slices and columns are zero), so each MVMU's
@@ -88,6 +88,7 @@ class MvmStack:
     sum_dtype: Any
     rowmask: np.ndarray
     gsum: np.ndarray
+    source: tuple[Any, ...] = ()  # (mvm, kernels, hw): the digit path's matrices are derived on first need
 
     @classmethod
     def build(cls, i: ops.Mvm, kernels: Sequence[MvmuKernel], hw: HardwareConfig, exact: bool) -> "MvmStack":
@@ -117,6 +118,7 @@ class MvmStack:
             stack.product = prod
         else:
             stack._digits(i, kernels, hw)
+        stack.source = (i, tuple(kernels), hw)
         return stack
 
     def _digits(self, i: ops.Mvm, kernels: Sequence[MvmuKernel], hw: HardwareConfig) -> None:
@@ -146,6 +148,8 @@ class MvmStack:
             xs = x.reshape(k, r, b).astype(self.product.dtype)
             out: np.ndarray = (self.product @ xs).astype(I64)
             return out
+        if self.diff is None:  # an exact stack read through a device model's hook
+            self._digits(*self.source)
         ibits, s, c = i.ibits, self.slices, self.cols
         if i.enc:
             digits = nx.csd_digits(x, ibits).transpose(1, 0, 2).astype(np.float32)  # (K*R, ibits, B)

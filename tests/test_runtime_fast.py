@@ -55,7 +55,8 @@ def test_fast_equals_reference_on_mnist_lenet() -> None:
     x, _ = load_dataset("mnist", "test")
     q = runner.quantize_inputs(cm, {cm.program.inputs[0].name: x[:3]})
     ref, fast, machine = both(cm.program, q)
-    assert_same(ref, fast) and machine.batched > 0
+    assert_same(ref, fast)
+    assert machine.batched > 0
 
 
 def _loop(body: list[Any], trips: int, step_p: int = 4, step_q: int = 4) -> list[Any]:
@@ -89,15 +90,70 @@ def test_waits_reader_counts_and_fallback(count: int, same_slot: bool) -> None:
     assert (machine.batched > 0) == (not same_slot)  # the producer's loop batches unless it must alternate
 
 
-def test_chunks_of_a_wide_batch_and_the_budget() -> None:
+def test_chunks_of_a_wide_batch_and_the_budget(monkeypatch) -> None:
     from runtime import loops
 
     prog = _pipeline(0, False)
-    x = np.arange(32 * 600).reshape(600, 32) % 200 - 100
-    ref, fast, machine = both(prog, {"x": x})  # 600 lanes: 3 iterations per chunk
-    assert_same(ref, fast) and machine.batched > 0 and loops.WIDE_COLUMNS // 600 < 8
+    x = np.arange(32 * 50).reshape(50, 32) % 200 - 100
+    monkeypatch.setattr(loops, "MAX_COLUMNS", 3 * 50)  # 3 iterations per chunk
+    monkeypatch.setattr(loops, "MIN_CHUNK", 2)
+    ref, fast, machine = both(prog, {"x": x})
+    assert_same(ref, fast)
+    assert machine.batched > 0
+    monkeypatch.setattr(loops, "MAX_LANES", 49)  # a wider batch is left to the interpreter
+    ref, fast, machine = both(prog, {"x": x})
+    assert_same(ref, fast)
+    assert machine.batched == 0
     with pytest.raises(Exception, match="instruction budget") as fast_err:
         Machine(prog).run({"x": x[:1]}, max_instructions=60)
     with pytest.raises(Exception, match="instruction budget") as ref_err:
         Machine(prog, reference=True).run({"x": x[:1]}, max_instructions=60)
     assert str(fast_err.value) == str(ref_err.value)
+
+
+def test_bitline_read_hook() -> None:
+    """A device model's read replaces the ideal one on every MVM (the exact shortcut is off while it is set): the
+    ideal read through the hook changes nothing; a read that adds one level to every bit line changes outputs."""
+    from compiler import runner
+    from runtime import mvm
+
+    cm = compile_model(ROOT / "models" / "mlp_digits.onnx", "8bit")
+    from models.datasets import load_dataset
+
+    x, _ = load_dataset("digits", "test")
+    q = runner.quantize_inputs(cm, {cm.program.inputs[0].name: x[:4]})
+    base = Machine(cm.program).run(q)
+    seen: list[int] = []
+
+    def ideal(stack: Any, digits: np.ndarray) -> np.ndarray:
+        seen.append(digits.shape[0])
+        return mvm.ideal_read(stack, digits)
+
+    try:
+        mvm.set_bitline_read(ideal)
+        assert mvm.bitline_read() is ideal
+        assert_same(base, Machine(cm.program).run(q))
+        assert seen
+        mvm.set_bitline_read(lambda stack, digits: mvm.ideal_read(stack, digits) + 1)
+        moved = Machine(cm.program).run(q)
+    finally:
+        mvm.set_bitline_read(None)
+    assert any(not np.array_equal(base.outputs[k], moved.outputs[k]) for k in base.outputs)
+
+
+def test_device_runs_are_interpreted_in_fast_mode_too() -> None:
+    """A non-ideal device run draws read noise per firing: fast mode leaves its loops to the interpreter, so
+    both modes draw the same noise and agree bit for bit."""
+    from compiler import runner
+    from models.datasets import load_dataset
+    from runtime.devices import DeviceModel
+
+    cm = compile_model(ROOT / "models" / "lenet5_digits.onnx", "8bit")
+    x, _ = load_dataset("digits32", "test")
+    q = runner.quantize_inputs(cm, {cm.program.inputs[0].name: x[:2]})
+    dev = DeviceModel(read_sigma=0.05, prog_sigma=0.02, seed=3)
+    fast = Machine(cm.program)
+    a = fast.run(q, devices=dev)
+    assert fast.batched == 0
+    assert_same(Machine(cm.program, reference=True).run(q, devices=dev), a)
+

@@ -59,7 +59,10 @@ class CrossbarKind(OpKind):
         fq._PROBE_LAYER[0] = op.name
         ohw = self.windows(g, op)
         conv = None if ohw is None else (op, ohw)
-        y = fq.crossbar_layer(x if conv else x.reshape(len(x), -1), fq.quantize_layer(op, p), p, q.hw, conv)
+        from ..quant.blockcache import layer_blocks
+
+        layer, blocks = layer_blocks(op, p, q.hw)  # quantized and prepared once per (op, precision)
+        y = fq.crossbar_layer(x if conv else x.reshape(len(x), -1), layer, p, q.hw, conv, blocks)
         return y.reshape((len(x),) + ((-1,) if ohw is None else ohw + (-1,))), p.acc_frac
 
     def emit(self, ctx: Context, op: Op) -> None:

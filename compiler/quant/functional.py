@@ -138,6 +138,11 @@ def prepare_block(w: np.ndarray, p: LayerPrecision, cell_bits: int) -> CrossbarB
     return CrossbarBlock(np.asarray(w, dtype=np.float64), tuple(steps), exact, f32, wide)
 
 
+def probe_installed() -> bool:
+    """Whether a bit-line probe is installed (prepared blocks differ then: `blockcache` keys on it)."""
+    return _PROBE is not None
+
+
 def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: int) -> np.ndarray:
     """Exact shift-and-add sum of one crossbar row block (rule MVM, before the rounding shift).
 
@@ -201,14 +206,16 @@ def _block_sums(x: np.ndarray, blocks: list[CrossbarBlock], p: LayerPrecision,
 
 
 def crossbar_layer(x: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: HardwareConfig,
-                   conv: tuple[Op, tuple[int, int]] | None = None) -> np.ndarray:
+                   conv: tuple[Op, tuple[int, int]] | None = None,
+                   blocks: list[CrossbarBlock] | None = None) -> np.ndarray:
     """A crossbar layer on integer input rows (N, K) -> accumulator-format pre-activation outputs (N, n_out):
     row blocks of ``hw.xbar_rows`` rounded into Q(acc) and accumulated in order with saturation, then the bias.
     With ``conv`` = (op, output size), x is the layer's input tensor (B, H, W, C) and the rows are its im2col
     windows (the input digits are computed once per input value). Blocks are prepared once; the input goes
-    through in chunks that bound the memory."""
-    blocks = [prepare_block(q.weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
-              for r0 in range(0, q.weight.shape[0], hw.xbar_rows)]
+    through in chunks that bound the memory. ``blocks``: the prepared blocks of ``q`` (`blockcache`)."""
+    if blocks is None:
+        blocks = [prepare_block(q.weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
+                  for r0 in range(0, q.weight.shape[0], hw.xbar_rows)]
     if conv is None:
         to_rows, per_item = (lambda t: t), 1
     else:
