@@ -12,8 +12,9 @@ Per (model, preset), in its own subprocess (``ulimit -v`` applies to it: prefix 
 1. the preset as published (`isa.hardware.PRESETS`): compile, or the first error that stops it;
 2. the same preset with only ``tile_mem_words`` grown to what the largest tile needs ("+mem"), the only change,
    so the crossbars, cores, tiles, registers and cost table are the chip's: compile, run one image, check it bit
-   for bit against the functional model. Its "tile mem" column is that need (the words one tile holds without row-band
-   streaming).
+   for bit against the functional model. Its "tile mem" column is that need (the words one tile holds with
+   every tensor whole); on the preset rows it is the need with line buffers (docs/design-notes.md: so far for
+   tensors passed between convs).
 
 ResNet-18 is `models.cnn_zoo.resnet18` (torchvision topology, He-initialized weights, BN folded), ResNet-50 the
 onnx zoo's ``light_resnet50.onnx`` with He-initialized random weights (`real_models.randomized`; its own constant
@@ -59,15 +60,21 @@ def load(name: str, resolution: int) -> Any:
     return randomized(onnx.load(str(light_dir() / "light_resnet50.onnx")))
 
 
-def tile_memory_needed(cm: Any) -> tuple[int, int]:
-    """(largest words any tile needs, tiles holding data) of a compiled model: its plan redone, unbounded."""
+def tile_memory_needed(cm: Any, hw: Any = None) -> tuple[int, int]:
+    """(largest words any tile needs, tiles holding data) of a compiled model's plan redone on ``hw`` (default:
+    its own): with line buffers for what can have them when whole tensors overflow ``hw``'s tiles."""
     from compiler.codegen.plan import TileMemory, plan_communication
     from compiler.codegen.storage import Storage
     from compiler.quant import quantize_layer
+    from isa.errors import ModelError
 
+    hw = hw or cm.hw
     biased = {op.name for op in cm.graph.crossbar_ops() if quantize_layer(op, cm.precision[op.name]).bias is not None}
-    mem = TileMemory(cm.hw)
-    plan_communication(cm.graph, cm.mapping, Storage(cm.graph, cm.formats), cm.hw, biased, mem)
+    mem = TileMemory(hw)
+    try:
+        plan_communication(cm.graph, cm.mapping, Storage(cm.graph, cm.formats), hw, biased, mem)
+    except ModelError:  # still overflowing: mem holds the need of the line-buffered plan
+        pass
     return max(mem.top.values()), len(mem.top)
 
 
@@ -112,6 +119,10 @@ def measure(name: str, preset: str, grown: bool, run: bool, resolution: int = 22
                 r["functional_s"] = time.perf_counter() - t1
     except Exception as e:  # noqa: BLE001 - the benchmark reports whatever stops a model
         r["error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        if not grown:  # what a tile needs with line buffers (the mapping does not depend on tile_mem_words)
+            big = compile_model(model, PRECISION[preset], hw=hw.with_changes(tile_mem_words=GROWN),
+                                calib={inp: x[:2]}, calib_images=2)
+            r["mem_words"] = tile_memory_needed(big, hw)[0]
     r["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return r
 

@@ -15,7 +15,8 @@ from ..quant import LayerPrecision
 from ..quant.functional import QuantizedLayer
 from .context import Context
 from .epilogue import activation, finish
-from .loops import LoopRegs, pixel_loop
+from .bands import band_rows, window_offsets_of
+from .loops import LoopRegs, pixel_loop, row_loop
 from .plan import PARTIAL_READERS, SHARED_READERS, Core, owned_columns
 from .storage import hwc
 
@@ -84,11 +85,15 @@ def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarra
     start_in += h0 * geo["strides"][0] * in_row
     start_out += h0 * out_row
     ptrs = [(start_in, geo["strides"][0] * in_row, geo["strides"][1] * in_pix), (start_out, out_row, out_pix)]
+    banded = op.kind == "conv" and bool(ctx.st.buffer(xin).band or ctx.st.buffer(yout).band)
+    read = ops.peek if ctx.st.buffer(xin).band else ops.load
+    row_offs: dict[int, np.ndarray] = {}
 
-    def body(m: list[MemRef]) -> None:
+    def body(m: list[MemRef], r: int = 0) -> None:
+        window = row_offs[r] if banded else offs
         for b in mine:
-            for off, n, k in ([] if b.idle else runs(offs[b.rows[0]:b.rows[1]])):  # idle: reads nothing
-                out.append(ops.load(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
+            for off, n, k in ([] if b.idle else runs(window[b.rows[0]:b.rows[1]])):  # idle: reads nothing
+                out.append(read(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
         out.append(ops.mvm(mask=sum(1 << b.mvmu for b in mine), ibits=p.in_bits, adc=p.adc_bits, shift=p.mvm_shift,
                            obits=p.acc_bits, enc=int(p.in_enc == "csd"), skip=p.skip, node=node))
         for c in dict.fromkeys(b.c for b in mine):
@@ -98,6 +103,11 @@ def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarra
             else:
                 _hand_over(ctx, core, node, group)
 
+    if banded:
+        rows, period, receive = band_rows(ctx, core, op)
+        row_offs.update(window_offsets_of(ctx, op, rows))
+        row_loop(out, LoopRegs.of(hw), rows, ow, [ptrs[0][2], out_pix], body, period, node=node, receive=receive)
+        return
     pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=crossbar_kind(op).windowed, node=node)
 
 

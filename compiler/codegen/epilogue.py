@@ -8,7 +8,7 @@ from isa import Instr, MemRef, ops
 from ..ir import Op
 from ..quant.functional import LEAKY_FRAC, clip_bounds, leaky_coef
 from .context import Context
-from .plan import SHARED_READERS, Core
+from .plan import Core
 
 
 def activation(out: list[Instr], op: Op, reg: int, n: int, frac: int, tmp: int, node: str) -> None:
@@ -37,7 +37,7 @@ def finish(ctx: Context, core: Core, node: str, value: str, reg: int, n: int, fr
     if frac != out_frac or src_bits > bits:
         out.append(ops.rqnt(d=reg, a=reg, n=n, shift=frac - out_frac, w=bits, node=node))
     mem = at.shifted(c0)
-    out.append(ops.store(dst=mem, a=reg, n=n, count=SHARED_READERS, node=node))
+    out.append(ops.store(dst=mem, a=reg, n=n, count=ctx.plan.store_count(value, core[0]), node=node))
     if send:
         out += [ops.send(src=mem, n=n, tile=s.tile, ch=s.ch, node=node)
                 for s in ctx.plan.sends.get((value, core, c0), [])]

@@ -102,9 +102,10 @@ class TileMemory:
                    "no preset has that much tile memory")
         raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
                          f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
-                         f"'{self.hw.name}'); its largest holdings: {holds}. Every tensor is held whole on each tile "
-                         f"that reads it (activations larger than a tile are not streamed in row bands yet: "
-                         f"docs/design-notes.md); the largest tile needs {need:,} words (tile {need_tile}); "
+                         f"'{self.hw.name}'); its largest holdings: {holds}. Tensors are held whole on each tile that "
+                         f"reads them, except those passed between convs and max pools, which are "
+                         f"line-buffered (docs/design-notes.md, 'Activations larger than a tile'); the largest "
+                         f"tile needs {need:,} words (tile {need_tile}); "
                          f"{presets}. Use a hardware file with tile_mem_words >= {need:,} (a power of two: "
                          f"{1 << (need - 1).bit_length():,})")
 
@@ -127,6 +128,13 @@ class CommPlan:
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
     recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
     inputs: list[InputTransfer] = field(default_factory=list)
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, tile) -> reader count
+
+    def store_count(self, value: str, tile: int) -> int:
+        """The reader count ``value``'s words are stored (or received) with on ``tile``: for a line buffer, its
+        reader cores there (each frees every row once) plus, on the producers' tile, one per other tile it is sent
+        to (a send consumes like a load); else `SHARED_READERS`."""
+        return self.counts.get((value, tile), SHARED_READERS)
 
     def receiver(self, st: Storage, value: str, tile: int) -> Core:
         """The core on ``tile`` that receives ``value``: its first reader there, else the first reader there of
@@ -172,7 +180,24 @@ class _Channels:
 def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: set[str],
                        mem: TileMemory) -> CommPlan:
     """The plan of a mapped graph; fills the buffer bases of ``st`` and allocates from ``mem``. ``biased``: the
-    crossbar layers with a bias."""
+    crossbar layers with a bias. When whole tensors overflow a tile, the tensors that can be line-buffered
+    (`line_buffers`) are, and the plan is made again; a tile that still overflows is a ModelError."""
+    plan = _plan(g, mapping, st, hw, biased, mem)
+    if mem.first_overflow is not None:
+        counts = line_buffers(g, mapping, st, plan)
+        if counts:
+            for buf in st.buffers.values():
+                buf.bases.clear()
+            fresh = TileMemory(hw)
+            plan = _plan(g, mapping, st, hw, biased, fresh)
+            plan.counts = counts
+            mem.top, mem.held, mem.first_overflow = fresh.top, fresh.held, fresh.first_overflow
+    mem.check()
+    return plan
+
+
+def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: set[str],
+          mem: TileMemory) -> CommPlan:
     plan, channels = CommPlan(), _Channels()
     _producers_and_readers(g, mapping, hw, plan)
     _buffers(g, st, plan, mem)
@@ -185,8 +210,51 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
             from .recurrent import plan_recurrent
             plan.recurrent[op.name] = plan_recurrent(op, mapping.layers[op.name], channels.take, mem.alloc)
     _inputs(g, st, plan, channels)
-    mem.check()
     return plan
+
+
+def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dict[tuple[str, int], int]:
+    """Make a line buffer (`Buffer.band` real rows, docs/design-notes.md) of every tensor that can have one, and
+    return the reader count of its words on each tile holding it (`CommPlan.store_count`). Supported so far: a
+    tensor produced by a windowed op (`_windowed`: a crossbar conv, a max pool) whose cores share one tile and
+    read only by windowed ops, on any tiles, that is not a graph input or output nor part of a concat. The band holds the
+    rows its tallest window spans plus a stride, rounded up to a power of two (so that the period of a conv's
+    rows, the bands of its input over its stride and of its output, is at most the larger band)."""
+    ends = {v.name for v in g.inputs} | set(g.outputs)
+    shared = {view.root for name, view in st.views.items() if name != view.root}
+    counts: dict[tuple[str, int], int] = {}
+    for v, info in g.values.items():
+        prod = g.producer(v)
+        readers = g.consumers(v)
+        if (v in ends or v in shared or st.root(v) != v or len(info.shape) != 3 or prod is None
+                or not readers or not _windowed(g, mapping, prod)
+                or not all(_windowed(g, mapping, op) and op.inputs[0] == v for op in readers)):
+            continue
+        home = {c[0] for c, _, _ in plan.producers[v]}
+        buf = st.buffer(v)
+        rows = max((op.attrs["kernel"][0] - 1) * op.attrs.get("dilations", (1, 1))[0] + 1 + op.attrs["strides"][0]
+                   for op in readers)
+        rows = min(1 << (rows - 1).bit_length(), buf.h)
+        local = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | home}
+        if len(home) != 1 or rows >= buf.h or max(local.values()) + len(local) > 255:
+            continue
+        buf.band = rows
+        src = next(iter(home))
+        counts.update({(v, t): n + (len(local) - 1 if t == src else 0) for t, n in local.items()})
+    return counts
+
+
+def _windowed(g: Graph, mapping: Mapping, op: Op) -> bool:
+    """An op whose code sweeps its output rows once with windows over its input: a crossbar conv computed by one
+    replica (its output rows all on the same cores), or a max pool in one channel chunk that is not a global
+    max (`vector._pool`)."""
+    if op.kind == "conv" and op.is_crossbar:
+        return mapping.layers[op.name].replicas == 1
+    if op.kind != "pool" or op.attrs["mode"] != "max":
+        return False
+    (h, w, c), (oh, ow, _) = hwc(g.values[op.inputs[0]].shape), hwc(g.values[op.outputs[0]].shape)
+    is_global = (oh, ow) == (1, 1) and tuple(op.attrs["kernel"]) == (h, w) and not any(op.attrs["pads"])
+    return not is_global and vector_chunk(g, op, mapping.hw) >= c
 
 
 def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan: CommPlan) -> None:

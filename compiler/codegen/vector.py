@@ -18,7 +18,8 @@ from ..quant.functional import DIV_FRAC, divisor_coef
 from ..quant.windows import window_counts
 from .context import Context
 from .epilogue import activation, finish
-from .loops import LoopRegs, Pointer, pixel_loop
+from .bands import band_rows
+from .loops import LoopRegs, Pointer, pixel_loop, row_loop
 from .plan import SHARED_READERS, Core, vector_chunk
 from .storage import hwc
 
@@ -57,12 +58,14 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
     src = in_ptr(ctx, core[0], x, op.attrs["pads"][0], op.attrs["pads"][1], sh, sw)
     fi = ctx.fmt[x][1]
     is_max = op.attrs["mode"] == "max"
+    read = ops.peek if ctx.st.buffer(x).band else ops.load  # a line buffer is read without consuming
 
-    def body(m: list[MemRef], coef: int) -> None:
+    def body(m: list[MemRef], coef: int, kernel_rows: tuple[int, ...] | None = None) -> None:
         for i in range(kh):
             for j in range(kw):
-                out.append(ops.load(d=a if i == j == 0 else b, src=m[0].shifted(i * dh * row + j * dw * pix + c0),
-                                    n=n, node=node))
+                down = kernel_rows[i] if kernel_rows is not None else i * dh * row
+                out.append(read(d=a if i == j == 0 else b, src=m[0].shifted(down + j * dw * pix + c0), n=n,
+                                node=node))
                 if i or j:
                     out.append(ops.max(d=a, a=a, b=b, n=n, node=node) if is_max else
                                ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
@@ -74,6 +77,11 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
     h, w, _ = hwc(ctx.g.values[x].shape)
     if is_max and (oh, ow) == (1, 1) and (kh, kw) == (h, w) and not any(op.attrs["pads"]) and h * w > 1:
         _global_max(ctx, core, op, a, b, n, c0, out_ptr)
+        return
+    if is_max and (ctx.st.buffer(x).band or ctx.st.buffer(op.outputs[0]).band):  # `plan.line_buffers`
+        rows, period, receive = band_rows(ctx, core, op)
+        row_loop(out, LoopRegs.of(ctx.hw), rows, ow, [src[2], out_ptr[2]], lambda m, r: body(m, 0, rows[r].key),
+                 period, node=node, receive=receive)
         return
     if is_max:
         pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, [src, out_ptr], lambda m: body(m, 0), node=node)
