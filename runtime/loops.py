@@ -267,6 +267,7 @@ class Flat:
     done: bool  # the chunk is all that was left (fall through) or not (back to the head)
     nest: NestPlan | None = None
     scalars: dict[int, int] = field(default_factory=dict)
+    after: list[dict[int, int]] = field(default_factory=list)  # nest: the scalars after each group
 
     @property
     def n(self) -> int:
@@ -298,6 +299,7 @@ def _nest_flat(c: CoreState, nest: NestPlan, cols: int) -> Flat | None:
     bases = sorted({m.ref.base for m in lp.mem if m.ref.base != NO_BASE})
     groups: list[int] = []
     entry: list[list[int]] = []
+    after: list[dict[int, int]] = []
     total, done = 0, False
     while True:
         snapshot = dict(vals)
@@ -314,6 +316,7 @@ def _nest_flat(c: CoreState, nest: NestPlan, cols: int) -> Flat | None:
             vals[r] += n * step
         for i in nest.post[:-1]:
             vals[i.d] = i.imm if i.op == "set" else vals[i.a] + i.imm  # type: ignore[attr-defined]
+        after.append(dict(vals))
         if not vals[blt.a] < vals[blt.b]:  # type: ignore[attr-defined]
             done = True
             break
@@ -323,7 +326,20 @@ def _nest_flat(c: CoreState, nest: NestPlan, cols: int) -> Flat | None:
     ki = np.arange(total, dtype=I64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     start = np.repeat(np.array(entry, dtype=I64).reshape(len(groups), len(bases)), sizes, axis=0)
     arrays = {r: start[:, j] + ki * lp.steps.get(r, (0, 0))[0] for j, r in enumerate(bases)}
-    return Flat(groups, arrays, done, nest, vals)
+    return Flat(groups, arrays, done, nest, vals, after)
+
+
+def _prefix(flat: Flat, k: int) -> Flat | None:
+    """The first ``k`` iterations of a chunk (a nest: its whole groups among them), or None if too few."""
+    if flat.nest is None:
+        return None if k < 2 else Flat([k], {r: a[:k] for r, a in flat.bases.items()}, False)
+    ends = np.cumsum(flat.groups)
+    g = int(np.searchsorted(ends, k, side="right"))  # groups that end at or before k
+    if g < 1:
+        return None
+    n = int(ends[g - 1])
+    return Flat(flat.groups[:g], {r: a[:n] for r, a in flat.bases.items()}, False, flat.nest, flat.after[g - 1],
+                flat.after[:g])
 
 
 def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
@@ -338,11 +354,6 @@ def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
     if flat is None:
         return 0
     n = flat.n
-    count = n * lp.length
-    if isinstance(plan, NestPlan):
-        count += len(flat.groups) * (len(plan.pre) + len(plan.post))
-    if count > budget:
-        return 0
     mem = c.mem
     words: list[np.ndarray] = []  # (n, m.n) word indices per memory op
     for m in lp.mem:
@@ -356,6 +367,21 @@ def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
         words.append(start[:, None] + np.arange(m.n, dtype=I64)[None, :])
     if words:
         mem.check(0, int(max(w.max() for w in words)) + 1, c.tile)
+        ok = np.ones(n, dtype=bool)  # the iterations that would not block: loaded words valid, stored invalid
+        for m, w in zip(lp.mem, words):
+            v = mem.valid[w]
+            ok &= v.all(axis=1) if m.load else ~v.any(axis=1)
+        if not ok.all():  # run the iterations before the first that would block (a producer is still running)
+            short = _prefix(flat, int(np.argmin(ok)))
+            if short is None:
+                return 0
+            flat, n = short, short.n
+            words = [w[:n] for w in words]
+    count = n * lp.length
+    if isinstance(plan, NestPlan):
+        count += len(flat.groups) * (len(plan.pre) + len(plan.post))
+    if count > budget:
+        return 0
     loads = [w for m, w in zip(lp.mem, words) if m.load]
     stores = [w for m, w in zip(lp.mem, words) if not m.load]
     hits = np.concatenate([w.reshape(-1) for w in loads]) if loads else np.zeros(0, dtype=I64)
