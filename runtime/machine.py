@@ -274,18 +274,11 @@ class Machine:
                 if pc >= n_code:
                     raise Fault(f"pc {pc} ran past the end of the code ({n_code} instructions) without halt")
                 if pc in loops:  # fast mode: the loop's remaining iterations at once, if they can run so
-                    if c.backoff.get(pc, (0, 0))[0] > 0:  # failed lately: skip some visits (bounded retry cost)
-                        wait, grow = c.backoff[pc]
-                        c.backoff[pc] = (wait - 1, grow)
-                    else:
-                        ran = run_batched(c, loops[pc], left - done)
-                        if ran:
-                            done += ran
-                            self.batched += ran
-                            c.backoff.pop(pc, None)
-                            continue
-                        grow = c.backoff.get(pc, (0, 1))[1]
-                        c.backoff[pc] = (grow, min(2 * grow, 64))
+                    ran = run_batched(c, loops[pc], left - done)
+                    if ran:
+                        done += ran
+                        self.batched += ran
+                        continue
                 fn, ops, lat = code[pc]
                 c.pc = pc + 1
                 r = fn(c, ops, lat)
