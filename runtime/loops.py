@@ -48,6 +48,7 @@ WIDE_BYTES = 1 << 28  # a batched chunk's wide register file and MVM temporaries
 MAX_COLUMNS = 1 << 13  # iterations x lanes of one chunk at most (wider chunks measured slower: cache misses)
 MIN_CHUNK = 8  # a chunk of fewer iterations than that (when more are left) is not worth batching
 FIRST_WINDOW = 64  # iterations a loop head looks ahead at first (doubling after each full chunk)
+MAX_SKIP = 1024  # visits a head that keeps failing is skipped at most (cores that alternate with a producer)
 MAX_LANES = 128  # past this batch the interpreter's per-instruction cost is amortized over the lanes: batching
 # iterations only adds wide copies (measured 0.3-0.6x of the reference at batch 360, 1.5-3x faster at 64)
 
@@ -349,7 +350,7 @@ def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
 
     Retry policy (``c.backoff[head]`` = visits to skip, next skip, look-ahead window): a head that failed (or
     could batch fewer than ``MIN_CHUNK`` iterations: a producer only just ahead) is skipped for a doubling number
-    of visits, up to 64; a chunk looks ahead at most ``window`` iterations, doubled after each full chunk and
+    of visits, up to ``MAX_SKIP``; a chunk looks ahead at most ``window`` iterations, doubled after each full chunk and
     reset after a short one, so a consumer trailing its producer costs O(iterations), not O(iterations^2)."""
     b = int(c.regs.shape[1])
     if c.devices is not None or b > MAX_LANES:
@@ -360,7 +361,7 @@ def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
         return 0
     count, full = _try_batched(c, plan, budget, window)
     if not count:
-        c.backoff[plan.head] = (grow, min(2 * grow, 64), FIRST_WINDOW)
+        c.backoff[plan.head] = (grow, min(2 * grow, MAX_SKIP), FIRST_WINDOW)
     else:
         c.backoff[plan.head] = (0, 1, 2 * window if full else FIRST_WINDOW)
     return count
