@@ -26,20 +26,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _table import table  # noqa: E402
 
 
+def compile_rounds(resolution: int, precision: str, mapping: str, mem: int) -> tuple[object, object, object]:
+    """(VGG-16 compiled in rounds on ISAAC, the model, its calibration batch); tile memories of ``mem`` words."""
+    from compiler import compile_model
+    from isa.hardware import ISAAC as PRESET
+    from models import cnn_zoo
+
+    isaac = PRESET.with_changes(tile_mem_words=mem) if mem else PRESET
+    model = cnn_zoo.vgg16(resolution=resolution)
+    calib = {model.graph.input[0].name: np.random.default_rng(0).uniform(0, 1, (2, 3, resolution, resolution))}
+    t0 = time.perf_counter()
+    rounds = compile_model(model, precision, hw=isaac, calib=calib, mapping=mapping, rounds=True)
+    print(f"compiled in rounds on isaac: {time.perf_counter() - t0:.1f} s, {len(rounds.rounds)} rounds", flush=True)
+    return rounds, model, calib
+
+
 def compile_both(resolution: int, precision: str, mapping: str, mem: int) -> tuple[object, object, int]:
     """(rounds on ISAAC, all on chip on a grown ISAAC, tiles of the grown chip); tile memories of ``mem`` words."""
     from compiler import compile_model
     from compiler.mapping.rounds import VIRTUAL_TILES, top_tile
-    from isa.hardware import ISAAC as PRESET
-    from models import cnn_zoo
 
-    ISAAC = PRESET.with_changes(tile_mem_words=mem) if mem else PRESET
-
-    model = cnn_zoo.vgg16(resolution=resolution)
-    calib = {model.graph.input[0].name: np.random.default_rng(0).uniform(0, 1, (2, 3, resolution, resolution))}
-    t0 = time.perf_counter()
-    rounds = compile_model(model, precision, hw=ISAAC, calib=calib, mapping=mapping, rounds=True)
-    print(f"compiled in rounds on isaac: {time.perf_counter() - t0:.1f} s, {len(rounds.rounds)} rounds", flush=True)
+    rounds, model, calib = compile_rounds(resolution, precision, mapping, mem)
+    ISAAC = rounds.hw  # type: ignore[attr-defined]
     probe = compile_model(model, precision, hw=ISAAC.with_changes(tiles=VIRTUAL_TILES), calib=calib,
                           mapping=mapping)
     tiles = top_tile(probe.mapping)
@@ -48,6 +56,40 @@ def compile_both(resolution: int, precision: str, mapping: str, mem: int) -> tup
                           mapping=mapping)
     print(f"compiled on isaac grown to {tiles} tiles: {time.perf_counter() - t0:.1f} s", flush=True)
     return rounds, grown, tiles
+
+
+def programming(cm: object) -> list[tuple[int, float]]:
+    """Per round, from the compiled programs alone: (cycles of its programming: the slowest core's prog, energy of
+    its writes per batch in pJ), as the runtime charges them (`isa.costs`)."""
+    from isa.costs import CostContext, image_shape, instr_cost
+
+    out = []
+    for p in cm.rounds:  # type: ignore[attr-defined]
+        shapes: dict[tuple[int, int], dict[int, object]] = {}
+        for img in p.mvmus:
+            shapes.setdefault((img.tile, img.core), {})[img.mvmu] = image_shape(img, p.hw)
+        costs = [instr_cost(c.instrs[0], CostContext(p.hw, c.tile, shapes[c.tile, c.core]))  # type: ignore
+                 for c in p.cores if (c.tile, c.core) in shapes]
+        out.append((max(c.cycles for c in costs), sum(c.per_batch.get("program", 0.0) for c in costs)))
+    return out
+
+
+def compile_only(a: argparse.Namespace) -> None:
+    """The rounds of VGG-16 on ISAAC and their write costs per batch, from the compiled programs (no run)."""
+    cm, _, _ = compile_rounds(a.resolution, a.precision, a.mapping, a.tile_mem_words)
+    table_ = cm.program.meta["rounds"]  # type: ignore[attr-defined]
+    prog = programming(cm)
+    rows = [[r["round"], _span(r["layers"]), r["tiles"], r["mvmus"], r["crossbars"], f"{r['cells_written']:,}",
+             f"{pc:,}", f"{pj / 1e6:.1f}"] for r, (pc, pj) in zip(table_, prog)]
+    print(f"\nVGG-16 (random weights) at {a.resolution}x{a.resolution}, {a.precision}, {a.mapping} mapping, on isaac "
+          f"(tile memory {a.tile_mem_words or 32768:,} words), compiled only; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(table(rows, ["round", "crossbar layers", "tiles", "MVMUs", "crossbars", "cells written", "program cycles",
+                       "program uJ/batch"]))
+    total = sum(pj for _, pj in prog)
+    print(f"total per batch: {sum(r['cells_written'] for r in table_):,} cells, {sum(pc for pc, _ in prog):,} "
+          f"cycles programming, {total / 1e6:.1f} uJ of writes ({total / 1e6 / a.batch:.1f} uJ per inference at "
+          f"batch {a.batch})")
 
 
 def main() -> None:
@@ -61,7 +103,12 @@ def main() -> None:
     ap.add_argument("--tile-mem-words", type=int, default=1 << 18,
                     help="tile memory of both chips (0: the preset's 32,768 words, which no VGG-16 activation of "
                          "64 channels fits until activations are streamed in row bands)")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="compile in rounds on isaac and print the rounds and their write costs per batch (no run)")
     a = ap.parse_args()
+    if a.compile_only:
+        compile_only(a)
+        return
     from compiler import runner
 
     rounds, grown, tiles = compile_both(a.resolution, a.precision, a.mapping, a.tile_mem_words)

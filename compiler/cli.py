@@ -76,7 +76,8 @@ def cmd_compile(a: argparse.Namespace) -> int:
     print(f"  layers: {len(cm.precision)}  crossbars: {rep.get('crossbars')}  MVMUs: {rep.get('mvmus')}  "
           f"cores: {rep.get('cores')}  tiles: {rep.get('tiles')}  block utilization: {rep.get('utilization', 0):.1%}"
           f"  cell utilization: {rep.get('cell_utilization', 0):.1%}")
-    print(f"  static instructions: {cm.program.static_instructions}  calibration: {cm.calibration}")
+    static = sum(p.static_instructions for p in cm.rounds or [cm.program])
+    print(f"  static instructions: {static}  calibration: {cm.calibration}")
     if cm.rounds:
         print(f"  reprogramming rounds: {len(cm.rounds)} (the weights need more tiles than {cm.hw.name}'s "
               f"{cm.hw.tiles}; `xbarc inspect {a.output}` lists them)")
@@ -349,25 +350,38 @@ def cmd_adc_profile(a: argparse.Namespace) -> int:
     return 0
 
 
+def _device_outputs(programs: list[Any]) -> list[Any]:
+    """The graph outputs' locations: the program's, or in reprogramming rounds those of the rounds producing them."""
+    if len(programs) == 1:
+        return list(programs[0].outputs)
+    names = set(programs[0].meta.get("outputs", []))
+    return [loc for p in programs for loc in p.outputs if loc.name in names]
+
+
 def cmd_inspect(a: argparse.Namespace) -> int:
     """xbarc inspect OUT."""
     from isa.files import load_program
 
+    from .driver import round_folder
+
     out = Path(a.outdir)
     prog = load_program(out)
+    programs = [prog] + [load_program(out / round_folder(k)) for k in range(1, len(prog.meta.get("rounds", [])))]
     mapping: Any = read_json(out / "mapping.json") if (out / "mapping.json").exists() else {}
     if not isinstance(mapping, dict):
         raise XbarcError(f"{out / 'mapping.json'}: not a mapping report (a JSON object)")
     per_layer: dict[str, dict[str, Any]] = {}
-    for c in prog.cores:
+    for c in (c for p in programs for c in p.cores):
         for ins in c.instrs:
             entry = per_layer.setdefault(ins.node or "-", {"static_instructions": 0})
             entry["static_instructions"] += 1
     if a.dynamic:  # execute one all-zero input to count executed instructions (loops run their full trip)
         from runtime import Machine
+        from runtime.rounds import run_rounds
 
         zeros = {loc.name: np.zeros((1, loc.length), dtype=np.int64) for loc in prog.inputs}
-        stats = Machine(prog).run(zeros).stats
+        stats = (run_rounds(programs, zeros, joins=prog.meta.get("joins")) if len(programs) > 1
+                 else Machine(prog).run(zeros)).stats
         for name, row in stats.per_layer.items():
             per_layer.setdefault(name, {"static_instructions": 0})["dynamic_instructions"] = row["instructions"]
     layers = []
@@ -377,11 +391,12 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         if name not in {lay["layer"] for lay in layers}:
             layers.append({"layer": name} | row)
     info = {"crossbars": mapping.get("crossbars"), "mvmus": mapping.get("mvmus"), "tiles": mapping.get("tiles"),
-            "cores": len(prog.cores), "static_instructions": prog.static_instructions,
+            "cores": len({(c.tile, c.core) for p in programs for c in p.cores}),
+            "static_instructions": sum(p.static_instructions for p in programs),
             "dynamic_instructions": sum(x.get("dynamic_instructions", 0) for x in per_layer.values()) or None,
             "utilization": mapping.get("utilization"), "hardware": prog.hw.name,
             "inputs": [vars(i) | {"shape": list(i.shape)} for i in prog.inputs],
-            "outputs": [vars(o) | {"shape": list(o.shape)} for o in prog.outputs], "layers": layers}
+            "outputs": [vars(o) | {"shape": list(o.shape)} for o in _device_outputs(programs)], "layers": layers}
     if a.mvmus:
         info["mvmu_images"] = _mvmu_rows(prog)
     if prog.meta.get("rounds"):
@@ -615,7 +630,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--confidence", type=OPEN_FRACTION, default=0.95,
                     help="one-sided confidence of that bound (default 0.95)")
     se.add_argument("--search-split", default="fit", help="split whose images score the reward (default fit)")
-    se.add_argument("--search-images", type=NONNEG, default=1024, help="first N of them (0: all; default 1024)")
+    se.add_argument("--search-images", type=NONNEG, default=512, help="first N of them (0: all; default 512)")
     se.add_argument("--select-split", default="val",
                     help="held-out split the final choice is made on, never seen by the reward (default val)")
     se.add_argument("--select-images", type=NONNEG, default=0, help="first N of them (0: all)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import abc
 from collections.abc import Mapping as MappingOf, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from .data import DatasetLoader, load
 from .frontend import check_reference, import_onnx, load_model
 from .inputs import checked_feeds
 from .ir import Graph, dump
-from .mapping import Mapping, place_layers
+from .mapping import LayerMap, Mapping, place_layers
 from .mapping.rounds import Round, partition, top_tile
 from .passes import CANONICALIZE, reject_unfolded, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
@@ -234,19 +234,36 @@ def round_folder(k: int) -> str:
 def _compile_rounds(graph: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
                     weights: dict[str, np.ndarray], fmt: dict[str, Format], mode: str, replicate: int,
                     budget: int | None) -> tuple[Mapping, list[Program]]:
-    """The placement (all rounds' layers, on the one chip) and the programs of a model compiled in rounds; no
-    program list when one round holds the model (it compiles as usual, without prog)."""
-    parts = partition(graph, prec, hw, weights, mode, replicate, budget)
-    if len(parts) == 1:
-        return parts[0].mapping, []
-    programs = [add_programming(generate(r.graph, prec, r.mapping, hw, fmt)) for r in parts]
-    table = [round_summary(r, p) for r, p in zip(parts, programs)]
+    """The placement (all rounds' layers, on the one chip; split layers whole again) and the programs of a model
+    compiled in rounds; no program list when one round holds the model (it compiles as usual, without prog)."""
+    plan = partition(graph, prec, hw, weights, fmt, mode, replicate, budget)
+    if len(plan.rounds) == 1:
+        return plan.rounds[0].mapping, []
+    programs = [add_programming(generate(r.graph, plan.prec, r.mapping, hw, plan.fmt)) for r in plan.rounds]
+    table = [round_summary(r, p) for r, p in zip(plan.rounds, programs)]
     for k, p in enumerate(programs):
         p.meta.update({"round": k, "of": len(programs)})
-    programs[0].meta.update({"rounds": table, "outputs": [graph.external_name(v) for v in graph.outputs]})
-    layers = {k: v for r in parts for k, v in r.mapping.layers.items()}
-    vector = {k: v for r in parts for k, v in r.mapping.vector.items()}
-    return Mapping(hw, layers, vector, parts[0].mapping.mode), programs
+    programs[0].meta.update({"rounds": table, "outputs": [graph.external_name(v) for v in graph.outputs],
+                             "joins": plan.joins})
+    layers = {k: v for r in plan.rounds for k, v in r.mapping.layers.items()}
+    vector = {k: v for r in plan.rounds for k, v in r.mapping.vector.items()}
+    whole = {op.name: join_parts(op.name, [(layers.pop(n), c0) for n, c0 in plan.splits[op.name]], hw)
+             if op.name in plan.splits else layers[op.name] for op in graph.crossbar_ops()}
+    return Mapping(hw, whole, vector, plan.rounds[0].mapping.mode), programs
+
+
+def join_parts(name: str, parts: list[tuple[LayerMap, int]], hw: HardwareConfig) -> LayerMap:
+    """The placement of a layer split across rounds, as one layer: each part's blocks with their columns shifted
+    by the part's first column ``c0``."""
+    first = parts[0][0]
+    lm = LayerMap(name, first.row_blocks, sum(p.col_blocks for p, _ in parts), first.slices,
+                  layouts=None if first.layouts is None else [])
+    for p, c0 in parts:
+        lm.blocks += [replace(b, layer=name, c=b.c + c0 // hw.xbar_cols, cols=(b.cols[0] + c0, b.cols[1] + c0))
+                      for b in p.blocks]
+        if lm.layouts is not None and p.layouts is not None:
+            lm.layouts += p.layouts
+    return lm
 
 
 def round_summary(r: Round, p: Program) -> dict[str, Any]:

@@ -52,14 +52,14 @@ __all__ = ["RunOutcome", "run", "evaluate", "bit_exact", "device_trials", "effic
 def run(cm: CompiledModel, x: dict[str, np.ndarray], reference: bool = False, workers: int = 1,
         devices: DeviceModel | None = None, trial: int = 0) -> RunOutcome:
     """Execute the program on a batch of float inputs (``reference``: one instruction at a time; ``workers``:
-    processes the batch is sharded over; both give the same outputs and counters; rounds run in fast mode;
+    processes the batch is sharded over; both give the same outputs and counters;
     ``devices``: on non-ideal crossbars sampled for trial ``trial``, `runtime.devices`)."""
     if cm.rounds:
         if devices is not None:
             raise XbarcError("non-ideal devices (--devices) are not supported yet for a model compiled in "
                              "reprogramming rounds")
         result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs],
-                            workers=workers)
+                            cm.program.meta.get("joins"), reference=reference, workers=workers)
     else:
         result = Machine(cm.program, reference=reference).run(quantize_inputs(cm, x), workers=workers,
                                                               devices=devices, trial=trial)

@@ -136,8 +136,7 @@ class Machine:
             raise XbarcError("inputs: empty batch")
         return batch or 1, out
 
-    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray],
-                     devices: dict[tuple[int, int], dict[int, NoisyMvmu]] | None = None) -> MachineState:
+    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray]) -> MachineState:
         hw = self.hw
         st = MachineState(hw, batch, {}, epoch=[0] * hw.tiles)
         for init in self.program.data:
@@ -151,8 +150,7 @@ class Machine:
             cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
                                       st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=not comp.code,
-                                      meter=meter, loops=comp.loops, batch=batch,
-                                      devices=None if devices is None else devices.get((cc.tile, cc.core), {})))
+                                      meter=meter, loops=comp.loops, batch=batch))
         return st
 
     def _place(self, st: MachineState, tile: int, addr: int, n: int, what: str) -> None:
@@ -202,7 +200,10 @@ class Machine:
         self.batched = 0
         while lo < batch:
             hi = min(batch, lo + size)
-            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()}, noisy)
+            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()})
+            if noisy is not None:  # opt-in non-ideal devices: each core fires its MVMUs' sampled arrays
+                for c in st.cores:
+                    c.devices = noisy.get((c.tile, c.core), {})
             self._left, self._budget = max_instructions, max_instructions
             self._schedule(st)
             outs.append({loc.name: self._read_output(st, loc) for loc in self.program.outputs})

@@ -5,7 +5,8 @@ each fitting the chip: its cores first ``prog`` their MVMUs with the round's wei
 `run_rounds` executes the rounds in order, each over the **whole batch** (so each round's writes are spent once per
 batch and amortized over it): the tensors a round produces for later rounds are spilled to the off-chip buffer
 (``offchip_pj_per_bit`` per bit written and per bit read back, over the off-chip link at ``offchip_bits_per_ns``)
-and written into the next round's tile memories as its inputs. The tile memories start empty in every round.
+and written into the tile memories of the rounds that read them (graph inputs too, which the first round gets
+from the host); the column parts of a layer split across rounds are joined there. The tile memories start empty in every round.
 
 The combined `Stats` add up the rounds: energy per component (with ``program`` for the crossbar writes and the
 weight images read from the buffer, ``spill`` for the activations), per instruction and per layer (layer times
@@ -26,47 +27,60 @@ from .machine import Machine, RunResult
 from .stats import Stats
 
 
-def spill_cost(prog: Program, loc: TensorLoc, reads: int) -> tuple[float, int]:
-    """(energy per inference in pJ, cycles) of spilling one inference's ``loc`` off chip and reading it back
-    ``reads`` times: its values (border excluded) at ``loc.bits`` bits each way, over the off-chip link."""
+def transfer_cost(prog: Program, loc: TensorLoc) -> tuple[float, int]:
+    """(energy per inference in pJ, cycles) of moving one inference's ``loc`` to or from the off-chip buffer: its
+    values (border excluded) at ``loc.bits`` bits over the off-chip link."""
     c = prog.hw.costs
     bits = int(np.prod(loc.shape)) * loc.bits
-    moved = bits * (1 + reads)
-    return moved * c.offchip_pj_per_bit, prog.hw.cycles(moved / c.offchip_bits_per_ns)
+    return bits * c.offchip_pj_per_bit, prog.hw.cycles(bits / c.offchip_bits_per_ns)
 
 
-def _repack(src: TensorLoc, words: np.ndarray, dst: TensorLoc) -> np.ndarray:
-    """Words stored at ``src`` -> the words of ``dst`` (same tensor, its own border), formats checked."""
-    if (src.bits, src.frac, tuple(src.shape)) != (dst.bits, dst.frac, tuple(dst.shape)):
-        raise XbarcError(f"rounds: tensor {dst.name!r} is stored as Q({src.bits}, {src.frac}) {tuple(src.shape)} "
-                         f"but read as Q({dst.bits}, {dst.frac}) {tuple(dst.shape)}")
-    return dst.pack(src.unpack(words))
+def _repack(held: list[tuple[TensorLoc, np.ndarray]], dst: TensorLoc) -> np.ndarray:
+    """The words of ``dst`` from the words stored at the ``held`` locations: one, the same tensor with its own
+    border, or the column parts of a split layer, joined along channels (axis 1 of the ONNX layout); formats
+    checked."""
+    parts = []
+    for src, words in held:
+        if (src.bits, src.frac, tuple(src.shape[1:])) != (dst.bits, dst.frac, tuple(dst.shape[1:])):
+            raise XbarcError(f"rounds: tensor {dst.name!r} is read as Q({dst.bits}, {dst.frac}) "
+                             f"{tuple(dst.shape)} but {src.name!r} is stored as Q({src.bits}, {src.frac}) "
+                             f"{tuple(src.shape)}")
+        parts.append(src.unpack(words))
+    x = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+    if tuple(x.shape[1:]) != tuple(dst.shape):
+        raise XbarcError(f"rounds: tensor {dst.name!r} joins to shape {tuple(x.shape[1:])}, not {tuple(dst.shape)}")
+    return dst.pack(x)
 
 
 def run_rounds(programs: list[Program], inputs: dict[str, np.ndarray], outputs: list[str] | None = None,
-               **run_args: Any) -> RunResult:
+               joins: dict[str, list[str]] | None = None, reference: bool = False, **run_args: Any) -> RunResult:
     """Run ``programs`` (the rounds, in order) on a batch: ``inputs`` are the stored words of the first round's
     inputs (as `Machine.run` takes them); returns the ``outputs`` named (default: the last round's) and the
-    combined statistics (module docstring). ``run_args`` go to every `Machine.run`."""
+    combined statistics (module docstring). ``joins`` names the column parts a value is joined from (a layer
+    split across rounds); ``reference``: one instruction at a time (`Machine`); ``run_args`` go to every
+    `Machine.run`."""
     if not programs:
         raise XbarcError("rounds: no program to run")
-    held: dict[str, tuple[TensorLoc, np.ndarray]] = {}
-    readers = {loc.name: sum(loc.name in {i.name for i in p.inputs} for p in programs) for p in programs
-               for loc in p.outputs}
+    joins = joins or {}
+    joined = {part: value for value, names in joins.items() for part in names}
+    held: dict[str, tuple[TensorLoc, np.ndarray]] = {loc.name: (loc, inputs[loc.name]) for loc in programs[0].inputs
+                                                    if loc.name in inputs}
     parts: list[tuple[Stats, float, int]] = []
     for r, prog in enumerate(programs):
-        missing = [loc.name for loc in prog.inputs if r and loc.name not in held]
+        sources = {loc.name: joins.get(loc.name, [loc.name]) for loc in prog.inputs}
+        missing = [n for names in sources.values() for n in names if r and n not in held]
         if missing:
             raise XbarcError(f"rounds: round {r} reads {missing}, which no earlier round produced")
-        feeds = inputs if r == 0 else {loc.name: _repack(*held[loc.name], loc) for loc in prog.inputs}
-        res = Machine(prog).run(feeds, **run_args)
-        spill_pj, spill_cycles = 0.0, 0
+        feeds = inputs if r == 0 else {loc.name: _repack([held[n] for n in sources[loc.name]], loc)
+                                       for loc in prog.inputs}
+        res = Machine(prog, reference=reference).run(feeds, **run_args)
+        read_later = {i.name for p in programs[r + 1:] for i in p.inputs}
+        moved = ([loc for loc in prog.inputs] if r else []) + \
+            [loc for loc in prog.outputs if joined.get(loc.name, loc.name) in read_later]
+        costs = [transfer_cost(prog, loc) for loc in moved]
         for loc in prog.outputs:
             held[loc.name] = (loc, res.outputs[loc.name])
-            if readers.get(loc.name):
-                pj, cyc = spill_cost(prog, loc, readers[loc.name])
-                spill_pj, spill_cycles = spill_pj + pj, spill_cycles + cyc
-        parts.append((res.stats, spill_pj, spill_cycles))
+        parts.append((res.stats, sum(c[0] for c in costs), sum(c[1] for c in costs)))
     names = outputs if outputs is not None else [loc.name for loc in programs[-1].outputs]
     absent = [n for n in names if n not in held]
     if absent:

@@ -158,3 +158,16 @@ def test_robust_search_scores_on_the_runtime_under_a_device_model():
     stuck = SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", devices="reram-saf-chen2015",
                                 device_trials=2, **kw))
     assert stuck.evaluate(acts).accuracy < a.accuracy - 0.2
+
+
+def test_cli_run_inputs_with_devices(models, tmp_path, capsys):
+    from models.datasets import load_for_shape
+
+    cm = models["naive"]
+    cm.save(tmp_path / "out")
+    x, _ = load_for_shape("mnist", "test", tuple(cm.program.inputs[0].shape))
+    np.save(tmp_path / "x.npy", x[:4])
+    assert main(["run", str(tmp_path / "out"), "--inputs", str(tmp_path / "x.npy"), "--json", "--devices",
+                 "ideal", "--trials", "1"]) == 0
+    d = json.loads(capsys.readouterr().out)["devices"]
+    assert d["accuracy_mean"] is None and d["output_max_abs_change"] == 0.0

@@ -40,15 +40,16 @@ from compiler.driver import CompiledModel  # noqa: E402
 PREFIXES = ("test_conv_", "test_basic_conv_", "test_gemm_", "test_matmul_", "test_maxpool_", "test_averagepool_",
             "test_globalaveragepool", "test_relu", "test_add", "test_concat", "test_flatten", "test_reshape",
             "test_batchnorm", "test_softmax", "test_globalmaxpool", "test_squeeze", "test_unsqueeze", "test_mul",
-            "test_div", "test_sub", "test_hardsigmoid", "test_hardswish")
+            "test_div", "test_sub", "test_hardsigmoid", "test_hardswish", "test_lstm", "test_gru", "test_rnn",
+            "test_simple_rnn")
 #: The op each selected case must consist of (drops e.g. test_softmax_cross_entropy_*, a different op).
 OPS = frozenset({"Conv", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "Relu", "Add", "Concat",
                  "Flatten", "Reshape", "BatchNormalization", "Softmax", "GlobalMaxPool", "Squeeze", "Unsqueeze",
-                 "Mul", "Div", "Sub", "HardSigmoid", "HardSwish"})
+                 "Mul", "Div", "Sub", "HardSigmoid", "HardSwish", "LSTM", "GRU", "RNN"})
 #: onnx.backend.test.case.node modules that generate those cases (used when the package ships no data/node).
 CASE_MODULES = ("conv", "gemm", "matmul", "maxpool", "averagepool", "globalaveragepool", "relu", "add", "concat",
                 "flatten", "reshape", "batch_normalization", "softmax", "globalmaxpool", "squeeze", "unsqueeze", "mul",
-                "div", "sub", "hardsigmoid", "hardswish")
+                "div", "sub", "hardsigmoid", "hardswish", "lstm", "gru", "rnn")
 PRECISION = "16bit"
 #: Float32 rounding of the expected outputs (they are computed in float32 by the node tests' numpy references).
 RTOL = 1e-5
@@ -57,6 +58,16 @@ _BATCH = "node tests' dim 0 is the batch; "
 _INT = "integer tensors: xbarc compiles float models to fixed point; exact integer (wrapping) arithmetic is not " \
        "what the device computes"
 EXCLUDED: dict[str, str] = {
+    **{n: _BATCH + "X is time-major (T, N, C) as a graph input (layout=0): dim 0 is time; tests/test_recurrent.py "
+              "runs these same cases batch-first against their expected outputs"
+       for n in ("test_lstm_defaults", "test_lstm_with_initial_bias", "test_lstm_with_peepholes", "test_lstm_reverse",
+                 "test_lstm_bidirectional", "test_gru_defaults", "test_gru_with_initial_bias", "test_gru_seq_length",
+                 "test_gru_reverse", "test_gru_bidirectional", "test_simple_rnn_defaults",
+                 "test_simple_rnn_with_initial_bias", "test_rnn_seq_length", "test_simple_rnn_reverse",
+                 "test_simple_rnn_bidirectional")},
+    **{n: "layout=1 (batch-first): onnxruntime, the reference xbarc checks against, does not implement it"
+       for n in ("test_lstm_batchwise", "test_simple_rnn_batchwise")},
+    "test_gru_batchwise": "layout=1: onnxruntime does not implement it (and linear_before_reset=0)",
     "test_gemm_transposeA": _BATCH + "transA=1 contracts over the batch dimension",
     "test_gemm_all_attributes": _BATCH + "transA=1 contracts over the batch dimension",
     "test_gemm_default_matrix_bias": _BATCH + "the bias C (3, 4) differs per sample; a layer's bias is per output",

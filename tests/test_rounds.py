@@ -8,7 +8,9 @@ import json
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from compiler import runner
 from compiler.cli import main
@@ -36,7 +38,8 @@ def test_prog_text_record_bits_round_trip() -> None:
 
 def _one_mvmu(code: list, batch: int, budget: int | None = None):
     w = np.random.default_rng(0).integers(-127, 128, (128, 128))
-    prog = program({(0, 0): code}, mvmus=[MvmuImage(0, 0, 0, w, 8)], inputs=[loc("x", 0, 0, 128, 8)])
+    prog = program({(0, 0): code}, mvmus=[MvmuImage(0, 0, 0, w, 8)], inputs=[loc("x", 0, 0, 128, 8)],
+                   outputs=[loc("y", 0, 200, 128, 32)] if any(i.op == "store" for i in code) else [])
     x = np.random.default_rng(1).integers(-128, 128, (batch, 128))
     return Machine(prog).run({"x": x}, budget=budget)
 
@@ -60,8 +63,8 @@ def test_prog_charges_cells_times_write_energy_once_per_batch() -> None:
 
 def test_prog_in_chunks_costs_what_one_pass_costs() -> None:
     whole = _one_mvmu(RUN, 6)
-    parts = _one_mvmu(RUN, 6, budget=2 * 2 ** 20)  # forces several chunks (the batch is programmed once)
-    assert np.array_equal(whole.outputs.get("y", np.zeros(0)), parts.outputs.get("y", np.zeros(0)))
+    parts = _one_mvmu(RUN, 6, budget=2 * 2 ** 20)  # 6 x (registers + a 512 KB tile memory): chunks of 3 or fewer
+    assert np.array_equal(whole.outputs["y"], parts.outputs["y"])
     assert parts.stats.per_component["program"] == pytest.approx(whole.stats.per_component["program"], rel=1e-12)
     assert parts.stats.cells_written == whole.stats.cells_written
 
@@ -120,6 +123,9 @@ def test_lenet_in_rounds_is_bit_exact_and_charges_its_writes(lenet_rounds) -> No
     assert s.writes == want
     assert s.write_summary()["max_writes_per_crossbar"] == max(max(r) for r in want.values()) > 1
     assert s.cycles == sum(r["cycles"] + r["spill_cycles"] for r in s.rounds)
+    slow = runner.run(cm, x, reference=True)  # the interpreter one instruction at a time: the same run
+    assert all(np.array_equal(slow.device_int[k], out.device_int[k]) for k in out.device_int)
+    assert (slow.stats.cycles, slow.stats.writes, slow.stats.rounds) == (s.cycles, s.writes, s.rounds)
 
 
 def test_a_model_that_fits_takes_no_rounds() -> None:
@@ -130,9 +136,40 @@ def test_a_model_that_fits_takes_no_rounds() -> None:
     assert not any(isinstance(i, ops.Prog) for c in again.program.cores for i in c.instrs)
 
 
-def test_one_layer_larger_than_the_chip_is_a_clear_error() -> None:
-    with pytest.raises(ModelError, match=r"op 'fc1' alone needs \d+ tiles .* but the chip has 1"):
+def test_a_column_block_larger_than_the_chip_is_a_clear_error() -> None:
+    with pytest.raises(ModelError, match=r"layer 'fc1': one column block of 128 output channels already needs more "
+                                         r"tiles than the chip has"):
         compile_model(LENET, "16bit", hw=HW.with_changes(tiles=1, cores_per_tile=1, mvmus_per_core=3), rounds=True)
+
+
+def _wide_mlp() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """200 -> 300 (relu) -> 10: fc1 is 2 row blocks x 3 column blocks (6 MVMUs), fc2 3 row blocks."""
+    rng = np.random.default_rng(0)
+    w1, w2 = rng.normal(0, 0.1, (200, 300)), rng.normal(0, 0.1, (300, 10))
+    graph = helper.make_graph(
+        [helper.make_node("Gemm", ["x", "w1", "b1"], ["h"], name="fc1"), helper.make_node("Relu", ["h"], ["r"]),
+         helper.make_node("Gemm", ["r", "w2", "b2"], ["y"], name="fc2")], "wide",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 200])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+        [numpy_helper.from_array(a.astype(np.float32), n) for a, n in
+         ((w1, "w1"), (rng.normal(0, 0.1, 300), "b1"), (w2, "w2"), (rng.normal(0, 0.1, 10), "b2"))])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return model, {"x": rng.uniform(0, 1, (16, 200))}
+
+
+def test_a_layer_larger_than_the_chip_is_split_by_columns_bit_exactly() -> None:
+    model, x = _wide_mlp()
+    hw = HW.with_changes(tiles=1, cores_per_tile=2, mvmus_per_core=2)  # 4 MVMUs: fc1's 6 do not fit
+    cm = compile_model(model, "16bit", hw=hw, calib=x, rounds=True)
+    table = cm.program.meta["rounds"]
+    assert [r["layers"] for r in table] == [["fc1.part0"], ["fc1.part1"], ["fc2"]]
+    assert cm.program.meta["joins"] == {cm.graph.op("fc1").outputs[0]: [f"{cm.graph.op('fc1').outputs[0]}.part0",
+                                                                        f"{cm.graph.op('fc1').outputs[0]}.part1"]}
+    assert cm.mapping is not None and cm.mapping.layers["fc1"].col_blocks == 3  # the report shows fc1 whole
+    out = runner.run(cm, x)
+    ref = runner.functional_outputs(cm, x)
+    assert all(np.array_equal(out.device_int[k], ref[k].reshape(out.device_int[k].shape)) for k in ref)
+    assert out.stats.per_component["spill"] > 0
 
 
 def test_saved_rounds_reload_and_run_alike(lenet_rounds, tmp_path) -> None:
@@ -158,3 +195,21 @@ def test_cli_compiles_inspects_and_runs_rounds(tmp_path, capsys) -> None:
     r = json.loads(capsys.readouterr().out)
     assert r["bit_exact"] is True and r["per_component"]["program"] > 0
     assert r["reprogramming"]["writes"]["max_writes_per_crossbar"] > 1
+    assert main(["inspect", str(out), "--dynamic", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert {lay["layer"] for lay in info["layers"] if lay.get("dynamic_instructions")} >= {"conv1", "fc3"}
+
+
+@pytest.mark.slow
+def test_vgg16_shape_on_a_small_isaac_splits_a_layer_and_stays_bit_exact() -> None:
+    from isa.hardware import ISAAC
+    from models import cnn_zoo
+
+    m = cnn_zoo.vgg16(resolution=32, width=0.25, num_classes=10)
+    x = {m.graph.input[0].name: np.random.default_rng(0).uniform(0, 1, (4, 3, 32, 32))}
+    hw = ISAAC.with_changes(tiles=4, tile_mem_words=1 << 18)  # 48 cores: classifier.3 (64 blocks) is split
+    cm = compile_model(m, "8bit", hw=hw, calib={k: v[:2] for k, v in x.items()}, rounds=True)
+    assert len(cm.program.meta["joins"]) == 1 and len(cm.rounds) >= 3
+    out = runner.run(cm, x)
+    assert runner.bit_exact(cm, x, out)
+    assert out.stats.write_summary()["max_writes_per_crossbar"] == len(cm.rounds)

@@ -38,7 +38,8 @@ def test_analytic_cost_by_hand() -> None:
 
 @pytest.fixture(scope="module")
 def mlp_env() -> SearchEnv:
-    return SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", search_images=256, data=DATA))
+    # digits' 256 selection images cannot certify a 1 % drop (docs/search.md, "Selection"): 2 %
+    return SearchEnv(EnvConfig("models/mlp_digits.onnx", "digits", search_images=256, max_drop=0.02, data=DATA))
 
 
 def test_space_roundtrip_and_reward_terms(mlp_env: SearchEnv) -> None:

@@ -87,7 +87,7 @@ def test_noise_calibration_is_said(setup, capsys) -> None:
 
 def test_search_and_adc_profile_take_the_file(setup, capsys) -> None:
     d, model, x, y = setup
-    assert main(["search", str(model), "--dataset", str(d / "data.npz"), "--budget", "4", "--val-images", "64",
+    assert main(["search", str(model), "--dataset", str(d / "data.npz"), "--budget", "4", "--search-images", "64",
                  "--test-images", "32", "-o", str(d / "s")]) == 0
     assert (d / "s" / "best.json").exists()
     capsys.readouterr()

@@ -119,6 +119,19 @@ def _accumulate(ctx: Context, core: Core, op: Op, group: list[Block], bias_reg: 
     out, node = ctx.code(core), op.name
     lo, hi = group[0].cols
     n, acc = hi - lo, ctx.hw.mvmu_out(group[0].mvmu)
+    sum_partials(ctx, core, node, group, p, tmp)
+    if bias_reg is not None:
+        out.append(ops.add(d=acc, a=acc, b=bias_reg, n=n, w=p.acc_bits, node=node))
+    activation(out, op, acc, n, p.acc_frac, tmp, node)
+    finish(ctx, core, node, op.outputs[0], acc, n, p.acc_frac, lo, at, p.acc_bits)
+
+
+def sum_partials(ctx: Context, core: Core, node: str, group: list[Block], p: LayerPrecision, tmp: int) -> None:
+    """Add the partial sums of a column block's other row blocks (local MVMUs, scratch words, messages from
+    other tiles), in row order, into its owner's first MVMU output (``tmp``: a buffer of the block's width)."""
+    out = ctx.code(core)
+    lo, hi = group[0].cols
+    n, acc = hi - lo, ctx.hw.mvmu_out(group[0].mvmu)
     for b in group[1:]:
         if b.where == core:
             out.append(ops.add(d=acc, a=acc, b=ctx.hw.mvmu_out(b.mvmu), n=n, w=p.acc_bits, node=node))
@@ -130,7 +143,3 @@ def _accumulate(ctx: Context, core: Core, op: Op, group: list[Block], bias_reg: 
             out.append(ops.recv(dst=src, n=n, tile=b.tile, ch=part.remote[1], count=PARTIAL_READERS, node=node))
         out.append(ops.load(d=tmp, src=src, n=n, node=node))
         out.append(ops.add(d=acc, a=acc, b=tmp, n=n, w=p.acc_bits, node=node))
-    if bias_reg is not None:
-        out.append(ops.add(d=acc, a=acc, b=bias_reg, n=n, w=p.acc_bits, node=node))
-    activation(out, op, acc, n, p.acc_frac, tmp, node)
-    finish(ctx, core, node, op.outputs[0], acc, n, p.acc_frac, lo, at, p.acc_bits)

@@ -14,6 +14,7 @@ constants of affine ops, then the graph-input transfers.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 from dataclasses import dataclass, field
 
 from isa.errors import ModelError
@@ -124,6 +125,7 @@ class CommPlan:
     partials: dict[Block, Partial] = field(default_factory=dict)
     bias: dict[tuple[str, Core, int], int] = field(default_factory=dict)  # (layer, core, col block) -> address
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
+    recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
     inputs: list[InputTransfer] = field(default_factory=list)
 
     def receiver(self, st: Storage, value: str, tile: int) -> Core:
@@ -177,6 +179,10 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
     for op in g.crossbar_ops():
         _partials_and_bias(mapping, op, op.name in biased, plan, channels, mem)
     _affine_consts(g, mapping, st, plan, mem)
+    for op in g.ops:
+        if op.kind == "recurrent":
+            from .recurrent import plan_recurrent
+            plan.recurrent[op.name] = plan_recurrent(op, mapping.layers[op.name], channels.take, mem.alloc)
     _inputs(g, st, plan, channels)
     mem.check()
     return plan
@@ -188,7 +194,12 @@ def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan:
         if kind.device == "none":
             raise ModelError(kind.device_error(g, op))
         out = op.outputs[0]
-        if op.is_crossbar:
+        if op.kind == "recurrent":  # each column block's owner writes its units (`codegen.recurrent`)
+            from ..quant.recurrent import unit_blocks
+            lm, shape = mapping.layers[op.name], g.values[out].shape
+            plan.producers[out] = [(lm.owner(c), u0, u0 + n) for c, (u0, n) in enumerate(unit_blocks(op))] \
+                if shape[1:] == (1, 1) else [(lm.owner(0), 0, hwc(shape)[2])]  # strided: one producer
+        elif op.is_crossbar:
             lm = mapping.layers[op.name]
             plan.producers[out] = [(lm.owner(c, r), *lm.group(c, r)[0].cols) for r in range(lm.replicas)
                                    for c in range(lm.col_blocks)]
@@ -297,7 +308,8 @@ def _affine_consts(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, mem:
     for op in g.ops:
         words = kind_of(op).const_words(g, op, st.fmt)
         if words:
-            plan.consts[op.name] = mem.alloc(mapping.vector[op.name][0], words)
+            tile = mapping.layers[op.name].blocks[0].tile if op.is_crossbar else mapping.vector[op.name][0]
+            plan.consts[op.name] = mem.alloc(tile, words)
 
 
 def owned_columns(blocks: list[Block], core: Core) -> list[int]:

@@ -315,6 +315,8 @@ def _axes(node: onnx.NodeProto, ctx: Context, required: bool) -> list[int] | Non
 def convert_squeeze(node: onnx.NodeProto, ctx: Context) -> None:
     """Remove size-1 axes -> reshape (a relabel). Without axes, every size-1 per-sample axis (dim 0 is the batch
     whatever its size, so it stays)."""
+    if moved_batch(node, ctx):  # a time-major recurrent output
+        return
     shape = ctx.shape(node.input[0], node)
     rank = len(shape) + 1
     axes = _axes(node, ctx, required=False)
@@ -650,6 +652,8 @@ def convert_gather(node: onnx.NodeProto, ctx: Context) -> None:
 @converter("Transpose")
 def convert_transpose(node: onnx.NodeProto, ctx: Context) -> None:
     """A transpose that keeps the batch axis and the order of every axis longer than 1 is a relabelling."""
+    if moved_batch(node, ctx):  # into or out of a time-major recurrent node
+        return
     shape = ctx.shape(node.input[0], node)
     full = (1,) + shape
     perm = [int(p) for p in _attrs(node).get("perm", list(range(len(full)))[::-1])]  # type: ignore[union-attr]
@@ -657,3 +661,6 @@ def convert_transpose(node: onnx.NodeProto, ctx: Context) -> None:
     if perm[0] != 0 or kept != sorted(kept):
         raise _err(node, f"perm={perm} moves data (only relabelling transposes are supported)")
     ctx.emit("reshape", node, node.input[0], tuple(full[p] for p in perm[1:]))
+
+
+from .recurrent import moved_batch  # noqa: E402  (registers LSTM, GRU, RNN; imports this module)

@@ -57,7 +57,7 @@ class Op:
 
 
 ACTIVATIONS = ("none", "relu", "sigmoid", "tanh", "leaky_relu", "clip")
-CROSSBAR_KINDS = ("dense", "conv")  # the registry's kinds with ``crossbar`` (kept for callers; checked by a test)
+CROSSBAR_KINDS = ("dense", "conv", "recurrent")  # the registry's kinds with ``crossbar`` (kept for callers; checked by a test)
 
 
 def conv_out_size(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dilation: int = 1,

@@ -21,7 +21,8 @@ Shape = tuple[int, ...]
 Format = tuple[int, int]
 PixelBlock = tuple[int, int, int, int]
 
-KIND_MODULES = ("dense", "conv", "pool", "gap", "eltwise", "act", "affine", "concat", "pad", "reshape")
+KIND_MODULES = ("dense", "conv", "pool", "gap", "eltwise", "act", "affine", "concat", "pad", "reshape",
+                "recurrent")
 """The modules of this package that define kinds, imported (in this order) on the first registry lookup."""
 
 _REGISTRY: dict[str, OpKind] = {}

@@ -188,6 +188,10 @@ def _crossbar_range(g: Graph, op: Op, x: np.ndarray, row_block: int) -> tuple[np
     crossbars do) and its `LayerRange` (output left 0) from its input ``x``, in x's dtype. Each sample's rows
     are multiplied on their own: a float32 product's rounding depends on how many rows BLAS gets at once, so
     this keeps a chunked calibration equal to one pass."""
+    if op.kind == "recurrent":  # the MVM input holds x and h; the accumulator format holds the cell state
+        from .recurrent import float_recurrent
+        y, r = float_recurrent(op, x)
+        return y.astype(x.dtype, copy=False), LayerRange(r["weight"], r["input"], r["acc"], 0.0)
     rows = layer_inputs(g, op, x)
     w = op.params["weight"].astype(rows.dtype, copy=False)
     partial = np.zeros((rows.shape[0], w.shape[1]), dtype=rows.dtype)

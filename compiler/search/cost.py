@@ -37,6 +37,7 @@ from isa.layout import summarize
 
 from ..ir import Graph
 from ..mapping import MAPPINGS, LayerMap, place_layers
+from ..ops import crossbar_kind
 from ..quant import LayerPrecision, quantize_layer
 from ..quant.calibrate import layer_inputs, out_hw
 from ..quant.formats import Format
@@ -68,7 +69,7 @@ def layer_features(g: Graph, hw: HardwareConfig) -> list[LayerFeatures]:
     out = []
     for op in g.crossbar_ops():
         k, n = op.params["weight"].shape
-        px = int(np.prod(out_hw(g, op))) if op.kind == "conv" else 1
+        px = int(np.prod(out_hw(g, op))) if op.kind == "conv" else crossbar_kind(op).pixels(g, op)
         blocks = -(-k // hw.xbar_rows) * -(-n // hw.xbar_cols)
         out.append(LayerFeatures(op.name, op.kind, int(k), int(n), px, blocks))
     return out

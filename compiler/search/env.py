@@ -3,7 +3,7 @@
 reward = -cost_accuracy - penalty [drop_bound > max_drop] - lambda cost_hardware, with
 
 * cost_accuracy = CE(quantized functional-model logits, labels) - CE(float model logits, labels) on the search
-  split (default the first 1,024 images of ``fit``); drop_bound the upper confidence bound (`selection.drop_upper_bound`, level
+  split (default the first 512 images of ``fit``); drop_bound the upper confidence bound (`selection.drop_upper_bound`, level
   ``confidence``) on the accuracy drop against the float model on the same images, paired per image; ``penalty``
   stands in for the seed's infinity outside the constraint, so the agent still sees a gradient;
 * cost_hardware = the weighted named cost terms (`cost.COST_TERMS`, default energy and latency, each over the 16-bit
@@ -66,7 +66,7 @@ class EnvConfig:
     dataset: str | None = None
     hardware: str | None = None
     search_split: str = "fit"  # the images that score the reward (the bundled sets: training images)
-    search_images: int = 1024  # 0: the whole split
+    search_images: int = 512  # 0: the whole split
     select_split: str = "val"  # the images the final choice is made on (never read by the reward)
     select_images: int = 0
     max_drop: float = 0.01  # accuracy drop allowed against the float model (upper confidence bound)
