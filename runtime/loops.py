@@ -47,6 +47,8 @@ _SCALAR3 = {"iadd", "isub", "imul"}
 WIDE_BYTES = 1 << 28  # a batched chunk's wide register file and MVM temporaries at most (more: further chunks)
 MAX_COLUMNS = 1 << 13  # iterations x lanes of one chunk at most (wider chunks measured slower: cache misses)
 MIN_CHUNK = 8  # a chunk of fewer iterations than that (when more are left) is not worth batching
+FIRST_WINDOW = 64  # iterations a loop head looks ahead at first (doubling after each full chunk)
+MAX_SKIP = 1024  # visits a head that keeps failing is skipped at most (cores that alternate with a producer)
 MAX_LANES = 128  # past this batch the interpreter's per-instruction cost is amortized over the lanes: batching
 # iterations only adds wide copies (measured 0.3-0.6x of the reference at batch 360, 1.5-3x faster at 64)
 
@@ -267,6 +269,7 @@ class Flat:
     done: bool  # the chunk is all that was left (fall through) or not (back to the head)
     nest: NestPlan | None = None
     scalars: dict[int, int] = field(default_factory=dict)
+    after: list[dict[int, int]] = field(default_factory=list)  # nest: the scalars after each group
 
     @property
     def n(self) -> int:
@@ -298,6 +301,7 @@ def _nest_flat(c: CoreState, nest: NestPlan, cols: int) -> Flat | None:
     bases = sorted({m.ref.base for m in lp.mem if m.ref.base != NO_BASE})
     groups: list[int] = []
     entry: list[list[int]] = []
+    after: list[dict[int, int]] = []
     total, done = 0, False
     while True:
         snapshot = dict(vals)
@@ -314,35 +318,64 @@ def _nest_flat(c: CoreState, nest: NestPlan, cols: int) -> Flat | None:
             vals[r] += n * step
         for i in nest.post[:-1]:
             vals[i.d] = i.imm if i.op == "set" else vals[i.a] + i.imm  # type: ignore[attr-defined]
+        after.append(dict(vals))
         if not vals[blt.a] < vals[blt.b]:  # type: ignore[attr-defined]
             done = True
             break
-    if len(groups) < 2 and not done:
+    if not groups:
         return None
     sizes = np.array(groups, dtype=I64)
     ki = np.arange(total, dtype=I64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
     start = np.repeat(np.array(entry, dtype=I64).reshape(len(groups), len(bases)), sizes, axis=0)
     arrays = {r: start[:, j] + ki * lp.steps.get(r, (0, 0))[0] for j, r in enumerate(bases)}
-    return Flat(groups, arrays, done, nest, vals)
+    return Flat(groups, arrays, done, nest, vals, after)
+
+
+def _prefix(flat: Flat, k: int) -> Flat | None:
+    """The first ``k`` iterations of a chunk (a nest: its whole groups among them), or None if too few."""
+    if flat.nest is None:
+        return None if k < 2 else Flat([k], {r: a[:k] for r, a in flat.bases.items()}, False)
+    ends = np.cumsum(flat.groups)
+    g = int(np.searchsorted(ends, k, side="right"))  # groups that end at or before k
+    if g < 1:
+        return None
+    n = int(ends[g - 1])
+    return Flat(flat.groups[:g], {r: a[:n] for r, a in flat.bases.items()}, False, flat.nest, flat.after[g - 1],
+                flat.after[:g])
 
 
 def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
     """Run a loop's (or nest's) remaining iterations at once, chunk by chunk, if the dynamic conditions hold
-    (module docstring); returns the instructions executed (0: nothing done, interpret instead)."""
+    (module docstring); returns the instructions executed (0: nothing done, interpret instead).
+
+    Retry policy (``c.backoff[head]`` = visits to skip, next skip, look-ahead window): a head that failed (or
+    could batch fewer than ``MIN_CHUNK`` iterations: a producer only just ahead) is skipped for a doubling number
+    of visits, up to ``MAX_SKIP``; a chunk looks ahead at most ``window`` iterations, doubled after each full chunk and
+    reset after a short one, so a consumer trailing its producer costs O(iterations), not O(iterations^2)."""
     b = int(c.regs.shape[1])
     if c.devices is not None or b > MAX_LANES:
         return 0  # non-ideal devices draw read noise per firing: batched, the draws would come in another order
+    skip, grow, window = c.backoff.get(plan.head, (0, 1, FIRST_WINDOW))
+    if skip:
+        c.backoff[plan.head] = (skip - 1, grow, window)
+        return 0
+    count, full = _try_batched(c, plan, budget, window)
+    if not count:
+        c.backoff[plan.head] = (grow, min(2 * grow, MAX_SKIP), FIRST_WINDOW)
+    else:
+        c.backoff[plan.head] = (0, 1, 2 * window if full else FIRST_WINDOW)
+    return count
+
+
+def _try_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int, window: int) -> tuple[int, bool]:
+    """`run_batched` without its retry policy: (instructions executed, whether no iteration was held back)."""
+    b = int(c.regs.shape[1])
     lp = plan.inner if isinstance(plan, NestPlan) else plan
-    cols = min(MAX_COLUMNS, WIDE_BYTES // max(1, lp.col_bytes)) // b
+    cols = min(window, min(MAX_COLUMNS, WIDE_BYTES // max(1, lp.col_bytes)) // b)
     flat = _nest_flat(c, plan, cols) if isinstance(plan, NestPlan) else _inner_flat(c, plan, cols)
     if flat is None:
-        return 0
-    n = flat.n
-    count = n * lp.length
-    if isinstance(plan, NestPlan):
-        count += len(flat.groups) * (len(plan.pre) + len(plan.post))
-    if count > budget:
-        return 0
+        return 0, False
+    n, held_back = flat.n, False
     mem = c.mem
     words: list[np.ndarray] = []  # (n, m.n) word indices per memory op
     for m in lp.mem:
@@ -352,24 +385,39 @@ def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
             step = lp.steps.get(m.ref.base, (0, m.pos))
             start = flat.bases[m.ref.base] + (m.ref.off + (step[0] if step[1] < m.pos else 0))
         if start.min() < 0 or int(start.max()) + m.n > mem.words:
-            return 0  # the interpreter faults at the exact instruction
+            return 0, False  # the interpreter faults at the exact instruction
         words.append(start[:, None] + np.arange(m.n, dtype=I64)[None, :])
     if words:
         mem.check(0, int(max(w.max() for w in words)) + 1, c.tile)
+        ok = np.ones(n, dtype=bool)  # the iterations that would not block: loaded words valid, stored invalid
+        for m, w in zip(lp.mem, words):
+            v = mem.valid[w]
+            ok &= v.all(axis=1) if m.load else ~v.any(axis=1)
+        if not ok.all():  # run the iterations before the first that would block (a producer is still running)
+            short = _prefix(flat, int(np.argmin(ok)))
+            if short is None:
+                return 0, False
+            flat, n = short, short.n
+            words = [w[:n] for w in words]
+    count = n * lp.length
+    if isinstance(plan, NestPlan):
+        count += len(flat.groups) * (len(plan.pre) + len(plan.post))
+    if count > budget:
+        return 0, False
     loads = [w for m, w in zip(lp.mem, words) if m.load]
     stores = [w for m, w in zip(lp.mem, words) if not m.load]
     hits = np.concatenate([w.reshape(-1) for w in loads]) if loads else np.zeros(0, dtype=I64)
     if hits.size and not mem.valid[hits].all():
-        return 0
+        return 0, False
     if stores and not _stores_free(mem, stores, hits):
-        return 0
+        return 0, False
     counted = hits[mem.readers[hits] > 0] if hits.size else hits
     if counted.size:
         uniq, times = np.unique(counted, return_counts=True)
         if (times > mem.readers[uniq]).any():
-            return 0  # a word would become invalid before its last read: the interpreter would block
+            return 0, False  # a word would become invalid before its last read: the interpreter would block
     _execute(c, lp, flat, words)
-    return count
+    return count, not held_back
 
 
 def _stores_free(mem: TileMemory, stores: list[np.ndarray], hits: np.ndarray) -> bool:

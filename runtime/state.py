@@ -221,6 +221,7 @@ class CoreState:
     wait_epoch: int = -1
     meter: CoreMeter | None = None  # the accountant's listener for this core (isa.costs)
     loops: dict[int, Any] = field(default_factory=dict)  # fast mode: loop head pc -> `runtime.loops.LoopPlan`
+    backoff: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # fast mode: `runtime.loops.run_batched`
     batch: int = 0  # batch lanes (0: the register file's width; fast mode's wide files hold iterations x lanes)
     devices: dict[int, Any] | None = None  # opt-in non-ideal arrays by MVMU (runtime.devices.NoisyMvmu)
 

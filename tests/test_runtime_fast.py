@@ -90,6 +90,21 @@ def test_waits_reader_counts_and_fallback(count: int, same_slot: bool) -> None:
     assert (machine.batched > 0) == (not same_slot)  # the producer's loop batches unless it must alternate
 
 
+def test_a_prefix_runs_batched_while_a_producer_is_behind() -> None:
+    """Core 0.0 produces slots 0-3 and halts, the consumer (0.1) batches those four iterations and blocks on slot
+    4, which core 0.2 produces only then: the batch stops before the first iteration that would block."""
+    first = _loop([I("load", D, M(0, P), 4), I("muli", D, D, 3, 4, 0, 16), I("store", M(100, Q), D, 4, 1)], 4)
+    second = _loop([I("load", D, M(16, P), 4), I("muli", D, D, 3, 4, 0, 16), I("store", M(116, Q), D, 4, 1)], 4)
+    consumer = _loop([I("load", D, M(100, Q), 4), I("addi", D, D, 1, 4, 16), I("store", M(200, P), D, 4, 0)], 8)
+    prog = program({(0, 0): first, (0, 1): consumer, (0, 2): second}, inputs=[loc("x", 0, 0, 32, 8)],
+                   outputs=[loc("y", 0, 200, 32, 16)])
+    x = np.random.default_rng(5).integers(-128, 128, (2, 32))
+    ref, fast, machine = both(prog, {"x": x})
+    assert_same(ref, fast)
+    assert np.array_equal(fast.outputs["y"], 3 * x + 1)
+    assert machine.batched >= 3 * 4 * 7  # both producers' loops and the consumer's first four iterations
+
+
 def test_chunks_of_a_wide_batch_and_the_budget(monkeypatch) -> None:
     from runtime import loops
 
