@@ -8,7 +8,7 @@ source location is known.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Mapping
 
 
 @dataclass(frozen=True)
@@ -88,3 +88,18 @@ def kind_text(value: Any) -> str:
     """What a JSON value is, in words: "an object", "a list", "a number", ..."""
     return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
             float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def config_object(d: Any, what: str, presets: Mapping[str, Any], default: str,
+                  source: str) -> tuple[dict[str, Any], str]:
+    """A JSON object describing ``what`` (``"a hardware description"``, ...) as a dict without its optional
+    ``"preset"`` key, and that preset's name (``default`` when absent); a `ConfigError` names a non-object or
+    an unknown preset."""
+    if not isinstance(d, Mapping):
+        raise ConfigError(f"{source}: {what} is a JSON object, got {kind_text(d)}")
+    d = dict(d)
+    preset = d.pop("preset", default)
+    if not isinstance(preset, str) or preset not in presets:
+        raise ConfigError(f"{source}: field 'preset': must be one of {', '.join(map(repr, presets))}, "
+                          f"got {preset!r}")
+    return d, preset

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import ConfigError, kind_text, number_text, value_text
+from .errors import ConfigError, config_object, kind_text, number_text, value_text
 
 
 @dataclass(frozen=True)
@@ -188,13 +188,7 @@ class HardwareConfig:
         """Build from a dict (optionally ``"preset": NAME`` to start from; missing keys keep the preset's
         values). Every field is checked (`HARDWARE_FIELDS`, `COST_FIELDS`, cross-field limits): a `ConfigError`
         ``SOURCE: field 'NAME': PROBLEM`` names the first bad one, unknown keys included."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"{source}: a hardware description is a JSON object, got {kind_text(d)}")
-        d = dict(d)
-        preset = d.pop("preset", "default")
-        if not isinstance(preset, str) or preset not in PRESETS:
-            raise ConfigError(f"{source}: field 'preset': must be one of {', '.join(map(repr, PRESETS))}, "
-                              f"got {preset!r}")
+        d, preset = config_object(d, "a hardware description", PRESETS, "default", source)
         costs = d.pop("costs", {})
         if costs is None:
             costs = {}

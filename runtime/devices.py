@@ -32,7 +32,7 @@ import numpy as np
 from isa import HardwareConfig, MvmuImage, Program
 from isa import numerics as nx
 from isa import ops
-from isa.errors import ConfigError, kind_text
+from isa.errors import ConfigError, config_object
 from isa.hardware import FieldSpec
 
 from .state import I64, MvmuKernel
@@ -136,13 +136,7 @@ PRESETS: dict[str, DeviceModel] = {
 def device_model(d: Mapping[str, Any], source: str = "devices") -> DeviceModel:
     """A `DeviceModel` from a dict (optionally ``"preset": NAME`` to start from); a `ConfigError` names the
     first bad or unknown field."""
-    if not isinstance(d, Mapping):
-        raise ConfigError(f"{source}: a device model is a JSON object, got {kind_text(d)}")
-    d = dict(d)
-    preset = d.pop("preset", "ideal")
-    if not isinstance(preset, str) or preset not in PRESETS:
-        raise ConfigError(f"{source}: field 'preset': must be one of {', '.join(map(repr, PRESETS))}, got "
-                          f"{preset!r}")
+    d, preset = config_object(d, "a device model", PRESETS, "ideal", source)
     unknown = [k for k in d if k not in DEVICE_FIELDS]
     if unknown:
         raise ConfigError(f"{source}: unknown field '{unknown[0]}'; fields: preset, {', '.join(DEVICE_FIELDS)}")
