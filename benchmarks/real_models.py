@@ -1,7 +1,7 @@
 """The nine real zoo architectures onnx ships in its wheel: how far each gets through xbarc.
 
 Usage: python benchmarks/real_models.py [--models squeezenet vgg19 ...] [--run] [--random-weights]
-                                       [--timeout 900] [--json]
+                                       [--drop-lrn] [--tile-mem-words N] [--upto TENSOR] [--timeout 900] [--json]
 
 The models are ``onnx/backend/test/data/light/light_*.onnx`` (real architectures, IR version 3, opset 9, weights
 as ConstantOfShape of one value, initializers listed among the graph inputs). For each one, in its own subprocess
@@ -105,7 +105,18 @@ def randomized(model: Any, seed: int = 0) -> Any:
     return m
 
 
-def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool = False) -> dict[str, Any]:
+def cut(model: Any, output: str) -> Any:
+    """The part of ``model`` that computes tensor ``output`` from the data input (onnx.utils.Extractor)."""
+    import onnx.shape_inference
+    import onnx.utils
+
+    inits = {t.name for t in model.graph.initializer}
+    data = [i.name for i in model.graph.input if i.name not in inits]
+    return onnx.utils.Extractor(onnx.shape_inference.infer_shapes(model)).extract_model(data, [output])
+
+
+def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool = False,
+            tile_mem_words: int = HW["tile_mem_words"], upto: str = "") -> dict[str, Any]:
     """Take one model as far as it goes; return the figures and the first blocking error."""
     import numpy as np
     import onnx
@@ -121,6 +132,9 @@ def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool =
     nodes = len(model.graph.node)
     if random_weights:
         model = randomized(model)
+    if upto:  # with random weights only: onnx's expected output is the whole model's
+        model = cut(model, upto)
+        name = f"{name} up to {upto}"
     r: dict[str, Any] = {"model": name, "nodes": nodes, "ops": len(ops), "stage": "import",
                          "error": "", "op_types": dict(ops), "random_weights": random_weights}
     t0 = time.perf_counter()
@@ -129,7 +143,8 @@ def measure(name: str, run: bool, random_weights: bool = False, drop_lrn: bool =
         r["layers"] = len(graph.crossbar_ops())
         r["stage"] = "compile"
         in_name, x = reference_input(model)
-        cm = compile_model(model, "16bit", hw=DEFAULT.with_changes(**HW), calib={in_name: x}, drop_lrn=drop_lrn)
+        hw = DEFAULT.with_changes(**{**HW, "tile_mem_words": tile_mem_words})
+        cm = compile_model(model, "16bit", hw=hw, calib={in_name: x}, drop_lrn=drop_lrn)
         rep = cm.mapping.report(cm.precision) if cm.mapping is not None else {}
         r.update(crossbars=rep.get("crossbars"), tiles=rep.get("tiles"))
         r["compile_s"] = time.perf_counter() - t0
@@ -185,19 +200,26 @@ def main() -> None:
     ap.add_argument("--random-weights", action="store_true",
                     help="replace the constant Conv/Gemm weights by He-initialized random ones (see `randomized`)")
     ap.add_argument("--drop-lrn", action="store_true", help="compile LRN as identity (xbarc compile --drop-lrn)")
+    ap.add_argument("--tile-mem-words", type=int, default=HW["tile_mem_words"],
+                    help="words of each tile's memory (smaller: less runtime memory, if the model fits)")
+    ap.add_argument("--upto", default="", help="with --random-weights: only the part of each model computing this "
+                                               "tensor (e.g. r7: AlexNet's and ZFNet's two LRN blocks)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per model")
     ap.add_argument("--json", action="store_true", help="print one JSON line per model instead of the table")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     a = ap.parse_args()
+    if a.upto and not a.random_weights:
+        ap.error("--upto needs --random-weights (onnx's expected output is the whole model's)")
     if a.one:
-        print(json.dumps(measure(a.one, a.run, a.random_weights, a.drop_lrn)))
+        print(json.dumps(measure(a.one, a.run, a.random_weights, a.drop_lrn, a.tile_mem_words, a.upto)))
         return
     rows = []
     for name in a.models:
         t0 = time.perf_counter()
         try:
             flags = (["--run"] if a.run else []) + (["--random-weights"] if a.random_weights else []) + \
-                (["--drop-lrn"] if a.drop_lrn else [])
+                (["--drop-lrn"] if a.drop_lrn else []) + ["--tile-mem-words", str(a.tile_mem_words)] + \
+                (["--upto", a.upto] if a.upto else [])
             proc = subprocess.run([sys.executable, __file__, "--one", name] + flags,
                                   capture_output=True, text=True, timeout=a.timeout)
             lines = proc.stdout.strip().splitlines()
@@ -211,7 +233,8 @@ def main() -> None:
             print(json.dumps(r), flush=True)
         rows.append(_row(r))
     if not a.json:
-        print(f"hardware: default preset with {HW}; precision 16bit; calibration on the reference input")
+        hw = {**HW, "tile_mem_words": a.tile_mem_words}
+        print(f"hardware: default preset with {hw}; precision 16bit; calibration on the reference input")
         print(table(rows, ["model", "nodes", "ops", "status / first blocking error", "seconds", "peak MB"]))
 
 

@@ -1,7 +1,14 @@
-"""Runtime speed on the digits test split: onnxruntime float vs the functional model vs the reference runtime.
+"""Runtime speed on the bundled models: onnxruntime float vs the functional model vs the runtime's reference
+interpreter and its fast mode (static loops batched), at batch 1, 64 and 360 (the digits test split).
 
-Usage: python benchmarks/runtime_speed.py [--precision 16bit] [--repeat 3]
-Prints images/s of each and the ratios (goal: runtime within 3x of the functional model), and compile time.
+Usage: python benchmarks/runtime_speed.py [--precision 16bit 8bit 8bit-adc5] [--batch 1 64 360] [--repeat 2]
+                                          [--models ...] [--workers 2]
+
+Prints images/s of each, fast-mode time over the functional model's (the goal: within 1.5x) and the fast mode's
+speed-up over the reference interpreter, all measured in the same run, interleaved (best of ``--repeat``), and
+checks that both runtime modes give the functional model's outputs bit for bit and equal counters. With
+``--workers N`` the largest batch also runs sharded over N processes (one BLAS thread each). The machine these
+figures come from is shared: compare ratios within one run.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from _table import best_time, table  # noqa: E402
 
 from compiler import compile_model, runner  # noqa: E402
@@ -23,44 +31,67 @@ from runtime import Machine  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {"mlp_digits": (ROOT / "models" / "mlp_digits.onnx", "digits"),
           "lenet5_digits": (ROOT / "models" / "lenet5_digits.onnx", "digits32"),
+          "lenet5_mnist": (ROOT / "models" / "lenet5_mnist.onnx", "mnist"),
           "resnet_digits": (ROOT / "models" / "resnet_digits.onnx", "digits_image")}
 
 
-def measure(name: str, path: Path, dataset: str, precision: str, repeat: int) -> list[object]:
-    """One row: compile time and images/s of onnxruntime, functional model and runtime."""
+def _config(precision: str) -> object:
+    preset, _, adc = precision.partition("-adc")
+    return {"preset": preset, "default": {"adc_bits": int(adc)}} if adc else preset
+
+
+def measure(name: str, precision: str, batches: list[int], repeat: int, workers: int) -> list[list[object]]:
+    """Rows for one model and precision: one per batch size."""
     import onnxruntime as ort
 
-    x, _ = load_dataset(dataset, "test")
-    t0 = time.perf_counter()
-    preset, _, adc = precision.partition("-adc")
-    cfg = {"preset": preset, "default": {"adc_bits": int(adc)}} if adc else preset
-    cm = compile_model(path, cfg, data=load_for_shape)
-    compile_s = time.perf_counter() - t0
-    feeds = {cm.program.inputs[0].name: x}
-    q = runner.quantize_inputs(cm, feeds)
+    path, dataset = MODELS[name]
+    x_all, _ = load_dataset(dataset, "test")
+    cm = compile_model(path, _config(precision), data=load_for_shape)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    t_ort = best_time(lambda: sess.run(None, {sess.get_inputs()[0].name: x}), repeat)
-    t_fun = best_time(lambda: runner.functional_outputs(cm, feeds), repeat)
-    machine = Machine(cm.program)
-    t_rt = best_time(lambda: machine.run(q), repeat)
-    n = len(x)
-    return [name, precision, n, f"{compile_s:.2f}", f"{n / t_ort:,.0f}", f"{n / t_fun:,.0f}", f"{n / t_rt:,.0f}",
-            f"{t_rt / t_fun:.2f}x", f"{t_rt / t_ort:,.0f}x"]
+    ref_m, fast_m = Machine(cm.program, reference=True), Machine(cm.program)
+    rows = []
+    for batch in batches:
+        x = np.concatenate([x_all] * (1 + batch // len(x_all)))[:batch]
+        feeds = {cm.program.inputs[0].name: x}
+        q = runner.quantize_inputs(cm, feeds)
+        t_ort = best_time(lambda: sess.run(None, {sess.get_inputs()[0].name: x}), repeat)
+        t_fun = best_time(lambda: runner.functional_outputs(cm, feeds), repeat)
+        t_ref = best_time(lambda: ref_m.run(q), repeat)
+        t_fast = best_time(lambda: fast_m.run(q), repeat)
+        a, b = ref_m.run(q), fast_m.run(q)
+        fun = runner.functional_outputs(cm, feeds)
+        name0 = cm.program.outputs[0].name
+        exact = (np.array_equal(a.outputs[name0], b.outputs[name0]) and a.stats.to_dict() == b.stats.to_dict()
+                 and all(np.array_equal(runner.run(cm, feeds).device_int[k], v.reshape(len(x), -1))
+                         for k, v in fun.items()))
+        par = "-"
+        if workers > 1 and batch == max(batches):
+            t0 = time.perf_counter()
+            c = fast_m.run(q, workers=workers)
+            par = f"{batch / (time.perf_counter() - t0):,.0f}"
+            exact = exact and c.stats.to_dict() == b.stats.to_dict()
+        rows.append([name, precision, batch, f"{batch / t_ort:,.0f}", f"{batch / t_fun:,.0f}",
+                     f"{batch / t_ref:,.0f}", f"{batch / t_fast:,.0f}", par, f"{t_fast / t_fun:.2f}x",
+                     f"{t_ref / t_fast:.1f}x", "yes" if exact else "NO"])
+        print(rows[-1], file=sys.stderr, flush=True)
+    return rows
 
 
 def main() -> None:
     """Print the table."""
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--precision", nargs="+", default=["16bit", "8bit", "8bit-adc5"],
                     help="presets; NAME-adcB sets every layer's ADC to B bits (conversions clip)")
+    ap.add_argument("--batch", nargs="+", type=int, default=[1, 64, 360])
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=1, help="also run the largest batch over N processes")
     ap.add_argument("--models", nargs="+", choices=list(MODELS), default=None)
     args = ap.parse_args()
-    ap_models = args.models or list(MODELS)
-    rows = [measure(name, *MODELS[name], p, args.repeat) for name in ap_models for p in args.precision]
-    print(table(rows, ["model", "precision", "images", "compile s", "onnxruntime img/s", "functional img/s",
-                       "runtime img/s", "runtime/functional time", "runtime/onnxruntime time"]))
-    np.set_printoptions()
+    rows = [r for name in (args.models or list(MODELS)) for p in args.precision
+            for r in measure(name, p, args.batch, args.repeat, args.workers)]
+    print(table(rows, ["model", "precision", "batch", "onnxruntime img/s", "functional img/s", "reference img/s",
+                       "fast img/s", f"fast x{args.workers} workers img/s", "fast/functional time",
+                       "fast speed-up", "bit-exact, counters equal"]))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The ``xbarc`` command line: compile, run, inspect, asm, disasm."""
+"""The ``xbarc`` command line: compile, run, inspect, report, asm, disasm."""
 
 from __future__ import annotations
 
@@ -54,8 +54,10 @@ def cmd_compile(a: argparse.Namespace) -> int:
     from .driver import compile_model
 
     check_output_dir(a.output, written_files)  # before any work: never after a long compile or search
+    report = _report_path(a, "report.html")
     t0 = time.perf_counter()
     precision = a.precision
+    r = None
     if a.search:  # the precision search inside compilation (same as `xbarc search`)
         from .search import search_precision
         from .search.methods import stderr_progress
@@ -68,7 +70,7 @@ def cmd_compile(a: argparse.Namespace) -> int:
     cm = compile_model(a.model, precision=precision, hw=a.hardware, calib=a.calib, mapping=a.mapping,
                        calib_images=a.calib_images, drop_lrn=a.drop_lrn,
                        crossbar_budget=a.crossbar_budget, replicate=a.replicate, input_shapes=dict(a.input_shape),
-                       data=_data())
+                       data=_data(), rounds=a.rounds)
     cm.save(a.output)
     secs = time.perf_counter() - t0
     rep = cm.mapping_report() if cm.mapping else {}
@@ -76,10 +78,20 @@ def cmd_compile(a: argparse.Namespace) -> int:
     print(f"  layers: {len(cm.precision)}  crossbars: {rep.get('crossbars')}  MVMUs: {rep.get('mvmus')}  "
           f"cores: {rep.get('cores')}  tiles: {rep.get('tiles')}  block utilization: {rep.get('utilization', 0):.1%}"
           f"  cell utilization: {rep.get('cell_utilization', 0):.1%}")
-    print(f"  static instructions: {cm.program.static_instructions}  calibration: {cm.calibration}")
+    static = sum(p.static_instructions for p in cm.rounds or [cm.program])
+    print(f"  static instructions: {static}  calibration: {cm.calibration}")
+    if cm.rounds:
+        print(f"  reprogramming rounds: {len(cm.rounds)} (the weights need more tiles than {cm.hw.name}'s "
+              f"{cm.hw.tiles}; `xbarc inspect {a.output}` lists them)")
     _warn("compile", cm.warnings)
     if cm.graph.host_ops:
         print(f"  on the host after the program: {', '.join(cm.graph.host_ops)}")
+    if report:
+        from .report import CompileView
+        from .report.sources import search_view
+
+        search = None if r is None else search_view(r)
+        _write_report(report, CompileView.load(a.output), search=search)
     return 0
 
 
@@ -91,6 +103,7 @@ def cmd_search(a: argparse.Namespace) -> int:
     from .search.session import Checkpoint, check_resume, resumed_agrees, write_outputs
 
     out = _search_dir(a.output)
+    report = _report_path(a, str(out / "report.html"))
     env, rl = _search_env(a)
     settings = _search_settings(a, env)
     old = check_resume(out, settings, a.resume)
@@ -110,6 +123,10 @@ def cmd_search(a: argparse.Namespace) -> int:
               f"run the same command with --resume to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
     _search_summary(a, env, r, doc, out)
+    if report:
+        from .report import SearchView
+
+        _write_report(report, search=SearchView.load(out))
     return 0
 
 
@@ -125,7 +142,8 @@ def _search_env(a: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise XbarcError(str(e)) from None
     cfg = EnvConfig(a.model, a.dataset, a.hardware, search_split=a.search_split, search_images=a.search_images,
                     select_split=a.select_split, select_images=a.select_images, max_drop=a.max_drop,
-                    confidence=a.confidence, cost_weights=weights, mapping=a.mapping, data=_data())
+                    confidence=a.confidence, cost_weights=weights, mapping=a.mapping, data=_data(),
+                    devices=a.devices, device_trials=a.device_trials)
     return SearchEnv(cfg), rl
 
 
@@ -204,8 +222,25 @@ def _print_report(r: dict[str, Any]) -> None:
     print("\nper layer:\n" + _table(rows, ["layer", "energy pJ", "share", "busy cycles", "instructions"]))
     rows = [[k, f"{v:.1f}", f"{v / total:.1%}"] for k, v in sorted(r["per_component"].items(), key=lambda kv: -kv[1])]
     print("\nper component:\n" + _table(rows, ["component", "energy pJ", "share"]))
+    if r.get("reprogramming"):
+        _print_reprogramming(r["reprogramming"], total)
+    if r.get("area"):
+        _print_area(r["area"])
     if r.get("host_ops"):
         print(f"\nevaluated on the host after the program: {', '.join(r['host_ops'])}")
+
+
+def _print_reprogramming(p: dict[str, Any], total: float) -> None:
+    """The rounds of a run: writes and spills per round, endurance."""
+    w = p["writes"]
+    print(f"\nreprogramming: {w['cells_written']:,} cells written per batch of {p['batch']} on "
+          f"{w['crossbars_written']:,} crossbars (writes per crossbar: max {w['max_writes_per_crossbar']}, mean "
+          f"{w['mean_writes_per_crossbar']:.2f}); {p['program_cycles']:,} cycles programming per batch")
+    rows = [[r["round"], r["cycles"], r["program_cycles"], r["spill_cycles"], f"{r['program_pj']:.1f}",
+             f"{r['spill_pj']:.1f}", f"{r['energy_pj'] / total:.1%}", f"{r['cells_written']:,}"]
+            for r in p["rounds"]]
+    print(_table(rows, ["round", "cycles", "program cycles", "spill cycles", "program pJ", "spill pJ", "share",
+                        "cells written"]))
 
 
 def _load_inputs(path: str, names: list[str]) -> dict[str, np.ndarray]:
@@ -230,11 +265,14 @@ def cmd_run(a: argparse.Namespace) -> int:
 
     if a.output:
         check_output_file(a.output)
+    if a.report is not None and a.inputs:
+        raise XbarcError("--report: a report is drawn from a run on a data set (--dataset), not from --inputs")
+    report = _report_path(a, "report.html")
     cm = load_compiled(a.outdir)
     _warn("run", cm.warnings)
     if a.inputs:
         feeds = _load_inputs(a.inputs, [i.name for i in cm.program.inputs])
-        outcome = runner.run(cm, feeds)
+        outcome = runner.run(cm, feeds, a.reference, a.workers)
         outputs = outcome.host or outcome.device_float
         first = next(iter(outputs.values()))
         if a.output:
@@ -243,19 +281,99 @@ def cmd_run(a: argparse.Namespace) -> int:
             write_file(a.output, buf.getvalue())
         summary = {"outputs": {k: list(np.shape(v)) for k, v in outputs.items()}, "energy_pj": outcome.stats.energy_pj,
                    "cycles": outcome.stats.cycles, "saved": a.output}
+        summary.update({k: v for k, v in runner.efficiency(cm, outcome.stats).items() if k != "area"})
         if a.check:
             summary["bit_exact"] = runner.bit_exact(cm, feeds, outcome)
+        if a.devices:
+            summary["devices"] = _device_trials(a, cm, feeds, None, outcome)
         print(json.dumps(summary, indent=2) if a.json else "\n".join(f"{k}: {v}" for k, v in summary.items()))
         return 0 if summary.get("bit_exact", True) else 1
     x, y = load_data(a.dataset, a.split, tuple(cm.program.inputs[0].shape))
     if a.limit:
         x, y = x[:a.limit], (None if y is None else y[:a.limit])
-    report = runner.evaluate(cm, x, y, check=a.check)
+    result = runner.evaluate(cm, x, y, check=a.check, reference=a.reference, workers=a.workers)
+    if a.devices:
+        result["devices"] = _device_trials(a, cm, {cm.program.inputs[0].name: x}, y)
     if a.json:
-        print(json.dumps(report, indent=2))
+        print(json.dumps(result, indent=2))
     else:
-        _print_report(report)
-    return 0 if report["bit_exact"] in (True, None) else 1
+        _print_report(result)
+        if a.devices:
+            _print_devices(result["devices"])
+    if report:
+        from .report import CompileView
+
+        _write_report(report, CompileView.load(a.outdir), run=result, echo=sys.stderr if a.json else sys.stdout)
+    return 0 if result["bit_exact"] in (True, None) else 1
+
+
+def cmd_report(a: argparse.Namespace) -> int:
+    """xbarc report OUT [-o report.html] [--run RUN.json]: one self-contained HTML report (docs/report.md)."""
+    from .report import load_run, report_dir, write_report
+    from .report.figures import pyplot
+
+    check_output_file(a.output)
+    pyplot()  # the extra's message before any work
+    text = report_dir(a.outdir, load_run(a.run) if a.run else None)
+    write_report(a.output, text)
+    print(f"report: {a.output} ({len(text.encode()) / 1e6:.2f} MB)")
+    return 0
+
+
+def _report_path(a: argparse.Namespace, default: str) -> str | None:
+    """The ``--report`` file of a command (``default`` when given without a value), checked before any work, with
+    matplotlib's absence reported up front; None without ``--report``."""
+    if a.report is None:
+        return None
+    from .report.figures import pyplot
+
+    path = a.report or default
+    check_output_file(path, "--report")
+    pyplot()
+    return path
+
+
+def _write_report(path: str, view: Any = None, run: dict[str, Any] | None = None, search: Any = None,
+                  echo: Any = None) -> None:
+    """Build and write the report of a command that ran with ``--report``."""
+    from .report import build_report, write_report
+
+    text = build_report(view, run, search)
+    write_report(path, text)
+    print(f"report: {path} ({len(text.encode()) / 1e6:.2f} MB)", file=echo or sys.stdout)
+
+
+def _add_report_option(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("--report", nargs="?", const="", default=None, metavar="FILE",
+                   help=f"also write one self-contained HTML report (docs/report.md; default file {default}; "
+                        f"needs pip install 'xbarc[report]')")
+
+
+def _device_trials(a: argparse.Namespace, cm: Any, feeds: dict[str, np.ndarray], labels: np.ndarray | None,
+                   exact: Any = None) -> dict[str, Any]:
+    """``--devices``: the trials of `runner.device_trials` against the exact run (made here if not given)."""
+    from runtime.devices import load_devices
+
+    from . import runner
+
+    model = load_devices(a.devices)
+    if a.device_seed is not None:
+        model = model.with_changes(seed=a.device_seed)
+    return runner.device_trials(cm, feeds, exact or runner.run(cm, feeds), model, a.trials, labels)
+
+
+def _print_devices(d: dict[str, Any]) -> None:
+    """The non-ideal trials' lines of the run report."""
+    m = d["model"]
+    print(f"\nnon-ideal devices ({m['name']}, seed {m['seed']}, {d['trials']} trials; the exact run above is "
+          f"the reference):")
+    if d["accuracy_mean"] is not None:
+        print(f"  accuracy: {d['accuracy_mean']:.4f} +- {d['accuracy_std']:.4f} (min {d['accuracy_min']:.4f}, "
+              f"max {d['accuracy_max']:.4f})")
+    print(f"  agreement with the exact run: {d['agreement_with_exact_mean']:.4f} +- "
+          f"{d['agreement_with_exact_std']:.4f}")
+    print(f"  output change: mean |d| {d['output_mean_abs_change']:.4g}, max |d| {d['output_max_abs_change']:.4g}, "
+          f"RMS {d['output_relative_rms_change']:.2%} of the exact outputs' RMS")
 
 
 def cmd_adc_profile(a: argparse.Namespace) -> int:
@@ -294,25 +412,41 @@ def cmd_adc_profile(a: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_inspect(a: argparse.Namespace) -> int:
-    """xbarc inspect OUT."""
+def _device_outputs(programs: list[Any]) -> list[Any]:
+    """The graph outputs' locations: the program's, or in reprogramming rounds those of the rounds producing them."""
+    if len(programs) == 1:
+        return list(programs[0].outputs)
+    names = set(programs[0].meta.get("outputs", []))
+    return [loc for p in programs for loc in p.outputs if loc.name in names]
+
+
+def inspect_info(outdir: str | Path, dynamic: bool = False, mvmus: bool = False,
+                 prog: Any = None) -> dict[str, Any]:
+    """What ``xbarc inspect OUT --json`` prints (also the report's source): totals, I/O and one row per layer from
+    mapping.json and the program (``prog``: the loaded program, else loaded from ``outdir``); ``dynamic`` runs
+    one all-zero input to count executed instructions, ``mvmus`` adds a row per programmed MVMU."""
     from isa.files import load_program
 
-    out = Path(a.outdir)
-    prog = load_program(out)
+    from .driver import round_folder
+
+    out = Path(outdir)
+    prog = load_program(out) if prog is None else prog
+    programs = [prog] + [load_program(out / round_folder(k)) for k in range(1, len(prog.meta.get("rounds", [])))]
     mapping: Any = read_json(out / "mapping.json") if (out / "mapping.json").exists() else {}
     if not isinstance(mapping, dict):
         raise XbarcError(f"{out / 'mapping.json'}: not a mapping report (a JSON object)")
     per_layer: dict[str, dict[str, Any]] = {}
-    for c in prog.cores:
+    for c in (c for p in programs for c in p.cores):
         for ins in c.instrs:
             entry = per_layer.setdefault(ins.node or "-", {"static_instructions": 0})
             entry["static_instructions"] += 1
-    if a.dynamic:  # execute one all-zero input to count executed instructions (loops run their full trip)
+    if dynamic:  # execute one all-zero input to count executed instructions (loops run their full trip)
         from runtime import Machine
+        from runtime.rounds import run_rounds
 
         zeros = {loc.name: np.zeros((1, loc.length), dtype=np.int64) for loc in prog.inputs}
-        stats = Machine(prog).run(zeros).stats
+        stats = (run_rounds(programs, zeros, joins=prog.meta.get("joins")) if len(programs) > 1
+                 else Machine(prog).run(zeros)).stats
         for name, row in stats.per_layer.items():
             per_layer.setdefault(name, {"static_instructions": 0})["dynamic_instructions"] = row["instructions"]
     layers = []
@@ -322,13 +456,24 @@ def cmd_inspect(a: argparse.Namespace) -> int:
         if name not in {lay["layer"] for lay in layers}:
             layers.append({"layer": name} | row)
     info = {"crossbars": mapping.get("crossbars"), "mvmus": mapping.get("mvmus"), "tiles": mapping.get("tiles"),
-            "cores": len(prog.cores), "static_instructions": prog.static_instructions,
+            "cores": len({(c.tile, c.core) for p in programs for c in p.cores}),
+            "static_instructions": sum(p.static_instructions for p in programs),
             "dynamic_instructions": sum(x.get("dynamic_instructions", 0) for x in per_layer.values()) or None,
             "utilization": mapping.get("utilization"), "hardware": prog.hw.name,
             "inputs": [vars(i) | {"shape": list(i.shape)} for i in prog.inputs],
-            "outputs": [vars(o) | {"shape": list(o.shape)} for o in prog.outputs], "layers": layers}
-    if a.mvmus:
+            "outputs": [vars(o) | {"shape": list(o.shape)} for o in _device_outputs(programs)], "layers": layers}
+    if mvmus:
         info["mvmu_images"] = _mvmu_rows(prog)
+    if prog.meta.get("rounds"):
+        info["rounds"] = prog.meta["rounds"]
+    info["area"] = _program_area(prog)
+    return info
+
+
+def cmd_inspect(a: argparse.Namespace) -> int:
+    """xbarc inspect OUT."""
+    out = Path(a.outdir)
+    info = inspect_info(out, a.dynamic, a.mvmus)
     if a.json:
         print(json.dumps(info, indent=2))
         return 0
@@ -337,15 +482,50 @@ def cmd_inspect(a: argparse.Namespace) -> int:
     rows = [[lay["layer"], lay.get("mvmus", "-"), lay.get("crossbars", "-"), lay.get("steps", "-"),
              lay.get("cores", "-"), f"{lay['utilization']:.1%}" if "utilization" in lay else "-",
              f"{lay['cell_utilization']:.1%}" if "cell_utilization" in lay else "-",
-             lay.get("static_instructions", 0), lay.get("dynamic_instructions", "-")] for lay in layers]
+             lay.get("static_instructions", 0), lay.get("dynamic_instructions", "-")] for lay in info["layers"]]
     print(_table(rows, ["layer", "MVMUs", "crossbars", "steps", "cores", "block util", "cell util", "static instr",
                         "dynamic instr"]))
+    if info.get("rounds"):
+        rows = [[r["round"], " ".join(r["ops"]), r["tiles"], r["mvmus"], r["crossbars"], f"{r['cells_written']:,}",
+                 " ".join(r["outputs"])] for r in info["rounds"]]
+        print(f"\n{len(rows)} reprogramming rounds (each programs its crossbars, then runs over the whole batch; "
+              f"round k >= 1 in {out}/roundk):")
+        print(_table(rows, ["round", "ops", "tiles", "MVMUs", "crossbars", "cells written", "spills"]))
+    _print_area(info["area"])
     if a.mvmus:
         keys = ["mvmu", "node", "rows", "cols", "slices", "encoding", "live_lines", "crossbars", "steps",
                 "conversions_per_digit"]
         print("\nper MVMU (from image.npz; conversions per input digit before SKIP):")
         print(_table([[m[k] for k in keys] for m in info["mvmu_images"]], keys))
     return 0
+
+
+def _program_area(prog: Any) -> dict[str, Any]:
+    """The area block of `xbarc inspect`: the chip provisioned and what the program uses (`isa.area`)."""
+    from isa.area import area_report
+
+    return area_report(prog)
+
+
+def _print_area(area: dict[str, Any]) -> None:
+    """Area per component (provisioned and used) and per layer, the ADC area the chosen resolutions saved, and
+    the efficiencies when the block has them."""
+    prov, used = area["provisioned"], area["used"]
+    print(f"\narea at {used['node_nm']:g} nm: {used['total_mm2']:.4f} mm^2 used ({used['tiles']} tiles, "
+          f"{used['cores']} cores, {used['mvmus']} MVMUs, {used['crossbars']} crossbars) of "
+          f"{prov['total_mm2']:.2f} mm^2 provisioned; lower ADC resolutions saved "
+          f"{used['adc_saved_um2'] / 1e6:.4f} mm^2")
+    if "area_efficiency" in area:
+        print(f"area efficiency: {area['area_efficiency']:.4g} inferences/s/mm^2 of the used area "
+              f"({area['area_efficiency_provisioned']:.4g} of the provisioned chip)   energy efficiency: "
+              f"{area.get('energy_efficiency', 0):.4g} inferences/J")
+    rows = [[k, f"{used['per_component_um2'][k] / 1e6:.4f}", f"{v / 1e6:.3f}"]
+            for k, v in prov["per_component_um2"].items() if v or used["per_component_um2"].get(k)]
+    print(_table(rows, ["component", "used mm^2", "provisioned mm^2"]))
+    rows = [[k, f"{v['total_um2'] / 1e6:.4f}", f"{v.get('crossbar', 0) / 1e6:.5f}", f"{v.get('adc', 0) / 1e6:.4f}",
+             f"{v['adc_saved_um2'] / 1e6:.4f}"] for k, v in used["per_layer_um2"].items()]
+    if rows:
+        print(_table(rows, ["layer (MVMUs)", "area mm^2", "crossbar", "adc", "adc saved"]))
 
 
 def _mvmu_rows(prog: Any) -> list[dict[str, Any]]:
@@ -473,7 +653,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--precision", default=None, help="preset (16bit, 8bit, 4bit, puma), JSON config file, or qdq "
                    "(the model's own QuantizeLinear/DequantizeLinear quantizers; the default for a QDQ model, "
                    "else 16bit)")
-    c.add_argument("--hardware", default=None, help="hardware preset (default, puma) or JSON file")
+    c.add_argument("--hardware", default=None, help="hardware preset (default, puma, puma-chip, isaac) or JSON file")
     c.add_argument("--calib", default=None, metavar="DATA",
                    help="activation-range calibration data: a .npz/.npy file of inputs as the model takes them "
                         "(docs/user-guide.md, 'Your own data'), a bundled data set, or 'noise' (uniform [0, 1), "
@@ -496,9 +676,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="naive: every block and crossbar allocated; spatial (default): all-zero blocks and "
                         "crossbars (hollows) leave the data path; temporal: spatial, plus bit planes of blocks "
                         "with few rows stacked on one crossbar's rows and driven in successive steps")
+    c.add_argument("--rounds", action="store_true",
+                   help="when the weights need more tiles than the chip has, run the layers in reprogramming "
+                        "rounds (docs/cost-model.md, 'Reprogramming rounds') instead of failing")
     c.add_argument("--input-shape", action="append", default=[], type=_input_shape, metavar="NAME:D0,D1,...",
                    help="shape of a graph input with dynamic dims, e.g. x:1,3,224,224 (dim 0, the batch, is "
                         "ignored); repeatable")
+    _add_report_option(c, "report.html")
     c.set_defaults(fn=cmd_compile)
     se = command("search", help="search a per-layer precision config (RL, random or greedy)")
     se.add_argument("model")
@@ -523,9 +707,13 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--select-split", default="val",
                     help="held-out split the final choice is made on, never seen by the reward (default val)")
     se.add_argument("--select-images", type=NONNEG, default=0, help="first N of them (0: all)")
+    se.add_argument("--devices", default=None, metavar="PRESET|FILE.json",
+                    help="score candidates' accuracy on the runtime under this device model (robust precision "
+                         "search, docs/devices.md; slower: each candidate is compiled and run)")
+    se.add_argument("--device-trials", type=POSITIVE, default=3, help="with --devices: seeded trials averaged")
     se.add_argument("--cost", default="energy=0.5,latency=0.5", metavar="TERM=W,...",
                     help="the hardware objective: weighted cost terms over the 16-bit baseline's "
-                         "(energy, latency, analytic)")
+                         "(energy, latency, analytic, area: the chip area the mapping uses, docs/cost-model.md)")
     se.add_argument("--test-images", type=NONNEG, default=0, help="test images for the final check (0: all)")
     se.add_argument("--measure-front", type=NONNEG, default=3,
                     help="also run the first N Pareto points on the runtime for the summary (default 3)")
@@ -539,6 +727,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "between searches of the same model to reuse evaluations")
     se.add_argument("--resume", action="store_true",
                     help="continue the interrupted search in OUT (same settings) to the same result")
+    _add_report_option(se, "OUT/report.html")
     se.set_defaults(fn=cmd_search)
     r = command("run", help="run a compiled model on the reference runtime")
     r.add_argument("outdir")
@@ -550,7 +739,19 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--inputs", default=None, help=".npy or .npz of float inputs")
     r.add_argument("-o", "--output", default=None, help=".npy file for the outputs (with --inputs)")
     r.add_argument("--check", action="store_true", help="also compare with the functional model bit for bit")
+    r.add_argument("--reference", action="store_true",
+                   help="interpret one instruction at a time (default: static loops run all iterations at once; "
+                        "same outputs and counters)")
+    r.add_argument("--workers", type=POSITIVE, default=1,
+                   help="processes to shard the batch over, one BLAS thread each (same outputs and counters)")
     r.add_argument("--json", action="store_true")
+    r.add_argument("--devices", default=None, metavar="PRESET|FILE.json",
+                   help="also run on non-ideal devices (docs/devices.md): a preset (ideal, reram-wan2022, "
+                        "reram-saf-chen2015, pcm-joshi2020) or a JSON file of device fields; the exact run stays "
+                        "the reference and --check still compares it with the functional model")
+    r.add_argument("--trials", type=POSITIVE, default=10, help="with --devices: seeded trials (default 10)")
+    r.add_argument("--device-seed", type=NONNEG, default=None, help="with --devices: override the model's seed")
+    _add_report_option(r, "report.html")
     r.set_defaults(fn=cmd_run)
     ap = command("adc-profile", help="bit-line value distribution and the ADC resolution that covers it")
     ap.add_argument("model")
@@ -569,6 +770,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--dynamic", action="store_true", help="also count executed instructions (runs one input)")
     i.add_argument("--mvmus", action="store_true", help="also a table of every programmed MVMU and its layout")
     i.set_defaults(fn=cmd_inspect)
+    rp = command("report", help="one self-contained HTML report of a compiled output or a search's output")
+    rp.add_argument("outdir", help="a compiled output directory (xbarc compile -o) or a search's (xbarc search -o)")
+    rp.add_argument("-o", "--output", default="report.html", help="the HTML file (default report.html)")
+    rp.add_argument("--run", default=None, metavar="RUN.json",
+                    help="the JSON of `xbarc run OUT --dataset D --json`, for the run's figures")
+    rp.set_defaults(fn=cmd_report)
     s = command("asm", help="assemble text into binary")
     s.add_argument("source")
     s.add_argument("-o", "--output", required=True)

@@ -5,24 +5,26 @@ from __future__ import annotations
 import json
 from collections import abc
 from collections.abc import Mapping as MappingOf, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 
-from isa import Program
+from isa import Program, TensorLoc
 from isa.errors import XbarcError
-from isa.files import load_program, save_program
+from isa.files import load_program, program_files, save_program
 from isa.hardware import HardwareConfig, load_hardware
 
 from .codegen import generate
+from .codegen.generate import add_programming
 from .data import DatasetLoader, load
 from .frontend import check_reference, import_onnx, load_model
 from .inputs import checked_feeds
 from .ir import Graph, dump
-from .mapping import Mapping, place_layers
+from .mapping import LayerMap, Mapping, place_layers
+from .mapping.rounds import Round, partition, top_tile
 from .passes import CANONICALIZE, reject_unfolded, run_pipeline
 from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
                     resolve_precision)
@@ -48,6 +50,15 @@ class CompiledModel:
     formats: dict[str, Format]
     calibration: str = ""
     warnings: list[str] = field(default_factory=list)  # quantization health (compiler.quant.health)
+    rounds: list[Program] = field(default_factory=list)  # reprogramming rounds (`program` is the first), or none
+
+    @property
+    def output_locs(self) -> list[TensorLoc]:
+        """Where the device outputs are: the graph outputs of whichever round produces them."""
+        if not self.rounds:
+            return self.program.outputs
+        names = set(self.program.meta.get("outputs", []))
+        return [loc for p in self.rounds for loc in p.outputs if loc.name in names]
 
     def mapping_report(self) -> dict[str, Any]:
         """The mapping report with the hollows of the quantized weights."""
@@ -55,7 +66,7 @@ class CompiledModel:
 
         assert self.mapping is not None
         weights = {op.name: quantize_layer(op, self.precision[op.name]).weight for op in self.graph.crossbar_ops()}
-        return self.mapping.report(self.precision, weights)
+        return self.mapping.report(self.precision, weights) | {"area": _area_summary(self.program)}
 
     def save(self, outdir: str | Path) -> None:
         """Write program.s, program.bin, image.npz, manifest.json, precision.json, mapping.json, ir.txt,
@@ -70,7 +81,19 @@ class CompiledModel:
             extra["mapping.json"] = json.dumps(self.mapping_report(), indent=2) + "\n"
         if self.host_model is not None:
             extra["host.onnx"] = self.host_model.SerializeToString()
+        for k, p in enumerate(self.rounds[1:], 1):
+            extra.update(program_files(p, round_folder(k)))
         save_program(self.program, outdir, extra_files=extra)
+
+
+def _area_summary(program: Program) -> dict[str, Any]:
+    """The mapping report's area: used mm^2 and the ADC area the layers' resolutions saved against the full
+    resolution, in total and per layer (`isa.area.used_area`)."""
+    from isa.area import used_area
+
+    a = used_area(program)
+    return {"node_nm": a.node_nm, "used_mm2": a.total_mm2, "adc_saved_um2": a.adc_saved,
+            "adc_saved_per_layer_um2": a.layer_adc_saved}
 
 
 def model_dataset(model: onnx.ModelProto) -> str | None:
@@ -154,7 +177,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
                   calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
                   crossbar_budget: int | None = None, replicate: int = 1,
                   input_shapes: InputShapes | None = None, data: DatasetLoader | None = None,
-                  calib_images: int = CALIB_IMAGES, drop_lrn: bool = False) -> CompiledModel:
+                  calib_images: int = CALIB_IMAGES, drop_lrn: bool = False, rounds: bool = False) -> CompiledModel:
     """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive", "spatial" (hollow-aware) or
     "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs; ``replicate``
     N copies each conv layer's weights N times to split its output rows; ``input_shapes``, e.g.
@@ -164,7 +187,8 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     (`compiler.data.DatasetLoader`); without either, the data set the model declares is loaded through
     ``data``. ``precision``: a preset name, a config (dict or JSON file) or ``"qdq"``, the model's own
     QuantizeLinear/DequantizeLinear quantizers (`quant.qdq`); None: ``"qdq"`` for a model with Q/DQ nodes, else
-    ``"16bit"``."""
+    ``"16bit"``. ``rounds``: when the weights need more tiles than the chip has, compile the layers in
+    reprogramming rounds (`mapping.rounds`) instead of failing."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     notes: list[str] = []
     graph, host, proto = import_graph(model, shapes_for_import(calib, input_shapes), drop_lrn, notes)
@@ -181,8 +205,12 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     if any(p.w_scheme == "nonuniform" for p in prec.values()):
         prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc, data))
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
-    placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
-    program = generate(graph, prec, placed, hwc, fmt)
+    programs: list[Program] = []
+    if rounds:
+        placed, programs = _compile_rounds(graph, prec, hwc, weights, fmt, mapping, replicate, crossbar_budget)
+    else:
+        placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
+    program = programs[0] if programs else generate(graph, prec, placed, hwc, fmt)
     warnings = notes + qdq_report + quantization_warnings(graph, prec, weights, ranges.values, fmt,
                                                          ranges.exponents)
     sample = (inputs.chunk(0, min(len(inputs), FIDELITY_IMAGES)) if isinstance(inputs, UniformInputs)
@@ -195,7 +223,59 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
                            f"activation ranges of real inputs may differ; pass calibration data (--calib FILE)")
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()],
                          "warnings": warnings, "frontend": {"drop_lrn": drop_lrn}})
-    return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how, warnings)
+    return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how, warnings, programs)
+
+
+def round_folder(k: int) -> str:
+    """The sub-folder of an output directory holding round ``k`` (>= 1; round 0 is the directory itself)."""
+    return f"round{k}"
+
+
+def _compile_rounds(graph: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
+                    weights: dict[str, np.ndarray], fmt: dict[str, Format], mode: str, replicate: int,
+                    budget: int | None) -> tuple[Mapping, list[Program]]:
+    """The placement (all rounds' layers, on the one chip; split layers whole again) and the programs of a model
+    compiled in rounds; no program list when one round holds the model (it compiles as usual, without prog)."""
+    plan = partition(graph, prec, hw, weights, fmt, mode, replicate, budget)
+    if len(plan.rounds) == 1:
+        return plan.rounds[0].mapping, []
+    programs = [add_programming(generate(r.graph, plan.prec, r.mapping, hw, plan.fmt)) for r in plan.rounds]
+    table = [round_summary(r, p) for r, p in zip(plan.rounds, programs)]
+    for k, p in enumerate(programs):
+        p.meta.update({"round": k, "of": len(programs)})
+    programs[0].meta.update({"rounds": table, "outputs": [graph.external_name(v) for v in graph.outputs],
+                             "joins": plan.joins})
+    layers = {k: v for r in plan.rounds for k, v in r.mapping.layers.items()}
+    vector = {k: v for r in plan.rounds for k, v in r.mapping.vector.items()}
+    whole = {op.name: join_parts(op.name, [(layers.pop(n), c0) for n, c0 in plan.splits[op.name]], hw)
+             if op.name in plan.splits else layers[op.name] for op in graph.crossbar_ops()}
+    return Mapping(hw, whole, vector, plan.rounds[0].mapping.mode), programs
+
+
+def join_parts(name: str, parts: list[tuple[LayerMap, int]], hw: HardwareConfig) -> LayerMap:
+    """The placement of a layer split across rounds, as one layer: each part's blocks with their columns shifted
+    by the part's first column ``c0``."""
+    first = parts[0][0]
+    lm = LayerMap(name, first.row_blocks, sum(p.col_blocks for p, _ in parts), first.slices,
+                  layouts=None if first.layouts is None else [])
+    for p, c0 in parts:
+        lm.blocks += [replace(b, layer=name, c=b.c + c0 // hw.xbar_cols, cols=(b.cols[0] + c0, b.cols[1] + c0))
+                      for b in p.blocks]
+        if lm.layouts is not None and p.layouts is not None:
+            lm.layouts += p.layouts
+    return lm
+
+
+def round_summary(r: Round, p: Program) -> dict[str, Any]:
+    """What `xbarc inspect` shows of one round: its ops, the tensors it reads and spills, tiles, MVMUs, crossbars
+    and the cells its prog instructions write."""
+    from isa.costs import image_shape, mvmu_write
+
+    cells = sum(mvmu_write(p.hw, image_shape(img, p.hw)).cells for img in p.mvmus)
+    return {"round": r.index, "ops": r.ops, "layers": [op.name for op in r.graph.crossbar_ops()],
+            "inputs": [v.name for v in r.graph.inputs], "outputs": list(r.graph.outputs),
+            "tiles": top_tile(r.mapping), "mvmus": r.mapping.mvmus, "crossbars": r.mapping.crossbars,
+            "cells_written": cells}
 
 
 def _accuracy_score(g: Graph, model: onnx.ModelProto, calib: object, fmt: dict[str, Format],
@@ -234,5 +314,7 @@ def load_compiled(outdir: str | Path) -> CompiledModel:
     graph, host, proto = import_graph(load_model(out / "model.onnx"), drop_lrn=bool(options.get("drop_lrn")))
     prec = resolve_precision(graph, out / "precision.json", Ranges(), program.hw, resolved=True)
     fmt = {k: (int(v[0]), int(v[1])) for k, v in program.meta.get("formats", {}).items()}
+    rounds = len(program.meta.get("rounds", []))
+    programs = [program] + [load_program(out / round_folder(k)) for k in range(1, rounds)] if rounds else []
     return CompiledModel(graph, prec, None, program, proto, host, program.hw, fmt, program.meta.get("calibration", ""),
-                         list(program.meta.get("warnings", [])))
+                         list(program.meta.get("warnings", [])), programs)

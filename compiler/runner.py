@@ -10,8 +10,11 @@ import numpy as np
 import onnx
 
 from isa import numerics as nx
+from isa.area import area_report
 from isa.errors import XbarcError
 from runtime import Machine, Stats
+from runtime.rounds import run_rounds
+from runtime.devices import DeviceModel, load_devices
 
 from .driver import CompiledModel
 from .frontend import host_eval
@@ -42,11 +45,26 @@ def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np
     return {k: locs[k].pack(v) for k, v in _quantized(cm, x).items()}
 
 
-def run(cm: CompiledModel, x: dict[str, np.ndarray]) -> RunOutcome:
-    """Execute the program on a batch of float inputs."""
-    result = Machine(cm.program).run(quantize_inputs(cm, x))
+__all__ = ["RunOutcome", "run", "evaluate", "bit_exact", "device_trials", "efficiency", "functional_outputs",
+           "quantize_inputs", "reference_outputs", "load_devices"]
+
+
+def run(cm: CompiledModel, x: dict[str, np.ndarray], reference: bool = False, workers: int = 1,
+        devices: DeviceModel | None = None, trial: int = 0) -> RunOutcome:
+    """Execute the program on a batch of float inputs (``reference``: one instruction at a time; ``workers``:
+    processes the batch is sharded over; both give the same outputs and counters;
+    ``devices``: on non-ideal crossbars sampled for trial ``trial``, `runtime.devices`)."""
+    if cm.rounds:
+        if devices is not None:
+            raise XbarcError("non-ideal devices (--devices) are not supported yet for a model compiled in "
+                             "reprogramming rounds")
+        result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs],
+                            cm.program.meta.get("joins"), reference=reference, workers=workers)
+    else:
+        result = Machine(cm.program, reference=reference).run(quantize_inputs(cm, x), workers=workers,
+                                                              devices=devices, trial=trial)
     dev_float, dev_int = {}, {}
-    for loc in cm.program.outputs:
+    for loc in cm.output_locs:
         dev_int[loc.name] = loc.unpack(result.outputs[loc.name]).reshape(len(result.outputs[loc.name]), -1)
         dev_float[loc.name] = nx.dequantize(loc.unpack(result.outputs[loc.name]), loc.frac)
     host = host_eval(cm.host_model, dev_float) if cm.host_model is not None else {}
@@ -87,11 +105,13 @@ def reference_outputs(model: onnx.ModelProto, x: dict[str, np.ndarray], names: l
                          f"{(text[0] if text else type(e).__name__)[:400]}") from None
 
 
-def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True) -> dict[str, Any]:
-    """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set."""
+def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True,
+             reference: bool = False, workers: int = 1) -> dict[str, Any]:
+    """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set
+    (``reference``, ``workers``: as `run`)."""
     feeds = {cm.program.inputs[0].name: x}
-    outcome = run(cm, feeds)
-    name = cm.program.outputs[0].name
+    outcome = run(cm, feeds, reference, workers)
+    name = cm.output_locs[0].name
     logits = outcome.device_float[name].reshape(len(x), -1)
     pred = logits.argmax(axis=1)
     ref = reference_outputs(cm.model, feeds, [name])[name].reshape(len(x), -1)
@@ -112,5 +132,52 @@ def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check:
         "per_instruction": s.per_instruction,
         "dynamic_instructions": s.dynamic_instructions,
         "host_ops": cm.graph.host_ops,
+        "per_core_busy": s.per_core_busy,
+        "per_layer_component": s.per_layer_component,
+        "timeline": s.timeline,  # busy intervals per core (runtime.stats.busy_timeline)
+        "timeline_resolution": s.timeline_resolution,
+        "traffic": s.traffic,  # words per inference between tiles ("S->D")
     }
+    if s.cells_written:
+        report["reprogramming"] = {"batch": s.batch, "writes": s.write_summary(), "program_cycles": s.program_cycles,
+                                   "rounds": s.rounds}
+    report.update(efficiency(cm, s))
     return report
+
+
+def efficiency(cm: CompiledModel, s: Stats) -> dict[str, Any]:
+    """The run's area (`isa.area.area_report`: provisioned and used, per component and layer) and its area and
+    energy efficiency (inferences/s/mm^2 of the used area at the pipelined interval; inferences/J)."""
+    area = area_report(cm.program, s.pipeline_interval, s.energy_pj)
+    return {"area": area, "area_efficiency": area.get("area_efficiency"),
+            "energy_efficiency": area.get("energy_efficiency")}
+
+
+def device_trials(cm: CompiledModel, x: dict[str, np.ndarray], exact: RunOutcome, model: DeviceModel,
+                  trials: int, labels: np.ndarray | None = None) -> dict[str, Any]:
+    """``trials`` seeded runs on non-ideal devices against the ``exact`` outcome of the same inputs: accuracy
+    (with ``labels``) and agreement of the predicted class with the exact run's (mean and standard deviation
+    over the trials), and how far the first output moved from the exact one (mean and max |difference|, and
+    the RMS difference over the exact outputs' RMS, averaged over the trials)."""
+    name = cm.program.outputs[0].name
+    ref = exact.device_float[name].reshape(len(exact.device_float[name]), -1)
+    acc, agree, mean_abs, max_abs, rel = [], [], [], [], []
+    for t in range(trials):
+        out = run(cm, x, devices=model, trial=t).device_float[name].reshape(ref.shape)
+        pred = out.argmax(axis=1)
+        agree.append(float(np.mean(pred == ref.argmax(axis=1))))
+        if labels is not None:
+            acc.append(float(np.mean(pred == labels)))
+        diff = np.abs(out - ref)
+        mean_abs.append(float(diff.mean()))
+        max_abs.append(float(diff.max()))
+        rms = float(np.sqrt(np.mean(ref ** 2)))
+        rel.append(float(np.sqrt(np.mean(diff ** 2))) / rms if rms else 0.0)
+    return {"model": model.to_dict(), "trials": trials,
+            "accuracy_mean": float(np.mean(acc)) if acc else None,
+            "accuracy_std": float(np.std(acc)) if acc else None,
+            "accuracy_min": float(np.min(acc)) if acc else None,
+            "accuracy_max": float(np.max(acc)) if acc else None,
+            "agreement_with_exact_mean": float(np.mean(agree)), "agreement_with_exact_std": float(np.std(agree)),
+            "output_mean_abs_change": float(np.mean(mean_abs)), "output_max_abs_change": float(np.max(max_abs)),
+            "output_relative_rms_change": float(np.mean(rel))}

@@ -21,16 +21,16 @@ clock cycles.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Mapping
 
 import numpy as np
 
 from .hardware import HardwareConfig
-from .layout import LayoutSummary, naive_arrays
-from .numerics import skipped
+from .layout import LayoutSummary, naive_arrays, summarize
+from .numerics import n_slices, skipped
 from . import ops
-from .program import Instr
+from .program import Instr, MvmuImage
 
 #: Energy components, in reporting order.
 COMPONENTS: tuple[str, ...] = (
@@ -41,10 +41,13 @@ COMPONENTS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Cost:
-    """Latency in cycles and energy per component (pJ per inference) of one executed instruction."""
+    """Latency in cycles and energy per component of one executed instruction: ``energy`` is spent by every
+    batch lane (pJ per inference), ``per_batch`` once for the whole batch (a crossbar write serves every
+    inference of the batch: `Ledger` divides it by the batch)."""
 
     cycles: int
     energy: Mapping[str, float]
+    per_batch: Mapping[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -303,6 +306,14 @@ COST_UNITS["mem_load"] = _mem
 COST_UNITS["mem_store"] = _mem
 
 
+@unit("mem_free")
+def _free(instr: Instr, ctx: CostContext) -> Cost:
+    """Releasing n words updates their reader counts: the tile-memory accesses of n words, no register."""
+    hw = ctx.hw
+    acc = mem_accesses(hw, _n(instr))
+    return Cost(acc * hw.costs.mem_access_cycles, {"tile_mem": acc * hw.costs.mem_access_pj})
+
+
 @unit("net_send")
 def _send(instr: Instr, ctx: CostContext) -> Cost:
     hw = ctx.hw
@@ -326,6 +337,66 @@ def _recv(instr: Instr, ctx: CostContext) -> Cost:
 @unit("control")
 def _control(instr: Instr, ctx: CostContext) -> Cost:
     return Cost(1, {"control": ctx.hw.costs.fetch_pj})
+
+
+# ---- reprogramming (prog; docs/cost-model.md, "Reprogramming rounds") ---------------------------------------------
+@dataclass(frozen=True)
+class MvmuWrite:
+    """What one prog writes into one MVMU: its physical arrays and cells, the row writes of its slowest array
+    and the bits read from the off-chip weight buffer."""
+
+    arrays: int
+    cells: int
+    row_writes: int
+    bits: int
+
+
+def mvmu_write(hw: HardwareConfig, shape: MvmuShape) -> MvmuWrite:
+    """The write of one MVMU image: every (array, row-group step) the MVMU drives is written whole -- its
+    ``rows`` rows across all ``xbar_cols`` bit lines, zeros included (a RESET clears what an earlier round left
+    there) -- each array by its own row driver, rows one after the other; the buffer holds the cells' levels
+    (``cell_bits`` each). An idle MVMU writes nothing."""
+    if shape.idle:
+        return MvmuWrite(0, 0, 0, 0)
+    cells = shape.drives * shape.rows * hw.xbar_cols
+    steps = _ceil_div(shape.drives, shape.crossbars)
+    return MvmuWrite(shape.crossbars, cells, steps * shape.rows, cells * hw.cell_bits)
+
+
+def image_shape(img: MvmuImage, hw: HardwareConfig) -> MvmuShape:
+    """The shape the cost model charges for an MVMU image (packed when it carries a layout)."""
+    rows, cols = np.shape(img.weights)
+    slices = n_slices(img.weight_bits, hw.cell_bits, img.encoding)
+    if img.layout is None:
+        return MvmuShape(rows, cols, slices)
+    return MvmuShape.packed(rows, cols, slices, summarize(np.asarray(img.layout)))
+
+
+def prog_writes(instr: Instr, ctx: CostContext) -> dict[int, MvmuWrite]:
+    """The write of each MVMU a prog selects (MVMUs without an image are left out: the runtime faults on them)."""
+    assert isinstance(instr, ops.Prog)
+    return {k: mvmu_write(ctx.hw, shape) for k, shape in ctx.mvmus.items() if instr.mask >> k & 1}
+
+
+def write_energy(hw: HardwareConfig, cells: int, bits: int) -> float:
+    """Energy of writing ``cells`` cells whose ``bits`` of levels come from the off-chip buffer (pJ, once)."""
+    return cells * hw.costs.xbar_write_pj + bits * hw.costs.offchip_pj_per_bit
+
+
+def offchip_ns(hw: HardwareConfig, bits: int) -> float:
+    """Time one core takes to move ``bits`` over the off-chip link, shared evenly by every core of the chip."""
+    return bits * hw.tiles * hw.cores_per_tile / hw.costs.offchip_bits_per_ns
+
+
+@unit("prog")
+def _prog(instr: Instr, ctx: CostContext) -> Cost:
+    """The MVMUs of one prog are written in parallel while their images stream in over the core's share of the
+    off-chip link: the latency is the longer of the two; the energy is spent once per batch."""
+    hw, writes = ctx.hw, prog_writes(instr, ctx).values()
+    cells, bits = sum(w.cells for w in writes), sum(w.bits for w in writes)
+    rows = max((w.row_writes for w in writes), default=0)
+    ns = max(rows * hw.costs.xbar_write_ns, offchip_ns(hw, bits))
+    return Cost(hw.cycles(ns), {}, {"program": write_energy(hw, cells, bits)})
 
 
 # ---- the accountant ------------------------------------------------------------------------------------------------
@@ -356,7 +427,9 @@ class CoreCosts:
 
 class CoreMeter:
     """The listener of one core during one run: executions per pc (count, first issue, last completion), the
-    data-dependent energy per pc and the ADC resolution each programmed MVMU last converted at."""
+    data-dependent energy per pc, the ADC resolution each programmed MVMU last converted at, and the core's busy
+    intervals (``busy_runs``: maximal [start, end) runs of back-to-back instructions, flattened; a run ends where
+    the next instruction issues later than the last one completed, i.e. where the core waited)."""
 
     def __init__(self, costs: CoreCosts) -> None:
         self.costs = costs
@@ -365,7 +438,9 @@ class CoreMeter:
         self.events: dict[int, list[int]] = {}  # pc -> [DAC pulses, driven cell levels] over the batch (exact)
         self.adc_bits: dict[int, int] = {}
         self.batch = 0
-        self._levels = conductance_pj(costs.hw) > 0  # driven cell levels are counted only where they cost energy
+        self.counts_levels = conductance_pj(costs.hw) > 0  # driven cell levels counted only where they cost energy
+        self.busy_runs: list[int] = []  # closed runs [start0, end0, start1, end1, ...]; the open one below
+        self._run_start = self._run_end = 0
 
     def executed(self, pc: int, start: int, end: int) -> None:
         """Instruction ``pc`` was issued at ``start`` and completed at ``end``."""
@@ -373,6 +448,31 @@ class CoreMeter:
         if self.first[pc] < 0:
             self.first[pc] = start
         self.last[pc] = end
+        if start != self._run_end:  # the core waited: close its busy run
+            if self._run_end > self._run_start:
+                self.busy_runs += (self._run_start, self._run_end)
+            self._run_start = start
+        self._run_end = end
+
+    def spans(self, starts: np.ndarray, ends: np.ndarray) -> None:
+        """Instructions issued at ``starts`` and completed at ``ends`` (int arrays in issue order; the fast mode's
+        batched loops): the busy runs `executed` would have recorded for them one by one."""
+        if not len(starts):
+            return
+        prev = np.concatenate([[self._run_end], ends[:-1]])
+        brk = np.flatnonzero(starts != prev)  # where the core waited
+        if len(brk):
+            opened = np.concatenate([[self._run_start], starts[brk[:-1]]])
+            closed = prev[brk]
+            keep = closed > opened
+            self.busy_runs += np.stack([opened[keep], closed[keep]], axis=1).reshape(-1).tolist()
+            self._run_start = int(starts[brk[-1]])
+        self._run_end = int(ends[-1])
+
+    def busy_intervals(self) -> list[tuple[int, int]]:
+        """The core's busy intervals [start, end) in cycles, in time order (`busy_runs` and the open run)."""
+        runs = self.busy_runs + ([self._run_start, self._run_end] if self._run_end > self._run_start else [])
+        return list(zip(runs[0::2], runs[1::2]))
 
     def mvm(self, pc: int, mvmu: int, adc: int, row_pulses: np.ndarray, gsum: np.ndarray | None,
             batch: int) -> None:
@@ -381,7 +481,15 @@ class CoreMeter:
         leakage."""
         self.adc_bits[mvmu] = adc
         self.batch = batch
-        pulses, levels = mvm_events(row_pulses, gsum if self._levels else None)
+        pulses, levels = mvm_events(row_pulses, gsum if self.counts_levels else None)
+        self.fired(pc, (mvmu,), adc, pulses, levels, batch)
+
+    def fired(self, pc: int, mvmus: tuple[int, ...], adc: int, pulses: int, levels: int, batch: int) -> None:
+        """MVMUs ``mvmus`` fired together for instruction ``pc`` at ``adc`` bits: ``pulses`` DAC pulses and
+        ``levels`` driven cell levels in total (their `mvm_events`, summed; levels only if ``counts_levels``)."""
+        for k in mvmus:
+            self.adc_bits[k] = adc
+        self.batch = batch
         ev = self.events.setdefault(pc, [0, 0])
         ev[0] += pulses
         ev[1] += levels
@@ -416,13 +524,18 @@ class CoreMeter:
 @dataclass
 class Ledger:
     """What a run cost per inference: energy per component, per mnemonic {count, energy_pj, cycles}, per layer
-    {energy_pj, busy_cycles, start, end, instructions}, busy cycles per core and executed instructions."""
+    {energy_pj, busy_cycles, start, end, instructions}, busy cycles per core, executed instructions, and energy
+    per layer and component (``per_layer_component[node][component]``, leakage excluded as for layers)."""
 
     per_component: dict[str, float]
     per_instruction: dict[str, dict[str, float]]
     per_layer: dict[str, dict[str, float]]
     busy: dict[str, int]
     dynamic_instructions: int
+    writes: dict[str, list[int]] = field(default_factory=dict)  # "T.C.M" -> writes of each of the MVMU's arrays
+    program_cycles: int = 0  # the longest time a core spent in prog (cores program in parallel)
+    cells_written: int = 0  # cells written by every prog of the run
+    per_layer_component: dict[str, dict[str, float]] = field(default_factory=dict)
 
     @property
     def energy_pj(self) -> float:
@@ -455,27 +568,58 @@ class Accountant:
         comp: dict[str, float] = {k: 0.0 for k in COMPONENTS}
         per_instr: dict[str, dict[str, float]] = {}
         per_layer: dict[str, dict[str, float]] = {}
+        layer_comp: dict[str, dict[str, float]] = {}
         for m in meters:
             for pc, cnt in enumerate(m.counts):
                 if cnt:
-                    _charge(m, pc, cnt, m.data_energy(pc, batch), comp, per_instr, per_layer)
+                    data = m.data_energy(pc, batch)
+                    for k, v in m.costs.static[pc].per_batch.items():  # once per batch: per inference, / batch
+                        data[k] = data.get(k, 0.0) + v * cnt / batch
+                    _charge(m, pc, cnt, data, comp, per_instr, per_layer, layer_comp)
         adc_bits = [b for m in meters for b in m.leaking_adc_bits()]
         comp["leakage"] = leakage_pj(self.hw, adc_bits, cycles)
+        writes, program_cycles, cells = _writes(meters)
         return Ledger(comp, per_instr, per_layer, {m.costs.name: m.busy for m in meters},
-                      sum(sum(m.counts) for m in meters))
+                      sum(sum(m.counts) for m in meters), writes, program_cycles, cells, layer_comp)
+
+
+def _writes(meters: list[CoreMeter]) -> tuple[dict[str, list[int]], int, int]:
+    """Writes per physical array of every programmed MVMU ("T.C.M" -> one count per array), the longest time
+    one core spent programming and the cells written."""
+    writes: dict[str, list[int]] = {}
+    longest = cells = 0
+    for m in meters:
+        busy = 0
+        for pc, cnt in enumerate(m.counts):
+            instr = m.costs.instrs[pc]
+            if not cnt or not isinstance(instr, ops.Prog):
+                continue
+            busy += cnt * m.costs.static[pc].cycles
+            for k, w in prog_writes(instr, m.costs.ctx).items():
+                row = writes.setdefault(f"{m.costs.name}.{k}", [])
+                row.extend([0] * (w.arrays - len(row)))
+                cells += cnt * w.cells
+                for a in range(w.arrays):
+                    row[a] += cnt
+        longest = max(longest, busy)
+    return writes, longest, cells
 
 
 def _charge(m: CoreMeter, pc: int, cnt: int, data: dict[str, float], comp: dict[str, float],
-            per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]]) -> None:
+            per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]],
+            layer_comp: dict[str, dict[str, float]]) -> None:
     """Add ``cnt`` executions of instruction ``pc`` of meter ``m`` (``data``: their data-dependent energy) to the
     totals."""
     instr, cost = m.costs.instrs[pc], m.costs.static[pc]
     e = 0.0
+    lc = layer_comp.setdefault(instr.node or "-", {})
     for k, v in cost.energy.items():
         comp[k] = comp.get(k, 0.0) + v * cnt
+        lc[k] = lc.get(k, 0.0) + v * cnt
         e += v * cnt
     for k, v in data.items():  # data-dependent energy, already summed over the executions
         comp[k] = comp.get(k, 0.0) + v
+        lc[k] = lc.get(k, 0.0) + v
         e += v
     pi = per_instr.setdefault(instr.op, {"count": 0, "energy_pj": 0.0, "cycles": 0})
     pi["count"] += cnt

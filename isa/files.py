@@ -11,6 +11,7 @@ such instead of giving wrong results.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import zipfile
@@ -23,6 +24,7 @@ from .assembler import assemble
 from .encoding import decode_program, encode_program
 from .errors import XbarcError
 from .hardware import HardwareConfig
+from .numerics import narrowest_int
 from .outputs import check_output_dir, fix_modes, read_bytes, read_json, read_text, replace_dir, temp_dir_for
 from .printer import format_program
 from .program import MemInit, MvmuImage, Program, TensorLoc
@@ -56,19 +58,39 @@ def _tensor_dict(t: TensorLoc) -> dict[str, Any]:
             "shape": list(t.shape), "count": t.count, "pads": list(t.pads), "fill": t.fill}
 
 
+def _narrow(values: Any) -> np.ndarray:
+    """Integers in the narrowest signed type that holds them (`numerics.narrowest_int`): 8-bit weights take one
+    byte per cell on disk and in memory, not eight."""
+    a = np.asarray(values, dtype=np.int64)
+    return a.astype(narrowest_int(a))
+
+
 def _arrays(program: Program) -> dict[str, np.ndarray]:
-    arrays = {f"mvmu_{m.tile}_{m.core}_{m.mvmu}": np.asarray(m.weights, dtype=np.int64) for m in program.mvmus}
+    arrays = {f"mvmu_{m.tile}_{m.core}_{m.mvmu}": _narrow(m.weights) for m in program.mvmus}
     arrays.update({f"layout_{m.tile}_{m.core}_{m.mvmu}": np.asarray(m.layout, dtype=np.int16)
                    for m in program.mvmus if m.layout is not None})
-    arrays.update({f"data_{i}": np.asarray(d.values, dtype=np.int64) for i, d in enumerate(program.data)})
+    arrays.update({f"data_{i}": _narrow(d.values) for i, d in enumerate(program.data)})
     return arrays
 
 
+def program_files(program: Program, folder: str = "") -> dict[str, bytes]:
+    """The files of ``program`` (assembly, binary, image, manifest) by name; with ``folder``, under it and with
+    the folder's own ``checksums.json``, so `load_program` reads the folder as a program directory (a round of a
+    model compiled in reprogramming rounds)."""
+    image = io.BytesIO()
+    np.savez_compressed(image, **_arrays(program))  # type: ignore[arg-type]
+    files = {ASM: format_program(program, provenance=True).encode(), BIN: encode_program(program),
+             IMAGE: image.getvalue(), MANIFEST: (json.dumps(manifest(program), indent=1) + "\n").encode()}
+    if not folder:
+        return files
+    sums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    files[CHECKSUMS] = (json.dumps({"format": CHECKSUMS_FORMAT, "sha256": sums}, indent=1) + "\n").encode()
+    return {f"{folder}/{name}": data for name, data in files.items()}
+
+
 def _write_all(program: Program, tmp: Path, extra_files: dict[str, str | bytes]) -> None:
-    (tmp / ASM).write_text(format_program(program, provenance=True))
-    (tmp / BIN).write_bytes(encode_program(program))
-    np.savez(tmp / IMAGE, **_arrays(program))  # type: ignore[arg-type]
-    (tmp / MANIFEST).write_text(json.dumps(manifest(program), indent=1) + "\n")
+    for name, data in program_files(program).items():
+        (tmp / name).write_bytes(data)
     for name, content in extra_files.items():
         path = tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -223,7 +245,7 @@ def _fill_records(program: Program, man: dict[str, Any], arrays: dict[str, np.nd
         program.mvmus.append(MvmuImage(m["tile"], m["core"], m["mvmu"], arrays[f"mvmu_{key}"], m["weight_bits"],
                                        m["node"], m.get("encoding", "twos"), layout))
     for i, d in enumerate(man["data"]):
-        program.data.append(MemInit(d["tile"], d["addr"], arrays[f"data_{i}"], d["count"]))
+        program.data.append(MemInit(d["tile"], d["addr"], arrays[f"data_{i}"].astype(np.int64), d["count"]))
 
 
 def _tensor(t: dict[str, Any]) -> TensorLoc:

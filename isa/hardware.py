@@ -62,6 +62,35 @@ class CostTable:
     fifo_pj: float = 8.96
     # control: fetch/decode of one instruction
     fetch_pj: float = 0.0
+    # ---- reprogramming (prog; docs/cost-model.md, "Reprogramming rounds") ----
+    # one ReRAM cell written (SET or RESET pulse to its level); one crossbar row written (the cells of a row in
+    # parallel: a SET phase then a RESET phase)
+    xbar_write_pj: float = 2.0
+    xbar_write_ns: float = 20.0
+    # the off-chip buffer holding weight images and spilled activations: energy per bit moved, and the link's
+    # bandwidth, shared evenly by every core of the chip (they all program at the start of a round)
+    offchip_pj_per_bit: float = 20.0
+    offchip_bits_per_ns: float = 204.8
+    # ---- area (isa/area.py; docs/cost-model.md, "Area"): um^2 at the area_node_nm technology node. Defaults:
+    # PUMA's simulator constants (ISAAC-derived, 32 nm); the ADC grows by adc_area_per_bit per bit of
+    # resolution around adc_area_ref_bits (seed 002's TABLE I: 4042.5 um^2 at 10 bits, 577.5 at 5 bits).
+    area_node_nm: float = 32.0
+    xbar_um2: float = 25.0  # one 128x128 array of cells (scaled by rows x cols / 128^2)
+    adc_um2: float = 1200.0  # one ADC at adc_area_ref_bits
+    adc_area_ref_bits: int = 8
+    adc_area_per_bit: float = 7.0 ** 0.2  # area ratio of b+1 to b bits: (4042.5 / 577.5)^(1/5)
+    dac_um2: float = 0.167  # one 1-bit DAC (one row of one array)
+    sample_hold_um2: float = 0.0390625  # one sample-and-hold (one column of one array)
+    shift_add_um2: float = 60.0  # one shift-and-add unit (one per ADC)
+    mvmu_in_regs_um2: float = 780.0  # an MVMU's input registers, per 128 words
+    mvmu_out_regs_um2: float = 780.0  # an MVMU's output registers, per 128 words
+    data_regs_um2: float = 3920.0  # a core's data registers, per 2048 words
+    alu_um2: float = 4032.0  # one vector ALU lane
+    core_ctrl_um2: float = 3262.5 + 11596.6  # a core's control unit and instruction memory
+    tile_mem_um2: float = 86000.0  # tile memory (eDRAM), per 64 KB
+    tile_bus_um2: float = 90000.0  # the tile's memory bus to its cores
+    tile_ctrl_um2: float = 1450.0 + 1450.0 + 4400.0  # eDRAM controller, tile control unit, receive buffer
+    router_um2: float = 47000.0 / 4  # a tile's share of a 4-port router (4 tiles per router)
 
     def __post_init__(self) -> None:
         _check_fields(self, COST_FIELDS, "hardware", "costs.")
@@ -271,7 +300,12 @@ COST_FIELDS: dict[str, FieldSpec] = {
     f.name: (FieldSpec("choice", choices=("conductance", "static")) if f.name == "xbar_energy" else
              FieldSpec("floats", 0, why="energy in pJ at 1, 2, ... bits") if f.name == "adc_pj_table" else
              FieldSpec("int", 0, why="cycles") if f.name.endswith("_cycles") else
+             FieldSpec("float", 0, why="area in um^2") if f.name.endswith("_um2") else
+             FieldSpec("float", 1, 1000, why="nm") if f.name == "area_node_nm" else
+             FieldSpec("int", 1, 16, why="ADC bits") if f.name == "adc_area_ref_bits" else
+             FieldSpec("float", 1, 16, why="area ratio per ADC bit") if f.name == "adc_area_per_bit" else
              FieldSpec("float", 0, why="mW per bit") if f.name == "adc_leak_mw_per_bit" else
+             FieldSpec("float", 1e-6, why="bits per ns") if f.name.endswith("_per_ns") else
              _NS if f.name.endswith("_ns") or f.name.endswith("_sweep") else _PJ)
     for f in dataclasses.fields(CostTable)
 }
@@ -299,7 +333,8 @@ def _check_event_times(hw: "HardwareConfig", source: str) -> None:
     c = hw.costs
     times = {f"costs.{f.name}": getattr(c, f.name) * hw.clock_ghz * (hw.full_adc_bits if f.name.endswith("_sweep")
                                                                      else 1)
-             for f in dataclasses.fields(CostTable) if f.name.endswith("_ns") or f.name.endswith("_sweep")}
+             for f in dataclasses.fields(CostTable)
+             if (f.name.endswith("_ns") and not f.name.endswith("_per_ns")) or f.name.endswith("_sweep")}
     times.update({f"costs.{f.name}": getattr(c, f.name) for f in dataclasses.fields(CostTable)
                   if f.name.endswith("_cycles")})
     for name, cycles in times.items():
@@ -374,11 +409,37 @@ PUMA = HardwareConfig(
     costs=CostTable(xbar_energy="static"),
 )
 
-PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA}
+#: Bytes of one tile-memory word on the published chips: their datapath is 16-bit fixed point (ISAAC ISCA'16,
+#: PUMA ASPLOS'19), so a 64 KB eDRAM holds 65,536 / 2 = 32,768 words.
+WORD_BYTES_16 = 2
+EDRAM_64KB_WORDS = 64 * 1024 // WORD_BYTES_16
+
+#: PUMA's node as its compiler builds it (ASPLOS'19; docs/cost-model.md, "Chip presets"): 168 tiles x 8 cores x 6
+#: MVMUs, 64 KB of eDRAM per tile, otherwise the `puma` simulator configuration and cost table.
+PUMA_CHIP = dataclasses.replace(PUMA, name="puma-chip", tiles=168, tile_mem_words=EDRAM_64KB_WORDS)
+
+#: ISAAC-CE (ISCA'16; docs/cost-model.md, "Chip presets"): 168 tiles of 12 IMAs (cores) of 8 128x128 crossbars of
+#: 2-bit cells (a pool of 8 arrays per core, shared by up to 8 MVMUs), one 8-bit ADC per 128 bit lines (8 per IMA),
+#: 64 KB of eDRAM per tile, 16-bit data, 1.2 GHz, 100 ns crossbar reads; ADC energy 1.56 pJ per 8-bit conversion.
+ISAAC = HardwareConfig(
+    name="isaac",
+    mvmus_per_core=8,
+    xbars_per_core=8,
+    adcs_per_mvmu=1,
+    cores_per_tile=12,
+    tiles=168,
+    tile_mem_words=EDRAM_64KB_WORDS,
+    data_regs=2048,
+    alu_lanes=16,
+    clock_ghz=1.2,
+    costs=CostTable(xbar_energy="static", xbar_read_ns=100.0, adc_pj_per_bit=1.5625 / 8),
+)
+
+PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA, "puma-chip": PUMA_CHIP, "isaac": ISAAC}
 
 
 def load_hardware(spec: str | Path | None) -> HardwareConfig:
-    """A preset name (``default``, ``puma``) or a JSON file (optionally with ``"preset": NAME`` to start from)."""
+    """A preset name (`PRESETS`: ``default``, ``puma``, ``puma-chip``, ``isaac``) or a JSON file (optionally with ``"preset": NAME`` to start from)."""
     if spec is None:
         return DEFAULT
     if str(spec) in PRESETS:

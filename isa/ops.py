@@ -13,11 +13,11 @@ from typing import ClassVar
 from .operands import MemRef
 from .program import Instr, record
 
-__all__ = ["Mvm", "mvm", "Add", "add", "Sub", "sub", "Mul", "mul", "Min", "min", "Max", "max", "Addi", "addi", "Muli",
-    "muli", "Mini", "mini", "Maxi", "maxi", "Shli", "shli", "Shri", "shri", "Relu", "relu", "Sig", "sig", "Tanh",
-    "tanh", "Rqnt", "rqnt", "Set", "set", "Copy", "copy", "Iadd", "iadd", "Iaddi", "iaddi", "Isub", "isub", "Imul",
-    "imul", "Load", "load", "Store", "store", "Send", "send", "Recv", "recv", "Jmp", "jmp", "Beq", "beq", "Bne", "bne",
-    "Blt", "blt", "Halt", "halt"]
+__all__ = ["Mvm", "mvm", "Prog", "prog", "Add", "add", "Sub", "sub", "Mul", "mul", "Min", "min", "Max", "max", "Addi",
+    "addi", "Muli", "muli", "Mini", "mini", "Maxi", "maxi", "Shli", "shli", "Shri", "shri", "Relu", "relu", "Sig",
+    "sig", "Tanh", "tanh", "Rqnt", "rqnt", "Set", "set", "Copy", "copy", "Iadd", "iadd", "Iaddi", "iaddi", "Isub",
+    "isub", "Imul", "imul", "Load", "load", "Store", "store", "Peek", "peek", "Free", "free", "Send", "send", "Recv",
+    "recv", "Jmp", "jmp", "Beq", "beq", "Bne", "bne", "Blt", "blt", "Halt", "halt"]
 
 
 @record
@@ -47,6 +47,23 @@ class Mvm(Instr):
 
 
 mvm = Mvm
+
+
+@record
+@dataclass(frozen=True, kw_only=True)
+class Prog(Instr):
+    """``prog``: writes each selected MVMU's image from the off-chip weight buffer into its crossbars' cells (the image
+    of this core's MVMU in the program's image.npz); before its first prog in code order a selected MVMU holds no
+    weights (docs/cost-model.md, Reprogramming rounds)
+
+    - ``mask`` (mask): MVMUs to program (bit k = MVMU k)
+    """
+
+    op: ClassVar[str] = "prog"
+    mask: int
+
+
+prog = Prog
 
 
 @record
@@ -530,6 +547,44 @@ class Store(Instr):
 
 
 store = Store
+
+
+@record
+@dataclass(frozen=True, kw_only=True)
+class Peek(Instr):
+    """``peek``: d[i] = M[src + i]; waits until every word is valid; reader counts unchanged (a line-buffer read: the
+    reader frees the words when it is done with them)
+
+    - ``d`` (reg): destination register
+    - ``src`` (mem): tile-memory address
+    - ``n`` (uimm): vector length in words
+    """
+
+    op: ClassVar[str] = "peek"
+    d: int
+    src: MemRef
+    n: int
+
+
+peek = Peek
+
+
+@record
+@dataclass(frozen=True, kw_only=True)
+class Free(Instr):
+    """``free``: waits until every word is valid; each word's positive reader count drops by one (0: invalid), without
+    reading it (a line-buffer reader releasing a row)
+
+    - ``addr`` (mem): tile-memory address
+    - ``n`` (uimm): vector length in words
+    """
+
+    op: ClassVar[str] = "free"
+    addr: MemRef
+    n: int
+
+
+free = Free
 
 
 @record

@@ -129,6 +129,10 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
                                      "cell_bits x slice) at or under skip are not made (-1: none)")],
        "mvm", "mvm", "each selected MVMU multiplies its input registers by its programmed matrix into its output "
                      "registers (docs/semantics.md, rule MVM)"),
+    _i("prog", 0x02, [mask("mask", "MVMUs to program (bit k = MVMU k)")],
+       "prog", "prog", "writes each selected MVMU's image from the off-chip weight buffer into its crossbars' cells "
+                       "(the image of this core's MVMU in the program's image.npz); before its first prog in code "
+                       "order a selected MVMU holds no weights (docs/cost-model.md, Reprogramming rounds)"),
     # ---- vector ALU, register-register ------------------------------------------------------------------------
     _i("add", 0x10, [_D, _A, _B, N, W], "alu", "alu_add", "d[i] = sat_w(a[i] + b[i])"),
     _i("sub", 0x11, [_D, _A, _B, N, W], "alu", "alu_add", "d[i] = sat_w(a[i] - b[i])"),
@@ -163,6 +167,12 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
     _i("store", 0x41, [mem("dst", "tile-memory address"), _A, N,
                        uimm("count", 8, doc="reader count; 0 keeps the words valid for any number of reads")],
        "mem", "mem_store", "M[dst + i] = a[i]; waits until every word is invalid; sets valid and the reader count"),
+    _i("peek", 0x44, [_D, mem("src", "tile-memory address"), N], "mem", "mem_load",
+       "d[i] = M[src + i]; waits until every word is valid; reader counts unchanged (a line-buffer read: the "
+       "reader frees the words when it is done with them)"),
+    _i("free", 0x45, [mem("addr", "tile-memory address"), N], "mem", "mem_free",
+       "waits until every word is valid; each word's positive reader count drops by one (0: invalid), without "
+       "reading it (a line-buffer reader releasing a row)"),
     # ---- network ----------------------------------------------------------------------------------------------
     _i("send", 0x48, [mem("src", "tile-memory address"), N, uimm("tile", 12, doc="destination tile"),
                       uimm("ch", 16, doc="channel: one stream of messages between two tiles")],

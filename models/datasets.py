@@ -21,6 +21,12 @@ each stored once under ``models/data/`` and offered in variants (the same images
   * ``mnist``: the image layout (N, 1, 28, 28) by default;
   * ``mnist_flat``: flat (N, 784) by default (for MLPs).
 
+* **sequences** (``italy_power.npz``, ``basic_motions.npz``, written by ``models/make_sequence_data.py`` from the
+  UCR/UEA archive files sktime ships): ``italy_power`` (N, 24, 1), 2 classes, 67 train / 1,029 test;
+  ``basic_motions`` (N, 100, 6), 4 classes, 40 train / 40 test. Inputs are the archive's float values (not scaled
+  to [0, 1]), (series, time, channel): the batch-first layout of an ONNX LSTM with ``layout=1``. Splits: train,
+  test (the archive's), calib, val and fit (all three the train split) and all. Their only layout is ``"sequence"``.
+
 ``layout`` defaults to the variant's own layout; ``"flat"`` or ``"image"`` selects one explicitly.
 ``for_shape(name, shape)`` picks the variant of ``name``'s family whose per-sample shape is the model's.
 """
@@ -52,12 +58,16 @@ _VARIANTS = {
     "mnist": _Variant("mnist", "image", 1),
     "mnist_flat": _Variant("mnist", "flat", 1),
 }
-DATASETS = tuple(_VARIANTS)
+#: sequence data sets: name -> per-sample shape (time steps, channels)
+_SEQUENCES = {"italy_power": (24, 1), "basic_motions": (100, 6)}
+DATASETS = tuple(_VARIANTS) + tuple(_SEQUENCES)
 SPLITS = ("train", "calib", "val", "fit", "test", "all")
-LAYOUTS = ("flat", "image")
+LAYOUTS = ("flat", "image", "sequence")
 
 
 def _check_name(name: str) -> _Variant:
+    if name in _SEQUENCES:
+        return _Variant(name, "sequence", 1)
     if name not in _VARIANTS:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     return _VARIANTS[name]
@@ -77,6 +87,8 @@ def load_dataset(name: str, split: str = "test", layout: str | None = None) -> t
     layout = variant.layout if layout is None else layout
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}; available: {', '.join(LAYOUTS)}")
+    if variant.layout == "sequence":
+        return _load_sequences(name, split, layout)
     family = _FAMILIES[variant.family]
     arrays = _load_npz(variant.family)
     index = np.arange(len(arrays["labels"])) if split == "all" else arrays[split]
@@ -90,10 +102,21 @@ def load_dataset(name: str, split: str = "test", layout: str | None = None) -> t
     return x, arrays["labels"][index].astype(np.int64)
 
 
+def _load_sequences(name: str, split: str, layout: str) -> tuple[np.ndarray, np.ndarray]:
+    """A split of a sequence data set: (N, T, C) float32 and labels."""
+    if layout != "sequence":
+        raise ValueError(f"data set {name!r} has only the layout 'sequence', not {layout!r}")
+    arrays = _load_npz(name)
+    index = arrays[split]
+    return arrays["x"][index].astype(np.float32), arrays["labels"][index].astype(np.int64)
+
+
 def sample_shape(name: str) -> tuple[int, ...]:
     """Per-sample input shape of a data set in its default layout: (64,), (1, 8, 8), (1, 32, 32), (1, 28, 28) or
     (784,)."""
     variant = _check_name(name)
+    if variant.layout == "sequence":
+        return _SEQUENCES[name]
     side = _FAMILIES[variant.family].side * variant.upsample
     return (side * side,) if variant.layout == "flat" else (1, side, side)
 
@@ -108,7 +131,12 @@ def for_shape(name: str, shape: tuple[int, ...]) -> str:
     shape = tuple(int(d) for d in shape)
     if sample_shape(name) == shape:
         return name
-    variants = [d for d in DATASETS if _VARIANTS[d].family == family]
+    if name in _SEQUENCES and shape == (sample_shape(name)[0], 1, sample_shape(name)[1]):
+        return name  # the compiler's view of a (T, C) sequence: (T, 1, C), the same element order
+    if name in _SEQUENCES:
+        raise ValueError(f"data set {name!r} has per-sample shape {sample_shape(name)} (time steps, channels), "
+                         f"not the model's input shape {shape}")
+    variants = [d for d in _VARIANTS if _VARIANTS[d].family == family]
     fits = [d for d in variants if sample_shape(d) == shape]
     if not fits:
         have = ", ".join(f"{d} {sample_shape(d)}" for d in variants)

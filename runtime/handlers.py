@@ -23,6 +23,8 @@ from isa import numerics as nx
 from isa import ops
 
 from isa.costs import transit_cycles
+from .devices import fire_devices
+from .mvm import LazyStack, MvmStack
 from .state import I64, CoreState, Fault, MvmuKernel
 
 Wait = tuple[str, int, int, int]  # ("valid" | "invalid", tile, addr, n), ("msg", src, dst, ch), or HALT
@@ -62,6 +64,7 @@ class DecodeContext:
 
     def __init__(self, hw: HardwareConfig, tile: int, core: int, kernels: dict[int, MvmuKernel], n_code: int):
         self.hw, self.tile, self.core, self.kernels, self.n_code = hw, tile, core, kernels, n_code
+        self.stacks: dict[tuple[Any, ...], MvmStack] = {}  # the core's MVM stacks, shared by equal mvms
 
 
 def check_operands(instr: Instr, ctx: DecodeContext) -> None:
@@ -92,45 +95,37 @@ def _addr(c: CoreState, m: MemRef, n: int) -> int:
 
 # ---- crossbar -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class MvmUnit:
-    """One MVMU an mvm fires: its kernel, input and output register spans, and how to evaluate it."""
-
-    index: int
-    kernel: MvmuKernel
-    inputs: slice
-    outputs: slice
-    exact: bool  # no clipping, no skipped conversion: the float64 product is exact
-    sum_dtype: type | None  # numpy type of the per-digit slice sums (None: int64)
-    keep: np.ndarray | None  # dynamic quantization: (ibits, slices) conversions made (None: all)
-
-
-@dataclass(frozen=True)
 class MvmPlan:
-    """An mvm decoded at load time: its record, the MVMUs it fires and its digit significances."""
+    """An mvm decoded at load time: its record, its digit significances, the output spans of its idle MVMUs
+    (no crossbar: they output zeros) and the stack of the others (`runtime.mvm`, built on the first firing)."""
 
     instr: ops.Mvm
-    units: tuple[MvmUnit, ...]
     sig: np.ndarray
+    idle: tuple[slice, ...]
+    stack: LazyStack | None
 
 
 @decoder(ops.Mvm)
 def _decode_mvm(i: ops.Mvm, ctx: DecodeContext) -> MvmPlan:
-    hw, units = ctx.hw, []
+    hw = ctx.hw
     if i.mask >> hw.mvmus_per_core:
         raise Fault(f"mvm mask {i.mask:#b} selects an MVMU >= {hw.mvmus_per_core} (MVMUs per core)")
+    live, idle, exact = [], [], True
     for k in range(hw.mvmus_per_core):
         if not i.mask >> k & 1:
             continue
         kern = ctx.kernels.get(k)
         if kern is None:
             raise Fault(f"mvm fires MVMU {k} of tile {ctx.tile} core {ctx.core}, which has no programmed image")
-        inp = slice(hw.mvmu_in(k), hw.mvmu_in(k) + kern.rows)
-        out = slice(hw.mvmu_out(k), hw.mvmu_out(k) + kern.cols)
+        if kern.idle:
+            idle.append(slice(hw.mvmu_out(k), hw.mvmu_out(k) + kern.cols))
+            continue
+        live.append(kern)
         skips = nx.skipped(i.ibits, kern.slice_ids, hw.cell_bits, i.skip)
-        exact = not skips.any() and kern.never_clips(i.adc, i.enc) and kern.product_exact_in_f64(i.ibits)
-        units.append(MvmUnit(k, kern, inp, out, exact, kern.sum_dtype(i.adc), ~skips if skips.any() else None))
+        exact = exact and not skips.any() and kern.never_clips(i.adc, i.enc) and kern.product_exact_in_f64(i.ibits)
     sig = nx.input_digits(np.zeros(0, dtype=I64), i.ibits, "csd" if i.enc else "twos")[1]  # digit significances
-    return MvmPlan(i, tuple(units), sig)
+    stack = LazyStack(i, live, hw, exact, ctx.stacks) if live else None
+    return MvmPlan(i, sig, tuple(idle), stack)
 
 
 def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
@@ -139,49 +134,30 @@ def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
     return ((x & I64((1 << bits) - 1)) ^ sb) - sb
 
 
-def _mvm_digits(u: MvmUnit, x: np.ndarray, i: ops.Mvm, sig: np.ndarray) -> np.ndarray:
-    """Rule MVM step by step: digits, bit-line values, ADC clipping (and skipped conversions), exact
-    shift-and-add -> (C, B) int64.
-
-    Every intermediate is an integer small enough for the float type it is held in (checked at load time), so
-    the BLAS products are exact; the final sum over digits is int64."""
-    kern, ibits = u.kernel, i.ibits
-    r, b = x.shape
-    if i.enc:
-        digits = nx.csd_digits(x, ibits).transpose(1, 0, 2)  # (R, ibits, B) in {-1, 0, 1}
-    else:
-        js = np.arange(ibits, dtype=I64)[None, :, None]
-        digits = ((x & I64((1 << ibits) - 1))[:, None, :] >> js) & I64(1)  # (R, ibits, B): numerics.input_digits
-    v = kern.diff @ digits.reshape(r, ibits * b).astype(np.float32)  # (S*C, ibits*B) bit-line values
-    np.clip(v, nx.qmin(i.adc), nx.qmax(i.adc), out=v)  # numerics.adc_convert
-    if u.keep is not None:  # dynamic quantization: skipped conversions read as 0 (numerics.skipped)
-        v = v.reshape(kern.slices, kern.cols, ibits, b) * u.keep.T[:, None, :, None].astype(np.float32)
-    v = v.reshape(kern.slices, -1)
-    if u.sum_dtype is None:
-        s = kern.scale.astype(I64) @ v.astype(I64)
-    else:
-        s = (kern.scale.astype(u.sum_dtype) @ v.astype(u.sum_dtype, copy=False)).astype(I64)
-    out: np.ndarray = np.einsum("cjb,j->cb", s.reshape(kern.cols, ibits, b), sig)
-    return out
-
-
 @handler(ops.Mvm)
 def _mvm(c: CoreState, p: MvmPlan, lat: int) -> None:
-    """Fire the MVMUs, then tell the core's cost listener the input digits each one converted."""
+    """Fire the MVMUs (one stacked evaluation, `runtime.mvm`), then tell the core's cost listener the input
+    digits they converted."""
     i, regs, meter = p.instr, c.regs, c.meter
-    for u in p.units:
-        if u.kernel.idle:  # no crossbar: nothing is driven or converted, the outputs are zero
-            regs[u.outputs] = 0
-            continue
-        x = _wrap(regs[u.inputs], i.ibits)
-        if u.exact:
-            prod = (u.kernel.weights_t @ x.astype(np.float64)).astype(I64)
-        else:
-            prod = _mvm_digits(u, x, i, p.sig)
-        regs[u.outputs] = nx.requantize(prod, i.shift, i.obits)
-        if meter is not None:
-            nz = nx.nonzero_digits(x, i.ibits, "csd" if i.enc else "twos")  # (R, B) DAC pulses per row
-            meter.mvm(c.pc - 1, u.index, i.adc, nz.sum(axis=1), u.kernel.gsum, nz.shape[1])
+    for out in p.idle:  # no crossbar: nothing is driven or converted, the outputs are zero
+        regs[out] = 0
+    if p.stack is None:
+        return
+    st = p.stack.get()
+    x = _wrap(regs[st.gather], i.ibits)
+    if c.devices is not None:  # opt-in non-ideal devices: the one hook (runtime/devices.py)
+        res = nx.requantize(fire_devices(c.devices, st, x, i, p.sig), i.shift, i.obits)
+    else:
+        res = nx.requantize(st.fire(x, i, p.sig), i.shift, i.obits)  # (K, C, B)
+    if st.scatter is not None:
+        regs[st.scatter] = res.reshape(-1, res.shape[2])
+    else:
+        for j, out in enumerate(st.outs):
+            regs[out] = res[j, :st.ncols[j]]
+    if meter is not None:
+        nz = nx.nonzero_digits(x, i.ibits, "csd" if i.enc else "twos").sum(axis=1)  # DAC pulses per row
+        levels = int(st.gsum @ nz) if meter.counts_levels else 0
+        meter.fired(c.pc - 1, st.units, i.adc, int(st.rowmask @ nz), levels, c.batch or x.shape[1])
 
 
 # ---- vector ALU ------------------------------------------------------------------------------------------------
@@ -247,8 +223,8 @@ def _maxi(c: CoreState, i: ops.Maxi, lat: int) -> None:
 @handler(ops.Shli)
 def _shli(c: CoreState, i: ops.Shli, lat: int) -> None:
     r = c.regs
-    lim = 1 << (63 - i.sh)  # pre-clip so the shift cannot wrap; anything clipped saturates anyway (w < 64)
-    r[_v(i.d, i.n)] = nx.saturate(np.clip(r[_v(i.a, i.n)], -lim, lim - 1) << I64(i.sh), i.w)
+    lim = I64(1 << (63 - i.sh))  # pre-clip so the shift cannot wrap; anything clipped saturates anyway (w < 64)
+    r[_v(i.d, i.n)] = nx.saturate(np.minimum(np.maximum(r[_v(i.a, i.n)], -lim), lim - 1) << I64(i.sh), i.w)
 
 
 @handler(ops.Shri)
@@ -343,6 +319,29 @@ def _store(c: CoreState, i: ops.Store, lat: int) -> Wait | None:
     return None
 
 
+@handler(ops.Peek)
+def _peek(c: CoreState, i: ops.Peek, lat: int) -> Wait | None:
+    n = i.n
+    addr, mem = _addr(c, i.src, n), c.mem
+    if not mem.valid[addr:addr + n].all():
+        return ("valid", c.tile, addr, n)
+    c.clock = max(c.clock, int(mem.time[addr:addr + n].max()))
+    c.regs[_v(i.d, n)] = mem.values[addr:addr + n]
+    return None
+
+
+@handler(ops.Free)
+def _free(c: CoreState, i: ops.Free, lat: int) -> Wait | None:
+    n = i.n
+    addr, mem = _addr(c, i.addr, n), c.mem
+    if not mem.valid[addr:addr + n].all():
+        return ("valid", c.tile, addr, n)
+    c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
+    mem.consume(addr, n, start + lat)
+    c.epoch[c.tile] += 1
+    return None
+
+
 # ---- network ---------------------------------------------------------------------------------------------------
 def _check_tile(hw: HardwareConfig, tile: int) -> None:
     if not 0 <= tile < hw.tiles:
@@ -377,7 +376,7 @@ def _send(c: CoreState, p: SendPlan, lat: int) -> Wait | None:
         return ("valid", c.tile, addr, n)
     c.clock = start = max(c.clock, int(mem.time[addr:addr + n].max()))
     vals = mem.values[addr:addr + n].copy()
-    mem.consume(addr, n, start + lat)
+    mem.consume(addr, n, start + lat)  # after the copy: consume does not copy
     q = c.fifos.get((c.tile, i.tile, i.ch))
     if q is None:
         q = c.fifos[(c.tile, i.tile, i.ch)] = deque()
@@ -442,6 +441,10 @@ def fault_handler(c: CoreState, reason: str, lat: int) -> Wait | None:
     """Stands in for an instruction whose operands failed the load-time checks: faults when executed."""
     raise Fault(reason)
 
+
+from .programming import decode_prog, run_prog  # noqa: E402 -- reprogramming lives in its own module
+
+DECODERS[ops.Prog.op], HANDLERS[ops.Prog.op] = decode_prog, run_prog
 
 _missing = sorted(set(BY_MNEMONIC) - set(HANDLERS))
 if _missing:

@@ -16,14 +16,17 @@ import numpy as np
 
 from isa import CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
 from isa import numerics as nx
-from isa import ops
+from isa import NO_BASE, ops
 from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
+from .devices import DeviceModel, NoisyMvmu, program_devices
+from .loops import LoopPlan, NestPlan, find_loops, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
+from .programming import unprogrammed
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
-from .stats import Stats
+from .stats import Stats, busy_timeline, tile_traffic
 
 
 Step = tuple[Handler, object, int]  # (handler, what it receives, latency) of one pc
@@ -44,13 +47,18 @@ class _Compiled:
     source: CoreCode
     code: list[Step]
     costs: CoreCosts
+    loops: dict[int, LoopPlan | NestPlan]
 
 
 class Machine:
-    """Executes a `Program` on a batch of inputs (see module docstring)."""
+    """Executes a `Program` on a batch of inputs (see module docstring). ``reference=True`` interprets one
+    instruction at a time; by default static loops run all their iterations at once (`runtime.loops`), with the
+    same outputs and counters."""
 
-    def __init__(self, program: Program) -> None:
+    def __init__(self, program: Program, reference: bool = False) -> None:
         self.program = program
+        self.reference = reference
+        self.batched = 0  # instructions the last run executed batched (fast mode)
         self.hw = hw = program.hw
         kernels: dict[tuple[int, int], dict[int, MvmuKernel]] = {}
         for img in program.mvmus:
@@ -81,17 +89,24 @@ class Machine:
         ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
         costs = self.accountant.core(cc.tile, cc.core, {k: m.shape for k, m in kernels.items()})
         code: list[Step] = []
+        pointers = pointer_registers(cc.instrs)
         for instr in cc.instrs:
             fn: Handler = fault_handler
             try:
                 ops: object = decode(instr, ctx)
                 fn = HANDLERS[instr.op]
+                clash = overwritten_pointer(instr, pointers)
+                if clash is not None:
+                    fn, ops = fault_handler, clash
             except KeyError:
                 ops = f"unknown instruction {instr.op!r}"
             except Fault as f:
                 ops = str(f)
             code.append((fn, ops, costs.load(instr, runnable=fn is not fault_handler)))
-        return _Compiled(cc, code, costs)
+        for pc, reason in unprogrammed(cc.instrs).items():  # an MVMU used before its prog holds no weights
+            code[pc] = (fault_handler, reason, code[pc][2])
+        loops = {} if self.reference else find_loops(cc.instrs, code, self.hw)
+        return _Compiled(cc, code, costs, loops)
 
     def _batch_of(self, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
         """Check inputs against the manifest; returns the batch size and (batch, length) int64 arrays."""
@@ -135,7 +150,7 @@ class Machine:
             cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
                                       st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=not comp.code,
-                                      meter=meter))
+                                      meter=meter, loops=comp.loops, batch=batch))
         return st
 
     def _place(self, st: MachineState, tile: int, addr: int, n: int, what: str) -> None:
@@ -145,24 +160,50 @@ class Machine:
 
     # ---- running -------------------------------------------------------------------------------------------------
     def run(self, inputs: dict[str, np.ndarray], max_instructions: int = 50_000_000,
-            budget: int | None = None) -> RunResult:
+            budget: int | None = None, workers: int = 1, devices: DeviceModel | None = None,
+            trial: int = 0) -> RunResult:
         """Run every core to halt on a batch of quantized inputs; returns the outputs and statistics.
 
         A batch whose machine state would exceed the memory budget (``budget`` bytes, default
         `isa.memory.memory_budget`) runs in chunks, one after the other; outputs and every counter are those of
         one pass (event counts are exact integers, divided by the whole batch once). One item that cannot fit
         the budget is an error with the numbers; so is a program whose control flow differs between chunks
-        (branches and based addresses read batch lane 0, so such a program cannot be split)."""
+        (branches and based addresses read batch lane 0, so such a program cannot be split). ``workers`` > 1
+        shards the batch over that many processes (`runtime.parallel`), each with one BLAS thread; the result is
+        the same as one process's.
+
+        ``devices`` (opt-in, `runtime.devices`): the crossbars hold conductances sampled from this model for
+        trial ``trial`` and every MVM converts their perturbed currents; None (default): the exact MVM.
+        A device run stays in one process."""
         batch, arrays = self._batch_of(inputs)
+        noisy = None if devices is None else program_devices(devices, self.program, trial)
+        if workers > 1 and batch > 1 and noisy is None:
+            from .parallel import run_parallel
+
+            return run_parallel(self, arrays, workers, max_instructions, budget)
+        states, outputs = self.run_states(arrays, max_instructions, budget, noisy)
+        return RunResult(outputs, self._stats(states))
+
+    def run_states(self, arrays: dict[str, np.ndarray], max_instructions: int = 50_000_000,
+                   budget: int | None = None,
+                   noisy: dict[tuple[int, int], dict[int, NoisyMvmu]] | None = None
+                   ) -> tuple[list[MachineState], dict[str, np.ndarray]]:
+        """`run` on checked (batch, length) int64 inputs, without the statistics: the final states of its chunks
+        (cores and meters only) and the outputs."""
+        batch = len(next(iter(arrays.values()))) if arrays else 1
         budget = memory_budget() if budget is None else budget
         regs, tmp, known, whole, detail = self._item_bytes()
         size = chunk_size("run", regs + tmp + known, batch, budget, detail)  # what one item surely needs fits
         if batch * (regs + tmp + whole) > budget:  # memory grows on demand: measure a first chunk, then the rest
             size = min(size, max(1, budget // (regs + tmp + whole)))
         states, outs, lo = [], [], 0
+        self.batched = 0
         while lo < batch:
             hi = min(batch, lo + size)
             st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()})
+            if noisy is not None:  # opt-in non-ideal devices: each core fires its MVMUs' sampled arrays
+                for c in st.cores:
+                    c.devices = noisy.get((c.tile, c.core), {})
             self._left, self._budget = max_instructions, max_instructions
             self._schedule(st)
             outs.append({loc.name: self._read_output(st, loc) for loc in self.program.outputs})
@@ -176,9 +217,8 @@ class Machine:
             for c in st.cores:
                 c.mem = TileMemory(0, 0)
             lo = hi
-        self._same_control_flow(states, batch, budget)
-        outputs = {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
-        return RunResult(outputs, self._stats(states))
+        self.same_control_flow(states, batch, f"does not fit the memory budget of {mib(budget)} in one pass")
+        return states, {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
 
     def _item_bytes(self) -> tuple[int, int, int, int, str]:
         """Bytes one batch item needs: registers, MVM temporaries (digits, bit-line values and products of the
@@ -198,16 +238,16 @@ class Machine:
                   f"memories of up to {hw.tile_mem_words} words")
         return regs, tmp, known, len(tiles) * hw.tile_mem_words * 8, detail
 
-    def _same_control_flow(self, states: list[MachineState], batch: int, budget: int) -> None:
+    def same_control_flow(self, states: list[MachineState], batch: int, why: str) -> None:
+        """Fail unless every part of a batch that ran separately (``why``) took the same path through the code."""
         first = states[0]
         for st in states[1:]:
             for a, b in zip(first.cores, st.cores):
                 if (a.meter and b.meter and a.meter.counts != b.meter.counts) or a.clock != b.clock:
-                    raise XbarcError(f"run: the batch of {batch} does not fit the memory budget of {mib(budget)} "
-                                     f"in one pass, and core {a.name} takes a different path through its code in "
-                                     f"different parts of the batch (branches and based addresses read lane 0), "
-                                     f"so the batch cannot be split; run a smaller batch or raise "
-                                     f"XBARC_MEMORY_BUDGET")
+                    raise XbarcError(f"run: the batch of {batch} {why}, and core {a.name} takes a different path "
+                                     f"through its code in different parts of the batch (branches and based "
+                                     f"addresses read lane 0), so the batch cannot be split; run a smaller batch, "
+                                     f"raise XBARC_MEMORY_BUDGET or use one worker")
 
     def _schedule(self, st: MachineState) -> None:
         live = [c for c in st.cores if not c.halted]
@@ -226,7 +266,7 @@ class Machine:
     def _run_core(self, c: CoreState) -> int:
         """Run ``c`` until it blocks or halts; returns the instructions executed."""
         assert c.meter is not None, "a core without its cost listener"
-        code, executed = c.code, c.meter.executed
+        code, executed, loops = c.code, c.meter.executed, c.loops
         n_code, left, done, pc = len(code), self._left, 0, c.pc
         c.wait = None
         try:
@@ -234,6 +274,12 @@ class Machine:
                 pc = c.pc
                 if pc >= n_code:
                     raise Fault(f"pc {pc} ran past the end of the code ({n_code} instructions) without halt")
+                if pc in loops:  # fast mode: the loop's remaining iterations at once, if they can run so
+                    ran = run_batched(c, loops[pc], left - done)
+                    if ran:
+                        done += ran
+                        self.batched += ran
+                        continue
                 fn, ops, lat = code[pc]
                 c.pc = pc + 1
                 r = fn(c, ops, lat)
@@ -257,13 +303,14 @@ class Machine:
 
     def _read_output(self, st: MachineState, loc: TensorLoc) -> np.ndarray:
         mem = st.memory(loc.tile)
+        if 0 <= loc.addr and loc.addr + loc.length <= mem.words:
+            mem.check(loc.addr, loc.length, loc.tile)  # grows the arrays to cover it (never touched: invalid)
         valid = mem.valid[loc.addr:loc.addr + loc.length]
         if len(valid) != loc.length or not valid.all():
             bad = loc.length - int(valid.sum())
             raise RuntimeFault(f"runtime fault: output {loc.name!r}: {bad} of words [{loc.addr}, "
                                f"{loc.addr + loc.length}) of tile {loc.tile} memory are not valid after every core "
                                f"halted")
-        mem.check(loc.addr, loc.length, loc.tile)
         return mem.values[loc.addr:loc.addr + loc.length].T.copy()
 
     # ---- reporting -----------------------------------------------------------------------------------------------
@@ -306,8 +353,12 @@ class Machine:
                          f"waits for {describe_wait(c.wait)}")
         return "\n".join(lines)
 
+    def stats_of(self, states: list[MachineState]) -> Stats:
+        """`_stats` for callers that ran the parts themselves (`runtime.parallel`)."""
+        return self._stats(states)
+
     def _stats(self, states: list[MachineState]) -> Stats:
-        """Statistics of a run (its chunks' states, which share the control flow: `_same_control_flow`); the
+        """Statistics of a run (its chunks' states, which share the control flow: `same_control_flow`); the
         data-dependent event counts are summed over the chunks and turned into energy per inference once."""
         st = states[0]
         batch = sum(s.batch for s in states)
@@ -317,10 +368,14 @@ class Machine:
                 m.absorb(c.meter)  # type: ignore[arg-type]
         cycles = max((c.clock for c in st.cores), default=0)
         led = self.accountant.report(meters, cycles, batch)
+        resolution, timeline = busy_timeline(meters, cycles)
         return Stats(cycles=cycles, energy_pj=led.energy_pj, per_component=led.per_component,
                      per_instruction=led.per_instruction, per_layer=led.per_layer,
                      per_core={c.name: c.clock for c in st.cores}, per_core_busy=led.busy,
-                     dynamic_instructions=led.dynamic_instructions, batch=batch)
+                     dynamic_instructions=led.dynamic_instructions, batch=batch, writes=led.writes,
+                     cells_written=led.cells_written, program_cycles=led.program_cycles, timeline=timeline,
+                     timeline_resolution=resolution, traffic=tile_traffic(meters),
+                     per_layer_component=led.per_layer_component)
 
 
 def describe_wait(wait: Wait | None) -> str:
@@ -337,3 +392,24 @@ def describe_wait(wait: Wait | None) -> str:
 def instr_text(instr: Instr) -> str:
     """The assembly text of ``instr`` (`isa.printer.format_instr`, the one printer)."""
     return format_instr(instr)
+
+
+def pointer_registers(instrs: list[Instr]) -> frozenset[int]:
+    """The registers a core's code uses as the base of a memory operand (its pointer registers)."""
+    return frozenset(getattr(i, f.name).base for i in instrs for f in i.spec.fields
+                     if f.kind == "mem" and getattr(i, f.name).base != NO_BASE)
+
+
+def overwritten_pointer(instr: Instr, pointers: frozenset[int]) -> str | None:
+    """Why ``instr`` must fault: a vector write (``n`` > 1 words from register ``d``) that covers a pointer
+    register of its core (issue 18: such a write silently moves the core's later loads and stores); None if not.
+    Scalar writes (``set``, ``iaddi``, a one-word ``load``) are how pointers are written and stay legal."""
+    names = {f.name for f in instr.spec.fields}
+    if not {"d", "n"} <= names:
+        return None
+    d, n = getattr(instr, "d"), getattr(instr, "n")
+    hit = sorted(p for p in pointers if d <= p < d + n) if n > 1 else []
+    if not hit:
+        return None
+    return (f"vector destination r{d}..r{d + n - 1} ({n} words) overlaps pointer register r{hit[0]}, the base "
+            f"register of this core's memory operands")

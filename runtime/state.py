@@ -31,10 +31,13 @@ class TileMemory:
 
     def __init__(self, words: int, batch: int) -> None:
         self.words = words
-        self.values = np.zeros((min(words, 1024), batch), dtype=I64)  # grows on demand (batch x words is big)
-        self.valid = np.zeros(words, dtype=bool)
-        self.readers = np.zeros(words, dtype=I64)
-        self.time = np.zeros(words, dtype=I64)
+        # every array grows on demand (`check`, `write`) up to ``words``: a chip grown to hold whole ImageNet
+        # tensors has millions of words per tile, most of them never touched
+        first = min(words, 1024)
+        self.values = np.zeros((first, batch), dtype=I64)
+        self.valid = np.zeros(first, dtype=bool)
+        self.readers = np.zeros(first, dtype=I64)
+        self.time = np.zeros(first, dtype=I64)
 
     def check(self, addr: int, n: int, tile: int) -> None:
         """Fault unless words [addr, addr+n) exist; make sure their values are allocated."""
@@ -45,9 +48,9 @@ class TileMemory:
             self._grow(end)
 
     def _grow(self, end: int) -> None:
-        old = self.values
-        self.values = np.zeros((min(self.words, max(end, 2 * len(old))), old.shape[1]), dtype=I64)
-        self.values[:len(old)] = old
+        size = min(self.words, max(end, 2 * len(self.values)))
+        self.values = _extended(self.values, size)
+        self.valid, self.readers, self.time = (_extended(a, size) for a in (self.valid, self.readers, self.time))
 
     def write(self, addr: int, values: np.ndarray, count: int, time: int) -> None:
         """Store (n, batch) values: valid, ``count`` readers, changed at ``time``."""
@@ -59,9 +62,13 @@ class TileMemory:
         self.readers[addr:addr + n] = count
         self.time[addr:addr + n] = time
 
-    def consume(self, addr: int, n: int, time: int) -> np.ndarray:
-        """Read n valid words, decrementing positive reader counts; words reaching 0 become invalid at ``time``."""
-        vals = self.values[addr:addr + n].copy()
+    def consume(self, addr: int, n: int, time: int) -> None:
+        """Count a read of n valid words (the caller copies their values first, if it keeps them: no copy here):
+        `release`."""
+        self.release(addr, n, time)
+
+    def release(self, addr: int, n: int, time: int) -> None:
+        """Decrement the positive reader counts of n valid words; words reaching 0 become invalid at ``time``."""
         rc = self.readers[addr:addr + n]
         live = rc > 0
         if live.any():
@@ -69,24 +76,32 @@ class TileMemory:
             gone = live & (rc == 0)
             self.valid[addr:addr + n][gone] = False
             self.time[addr:addr + n][gone] = time
-        return vals
+
+
+def _extended(a: np.ndarray, size: int) -> np.ndarray:
+    """``a`` zero-extended to ``size`` rows."""
+    out = np.zeros((size,) + a.shape[1:], dtype=a.dtype)
+    out[:len(a)] = a
+    return out
 
 
 @dataclass
 class MvmuKernel:
     """One programmed MVMU, pre-sliced for fast exact evaluation.
 
-    ``diff`` is the (S*C, R) float32 matrix of slice differences (pos - neg), row s*C + c; ``weights`` the (C, R)
-    float64 matrix the slices reconstruct; ``vmin``/``vmax`` bound every bit-line value, so an ADC whose range
-    covers them never clips and the MVM equals the exact product ``weights @ x``.
+    ``weights`` is the (R, C) integer matrix in its narrowest type; the matrices an MVM multiplies by are derived
+    from it when a stack is built (`slice_differences`, `weight_matrix`: nothing float is kept per MVMU).
+    ``vmin``/``vmax`` bound every bit-line value, so an ADC whose range covers them never clips and the MVM
+    equals the exact product ``weights^T @ x``.
     """
 
     mvmu: int
     rows: int
     cols: int
     slices: int
-    diff: np.ndarray
-    weights_t: np.ndarray
+    weights: np.ndarray
+    weight_bits: int
+    cell_bits: int
     scale: np.ndarray
     vmin: int
     vmax: int
@@ -140,15 +155,26 @@ class MvmuKernel:
         s, r, c = d.shape
         ids = active if active is not None else range(s)
         scale = np.array([float(1 << (hw.cell_bits * i)) for i in ids])
-        return cls(img.mvmu, r, c, s,
-                   diff=np.ascontiguousarray(d.transpose(0, 2, 1).reshape(s * c, r)).astype(np.float32),
-                   weights_t=np.ascontiguousarray(w.T).astype(np.float64), scale=scale,
+        return cls(img.mvmu, r, c, s, weights=w.astype(nx.narrowest_int(w)), weight_bits=img.weight_bits,
+                   cell_bits=hw.cell_bits, scale=scale,
                    vmin=int(np.minimum(d, 0).sum(axis=1).min(initial=0)),
                    vmax=int(np.maximum(d, 0).sum(axis=1).max(initial=0)),
                    wmax=int(np.abs(w).max()) if w.size else 0, node=img.node, encoding=img.encoding,
                    absmax=int(np.abs(d).sum(axis=1).max(initial=0)),
                    gsum=row_levels(pos, neg), active=active, packing=summary,
                    all_slices=nx.n_slices(img.weight_bits, hw.cell_bits, img.encoding))
+
+    def slice_differences(self) -> np.ndarray:
+        """(S, C, R) slice differences pos - neg of the converted slices (the bit lines' weights)."""
+        pos, neg = nx.weight_slices(self.weights.astype(I64), self.weight_bits, self.cell_bits, self.encoding)
+        if self.active is not None:
+            pos, neg = pos[list(self.active)], neg[list(self.active)]
+        d: np.ndarray = (pos - neg).transpose(0, 2, 1)
+        return d
+
+    def weight_matrix(self) -> np.ndarray:
+        """(R, C) int64 weights the slices reconstruct."""
+        return self.weights.astype(I64)
 
     def never_clips(self, adc: int, enc: int = 0) -> bool:
         """Whether an ``adc``-bit conversion can never clip any bit line of this matrix (digits in {0, 1}, or
@@ -194,6 +220,9 @@ class CoreState:
     wait: tuple[Any, ...] | None = None
     wait_epoch: int = -1
     meter: CoreMeter | None = None  # the accountant's listener for this core (isa.costs)
+    loops: dict[int, Any] = field(default_factory=dict)  # fast mode: loop head pc -> `runtime.loops.LoopPlan`
+    batch: int = 0  # batch lanes (0: the register file's width; fast mode's wide files hold iterations x lanes)
+    devices: dict[int, Any] | None = None  # opt-in non-ideal arrays by MVMU (runtime.devices.NoisyMvmu)
 
     @property
     def name(self) -> str:

@@ -41,7 +41,7 @@ def _chunked_equals_one_pass(cm, x: np.ndarray, chunks: int, monkeypatch) -> Non
     regs, tmp, known, whole, _ = m._item_bytes()
     calls = []
     fresh = Machine._fresh_state
-    monkeypatch.setattr(Machine, "_fresh_state", lambda self, b, arrays: calls.append(b) or fresh(self, b, arrays))
+    monkeypatch.setattr(Machine, "_fresh_state", lambda self, b, arrays, *rest: calls.append(b) or fresh(self, b, arrays, *rest))
     split = m.run(q, budget=(regs + tmp + whole) * (len(x) // chunks))
     # the first chunk fits the bound; the others are sized from what it really held
     assert calls[0] == len(x) // chunks and len(calls) >= 2 and sum(calls) == len(x)
@@ -115,7 +115,7 @@ def test_huge_conv_input_is_refused_before_calibration_allocates(monkeypatch):
     monkeypatch.delenv(memory.ENV, raising=False)
     with pytest.raises(XbarcError) as e:
         compile_model(_conv_model(1, 4, 4096), "16bit")
-    assert re.match(r"calibration: one item needs about [\d,.]+ MiB \(\d+ tensors in float64; layer 'conv': "
+    assert re.match(r"calibration: one item needs about [\d,.]+ MiB \(\d+ tensors in float32 at op 'conv'; layer 'conv': "
                     r"16777216 windows of 9 inputs\), over the memory budget of 2,048\.0 MiB", str(e.value))
 
 

@@ -127,6 +127,7 @@ def test_a_full_disk_during_compile_keeps_the_previous_output(compiled: Path, tm
         raise OSError(errno.ENOSPC, "No space left on device", str(out / "image.npz"))
 
     monkeypatch.setattr(files.np, "savez", full)
+    monkeypatch.setattr(files.np, "savez_compressed", full)  # image.npz is written compressed
     assert main(["compile", str(MLP), "-o", str(out)]) == EXIT_USAGE
     assert "No space left on device" in one_error_line(capsys.readouterr().err, "compile")
     assert tree(tmp_path) == before

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import isa.files as files
+from isa import numerics as nx
 import isa.outputs as outputs
 from isa.assembler import assemble
 from isa.errors import AsmError, XbarcError
@@ -62,7 +63,8 @@ def assert_same(a: Program, b: Program) -> None:
     assert [(c.tile, c.core, c.instrs) for c in a.cores] == [(c.tile, c.core, c.instrs) for c in b.cores]
     for m, n in zip(a.mvmus, b.mvmus, strict=True):
         assert (m.tile, m.core, m.mvmu, m.weight_bits, m.node) == (n.tile, n.core, n.mvmu, n.weight_bits, n.node)
-        assert np.array_equal(m.weights, n.weights) and n.weights.dtype == np.int64
+        assert np.array_equal(m.weights, n.weights)  # stored and loaded in the narrowest integer type that fits
+        assert n.weights.dtype == nx.narrowest_int(np.asarray(m.weights))
         assert (m.layout is None) == (n.layout is None)
         assert m.layout is None or np.array_equal(m.layout, n.layout)
     for d, e in zip(a.data, b.data, strict=True):

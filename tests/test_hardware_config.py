@@ -51,7 +51,7 @@ def _load(tmp_path, doc) -> HardwareConfig:
     # unknown keys, presets
     ({"cel_bits": 2}, "unknown field 'cel_bits'; fields: name, xbar_rows"),
     ({"costs": {"adc_pj": 1}}, "unknown field 'costs.adc_pj'; fields: costs.xbar_energy"),
-    ({"preset": "isaac"}, "field 'preset': must be one of 'default', 'puma', got 'isaac'"),
+    ({"preset": "isaac-2"}, "field 'preset': must be one of 'default', 'puma', 'puma-chip', 'isaac', got 'isaac-2'"),
     ({"preset": 1}, "field 'preset': must be one of"),
     # limits derived from the code
     ({"tiles": 5000}, "field 'tiles': must be an integer in [1, 4096]"),

@@ -137,7 +137,7 @@ def test_digits_npz_matches_sklearn() -> None:
      ("mnist", "valid", "available: train, calib, val, fit, test, all")],
 )
 def test_load_dataset_rejects_unknown_names(name: str, split: str, match: str) -> None:
-    assert DATASETS == ("digits", "digits_image", "digits32", "mnist", "mnist_flat")
+    assert DATASETS == ("digits", "digits_image", "digits32", "mnist", "mnist_flat", "italy_power", "basic_motions")
     with pytest.raises(ValueError, match=match):
         load_dataset(name, split)
 
@@ -494,7 +494,8 @@ def test_sklearn_mlp_export_matches_predict(activation: str, onnx_act: str) -> N
 def test_a_data_set_name_resolves_to_the_variant_of_the_model_shape() -> None:
     from models.datasets import for_shape, sample_shape
 
-    assert [sample_shape(d) for d in DATASETS] == [(64,), (1, 8, 8), (1, 32, 32), (1, 28, 28), (784,)]
+    assert [sample_shape(d) for d in DATASETS] == [(64,), (1, 8, 8), (1, 32, 32), (1, 28, 28), (784,), (24, 1),
+                                                   (100, 6)]
     assert for_shape("digits", (1, 32, 32)) == "digits32" and for_shape("digits32", (64,)) == "digits"
     assert for_shape("digits", (64,)) == "digits" and for_shape("digits", (1, 8, 8)) == "digits_image"
     with pytest.raises(ValueError, match=r"no variant has the model's per-sample input shape \(3, 32, 32\)"):

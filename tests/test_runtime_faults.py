@@ -101,3 +101,28 @@ def test_image_checks():
         Machine(program({(0, 0): [I("halt")]}, mvmus=[MvmuImage(0, 0, 0, np.ones((129, 2), dtype=np.int64), 4)]))
     with pytest.raises(XbarcError, match="weights do not fit weight_bits=4"):
         Machine(program({(0, 0): [I("halt")]}, mvmus=[MvmuImage(0, 0, 0, np.full((2, 2), -8), 4)]))
+
+
+def test_vector_write_over_a_pointer_register_faults_at_run_time():
+    """Issue 18: a vector destination covering a register this core uses as a memory base faults when it
+    executes (naming core, pc, line and node), instead of moving the next store and deadlocking later."""
+    p = HW.core_regs - 5  # a loop pointer, as the codegen places them
+    src = ["  set r6139, 64", "  load r2048, [r6139+0], n=4", "  add r6136, r2048, r2048, n=8, w=16",
+           "  store [r6139+0], r2048, n=4, count=0"]
+    instrs = [I("set", p, 64), I("load", d, M(0, p), 4), I("add", p - 3, d, d, 8, 16, node="res/Add"),
+              I("store", M(0, p), d, 4, 0), I("halt")]
+    msg = fault_of(instrs, source=src, lines=[1, 2, 3, 4, 5],
+                   data=[MemInit(0, 64, np.arange(4, dtype=np.int64), 0)])
+    assert msg == (f"runtime fault: vector destination r{p - 3}..r{p + 4} (8 words) overlaps pointer register "
+                   f"r{p}, the base register of this core's memory operands\n"
+                   "  core: tile 0 core 1, pc 2\n"
+                   "  at t.s:3: add r6136, r2048, r2048, n=8, w=16\n"
+                   "  node: res/Add")
+
+
+def test_scalar_pointer_writes_stay_legal():
+    p = HW.core_regs - 5
+    prog = program({(0, 1): [I("set", p, 64), I("iaddi", p, p, 4), I("load", p, M(0), 1),
+                             I("store", M(0, p), d, 1, 0), I("halt")]},
+                   data=[MemInit(0, 0, np.array([8], dtype=np.int64), 0)])
+    Machine(prog).run({})

@@ -10,7 +10,7 @@ from isa.hardware import HardwareConfig
 
 from ..ir import Graph
 from ..mapping import Mapping
-from ..quant import LayerPrecision
+from ..quant import LayerPrecision, QuantizedLayer
 from ..quant.formats import Format
 from .plan import CommPlan, Core
 from .storage import Storage
@@ -48,6 +48,7 @@ class Context:
     plan: CommPlan
     program: Program
     streams: dict[Core, CoreStreams] = field(default_factory=dict)
+    quantized: dict[str, QuantizedLayer] = field(default_factory=dict)  # crossbar layers' integer weights
 
     def stream(self, core: Core) -> CoreStreams:
         """The streams of ``core``, created empty on first use."""

@@ -10,21 +10,20 @@ from isa import NO_BASE, MemInit, MemRef, MvmuImage, ops
 
 from ..ir import Op
 from ..mapping import Block
+from ..ops import crossbar_kind
 from ..quant import LayerPrecision
 from ..quant.functional import QuantizedLayer
 from .context import Context
 from .epilogue import activation, finish
-from .loops import LoopRegs, pixel_loop
+from .bands import band_rows, window_offsets_of
+from .loops import LoopRegs, pixel_loop, row_loop
 from .plan import PARTIAL_READERS, SHARED_READERS, Core, owned_columns
 from .storage import hwc
 
 
 def geometry(ctx: Context, op: Op) -> dict[str, tuple[int, ...]]:
-    """Window geometry; a dense layer is a window covering its whole input."""
-    if op.kind == "conv":
-        return {k: tuple(op.attrs[k]) for k in ("kernel", "strides", "pads", "dilations")}
-    h, w, _ = hwc(ctx.g.values[op.inputs[0]].shape)
-    return {"kernel": (h, w), "strides": (1, 1), "pads": (0, 0, 0, 0), "dilations": (1, 1)}
+    """Window geometry (the kind's ``geometry``); a dense layer is a window covering its whole input."""
+    return crossbar_kind(op).geometry(ctx.g, op)
 
 
 def window_offsets(ctx: Context, op: Op) -> np.ndarray:
@@ -86,11 +85,15 @@ def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarra
     start_in += h0 * geo["strides"][0] * in_row
     start_out += h0 * out_row
     ptrs = [(start_in, geo["strides"][0] * in_row, geo["strides"][1] * in_pix), (start_out, out_row, out_pix)]
+    banded = op.kind == "conv" and bool(ctx.st.buffer(xin).band or ctx.st.buffer(yout).band)
+    read = ops.peek if ctx.st.buffer(xin).band else ops.load
+    row_offs: dict[int, np.ndarray] = {}
 
-    def body(m: list[MemRef]) -> None:
+    def body(m: list[MemRef], r: int = 0) -> None:
+        window = row_offs[r] if banded else offs
         for b in mine:
-            for off, n, k in ([] if b.idle else runs(offs[b.rows[0]:b.rows[1]])):  # idle: reads nothing
-                out.append(ops.load(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
+            for off, n, k in ([] if b.idle else runs(window[b.rows[0]:b.rows[1]])):  # idle: reads nothing
+                out.append(read(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
         out.append(ops.mvm(mask=sum(1 << b.mvmu for b in mine), ibits=p.in_bits, adc=p.adc_bits, shift=p.mvm_shift,
                            obits=p.acc_bits, enc=int(p.in_enc == "csd"), skip=p.skip, node=node))
         for c in dict.fromkeys(b.c for b in mine):
@@ -100,7 +103,12 @@ def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarra
             else:
                 _hand_over(ctx, core, node, group)
 
-    pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=op.kind == "conv", node=node)
+    if banded:
+        rows, period, receive = band_rows(ctx, core, op)
+        row_offs.update(window_offsets_of(ctx, op, rows))
+        row_loop(out, LoopRegs.of(hw), rows, ow, [ptrs[0][2], out_pix], body, period, node=node, receive=receive)
+        return
+    pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=crossbar_kind(op).windowed, node=node)
 
 
 def _hand_over(ctx: Context, core: Core, node: str, group: list[Block]) -> None:
@@ -121,6 +129,19 @@ def _accumulate(ctx: Context, core: Core, op: Op, group: list[Block], bias_reg: 
     out, node = ctx.code(core), op.name
     lo, hi = group[0].cols
     n, acc = hi - lo, ctx.hw.mvmu_out(group[0].mvmu)
+    sum_partials(ctx, core, node, group, p, tmp)
+    if bias_reg is not None:
+        out.append(ops.add(d=acc, a=acc, b=bias_reg, n=n, w=p.acc_bits, node=node))
+    activation(out, op, acc, n, p.acc_frac, tmp, node)
+    finish(ctx, core, node, op.outputs[0], acc, n, p.acc_frac, lo, at, p.acc_bits)
+
+
+def sum_partials(ctx: Context, core: Core, node: str, group: list[Block], p: LayerPrecision, tmp: int) -> None:
+    """Add the partial sums of a column block's other row blocks (local MVMUs, scratch words, messages from
+    other tiles), in row order, into its owner's first MVMU output (``tmp``: a buffer of the block's width)."""
+    out = ctx.code(core)
+    lo, hi = group[0].cols
+    n, acc = hi - lo, ctx.hw.mvmu_out(group[0].mvmu)
     for b in group[1:]:
         if b.where == core:
             out.append(ops.add(d=acc, a=acc, b=ctx.hw.mvmu_out(b.mvmu), n=n, w=p.acc_bits, node=node))
@@ -132,7 +153,3 @@ def _accumulate(ctx: Context, core: Core, op: Op, group: list[Block], bias_reg: 
             out.append(ops.recv(dst=src, n=n, tile=b.tile, ch=part.remote[1], count=PARTIAL_READERS, node=node))
         out.append(ops.load(d=tmp, src=src, n=n, node=node))
         out.append(ops.add(d=acc, a=acc, b=tmp, n=n, w=p.acc_bits, node=node))
-    if bias_reg is not None:
-        out.append(ops.add(d=acc, a=acc, b=bias_reg, n=n, w=p.acc_bits, node=node))
-    activation(out, op, acc, n, p.acc_frac, tmp, node)
-    finish(ctx, core, node, op.outputs[0], acc, n, p.acc_frac, lo, at, p.acc_bits)

@@ -8,7 +8,7 @@ from isa import Instr, MemRef, ops
 from ..ir import Op
 from ..quant.functional import LEAKY_FRAC, clip_bounds, leaky_coef
 from .context import Context
-from .plan import SHARED_READERS, Core
+from .plan import Core
 
 
 def activation(out: list[Instr], op: Op, reg: int, n: int, frac: int, tmp: int, node: str) -> None:
@@ -28,13 +28,16 @@ def activation(out: list[Instr], op: Op, reg: int, n: int, frac: int, tmp: int, 
 
 
 def finish(ctx: Context, core: Core, node: str, value: str, reg: int, n: int, frac: int, c0: int, at: MemRef,
-           src_bits: int = 64) -> None:
+           src_bits: int = 64, send: bool = True) -> None:
     """Requantize n words at ``reg`` (Q(src_bits, frac)) to ``value``'s format, store them as channels
-    [c0, c0+n) of the pixel at ``at``, and send them on (`CommPlan.sends`)."""
+    [c0, c0+n) of the pixel at ``at``, and send them on (`CommPlan.sends`; with ``send`` False the caller sends
+    them later, in the order receivers take them)."""
     out = ctx.code(core)
     bits, out_frac = ctx.fmt[value]
     if frac != out_frac or src_bits > bits:
         out.append(ops.rqnt(d=reg, a=reg, n=n, shift=frac - out_frac, w=bits, node=node))
     mem = at.shifted(c0)
-    out.append(ops.store(dst=mem, a=reg, n=n, count=SHARED_READERS, node=node))
-    out += [ops.send(src=mem, n=n, tile=s.tile, ch=s.ch, node=node) for s in ctx.plan.sends.get((value, core, c0), [])]
+    out.append(ops.store(dst=mem, a=reg, n=n, count=ctx.plan.store_count(value, core[0]), node=node))
+    if send:
+        out += [ops.send(src=mem, n=n, tile=s.tile, ch=s.ch, node=node)
+                for s in ctx.plan.sends.get((value, core, c0), [])]

@@ -1,6 +1,7 @@
 """Pixel loops: a two-level loop over output pixels whose pointer registers advance by row and pixel strides,
-so program size does not depend on the image size. Loop counters and pointers live at the top of the register
-file (`LoopRegs`)."""
+so program size does not depend on the image size (`pixel_loop`), and, for line buffers, a loop over groups of
+unrolled rows whose addresses repeat with the bands (`row_loop`). Loop counters and pointers live at the top of
+the register file (`LoopRegs`)."""
 
 from __future__ import annotations
 
@@ -62,3 +63,103 @@ def pixel_loop(out: list[Instr], regs: LoopRegs, oh: int, ow: int, ptrs: list[Po
     out += [ops.iaddi(d=regs.w, a=regs.w, imm=1, node=node), ops.blt(a=regs.w, b=regs.wm, target=inner, node=node)]
     out += [ops.iaddi(d=row, a=row, imm=rstep, node=node) for (_, row), (_, rstep, _) in zip(pairs, ptrs)]
     out += [ops.iaddi(d=regs.h, a=regs.h, imm=1, node=node), ops.blt(a=regs.h, b=regs.hm, target=top, node=node)]
+
+
+@dataclass(frozen=True)
+class Row:
+    """What one output row of a line-buffered loop needs: each pointer's address at its first pixel, the key of
+    its body (the offsets of its window's kernel rows from the window origin: rows with equal keys emit the same
+    instructions) and the (address, words) it frees afterwards."""
+
+    starts: tuple[int, ...]
+    key: tuple[int, ...]
+    frees: tuple[tuple[int, int], ...]
+    receives: tuple[int, ...] = ()  # addresses of the rows received before it (`Receive`)
+
+
+@dataclass(frozen=True)
+class Receive:
+    """How a line-buffered row arrives from other tiles: ``pixels`` pixels ``step`` words apart, each as one
+    message per (channel offset, words, source tile, channel) of ``parts``, stored with reader count ``count``."""
+
+    pixels: int
+    step: int
+    parts: tuple[tuple[int, int, int, int], ...]
+    count: int
+
+
+def row_loop(out: list[Instr], regs: LoopRegs, rows: list[Row], ow: int, steps: list[int],
+             body: Callable[[list[MemRef], int], None], period: int, node: str | None = None,
+             receive: Receive | None = None) -> None:
+    """Append a loop over output rows described one by one (``rows``; ``steps``: each pointer's step per pixel),
+    for line buffers, whose addresses repeat with the band instead of advancing by a row stride: the longest run
+    of rows that repeats every ``period`` rows (same keys and frees, every start shifted by one constant) becomes
+    a loop over groups of ``period`` rows with the rows of a group unrolled; the rows before and after it are
+    emitted one by one. ``body(m, r)`` emits row r's pixel body with the pointers ``m``; ``receive`` says how
+    the rows of ``Row.receives`` arrive (a loop over their pixels on the third pointer pair, before the row)."""
+    a, groups = _periodic_run(rows, period)
+    out.append(ops.set(d=regs.wm, imm=ow, node=node))
+    for r in range(a):
+        _one_row(out, regs, rows[r], steps, body, r, None, node, receive)
+    if groups:
+        pairs = regs.ptrs[:len(steps)]
+        shift = [rows[a + period].starts[i] - rows[a].starts[i] for i in range(len(steps))] if groups > 1 else \
+            [0] * len(steps)
+        out += [ops.set(d=regs.h, imm=0, node=node), ops.set(d=regs.hm, imm=groups, node=node)]
+        out += [ops.set(d=row, imm=start, node=node) for (_, row), start in zip(pairs, rows[a].starts)]
+        top = len(out)
+        for j in range(period):
+            _one_row(out, regs, rows[a + j], steps, body, a + j, rows[a].starts, node, receive)
+        out += [ops.iaddi(d=row, a=row, imm=k, node=node) for (_, row), k in zip(pairs, shift)]
+        out += [ops.iaddi(d=regs.h, a=regs.h, imm=1, node=node), ops.blt(a=regs.h, b=regs.hm, target=top, node=node)]
+    for r in range(a + groups * period, len(rows)):
+        _one_row(out, regs, rows[r], steps, body, r, None, node, receive)
+
+
+def _periodic_run(rows: list[Row], period: int) -> tuple[int, int]:
+    """(first row, groups) of the longest run of at least two whole groups of ``period`` rows in which every row
+    equals the row one period earlier up to one constant shift of the starts; (len(rows), 0) when there is none."""
+    def shift(r: int) -> tuple[int, ...]:
+        return tuple(b - c for b, c in zip(rows[r + period].starts, rows[r].starts))
+
+    def same(r: int, k: tuple[int, ...]) -> bool:
+        x, y = rows[r], rows[r + period]
+        return x.key == y.key and x.frees == y.frees and x.receives == y.receives and shift(r) == k
+
+    best = (len(rows), 0)
+    for a in range(len(rows) - 2 * period + 1):
+        k, end = shift(a), a
+        while end + period < len(rows) and same(end, k):
+            end += 1
+        groups = min((end - a) // period + 1, (len(rows) - a) // period)
+        if groups >= 2 and groups > best[1]:
+            best = (a, groups)
+    return best
+
+
+def _one_row(out: list[Instr], regs: LoopRegs, row: Row, steps: list[int], body: Callable[[list[MemRef], int], None],
+             r: int, group: tuple[int, ...] | None, node: str | None, receive: Receive | None = None) -> None:
+    """One output row: the rows it receives, its pointers (from immediates, or from the group's row registers),
+    the pixel loop, the frees."""
+    pairs = regs.ptrs[:len(steps)]
+    at, end = regs.ptrs[2]  # the receive pointer and the pixel count it runs to
+    for addr in row.receives:
+        assert receive is not None and len(steps) < 3, "receives need the third pointer pair"
+        out += [ops.set(d=at, imm=addr, node=node), ops.set(d=regs.w, imm=0, node=node),
+                ops.set(d=end, imm=receive.pixels, node=node)]
+        top = len(out)
+        out += [ops.recv(dst=MemRef(at, c0), n=n, tile=tile, ch=ch, count=receive.count, node=node)
+                for c0, n, tile, ch in receive.parts]
+        out += [ops.iaddi(d=at, a=at, imm=receive.step, node=node),
+                ops.iaddi(d=regs.w, a=regs.w, imm=1, node=node), ops.blt(a=regs.w, b=end, target=top, node=node)]
+    if group is None:
+        out += [ops.set(d=ptr, imm=start, node=node) for (ptr, _), start in zip(pairs, row.starts)]
+    else:
+        out += [ops.iaddi(d=ptr, a=reg, imm=start - g, node=node)
+                for (ptr, reg), start, g in zip(pairs, row.starts, group)]
+    out.append(ops.set(d=regs.w, imm=0, node=node))
+    inner = len(out)
+    body([MemRef(ptr, 0) for ptr, _ in pairs], r)
+    out += [ops.iaddi(d=ptr, a=ptr, imm=step, node=node) for (ptr, _), step in zip(pairs, steps)]
+    out += [ops.iaddi(d=regs.w, a=regs.w, imm=1, node=node), ops.blt(a=regs.w, b=regs.wm, target=inner, node=node)]
+    out += [ops.free(addr=MemRef(NO_BASE, addr), n=n, node=node) for addr, n in row.frees]

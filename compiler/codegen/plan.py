@@ -14,6 +14,7 @@ constants of affine ops, then the graph-input transfers.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 from dataclasses import dataclass, field
 
 from isa.errors import ModelError
@@ -21,11 +22,11 @@ from isa.hardware import HardwareConfig
 
 from ..ir import Graph, Op
 from ..mapping import Block, Mapping
+from ..ops import kind_of
 from .loops import LOOP_REGS
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
-DEVICE_KINDS = ("dense", "conv", "pool", "gap", "eltwise", "affine", "concat")
 MAX_MSG = 65535  # words of one message (the n field of send and recv)
 PARTIAL_READERS = 1  # reader count of a stored partial sum: its owner consumes it once
 SHARED_READERS = 0  # reader count of activations: valid for any number of reads
@@ -66,27 +67,47 @@ class InputTransfer:
 
 
 class TileMemory:
-    """Bump allocation of each tile's memory."""
+    """Bump allocation of each tile's memory. An allocation past ``tile_mem_words`` is recorded, not raised at
+    once, so that `check` can say what the whole chip needs (`plan_communication` calls it last)."""
 
     def __init__(self, hw: HardwareConfig) -> None:
         self.hw = hw
         self.top: dict[int, int] = defaultdict(int)
         self.held: dict[int, list[tuple[str, int]]] = defaultdict(list)  # what each tile holds, for messages
+        self.first_overflow: tuple[int, str, int] | None = None  # (tile, what, words)
 
     def alloc(self, tile: int, words: int, what: str = "scratch") -> int:
-        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...); ModelError when the tile
-        is full, naming what overflows it, what it already holds and the size that would fit."""
+        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...)."""
         addr = self.top[tile]
         self.top[tile] += words
         self.held[tile].append((what, words))
-        if self.top[tile] > self.hw.tile_mem_words:
-            big = sorted(self.held[tile], key=lambda h: -h[1])[:3]
-            holds = ", ".join(f"{name} ({n:,} words)" for name, n in big)
-            raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
-                             f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words); its "
-                             f"largest holdings: {holds}. Use a hardware file with tile_mem_words >= "
-                             f"{self.top[tile]:,} (a power of two: {1 << (self.top[tile] - 1).bit_length():,})")
+        if self.top[tile] > self.hw.tile_mem_words and self.first_overflow is None:
+            self.first_overflow = (tile, what, words)
         return addr
+
+    def check(self) -> None:
+        """ModelError when a tile is full: what overflowed first, what that tile holds, the largest need of any
+        tile, the presets with that much memory, and the hardware field that fits."""
+        if self.first_overflow is None:
+            return
+        from isa.hardware import PRESETS
+
+        tile, what, words = self.first_overflow
+        need_tile = max(self.top, key=lambda t: self.top[t])
+        need = self.top[need_tile]
+        big = sorted(self.held[tile], key=lambda h: -h[1])[:3]
+        holds = ", ".join(f"{name} ({n:,} words)" for name, n in big)
+        fits = [n for n, p in PRESETS.items() if p.tile_mem_words >= need]
+        presets = (f"presets with that much tile memory: {', '.join(fits)}" if fits else
+                   "no preset has that much tile memory")
+        raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
+                         f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
+                         f"'{self.hw.name}'); its largest holdings: {holds}. Tensors are held whole on each tile that "
+                         f"reads them, except those passed between convs and max pools, which are "
+                         f"line-buffered (docs/design-notes.md, 'Activations larger than a tile'); the largest "
+                         f"tile needs {need:,} words (tile {need_tile}); "
+                         f"{presets}. Use a hardware file with tile_mem_words >= {need:,} (a power of two: "
+                         f"{1 << (need - 1).bit_length():,})")
 
 
 @dataclass
@@ -105,7 +126,15 @@ class CommPlan:
     partials: dict[Block, Partial] = field(default_factory=dict)
     bias: dict[tuple[str, Core, int], int] = field(default_factory=dict)  # (layer, core, col block) -> address
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
+    recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
     inputs: list[InputTransfer] = field(default_factory=list)
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, tile) -> reader count
+
+    def store_count(self, value: str, tile: int) -> int:
+        """The reader count ``value``'s words are stored (or received) with on ``tile``: for a line buffer, its
+        reader cores there (each frees every row once) plus, on the producers' tile, one per other tile it is sent
+        to (a send consumes like a load); else `SHARED_READERS`."""
+        return self.counts.get((value, tile), SHARED_READERS)
 
     def receiver(self, st: Storage, value: str, tile: int) -> Core:
         """The core on ``tile`` that receives ``value``: its first reader there, else the first reader there of
@@ -115,16 +144,17 @@ class CommPlan:
         for c in self.readers[value] + [c for h in holders for c in self.readers[h]] + self.readers[st.root(value)]:
             if c[0] == tile:
                 return c
-        if value in self.out_core and self.out_core[value][0] == tile:
-            return self.out_core[value]
+        for o in [value] + holders:  # a graph output (a concat of it, too) is received by the output core
+            if o in self.out_core and self.out_core[o][0] == tile:
+                return self.out_core[o]
         raise ModelError(f"no core on tile {tile} to receive '{value}'")
 
 
 def vector_chunk(g: Graph, op: Op, hw: HardwareConfig) -> int:
     """Channels processed per instruction group by a vector op: two operand regions fit the data registers below
     the loop counters and pointers at the top of the register file (`loops.LOOP_REGS`); an affine op's four
-    (input, temporary, scale, shift)."""
-    regions = 4 if op.kind == "affine" else 2  # an affine also holds its scale and shift
+    (input, temporary, scale, shift): the kind's ``vector_regions``."""
+    regions = kind_of(op).vector_regions  # e.g. an affine also holds its scale and shift
     return min(hwc(g.values[op.outputs[0]].shape)[2], max(1, (hw.data_regs - LOOP_REGS) // regions))
 
 
@@ -150,7 +180,24 @@ class _Channels:
 def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: set[str],
                        mem: TileMemory) -> CommPlan:
     """The plan of a mapped graph; fills the buffer bases of ``st`` and allocates from ``mem``. ``biased``: the
-    crossbar layers with a bias."""
+    crossbar layers with a bias. When whole tensors overflow a tile, the tensors that can be line-buffered
+    (`line_buffers`) are, and the plan is made again; a tile that still overflows is a ModelError."""
+    plan = _plan(g, mapping, st, hw, biased, mem)
+    if mem.first_overflow is not None:
+        counts = line_buffers(g, mapping, st, plan)
+        if counts:
+            for buf in st.buffers.values():
+                buf.bases.clear()
+            fresh = TileMemory(hw)
+            plan = _plan(g, mapping, st, hw, biased, fresh)
+            plan.counts = counts
+            mem.top, mem.held, mem.first_overflow = fresh.top, fresh.held, fresh.first_overflow
+    mem.check()
+    return plan
+
+
+def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: set[str],
+          mem: TileMemory) -> CommPlan:
     plan, channels = CommPlan(), _Channels()
     _producers_and_readers(g, mapping, hw, plan)
     _buffers(g, st, plan, mem)
@@ -158,29 +205,77 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
     for op in g.crossbar_ops():
         _partials_and_bias(mapping, op, op.name in biased, plan, channels, mem)
     _affine_consts(g, mapping, st, plan, mem)
+    for op in g.ops:
+        if op.kind == "recurrent":
+            from .recurrent import plan_recurrent
+            plan.recurrent[op.name] = plan_recurrent(op, mapping.layers[op.name], channels.take, mem.alloc)
     _inputs(g, st, plan, channels)
     return plan
 
 
+def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dict[tuple[str, int], int]:
+    """Make a line buffer (`Buffer.band` real rows, docs/design-notes.md) of every tensor that can have one, and
+    return the reader count of its words on each tile holding it (`CommPlan.store_count`). Supported so far: a
+    tensor produced by a windowed op (`_windowed`: a crossbar conv, a max pool) whose cores share one tile and
+    read only by windowed ops, on any tiles, that is not a graph input or output nor part of a concat. The band holds the
+    rows its tallest window spans plus a stride, rounded up to a power of two (so that the period of a conv's
+    rows, the bands of its input over its stride and of its output, is at most the larger band)."""
+    ends = {v.name for v in g.inputs} | set(g.outputs)
+    shared = {view.root for name, view in st.views.items() if name != view.root}
+    counts: dict[tuple[str, int], int] = {}
+    for v, info in g.values.items():
+        prod = g.producer(v)
+        readers = g.consumers(v)
+        if (v in ends or v in shared or st.root(v) != v or len(info.shape) != 3 or prod is None
+                or not readers or not _windowed(g, mapping, prod)
+                or not all(_windowed(g, mapping, op) and op.inputs[0] == v for op in readers)):
+            continue
+        home = {c[0] for c, _, _ in plan.producers[v]}
+        buf = st.buffer(v)
+        rows = max((op.attrs["kernel"][0] - 1) * op.attrs.get("dilations", (1, 1))[0] + 1 + op.attrs["strides"][0]
+                   for op in readers)
+        rows = min(1 << (rows - 1).bit_length(), buf.h)
+        local = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | home}
+        if len(home) != 1 or rows >= buf.h or max(local.values()) + len(local) > 255:
+            continue
+        buf.band = rows
+        src = next(iter(home))
+        counts.update({(v, t): n + (len(local) - 1 if t == src else 0) for t, n in local.items()})
+    return counts
+
+
+def _windowed(g: Graph, mapping: Mapping, op: Op) -> bool:
+    """An op whose code sweeps its output rows once with windows over its input: a crossbar conv computed by one
+    replica (its output rows all on the same cores), or a max pool in one channel chunk that is not a global
+    max (`vector._pool`)."""
+    if op.kind == "conv" and op.is_crossbar:
+        return mapping.layers[op.name].replicas == 1
+    if op.kind != "pool" or op.attrs["mode"] != "max":
+        return False
+    (h, w, c), (oh, ow, _) = hwc(g.values[op.inputs[0]].shape), hwc(g.values[op.outputs[0]].shape)
+    is_global = (oh, ow) == (1, 1) and tuple(op.attrs["kernel"]) == (h, w) and not any(op.attrs["pads"])
+    return not is_global and vector_chunk(g, op, mapping.hw) >= c
+
+
 def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan: CommPlan) -> None:
     for op in g.ops:
-        if op.kind == "reshape":
-            raise ModelError(f"node '{op.name}': the reshape {g.values[op.inputs[0]].shape} -> "
-                             f"{g.values[op.outputs[0]].shape} (Reshape, Flatten, Squeeze, Unsqueeze or Transpose) "
-                             f"moves data: tensors of (C, H, W) are stored channel-minor, so only relabels that keep "
-                             f"every element in place (or a flatten read only by Gemm/MatMul) are supported")
-        if op.kind not in DEVICE_KINDS:
-            raise ModelError(f"op '{op.name}' ({op.kind}) cannot run on the device: after canonicalization "
-                             f"only {', '.join(DEVICE_KINDS)} remain supported")
+        kind = kind_of(op)
+        if kind.device == "none":
+            raise ModelError(kind.device_error(g, op))
         out = op.outputs[0]
-        if op.is_crossbar:
+        if op.kind == "recurrent":  # each column block's owner writes its units (`codegen.recurrent`)
+            from ..quant.recurrent import unit_blocks
+            lm, shape = mapping.layers[op.name], g.values[out].shape
+            plan.producers[out] = [(lm.owner(c), u0, u0 + n) for c, (u0, n) in enumerate(unit_blocks(op))] \
+                if shape[1:] == (1, 1) else [(lm.owner(0), 0, hwc(shape)[2])]  # strided: one producer
+        elif op.is_crossbar:
             lm = mapping.layers[op.name]
             plan.producers[out] = [(lm.owner(c, r), *lm.group(c, r)[0].cols) for r in range(lm.replicas)
                                    for c in range(lm.col_blocks)]
             for r in range(lm.replicas):
                 for c in range(lm.col_blocks):
                     plan.bands[(out, lm.owner(c, r))] = lm.group(c, r)[0].out_rows
-        elif op.kind != "concat":
+        elif kind.device == "vector":
             c, step = hwc(g.values[out].shape)[2], vector_chunk(g, op, hw)
             plan.producers[out] = [(mapping.vector[op.name], lo, min(c, lo + step)) for lo in range(0, c, step)]
         for i in op.inputs:
@@ -193,14 +288,14 @@ def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan:
 
 
 def _first_producer(g: Graph, plan: CommPlan, value: str) -> Core:
-    """The core producing graph output ``value``; ModelError for an output that only a concat forms (its parts
-    live on the cores of their producers: gathering them for the output is not implemented)."""
+    """The core producing graph output ``value``; for an output a concat forms (a view, no core of its own), the
+    core producing its first part: the other parts are sent to that core's tile, which holds the output."""
+    op = g.producer(value)
+    if not plan.producers.get(value) and op is not None and kind_of(op).device == "view":
+        return _first_producer(g, plan, op.inputs[0])
     if not plan.producers.get(value):
-        op = g.producer(value)
         what = f"a {op.kind} ('{op.name}')" if op is not None else "no device op"
-        raise ModelError(f"graph output '{g.external_name(value)}' is formed by {what} with no core of its own; a "
-                         f"concat (or a relabel of one) as the model's output is not supported yet: let an op "
-                         f"(e.g. a pool or an activation) produce the output")
+        raise ModelError(f"graph output '{g.external_name(value)}' is formed by {what} with no core of its own")
     return plan.producers[value][0][0]
 
 
@@ -209,7 +304,7 @@ def _concat_holders(g: Graph) -> dict[str, set[str]]:
     DenseNet block: cat3 holds the stem and c0..c3; a reader of cat3 needs every one of them on its tile)."""
     holders: dict[str, set[str]] = defaultdict(set)
     for op in g.ops:  # topological order: an input's holders are known before the concat that reads it
-        if op.kind == "concat":
+        if kind_of(op).device == "view":
             for i in op.inputs:
                 holders[i].add(op.outputs[0])
     changed = True
@@ -232,8 +327,7 @@ def _buffers(g: Graph, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
     for v in g.values:
         root = st.root(v)
         plan.need[v] = {c[0] for w in {v, root} | holders[v] for c in plan.readers[w]}
-        if v in plan.out_core:
-            plan.need[v].add(plan.out_core[v][0])
+        plan.need[v] |= {plan.out_core[w][0] for w in {v} | holders[v] if w in plan.out_core}
         tiles[root] |= {c[0] for c, _, _ in plan.producers.get(v, [])} | plan.need[v]
     for root, ts in tiles.items():
         for t in sorted(ts):
@@ -277,14 +371,13 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
 
 
 def _affine_consts(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
-    """The scale and shift of every affine op (rule AFFINE: one per channel, or one per element when they vary
-    over pixels), one after the other on its core's tile, like a crossbar layer's bias."""
-    from ..quant.functional import quantize_affine
-
+    """The constants of every vector op that keeps some in tile memory (its kind's ``const_words``: e.g. an
+    affine op's scale and shift, rule AFFINE), on its core's tile, like a crossbar layer's bias."""
     for op in g.ops:
-        if op.kind == "affine":
-            q = quantize_affine(g, op, st.fmt)
-            plan.consts[op.name] = mem.alloc(mapping.vector[op.name][0], 2 * q.scale.size)
+        words = kind_of(op).const_words(g, op, st.fmt)
+        if words:
+            tile = mapping.layers[op.name].blocks[0].tile if op.is_crossbar else mapping.vector[op.name][0]
+            plan.consts[op.name] = mem.alloc(tile, words)
 
 
 def owned_columns(blocks: list[Block], core: Core) -> list[int]:

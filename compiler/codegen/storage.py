@@ -4,17 +4,17 @@ Every tensor is viewed as (H, W, C): a (C, H, W) activation as is, a flat (F,) v
 tensor owns a buffer; the inputs of a channel concat are views into their concat's buffer at a channel offset.
 Element (h, w, c) of a tensor lives at ``base + ((h + pt) * Wp + (w + pl)) * ctot + coff + c`` on every tile
 holding a copy, where the border (pt, pl, pb, pr) is as wide as the widest window that reads the tensor and is
-filled with 0 (or the smallest value of the format for max pooling).
+filled with the reading kind's ``window_fill`` (0, or the smallest value of the format for max pooling).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from isa import numerics as nx
 from isa.errors import ModelError
 
 from ..ir import Graph, Op
+from ..ops import kind_of
 from ..quant.formats import Format
 
 
@@ -38,6 +38,7 @@ class Buffer:
     pads: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     fill: int | None = None
     bases: dict[int, int] = field(default_factory=dict)
+    band: int = 0  # > 0: a line buffer of this many real rows plus a border row if padded (`row_base`; plan.py)
 
     @property
     def wp(self) -> int:
@@ -52,7 +53,16 @@ class Buffer:
     @property
     def words(self) -> int:
         """Words of one copy."""
-        return self.hp * self.wp * self.c
+        border = 1 if self.pads[0] or self.pads[2] else 0  # a line buffer's border row, read by padded windows
+        return (self.band + border if self.band else self.hp) * self.wp * self.c
+
+    def row_base(self, h: int) -> int:
+        """Offset of real row ``h`` (its left border included) in a copy: row h + pt of the padded buffer, or in a
+        line buffer slot h mod band for 0 <= h < H and the border row (all fill) after the slots otherwise."""
+        row = self.wp * self.c
+        if not self.band:
+            return (h + self.pads[0]) * row
+        return (h % self.band if 0 <= h < self.h else self.band) * row
 
 
 @dataclass(frozen=True)
@@ -71,7 +81,7 @@ class Storage:
         self.views: dict[str, View] = {}
         self.buffers: dict[str, Buffer] = {}
         for op in reversed(g.ops):
-            if op.kind == "concat":
+            if kind_of(op).device == "view":
                 self._alias(op)
         for name in g.values:
             self.views.setdefault(name, View(name, 0))
@@ -79,8 +89,9 @@ class Storage:
             if view.root not in self.buffers:
                 self.buffers[view.root] = Buffer(*hwc(g.values[view.root].shape))
         for op in g.ops:
-            if op.kind in ("conv", "pool"):
-                self._widen(op)
+            fill = kind_of(op).window_fill(op, fmt)
+            if fill is not None:
+                self._widen(op, fill)
 
     def _alias(self, op: Op) -> None:
         out = self.views.get(op.outputs[0], View(op.outputs[0], 0))
@@ -94,7 +105,7 @@ class Storage:
             self.views[i] = View(out.root, off)
             off += hwc(self.g.values[i].shape)[2]
 
-    def _widen(self, op: Op) -> None:
+    def _widen(self, op: Op, fill: int) -> None:
         """Grow the reading tensor's border to cover ``op``'s padding and ceil-mode overhang; set the fill."""
         buf = self.buffer(op.inputs[0])
         h, w, _ = hwc(self.g.values[op.inputs[0]].shape)
@@ -107,7 +118,6 @@ class Storage:
         need = [pt, pl, pb, pr]
         if not any(need):
             return
-        fill = nx.qmin(self.fmt[op.inputs[0]][0]) if op.kind == "pool" and op.attrs["mode"] == "max" else 0
         if buf.fill is not None and buf.fill != fill:
             raise ModelError(f"tensor '{op.inputs[0]}' is read with zero padding and with max-pool padding")
         buf.fill = fill

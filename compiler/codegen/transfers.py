@@ -19,9 +19,14 @@ def emit_receive(ctx: Context, s: Stream) -> None:
     """The receive loop of one stream on its receiving core: in the head of its stream, or in the tail when the
     receiver is the output core of a graph output (it receives after computing)."""
     st, plan = ctx.st, ctx.plan
+    if st.buffer(s.value).band:  # a line buffer: its reader receives row by row (`crossbar.band_rows`)
+        return
     rcv = plan.receiver(st, s.value, s.tile)
     streams = ctx.stream(rcv)
-    out = streams.tail if s.value in plan.out_core and rcv == plan.out_core[s.value] else streams.head
+    outputs = [o for o in {s.value} | plan.holders.get(s.value, set()) if o in plan.out_core]
+    reads = any(rcv in plan.readers[o] for o in {s.value} | plan.holders.get(s.value, set()))
+    # a graph output (or a part of a concat that is one) its output core does not read: received after computing
+    out = streams.tail if not reads and any(rcv == plan.out_core[o] for o in outputs) else streams.head
     h, w, _ = hwc(ctx.g.values[s.value].shape)
     row_step, pix_step = st.pixel_step(s.value)
     spatial = len(ctx.g.values[s.value].shape) == 3
@@ -79,6 +84,10 @@ def border_runs(buf: Buffer) -> list[tuple[int, int]]:
     border pixels of every interior row."""
     pt, pl, pb, pr = buf.pads
     row = buf.wp * buf.c
+    if buf.band:  # a line buffer: the side borders of every slot, and the whole border row after the slots
+        sides = [(j * row, pl * buf.c) for j in range(buf.band) if pl]
+        sides += [(j * row + (pl + buf.w) * buf.c, pr * buf.c) for j in range(buf.band) if pr]
+        return sorted(sides) + ([(buf.band * row, row)] if pt or pb else [])
     runs = [(0, pt * row)] if pt else []
     for h in range(pt, pt + buf.h):
         if pl:

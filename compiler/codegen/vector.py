@@ -4,36 +4,44 @@
 from __future__ import annotations
 
 import functools
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
 from isa import NO_BASE, MemInit, MemRef, ops
 
 from ..ir import Graph, Op
-from ..quant.functional import DIV_FRAC, divisor_coef, mul_frac, quantize_affine
+from ..ops import kind_of
+from ..ops.affine import quantize_affine
+from ..ops.eltwise import mul_frac
+from ..quant.functional import DIV_FRAC, divisor_coef
 from ..quant.windows import window_counts
 from .context import Context
 from .epilogue import activation, finish
-from .loops import LoopRegs, Pointer, pixel_loop
+from .bands import band_rows
+from .loops import LoopRegs, Pointer, pixel_loop, row_loop
 from .plan import SHARED_READERS, Core, vector_chunk
 from .storage import hwc
 
 
-def emit_vector(ctx: Context, op: Op) -> None:
-    """All instructions of one pooling, global-average, element-wise or affine op."""
+Family = Callable[["Context", Core, Op, int, int, int, int, int, int, Pointer], None]
+
+
+def emit_vector(ctx: Context, op: Op, family: Family) -> None:
+    """All instructions of one vector op, channel chunk by channel chunk, each by ``family``."""
     core = ctx.mapping.vector[op.name]
     tile, yout = core[0], op.outputs[0]
     oh, ow, c = hwc(ctx.g.values[yout].shape)
     chunk = vector_chunk(ctx.g, op, ctx.hw)
     a, b = ctx.hw.data_base, ctx.hw.data_base + chunk
     out_ptr = (ctx.st.buffer(yout).bases[tile] + ctx.st.origin(yout), *ctx.st.pixel_step(yout))
-    family = {"gap": _gap, "pool": _pool, "affine": _affine}.get(op.kind, _eltwise)
     for c0 in range(0, c, chunk):
         family(ctx, core, op, a, b, min(chunk, c - c0), c0, oh, ow, out_ptr)
 
 
-def _in_ptr(ctx: Context, tile: int, value: str, top: int = 0, left: int = 0, sh: int = 1, sw: int = 1) -> Pointer:
+def in_ptr(ctx: Context, tile: int, value: str, top: int = 0, left: int = 0, sh: int = 1, sw: int = 1) -> Pointer:
+    """The pixel-loop pointer (address of the window origin, row step, column step) reading ``value`` on
+    ``tile``."""
     row, pix = ctx.st.pixel_step(value)
     return ctx.st.buffer(value).bases[tile] + ctx.st.origin(value, top, left), sh * row, sw * pix
 
@@ -47,15 +55,17 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
     (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["strides"]
     dh, dw = op.attrs.get("dilations", (1, 1))
     row, pix = ctx.st.pixel_step(x)
-    src = _in_ptr(ctx, core[0], x, op.attrs["pads"][0], op.attrs["pads"][1], sh, sw)
+    src = in_ptr(ctx, core[0], x, op.attrs["pads"][0], op.attrs["pads"][1], sh, sw)
     fi = ctx.fmt[x][1]
     is_max = op.attrs["mode"] == "max"
+    read = ops.peek if ctx.st.buffer(x).band else ops.load  # a line buffer is read without consuming
 
-    def body(m: list[MemRef], coef: int) -> None:
+    def body(m: list[MemRef], coef: int, kernel_rows: tuple[int, ...] | None = None) -> None:
         for i in range(kh):
             for j in range(kw):
-                out.append(ops.load(d=a if i == j == 0 else b, src=m[0].shifted(i * dh * row + j * dw * pix + c0),
-                                    n=n, node=node))
+                down = kernel_rows[i] if kernel_rows is not None else i * dh * row
+                out.append(read(d=a if i == j == 0 else b, src=m[0].shifted(down + j * dw * pix + c0), n=n,
+                                node=node))
                 if i or j:
                     out.append(ops.max(d=a, a=a, b=b, n=n, node=node) if is_max else
                                ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
@@ -67,6 +77,11 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
     h, w, _ = hwc(ctx.g.values[x].shape)
     if is_max and (oh, ow) == (1, 1) and (kh, kw) == (h, w) and not any(op.attrs["pads"]) and h * w > 1:
         _global_max(ctx, core, op, a, b, n, c0, out_ptr)
+        return
+    if is_max and (ctx.st.buffer(x).band or ctx.st.buffer(op.outputs[0]).band):  # `plan.line_buffers`
+        rows, period, receive = band_rows(ctx, core, op)
+        row_loop(out, LoopRegs.of(ctx.hw), rows, ow, [src[2], out_ptr[2]], lambda m, r: body(m, 0, rows[r].key),
+                 period, node=node, receive=receive)
         return
     if is_max:
         pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, [src, out_ptr], lambda m: body(m, 0), node=node)
@@ -91,14 +106,13 @@ def pool_blocks(op: Op, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> list
 
 
 def pixel_order(g: Graph, value: str) -> list[tuple[int, int, int, int]]:
-    """The blocks in which the producer of ``value`` writes its pixels (see `pool_blocks`); one block, the whole
-    (H, W), for every other producer."""
+    """The blocks in which the producer of ``value`` writes its pixels (its kind's ``pixel_blocks``, e.g.
+    `pool_blocks`); one block, the whole (H, W), for a graph input."""
     op = g.producer(value)
-    h, w, _ = hwc(g.values[value].shape)
-    if op is None or op.kind != "pool":
+    if op is None:
+        h, w, _ = hwc(g.values[value].shape)
         return [(0, h, 0, w)]
-    ih, iw, _ = hwc(g.values[op.inputs[0]].shape)
-    return pool_blocks(op, (ih, iw), (h, w))
+    return kind_of(op).pixel_blocks(g, op)
 
 
 def _global_max(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, out_ptr: Pointer) -> None:
@@ -107,7 +121,7 @@ def _global_max(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: in
     out, node, x = ctx.code(core), op.name, op.inputs[0]
     regs = LoopRegs.of(ctx.hw)
     h, w, _ = hwc(ctx.g.values[x].shape)
-    src = _in_ptr(ctx, core[0], x)
+    src = in_ptr(ctx, core[0], x)
     out.append(ops.load(d=a, src=MemRef(NO_BASE, src[0] + c0), n=n, node=node))
 
     def accumulate(m: list[MemRef]) -> None:
@@ -143,7 +157,7 @@ def _gap(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: 
         out.append(ops.load(d=b, src=m[0].shifted(c0), n=n, node=node))
         out.append(ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
 
-    pixel_loop(out, regs, h, w, [_in_ptr(ctx, core[0], x)], accumulate, node=node)
+    pixel_loop(out, regs, h, w, [in_ptr(ctx, core[0], x)], accumulate, node=node)
     out.append(ops.muli(d=a, a=a, imm=divisor_coef(h * w), n=n, f=DIV_FRAC, w=64, node=node))
     fi = ctx.fmt[x][1]
     activation(out, op, a, n, fi, b, node)
@@ -154,7 +168,8 @@ def _gap(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: 
 def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
              out_ptr: Pointer) -> None:
     """Add, sub (inputs aligned to the larger fraction) or mul (``mul`` with the shift of rule ELTWISE) of one
-    or two inputs; a (C, 1, 1) second input is read at the same words for every pixel (pointer steps 0)."""
+    or two inputs; a second input broadcast over rows or columns ((C, 1, 1), (C, H, 1), (C, 1, W)) is read with
+    pointer step 0 along them."""
     out, node = ctx.code(core), op.name
     kind = op.attrs.get("op", "add")
     if kind == "mul":
@@ -162,8 +177,7 @@ def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, 
     else:
         fm = max(ctx.fmt[i][1] for i in op.inputs)
     shape = ctx.g.values[op.outputs[0]].shape
-    srcs = [_in_ptr(ctx, core[0], i) if ctx.g.values[i].shape == shape else (_in_ptr(ctx, core[0], i)[0], 0, 0)
-            for i in op.inputs]
+    srcs = [_broadcast_ptr(in_ptr(ctx, core[0], i), ctx.g.values[i].shape, shape) for i in op.inputs]
 
     def body(m: list[MemRef]) -> None:
         for k, i in enumerate(op.inputs):
@@ -182,6 +196,13 @@ def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, 
     pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, srcs + [out_ptr], body, spatial=spatial, node=node)
 
 
+def _broadcast_ptr(p: Pointer, shape: tuple[int, ...], out: tuple[int, ...]) -> Pointer:
+    """Pointer ``p`` of an operand of ``shape`` read for each pixel of ``out``: no step along a broadcast axis."""
+    if len(shape) != 3 or shape == out:
+        return p if shape == out else (p[0], 0, 0)
+    return p[0], p[1] if shape[1] == out[1] else 0, p[2] if shape[2] == out[2] else 0
+
+
 def _affine(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
             out_ptr: Pointer) -> None:
     """x * scale + shift (rule AFFINE): ``mul`` by the Q(32, fs) scale with the rounding shift fx + fs - fm,
@@ -196,7 +217,7 @@ def _affine(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, o
                                                                       ).astype(np.int64), SHARED_READERS))
     chunk = b - a
     sreg, treg = b + chunk, b + 2 * chunk
-    ptrs = [_in_ptr(ctx, core[0], x), out_ptr]
+    ptrs = [in_ptr(ctx, core[0], x), out_ptr]
     if q.per_channel:
         out.append(ops.load(d=sreg, src=MemRef(NO_BASE, base + c0), n=n, node=node))
         out.append(ops.load(d=treg, src=MemRef(NO_BASE, base + words + c0), n=n, node=node))
@@ -216,3 +237,23 @@ def _affine(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, o
 
     spatial = len(ctx.g.values[op.outputs[0]].shape) == 3
     pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, ptrs, body, spatial=spatial, node=node)
+
+
+def emit_pool(ctx: Context, op: Op) -> None:
+    """A max or average pool (`_pool`)."""
+    emit_vector(ctx, op, _pool)
+
+
+def emit_gap(ctx: Context, op: Op) -> None:
+    """A global average (`_gap`)."""
+    emit_vector(ctx, op, _gap)
+
+
+def emit_eltwise(ctx: Context, op: Op) -> None:
+    """An element-wise add, sub, mul or copy (`_eltwise`)."""
+    emit_vector(ctx, op, _eltwise)
+
+
+def emit_affine(ctx: Context, op: Op) -> None:
+    """A standalone affine op (`_affine`)."""
+    emit_vector(ctx, op, _affine)

@@ -319,6 +319,10 @@ def _symbolic_batch(g: onnx.GraphProto, consts: dict[str, np.ndarray]) -> None:
             t.shape.dim[0].dim_param = BATCH
     del g.value_info[:]
     for n in g.node:
+        if n.op_type in ("LSTM", "GRU", "RNN"):  # a folded zero state of batch 1 is the default zero state of any
+            for k in (5, 6):                     # batch (torch's Shape/Gather/Concat/ConstantOfShape plumbing)
+                if len(n.input) > k and n.input[k] in consts and not np.any(consts[n.input[k]]):
+                    n.input[k] = ""
         allowzero = any(a.name == "allowzero" and a.i for a in n.attribute)
         if n.op_type != "Reshape" or allowzero or n.input[0] in consts or n.input[1] not in consts:
             continue

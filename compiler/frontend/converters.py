@@ -15,6 +15,7 @@ from onnx import helper, numpy_helper
 from isa.errors import ModelError
 
 from ..ir import Op, Value
+from ..ops.move import segments
 
 Converter = Callable[[onnx.NodeProto, "Context"], None]
 CONVERTERS: dict[str, Converter] = {}
@@ -173,24 +174,33 @@ def convert_arithmetic(node: onnx.NodeProto, ctx: Context) -> None:
 
 
 def _two_activations(node: onnx.NodeProto, ctx: Context, x: str, c: str) -> None:
-    """Add, Sub or Mul of two activations -> eltwise (``op`` add/sub/mul): of one shape, or a (C, 1, 1) operand
-    broadcast over the pixels of a (C, H, W) one (squeeze-excite gating; the broadcast operand may come first for
-    Add and Mul)."""
+    """Add, Sub or Mul of two activations -> eltwise (``op`` add/sub/mul): of one shape, or a second operand of
+    the same channels broadcast over the rows, the columns or both of a (C, H, W) first (`spatial_broadcast`:
+    squeeze-excite gating multiplies by a (C, 1, 1) one; the broadcast operand may come first for Add and Mul)."""
     op = node.op_type
     if op == "Div":
-        raise _err(node, "Div of two activations is not supported (the vector unit has no reciprocal)")
+        raise _err(node, "Div of two activations is not supported (the vector unit has no reciprocal or divide "
+                         "instruction, so no exact rule exists; a Div by a constant is a scale)")
     sx, sc = ctx.shape(x, node), ctx.shape(c, node)
-    if sx != sc and len(sc) in (2, 3) and lift(sx) == (sc[0], 1, 1) and op != "Sub":
+    if sx != sc and spatial_broadcast(sc, sx) and op != "Sub":
         x, c, sx, sc = c, x, sc, sx
-    if sx != sc and not (len(sx) in (2, 3) and lift(sc) == (sx[0], 1, 1)):
-        raise _err(node, f"{op} of activations with shapes {sx} and {sc}: only equal shapes, or a (C, 1, 1) "
-                         f"second operand broadcast over a (C, H, W) first"
+    if sx != sc and not spatial_broadcast(sx, sc):
+        raise _err(node, f"{op} of activations with shapes {sx} and {sc}: only equal shapes, or a second operand "
+                         f"(C, 1, 1), (C, H, 1) or (C, 1, W) broadcast over a (C, H, W) first (a broadcast over "
+                         f"channels would need a copy per channel)"
                          + (" (Sub's broadcast operand must be the second)" if op == "Sub" else ""))
     ctx.define(node.output[0], sx)
     attrs: dict[str, object] = {"act": "none"}
     if op != "Add":
         attrs["op"] = op.lower()
     ctx.ops.append(Op("eltwise", node.name or node.output[0], [x, c], [node.output[0]], attrs, {}))
+
+
+def spatial_broadcast(big: tuple[int, ...], small: tuple[int, ...]) -> bool:
+    """Whether ONNX per-sample shape ``small`` broadcasts over the pixels of ``big`` (both (C, H, W) or (C, L)
+    after `lift`): the same channels, each spatial axis 1 or equal, and not equal shapes."""
+    b, s = lift(tuple(big)), lift(tuple(small))
+    return len(b) == 3 and len(s) == 3 and b != s and s[0] == b[0] and all(v in (1, w) for v, w in zip(s[1:], b[1:]))
 
 
 def _per_sample(k: np.ndarray, shape: tuple[int, ...], node: onnx.NodeProto, name: str) -> np.ndarray:
@@ -315,6 +325,8 @@ def _axes(node: onnx.NodeProto, ctx: Context, required: bool) -> list[int] | Non
 def convert_squeeze(node: onnx.NodeProto, ctx: Context) -> None:
     """Remove size-1 axes -> reshape (a relabel). Without axes, every size-1 per-sample axis (dim 0 is the batch
     whatever its size, so it stays)."""
+    if moved_batch(node, ctx):  # a time-major recurrent output
+        return
     shape = ctx.shape(node.input[0], node)
     rank = len(shape) + 1
     axes = _axes(node, ctx, required=False)
@@ -550,6 +562,25 @@ def convert_global_max(node: onnx.NodeProto, ctx: Context) -> None:
              dilations=(1, 1))
 
 
+@converter("LRN")
+def convert_lrn(node: onnx.NodeProto, ctx: Context) -> None:
+    """Local response normalization across channels -> lrn (rule LRN: a fixed-point approximation on the vector
+    unit); attributes size (required), alpha (1e-4), beta (0.75), bias (1.0), checked by `ops.lrn.check_attrs`."""
+    from ..ops.lrn import check_attrs
+
+    a = _attrs(node)
+    if "size" not in a:
+        raise _err(node, "attribute 'size' is required")
+    size, alpha, beta, bias = (int(a["size"]), float(a.get("alpha", 1e-4)), float(a.get("beta", 0.75)),  # type: ignore[arg-type]
+                               float(a.get("bias", 1.0)))  # type: ignore[arg-type]
+    problem = check_attrs(size, alpha, beta, bias)
+    if problem:
+        raise _err(node, problem)
+    in_shape = ctx.shape(node.input[0], node)
+    _spatial(in_shape, node)  # (N, C, H, W), the only rank onnxruntime (the reference) runs
+    ctx.emit("lrn", node, node.input[0], in_shape, size=size, alpha=alpha, beta=beta, bias=bias)
+
+
 @converter("BatchNormalization")
 def convert_batchnorm(node: onnx.NodeProto, ctx: Context) -> None:
     """Inference batch normalization -> affine with a per-channel scale and shift (axis 1 of the ONNX tensor)."""
@@ -650,6 +681,8 @@ def convert_gather(node: onnx.NodeProto, ctx: Context) -> None:
 @converter("Transpose")
 def convert_transpose(node: onnx.NodeProto, ctx: Context) -> None:
     """A transpose that keeps the batch axis and the order of every axis longer than 1 is a relabelling."""
+    if moved_batch(node, ctx):  # into or out of a time-major recurrent node
+        return
     shape = ctx.shape(node.input[0], node)
     full = (1,) + shape
     perm = [int(p) for p in _attrs(node).get("perm", list(range(len(full)))[::-1])]  # type: ignore[union-attr]
@@ -657,3 +690,132 @@ def convert_transpose(node: onnx.NodeProto, ctx: Context) -> None:
     if perm[0] != 0 or kept != sorted(kept):
         raise _err(node, f"perm={perm} moves data (only relabelling transposes are supported)")
     ctx.emit("reshape", node, node.input[0], tuple(full[p] for p in perm[1:]))
+
+
+@converter("DepthToSpace")
+def convert_depth_to_space(node: onnx.NodeProto, ctx: Context) -> None:
+    """(C b^2, H, W) -> (C, H b, W b) as a data move (`ops.move`): DCR (default) output channel c at
+    sub-position (i, j) is input channel (i b + j) C + c; CRD: c b^2 + i b + j."""
+    a = _attrs(node)
+    b = int(a.get("blocksize", 0))  # type: ignore[call-overload]
+    mode = a.get("mode", b"DCR")
+    mode = mode.decode() if isinstance(mode, bytes) else str(mode)
+    if b < 1:
+        raise _err(node, f"blocksize={b} must be a positive integer")
+    if mode not in ("DCR", "CRD"):
+        raise _err(node, f"mode={mode!r} is not DCR or CRD")
+    c, h, w = _spatial(ctx.shape(node.input[0], node), node)
+    if c % (b * b):
+        raise _err(node, f"{c} channels are not a multiple of blocksize^2 = {b * b}")
+    co = c // (b * b)
+    chans = tuple(tuple((i * b + j) * co + k if mode == "DCR" else k * b * b + i * b + j for k in range(co))
+                  for i in range(b) for j in range(b))
+    ctx.emit("move", node, node.input[0], (co, h * b, w * b), grid=(((1, 0, b, h),), ((1, 0, b, w),)), channels=chans,
+             nodes=(f"DepthToSpace '{node.name or node.output[0]}'",))
+
+
+def nearest_source(n_in: int, n_out: int, scale: float, transform: str, rounding: str) -> np.ndarray:
+    """The input index ONNX's nearest Resize reads for every output index of one axis (its coordinate
+    transformation and nearest_mode, clamped to the input)."""
+    x = np.arange(n_out, dtype=np.float64)
+    if transform in ("half_pixel", "pytorch_half_pixel"):
+        orig = (x + 0.5) / scale - 0.5 if n_out > 1 or transform == "half_pixel" else np.zeros(n_out)
+    elif transform == "align_corners":
+        orig = x * (n_in - 1) / (n_out - 1) if n_out > 1 else np.zeros(n_out)
+    elif transform == "asymmetric":
+        orig = x / scale
+    elif transform == "tf_half_pixel_for_nn":
+        orig = (x + 0.5) / scale
+    elif transform == "half_pixel_symmetric":
+        adjust = n_out / (scale * n_in)
+        orig = n_in / 2 * (1 - adjust) + (x + 0.5) / scale - 0.5
+    else:
+        raise ValueError(transform)
+    frac = orig - np.floor(orig)
+    if rounding == "floor":
+        idx = np.floor(orig)
+    elif rounding == "ceil":
+        idx = np.ceil(orig)
+    elif rounding == "round_prefer_ceil":
+        idx = np.where(frac == 0.5, np.ceil(orig), np.round(orig))
+    else:  # round_prefer_floor
+        idx = np.where(frac == 0.5, np.floor(orig), np.round(orig))
+    return np.clip(idx, 0, n_in - 1).astype(np.int64)
+
+
+_TRANSFORMS = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric", "tf_half_pixel_for_nn",
+               "half_pixel_symmetric")
+_ROUNDINGS = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def _text(a: dict[str, object], key: str, default: str) -> str:
+    v = a.get(key, default)
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+@converter("Resize", "Upsample")
+def convert_resize(node: onnx.NodeProto, ctx: Context) -> None:
+    """Nearest Resize (and the older Upsample) of the spatial axes -> a data move (`ops.move`): the input index
+    each output row and column reads follows ONNX's coordinate transformation and nearest_mode
+    (`nearest_source`), cut into segments of integer up- or downsampling (`ops.move.segments`)."""
+    a = _attrs(node)
+    mode = _text(a, "mode", "nearest")
+    if mode != "nearest":
+        raise _err(node, f"mode={mode!r}: only nearest resizing is supported (a data move; {mode} interpolates)")
+    upsample = node.op_type == "Upsample"
+    transform = "asymmetric" if upsample else _text(a, "coordinate_transformation_mode", "half_pixel")
+    rounding = "floor" if upsample else _text(a, "nearest_mode", "round_prefer_floor")
+    if transform not in _TRANSFORMS:
+        raise _err(node, f"coordinate_transformation_mode={transform!r} is not supported (one of "
+                         f"{', '.join(_TRANSFORMS)}; tf_crop_and_resize needs a region of interest)")
+    if rounding not in _ROUNDINGS:
+        raise _err(node, f"nearest_mode={rounding!r} is not one of {', '.join(_ROUNDINGS)}")
+    policy = _text(a, "keep_aspect_ratio_policy", "stretch")
+    if policy not in ("stretch", "not_larger", "not_smaller"):
+        raise _err(node, f"keep_aspect_ratio_policy={policy!r} is not stretch, not_larger or not_smaller")
+    in_shape = ctx.shape(node.input[0], node)
+    c, h, w = _spatial(in_shape, node, one_d=True)
+    full = (1,) + tuple(in_shape)
+    rank = len(full)
+    axes = [int(v) % rank for v in a.get("axes", range(rank))]  # type: ignore[call-overload]
+    if upsample:
+        scales_in = node.input[1] if len(node.input) > 1 else ""
+    else:
+        scales_in = node.input[1] if ctx.opset < 11 else (node.input[2] if len(node.input) > 2 else "")
+    sizes_in = node.input[3] if not upsample and ctx.opset >= 11 and len(node.input) > 3 else ""
+    given = [float(v) for v in a["scales"]] if upsample and "scales" in a else None  # type: ignore[union-attr]
+    if given is None and scales_in and ctx.const(scales_in, node).size:
+        given = [float(v) for v in ctx.const(scales_in, node).reshape(-1)]
+    scales = [1.0] * rank
+    sizes = list(full)
+    if given is not None:
+        if len(given) != len(axes):
+            raise _err(node, f"{len(given)} scales for {len(axes)} axes")
+        for ax, s in zip(axes, given):
+            scales[ax] = s
+            sizes[ax] = int(np.floor(full[ax] * s))
+    elif sizes_in:
+        got = [int(v) for v in ctx.const(sizes_in, node).reshape(-1)]
+        if len(got) != len(axes):
+            raise _err(node, f"{len(got)} sizes for {len(axes)} axes")
+        ratios = [n / full[ax] for ax, n in zip(axes, got)]
+        keep = {"not_larger": min(ratios), "not_smaller": max(ratios)}.get(policy)
+        for ax, n in zip(axes, got):  # with a policy, one scale for the axes and sizes rounded half up
+            scales[ax] = n / full[ax] if keep is None else keep
+            sizes[ax] = n if keep is None else int(keep * full[ax] + 0.5)
+    else:
+        raise _err(node, "needs constant scales or sizes")
+    if sizes[1] != full[1] or scales[1] != 1.0:
+        raise _err(node, f"resizes the channel axis (scales {scales}, sizes {sizes}); only spatial axes move")
+    spatial = list(range(2, rank))
+    if any(n < 1 for n in sizes):
+        raise _err(node, f"output sizes {sizes} must be positive")
+    maps = [nearest_source(full[ax], sizes[ax], scales[ax], transform, rounding) for ax in spatial]
+    if len(maps) == 1:  # a (C, L) sequence is (C, 1, L)
+        maps = [np.zeros(1, dtype=np.int64)] + maps
+    out = (c,) + tuple(sizes[2:])
+    ctx.emit("move", node, node.input[0], out, grid=tuple(segments([int(v) for v in m]) for m in maps), channels=(),
+             nodes=(f"{node.op_type} '{node.name or node.output[0]}'",))
+
+
+from .recurrent import moved_batch  # noqa: E402  (registers LSTM, GRU, RNN; imports this module)

@@ -262,10 +262,8 @@ def _convert(nodes: list[onnx.NodeProto], ctx: Context, inferred: dict[str, tupl
             parts.append(f"{len(rejected)} node(s) whose attributes or inputs are not supported:\n{listed}")
         supported = ", ".join(sorted(set(CONVERTERS) | {"Constant"}))
         host = ", ".join(HOST_OPS)
-        hint = ("\nLRN: compile it as an identity with --drop-lrn (drop_lrn=True), with a warning"
-                if any(n.op_type == "LRN" for n in unsupported) else "")
         raise ModelError("\n".join(parts) + f"\nsupported on the device: {supported}\n"
-                         f"supported on the host at the graph output: {host}{hint}")
+                         f"supported on the host at the graph output: {host}")
 
 
 def _qualified(node: onnx.NodeProto) -> str:

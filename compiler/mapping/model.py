@@ -124,12 +124,23 @@ class Mapping:
             idle += int((neg.reshape(len(neg), -1).max(axis=1) == 0).sum())
             lines += int(pos.any(axis=1).sum() + neg.any(axis=1).sum())
             cells += int((pos != 0).sum() + (neg != 0).sum())
-        pos, neg = nx.weight_slices(q, p.w_bits, self.hw.cell_bits, p.w_enc)
-        zero_lines = ((pos == 0) & (neg == 0)).all(axis=1)  # (S, n_out): a slice of a column with no charge
+        zero_lines = self._zero_lines(q, p)
         per = self.hw.xbar_rows * self.hw.xbar_cols
         return {"idle_crossbars": idle, "zero_bitline_fraction": float(zero_lines.mean()), "live_bit_lines": lines,
                 "nonzero_cells": cells, "cell_utilization": cells / max(1, self.layer_crossbars(name) * per),
                 **self.mvm_latency(name, q, p)}
+
+    def _zero_lines(self, q: np.ndarray, p: LayerPrecision) -> np.ndarray:
+        """(S, n_out) bool: the (slice, column) bit lines with no charge in any row, computed one crossbar-high
+        band of rows at a time (slicing a whole large layer at once takes S x its size in int64 per sign)."""
+        live: np.ndarray | None = None
+        for r0 in range(0, max(1, q.shape[0]), self.hw.xbar_rows):
+            pos, neg = nx.weight_slices(q[r0:r0 + self.hw.xbar_rows], p.w_bits, self.hw.cell_bits, p.w_enc)
+            band = (pos != 0).any(axis=1) | (neg != 0).any(axis=1)
+            live = band if live is None else live | band
+        assert live is not None
+        zero: np.ndarray = ~live
+        return zero
 
     def mvm_latency(self, name: str, q: np.ndarray, p: LayerPrecision) -> dict[str, int]:
         """Cycles of one MVM of the layer (its slowest block) as mapped, and with every block in one step: their

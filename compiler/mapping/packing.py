@@ -64,6 +64,31 @@ def _fill(sizes: np.ndarray, cap: int, steps: int) -> tuple[np.ndarray, np.ndarr
     return (step, first) if i == len(sizes) else None
 
 
+def _fill_gaps(sizes: np.ndarray, cap: int, steps: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """`_fill`, except that a step left with one free line by a pair takes the next single line from later in
+    the order: every step is then full whenever the lines allow it, so the line count alone decides whether
+    they fit (the in-order fill can waste one line per step and need an array more)."""
+    step, first = np.zeros(len(sizes), dtype=np.int64), np.zeros(len(sizes), dtype=np.int64)
+    todo = list(range(len(sizes)))
+    for g in range(steps):
+        used, rest = 0, []
+        for j, i in enumerate(todo):
+            if used + sizes[i] <= cap:
+                step[i], first[i], used = g, used, used + int(sizes[i])
+            else:
+                rest = todo[j:]
+                break
+        if used == cap - 1:
+            single = next((i for i in rest if sizes[i] == 1), None)
+            if single is not None:
+                step[single], first[single] = g, used
+                rest.remove(single)
+        todo = rest
+        if not todo:
+            return step, first
+    return None
+
+
 def pack(live: np.ndarray, rows: int, hw: HardwareConfig, steps: int = 1) -> np.ndarray:
     """The layout (S, 2, C, 3) placing every live line of a block with ``rows`` rows in at most ``steps`` row
     groups on the fewest crossbars (see the module docstring)."""
@@ -76,7 +101,7 @@ def pack(live: np.ndarray, rows: int, hw: HardwareConfig, steps: int = 1) -> np.
     pos_live, neg_live = live[sl, 0, col], live[sl, 1, col]
     sizes = pos_live.astype(np.int64) + neg_live
     arrays = max(1, -(-int(sizes.sum()) // (k * hw.xbar_cols)))
-    while (places := _fill(sizes, arrays * hw.xbar_cols, k)) is None:
+    while (places := _fill(sizes, arrays * hw.xbar_cols, k) or _fill_gaps(sizes, arrays * hw.xbar_cols, k)) is None:
         arrays += 1
     step, first = places
     for sign, on, at in ((0, pos_live, first), (1, neg_live, first + pos_live)):

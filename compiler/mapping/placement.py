@@ -24,11 +24,9 @@ from isa.hardware import HardwareConfig
 from isa.layout import naive_arrays, summarize
 
 from ..ir import Graph
+from ..ops import kind_of
 from ..quant import LayerPrecision
 from .model import Block, LayerMap, Mapping
-
-
-VECTOR_KINDS = ("pool", "gap", "eltwise", "affine")
 
 
 class _Cursor:
@@ -133,7 +131,7 @@ def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     per_tile = hw.cores_per_tile * hw.mvmus_per_core
     vector: dict[str, tuple[int, int]] = {}
     for op in g.ops:
-        if op.kind in VECTOR_KINDS:
+        if kind_of(op).device == "vector":
             vector[op.name] = cur.take_core()
         if not op.is_crossbar:
             continue
@@ -146,9 +144,13 @@ def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
         else:
             sizes = [naive_arrays(lm.slices)] * len(ranges[op.name])
         if hw.xbars_per_core and max(sizes, default=0) > hw.xbars_per_core:
+            fit = next((b for b in (16, 8, 4, 2) if naive_arrays(nx.n_slices(b, hw.cell_bits, "twos"))
+                        <= hw.xbars_per_core), None)
+            hint = f"use {fit}-bit weights (--precision {fit}bit: {naive_arrays(nx.n_slices(fit, hw.cell_bits, 'twos'))} " \
+                   f"crossbars per naive block), " if fit and fit < prec[op.name].w_bits else ""
             raise ModelError(f"layer {op.name}: a block needs {max(sizes)} crossbars but a core has "
-                             f"{hw.xbars_per_core} (xbars_per_core); map it spatially or temporally, or give the "
-                             f"cores more crossbars")
+                             f"{hw.xbars_per_core} (xbars_per_core); {hint}map it spatially or temporally, or give "
+                             f"the cores more crossbars")
         lm.layouts = [] if lays is not None else None
         for rep, band in enumerate(_bands(g, op.name, replicate)):
             cur.fresh_core()

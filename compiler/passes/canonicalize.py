@@ -8,6 +8,7 @@ import numpy as np
 from isa.errors import ModelError
 
 from ..ir import Graph, Op, Value, verify
+from ..ops import kind_of
 from .affine import FoldAffine
 from .base import Pass, absorb, rename_uses, sole_consumer
 
@@ -110,7 +111,8 @@ class FoldPad(Pass):
 class FuseActivation(Pass):
     """Fold an activation into the op before it.
 
-    1. ``act(y)`` where y is produced by dense, conv, pool, gap, eltwise or affine with no activation yet, and read
+    1. ``act(y)`` where y is produced by an op whose kind ``fuses_act`` (dense, conv, pool, gap, eltwise, affine)
+       with no activation yet, and read
        only by the activation -> that op with the activation.
     2. A remaining standalone ``act`` becomes a one-input ``eltwise`` (it runs on the vector ALU).
     """
@@ -119,7 +121,7 @@ class FuseActivation(Pass):
 
     def run(self, g: Graph) -> bool:
         for op in g.ops:
-            if op.kind in ("dense", "conv", "pool", "gap", "eltwise", "affine") and op.attrs.get("act", "none") == "none":
+            if kind_of(op).fuses_act and op.attrs.get("act", "none") == "none":
                 act = sole_consumer(g, op, "act")
                 if act is not None:
                     op.attrs.update({k: act.attrs[k] for k in ACT_ATTRS if k in act.attrs})

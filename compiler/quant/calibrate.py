@@ -1,18 +1,21 @@
-"""Float execution of the IR (internal HWC layout) and activation-range calibration on data."""
+"""Activation-range calibration on data: the float reference (`compiler.reference`) over the calibration batch."""
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import astuple, dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from isa.memory import chunk_size, memory_budget
 
-from ..ir import Graph, Op, broadcast_param
-from .windows import from_hwc, im2col, internal, pad_hwc, to_hwc, window_counts, windows
+from ..ir import Graph, Op
+from ..ops import crossbar_kind
+from ..reference import FloatEnv, apply_act, float_forward, layer_inputs, out_hw, run_op
+from .windows import internal, to_hwc
 
-FloatEnv = dict[str, np.ndarray]
+__all__ = ["CALIB_DTYPE", "EXP_LO", "EXP_HI", "FloatEnv", "LayerRange", "Ranges", "UniformInputs", "apply_act", "calibrate",
+           "exponent_histogram", "float_forward", "item_bytes", "last_uses", "layer_inputs", "out_hw", "run_op"]
 
 
 @dataclass(frozen=True)
@@ -44,85 +47,27 @@ class Ranges(dict):  # type: ignore[type-arg]
         self.exponents = exponents or {}
 
 
+SCAN = 1 << 20  # elements per slice when scanning a tensor for its range and exponents (bounds the temporaries)
+
+
 def exponent_histogram(v: np.ndarray) -> np.ndarray:
     """Counts of the binary exponents of the non-zero finite entries of ``v`` (see `Ranges.exponents`)."""
-    a = np.abs(np.asarray(v, dtype=np.float64)).reshape(-1)
-    a = a[(a > 0) & np.isfinite(a)]
-    e = np.clip(np.frexp(a)[1], EXP_LO, EXP_HI) - EXP_LO
-    return np.bincount(e, minlength=EXP_HI - EXP_LO + 1).astype(np.int64)
+    return _scan(v)[1]
 
 
-def apply_act(attrs: dict[str, Any], x: np.ndarray) -> np.ndarray:
-    """Float activation named by ``attrs['act']``."""
-    fn = attrs.get("act", "none")
-    if fn == "relu":
-        return np.maximum(x, 0.0)
-    if fn == "sigmoid":
-        return 0.5 * (1.0 + np.tanh(0.5 * x))
-    if fn == "tanh":
-        return np.tanh(x)
-    if fn == "leaky_relu":
-        return np.maximum(x, attrs["alpha"] * x)
-    if fn == "clip":
-        return np.clip(x, attrs["lo"], attrs["hi"])
-    return x
-
-
-def out_hw(g: Graph, op: Op) -> tuple[int, int]:
-    """Spatial output size of a windowed op."""
-    shape = g.values[op.outputs[0]].shape
-    return shape[1], shape[2]
-
-
-def _pre_activation(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
-    x, b = xs[0], len(xs[0])
-    k = op.kind
-    if k == "dense":
-        return x.reshape(b, -1) @ op.params["weight"] + op.params.get("bias", 0.0)
-    if k == "conv":
-        oh, ow = out_hw(g, op)
-        y = im2col(x, op, (oh, ow)) @ op.params["weight"] + op.params.get("bias", 0.0)
-        return y.reshape(b, oh, ow, -1)
-    if k == "pool" and op.attrs["mode"] == "max":
-        return windows(x, op, out_hw(g, op), -np.inf).max(axis=(3, 4))
-    if k == "pool":
-        ch, cw = window_counts(op, x.shape[1:3], out_hw(g, op))
-        return windows(x, op, out_hw(g, op), 0.0).sum(axis=(3, 4)) / (ch[:, None] * cw[None, :])[None, :, :, None]
-    if k == "gap":
-        return x.mean(axis=(1, 2), keepdims=True)
-    if k == "eltwise" and len(xs) == 2 and op.attrs.get("op", "add") != "add":
-        return xs[0] * xs[1] if op.attrs["op"] == "mul" else xs[0] - xs[1]
-    if k == "eltwise":
-        return sum(xs[1:], xs[0])
-    if k == "concat":
-        return np.concatenate(xs, axis=-1)
-    if k == "pad":
-        return pad_hwc(x, op.attrs["pads"], 0.0)
-    if k == "affine":
-        shape = g.values[op.inputs[0]].shape
-        scale, shift = (to_hwc(broadcast_param(op.params[p], shape)[None], shape)[0] for p in ("scale", "shift"))
-        return x * scale + shift
-    if k == "reshape":
-        return to_hwc(from_hwc(x, g.values[op.inputs[0]].shape), g.values[op.outputs[0]].shape)
-    return x
-
-
-def run_op(g: Graph, op: Op, xs: list[np.ndarray]) -> np.ndarray:
-    """One op in float64 on internal-layout inputs."""
-    return apply_act(op.attrs, _pre_activation(g, op, xs))
-
-
-def float_forward(g: Graph, inputs: FloatEnv) -> FloatEnv:
-    """Every value of the graph in float64, internal layout (B, H, W, C) or (B, F), from ONNX-layout inputs."""
-    env = {k: to_hwc(np.asarray(v, dtype=np.float64), g.values[k].shape) for k, v in inputs.items()}
-    for op in g.ops:
-        env[op.outputs[0]] = internal(run_op(g, op, [env[i] for i in op.inputs]), g.values[op.outputs[0]].shape)
-    return env
-
-
-def layer_inputs(g: Graph, op: Op, x: np.ndarray) -> np.ndarray:
-    """The (rows, K) matrix a crossbar layer multiplies: flat inputs (dense) or im2col windows (conv)."""
-    return im2col(x, op, out_hw(g, op)) if op.kind == "conv" else x.reshape(len(x), -1)
+def _scan(v: np.ndarray) -> tuple[float, np.ndarray]:
+    """(largest |v|, `exponent_histogram` of v), in slices of `SCAN` elements so that the temporaries stay
+    small whatever the tensor's size; exact in v's own dtype (frexp of a float32 value equals that of the same
+    value in float64)."""
+    flat = np.asarray(v).reshape(-1)
+    top, hist = 0.0, np.zeros(EXP_HI - EXP_LO + 1, dtype=np.int64)
+    for lo in range(0, len(flat), SCAN):
+        a = np.abs(flat[lo:lo + SCAN])
+        top = max(top, float(a.max(initial=0.0)))
+        a = a[(a > 0) & np.isfinite(a)]
+        e = np.clip(np.frexp(a)[1], EXP_LO, EXP_HI) - EXP_LO
+        hist += np.bincount(e, minlength=EXP_HI - EXP_LO + 1)
+    return top, hist
 
 
 class UniformInputs:
@@ -148,33 +93,57 @@ class UniformInputs:
         return out
 
 
-def item_bytes(g: Graph) -> tuple[int, str]:
-    """Float64 bytes `calibrate` holds per sample: every value of the graph, and the largest crossbar layer's
-    input rows (im2col, twice: windows and their copy) and partial sums; and a description for messages."""
-    values = sum(int(np.prod(v.shape)) for v in g.values.values()) * 8
-    worst, name = 0, ""
-    for op in g.crossbar_ops():
-        n_in, n_out = op.params["weight"].shape
-        pixels = int(np.prod(out_hw(g, op))) if op.kind == "conv" else 1
-        need = pixels * (2 * n_in + 3 * n_out) * 8
+CALIB_DTYPE = np.float32  # calibration's float type (docs/semantics.md, "Calibration")
+
+
+def last_uses(g: Graph) -> dict[str, int]:
+    """For every value read by an op, the index of the last op reading it (graph outputs: past the end)."""
+    last = {i: k for k, op in enumerate(g.ops) for i in op.inputs}
+    last.update({o: len(g.ops) for o in g.outputs})
+    return last
+
+
+def item_bytes(g: Graph, dtype: type = CALIB_DTYPE) -> tuple[int, str]:
+    """Bytes `calibrate` holds per sample at its peak, and a description for messages: at each op, the tensors
+    still to be read (inputs, live values, its output and one temporary of the output's size) and, for a crossbar
+    layer, its input rows (im2col, twice: windows and their copy) and partial sums (three of them), all in
+    ``dtype`` (`_crossbar_range`)."""
+    size = {k: int(np.prod(v.shape)) for k, v in g.values.items()}
+    last = last_uses(g)
+    live = {v.name for v in g.inputs}
+    item, worst, name = np.dtype(dtype).itemsize, 0, ""
+    for k, op in enumerate(g.ops):
+        live.add(op.outputs[0])
+        need = (sum(size[v] for v in live) + size[op.outputs[0]]) * item
+        what = f"{len(live)} tensors in {np.dtype(dtype).name} at op '{op.name}'"
+        if op.is_crossbar:
+            n_in, n_out = op.params["weight"].shape
+            pixels = crossbar_kind(op).pixels(g, op)
+            need += pixels * (2 * n_in + 3 * n_out) * item
+            what += f"; layer '{op.name}': {pixels} windows of {n_in} inputs"
         if need > worst:
-            worst, name = need, f"; layer '{op.name}': {pixels} windows of {n_in} inputs"
-    return values + worst, f"{len(g.values)} tensors in float64{name}"
+            worst, name = need, what
+        live = {v for v in live if last.get(v, -1) > k}
+    return worst, name
 
 
-def calibrate(g: Graph, inputs: FloatEnv | UniformInputs, row_block: int, budget: int | None = None) -> Ranges:
-    """Ranges of every crossbar layer and tensor on calibration data (accumulators include row-block partials).
+def calibrate(g: Graph, inputs: FloatEnv | UniformInputs, row_block: int, budget: int | None = None,
+              dtype: type = CALIB_DTYPE) -> Ranges:
+    """Ranges of every crossbar layer and tensor on calibration data (accumulators include row-block partials),
+    computed by the float reference in ``dtype`` (float32 by default).
 
     The samples are processed in chunks that fit the memory budget (`isa.memory`; the ranges are maxima, so the
-    chunks' ranges combine into those of one pass); a sample that alone exceeds the budget is an error."""
+    chunks' ranges combine into those of one pass); a sample that alone exceeds the budget is an error. Within a
+    chunk, each tensor is dropped after its last reader, so the peak is that of the widest point of the graph
+    (`item_bytes`), not the sum of all tensors."""
     n = len(inputs) if isinstance(inputs, UniformInputs) else len(next(iter(inputs.values()), ()))
-    per, detail = item_bytes(g)
+    per, detail = item_bytes(g, dtype)
     size = chunk_size("calibration", per, max(n, 1), memory_budget() if budget is None else budget, detail)
     out: Ranges | None = None
     for lo in range(0, max(n, 1), size):
         part = inputs.chunk(lo, min(n, lo + size)) if isinstance(inputs, UniformInputs) else \
             {k: v[lo:lo + size] for k, v in inputs.items()}
-        r = _calibrate(g, part, row_block)
+        r = _calibrate(g, part, row_block, dtype)
         out = r if out is None else _merge(out, r)
     assert out is not None
     return out
@@ -188,20 +157,54 @@ def _merge(a: Ranges, b: Ranges) -> Ranges:
     return out
 
 
-def _calibrate(g: Graph, inputs: FloatEnv, row_block: int) -> Ranges:
-    env = float_forward(g, inputs)
-    out = Ranges(values={k: float(np.abs(v).max(initial=0.0)) for k, v in env.items()},
-                 exponents={k: exponent_histogram(v) for k, v in env.items()})
-    for op in g.crossbar_ops():
-        x = layer_inputs(g, op, env[op.inputs[0]])
-        w = op.params["weight"]
-        partial = np.zeros((x.shape[0], w.shape[1]))
-        acc = 0.0
-        for r0 in range(0, w.shape[0], row_block):
-            partial = partial + x[:, r0:r0 + row_block] @ w[r0:r0 + row_block]
-            acc = max(acc, float(np.abs(partial).max(initial=0.0)))
-        if "bias" in op.params:
-            acc = max(acc, float(np.abs(partial + op.params["bias"]).max(initial=0.0)))
-        out[op.name] = LayerRange(float(np.abs(w).max(initial=0.0)), float(np.abs(x).max(initial=0.0)), acc,
-                                  out.values[op.outputs[0]])
+def _calibrate(g: Graph, inputs: FloatEnv, row_block: int, dtype: type) -> Ranges:
+    env = {k: to_hwc(np.asarray(v, dtype=dtype), g.values[k].shape) for k, v in inputs.items()}
+    out = Ranges()
+    for k, v in env.items():
+        out.values[k], out.exponents[k] = _scan(v)
+    last = last_uses(g)
+    for k, op in enumerate(g.ops):
+        xs = [env[i] for i in op.inputs]
+        name = op.outputs[0]
+        if op.is_crossbar:  # the pre-activation is the sum of the row blocks' partial sums (and the bias)
+            pre, layer = _crossbar_range(g, op, xs[0], row_block)
+            y = apply_act(op.attrs, pre)
+        else:
+            y = run_op(g, op, xs)
+        y = internal(y.astype(dtype, copy=False), g.values[name].shape)
+        out.values[name], out.exponents[name] = _scan(y)
+        if op.is_crossbar:
+            out[op.name] = replace(layer, output=out.values[name])
+        env[name] = y
+        del xs, y
+        for i in set(op.inputs):
+            if last.get(i, -1) <= k:
+                del env[i]
     return out
+
+
+def _crossbar_range(g: Graph, op: Op, x: np.ndarray, row_block: int) -> tuple[np.ndarray, LayerRange]:
+    """A crossbar layer's pre-activation output (its float semantics, accumulated row block by row block as the
+    crossbars do) and its `LayerRange` (output left 0) from its input ``x``, in x's dtype. Each sample's rows
+    are multiplied on their own: a float32 product's rounding depends on how many rows BLAS gets at once, so
+    this keeps a chunked calibration equal to one pass."""
+    if op.kind == "recurrent":  # the MVM input holds x and h; the accumulator format holds the cell state
+        from .recurrent import float_recurrent
+        y, r = float_recurrent(op, x)
+        return y.astype(x.dtype, copy=False), LayerRange(r["weight"], r["input"], r["acc"], 0.0)
+    rows = layer_inputs(g, op, x)
+    w = op.params["weight"].astype(rows.dtype, copy=False)
+    partial = np.zeros((rows.shape[0], w.shape[1]), dtype=rows.dtype)
+    per = rows.shape[0] // max(1, len(x))
+    acc = 0.0
+    for b0 in range(0, rows.shape[0], per):
+        part = partial[b0:b0 + per]
+        for r0 in range(0, w.shape[0], row_block):
+            part += rows[b0:b0 + per, r0:r0 + row_block] @ w[r0:r0 + row_block]
+            acc = max(acc, float(np.abs(part).max(initial=0.0)))
+    if "bias" in op.params:
+        partial += op.params["bias"].astype(rows.dtype, copy=False)
+        acc = max(acc, float(np.abs(partial).max(initial=0.0)))
+    ohw = crossbar_kind(op).windows(g, op)
+    pre = partial if ohw is None else partial.reshape(len(x), ohw[0], ohw[1], -1)
+    return pre, LayerRange(float(np.abs(w).max(initial=0.0)), float(np.abs(rows).max(initial=0.0)), acc, 0.0)

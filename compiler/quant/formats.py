@@ -3,9 +3,12 @@
 Rules, applied from the graph outputs backwards:
 
 1. A tensor read by crossbar layers is stored in their input format (they must agree).
-2. A tensor read by a format-preserving op (max pooling, concat) takes that op's output format (saturating
-   before a max equals saturating after it; a concat's range covers its inputs'). Average pooling shrinks the
-   range, so its input keeps its own format and the pool requantizes.
+2. A tensor read by a format-preserving op (``OpKind.preserves_fmt``: max pooling, concat, data moves) takes that
+   op's output format when every reader preserves formats (saturating before a max or a copy equals saturating
+   after it), when the op is a concat (whose range covers its inputs') or when that format holds the tensor's own
+   range; otherwise (e.g. a tensor read by a max pool and an add, whose negative values the pool's output format
+   need not hold) rule 4. Average pooling shrinks the range, so its input keeps its own format and the pool
+   requantizes.
 3. A graph output produced by a crossbar layer stays in that layer's accumulator format.
 4. Any other tensor gets the widest input width of the model and the fraction bits that fit its calibrated range.
 """
@@ -15,6 +18,7 @@ from __future__ import annotations
 from isa.errors import ConfigError, ModelError
 
 from ..ir import Graph, Op
+from ..ops import kind_of
 from .calibrate import Ranges
 from .precision import LayerPrecision, frac_for
 
@@ -22,7 +26,7 @@ Format = tuple[int, int]
 
 
 def _preserving(op: Op) -> bool:
-    return op.kind == "concat" or (op.kind == "pool" and op.attrs["mode"] == "max")
+    return kind_of(op).preserves_fmt(op)
 
 
 def assign_formats(g: Graph, prec: dict[str, LayerPrecision], ranges: Ranges) -> dict[str, Format]:
@@ -50,7 +54,11 @@ def _format_of(g: Graph, v: str, prec: dict[str, LayerPrecision], ranges: Ranges
         return p.acc_bits, p.acc_frac
     if xbar:
         return xbar.pop()
+    own = ranges.values.get(v, 1.0)
     for u in users:
         if _preserving(u):
-            return fmt[u.outputs[0]]
-    return bits, frac_for(ranges.values.get(v, 1.0), bits)
+            f = fmt[u.outputs[0]]
+            if all(_preserving(w) for w in users) and v not in g.outputs or kind_of(u).device == "view" \
+                    or f[1] <= frac_for(own, f[0]):
+                return f
+    return bits, frac_for(own, bits)

@@ -1,5 +1,9 @@
 """The layer-level functional model: the quantized network computed with vectorized numpy, exactly as the
-hardware computes it (docs/semantics.md). The runtime executing the compiled program must agree bit for bit."""
+hardware computes it (docs/semantics.md). The runtime executing the compiled program must agree bit for bit.
+
+Each op runs by its kind's ``int_eval`` (`compiler.ops`); this module holds the shared numeric pieces: the
+crossbar layer (rules WEIGHTS, SCE, MVM, ADC, SKIP), the fused activation (rule ACT) and the divisor of averages
+(rule POOL)."""
 
 from __future__ import annotations
 
@@ -11,13 +15,14 @@ import numpy as np
 from isa import numerics as nx
 from isa.hardware import HardwareConfig
 
-from isa.errors import ModelError
-
 from ..ir import Graph, Op
-from .calibrate import out_hw
+from ..ops import IntContext, kind_of
+from ..ops.affine import SCALE_BITS, SHIFT_BITS, QuantizedAffine, affine_q, quantize_affine  # noqa: F401 (by name)
+from ..ops.eltwise import mul_frac  # noqa: F401 (callers import the rules from here)
+from .calibrate import last_uses
 from .formats import Format
 from .precision import LayerPrecision
-from .windows import from_hwc, im2col, internal, to_hwc, window_counts, windows
+from .windows import im2col, internal, to_hwc
 
 IntEnv = dict[str, np.ndarray]
 
@@ -134,6 +139,11 @@ def prepare_block(w: np.ndarray, p: LayerPrecision, cell_bits: int) -> CrossbarB
     return CrossbarBlock(np.asarray(w, dtype=np.float64), tuple(steps), exact, f32, wide)
 
 
+def probe_installed() -> bool:
+    """Whether a bit-line probe is installed (prepared blocks differ then: `blockcache` keys on it)."""
+    return _PROBE is not None
+
+
 def crossbar_block(x: np.ndarray, w: np.ndarray, p: LayerPrecision, cell_bits: int) -> np.ndarray:
     """Exact shift-and-add sum of one crossbar row block (rule MVM, before the rounding shift).
 
@@ -197,14 +207,16 @@ def _block_sums(x: np.ndarray, blocks: list[CrossbarBlock], p: LayerPrecision,
 
 
 def crossbar_layer(x: np.ndarray, q: QuantizedLayer, p: LayerPrecision, hw: HardwareConfig,
-                   conv: tuple[Op, tuple[int, int]] | None = None) -> np.ndarray:
+                   conv: tuple[Op, tuple[int, int]] | None = None,
+                   blocks: list[CrossbarBlock] | None = None) -> np.ndarray:
     """A crossbar layer on integer input rows (N, K) -> accumulator-format pre-activation outputs (N, n_out):
     row blocks of ``hw.xbar_rows`` rounded into Q(acc) and accumulated in order with saturation, then the bias.
     With ``conv`` = (op, output size), x is the layer's input tensor (B, H, W, C) and the rows are its im2col
     windows (the input digits are computed once per input value). Blocks are prepared once; the input goes
-    through in chunks that bound the memory."""
-    blocks = [prepare_block(q.weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
-              for r0 in range(0, q.weight.shape[0], hw.xbar_rows)]
+    through in chunks that bound the memory. ``blocks``: the prepared blocks of ``q`` (`blockcache`)."""
+    if blocks is None:
+        blocks = [prepare_block(q.weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
+                  for r0 in range(0, q.weight.shape[0], hw.xbar_rows)]
     if conv is None:
         to_rows, per_item = (lambda t: t), 1
     else:
@@ -261,100 +273,17 @@ def activate(x: np.ndarray, attrs: dict[str, Any], frac: int) -> np.ndarray:
     return x
 
 
-SCALE_BITS = 32  # an affine op's scale: Q(32, fs) (rule AFFINE)
-SHIFT_BITS = 32  # an affine op's shift: Q(32, fm)
-
-
-@dataclass(frozen=True)
-class QuantizedAffine:
-    """A standalone affine op's integer constants (rule AFFINE), in the internal layout of its tensor -- (H, W, C)
-    or flat -- or, with ``per_channel``, one value per channel (C,): ``scale`` in Q(32, fs), ``shift`` in
-    Q(32, fm); ``mul_shift`` = fx + fs - fm is the product's rounding shift; ``frac`` = fm the op computes in."""
-
-    scale: np.ndarray
-    shift: np.ndarray
-    fs: int
-    frac: int
-    mul_shift: int
-    per_channel: bool
-
-
-def quantize_affine(g: Graph, op: Op, fmt: dict[str, Format]) -> QuantizedAffine:
-    """Rule AFFINE: fs = min(frac_for(max |scale|, 32), 62 + fy - fx), fm = min(fy, fx + fs), with fx, fy the
-    fractions of the input and output tensors; scale_q = quant_{32,fs}(scale), shift_q = quant_{32,fm}(shift)."""
-    from ..ir import broadcast_param
-    from .precision import frac_for
-
-    shape = g.values[op.inputs[0]].shape
-    fx, fy = fmt[op.inputs[0]][1], fmt[op.outputs[0]][1]
-    full = [to_hwc(np.asarray(broadcast_param(op.params[k], shape), dtype=np.float64)[None], shape)[0]
-            for k in ("scale", "shift")]
-    per_channel = len(shape) != 3 or all(np.all(f == f.reshape(-1, f.shape[-1])[:1]) for f in full)
-    if per_channel:
-        full = [f.reshape(-1, f.shape[-1])[0] if len(shape) == 3 else f for f in full]
-    fs = min(frac_for(float(np.abs(full[0]).max(initial=0.0)), SCALE_BITS), 62 + fy - fx)
-    fm = min(fy, fx + fs)
-    return QuantizedAffine(nx.quantize(full[0], SCALE_BITS, fs), nx.quantize(full[1], SHIFT_BITS, fm), fs, fm,
-                           fx + fs - fm, per_channel)
-
-
-def affine_q(x: np.ndarray, q: QuantizedAffine) -> np.ndarray:
-    """Rule AFFINE on Q(., fx) integers -> Q(., fm): rshift_round(x * scale_q, fx + fs - fm) + shift_q (exact
-    int64, no saturation)."""
-    return nx.rshift_round(x * q.scale, q.mul_shift) + q.shift
-
-
-def mul_frac(fa: int, fb: int, fy: int) -> tuple[int, int]:
-    """Rule ELTWISE (mul): the fraction f_m = max(min(f_y, f_a + f_b), f_a + f_b - 62) the product is rounded
-    into, and the rounding shift f_a + f_b - f_m (in [0, 62], the ``mul`` instruction's f)."""
-    fm = max(min(fy, fa + fb), fa + fb - 62)
-    return fm, fa + fb - fm
-
-
 def divisor_coef(n: int) -> int:
     """floor(2^24 / n + 1/2): the multiplier of an average over n values (rule POOL)."""
     return ((1 << (DIV_FRAC + 1)) + n) // (2 * n)
 
 
-def _layer(g: Graph, op: Op, xs: list[np.ndarray], prec: dict[str, LayerPrecision], fmt: dict[str, Format],
-           hw: HardwareConfig) -> tuple[np.ndarray, int]:
-    """One op on integer inputs -> (output before the final requantization, its fraction bits)."""
-    x = xs[0]
-    if op.is_crossbar:
-        p = prec[op.name]
-        _PROBE_LAYER[0] = op.name
-        conv = (op, out_hw(g, op)) if op.kind == "conv" else None
-        y = crossbar_layer(x if conv else x.reshape(len(x), -1), quantize_layer(op, p), p, hw, conv)
-        shape = (len(x),) + ((out_hw(g, op) + (-1,)) if op.kind == "conv" else (-1,))
-        return activate(y.reshape(shape), op.attrs, p.acc_frac), p.acc_frac
-    fi = fmt[op.inputs[0]][1]
-    if op.kind == "pool" and op.attrs["mode"] == "max":
-        y = windows(x, op, out_hw(g, op), nx.qmin(fmt[op.inputs[0]][0])).max(axis=(3, 4))
-    elif op.kind == "pool":
-        ch, cw = window_counts(op, x.shape[1:3], out_hw(g, op))
-        coef = np.array([[divisor_coef(int(a * b)) for b in cw] for a in ch], dtype=np.int64)
-        s = windows(x, op, out_hw(g, op), 0).sum(axis=(3, 4))
-        y = nx.rshift_round(s * coef[None, :, :, None], DIV_FRAC)
-    elif op.kind == "gap":
-        n = x.shape[1] * x.shape[2]
-        y = nx.rshift_round(x.sum(axis=(1, 2), keepdims=True) * np.int64(divisor_coef(n)), DIV_FRAC)
-    elif op.kind == "eltwise" and op.attrs.get("op") == "mul":
-        fi, shift = mul_frac(fmt[op.inputs[0]][1], fmt[op.inputs[1]][1], fmt[op.outputs[0]][1])
-        y = nx.rshift_round(xs[0] * xs[1], shift)
-    elif op.kind == "eltwise":
-        fi = max(fmt[i][1] for i in op.inputs)
-        a, *rest = (nx.rshift_round(v, fmt[i][1] - fi) for v, i in zip(xs, op.inputs))
-        y = a - rest[0] if op.attrs.get("op") == "sub" else sum(rest, a)
-    elif op.kind == "affine":
-        q = quantize_affine(g, op, fmt)
-        y, fi = affine_q(x, q), q.frac
-    elif op.kind == "concat":
-        y = np.concatenate(xs, axis=-1)
-    elif op.kind == "reshape":
-        y = to_hwc(from_hwc(x, g.values[op.inputs[0]].shape), g.values[op.outputs[0]].shape)
-    else:
-        raise ModelError(f"op '{op.name}' ({op.kind}) cannot run on the device")
-    return activate(y, op.attrs, fi), fi
+def op_output(g: Graph, op: Op, xs: list[np.ndarray], prec: dict[str, LayerPrecision], fmt: dict[str, Format],
+              hw: HardwareConfig) -> tuple[np.ndarray, int]:
+    """One op on integer inputs (its kind's ``int_eval``, then the fused activation, rule ACT) -> (its output
+    before the requantization to the stored format, that output's fraction bits)."""
+    y, frac = kind_of(op).int_eval(g, op, xs, IntContext(prec, fmt, hw))
+    return activate(y, op.attrs, frac), frac
 
 
 def run_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: IntEnv, hw: HardwareConfig,
@@ -369,8 +298,13 @@ def run_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: IntEnv, hw
         arr = np.asarray(inputs[v.name], dtype=np.int64)
         env[v.name] = to_hwc(arr, v.shape) if arr.ndim > 2 else (
             arr.reshape((len(arr),) + (v.shape[1], v.shape[2], v.shape[0])) if len(v.shape) == 3 else arr)
-    for op in g.ops:
-        y, frac = _layer(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
+    last = last_uses(g)
+    for k, op in enumerate(g.ops):
+        y, frac = op_output(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
         bits, out_frac = fmt[op.outputs[0]]
         env[op.outputs[0]] = internal(nx.requantize(y, frac - out_frac, bits), g.values[op.outputs[0]].shape)
+        del y
+        for i in set(op.inputs):  # a tensor no later op reads is dropped (the peak is the graph's widest point)
+            if last.get(i, -1) <= k:
+                del env[i]
     return {o: env[o].reshape(len(env[o]), -1) for o in g.outputs}

@@ -125,9 +125,11 @@ def resolve_precision(g: Graph, config: str | dict[str, Any] | Path | None, rang
         spec = {k: v for k, v in (base | dict(own or {})).items() if not (k == "adc_bits" and v == 0)}
         _check_merged(source, op.name, spec, own, cfg.get("default"), preset, hw)
         where = f"{source}: layers.{op.name}" if own else f"{source}: default (layer {op.name})"
-        out[op.name] = _complete(where, spec, ranges.get(op.name), hw,
-                                 ranges.values.get(op.inputs[0]))
-        if op.attrs.get("act") in ("sigmoid", "tanh"):
+        x_range = ranges.values.get(op.inputs[0])
+        if op.kind == "recurrent" and x_range is not None and op.name in ranges:
+            x_range = max(x_range, ranges[op.name].input)  # the MVM input holds h_{t-1} too
+        out[op.name] = _complete(where, spec, ranges.get(op.name), hw, x_range)
+        if op.attrs.get("act") in ("sigmoid", "tanh") or op.kind == "recurrent":
             out[op.name] = _bounded_act_frac(where, out[op.name], "acc_frac" in spec)
     return out
 

@@ -16,8 +16,9 @@ accountant charges:
   components (vector ALU, registers, tile memory, network, control) come from one runtime run of the baseline
   (`CostModel.calibrate`); ADC leakage is recomputed from the ADC bits of every MVMU and the estimated cycles.
 
-The search's hardware cost is a weighted set of named terms (`COST_TERMS`: ``energy``, ``latency`` and the
-seed's ``analytic`` formula), each over the 16-bit baseline's value; another term is one more entry.
+The search's hardware cost is a weighted set of named terms (`COST_TERMS`: ``energy``, ``latency``, the
+seed's ``analytic`` formula and the ``area`` the mapping uses, `mapping_area`), each over the 16-bit baseline's
+value; another term is one more entry.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import numpy as np
 
 from isa import numerics as nx
+from isa.area import Area, blocks_area
 from isa.costs import (MvmuShape, conductance_pj, leakage_pj, mvm_data_energy, mvmu_cycles, mvmu_energy,
                        row_levels)
 from isa.hardware import HardwareConfig
@@ -35,10 +37,11 @@ from isa.layout import summarize
 
 from ..ir import Graph
 from ..mapping import MAPPINGS, LayerMap, place_layers
+from ..ops import crossbar_kind
 from ..quant import LayerPrecision, quantize_layer
 from ..quant.calibrate import layer_inputs, out_hw
 from ..quant.formats import Format
-from ..quant.functional import _layer  # noqa: PLC2701 -- one op of the functional model
+from ..quant.functional import op_output
 from .memo import LayerMemo, array_key
 
 MVMU_COMPONENTS = ("crossbar", "dac", "adc", "sample_hold", "shift_add", "mvmu_regs")
@@ -66,7 +69,7 @@ def layer_features(g: Graph, hw: HardwareConfig) -> list[LayerFeatures]:
     out = []
     for op in g.crossbar_ops():
         k, n = op.params["weight"].shape
-        px = int(np.prod(out_hw(g, op))) if op.kind == "conv" else 1
+        px = int(np.prod(out_hw(g, op))) if op.kind == "conv" else crossbar_kind(op).pixels(g, op)
         blocks = -(-k // hw.xbar_rows) * -(-n // hw.xbar_cols)
         out.append(LayerFeatures(op.name, op.kind, int(k), int(n), px, blocks))
     return out
@@ -98,7 +101,7 @@ def trace_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: dict[str
             if hit is not None:
                 env[out] = hit
                 continue
-        y, frac = _layer(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
+        y, frac = op_output(g, op, [env[i] for i in op.inputs], prec, fmt, hw)
         bits, out_frac = fmt[out]
         env[out] = nx.requantize(y, frac - out_frac, bits)
         if memo is not None:
@@ -114,6 +117,7 @@ class CostEstimate:
     cycles: int
     per_component: dict[str, float] = field(default_factory=dict)
     per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
+    area_mm2: float = 0.0  # the mapping's area (`mapping_area`): a hardware-cost term the search can weigh
 
 
 def _shape(lm: LayerMap, i: int, rows: int, cols: int) -> MvmuShape:
@@ -211,7 +215,22 @@ class CostModel:
         cycles = max(1, self._latency(per_layer) + self.rest_cycles)
         comp.update(self.rest_energy)
         comp["leakage"] = leakage_pj(hw, adcs, cycles)
-        return CostEstimate(float(sum(comp.values())), int(cycles), comp, per_layer)
+        area = mapping_area(hw, mp, prec)
+        for name, row in area.per_layer.items():
+            per_layer[name]["area_um2"] = sum(row.values())
+        return CostEstimate(float(sum(comp.values())), int(cycles), comp, per_layer, area.total_mm2)
+
+
+def mapping_area(hw: HardwareConfig, mp: Any, prec: dict[str, LayerPrecision]) -> Area:
+    """`isa.area.blocks_area` of a mapping: each block's physical arrays (its layout's, or one per slice and
+    sign; none when idle) with ADCs at its layer's resolution, on the mapping's cores and tiles (vector layers'
+    included): what `isa.area.used_area` finds in the program compiled from it."""
+    blocks = []
+    for name, lm in mp.layers.items():
+        for i, b in enumerate(lm.blocks):
+            shape = _shape(lm, i, b.rows[1] - b.rows[0], b.cols[1] - b.cols[0])
+            blocks.append((name, 0 if shape.idle else shape.crossbars, prec[name].adc_bits))
+    return blocks_area(hw, blocks, mp.cores, mp.tiles)
 
 
 #: Defaults of the seed's analytic cost (docs/search.md).
@@ -264,9 +283,14 @@ def _analytic(c: CostInputs) -> TermValue:
     return float(sum(parts)), {f.name: v for f, v in zip(c.features, parts)}
 
 
+def _area(c: CostInputs) -> TermValue:
+    """The chip area the mapping uses (`mapping_area`, mm^2), per layer its MVMUs'."""
+    return c.estimate.area_mm2, {n: v.get("area_um2", 0.0) / 1e6 for n, v in c.estimate.per_layer.items()}
+
+
 #: The named hardware cost terms the search objective can weigh (`weighted_cost`).
 COST_TERMS: dict[str, Callable[[CostInputs], TermValue]] = {"energy": _energy, "latency": _latency,
-                                                            "analytic": _analytic}
+                                                            "analytic": _analytic, "area": _area}
 
 #: The default objective: energy and latency, each over the 16-bit baseline's, weighted equally.
 DEFAULT_WEIGHTS: tuple[tuple[str, float], ...] = (("energy", 0.5), ("latency", 0.5))

@@ -28,6 +28,7 @@ from isa import numerics as nx
 from isa.errors import XbarcError
 from isa.hardware import HardwareConfig, load_hardware
 
+from .. import runner
 from ..data import DatasetLoader, load_labelled
 from ..driver import calibration_inputs, compile_model, import_graph, model_dataset
 from ..quant import assign_formats, calibrate, float_forward, resolve_precision
@@ -74,6 +75,8 @@ class EnvConfig:
     penalty: float = 10.0
     cost_weights: tuple[tuple[str, float], ...] = DEFAULT_WEIGHTS  # named cost terms (cost.COST_TERMS)
     mapping: str = "spatial"  # as `compile`'s default; the cost model reproduces every mode exactly
+    devices: str | None = None  # score accuracy on the runtime under this device model (docs/devices.md)
+    device_trials: int = 3  # with devices: seeded trials whose scores are averaged
     cost_calib_images: int = 4  # images of the one baseline runtime run that calibrates the cost model
     memo_mb: int = 1024  # bound of the memo of layer outputs (exact reuse of shared prefixes); 0: none
     data: DatasetLoader | None = None  # loads the data set (`compiler.data`); a module-level function pickles
@@ -150,6 +153,7 @@ class SearchEnv:
         self.space = SearchSpace.build(self.g, self.hw)
         self.features = layer_features(self.g, self.hw)
         self.cost = CostModel(self.g, self.hw, self.mapping)
+        self.devices = runner.load_devices(cfg.devices) if cfg.devices else None
         self.memo = LayerMemo(cfg.memo_mb << 20) if cfg.memo_mb > 0 else None
         self._calibrate_cost()
         base = self.space.baseline()
@@ -198,7 +202,11 @@ class SearchEnv:
         return est, measure_terms(self.cfg.cost_weights, CostInputs(est, prec, self.features))
 
     def score(self, split: Split, logits: np.ndarray) -> SplitScore:
-        """Accuracy, paired drop and its bound, cross-entropy and its increase of quantized ``logits``."""
+        """Accuracy, paired drop and its bound, cross-entropy and its increase of quantized ``logits``; logits
+        of several device trials (trials, images, classes) score each trial and average the scores."""
+        if logits.ndim == 3:
+            scores = [self.score(split, t) for t in logits]
+            return SplitScore(*(float(np.mean([getattr(s, f.name) for s in scores])) for f in fields(SplitScore)))
         ok = logits.argmax(axis=1) == split.y
         ce = cross_entropy(logits, split.y)
         return SplitScore(float(ok.mean()), float(split.float_ok.mean() - ok.mean()),
@@ -222,7 +230,19 @@ class SearchEnv:
         prec, fmt = self._resolve(self.space.decode(key))
         out, seen = self._trace(prec, fmt, x)
         o = self.g.outputs[0]
+        if self.devices is not None:
+            return self.device_logits(key, x), seen, prec
         return nx.dequantize(out[o], fmt[o][1]).reshape(len(x), -1), seen, prec
+
+    def device_logits(self, key: Actions, x: np.ndarray) -> np.ndarray:
+        """(trials, images, classes) logits of config ``key`` compiled and run on the runtime under the device
+        model, one seeded trial each (`runtime.devices`): the robust search's accuracy term."""
+        from ..runner import run
+
+        cm = self.compile(self.space.decode(key))
+        feeds, name = {cm.program.inputs[0].name: x}, cm.program.outputs[0].name
+        return np.stack([run(cm, feeds, devices=self.devices, trial=t).device_float[name].reshape(len(x), -1)
+                         for t in range(self.cfg.device_trials)])
 
     def _score(self, key: Actions) -> Evaluation:
         c, n = self.cfg, len(self.search.x)
@@ -231,14 +251,14 @@ class SearchEnv:
         except XbarcError as e:  # an infeasible config (e.g. a format that cannot hold an activation)
             return Evaluation([list(a) for a in key], -2 * c.penalty, error=str(e),
                               step_rewards=step_rewards(-2 * c.penalty, [0.0] * len(key)))
-        s, sel = self.score(self.search, logits[:n]), self.score(self.select, logits[n:])
+        s, sel = self.score(self.search, logits[..., :n, :]), self.score(self.select, logits[..., n:, :])
         est, raw = self._terms(prec, {k: v[:n] for k, v in seen.items()})
         hw, ratios, shares = weighted_cost(c.cost_weights, raw, self.base_terms, self.space.layers)
         reward = self.reward(s, hw)
         return Evaluation([list(a) for a in key], reward, s.bound <= c.max_drop, s.accuracy, s.drop, s.bound,
                           s.cross_entropy, s.cost_accuracy, sel.accuracy, sel.drop, sel.bound,
                           est.energy_pj, est.cycles, ratios, hw,
-                          step_rewards(reward, [-c.lam * v for v in shares]))
+                          step_rewards(reward, [-c.lam * v for v in shares]), area_mm2=est.area_mm2)
 
     def rescore(self, actions: Sequence[Sequence[int]], split: Split) -> tuple[SplitScore, float]:
         """Config ``actions`` scored on another split (the report's test split): its `SplitScore` and the reward

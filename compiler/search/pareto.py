@@ -1,5 +1,5 @@
 """A search's front (`pareto.json`): the evaluated configurations that no other beats in energy, cycles and
-selection-split accuracy at once, each written as a precision file `xbarc compile --precision` takes, the point
+area and selection-split accuracy at once, each written as a precision file `xbarc compile --precision` takes, the point
 delivered (`selection.choose`) marked, and a plot when matplotlib is installed (docs/search.md, "Pareto front")."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ def point_row(env: SearchEnv, r: Evaluation, file: str, chosen: Evaluation) -> d
     assert base is not None
     return {"file": file, "chosen": r.key == chosen.key, "meets_max_drop": r.select_bound <= env.cfg.max_drop,
             "energy_pj": r.energy_pj, "cycles": r.cycles, "energy_less": base.energy_pj / r.energy_pj,
-            "latency_less": base.cycles / r.cycles, "select_accuracy": r.select_accuracy,
+            "latency_less": base.cycles / r.cycles, "area_mm2": r.area_mm2,
+            "area_less": base.area_mm2 / r.area_mm2 if r.area_mm2 else None, "select_accuracy": r.select_accuracy,
             "select_drop": r.select_drop, "select_bound": r.select_bound, "cost_hardware": r.cost_hardware,
             "search_reward": r.reward, "actions": r.actions}
 
@@ -46,7 +47,7 @@ def write_pareto(out: str | Path, env: SearchEnv, records: Sequence[Evaluation],
         write_file(out / name, json.dumps(env.config(r.actions), indent=2) + "\n")
         rows.append(point_row(env, r, name, chosen))
     c = env.cfg
-    doc = {"objectives": ["energy_pj (min)", "cycles (min)", f"accuracy on '{c.select_split}' (max)"],
+    doc = {"objectives": ["energy_pj (min)", "cycles (min)", "area_mm2 (min)", f"accuracy on '{c.select_split}' (max)"],
            "max_drop": c.max_drop, "confidence": c.confidence, "select_split": c.select_split,
            "select_images": len(env.select.x), "float_select_accuracy": env.select.accuracy, "points": rows}
     write_file(out / "pareto.json", json.dumps(doc, indent=2) + "\n")

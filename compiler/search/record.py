@@ -36,6 +36,7 @@ class Evaluation:
     cost_hardware: float = 0.0
     step_rewards: list[float] = field(default_factory=list)
     error: str | None = None
+    area_mm2: float = 0.0  # the chip area the mapping uses (docs/cost-model.md, "Area")
     # set by the search loop on its copy
     episode: int = -1
     method: str = ""

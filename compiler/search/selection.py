@@ -47,15 +47,16 @@ def score_upper(n: int, b: int, c: int, confidence: float) -> float:
 
 
 def pareto_front(records: Sequence[Evaluation]) -> list[Evaluation]:
-    """The distinct configurations (first record of each) that no other one dominates in (energy, cycles,
-    selection accuracy): lower or equal energy and cycles and higher or equal selection accuracy, one strictly.
-    Ordered by energy; configurations that did not resolve are left out."""
+    """The distinct configurations (first record of each) that no other one dominates in (energy, cycles, area,
+    selection accuracy): lower or equal energy, cycles and area and higher or equal selection accuracy, one
+    strictly. Ordered by energy; configurations that did not resolve are left out."""
     seen: dict[tuple[tuple[int, ...], ...], Evaluation] = {}
     for r in records:
         if r.error is None:
             seen.setdefault(r.key, r)
     pts = list(seen.values())
-    v = np.array([(r.energy_pj, r.cycles, -r.select_accuracy) for r in pts], dtype=np.float64).reshape(-1, 3)
+    v = np.array([(r.energy_pj, r.cycles, r.area_mm2, -r.select_accuracy) for r in pts],
+                 dtype=np.float64).reshape(-1, 4)
     keep = []
     for i in range(len(pts)):
         le = (v <= v[i]).all(axis=1) & (v < v[i]).any(axis=1)

@@ -1,0 +1,185 @@
+"""ImageNet-size CNNs (224x224) on the published-chip presets: do they compile, and how do they run?
+
+Usage: python benchmarks/imagenet_scale.py [--models resnet18 resnet50] [--presets default puma isaac puma-chip]
+                                          [--resolution 224] [--no-run] [--speed] [--timeout 1800]
+
+``run s`` is the runtime's fast mode (`runtime.loops`); ``--speed`` also times the same image on the reference
+interpreter and the functional model in the same subprocess and checks that both runtime modes' counters agree.
+
+Per (model, preset), in its own subprocess (``ulimit -v`` applies to it: prefix the command with
+``ulimit -v 8000000;``), calibrating on 2 random images and running one:
+
+1. the preset as published (`isa.hardware.PRESETS`): compile, or the first error that stops it;
+2. the same preset with only ``tile_mem_words`` grown to what the largest tile needs ("+mem"), the only change,
+   so the crossbars, cores, tiles, registers and cost table are the chip's: compile, run one image, check it bit
+   for bit against the functional model. Its "tile mem" column is that need (the words one tile holds with
+   every tensor whole); on the preset rows it is the need with line buffers (docs/design-notes.md: so far for
+   tensors passed between convs).
+
+ResNet-18 is `models.cnn_zoo.resnet18` (torchvision topology, He-initialized weights, BN folded), ResNet-50 the
+onnx zoo's ``light_resnet50.onnx`` with He-initialized random weights (`real_models.randomized`; its own constant
+weights make activations overflow any fixed-point format). Precision: ``16bit`` on ``puma-chip``; ``8bit`` on
+``isaac``, whose cores hold 8 crossbars while a 16-bit (+)/(-) block needs 16 (docs/cost-model.md, "Chip presets").
+Timings are wall-clock seconds of one process on a shared, loaded machine (compare rows of one run only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from _table import table  # noqa: E402
+
+MODELS = ("resnet18", "resnet50")
+PRESETS = ("isaac", "puma-chip")
+PRECISION = {"default": "16bit", "puma": "16bit", "isaac": "8bit", "puma-chip": "16bit"}
+GROWN = 1 << 24  # tile_mem_words of the "+mem" variant
+
+
+def load(name: str, resolution: int) -> Any:
+    """The ONNX model ``name`` at ``resolution`` (the light ResNet-50 exists at 224 only; other resolutions use
+    `models.cnn_zoo.resnet50`)."""
+    from models.cnn_zoo import resnet18, resnet50
+
+    if name == "resnet18":
+        return resnet18(resolution=resolution)
+    if resolution != 224:
+        return resnet50(resolution=resolution)
+    import onnx
+
+    from real_models import light_dir, randomized
+
+    return randomized(onnx.load(str(light_dir() / "light_resnet50.onnx")))
+
+
+def tile_memory_needed(cm: Any, hw: Any = None) -> tuple[int, int]:
+    """(largest words any tile needs, tiles holding data) of a compiled model's plan redone on ``hw`` (default:
+    its own): with line buffers for what can have them when whole tensors overflow ``hw``'s tiles."""
+    from compiler.codegen.plan import TileMemory, plan_communication
+    from compiler.codegen.storage import Storage
+    from compiler.quant import quantize_layer
+    from isa.errors import ModelError
+
+    hw = hw or cm.hw
+    biased = {op.name for op in cm.graph.crossbar_ops() if quantize_layer(op, cm.precision[op.name]).bias is not None}
+    mem = TileMemory(hw)
+    try:
+        plan_communication(cm.graph, cm.mapping, Storage(cm.graph, cm.formats), hw, biased, mem)
+    except ModelError:  # still overflowing: mem holds the need of the line-buffered plan
+        pass
+    return max(mem.top.values()), len(mem.top)
+
+
+def measure(name: str, preset: str, grown: bool, run: bool, resolution: int = 224,
+            speed: bool = False) -> dict[str, Any]:
+    """Compile (and run) one model on one preset; the figures or the first error."""
+    import numpy as np
+
+    from compiler import runner
+    from compiler.driver import compile_model
+    from isa.hardware import PRESETS as HW
+
+    hw = HW[preset]
+    model = load(name, resolution)
+    inp = model.graph.input[0].name
+    x = np.random.default_rng(0).random((3, 3, resolution, resolution)).astype(np.float32)
+    r: dict[str, Any] = {"model": name, "preset": preset + ("+mem" if grown else ""), "precision": PRECISION[preset]}
+    try:
+        if grown:  # first with 2^24 words to learn the need, then with exactly the need (the runtime's memory)
+            cm = compile_model(model, PRECISION[preset], hw=hw.with_changes(tile_mem_words=GROWN),
+                               calib={inp: x[:2]}, calib_images=2)
+            hw = hw.with_changes(tile_mem_words=tile_memory_needed(cm)[0])
+        t0 = time.perf_counter()
+        cm = compile_model(model, PRECISION[preset], hw=hw, calib={inp: x[:2]}, calib_images=2)
+        r["compile_s"] = time.perf_counter() - t0
+        rep = cm.mapping.report(cm.precision) if cm.mapping is not None else {}
+        r.update(tiles=rep.get("tiles"), crossbars=rep.get("crossbars"))
+        r["mem_words"], _ = tile_memory_needed(cm)
+        if run:
+            t1 = time.perf_counter()
+            out = runner.run(cm, {inp: x[2:]})
+            r["run_s"] = time.perf_counter() - t1
+            r.update(energy_uj=out.stats.energy_pj / 1e6, cycles=out.stats.cycles,
+                     bit_exact=runner.bit_exact(cm, {inp: x[2:]}, out))
+            if speed:  # the same image on the reference interpreter and the functional model (issue 18)
+                t1 = time.perf_counter()
+                ref = runner.run(cm, {inp: x[2:]}, reference=True)
+                r["reference_s"] = time.perf_counter() - t1
+                r["same_counters"] = ref.stats.to_dict() == out.stats.to_dict()
+                t1 = time.perf_counter()
+                runner.functional_outputs(cm, {inp: x[2:]})
+                r["functional_s"] = time.perf_counter() - t1
+    except Exception as e:  # noqa: BLE001 - the benchmark reports whatever stops a model
+        r["error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
+        if not grown:  # what a tile needs with line buffers (the mapping does not depend on tile_mem_words)
+            big = compile_model(model, PRECISION[preset], hw=hw.with_changes(tile_mem_words=GROWN),
+                                calib={inp: x[:2]}, calib_images=2)
+            r["mem_words"] = tile_memory_needed(big, hw)[0]
+    r["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return r
+
+
+def _row(r: dict[str, Any]) -> list[object]:
+    def f(key: str, fmt: str) -> str:
+        return format(r[key], fmt) if key in r else "-"
+
+    exact = {True: "yes", False: "NO"}.get(r.get("bit_exact"), "-")  # type: ignore[call-overload]
+    err = r.get("error", "")
+    same = {True: "yes", False: "NO"}.get(r.get("same_counters"), "-")  # type: ignore[call-overload]
+    return [r["model"], r["preset"], r["precision"], f("tiles", ","), f("crossbars", ","), f("mem_words", ","),
+            f("compile_s", ".1f"), f("run_s", ".1f"), f("reference_s", ".1f"), f("functional_s", ".1f"), same,
+            f("energy_uj", ",.1f"), f("cycles", ","), exact, f"{r['peak_mb']:,.0f}",
+            err[:150] + ("..." if len(err) > 150 else "")]
+
+
+HEADER = ["model", "preset", "precision", "tiles", "crossbars", "tile mem", "compile s", "run s",
+          "reference run s", "functional s", "counters equal", "energy uJ", "cycles", "bit-exact", "peak MB",
+          "stopped by"]
+
+
+def main() -> None:
+    """Measure every (model, preset, variant) in a subprocess and print the table."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    ap.add_argument("--presets", nargs="+", default=list(PRESETS), choices=list(PRECISION))
+    ap.add_argument("--no-run", action="store_true", help="compile only")
+    ap.add_argument("--speed", action="store_true",
+                    help="also time the image on the reference interpreter and the functional model")
+    ap.add_argument("--resolution", type=int, default=224, help="input height and width (a multiple of 32)")
+    ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
+    ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.one:
+        name, preset, grown = a.one
+        print(json.dumps(measure(name, preset, grown == "1", not a.no_run, a.resolution, a.speed)))
+        return
+    rows = []
+    for name in a.models:
+        for preset in a.presets:
+            for grown in ("0", "1"):
+                cmd = [sys.executable, __file__, "--one", name, preset, grown, "--resolution", str(a.resolution)] + \
+                    (["--no-run"] if a.no_run else []) + (["--speed"] if a.speed else [])
+                try:
+                    p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
+                    line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""
+                    r = json.loads(line) if line.startswith("{") else {
+                        "error": f"subprocess exit {p.returncode}: {p.stderr.strip().splitlines()[-1:]}"}
+                except subprocess.TimeoutExpired:
+                    r = {"error": f"timeout after {a.timeout:.0f} s"}
+                r = {"model": name, "preset": preset + ("+mem" if grown == "1" else ""),
+                     "precision": PRECISION[preset], "peak_mb": 0.0} | r
+                rows.append(_row(r))
+                print(json.dumps(r), file=sys.stderr, flush=True)
+    print(table(rows, HEADER))
+
+
+if __name__ == "__main__":
+    main()

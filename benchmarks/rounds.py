@@ -1,0 +1,165 @@
+"""Models larger than the chip: VGG-16 on the ISAAC preset through reprogramming rounds, beside the same model on
+an ISAAC grown to hold every weight at once (docs/cost-model.md, "Reprogramming rounds").
+
+Usage: python benchmarks/rounds.py [--resolution 32] [--batch 2] [--precision 8bit] [--mapping spatial]
+
+VGG-16 has random weights built in code (`models.cnn_zoo.vgg16`, torchvision topology). At a resolution other
+than 224 its first Gemm takes 512 * (resolution/32)^2 inputs instead of 25,088 (the conv weights are VGG-16's);
+the table says which resolution ran. Calibration uses 2 uniform [0, 1) images; the run uses ``--batch`` others.
+Both chips run the same precision and formats, so their outputs must be identical (checked; the bit-exactness of
+rounds against the functional model is tests/test_rounds.py's). Each round programs its crossbars once per batch:
+the program energy per inference falls as 1/batch (the "per batch" columns are per batch). Endurance: batches until
+the most-written crossbar reaches ``--endurance`` writes (ReRAM: 1e6 is a conservative figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _table import table  # noqa: E402
+
+
+def compile_rounds(resolution: int, precision: str, mapping: str, mem: int) -> tuple[object, object, object]:
+    """(VGG-16 compiled in rounds on ISAAC, the model, its calibration batch); tile memories of ``mem`` words."""
+    from compiler import compile_model
+    from isa.hardware import ISAAC as PRESET
+    from models import cnn_zoo
+
+    isaac = PRESET.with_changes(tile_mem_words=mem) if mem else PRESET
+    model = cnn_zoo.vgg16(resolution=resolution)
+    calib = {model.graph.input[0].name: np.random.default_rng(0).uniform(0, 1, (2, 3, resolution, resolution))}
+    t0 = time.perf_counter()
+    rounds = compile_model(model, precision, hw=isaac, calib=calib, mapping=mapping, rounds=True)
+    print(f"compiled in rounds on isaac: {time.perf_counter() - t0:.1f} s, {len(rounds.rounds)} rounds", flush=True)
+    return rounds, model, calib
+
+
+def compile_both(resolution: int, precision: str, mapping: str, mem: int) -> tuple[object, object, int]:
+    """(rounds on ISAAC, all on chip on a grown ISAAC, tiles of the grown chip); tile memories of ``mem`` words."""
+    from compiler import compile_model
+    from compiler.mapping.rounds import VIRTUAL_TILES, top_tile
+
+    rounds, model, calib = compile_rounds(resolution, precision, mapping, mem)
+    ISAAC = rounds.hw  # type: ignore[attr-defined]
+    probe = compile_model(model, precision, hw=ISAAC.with_changes(tiles=VIRTUAL_TILES), calib=calib,
+                          mapping=mapping)
+    tiles = top_tile(probe.mapping)
+    t0 = time.perf_counter()
+    grown = compile_model(model, precision, hw=ISAAC.with_changes(tiles=tiles, name=f"isaac-{tiles}"), calib=calib,
+                          mapping=mapping)
+    print(f"compiled on isaac grown to {tiles} tiles: {time.perf_counter() - t0:.1f} s", flush=True)
+    return rounds, grown, tiles
+
+
+def programming(cm: object) -> list[tuple[int, float]]:
+    """Per round, from the compiled programs alone: (cycles of its programming: the slowest core's prog, energy of
+    its writes per batch in pJ), as the runtime charges them (`isa.costs`)."""
+    from isa.costs import CostContext, image_shape, instr_cost
+
+    out = []
+    for p in cm.rounds:  # type: ignore[attr-defined]
+        shapes: dict[tuple[int, int], dict[int, object]] = {}
+        for img in p.mvmus:
+            shapes.setdefault((img.tile, img.core), {})[img.mvmu] = image_shape(img, p.hw)
+        costs = [instr_cost(c.instrs[0], CostContext(p.hw, c.tile, shapes[c.tile, c.core]))  # type: ignore
+                 for c in p.cores if (c.tile, c.core) in shapes]
+        out.append((max(c.cycles for c in costs), sum(c.per_batch.get("program", 0.0) for c in costs)))
+    return out
+
+
+def compile_only(a: argparse.Namespace) -> None:
+    """The rounds of VGG-16 on ISAAC and their write costs per batch, from the compiled programs (no run)."""
+    cm, _, _ = compile_rounds(a.resolution, a.precision, a.mapping, a.tile_mem_words)
+    table_ = cm.program.meta["rounds"]  # type: ignore[attr-defined]
+    prog = programming(cm)
+    rows = [[r["round"], _span(r["layers"]), r["tiles"], r["mvmus"], r["crossbars"], f"{r['cells_written']:,}",
+             f"{pc:,}", f"{pj / 1e6:.1f}"] for r, (pc, pj) in zip(table_, prog)]
+    print(f"\nVGG-16 (random weights) at {a.resolution}x{a.resolution}, {a.precision}, {a.mapping} mapping, on isaac "
+          f"(tile memory {a.tile_mem_words or 32768:,} words), compiled only; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(table(rows, ["round", "crossbar layers", "tiles", "MVMUs", "crossbars", "cells written", "program cycles",
+                       "program uJ/batch"]))
+    total = sum(pj for _, pj in prog)
+    print(f"total per batch: {sum(r['cells_written'] for r in table_):,} cells, {sum(pc for pc, _ in prog):,} "
+          f"cycles programming, {total / 1e6:.1f} uJ of writes ({total / 1e6 / a.batch:.1f} uJ per inference at "
+          f"batch {a.batch})")
+
+
+def main() -> None:
+    """Compile, run both chips on one batch, print the comparison and the rounds."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--resolution", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=2)
+    ap.add_argument("--precision", default="8bit")
+    ap.add_argument("--mapping", default="spatial", choices=["spatial", "temporal"])
+    ap.add_argument("--endurance", type=float, default=1e6)
+    ap.add_argument("--tile-mem-words", type=int, default=1 << 18,
+                    help="tile memory of both chips (0: the preset's 32,768 words, which no VGG-16 activation of "
+                         "64 channels fits until activations are streamed in row bands)")
+    ap.add_argument("--compile-only", action="store_true",
+                    help="compile in rounds on isaac and print the rounds and their write costs per batch (no run)")
+    a = ap.parse_args()
+    if a.compile_only:
+        compile_only(a)
+        return
+    from compiler import runner
+
+    rounds, grown, tiles = compile_both(a.resolution, a.precision, a.mapping, a.tile_mem_words)
+    name = rounds.program.inputs[0].name  # type: ignore[attr-defined]
+    x = {name: np.random.default_rng(1).uniform(0, 1, (a.batch, 3, a.resolution, a.resolution))}
+    results = {}
+    for label, cm in (("isaac, rounds", rounds), (f"isaac grown to {tiles} tiles", grown)):
+        t0 = time.perf_counter()
+        results[label] = runner.run(cm, x)  # type: ignore[arg-type]
+        print(f"ran {label}: {time.perf_counter() - t0:.1f} s", flush=True)
+    (r_label, r), (g_label, g) = results.items()
+    same = all(np.array_equal(r.device_int[k], g.device_int[k]) for k in g.device_int)
+    base = g.stats
+    rows = []
+    for label, out in results.items():
+        s = out.stats
+        w = s.write_summary()
+        per_batch = s.cycles + (a.batch - 1) * sum(x["pipeline_interval"] for x in s.rounds) if s.rounds else \
+            s.cycles + (a.batch - 1) * s.pipeline_interval
+        rows.append([label, len(s.rounds) or 1, f"{s.energy_pj / 1e6:.2f}", f"{s.energy_pj / base.energy_pj:.2f}x",
+                     f"{s.per_component.get('program', 0.0) / 1e6:.2f}",
+                     f"{s.per_component.get('program', 0.0) * a.batch / 1e6:.1f}",
+                     f"{s.per_component.get('spill', 0.0) / 1e6:.2f}",
+                     f"{s.cycles:,}", f"{s.cycles / base.cycles:.2f}x", f"{s.program_cycles:,}", f"{per_batch:,}",
+                     f"{w['cells_written']:,}", w["max_writes_per_crossbar"], f"{w['mean_writes_per_crossbar']:.2f}",
+                     f"{a.endurance / w['max_writes_per_crossbar']:.3g}" if w["max_writes_per_crossbar"] else "-"])
+    print(f"\nVGG-16 (random weights) at {a.resolution}x{a.resolution}, {a.precision}, {a.mapping} mapping, batch "
+          f"{a.batch}, tile memory {a.tile_mem_words or 32768:,} words; outputs identical on both chips: {'yes' if same else 'NO'}; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(table(rows, ["chip", "rounds", "uJ/inf", "vs grown", "program uJ/inf", "program uJ/batch", "spill uJ/inf",
+                       "latency cycles",
+                       "vs grown", "program cycles/batch", "cycles/batch (est.)", "cells written/batch",
+                       "max writes/xbar/batch", "mean writes/xbar", "batches to endurance"]))
+    print("\ncycles/batch (est.) = latency + (batch - 1) x the sum of the rounds' pipeline intervals (each round "
+          "streams the batch through its cores before the next is programmed); the grown chip pipelines the "
+          "whole model")
+    rows = [[x["round"], _span(rounds.program.meta["rounds"][x["round"]]["layers"]),  # type: ignore[attr-defined]
+             f"{x['cycles']:,}", f"{x['program_cycles']:,}", f"{x['spill_cycles']:,}",
+             f"{x['program_pj'] / 1e6:.2f}", f"{x['spill_pj'] / 1e6:.2f}", f"{x['cells_written']:,}"]
+            for x in r.stats.rounds]
+    print("\nrounds on isaac:")
+    print(table(rows, ["round", "crossbar layers", "cycles", "program cycles", "spill cycles", "program uJ/inf",
+                       "spill uJ/inf", "cells written"]))
+
+
+def _span(layers: list[str]) -> str:
+    """``first .. last (n)`` of a round's crossbar layers."""
+    if len(layers) <= 2:
+        return " ".join(layers) or "-"
+    return f"{layers[0]} .. {layers[-1]} ({len(layers)})"
+
+
+if __name__ == "__main__":
+    main()
