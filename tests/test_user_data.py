@@ -87,9 +87,14 @@ def test_noise_calibration_is_said(setup, capsys) -> None:
 
 def test_search_and_adc_profile_take_the_file(setup, capsys) -> None:
     d, model, x, y = setup
-    assert main(["search", str(model), "--dataset", str(d / "data.npz"), "--budget", "4", "--search-images", "64",
+    # the search scores on one split and chooses on another: one array for every split is a clear error
+    assert main(["search", str(model), "--dataset", str(d / "data.npz"), "--budget", "4", "-o", str(d / "s0")]) == 2
+    assert "hold the same images" in capsys.readouterr().err
+    np.savez(d / "sv.npz", x_fit=x[:150], y_fit=y[:150], x_val=x[150:250], y_val=y[150:250], x_test=x[250:],
+             y_test=y[250:], x=x, y=y)
+    assert main(["search", str(model), "--dataset", str(d / "sv.npz"), "--budget", "4", "--max-drop", "5%",
                  "--test-images", "32", "-o", str(d / "s")]) == 0
-    assert (d / "s" / "best.json").exists()
+    assert (d / "s" / "best.json").exists() and (d / "s" / "pareto.json").exists()
     capsys.readouterr()
     assert main(["adc-profile", str(model), "--dataset", str(d / "data.npz"), "--json"]) == 0
     prof = json.loads(capsys.readouterr().out)

@@ -142,6 +142,13 @@ class SearchEnv:
         self.inp = self.g.inputs[0]
         self.search = self.load_split(cfg.search_split, cfg.search_images, "the search's reward")
         self.select = self.load_split(cfg.select_split, cfg.select_images, "the final selection")
+        k = min(len(self.search.x), len(self.select.x))
+        if np.array_equal(self.search.x[:k], self.select.x[:k]):
+            raise XbarcError(f"data set '{self.dataset}': the search split '{cfg.search_split}' and the selection "
+                             f"split '{cfg.select_split}' hold the same images (a file without its own x_"
+                             f"{cfg.search_split} and x_{cfg.select_split}?); the final choice must be made on images "
+                             f"the search never saw: give both splits, or name others with --search-split and "
+                             f"--select-split")
         self.x = self.search.x  # the reward's images
         self.space = SearchSpace.build(self.g, self.hw)
         self.features = layer_features(self.g, self.hw)
