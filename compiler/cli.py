@@ -272,7 +272,7 @@ def cmd_run(a: argparse.Namespace) -> int:
     _warn("run", cm.warnings)
     if a.inputs:
         feeds = _load_inputs(a.inputs, [i.name for i in cm.program.inputs])
-        outcome = runner.run(cm, feeds, a.reference, a.workers)
+        outcome = runner.run(cm, feeds, a.reference, a.workers, backend=a.backend, address=a.address)
         outputs = outcome.host or outcome.device_float
         first = next(iter(outputs.values()))
         if a.output:
@@ -291,7 +291,8 @@ def cmd_run(a: argparse.Namespace) -> int:
     x, y = load_data(a.dataset, a.split, tuple(cm.program.inputs[0].shape))
     if a.limit:
         x, y = x[:a.limit], (None if y is None else y[:a.limit])
-    result = runner.evaluate(cm, x, y, check=a.check, reference=a.reference, workers=a.workers)
+    result = runner.evaluate(cm, x, y, check=a.check, reference=a.reference, workers=a.workers, backend=a.backend,
+                             address=a.address)
     if a.devices:
         result["devices"] = _device_trials(a, cm, {cm.program.inputs[0].name: x}, y)
     if a.json:
@@ -744,6 +745,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "same outputs and counters)")
     r.add_argument("--workers", type=POSITIVE, default=1,
                    help="processes to shard the batch over, one BLAS thread each (same outputs and counters)")
+    r.add_argument("--backend", default="process", choices=["process", "ray"],
+                   help="where the --workers shards run: local processes, or Ray tasks (the ray extra; same "
+                        "outputs and counters)")
+    r.add_argument("--address", default=None, help="with --backend ray: a running Ray cluster to join")
     r.add_argument("--json", action="store_true")
     r.add_argument("--devices", default=None, metavar="PRESET|FILE.json",
                    help="also run on non-ideal devices (docs/devices.md): a preset (ideal, reram-wan2022, "

@@ -50,19 +50,25 @@ __all__ = ["RunOutcome", "run", "evaluate", "bit_exact", "device_trials", "effic
 
 
 def run(cm: CompiledModel, x: dict[str, np.ndarray], reference: bool = False, workers: int = 1,
-        devices: DeviceModel | None = None, trial: int = 0) -> RunOutcome:
+        devices: DeviceModel | None = None, trial: int = 0, backend: str = "process",
+        address: str | None = None) -> RunOutcome:
     """Execute the program on a batch of float inputs (``reference``: one instruction at a time; ``workers``:
-    processes the batch is sharded over; both give the same outputs and counters;
-    ``devices``: on non-ideal crossbars sampled for trial ``trial``, `runtime.devices`)."""
+    processes, or with ``backend="ray"`` Ray tasks on the cluster at ``address``, the batch is sharded over;
+    all give the same outputs and counters; ``devices``: on non-ideal crossbars sampled for trial ``trial``,
+    `runtime.devices`)."""
     if cm.rounds:
         if devices is not None:
             raise XbarcError("non-ideal devices (--devices) are not supported yet for a model compiled in "
                              "reprogramming rounds")
+        if backend != "process":
+            raise XbarcError(f"--backend {backend} is not supported yet for a model compiled in reprogramming "
+                             f"rounds (use --workers)")
         result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs],
                             cm.program.meta.get("joins"), reference=reference, workers=workers)
     else:
         result = Machine(cm.program, reference=reference).run(quantize_inputs(cm, x), workers=workers,
-                                                              devices=devices, trial=trial)
+                                                              devices=devices, trial=trial, backend=backend,
+                                                              address=address)
     dev_float, dev_int = {}, {}
     for loc in cm.output_locs:
         dev_int[loc.name] = loc.unpack(result.outputs[loc.name]).reshape(len(result.outputs[loc.name]), -1)
@@ -106,11 +112,12 @@ def reference_outputs(model: onnx.ModelProto, x: dict[str, np.ndarray], names: l
 
 
 def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check: bool = True,
-             reference: bool = False, workers: int = 1) -> dict[str, Any]:
+             reference: bool = False, workers: int = 1, backend: str = "process",
+             address: str | None = None) -> dict[str, Any]:
     """Accuracy, agreement with onnxruntime, energy, cycles and (with ``check``) bit-exactness on a data set
-    (``reference``, ``workers``: as `run`)."""
+    (``reference``, ``workers``, ``backend``, ``address``: as `run`)."""
     feeds = {cm.program.inputs[0].name: x}
-    outcome = run(cm, feeds, reference, workers)
+    outcome = run(cm, feeds, reference, workers, backend=backend, address=address)
     name = cm.output_locs[0].name
     logits = outcome.device_float[name].reshape(len(x), -1)
     pred = logits.argmax(axis=1)

@@ -161,7 +161,7 @@ class Machine:
     # ---- running -------------------------------------------------------------------------------------------------
     def run(self, inputs: dict[str, np.ndarray], max_instructions: int = 50_000_000,
             budget: int | None = None, workers: int = 1, devices: DeviceModel | None = None,
-            trial: int = 0) -> RunResult:
+            trial: int = 0, backend: str = "process", address: str | None = None) -> RunResult:
         """Run every core to halt on a batch of quantized inputs; returns the outputs and statistics.
 
         A batch whose machine state would exceed the memory budget (``budget`` bytes, default
@@ -170,17 +170,18 @@ class Machine:
         the budget is an error with the numbers; so is a program whose control flow differs between chunks
         (branches and based addresses read batch lane 0, so such a program cannot be split). ``workers`` > 1
         shards the batch over that many processes (`runtime.parallel`), each with one BLAS thread; the result is
-        the same as one process's.
+        the same as one process's; ``backend="ray"`` shards it over Ray tasks instead (``address``: a running
+        cluster to join).
 
         ``devices`` (opt-in, `runtime.devices`): the crossbars hold conductances sampled from this model for
         trial ``trial`` and every MVM converts their perturbed currents; None (default): the exact MVM.
         A device run stays in one process."""
         batch, arrays = self._batch_of(inputs)
         noisy = None if devices is None else program_devices(devices, self.program, trial)
-        if workers > 1 and batch > 1 and noisy is None:
+        if (workers > 1 or backend != "process") and batch > 1 and noisy is None:
             from .parallel import run_parallel
 
-            return run_parallel(self, arrays, workers, max_instructions, budget)
+            return run_parallel(self, arrays, workers, max_instructions, budget, backend=backend, address=address)
         states, outputs = self.run_states(arrays, max_instructions, budget, noisy)
         return RunResult(outputs, self._stats(states))
 

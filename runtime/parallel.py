@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
-from isa import Program
+from isa import Program, XbarcError
 
 from .state import CoreState, MachineState, TileMemory
 
@@ -123,10 +123,32 @@ def _worker(args: tuple[Any, ...]) -> ShardResult:
     return run_shard(*args)
 
 
+#: the message when ``backend="ray"`` is asked for without the optional extra
+RAY_MISSING = "--backend ray needs ray, an optional extra: pip install 'xbarc[ray]'"
+
+BACKENDS = ("process", "ray")
+
+
+def _ray_map(jobs: list[tuple[Any, ...]], workers: int, address: str | None) -> list[ShardResult]:
+    """`run_shard` of each job as a Ray task (one CPU each, so Ray sets one BLAS thread per task), joining the
+    cluster at ``address`` or starting a local instance of ``workers`` CPUs; results in job order."""
+    try:
+        import ray
+    except ImportError:
+        raise XbarcError(RAY_MISSING) from None
+    if not ray.is_initialized():
+        opts: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
+        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **opts)
+    task = ray.remote(num_cpus=1)(_worker)
+    return list(ray.get([task.remote(job) for job in jobs]))
+
+
 def run_parallel(machine: "Machine", arrays: dict[str, np.ndarray], workers: int,
-                 max_instructions: int = 50_000_000, budget: int | None = None, threads: int = 1) -> "RunResult":
+                 max_instructions: int = 50_000_000, budget: int | None = None, threads: int = 1,
+                 backend: str = "process", address: str | None = None) -> "RunResult":
     """``machine.run`` of checked inputs with the batch sharded over ``workers`` spawned processes (each with a
-    share of the memory budget and ``threads`` BLAS threads)."""
+    share of the memory budget and ``threads`` BLAS threads), or with ``backend="ray"`` over ``workers`` Ray
+    tasks (on the cluster at ``address``, else a local instance); the result is the same either way."""
     from isa.memory import memory_budget
 
     batch = len(next(iter(arrays.values())))
@@ -134,6 +156,11 @@ def run_parallel(machine: "Machine", arrays: dict[str, np.ndarray], workers: int
     share = (memory_budget() if budget is None else budget) // len(bounds)
     jobs = [(machine.program, {k: v[lo:hi] for k, v in arrays.items()}, machine.reference, max_instructions, share)
             for lo, hi in bounds]
-    with _threads(threads), ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
-        shards = list(pool.map(_worker, jobs))
+    if backend not in BACKENDS:
+        raise XbarcError(f"run: backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    if backend == "ray":
+        shards = _ray_map(jobs, len(jobs), address)
+    else:
+        with _threads(threads), ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
+            shards = list(pool.map(_worker, jobs))
     return merge_shards(machine, shards)

@@ -39,3 +39,31 @@ def test_a_worker_fault_reaches_the_caller() -> None:
                    inputs=[loc("x", 0, 0, 4, 8)], outputs=[loc("y", 0, 5000, 4, 16)])
     with pytest.raises(RuntimeFault, match="outside tile 0 memory"):
         Machine(prog).run({"x": np.zeros((4, 4), dtype=np.int64)}, workers=2)
+
+
+def test_ray_shards_equal_one_process() -> None:
+    """``backend="ray"`` (``xbarc run --backend ray``) on a local 2-CPU Ray instance: the outputs and every counter
+    of one process (skipped without the ``ray`` extra)."""
+    ray = pytest.importorskip("ray")
+    from models.datasets import load_dataset
+
+    cm = compile_model(ROOT / "models" / "mlp_digits.onnx", "8bit")
+    x, _ = load_dataset("digits", "test")
+    q = runner.quantize_inputs(cm, {cm.program.inputs[0].name: x[:6]})
+    try:
+        on_ray = Machine(cm.program).run(q, workers=2, backend="ray")
+    finally:
+        ray.shutdown()
+    assert_same(Machine(cm.program).run(q), on_ray)
+
+
+def test_ray_missing_is_a_clear_error(monkeypatch) -> None:
+    import sys
+
+    from isa import XbarcError
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    cm = compile_model(ROOT / "models" / "mlp_digits.onnx", "8bit")
+    q = {cm.program.inputs[0].name: np.zeros((2, cm.program.inputs[0].length), dtype=np.int64)}
+    with pytest.raises(XbarcError, match=r"pip install 'xbarc\[ray\]'"):
+        Machine(cm.program).run(q, workers=2, backend="ray")
