@@ -129,16 +129,23 @@ RAY_MISSING = "--backend ray needs ray, an optional extra: pip install 'xbarc[ra
 BACKENDS = ("process", "ray")
 
 
-def _ray_map(jobs: list[tuple[Any, ...]], workers: int, address: str | None) -> list[ShardResult]:
-    """`run_shard` of each job as a Ray task (one CPU each, so Ray sets one BLAS thread per task), joining the
-    cluster at ``address`` or starting a local instance of ``workers`` CPUs; results in job order."""
+def start_ray(cpus: int, address: str | None) -> Any:
+    """The ``ray`` module, initialized once: joined to the cluster at ``address``, else a local instance of
+    ``cpus`` CPUs (quiet: no dashboard, no driver logs); a clear `XbarcError` without the optional extra."""
     try:
         import ray
     except ImportError:
         raise XbarcError(RAY_MISSING) from None
     if not ray.is_initialized():
-        opts: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
+        opts: dict[str, Any] = {"address": address} if address else {"num_cpus": cpus}
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **opts)
+    return ray
+
+
+def _ray_map(jobs: list[tuple[Any, ...]], workers: int, address: str | None) -> list[ShardResult]:
+    """`run_shard` of each job as a Ray task (one CPU each, so Ray sets one BLAS thread per task) on
+    `start_ray`'s instance; results in job order."""
+    ray = start_ray(workers, address)
     task = ray.remote(num_cpus=1)(_worker)
     return list(ray.get([task.remote(job) for job in jobs]))
 

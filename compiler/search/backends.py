@@ -10,12 +10,12 @@ from typing import Any, Sequence
 
 from isa.errors import XbarcError
 
+from ..runner import start_ray
 from .cache import EvalCache
 from .env import Actions, EnvConfig, SearchEnv
 from .record import Evaluation
 
 BACKENDS = ("process", "ray")
-RAY_MISSING = "--backend ray needs ray, an optional extra: pip install 'xbarc[ray]'"
 
 _WORKER: SearchEnv | None = None
 
@@ -103,12 +103,6 @@ class Evaluator:
 
 
 def _ray_actors(cfg: EnvConfig, workers: int, address: str | None) -> list[Any]:
-    try:
-        import ray
-    except ImportError:
-        raise XbarcError(RAY_MISSING) from None
-    if not ray.is_initialized():
-        opts: dict[str, Any] = {"address": address} if address else {"num_cpus": workers}
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False, **opts)
+    ray = start_ray(workers, address)
     actor = ray.remote(num_cpus=1)(_RayWorker)
     return [actor.remote(cfg) for _ in range(workers)]
