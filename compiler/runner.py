@@ -15,7 +15,7 @@ from isa.errors import XbarcError
 from runtime import Machine, Stats
 from runtime.rounds import run_rounds
 from runtime.devices import DeviceModel, load_devices
-from runtime.parallel import start_ray
+from runtime.parallel import blas_threads, start_ray
 
 from .driver import CompiledModel
 from .frontend import host_eval
@@ -47,7 +47,7 @@ def quantize_inputs(cm: CompiledModel, x: dict[str, np.ndarray]) -> dict[str, np
 
 
 __all__ = ["RunOutcome", "run", "evaluate", "bit_exact", "device_trials", "efficiency", "functional_outputs",
-           "quantize_inputs", "reference_outputs", "load_devices", "start_ray"]
+           "quantize_inputs", "reference_outputs", "load_devices", "start_ray", "blas_threads"]
 
 
 def run(cm: CompiledModel, x: dict[str, np.ndarray], reference: bool = False, workers: int = 1,

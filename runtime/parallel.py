@@ -98,7 +98,7 @@ def merge_shards(machine: "Machine", shards: list[ShardResult]) -> "RunResult":
 
 
 @contextmanager
-def _threads(n: int) -> Iterator[None]:
+def blas_threads(n: int) -> Iterator[None]:
     """Set the BLAS/OpenMP thread variables that spawned workers inherit, then restore them."""
     old = {k: os.environ.get(k) for k in _THREAD_VARS}
     os.environ.update({k: str(n) for k in _THREAD_VARS})
@@ -168,6 +168,6 @@ def run_parallel(machine: "Machine", arrays: dict[str, np.ndarray], workers: int
     if backend == "ray":
         shards = _ray_map(jobs, len(jobs), address)
     else:
-        with _threads(threads), ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
+        with blas_threads(threads), ProcessPoolExecutor(len(jobs), mp_context=mp.get_context("spawn")) as pool:
             shards = list(pool.map(_worker, jobs))
     return merge_shards(machine, shards)

@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from isa.errors import XbarcError
 
-from ..runner import start_ray
+from ..runner import blas_threads, start_ray
 from .cache import EvalCache
 from .env import Actions, EnvConfig, SearchEnv
 from .record import Evaluation
@@ -26,6 +26,10 @@ def _init_worker(cfg: EnvConfig) -> None:
     global _WORKER
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (it keeps what was done)
     _WORKER = SearchEnv(cfg)
+
+
+def _started(_: int) -> None:
+    """Nothing: submitted once per worker so that every worker process starts at once."""
 
 
 def _eval_worker(key: Actions) -> Evaluation:
@@ -61,8 +65,12 @@ class Evaluator:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"),
-                                            initializer=_init_worker, initargs=(env.cfg,))
+            # spawned workers with one BLAS thread each (forked ones would keep the parent's threads: 2 workers x
+            # all cores oversubscribe the machine); started now, while the variables say so
+            with blas_threads(1):
+                self.pool = ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"),
+                                                initializer=_init_worker, initargs=(env.cfg,))
+                list(self.pool.map(_started, range(workers)))
 
     def __call__(self, batch: Sequence[Actions]) -> list[Evaluation]:
         keys = [self.env.space.canonical(a) for a in batch]
