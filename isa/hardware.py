@@ -71,6 +71,11 @@ class CostTable:
     # bandwidth, shared evenly by every core of the chip (they all program at the start of a round)
     offchip_pj_per_bit: float = 20.0
     offchip_bits_per_ns: float = 204.8
+    # ---- the input port (graph inputs streamed from the host; docs/cost-model.md, "The input port") ----
+    # energy per bit of a flit received from the host over the chip's I/O links, and their bandwidth: ISAAC's
+    # Table II, 4 HyperTransport links of 6.4 GB/s for 10.4 W: 10.4 W / 204.8 Gb/s = 50.78125 pJ per bit
+    port_pj_per_bit: float = 10.4e12 / 204.8e9
+    port_bits_per_ns: float = 204.8
     # ---- area (isa/area.py; docs/cost-model.md, "Area"): um^2 at the area_node_nm technology node. Defaults:
     # PUMA's simulator constants (ISAAC-derived, 32 nm); the ADC grows by adc_area_per_bit per bit of
     # resolution around adc_area_ref_bits (seed 002's TABLE I: 4042.5 um^2 at 10 bits, 577.5 at 5 bits).
@@ -171,6 +176,12 @@ class HardwareConfig:
     def mvmu_out(self, k: int) -> int:
         """Address of MVMU ``k``'s first output register."""
         return self.mvmus_per_core * self.xbar_rows + k * self.xbar_cols
+
+    @property
+    def port_tile(self) -> int:
+        """The tile number of the input port (the host, a pseudo-tile beside tile 0's router): the first number
+        past the chip's tiles, so a ``recv`` from it names the port (docs/cost-model.md, "The input port")."""
+        return self.tiles
 
     def cycles(self, ns: float) -> int:
         """Whole clock cycles covering ``ns`` nanoseconds (at least one)."""
