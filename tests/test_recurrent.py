@@ -82,6 +82,8 @@ VARIANTS = {
     "lstm_input_forget": ("LSTM", {"input_forget": 1}),
     "gru_torch": ("GRU", {"linear_before_reset": 1}),
     "gru_bidirectional": ("GRU", {"linear_before_reset": 1, "direction": "bidirectional"}),
+    "gru_onnx_default": ("GRU", {}),
+    "gru_reset_before_reverse_clip": ("GRU", {"linear_before_reset": 0, "direction": "reverse", "clip": 0.8}),
     "rnn_tanh": ("RNN", {}),
     "rnn_relu_reverse": ("RNN", {"activations": ["Relu"], "direction": "reverse"}),
 }
@@ -89,8 +91,8 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_attributes_against_onnxruntime(variant: str) -> None:
-    """Directions, peepholes, clip, input_forget, GRU linear_before_reset=1, RNN activations: bit-exact and
-    within ATOL of onnxruntime."""
+    """Directions, peepholes, clip, input_forget, GRU linear_before_reset 1 and 0 (ONNX's default: two drives
+    per step), RNN activations: bit-exact and within ATOL of onnxruntime."""
     op, attrs = VARIANTS[variant]
     model, x = _node_model(op, 6, 3, 5, seed=len(variant), **dict(attrs))
     _check_against_ort(model, x, ATOL)
@@ -178,8 +180,8 @@ def test_clear_errors() -> None:
     """Unsupported attributes name the node and say why."""
     model, x = _node_model("LSTM", 4, 2, 3, seed=1, activations=["HardSigmoid", "Tanh", "Tanh"])
     assert "activation 'HardSigmoid' has no vector-unit instruction" in _error(model, x)
-    model, x = _node_model("GRU", 4, 2, 3, seed=1)
-    assert "linear_before_reset=0 is not supported" in _error(model, x)
+    model, x = _node_model("GRU", 4, 2, 3, seed=1, linear_before_reset=2)
+    assert "linear_before_reset=2 is not 0 or 1" in _error(model, x)
     model, x = _node_model("RNN", 4, 2, 3, seed=1)
     model.graph.node[1].input.extend(["lens"])
     model.graph.initializer.append(numpy_helper.from_array(np.array([4, 3], dtype=np.int32), "lens"))
@@ -271,9 +273,7 @@ def _node_cases() -> dict[str, object]:
 
 
 #: node tests whose attributes xbarc rejects, with the error it gives
-NODE_REJECTED = {n: "linear_before_reset=0 is not supported" for n in
-                 ("test_gru_defaults", "test_gru_with_initial_bias", "test_gru_seq_length", "test_gru_reverse",
-                  "test_gru_bidirectional")}
+NODE_REJECTED = {"test_gru_bidirectional": "the output Y of a bidirectional node is not supported"}
 
 
 @pytest.mark.parametrize("name", sorted(_node_cases()))
@@ -315,6 +315,8 @@ def test_sequence_data_sets() -> None:
     ("LSTM", {}, 40, 150, 1, 2),                                            # 2 x 2 blocks on 2 tiles
     ("LSTM", {"direction": "reverse", "peepholes": True}, 40, 150, 8, 1),  # 4 blocks, one core
     ("GRU", {"linear_before_reset": 1}, 70, 20, 1, 1),                      # 3 column blocks, 3 tiles
+    ("GRU", {}, 70, 20, 1, 1),                      # the same with two drives: r * h shared across the tiles
+    ("GRU", {"direction": "reverse"}, 40, 150, 1, 2),                       # 2 x 2 blocks, two drives
 ])
 def test_layer_across_cores_and_tiles(op: str, attrs: dict, hid: int, chans: int, cores: int, tiles: int) -> None:
     """A direction larger than one crossbar: row blocks hand partial sums to their column block's owner, each

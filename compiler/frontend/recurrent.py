@@ -9,9 +9,11 @@ anything else reading them is an error naming the node.
 
 Each direction is its own op (``reverse`` runs the time loop backwards), with the input and recurrent weights of
 all gates stacked into one (C + H, G*H) matrix so one MVM takes [x_t ; h_{t-1}] (rule RECURRENT in
-docs/semantics.md): LSTM columns i, o, f, c (ONNX's order); GRU (``linear_before_reset=1``) z, r, then the
-candidate's input part and its recurrent part as separate columns (the reset gate multiplies only the latter);
-RNN the H hidden units. Bias digital (added after the MVM), Wb + Rb except the GRU candidate's two parts.
+docs/semantics.md): LSTM columns i, o, f, c (ONNX's order); GRU z, r, then the candidate's input part and its
+recurrent part as separate columns (``linear_before_reset=1``: the reset gate multiplies the latter's output;
+``=0``, ONNX's default: its input, a second drive of the same crossbars with r * h_{t-1} on the h rows); RNN the
+H hidden units. Bias digital (added after the MVM), Wb + Rb except the GRU candidate's two parts under
+``linear_before_reset=1`` (under 0 both sit on the input part).
 """
 
 from __future__ import annotations
@@ -173,6 +175,8 @@ def stacked(cell: str, w: np.ndarray, r: np.ndarray, b: np.ndarray, hid: int, lb
     cand_h = np.concatenate([np.zeros((c, hid)), r[2 * hid:].T])
     zr = np.concatenate([w[:2 * hid].T, r[:2 * hid].T])
     weight = np.concatenate([zr, cand_x, cand_h], axis=1)
+    if not lbr:  # R_h (r * h) + Rb_h sits inside the candidate's activation beside W_h x + Wb_h: one bias
+        return weight, np.concatenate([wb[:2 * hid] + rb[:2 * hid], wb[2 * hid:] + rb[2 * hid:], np.zeros(hid)])
     return weight, np.concatenate([wb[:2 * hid] + rb[:2 * hid], wb[2 * hid:], rb[2 * hid:]])
 
 
@@ -203,10 +207,8 @@ def convert_recurrent(node: onnx.NodeProto, ctx: Context) -> None:
     peep = _optional(node, ctx, 7) if cell == "lstm" else None
     acts = _activations(a, cell, dirs, node)
     lbr = int(a.get("linear_before_reset", 0))  # type: ignore[call-overload]
-    if cell == "gru" and lbr != 1:
-        raise _err(node, "linear_before_reset=0 is not supported: the reset gate would multiply h_{t-1} before "
-                         "the recurrent product, a second MVM per step (export with linear_before_reset=1, "
-                         "PyTorch's GRU)")
+    if lbr not in (0, 1):
+        raise _err(node, f"linear_before_reset={lbr} is not 0 or 1")
     clip = a.get("clip")
     forget = int(a.get("input_forget", 0))  # type: ignore[call-overload]
     used = [k for k, o in enumerate(node.output[:3]) if o and ctx.uses.get(o, 0)]
@@ -219,6 +221,8 @@ def convert_recurrent(node: onnx.NodeProto, ctx: Context) -> None:
             attrs = {"cell": cell, "hidden": hid, "steps": steps, "reverse": rev, "acts": acts[d],
                      "clip": None if clip is None else float(clip), "input_forget": forget,
                      "out": OUTPUTS[k], "act": "none"}  # type: ignore[dict-item]
+            if cell == "gru":
+                attrs["linear_before_reset"] = lbr
             order = gate_major(Op("recurrent", "", [], [], attrs))
             params = {"weight": np.empty_like(weight), "bias": np.empty_like(bias), "init_h": init_h[d]}
             params["weight"][:, order], params["bias"][order] = weight, bias  # column blocks of whole units
