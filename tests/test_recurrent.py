@@ -221,6 +221,31 @@ def test_worked_example_rule_recurrent() -> None:
     assert nx.tanh_q(np.array([44]), 8).tolist() == [44]
 
 
+def test_worked_example_gru_reset_before() -> None:
+    """docs/semantics.md, rule RECURRENT: one GRU unit with linear_before_reset=0, one step, two drives."""
+    from compiler.ir import Op
+    from compiler.quant.precision import LayerPrecision
+    from isa import DEFAULT
+
+    p = LayerPrecision(w_bits=16, w_frac=8, in_bits=16, in_frac=8, acc_bits=32, acc_frac=8, adc_bits=10)
+    w = np.array([[0.5, 1.0, 1.0, 0.0], [0.5, 0.0, 0.0, 2.0]])  # columns z, r, candidate input / recurrent part
+    op = Op("recurrent", "g", ["x"], ["y"], {"cell": "gru", "hidden": 1, "steps": 1, "reverse": False,
+                                            "acts": ("sigmoid", "tanh"), "clip": None, "input_forget": 0,
+                                            "out": "h", "linear_before_reset": 0},
+            {"weight": w, "bias": np.zeros(4), "init_h": np.array([0.5])})
+    h = recurrent_q(op, nx.quantize(np.array([[[[1.0]]]]), 16, 8), nx.quantize_weights(w, 16, 8),
+                    np.zeros(4, dtype=np.int64), p, DEFAULT)
+    assert int(h.reshape(-1)[0]) == 164
+    assert nx.sigmoid_q(np.array([192, 256]), 8).tolist() == [174, 187]
+    assert nx.mul_q(np.array([187]), np.int64(128), 8, 32).tolist() == [94]
+    assert nx.tanh_q(np.array([256 + 188]), 8).tolist() == [241]
+    assert nx.mul_q(np.array([174]), np.int64(128 - 241), 8, 32).tolist() == [-77]
+    # the ONNX equations in float: h = 0.6409, within 1/256 of 164 / 256
+    z, r = 1 / (1 + np.exp(-0.75)), 1 / (1 + np.exp(-1.0))
+    n = np.tanh(1.0 + 2.0 * r * 0.5)
+    assert abs((1 - z) * n + z * 0.5 - 164 / 256) < 1 / 256
+
+
 def test_search_on_the_lstm_best_config_bit_exact() -> None:
     """`search_precision` (small budget) on the LSTM; the best configuration compiles and runs bit-exactly."""
     from compiler.search import EnvConfig, SearchEnv, search_precision
@@ -366,30 +391,75 @@ def test_all_three_outputs() -> None:
         np.testing.assert_allclose(out.device_float[name].reshape(ref.shape), ref, atol=ATOL)
 
 
-def test_layout_1_parses_as_its_layout_0_export() -> None:
-    """``layout=1`` (batch-first X, Y_h (N, dirs, H)) gives the IR the time-major export with its transposes
-    gives: the same recurrent op, and the same float outputs (onnxruntime cannot run layout=1, so the compile
-    path, which checks every model against it, refuses such a model with that message)."""
-    from compiler.frontend import import_onnx
-    from compiler.quant.calibrate import float_forward
-
-    model0, x = _node_model("LSTM", 5, 3, 4, seed=9, peepholes=True)
+def _as_layout_1(model0: onnx.ModelProto) -> onnx.ModelProto:
+    """A `_node_model` (Transpose, node with layout=0, Transpose of Y_h) as one node with layout=1."""
     model1 = onnx.ModelProto()
     model1.CopyFrom(model0)
     g = model1.graph
-    lstm = g.node[1]
-    lstm.input[0] = "x"
-    lstm.output[1] = "h"
-    lstm.attribute.append(helper.make_attribute("layout", 1))
+    node = g.node[1]
+    node.input[0] = "x"
+    node.output[1] = "h"
+    node.attribute.append(helper.make_attribute("layout", 1))
     del g.node[2]
     del g.node[0]
+    return model1
+
+
+@pytest.mark.parametrize("op,attrs", [("LSTM", {"peepholes": True}), ("GRU", {"direction": "reverse"}),
+                                      ("RNN", {})])
+def test_layout_1_compiles_as_its_layout_0_export(op: str, attrs: dict) -> None:
+    """``layout=1`` (batch-first X, Y_h (N, dirs, H)) gives the IR the time-major export with its transposes
+    gives (the frontend rewrites it so: `frontend.recurrent.time_major`), and compiles: bit-exact, within ATOL of
+    onnxruntime on the layout-0 model (onnxruntime cannot run layout=1 itself)."""
+    from compiler.frontend import import_onnx
+    from compiler.quant.calibrate import float_forward
+
+    model0, x = _node_model(op, 5, 3, 4, seed=9, **dict(attrs))
+    model1 = _as_layout_1(model0)
     ir0, ir1 = import_onnx(model0).graph, import_onnx(model1).graph
     op0, op1 = ir0.crossbar_ops()[0], ir1.crossbar_ops()[0]
     assert op0.attrs == op1.attrs and all(np.array_equal(op0.params[k], op1.params[k]) for k in op0.params)
     y0 = float_forward(ir0, {"x": x.astype(np.float64)})[ir0.outputs[0]]
     y1 = float_forward(ir1, {"x": x.astype(np.float64)})[ir1.outputs[0]]
     np.testing.assert_array_equal(y0.reshape(len(x), -1), y1.reshape(len(x), -1))
-    from isa.errors import XbarcError
+    cm = compile_model(model1, "16bit", calib={"x": x})
+    out = runner.run(cm, {"x": x})
+    assert runner.bit_exact(cm, {"x": x}, out)
+    (ref,) = ort.InferenceSession(model0.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(out.device_float[next(iter(out.device_float))].reshape(ref.shape), ref, atol=ATOL)
 
-    with pytest.raises(XbarcError, match="onnxruntime"):
-        compile_model(model1, "16bit", calib={"x": x})
+
+def _batchwise(case: object) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[np.ndarray]]:
+    """An onnx node test of a layout=1 recurrent node as a model: X (N, T, C) stays the graph input, the other
+    inputs become initializers; outputs and expected outputs as the case has them (already batch-first)."""
+    model, ins, outs = case.model, case.inputs, case.outputs  # type: ignore[attr-defined]
+    node = model.graph.node[0]
+    feeds = dict(zip([i.name for i in model.graph.input], ins))
+    x = feeds.pop(node.input[0])
+    graph = helper.make_graph([node], "bw", [helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT,
+                                                                         ["N", *x.shape[1:]])],
+                              [helper.make_tensor_value_info(o.name, TensorProto.FLOAT, ["N", *y.shape[1:]])
+                               for o, y in zip(model.graph.output, outs)],
+                              [numpy_helper.from_array(v, k) for k, v in feeds.items()])
+    m = helper.make_model(graph, opset_imports=list(model.opset_import))
+    m.ir_version = model.ir_version
+    return m, {node.input[0]: x}, list(outs)
+
+
+def _batchwise_cases() -> dict[str, object]:
+    from test_onnx_backend import load_cases
+
+    return {k: v for k, v in load_cases().items() if k in ("test_lstm_batchwise", "test_gru_batchwise",
+                                                            "test_simple_rnn_batchwise")}
+
+
+@pytest.mark.parametrize("name", sorted(_batchwise_cases()))
+def test_onnx_node_case_batchwise(name: str) -> None:
+    """onnx's layout=1 node tests (Y and Y_h, the GRU with linear_before_reset=0): bit-exact and within ATOL of
+    their expected outputs."""
+    model, feeds, want = _batchwise(_batchwise_cases()[name])
+    cm = compile_model(model, "16bit", calib=feeds)
+    out = runner.run(cm, feeds)
+    assert runner.bit_exact(cm, feeds, out)
+    for o, w in zip(model.graph.output, want):
+        np.testing.assert_allclose(out.device_float[o.name].reshape(w.shape), w, atol=ATOL)

@@ -94,15 +94,54 @@ def _relabel(node: onnx.NodeProto, ctx: Context, axis: int, value: str, shape: t
     ctx.emit("reshape", node, value, shape)
 
 
-def _sequence(node: onnx.NodeProto, ctx: Context, layout: int) -> tuple[str, int, int]:
+#: layout=1 -> layout=0: the perm of X, initial_h and initial_c (N, ., .) -> (., N, .), and of each output back
+TO_TIME_MAJOR = (1, 0, 2)
+TO_BATCH_FIRST = {0: (2, 0, 1, 3), 1: (1, 0, 2), 2: (1, 0, 2)}  # Y (T, D, N, H) -> (N, T, D, H); Y_h, Y_c
+
+
+def time_major(g: onnx.GraphProto) -> None:
+    """Rewrite every LSTM/GRU/RNN node with ``layout=1`` (batch-first X, Y, Y_h, Y_c, initial states) as the
+    same node with ``layout=0`` between Transposes (the ONNX spec's definition of the layouts), in place: the
+    converter then reads the transposes as relabellings, and onnxruntime, which implements layout 0 only, can
+    run the model as the float reference. Part of `frontend.cleanup` (before folding, which folds the
+    transposes of constant initial states)."""
+    nodes: list[onnx.NodeProto] = []
+    for n in g.node:
+        layout = next((a.i for a in n.attribute if a.name == "layout"), 0)
+        if n.op_type not in CELLS or n.domain not in ("", "ai.onnx") or layout != 1:
+            nodes.append(n)
+            continue
+        name = n.name or n.output[0]
+        node = onnx.NodeProto()
+        node.CopyFrom(n)
+        kept = [a for a in node.attribute if a.name != "layout"]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+        for k in (0, 5, 6):
+            if len(node.input) > k and node.input[k]:
+                tm = f"{name}__{k}_time_major"
+                nodes.append(onnx.helper.make_node("Transpose", [node.input[k]], [tm], perm=TO_TIME_MAJOR,
+                                                   name=tm))
+                node.input[k] = tm
+        post = []
+        for k, o in enumerate(node.output[:3]):
+            if o:
+                node.output[k] = f"{o}__time_major"
+                post.append(onnx.helper.make_node("Transpose", [node.output[k]], [o], perm=TO_BATCH_FIRST[k],
+                                                  name=f"{name}__{k}_batch_first"))
+        nodes += [node, *post]
+    del g.node[:]
+    g.node.extend(nodes)
+
+
+def _sequence(node: onnx.NodeProto, ctx: Context) -> tuple[str, int, int]:
     """The batch-first IR value holding X, and its (T, C)."""
     x = node.input[0]
-    if layout == 0:
-        if x not in _moved(ctx) or _moved(ctx)[x][0] != 1 or len(_moved(ctx)[x][2]) != 2:
-            raise _err(node, f"input X '{x}' is time-major (layout=0: (T, N, C)) but not a "
-                             f"Transpose(perm=[1, 0, 2]) of a batch-first (N, T, C) tensor; the device runs the "
-                             f"batch on axis 0 (feed the transpose of a batch-first input, or use layout=1)")
-        x = _moved(ctx)[x][1]
+    if x not in _moved(ctx) or _moved(ctx)[x][0] != 1 or len(_moved(ctx)[x][2]) != 2:
+        raise _err(node, f"input X '{x}' is time-major (layout=0: (T, N, C)) but not a "
+                         f"Transpose(perm=[1, 0, 2]) of a batch-first (N, T, C) tensor; the device runs the "
+                         f"batch on axis 0 (feed the transpose of a batch-first input, or use layout=1)")
+    x = _moved(ctx)[x][1]
     shape = ctx.shape(x, node)
     if len(shape) != 2:
         raise _err(node, f"input X '{x}' has per-sample shape {shape}; expected (T, C)")
@@ -186,15 +225,14 @@ def convert_recurrent(node: onnx.NodeProto, ctx: Context) -> None:
     the directions' last states (module docstring)."""
     a = _attrs(node)
     cell, gates = CELLS[node.op_type]
-    layout = int(a.get("layout", 0))  # type: ignore[call-overload]
-    if layout not in (0, 1):
-        raise _err(node, f"layout={layout} is not 0 or 1")
+    if int(a.get("layout", 0)) != 0:  # type: ignore[call-overload]
+        raise _err(node, f"layout={a['layout']} is not 0 or 1 (`time_major` rewrites layout=1)")
     if "hidden_size" not in a:
         raise _err(node, "attribute hidden_size is missing")
     hid = int(a["hidden_size"])  # type: ignore[call-overload]
     reverse = _direction(a, node)
     dirs = len(reverse)
-    x, steps, chans = _sequence(node, ctx, layout)
+    x, steps, chans = _sequence(node, ctx)
     w, r = (np.asarray(ctx.const(node.input[k], node), dtype=np.float64) for k in (1, 2))
     if w.shape != (dirs, gates * hid, chans) or r.shape != (dirs, gates * hid, hid):
         raise _err(node, f"W {w.shape} / R {r.shape} do not match {dirs} direction(s), {gates} gate(s), "
@@ -240,11 +278,10 @@ def convert_recurrent(node: onnx.NodeProto, ctx: Context) -> None:
                                            f"{'' if k == 0 else '_' + OUTPUTS[k]}",
                               [x], [out], attrs, params))
             outs.append(out)
-        _define_outputs(node, ctx, k, outs, layout, steps, hid)
+        _define_outputs(node, ctx, k, outs, steps, hid)
 
 
-def _define_outputs(node: onnx.NodeProto, ctx: Context, k: int, outs: list[str], layout: int, steps: int,
-                    hid: int) -> None:
+def _define_outputs(node: onnx.NodeProto, ctx: Context, k: int, outs: list[str], steps: int, hid: int) -> None:
     """Name the ONNX output: the single direction's op output, or the concat of the directions' last states;
     time-major outputs are batch-moved."""
     name = node.output[k]
@@ -259,10 +296,4 @@ def _define_outputs(node: onnx.NodeProto, ctx: Context, k: int, outs: list[str],
     else:
         value = outs[0]
     shape = (steps, len(outs), hid) if k == 0 else (len(outs), hid)  # batch-first per sample
-    axis = (2 if k == 0 else 1) if layout == 0 else 0
-    if axis:
-        _moved(ctx)[name] = (axis, value, shape)
-    else:
-        ctx.values[name] = Value(name, ctx.values[value].shape)
-        ctx.onnx_shapes[name] = shape
-        ctx.ops.append(Op("identity", f"{node.name or name}_{OUTPUTS[k]}", [value], [name]))
+    _moved(ctx)[name] = (2 if k == 0 else 1, value, shape)
