@@ -297,8 +297,8 @@ def _node_cases() -> dict[str, object]:
             and "batchwise" not in k}
 
 
-#: node tests whose attributes xbarc rejects, with the error it gives
-NODE_REJECTED = {"test_gru_bidirectional": "the output Y of a bidirectional node is not supported"}
+#: node tests whose attributes xbarc rejects, with the error it gives (none left)
+NODE_REJECTED: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", sorted(_node_cases()))
@@ -360,6 +360,29 @@ def test_layer_across_cores_and_tiles(op: str, attrs: dict, hid: int, chans: int
     assert runner.bit_exact(cm, {"x": x}, out)
     (ref,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_allclose(out.device_float[next(iter(out.device_float))].reshape(ref.shape), ref, atol=ATOL)
+
+
+@pytest.mark.parametrize("cores_per_tile", [8, 1])
+def test_bidirectional_sequence_output(cores_per_tile: int) -> None:
+    """Y of a bidirectional GRU (T, 2, N, H): the directions' sequences as rows of one (T, 2, H) buffer (a row
+    concat), written from one tile or, one core per tile, from two; bit-exact and within ATOL of onnxruntime."""
+    from dataclasses import replace
+
+    from isa.hardware import DEFAULT
+
+    rng = np.random.default_rng(3)
+    hid, steps, chans = 5, 4, 3
+    mk = lambda n, *s: numpy_helper.from_array(rng.uniform(-0.6, 0.6, s).astype(np.float32), n)  # noqa: E731
+    nodes = [helper.make_node("Transpose", ["x"], ["x_t"], perm=[1, 0, 2]),
+             helper.make_node("GRU", ["x_t", "W", "R"], ["Y"], hidden_size=hid, direction="bidirectional"),
+             helper.make_node("Transpose", ["Y"], ["y"], perm=[2, 0, 1, 3])]
+    graph = helper.make_graph(nodes, "bidi", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", steps, chans])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", steps, 2, hid])],
+                              [mk("W", 2, 3 * hid, chans), mk("R", 2, 3 * hid, hid)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    _check_against_ort(model, rng.uniform(-1, 1, (8, steps, chans)).astype(np.float32), ATOL,
+                       hw=replace(DEFAULT, cores_per_tile=cores_per_tile))
 
 
 def test_all_three_outputs() -> None:

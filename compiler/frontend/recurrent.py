@@ -285,14 +285,12 @@ def _define_outputs(node: onnx.NodeProto, ctx: Context, k: int, outs: list[str],
     """Name the ONNX output: the single direction's op output, or the concat of the directions' last states;
     time-major outputs are batch-moved."""
     name = node.output[k]
-    if len(outs) > 1:
-        if k == 0:
-            raise _err(node, "the output Y of a bidirectional node is not supported (use Y_h, or two "
-                             "single-direction nodes)")
+    if len(outs) > 1:  # Y: the directions' (T, 1, H) sequences as rows of (T, 2, H); Y_h, Y_c: channels
         value = f"{name}__dev"
-        ctx.values[value] = Value(value, (len(outs), 1, hid))
-        ctx.onnx_shapes[value] = (len(outs), hid)
-        ctx.ops.append(Op("concat", f"{node.name or name}_{OUTPUTS[k]}_concat", outs, [value]))
+        ctx.values[value] = Value(value, (steps, 2, hid) if k == 0 else (2, 1, hid))
+        ctx.onnx_shapes[value] = (steps, 2, hid) if k == 0 else (2, hid)
+        ctx.ops.append(Op("concat", f"{node.name or name}_{OUTPUTS[k]}_concat", outs, [value],
+                          {"axis": 1} if k == 0 else {}))
     else:
         value = outs[0]
     shape = (steps, len(outs), hid) if k == 0 else (len(outs), hid)  # batch-first per sample
