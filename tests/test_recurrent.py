@@ -110,11 +110,13 @@ def test_program_size_does_not_depend_on_sequence_length() -> None:
     assert sizes[0] == sizes[1]
 
 
-@pytest.mark.parametrize("cores_per_tile", [8, 1])
-def test_sequence_output_feeds_a_second_layer(cores_per_tile: int) -> None:
+@pytest.mark.parametrize("cores_per_tile,dirs", [(8, ("forward", "forward")), (1, ("forward", "forward")),
+                                                (1, ("reverse", "reverse")), (1, ("forward", "reverse"))])
+def test_sequence_output_feeds_a_second_layer(cores_per_tile: int, dirs: tuple[str, str]) -> None:
     """Y of one LSTM (every h_t, Squeeze of the direction axis) read by a second LSTM, on the same tile (the
-    second layer's steps follow the first's through valid bits) or, one core per tile, on another tile (Y is
-    sent after the first layer's loop): stacked layers, bit-exact and close to onnxruntime."""
+    second layer's steps follow the first's through valid bits) or, one core per tile, on another tile (h_t
+    sent every step into the second layer's loop when both run in the same time order, else Y sent after the
+    first layer's loop): stacked layers, bit-exact and close to onnxruntime."""
     from dataclasses import replace
 
     from isa.hardware import DEFAULT
@@ -125,9 +127,9 @@ def test_sequence_output_feeds_a_second_layer(cores_per_tile: int) -> None:
     inits = [mk("W1", 1, 4 * h1, 2), mk("R1", 1, 4 * h1, h1), mk("W2", 1, 4 * h2, h1), mk("R2", 1, 4 * h2, h2),
              numpy_helper.from_array(np.array([1], dtype=np.int64), "ax1")]
     nodes = [helper.make_node("Transpose", ["x"], ["x_t"], perm=[1, 0, 2]),
-             helper.make_node("LSTM", ["x_t", "W1", "R1"], ["Y1"], hidden_size=h1, name="l1"),
+             helper.make_node("LSTM", ["x_t", "W1", "R1"], ["Y1"], hidden_size=h1, name="l1", direction=dirs[0]),
              helper.make_node("Squeeze", ["Y1", "ax1"], ["s1"]),
-             helper.make_node("LSTM", ["s1", "W2", "R2"], ["", "Y_h"], hidden_size=h2, name="l2"),
+             helper.make_node("LSTM", ["s1", "W2", "R2"], ["", "Y_h"], hidden_size=h2, name="l2", direction=dirs[1]),
              helper.make_node("Transpose", ["Y_h"], ["h"], perm=[1, 0, 2])]
     graph = helper.make_graph(nodes, "stack", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", steps, 2])],
                               [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["N", 1, h2])], inits)

@@ -28,7 +28,7 @@ from .context import Context
 from .crossbar import _hand_over, runs, sum_partials
 from .epilogue import finish
 from .loops import LOOP_REGS, LoopRegs, pixel_loop
-from .plan import SHARED_READERS, Core, Stream
+from .plan import SHARED_READERS, Core, Stream, cores_of
 from .storage import hwc
 
 
@@ -205,6 +205,9 @@ def _core(ctx: Context, op: Op, q: QuantizedLayer, core: Core, units: list[_Unit
     if seq and owned:
         ptrs.append((ctx.st.buffer(yout).bases[tile] + ctx.st.origin(yout) + first, 0, step))
     receiving = [u for u in units if rp.receiver[tile] == core and u.owner[0] != tile]
+    inbound = [st for st in ctx.plan.streams if st.value == xin and st.tile == tile and stepped(ctx, st) is op
+               and ctx.plan.receiver(ctx.st, xin, tile) == core]
+    outbound = [st for st in ctx.plan.sends.get((yout, core, 0), []) if seq and stepped(ctx, st) is not None]
     again = drives(op) == 2
     rs = (steps + 1) * hid  # a second drive's r * h_{t-1} (RS[i]) sits this far after S[i]
 
@@ -264,6 +267,9 @@ def _core(ctx: Context, op: Op, q: QuantizedLayer, core: Core, units: list[_Unit
                 _store_strided(ctx, out, u, u.h, m[2].shifted(u.u0 * y_pix), y_pix, p, yout, node)
 
     def body(m: list[MemRef]) -> None:
+        for st in inbound:  # x_t from the previous layer on another tile, one word per channel
+            out.extend(ops.recv(dst=m[0].shifted(j * x_pix), n=1, tile=st.src[0], ch=st.ch, count=SHARED_READERS,
+                                node=node) for j in range(chans))
         fire(m, 0)
         owners(0, m)
         if again:
@@ -271,10 +277,13 @@ def _core(ctx: Context, op: Op, q: QuantizedLayer, core: Core, units: list[_Unit
             fire(m, rs)
             owners(1, m)
         collect(m, hid)
+        for st in outbound:  # h_t to the next layer on another tile (each send waits for its word's owner)
+            out.extend(ops.send(src=m[2].shifted(j * y_pix), n=1, tile=st.tile, ch=st.ch, node=node)
+                       for j in range(hid))
 
     pixel_loop(out, LoopRegs.of(hw), 1, steps, ptrs, body, node=node)
     if seq:
-        _send_strided(ctx, core, yout, node)
+        _send_strided(ctx, core, yout, node, frozenset(outbound))
         return
     for u in owned:
         state = u.h if a["out"] == "h" else u.cell
@@ -287,14 +296,33 @@ def _core(ctx: Context, op: Op, q: QuantizedLayer, core: Core, units: list[_Unit
         _send_strided(ctx, core, yout, node)
 
 
-def _send_strided(ctx: Context, core: Core, value: str, node: str) -> None:
+def stepped(ctx: Context, s: Stream) -> Op | None:
+    """The recurrent layer that receives stream ``s`` of a sequence ``Y`` step by step inside its time loop (so
+    it runs step t while the producer runs step t+1), or None: ``s`` carries the ``Y`` of a recurrent layer (its
+    own buffer, no concat view) to a tile whose receiving core runs a recurrent layer reading it as X in the
+    same time order. Its producer then sends h_t every step, one word per unit, instead of after its loop."""
+    prod, st = ctx.g.producer(s.value), ctx.st
+    if prod is None or prod.kind != "recurrent" or prod.attrs["out"] != "seq" or st.root(s.value) != s.value:
+        return None
+    rcv = ctx.plan.receiver(st, s.value, s.tile)
+    for op in ctx.g.consumers(s.value):
+        if (op.kind == "recurrent" and op.inputs[0] == s.value and op.attrs["reverse"] == prod.attrs["reverse"]
+                and rcv in cores_of(ctx.mapping, op)):
+            return op
+    return None
+
+
+def _send_strided(ctx: Context, core: Core, value: str, node: str, skip: frozenset[Stream] = frozenset()) -> None:
     """After the loop, the first owner sends a word-by-word stored output to the tiles reading it, pixel by
-    pixel as their receive loops take it (each send waits until every owner on the tile has stored its words)."""
+    pixel as their receive loops take it (each send waits until every owner on the tile has stored its words);
+    not the streams in ``skip``, sent inside the loop (`stepped`)."""
     out, st = ctx.code(core), ctx.st
     h, w, _ = hwc(ctx.g.values[value].shape)
     row, pix = st.pixel_step(value)
     base = st.buffer(value).bases[core[0]] + st.origin(value)
     for s in ctx.plan.sends.get((value, core, 0), []):
+        if s in skip:
+            continue
         def send(m: list[MemRef], s: Stream = s) -> None:
             out.append(ops.send(src=m[0], n=s.c1 - s.c0, tile=s.tile, ch=s.ch, node=node))
 
