@@ -387,6 +387,37 @@ def test_bidirectional_sequence_output(cores_per_tile: int) -> None:
                        hw=replace(DEFAULT, cores_per_tile=cores_per_tile))
 
 
+@pytest.mark.parametrize("cores_per_tile", [8, 1])
+def test_stacked_bidirectional_as_torch_exports_it(cores_per_tile: int) -> None:
+    """Two bidirectional LSTMs stacked as torch.onnx writes them: Y (T, 2, N, H) -> Transpose(perm=[0, 2, 1, 3])
+    -> Reshape([0, 0, -1]) -> the next LSTM's X (T, N, 2H) (the row concat read as (T, 2H)), a Gemm head on
+    both directions' last states; bit-exact and within ATOL of onnxruntime, on one tile or one core per tile."""
+    from dataclasses import replace
+
+    from isa.hardware import DEFAULT
+
+    rng = np.random.default_rng(4)
+    h1, h2, steps, chans = 5, 4, 6, 3
+    mk = lambda n, *s: numpy_helper.from_array(rng.uniform(-0.6, 0.6, s).astype(np.float32), n)  # noqa: E731
+    nodes = [helper.make_node("Transpose", ["x"], ["x_t"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["x_t", "W1", "R1", "B1"], ["Y1"], hidden_size=h1, direction="bidirectional"),
+             helper.make_node("Transpose", ["Y1"], ["Y1t"], perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["Y1t", "shape"], ["s1"]),
+             helper.make_node("LSTM", ["s1", "W2", "R2"], ["", "Y_h"], hidden_size=h2, direction="bidirectional"),
+             helper.make_node("Transpose", ["Y_h"], ["h"], perm=[1, 0, 2]),
+             helper.make_node("Flatten", ["h"], ["hf"]), helper.make_node("Gemm", ["hf", "fc"], ["y"], transB=1)]
+    inits = [mk("W1", 2, 4 * h1, chans), mk("R1", 2, 4 * h1, h1), mk("B1", 2, 8 * h1), mk("W2", 2, 4 * h2, 2 * h1),
+             mk("R2", 2, 4 * h2, h2), numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "shape"),
+             mk("fc", 3, 2 * h2)]
+    graph = helper.make_graph(nodes, "bistack", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                               ["N", steps, chans])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    _check_against_ort(model, rng.uniform(-1, 1, (8, steps, chans)).astype(np.float32), ATOL,
+                       hw=replace(DEFAULT, cores_per_tile=cores_per_tile))
+
+
 def test_all_three_outputs() -> None:
     """Y, Y_h and Y_c of one LSTM as graph outputs (each through its batch-first transpose): three ops, one per
     used output, each bit-exact and within ATOL of onnxruntime."""

@@ -62,6 +62,9 @@ def moved_batch(node: onnx.NodeProto, ctx: Context) -> bool:
             moved[node.output[0]] = (1, src, ctx.shape(src, node))  # a time-major view for a recurrent node
             return True
         return False
+    if node.op_type == "Reshape" and src in moved:
+        _reshape_moved(node, ctx)
+        return True
     if node.op_type == "Squeeze" and src in moved:
         axis, value, shape = moved[src]
         rank = len(shape) + 1
@@ -75,6 +78,28 @@ def moved_batch(node: onnx.NodeProto, ctx: Context) -> bool:
         _relabel(node, ctx, axis - sum(a < axis for a in axes), value, kept)
         return True
     return False
+
+
+def _reshape_moved(node: onnx.NodeProto, ctx: Context) -> None:
+    """A Reshape of a batch-moved tensor that keeps the batch axis and every axis before it (PyTorch's
+    bidirectional ``Y -> Transpose(perm=[0, 2, 1, 3]) -> Reshape([0, 0, -1])``, (T, N, 2, H) -> (T, N, 2H)): the
+    row-major relabelling of its batch-first per-sample shape, still batch-moved."""
+    axis, value, shape = _moved(ctx)[node.input[0]]
+    target = [int(d) for d in ctx.const(node.input[1], node).reshape(-1)]
+    full = [*shape[:axis], -2, *shape[axis:]]  # -2: the batch
+    target = [full[i] if d == 0 and i < len(full) else d for i, d in enumerate(target)]
+    if len(target) <= axis or target[:axis] != full[:axis] or target[axis] != -2:
+        raise _err(node, f"shape {target} (batch on axis {axis} of '{node.input[0]}') changes the batch axis or an "
+                         f"axis before it (only a reshape of the axes after the batch is a relabelling)")
+    rest = target[axis + 1:]
+    size, known = int(np.prod(shape[axis:])), int(np.prod([d for d in rest if d != -1]))
+    rest = [size // known if d == -1 else d for d in rest]
+    if int(np.prod(rest)) != size:
+        raise _err(node, f"shape {target} does not hold the {size} elements per sample after the batch axis")
+    kept = (*shape[:axis], *rest)
+    ir = f"{node.output[0]}__batch_first"
+    ctx.emit("reshape", node, value, kept, out=ir)
+    _moved(ctx)[node.output[0]] = (axis, ir, kept)
 
 
 def _squeeze_axes(node: onnx.NodeProto, ctx: Context) -> list[int]:
