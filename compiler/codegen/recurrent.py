@@ -8,7 +8,12 @@ blocks keeps a copy of S; S[0] is the initial state) into its MVMUs' inputs and 
 column block's owner hands its partial sum over (`crossbar._hand_over`); the owner adds the partial sums and the
 bias, runs the gates of its units on the vector unit (h and c in its registers), stores h_t requantized to the
 MVM input format into S[i+1] and sends it to the other tiles, where the layer's first core on that tile receives
-it at the end of its own step. The output (every h_t, or the last h or c) is stored like any op's."""
+it at the end of its own step. A GRU with ``linear_before_reset=0`` drives its crossbars twice per
+step: after the first drive the owners compute z and r and share rqnt(r * h_{t-1}) through RS (T H words after
+S) as they share h_t, every core loads it into its MVMUs' h rows and fires them again, and the owners finish the
+candidate from the second drive's R_h columns. The output (every h_t, or the last h or c) is stored like any
+op's; a sequence read by a stacked layer on another tile in the same time order is sent every step, one word per
+unit, and received inside that layer's loop (`stepped`)."""
 
 from __future__ import annotations
 
