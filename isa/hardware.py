@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from .errors import ConfigError, config_object, kind_text, number_text, value_text
 
@@ -462,7 +462,7 @@ ISAAC = HardwareConfig(
     clock_ghz=1.2,
     costs=dataclasses.replace(
         CostTable(xbar_energy="static", xbar_read_ns=100.0, adc_pj_per_bit=ISAAC_TABLE_II["adc_mw"] / 8 / 1.28 / 8),
-        **{k: v for k, v in ISAAC_TABLE_II.items() if k in ISAAC_COST_FIELDS},
+        **cast("dict[str, Any]", {k: v for k, v in ISAAC_TABLE_II.items() if k in ISAAC_COST_FIELDS}),
     ),
 )
 
