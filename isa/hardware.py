@@ -444,7 +444,7 @@ ISAAC_TABLE_II: dict[str, float] = {
     "tile_bus_um2": 90000.0,
     "router_um2": 151000.0 / 4,
 }
-ISAAC_COST_FIELDS = {f.name for f in dataclasses.fields(CostTable)}
+_ISAAC_COSTS: dict[str, Any] = {k: v for k, v in ISAAC_TABLE_II.items() if k in {f.name for f in dataclasses.fields(CostTable)}}
 
 #: ISAAC-CE (ISCA'16; docs/cost-model.md, "Chip presets"): 168 tiles of 12 IMAs (cores) of 8 128x128 crossbars of
 #: 2-bit cells (a pool of 8 arrays per core, shared by up to 8 MVMUs), one 8-bit ADC per 128 bit lines (8 per IMA),
@@ -460,8 +460,9 @@ ISAAC = HardwareConfig(
     data_regs=2048,
     alu_lanes=16,
     clock_ghz=1.2,
-    costs=CostTable(xbar_energy="static", xbar_read_ns=100.0, adc_pj_per_bit=ISAAC_TABLE_II["adc_mw"] / 8 / 1.28 / 8,
-                    **{k: v for k, v in ISAAC_TABLE_II.items() if k in ISAAC_COST_FIELDS}),
+    costs=dataclasses.replace(CostTable(xbar_energy="static", xbar_read_ns=100.0,
+                                        adc_pj_per_bit=ISAAC_TABLE_II["adc_mw"] / 8 / 1.28 / 8),
+                              **_ISAAC_COSTS),
 )
 
 PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA, "puma-chip": PUMA_CHIP, "isaac": ISAAC}
