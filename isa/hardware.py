@@ -71,8 +71,8 @@ class CostTable:
     # bandwidth, shared evenly by every core of the chip (they all program at the start of a round)
     offchip_pj_per_bit: float = 20.0
     offchip_bits_per_ns: float = 204.8
-    # ---- the input port (graph inputs streamed from the host; docs/cost-model.md, "The input port") ----
-    # energy per bit of a flit received from the host over the chip's I/O links, and their bandwidth: ISAAC's
+    # ---- the host port (inputs and outputs streamed to and from the host; docs/cost-model.md, "The host port") ----
+    # energy per bit of a flit between the host and the chip over its I/O links, and their bandwidth: ISAAC's
     # Table II, 4 HyperTransport links of 6.4 GB/s for 10.4 W: 10.4 W / 204.8 Gb/s = 50.78125 pJ per bit
     port_pj_per_bit: float = 10.4e12 / 204.8e9
     port_bits_per_ns: float = 204.8
@@ -179,8 +179,8 @@ class HardwareConfig:
 
     @property
     def port_tile(self) -> int:
-        """The tile number of the input port (the host, a pseudo-tile beside tile 0's router): the first number
-        past the chip's tiles, so a ``recv`` from it names the port (docs/cost-model.md, "The input port")."""
+        """The tile number of the host port (a pseudo-tile beside tile 0's router): the first number past the
+        chip's tiles, so a ``send`` or ``recv`` naming it talks to the host (docs/cost-model.md, "The host port")."""
         return self.tiles
 
     def cycles(self, ns: float) -> int:

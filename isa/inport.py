@@ -1,5 +1,5 @@
-"""The input port: graph inputs streamed from the host into the chip instead of written into tile memory before
-the run (docs/cost-model.md, "The input port").
+"""The host port: graph inputs streamed from the host into the chip instead of written into tile memory before
+the run (docs/cost-model.md, "The host port").
 
 The host is a pseudo-tile, numbered `HardwareConfig.port_tile` (the first number past the chip's tiles), beside
 tile 0's router. A port input's `TensorLoc.port` lists its feeds ``(tile, ch, lo, n)``; for every real row of the

@@ -1,4 +1,4 @@
-"""The input port (`isa.inport`, docs/cost-model.md "The input port"): graph inputs streamed from the host row by
+"""The input port (`isa.inport`, docs/cost-model.md "The host port"): graph inputs streamed from the host row by
 row instead of written whole into tile memory. The runtime delivers the host's messages with arrival times and
 charges them per flit as the cost table says (checked against hand computation); compiled models whose input does
 not fit the tile get it through the port into a line buffer (or whole, row by row), bit-exact against the

@@ -1,4 +1,4 @@
-"""Reprogramming rounds whose boundary tensors do not fit a tile (docs/cost-model.md, "The input port"): the round
+"""Reprogramming rounds whose boundary tensors do not fit a tile (docs/cost-model.md, "The host port"): the round
 that produces such a tensor line-buffers it and sends it to the host through the port pixel by pixel as it is
 stored; the round that reads it takes it row by row from the port into its reader's line buffer. Bit-exact
 against the functional model of the whole graph, in both runtime modes, and equal to the rounds with whole
