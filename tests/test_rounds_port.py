@@ -6,12 +6,15 @@ tensors; the tensor's transfer time is the rounds' own (no spill cycles), its bu
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
+import onnx
 import pytest
 
 from compiler import runner
+from compiler.cli import main
 from isa.hardware import DEFAULT
 from support import compile_model
 from test_streaming import conv_chain
@@ -56,3 +59,21 @@ def test_the_port_charges_per_flit_and_the_boundary_costs_no_spill_cycles(chain)
     assert s.per_component["spill"] == pytest.approx(spill, rel=1e-12)
     assert [r["spill_cycles"] for r in s.rounds] == [0, 0]
     assert all(r["spill_cycles"] > 0 for r in runner.run(whole, x).stats.rounds)
+
+
+def test_cli_compiles_inspects_and_runs_rounds_through_the_port(tmp_path, capsys) -> None:
+    model, x = conv_chain(hw=32)
+    onnx_file, data = tmp_path / "chain.onnx", tmp_path / "x.npy"
+    onnx.save(model, onnx_file)
+    np.save(data, x)
+    hw = tmp_path / "tiny.json"
+    hw.write_text(json.dumps({"tiles": 1, "cores_per_tile": 2, "tile_mem_words": 8192}))
+    out = tmp_path / "out"
+    assert main(["compile", str(onnx_file), "-o", str(out), "--hardware", str(hw), "--calib", str(data),
+                 "--rounds"]) == 0
+    assert "reprogramming rounds: 2" in capsys.readouterr().out
+    assert main(["inspect", str(out), "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)["rounds"]) == 2
+    assert main(["run", str(out), "--dataset", str(data), "--check", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["bit_exact"] is True and r["per_component"]["port"] > 0 and r["per_component"]["program"] > 0
