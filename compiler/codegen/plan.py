@@ -215,8 +215,9 @@ def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: s
             from .recurrent import plan_recurrent
             plan.recurrent[op.name] = plan_recurrent(op, mapping.layers[op.name], channels.take, mem.alloc)
     if port:
-        from .inport import plan_port
+        from .inport import plan_port, plan_port_outputs
         plan_port(g, st, hw, plan, channels.take)
+        plan_port_outputs(g, st, hw, plan, channels.take)
     else:
         _inputs(g, st, plan, channels)
     return plan
@@ -238,21 +239,22 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan,
     for v, info in g.values.items():
         prod = g.producer(v)
         readers = g.consumers(v)
-        if (v not in port and (v in ends or prod is None or not _windowed(g, mapping, prod))
-                or v in shared or st.root(v) != v or len(info.shape) != 3 or not readers
+        if ((v in ends or prod is None) and v not in port or prod is not None and not _windowed(g, mapping, prod)
+                or v in shared or st.root(v) != v or len(info.shape) != 3 or not (readers or v in port)
                 or not all(_windowed(g, mapping, op) and op.inputs[0] == v for op in readers)):
             continue
         home = {c[0] for c, _, _ in plan.producers[v]}
         buf = st.buffer(v)
-        rows = max((op.attrs["kernel"][0] - 1) * op.attrs.get("dilations", (1, 1))[0] + 1 + op.attrs["strides"][0]
-                   for op in readers)
+        rows = max([(op.attrs["kernel"][0] - 1) * op.attrs.get("dilations", (1, 1))[0] + 1 + op.attrs["strides"][0]
+                    for op in readers] + [2])  # an output read by no op here: a row being sent, the next stored
         rows = min(1 << (rows - 1).bit_length(), buf.h)
         local = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | home}
         if len(home) != 1 or rows >= buf.h or max(local.values()) + len(local) > 255:
             continue
         buf.band = rows
-        src = next(iter(home)) if v not in port else -1  # the port sends to every tile itself
-        counts.update({(v, t): n + (len(local) - 1 if t == src else 0) for t, n in local.items()})
+        src = next(iter(home)) if prod is not None else -1  # the input port sends to every tile itself
+        out = 1 if v in port and prod is not None else 0  # a graph output: the producer sends it to the port
+        counts.update({(v, t): n + (len(local) - 1 + out if t == src else 0) for t, n in local.items()})
     return counts
 
 
