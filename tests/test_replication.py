@@ -77,12 +77,10 @@ def test_replication_knob_in_the_space() -> None:
 
 
 def test_replicated_cost_estimate_matches_runtime() -> None:
-    """Random configs (seed 0) with 1, 2 or 4 replicas per conv, estimated and run on the same 8 images. Where
-    the replicas' tensors stay on their tiles (no network traffic) the estimate keeps the unreplicated
-    agreement test's bounds (2 % energy, 3 % cycles; measured 0.0-0.3 %); where replicas spill onto further
-    tiles the program adds forwarding transfers the estimate does not model (measured 4.7 % under on the third
-    config; asserted 6 %, docs/search.md)."""
-    env = _env((1, 2, 4))
+    """Random configs (seed 0) with 1, 2, 4 or 8 replicas per conv, estimated and run on the same 8 images.
+    Measured: within 0.4 % energy and 0.6 % cycles, 8 replicas (whose layers spill onto further tiles and
+    forward their tensors) included; asserted 2 % / 3 %, as the unreplicated agreement test."""
+    env = _env((1, 2, 4, 8))
     rng = np.random.default_rng(0)
     errs, reps = [], set()
     while len(errs) < 4:
@@ -94,12 +92,10 @@ def test_replicated_cost_estimate_matches_runtime() -> None:
         reps |= {spec.get("replicate", 1) for spec in cfg["layers"].values()}
         cm = env.compile(cfg)
         st = run(cm, {cm.program.inputs[0].name: env.x}).stats
-        errs.append((abs(rec.energy_pj / st.energy_pj - 1), abs(rec.cycles / st.cycles - 1),
-                     st.per_component.get("noc", 0.0) > 0))
-    assert reps - {1}, "no replicated layer drawn"
-    assert any(not spill for *_, spill in errs), errs
-    for e, c, spill in errs:
-        assert (e < 0.06 and c < 0.06) if spill else (e < 0.02 and c < 0.03), errs
+        errs.append((abs(rec.energy_pj / st.energy_pj - 1), abs(rec.cycles / st.cycles - 1)))
+    assert 8 in reps and reps - {1, 8}, reps
+    e = np.array(errs)
+    assert e[:, 0].max() < 0.02 and e[:, 1].max() < 0.03, errs
 
 
 def test_the_chip_bounds_the_knob(tmp_path: Path) -> None:

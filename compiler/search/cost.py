@@ -1,5 +1,5 @@
-"""Hardware cost of a precision configuration, estimated per candidate without running it on the runtime
-(docs/search.md, "Cost model"); one runtime run of the baseline calibrates the precision-independent part.
+"""Hardware cost of a precision configuration, estimated per candidate without running anything on the runtime
+(docs/search.md, "Cost model"); the precision-independent part comes from the baseline program, statically.
 
 `CostModel.estimate` rebuilds, from the mapping and the same functions of `isa.costs` that the runtime's
 accountant charges:
@@ -12,11 +12,11 @@ accountant charges:
   only (those pixels' executions and input digits);
 * latency: a crossbar layer's MVM step is the slowest of its blocks' MVMU latencies; every op computes its
   output pixels one per (step + its share of the precision-independent loads, stores and vector work), and the
-  ops run as a pixel-level pipeline, each replica on its band (`pipeline.PipelineModel`). The
-  precision-independent parts (per-op busy time outside MVMs, and each op's offset between the pipeline model
-  and the measured end) and the other energy components (vector ALU, registers, tile memory, network, control)
-  come from one runtime run of the baseline (`CostModel.calibrate`); ADC leakage is recomputed from the ADC
-  bits of every MVMU (replicas included) and the estimated cycles.
+  ops run as a pixel-level pipeline, each replica on its band, tensors forwarded to other tiles once complete
+  (`pipeline.PipelineModel`). The precision-independent parts (each core's busy time outside MVMs per op, the
+  transfer stages, and the energy of the vector ALU, registers, tile memory, network and control) come from the
+  program of the 16-bit baseline with the candidate's replicas, counted statically (`static_costs`: no runtime
+  run); ADC leakage is recomputed from the ADC bits of every MVMU (replicas included) and the estimated cycles.
 
 The search's hardware cost is a weighted set of named terms (`COST_TERMS`: ``energy``, ``latency``, the
 seed's ``analytic`` formula and the ``area`` the mapping uses, `mapping_area`), each over the 16-bit baseline's
@@ -36,16 +36,18 @@ from isa.costs import (MvmuShape, conductance_pj, leakage_pj, mvm_data_energy, m
                        row_levels)
 from isa.hardware import HardwareConfig
 from isa.layout import summarize
+from isa.program import Program
 
 from ..ir import Graph
-from ..mapping import MAPPINGS, LayerMap, place_layers
+from ..mapping import MAPPINGS, LayerMap, Mapping, place_layers, replicas
 from ..ops import crossbar_kind
 from ..quant import LayerPrecision, quantize_layer
 from ..quant.calibrate import layer_inputs, out_hw
 from ..quant.formats import Format
 from ..quant.functional import op_output
 from .memo import LayerMemo, array_key
-from .pipeline import Band, OpWork, PipelineModel
+from .pipeline import OpWork, PipelineModel
+from .static_costs import Profile, program_profile
 
 MVMU_COMPONENTS = ("crossbar", "dac", "adc", "sample_hold", "shift_add", "mvmu_regs")
 
@@ -121,7 +123,6 @@ class CostEstimate:
     per_component: dict[str, float] = field(default_factory=dict)
     per_layer: dict[str, dict[str, float]] = field(default_factory=dict)
     area_mm2: float = 0.0  # the mapping's area (`mapping_area`): a hardware-cost term the search can weigh
-    bands: dict[str, list[Band]] = field(default_factory=dict)  # crossbar layer -> its replicas' output rows
 
 
 def _shape(lm: LayerMap, i: int, rows: int, cols: int) -> MvmuShape:
@@ -142,53 +143,69 @@ def _band_rows(rows: np.ndarray, batch: int, per_row: int, band: tuple[int, int]
 
 
 class CostModel:
-    """Energy and latency of a precision config on a graph, from the mapping, `isa.costs` and digit statistics."""
+    """Energy and latency of a precision config on a graph, from the mapping, `isa.costs`, digit statistics and
+    the static profile of the program (`static_costs`; ``program`` compiles the 16-bit baseline with given
+    per-layer replicas: their loads, stores, vector work and transfers do not depend on the precision)."""
 
-    def __init__(self, g: Graph, hw: HardwareConfig, mapping: str = "naive") -> None:
-        self.g, self.hw, self.mapping = g, hw, mapping
-        self.rest_energy: dict[str, float] = {}
-        self.rest_cycles = 0
+    def __init__(self, g: Graph, hw: HardwareConfig, mapping: str = "naive",
+                 program: Callable[[dict[str, int]], Program] | None = None) -> None:
+        self.g, self.hw, self.mapping, self.program = g, hw, mapping, program
         self.pipeline = PipelineModel(g)
-        self.other: dict[str, float] = {}  # op -> busy cycles outside MVMs (the calibration run's)
-        self.offset: dict[str, float] = {}  # op -> measured end - modelled end on the calibration run
+        self.profiles: dict[tuple[tuple[str, int], ...], Profile] = {}
 
-    def calibrate(self, measured: Any, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> None:
-        """Take the precision-independent part from one runtime run (``measured``: `runtime.Stats`) of ``prec``
-        on integer layer inputs ``inputs`` (from `trace_functional` on the same images)."""
-        self.other, self.offset, self.rest_cycles = {}, {}, 0
-        est = self.estimate(prec, inputs)
-        self.rest_energy = {k: v for k, v in measured.per_component.items()
-                            if k not in MVMU_COMPONENTS and k != "leakage"}
-        timed = [op for op in self.g.ops if op.name in measured.per_layer]
-        for op in timed:
-            mvm = est.per_layer[op.name]["mvm_busy"] if op.name in est.per_layer else 0.0
-            self.other[op.name] = float(measured.per_layer[op.name]["busy_cycles"]) - mvm
-        ends = self.pipeline.ends(self._work(est.per_layer), est.bands)
-        self.offset = {op.name: float(measured.per_layer[op.name]["end"]) - ends[op.name] for op in timed}
-        self.rest_cycles = int(measured.cycles) - int(max((measured.per_layer[op.name]["end"] for op in timed),
-                                                          default=0.0))
+    def profile(self, prec: dict[str, LayerPrecision]) -> Profile | None:
+        """The static profile of the program with ``prec``'s replicas (one compile per distinct replica set)."""
+        if self.program is None:
+            return None
+        key = tuple((op.name, replicas(prec, op.name)) for op in self.g.crossbar_ops() if op.kind == "conv")
+        if key not in self.profiles:
+            self.profiles[key] = program_profile(self.program(dict(key)))
+        return self.profiles[key]
 
-    def _work(self, per_layer: dict[str, dict[str, float]]) -> dict[str, OpWork]:
-        """Every timed op's `OpWork` for a candidate's crossbar layers ``per_layer``."""
+    def _work(self, prof: Profile, per_layer: dict[str, dict[str, float]], mp: Mapping) -> dict[str, OpWork]:
+        """Every op's `OpWork`: per band its busiest core's static non-MVM cycles (after its prologue) per pixel."""
         out = {}
         for op in self.g.ops:
-            if op.name not in self.other:
-                continue
+            busy, pro, lead = prof.node_busy(op.name), prof.node_prologue(op.name), prof.node_lead(op.name)
             lay = per_layer.get(op.name)
-            if lay is not None:
-                out[op.name] = OpWork(self.other[op.name], lay["step"], int(lay["pixels"]))
-            else:
+            if lay is None:
+                if op.name not in mp.vector:
+                    continue
                 shape = self.g.values[op.outputs[0]].shape
-                out[op.name] = OpWork(self.other[op.name], 0.0, int(np.prod(shape[1:])) if len(shape) == 3 else 1)
+                px = int(np.prod(shape[1:])) if len(shape) == 3 else 1
+                tile, core = mp.vector[op.name]
+                name = f"{tile}.{core}"
+                first = pro.get(name, 0.0)
+                out[op.name] = OpWork(((busy.get(name, 0.0) - first) / px,), 0.0, px, (None,), (tile,), (first,),
+                                      (lead.get(name, 0.0),))
+                continue
+            lm, px = mp.layers[op.name], int(lay["pixels"])
+            per_row = px // (self.g.values[op.outputs[0]].shape[1] if lm.replicas > 1 else 1)
+            bands = tuple(dict.fromkeys(b.out_rows for b in lm.blocks))
+            other, tiles, pros, leads = [], [], [], []
+            for bd in bands:
+                mine = [b for b in lm.blocks if b.out_rows == bd]
+                n = px if bd is None else (bd[1] - bd[0]) * per_row
+                cores = [f"{t}.{c}" for t, c in dict.fromkeys(b.where for b in mine)]
+                other.append(max(busy.get(c, 0.0) - pro.get(c, 0.0) for c in cores) / max(1, n))
+                pros.append(min(pro.get(c, 0.0) for c in cores))
+                leads.append(min(lead.get(c, 0.0) for c in cores))
+                tiles.append(mine[0].tile)
+            out[op.name] = OpWork(tuple(other), lay["step"], px, bands, tuple(tiles), tuple(pros), tuple(leads))
         return out
 
-    def _latency(self, per_layer: dict[str, dict[str, float]], bands: dict[str, list[Band]]) -> int:
-        """Pipelined makespan (`pipeline.PipelineModel` plus the calibrated offsets); without a calibration,
+    def _stages(self, prof: Profile) -> dict[str, float]:
+        """Transfer stages: busy cycles of the instructions whose node is a tensor (moved to another tile)."""
+        ops = {op.name for op in self.g.ops}
+        return {n: sum(prof.node_busy(n).values()) for n in prof.nodes() if n not in ops and n in self.g.values}
+
+    def _latency(self, prof: Profile | None, per_layer: dict[str, dict[str, float]], mp: Mapping) -> int:
+        """Pipelined makespan (`pipeline.PipelineModel` on the static profile); without a program to profile,
         MVM times add up."""
-        if not self.other:
+        if prof is None:
             return int(sum(v["mvm_cycles"] for v in per_layer.values()))
-        ends = self.pipeline.ends(self._work(per_layer), bands)
-        return int(round(max((ends[n] + self.offset[n] for n in ends), default=0.0)))
+        ends = self.pipeline.ends(self._work(prof, per_layer, mp), self._stages(prof))
+        return int(round(max(ends.values(), default=0.0)))
 
     def estimate(self, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> CostEstimate:
         """The estimate for ``prec``; ``inputs`` are the crossbar layers' integer inputs (`trace_functional`)."""
@@ -196,7 +213,7 @@ class CostModel:
         weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in self.g.crossbar_ops()}
         mp = place_layers(self.g, prec, hw, weights, self.mapping)
         comp = {k: 0.0 for k in MVMU_COMPONENTS}
-        per_layer, adcs, bands = {}, [], {}
+        per_layer, adcs = {}, []
         conductive = conductance_pj(hw) > 0
         for op in self.g.crossbar_ops():
             p, lm, q = prec[op.name], mp.layers[op.name], weights[op.name]
@@ -225,17 +242,19 @@ class CostModel:
                     lay[k] = lay.get(k, 0.0) + v
             for k, v in lay.items():
                 comp[k] = comp.get(k, 0.0) + v
-            bands[op.name] = list(dict.fromkeys(b.out_rows for b in lm.blocks))
-            widest = max(px if bd is None else (bd[1] - bd[0]) * per_row for bd in bands[op.name])
+            bands = list(dict.fromkeys(b.out_rows for b in lm.blocks))
+            widest = max(px if bd is None else (bd[1] - bd[0]) * per_row for bd in bands)
             per_layer[op.name] = {"energy_pj": sum(lay.values()), "mvm_cycles": widest * worst, "step": worst,
-                                  "pixels": px, "mvm_busy": px * worst}
-        cycles = max(1, self._latency(per_layer, bands) + self.rest_cycles)
-        comp.update(self.rest_energy)
+                                  "pixels": px}
+        prof = self.profile(prec)
+        cycles = max(1, self._latency(prof, per_layer, mp))
+        if prof is not None:  # what no MVM charges: vector ALU, registers, tile memory, network, control
+            comp.update({k: v for k, v in prof.energy.items() if k not in MVMU_COMPONENTS})
         comp["leakage"] = leakage_pj(hw, adcs, cycles)
         area = mapping_area(hw, mp, prec)
         for name, row in area.per_layer.items():
             per_layer[name]["area_um2"] = sum(row.values())
-        return CostEstimate(float(sum(comp.values())), int(cycles), comp, per_layer, area.total_mm2, bands)
+        return CostEstimate(float(sum(comp.values())), int(cycles), comp, per_layer, area.total_mm2)
 
 
 def mapping_area(hw: HardwareConfig, mp: Any, prec: dict[str, LayerPrecision]) -> Area:

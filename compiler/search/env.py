@@ -77,7 +77,6 @@ class EnvConfig:
     mapping: str = "spatial"  # as `compile`'s default; the cost model reproduces every mode exactly
     devices: str | None = None  # score accuracy on the runtime under this device model (docs/devices.md)
     device_trials: int = 3  # with devices: seeded trials whose scores are averaged
-    cost_calib_images: int = 4  # images of the one baseline runtime run that calibrates the cost model
     replicas: tuple[int, ...] = (1,)  # values of the per-layer conv replication knob (one value: not searched)
     narrow: tuple[int, ...] = (0,)  # values of the varied layers' channel-narrowing knob (one value: not searched)
     memo_mb: int = 1024  # bound of the memo of layer outputs (exact reuse of shared prefixes); 0: none
@@ -155,10 +154,9 @@ class SearchEnv:
         self.x = self.search.x  # the reward's images
         self.space = SearchSpace.build(self.g, self.hw, cfg.replicas, cfg.narrow)
         self.features = layer_features(self.g, self.hw)
-        self.cost = CostModel(self.g, self.hw, self.mapping)
+        self.cost = CostModel(self.g, self.hw, self.mapping, self.baseline_program)
         self.devices = runner.load_devices(cfg.devices) if cfg.devices else None
         self.memo = LayerMemo(cfg.memo_mb << 20) if cfg.memo_mb > 0 else None
-        self._calibrate_cost()
         base = self.space.baseline()
         prec, fmt = self._resolve(self.space.decode(base))
         _, seen = self._trace(prec, fmt, self.search.x)
@@ -178,16 +176,13 @@ class SearchEnv:
         """`compile_model` of a config with this environment's hardware, data set and mapping."""
         return compile_model(self.cfg.model, config, self.hw, self.dataset, mapping=self.mapping, data=self.cfg.data)
 
-    def _calibrate_cost(self) -> None:
-        from ..runner import run
-
+    def baseline_program(self, reps: dict[str, int]) -> Any:
+        """The program of the 16-bit baseline with per-layer replicas ``reps`` (the cost model profiles it)."""
         config = self.space.decode(self.space.baseline())
-        cm = self.compile(config)
-        x = self.search.x[: self.cfg.cost_calib_images]
-        stats = run(cm, {cm.program.inputs[0].name: x}).stats
-        prec, fmt = self._resolve(config)
-        _, seen = self._trace(prec, fmt, x)
-        self.cost.calibrate(stats, prec, seen)
+        for name, n in reps.items():
+            if n > 1:
+                config["layers"][name]["replicate"] = n
+        return self.compile(config).program
 
     def _resolve(self, config: dict[str, Any]) -> tuple[Any, Any]:
         prec = resolve_precision(self.g, config, self.ranges, self.hw)

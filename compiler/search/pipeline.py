@@ -9,15 +9,17 @@ E = per_pixel (k + 1) + cummax(need - per_pixel k), one vectorized pass per band
 their bands of output rows side by side; a consumer then finds the later bands' rows ready at once and runs
 through them at its own pace, which is where replication's saving stops.
 
-The model is exact only up to what it leaves out (the pixel order inside an MVM step, the stores' latency,
-synchronization): `CostModel` adds each op's offset measured on the 16-bit baseline (measured end - modelled
-end), so the baseline is reproduced and a candidate moves by what its step times and replicas change.
+A tensor read on another tile is received there by a loop in the head of the receiving core (a transfer
+stage: the instructions whose node is the tensor), one pixel at a time as the producer sends them; the
+consumer's bands on that tile start once the whole tensor is in. What the model leaves out (the order of the
+pixels inside an MVM step, memory and network latency, a dense layer's partial sums overlapping its input)
+is what separates it from the runtime's clock (docs/search.md gives the measured agreement).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import numpy as np
 
@@ -28,16 +30,19 @@ Band = tuple[int, int] | None  # output rows [lo, hi) of one replica; None: all 
 
 @dataclass(frozen=True)
 class OpWork:
-    """What one op costs in time: ``other`` busy cycles outside MVMs (all replicas together), the MVM ``step``
-    (cycles of one execution; 0 for a vector op) and ``pixels`` executions per inference (1 for a dense op)."""
+    """What one op costs in time: per band (replica) its core's busy cycles outside MVMs per output pixel
+    (``other``), the MVM ``step`` (cycles of one execution; 0 for a vector op), the ``pixels`` of its output
+    (1 for a dense op), its bands of output rows, the tile of each and the cycles its core spends before it
+    first waits for an input (``prologue``, not in ``other``); for a one-pixel op (a dense layer) ``lead``, its
+    cycles before its last wait (its first inputs load while the last are still being computed)."""
 
-    other: float
+    other: tuple[float, ...]
     step: float
     pixels: int
-
-    def per_pixel(self) -> float:
-        """Cycles one output pixel takes on its core."""
-        return self.other / max(1, self.pixels) + self.step
+    bands: tuple[Band, ...] = (None,)
+    tiles: tuple[int, ...] = (0,)
+    prologue: tuple[float, ...] = (0.0,)
+    lead: tuple[float, ...] = (0.0,)
 
 
 def _spatial(g: Graph, name: str) -> tuple[int, int] | None:
@@ -67,6 +72,22 @@ def _window_need(ready: np.ndarray, out_hw: tuple[int, int], attrs: dict) -> np.
     return np.where(np.isfinite(need), need, 0.0)
 
 
+def _stream(need: np.ndarray, per_pixel: float) -> np.ndarray:
+    """Ends of pixels computed one per ``per_pixel`` cycles in raster order, pixel k not before ``need[k]``:
+    E[k] = max(E[k-1], need[k]) + per_pixel = per_pixel (k + 1) + cummax(need - per_pixel k)."""
+    flat = need.ravel()
+    k = np.arange(len(flat), dtype=np.float64)
+    return (per_pixel * (k + 1) + np.maximum.accumulate(flat - per_pixel * k)).reshape(need.shape)
+
+
+def _received(ready: np.ndarray | float, busy: float) -> float:
+    """When a receiving core has the whole of a tensor whose pixels are produced at ``ready``: it receives
+    them in order (``busy`` cycles in all), each once it is produced."""
+    if not isinstance(ready, np.ndarray):
+        return float(ready) + busy
+    return float(_stream(ready, busy / ready.size).max())
+
+
 class PipelineModel:
     """Pixel-level pipeline of one graph (module docstring); `ends` gives every op's modelled end."""
 
@@ -90,27 +111,40 @@ class PipelineModel:
                 need = np.maximum(need, float(np.max(r)))
         return need
 
-    def ends(self, work: Mapping[str, OpWork], bands: Mapping[str, Sequence[Band]]) -> dict[str, float]:
-        """Each op's modelled end (cycles) given its ``work`` (ops missing there take no time) and the row
-        ``bands`` of its replicas (missing: one band)."""
+    def ends(self, work: Mapping[str, OpWork], stages: Mapping[str, float]) -> dict[str, float]:
+        """Each op's modelled end (cycles) given its ``work`` (ops missing there take no time) and the transfer
+        ``stages`` (tensor -> busy cycles of the core that forwards it whole to other tiles once it is
+        complete; a band on a tile the producer does not use waits for it)."""
         ready: dict[str, np.ndarray | float] = {}
+        home: dict[str, set[int]] = {}  # tensor -> the tiles its producer wrote it on
         ends: dict[str, float] = {}
         for op in self.g.ops:
             w = work.get(op.name)
             if w is None:
                 continue
             need = self._need(op, ready)
-            r = w.per_pixel()
-            if not isinstance(need, np.ndarray):  # one output (a dense layer): all of it after the last input
-                ends[op.name] = need + r * max(1, w.pixels)
-                ready[op.outputs[0]] = ends[op.name]
-                continue
-            done = np.zeros_like(need)
-            for band in bands.get(op.name, [None]):
+            far = max((_received(ready.get(t, 0.0), stages[t]) for t in op.inputs if t in stages), default=0.0)
+            done: np.ndarray | float = np.zeros_like(need) if isinstance(need, np.ndarray) else 0.0
+            for band, tile, other, pro, lead in zip(w.bands, w.tiles, w.other, w.prologue, w.lead):
+                r = other + w.step
+                wait = far if any(t in stages and tile not in home.get(t, {tile}) for t in op.inputs) else 0.0
+                src = ready.get(op.inputs[0], 0.0)
+                if not w.step and "kernel" not in op.attrs and isinstance(src, np.ndarray) and src.size > w.pixels:
+                    # a vector op reducing its input's pixels (global pooling): one input pixel at a time
+                    end = float(_stream(np.maximum(src, max(wait, pro)), r * w.pixels / src.size).max())
+                    done = np.full_like(need, end) if isinstance(need, np.ndarray) else end
+                    continue
+                if not isinstance(need, np.ndarray) or need.size != w.pixels:
+                    # one output (a dense layer), or one after T executions (a recurrent layer): what follows
+                    # its last wait
+                    total = pro + r * max(1, w.pixels)
+                    end = max(total, max(float(np.max(need)), wait) + total - lead)
+                    done = np.full_like(need, end) if isinstance(need, np.ndarray) else max(float(done), end)
+                    continue
+                wait = max(wait, pro)
                 lo, hi = band if band is not None else (0, need.shape[0])
-                flat = need[lo:hi].ravel()
-                k = np.arange(len(flat), dtype=np.float64)
-                done[lo:hi] = (r * (k + 1) + np.maximum.accumulate(flat - r * k)).reshape(hi - lo, -1)
-            ends[op.name] = float(done.max())
+                done[lo:hi] = _stream(np.maximum(need[lo:hi], wait), r)  # type: ignore[index]
+            ends[op.name] = float(np.max(done))
             ready[op.outputs[0]] = done
+            home[op.outputs[0]] = set(w.tiles)
         return ends
