@@ -26,7 +26,7 @@ from .errors import XbarcError
 from .hardware import HardwareConfig
 from .numerics import narrowest_int
 from .outputs import check_output_dir, fix_modes, read_bytes, read_json, read_text, replace_dir, temp_dir_for
-from .printer import format_program
+from .printer import format_program, render
 from .program import MemInit, MvmuImage, Program, TensorLoc
 
 FORMAT = "xbarc-program"
@@ -217,15 +217,46 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
 
 
 def _load_code(out: Path, hw: HardwareConfig, man: dict[str, Any]) -> Program:
-    """The code from ``program.s`` if present (source lines known), else from ``program.bin`` plus manifest nodes."""
+    """The code of ``program.s`` if present (source lines known), else of ``program.bin`` plus manifest nodes.
+
+    Fast path: ``program.bin`` decoded, its nodes from the manifest, and ``program.s`` taken as its source text
+    when that text is exactly the binary's canonical print (`printer.render`, what `save_program` writes): the
+    same records as assembling it, without parsing it (76 of VGG-16's 81 s of loading went to the parser).
+    Any other ``program.s`` (a deliberate edit) is assembled, as is one beside an unreadable binary."""
     asm, binary = out / ASM, out / BIN
-    if asm.exists():
-        return assemble(read_text(asm), str(asm), hw)
-    if not binary.exists():
+    if not asm.exists() and not binary.exists():
         raise XbarcError(f"{out}: neither {ASM} nor {BIN} present")
+    text = read_text(asm) if asm.exists() else None
+    try:
+        program = _decode_with_nodes(out, binary, hw, man) if binary.exists() else None
+    except XbarcError:
+        if text is None:
+            raise
+        program = None
+    if text is None:
+        assert program is not None
+        return program
+    if program is not None and _attach_text(program, text, str(asm)):
+        return program
+    return assemble(text, str(asm), hw)
+
+
+def _decode_with_nodes(out: Path, binary: Path, hw: HardwareConfig, man: dict[str, Any]) -> Program:
     program = decode_program(read_bytes(binary), hw, str(binary))
     _guard(out / MANIFEST, lambda: _attach_nodes(program, man["nodes"]))
     return program
+
+
+def _attach_text(program: Program, text: str, filename: str) -> bool:
+    """Record ``text`` as ``program``'s source (lines, line of each pc, file name) if it is the program's canonical
+    print; False (nothing changed) otherwise."""
+    lines, pc_lines = render(program, provenance=True)
+    if len(text) != sum(len(ln) + 1 for ln in lines) or "\n".join(lines) + "\n" != text:
+        return False
+    program.source, program.filename = lines, filename
+    for c, at in zip(program.cores, pc_lines):
+        c.lines = at
+    return True
 
 
 def _attach_nodes(program: Program, nodes: list[dict[str, Any]]) -> None:
