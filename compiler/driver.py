@@ -26,8 +26,8 @@ from .ir import Graph, dump
 from .mapping import LayerMap, Mapping, place_layers
 from .mapping.rounds import Round, partition, top_tile
 from .passes import CANONICALIZE, reject_unfolded, run_pipeline
-from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
-                    resolve_precision)
+from .quant import Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, resolve_precision
+from .quant.blockcache import quantized
 from .quant.qdq import QDQ, qdq_config
 from .quant.health import FIDELITY_IMAGES, fidelity_warning, quantization_warnings
 from .quant.calibrate import UniformInputs
@@ -62,10 +62,8 @@ class CompiledModel:
 
     def mapping_report(self) -> dict[str, Any]:
         """The mapping report with the hollows of the quantized weights."""
-        from .quant import quantize_layer
-
         assert self.mapping is not None
-        weights = {op.name: quantize_layer(op, self.precision[op.name]).weight for op in self.graph.crossbar_ops()}
+        weights = {op.name: quantized(op, self.precision[op.name]).weight for op in self.graph.crossbar_ops()}
         return self.mapping.report(self.precision, weights) | {"area": _area_summary(self.program)}
 
     def save(self, outdir: str | Path) -> None:
@@ -204,7 +202,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     fmt = assign_formats(graph, prec, ranges)
     if any(p.w_scheme == "nonuniform" for p in prec.values()):
         prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc, data))
-    weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
+    weights = {op.name: quantized(op, prec[op.name]).weight for op in graph.crossbar_ops()}  # narrow, cached
     programs: list[Program] = []
     if rounds:
         placed, programs = _compile_rounds(graph, prec, hwc, weights, fmt, mapping, replicate, crossbar_budget)

@@ -69,6 +69,13 @@ class LayerMap:
         """The core that accumulates column block ``c`` of replica ``rep`` (holder of row block 0)."""
         return self.group(c, rep)[0].where
 
+    def owners(self) -> dict[tuple[int, int], tuple[int, int]]:
+        """`owner` of every (column block, replica), in one pass over the blocks."""
+        out: dict[tuple[int, int], tuple[int, int]] = {}
+        for b in self.blocks:
+            out.setdefault((b.c, b.rep), b.where)
+        return out
+
     @property
     def replicas(self) -> int:
         """Copies of the layer's weights (each computes a band of output rows)."""
