@@ -87,7 +87,7 @@ def _batch(images: list[MvmuImage], hw: HardwareConfig) -> list[MvmuKernel]:
     absmax = (sums_pos - sums_neg).reshape(n, -1).max(axis=1, initial=0)
     gsum = (pos + neg).sum(axis=1)[idx].sum(axis=2)  # (N, R): `isa.costs.row_levels` of each image
     wmax = np.abs(idx - q).reshape(n, -1).max(axis=1, initial=0)
-    live_slices = live_lines.any(axis=(2, 3))  # (N, S)
+    live_slices = np.asarray(live_lines.any(axis=(2, 3)))  # (N, S)
     summaries = summarize_many(lays) if lays is not None else [None] * n
     all_slices = nx.n_slices(bits, cb, first.encoding)
     kernels = []
