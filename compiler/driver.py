@@ -198,7 +198,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     qdq_report: list[str] = []
     if isinstance(precision, str) and precision == QDQ:
         precision, qdq_report = qdq_config(graph, hwc)
-    check_reference(proto)
+    session = check_reference(proto)  # onnxruntime can load the model; reused by the fidelity check
     inputs, how = calibration_inputs(graph, proto, calib, data=data, images=calib_images)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
     prec = resolve_precision(graph, precision, ranges, hwc)
@@ -216,7 +216,8 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
                                                          ranges.exponents)
     sample = (inputs.chunk(0, min(len(inputs), FIDELITY_IMAGES)) if isinstance(inputs, UniformInputs)
               else {k: np.asarray(v)[:FIDELITY_IMAGES] for k, v in inputs.items()})
-    far = fidelity_warning(graph, prec, fmt, hwc, proto, sample)
+    far = fidelity_warning(graph, prec, fmt, hwc, proto, sample, session)
+    del session
     if far:
         warnings.append(far)
     if "noise" in how:

@@ -20,7 +20,6 @@ from isa.layout import layouts_ok, summarize_many
 from .state import I64, MvmuKernel
 
 BATCH_BINS = 1 << 21  # histogram bins (images x columns x weight values) per batch: tens of MB of int64
-MAX_TABLE_BITS = 12  # wider weights (up to 8,191 values per column histogram) go through `from_image`
 
 
 def prepare_kernels(images: Sequence[MvmuImage], hw: HardwareConfig) -> list[MvmuKernel]:
@@ -45,7 +44,7 @@ def _plain(img: MvmuImage, hw: HardwareConfig) -> bool:
     """The per-image checks of `from_image` that need no slicing, and a weight width the tables cover."""
     shape = np.shape(img.weights)
     return (len(shape) == 2 and 0 < shape[0] <= hw.xbar_rows and 0 < shape[1] <= hw.xbar_cols
-            and 0 <= img.mvmu < hw.mvmus_per_core and 1 <= img.weight_bits <= MAX_TABLE_BITS
+            and 0 <= img.mvmu < hw.mvmus_per_core and 1 <= img.weight_bits <= nx.MAX_TABLE_BITS
             and img.encoding in nx.WEIGHT_ENCODINGS and np.asarray(img.weights).dtype.kind in "iu")
 
 
@@ -64,12 +63,11 @@ def _batch(images: list[MvmuImage], hw: HardwareConfig) -> list[MvmuKernel]:
     good = (lo_hi.min(axis=1, initial=0).astype(I64) >= -q) & (lo_hi.max(axis=1, initial=0).astype(I64) <= q)
     if not good.all():
         return [MvmuKernel.from_image(img, hw) for img in images]
-    pos, neg = nx.weight_slices(np.arange(-q, q + 1, dtype=I64), bits, cb, first.encoding)  # (S, V)
+    pos, neg = nx.value_slices(bits, cb, first.encoding)  # (S, V)
     pos, neg = pos.T, neg.T  # (V, S): the slices of each value
-    s, v = pos.shape[1], 2 * q + 1
+    s = pos.shape[1]
     idx = w.astype(I64) + q  # (N, R, C) value index
-    cells = (np.arange(n, dtype=I64).reshape(n, 1, 1) * c + np.arange(c, dtype=I64)) * v + idx
-    hist = np.bincount(cells.reshape(-1), minlength=n * c * v).reshape(n * c, v)  # per column: count of each value
+    hist = nx.column_histogram(w, bits).reshape(n * c, -1)  # per column: count of each value
     d = pos - neg
     table = np.concatenate([pos != 0, neg != 0, np.minimum(d, 0), np.maximum(d, 0)], axis=1).astype(np.float64)
     sums = np.rint(hist.astype(np.float64) @ table).astype(I64).reshape(n, c, 4, s)  # exact: |sum| < R 2^cb << 2^53
