@@ -96,16 +96,16 @@ def program_files(program: Program, folder: str = "") -> dict[str, bytes]:
     return {f"{folder}/{name}": data for name, data in files.items()}
 
 
-def _write_all(program: Program, tmp: Path, extra_files: dict[str, str | bytes]) -> None:
-    for name, data in program_files(program).items():
-        (tmp / name).write_bytes(data)
-    for name, content in extra_files.items():
+def _write_all(program: Program, tmp: Path, extra_files: dict[str, str | bytes]) -> dict[str, str]:
+    """Write every file; returns the SHA-256 of each, hashed from the bytes in memory (not read back)."""
+    sums = {}
+    for name, content in {**program_files(program), **extra_files}.items():
+        data = content if isinstance(content, bytes) else content.encode()
         path = tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
+        path.write_bytes(data)
+        sums[name] = hashlib.sha256(data).hexdigest()
+    return sums
 
 
 def save_program(program: Program, outdir: str | Path, extra_files: dict[str, str | bytes] | None = None) -> Path:
@@ -116,8 +116,7 @@ def save_program(program: Program, outdir: str | Path, extra_files: dict[str, st
     out = check_output_dir(outdir, written_files)
     tmp = temp_dir_for(out)
     try:
-        _write_all(program, tmp, extra_files or {})
-        write_checksums(tmp)
+        write_checksums(tmp, _write_all(program, tmp, extra_files or {}))
         fix_modes(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -130,12 +129,14 @@ def _files_under(root: Path) -> list[str]:
     return sorted(str(f.relative_to(root)) for f in root.rglob("*") if f.is_file())
 
 
-def write_checksums(root: Path) -> None:
-    """Record the current content of every file under ``root`` as what xbarc wrote there (``checksums.json``).
+def write_checksums(root: Path, known: dict[str, str] | None = None) -> None:
+    """Record the current content of every file under ``root`` as what xbarc wrote there (``checksums.json``);
+    ``known``: digests of files just written from memory (not read back).
 
     `save_program` calls it; call it yourself only after a deliberate edit of an output directory (tests do, to
     reach the loaders' own checks of malformed content)."""
-    sums = {name: _sha256(root / name) for name in _files_under(root)
+    known = known or {}
+    sums = {name: known[name] if name in known else _sha256(root / name) for name in _files_under(root)
             if name != CHECKSUMS and not name.startswith(".")}
     (root / CHECKSUMS).write_text(json.dumps({"format": CHECKSUMS_FORMAT, "sha256": sums}, indent=1) + "\n")
 

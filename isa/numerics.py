@@ -71,16 +71,22 @@ def requantize(x: np.ndarray, shift: int, bits: int) -> np.ndarray:
 
 def quantize(x: np.ndarray, bits: int, frac: int) -> np.ndarray:
     """Real values to signed Q(bits, frac) integers: sat(floor(x * 2^frac + 1/2)) (rule QUANT)."""
-    scaled = np.floor(np.asarray(x, dtype=np.float64) * np.float64(2.0**frac) + 0.5)
     lo, hi = float(qmin(bits)), float(qmax(bits))
-    return np.clip(scaled, lo, hi).astype(I64)
+    if np.ndim(x) == 0:
+        one: np.ndarray = np.clip(np.floor(np.float64(x) * np.float64(2.0**frac) + 0.5), lo, hi).astype(I64)
+        return one
+    scaled = np.asarray(x, dtype=np.float64) * np.float64(2.0**frac)  # one float64 temporary, updated in place
+    scaled += 0.5
+    np.floor(scaled, out=scaled)
+    np.clip(scaled, lo, hi, out=scaled)
+    return scaled.astype(I64)
 
 
 def quantize_weights(w: np.ndarray, bits: int, frac: int) -> np.ndarray:
     """Weights to Q(bits, frac) with a symmetric range [-(2^(b-1)-1), 2^(b-1)-1], so the magnitude fits in
     bits-1 bits on the (+)/(-) crossbar pair (rule WEIGHTS)."""
     q = quantize(w, bits, frac)
-    out: np.ndarray = np.maximum(q, I64(-qmax(bits)))
+    out: np.ndarray = np.maximum(q, I64(-qmax(bits)), out=q if q.ndim else None)
     return out
 
 
