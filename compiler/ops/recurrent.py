@@ -63,11 +63,11 @@ class Recurrent(CrossbarKind):
         return float_recurrent(op, xs[0])[0].astype(xs[0].dtype, copy=False)
 
     def int_eval(self, g: Graph, op: Op, xs: list[np.ndarray], q: IntContext) -> tuple[np.ndarray, int]:
-        from ..quant.functional import quantize_layer
+        from ..quant.blockcache import quantized
         from ..quant.recurrent import recurrent_q
 
         p = q.prec[op.name]
-        ql = quantize_layer(op, p)
+        ql = quantized(op, p)
         return recurrent_q(op, xs[0], ql.weight, ql.bias, p, q.hw), p.acc_frac
 
     def emit(self, ctx: Context, op: Op) -> None:
