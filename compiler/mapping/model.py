@@ -12,7 +12,7 @@ import numpy as np
 from isa import numerics as nx
 from isa.costs import MvmuShape, mvmu_cycles
 from isa.hardware import HardwareConfig
-from isa.layout import naive_arrays, summarize
+from isa.layout import LayoutSummary, naive_arrays, summarize, summarize_all
 
 from ..quant import LayerPrecision
 
@@ -49,17 +49,27 @@ class LayerMap:
     slices: int
     blocks: list[Block] = field(default_factory=list)
     layouts: list[np.ndarray] | None = None  # packed modes: the bit-line layout of each block (isa.layout)
+    _summaries: list[tuple[np.ndarray, LayoutSummary]] = field(default_factory=list, init=False, repr=False,
+                                                               compare=False)
 
     def layout(self, i: int) -> np.ndarray | None:
         """The layout of block ``i`` (None: naive, one crossbar per slice and sign)."""
         return None if self.layouts is None else self.layouts[i]
+
+    def summaries(self) -> list[LayoutSummary]:
+        """`summarize` of each layout (none: naive), computed once for the layouts held."""
+        lays = self.layouts or []
+        held = self._summaries
+        if len(held) != len(lays) or any(a is not b for (a, _), b in zip(held, lays)):
+            self._summaries = held = list(zip(lays, summarize_all(lays)))
+        return [s for _, s in held]
 
     @property
     def crossbars(self) -> int:
         """Physical crossbars: `naive_arrays` of every block (naive), or the arrays the layouts use."""
         if self.layouts is None:
             return naive_arrays(self.slices) * len(self.blocks)
-        return sum(summarize(lay).arrays for lay in self.layouts)
+        return sum(s.arrays for s in self.summaries())
 
     def group(self, c: int, rep: int = 0) -> list[Block]:
         """Blocks of column block ``c`` of replica ``rep`` in row order."""
@@ -166,18 +176,19 @@ class Mapping:
 
         lm, hw = self.layers[name], self.hw
 
-        def cycles(w: np.ndarray, layout: np.ndarray | None) -> int:
+        def cycles(w: np.ndarray, summary: LayoutSummary | None) -> int:
             rows, cols = w.shape
-            shape = MvmuShape(rows, cols, lm.slices) if layout is None else \
-                MvmuShape.packed(rows, cols, lm.slices, summarize(layout))
+            shape = MvmuShape(rows, cols, lm.slices) if summary is None else \
+                MvmuShape.packed(rows, cols, lm.slices, summary)
             return mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip)
 
         mapped = single = 1
+        summaries = lm.summaries() if lm.layouts is not None else None
         for i, b in enumerate(lm.blocks):
             w, lay = q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], lm.layout(i)
-            mapped = max(mapped, cycles(w, lay))
+            mapped = max(mapped, cycles(w, None if summaries is None else summaries[i]))
             one = None if lay is None else pack(live_lines(w, p.w_bits, hw.cell_bits, p.w_enc), w.shape[0], hw)
-            single = max(single, cycles(w, one))
+            single = max(single, cycles(w, None if one is None else summarize(one)))
         return {"mvm_cycles": mapped, "mvm_cycles_one_step": single}
 
     def report(self, prec: dict[str, LayerPrecision],
@@ -188,7 +199,7 @@ class Mapping:
         hw, layers = self.hw, list[dict[str, Any]]()
         for lm in self.layers.values():
             cells = sum((b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) for b in lm.blocks)
-            steps = max((summarize(lay).steps for lay in lm.layouts or []), default=1)
+            steps = max((s.steps for s in lm.summaries()), default=1)
             layers.append({"layer": lm.name, "row_blocks": lm.row_blocks, "col_blocks": lm.col_blocks,
                            "mvmus": len(lm.blocks), "slices": lm.slices, "crossbars": self.layer_crossbars(lm.name),
                            "steps": steps, "cores": len(lm.cores()), "tiles": sorted({b.tile for b in lm.blocks}),
