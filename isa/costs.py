@@ -141,6 +141,16 @@ def transit_cycles(hw: HardwareConfig, src: int, dst: int) -> int:
     return hops(hw, src, dst) * hw.costs.hop_cycles
 
 
+def port_hops(hw: HardwareConfig, tile: int) -> int:
+    """Routers a flit from the input port crosses to ``tile``: the port sits beside tile 0's router."""
+    return hops(hw, 0, tile) + 1
+
+
+def flit_bits(hw: HardwareConfig) -> int:
+    """Bits of one flit: the tile-memory bus width (`mem_bus_words` words of `datapath_bits`)."""
+    return hw.mem_bus_words * hw.datapath_bits
+
+
 def mem_accesses(hw: HardwareConfig, n: int) -> int:
     """Tile-memory bus accesses (also NoC flits) for ``n`` words."""
     return _ceil_div(n, hw.mem_bus_words)
@@ -320,8 +330,10 @@ def _send(instr: Instr, ctx: CostContext) -> Cost:
     assert isinstance(instr, ops.Send)
     n, dst = instr.n, instr.tile
     acc = flits = mem_accesses(hw, n)
-    energy = {"tile_mem": acc * hw.costs.mem_access_pj,
-              "noc": flits * (hops(hw, ctx.tile, dst) + 1) * hw.costs.router_pj}
+    routers = port_hops(hw, ctx.tile) if dst == hw.port_tile else hops(hw, ctx.tile, dst) + 1
+    energy = {"tile_mem": acc * hw.costs.mem_access_pj, "noc": flits * routers * hw.costs.router_pj}
+    if dst == hw.port_tile:  # to the host through the port (`isa.inport`): the link, per flit
+        energy["port"] = flits * flit_bits(hw) * hw.costs.port_pj_per_bit
     return Cost(acc * hw.costs.mem_access_cycles + flits, energy)
 
 
@@ -331,6 +343,9 @@ def _recv(instr: Instr, ctx: CostContext) -> Cost:
     n = _n(instr)
     acc = flits = mem_accesses(hw, n)
     energy = {"noc": flits * hw.costs.fifo_pj, "tile_mem": acc * hw.costs.mem_access_pj}
+    if getattr(instr, "tile", None) == hw.port_tile:  # from the input port: the host link and the routers to this tile, per flit
+        energy["port"] = flits * flit_bits(hw) * hw.costs.port_pj_per_bit
+        energy["noc"] += flits * port_hops(hw, ctx.tile) * hw.costs.router_pj
     return Cost(acc * hw.costs.mem_access_cycles, energy)
 
 
