@@ -134,8 +134,7 @@ class Mapping:
         fraction of (column, slice) bit lines that are zero, live bit lines, non-zero cells, and the physical cell
         utilization (non-zero cells over the cells of the crossbars this mapping uses)."""
         idle = lines = cells = 0
-        for b in self.layers[name].blocks:
-            counts = self._line_cells(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p)  # (2 S, C)
+        for counts in self._block_line_cells(self.layers[name].blocks, q, p):  # (2 S, C) per block
             idle += int((counts.sum(axis=1) == 0).sum())
             lines += int((counts > 0).sum())
             cells += int(counts.sum())
@@ -144,6 +143,27 @@ class Mapping:
         return {"idle_crossbars": idle, "zero_bitline_fraction": float(zero_lines.mean()), "live_bit_lines": lines,
                 "nonzero_cells": cells, "cell_utilization": cells / max(1, self.layer_crossbars(name) * per),
                 **self.mvm_latency(name, q, p)}
+
+    def _block_line_cells(self, blocks: list[Block], q: np.ndarray, p: LayerPrecision) -> list[np.ndarray]:
+        """`_line_cells` of every block of ``q``; blocks of one shape up to 64 at a time (one histogram)."""
+        if p.w_bits > nx.MAX_TABLE_BITS or (q.size and (int(q.min()) < -nx.qmax(p.w_bits)
+                                                         or int(q.max()) > nx.qmax(p.w_bits))):
+            return [self._line_cells(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p) for b in blocks]
+        pos, neg = nx.value_slices(p.w_bits, self.hw.cell_bits, p.w_enc)
+        table = np.concatenate([pos != 0, neg != 0]).astype(np.int64).T  # (V, 2 S)
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, b in enumerate(blocks):
+            by_shape.setdefault((b.rows[1] - b.rows[0], b.cols[1] - b.cols[0]), []).append(i)
+        out: list[np.ndarray | None] = [None] * len(blocks)
+        for ids in by_shape.values():
+            for lo in range(0, len(ids), 64):
+                part = ids[lo:lo + 64]
+                w = np.stack([q[blocks[i].rows[0]:blocks[i].rows[1], blocks[i].cols[0]:blocks[i].cols[1]]
+                              for i in part])
+                counts = (nx.column_histogram(w, p.w_bits) @ table).transpose(0, 2, 1)  # (K, 2 S, C)
+                for i, c in zip(part, counts):
+                    out[i] = c
+        return [c for c in out if c is not None]
 
     def _line_cells(self, w: np.ndarray, p: LayerPrecision) -> np.ndarray:
         """(2 S, C): the non-zero cells of each (+) then (-) slice's bit line of block ``w``, from its column
