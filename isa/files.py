@@ -63,8 +63,10 @@ def _tensor_dict(t: TensorLoc) -> dict[str, Any]:
 def _narrow(values: Any) -> np.ndarray:
     """Integers in the narrowest signed type that holds them (`numerics.narrowest_int`): 8-bit weights take one
     byte per cell on disk and in memory, not eight."""
-    a = np.asarray(values, dtype=np.int64)
-    return a.astype(narrowest_int(a))
+    a = np.asarray(values)
+    if a.dtype.kind not in "iu":
+        a = a.astype(np.int64)
+    return a.astype(narrowest_int(a), copy=False)  # already narrow (compiled weights): no int64 copy
 
 
 def _arrays(program: Program) -> dict[str, np.ndarray]:
