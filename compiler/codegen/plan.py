@@ -23,7 +23,7 @@ from isa.hardware import HardwareConfig
 from ..ir import Graph, Op
 from ..mapping import Block, Mapping
 from ..ops import kind_of
-from .loops import LOOP_REGS
+from .rowops import row_windows, vector_chunk
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
@@ -128,12 +128,27 @@ class CommPlan:
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
     recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
     inputs: list[InputTransfer] = field(default_factory=list)
-    counts: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, tile) -> reader count
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, tile) -> reader cores
+    sent: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, home tile) -> tiles sent to
+    tokens: dict[tuple[str, Core, Core], int] = field(default_factory=dict)  # (line buffer, writer, reader) -> words
 
     def store_count(self, value: str, tile: int) -> int:
-        """The reader count ``value``'s words are stored (or received) with on ``tile``: for a line buffer, its
-        reader cores there (each frees every row once) plus, on the producers' tile, one per other tile it is sent
-        to (a send consumes like a load); else `SHARED_READERS`."""
+        """The reader count ``value``'s words are stored with on ``tile``: for a line buffer, its reader cores there
+        (each frees every row once) plus, on a producer's tile, one per other tile the words are sent to (a send
+        consumes like a load); else `SHARED_READERS`."""
+        return self.counts.get((value, tile), SHARED_READERS) + self.sent.get((value, tile), 0)
+
+    def writers(self, st: Storage, value: str, tile: int) -> list[Core]:
+        """The cores that write line buffer ``value`` on ``tile``: its producer cores there and the core that
+        receives it there from other tiles."""
+        cores = [c for c, _, _ in self.producers[value] if c[0] == tile]
+        if any(s.value == value and s.tile == tile for s in self.streams):
+            cores.append(self.receiver(st, value, tile))
+        return list(dict.fromkeys(cores))
+
+    def receive_count(self, value: str, tile: int) -> int:
+        """The reader count ``value``'s words are received with on ``tile``: for a line buffer, its reader cores
+        there; else `SHARED_READERS`."""
         return self.counts.get((value, tile), SHARED_READERS)
 
     def receiver(self, st: Storage, value: str, tile: int) -> Core:
@@ -148,14 +163,6 @@ class CommPlan:
             if o in self.out_core and self.out_core[o][0] == tile:
                 return self.out_core[o]
         raise ModelError(f"no core on tile {tile} to receive '{value}'")
-
-
-def vector_chunk(g: Graph, op: Op, hw: HardwareConfig) -> int:
-    """Channels processed per instruction group by a vector op: two operand regions fit the data registers below
-    the loop counters and pointers at the top of the register file (`loops.LOOP_REGS`); an affine op's four
-    (input, temporary, scale, shift): the kind's ``vector_regions``."""
-    regions = kind_of(op).vector_regions  # e.g. an affine also holds its scale and shift
-    return min(hwc(g.values[op.outputs[0]].shape)[2], max(1, (hw.data_regs - LOOP_REGS) // regions))
 
 
 def cores_of(mapping: Mapping, op: Op) -> list[Core]:
@@ -184,13 +191,13 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
     (`line_buffers`) are, and the plan is made again; a tile that still overflows is a ModelError."""
     plan = _plan(g, mapping, st, hw, biased, mem)
     if mem.first_overflow is not None:
-        counts = line_buffers(g, mapping, st, plan)
+        counts, sent = line_buffers(g, mapping, st, plan)
         if counts:
             for buf in st.buffers.values():
                 buf.bases.clear()
             fresh = TileMemory(hw)
             plan = _plan(g, mapping, st, hw, biased, fresh)
-            plan.counts = counts
+            plan.counts, plan.sent = counts, sent
             mem.top, mem.held, mem.first_overflow = fresh.top, fresh.held, fresh.first_overflow
     mem.check()
     return plan
@@ -210,51 +217,72 @@ def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: s
             from .recurrent import plan_recurrent
             plan.recurrent[op.name] = plan_recurrent(op, mapping.layers[op.name], channels.take, mem.alloc)
     _inputs(g, st, plan, channels)
+    _tokens(st, plan, mem)
     return plan
 
 
-def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dict[tuple[str, int], int]:
+def _tokens(st: Storage, plan: CommPlan, mem: TileMemory) -> None:
+    """Row tokens of line buffers (docs/design-notes.md): for every core that writes a line buffer on a tile
+    (`CommPlan.writers`) and every other core reading it there, one word per slot of the band. The writer stores
+    the token (count 1) after it wrote the row, the reader loads it before the row enters its windows: a slot still
+    holding a row that a slower reader has not freed is valid, and without the token a faster reader would read
+    it as the new row."""
+    for root, buf in st.buffers.items():
+        if not buf.band:
+            continue
+        for t in sorted(buf.bases):
+            for w in plan.writers(st, root, t):
+                for r in plan.readers[root]:
+                    if r[0] == t and r != w:
+                        plan.tokens[(root, w, r)] = mem.alloc(t, buf.band, f"row tokens of '{root}'")
+
+
+def line_buffers(g: Graph, mapping: Mapping, st: Storage,
+                 plan: CommPlan) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
     """Make a line buffer (`Buffer.band` real rows, docs/design-notes.md) of every tensor that can have one, and
-    return the reader count of its words on each tile holding it (`CommPlan.store_count`). Supported so far: a
-    tensor produced by a windowed op (`_windowed`: a crossbar conv, a max pool) whose cores share one tile and
-    read only by windowed ops, on any tiles, that is not a graph input or output nor part of a concat. The band holds the
-    rows its tallest window spans plus a stride, rounded up to a power of two (so that the period of a conv's
-    rows, the bands of its input over its stride and of its output, is at most the larger band)."""
+    return its reader cores on each tile holding it and the tiles each producer tile sends it to
+    (`CommPlan.store_count`). A tensor can when it is produced by a row op (`rowops.row_windows`: a conv, a max
+    pool, an element-wise op) and read only by row ops, on any tiles, and is not a graph input or output nor part
+    of a concat; a conv whose column blocks are owned on several tiles stores each tile's channels in that tile's
+    copy and sends them on. The band holds the rows its tallest window spans plus a stride, rounded up to a power
+    of two (so that the period of a conv's rows, the bands of its input over its stride and of its output, is at
+    most the larger band); then `lag.settle_bands` grows the bands that readers joining later need (a residual
+    add)."""
+    from .lag import settle_bands
+
     ends = {v.name for v in g.inputs} | set(g.outputs)
     shared = {view.root for name, view in st.views.items() if name != view.root}
-    counts: dict[tuple[str, int], int] = {}
+    windows = {op.name: row_windows(g, mapping, op) for op in g.ops}
+    local: dict[str, dict[int, int]] = {}
     for v, info in g.values.items():
         prod = g.producer(v)
         readers = g.consumers(v)
         if (v in ends or v in shared or st.root(v) != v or len(info.shape) != 3 or prod is None
-                or not readers or not _windowed(g, mapping, prod)
-                or not all(_windowed(g, mapping, op) and op.inputs[0] == v for op in readers)):
+                or not readers or windows[prod.name] is None):
             continue
-        home = {c[0] for c, _, _ in plan.producers[v]}
+        spans = [w.span for op in readers for k, w in (windows[op.name] or {}).items() if op.inputs[k] == v]
+        if len(spans) != len(readers):  # a reader that is no row op, or reads v as an operand it does not sweep
+            continue
         buf = st.buffer(v)
-        rows = max((op.attrs["kernel"][0] - 1) * op.attrs.get("dilations", (1, 1))[0] + 1 + op.attrs["strides"][0]
-                   for op in readers)
-        rows = min(1 << (rows - 1).bit_length(), buf.h)
-        local = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | home}
-        if len(home) != 1 or rows >= buf.h or max(local.values()) + len(local) > 255:
+        rows = min(1 << (max(spans) - 1).bit_length(), buf.h)
+        tiles = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | _homes(plan, v)}
+        if rows >= buf.h or max(tiles.values()) + len(tiles) > 255:
             continue
         buf.band = rows
-        src = next(iter(home))
-        counts.update({(v, t): n + (len(local) - 1 if t == src else 0) for t, n in local.items()})
-    return counts
+        local[v] = tiles
+    settle_bands(g, mapping, st, plan, windows)
+    counts: dict[tuple[str, int], int] = {}
+    sent: dict[tuple[str, int], int] = {}
+    for v, tiles in local.items():
+        if st.buffer(v).band:
+            counts.update({(v, t): n for t, n in tiles.items()})
+            sent.update({(v, t): len(plan.need[v] - {t}) for t in _homes(plan, v)})
+    return counts, sent
 
 
-def _windowed(g: Graph, mapping: Mapping, op: Op) -> bool:
-    """An op whose code sweeps its output rows once with windows over its input: a crossbar conv computed by one
-    replica (its output rows all on the same cores), or a max pool in one channel chunk that is not a global
-    max (`vector._pool`)."""
-    if op.kind == "conv" and op.is_crossbar:
-        return mapping.layers[op.name].replicas == 1
-    if op.kind != "pool" or op.attrs["mode"] != "max":
-        return False
-    (h, w, c), (oh, ow, _) = hwc(g.values[op.inputs[0]].shape), hwc(g.values[op.outputs[0]].shape)
-    is_global = (oh, ow) == (1, 1) and tuple(op.attrs["kernel"]) == (h, w) and not any(op.attrs["pads"])
-    return not is_global and vector_chunk(g, op, mapping.hw) >= c
+def _homes(plan: CommPlan, value: str) -> set[int]:
+    """The tiles of ``value``'s producer cores."""
+    return {c[0] for c, _, _ in plan.producers[value]}
 
 
 def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan: CommPlan) -> None:

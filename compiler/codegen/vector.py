@@ -20,7 +20,8 @@ from .context import Context
 from .epilogue import activation, finish
 from .bands import band_rows
 from .loops import LoopRegs, Pointer, pixel_loop, row_loop
-from .plan import SHARED_READERS, Core, vector_chunk
+from .plan import SHARED_READERS, Core
+from .rowops import eltwise_receive_regs, vector_chunk
 from .storage import hwc
 
 
@@ -79,9 +80,9 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
         _global_max(ctx, core, op, a, b, n, c0, out_ptr)
         return
     if is_max and (ctx.st.buffer(x).band or ctx.st.buffer(op.outputs[0]).band):  # `plan.line_buffers`
-        rows, period, receive = band_rows(ctx, core, op)
+        rows, period, receives = band_rows(ctx, core, op)
         row_loop(out, LoopRegs.of(ctx.hw), rows, ow, [src[2], out_ptr[2]], lambda m, r: body(m, 0, rows[r].key),
-                 period, node=node, receive=receive)
+                 period, node=node, receive=receives, token=a)
         return
     if is_max:
         pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, [src, out_ptr], lambda m: body(m, 0), node=node)
@@ -179,10 +180,13 @@ def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, 
     shape = ctx.g.values[op.outputs[0]].shape
     srcs = [_broadcast_ptr(in_ptr(ctx, core[0], i), ctx.g.values[i].shape, shape) for i in op.inputs]
 
-    def body(m: list[MemRef]) -> None:
+    banded = any(ctx.st.buffer(v).band for v in [*op.inputs, op.outputs[0]])  # `plan.line_buffers`
+
+    def body(m: list[MemRef], r: int = 0) -> None:
         for k, i in enumerate(op.inputs):
             reg = a if k == 0 else b
-            out.append(ops.load(d=reg, src=m[k].shifted(c0), n=n, node=node))
+            read = ops.peek if ctx.st.buffer(i).band else ops.load  # a line buffer is read without consuming
+            out.append(read(d=reg, src=m[k].shifted(c0), n=n, node=node))
             if kind != "mul" and ctx.fmt[i][1] != fm:
                 out.append(ops.rqnt(d=reg, a=reg, n=n, shift=ctx.fmt[i][1] - fm, w=64, node=node))
             if k and kind == "mul":
@@ -192,6 +196,11 @@ def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, 
         activation(out, op, a, n, fm, b, node)
         finish(ctx, core, node, op.outputs[0], a, n, fm, c0, m[-1])
 
+    if banded:  # one channel chunk, inputs of the output's shape (`rowops.row_windows`)
+        rows, period, receives = band_rows(ctx, core, op)
+        row_loop(out, LoopRegs.of(ctx.hw), rows, ow, [p[2] for p in srcs] + [out_ptr[2]], body, period, node=node,
+                 receive=receives, rx=eltwise_receive_regs(ctx.g, op, ctx.hw), token=a)
+        return
     spatial = len(shape) == 3
     pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, srcs + [out_ptr], body, spatial=spatial, node=node)
 

@@ -1,0 +1,151 @@
+"""Deadlock-free line buffers: readers of one tensor that join later (a residual add reads x when the branch has
+produced the same row, about two rows after the branch's first conv read it) need its band to hold the rows in
+between, else the producer of x waits for the add to free a row the add reaches only after the branch, which waits
+for x. `settle_bands` runs the program's row-level schedule (`RowSchedule`) and doubles the band of the tensor
+whose stores block until the schedule completes (a band as tall as the image becomes a whole tensor again).
+
+The schedule is the program's at row granularity: each op (all its cores as one unit) computes its output rows in
+order; a row needs the input rows its windows and frees reach on every tile of the op (received rows: by the
+receiving core, in its row loop, before the row; whole tensors: in the receiving core's head, one stream after
+the other), and, for a line-buffered output, the slot of the row freed by every reader on the producer's tile
+(sends consume at once); it frees the input rows no later row reads. Ops that are not row ops
+(`rowops.row_windows`) compute once, when their inputs are complete. Every wait in the program is one of these
+(stores on invalid words, loads and receives on valid ones, both stable until the waiting core acts), and the
+program's cores are finer-grained than the schedule's rows, so a schedule that completes means a program that
+does not deadlock."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from ..ir import Graph, Op
+from ..mapping import Mapping
+from ..ops import kind_of
+from .plan import CommPlan, cores_of
+from .rowops import Window
+from .storage import Storage, hwc
+
+
+class RowSchedule:
+    """The row-level schedule of a planned graph (see module docstring); `run` says which tensors block."""
+
+    def __init__(self, g: Graph, mapping: Mapping, st: Storage, plan: CommPlan,
+                 windows: dict[str, dict[int, Window] | None]) -> None:
+        self.g, self.st, self.plan, self.windows = g, st, plan, windows
+        self.ops = [op for op in g.ops if kind_of(op).device != "view"]
+        self.cores = {op.name: cores_of(mapping, op) for op in self.ops}
+        self.op_of = {c: op.name for op in self.ops for c in self.cores[op.name]}
+        self.rows = {v: hwc(info.shape)[0] for v, info in g.values.items()}
+        self.home = {v: {c[0] for c, _, _ in prods} for v, prods in plan.producers.items()}
+        self.readers_on: dict[tuple[str, int], set[str]] = defaultdict(set)
+        for v, cores in plan.readers.items():
+            for c in cores:
+                self.readers_on[(v, c[0])].add(self.op_of[c])
+        self.heads: dict[str, list[str]] = defaultdict(list)  # op -> values its cores receive whole, in order
+        self.inline: dict[str, list[tuple[str, int]]] = defaultdict(list)  # op -> (value, tile) it receives by row
+        self.receivers: set[tuple[str, int]] = set()  # (line buffer, tile) it is received on
+        for s in plan.streams:
+            rcv = plan.receiver(st, s.value, s.tile)
+            if st.buffer(s.value).band:
+                self.receivers.add((s.value, s.tile))
+                if (s.value, s.tile) not in self.inline[self.op_of[rcv]]:
+                    self.inline[self.op_of[rcv]].append((s.value, s.tile))
+            elif any(rcv in plan.readers[o] for o in {s.value} | plan.holders.get(s.value, set())):
+                self.heads[self.op_of[rcv]].append(s.value)  # (a graph output received in the tail: no reader)
+
+    def run(self) -> list[str]:
+        """Run the schedule; the line-buffered tensors whose stores or receives wait for a slot when it stops
+        before every op is done (empty when it completes)."""
+        self.made = {v.name: self.rows[v.name] for v in self.g.inputs}
+        self.got: dict[tuple[str, int], int] = defaultdict(int)
+        self.freed: dict[tuple[str, str], int] = defaultdict(int)
+        self.next = {op.name: 0 for op in self.ops}
+        self.blocked: set[str] = set()
+        progress = True
+        while progress:
+            progress, self.blocked = False, set()
+            for op in self.ops:
+                while not self._done(op) and self._step(op):
+                    progress = True
+        return [] if all(self._done(op) for op in self.ops) else sorted(self.blocked)
+
+    def _done(self, op: Op) -> bool:
+        return self.next[op.name] >= (self.rows[op.outputs[0]] if self.windows[op.name] else 1)
+
+    def _avail(self, v: str, tile: int) -> int:
+        """Rows of ``v`` present on ``tile`` (a concat's: the fewest of its parts')."""
+        prod = self.g.producer(v)
+        if prod is not None and kind_of(prod).device == "view":
+            return min(self._avail(i, tile) for i in prod.inputs)
+        made = self.made.get(v, 0)
+        if self.st.buffer(v).band and (v, tile) in self.receivers:
+            return self.got[(v, tile)]
+        if prod is None or self.home[v] == {tile}:
+            return made
+        rcv = self.plan.receiver(self.st, v, tile) if tile not in self.home[v] else None
+        queue = self.heads.get(self.op_of[rcv], []) if rcv is not None else []
+        before = queue[:queue.index(v)] if v in queue else []
+        if any(self.made.get(u, 0) < self.rows[u] for u in before):
+            return 0  # the receiving core takes its streams one after the other
+        return made if len(self.plan.producers[v]) == 1 else (made if made == self.rows[v] else 0)
+
+    def _slot(self, v: str, tile: int, row: int) -> bool:
+        """Whether row ``row`` of line buffer ``v`` may be written on ``tile``: every reader there freed the row
+        a band earlier (on the producer's tile, sends consume at once)."""
+        readers = self.readers_on.get((v, tile), set())
+        return not readers or row < self.st.buffer(v).band + min(self.freed[(v, o)] for o in readers)
+
+    def _step(self, op: Op) -> bool:
+        """Compute the next row of ``op`` if it can (receiving what it may on the way)."""
+        name, oy = op.name, self.next[op.name]
+        tiles = {c[0] for c in self.cores[name]}
+        if oy == 0 and any(self.made.get(u, 0) < self.rows[u] for u in self.heads.get(name, [])):
+            return False
+        wins = self.windows[name]
+        if not wins:  # computes once, from complete inputs
+            if any(self._avail(i, t) < self.rows[i] for i in op.inputs for t in tiles):
+                return False
+            self.made.update({o: self.rows[o] for o in op.outputs})
+            self.next[name] = 1
+            return True
+        oh = self.rows[op.outputs[0]]
+        reach = {op.inputs[k]: w.rows(oy, oh, self.rows[op.inputs[k]]) for k, w in wins.items()}
+        for v, t in self.inline.get(name, []):
+            while self.got[(v, t)] < reach[v][1] and self.got[(v, t)] < self.made.get(v, 0):
+                if not self._slot(v, t, self.got[(v, t)]):
+                    self.blocked.add(v)
+                    return False
+                self.got[(v, t)] += 1
+        if any(self._avail(v, t) < r[1] for v, r in reach.items() for t in tiles):
+            return False
+        out = op.outputs[0]
+        if self.st.buffer(out).band and not all(self._slot(out, t, oy) for t in self.home[out]):
+            self.blocked.add(out)
+            return False
+        self.made[out] = oy + 1
+        for v, (_, _, upto) in reach.items():
+            if self.st.buffer(v).band:
+                self.freed[(v, name)] = upto
+        self.next[name] = oy + 1
+        return True
+
+
+def settle_bands(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan,
+                 windows: dict[str, dict[int, Window] | None]) -> int:
+    """Grow line buffers until the row-level schedule completes: double the band of the blocking tensor with the
+    smallest rows (as tall as its image: a whole tensor again); every band is dropped if a wait blocks no store.
+    Returns the number of bands grown."""
+    schedule, grown = RowSchedule(g, mapping, st, plan, windows), 0
+    while True:
+        blocking = schedule.run()
+        if not blocking:
+            return grown
+        if not any(st.buffer(v).band for v in blocking):
+            for buf in st.buffers.values():
+                buf.band = 0
+            return grown
+        v = min((v for v in blocking if st.buffer(v).band), key=lambda v: st.buffer(v).wp * st.buffer(v).c)
+        buf = st.buffer(v)
+        buf.band = 0 if 2 * buf.band >= buf.h else 2 * buf.band
+        grown += 1
+

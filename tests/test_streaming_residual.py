@@ -1,0 +1,129 @@
+"""Line buffers through element-wise ops: a residual block whose add reads x rows after the branch's first conv did
+(the lag `lag.settle_bands` sizes the bands for), a downsampling block, several tiles with the add receiving both
+inputs row by row; bit-exact against the functional model and equal to the whole-tensor program."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnx.parser
+import pytest
+
+from compiler.codegen.lag import RowSchedule
+from compiler.codegen.rowops import row_windows
+from compiler.driver import compile_model
+from compiler.runner import bit_exact, run
+from isa import DeadlockError
+from isa.hardware import DEFAULT
+from isa.printer import format_instr
+from test_streaming import tile_need
+
+
+def residual(size: int = 24, c: int = 8, downsample: bool = False, depth: int = 2,
+             seed: int = 0) -> tuple[onnx.ModelProto, np.ndarray]:
+    """x (2 x size x size) -> 3x3 conv (c) relu = t -> [``depth`` 3x3 convs, relu between] + t (or, with
+    ``downsample``, the branch's first conv 3x3/2, plus a 1x1/2 conv of t) -> relu -> 3x3/2 conv (4) = y."""
+    rng = np.random.default_rng(seed)
+    s = 2 if downsample else 1
+    h = size // s
+    shapes = {"w0": (c, 2, 3, 3), **{f"w{k + 1}": (c, c, 3, 3) for k in range(depth)}, "w9": (4, c, 3, 3)}
+    lines, prev = ["t0 = Conv<pads=[1,1,1,1]>(x, w0)", "t = Relu(t0)"], "t"
+    for k in range(depth):
+        stride = s if k == 0 else 1
+        lines.append(f"b{k} = Conv<pads=[1,1,1,1], strides=[{stride},{stride}]>({prev}, w{k + 1})")
+        if k < depth - 1:
+            lines.append(f"r{k} = Relu(b{k})")
+        prev = f"r{k}"
+    if downsample:
+        shapes["wd"] = (c, c, 1, 1)
+        lines += ["d = Conv<strides=[2,2]>(t, wd)", f"u = Add(b{depth - 1}, d)"]
+    else:
+        lines.append(f"u = Add(b{depth - 1}, t)")
+    lines += ["ur = Relu(u)", "y = Conv<pads=[1,1,1,1], strides=[2,2]>(ur, w9)"]
+    decl = ", ".join(f"float[{', '.join(map(str, sh))}] {k}" for k, sh in shapes.items())
+    text = f"""<ir_version: 8, opset_import: ["" : 13]>
+    g (float[N, 2, {size}, {size}] x) => (float[N, 4, {h // 2}, {h // 2}] y) <{decl}> {{
+        {chr(10).join(lines)}
+    }}"""
+    model = onnx.parser.parse_model(text)
+    for name, shape in shapes.items():
+        model.graph.initializer.append(onnx.numpy_helper.from_array(
+            (rng.normal(0, 1, shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32), name))
+    return model, rng.random((2, 2, size, size)).astype(np.float32)
+
+
+def banded_program(model: onnx.ModelProto, x: np.ndarray, cores: int, tiles: int = 8):
+    """(whole-tensor program, line-buffered program on tiles of exactly what it needs)."""
+    big = DEFAULT.with_changes(name="big", tiles=tiles, cores_per_tile=cores, tile_mem_words=1 << 20)
+    whole = compile_model(model, "16bit", hw=big, calib={"x": x})
+    need = tile_need(whole, big)
+    banded = tile_need(whole, big.with_changes(tile_mem_words=need - 1))
+    assert banded < need
+    return whole, compile_model(model, "16bit", hw=big.with_changes(name="small", tile_mem_words=banded),
+                                calib={"x": x})
+
+
+def peeks(cm, node: str) -> int:
+    return sum(i.op == "peek" for cc in cm.program.cores for i in cc.instrs if i.node == node)
+
+
+@pytest.mark.parametrize(("cores", "downsample"), [(8, False), (1, False), (8, True), (1, True)])
+def test_a_residual_block_runs_in_line_buffers(cores: int, downsample: bool) -> None:
+    """The add reads both its inputs from line buffers and writes one; with one core per tile it receives both
+    inputs row by row. Bit-exact, and equal to the whole-tensor program's integers."""
+    model, x = residual(downsample=downsample)
+    whole, cm = banded_program(model, x, cores)
+    add = next(op.name for op in cm.graph.ops if op.kind == "eltwise")
+    assert peeks(cm, add) > 0, "the add reads line buffers"
+    if cores == 1:
+        add_core = next(cc for cc in cm.program.cores if any(i.node == add for i in cc.instrs))
+        assert sum(i.op == "recv" for i in add_core.instrs) > 0, "the add receives rows"
+    out = run(cm, {"x": x})
+    assert bit_exact(cm, {"x": x}, out)
+    assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
+
+
+def test_the_skip_band_covers_the_branch_lag() -> None:
+    """t's readers are the branch's first conv (3 rows and a stride: a band of 4) and the add, which reads row h
+    only once the branch of four 3x3 convs produced its row h, four rows of halo later: the producer of t must
+    be able to write row h + 4 while the add still holds row h, so the schedule grows t's band to 8. With t's band
+    held at 4 the row schedule stops on t, and so does the program (a reported deadlock)."""
+    import compiler.codegen.lag as lag
+
+    model, x = residual(size=32, depth=4)
+    whole, cm = banded_program(model, x, 8, tiles=1)
+    st, plan = planned(cm)
+    assert st.buffer("t").band == 8 and st.buffer("r0").band == 4
+    windows = {op.name: row_windows(cm.graph, cm.mapping, op) for op in cm.graph.ops}
+    assert RowSchedule(cm.graph, cm.mapping, st, plan, windows).run() == []
+    st.buffer("t").band = 4
+    assert RowSchedule(cm.graph, cm.mapping, st, plan, windows).run() == ["t"]
+    out = run(cm, {"x": x})
+    assert bit_exact(cm, {"x": x}, out)
+    assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
+
+    saved = lag.settle_bands
+    lag.settle_bands = lambda *a, **k: 0  # type: ignore[assignment]
+    try:  # the program the schedule rejects
+        short = compile_model(model, "16bit", hw=cm.hw, calib={"x": x})
+    finally:
+        lag.settle_bands = saved
+    assert text(short) != text(cm)
+    with pytest.raises(DeadlockError, match="blocked"):
+        run(short, {"x": x})
+
+
+def text(cm) -> list[str]:
+    """The program's instructions as assembly lines."""
+    return [format_instr(i) for cc in cm.program.cores for i in cc.instrs]
+
+
+def planned(cm):
+    """(storage, plan) of ``cm``'s graph and mapping planned again on its hardware."""
+    from compiler.codegen.plan import TileMemory, plan_communication
+    from compiler.codegen.storage import Storage
+    from compiler.quant import quantize_layer
+
+    st = Storage(cm.graph, cm.formats)
+    biased = {op.name for op in cm.graph.crossbar_ops() if quantize_layer(op, cm.precision[op.name]).bias is not None}
+    return st, plan_communication(cm.graph, cm.mapping, st, cm.hw, biased, TileMemory(cm.hw))
