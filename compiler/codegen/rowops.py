@@ -3,8 +3,9 @@ reads (`Window`). Only their tensors can be line buffers (`plan.line_buffers`, d
 "Activations larger than a tile"): a row op frees each input row after the last output row that reads it.
 
 Row ops: a crossbar conv computed by one replica; a max pool in one channel chunk that is not a global max; an
-element-wise op in one channel chunk whose inputs are distinct and have the output's (C, H, W) shape (no
-broadcast), on a core with two spare registers for the row receives (`eltwise_receive_regs`)."""
+element-wise op whose inputs are distinct and have the output's (C, H, W) shape (no broadcast; its channel
+chunks are taken pixel by pixel), on a core with two spare registers for the row receives
+(`eltwise_receive_regs`)."""
 
 from __future__ import annotations
 
@@ -54,11 +55,12 @@ def vector_chunk(g: Graph, op: Op, hw: HardwareConfig) -> int:
 
 
 def eltwise_receive_regs(g: Graph, op: Op, hw: HardwareConfig) -> tuple[int, int] | None:
-    """The (pointer, pixel count) registers an element-wise row op receives rows with: the two registers after its
-    operand regions (its three pointers take every pointer pair of `loops.LoopRegs`), or None if they would reach
-    the loop registers."""
-    chunk = vector_chunk(g, op, hw)
-    first = hw.data_base + 2 * chunk
+    """The (pointer, pixel count) registers an element-wise row op receives rows with (its three pointers take
+    every pointer pair of `loops.LoopRegs`): the first two MVMU input registers, idle on a vector core, else the
+    two registers after its operand regions; None if there are none."""
+    if hw.mvmus_per_core and hw.xbar_rows >= 2:
+        return hw.mvmu_in(0), hw.mvmu_in(0) + 1
+    first = hw.data_base + 2 * vector_chunk(g, op, hw)
     return (first, first + 1) if first + 2 <= hw.core_regs - LOOP_REGS else None
 
 
@@ -74,7 +76,7 @@ def row_windows(g: Graph, mapping: Mapping, op: Op) -> dict[int, Window] | None:
     if op.kind == "eltwise":
         if (len(out) != 3 or len(set(op.inputs)) != len(op.inputs)
                 or any(g.values[i].shape != out for i in op.inputs)
-                or vector_chunk(g, op, mapping.hw) < out[0] or eltwise_receive_regs(g, op, mapping.hw) is None):
+                or eltwise_receive_regs(g, op, mapping.hw) is None):
             return None
         return {k: Window() for k in range(len(op.inputs))}
     return None

@@ -171,38 +171,52 @@ def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, 
     """Add, sub (inputs aligned to the larger fraction) or mul (``mul`` with the shift of rule ELTWISE) of one
     or two inputs; a second input broadcast over rows or columns ((C, 1, 1), (C, H, 1), (C, 1, W)) is read with
     pointer step 0 along them."""
+    shape = ctx.g.values[op.outputs[0]].shape
+    srcs = [_broadcast_ptr(in_ptr(ctx, core[0], i), ctx.g.values[i].shape, shape) for i in op.inputs]
+    pixel_loop(ctx.code(core), LoopRegs.of(ctx.hw), oh, ow, srcs + [out_ptr],
+               lambda m: _eltwise_pixel(ctx, core, op, a, b, n, c0, m), spatial=len(shape) == 3, node=op.name)
+
+
+def _eltwise_pixel(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, m: list[MemRef]) -> None:
+    """Channels [c0, c0+n) of one pixel of an element-wise op (`_eltwise`); the inputs at ``m[:-1]``, the output
+    at ``m[-1]``; a line-buffered input is read with ``peek``."""
     out, node = ctx.code(core), op.name
     kind = op.attrs.get("op", "add")
     if kind == "mul":
         fm, mshift = mul_frac(ctx.fmt[op.inputs[0]][1], ctx.fmt[op.inputs[1]][1], ctx.fmt[op.outputs[0]][1])
     else:
         fm = max(ctx.fmt[i][1] for i in op.inputs)
-    shape = ctx.g.values[op.outputs[0]].shape
-    srcs = [_broadcast_ptr(in_ptr(ctx, core[0], i), ctx.g.values[i].shape, shape) for i in op.inputs]
+    for k, i in enumerate(op.inputs):
+        reg = a if k == 0 else b
+        read = ops.peek if ctx.st.buffer(i).band else ops.load  # a line buffer is read without consuming
+        out.append(read(d=reg, src=m[k].shifted(c0), n=n, node=node))
+        if kind != "mul" and ctx.fmt[i][1] != fm:
+            out.append(ops.rqnt(d=reg, a=reg, n=n, shift=ctx.fmt[i][1] - fm, w=64, node=node))
+        if k and kind == "mul":
+            out.append(ops.mul(d=a, a=a, b=b, n=n, f=mshift, w=64, node=node))
+        elif k:
+            out.append((ops.sub if kind == "sub" else ops.add)(d=a, a=a, b=b, n=n, w=64, node=node))
+    activation(out, op, a, n, fm, b, node)
+    finish(ctx, core, node, op.outputs[0], a, n, fm, c0, m[-1])
 
-    banded = any(ctx.st.buffer(v).band for v in [*op.inputs, op.outputs[0]])  # `plan.line_buffers`
 
-    def body(m: list[MemRef], r: int = 0) -> None:
-        for k, i in enumerate(op.inputs):
-            reg = a if k == 0 else b
-            read = ops.peek if ctx.st.buffer(i).band else ops.load  # a line buffer is read without consuming
-            out.append(read(d=reg, src=m[k].shifted(c0), n=n, node=node))
-            if kind != "mul" and ctx.fmt[i][1] != fm:
-                out.append(ops.rqnt(d=reg, a=reg, n=n, shift=ctx.fmt[i][1] - fm, w=64, node=node))
-            if k and kind == "mul":
-                out.append(ops.mul(d=a, a=a, b=b, n=n, f=mshift, w=64, node=node))
-            elif k:
-                out.append((ops.sub if kind == "sub" else ops.add)(d=a, a=a, b=b, n=n, w=64, node=node))
-        activation(out, op, a, n, fm, b, node)
-        finish(ctx, core, node, op.outputs[0], a, n, fm, c0, m[-1])
+def _eltwise_rows(ctx: Context, op: Op) -> None:
+    """An element-wise row op reading or writing line buffers (`rowops.row_windows`): one sweep of its output
+    rows (`loops.row_loop`), every channel chunk of a pixel before the next pixel, so that each row is read
+    and freed once."""
+    core = ctx.mapping.vector[op.name]
+    _, ow, c = hwc(ctx.g.values[op.outputs[0]].shape)
+    chunk = vector_chunk(ctx.g, op, ctx.hw)
+    a, b = ctx.hw.data_base, ctx.hw.data_base + chunk
 
-    if banded:  # one channel chunk, inputs of the output's shape (`rowops.row_windows`)
-        rows, period, receives = band_rows(ctx, core, op)
-        row_loop(out, LoopRegs.of(ctx.hw), rows, ow, [p[2] for p in srcs] + [out_ptr[2]], body, period, node=node,
-                 receive=receives, rx=eltwise_receive_regs(ctx.g, op, ctx.hw), token=a)
-        return
-    spatial = len(shape) == 3
-    pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, srcs + [out_ptr], body, spatial=spatial, node=node)
+    def body(m: list[MemRef], r: int) -> None:
+        for c0 in range(0, c, chunk):
+            _eltwise_pixel(ctx, core, op, a, b, min(chunk, c - c0), c0, m)
+
+    rows, period, receives = band_rows(ctx, core, op)
+    steps = [ctx.st.pixel_step(v)[1] for v in [*op.inputs, op.outputs[0]]]
+    row_loop(ctx.code(core), LoopRegs.of(ctx.hw), rows, ow, steps, body, period, node=op.name, receive=receives,
+             rx=eltwise_receive_regs(ctx.g, op, ctx.hw), token=a)
 
 
 def _broadcast_ptr(p: Pointer, shape: tuple[int, ...], out: tuple[int, ...]) -> Pointer:
@@ -259,7 +273,11 @@ def emit_gap(ctx: Context, op: Op) -> None:
 
 
 def emit_eltwise(ctx: Context, op: Op) -> None:
-    """An element-wise add, sub, mul or copy (`_eltwise`)."""
+    """An element-wise add, sub, mul or copy (`_eltwise`; `_eltwise_rows` when it reads or writes a line
+    buffer)."""
+    if any(ctx.st.buffer(v).band for v in [*op.inputs, op.outputs[0]]):  # `plan.line_buffers`
+        _eltwise_rows(ctx, op)
+        return
     emit_vector(ctx, op, _eltwise)
 
 
