@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..ir import Op
+from .inport import band_receive
 from .loops import Receive, Row
 from .rowops import row_windows
 from .storage import hwc
@@ -21,9 +22,9 @@ if TYPE_CHECKING:
 
 def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Receive]]:
     """The output rows of ``op`` on ``core`` whose inputs or output are line-buffered: per row, the window origin
-    of every input it sweeps and the output pixel address, the offsets of each window's kernel rows from its
-    origin (the row's key, input after input; a kernel row in the top or bottom border reads the buffer's border
-    row), and, for a line-buffered input, the input rows the core receives first (when it receives the input on
+    of every input it sweeps (at its lowest kernel row in memory) and the output pixel address, the offsets of
+    each window's kernel rows from its origin (the row's key, input after input, never negative; a kernel row in
+    the top or bottom border reads the buffer's border row), and, for a line-buffered input, the input rows the core receives first (when it receives the input on
     its tile: the rows its windows or its frees reach first) and the rows no later window reads (freed after it:
     every real row once, the rows below the last window after the last output row); the period of the rows'
     addresses (the bands over their strides); how each received input's rows arrive."""
@@ -43,6 +44,10 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
             receives.append(Receive(st.buffer(x).w, st.buffer(x).c, tuple((s.c0, s.c1 - s.c0, s.src[0], s.ch)
                                                                           for s in streams),
                                     plan.receive_count(x, tile)))
+        port = band_receive(ctx, x, core) if st.buffer(x).band and plan.port else None
+        if port is not None:  # a graph input through the input port: whole rows from the port
+            which[x] = len(receives)
+            receives.append(port)
     told = {x: _tokens(plan, x, core, writing=True) for x, _ in inputs}  # tokens for the readers of what it receives
     waits = {x: _tokens(plan, x, core, writing=False) for x, _ in inputs}
     signals = _tokens(plan, yout, core, writing=True) if core in plan.writers(st, yout, tile) and yb.band else []
@@ -57,7 +62,9 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
             xb = st.buffer(x)
             top, reach, upto = win.rows(oy, oh, xb.h)
             interior = xb.pads[1] * xb.c + st.views[x].coff
-            key += tuple(xb.row_base(top + q * win.dh) - xb.row_base(top) for q in range(win.kh))
+            bases = [xb.row_base(top + q * win.dh) for q in range(win.kh)]
+            low = min(bases)  # the pointer starts at the lowest kernel row (a band's border row lies after its
+            key += tuple(b - low for b in bases)  # slots): offsets stay non-negative, as memory operands must
             if x in which:
                 arrivals += [(which[x], xb.bases[tile] + xb.row_base(r) + interior,
                               tuple(t + r % xb.band for t in told[x])) for r in range(got[x], reach)]
@@ -67,7 +74,7 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
                 frees += [(xb.bases[tile] + xb.row_base(r) + xb.pads[1] * xb.c, xb.w * xb.c)
                           for r in range(freed[x], upto)]
                 freed[x] = max(freed[x], upto)
-            starts.append(xb.bases[tile] + xb.row_base(top) + (xb.pads[1] - win.pl) * xb.c + st.views[x].coff)
+            starts.append(xb.bases[tile] + low + (xb.pads[1] - win.pl) * xb.c + st.views[x].coff)
         starts.append(yb.bases.get(tile, 0) + yb.row_base(oy) + yb.pads[1] * yb.c + st.views[yout].coff)
         rows.append(Row(tuple(starts), key, tuple(frees), tuple(arrivals), tuple(loads),
                         tuple(t + oy % yb.band for t in signals)))

@@ -52,6 +52,10 @@ class RowSchedule:
                     self.inline[self.op_of[rcv]].append((s.value, s.tile))
             elif any(rcv in plan.readers[o] for o in {s.value} | plan.holders.get(s.value, set())):
                 self.heads[self.op_of[rcv]].append(s.value)  # (a graph output received in the tail: no reader)
+        for v in (v.name for v in g.inputs if st.buffer(v.name).band):  # through the input port: row by row
+            for t in sorted(plan.need[v]):
+                self.receivers.add((v, t))
+                self.inline[self.op_of[plan.receiver(st, v, t)]].append((v, t))
 
     def run(self) -> list[str]:
         """Run the schedule; the line-buffered tensors whose stores or receives wait for a slot when it stops

@@ -128,6 +128,7 @@ class CommPlan:
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
     recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
     inputs: list[InputTransfer] = field(default_factory=list)
+    port: list[Any] = field(default_factory=list)  # graph inputs' feeds through the input port (`inport.PortFeed`)
     counts: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, tile) -> reader cores
     sent: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, home tile) -> tiles sent to
     tokens: dict[tuple[str, Core, Core], int] = field(default_factory=dict)  # (line buffer, writer, reader) -> words
@@ -141,8 +142,9 @@ class CommPlan:
     def writers(self, st: Storage, value: str, tile: int) -> list[Core]:
         """The cores that write line buffer ``value`` on ``tile``: its producer cores there and the core that
         receives it there from other tiles."""
-        cores = [c for c, _, _ in self.producers[value] if c[0] == tile]
-        if any(s.value == value and s.tile == tile for s in self.streams):
+        ported = any(f.value == value and f.tile == tile for f in self.port)
+        cores = [] if ported else [c for c, _, _ in self.producers[value] if c[0] == tile]
+        if ported or any(s.value == value and s.tile == tile for s in self.streams):
             cores.append(self.receiver(st, value, tile))
         return list(dict.fromkeys(cores))
 
@@ -189,14 +191,20 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
     """The plan of a mapped graph; fills the buffer bases of ``st`` and allocates from ``mem``. ``biased``: the
     crossbar layers with a bias. When whole tensors overflow a tile, the tensors that can be line-buffered
     (`line_buffers`) are, and the plan is made again; a tile that still overflows is a ModelError."""
+    from .inport import portable
+
     plan = _plan(g, mapping, st, hw, biased, mem)
-    if mem.first_overflow is not None:
-        counts, sent = line_buffers(g, mapping, st, plan)
-        if counts:
+    for port in (set(), portable(g, st, hw)):  # line buffers; then graph inputs through the port too (`inport`)
+        if mem.first_overflow is None:
+            break
+        for buf in st.buffers.values():
+            buf.band = 0
+        counts, sent = line_buffers(g, mapping, st, plan, port)
+        if counts or port:
             for buf in st.buffers.values():
                 buf.bases.clear()
             fresh = TileMemory(hw)
-            plan = _plan(g, mapping, st, hw, biased, fresh)
+            plan = _plan(g, mapping, st, hw, biased, fresh, bool(port))
             plan.counts, plan.sent = counts, sent
             mem.top, mem.held, mem.first_overflow = fresh.top, fresh.held, fresh.first_overflow
     mem.check()
@@ -204,7 +212,7 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
 
 
 def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: set[str],
-          mem: TileMemory) -> CommPlan:
+          mem: TileMemory, port: bool = False) -> CommPlan:
     plan, channels = CommPlan(), _Channels()
     _producers_and_readers(g, mapping, hw, plan)
     _buffers(g, st, plan, mem)
@@ -216,7 +224,11 @@ def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: s
         if op.kind == "recurrent":
             from .recurrent import plan_recurrent
             plan.recurrent[op.name] = plan_recurrent(op, mapping.layers[op.name], channels.take, mem.alloc)
-    _inputs(g, st, plan, channels)
+    if port:
+        from .inport import plan_port
+        plan_port(g, st, hw, plan, channels.take)
+    else:
+        _inputs(g, st, plan, channels)
     _tokens(st, plan, mem)
     return plan
 
@@ -237,8 +249,8 @@ def _tokens(st: Storage, plan: CommPlan, mem: TileMemory) -> None:
                         plan.tokens[(root, w, r)] = mem.alloc(t, buf.band, f"row tokens of '{root}'")
 
 
-def line_buffers(g: Graph, mapping: Mapping, st: Storage,
-                 plan: CommPlan) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: set[str] | None = None
+                 ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
     """Make a line buffer (`Buffer.band` real rows, docs/design-notes.md) of every tensor that can have one, and
     return its reader cores on each tile holding it and the tiles each producer tile sends it to
     (`CommPlan.store_count`). A tensor can when it is produced by a row op (`rowops.row_windows`: a conv, a max
@@ -247,9 +259,11 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage,
     copy and sends them on. The band holds the rows its tallest window spans plus a stride, rounded up to a power
     of two (so that the period of a conv's rows, the bands of its input over its stride and of its output, is at
     most the larger band); then `lag.settle_bands` grows the bands that readers joining later need (a residual
-    add)."""
+    add). The graph inputs in ``port`` come through the input port (`inport`): like a produced tensor, with no
+    producer to send it (the port sends it to every tile itself)."""
     from .lag import settle_bands
 
+    port = port or set()
     ends = {v.name for v in g.inputs} | set(g.outputs)
     shared = {view.root for name, view in st.views.items() if name != view.root}
     windows = {op.name: row_windows(g, mapping, op) for op in g.ops}
@@ -257,15 +271,15 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage,
     for v, info in g.values.items():
         prod = g.producer(v)
         readers = g.consumers(v)
-        if (v in ends or v in shared or st.root(v) != v or len(info.shape) != 3 or prod is None
-                or not readers or windows[prod.name] is None):
+        if (v not in port and (v in ends or prod is None or windows[prod.name] is None)
+                or v in shared or st.root(v) != v or len(info.shape) != 3 or not readers):
             continue
         spans = [w.span for op in readers for k, w in (windows[op.name] or {}).items() if op.inputs[k] == v]
         if len(spans) != len(readers):  # a reader that is no row op, or reads v as an operand it does not sweep
             continue
         buf = st.buffer(v)
         rows = min(1 << (max(spans) - 1).bit_length(), buf.h)
-        tiles = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | _homes(plan, v)}
+        tiles = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | _homes(plan, v, port)}
         if rows >= buf.h or max(tiles.values()) + len(tiles) > 255:
             continue
         buf.band = rows
@@ -276,13 +290,13 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage,
     for v, tiles in local.items():
         if st.buffer(v).band:
             counts.update({(v, t): n for t, n in tiles.items()})
-            sent.update({(v, t): len(plan.need[v] - {t}) for t in _homes(plan, v)})
+            sent.update({(v, t): len(plan.need[v] - {t}) for t in _homes(plan, v, port)})
     return counts, sent
 
 
-def _homes(plan: CommPlan, value: str) -> set[int]:
-    """The tiles of ``value``'s producer cores."""
-    return {c[0] for c, _, _ in plan.producers[value]}
+def _homes(plan: CommPlan, value: str, port: set[str]) -> set[int]:
+    """The tiles of ``value``'s producer cores (none for a graph input through the port)."""
+    return set() if value in port else {c[0] for c, _, _ in plan.producers[value]}
 
 
 def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan: CommPlan) -> None:
