@@ -148,3 +148,15 @@ def test_an_add_in_two_channel_chunks_reads_each_row_once() -> None:
         out = run(cm, {"x": x})
         assert bit_exact(cm, {"x": x}, out)
         assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
+
+
+def test_code_size_does_not_depend_on_the_image_size() -> None:
+    """The residual block at 32 x 32 and at 64 x 64, line-buffered on tiles that cannot hold its whole tensors:
+    the same number of instructions on every core (the interior rows are loops over groups of rows)."""
+    sizes = {}
+    for size in (32, 64):
+        model, x = residual(size=size, depth=2)
+        whole, cm = banded_program(model, x[:1], 8, tiles=1)
+        assert peeks(cm, "u") > 0
+        sizes[size] = {(cc.tile, cc.core): len(cc.instrs) for cc in cm.program.cores}
+    assert sizes[32] == sizes[64]

@@ -103,9 +103,10 @@ class TileMemory:
         raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
                          f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
                          f"'{self.hw.name}'); its largest holdings: {holds}. Tensors are held whole on each tile that "
-                         f"reads them, except those passed between convs and max pools, which are "
-                         f"line-buffered (docs/design-notes.md, 'Activations larger than a tile'); the largest "
-                         f"tile needs {need:,} words (tile {need_tile}); "
+                         f"reads them, except those passed between row ops (convs, max pools, element-wise ops) and "
+                         f"graph inputs through the input port, which are line-buffered (docs/design-notes.md, "
+                         f"'Activations larger than a tile'); the largest tile needs {need:,} words (tile "
+                         f"{need_tile}); "
                          f"{presets}. Use a hardware file with tile_mem_words >= {need:,} (a power of two: "
                          f"{1 << (need - 1).bit_length():,})")
 
