@@ -1,8 +1,9 @@
 """Deadlock-free line buffers: readers of one tensor that join later (a residual add reads x when the branch has
 produced the same row, about two rows after the branch's first conv read it) need its band to hold the rows in
 between, else the producer of x waits for the add to free a row the add reaches only after the branch, which waits
-for x. `settle_bands` runs the program's row-level schedule (`RowSchedule`) and doubles the band of the tensor
-whose stores block until the schedule completes (a band as tall as the image becomes a whole tensor again).
+for x. `settle_bands` runs the program's row-level schedule (`RowSchedule`) and grows the band of the tensor
+whose stores block (to the next `rowops.band_height`) until the schedule completes (a band as tall as the image
+becomes a whole tensor again).
 
 The schedule is the program's at row granularity: each op (all its cores as one unit) computes its output rows in
 order; a row needs the input rows its windows and frees reach on every tile of the op (received rows: by the
@@ -22,7 +23,7 @@ from ..ir import Graph, Op
 from ..mapping import Mapping
 from ..ops import kind_of
 from .plan import CommPlan, cores_of
-from .rowops import Window
+from .rowops import Window, band_height
 from .storage import Storage, hwc
 
 
@@ -58,20 +59,57 @@ class RowSchedule:
                 self.inline[self.op_of[plan.receiver(st, v, t)]].append((v, t))
 
     def run(self) -> list[str]:
-        """Run the schedule; the line-buffered tensors whose stores or receives wait for a slot when it stops
-        before every op is done (empty when it completes)."""
+        """Run the schedule; when it stops before every op is done, the line-buffered tensors whose stores or
+        receives wait for a slot on the cycle of waits that stops it (empty when it completes)."""
         self.made = {v.name: self.rows[v.name] for v in self.g.inputs}
         self.got: dict[tuple[str, int], int] = defaultdict(int)
         self.freed: dict[tuple[str, str], int] = defaultdict(int)
         self.next = {op.name: 0 for op in self.ops}
-        self.blocked: set[str] = set()
+        self.wait: dict[str, tuple[set[str], str | None]] = {}  # op -> (the ops it waits for, the slot's tensor)
         progress = True
         while progress:
-            progress, self.blocked = False, set()
+            progress = False
             for op in self.ops:
                 while not self._done(op) and self._step(op):
                     progress = True
-        return [] if all(self._done(op) for op in self.ops) else sorted(self.blocked)
+        return [] if all(self._done(op) for op in self.ops) else self._cycle()
+
+    def _cycle(self) -> list[str]:
+        """The tensors of the slot waits on a cycle of waits among the stopped ops (every stopped op waits for
+        another stopped op, so following the waits from one of them closes a cycle)."""
+        stuck = {op.name for op in self.ops if not self._done(op)}
+        path: list[str] = []
+        node = min(stuck, key=[op.name for op in self.ops].index)
+        while node not in path:
+            path.append(node)
+            nxt = sorted(self.wait.get(node, (set(), None))[0] & stuck)
+            if not nxt:
+                return []
+            node = nxt[0]
+        cycle = path[path.index(node):]
+        return sorted({v for n in cycle for v in [self.wait[n][1]] if v is not None})
+
+    def _block(self, op: str, on: set[str], slot: str | None = None) -> bool:
+        """Record what ``op`` waits for (``slot``: the line buffer whose slot it waits for); False."""
+        self.wait[op] = (on, slot)
+        return False
+
+    def _source(self, v: str, tile: int) -> set[str]:
+        """The ops that bring rows of ``v`` to ``tile``: its receiver there while received rows lag the made
+        ones, else its producers (a concat's parts' producers)."""
+        prod = self.g.producer(v)
+        if prod is None:
+            return set()
+        if kind_of(prod).device == "view":
+            return set().union(*(self._source(i, tile) for i in prod.inputs))
+        if (v, tile) in self.receivers and self.got[(v, tile)] < self.made.get(v, 0):
+            return {self.op_of[self.plan.receiver(self.st, v, tile)]}
+        return {prod.name}
+
+    def _slow(self, v: str, tile: int, row: int) -> set[str]:
+        """The readers of ``v`` on ``tile`` that have not freed the row a band before ``row``."""
+        band = self.st.buffer(v).band
+        return {o for o in self.readers_on.get((v, tile), set()) if row >= band + self.freed[(v, o)]}
 
     def _done(self, op: Op) -> bool:
         return self.next[op.name] >= (self.rows[op.outputs[0]] if self.windows[op.name] else 1)
@@ -103,12 +141,14 @@ class RowSchedule:
         """Compute the next row of ``op`` if it can (receiving what it may on the way)."""
         name, oy = op.name, self.next[op.name]
         tiles = {c[0] for c in self.cores[name]}
-        if oy == 0 and any(self.made.get(u, 0) < self.rows[u] for u in self.heads.get(name, [])):
-            return False
+        heads = [u for u in self.heads.get(name, []) if self.made.get(u, 0) < self.rows[u]]
+        if oy == 0 and heads:
+            return self._block(name, set().union(*(self._source(u, -1) for u in heads)))
         wins = self.windows[name]
         if not wins:  # computes once, from complete inputs
-            if any(self._avail(i, t) < self.rows[i] for i in op.inputs for t in tiles):
-                return False
+            short = [(i, t) for i in op.inputs for t in tiles if self._avail(i, t) < self.rows[i]]
+            if short:
+                return self._block(name, set().union(*(self._source(i, t) for i, t in short)))
             self.made.update({o: self.rows[o] for o in op.outputs})
             self.next[name] = 1
             return True
@@ -117,15 +157,15 @@ class RowSchedule:
         for v, t in self.inline.get(name, []):
             while self.got[(v, t)] < reach[v][1] and self.got[(v, t)] < self.made.get(v, 0):
                 if not self._slot(v, t, self.got[(v, t)]):
-                    self.blocked.add(v)
-                    return False
+                    return self._block(name, self._slow(v, t, self.got[(v, t)]), v)
                 self.got[(v, t)] += 1
-        if any(self._avail(v, t) < r[1] for v, r in reach.items() for t in tiles):
-            return False
+        short = [(v, t) for v, r in reach.items() for t in tiles if self._avail(v, t) < r[1]]
+        if short:
+            return self._block(name, set().union(*(self._source(v, t) for v, t in short)))
         out = op.outputs[0]
-        if self.st.buffer(out).band and not all(self._slot(out, t, oy) for t in self.home[out]):
-            self.blocked.add(out)
-            return False
+        full = [t for t in self.home[out] if not self._slot(out, t, oy)] if self.st.buffer(out).band else []
+        if full:
+            return self._block(name, set().union(*(self._slow(out, t, oy) for t in full)), out)
         self.made[out] = oy + 1
         for v, (_, _, upto) in reach.items():
             if self.st.buffer(v).band:
@@ -136,12 +176,13 @@ class RowSchedule:
 
 def settle_bands(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan,
                  windows: dict[str, dict[int, Window] | None]) -> int:
-    """Grow line buffers until the row-level schedule completes: double the band of the blocking tensor with the
-    smallest rows (as tall as its image: a whole tensor again); every band is dropped if a wait blocks no store.
+    """Grow line buffers until the row-level schedule completes: of the tensors whose slots block on the cycle of
+    waits that stops it, the one with the smallest rows, to the next `rowops.band_height` (as tall as its image: a
+    whole tensor again); every band is dropped if no slot is on the cycle (never seen: whole tensors do not block).
     Returns the number of bands grown."""
-    schedule, grown = RowSchedule(g, mapping, st, plan, windows), 0
+    grown = 0
     while True:
-        blocking = schedule.run()
+        blocking = RowSchedule(g, mapping, st, plan, windows).run()  # anew: a band dropped changes the receives
         if not blocking:
             return grown
         if not any(st.buffer(v).band for v in blocking):
@@ -150,6 +191,5 @@ def settle_bands(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan,
             return grown
         v = min((v for v in blocking if st.buffer(v).band), key=lambda v: st.buffer(v).wp * st.buffer(v).c)
         buf = st.buffer(v)
-        buf.band = 0 if 2 * buf.band >= buf.h else 2 * buf.band
+        buf.band = 0 if band_height(buf.band + 1) >= buf.h else band_height(buf.band + 1)
         grown += 1
-

@@ -23,7 +23,7 @@ from isa.hardware import HardwareConfig
 from ..ir import Graph, Op
 from ..mapping import Block, Mapping
 from ..ops import kind_of
-from .rowops import row_windows, vector_chunk
+from .rowops import band_height, row_windows, vector_chunk
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
@@ -195,12 +195,13 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
     from .inport import portable
 
     plan = _plan(g, mapping, st, hw, biased, mem)
-    for port in (set(), portable(g, st, hw)):  # line buffers; then graph inputs through the port too (`inport`)
-        if mem.first_overflow is None:
+    ported = portable(g, st, hw)
+    for port, tight in ((set(), False), (ported, False), (ported, True)):  # line buffers; graph inputs through the
+        if mem.first_overflow is None:                                  # port too (`inport`); bands of one window
             break
         for buf in st.buffers.values():
             buf.band = 0
-        counts, sent = line_buffers(g, mapping, st, plan, port)
+        counts, sent = line_buffers(g, mapping, st, plan, port, tight)
         if counts or port:
             for buf in st.buffers.values():
                 buf.bases.clear()
@@ -250,8 +251,8 @@ def _tokens(st: Storage, plan: CommPlan, mem: TileMemory) -> None:
                         plan.tokens[(root, w, r)] = mem.alloc(t, buf.band, f"row tokens of '{root}'")
 
 
-def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: set[str] | None = None
-                 ) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
+def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: set[str] | None = None,
+                 tight: bool = False) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
     """Make a line buffer (`Buffer.band` real rows, docs/design-notes.md) of every tensor that can have one, and
     return its reader cores on each tile holding it and the tiles each producer tile sends it to
     (`CommPlan.store_count`). A tensor can when it is produced by a row op (`rowops.row_windows`: a conv, a max
@@ -259,8 +260,9 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: 
     of a concat; a conv whose column blocks are owned on several tiles stores each tile's channels in that tile's
     copy and sends them on. The band holds the rows its tallest window spans plus a stride, rounded up to a power
     of two (so that the period of a conv's rows, the bands of its input over its stride and of its output, is at
-    most the larger band); then `lag.settle_bands` grows the bands that readers joining later need (a residual
-    add). The graph inputs in ``port`` come through the input port (`inport`): like a produced tensor, with no
+    most the larger band); ``tight``: only the rows its tallest window spans (`rowops.band_height`: the producer
+    then writes a reader's next rows only after the reader's row, less overlap for less memory); then
+    `lag.settle_bands` grows the bands that readers joining later need (a residual add). The graph inputs in ``port`` come through the input port (`inport`): like a produced tensor, with no
     producer to send it (the port sends it to every tile itself)."""
     from .lag import settle_bands
 
@@ -275,11 +277,12 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: 
         if (v not in port and (v in ends or prod is None or windows[prod.name] is None)
                 or v in shared or st.root(v) != v or len(info.shape) != 3 or not readers):
             continue
-        spans = [w.span for op in readers for k, w in (windows[op.name] or {}).items() if op.inputs[k] == v]
-        if len(spans) != len(readers):  # a reader that is no row op, or reads v as an operand it does not sweep
+        wins = [w for op in readers for k, w in (windows[op.name] or {}).items() if op.inputs[k] == v]
+        if len(wins) != len(readers):  # a reader that is no row op, or reads v as an operand it does not sweep
             continue
         buf = st.buffer(v)
-        rows = min(1 << (max(spans) - 1).bit_length(), buf.h)
+        rows = band_height(max(w.height for w in wins)) if tight else 1 << (max(w.span for w in wins) - 1).bit_length()
+        rows = min(rows, buf.h)
         tiles = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | _homes(plan, v, port)}
         if rows >= buf.h or max(tiles.values()) + len(tiles) > 255:
             continue

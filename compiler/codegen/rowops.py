@@ -41,9 +41,21 @@ class Window:
         return top, reach, upto
 
     @property
+    def height(self) -> int:
+        """Rows one window spans."""
+        return (self.kh - 1) * self.dh + 1
+
+    @property
     def span(self) -> int:
-        """Rows a band must hold for this reader alone: its window and one stride."""
-        return (self.kh - 1) * self.dh + 1 + self.sh
+        """Rows a band holds for this reader to overlap with its producer: its window and one stride."""
+        return self.height + self.sh
+
+
+def band_height(rows: int) -> int:
+    """The smallest band height of at least ``rows``: a power of two or three times one, so that the period of a
+    row op's rows (the lcm of its bands, `loops.row_loop`) stays at most three times its largest band."""
+    p = 1 << max(rows - 1, 0).bit_length()
+    return 3 * p // 4 if p >= 4 and 3 * p // 4 >= rows else p
 
 
 def vector_chunk(g: Graph, op: Op, hw: HardwareConfig) -> int:
