@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from .errors import ConfigError, config_object, kind_text, number_text, value_text
 
@@ -460,8 +460,10 @@ ISAAC = HardwareConfig(
     data_regs=2048,
     alu_lanes=16,
     clock_ghz=1.2,
-    costs=CostTable(xbar_energy="static", xbar_read_ns=100.0, adc_pj_per_bit=ISAAC_TABLE_II["adc_mw"] / 8 / 1.28 / 8,
-                    **{k: v for k, v in ISAAC_TABLE_II.items() if k in ISAAC_COST_FIELDS}),
+    costs=dataclasses.replace(
+        CostTable(xbar_energy="static", xbar_read_ns=100.0, adc_pj_per_bit=ISAAC_TABLE_II["adc_mw"] / 8 / 1.28 / 8),
+        **cast("dict[str, Any]", {k: v for k, v in ISAAC_TABLE_II.items() if k in ISAAC_COST_FIELDS}),
+    ),
 )
 
 PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA, "puma-chip": PUMA_CHIP, "isaac": ISAAC}

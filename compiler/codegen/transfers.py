@@ -13,6 +13,7 @@ from .inport import emit_port_inputs, port_of
 from .loops import LoopRegs, pixel_loop
 from .plan import SHARED_READERS, Stream
 from .storage import Buffer, hwc
+from .recurrent import stepped
 from .vector import pixel_order
 
 
@@ -21,6 +22,8 @@ def emit_receive(ctx: Context, s: Stream) -> None:
     receiver is the output core of a graph output (it receives after computing)."""
     st, plan = ctx.st, ctx.plan
     if st.buffer(s.value).band:  # a line buffer: its reader receives row by row (`crossbar.band_rows`)
+        return
+    if stepped(ctx, s) is not None:  # a recurrent layer's Y received step by step in the next layer's loop
         return
     rcv = plan.receiver(st, s.value, s.tile)
     streams = ctx.stream(rcv)
