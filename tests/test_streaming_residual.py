@@ -19,10 +19,11 @@ from isa.printer import format_instr
 from test_streaming import tile_need
 
 
-def residual(size: int = 24, c: int = 8, downsample: bool = False, depth: int = 2,
-             seed: int = 0) -> tuple[onnx.ModelProto, np.ndarray]:
+def residual(size: int = 24, c: int = 8, downsample: bool = False, depth: int = 2, seed: int = 0,
+             gap: str = "") -> tuple[onnx.ModelProto, np.ndarray]:
     """x (2 x size x size) -> 3x3 conv (c) relu = t -> [``depth`` 3x3 convs, relu between] + t (or, with
-    ``downsample``, the branch's first conv 3x3/2, plus a 1x1/2 conv of t) -> relu -> 3x3/2 conv (4) = y."""
+    ``downsample``, the branch's first conv 3x3/2, plus a 1x1/2 conv of t) -> relu -> 3x3/2 conv (4) = y (with
+    ``gap`` "global" or "avg": a global average pool, or an average pool of the whole image, = y)."""
     rng = np.random.default_rng(seed)
     s = 2 if downsample else 1
     h = size // s
@@ -39,10 +40,14 @@ def residual(size: int = 24, c: int = 8, downsample: bool = False, depth: int = 
         lines += ["d = Conv<strides=[2,2]>(t, wd)", f"u = Add(b{depth - 1}, d)"]
     else:
         lines.append(f"u = Add(b{depth - 1}, t)")
-    lines += ["ur = Relu(u)", "y = Conv<pads=[1,1,1,1], strides=[2,2]>(ur, w9)"]
+    pool = f"AveragePool<kernel_shape=[{h},{h}]>(ur)" if gap == "avg" else "GlobalAveragePool(ur)"
+    lines += ["ur = Relu(u)", f"y = {pool}" if gap else "y = Conv<pads=[1,1,1,1], strides=[2,2]>(ur, w9)"]
+    if gap:
+        del shapes["w9"]
     decl = ", ".join(f"float[{', '.join(map(str, sh))}] {k}" for k, sh in shapes.items())
+    out = f"{c}, 1, 1" if gap else f"4, {h // 2}, {h // 2}"
     text = f"""<ir_version: 8, opset_import: ["" : 13]>
-    g (float[N, 2, {size}, {size}] x) => (float[N, 4, {h // 2}, {h // 2}] y) <{decl}> {{
+    g (float[N, 2, {size}, {size}] x) => (float[N, {out}] y) <{decl}> {{
         {chr(10).join(lines)}
     }}"""
     model = onnx.parser.parse_model(text)
@@ -224,3 +229,27 @@ def test_bands_of_one_window_when_overlapping_bands_overflow() -> None:
     out = run(tight, {"x": x})
     assert bit_exact(tight, {"x": x}, out)
     assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
+
+
+@pytest.mark.parametrize("gap", ["global", "avg"])
+def test_a_global_average_reads_a_line_buffer(gap: str) -> None:
+    """The residual block ending in a global average pool (or an average pool whose window is the whole image, as
+    ResNet-50's onnx export has it): the pool sweeps the add's line-buffered output once, in one channel chunk (8
+    channels) and in two (32 channels on 24-channel operand regions, its accumulators in the vector core's idle
+    MVMU registers); bit-exact, equal to the whole-tensor program."""
+    from compiler.codegen.rowops import gap_registers
+
+    cases = [(8, DEFAULT.with_changes(name="big", tiles=8, cores_per_tile=8, tile_mem_words=1 << 20)),
+             (32, DEFAULT.with_changes(name="small", xbar_rows=16, xbar_cols=16, mvmus_per_core=2, data_regs=58,
+                                       tiles=64, cores_per_tile=8, tile_mem_words=1 << 20))]
+    for c, big in cases:
+        model, x = residual(size=16, c=c, gap=gap)
+        whole = compile_model(model, "16bit", hw=big, calib={"x": x})
+        pool = next(op for op in whole.graph.ops if op.kind in ("gap", "pool"))
+        assert gap_registers(whole.graph, pool, big) is not None
+        banded = tile_need(whole, big.with_changes(tile_mem_words=tile_need(whole, big) - 1))
+        cm = compile_model(model, "16bit", hw=big.with_changes(tile_mem_words=banded), calib={"x": x})
+        assert planned(cm)[0].buffer(pool.inputs[0]).band and peeks(cm, pool.name) > 0
+        out = run(cm, {"x": x})
+        assert bit_exact(cm, {"x": x}, out)
+        assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])

@@ -12,7 +12,7 @@ import numpy as np
 from ..ir import Op
 from .inport import band_receive
 from .loops import Receive, Row
-from .rowops import row_windows
+from .rowops import global_average, row_windows, sweep_rows
 from .storage import hwc
 
 if TYPE_CHECKING:
@@ -31,9 +31,9 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
     st, plan, tile = ctx.st, ctx.plan, core[0]
     windows = row_windows(ctx.g, ctx.mapping, op)
     assert windows is not None, f"'{op.name}' is not a row op"
-    yout = op.outputs[0]
+    yout, gap = op.outputs[0], global_average(ctx.g, op)  # it sweeps its input's rows: no output pointer
     yb = st.buffer(yout)
-    oh = hwc(ctx.g.values[yout].shape)[0]
+    oh = sweep_rows(ctx.g, op)
     inputs = [(op.inputs[k], w) for k, w in sorted(windows.items())]
     receives: list[Receive] = []
     which: dict[str, int] = {}  # input -> its receive
@@ -75,7 +75,8 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
                           for r in range(freed[x], upto)]
                 freed[x] = max(freed[x], upto)
             starts.append(xb.bases[tile] + low + (xb.pads[1] - win.pl) * xb.c + st.views[x].coff)
-        starts.append(yb.bases.get(tile, 0) + yb.row_base(oy) + yb.pads[1] * yb.c + st.views[yout].coff)
+        if not gap:
+            starts.append(yb.bases.get(tile, 0) + yb.row_base(oy) + yb.pads[1] * yb.c + st.views[yout].coff)
         rows.append(Row(tuple(starts), key, tuple(frees), tuple(arrivals), tuple(loads),
                         tuple(t + oy % yb.band for t in signals)))
     period = math.lcm(yb.band or 1, *(st.buffer(x).band // math.gcd(st.buffer(x).band, w.sh)

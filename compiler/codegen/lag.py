@@ -23,7 +23,7 @@ from ..ir import Graph, Op
 from ..mapping import Mapping
 from ..ops import kind_of
 from .plan import CommPlan, cores_of
-from .rowops import Window, band_height
+from .rowops import Window, band_height, global_average, sweep_rows
 from .storage import Storage, hwc
 
 
@@ -112,7 +112,7 @@ class RowSchedule:
         return {o for o in self.readers_on.get((v, tile), set()) if row >= band + self.freed[(v, o)]}
 
     def _done(self, op: Op) -> bool:
-        return self.next[op.name] >= (self.rows[op.outputs[0]] if self.windows[op.name] else 1)
+        return self.next[op.name] >= (sweep_rows(self.g, op) if self.windows[op.name] else 1)
 
     def _avail(self, v: str, tile: int) -> int:
         """Rows of ``v`` present on ``tile`` (a concat's: the fewest of its parts')."""
@@ -152,7 +152,7 @@ class RowSchedule:
             self.made.update({o: self.rows[o] for o in op.outputs})
             self.next[name] = 1
             return True
-        oh = self.rows[op.outputs[0]]
+        oh = sweep_rows(self.g, op)
         reach = {op.inputs[k]: w.rows(oy, oh, self.rows[op.inputs[k]]) for k, w in wins.items()}
         for v, t in self.inline.get(name, []):
             while self.got[(v, t)] < reach[v][1] and self.got[(v, t)] < self.made.get(v, 0):
@@ -166,7 +166,7 @@ class RowSchedule:
         full = [t for t in self.home[out] if not self._slot(out, t, oy)] if self.st.buffer(out).band else []
         if full:
             return self._block(name, set().union(*(self._slow(out, t, oy) for t in full)), out)
-        self.made[out] = oy + 1
+        self.made[out] = int(oy == oh - 1) if global_average(self.g, op) else oy + 1  # an average: at the end
         for v, (_, _, upto) in reach.items():
             if self.st.buffer(v).band:
                 self.freed[(v, name)] = upto

@@ -5,7 +5,8 @@ reads (`Window`). Only their tensors can be line buffers (`plan.line_buffers`, d
 Row ops: a crossbar conv computed by one replica; a max pool in one channel chunk that is not a global max; an
 element-wise op whose inputs are distinct and have the output's (C, H, W) shape (no broadcast; its channel
 chunks are taken pixel by pixel), on a core with two spare registers for the row receives
-(`eltwise_receive_regs`)."""
+(`eltwise_receive_regs`); a global average (`global_average`), whose rows are its input's (`sweep_rows`), when its accumulators fit
+the registers (`gap_registers`)."""
 
 from __future__ import annotations
 
@@ -76,8 +77,37 @@ def eltwise_receive_regs(g: Graph, op: Op, hw: HardwareConfig) -> tuple[int, int
     return (first, first + 1) if first + 2 <= hw.core_regs - LOOP_REGS else None
 
 
+def gap_registers(g: Graph, op: Op, hw: HardwareConfig) -> tuple[int, int] | None:
+    """(temporary, first accumulator) registers of a global average that sweeps a line buffer's rows once,
+    accumulating every channel chunk of a pixel in its own registers (`vector._gap_rows`): a chunk's temporary
+    at the data registers, then the C accumulators after it, or in the MVMU registers, idle on a vector core;
+    None when neither holds them."""
+    c, chunk, top = hwc(g.values[op.inputs[0]].shape)[2], vector_chunk(g, op, hw), hw.core_regs - LOOP_REGS
+    if hw.data_base + chunk + c <= top:
+        return hw.data_base, hw.data_base + chunk
+    return (hw.data_base, 0) if c <= hw.data_base else None
+
+
+def global_average(g: Graph, op: Op) -> bool:
+    """A global average: a ``gap`` op, or an average pool whose one window is its whole unpadded input."""
+    if op.kind == "gap":
+        return True
+    if op.kind != "pool" or op.attrs["mode"] != "avg" or any(op.attrs["pads"]):
+        return False
+    (h, w, _), (oh, ow, _) = hwc(g.values[op.inputs[0]].shape), hwc(g.values[op.outputs[0]].shape)
+    return (oh, ow) == (1, 1) and tuple(op.attrs["kernel"]) == (h, w)
+
+
+def sweep_rows(g: Graph, op: Op) -> int:
+    """The rows a row op sweeps: its output rows; a global average's input rows (its one output comes after)."""
+    return hwc(g.values[op.inputs[0] if global_average(g, op) else op.outputs[0]].shape)[0]
+
+
 def row_windows(g: Graph, mapping: Mapping, op: Op) -> dict[int, Window] | None:
     """The windows of a row op (see module docstring) per input position it sweeps; None for any other op."""
+    if global_average(g, op):
+        spatial = len(g.values[op.inputs[0]].shape) == 3
+        return {0: Window()} if spatial and gap_registers(g, op, mapping.hw) is not None else None
     if op.kind == "conv" and op.is_crossbar:
         return {0: _window(op)} if mapping.layers[op.name].replicas == 1 else None
     out = g.values[op.outputs[0]].shape

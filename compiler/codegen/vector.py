@@ -21,7 +21,7 @@ from .epilogue import activation, finish
 from .bands import band_rows
 from .loops import LoopRegs, Pointer, pixel_loop, row_loop
 from .plan import SHARED_READERS, Core
-from .rowops import eltwise_receive_regs, vector_chunk
+from .rowops import eltwise_receive_regs, gap_registers, global_average, vector_chunk
 from .storage import hwc
 
 
@@ -166,6 +166,41 @@ def _gap(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: 
                node=node)
 
 
+def _gap_rows(ctx: Context, op: Op) -> None:
+    """A global average over a line buffer (`rowops.row_windows`): one sweep of its input rows
+    (`loops.row_loop`) adding every channel chunk of a pixel into its own accumulators (`rowops.gap_registers`),
+    then, chunk by chunk, the divisor, the activation and the store, as `_gap` does."""
+    core, node, x, yout = ctx.mapping.vector[op.name], op.name, op.inputs[0], op.outputs[0]
+    out, regs = ctx.code(core), LoopRegs.of(ctx.hw)
+    h, w, c = hwc(ctx.g.values[x].shape)
+    chunk = vector_chunk(ctx.g, op, ctx.hw)
+    regions = gap_registers(ctx.g, op, ctx.hw)
+    assert regions is not None, f"'{node}' is not a row op"
+    tmp, acc = regions
+    chunks = [(c0, min(chunk, c - c0)) for c0 in range(0, c, chunk)]
+    out += [ops.sub(d=acc + c0, a=acc + c0, b=acc + c0, n=n, w=64, node=node) for c0, n in chunks]
+
+    def body(m: list[MemRef], r: int) -> None:
+        for c0, n in chunks:
+            out.append(ops.peek(d=tmp, src=m[0].shifted(c0), n=n, node=node))
+            out.append(ops.add(d=acc + c0, a=acc + c0, b=tmp, n=n, w=64, node=node))
+
+    rows, period, receives = band_rows(ctx, core, op)
+    row_loop(out, regs, rows, w, [ctx.st.pixel_step(x)[1]], body, period, node=node, receive=receives, token=tmp)
+    out_ptr = (ctx.st.buffer(yout).bases[core[0]] + ctx.st.origin(yout), *ctx.st.pixel_step(yout))
+    fi = ctx.fmt[x][1]
+    for c0, n in chunks:
+        out.append(ops.muli(d=acc + c0, a=acc + c0, imm=divisor_coef(h * w), n=n, f=DIV_FRAC, w=64, node=node))
+        activation(out, op, acc + c0, n, fi, tmp, node)
+        pixel_loop(out, regs, 1, 1, [out_ptr], functools.partial(_store_chunk, ctx, core, op, acc + c0, n, fi, c0),
+                   node=node)
+
+
+def _store_chunk(ctx: Context, core: Core, op: Op, reg: int, n: int, frac: int, c0: int, m: list[MemRef]) -> None:
+    """`finish` channels [c0, c0+n) of ``op``'s output from ``reg`` at the pixel ``m[0]``."""
+    finish(ctx, core, op.name, op.outputs[0], reg, n, frac, c0, m[0])
+
+
 def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
              out_ptr: Pointer) -> None:
     """Add, sub (inputs aligned to the larger fraction) or mul (``mul`` with the shift of rule ELTWISE) of one
@@ -263,12 +298,18 @@ def _affine(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, o
 
 
 def emit_pool(ctx: Context, op: Op) -> None:
-    """A max or average pool (`_pool`)."""
+    """A max or average pool (`_pool`; `_gap_rows` for a global average reading a line buffer)."""
+    if ctx.st.buffer(op.inputs[0]).band and global_average(ctx.g, op):  # `plan.line_buffers`
+        _gap_rows(ctx, op)
+        return
     emit_vector(ctx, op, _pool)
 
 
 def emit_gap(ctx: Context, op: Op) -> None:
-    """A global average (`_gap`)."""
+    """A global average (`_gap`; `_gap_rows` when it reads a line buffer)."""
+    if ctx.st.buffer(op.inputs[0]).band:  # `plan.line_buffers`
+        _gap_rows(ctx, op)
+        return
     emit_vector(ctx, op, _gap)
 
 
