@@ -34,6 +34,9 @@ class RowSchedule:
                  windows: dict[str, dict[int, Window] | None]) -> None:
         self.g, self.st, self.plan, self.windows = g, st, plan, windows
         self.ops = [op for op in g.ops if kind_of(op).device != "view"]
+        self.producer = {o: op for op in g.ops for o in op.outputs}
+        self.sweep = {op.name: sweep_rows(g, op) if windows[op.name] else 1 for op in self.ops}
+        self.averages = {op.name for op in self.ops if windows[op.name] and global_average(g, op)}
         self.cores = {op.name: cores_of(mapping, op) for op in self.ops}
         self.op_of = {c: op.name for op in self.ops for c in self.cores[op.name]}
         self.rows = {v: hwc(info.shape)[0] for v, info in g.values.items()}
@@ -97,7 +100,7 @@ class RowSchedule:
     def _source(self, v: str, tile: int) -> set[str]:
         """The ops that bring rows of ``v`` to ``tile``: its receiver there while received rows lag the made
         ones, else its producers (a concat's parts' producers)."""
-        prod = self.g.producer(v)
+        prod = self.producer.get(v)
         if prod is None:
             return set()
         if kind_of(prod).device == "view":
@@ -112,11 +115,11 @@ class RowSchedule:
         return {o for o in self.readers_on.get((v, tile), set()) if row >= band + self.freed[(v, o)]}
 
     def _done(self, op: Op) -> bool:
-        return self.next[op.name] >= (sweep_rows(self.g, op) if self.windows[op.name] else 1)
+        return self.next[op.name] >= self.sweep[op.name]
 
     def _avail(self, v: str, tile: int) -> int:
         """Rows of ``v`` present on ``tile`` (a concat's: the fewest of its parts')."""
-        prod = self.g.producer(v)
+        prod = self.producer.get(v)
         if prod is not None and kind_of(prod).device == "view":
             return min(self._avail(i, tile) for i in prod.inputs)
         made = self.made.get(v, 0)
@@ -152,7 +155,7 @@ class RowSchedule:
             self.made.update({o: self.rows[o] for o in op.outputs})
             self.next[name] = 1
             return True
-        oh = sweep_rows(self.g, op)
+        oh = self.sweep[name]
         reach = {op.inputs[k]: w.rows(oy, oh, self.rows[op.inputs[k]]) for k, w in wins.items()}
         for v, t in self.inline.get(name, []):
             while self.got[(v, t)] < reach[v][1] and self.got[(v, t)] < self.made.get(v, 0):
@@ -166,7 +169,7 @@ class RowSchedule:
         full = [t for t in self.home[out] if not self._slot(out, t, oy)] if self.st.buffer(out).band else []
         if full:
             return self._block(name, set().union(*(self._slow(out, t, oy) for t in full)), out)
-        self.made[out] = int(oy == oh - 1) if global_average(self.g, op) else oy + 1  # an average: at the end
+        self.made[out] = int(oy == oh - 1) if name in self.averages else oy + 1  # an average: at the end
         for v, (_, _, upto) in reach.items():
             if self.st.buffer(v).band:
                 self.freed[(v, name)] = upto
