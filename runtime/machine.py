@@ -20,7 +20,7 @@ from isa import NO_BASE, ops
 from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
-from isa.inport import port_messages
+from isa.inport import port_messages, port_output
 from isa.memory import chunk_size, memory_budget, mib
 from .devices import DeviceModel, NoisyMvmu, program_devices
 from .loops import LoopPlan, NestPlan, find_loops, run_batched
@@ -308,6 +308,8 @@ class Machine:
         return done
 
     def _read_output(self, st: MachineState, loc: TensorLoc) -> np.ndarray:
+        if loc.port:  # sent to the host through the port (`isa.inport`)
+            return port_output(self.hw, loc, st.fifos, st.batch)
         mem = st.memory(loc.tile)
         if 0 <= loc.addr and loc.addr + loc.length <= mem.words:
             mem.check(loc.addr, loc.length, loc.tile)  # grows the arrays to cover it (never touched: invalid)

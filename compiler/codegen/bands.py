@@ -44,7 +44,7 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
             receives.append(Receive(st.buffer(x).w, st.buffer(x).c, tuple((s.c0, s.c1 - s.c0, s.src[0], s.ch)
                                                                           for s in streams),
                                     plan.receive_count(x, tile)))
-        port = band_receive(ctx, x, core) if st.buffer(x).band and plan.port else None
+        port = band_receive(ctx, x, core) if st.buffer(x).band and x in plan.graph_inputs else None
         if port is not None:  # a graph input through the input port: whole rows from the port
             which[x] = len(receives)
             receives.append(port)

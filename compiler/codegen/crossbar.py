@@ -52,6 +52,7 @@ def emit_crossbar(ctx: Context, op: Op, q: QuantizedLayer) -> None:
     lm, p = ctx.mapping.layers[op.name], ctx.prec[op.name]
     for i, b in enumerate(lm.blocks):
         w = q.weight[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
+        w = w.astype(np.int8 if p.w_bits <= 8 else np.int16 if p.w_bits <= 16 else np.int64)  # as image.npz holds it
         ctx.program.mvmus.append(MvmuImage(b.tile, b.core, b.mvmu, np.ascontiguousarray(w), p.w_bits, op.name,
                                            p.w_enc, lm.layout(i)))
     offs = window_offsets(ctx, op)

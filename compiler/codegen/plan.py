@@ -130,6 +130,7 @@ class CommPlan:
     recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
     inputs: list[InputTransfer] = field(default_factory=list)
     port: list[Any] = field(default_factory=list)  # graph inputs' feeds through the input port (`inport.PortFeed`)
+    graph_inputs: set[str] = field(default_factory=set)
     counts: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, tile) -> reader cores
     sent: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, home tile) -> tiles sent to
     tokens: dict[tuple[str, Core, Core], int] = field(default_factory=dict)  # (line buffer, writer, reader) -> words
@@ -143,7 +144,7 @@ class CommPlan:
     def writers(self, st: Storage, value: str, tile: int) -> list[Core]:
         """The cores that write line buffer ``value`` on ``tile``: its producer cores there and the core that
         receives it there from other tiles."""
-        ported = any(f.value == value and f.tile == tile for f in self.port)
+        ported = value in self.graph_inputs and any(f.value == value and f.tile == tile for f in self.port)
         cores = [] if ported else [c for c, _, _ in self.producers[value] if c[0] == tile]
         if ported or any(s.value == value and s.tile == tile for s in self.streams):
             cores.append(self.receiver(st, value, tile))
@@ -227,8 +228,9 @@ def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: s
             from .recurrent import plan_recurrent
             plan.recurrent[op.name] = plan_recurrent(op, mapping.layers[op.name], channels.take, mem.alloc)
     if port:
-        from .inport import plan_port
+        from .inport import plan_port, plan_port_outputs
         plan_port(g, st, hw, plan, channels.take)
+        plan_port_outputs(g, st, hw, plan, channels.take)
     else:
         _inputs(g, st, plan, channels)
     _tokens(st, plan, mem)
@@ -262,44 +264,48 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: 
     of two (so that the period of a conv's rows, the bands of its input over its stride and of its output, is at
     most the larger band); ``tight``: only the rows its tallest window spans (`rowops.band_height`: the producer
     then writes a reader's next rows only after the reader's row, less overlap for less memory); then
-    `lag.settle_bands` grows the bands that readers joining later need (a residual add). The graph inputs in ``port`` come through the input port (`inport`): like a produced tensor, with no
-    producer to send it (the port sends it to every tile itself)."""
+    `lag.settle_bands` grows the bands that readers joining later need (a residual add). The graph inputs and outputs in ``port`` go through the host port (`inport`): an input like a produced
+    tensor with no producer to send it (the port sends it to every tile itself), an output sent to the port as it
+    is produced (one more reader count on its producers' tiles)."""
     from .lag import settle_bands
 
     port = port or set()
     ends = {v.name for v in g.inputs} | set(g.outputs)
     shared = {view.root for name, view in st.views.items() if name != view.root}
     windows = {op.name: row_windows(g, mapping, op) for op in g.ops}
-    local: dict[str, dict[int, int]] = {}
+    local: dict[str, tuple[dict[int, int], set[int], int]] = {}
     for v, info in g.values.items():
         prod = g.producer(v)
         readers = g.consumers(v)
-        if (v not in port and (v in ends or prod is None or windows[prod.name] is None)
-                or v in shared or st.root(v) != v or len(info.shape) != 3 or not readers):
+        if ((v in ends or prod is None) and v not in port or prod is not None and windows[prod.name] is None
+                or v in shared or st.root(v) != v or len(info.shape) != 3 or not (readers or v in port)):
             continue
         wins = [w for op in readers for k, w in (windows[op.name] or {}).items() if op.inputs[k] == v]
         if len(wins) != len(readers):  # a reader that is no row op, or reads v as an operand it does not sweep
             continue
         buf = st.buffer(v)
-        rows = band_height(max(w.height for w in wins)) if tight else 1 << (max(w.span for w in wins) - 1).bit_length()
+        # an output read by no op here: a row being sent, the next stored
+        rows = (band_height(max([w.height for w in wins], default=2)) if tight else
+                1 << (max([w.span for w in wins], default=2) - 1).bit_length())
         rows = min(rows, buf.h)
-        tiles = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | _homes(plan, v, port)}
+        homes = _homes(plan, v, port if prod is None else set())
+        tiles = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | homes}
         if rows >= buf.h or max(tiles.values()) + len(tiles) > 255:
             continue
         buf.band = rows
-        local[v] = tiles
+        local[v] = tiles, homes, int(v in port and prod is not None)  # a graph output: its producers send it to the port
     settle_bands(g, mapping, st, plan, windows)
     counts: dict[tuple[str, int], int] = {}
     sent: dict[tuple[str, int], int] = {}
-    for v, tiles in local.items():
+    for v, (tiles, homes, out) in local.items():
         if st.buffer(v).band:
             counts.update({(v, t): n for t, n in tiles.items()})
-            sent.update({(v, t): len(plan.need[v] - {t}) for t in _homes(plan, v, port)})
+            sent.update({(v, t): len(plan.need[v] - {t}) + out for t in homes})
     return counts, sent
 
 
 def _homes(plan: CommPlan, value: str, port: set[str]) -> set[int]:
-    """The tiles of ``value``'s producer cores (none for a graph input through the port)."""
+    """The tiles of ``value``'s producer cores (none for a graph input through the port, in ``port``)."""
     return set() if value in port else {c[0] for c, _, _ in plan.producers[value]}
 
 
@@ -326,6 +332,7 @@ def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan:
             plan.producers[out] = [(mapping.vector[op.name], lo, min(c, lo + step)) for lo in range(0, c, step)]
         for i in op.inputs:
             plan.readers[i].extend(c for c in cores_of(mapping, op) if c not in plan.readers[i])
+    plan.graph_inputs = {v.name for v in g.inputs}
     for v in g.inputs:
         if not plan.readers[v.name]:
             raise ModelError(f"graph input '{v.name}' is not read by any device op")
