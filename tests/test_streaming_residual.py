@@ -140,7 +140,7 @@ def test_an_add_in_two_channel_chunks_reads_each_row_once() -> None:
     tiles, equal to the whole-tensor program."""
     from compiler.codegen.rowops import vector_chunk
 
-    model, x = residual(size=16, c=32)
+    model, x = residual(size=8, c=32)
     for cores in (8, 1):
         small = DEFAULT.with_changes(name="small", xbar_rows=16, xbar_cols=16, mvmus_per_core=2, data_regs=58,
                                      tiles=64, cores_per_tile=cores, tile_mem_words=1 << 20)
@@ -243,7 +243,7 @@ def test_a_global_average_reads_a_line_buffer(gap: str) -> None:
              (32, DEFAULT.with_changes(name="small", xbar_rows=16, xbar_cols=16, mvmus_per_core=2, data_regs=58,
                                        tiles=64, cores_per_tile=8, tile_mem_words=1 << 20))]
     for c, big in cases:
-        model, x = residual(size=16, c=c, gap=gap)
+        model, x = residual(size=16 if c == 8 else 8, c=c, gap=gap)
         whole = compile_model(model, "16bit", hw=big, calib={"x": x})
         pool = next(op for op in whole.graph.ops if op.kind in ("gap", "pool"))
         assert gap_registers(whole.graph, pool, big) is not None
