@@ -31,14 +31,16 @@ per-instruction cost is amortized over the lanes anyway.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any, Sequence
 
 import numpy as np
 
 from isa import NO_BASE, HardwareConfig, Instr, MemRef
 
-from .handlers import HANDLERS, MvmPlan
+from .handlers import HANDLERS, MvmPlan, SendPlan
 from .state import I64, CoreState, TileMemory
 
 _VEC3 = {"add", "sub", "mul", "min", "max"}
@@ -58,11 +60,14 @@ class MemOp:
     """A load or store of the body: its position, span, address base and (store) reader count."""
 
     pos: int
-    load: bool
-    reg: int  # load: destination register; store: source register
+    load: bool  # reads the words (load, send) or writes them (store, recv)
+    reg: int  # load: destination register; store: source register; send/recv: -1 (no register)
     n: int
     ref: MemRef
     count: int = 0
+    kind: str = ""  # the mnemonic
+    link: tuple[int, int, int] = (-1, -1, -1)  # send/recv: the FIFO (source tile, destination tile, channel)
+    transit: int = 0  # send: cycles its message spends on the network
 
 
 @dataclass
@@ -82,6 +87,7 @@ class LoopPlan:
     lat: np.ndarray  # latency per body position
     offsets: np.ndarray  # start offset per body position without waiting
     col_bytes: int = 0  # bytes per wide column (registers touched, MVM temporaries): bounds a chunk
+    forward: dict[int, int] = field(default_factory=dict)  # read op -> an earlier count-0 store of its operand
 
     @property
     def length(self) -> int:
@@ -125,9 +131,23 @@ def _mvm_bytes(plan: MvmPlan, hw: HardwareConfig) -> int:
     return k * ibits * (12 * hw.xbar_rows + 24 * hw.max_slices * hw.xbar_cols)
 
 
+def _mem_op(i: Instr, plan: object, pos: int, tile: int) -> MemOp:
+    """The `MemOp` of a body's load, store, send (``plan`` its `SendPlan`) or recv on core tile ``tile``."""
+    n, count = int(getattr(i, "n")), int(getattr(i, "count", 0))
+    if i.op == "load":
+        return MemOp(pos, True, i.d, n, i.src, count, "load")  # type: ignore[attr-defined]
+    if i.op == "store":
+        return MemOp(pos, False, i.a, n, i.dst, count, "store")  # type: ignore[attr-defined]
+    if i.op == "send":
+        assert isinstance(plan, SendPlan)
+        return MemOp(pos, True, -1, n, i.src, 0, "send", (tile, i.tile, i.ch), plan.transit)  # type: ignore
+    return MemOp(pos, False, -1, n, i.dst, count, "recv", (i.tile, tile, i.ch))  # type: ignore[attr-defined]
+
+
 def analyze(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: int,
-            hw: HardwareConfig) -> LoopPlan | None:
-    """The `LoopPlan` of the loop closed by the blt at ``end``, or None if it is not a static loop."""
+            hw: HardwareConfig, tile: int = 0) -> LoopPlan | None:
+    """The `LoopPlan` of the loop closed by the blt at ``end`` on a core of tile ``tile``, or None if it is not a
+    static loop."""
     blt = instrs[end]
     head = blt.target  # type: ignore[attr-defined]
     if not 0 <= head < end:
@@ -153,14 +173,13 @@ def analyze(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: 
             return None  # a fault handler, or a handler this module does not know
         if i.op == "iaddi" and i.d in steps:  # type: ignore[attr-defined]
             continue
-        if i.op in ("load", "store"):
-            ref = i.src if i.op == "load" else i.dst  # type: ignore[attr-defined]
-            reg = i.d if i.op == "load" else i.a  # type: ignore[attr-defined]
-            mem.append(MemOp(p - head, i.op == "load", reg, i.n, ref, getattr(i, "count", 0)))  # type: ignore
-            if ref.base != NO_BASE:
-                bases.add(ref.base)
-            span = range(reg, reg + i.n)  # type: ignore[attr-defined]
-            reads, writes = ([], [span]) if i.op == "load" else ([span], [])
+        if i.op in ("load", "store", "send", "recv"):
+            op = _mem_op(i, plan, p - head, tile)
+            mem.append(op)
+            if op.ref.base != NO_BASE:
+                bases.add(op.ref.base)
+            span = range(op.reg, op.reg + op.n) if op.reg >= 0 else range(0)
+            reads, writes = ([], [span]) if i.op == "load" else ([span], []) if i.op == "store" else ([], [])
         else:
             got = _spans(i, plan, hw)
             if got is None:
@@ -180,13 +199,18 @@ def analyze(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: 
         return None  # loop-carried data, or an induction register used as data, or a moving bound
     if any(b not in steps and written[b] for b in bases):
         return None  # a base computed in the body is not affine
+    links = [m.link for m in mem if m.kind in ("send", "recv")]
+    if len(set(links)) != len(links):
+        return None  # two messages of one FIFO per iteration: batched, they would be queued in another order
+    forward = {j: i for j, r in enumerate(mem) if r.load for i, w in enumerate(mem[:j])
+               if w.kind == "store" and w.count == 0 and (w.ref, w.n) == (r.ref, r.n)}
     lat = np.array([code[p][2] for p in range(head, end + 1)], dtype=I64)
     offsets = np.concatenate([[0], np.cumsum(lat)[:-1]]).astype(I64)
     touched = int((reads_before | written).sum())
     mvm = [code[p][1] for p in body if isinstance(code[p][1], MvmPlan)]
     tmp = max((_mvm_bytes(pl, hw) for pl in mvm), default=0)
     return LoopPlan(head, end, cnt, bound, steps, mem, alu, np.flatnonzero(reads_before[:top]),
-                    np.flatnonzero(written[:top]), max(top, 1), lat, offsets, 8 * touched + tmp)
+                    np.flatnonzero(written[:top]), max(top, 1), lat, offsets, 8 * touched + tmp, forward)
 
 
 @dataclass
@@ -236,13 +260,13 @@ def analyze_nest(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], 
 
 
 def find_loops(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]],
-               hw: HardwareConfig) -> dict[int, LoopPlan | NestPlan]:
+               hw: HardwareConfig, tile: int = 0) -> dict[int, LoopPlan | NestPlan]:
     """Loop head pc -> `LoopPlan` for every static loop of a core's code, and `NestPlan` for every loop around
     exactly one of them."""
     inner: dict[int, LoopPlan] = {}
     blts = [pc for pc, i in enumerate(instrs) if i.op == "blt" and code[pc][0] is HANDLERS["blt"]]
     for pc in blts:
-        lp = analyze(instrs, code, pc, hw)
+        lp = analyze(instrs, code, pc, hw, tile)
         if lp is not None and lp.head not in inner:
             inner[lp.head] = lp
     out: dict[int, LoopPlan | NestPlan] = dict(inner)
@@ -387,12 +411,21 @@ def _try_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int, window: i
         if start.min() < 0 or int(start.max()) + m.n > mem.words:
             return 0, False  # the interpreter faults at the exact instruction
         words.append(start[:, None] + np.arange(m.n, dtype=I64)[None, :])
+    fwd = {j for j, i in lp.forward.items() if np.array_equal(words[j], words[i])}
     if words:
         mem.check(0, int(max(w.max() for w in words)) + 1, c.tile)
         ok = np.ones(n, dtype=bool)  # the iterations that would not block: loaded words valid, stored invalid
-        for m, w in zip(lp.mem, words):
+        for j, (m, w) in enumerate(zip(lp.mem, words)):
+            if j in fwd:
+                continue  # stored earlier in the same iteration (for ever valid): never waits
             v = mem.valid[w]
             ok &= v.all(axis=1) if m.load else ~v.any(axis=1)
+            if m.kind == "recv":  # the messages must have been sent, with the length the recv expects
+                sizes = [len(vals) for _, vals in islice(c.fifos.get(m.link, ()), n)]
+                ok[len(sizes):] = False
+                bad = [k for k, size in enumerate(sizes) if size != m.n]
+                if bad:
+                    ok[bad[0]:] = False  # the interpreter faults at that recv
         if not ok.all():  # run the iterations before the first that would block (a producer is still running)
             short = _prefix(flat, int(np.argmin(ok)))
             if short is None:
@@ -404,7 +437,7 @@ def _try_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int, window: i
         count += len(flat.groups) * (len(plan.pre) + len(plan.post))
     if count > budget:
         return 0, False
-    loads = [w for m, w in zip(lp.mem, words) if m.load]
+    loads = [w for j, (m, w) in enumerate(zip(lp.mem, words)) if m.load and j not in fwd]
     stores = [w for m, w in zip(lp.mem, words) if not m.load]
     hits = np.concatenate([w.reshape(-1) for w in loads]) if loads else np.zeros(0, dtype=I64)
     if hits.size and not mem.valid[hits].all():
@@ -416,7 +449,7 @@ def _try_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int, window: i
         uniq, times = np.unique(counted, return_counts=True)
         if (times > mem.readers[uniq]).any():
             return 0, False  # a word would become invalid before its last read: the interpreter would block
-    _execute(c, lp, flat, words)
+    _execute(c, lp, flat, words, fwd)
     return count, not held_back
 
 
@@ -433,12 +466,21 @@ def _stores_free(mem: TileMemory, stores: list[np.ndarray], hits: np.ndarray) ->
     return True
 
 
-def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray]
+def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd: set[int]
               ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, list[np.ndarray], int]:
     """Clocks of the chunk: (clock at the start of every iteration and after the last (n+1,), the start of every
-    body position in every iteration, the gap after every iteration, the waits, the prologue's latency)."""
+    body position in every iteration, the gap after every iteration, the waits, the prologue's latency).
+    A forwarded read (``fwd``) never waits: its words became valid at the store before it on the same core; a
+    recv also waits for its message's arrival."""
     n, length = flat.n, lp.length
-    wait = [c.mem.time[w].max(axis=1) - lp.offsets[m.pos] for m, w in zip(lp.mem, words)]  # T[m, k] - o[m]
+    never = np.full(n, np.iinfo(I64).min // 4, dtype=I64)
+    wait = []  # T[m, k] - o[m]
+    for j, (m, w) in enumerate(zip(lp.mem, words)):
+        t = never if j in fwd else c.mem.time[w].max(axis=1)
+        if m.kind == "recv":
+            q = c.fifos[m.link]
+            t = np.maximum(t, np.fromiter((at for at, _ in islice(q, n)), dtype=I64, count=n))
+        wait.append(t - lp.offsets[m.pos])
     pre = int(flat.nest.pre_lat.sum()) if flat.nest else 0
     post = int(flat.nest.post_lat.sum()) if flat.nest else 0
     gap = np.zeros(n, dtype=I64)
@@ -461,10 +503,11 @@ def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray]
     return clock, starts, gap, wait, pre
 
 
-def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray]) -> None:
-    """Run a chunk (conditions checked by `run_batched`)."""
+def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd: set[int]) -> None:
+    """Run a chunk (conditions checked by `run_batched`; ``fwd``: the reads of words stored before them in the
+    same iteration)."""
     mem, b, length, n = c.mem, c.regs.shape[1], lp.length, flat.n
-    clock, starts, gap, wait, pre = _timeline(c, lp, flat, words)
+    clock, starts, gap, wait, pre = _timeline(c, lp, flat, words, fwd)
     wide = np.empty((lp.rows, n * b), dtype=I64)  # every row the body reads is an invariant or written first
     if lp.invariant.size:
         wide[lp.invariant] = np.tile(c.regs[lp.invariant], (1, n))
@@ -483,10 +526,22 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray]) ->
             end = starts[p] + lp.lat[p]
             if m.load:
                 vals = mem.values[w]  # (n, words, B)
-                wide[m.reg:m.reg + m.n] = vals.transpose(1, 0, 2).reshape(m.n, n * b)
-                counted.append((w, np.broadcast_to(end[:, None], w.shape)))
+                if m.kind == "send":
+                    q = c.fifos.get(m.link)
+                    if q is None:
+                        q = c.fifos[m.link] = deque()
+                    q.extend(zip((end + m.transit).tolist(), vals))
+                    c.epoch[m.link[1]] += n
+                else:
+                    wide[m.reg:m.reg + m.n] = vals.transpose(1, 0, 2).reshape(m.n, n * b)
+                if mi not in fwd:
+                    counted.append((w, np.broadcast_to(end[:, None], w.shape)))
             else:
-                vals = wide[m.reg:m.reg + m.n].reshape(m.n, n, b).transpose(1, 0, 2)
+                if m.kind == "recv":
+                    q = c.fifos[m.link]
+                    vals = np.stack([q.popleft()[1] for _ in range(n)])
+                else:
+                    vals = wide[m.reg:m.reg + m.n].reshape(m.n, n, b).transpose(1, 0, 2)
                 flat_w = w.reshape(-1)
                 mem.values[flat_w] = vals.reshape(n * m.n, b)
                 mem.valid[flat_w] = True

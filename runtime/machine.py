@@ -105,7 +105,7 @@ class Machine:
             code.append((fn, ops, costs.load(instr, runnable=fn is not fault_handler)))
         for pc, reason in unprogrammed(cc.instrs).items():  # an MVMU used before its prog holds no weights
             code[pc] = (fault_handler, reason, code[pc][2])
-        loops = {} if self.reference else find_loops(cc.instrs, code, self.hw)
+        loops = {} if self.reference else find_loops(cc.instrs, code, self.hw, cc.tile)
         return _Compiled(cc, code, costs, loops)
 
     def _batch_of(self, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
