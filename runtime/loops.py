@@ -88,6 +88,7 @@ class LoopPlan:
     offsets: np.ndarray  # start offset per body position without waiting
     col_bytes: int = 0  # bytes per wide column (registers touched, MVM temporaries): bounds a chunk
     forward: dict[int, int] = field(default_factory=dict)  # read op -> an earlier count-0 store of its operand
+    transient: dict[int, int] = field(default_factory=dict)  # read op -> the write op whose value it takes
 
     @property
     def length(self) -> int:
@@ -142,6 +143,24 @@ def _mem_op(i: Instr, plan: object, pos: int, tile: int) -> MemOp:
         assert isinstance(plan, SendPlan)
         return MemOp(pos, True, -1, n, i.src, 0, "send", (tile, i.tile, i.ch), plan.transit)  # type: ignore
     return MemOp(pos, False, -1, n, i.dst, count, "recv", (i.tile, tile, i.ch))  # type: ignore[attr-defined]
+
+
+def _transients(mem: list[MemOp]) -> dict[int, int]:
+    """Read op -> write op for every fixed-address span a body writes (store, recv) with reader count 1 and reads
+    (load, send) once later in the same iteration, touched by no other op: a value that passes through memory
+    within one iteration (a partial sum stored and sent, a message received and loaded)."""
+    fixed = [(j, m) for j, m in enumerate(mem) if m.ref.base == NO_BASE]
+    out = {}
+    for j, w in fixed:
+        if w.load or w.count != 1:
+            continue
+        lo, hi = w.ref.off, w.ref.off + w.n
+        touching = [(i, m) for i, m in fixed if i != j and m.ref.off < hi and lo < m.ref.off + m.n]
+        if len(touching) == 1:
+            i, r = touching[0]
+            if r.load and i > j and (r.ref.off, r.n) == (lo, w.n):
+                out[i] = j
+    return out  # based spans move with the iteration: `_Chunk.admissible` keeps them off these words
 
 
 def analyze(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: int,
@@ -204,13 +223,14 @@ def analyze(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: 
         return None  # two messages of one FIFO per iteration: batched, they would be queued in another order
     forward = {j: i for j, r in enumerate(mem) if r.load for i, w in enumerate(mem[:j])
                if w.kind == "store" and w.count == 0 and (w.ref, w.n) == (r.ref, r.n)}
+    transient = _transients(mem)
     lat = np.array([code[p][2] for p in range(head, end + 1)], dtype=I64)
     offsets = np.concatenate([[0], np.cumsum(lat)[:-1]]).astype(I64)
     touched = int((reads_before | written).sum())
     mvm = [code[p][1] for p in body if isinstance(code[p][1], MvmPlan)]
     tmp = max((_mvm_bytes(pl, hw) for pl in mvm), default=0)
     return LoopPlan(head, end, cnt, bound, steps, mem, alu, np.flatnonzero(reads_before[:top]),
-                    np.flatnonzero(written[:top]), max(top, 1), lat, offsets, 8 * touched + tmp, forward)
+                    np.flatnonzero(written[:top]), max(top, 1), lat, offsets, 8 * touched + tmp, forward, transient)
 
 
 @dataclass
@@ -393,14 +413,87 @@ def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
 
 def _try_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int, window: int) -> tuple[int, bool]:
     """`run_batched` without its retry policy: (instructions executed, whether no iteration was held back)."""
-    b = int(c.regs.shape[1])
+    ch = _plan_chunk(c, plan, _columns(c, plan, window))
+    if ch is None:
+        return 0, False
+    held_back = ch.ok < ch.flat.n
+    if held_back and not ch.cut(ch.ok):
+        return 0, False
+    count = ch.admissible(budget)
+    if not count:
+        return 0, False
+    _execute(c, ch.lp, ch.flat, ch.words, ch.fwd)
+    return count, not held_back
+
+
+def _columns(c: CoreState, plan: LoopPlan | NestPlan, window: int) -> int:
+    """Iterations a chunk of ``plan`` may take on ``c`` (the look-ahead window, the column and byte bounds)."""
     lp = plan.inner if isinstance(plan, NestPlan) else plan
-    cols = min(window, min(MAX_COLUMNS, WIDE_BYTES // max(1, lp.col_bytes)) // b)
+    return min(window, min(MAX_COLUMNS, WIDE_BYTES // max(1, lp.col_bytes)) // int(c.regs.shape[1]))
+
+
+@dataclass
+class _Chunk:
+    """The iterations a batched chunk would run on one core and its memory operands' words, before the checks
+    that it may (`admissible`). ``skip``: memory ops another core's chunk pairs with (a gang's mailboxes),
+    left out of the checks; ``ok``: iterations before the first that would block."""
+
+    c: CoreState
+    plan: LoopPlan | NestPlan
+    lp: LoopPlan
+    flat: Flat
+    words: list[np.ndarray]  # (n, m.n) word indices per memory op
+    fwd: set[int]
+    skip: frozenset[int]
+    ok: int
+
+    def cut(self, k: int) -> bool:
+        """Keep the first ``k`` iterations (a nest: whole groups); False if too few remain."""
+        short = _prefix(self.flat, k)
+        if short is None:
+            return False
+        self.flat = short
+        self.words = [w[:short.n] for w in self.words]
+        return True
+
+    def admissible(self, budget: int) -> int:
+        """The chunk's instruction count if it may run as the interpreter would (module docstring), else 0."""
+        lp, mem, n, plan = self.lp, self.c.mem, self.flat.n, self.plan
+        count = n * lp.length
+        if isinstance(plan, NestPlan):
+            count += len(self.flat.groups) * (len(plan.pre) + len(plan.post))
+        if count > budget:
+            return 0
+        passing = set(lp.transient) | set(lp.transient.values())
+        ignore = self.fwd | self.skip | passing
+        loads = [w for j, (m, w) in enumerate(zip(lp.mem, self.words)) if m.load and j not in ignore]
+        stores = [w for j, (m, w) in enumerate(zip(lp.mem, self.words))
+                  if not m.load and j not in self.skip and j not in passing]
+        hits = np.concatenate([w.reshape(-1) for w in loads]) if loads else np.zeros(0, dtype=I64)
+        if passing and (loads or stores):
+            spans = np.concatenate([self.words[j][0] for j in lp.transient.values()])
+            if np.isin(np.concatenate([w.reshape(-1) for w in loads + stores]), spans).any():
+                return 0  # another op of the body touches a transient span
+        if hits.size and not mem.valid[hits].all():
+            return 0
+        if stores and not _stores_free(mem, stores, hits):
+            return 0
+        counted = hits[mem.readers[hits] > 0] if hits.size else hits
+        if counted.size:
+            uniq, times = np.unique(counted, return_counts=True)
+            if (times > mem.readers[uniq]).any():
+                return 0  # a word would become invalid before its last read: the interpreter would block
+        return count
+
+
+def _plan_chunk(c: CoreState, plan: LoopPlan | NestPlan, cols: int,
+                skip: frozenset[int] = frozenset()) -> _Chunk | None:
+    """The `_Chunk` of at most ``cols`` iterations of ``plan`` from ``c``'s state, or None if none can run."""
+    lp = plan.inner if isinstance(plan, NestPlan) else plan
     flat = _nest_flat(c, plan, cols) if isinstance(plan, NestPlan) else _inner_flat(c, plan, cols)
     if flat is None:
-        return 0, False
-    n, held_back = flat.n, False
-    mem = c.mem
+        return None
+    n, mem = flat.n, c.mem
     words: list[np.ndarray] = []  # (n, m.n) word indices per memory op
     for m in lp.mem:
         if m.ref.base == NO_BASE:
@@ -409,48 +502,29 @@ def _try_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int, window: i
             step = lp.steps.get(m.ref.base, (0, m.pos))
             start = flat.bases[m.ref.base] + (m.ref.off + (step[0] if step[1] < m.pos else 0))
         if start.min() < 0 or int(start.max()) + m.n > mem.words:
-            return 0, False  # the interpreter faults at the exact instruction
+            return None  # the interpreter faults at the exact instruction
         words.append(start[:, None] + np.arange(m.n, dtype=I64)[None, :])
     fwd = {j for j, i in lp.forward.items() if np.array_equal(words[j], words[i])}
+    ok = np.ones(n, dtype=bool)  # the iterations that would not block: loaded words valid, stored invalid
     if words:
         mem.check(0, int(max(w.max() for w in words)) + 1, c.tile)
-        ok = np.ones(n, dtype=bool)  # the iterations that would not block: loaded words valid, stored invalid
+        writes = set(lp.transient.values())
         for j, (m, w) in enumerate(zip(lp.mem, words)):
-            if j in fwd:
-                continue  # stored earlier in the same iteration (for ever valid): never waits
-            v = mem.valid[w]
-            ok &= v.all(axis=1) if m.load else ~v.any(axis=1)
+            if j in fwd or j in skip or j in lp.transient:
+                continue  # stored earlier in the same iteration, or a gang's mailbox
+            if j in writes:  # a transient span: only the first write can find it valid (later ones follow a read)
+                if mem.valid[w[0]].any():
+                    ok[:] = False
+            else:
+                v = mem.valid[w]
+                ok &= v.all(axis=1) if m.load else ~v.any(axis=1)
             if m.kind == "recv":  # the messages must have been sent, with the length the recv expects
                 sizes = [len(vals) for _, vals in islice(c.fifos.get(m.link, ()), n)]
                 ok[len(sizes):] = False
                 bad = [k for k, size in enumerate(sizes) if size != m.n]
                 if bad:
                     ok[bad[0]:] = False  # the interpreter faults at that recv
-        if not ok.all():  # run the iterations before the first that would block (a producer is still running)
-            short = _prefix(flat, int(np.argmin(ok)))
-            if short is None:
-                return 0, False
-            flat, n = short, short.n
-            words = [w[:n] for w in words]
-    count = n * lp.length
-    if isinstance(plan, NestPlan):
-        count += len(flat.groups) * (len(plan.pre) + len(plan.post))
-    if count > budget:
-        return 0, False
-    loads = [w for j, (m, w) in enumerate(zip(lp.mem, words)) if m.load and j not in fwd]
-    stores = [w for m, w in zip(lp.mem, words) if not m.load]
-    hits = np.concatenate([w.reshape(-1) for w in loads]) if loads else np.zeros(0, dtype=I64)
-    if hits.size and not mem.valid[hits].all():
-        return 0, False
-    if stores and not _stores_free(mem, stores, hits):
-        return 0, False
-    counted = hits[mem.readers[hits] > 0] if hits.size else hits
-    if counted.size:
-        uniq, times = np.unique(counted, return_counts=True)
-        if (times > mem.readers[uniq]).any():
-            return 0, False  # a word would become invalid before its last read: the interpreter would block
-    _execute(c, lp, flat, words, fwd)
-    return count, not held_back
+    return _Chunk(c, plan, lp, flat, words, fwd, skip, n if ok.all() else int(np.argmin(ok)))
 
 
 def _stores_free(mem: TileMemory, stores: list[np.ndarray], hits: np.ndarray) -> bool:
@@ -466,30 +540,59 @@ def _stores_free(mem: TileMemory, stores: list[np.ndarray], hits: np.ndarray) ->
     return True
 
 
-def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd: set[int]
-              ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, list[np.ndarray], int]:
-    """Clocks of the chunk: (clock at the start of every iteration and after the last (n+1,), the start of every
-    body position in every iteration, the gap after every iteration, the waits, the prologue's latency).
-    A forwarded read (``fwd``) never waits: its words became valid at the store before it on the same core; a
-    recv also waits for its message's arrival."""
-    n, length = flat.n, lp.length
-    never = np.full(n, np.iinfo(I64).min // 4, dtype=I64)
-    wait = []  # T[m, k] - o[m]
+NEVER = np.iinfo(I64).min // 4  # a wait that never binds
+
+
+def _waits(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd: set[int],
+           given: dict[int, np.ndarray] | None = None) -> list[np.ndarray]:
+    """T[m, k] - o[m] per memory op m and iteration k: the time its words (a recv: also its message) are ready,
+    less the op's offset in the body. A forwarded read (``fwd``) never waits: its words became valid at the store
+    before it on the same core; ``given``: ready times a gang computed (its mailboxes)."""
+    n = flat.n
+    wait = []
+    writes = set(lp.transient.values())
     for j, (m, w) in enumerate(zip(lp.mem, words)):
-        t = never if j in fwd else c.mem.time[w].max(axis=1)
+        if given is not None and j in given:
+            t = given[j]
+        elif j in fwd or j in lp.transient:
+            t = np.full(n, NEVER, dtype=I64)
+        elif j in writes:  # a transient span is free again at its read, before the next iteration starts
+            t = np.full(n, NEVER, dtype=I64)
+            t[0] = c.mem.time[w[0]].max()
+        else:
+            t = c.mem.time[w].max(axis=1)
         if m.kind == "recv":
             q = c.fifos[m.link]
             t = np.maximum(t, np.fromiter((at for at, _ in islice(q, n)), dtype=I64, count=n))
         wait.append(t - lp.offsets[m.pos])
+    return wait
+
+
+def _gaps(lp: LoopPlan, flat: Flat) -> tuple[np.ndarray, int]:
+    """(latency from each iteration's start to the next's without waits (n,), the prologue's latency): the
+    body, and in a nest the epilogue and next prologue after a group's last iteration."""
+    n = flat.n
     pre = int(flat.nest.pre_lat.sum()) if flat.nest else 0
     post = int(flat.nest.post_lat.sum()) if flat.nest else 0
     gap = np.zeros(n, dtype=I64)
     ends = np.cumsum(flat.groups) - 1
     gap[ends] = pre + post
     gap[-1] = post
+    return gap, pre
+
+
+def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd: set[int],
+              given: dict[int, np.ndarray] | None = None
+              ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, list[np.ndarray], int]:
+    """Clocks of the chunk: (clock at the start of every iteration and after the last (n+1,), the start of every
+    body position in every iteration, the gap after every iteration, the waits (`_waits`), the prologue's
+    latency)."""
+    n, length = flat.n, lp.length
+    wait = _waits(c, lp, flat, words, fwd, given)
+    gap, pre = _gaps(lp, flat)
     lat = int(lp.lat.sum()) + gap
     s = np.concatenate([[0], np.cumsum(lat)]).astype(I64)  # S[j]: latency before iteration j
-    e = np.max(wait, axis=0) if wait else np.full(n, np.iinfo(I64).min // 4, dtype=I64)
+    e = np.max(wait, axis=0) if wait else np.full(n, NEVER, dtype=I64)
     g = np.maximum.accumulate(np.concatenate([[c.clock + pre], e - s[:n]]))
     clock = g + s
     run = clock[:n].copy()
@@ -503,11 +606,17 @@ def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], f
     return clock, starts, gap, wait, pre
 
 
-def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd: set[int]) -> None:
+def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd: set[int],
+             given: dict[int, np.ndarray] | None = None, boxes: dict[int, np.ndarray] | None = None) -> None:
     """Run a chunk (conditions checked by `run_batched`; ``fwd``: the reads of words stored before them in the
-    same iteration)."""
+    same iteration). In a gang (`runtime.gangs`), the memory ops in ``given`` are mailboxes: their ready times
+    are given, a mailbox store leaves every iteration's values (n, words, B) in ``boxes`` instead of memory and
+    a mailbox load takes them from there (the gang sets the mailbox words' final state)."""
     mem, b, length, n = c.mem, c.regs.shape[1], lp.length, flat.n
-    clock, starts, gap, wait, pre = _timeline(c, lp, flat, words, fwd)
+    clock, starts, gap, wait, pre = _timeline(c, lp, flat, words, fwd, given)
+    mail = given or {}
+    writes = set(lp.transient.values())
+    passing: dict[int, np.ndarray] = {}  # transient write op -> its (n, words, B) values
     wide = np.empty((lp.rows, n * b), dtype=I64)  # every row the body reads is an invariant or written first
     if lp.invariant.size:
         wide[lp.invariant] = np.tile(c.regs[lp.invariant], (1, n))
@@ -524,14 +633,29 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fw
         elif mi < len(lp.mem) and lp.mem[mi].pos == p:
             m, w = lp.mem[mi], words[mi]
             end = starts[p] + lp.lat[p]
-            if m.load:
+            if mi in lp.transient:  # the value its write left in this iteration
+                vals = passing[lp.transient[mi]]
+                if m.kind == "send":
+                    _post(c, m, end, vals)
+                else:
+                    wide[m.reg:m.reg + m.n] = vals.transpose(1, 0, 2).reshape(m.n, n * b)
+                _leave(mem, w[0], vals[-1], int(end[-1]))
+            elif mi in writes:
+                if m.kind == "recv":
+                    q = c.fifos[m.link]
+                    passing[mi] = np.stack([q.popleft()[1] for _ in range(n)])
+                else:
+                    passing[mi] = wide[m.reg:m.reg + m.n].reshape(m.n, n, b).transpose(1, 0, 2)
+            elif mi in mail:
+                assert boxes is not None
+                if m.load:
+                    wide[m.reg:m.reg + m.n] = boxes[mi].transpose(1, 0, 2).reshape(m.n, n * b)
+                else:
+                    boxes[mi] = wide[m.reg:m.reg + m.n].reshape(m.n, n, b).transpose(1, 0, 2).copy()
+            elif m.load:
                 vals = mem.values[w]  # (n, words, B)
                 if m.kind == "send":
-                    q = c.fifos.get(m.link)
-                    if q is None:
-                        q = c.fifos[m.link] = deque()
-                    q.extend(zip((end + m.transit).tolist(), vals))
-                    c.epoch[m.link[1]] += n
+                    _post(c, m, end, vals)
                 else:
                     wide[m.reg:m.reg + m.n] = vals.transpose(1, 0, 2).reshape(m.n, n * b)
                 if mi not in fwd:
@@ -580,6 +704,24 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fw
     if meter is not None:
         _busy(meter, lp, flat, starts, clock, gap, pre)
     c.clock = int(clock[n])
+
+
+def _post(c: CoreState, m: MemOp, end: np.ndarray, vals: np.ndarray) -> None:
+    """Queue a batched send's messages (one per iteration, ``vals`` (n, words, B), issued ending at ``end``)."""
+    q = c.fifos.get(m.link)
+    if q is None:
+        q = c.fifos[m.link] = deque()
+    q.extend(zip((end + m.transit).tolist(), vals))
+    c.epoch[m.link[1]] += len(vals)
+
+
+def _leave(mem: TileMemory, w: np.ndarray, last: np.ndarray, time: int) -> None:
+    """A fixed span after a chunk passed a value through it every iteration: the last value, read (reader count
+    0), invalid since ``time``."""
+    mem.values[w] = last
+    mem.valid[w] = False
+    mem.readers[w] = 0
+    mem.time[w] = time
 
 
 def _busy(meter: Any, lp: LoopPlan, flat: Flat, starts: list[np.ndarray], clock: np.ndarray, gap: np.ndarray,
