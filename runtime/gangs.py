@@ -30,7 +30,7 @@ import numpy as np
 from isa import NO_BASE
 
 from .loops import (FIRST_WINDOW, MAX_SKIP, NEVER, LoopPlan, NestPlan, _Chunk, _columns, _execute, _gaps,
-                    _plan_chunk, _waits)
+                    _leave, _plan_chunk, _waits)
 from .state import I64, CoreState
 
 Plan = LoopPlan | NestPlan
@@ -151,6 +151,7 @@ class Gang:
     grow: int = 1
     window: int = FIRST_WINDOW
     off: bool = False  # parking deadlocked once: the members are interpreted for the rest of the run
+    blocker: int = 0  # the member whose first iteration would have blocked at the last try
     boxes_of: list[frozenset[int]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -217,13 +218,20 @@ def _failed(gang: Gang) -> int:
 def _try_gang(gang: Gang, budget: int) -> tuple[int, bool, bool]:
     """`run_gang` once every member is at its head: (instructions executed, whether no iteration was held back,
     whether nothing ran because a member's first iteration would block)."""
-    cols = min(_columns(x, plan, gang.window) for x, plan in gang.members)
-    chunks: list[_Chunk] = []
-    for (x, plan), skip in zip(gang.members, gang.boxes_of):
-        ch = _plan_chunk(x, plan, cols, skip)
-        if ch is None or (chunks and ch.flat.groups != chunks[0].flat.groups):
+    bounds = [_columns(x, plan, gang.window) for x, plan in gang.members]
+    cols, hard = min(b[0] for b in bounds), min(b[1] for b in bounds)
+    planned: dict[int, _Chunk] = {}
+    first = gang.blocker  # the member that blocked last time is asked first: usually it still does
+    for i in [first] + [i for i in range(len(gang.members)) if i != first]:
+        (x, plan), skip = gang.members[i], gang.boxes_of[i]
+        ch = _plan_chunk(x, plan, cols, hard, skip)
+        if ch is None or (planned and ch.flat.groups != next(iter(planned.values())).flat.groups):
             return 0, False, False
-        chunks.append(ch)
+        if ch.ok == 0:
+            gang.blocker = i
+            return 0, False, True
+        planned[i] = ch
+    chunks = [planned[i] for i in range(len(gang.members))]
     n = chunks[0].flat.n
     k = min(ch.ok for ch in chunks)
     if k < n and not all(ch.cut(k) for ch in chunks):
@@ -240,18 +248,15 @@ def _try_gang(gang: Gang, budget: int) -> tuple[int, bool, bool]:
         total += count
     given, last = _coupled(gang, chunks)
     boxes: list[dict[int, np.ndarray]] = [{} for _ in chunks]
-    for k in gang.plan.order:
+    for i in gang.plan.order:
         for b in gang.plan.boxes:
-            if b.consumer == k:
-                boxes[k][b.load] = boxes[b.producer][b.store]
-        ch = chunks[k]
-        _execute(ch.c, ch.lp, ch.flat, ch.words, ch.fwd, given[k], boxes[k])
+            if b.consumer == i:
+                boxes[i][b.load] = boxes[b.producer][b.store]
+        ch = chunks[i]
+        _execute(ch.c, ch.lp, ch.flat, ch.words, ch.fwd, given[i], boxes[i])
     for b in gang.plan.boxes:  # the mailbox after the chunk: its last value, read, invalid since that read
-        mem, w = chunks[b.consumer].c.mem, chunks[b.producer].words[b.store][0]
-        mem.values[w] = boxes[b.producer][b.store][-1]
-        mem.valid[w] = False
-        mem.readers[w] = 0
-        mem.time[w] = last[(b.consumer, b.load)]
+        _leave(chunks[b.consumer].c.mem, chunks[b.producer].words[b.store][0], boxes[b.producer][b.store][-1],
+               last[(b.consumer, b.load)])
     return total, k == n, False
 
 

@@ -335,8 +335,9 @@ def _inner_flat(c: CoreState, lp: LoopPlan, cols: int) -> Flat | None:
     return Flat([n], bases, n == left)
 
 
-def _nest_flat(c: CoreState, nest: NestPlan, cols: int) -> Flat | None:
-    """Simulate the nest's scalar registers outer iteration by outer iteration (lane 0: they are uniform)."""
+def _nest_flat(c: CoreState, nest: NestPlan, cols: int, hard: int) -> Flat | None:
+    """Simulate the nest's scalar registers outer iteration by outer iteration (lane 0: they are uniform): the
+    groups that fit ``cols`` iterations, or the first alone if it is larger but fits ``hard``."""
     rows = c.regs[nest.regs]
     if not (rows == rows[:, :1]).all():
         return None
@@ -352,7 +353,7 @@ def _nest_flat(c: CoreState, nest: NestPlan, cols: int) -> Flat | None:
         for i in nest.pre:
             vals[i.d] = i.imm if i.op == "set" else vals[i.a] + i.imm  # type: ignore[attr-defined]
         n = _trips(vals[lp.counter], vals[lp.bound], lp.steps[lp.counter][0])
-        if total + n > cols:
+        if total + n > cols and (groups or n > hard):
             vals = snapshot
             break
         groups.append(n)
@@ -413,7 +414,7 @@ def run_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int) -> int:
 
 def _try_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int, window: int) -> tuple[int, bool]:
     """`run_batched` without its retry policy: (instructions executed, whether no iteration was held back)."""
-    ch = _plan_chunk(c, plan, _columns(c, plan, window))
+    ch = _plan_chunk(c, plan, *_columns(c, plan, window))
     if ch is None:
         return 0, False
     held_back = ch.ok < ch.flat.n
@@ -426,10 +427,12 @@ def _try_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int, window: i
     return count, not held_back
 
 
-def _columns(c: CoreState, plan: LoopPlan | NestPlan, window: int) -> int:
-    """Iterations a chunk of ``plan`` may take on ``c`` (the look-ahead window, the column and byte bounds)."""
+def _columns(c: CoreState, plan: LoopPlan | NestPlan, window: int) -> tuple[int, int]:
+    """(iterations a chunk of ``plan`` on ``c`` looks ahead: the window within the hard bound, the hard bound:
+    columns and bytes of its wide registers and MVM temporaries)."""
     lp = plan.inner if isinstance(plan, NestPlan) else plan
-    return min(window, min(MAX_COLUMNS, WIDE_BYTES // max(1, lp.col_bytes)) // int(c.regs.shape[1]))
+    hard = min(MAX_COLUMNS, WIDE_BYTES // max(1, lp.col_bytes)) // int(c.regs.shape[1])
+    return min(window, hard), hard
 
 
 @dataclass
@@ -486,11 +489,12 @@ class _Chunk:
         return count
 
 
-def _plan_chunk(c: CoreState, plan: LoopPlan | NestPlan, cols: int,
+def _plan_chunk(c: CoreState, plan: LoopPlan | NestPlan, cols: int, hard: int,
                 skip: frozenset[int] = frozenset()) -> _Chunk | None:
-    """The `_Chunk` of at most ``cols`` iterations of ``plan`` from ``c``'s state, or None if none can run."""
+    """The `_Chunk` of at most ``cols`` iterations of ``plan`` from ``c``'s state (a nest: or its first group,
+    up to ``hard``), or None if none can run."""
     lp = plan.inner if isinstance(plan, NestPlan) else plan
-    flat = _nest_flat(c, plan, cols) if isinstance(plan, NestPlan) else _inner_flat(c, plan, cols)
+    flat = _nest_flat(c, plan, cols, hard) if isinstance(plan, NestPlan) else _inner_flat(c, plan, cols)
     if flat is None:
         return None
     n, mem = flat.n, c.mem
@@ -533,11 +537,24 @@ def _stores_free(mem: TileMemory, stores: list[np.ndarray], hits: np.ndarray) ->
     st = np.concatenate([w.reshape(-1) for w in stores])
     if mem.valid[st].any():
         return False
-    if np.unique(st).size != st.size:
+    if not _disjoint(stores) and np.unique(st).size != st.size:
         return False
     if hits.size and not (int(st.max()) < int(hits.min()) or int(hits.max()) < int(st.min())):
         return not np.isin(st, hits).any()
     return True
+
+
+def _disjoint(spans: list[np.ndarray]) -> bool:
+    """Whether rows of word indices (each row a contiguous span) are pairwise disjoint, shown cheaply: within
+    each op the rows ascend without overlap, and the ops' hulls do not meet (False: not shown)."""
+    hulls = []
+    for w in spans:
+        first = w[:, 0]
+        if len(first) > 1 and not (np.diff(first) >= w.shape[1]).all():
+            return False
+        hulls.append((int(first[0]), int(first[-1]) + w.shape[1]))
+    hulls.sort()
+    return all(a[1] <= b[0] for a, b in zip(hulls, hulls[1:]))
 
 
 NEVER = np.iinfo(I64).min // 4  # a wait that never binds
