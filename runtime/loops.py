@@ -37,6 +37,7 @@ from itertools import islice
 from typing import Any, Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import as_strided
 
 from isa import NO_BASE, HardwareConfig, Instr, MemRef
 
@@ -321,6 +322,124 @@ class Flat:
         return sum(self.groups)
 
 
+class Spans:
+    """The words one memory op of a chunk touches: rows ``start[k] .. start[k] + width`` for every iteration k.
+    Read and written through a strided view of the memory arrays when the starts step evenly (a loop) or in a
+    grid of evenly stepping rows (a nest of equal groups), through index arrays otherwise."""
+
+    def __init__(self, start: np.ndarray, width: int) -> None:
+        self.start, self.width = start, width
+        self._grid: tuple[int, int, int, int] | None | bool = False  # (groups, per group, row step, step)
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    def __getitem__(self, k: Any) -> Any:
+        """Row ``k`` (its word indices), or the `Spans` of a slice of the iterations."""
+        if isinstance(k, slice):
+            return Spans(self.start[k], self.width)
+        s = int(self.start[k])
+        return np.arange(s, s + self.width, dtype=I64)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(iterations, words per iteration)."""
+        return len(self.start), self.width
+
+    def hull(self) -> tuple[int, int]:
+        """[lowest word, highest word + 1)."""
+        return int(self.start.min()), int(self.start.max()) + self.width
+
+    def same(self, other: "Spans") -> bool:
+        """Whether both touch the same words in every iteration."""
+        return self.width == other.width and bool(np.array_equal(self.start, other.start))
+
+    def index(self) -> np.ndarray:
+        """(n, width) word indices."""
+        return self.start[:, None] + np.arange(self.width, dtype=I64)[None, :]
+
+    def grid(self) -> tuple[int, int, int, int] | None:
+        """(groups, iterations per group, word step between groups, between iterations) if the starts form
+        such a grid with non-negative steps, else None."""
+        if self._grid is False:
+            self._grid = _grid_of(self.start)
+        return self._grid  # type: ignore[return-value]
+
+    def view(self, a: np.ndarray) -> np.ndarray | None:
+        """A (groups, per group, width, ...) strided view of array ``a`` (words first), or None."""
+        g = self.grid()
+        if g is None:
+            return None
+        groups, per, row, step = g
+        s0, st = int(self.start[0]), a.strides[0]
+        return as_strided(a[s0:], shape=(groups, per, self.width) + a.shape[1:],
+                          strides=(row * st, step * st, st) + a.strides[1:], writeable=True)
+
+    def reduce(self, a: np.ndarray, op: np.ufunc) -> np.ndarray:
+        """``op`` over each row's words of 1-d array ``a``: (n,)."""
+        v = self.view(a)
+        if v is None:
+            return op.reduce(a[self.index()], axis=1)
+        return op.reduce(v, axis=2).reshape(-1)
+
+    def read(self, a: np.ndarray) -> np.ndarray:
+        """(n, width, ...) values of ``a`` (a copy)."""
+        v = self.view(a)
+        if v is None:
+            return a[self.index()]
+        return v.reshape((len(self.start), self.width) + a.shape[1:])
+
+    def load_into(self, a: np.ndarray, dst: np.ndarray) -> None:
+        """Copy the rows of (words, B) array ``a`` into ``dst`` (width, n * B), the wide-register layout."""
+        v = self.view(a)
+        if v is None:
+            v = a[self.index()][None]
+        np.copyto(dst.reshape((self.width,) + v.shape[:2] + a.shape[1:]), np.moveaxis(v, 2, 0))
+
+    def store_from(self, a: np.ndarray, src: np.ndarray) -> None:
+        """Write ``src`` (width, n * B), the wide-register layout, into the rows of (words, B) array ``a``."""
+        n, b = len(self.start), a.shape[1]
+        v = self.view(a)
+        if v is None:
+            a[self.index()] = src.reshape(self.width, n, b).transpose(1, 0, 2)
+            return
+        np.copyto(v, np.moveaxis(src.reshape((self.width,) + v.shape[:2] + (b,)), 0, 2))
+
+    def fill(self, a: np.ndarray, values: Any) -> None:
+        """Set each row's words of 1-d array ``a`` to ``values`` (a scalar, or (n,) one per iteration)."""
+        v = self.view(a)
+        per = np.asarray(values)
+        if v is None:
+            a[self.index()] = per[:, None] if per.ndim else per
+        else:
+            v[...] = per.reshape(v.shape[:2] + (1,)) if per.ndim else per
+
+
+def _grid_of(start: np.ndarray) -> tuple[int, int, int, int] | None:
+    """`Spans.grid` of a start array."""
+    n = len(start)
+    if n == 1:
+        return 1, 1, 0, 0
+    d = start[1:] - start[:-1]
+    step = int(d[0])
+    if step < 0:
+        return None
+    breaks = np.flatnonzero(d != step)
+    if not breaks.size:
+        return 1, n, 0, step
+    per = int(breaks[0]) + 1
+    if n % per:
+        return None
+    g = start.reshape(n // per, per)
+    if per > 1 and not (g[:, 1:] - g[:, :-1] == step).all():
+        return None
+    rows = g[1:, 0] - g[:-1, 0]
+    row = int(rows[0])
+    if row < 0 or not (rows == row).all():
+        return None
+    return n // per, per, row, step
+
+
 def _inner_flat(c: CoreState, lp: LoopPlan, cols: int) -> Flat | None:
     left = _trips(int(c.regs[lp.counter, 0]), int(c.regs[lp.bound, 0]), lp.steps[lp.counter][0])
     n = min(left, cols)
@@ -445,7 +564,7 @@ class _Chunk:
     plan: LoopPlan | NestPlan
     lp: LoopPlan
     flat: Flat
-    words: list[np.ndarray]  # (n, m.n) word indices per memory op
+    words: list[Spans]  # the words of every memory op
     fwd: set[int]
     skip: frozenset[int]
     ok: int
@@ -472,18 +591,19 @@ class _Chunk:
         loads = [w for j, (m, w) in enumerate(zip(lp.mem, self.words)) if m.load and j not in ignore]
         stores = [w for j, (m, w) in enumerate(zip(lp.mem, self.words))
                   if not m.load and j not in self.skip and j not in passing]
-        hits = np.concatenate([w.reshape(-1) for w in loads]) if loads else np.zeros(0, dtype=I64)
         if passing and (loads or stores):
-            spans = np.concatenate([self.words[j][0] for j in lp.transient.values()])
-            if np.isin(np.concatenate([w.reshape(-1) for w in loads + stores]), spans).any():
-                return 0  # another op of the body touches a transient span
-        if hits.size and not mem.valid[hits].all():
+            fixed = [self.words[j].hull() for j in lp.transient.values()]
+            if any(lo < b and a < hi for w in loads + stores for a, b in [w.hull()] for lo, hi in fixed):
+                return 0  # another op of the body may touch a transient span
+        if any(not w.reduce(mem.valid, np.logical_and).all() for w in loads):
             return 0
-        if stores and not _stores_free(mem, stores, hits):
+        if stores and not _stores_free(mem, stores, loads):
             return 0
-        counted = hits[mem.readers[hits] > 0] if hits.size else hits
-        if counted.size:
-            uniq, times = np.unique(counted, return_counts=True)
+        counted = [w for w in loads if w.reduce(mem.readers, np.maximum).max() > 0]
+        if counted:
+            hits = np.concatenate([w.index().reshape(-1) for w in counted])
+            hits = hits[mem.readers[hits] > 0]
+            uniq, times = np.unique(hits, return_counts=True)
             if (times > mem.readers[uniq]).any():
                 return 0  # a word would become invalid before its last read: the interpreter would block
         return count
@@ -498,7 +618,7 @@ def _plan_chunk(c: CoreState, plan: LoopPlan | NestPlan, cols: int, hard: int,
     if flat is None:
         return None
     n, mem = flat.n, c.mem
-    words: list[np.ndarray] = []  # (n, m.n) word indices per memory op
+    words: list[Spans] = []  # the words of every memory op
     for m in lp.mem:
         if m.ref.base == NO_BASE:
             start = np.full(n, m.ref.off, dtype=I64)
@@ -507,11 +627,11 @@ def _plan_chunk(c: CoreState, plan: LoopPlan | NestPlan, cols: int, hard: int,
             start = flat.bases[m.ref.base] + (m.ref.off + (step[0] if step[1] < m.pos else 0))
         if start.min() < 0 or int(start.max()) + m.n > mem.words:
             return None  # the interpreter faults at the exact instruction
-        words.append(start[:, None] + np.arange(m.n, dtype=I64)[None, :])
-    fwd = {j for j, i in lp.forward.items() if np.array_equal(words[j], words[i])}
+        words.append(Spans(start, m.n))
+    fwd = {j for j, i in lp.forward.items() if words[j].same(words[i])}
     ok = np.ones(n, dtype=bool)  # the iterations that would not block: loaded words valid, stored invalid
     if words:
-        mem.check(0, int(max(w.max() for w in words)) + 1, c.tile)
+        mem.check(0, max(w.hull()[1] for w in words), c.tile)
         writes = set(lp.transient.values())
         for j, (m, w) in enumerate(zip(lp.mem, words)):
             if j in fwd or j in skip or j in lp.transient:
@@ -520,8 +640,7 @@ def _plan_chunk(c: CoreState, plan: LoopPlan | NestPlan, cols: int, hard: int,
                 if mem.valid[w[0]].any():
                     ok[:] = False
             else:
-                v = mem.valid[w]
-                ok &= v.all(axis=1) if m.load else ~v.any(axis=1)
+                ok &= w.reduce(mem.valid, np.logical_and) if m.load else ~w.reduce(mem.valid, np.logical_or)
             if m.kind == "recv":  # the messages must have been sent, with the length the recv expects
                 sizes = [len(vals) for _, vals in islice(c.fifos.get(m.link, ()), n)]
                 ok[len(sizes):] = False
@@ -531,28 +650,32 @@ def _plan_chunk(c: CoreState, plan: LoopPlan | NestPlan, cols: int, hard: int,
     return _Chunk(c, plan, lp, flat, words, fwd, skip, n if ok.all() else int(np.argmin(ok)))
 
 
-def _stores_free(mem: TileMemory, stores: list[np.ndarray], hits: np.ndarray) -> bool:
+def _stores_free(mem: TileMemory, stores: list[Spans], loads: list[Spans]) -> bool:
     """Whether every stored word is invalid now, stored once in the batch and not loaded in it (interval hulls
     first: the common case needs no set operation)."""
-    st = np.concatenate([w.reshape(-1) for w in stores])
-    if mem.valid[st].any():
+    if any(w.reduce(mem.valid, np.logical_or).any() for w in stores):
         return False
-    if not _disjoint(stores) and np.unique(st).size != st.size:
-        return False
-    if hits.size and not (int(st.max()) < int(hits.min()) or int(hits.max()) < int(st.min())):
-        return not np.isin(st, hits).any()
+    if not _disjoint(stores):
+        st = np.concatenate([w.index().reshape(-1) for w in stores])
+        if np.unique(st).size != st.size:
+            return False
+    hulls = [w.hull() for w in stores]
+    near = [w for w in loads if any(lo < b and a < hi for a, b in [w.hull()] for lo, hi in hulls)]
+    if near:
+        st = np.concatenate([w.index().reshape(-1) for w in stores])
+        return not np.isin(st, np.concatenate([w.index().reshape(-1) for w in near])).any()
     return True
 
 
-def _disjoint(spans: list[np.ndarray]) -> bool:
-    """Whether rows of word indices (each row a contiguous span) are pairwise disjoint, shown cheaply: within
-    each op the rows ascend without overlap, and the ops' hulls do not meet (False: not shown)."""
+def _disjoint(spans: list[Spans]) -> bool:
+    """Whether the rows of several ops' spans are pairwise disjoint, shown cheaply: within each op the rows
+    ascend without overlap, and the ops' hulls do not meet (False: not shown)."""
     hulls = []
     for w in spans:
-        first = w[:, 0]
-        if len(first) > 1 and not (np.diff(first) >= w.shape[1]).all():
+        first = w.start
+        if len(first) > 1 and not (np.diff(first) >= w.width).all():
             return False
-        hulls.append((int(first[0]), int(first[-1]) + w.shape[1]))
+        hulls.append((int(first[0]), int(first[-1]) + w.width))
     hulls.sort()
     return all(a[1] <= b[0] for a, b in zip(hulls, hulls[1:]))
 
@@ -560,7 +683,7 @@ def _disjoint(spans: list[np.ndarray]) -> bool:
 NEVER = np.iinfo(I64).min // 4  # a wait that never binds
 
 
-def _waits(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd: set[int],
+def _waits(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: set[int],
            given: dict[int, np.ndarray] | None = None) -> list[np.ndarray]:
     """T[m, k] - o[m] per memory op m and iteration k: the time its words (a recv: also its message) are ready,
     less the op's offset in the body. A forwarded read (``fwd``) never waits: its words became valid at the store
@@ -577,7 +700,7 @@ def _waits(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd:
             t = np.full(n, NEVER, dtype=I64)
             t[0] = c.mem.time[w[0]].max()
         else:
-            t = c.mem.time[w].max(axis=1)
+            t = w.reduce(c.mem.time, np.maximum)
         if m.kind == "recv":
             q = c.fifos[m.link]
             t = np.maximum(t, np.fromiter((at for at, _ in islice(q, n)), dtype=I64, count=n))
@@ -598,7 +721,7 @@ def _gaps(lp: LoopPlan, flat: Flat) -> tuple[np.ndarray, int]:
     return gap, pre
 
 
-def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd: set[int],
+def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: set[int],
               given: dict[int, np.ndarray] | None = None
               ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, list[np.ndarray], int]:
     """Clocks of the chunk: (clock at the start of every iteration and after the last (n+1,), the start of every
@@ -623,7 +746,7 @@ def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], f
     return clock, starts, gap, wait, pre
 
 
-def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fwd: set[int],
+def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: set[int],
              given: dict[int, np.ndarray] | None = None, boxes: dict[int, np.ndarray] | None = None) -> None:
     """Run a chunk (conditions checked by `run_batched`; ``fwd``: the reads of words stored before them in the
     same iteration). In a gang (`runtime.gangs`), the memory ops in ``given`` are mailboxes: their ready times
@@ -639,7 +762,7 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fw
         wide[lp.invariant] = np.tile(c.regs[lp.invariant], (1, n))
     proxy = CoreState(c.tile, c.core, wide, mem, c.fifos, c.epoch, c.code, meter=c.meter, batch=b)
     alu = set(lp.alu)
-    counted: list[tuple[np.ndarray, np.ndarray]] = []  # (words, completion times) of every load
+    counted: list[tuple[Spans, np.ndarray]] = []  # (words, completion times) of every load
     mi = 0
     for p in range(length - 1):
         pc = lp.head + p
@@ -670,24 +793,22 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[np.ndarray], fw
                 else:
                     boxes[mi] = wide[m.reg:m.reg + m.n].reshape(m.n, n, b).transpose(1, 0, 2).copy()
             elif m.load:
-                vals = mem.values[w]  # (n, words, B)
                 if m.kind == "send":
-                    _post(c, m, end, vals)
+                    _post(c, m, end, w.read(mem.values))
                 else:
-                    wide[m.reg:m.reg + m.n] = vals.transpose(1, 0, 2).reshape(m.n, n * b)
+                    w.load_into(mem.values, wide[m.reg:m.reg + m.n])
                 if mi not in fwd:
-                    counted.append((w, np.broadcast_to(end[:, None], w.shape)))
+                    counted.append((w, end))
             else:
                 if m.kind == "recv":
                     q = c.fifos[m.link]
-                    vals = np.stack([q.popleft()[1] for _ in range(n)])
+                    vals = np.stack([q.popleft()[1] for _ in range(n)])  # (n, words, B)
+                    w.store_from(mem.values, vals.transpose(1, 0, 2).reshape(m.n, n * b))
                 else:
-                    vals = wide[m.reg:m.reg + m.n].reshape(m.n, n, b).transpose(1, 0, 2)
-                flat_w = w.reshape(-1)
-                mem.values[flat_w] = vals.reshape(n * m.n, b)
-                mem.valid[flat_w] = True
-                mem.readers[flat_w] = m.count
-                mem.time[flat_w] = np.repeat(end, m.n)
+                    w.store_from(mem.values, wide[m.reg:m.reg + m.n])
+                w.fill(mem.valid, True)
+                w.fill(mem.readers, m.count)
+                w.fill(mem.time, end)
             mi += 1
     _consume(mem, counted)
     c.epoch[c.tile] += n * len(lp.mem)
@@ -771,16 +892,15 @@ def _note(meter: Any, pc: int, times: int, first: int, last: int) -> None:
     meter.last[pc] = last
 
 
-def _consume(mem: TileMemory, loads: list[tuple[np.ndarray, np.ndarray]]) -> None:
+def _consume(mem: TileMemory, loads: list[tuple[Spans, np.ndarray]]) -> None:
     """The reader counts of the batch's loads: each read of a word with a positive count decrements it; a word
     reaching 0 becomes invalid at its last read's completion (`run_batched` made sure no read comes later)."""
-    if not loads:
+    live_loads = [(w, t) for w, t in loads if w.reduce(mem.readers, np.maximum).max() > 0]
+    if not live_loads:
         return
-    w = np.concatenate([x.reshape(-1) for x, _ in loads])
-    t = np.concatenate([y.reshape(-1) for _, y in loads])
+    w = np.concatenate([x.index().reshape(-1) for x, _ in live_loads])
+    t = np.concatenate([np.repeat(y, x.width) for x, y in live_loads])
     live = mem.readers[w] > 0
-    if not live.any():
-        return
     w, t = w[live], t[live]
     uniq, inv = np.unique(w, return_inverse=True)
     hits = np.bincount(inv, minlength=uniq.size)
