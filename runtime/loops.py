@@ -88,7 +88,7 @@ class LoopPlan:
     lat: np.ndarray  # latency per body position
     offsets: np.ndarray  # start offset per body position without waiting
     col_bytes: int = 0  # bytes per wide column (registers touched, MVM temporaries): bounds a chunk
-    forward: dict[int, int] = field(default_factory=dict)  # read op -> an earlier count-0 store of its operand
+    forward: dict[int, int] = field(default_factory=dict)  # read op -> an earlier count-0 store/recv of its span
     transient: dict[int, int] = field(default_factory=dict)  # read op -> the write op whose value it takes
 
     @property
@@ -223,7 +223,7 @@ def analyze(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]], end: 
     if len(set(links)) != len(links):
         return None  # two messages of one FIFO per iteration: batched, they would be queued in another order
     forward = {j: i for j, r in enumerate(mem) if r.load for i, w in enumerate(mem[:j])
-               if w.kind == "store" and w.count == 0 and (w.ref, w.n) == (r.ref, r.n)}
+               if w.kind in ("store", "recv") and w.count == 0 and (w.ref, w.n) == (r.ref, r.n)}
     transient = _transients(mem)
     lat = np.array([code[p][2] for p in range(head, end + 1)], dtype=I64)
     offsets = np.concatenate([[0], np.cumsum(lat)[:-1]]).astype(I64)
@@ -644,9 +644,8 @@ def _plan_chunk(c: CoreState, plan: LoopPlan | NestPlan, cols: int, hard: int,
             if m.kind == "recv":  # the messages must have been sent, with the length the recv expects
                 sizes = [len(vals) for _, vals in islice(c.fifos.get(m.link, ()), n)]
                 ok[len(sizes):] = False
-                bad = [k for k, size in enumerate(sizes) if size != m.n]
-                if bad:
-                    ok[bad[0]:] = False  # the interpreter faults at that recv
+                if sizes.count(m.n) != len(sizes):
+                    ok[next(k for k, size in enumerate(sizes) if size != m.n):] = False  # the recv faults there
     return _Chunk(c, plan, lp, flat, words, fwd, skip, n if ok.all() else int(np.argmin(ok)))
 
 
