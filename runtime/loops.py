@@ -1,7 +1,7 @@
 """Fast mode: a static loop body executed over all its remaining iterations at once.
 
 A loop here is a backward ``blt cnt, bound, head`` whose body (head .. the blt) is straight-line code of vector
-ALU ops, moves, scalar ops on data registers, mvm, load and store, where:
+ALU ops, moves, scalar ops on data registers, mvm, load, store, send and recv, where:
 
 - every register the body reads before writing it is not written in the body (no loop-carried data), except the
   **induction registers**: written once per iteration by ``iaddi r, r, imm`` and read only as memory bases, by the
@@ -20,6 +20,15 @@ instruction's count, first issue and last completion, and the mvm's DAC and cell
 interpreter's: the per-iteration clock follows the max-plus recurrence C[k+1] = L + max(C[k], E[k]) with L the
 body's latency and E[k] the latest word time any memory op waits for, offset by its position, so
 C[k] = k L + cummax(...). When a condition fails the interpreter runs one iteration and the head is tried again.
+
+A send queues one message per iteration (arrival = its completion + transit); a recv takes the queued
+messages (the chunk stops before the first not yet sent or of the wrong length) and also waits for their
+arrival. A read of words a count-0 store or recv wrote earlier in the same iteration never waits (the core is in
+order). A fixed span written with reader count 1 and read once later in the same iteration (`_transients`: a
+partial sum stored and sent, a message received and loaded) passes its values in registers; only its final
+state is written. Memory operands are `Spans`: read and written through strided views when their starts step
+evenly or in a grid of equal rows, through index arrays otherwise. Loops of several cores that pass values
+through fixed mailboxes run together as a gang (`runtime.gangs`).
 
 A **nest** (`NestPlan`: an outer loop whose body is scalar ``set``/``iaddi`` around one such loop, as a conv's
 rows around its pixels) runs as one chunk over every (outer, inner) iteration: its scalar registers are simulated
@@ -378,16 +387,14 @@ class Spans:
     def reduce(self, a: np.ndarray, op: np.ufunc) -> np.ndarray:
         """``op`` over each row's words of 1-d array ``a``: (n,)."""
         v = self.view(a)
-        if v is None:
-            return op.reduce(a[self.index()], axis=1)
-        return op.reduce(v, axis=2).reshape(-1)
+        out: np.ndarray = op.reduce(a[self.index()], axis=1) if v is None else op.reduce(v, axis=2).reshape(-1)
+        return out
 
     def read(self, a: np.ndarray) -> np.ndarray:
         """(n, width, ...) values of ``a`` (a copy)."""
         v = self.view(a)
-        if v is None:
-            return a[self.index()]
-        return v.reshape((len(self.start), self.width) + a.shape[1:])
+        out: np.ndarray = a[self.index()] if v is None else v.reshape((len(self.start), self.width) + a.shape[1:])
+        return out
 
     def load_into(self, a: np.ndarray, dst: np.ndarray) -> None:
         """Copy the rows of (words, B) array ``a`` into ``dst`` (width, n * B), the wide-register layout."""
@@ -781,8 +788,8 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: se
                 _leave(mem, w[0], vals[-1], int(end[-1]))
             elif mi in writes:
                 if m.kind == "recv":
-                    q = c.fifos[m.link]
-                    passing[mi] = np.stack([q.popleft()[1] for _ in range(n)])
+                    fifo = c.fifos[m.link]
+                    passing[mi] = np.stack([fifo.popleft()[1] for _ in range(n)])
                 else:
                     passing[mi] = wide[m.reg:m.reg + m.n].reshape(m.n, n, b).transpose(1, 0, 2)
             elif mi in mail:
@@ -800,8 +807,8 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: se
                     counted.append((w, end))
             else:
                 if m.kind == "recv":
-                    q = c.fifos[m.link]
-                    vals = np.stack([q.popleft()[1] for _ in range(n)])  # (n, words, B)
+                    fifo = c.fifos[m.link]
+                    vals = np.stack([fifo.popleft()[1] for _ in range(n)])  # (n, words, B)
                     w.store_from(mem.values, vals.transpose(1, 0, 2).reshape(m.n, n * b))
                 else:
                     w.store_from(mem.values, wide[m.reg:m.reg + m.n])
