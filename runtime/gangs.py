@@ -253,7 +253,7 @@ def _try_gang(gang: Gang, budget: int) -> tuple[int, bool, bool]:
             if b.consumer == i:
                 boxes[i][b.load] = boxes[b.producer][b.store]
         ch = chunks[i]
-        _execute(ch.c, ch.lp, ch.flat, ch.words, ch.fwd, given[i], boxes[i])
+        _execute(ch.c, ch.lp, ch.flat, ch.words, ch.fwd, given[i], boxes[i], ch.live)
     for b in gang.plan.boxes:  # the mailbox after the chunk: its last value, read, invalid since that read
         _leave(chunks[b.consumer].c.mem, chunks[b.producer].words[b.store][0], boxes[b.producer][b.store][-1],
                last[(b.consumer, b.load)])

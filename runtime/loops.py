@@ -78,6 +78,7 @@ class MemOp:
     kind: str = ""  # the mnemonic
     link: tuple[int, int, int] = (-1, -1, -1)  # send/recv: the FIFO (source tile, destination tile, channel)
     transit: int = 0  # send: cycles its message spends on the network
+    sized: bool = False  # recv: every send of the program on its FIFO has its length (no per-message check)
 
 
 @dataclass
@@ -307,6 +308,17 @@ def find_loops(instrs: Sequence[Instr], code: Sequence[tuple[Any, Any, int]],
     return out
 
 
+def mark_sized_recvs(loops: Sequence[dict[int, LoopPlan | NestPlan]], sends: dict[tuple[int, int, int], set[int]]
+                     ) -> None:
+    """Mark the batched recvs whose FIFO only ever carries messages of their length (``sends``: FIFO ->
+    lengths of the program's sends on it): their chunks need not look at each message's length."""
+    for plans in loops:
+        for plan in plans.values():
+            for m in (plan.inner if isinstance(plan, NestPlan) else plan).mem:
+                if m.kind == "recv":
+                    m.sized = sends.get(m.link) == {m.n}
+
+
 def _trips(counter: int, bound: int, step: int) -> int:
     """Iterations of a do-while loop from a counter value (at least one)."""
     return max(1, -(-(bound - counter) // step))
@@ -381,8 +393,10 @@ class Spans:
             return None
         groups, per, row, step = g
         s0, st = int(self.start[0]), a.strides[0]
-        return as_strided(a[s0:], shape=(groups, per, self.width) + a.shape[1:],
-                          strides=(row * st, step * st, st) + a.strides[1:], writeable=True)
+        shape, strides = (groups, per, self.width) + a.shape[1:], (row * st, step * st, st) + a.strides[1:]
+        if a.flags.c_contiguous:  # the tile memory's arrays: a view straight on their buffer (cheaper)
+            return np.ndarray(shape, a.dtype, buffer=a, offset=s0 * st, strides=strides)
+        return as_strided(a[s0:], shape=shape, strides=strides, writeable=True)
 
     def reduce(self, a: np.ndarray, op: np.ufunc) -> np.ndarray:
         """``op`` over each row's words of 1-d array ``a``: (n,)."""
@@ -549,7 +563,7 @@ def _try_batched(c: CoreState, plan: LoopPlan | NestPlan, budget: int, window: i
     count = ch.admissible(budget)
     if not count:
         return 0, False
-    _execute(c, ch.lp, ch.flat, ch.words, ch.fwd)
+    _execute(c, ch.lp, ch.flat, ch.words, ch.fwd, live=ch.live)
     return count, not held_back
 
 
@@ -575,6 +589,7 @@ class _Chunk:
     fwd: set[int]
     skip: frozenset[int]
     ok: int
+    live: set[int] = field(default_factory=set)  # (`admissible`) the reads of words with reader counts
 
     def cut(self, k: int) -> bool:
         """Keep the first ``k`` iterations (a nest: whole groups); False if too few remain."""
@@ -595,7 +610,8 @@ class _Chunk:
             return 0
         passing = set(lp.transient) | set(lp.transient.values())
         ignore = self.fwd | self.skip | passing
-        loads = [w for j, (m, w) in enumerate(zip(lp.mem, self.words)) if m.load and j not in ignore]
+        reads = [j for j, m in enumerate(lp.mem) if m.load and j not in ignore]
+        loads = [self.words[j] for j in reads]
         stores = [w for j, (m, w) in enumerate(zip(lp.mem, self.words))
                   if not m.load and j not in self.skip and j not in passing]
         if passing and (loads or stores):
@@ -606,7 +622,8 @@ class _Chunk:
             return 0
         if stores and not _stores_free(mem, stores, loads):
             return 0
-        counted = [w for w in loads if w.reduce(mem.readers, np.maximum).max() > 0]
+        self.live = {j for j in reads if self.words[j].reduce(mem.readers, np.maximum).max() > 0}
+        counted = [self.words[j] for j in self.live]
         if counted:
             hits = np.concatenate([w.index().reshape(-1) for w in counted])
             hits = hits[mem.readers[hits] > 0]
@@ -649,8 +666,9 @@ def _plan_chunk(c: CoreState, plan: LoopPlan | NestPlan, cols: int, hard: int,
             else:
                 ok &= w.reduce(mem.valid, np.logical_and) if m.load else ~w.reduce(mem.valid, np.logical_or)
             if m.kind == "recv":  # the messages must have been sent, with the length the recv expects
-                sizes = [len(vals) for _, vals in islice(c.fifos.get(m.link, ()), n)]
-                ok[len(sizes):] = False
+                fifo = c.fifos.get(m.link, ())
+                ok[len(fifo):] = False
+                sizes = [] if m.sized else [len(vals) for _, vals in islice(fifo, n)]
                 if sizes.count(m.n) != len(sizes):
                     ok[next(k for k, size in enumerate(sizes) if size != m.n):] = False  # the recv faults there
     return _Chunk(c, plan, lp, flat, words, fwd, skip, n if ok.all() else int(np.argmin(ok)))
@@ -753,11 +771,13 @@ def _timeline(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: s
 
 
 def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: set[int],
-             given: dict[int, np.ndarray] | None = None, boxes: dict[int, np.ndarray] | None = None) -> None:
+             given: dict[int, np.ndarray] | None = None, boxes: dict[int, np.ndarray] | None = None,
+             live: set[int] | None = None) -> None:
     """Run a chunk (conditions checked by `run_batched`; ``fwd``: the reads of words stored before them in the
     same iteration). In a gang (`runtime.gangs`), the memory ops in ``given`` are mailboxes: their ready times
     are given, a mailbox store leaves every iteration's values (n, words, B) in ``boxes`` instead of memory and
-    a mailbox load takes them from there (the gang sets the mailbox words' final state)."""
+    a mailbox load takes them from there (the gang sets the mailbox words' final state). ``live``: the reads
+    whose words have reader counts (None: look)."""
     mem, b, length, n = c.mem, c.regs.shape[1], lp.length, flat.n
     clock, starts, gap, wait, pre = _timeline(c, lp, flat, words, fwd, given)
     mail = given or {}
@@ -803,7 +823,7 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: se
                     _post(c, m, end, w.read(mem.values))
                 else:
                     w.load_into(mem.values, wide[m.reg:m.reg + m.n])
-                if mi not in fwd:
+                if mi not in fwd and (live is None or mi in live):
                     counted.append((w, end))
             else:
                 if m.kind == "recv":

@@ -23,7 +23,7 @@ from isa.costs import Accountant, CoreCosts
 from isa.memory import chunk_size, memory_budget, mib
 from .devices import DeviceModel, NoisyMvmu, program_devices
 from .gangs import bind_gangs, find_gangs, run_gang
-from .loops import LoopPlan, NestPlan, find_loops, run_batched
+from .loops import LoopPlan, NestPlan, find_loops, mark_sized_recvs, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .programming import unprogrammed
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
@@ -83,6 +83,12 @@ class Machine:
         ordered = sorted(program.cores, key=lambda cc: (cc.tile, cc.core))
         self.accountant = Accountant(hw)
         self._compiled = [self._compile(cc, kernels.get((cc.tile, cc.core), {})) for cc in ordered]
+        sends: dict[tuple[int, int, int], set[int]] = {}
+        for cc in program.cores:
+            for i in cc.instrs:
+                if isinstance(i, ops.Send):
+                    sends.setdefault((cc.tile, i.tile, i.ch), set()).add(i.n)
+        mark_sized_recvs([c.loops for c in self._compiled], sends)
         self._gangs = [] if reference else find_gangs([c.source.tile for c in self._compiled],
                                                        [c.loops for c in self._compiled])
         self._left = 0
