@@ -351,6 +351,7 @@ class Spans:
     def __init__(self, start: np.ndarray, width: int) -> None:
         self.start, self.width = start, width
         self._grid: tuple[int, int, int, int] | None | bool = False  # (groups, per group, row step, step)
+        self._hull: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.start)
@@ -369,7 +370,9 @@ class Spans:
 
     def hull(self) -> tuple[int, int]:
         """[lowest word, highest word + 1)."""
-        return int(self.start.min()), int(self.start.max()) + self.width
+        if self._hull is None:
+            self._hull = int(self.start.min()), int(self.start.max()) + self.width
+        return self._hull
 
     def same(self, other: "Spans") -> bool:
         """Whether both touch the same words in every iteration."""
@@ -649,9 +652,11 @@ def _plan_chunk(c: CoreState, plan: LoopPlan | NestPlan, cols: int, hard: int,
         else:
             step = lp.steps.get(m.ref.base, (0, m.pos))
             start = flat.bases[m.ref.base] + (m.ref.off + (step[0] if step[1] < m.pos else 0))
-        if start.min() < 0 or int(start.max()) + m.n > mem.words:
+        w = Spans(start, m.n)
+        lo, hi = w.hull()
+        if lo < 0 or hi > mem.words:
             return None  # the interpreter faults at the exact instruction
-        words.append(Spans(start, m.n))
+        words.append(w)
     fwd = {j for j, i in lp.forward.items() if words[j].same(words[i])}
     ok = np.ones(n, dtype=bool)  # the iterations that would not block: loaded words valid, stored invalid
     if words:
@@ -906,6 +911,9 @@ def _busy(meter: Any, lp: LoopPlan, flat: Flat, starts: list[np.ndarray], clock:
             s.append(grid)
             e.append(grid + np.tile(np.asarray(lats, dtype=I64), len(at)))
     st, en = np.concatenate(s), np.concatenate(e)
+    if flat.nest is None:  # iteration-major is issue order already
+        meter.spans(st, en)
+        return
     order = np.argsort(st, kind="stable")
     meter.spans(st[order], en[order])
 
