@@ -29,7 +29,7 @@ import numpy as np
 
 from isa import NO_BASE
 
-from .loops import (FIRST_WINDOW, MAX_SKIP, NEVER, LoopPlan, NestPlan, _Chunk, _columns, _execute, _gaps,
+from .loops import (FIRST_WINDOW, MAX_LANES, MAX_SKIP, NEVER, LoopPlan, NestPlan, _Chunk, _columns, _execute, _gaps,
                     _leave, _plan_chunk, _waits)
 from .state import I64, CoreState
 
@@ -175,6 +175,9 @@ def run_gang(gang: Gang, c: CoreState, budget: int) -> int:
     loads: it goes on alone for an iteration), or ahead or early (a value it stored still waits, or another
     member has yet to come round to its head): then ``c.parked`` is set and the scheduler steps the others."""
     if gang.off:
+        return 0
+    if c.devices is not None or int(c.regs.shape[1]) > MAX_LANES:
+        gang.off = True  # as `run_batched`: device noise is drawn per firing; wide batches gain nothing
         return 0
     if any(x.halted for x, _ in gang.members):
         gang.off = True

@@ -135,4 +135,11 @@ def test_a_small_resnet_on_isaac_runs_its_gangs_bit_exactly() -> None:
     assert_same(ref, fast)
     assert machine._gangs and machine.batched > 0.9 * fast.stats.dynamic_instructions
     assert runner.bit_exact(cm, {inp: x[2:]}, runner.run(cm, {inp: x[2:]}))  # the functional model's integers
+    from runtime.devices import DeviceModel  # read noise is drawn per firing: gangs leave device runs alone too
+
+    dev = DeviceModel(read_sigma=0.05, prog_sigma=0.02, seed=3)
+    one = {k: v[:1] for k, v in q.items()}
+    noisy = machine.run(one, devices=dev)
+    assert machine.batched == 0
+    assert_same(Machine(cm.program, reference=True).run(one, devices=dev), noisy)
 
