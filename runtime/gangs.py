@@ -239,10 +239,17 @@ def _try_gang(gang: Gang, budget: int) -> tuple[int, bool, bool]:
     k = min(ch.ok for ch in chunks)
     if k < n and not all(ch.cut(k) for ch in chunks):
         return 0, False, True  # too few iterations can run yet
+    boxes_at = []
     for b in gang.plan.boxes:
         w = chunks[b.producer].words[b.store][0]
         if chunks[b.producer].c.mem.valid[w].any():
             return 0, False, False  # a value still waits in the mailbox: the members are not in step
+        boxes_at.append((int(w[0]), int(w[-1]) + 1))
+    for ch, mine in zip(chunks, gang.boxes_of):
+        for j, w in enumerate(ch.words):
+            lo, hi = w.hull()
+            if j not in mine and any(a < hi and lo < z for a, z in boxes_at):
+                return 0, False, False  # another op touches a mailbox: its words change only at the chunk's end
     total = 0
     for ch in chunks:
         count = ch.admissible(budget - total)
