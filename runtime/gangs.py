@@ -23,7 +23,7 @@ member is checked and executed as in a lone chunk.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
@@ -61,31 +61,40 @@ def _body(plan: Plan) -> LoopPlan:
     return plan.inner if isinstance(plan, NestPlan) else plan
 
 
+class _FixedOp(NamedTuple):
+    """A fixed-address load or store of a loop body: core index, plan head, op index, whether a store."""
+
+    core: int
+    head: int
+    op: int
+    store: bool
+
+
 def find_gangs(tiles: Sequence[int], loops: Sequence[dict[int, Plan]]) -> list[GangPlan]:
     """Every gang among the cores' static loops (core i on tile ``tiles[i]`` with plans ``loops[i]``): nests
     with nests, lone loops with lone loops (a nest's inner loop is a lone loop too)."""
     gangs: list[GangPlan] = []
     for level in (NestPlan, LoopPlan):
         nodes = [(i, head) for i, plans in enumerate(loops) for head, p in plans.items() if type(p) is level]
-        fixed: dict[tuple[int, int, int], list[tuple[int, int, int, bool]]] = {}  # (tile, off, n) -> ops
+        fixed: dict[tuple[int, int, int], list[_FixedOp]] = {}  # (tile, off, n) -> the ops on that span
         spans: dict[int, list[tuple[int, int]]] = {}  # tile -> fixed spans (overlap check)
         for i, head in nodes:
             for j, m in enumerate(_body(loops[i][head]).mem):
                 if m.ref.base == NO_BASE and m.kind in ("load", "store"):
-                    fixed.setdefault((tiles[i], m.ref.off, m.n), []).append((i, head, j, m.kind == "store"))
+                    fixed.setdefault((tiles[i], m.ref.off, m.n), []).append(_FixedOp(i, head, j, m.kind == "store"))
                     spans.setdefault(tiles[i], []).append((m.ref.off, m.n))
         edges: list[tuple[tuple[int, int], int, tuple[int, int], int]] = []
-        for (tile, off, n), ops in fixed.items():
-            stores = [o for o in ops if o[3]]
-            loads = [o for o in ops if not o[3]]
-            if len(stores) != 1 or len(loads) != 1 or stores[0][0] == loads[0][0]:
+        for (tile, off, n), found in fixed.items():
+            stores = [f for f in found if f.store]
+            loads = [f for f in found if not f.store]
+            if len(stores) != 1 or len(loads) != 1 or stores[0].core == loads[0].core:
                 continue
-            (pi, ph, pj, _), (ci, chd, cj, _) = stores[0], loads[0]
-            if _body(loops[pi][ph]).mem[pj].count != 1:
+            prod, cons = stores[0], loads[0]
+            if _body(loops[prod.core][prod.head]).mem[prod.op].count != 1:
                 continue
-            if sum(1 for o, k in spans[tile] if o < off + n and off < o + k) != 2:
+            if sum(1 for a, k in spans[tile] if a < off + n and off < a + k) != 2:
                 continue  # another fixed span overlaps the mailbox
-            edges.append(((pi, ph), pj, (ci, chd), cj))
+            edges.append(((prod.core, prod.head), prod.op, (cons.core, cons.head), cons.op))
         gangs += _components(edges, loops)
     return gangs
 
