@@ -6,6 +6,7 @@ the selection split (docs/search.md); every chosen config is compiled and run on
     python benchmarks/search_quality.py [--models lenet-mnist,resnet-digits] [--budget 300] [--seeds 5]
         [--workers 2] [--methods rl,random,greedy] [--rl KEY=VALUE ...] [--json OUT.json]
     python benchmarks/search_quality.py --report A.json B.json   # one table from runs made separately
+        [--first-seed K]: seeds K .. K + seeds - 1, to split the seeds over processes
 
 A method may carry its own RL options for an ablation: ``--methods rl,rl:lr=0,rl:screen=0``.
 """
@@ -52,7 +53,8 @@ def run_model(name: str, a: argparse.Namespace) -> dict[str, Any]:
     for label in a.methods.split(","):
         method, _, opts = label.partition(":")
         rl = parse_rl_options(a.rl + [o for o in opts.split(";") if o])
-        for seed in range(1 if method == "greedy" else a.seeds):  # greedy is deterministic
+        seeds = range(a.first_seed, a.first_seed + a.seeds)
+        for seed in (seeds[:1] if method == "greedy" else seeds):  # greedy is deterministic
             env.cache.clear()
             t, cpu = time.perf_counter(), time.process_time()
             r = search_precision(model, budget=a.budget, seed=seed, method=method, workers=a.workers, env=env, rl=rl)
@@ -114,6 +116,8 @@ def main() -> int:
     ap.add_argument("--models", default="lenet-mnist,resnet-digits", help=f"of {', '.join(MODELS)}")
     ap.add_argument("--budget", type=int, default=300)
     ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (to "
+                    "split a run over processes; --report merges their --json files)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--max-drop", type=float, default=None, help="override each model's default")
     ap.add_argument("--confidence", type=float, default=0.95, help="of the drop bound")
