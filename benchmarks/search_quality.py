@@ -44,7 +44,7 @@ def run_model(name: str, a: argparse.Namespace) -> dict[str, Any]:
     """Every method and seed on one model: the rows of the table."""
     model, dataset, drop = MODELS[name]
     cfg = EnvConfig(model, dataset, max_drop=a.max_drop if a.max_drop is not None else drop,
-                    confidence=a.confidence, data=load_for_shape)
+                    confidence=a.confidence, data=load_for_shape, memo_mb=a.memo_mb)
     env = SearchEnv(cfg)
     test = env.load_split("test", a.test_images, "the report")
     base = validate(env, env.config(env.space.baseline()), a.test_images)
@@ -119,6 +119,8 @@ def main() -> int:
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 (to "
                     "split a run over processes; --report merges their --json files)")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--memo-mb", type=int, default=1024, help="the layer-output memo's bound (exact: results do not "
+                    "depend on it)")
     ap.add_argument("--max-drop", type=float, default=None, help="override each model's default")
     ap.add_argument("--confidence", type=float, default=0.95, help="of the drop bound")
     ap.add_argument("--test-images", type=int, default=0, help="0: the whole test split")
