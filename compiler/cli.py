@@ -143,7 +143,7 @@ def _search_env(a: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     cfg = EnvConfig(a.model, a.dataset, a.hardware, search_split=a.search_split, search_images=a.search_images,
                     select_split=a.select_split, select_images=a.select_images, max_drop=a.max_drop,
                     confidence=a.confidence, cost_weights=weights, mapping=a.mapping, data=_data(),
-                    devices=a.devices, device_trials=a.device_trials)
+                    devices=a.devices, device_trials=a.device_trials, replicas=a.replicas, narrow=a.narrow)
     return SearchEnv(cfg), rl
 
 
@@ -636,6 +636,14 @@ def _input_shape(text: str) -> tuple[str, tuple[int, ...]]:
     return parse_input_shape(text)
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    """``"1,2,4"`` -> (1, 2, 4) (a search knob's values)."""
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     debug = argparse.ArgumentParser(add_help=False)
@@ -665,7 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compile LRN (local response normalization) as an identity, with a warning: the run's "
                         "agreement with onnxruntime shows what that costs (AlexNet, ZFNet, Inception v1)")
     c.add_argument("--replicate", type=POSITIVE, default=1,
-                   help="copy each conv layer's weights N times; each copy computes a band of output rows")
+                   help="copy each conv layer's weights N times; each copy computes a band of output rows (a layer's "
+                        "own 'replicate' in the precision config overrides it)")
     c.add_argument("--crossbar-budget", type=NONNEG, default=None,
                    help="with --mapping temporal: trade cycles for crossbars until this many fit (0: the fewest "
                         "crossbars the rows allow)")
@@ -715,6 +724,12 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--cost", default="energy=0.5,latency=0.5", metavar="TERM=W,...",
                     help="the hardware objective: weighted cost terms over the 16-bit baseline's "
                          "(energy, latency, analytic, area: the chip area the mapping uses, docs/cost-model.md)")
+    se.add_argument("--replicas", type=_int_list, default=(1,), metavar="N,N,...",
+                    help="search conv replication per layer over these copy counts, e.g. 1,2,4,8 (default 1: "
+                         "not searched); the chip's tiles bound it")
+    se.add_argument("--narrow", type=_int_list, default=(0,), metavar="B,B,...",
+                    help="search, for varied layers, how many bits narrower the least important half of the "
+                         "channels is, e.g. 0,1,2 (default 0: not searched)")
     se.add_argument("--test-images", type=NONNEG, default=0, help="test images for the final check (0: all)")
     se.add_argument("--measure-front", type=NONNEG, default=3,
                     help="also run the first N Pareto points on the runtime for the summary (default 3)")

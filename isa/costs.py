@@ -141,6 +141,16 @@ def transit_cycles(hw: HardwareConfig, src: int, dst: int) -> int:
     return hops(hw, src, dst) * hw.costs.hop_cycles
 
 
+def port_hops(hw: HardwareConfig, tile: int) -> int:
+    """Routers a flit from the input port crosses to ``tile``: the port sits beside tile 0's router."""
+    return hops(hw, 0, tile) + 1
+
+
+def flit_bits(hw: HardwareConfig) -> int:
+    """Bits of one flit: the tile-memory bus width (`mem_bus_words` words of `datapath_bits`)."""
+    return hw.mem_bus_words * hw.datapath_bits
+
+
 def mem_accesses(hw: HardwareConfig, n: int) -> int:
     """Tile-memory bus accesses (also NoC flits) for ``n`` words."""
     return _ceil_div(n, hw.mem_bus_words)
@@ -331,6 +341,9 @@ def _recv(instr: Instr, ctx: CostContext) -> Cost:
     n = _n(instr)
     acc = flits = mem_accesses(hw, n)
     energy = {"noc": flits * hw.costs.fifo_pj, "tile_mem": acc * hw.costs.mem_access_pj}
+    if getattr(instr, "tile", None) == hw.port_tile:  # from the input port: the host link and the routers to this tile, per flit
+        energy["port"] = flits * flit_bits(hw) * hw.costs.port_pj_per_bit
+        energy["noc"] += flits * port_hops(hw, ctx.tile) * hw.costs.router_pj
     return Cost(acc * hw.costs.mem_access_cycles, energy)
 
 

@@ -55,7 +55,8 @@ def manifest(program: Program) -> dict[str, Any]:
 
 def _tensor_dict(t: TensorLoc) -> dict[str, Any]:
     return {"name": t.name, "tile": t.tile, "addr": t.addr, "length": t.length, "bits": t.bits, "frac": t.frac,
-            "shape": list(t.shape), "count": t.count, "pads": list(t.pads), "fill": t.fill}
+            "shape": list(t.shape), "count": t.count, "pads": list(t.pads), "fill": t.fill} | \
+        ({"port": [list(f) for f in t.port]} if t.port else {})
 
 
 def _narrow(values: Any) -> np.ndarray:
@@ -250,4 +251,5 @@ def _fill_records(program: Program, man: dict[str, Any], arrays: dict[str, np.nd
 
 def _tensor(t: dict[str, Any]) -> TensorLoc:
     return TensorLoc(t["name"], t["tile"], t["addr"], t["length"], t["bits"], t["frac"], tuple(t["shape"]),
-                     t.get("count", 0), tuple(t.get("pads", (0, 0, 0, 0))), t.get("fill", 0))
+                     t.get("count", 0), tuple(t.get("pads", (0, 0, 0, 0))), t.get("fill", 0),
+                     tuple(tuple(f) for f in t.get("port", ())))

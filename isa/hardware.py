@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from .errors import ConfigError, config_object, kind_text, number_text, value_text
 
@@ -71,6 +71,11 @@ class CostTable:
     # bandwidth, shared evenly by every core of the chip (they all program at the start of a round)
     offchip_pj_per_bit: float = 20.0
     offchip_bits_per_ns: float = 204.8
+    # ---- the input port (graph inputs streamed from the host; docs/cost-model.md, "The input port") ----
+    # energy per bit of a flit received from the host over the chip's I/O links, and their bandwidth: ISAAC's
+    # Table II, 4 HyperTransport links of 6.4 GB/s for 10.4 W: 10.4 W / 204.8 Gb/s = 50.78125 pJ per bit
+    port_pj_per_bit: float = 10.4e12 / 204.8e9
+    port_bits_per_ns: float = 204.8
     # ---- area (isa/area.py; docs/cost-model.md, "Area"): um^2 at the area_node_nm technology node. Defaults:
     # PUMA's simulator constants (ISAAC-derived, 32 nm); the ADC grows by adc_area_per_bit per bit of
     # resolution around adc_area_ref_bits (seed 002's TABLE I: 4042.5 um^2 at 10 bits, 577.5 at 5 bits).
@@ -171,6 +176,12 @@ class HardwareConfig:
     def mvmu_out(self, k: int) -> int:
         """Address of MVMU ``k``'s first output register."""
         return self.mvmus_per_core * self.xbar_rows + k * self.xbar_cols
+
+    @property
+    def port_tile(self) -> int:
+        """The tile number of the input port (the host, a pseudo-tile beside tile 0's router): the first number
+        past the chip's tiles, so a ``recv`` from it names the port (docs/cost-model.md, "The input port")."""
+        return self.tiles
 
     def cycles(self, ns: float) -> int:
         """Whole clock cycles covering ``ns`` nanoseconds (at least one)."""
@@ -412,6 +423,29 @@ EDRAM_64KB_WORDS = 64 * 1024 // WORD_BYTES_16
 #: MVMUs, 64 KB of eDRAM per tile, otherwise the `puma` simulator configuration and cost table.
 PUMA_CHIP = dataclasses.replace(PUMA, name="puma-chip", tiles=168, tile_mem_words=EDRAM_64KB_WORDS)
 
+#: ISAAC-CE's Table II (ISCA'16, 32 nm), the figures the `isaac` preset's costs are drawn from (docs/cost-model.md,
+#: "Chip presets"; tests/test_isaac_table2.py recomputes the paper's powers and areas from the preset): per IMA
+#: 8 ADCs (16 mW), 8 x 128 DACs (4 mW), 8 x 128 sample-and-holds (10 uW), 8 arrays (2.4 mW, 0.0002 mm^2), 4
+#: shift-and-adds (0.2 mW, 0.00024 mm^2), a 2 KB input register (0.0021 mm^2) and a 256 B output register
+#: (0.00077 mm^2); per tile a 64 KB eDRAM (0.083 mm^2), its 384-wire bus (0.090 mm^2), a quarter of a router
+#: (0.151 mm^2). Energies per event: an array read, a DAC pulse and a sample take one 100 ns read cycle; 8 ADCs
+#: at 1.28 GS/s make 10.24 G conversions/s, which the sample-and-holds and shift-and-adds serve.
+ISAAC_TABLE_II: dict[str, float] = {
+    "adc_mw": 16.0,
+    "xbar_read_pj": 2.4 / 8 * 100.0,  # mW per array x ns per read = pJ
+    "dac_pj": 4.0 / (8 * 128) * 100.0,
+    "sample_hold_pj": 0.010 / 10.24,  # mW / (G conversions / s) = pJ
+    "shift_add_pj": 0.2 / 10.24,
+    "xbar_um2": 200.0 / 8,
+    "shift_add_um2": 240.0 / 8,  # 4 units per IMA, one shared by each pair of its 8 ADCs
+    "mvmu_in_regs_um2": 2100.0 / 8,  # the 2 KB IR is 8 x 128 16-bit words: 128 per MVMU
+    "mvmu_out_regs_um2": 770.0,  # the 256 B OR is 128 16-bit words (xbarc's MVMUs have one bank each)
+    "tile_mem_um2": 83000.0,
+    "tile_bus_um2": 90000.0,
+    "router_um2": 151000.0 / 4,
+}
+ISAAC_COST_FIELDS = {f.name for f in dataclasses.fields(CostTable)}
+
 #: ISAAC-CE (ISCA'16; docs/cost-model.md, "Chip presets"): 168 tiles of 12 IMAs (cores) of 8 128x128 crossbars of
 #: 2-bit cells (a pool of 8 arrays per core, shared by up to 8 MVMUs), one 8-bit ADC per 128 bit lines (8 per IMA),
 #: 64 KB of eDRAM per tile, 16-bit data, 1.2 GHz, 100 ns crossbar reads; ADC energy 1.56 pJ per 8-bit conversion.
@@ -426,7 +460,10 @@ ISAAC = HardwareConfig(
     data_regs=2048,
     alu_lanes=16,
     clock_ghz=1.2,
-    costs=CostTable(xbar_energy="static", xbar_read_ns=100.0, adc_pj_per_bit=1.5625 / 8),
+    costs=dataclasses.replace(
+        CostTable(xbar_energy="static", xbar_read_ns=100.0, adc_pj_per_bit=ISAAC_TABLE_II["adc_mw"] / 8 / 1.28 / 8),
+        **cast("dict[str, Any]", {k: v for k, v in ISAAC_TABLE_II.items() if k in ISAAC_COST_FIELDS}),
+    ),
 )
 
 PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA, "puma-chip": PUMA_CHIP, "isaac": ISAAC}

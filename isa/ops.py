@@ -611,11 +611,12 @@ send = Send
 @record
 @dataclass(frozen=True, kw_only=True)
 class Recv(Instr):
-    """``recv``: waits for a message from (tile, ch) and writes it to this tile's memory (as store)
+    """``recv``: waits for a message from (tile, ch) and writes it to this tile's memory (as store); tile = the chip's
+    tile count names the input port (the host; docs/cost-model.md)
 
     - ``dst`` (mem): tile-memory address
     - ``n`` (uimm): vector length in words
-    - ``tile`` (uimm): source tile
+    - ``tile`` (uimm): source tile (the tile count names the input port)
     - ``ch`` (uimm): channel: one stream of messages between two tiles
     - ``count`` (uimm): reader count; 0 keeps the words valid for any number of reads
     """

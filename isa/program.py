@@ -135,6 +135,10 @@ class TensorLoc:
     ``length`` words from ``addr`` of ``tile`` hold one batch element: a (C, H, W) tensor is stored channel-minor
     (HWC order) with ``pads`` (top, left, bottom, right) border pixels of value ``fill`` around it; other shapes
     are stored flat. Values are Q(bits, frac) integers. Inputs are written with reader count ``count`` (0: any).
+
+    An input with ``port`` feeds is not written into memory: the host streams it through the input port
+    (`isa.inport`), row by row, to every (tile, channel, row offset, words) feed; ``tile`` and ``addr`` are then
+    its first receiving tile and buffer there (the receivers' code says where each row goes).
     """
 
     name: str
@@ -147,6 +151,7 @@ class TensorLoc:
     count: int = 0
     pads: tuple[int, int, int, int] = (0, 0, 0, 0)
     fill: int = 0
+    port: tuple[tuple[int, int, int, int], ...] = ()
 
     def pack(self, x: np.ndarray) -> np.ndarray:
         """A batch in ONNX layout (B, *shape) -> the stored words (B, length), border included."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .operands import KINDS, MEM_BASE_BITS, MEM_OFF_BITS, NO_BASE, OperandKind
+from .operands import KINDS, MEM_BASE_BITS, MEM_OFF_BITS, NO_BASE, PORT_DOC, OperandKind
 
 WORD_BITS = 128
 OPCODE_BITS = 8
@@ -177,10 +177,11 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
     _i("send", 0x48, [mem("src", "tile-memory address"), N, uimm("tile", 12, doc="destination tile"),
                       uimm("ch", 16, doc="channel: one stream of messages between two tiles")],
        "net", "net_send", "reads n valid words of this tile's memory (as load) and sends them to (tile, ch)"),
-    _i("recv", 0x49, [mem("dst", "tile-memory address"), N, uimm("tile", 12, doc="source tile"),
+    _i("recv", 0x49, [mem("dst", "tile-memory address"), N, uimm("tile", 12, doc=f"source tile ({PORT_DOC})"),
                       uimm("ch", 16, doc="channel: one stream of messages between two tiles"),
                       uimm("count", 8, doc="reader count; 0 keeps the words valid for any number of reads")],
-       "net", "net_recv", "waits for a message from (tile, ch) and writes it to this tile's memory (as store)"),
+       "net", "net_recv", "waits for a message from (tile, ch) and writes it to this tile's memory (as store); "
+                          "tile = the chip's tile count names the input port (the host; docs/cost-model.md)"),
     # ---- control ----------------------------------------------------------------------------------------------
     _i("jmp", 0x50, [label("target")], "control", "control", "pc = target"),
     _i("beq", 0x51, [_A, _B, label("target")], "control", "control", "if a == b: pc = target"),

@@ -20,6 +20,7 @@ from isa import NO_BASE, ops
 from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
+from isa.inport import port_messages
 from isa.memory import chunk_size, memory_budget, mib
 from .devices import DeviceModel, NoisyMvmu, program_devices
 from .loops import LoopPlan, NestPlan, find_loops, run_batched
@@ -144,8 +145,11 @@ class Machine:
             self._place(st, init.tile, init.addr, len(vals), f"data at tile {init.tile} addr {init.addr}")
             st.memory(init.tile).write(init.addr, np.repeat(vals[:, None], batch, axis=1), init.count, 0)
         for loc in self.program.inputs:
+            if loc.port:  # streamed through the input port (`isa.inport`)
+                continue
             self._place(st, loc.tile, loc.addr, loc.length, f"input {loc.name!r}")
             st.memory(loc.tile).write(loc.addr, inputs[loc.name].T, loc.count, 0)
+        st.fifos.update(port_messages(hw, self.program.inputs, inputs))
         for comp, meter in zip(self._compiled, self.accountant.meters()):
             cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
@@ -231,7 +235,8 @@ class Machine:
         tmp = 12 * hw.xbar_rows * max(ibits, default=0) + 24 * hw.max_slices * hw.xbar_cols * max(ibits, default=0)
         top: dict[int, int] = {}
         for t, addr, n in ([(d.tile, d.addr, int(np.asarray(d.values).size)) for d in prog.data]
-                           + [(loc.tile, loc.addr, loc.length) for loc in prog.inputs + prog.outputs]):
+                           + [(loc.tile, loc.addr, loc.length) for loc in prog.inputs + prog.outputs
+                              if not loc.port]):
             top[t] = max(top.get(t, 0), addr + n)
         tiles = {cc.tile for cc in prog.cores} | set(top)
         known = sum(min(hw.tile_mem_words, v) for v in top.values()) * 8

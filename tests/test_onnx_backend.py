@@ -67,9 +67,6 @@ EXCLUDED: dict[str, str] = {
                  "test_gru_reverse", "test_gru_bidirectional", "test_simple_rnn_defaults",
                  "test_simple_rnn_with_initial_bias", "test_rnn_seq_length", "test_simple_rnn_reverse",
                  "test_simple_rnn_bidirectional")},
-    **{n: "layout=1 (batch-first): onnxruntime, the reference xbarc checks against, does not implement it"
-       for n in ("test_lstm_batchwise", "test_simple_rnn_batchwise")},
-    "test_gru_batchwise": "layout=1: onnxruntime does not implement it (and linear_before_reset=0)",
     "test_gemm_transposeA": _BATCH + "transA=1 contracts over the batch dimension",
     "test_gemm_all_attributes": _BATCH + "transA=1 contracts over the batch dimension",
     "test_gemm_default_matrix_bias": _BATCH + "the bias C (3, 4) differs per sample; a layer's bias is per output",

@@ -82,6 +82,8 @@ VARIANTS = {
     "lstm_input_forget": ("LSTM", {"input_forget": 1}),
     "gru_torch": ("GRU", {"linear_before_reset": 1}),
     "gru_bidirectional": ("GRU", {"linear_before_reset": 1, "direction": "bidirectional"}),
+    "gru_onnx_default": ("GRU", {}),
+    "gru_reset_before_reverse_clip": ("GRU", {"linear_before_reset": 0, "direction": "reverse", "clip": 0.8}),
     "rnn_tanh": ("RNN", {}),
     "rnn_relu_reverse": ("RNN", {"activations": ["Relu"], "direction": "reverse"}),
 }
@@ -89,8 +91,8 @@ VARIANTS = {
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_attributes_against_onnxruntime(variant: str) -> None:
-    """Directions, peepholes, clip, input_forget, GRU linear_before_reset=1, RNN activations: bit-exact and
-    within ATOL of onnxruntime."""
+    """Directions, peepholes, clip, input_forget, GRU linear_before_reset 1 and 0 (ONNX's default: two drives
+    per step), RNN activations: bit-exact and within ATOL of onnxruntime."""
     op, attrs = VARIANTS[variant]
     model, x = _node_model(op, 6, 3, 5, seed=len(variant), **dict(attrs))
     _check_against_ort(model, x, ATOL)
@@ -108,11 +110,13 @@ def test_program_size_does_not_depend_on_sequence_length() -> None:
     assert sizes[0] == sizes[1]
 
 
-@pytest.mark.parametrize("cores_per_tile", [8, 1])
-def test_sequence_output_feeds_a_second_layer(cores_per_tile: int) -> None:
+@pytest.mark.parametrize("cores_per_tile,dirs", [(8, ("forward", "forward")), (1, ("forward", "forward")),
+                                                (1, ("reverse", "reverse")), (1, ("forward", "reverse"))])
+def test_sequence_output_feeds_a_second_layer(cores_per_tile: int, dirs: tuple[str, str]) -> None:
     """Y of one LSTM (every h_t, Squeeze of the direction axis) read by a second LSTM, on the same tile (the
-    second layer's steps follow the first's through valid bits) or, one core per tile, on another tile (Y is
-    sent after the first layer's loop): stacked layers, bit-exact and close to onnxruntime."""
+    second layer's steps follow the first's through valid bits) or, one core per tile, on another tile (h_t
+    sent every step into the second layer's loop when both run in the same time order, else Y sent after the
+    first layer's loop): stacked layers, bit-exact and close to onnxruntime."""
     from dataclasses import replace
 
     from isa.hardware import DEFAULT
@@ -123,9 +127,9 @@ def test_sequence_output_feeds_a_second_layer(cores_per_tile: int) -> None:
     inits = [mk("W1", 1, 4 * h1, 2), mk("R1", 1, 4 * h1, h1), mk("W2", 1, 4 * h2, h1), mk("R2", 1, 4 * h2, h2),
              numpy_helper.from_array(np.array([1], dtype=np.int64), "ax1")]
     nodes = [helper.make_node("Transpose", ["x"], ["x_t"], perm=[1, 0, 2]),
-             helper.make_node("LSTM", ["x_t", "W1", "R1"], ["Y1"], hidden_size=h1, name="l1"),
+             helper.make_node("LSTM", ["x_t", "W1", "R1"], ["Y1"], hidden_size=h1, name="l1", direction=dirs[0]),
              helper.make_node("Squeeze", ["Y1", "ax1"], ["s1"]),
-             helper.make_node("LSTM", ["s1", "W2", "R2"], ["", "Y_h"], hidden_size=h2, name="l2"),
+             helper.make_node("LSTM", ["s1", "W2", "R2"], ["", "Y_h"], hidden_size=h2, name="l2", direction=dirs[1]),
              helper.make_node("Transpose", ["Y_h"], ["h"], perm=[1, 0, 2])]
     graph = helper.make_graph(nodes, "stack", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", steps, 2])],
                               [helper.make_tensor_value_info("h", TensorProto.FLOAT, ["N", 1, h2])], inits)
@@ -178,8 +182,8 @@ def test_clear_errors() -> None:
     """Unsupported attributes name the node and say why."""
     model, x = _node_model("LSTM", 4, 2, 3, seed=1, activations=["HardSigmoid", "Tanh", "Tanh"])
     assert "activation 'HardSigmoid' has no vector-unit instruction" in _error(model, x)
-    model, x = _node_model("GRU", 4, 2, 3, seed=1)
-    assert "linear_before_reset=0 is not supported" in _error(model, x)
+    model, x = _node_model("GRU", 4, 2, 3, seed=1, linear_before_reset=2)
+    assert "linear_before_reset=2 is not 0 or 1" in _error(model, x)
     model, x = _node_model("RNN", 4, 2, 3, seed=1)
     model.graph.node[1].input.extend(["lens"])
     model.graph.initializer.append(numpy_helper.from_array(np.array([4, 3], dtype=np.int32), "lens"))
@@ -217,6 +221,31 @@ def test_worked_example_rule_recurrent() -> None:
     assert nx.sigmoid_q(np.array([320, 128, 192]), 8).tolist() == [199, 159, 174]
     assert nx.mul_q(np.array([174]), np.int64(64), 8, 32).tolist() == [44]
     assert nx.tanh_q(np.array([44]), 8).tolist() == [44]
+
+
+def test_worked_example_gru_reset_before() -> None:
+    """docs/semantics.md, rule RECURRENT: one GRU unit with linear_before_reset=0, one step, two drives."""
+    from compiler.ir import Op
+    from compiler.quant.precision import LayerPrecision
+    from isa import DEFAULT
+
+    p = LayerPrecision(w_bits=16, w_frac=8, in_bits=16, in_frac=8, acc_bits=32, acc_frac=8, adc_bits=10)
+    w = np.array([[0.5, 1.0, 1.0, 0.0], [0.5, 0.0, 0.0, 2.0]])  # columns z, r, candidate input / recurrent part
+    op = Op("recurrent", "g", ["x"], ["y"], {"cell": "gru", "hidden": 1, "steps": 1, "reverse": False,
+                                            "acts": ("sigmoid", "tanh"), "clip": None, "input_forget": 0,
+                                            "out": "h", "linear_before_reset": 0},
+            {"weight": w, "bias": np.zeros(4), "init_h": np.array([0.5])})
+    h = recurrent_q(op, nx.quantize(np.array([[[[1.0]]]]), 16, 8), nx.quantize_weights(w, 16, 8),
+                    np.zeros(4, dtype=np.int64), p, DEFAULT)
+    assert int(h.reshape(-1)[0]) == 164
+    assert nx.sigmoid_q(np.array([192, 256]), 8).tolist() == [174, 187]
+    assert nx.mul_q(np.array([187]), np.int64(128), 8, 32).tolist() == [94]
+    assert nx.tanh_q(np.array([256 + 188]), 8).tolist() == [241]
+    assert nx.mul_q(np.array([174]), np.int64(128 - 241), 8, 32).tolist() == [-77]
+    # the ONNX equations in float: h = 0.6409, within 1/256 of 164 / 256
+    z, r = 1 / (1 + np.exp(-0.75)), 1 / (1 + np.exp(-1.0))
+    n = np.tanh(1.0 + 2.0 * r * 0.5)
+    assert abs((1 - z) * n + z * 0.5 - 164 / 256) < 1 / 256
 
 
 def test_search_on_the_lstm_best_config_bit_exact() -> None:
@@ -270,10 +299,8 @@ def _node_cases() -> dict[str, object]:
             and "batchwise" not in k}
 
 
-#: node tests whose attributes xbarc rejects, with the error it gives
-NODE_REJECTED = {n: "linear_before_reset=0 is not supported" for n in
-                 ("test_gru_defaults", "test_gru_with_initial_bias", "test_gru_seq_length", "test_gru_reverse",
-                  "test_gru_bidirectional")}
+#: node tests whose attributes xbarc rejects, with the error it gives (none left)
+NODE_REJECTED: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("name", sorted(_node_cases()))
@@ -315,6 +342,8 @@ def test_sequence_data_sets() -> None:
     ("LSTM", {}, 40, 150, 1, 2),                                            # 2 x 2 blocks on 2 tiles
     ("LSTM", {"direction": "reverse", "peepholes": True}, 40, 150, 8, 1),  # 4 blocks, one core
     ("GRU", {"linear_before_reset": 1}, 70, 20, 1, 1),                      # 3 column blocks, 3 tiles
+    ("GRU", {}, 70, 20, 1, 1),                      # the same with two drives: r * h shared across the tiles
+    ("GRU", {"direction": "reverse"}, 40, 150, 1, 2),                       # 2 x 2 blocks, two drives
 ])
 def test_layer_across_cores_and_tiles(op: str, attrs: dict, hid: int, chans: int, cores: int, tiles: int) -> None:
     """A direction larger than one crossbar: row blocks hand partial sums to their column block's owner, each
@@ -333,6 +362,60 @@ def test_layer_across_cores_and_tiles(op: str, attrs: dict, hid: int, chans: int
     assert runner.bit_exact(cm, {"x": x}, out)
     (ref,) = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
     np.testing.assert_allclose(out.device_float[next(iter(out.device_float))].reshape(ref.shape), ref, atol=ATOL)
+
+
+@pytest.mark.parametrize("cores_per_tile", [8, 1])
+def test_bidirectional_sequence_output(cores_per_tile: int) -> None:
+    """Y of a bidirectional GRU (T, 2, N, H): the directions' sequences as rows of one (T, 2, H) buffer (a row
+    concat), written from one tile or, one core per tile, from two; bit-exact and within ATOL of onnxruntime."""
+    from dataclasses import replace
+
+    from isa.hardware import DEFAULT
+
+    rng = np.random.default_rng(3)
+    hid, steps, chans = 5, 4, 3
+    mk = lambda n, *s: numpy_helper.from_array(rng.uniform(-0.6, 0.6, s).astype(np.float32), n)  # noqa: E731
+    nodes = [helper.make_node("Transpose", ["x"], ["x_t"], perm=[1, 0, 2]),
+             helper.make_node("GRU", ["x_t", "W", "R"], ["Y"], hidden_size=hid, direction="bidirectional"),
+             helper.make_node("Transpose", ["Y"], ["y"], perm=[2, 0, 1, 3])]
+    graph = helper.make_graph(nodes, "bidi", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", steps, chans])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", steps, 2, hid])],
+                              [mk("W", 2, 3 * hid, chans), mk("R", 2, 3 * hid, hid)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    _check_against_ort(model, rng.uniform(-1, 1, (8, steps, chans)).astype(np.float32), ATOL,
+                       hw=replace(DEFAULT, cores_per_tile=cores_per_tile))
+
+
+@pytest.mark.parametrize("cores_per_tile", [8, 1])
+def test_stacked_bidirectional_as_torch_exports_it(cores_per_tile: int) -> None:
+    """Two bidirectional LSTMs stacked as torch.onnx writes them: Y (T, 2, N, H) -> Transpose(perm=[0, 2, 1, 3])
+    -> Reshape([0, 0, -1]) -> the next LSTM's X (T, N, 2H) (the row concat read as (T, 2H)), a Gemm head on
+    both directions' last states; bit-exact and within ATOL of onnxruntime, on one tile or one core per tile."""
+    from dataclasses import replace
+
+    from isa.hardware import DEFAULT
+
+    rng = np.random.default_rng(4)
+    h1, h2, steps, chans = 5, 4, 6, 3
+    mk = lambda n, *s: numpy_helper.from_array(rng.uniform(-0.6, 0.6, s).astype(np.float32), n)  # noqa: E731
+    nodes = [helper.make_node("Transpose", ["x"], ["x_t"], perm=[1, 0, 2]),
+             helper.make_node("LSTM", ["x_t", "W1", "R1", "B1"], ["Y1"], hidden_size=h1, direction="bidirectional"),
+             helper.make_node("Transpose", ["Y1"], ["Y1t"], perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["Y1t", "shape"], ["s1"]),
+             helper.make_node("LSTM", ["s1", "W2", "R2"], ["", "Y_h"], hidden_size=h2, direction="bidirectional"),
+             helper.make_node("Transpose", ["Y_h"], ["h"], perm=[1, 0, 2]),
+             helper.make_node("Flatten", ["h"], ["hf"]), helper.make_node("Gemm", ["hf", "fc"], ["y"], transB=1)]
+    inits = [mk("W1", 2, 4 * h1, chans), mk("R1", 2, 4 * h1, h1), mk("B1", 2, 8 * h1), mk("W2", 2, 4 * h2, 2 * h1),
+             mk("R2", 2, 4 * h2, h2), numpy_helper.from_array(np.array([0, 0, -1], dtype=np.int64), "shape"),
+             mk("fc", 3, 2 * h2)]
+    graph = helper.make_graph(nodes, "bistack", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                               ["N", steps, chans])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    _check_against_ort(model, rng.uniform(-1, 1, (8, steps, chans)).astype(np.float32), ATOL,
+                       hw=replace(DEFAULT, cores_per_tile=cores_per_tile))
 
 
 def test_all_three_outputs() -> None:
@@ -364,30 +447,75 @@ def test_all_three_outputs() -> None:
         np.testing.assert_allclose(out.device_float[name].reshape(ref.shape), ref, atol=ATOL)
 
 
-def test_layout_1_parses_as_its_layout_0_export() -> None:
-    """``layout=1`` (batch-first X, Y_h (N, dirs, H)) gives the IR the time-major export with its transposes
-    gives: the same recurrent op, and the same float outputs (onnxruntime cannot run layout=1, so the compile
-    path, which checks every model against it, refuses such a model with that message)."""
-    from compiler.frontend import import_onnx
-    from compiler.quant.calibrate import float_forward
-
-    model0, x = _node_model("LSTM", 5, 3, 4, seed=9, peepholes=True)
+def _as_layout_1(model0: onnx.ModelProto) -> onnx.ModelProto:
+    """A `_node_model` (Transpose, node with layout=0, Transpose of Y_h) as one node with layout=1."""
     model1 = onnx.ModelProto()
     model1.CopyFrom(model0)
     g = model1.graph
-    lstm = g.node[1]
-    lstm.input[0] = "x"
-    lstm.output[1] = "h"
-    lstm.attribute.append(helper.make_attribute("layout", 1))
+    node = g.node[1]
+    node.input[0] = "x"
+    node.output[1] = "h"
+    node.attribute.append(helper.make_attribute("layout", 1))
     del g.node[2]
     del g.node[0]
+    return model1
+
+
+@pytest.mark.parametrize("op,attrs", [("LSTM", {"peepholes": True}), ("GRU", {"direction": "reverse"}),
+                                      ("RNN", {})])
+def test_layout_1_compiles_as_its_layout_0_export(op: str, attrs: dict) -> None:
+    """``layout=1`` (batch-first X, Y_h (N, dirs, H)) gives the IR the time-major export with its transposes
+    gives (the frontend rewrites it so: `frontend.recurrent.time_major`), and compiles: bit-exact, within ATOL of
+    onnxruntime on the layout-0 model (onnxruntime cannot run layout=1 itself)."""
+    from compiler.frontend import import_onnx
+    from compiler.quant.calibrate import float_forward
+
+    model0, x = _node_model(op, 5, 3, 4, seed=9, **dict(attrs))
+    model1 = _as_layout_1(model0)
     ir0, ir1 = import_onnx(model0).graph, import_onnx(model1).graph
     op0, op1 = ir0.crossbar_ops()[0], ir1.crossbar_ops()[0]
     assert op0.attrs == op1.attrs and all(np.array_equal(op0.params[k], op1.params[k]) for k in op0.params)
     y0 = float_forward(ir0, {"x": x.astype(np.float64)})[ir0.outputs[0]]
     y1 = float_forward(ir1, {"x": x.astype(np.float64)})[ir1.outputs[0]]
     np.testing.assert_array_equal(y0.reshape(len(x), -1), y1.reshape(len(x), -1))
-    from isa.errors import XbarcError
+    cm = compile_model(model1, "16bit", calib={"x": x})
+    out = runner.run(cm, {"x": x})
+    assert runner.bit_exact(cm, {"x": x}, out)
+    (ref,) = ort.InferenceSession(model0.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    np.testing.assert_allclose(out.device_float[next(iter(out.device_float))].reshape(ref.shape), ref, atol=ATOL)
 
-    with pytest.raises(XbarcError, match="onnxruntime"):
-        compile_model(model1, "16bit", calib={"x": x})
+
+def _batchwise(case: object) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[np.ndarray]]:
+    """An onnx node test of a layout=1 recurrent node as a model: X (N, T, C) stays the graph input, the other
+    inputs become initializers; outputs and expected outputs as the case has them (already batch-first)."""
+    model, ins, outs = case.model, case.inputs, case.outputs  # type: ignore[attr-defined]
+    node = model.graph.node[0]
+    feeds = dict(zip([i.name for i in model.graph.input], ins))
+    x = feeds.pop(node.input[0])
+    graph = helper.make_graph([node], "bw", [helper.make_tensor_value_info(node.input[0], TensorProto.FLOAT,
+                                                                         ["N", *x.shape[1:]])],
+                              [helper.make_tensor_value_info(o.name, TensorProto.FLOAT, ["N", *y.shape[1:]])
+                               for o, y in zip(model.graph.output, outs)],
+                              [numpy_helper.from_array(v, k) for k, v in feeds.items()])
+    m = helper.make_model(graph, opset_imports=list(model.opset_import))
+    m.ir_version = model.ir_version
+    return m, {node.input[0]: x}, list(outs)
+
+
+def _batchwise_cases() -> dict[str, object]:
+    from test_onnx_backend import load_cases
+
+    return {k: v for k, v in load_cases().items() if k in ("test_lstm_batchwise", "test_gru_batchwise",
+                                                            "test_simple_rnn_batchwise")}
+
+
+@pytest.mark.parametrize("name", sorted(_batchwise_cases()))
+def test_onnx_node_case_batchwise(name: str) -> None:
+    """onnx's layout=1 node tests (Y and Y_h, the GRU with linear_before_reset=0): bit-exact and within ATOL of
+    their expected outputs."""
+    model, feeds, want = _batchwise(_batchwise_cases()[name])
+    cm = compile_model(model, "16bit", calib=feeds)
+    out = runner.run(cm, feeds)
+    assert runner.bit_exact(cm, feeds, out)
+    for o, w in zip(model.graph.output, want):
+        np.testing.assert_allclose(out.device_float[o.name].reshape(w.shape), w, atol=ATOL)

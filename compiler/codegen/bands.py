@@ -9,15 +9,17 @@ import numpy as np
 
 from ..ir import Op
 from .context import Context
+from .inport import band_receive
 from .loops import Receive, Row
 from .plan import Core
 from .storage import hwc
 
 
 def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, Receive | None]:
-    """The output rows of ``op`` on ``core`` whose input or output is line-buffered: per row, the window origin
-    and output pixel addresses, the offsets of the window's kernel rows from its origin (the row's key; a kernel
-    row in the top or bottom border reads the buffer's border row), and, for a line-buffered input, the input
+    """The output rows of ``op`` on ``core`` whose input or output is line-buffered: per row, the window origin (at
+    its lowest kernel row in memory) and output pixel addresses, the offsets of the window's kernel rows from its
+    origin (the row's key, never negative; a kernel row in the top or bottom border reads the buffer's border
+    row), and, for a line-buffered input, the input
     rows the core receives first (when it receives the input on its tile: the rows its window or its frees reach
     first) and the rows no later window reads (freed after it: every real row once, the rows below the last
     window after the last output row); the period of the rows' addresses (the bands over their strides); how
@@ -33,10 +35,14 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, Receive
     if streams and plan.receiver(st, xin, tile) == core:
         receive = Receive(xb.w, xb.c, tuple((s.c0, s.c1 - s.c0, s.src[0], s.ch) for s in streams),
                           plan.store_count(xin, tile))
+    if xb.band and plan.port:  # a graph input through the input port: whole rows from the port
+        receive = band_receive(ctx, xin, core) or receive
     rows, freed, got = [], 0, 0
     for oy in range(oh):
         top = oy * sh - pt
-        kernel_rows = tuple(xb.row_base(top + q * dh) - xb.row_base(top) for q in range(kh))
+        bases = [xb.row_base(top + q * dh) for q in range(kh)]
+        low = min(bases)  # the pointer starts at the lowest kernel row (a band's border row lies after its slots):
+        kernel_rows = tuple(b - low for b in bases)  # offsets stay non-negative, as memory operands must
         last = oy == oh - 1
         upto = xb.h if last else min(max(top + sh, 0), xb.h)
         reach = max(upto, min(max(top + (kh - 1) * dh + 1, 0), xb.h))  # a row is received before it is freed
@@ -46,7 +52,7 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, Receive
         frees = tuple((xb.bases[tile] + xb.row_base(r) + xb.pads[1] * xb.c, xb.w * xb.c)
                       for r in range(freed, upto)) if xb.band else ()
         freed = max(freed, upto)
-        starts = (xb.bases[tile] + xb.row_base(top) + col0,
+        starts = (xb.bases[tile] + low + col0,
                   yb.bases.get(tile, 0) + yb.row_base(oy) + yb.pads[1] * yb.c + st.views[yout].coff)
         rows.append(Row(starts, kernel_rows, frees, receives))
     period = math.lcm(xb.band // math.gcd(xb.band, sh) if xb.band else 1, yb.band or 1)

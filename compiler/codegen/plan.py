@@ -129,6 +129,7 @@ class CommPlan:
     recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
     inputs: list[InputTransfer] = field(default_factory=list)
     counts: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, tile) -> reader count
+    port: list[Any] = field(default_factory=list)  # graph inputs' feeds through the input port (`inport.PortFeed`)
 
     def store_count(self, value: str, tile: int) -> int:
         """The reader count ``value``'s words are stored (or received) with on ``tile``: for a line buffer, its
@@ -182,14 +183,18 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
     """The plan of a mapped graph; fills the buffer bases of ``st`` and allocates from ``mem``. ``biased``: the
     crossbar layers with a bias. When whole tensors overflow a tile, the tensors that can be line-buffered
     (`line_buffers`) are, and the plan is made again; a tile that still overflows is a ModelError."""
+    from .inport import portable
+
     plan = _plan(g, mapping, st, hw, biased, mem)
-    if mem.first_overflow is not None:
-        counts = line_buffers(g, mapping, st, plan)
-        if counts:
+    for port in (set(), portable(g, st, hw)):  # line buffers; then graph inputs through the port too (`inport`)
+        if mem.first_overflow is None:
+            break
+        counts = line_buffers(g, mapping, st, plan, port)
+        if counts or port:
             for buf in st.buffers.values():
                 buf.bases.clear()
             fresh = TileMemory(hw)
-            plan = _plan(g, mapping, st, hw, biased, fresh)
+            plan = _plan(g, mapping, st, hw, biased, fresh, bool(port))
             plan.counts = counts
             mem.top, mem.held, mem.first_overflow = fresh.top, fresh.held, fresh.first_overflow
     mem.check()
@@ -197,7 +202,7 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
 
 
 def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: set[str],
-          mem: TileMemory) -> CommPlan:
+          mem: TileMemory, port: bool = False) -> CommPlan:
     plan, channels = CommPlan(), _Channels()
     _producers_and_readers(g, mapping, hw, plan)
     _buffers(g, st, plan, mem)
@@ -209,25 +214,32 @@ def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: s
         if op.kind == "recurrent":
             from .recurrent import plan_recurrent
             plan.recurrent[op.name] = plan_recurrent(op, mapping.layers[op.name], channels.take, mem.alloc)
-    _inputs(g, st, plan, channels)
+    if port:
+        from .inport import plan_port
+        plan_port(g, st, hw, plan, channels.take)
+    else:
+        _inputs(g, st, plan, channels)
     return plan
 
 
-def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dict[tuple[str, int], int]:
+def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan,
+                 port: set[str] | None = None) -> dict[tuple[str, int], int]:
     """Make a line buffer (`Buffer.band` real rows, docs/design-notes.md) of every tensor that can have one, and
     return the reader count of its words on each tile holding it (`CommPlan.store_count`). Supported so far: a
     tensor produced by a windowed op (`_windowed`: a crossbar conv, a max pool) whose cores share one tile and
     read only by windowed ops, on any tiles, that is not a graph input or output nor part of a concat. The band holds the
     rows its tallest window spans plus a stride, rounded up to a power of two (so that the period of a conv's
-    rows, the bands of its input over its stride and of its output, is at most the larger band)."""
+    rows, the bands of its input over its stride and of its output, is at most the larger band). The graph inputs
+    in ``port`` come through the input port (`inport`): like a produced tensor, with no producer to send it."""
+    port = port or set()
     ends = {v.name for v in g.inputs} | set(g.outputs)
     shared = {view.root for name, view in st.views.items() if name != view.root}
     counts: dict[tuple[str, int], int] = {}
     for v, info in g.values.items():
         prod = g.producer(v)
         readers = g.consumers(v)
-        if (v in ends or v in shared or st.root(v) != v or len(info.shape) != 3 or prod is None
-                or not readers or not _windowed(g, mapping, prod)
+        if (v not in port and (v in ends or prod is None or not _windowed(g, mapping, prod))
+                or v in shared or st.root(v) != v or len(info.shape) != 3 or not readers
                 or not all(_windowed(g, mapping, op) and op.inputs[0] == v for op in readers)):
             continue
         home = {c[0] for c, _, _ in plan.producers[v]}
@@ -239,7 +251,7 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan) -> dic
         if len(home) != 1 or rows >= buf.h or max(local.values()) + len(local) > 255:
             continue
         buf.band = rows
-        src = next(iter(home))
+        src = next(iter(home)) if v not in port else -1  # the port sends to every tile itself
         counts.update({(v, t): n + (len(local) - 1 if t == src else 0) for t, n in local.items()})
     return counts
 

@@ -9,9 +9,11 @@ from isa import NO_BASE, MemInit, MemRef, TensorLoc, ops
 from isa.errors import ModelError
 
 from .context import Context
+from .inport import emit_port_inputs, port_of
 from .loops import LoopRegs, pixel_loop
 from .plan import SHARED_READERS, Stream
 from .storage import Buffer, hwc
+from .recurrent import stepped
 from .vector import pixel_order
 
 
@@ -20,6 +22,8 @@ def emit_receive(ctx: Context, s: Stream) -> None:
     receiver is the output core of a graph output (it receives after computing)."""
     st, plan = ctx.st, ctx.plan
     if st.buffer(s.value).band:  # a line buffer: its reader receives row by row (`crossbar.band_rows`)
+        return
+    if stepped(ctx, s) is not None:  # a recurrent layer's Y received step by step in the next layer's loop
         return
     rcv = plan.receiver(st, s.value, s.tile)
     streams = ctx.stream(rcv)
@@ -45,8 +49,13 @@ def emit_inputs(ctx: Context) -> None:
     for v in ctx.g.inputs:
         buf, home = ctx.st.buffer(v.name), ctx.plan.producers[v.name][0][0]
         bits, frac = ctx.fmt[v.name]
-        ctx.program.inputs.append(TensorLoc(v.name, home[0], buf.bases[home[0]], buf.words, bits, frac, v.shape,
-                                            SHARED_READERS, tuple(buf.pads), buf.fill or 0))  # type: ignore[arg-type]
+        port = port_of(ctx.plan, v.name)  # through the input port: the host sends rows to these tiles
+        tile = port[0][0] if port else home[0]
+        words = buf.hp * buf.wp * buf.c  # the host's whole padded tensor (a line buffer holds fewer)
+        ctx.program.inputs.append(TensorLoc(v.name, tile, buf.bases[tile], words, bits, frac, v.shape,
+                                            SHARED_READERS, tuple(buf.pads), buf.fill or 0,  # type: ignore[arg-type]
+                                            port))
+    emit_port_inputs(ctx)
     for t in ctx.plan.inputs:
         bases = ctx.st.buffer(t.value).bases
         ctx.stream(t.home).prologue.append(ops.send(src=MemRef(NO_BASE, bases[t.home[0]] + t.lo), n=t.n,
@@ -68,9 +77,10 @@ def emit_outputs(ctx: Context) -> None:
 
 
 def emit_borders(ctx: Context) -> None:
-    """Initial data: the border of every padded buffer copy -- not of graph inputs: the host writes the whole
-    padded buffer on the home tile and the home core sends all of it, border included, to the other tiles."""
-    inputs = {v.name for v in ctx.g.inputs}
+    """Initial data: the border of every padded buffer copy -- not of graph inputs written into memory: the host
+    writes the whole padded buffer on the home tile and the home core sends all of it, border included, to the
+    other tiles (graph inputs through the input port get their borders here: the host sends real rows only)."""
+    inputs = {v.name for v in ctx.g.inputs} - {f.value for f in ctx.plan.port}  # port inputs: rows only
     for root, buf in ctx.st.buffers.items():
         if not any(buf.pads) or root in inputs:
             continue

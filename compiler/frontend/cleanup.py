@@ -24,6 +24,8 @@
    inputs and more than ``FOLD_FLOOR`` elements, unless its output reaches the weight or bias input of a crossbar
    layer (Conv, ConvTranspose, Gemm, MatMul) through constant nodes (that tensor is needed anyway). A node left
    unfolded is recorded in `Cleaned.skipped` with the reason, which the converters quote.
+5a. **Recurrent ``layout=1``** (batch-first LSTM/GRU/RNN) becomes ``layout=0`` between Transposes
+   (`recurrent.time_major`, before folding): onnxruntime implements layout 0 only.
 6. **Sum -> Add**: an n-ary Sum becomes a chain of binary Adds (one input: an Identity).
 7. **Batch made symbolic** for the onnxruntime reference (``model.onnx``/``host.onnx`` of an output directory):
    dim 0 of every graph input and output becomes ``N``, value_info (shapes inferred at batch 1) is dropped, and a
@@ -47,6 +49,8 @@ import onnx
 from onnx import helper, numpy_helper
 
 from isa.errors import ModelError
+
+from .recurrent import time_major
 
 #: The oldest default-domain opset onnxruntime (the reference) guarantees to run.
 MIN_OPSET = 7
@@ -109,6 +113,7 @@ def clean_model(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]
     g.input.extend(inputs)
     m.ir_version = max(m.ir_version, 4)
     _fix_input_shapes(g, input_shapes or {})
+    time_major(g)
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     exempt = _clip_bounds(g)
     for name, arr in consts.items():

@@ -363,6 +363,8 @@ def convert_unsqueeze(node: onnx.NodeProto, ctx: Context) -> None:
 @converter("Reshape")
 def convert_reshape(node: onnx.NodeProto, ctx: Context) -> None:
     """Reshape to a constant shape whose first dimension is the batch (-1, 0 or the batch size)."""
+    if moved_batch(node, ctx):  # of a time-major recurrent output
+        return
     shape = ctx.shape(node.input[0], node)
     target = [int(d) for d in ctx.const(node.input[1], node).reshape(-1)]
     size = int(np.prod(shape))

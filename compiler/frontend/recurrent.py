@@ -9,9 +9,11 @@ anything else reading them is an error naming the node.
 
 Each direction is its own op (``reverse`` runs the time loop backwards), with the input and recurrent weights of
 all gates stacked into one (C + H, G*H) matrix so one MVM takes [x_t ; h_{t-1}] (rule RECURRENT in
-docs/semantics.md): LSTM columns i, o, f, c (ONNX's order); GRU (``linear_before_reset=1``) z, r, then the
-candidate's input part and its recurrent part as separate columns (the reset gate multiplies only the latter);
-RNN the H hidden units. Bias digital (added after the MVM), Wb + Rb except the GRU candidate's two parts.
+docs/semantics.md): LSTM columns i, o, f, c (ONNX's order); GRU z, r, then the candidate's input part and its
+recurrent part as separate columns (``linear_before_reset=1``: the reset gate multiplies the latter's output;
+``=0``, ONNX's default: its input, a second drive of the same crossbars with r * h_{t-1} on the h rows); RNN the
+H hidden units. Bias digital (added after the MVM), Wb + Rb except the GRU candidate's two parts under
+``linear_before_reset=1`` (under 0 both sit on the input part).
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ def moved_batch(node: onnx.NodeProto, ctx: Context) -> bool:
             moved[node.output[0]] = (1, src, ctx.shape(src, node))  # a time-major view for a recurrent node
             return True
         return False
+    if node.op_type == "Reshape" and src in moved:
+        _reshape_moved(node, ctx)
+        return True
     if node.op_type == "Squeeze" and src in moved:
         axis, value, shape = moved[src]
         rank = len(shape) + 1
@@ -73,6 +78,28 @@ def moved_batch(node: onnx.NodeProto, ctx: Context) -> bool:
         _relabel(node, ctx, axis - sum(a < axis for a in axes), value, kept)
         return True
     return False
+
+
+def _reshape_moved(node: onnx.NodeProto, ctx: Context) -> None:
+    """A Reshape of a batch-moved tensor that keeps the batch axis and every axis before it (PyTorch's
+    bidirectional ``Y -> Transpose(perm=[0, 2, 1, 3]) -> Reshape([0, 0, -1])``, (T, N, 2, H) -> (T, N, 2H)): the
+    row-major relabelling of its batch-first per-sample shape, still batch-moved."""
+    axis, value, shape = _moved(ctx)[node.input[0]]
+    target = [int(d) for d in ctx.const(node.input[1], node).reshape(-1)]
+    full = [*shape[:axis], -2, *shape[axis:]]  # -2: the batch
+    target = [full[i] if d == 0 and i < len(full) else d for i, d in enumerate(target)]
+    if len(target) <= axis or target[:axis] != full[:axis] or target[axis] != -2:
+        raise _err(node, f"shape {target} (batch on axis {axis} of '{node.input[0]}') changes the batch axis or an "
+                         f"axis before it (only a reshape of the axes after the batch is a relabelling)")
+    rest = target[axis + 1:]
+    size, known = int(np.prod(shape[axis:])), int(np.prod([d for d in rest if d != -1]))
+    rest = [size // known if d == -1 else d for d in rest]
+    if int(np.prod(rest)) != size:
+        raise _err(node, f"shape {target} does not hold the {size} elements per sample after the batch axis")
+    kept = (*shape[:axis], *rest)
+    ir = f"{node.output[0]}__batch_first"
+    ctx.emit("reshape", node, value, kept, out=ir)
+    _moved(ctx)[node.output[0]] = (axis, ir, kept)
 
 
 def _squeeze_axes(node: onnx.NodeProto, ctx: Context) -> list[int]:
@@ -92,15 +119,54 @@ def _relabel(node: onnx.NodeProto, ctx: Context, axis: int, value: str, shape: t
     ctx.emit("reshape", node, value, shape)
 
 
-def _sequence(node: onnx.NodeProto, ctx: Context, layout: int) -> tuple[str, int, int]:
+#: layout=1 -> layout=0: the perm of X, initial_h and initial_c (N, ., .) -> (., N, .), and of each output back
+TO_TIME_MAJOR = (1, 0, 2)
+TO_BATCH_FIRST = {0: (2, 0, 1, 3), 1: (1, 0, 2), 2: (1, 0, 2)}  # Y (T, D, N, H) -> (N, T, D, H); Y_h, Y_c
+
+
+def time_major(g: onnx.GraphProto) -> None:
+    """Rewrite every LSTM/GRU/RNN node with ``layout=1`` (batch-first X, Y, Y_h, Y_c, initial states) as the
+    same node with ``layout=0`` between Transposes (the ONNX spec's definition of the layouts), in place: the
+    converter then reads the transposes as relabellings, and onnxruntime, which implements layout 0 only, can
+    run the model as the float reference. Part of `frontend.cleanup` (before folding, which folds the
+    transposes of constant initial states)."""
+    nodes: list[onnx.NodeProto] = []
+    for n in g.node:
+        layout = next((a.i for a in n.attribute if a.name == "layout"), 0)
+        if n.op_type not in CELLS or n.domain not in ("", "ai.onnx") or layout != 1:
+            nodes.append(n)
+            continue
+        name = n.name or n.output[0]
+        node = onnx.NodeProto()
+        node.CopyFrom(n)
+        kept = [a for a in node.attribute if a.name != "layout"]
+        del node.attribute[:]
+        node.attribute.extend(kept)
+        for k in (0, 5, 6):
+            if len(node.input) > k and node.input[k]:
+                tm = f"{name}__{k}_time_major"
+                nodes.append(onnx.helper.make_node("Transpose", [node.input[k]], [tm], perm=TO_TIME_MAJOR,
+                                                   name=tm))
+                node.input[k] = tm
+        post = []
+        for k, o in enumerate(node.output[:3]):
+            if o:
+                node.output[k] = f"{o}__time_major"
+                post.append(onnx.helper.make_node("Transpose", [node.output[k]], [o], perm=TO_BATCH_FIRST[k],
+                                                  name=f"{name}__{k}_batch_first"))
+        nodes += [node, *post]
+    del g.node[:]
+    g.node.extend(nodes)
+
+
+def _sequence(node: onnx.NodeProto, ctx: Context) -> tuple[str, int, int]:
     """The batch-first IR value holding X, and its (T, C)."""
     x = node.input[0]
-    if layout == 0:
-        if x not in _moved(ctx) or _moved(ctx)[x][0] != 1 or len(_moved(ctx)[x][2]) != 2:
-            raise _err(node, f"input X '{x}' is time-major (layout=0: (T, N, C)) but not a "
-                             f"Transpose(perm=[1, 0, 2]) of a batch-first (N, T, C) tensor; the device runs the "
-                             f"batch on axis 0 (feed the transpose of a batch-first input, or use layout=1)")
-        x = _moved(ctx)[x][1]
+    if x not in _moved(ctx) or _moved(ctx)[x][0] != 1 or len(_moved(ctx)[x][2]) != 2:
+        raise _err(node, f"input X '{x}' is time-major (layout=0: (T, N, C)) but not a "
+                         f"Transpose(perm=[1, 0, 2]) of a batch-first (N, T, C) tensor; the device runs the "
+                         f"batch on axis 0 (feed the transpose of a batch-first input, or use layout=1)")
+    x = _moved(ctx)[x][1]
     shape = ctx.shape(x, node)
     if len(shape) != 2:
         raise _err(node, f"input X '{x}' has per-sample shape {shape}; expected (T, C)")
@@ -173,6 +239,8 @@ def stacked(cell: str, w: np.ndarray, r: np.ndarray, b: np.ndarray, hid: int, lb
     cand_h = np.concatenate([np.zeros((c, hid)), r[2 * hid:].T])
     zr = np.concatenate([w[:2 * hid].T, r[:2 * hid].T])
     weight = np.concatenate([zr, cand_x, cand_h], axis=1)
+    if not lbr:  # R_h (r * h) + Rb_h sits inside the candidate's activation beside W_h x + Wb_h: one bias
+        return weight, np.concatenate([wb[:2 * hid] + rb[:2 * hid], wb[2 * hid:] + rb[2 * hid:], np.zeros(hid)])
     return weight, np.concatenate([wb[:2 * hid] + rb[:2 * hid], wb[2 * hid:], rb[2 * hid:]])
 
 
@@ -182,15 +250,14 @@ def convert_recurrent(node: onnx.NodeProto, ctx: Context) -> None:
     the directions' last states (module docstring)."""
     a = _attrs(node)
     cell, gates = CELLS[node.op_type]
-    layout = int(a.get("layout", 0))  # type: ignore[call-overload]
-    if layout not in (0, 1):
-        raise _err(node, f"layout={layout} is not 0 or 1")
+    if int(a.get("layout", 0)) != 0:  # type: ignore[call-overload]
+        raise _err(node, f"layout={a['layout']} is not 0 or 1 (`time_major` rewrites layout=1)")
     if "hidden_size" not in a:
         raise _err(node, "attribute hidden_size is missing")
     hid = int(a["hidden_size"])  # type: ignore[call-overload]
     reverse = _direction(a, node)
     dirs = len(reverse)
-    x, steps, chans = _sequence(node, ctx, layout)
+    x, steps, chans = _sequence(node, ctx)
     w, r = (np.asarray(ctx.const(node.input[k], node), dtype=np.float64) for k in (1, 2))
     if w.shape != (dirs, gates * hid, chans) or r.shape != (dirs, gates * hid, hid):
         raise _err(node, f"W {w.shape} / R {r.shape} do not match {dirs} direction(s), {gates} gate(s), "
@@ -203,10 +270,8 @@ def convert_recurrent(node: onnx.NodeProto, ctx: Context) -> None:
     peep = _optional(node, ctx, 7) if cell == "lstm" else None
     acts = _activations(a, cell, dirs, node)
     lbr = int(a.get("linear_before_reset", 0))  # type: ignore[call-overload]
-    if cell == "gru" and lbr != 1:
-        raise _err(node, "linear_before_reset=0 is not supported: the reset gate would multiply h_{t-1} before "
-                         "the recurrent product, a second MVM per step (export with linear_before_reset=1, "
-                         "PyTorch's GRU)")
+    if lbr not in (0, 1):
+        raise _err(node, f"linear_before_reset={lbr} is not 0 or 1")
     clip = a.get("clip")
     forget = int(a.get("input_forget", 0))  # type: ignore[call-overload]
     used = [k for k, o in enumerate(node.output[:3]) if o and ctx.uses.get(o, 0)]
@@ -219,6 +284,8 @@ def convert_recurrent(node: onnx.NodeProto, ctx: Context) -> None:
             attrs = {"cell": cell, "hidden": hid, "steps": steps, "reverse": rev, "acts": acts[d],
                      "clip": None if clip is None else float(clip), "input_forget": forget,
                      "out": OUTPUTS[k], "act": "none"}  # type: ignore[dict-item]
+            if cell == "gru":
+                attrs["linear_before_reset"] = lbr
             order = gate_major(Op("recurrent", "", [], [], attrs))
             params = {"weight": np.empty_like(weight), "bias": np.empty_like(bias), "init_h": init_h[d]}
             params["weight"][:, order], params["bias"][order] = weight, bias  # column blocks of whole units
@@ -236,29 +303,20 @@ def convert_recurrent(node: onnx.NodeProto, ctx: Context) -> None:
                                            f"{'' if k == 0 else '_' + OUTPUTS[k]}",
                               [x], [out], attrs, params))
             outs.append(out)
-        _define_outputs(node, ctx, k, outs, layout, steps, hid)
+        _define_outputs(node, ctx, k, outs, steps, hid)
 
 
-def _define_outputs(node: onnx.NodeProto, ctx: Context, k: int, outs: list[str], layout: int, steps: int,
-                    hid: int) -> None:
+def _define_outputs(node: onnx.NodeProto, ctx: Context, k: int, outs: list[str], steps: int, hid: int) -> None:
     """Name the ONNX output: the single direction's op output, or the concat of the directions' last states;
     time-major outputs are batch-moved."""
     name = node.output[k]
-    if len(outs) > 1:
-        if k == 0:
-            raise _err(node, "the output Y of a bidirectional node is not supported (use Y_h, or two "
-                             "single-direction nodes)")
+    if len(outs) > 1:  # Y: the directions' (T, 1, H) sequences as rows of (T, 2, H); Y_h, Y_c: channels
         value = f"{name}__dev"
-        ctx.values[value] = Value(value, (len(outs), 1, hid))
-        ctx.onnx_shapes[value] = (len(outs), hid)
-        ctx.ops.append(Op("concat", f"{node.name or name}_{OUTPUTS[k]}_concat", outs, [value]))
+        ctx.values[value] = Value(value, (steps, 2, hid) if k == 0 else (2, 1, hid))
+        ctx.onnx_shapes[value] = (steps, 2, hid) if k == 0 else (2, hid)
+        ctx.ops.append(Op("concat", f"{node.name or name}_{OUTPUTS[k]}_concat", outs, [value],
+                          {"axis": 1} if k == 0 else {}))
     else:
         value = outs[0]
     shape = (steps, len(outs), hid) if k == 0 else (len(outs), hid)  # batch-first per sample
-    axis = (2 if k == 0 else 1) if layout == 0 else 0
-    if axis:
-        _moved(ctx)[name] = (axis, value, shape)
-    else:
-        ctx.values[name] = Value(name, ctx.values[value].shape)
-        ctx.onnx_shapes[name] = shape
-        ctx.ops.append(Op("identity", f"{node.name or name}_{OUTPUTS[k]}", [value], [name]))
+    _moved(ctx)[name] = (2 if k == 0 else 1, value, shape)

@@ -3,6 +3,6 @@ spatial or temporal mode with replication (`placement.py`), bit-line packing (`p
 scheduling (`schedule.py`)."""
 
 from .model import Block, LayerMap, Mapping
-from .placement import MAPPINGS, place_layers
+from .placement import MAPPINGS, place_layers, replicas, row_bands
 
-__all__ = ["Block", "LayerMap", "Mapping", "MAPPINGS", "place_layers"]
+__all__ = ["Block", "LayerMap", "Mapping", "MAPPINGS", "place_layers", "replicas", "row_bands"]

@@ -11,7 +11,8 @@ ops (pooling, element-wise) get a core each.
   are packed densely (`packing.py`);
 * **temporal**: bit lines of different significance also share physical bit lines in successive row-group
   steps (`schedule.py`), optionally down to a crossbar budget;
-* **replication**: N copies of each conv layer's weights split its output rows (`replicate`).
+* **replication**: N copies of a conv layer's weights split its output rows (`replicate`, or the layer's own
+  `LayerPrecision.replicate`; `replicas`).
 """
 
 from __future__ import annotations
@@ -71,14 +72,21 @@ class _Cursor:
 MAPPINGS = ("naive", "spatial", "temporal")
 
 
-def _bands(g: Graph, name: str, replicate: int) -> list[tuple[int, int] | None]:
-    """Output-row bands of the replicas of a conv layer (one band, None, when not replicated)."""
+def row_bands(g: Graph, name: str, replicate: int) -> list[tuple[int, int] | None]:
+    """Output-row bands of ``replicate`` replicas of layer ``name`` (one band, None, when not replicated or not
+    a conv): bands of ceil(rows / N) rows, so fewer than N when that divides the rows into fewer."""
     shape = g.values[g.op(name).outputs[0]].shape
     if replicate <= 1 or g.op(name).kind != "conv" or shape[1] < 2:
         return [None]
     n = min(replicate, shape[1])
     q = -(-shape[1] // n)
     return [(lo, min(shape[1], lo + q)) for lo in range(0, shape[1], q)]
+
+
+def replicas(prec: dict[str, LayerPrecision], name: str, replicate: int = 1) -> int:
+    """The replicas asked for layer ``name``: its own ``replicate`` when > 1, else the mapping's ``replicate``."""
+    own = prec[name].replicate
+    return own if own > 1 else replicate
 
 
 def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
@@ -98,9 +106,10 @@ def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     With ``hw.xbars_per_core`` > 0 a core holds blocks while their crossbars fit its pool (and its MVMU slots
     last), so packing lets more blocks share a core.
 
-    ``replicate`` N > 1 copies every conv layer's weights N times (at most once per output row); replica k
-    computes the k-th band of output rows, so the layer's pixel loop is N times shorter (ISAAC/PUMA-style
-    replication: crossbars traded for latency and throughput)."""
+    ``replicate`` N > 1 copies every conv layer's weights N times (at most once per output row; a layer whose
+    precision has its own ``replicate`` > 1 takes that instead); replica k computes the k-th band of output rows
+    (`row_bands`), so the layer's pixel loop is N times shorter (ISAAC/PUMA-style replication: crossbars traded
+    for latency and throughput)."""
     if mode not in MAPPINGS:
         raise ModelError(f"mapping '{mode}' is not one of {', '.join(MAPPINGS)}")
     if budget is not None and mode != "temporal":
@@ -125,7 +134,7 @@ def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     if packed:
         from .schedule import plan_layouts
 
-        copies = {n: len(_bands(g, n, replicate)) for n in ranges}
+        copies = {n: len(row_bands(g, n, replicas(prec, n, replicate))) for n in ranges}
         layouts = plan_layouts(g, prec, q, hw, ranges, mode == "temporal", budget, copies)
     cur, layers = _Cursor(hw), {}
     per_tile = hw.cores_per_tile * hw.mvmus_per_core
@@ -152,7 +161,7 @@ def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
                              f"{hw.xbars_per_core} (xbars_per_core); {hint}map it spatially or temporally, or give "
                              f"the cores more crossbars")
         lm.layouts = [] if lays is not None else None
-        for rep, band in enumerate(_bands(g, op.name, replicate)):
+        for rep, band in enumerate(row_bands(g, op.name, replicas(prec, op.name, replicate))):
             cur.fresh_core()
             for c in range(cb):
                 mine = [i for i, (_, cols) in enumerate(ranges[op.name]) if cols[0] == c * hw.xbar_cols]

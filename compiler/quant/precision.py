@@ -25,7 +25,9 @@ class LayerPrecision:
     none), and the weight scheme: ``uniform``; ``nonuniform`` (seed 001: a codebook of 2^w_code_bits + 1 levels
     from the importance g(x)|x|^w_k, held on the Q(w_bits, w_frac) grid; w_k -1 asks the compiler to search k);
     or ``varied`` (seed 003: one scheme per output channel from ``w_channels``, repeated over the channels, on
-    the common Q(w_bits, w_frac) grid)."""
+    the common Q(w_bits, w_frac) grid). ``replicate`` is a mapping knob, not a format: the copies of a conv
+    layer's weights, each computing a band of its output rows (1: none; > 1 overrides the compile's
+    ``replicate``; a dense or recurrent layer takes only 1)."""
 
     w_bits: int
     w_frac: int
@@ -41,6 +43,7 @@ class LayerPrecision:
     w_code_bits: int = 0
     w_k: float = 1.0
     w_channels: tuple[Any, ...] = ()
+    replicate: int = 1
 
     @property
     def mvm_shift(self) -> int:
@@ -51,6 +54,8 @@ class LayerPrecision:
         """Plain-JSON form."""
         d = asdict(self)
         d["w_channels"] = [dict(c) for c in self.w_channels]
+        if self.replicate == 1:  # the default: written only when it says something
+            del d["replicate"]
         return d
 
 
@@ -128,6 +133,11 @@ def resolve_precision(g: Graph, config: str | dict[str, Any] | Path | None, rang
         x_range = ranges.values.get(op.inputs[0])
         if op.kind == "recurrent" and x_range is not None and op.name in ranges:
             x_range = max(x_range, ranges[op.name].input)  # the MVM input holds h_{t-1} too
+        if op.kind != "conv" and own and own.get("replicate", 1) != 1:
+            raise ConfigError(f"{source}: layers.{op.name}.replicate: replication splits a conv layer's output "
+                              f"rows; {op.name} is a {op.kind} layer (give it 1 or leave the option out)")
+        if op.kind != "conv":
+            spec.pop("replicate", None)  # a default's replicate applies to the conv layers
         out[op.name] = _complete(where, spec, ranges.get(op.name), hw, x_range)
         if op.attrs.get("act") in ("sigmoid", "tanh") or op.kind == "recurrent":
             out[op.name] = _bounded_act_frac(where, out[op.name], "acc_frac" in spec)

@@ -21,6 +21,7 @@ from isa.numerics import INPUT_ENCODINGS, WEIGHT_ENCODINGS
 
 FRAC_RANGE = (-16, 62)  # fraction bits of every format (compiler.quant.precision.frac_for clamps to it)
 SCHEME_NAMES = ("uniform", "nonuniform", "varied")
+MAX_REPLICAS = 1024  # the ``replicate`` option's limit (at most one replica per output row is used anyway)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ def option_specs(hw: HardwareConfig) -> dict[str, Option]:
         "w_code_bits": Option("int", 0, hw.max_weight_bits),
         "w_k": Option("number", 0, 8, also=-1, why="-1: search k"),
         "w_channels": Option("channels"),
+        "replicate": Option("int", 1, MAX_REPLICAS, why="copies of a conv layer's weights, one band of output "
+                                                        "rows each"),
     } | {k: Option("int", -8, 8) for k in FRAC_DELTAS}
 
 

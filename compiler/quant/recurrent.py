@@ -1,8 +1,8 @@
 """The recurrent op (`ir.Op` kind ``recurrent``: one direction of an LSTM, GRU or RNN) in float and in the
 integers the hardware computes (rule RECURRENT in docs/semantics.md).
 
-Float: ONNX's equations (gate order i, o, f, c / z, r, n), the GRU with ``linear_before_reset=1``; ``clip`` bounds
-every activation's input (peepholes included), not the cell state.
+Float: ONNX's equations (gate order i, o, f, c / z, r, n), the GRU with either ``linear_before_reset``; ``clip``
+bounds every activation's input (peepholes included), not the cell state.
 
 Integer, per time step, with the layer's formats Q(in_bits, in_frac) (the MVM input: x_t as stored, h_{t-1}
 requantized into it) and Q(acc_bits, acc_frac) (everything else, the cell state included: the documented
@@ -13,6 +13,7 @@ cell-state rule), every add, sub and mul saturating to acc_bits (the ``add``/``s
 3. LSTM: ``i = sig(a_i + mul(p_i, c))``, ``f = sig(a_f + mul(p_f, c))`` (``input_forget``: f = one - i),
    ``g = tanh(a_c)``, ``c = mul(f, c) + mul(i, g)``, ``o = sig(a_o + mul(p_o, c))``, ``h = mul(o, tanh(c))``;
    GRU: ``z = sig(a_z)``, ``r = sig(a_r)``, ``n = tanh(a_nx + mul(r, a_nh))``, ``h = n + mul(z, h - n)``;
+   (``linear_before_reset=0``: ``n = tanh(a_nx + b_nh)`` with ``b = MVM([x_t ; rqnt(mul(r, h))])``, no bias);
    RNN: ``h = act(a)``; ``mul`` rounds by acc_frac (``mul_q``), sig/tanh are rule ACT, one = 2^acc_frac;
 4. the output (h_t for every t, or the last h or c) is requantized to its tensor's format.
 
@@ -56,6 +57,18 @@ def gate_major(op: Op) -> np.ndarray:
     return idx
 
 
+def as_sequence(x: np.ndarray) -> np.ndarray:
+    """An internal-layout input (B, k, C', T) of a (T, k, C') value (a bidirectional Y, relabelled (T, k C')) as
+    the (B, 1, k C', T) sequence: channel h C' + w of x_t is pixel (h, w)."""
+    return x if x.shape[1] == 1 else x.reshape(x.shape[0], 1, -1, x.shape[3])
+
+
+def drives(op: Op) -> int:
+    """MVMs per time step: 2 for a GRU with ``linear_before_reset=0`` (the same crossbars driven again with
+    [x_t ; r * h_{t-1}] for the candidate's recurrent part), else 1."""
+    return 2 if op.attrs["cell"] == "gru" and not op.attrs.get("linear_before_reset", 1) else 1
+
+
 def steps_of(op: Op) -> list[int]:
     """The time steps in the order the op runs them."""
     t = list(range(op.attrs["steps"]))
@@ -72,6 +85,7 @@ def float_recurrent(op: Op, x: np.ndarray) -> tuple[np.ndarray, dict[str, float]
     pre-activations, cell states, products) and of its weights."""
     a, p = op.attrs, op.params
     hid, cell = a["hidden"], a["cell"]
+    x = as_sequence(x)
     b = len(x)
     h = np.broadcast_to(p["init_h"], (b, hid)).astype(np.float64)
     c = np.broadcast_to(p.get("init_c", np.zeros(hid)), (b, hid)).astype(np.float64)
@@ -97,7 +111,13 @@ def float_recurrent(op: Op, x: np.ndarray) -> tuple[np.ndarray, dict[str, float]
         elif cell == "gru":
             az, ar, anx, anh = _split(acc, hid, 4)
             z, r = f_act(bound(az)), f_act(bound(ar))
-            pre = anx + r * anh
+            if drives(op) == 2:
+                again = (np.concatenate([x[:, 0, :, t], r * h], axis=1) @ p["weight"])[:, order]
+                anh = _split(again, hid, 4)[3]
+                pre = anx + anh
+                seen.append(anh)
+            else:
+                pre = anx + r * anh
             n = rest[0](bound(pre))
             h = n + z * (h - n)
             seen += [pre, h - n]
@@ -143,6 +163,7 @@ def recurrent_q(op: Op, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
 
     a, k = op.attrs, recurrent_constants(op, p)
     hid, cell, ba, fa = a["hidden"], a["cell"], p.acc_bits, p.acc_frac
+    x = as_sequence(x)
     blocks = [prepare_block(weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
               for r0 in range(0, weight.shape[0], hw.xbar_rows)]
     b = len(x)
@@ -170,7 +191,12 @@ def recurrent_q(op: Op, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
         elif cell == "gru":
             az, ar, anx, anh = _split(acc, hid, 4)
             z, r = act(f_act, bound(az)), act(f_act, bound(ar))
-            n = act(rest[0], bound(add(anx, mul(r, anh))))
+            if drives(op) == 2:  # the second drive: x_t again (its rows hold 0 in the R_h columns), r * h
+                again = np.concatenate([x[:, 0, :, t], nx.requantize(mul(r, h), fa - p.in_frac, p.in_bits)], axis=1)
+                n = act(rest[0], bound(add(anx, _split(_crossbar_rows(again, blocks, None, p, lambda v: v, 1)[:, order],
+                                                       hid, 4)[3])))
+            else:
+                n = act(rest[0], bound(add(anx, mul(r, anh))))
             h = add(n, mul(z, nx.saturate(h - n, ba)))
         else:
             h = act(f_act, bound(acc))

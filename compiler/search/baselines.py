@@ -8,7 +8,6 @@ import numpy as np
 
 from .budget import Budget
 from .env import Actions, SearchEnv
-from .space import KNOBS
 
 
 def uniform_actions(rng: np.random.Generator, sizes: Sequence[int], layers: int) -> Actions:
@@ -36,7 +35,7 @@ def run_greedy(env: SearchEnv, b: Budget, batch: int) -> None:
     while changed and b.left > 0:
         changed = False
         for li in range(len(cur)):
-            for ki, knob in enumerate(KNOBS):
+            for ki, knob in enumerate(env.space.knobs):
                 cands = env.space.moves(cur, li, ki, lower_only=knob in lowering)[: max(0, b.left)]
                 if not cands:
                     continue

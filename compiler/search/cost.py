@@ -1,5 +1,5 @@
-"""Hardware cost of a precision configuration, estimated per candidate without running it on the runtime
-(docs/search.md, "Cost model"); one runtime run of the baseline calibrates the precision-independent part.
+"""Hardware cost of a precision configuration, estimated per candidate without running anything on the runtime
+(docs/search.md, "Cost model"); the precision-independent part comes from the baseline program, statically.
 
 `CostModel.estimate` rebuilds, from the mapping and the same functions of `isa.costs` that the runtime's
 accountant charges:
@@ -8,13 +8,15 @@ accountant charges:
   `isa.costs.mvmu_energy` (ADC, sample-and-hold, shift-and-add, MVMU registers) and `isa.costs.mvmu_cycles`;
 * the data-dependent DAC and crossbar energy, `isa.costs.mvm_data_energy`, from the layer's actual integer
   inputs on the calibration images (`trace_functional` records them) and the cell levels of each block's rows;
-* latency: a crossbar layer's MVM time is executions x the slowest of its blocks' MVMU latencies (one step);
-  its core's busy time is that plus the precision-independent loads, stores and vector work, and layers run as
-  a pipeline: a layer ends at max(its busy time, the end of its producers + its tail), where the tail is what is
-  left once the last input arrives (a whole dense layer; one step of a conv). The precision-independent parts
-  (per-op busy time outside MVMs and tails, measured on a run of the 16-bit baseline) and the other energy
-  components (vector ALU, registers, tile memory, network, control) come from one runtime run of the baseline
-  (`CostModel.calibrate`); ADC leakage is recomputed from the ADC bits of every MVMU and the estimated cycles.
+* a replicated conv (`LayerPrecision.replicate`) charges each replica's blocks for its band of output rows
+  only (those pixels' executions and input digits);
+* latency: a crossbar layer's MVM step is the slowest of its blocks' MVMU latencies; every op computes its
+  output pixels one per (step + its share of the precision-independent loads, stores and vector work), and the
+  ops run as a pixel-level pipeline, each replica on its band, tensors forwarded to other tiles once complete
+  (`pipeline.PipelineModel`). The precision-independent parts (each core's busy time outside MVMs per op, the
+  transfer stages, and the energy of the vector ALU, registers, tile memory, network and control) come from the
+  program of the 16-bit baseline with the candidate's replicas, counted statically (`static_costs`: no runtime
+  run); ADC leakage is recomputed from the ADC bits of every MVMU (replicas included) and the estimated cycles.
 
 The search's hardware cost is a weighted set of named terms (`COST_TERMS`: ``energy``, ``latency``, the
 seed's ``analytic`` formula and the ``area`` the mapping uses, `mapping_area`), each over the 16-bit baseline's
@@ -23,7 +25,7 @@ value; another term is one more entry.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, NamedTuple, Sequence
 
 import numpy as np
@@ -34,15 +36,18 @@ from isa.costs import (MvmuShape, conductance_pj, leakage_pj, mvm_data_energy, m
                        row_levels)
 from isa.hardware import HardwareConfig
 from isa.layout import summarize
+from isa.program import Program
 
 from ..ir import Graph
-from ..mapping import MAPPINGS, LayerMap, place_layers
+from ..mapping import MAPPINGS, LayerMap, Mapping, place_layers, replicas
 from ..ops import crossbar_kind
 from ..quant import LayerPrecision, quantize_layer
 from ..quant.calibrate import layer_inputs, out_hw
 from ..quant.formats import Format
 from ..quant.functional import op_output
 from .memo import LayerMemo, array_key
+from .pipeline import OpWork, PipelineModel
+from .static_costs import Profile, program_profile
 
 MVMU_COMPONENTS = ("crossbar", "dac", "adc", "sample_hold", "shift_add", "mvmu_regs")
 
@@ -95,7 +100,7 @@ def trace_functional(g: Graph, prec: dict[str, LayerPrecision], inputs: dict[str
             seen[op.name] = env[op.inputs[0]]
         out = op.outputs[0]
         if memo is not None:
-            keys[out] = (op.name, repr(prec[op.name]) if op.is_crossbar else None,
+            keys[out] = (op.name, repr(replace(prec[op.name], replicate=1)) if op.is_crossbar else None,
                          tuple(fmt[i] for i in op.inputs), fmt[out], tuple(keys[i] for i in op.inputs))
             hit = memo.get(keys[out])
             if hit is not None:
@@ -128,55 +133,78 @@ def _shape(lm: LayerMap, i: int, rows: int, cols: int) -> MvmuShape:
     return MvmuShape.packed(rows, cols, lm.slices, summarize(layout))
 
 
+def _band_rows(rows: np.ndarray, batch: int, per_row: int, band: tuple[int, int] | None) -> np.ndarray:
+    """The rows of a (batch * pixels, fan_in) input matrix that a replica computing output rows ``band``
+    (pixels ``per_row`` to an output row; None: all) multiplies."""
+    if band is None:
+        return rows
+    lo, hi = band[0] * per_row, band[1] * per_row
+    return rows.reshape(batch, -1, rows.shape[1])[:, lo:hi].reshape(-1, rows.shape[1])
+
+
 class CostModel:
-    """Energy and latency of a precision config on a graph, from the mapping, `isa.costs` and digit statistics."""
+    """Energy and latency of a precision config on a graph, from the mapping, `isa.costs`, digit statistics and
+    the static profile of the program (`static_costs`; ``program`` compiles the 16-bit baseline with given
+    per-layer replicas: their loads, stores, vector work and transfers do not depend on the precision)."""
 
-    def __init__(self, g: Graph, hw: HardwareConfig, mapping: str = "naive") -> None:
-        self.g, self.hw, self.mapping = g, hw, mapping
-        self.rest_energy: dict[str, float] = {}
-        self.rest_cycles = 0
-        self.base: dict[str, tuple[float, float, float, float]] = {}  # op -> baseline (other busy, tail, step, mvm)
+    def __init__(self, g: Graph, hw: HardwareConfig, mapping: str = "naive",
+                 program: Callable[[dict[str, int]], Program] | None = None) -> None:
+        self.g, self.hw, self.mapping, self.program = g, hw, mapping, program
+        self.pipeline = PipelineModel(g)
+        self.profiles: dict[tuple[tuple[str, int], ...], Profile] = {}
 
-    def calibrate(self, measured: Any, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> None:
-        """Take the precision-independent part from one runtime run (``measured``: `runtime.Stats`) of ``prec``
-        on integer layer inputs ``inputs`` (from `trace_functional` on the same images)."""
-        self.base, self.rest_cycles = {}, 0
-        est = self.estimate(prec, inputs)
-        self.rest_energy = {k: v for k, v in measured.per_component.items()
-                            if k not in MVMU_COMPONENTS and k != "leakage"}
-        ends: dict[str, float] = {}
+    def profile(self, prec: dict[str, LayerPrecision]) -> Profile | None:
+        """The static profile of the program with ``prec``'s replicas (one compile per distinct replica set)."""
+        if self.program is None:
+            return None
+        key = tuple((op.name, replicas(prec, op.name)) for op in self.g.crossbar_ops() if op.kind == "conv")
+        if key not in self.profiles:
+            self.profiles[key] = program_profile(self.program(dict(key)))
+        return self.profiles[key]
+
+    def _work(self, prof: Profile, per_layer: dict[str, dict[str, float]], mp: Mapping) -> dict[str, OpWork]:
+        """Every op's `OpWork`: per band its busiest core's static non-MVM cycles (after its prologue) per pixel."""
+        out = {}
         for op in self.g.ops:
-            lay = measured.per_layer.get(op.name)
+            busy, pro, lead = prof.node_busy(op.name), prof.node_prologue(op.name), prof.node_lead(op.name)
+            lay = per_layer.get(op.name)
             if lay is None:
+                if op.name not in mp.vector:
+                    continue
+                shape = self.g.values[op.outputs[0]].shape
+                px = int(np.prod(shape[1:])) if len(shape) == 3 else 1
+                tile, core = mp.vector[op.name]
+                name = f"{tile}.{core}"
+                first = pro.get(name, 0.0)
+                out[op.name] = OpWork(((busy.get(name, 0.0) - first) / px,), 0.0, px, (None,), (tile,), (first,),
+                                      (lead.get(name, 0.0),))
                 continue
-            prev = max((ends[p.name] for p in self._producers(op) if p.name in ends), default=0.0)
-            ends[op.name] = float(lay["end"])
-            step = est.per_layer[op.name]["step"] if op.name in est.per_layer else 0.0
-            mvm = est.per_layer[op.name]["mvm_cycles"] if op.name in est.per_layer else 0.0
-            self.base[op.name] = (float(lay["busy_cycles"]) - mvm, float(lay["end"]) - prev, step, mvm)
-        self.rest_cycles = int(measured.cycles) - int(max(ends.values(), default=0.0))
+            lm, px = mp.layers[op.name], int(lay["pixels"])
+            per_row = px // (self.g.values[op.outputs[0]].shape[1] if lm.replicas > 1 else 1)
+            bands = tuple(dict.fromkeys(b.out_rows for b in lm.blocks))
+            other, tiles, pros, leads = [], [], [], []
+            for bd in bands:
+                mine = [b for b in lm.blocks if b.out_rows == bd]
+                n = px if bd is None else (bd[1] - bd[0]) * per_row
+                cores = [f"{t}.{c}" for t, c in dict.fromkeys(b.where for b in mine)]
+                other.append(max(busy.get(c, 0.0) - pro.get(c, 0.0) for c in cores) / max(1, n))
+                pros.append(min(pro.get(c, 0.0) for c in cores))
+                leads.append(min(lead.get(c, 0.0) for c in cores))
+                tiles.append(mine[0].tile)
+            out[op.name] = OpWork(tuple(other), lay["step"], px, bands, tuple(tiles), tuple(pros), tuple(leads))
+        return out
 
-    def _producers(self, op: Any) -> list[Any]:
-        return [p for p in self.g.ops if set(p.outputs) & set(op.inputs)]
+    def _stages(self, prof: Profile) -> dict[str, float]:
+        """Transfer stages: busy cycles of the instructions whose node is a tensor (moved to another tile)."""
+        ops = {op.name for op in self.g.ops}
+        return {n: sum(prof.node_busy(n).values()) for n in prof.nodes() if n not in ops and n in self.g.values}
 
-    def _latency(self, per_layer: dict[str, dict[str, float]]) -> int:
-        """Pipelined makespan (see the module docstring); without a calibration, MVM times add up."""
-        if not self.base:
+    def _latency(self, prof: Profile | None, per_layer: dict[str, dict[str, float]], mp: Mapping) -> int:
+        """Pipelined makespan (`pipeline.PipelineModel` on the static profile); without a program to profile,
+        MVM times add up."""
+        if prof is None:
             return int(sum(v["mvm_cycles"] for v in per_layer.values()))
-        ends: dict[str, float] = {}
-        for op in self.g.ops:
-            if op.name not in self.base:
-                continue
-            other, tail, step_b, mvm_b = self.base[op.name]
-            lay = per_layer.get(op.name, {"mvm_cycles": mvm_b, "step": step_b})
-            busy = other + lay["mvm_cycles"]
-            prods = [ends[p.name] for p in self._producers(op) if p.name in ends]
-            if not prods:  # fed by graph inputs: starts at once
-                ends[op.name] = busy
-                continue
-            # what is left once the last input arrives: the whole layer (dense) or its last step (conv, vector)
-            tail += (lay["mvm_cycles"] - mvm_b) if op.kind == "dense" else (lay["step"] - step_b)
-            ends[op.name] = max(busy, max(prods) + tail)
+        ends = self.pipeline.ends(self._work(prof, per_layer, mp), self._stages(prof))
         return int(round(max(ends.values(), default=0.0)))
 
     def estimate(self, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> CostEstimate:
@@ -190,30 +218,38 @@ class CostModel:
         for op in self.g.crossbar_ops():
             p, lm, q = prec[op.name], mp.layers[op.name], weights[op.name]
             x = inputs[op.name]
-            batch = len(x)
-            rows = layer_inputs(self.g, op, x)  # (batch * pixels, fan_in)
-            px = len(rows) // max(1, batch)
+            batch = max(1, len(x))
+            rows = layer_inputs(self.g, op, x)  # (batch * pixels, fan_in), pixels in raster order
+            px = len(rows) // batch
+            per_row = px // (self.g.values[op.outputs[0]].shape[1] if lm.replicas > 1 else 1)
             enc = p.in_enc
             lay = {k: 0.0 for k in MVMU_COMPONENTS}
             worst = 1
             for i, b in enumerate(lm.blocks):
                 qb = q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
                 shape = _shape(lm, i, *qb.shape)
+                mine = _band_rows(rows, batch, per_row, b.out_rows)
+                execs = len(mine) // batch
                 for k, v in mvmu_energy(hw, shape, p.in_bits, p.adc_bits, p.skip).items():
-                    lay[k] = lay.get(k, 0.0) + v * px
+                    lay[k] = lay.get(k, 0.0) + v * execs
                 worst = max(worst, mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip))
                 if shape.idle:  # no crossbar: no ADC to leak, no row driven
                     continue
                 adcs.append(p.adc_bits)
-                pulses = nx.nonzero_digits(rows[:, b.rows[0]:b.rows[1]], p.in_bits, enc).sum(axis=0)
+                pulses = nx.nonzero_digits(mine[:, b.rows[0]:b.rows[1]], p.in_bits, enc).sum(axis=0)
                 gsum = row_levels(*nx.weight_slices(qb, p.w_bits, hw.cell_bits, p.w_enc)) if conductive else None
-                for k, v in mvm_data_energy(hw, pulses, gsum, max(1, batch)).items():
+                for k, v in mvm_data_energy(hw, pulses, gsum, batch).items():
                     lay[k] = lay.get(k, 0.0) + v
             for k, v in lay.items():
                 comp[k] = comp.get(k, 0.0) + v
-            per_layer[op.name] = {"energy_pj": sum(lay.values()), "mvm_cycles": px * worst, "step": worst}
-        cycles = max(1, self._latency(per_layer) + self.rest_cycles)
-        comp.update(self.rest_energy)
+            bands = list(dict.fromkeys(b.out_rows for b in lm.blocks))
+            widest = max(px if bd is None else (bd[1] - bd[0]) * per_row for bd in bands)
+            per_layer[op.name] = {"energy_pj": sum(lay.values()), "mvm_cycles": widest * worst, "step": worst,
+                                  "pixels": px}
+        prof = self.profile(prec)
+        cycles = max(1, self._latency(prof, per_layer, mp))
+        if prof is not None:  # what no MVM charges: vector ALU, registers, tile memory, network, control
+            comp.update({k: v for k, v in prof.energy.items() if k not in MVMU_COMPONENTS})
         comp["leakage"] = leakage_pj(hw, adcs, cycles)
         area = mapping_area(hw, mp, prec)
         for name, row in area.per_layer.items():
@@ -241,15 +277,27 @@ B_FULL = 16
 def analytic_terms(feats: list[LayerFeatures], prec: dict[str, LayerPrecision], alpha: float = ALPHA,
                    b_full: int = B_FULL) -> list[float]:
     """Seed 000's per-layer terms alpha^B_ADC,i (f_in,i B_in,i / B_full + f_w,i B_w,i / B_full), with f_in,i layer
-    i's share of all input values fed to crossbars (fan-in x executions) and f_w,i its share of all weights."""
+    i's share of all input values fed to crossbars (fan-in x executions), f_w,i its share of all weights and
+    B_w,i the bits its codes use (`code_bits`: per channel group under varied)."""
     fin = np.array([f.fan_in * f.pixels for f in feats], dtype=np.float64)
     fw = np.array([f.fan_in * f.fan_out for f in feats], dtype=np.float64)
     fin, fw = fin / fin.sum(), fw / fw.sum()
     out = []
     for f, a, b in zip(feats, fin, fw):
         p = prec[f.name]
-        out.append(float(alpha ** p.adc_bits * (a * p.in_bits / b_full + b * p.w_bits / b_full)))
+        out.append(float(alpha ** p.adc_bits * (a * p.in_bits / b_full + b * code_bits(p, f.fan_out) / b_full)))
     return out
+
+
+def code_bits(p: LayerPrecision, channels: int) -> float:
+    """The weight bits a layer's codes use, averaged over its ``channels`` output channels: per channel group
+    for a varied layer (its ``w_channels``, repeated over the channels), the code width for a nonuniform one,
+    else ``w_bits``."""
+    if p.w_scheme == "varied" and p.w_channels:
+        return float(np.mean([p.w_channels[c % len(p.w_channels)]["bits"] for c in range(channels)]))
+    if p.w_scheme == "nonuniform" and p.w_code_bits:
+        return float(p.w_code_bits)
+    return float(p.w_bits)
 
 
 def analytic_cost(feats: list[LayerFeatures], prec: dict[str, LayerPrecision], alpha: float = ALPHA,

@@ -38,7 +38,7 @@ from .cost import (DEFAULT_WEIGHTS, CostEstimate, CostInputs, CostModel, TermVal
 from .memo import LayerMemo
 from .record import Evaluation
 from .selection import drop_upper_bound, score_upper
-from .space import KNOBS, SearchSpace
+from .space import SearchSpace
 
 Actions = tuple[tuple[int, ...], ...]
 
@@ -77,7 +77,8 @@ class EnvConfig:
     mapping: str = "spatial"  # as `compile`'s default; the cost model reproduces every mode exactly
     devices: str | None = None  # score accuracy on the runtime under this device model (docs/devices.md)
     device_trials: int = 3  # with devices: seeded trials whose scores are averaged
-    cost_calib_images: int = 4  # images of the one baseline runtime run that calibrates the cost model
+    replicas: tuple[int, ...] = (1,)  # values of the per-layer conv replication knob (one value: not searched)
+    narrow: tuple[int, ...] = (0,)  # values of the varied layers' channel-narrowing knob (one value: not searched)
     memo_mb: int = 1024  # bound of the memo of layer outputs (exact reuse of shared prefixes); 0: none
     screen_images: int = 64  # score the search split in stages of 64, 128, 256, ... images and stop once the
     # constraint cannot be met whatever the rest (`hopeless`); 0: one pass over both splits
@@ -88,7 +89,8 @@ class EnvConfig:
         changes a score (not the loader, nor the memo's size): the evaluation cache's scope."""
         with open(self.model, "rb") as f:
             model = hashlib.sha256(f.read()).hexdigest()
-        d = {k.name: getattr(self, k.name) for k in fields(self) if k.name not in ("model", "data", "memo_mb")}
+        d = {k.name: getattr(self, k.name) for k in fields(self) if k.name not in ("model", "data", "memo_mb")
+             and not (k.name in ("replicas", "narrow") and getattr(self, k.name) == k.default)}  # knobs off
         return hashlib.sha256(json.dumps([model, d], sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -153,12 +155,11 @@ class SearchEnv:
                              f"the search never saw: give both splits, or name others with --search-split and "
                              f"--select-split")
         self.x = self.search.x  # the reward's images
-        self.space = SearchSpace.build(self.g, self.hw)
+        self.space = SearchSpace.build(self.g, self.hw, cfg.replicas, cfg.narrow)
         self.features = layer_features(self.g, self.hw)
-        self.cost = CostModel(self.g, self.hw, self.mapping)
+        self.cost = CostModel(self.g, self.hw, self.mapping, self.baseline_program)
         self.devices = runner.load_devices(cfg.devices) if cfg.devices else None
         self.memo = LayerMemo(cfg.memo_mb << 20) if cfg.memo_mb > 0 else None
-        self._calibrate_cost()
         base = self.space.baseline()
         prec, fmt = self._resolve(self.space.decode(base))
         _, seen = self._trace(prec, fmt, self.search.x)
@@ -178,16 +179,13 @@ class SearchEnv:
         """`compile_model` of a config with this environment's hardware, data set and mapping."""
         return compile_model(self.cfg.model, config, self.hw, self.dataset, mapping=self.mapping, data=self.cfg.data)
 
-    def _calibrate_cost(self) -> None:
-        from ..runner import run
-
+    def baseline_program(self, reps: dict[str, int]) -> Any:
+        """The program of the 16-bit baseline with per-layer replicas ``reps`` (the cost model profiles it)."""
         config = self.space.decode(self.space.baseline())
-        cm = self.compile(config)
-        x = self.search.x[: self.cfg.cost_calib_images]
-        stats = run(cm, {cm.program.inputs[0].name: x}).stats
-        prec, fmt = self._resolve(config)
-        _, seen = self._trace(prec, fmt, x)
-        self.cost.calibrate(stats, prec, seen)
+        for name, n in reps.items():
+            if n > 1:
+                config["layers"][name]["replicate"] = n
+        return self.compile(config).program
 
     def _resolve(self, config: dict[str, Any]) -> tuple[Any, Any]:
         prec = resolve_precision(self.g, config, self.ranges, self.hw)
@@ -284,15 +282,16 @@ class SearchEnv:
                     break
             if not stop:
                 parts.append(self._logits(key, prec, fmt, np.concatenate([self.search.x[done:], self.select.x])))
-        except XbarcError as e:  # an infeasible config (e.g. a format that cannot hold an activation)
+            logits = np.concatenate([p[0] for p in parts], axis=-2)
+            seen = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+            m = stop or n
+            est, raw = self._terms(prec, {k: v[:m] for k, v in seen.items()})
+        except XbarcError as e:  # an infeasible config (a format that cannot hold an activation, replicas
+            # that need more tiles than the chip has): screened out with the reason
             return Evaluation([list(a) for a in key], -2 * c.penalty, error=str(e),
                               step_rewards=step_rewards(-2 * c.penalty, [0.0] * len(key)))
-        logits = np.concatenate([p[0] for p in parts], axis=-2)
-        seen = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
-        m = stop or n
         s = self.score(self.search_part(m), logits[..., :m, :])
         sel = None if stop else self.score(self.select, logits[..., n:, :])
-        est, raw = self._terms(prec, {k: v[:m] for k, v in seen.items()})
         hw, ratios, shares = weighted_cost(c.cost_weights, raw, self.base_terms, self.space.layers)
         reward = self.reward(s, hw)
         return Evaluation([list(a) for a in key], reward, s.bound <= c.max_drop and not stop, s.accuracy, s.drop,
@@ -334,14 +333,15 @@ class SearchEnv:
         lay = [t / max(1, n - 1), float(f.kind == "conv"), np.log2(f.fan_in) / 12, np.log2(f.fan_out) / 12,
                np.log2(f.pixels) / 12, f.mvmus / most]
         norm = np.array([max(1, s - 1) for s in self.space.sizes], dtype=np.float64)
-        prev = np.asarray(chosen[-1], dtype=np.float64) / norm if chosen else np.zeros(len(KNOBS))
-        mean = np.mean(np.asarray(chosen, dtype=np.float64) / norm, axis=0) if chosen else np.zeros(len(KNOBS))
+        k = len(self.space.knobs)
+        prev = np.asarray(chosen[-1], dtype=np.float64) / norm if chosen else np.zeros(k)
+        mean = np.mean(np.asarray(chosen, dtype=np.float64) / norm, axis=0) if chosen else np.zeros(k)
         return np.concatenate([lay, prev, mean, np.eye(n)[t]])
 
     @property
     def state_dim(self) -> int:
         """Length of `state`: 6 layer features, 2 x knobs of earlier choices, a one-hot of the layer index."""
-        return 6 + 2 * len(KNOBS) + len(self.features)
+        return 6 + 2 * len(self.space.knobs) + len(self.features)
 
 
 def validate(env: SearchEnv, config: dict[str, Any], images: int = 0) -> dict[str, Any]:

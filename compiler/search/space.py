@@ -22,6 +22,17 @@ knob                  values
                       bit positions a channel does not use are hollows the spatial mapping leaves out)
 ====================  =================================================
 
+Two more knobs join when the search is given more than one value for them (`EXTRA_KNOBS`; without, the space
+and the search are what they were):
+
+====================  =================================================
+``replicate``         copies of a conv layer's weights, each computing a band of its output rows (`replicas`,
+                      e.g. 1, 2, 4, 8; a dense layer keeps 1; values giving the same bands are one action)
+``w_narrow``          under ``varied``: the least important half of the output channels (by the L2 norm of
+                      their weights, `narrow_channels`) get a code this many bits narrower than ``w_bits``
+                      (e.g. 0, 1, 2; at least 2 bits), the rest ``w_bits``
+====================  =================================================
+
 Fractions are searched relative to calibration: the seed's action picks the fraction bits outright (1 ..
 bits - 1), most of which overflow or waste the range; here a fraction knob picks how many bits finer than the
 calibrated fraction (the one that just holds the calibrated range) the format is, i.e. how much range is
@@ -39,6 +50,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
+
 from isa.errors import ConfigError
 from isa.hardware import HardwareConfig
 
@@ -49,7 +62,27 @@ KNOBS = ("w_bits", "in_bits", "acc_bits", "w_frac", "in_frac", "acc_frac", "adc_
 SKIPS = (-1, 2, 4, 8)
 WIDTHS = (2, 3, 4, 5, 6, 8, 16)  # weight and input bit widths (the seed had 4, 8, 16, 32)
 FRAC_STEPS = (0, 1, 2)  # fraction bits over the calibrated fraction
-ORDINAL = ("w_bits", "in_bits", "acc_bits", "w_frac", "in_frac", "acc_frac", "adc_bits", "skip")  # ordered knobs
+EXTRA_KNOBS = ("replicate", "w_narrow")  # in the space only when given more than one value
+ORDINAL = ("w_bits", "in_bits", "acc_bits", "w_frac", "in_frac", "acc_frac", "adc_bits", "skip", "replicate",
+           "w_narrow")  # ordered knobs
+NARROW_SHARE = 0.5  # the share of a layer's output channels that ``w_narrow`` narrows (the least important)
+
+
+def narrow_channels(weight: np.ndarray, share: float = NARROW_SHARE) -> tuple[int, ...]:
+    """The least important ``share`` of the output channels (columns) of a (fan-in, fan-out) weight matrix,
+    by the L2 norm of each channel's weights (the smallest first; ties by index), in channel order."""
+    norms = np.sqrt((np.asarray(weight, dtype=np.float64) ** 2).sum(axis=0))
+    k = int(len(norms) * share)
+    return tuple(sorted(int(c) for c in np.argsort(norms, kind="stable")[:k]))
+
+
+def band_count(rows: int, replicate: int) -> int:
+    """Bands (replicas actually made) of a conv with ``rows`` output rows asked for ``replicate`` copies (as
+    `compiler.mapping.row_bands` cuts them); 1 for a layer without rows (dense)."""
+    if rows < 2 or replicate <= 1:
+        return 1
+    q = -(-rows // min(replicate, rows))
+    return -(-rows // q)
 
 _OPTION = {"w_frac": "w_frac_delta", "in_frac": "in_frac_delta", "acc_frac": "acc_frac_delta"}  # knob -> option
 
@@ -62,9 +95,21 @@ class SearchSpace:
     inputs: tuple[str, ...]  # the tensor each layer reads
     values: dict[str, tuple[Any, ...]]
     writes_output: tuple[bool, ...] = ()  # per layer: its output is a graph output (acc_frac not searched)
+    knobs: tuple[str, ...] = KNOBS  # `KNOBS` and the `EXTRA_KNOBS` given more than one value
+    out_rows: tuple[int, ...] = ()  # per layer: output rows of a conv (what replicas split), 0 for others
+    narrowed: tuple[tuple[int, ...], ...] = ()  # per layer: the channels ``w_narrow`` narrows
+    channels: tuple[int, ...] = ()  # per layer: output channels
 
     @classmethod
-    def build(cls, g: Graph, hw: HardwareConfig) -> "SearchSpace":
+    def build(cls, g: Graph, hw: HardwareConfig, replicas: Sequence[int] = (1,), narrow: Sequence[int] = (0,)
+              ) -> "SearchSpace":
+        """The space of graph ``g`` on chip ``hw``; ``replicas`` and ``narrow`` are the values of the
+        ``replicate`` and ``w_narrow`` knobs (each in the space only with more than one value)."""
+        for name, vals, lo in (("replicate", replicas, 1), ("w_narrow", narrow, 0)):
+            if not vals or any(int(v) != v or v < lo for v in vals) or list(vals) != sorted(set(vals)) \
+                    or vals[0] != lo:
+                raise ConfigError(f"search knob '{name}': values {list(vals)} must be increasing integers "
+                                  f"starting at {lo} (the plain mapping)")
         ops = g.crossbar_ops()
         wb = tuple(b for b in WIDTHS if b <= hw.max_weight_bits)
         ib = tuple(b for b in WIDTHS if b <= hw.max_input_bits)
@@ -75,20 +120,25 @@ class SearchSpace:
         values = {"w_bits": wb, "in_bits": ib, "acc_bits": ab, "w_frac": FRAC_STEPS, "in_frac": FRAC_STEPS,
                   "acc_frac": FRAC_STEPS, "adc_bits": tuple(range(1, hw.full_adc_bits + 1)),
                   "w_enc": ("twos", "sce"), "in_enc": ("twos", "csd"), "skip": SKIPS,
-                  "w_scheme": ("uniform", "nonuniform", "varied")}
+                  "w_scheme": ("uniform", "nonuniform", "varied"),
+                  "replicate": tuple(int(v) for v in replicas), "w_narrow": tuple(int(v) for v in narrow)}
+        knobs = KNOBS + tuple(k for k in EXTRA_KNOBS if len(values[k]) > 1)
         outs = set(g.outputs)
+        rows = tuple(int(g.values[op.outputs[0]].shape[1]) if op.kind == "conv" else 0 for op in ops)
         return cls(tuple(op.name for op in ops), tuple(op.inputs[0] for op in ops), values,
-                   tuple(op.outputs[0] in outs for op in ops))
+                   tuple(op.outputs[0] in outs for op in ops), knobs, rows,
+                   tuple(narrow_channels(op.params["weight"]) for op in ops),
+                   tuple(int(op.params["weight"].shape[1]) for op in ops))
 
     @property
     def sizes(self) -> tuple[int, ...]:
-        """Number of values of each knob, in `KNOBS` order."""
-        return tuple(len(self.values[k]) for k in KNOBS)
+        """Number of values of each knob, in `knobs` order."""
+        return tuple(len(self.values[k]) for k in self.knobs)
 
     @property
     def ordinal(self) -> tuple[bool, ...]:
-        """Whether each knob's values are ordered (`ORDINAL`), in `KNOBS` order."""
-        return tuple(k in ORDINAL for k in KNOBS)
+        """Whether each knob's values are ordered (`ORDINAL`), in `knobs` order."""
+        return tuple(k in ORDINAL for k in self.knobs)
 
     def size(self) -> int:
         """Number of distinct configurations (before in_bits sharing)."""
@@ -100,21 +150,23 @@ class SearchSpace:
     def baseline(self) -> tuple[tuple[int, ...], ...]:
         """The 16-bit baseline's actions: widest weights, inputs, accumulator, full ADC, plain encodings."""
         one = tuple(len(self.values[k]) - 1 if k in ("w_bits", "in_bits", "acc_bits", "adc_bits") else 0
-                    for k in KNOBS)
+                    for k in self.knobs)
         return tuple(one for _ in self.layers)
 
     def canonical(self, actions: Sequence[Sequence[int]]) -> tuple[tuple[int, ...], ...]:
         """The effective actions: in_bits and in_frac of a layer reading an already-read tensor copied from the
         first reader; w_frac 0 for a nonuniform or varied layer (its grid is the scheme's); acc_frac 0 for a layer
-        writing a graph output."""
+        writing a graph output; ``replicate`` the first value making the same bands (0 for a dense layer);
+        ``w_narrow`` 0 unless varied, else the first value narrowing by as much (codes keep 2 bits)."""
         if len(actions) != len(self.layers):
             raise ValueError(f"{len(actions)} actions for {len(self.layers)} layers")
         out, first = [], {}
-        shared = [KNOBS.index("in_bits"), KNOBS.index("in_frac")]
-        i_wf, i_sch, i_af = KNOBS.index("w_frac"), KNOBS.index("w_scheme"), KNOBS.index("acc_frac")
+        ix = {k: i for i, k in enumerate(self.knobs)}
+        shared = [ix["in_bits"], ix["in_frac"]]
+        i_wf, i_sch, i_af = ix["w_frac"], ix["w_scheme"], ix["acc_frac"]
         for li, (name, tensor, a) in enumerate(zip(self.layers, self.inputs, actions)):
             b = [int(v) for v in a]
-            if len(b) != len(KNOBS) or any(not 0 <= v < n for v, n in zip(b, self.sizes)):
+            if len(b) != len(self.knobs) or any(not 0 <= v < n for v, n in zip(b, self.sizes)):
                 raise ValueError(f"layer {name}: action {tuple(b)} outside the space {self.sizes}")
             if tensor in first:
                 for i, v in zip(shared, first[tensor]):
@@ -125,6 +177,14 @@ class SearchSpace:
                 b[i_wf] = 0
             if li < len(self.writes_output) and self.writes_output[li]:
                 b[i_af] = 0
+            if "replicate" in ix:
+                vals = [band_count(self.out_rows[li], r) for r in self.values["replicate"]]
+                b[ix["replicate"]] = vals.index(vals[b[ix["replicate"]]])
+            if "w_narrow" in ix:
+                wb = self.values["w_bits"][b[ix["w_bits"]]]
+                cut = [min(v, wb - 2) if self.values["w_scheme"][b[i_sch]] == "varied" and self.narrowed[li]
+                       else 0 for v in self.values["w_narrow"]]
+                b[ix["w_narrow"]] = cut.index(cut[b[ix["w_narrow"]]])
             out.append(tuple(b))
         return tuple(out)
 
@@ -145,24 +205,36 @@ class SearchSpace:
         """Every distinct configuration one knob value away from ``actions`` (all layers, all knobs)."""
         out: dict[tuple[tuple[int, ...], ...], None] = {}
         for li in range(len(self.layers)):
-            for ki in range(len(KNOBS)):
+            for ki in range(len(self.knobs)):
                 out.update(dict.fromkeys(self.moves(actions, li, ki)))
         return list(out)
 
     def decode(self, actions: Sequence[Sequence[int]]) -> dict[str, Any]:
         """Action indices -> a precision config dict for `resolve_precision` (fractions left to calibration)."""
         acts = self.canonical(actions)
-        layers = {name: {_OPTION.get(k, k): self.values[k][v] for k, v in zip(KNOBS, a)}
+        layers = {name: {_OPTION.get(k, k): self.values[k][v] for k, v in zip(self.knobs, a)}
                   for name, a in zip(self.layers, acts)}
-        for spec in layers.values():
+        for li, spec in enumerate(layers.values()):
+            narrow = spec.pop("w_narrow", 0)
+            if spec.get("replicate") == 1:  # the default, left out (a dense layer's too)
+                del spec["replicate"]
             if spec["w_scheme"] != "uniform":
                 del spec["w_frac_delta"]
             if spec["w_scheme"] == "nonuniform":  # the code width is the choice; the grid is the compiler's
                 spec.update(w_code_bits=spec["w_bits"], w_bits=max(self.values["w_bits"]), w_k=1.0)
             if spec["w_scheme"] == "varied":  # one uniform code per channel, each scaled to its channel
-                spec.update(w_channels=[{"scheme": "uniform", "bits": spec["w_bits"]}],
-                            w_bits=max(self.values["w_bits"]))
+                spec.update(w_channels=self._channels(li, spec["w_bits"], narrow), w_bits=max(self.values["w_bits"]))
         return {"preset": "16bit", "layers": layers}
+
+    def _channels(self, layer: int, bits: int, narrow: int) -> list[dict[str, Any]]:
+        """``w_channels`` of a varied layer: one ``bits``-bit code, or per channel (``narrow`` > 0) the
+        narrowed channels ``narrow`` bits less (codes keep at least 2 bits)."""
+        narrow = min(narrow, bits - 2)
+        if not narrow:
+            return [{"scheme": "uniform", "bits": bits}]
+        low = set(self.narrowed[layer])
+        return [{"scheme": "uniform", "bits": bits - narrow if c in low else bits}
+                for c in range(self.channels[layer])]
 
     def encode(self, config: dict[str, Any]) -> tuple[tuple[int, ...], ...]:
         """A config dict (as `decode` writes it; missing knobs take the baseline's) -> action indices."""
@@ -173,7 +245,8 @@ class SearchSpace:
             if spec.get("w_scheme") == "nonuniform":
                 spec["w_bits"] = spec.get("w_code_bits") or spec.get("w_bits")
             if spec.get("w_scheme") == "varied":
-                spec["w_bits"] = spec["w_channels"][0]["bits"]
+                widths = [c["bits"] for c in spec["w_channels"]]
+                spec["w_bits"], spec["w_narrow"] = max(widths), max(widths) - min(widths)
             out.append(tuple(self.values[k].index(spec[_OPTION.get(k, k)]) if _OPTION.get(k, k) in spec else v
-                             for k, v in zip(KNOBS, b)))
+                             for k, v in zip(self.knobs, b)))
         return self.canonical(out)
