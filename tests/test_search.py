@@ -107,8 +107,8 @@ def test_same_seed_same_log(mlp_env: SearchEnv, rl: dict) -> None:
 def test_rl_options_are_parsed_and_checked() -> None:
     from compiler.search.agent import parse_rl_options
 
-    assert parse_rl_options(["screen=4", "entropy=[0.1, 0.01]", "clip=0.2"]) == {
-        "screen": 4, "entropy": (0.1, 0.01), "clip": 0.2}
+    assert parse_rl_options(["screen=4", "entropy=[0.1, 0.01]", "plan=0"]) == {
+        "screen": 4, "entropy": (0.1, 0.01), "plan": 0}
     with pytest.raises(ValueError, match="KEY in hidden, lr"):
         parse_rl_options(["anchor=4"])  # removed: measured worse (docs/search.md)
     with pytest.raises(ValueError, match="JSON number"):

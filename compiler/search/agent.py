@@ -62,9 +62,8 @@ class ActorCritic:
 
     def __init__(self, state_dim: int, sizes: Sequence[int], rng: np.random.Generator, hidden: int = 64,
                  lr: float = 0.03, critic_lr: float = 0.01, entropy_coef: float = 0.01, epochs: int = 4,
-                 explore: float = 0.0, ordinal: Sequence[bool] = (), clip: float = 0.0) -> None:
+                 explore: float = 0.0, ordinal: Sequence[bool] = ()) -> None:
         self.sizes, self.rng, self.beta, self.epochs, self.eps = tuple(sizes), rng, entropy_coef, epochs, explore
-        self.clip = clip
         init = lambda *s: rng.normal(0, 1 / np.sqrt(s[0]), s)  # noqa: E731
         self.pi = {"W1": init(state_dim, hidden), "b1": np.zeros(hidden)}
         self.ranks: dict[int, np.ndarray] = {}
@@ -112,33 +111,23 @@ class ActorCritic:
         self.opt_v.step({"V1": states.T @ dhv, "c1": dhv.sum(0), "v2": hv.T @ dv, "c2": np.array([dv.sum()])})
         return float(0.5 * ((v - returns) ** 2).mean())
 
-    def _policy_step(self, states: np.ndarray, actions: np.ndarray, adv: np.ndarray,
-                     old_logp: np.ndarray | None = None) -> tuple[float, float]:
-        """One Adam step of the policy loss; with ``old_logp`` (the behaviour log-probabilities before the update)
-        and ``clip`` > 0, the clipped surrogate -mean(min(r A, clip(r, 1 - clip, 1 + clip) A)), r = q / q_old."""
+    def _policy_step(self, states: np.ndarray, actions: np.ndarray, adv: np.ndarray) -> tuple[float, float]:
         n = len(states)
         h, ps = self._probs(states)
-        rows = np.arange(n)
-        qs = [self._behaviour(p)[rows, actions[:, i]] for i, p in enumerate(ps)]
-        logp = np.sum([np.log(q) for q in qs], axis=0) if qs else np.zeros(n)
-        if old_logp is not None and self.clip > 0:
-            r = np.exp(logp - old_logp)
-            surrogate = np.minimum(r * adv, np.clip(r, 1 - self.clip, 1 + self.clip) * adv)
-            weight = adv * r * np.where(adv >= 0, r < 1 + self.clip, r > 1 - self.clip)
-        else:
-            surrogate, weight = adv * logp, adv
         grads: dict[str, np.ndarray] = {}
         dh = np.zeros_like(h)
-        ent = np.zeros(n)
+        logp, ent = np.zeros(n), np.zeros(n)
         for i, p in enumerate(ps):
             lp = np.log(p + 1e-12)
             a = actions[:, i]
+            q = self._behaviour(p)[np.arange(n), a]  # d log q_a / dz = (1 - eps) p_a / q_a (onehot - p)
+            logp += np.log(q)
             hk = -(p * lp).sum(axis=1)
             ent += hk
             onehot = np.zeros_like(p)
-            onehot[rows, a] = 1
-            scale = (1 - self.eps) * p[rows, a] / qs[i]  # d log q_a / dz = (1 - eps) p_a / q_a (onehot - p)
-            dz = (-(weight * scale)[:, None] * (onehot - p) + self.beta * p * (lp + hk[:, None])) / n
+            onehot[np.arange(n), a] = 1
+            scale = (1 - self.eps) * p[np.arange(n), a] / q
+            dz = (-(adv * scale)[:, None] * (onehot - p) + self.beta * p * (lp + hk[:, None])) / n
             grads[f"H{i}"], grads[f"c{i}"] = h.T @ dz, dz.sum(0)
             dh += dz @ self.pi[f"H{i}"].T
             if i in self.ranks:
@@ -148,13 +137,7 @@ class ActorCritic:
         dpre = dh * (1 - h ** 2)
         grads["W1"], grads["b1"] = states.T @ dpre, dpre.sum(0)
         self.opt_pi.step(grads)
-        return float(-surrogate.mean() - self.beta * ent.mean()), float(ent.mean())
-
-    def log_prob(self, states: np.ndarray, actions: np.ndarray) -> np.ndarray:
-        """The behaviour distribution's log-probability of each step's actions (all knobs): (N,)."""
-        _, ps = self._probs(states)
-        rows = np.arange(len(states))
-        return np.sum([np.log(self._behaviour(p)[rows, actions[:, i]]) for i, p in enumerate(ps)], axis=0)
+        return float(-(adv * logp).mean() - self.beta * ent.mean()), float(ent.mean())
 
     def update(self, states: np.ndarray, actions: np.ndarray, returns: np.ndarray,
                elite: tuple[np.ndarray, ...] | None = None) -> dict[str, float]:
@@ -167,11 +150,10 @@ class ActorCritic:
         adv = centered_ranks(G - self.value(S))
         adv[n:] = np.maximum(adv[n:], 0.0)
         value_loss = policy_loss = entropy = 0.0
-        old = self.log_prob(S, A) if self.clip > 0 and len(S) else None
         for _ in range(self.epochs):
             if n:
                 value_loss = self._critic_step(states, returns)
-            policy_loss, entropy = self._policy_step(S, A, adv, old)
+            policy_loss, entropy = self._policy_step(S, A, adv)
         return {"policy_loss": policy_loss, "value_loss": value_loss, "entropy": entropy}
 
 
@@ -180,8 +162,7 @@ class ActorCritic:
 #: The actor-critic's hyperparameters (docs/search.md, "Agent").
 RL_DEFAULTS: dict[str, Any] = {"hidden": 64, "lr": 0.03, "critic_lr": 0.01, "epochs": 4, "elite": 8,
                                "entropy": (0.02, 0.002), "explore": 0.05, "screen": 16,
-                               "screen_explore": 0.25, "propose": 1, "plan": 20,
-                               "clip": 0.0, "entropy_target": 0.0}
+                               "screen_explore": 0.25, "propose": 1, "plan": 20}
 
 
 def parse_rl_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -238,7 +219,6 @@ class RLSearch:
         self.n_elite, (self.beta0, self.beta1) = int(hp.pop("elite")), hp.pop("entropy")
         self.n_screen, self.screen_explore = int(hp.pop("screen")), float(hp.pop("screen_explore"))
         self.n_propose, self.plan = int(hp.pop("propose")), int(hp.pop("plan"))
-        self.entropy_target = float(hp.pop("entropy_target")) * float(np.sum(np.log(env.space.sizes)))
         self.agent = ActorCritic(env.state_dim, env.space.sizes, rng, entropy_coef=self.beta0,
                                  ordinal=env.space.ordinal, **hp)
         c = env.cfg
@@ -258,8 +238,7 @@ class RLSearch:
     def step(self) -> int:
         """One batch: propose -> screen -> evaluate -> update; returns the episodes evaluated."""
         b = self.b
-        if not self.entropy_target:
-            self.agent.beta = self.beta0 + (self.beta1 - self.beta0) * min(1.0, b.used / b.budget)
+        self.agent.beta = self.beta0 + (self.beta1 - self.beta0) * min(1.0, b.used / b.budget)
         want = min(self.batch, b.left)
         sampled, proposed = self.propose(want)
         chosen = self.screen(sampled, proposed, want)
@@ -315,9 +294,6 @@ class RLSearch:
              np.array([a for e in off for a in e.actions], dtype=np.int64).reshape(-1, k),
              np.concatenate([e.returns for e in off if e.returns is not None])) if off else None
         losses = self.agent.update(S, A, G, E)
-        if self.entropy_target:  # keep the per-step entropy near its target: raise beta below it, lower it above
-            self.agent.beta = float(np.clip(self.agent.beta * (1.5 if losses["entropy"] < self.entropy_target
-                                                                else 1 / 1.5), 1e-4, 1.0))
         for e in episodes:
             self._remember(e)
         for r in recs:
