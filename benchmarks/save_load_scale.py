@@ -1,19 +1,25 @@
-"""A large compiled model on disk: VGG-16 at 224x224 compiled, saved and loaded, with the time, the peak memory
-of each step and the size of its output directory (issue 18: the whole-layer hollows OOM'd saving VGG-16's fc1,
-image.npz held int64 weights uncompressed).
+"""A large compiled model on disk: VGG-16 at 224x224 compiled, saved and loaded, phase by phase, with CPU and wall
+seconds, the peak memory after each step and the size of its output directory (issue 18: the whole-layer
+hollows OOM'd saving VGG-16's fc1, image.npz held int64 weights uncompressed, loading parsed program.s).
 
-Usage: ulimit -v 8000000; python benchmarks/save_load_scale.py [--resolution 224] [--precision 8bit]
-                                                               [--out /tmp/vgg16-out] [--fc1-only]
+Usage: ulimit -v 9000000; OPENBLAS_NUM_THREADS=1 python benchmarks/save_load_scale.py [--resolution 224]
+           [--precision 8bit] [--out /tmp/vgg16-out] [--fc1-only] [--before] [--synthetic]
 
+VGG-16 is `models.cnn_zoo.vgg16` (random weights, torchvision topology) written to ``OUT-model.onnx`` and
+compiled from that file (as ``xbarc compile`` does), on the ISAAC preset grown to hold every weight at once (its
+fc1 alone needs 544 ISAAC tiles at 8 bits, so it cannot run in rounds of 168), tile memories grown to
+``--tile-mem-words``, calibrated on 2 uniform [0, 1) images. Then ``CompiledModel.save``, ``load_compiled`` and
+one `runtime.Machine` per round (what ``xbarc run`` builds). Each step's phases are the functions named in
+`instrument`, timed where they are called (exclusive of phases nested in them); "rest" is the step's remainder.
+CPU seconds (``time.process_time``) are the figure to compare on a shared machine; wall seconds include waiting
+for the other processes.
+
+``--before`` also times, on the same directory in the same run, the load paths this replaced: parsing
+``program.s`` with the assembler and preparing MVMU kernels one image at a time (`MvmuKernel.from_image`).
 ``--synthetic`` skips the compiler: a program holding VGG-16's 138 M 8-bit weights as 8,448 random 128 x 128 MVMU
 images (every core halts at once) is saved, loaded and given a `Machine`, which isolates the storage and the
-runtime's load from the compiler's own memory. ``--fc1-only`` compiles VGG-16's fc1 alone (a 25,088 x 4,096 Gemm with random weights): the layer whose whole-layer
-hollows needed > 24 GB, without the convolutions' calibration and activations.
-
-VGG-16 is `models.cnn_zoo.vgg16` (random weights, torchvision topology) on the ISAAC preset grown to hold every
-weight at once (its fc1 alone needs 544 ISAAC tiles at 8 bits, so it cannot run in rounds of 168), tile memories
-grown to ``--tile-mem-words``, calibrated on 2 uniform [0, 1) images. Then ``CompiledModel.save`` (program, image.npz, mapping report), ``load_compiled`` and one
-`runtime.Machine` per round (what ``xbarc run`` builds). Wall-clock seconds on a shared, loaded machine.
+runtime's load from the compiler's own memory. ``--fc1-only`` compiles VGG-16's fc1 alone (a 25,088 x 4,096 Gemm
+with random weights): the layer whose whole-layer hollows needed > 24 GB.
 """
 
 from __future__ import annotations
@@ -193,6 +199,8 @@ def main() -> None:
         rows.append([name, f"{c1 - c0:.1f}", f"{w1 - w0:.1f}", f"{_peak_mb():,.0f}", ""])
         rows.extend(r + ["", ""] for r in ph.rows(name, c1 - c0, w1 - w0))
         steps.append((name, note))
+        print(f"{name}: {c1 - c0:.1f} s CPU, {w1 - w0:.1f} s wall, peak {_peak_mb():,.0f} MB", file=sys.stderr,
+              flush=True)
         return result
 
     held = {"cm": step("compile", "", lambda: compile_model(src, a.precision, hw=hw, calib=calib))}

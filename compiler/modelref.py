@@ -93,14 +93,21 @@ def restore_model(out: Path) -> onnx.ModelProto:
         raise XbarcError(f"{how}, which is missing; put it back or compile again")
     if src.stat().st_size != doc["size"] or file_sha256(src) != doc["sha256"]:
         raise XbarcError(f"{how}, which has changed since `xbarc compile` (its SHA-256 differs); compile again")
-    proto = onnx.load(str(path), load_external_data=False)
-    weights = {t.name: t for t in onnx.load(str(src), load_external_data=False).graph.initializer}
+    proto = _read(path)
+    weights = {t.name: t for t in _read(src).graph.initializer}
     for t in proto.graph.initializer:
         if t.name in doc["initializers"]:
             if t.name not in weights:
                 raise XbarcError(f"{ref}: initializer {t.name!r} is not in {src}; compile again")
             t.raw_data = weights[t.name].raw_data
     return load_model(proto)
+
+
+def _read(path: Path) -> onnx.ModelProto:
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # noqa: BLE001 - protobuf raises several types
+        raise XbarcError(f"{path}: not a readable ONNX model ({e})") from None
 
 
 def referenced_source(out: Path) -> Path | None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from .costs import MvmuShape
 from .hardware import HardwareConfig
-from .layout import naive_arrays, summarize
+from .layout import naive_arrays, summarize, summarize_all
 from .numerics import n_slices
 from .program import MvmuImage, Program
 from . import ops
@@ -163,8 +163,10 @@ def used_area(program: Program) -> Area:
     hw = program.hw
     cores = {(cc.tile, cc.core) for cc in program.cores if cc.instrs}
     adc_bits = mvmu_adc_bits(program)
-    blocks = [(img.node or "-", image_arrays(hw, img), adc_bits.get((img.tile, img.core, img.mvmu),
-                                                                     hw.full_adc_bits)) for img in program.mvmus]
+    packed = iter(summarize_all([img.layout for img in program.mvmus if img.layout is not None]))
+    arrays = [next(packed).arrays if img.layout is not None else image_arrays(hw, img) for img in program.mvmus]
+    blocks = [(img.node or "-", n, adc_bits.get((img.tile, img.core, img.mvmu), hw.full_adc_bits))
+              for img, n in zip(program.mvmus, arrays)]  # layouts summarized together (`summarize_all`)
     return blocks_area(hw, blocks, len(cores), len({t for t, _ in cores}))
 
 

@@ -15,6 +15,7 @@ import io
 import json
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,10 @@ def _tensor_dict(t: TensorLoc) -> dict[str, Any]:
 def _narrow(values: Any) -> np.ndarray:
     """Integers in the narrowest signed type that holds them (`numerics.narrowest_int`): 8-bit weights take one
     byte per cell on disk and in memory, not eight."""
-    a = np.asarray(values, dtype=np.int64)
-    return a.astype(narrowest_int(a))
+    a = np.asarray(values)
+    if a.dtype.kind not in "iu":
+        a = a.astype(np.int64)
+    return a.astype(narrowest_int(a), copy=False)  # already narrow (compiled weights): no int64 copy
 
 
 def _arrays(program: Program) -> dict[str, np.ndarray]:
@@ -222,7 +225,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise XbarcError(f"{path}: missing") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a compressed member damaged
         raise XbarcError(f"{path}: corrupt ({e or type(e).__name__})") from None
 
 

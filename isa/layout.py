@@ -124,6 +124,18 @@ def layouts_ok(layouts: np.ndarray, live: np.ndarray, rows: int, hw: HardwareCon
     return result
 
 
+def summarize_all(layouts: list[np.ndarray]) -> list[LayoutSummary]:
+    """`summarize` of each layout of a list (any shapes), layouts of one shape in one `summarize_many`."""
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for i, lay in enumerate(layouts):
+        by_shape.setdefault(np.shape(lay), []).append(i)
+    out: list[LayoutSummary | None] = [None] * len(layouts)
+    for ids in by_shape.values():
+        for i, s in zip(ids, summarize_many(np.stack([np.asarray(layouts[i]) for i in ids]))):
+            out[i] = s
+    return [s for s in out if s is not None]
+
+
 def summarize_many(layouts: np.ndarray) -> list[LayoutSummary]:
     """`summarize` of each of N (checked) layouts (N, S, 2, C, 3), in a few array operations."""
     lay = np.asarray(layouts, dtype=np.int64)

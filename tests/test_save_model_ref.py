@@ -72,3 +72,13 @@ def test_small_models_and_model_protos_are_copied_whole(tmp_path: Path, monkeypa
     cm.save(tmp_path / "b")
     assert not (tmp_path / "b" / "source.json").exists()
     assert load_compiled(tmp_path / "b").model.SerializeToString() == cm.model.SerializeToString()
+
+
+def test_a_damaged_stripped_model_is_named(referenced) -> None:
+    from isa.files import write_checksums
+
+    _, out, _ = referenced
+    (out / "model.onnx").write_bytes(b"\x00\xff{[garbage")
+    write_checksums(out)  # a deliberate edit: the loader's own check is reached
+    with pytest.raises(XbarcError, match=r"model.onnx: not a readable ONNX model"):
+        load_compiled(out)

@@ -40,3 +40,13 @@ def test_column_histogram_and_value_slices(bits: int, cb: int, enc: str) -> None
     assert np.array_equal(pos[:, w + q], p2) and np.array_equal(neg[:, w + q], n2)
     with pytest.raises(ValueError, match="outside"):
         nx.column_histogram(np.array([[q + 1]]), bits)
+
+
+def test_layouts_summarized_together_equal_one_at_a_time() -> None:
+    from isa.layout import summarize, summarize_all
+
+    cm = compile_model(ROOT / "models" / "lenet5_digits.onnx", "8bit", mapping="temporal")
+    lays = [lay for lm in cm.mapping.layers.values() for lay in lm.layouts or []]
+    assert len({lay.shape for lay in lays}) > 1  # blocks of several shapes, grouped
+    assert summarize_all(lays) == [summarize(lay) for lay in lays]
+    assert any(s.steps > 1 for s in summarize_all(lays)) or any(s.arrays for s in summarize_all(lays))

@@ -66,6 +66,9 @@ def _core(ctx: Context, core: Core, op: Op, index: BlockIndex, bias: np.ndarray 
           offs: np.ndarray) -> None:
     hw, node, tile, out = ctx.hw, op.name, core[0], ctx.code(core)
     blocks, mine = index.blocks, index.by_core[core]
+    mine_by_col: dict[int, list[Block]] = {}
+    for b in mine:
+        mine_by_col.setdefault(b.c, []).append(b)
     bias_regs, data = {}, hw.data_base
     for c in index.owned[core]:
         lo, hi = index.by_col[c][0].cols
@@ -97,12 +100,12 @@ def _core(ctx: Context, core: Core, op: Op, index: BlockIndex, bias: np.ndarray 
                 out.append(read(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
         out.append(ops.mvm(mask=sum(1 << b.mvmu for b in mine), ibits=p.in_bits, adc=p.adc_bits, shift=p.mvm_shift,
                            obits=p.acc_bits, enc=int(p.in_enc == "csd"), skip=p.skip, node=node))
-        for c in dict.fromkeys(b.c for b in mine):
+        for c, held in mine_by_col.items():
             group = index.by_col[c]
             if group[0].where == core:
                 _accumulate(ctx, core, op, group, bias_regs.get(c), p, m[1], data)
             else:
-                _hand_over(ctx, core, node, group)
+                _hand_over(ctx, core, node, group, held)
 
     if banded:
         rows, period, receives = band_rows(ctx, core, op)
@@ -113,11 +116,11 @@ def _core(ctx: Context, core: Core, op: Op, index: BlockIndex, bias: np.ndarray 
     pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=crossbar_kind(op).windowed, node=node)
 
 
-def _hand_over(ctx: Context, core: Core, node: str, group: list[Block]) -> None:
-    """A core that holds blocks of a column block it does not own: store each partial sum for the owner (and
-    send it when the owner is on another tile)."""
+def _hand_over(ctx: Context, core: Core, node: str, group: list[Block], held: list[Block] | None = None) -> None:
+    """A core that holds blocks ``held`` (default: found in ``group``) of a column block (``group``) it does not
+    own: store each partial sum for the owner (and send it when the owner is on another tile)."""
     out = ctx.code(core)
-    for b in (b for b in group if b.where == core):
+    for b in held if held is not None else [b for b in group if b.where == core]:
         n, part = b.cols[1] - b.cols[0], ctx.plan.partials[b]
         scratch = MemRef(NO_BASE, part.scratch)
         out.append(ops.store(dst=scratch, a=ctx.hw.mvmu_out(b.mvmu), n=n, count=PARTIAL_READERS, node=node))

@@ -50,8 +50,9 @@ def generate(g: Graph, prec: dict[str, LayerPrecision], mapping: Mapping, hw: Ha
     emit_inputs(ctx)
     emit_outputs(ctx)
     emit_borders(ctx)
+    made = {(c.tile, c.core): c for c in ctx.program.cores}
     for core in sorted(ctx.streams):
-        cc = ctx.program.core(*core)
+        cc = made.get(core) or ctx.program.core(*core)
         cc.instrs = assemble_stream(ctx.streams[core])
     ctx.program.cores.sort(key=lambda c: (c.tile, c.core))
     ctx.program.meta["formats"] = {k: list(v) for k, v in fmt.items()}

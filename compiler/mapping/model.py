@@ -12,7 +12,7 @@ import numpy as np
 from isa import numerics as nx
 from isa.costs import MvmuShape, mvmu_cycles
 from isa.hardware import HardwareConfig
-from isa.layout import naive_arrays, summarize
+from isa.layout import LayoutSummary, naive_arrays, summarize, summarize_all
 
 from ..quant import LayerPrecision
 
@@ -49,17 +49,27 @@ class LayerMap:
     slices: int
     blocks: list[Block] = field(default_factory=list)
     layouts: list[np.ndarray] | None = None  # packed modes: the bit-line layout of each block (isa.layout)
+    _summaries: list[tuple[np.ndarray, LayoutSummary]] = field(default_factory=list, init=False, repr=False,
+                                                               compare=False)
 
     def layout(self, i: int) -> np.ndarray | None:
         """The layout of block ``i`` (None: naive, one crossbar per slice and sign)."""
         return None if self.layouts is None else self.layouts[i]
+
+    def summaries(self) -> list[LayoutSummary]:
+        """`summarize` of each layout (none: naive), computed once for the layouts held."""
+        lays = self.layouts or []
+        held = self._summaries
+        if len(held) != len(lays) or any(a is not b for (a, _), b in zip(held, lays)):
+            self._summaries = held = list(zip(lays, summarize_all(lays)))
+        return [s for _, s in held]
 
     @property
     def crossbars(self) -> int:
         """Physical crossbars: `naive_arrays` of every block (naive), or the arrays the layouts use."""
         if self.layouts is None:
             return naive_arrays(self.slices) * len(self.blocks)
-        return sum(summarize(lay).arrays for lay in self.layouts)
+        return sum(s.arrays for s in self.summaries())
 
     def group(self, c: int, rep: int = 0) -> list[Block]:
         """Blocks of column block ``c`` of replica ``rep`` in row order."""
@@ -124,8 +134,7 @@ class Mapping:
         fraction of (column, slice) bit lines that are zero, live bit lines, non-zero cells, and the physical cell
         utilization (non-zero cells over the cells of the crossbars this mapping uses)."""
         idle = lines = cells = 0
-        for b in self.layers[name].blocks:
-            counts = self._line_cells(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p)  # (2 S, C)
+        for counts in self._block_line_cells(self.layers[name].blocks, q, p):  # (2 S, C) per block
             idle += int((counts.sum(axis=1) == 0).sum())
             lines += int((counts > 0).sum())
             cells += int(counts.sum())
@@ -134,6 +143,27 @@ class Mapping:
         return {"idle_crossbars": idle, "zero_bitline_fraction": float(zero_lines.mean()), "live_bit_lines": lines,
                 "nonzero_cells": cells, "cell_utilization": cells / max(1, self.layer_crossbars(name) * per),
                 **self.mvm_latency(name, q, p)}
+
+    def _block_line_cells(self, blocks: list[Block], q: np.ndarray, p: LayerPrecision) -> list[np.ndarray]:
+        """`_line_cells` of every block of ``q``; blocks of one shape up to 64 at a time (one histogram)."""
+        if p.w_bits > nx.MAX_TABLE_BITS or (q.size and (int(q.min()) < -nx.qmax(p.w_bits)
+                                                         or int(q.max()) > nx.qmax(p.w_bits))):
+            return [self._line_cells(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p) for b in blocks]
+        pos, neg = nx.value_slices(p.w_bits, self.hw.cell_bits, p.w_enc)
+        table = np.concatenate([pos != 0, neg != 0]).astype(np.int64).T  # (V, 2 S)
+        by_shape: dict[tuple[int, int], list[int]] = {}
+        for i, b in enumerate(blocks):
+            by_shape.setdefault((b.rows[1] - b.rows[0], b.cols[1] - b.cols[0]), []).append(i)
+        out: list[np.ndarray | None] = [None] * len(blocks)
+        for ids in by_shape.values():
+            for lo in range(0, len(ids), 64):
+                part = ids[lo:lo + 64]
+                w = np.stack([q[blocks[i].rows[0]:blocks[i].rows[1], blocks[i].cols[0]:blocks[i].cols[1]]
+                              for i in part])
+                counts = (nx.column_histogram(w, p.w_bits) @ table).transpose(0, 2, 1)  # (K, 2 S, C)
+                for i, c in zip(part, counts):
+                    out[i] = c
+        return [c for c in out if c is not None]
 
     def _line_cells(self, w: np.ndarray, p: LayerPrecision) -> np.ndarray:
         """(2 S, C): the non-zero cells of each (+) then (-) slice's bit line of block ``w``, from its column
@@ -166,18 +196,19 @@ class Mapping:
 
         lm, hw = self.layers[name], self.hw
 
-        def cycles(w: np.ndarray, layout: np.ndarray | None) -> int:
+        def cycles(w: np.ndarray, summary: LayoutSummary | None) -> int:
             rows, cols = w.shape
-            shape = MvmuShape(rows, cols, lm.slices) if layout is None else \
-                MvmuShape.packed(rows, cols, lm.slices, summarize(layout))
+            shape = MvmuShape(rows, cols, lm.slices) if summary is None else \
+                MvmuShape.packed(rows, cols, lm.slices, summary)
             return mvmu_cycles(hw, shape, p.in_bits, p.adc_bits, p.skip)
 
         mapped = single = 1
+        summaries = lm.summaries() if lm.layouts is not None else None
         for i, b in enumerate(lm.blocks):
             w, lay = q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], lm.layout(i)
-            mapped = max(mapped, cycles(w, lay))
+            mapped = max(mapped, cycles(w, None if summaries is None else summaries[i]))
             one = None if lay is None else pack(live_lines(w, p.w_bits, hw.cell_bits, p.w_enc), w.shape[0], hw)
-            single = max(single, cycles(w, one))
+            single = max(single, cycles(w, None if one is None else summarize(one)))
         return {"mvm_cycles": mapped, "mvm_cycles_one_step": single}
 
     def report(self, prec: dict[str, LayerPrecision],
@@ -188,7 +219,7 @@ class Mapping:
         hw, layers = self.hw, list[dict[str, Any]]()
         for lm in self.layers.values():
             cells = sum((b.rows[1] - b.rows[0]) * (b.cols[1] - b.cols[0]) for b in lm.blocks)
-            steps = max((summarize(lay).steps for lay in lm.layouts or []), default=1)
+            steps = max((s.steps for s in lm.summaries()), default=1)
             layers.append({"layer": lm.name, "row_blocks": lm.row_blocks, "col_blocks": lm.col_blocks,
                            "mvmus": len(lm.blocks), "slices": lm.slices, "crossbars": self.layer_crossbars(lm.name),
                            "steps": steps, "cores": len(lm.cores()), "tiles": sorted({b.tile for b in lm.blocks}),

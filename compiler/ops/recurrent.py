@@ -63,12 +63,12 @@ class Recurrent(CrossbarKind):
         return float_recurrent(op, xs[0])[0].astype(xs[0].dtype, copy=False)
 
     def int_eval(self, g: Graph, op: Op, xs: list[np.ndarray], q: IntContext) -> tuple[np.ndarray, int]:
-        from ..quant.blockcache import quantized
+        from ..quant.blockcache import layer_blocks
         from ..quant.recurrent import recurrent_q
 
         p = q.prec[op.name]
-        ql = quantized(op, p)
-        return recurrent_q(op, xs[0], ql.weight, ql.bias, p, q.hw), p.acc_frac
+        ql, blocks = layer_blocks(op, p, q.hw)  # quantized and prepared once per (op, precision)
+        return recurrent_q(op, xs[0], ql.weight, ql.bias, p, q.hw, blocks), p.acc_frac
 
     def emit(self, ctx: Context, op: Op) -> None:
         from ..codegen.recurrent import emit_recurrent

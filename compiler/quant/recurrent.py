@@ -23,6 +23,7 @@ The initial states and peepholes are quantized to Q(acc_bits, acc_frac).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -149,15 +150,17 @@ def recurrent_constants(op: Op, p: LayerPrecision) -> RecurrentConstants:
 
 
 def recurrent_q(op: Op, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, p: LayerPrecision,
-                hw: HardwareConfig) -> np.ndarray:
+                hw: HardwareConfig, blocks: list[Any] | None = None) -> np.ndarray:
     """Rule RECURRENT on internal-layout integers x (B, 1, C, T) in Q(in_bits, in_frac) -> the output in
-    Q(acc_bits, acc_frac), internal layout (before the output tensor's requantization)."""
+    Q(acc_bits, acc_frac), internal layout (before the output tensor's requantization). ``blocks``: the prepared
+    row blocks of ``weight`` (`blockcache.layer_blocks`), prepared here if not given."""
     from .functional import _crossbar_rows, prepare_block
 
     a, k = op.attrs, recurrent_constants(op, p)
     hid, cell, ba, fa = a["hidden"], a["cell"], p.acc_bits, p.acc_frac
-    blocks = [prepare_block(weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
-              for r0 in range(0, weight.shape[0], hw.xbar_rows)]
+    if blocks is None:
+        blocks = [prepare_block(weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
+                  for r0 in range(0, weight.shape[0], hw.xbar_rows)]
     b = len(x)
     h = np.broadcast_to(k.init_h, (b, hid)).astype(np.int64)
     c = np.broadcast_to(k.init_c, (b, hid)).astype(np.int64)
