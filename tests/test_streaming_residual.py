@@ -253,3 +253,19 @@ def test_a_global_average_reads_a_line_buffer(gap: str) -> None:
         out = run(cm, {"x": x})
         assert bit_exact(cm, {"x": x}, out)
         assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
+
+
+def test_the_vgg_shapes_that_deadlocked_the_first_line_buffers_run() -> None:
+    """A quarter-width VGG-16 at 64 x 64 on `isaac` with 60,000-word tiles: with the first line buffers its
+    multi-core convs across tiles deadlocked (148 cores blocked, docs/design-notes.md); with the row tokens and the
+    lag schedule it runs one image bit-exact in line buffers."""
+    from isa.hardware import PRESETS
+    from models.cnn_zoo import vgg16
+
+    model = vgg16(resolution=64, width=0.25, num_classes=10)
+    x = np.random.default_rng(0).random((3, 3, 64, 64)).astype(np.float32)
+    name = model.graph.input[0].name
+    cm = compile_model(model, "8bit", hw=PRESETS["isaac"].with_changes(tile_mem_words=60000), calib={name: x[:2]},
+                       calib_images=2)
+    assert any(i.op == "peek" for cc in cm.program.cores for i in cc.instrs)
+    assert bit_exact(cm, {name: x[2:]}, run(cm, {name: x[2:]}))
