@@ -2,6 +2,11 @@
 an ISAAC grown to hold every weight at once (docs/cost-model.md, "Reprogramming rounds").
 
 Usage: python benchmarks/rounds.py [--resolution 32] [--batch 2] [--precision 8bit] [--mapping spatial]
+                                  [--tile-mem-words N] [--compile-only]
+
+At 224: ``--resolution 224 --tile-mem-words 16777216`` (whole tensors: line buffers deadlock on VGG's multi-core
+convs, docs/design-notes.md), about 7 GB and half an hour on a loaded machine (run under ``ulimit -v 8000000``).
+The last table re-plans every round on ISAAC's own 32,768-word tiles and says what the busiest tile would hold.
 
 VGG-16 has random weights built in code (`models.cnn_zoo.vgg16`, torchvision topology). At a resolution other
 than 224 its first Gemm takes 512 * (resolution/32)^2 inputs instead of 25,088 (the conv weights are VGG-16's);
@@ -164,7 +169,17 @@ def main() -> None:
     wall[label] = time.perf_counter() - t0
     print(f"ran {label}: {wall[label]:.1f} s", flush=True)
     table_ = rounds.program.meta["rounds"]  # type: ignore[attr-defined]
+    s, w = results[label].stats, results[label].stats.write_summary()
+    print(f"isaac in rounds: {s.energy_pj / 1e6:.2f} uJ/inf (program {s.per_component.get('program', 0.0) / 1e6:.2f}, "
+          f"spill {s.per_component.get('spill', 0.0) / 1e6:.2f}), {s.cycles:,} cycles ({s.program_cycles:,} "
+          f"programming), {w['cells_written']:,} cells written per batch, max/mean writes per crossbar "
+          f"{w['max_writes_per_crossbar']}/{w['mean_writes_per_crossbar']:.2f}; peak RSS "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB", flush=True)
+    print_round_table(results[label], table_)
     needs = tile_needs(rounds, 32768) if a.tile_mem_words != 32768 else []
+    if needs:
+        print_tile_needs(needs, 32768)
+    sys.stdout.flush()
     del rounds  # one compiled VGG-16 in memory at a time
     t0 = time.perf_counter()
     grown = compile_model(model, a.precision, hw=PRESET_HW.with_changes(tiles=tiles, name=f"isaac-{tiles}",
@@ -204,15 +219,17 @@ def main() -> None:
     print("\ncycles/batch (est.) = latency + (batch - 1) x the sum of the rounds' pipeline intervals (each round "
           "streams the batch through its cores before the next is programmed); the grown chip pipelines the "
           "whole model")
-    rows = [[x["round"], _span(table_[x["round"]]["layers"]),
+
+
+def print_round_table(r: object, table_: list[dict[str, object]]) -> None:
+    """Per round of a run in rounds: its cycles, programming and spill cycles and energies, cells written."""
+    rows = [[x["round"], _span(table_[x["round"]]["layers"]),  # type: ignore[arg-type]
              f"{x['cycles']:,}", f"{x['program_cycles']:,}", f"{x['spill_cycles']:,}",
              f"{x['program_pj'] / 1e6:.2f}", f"{x['spill_pj'] / 1e6:.2f}", f"{x['cells_written']:,}"]
-            for x in r.stats.rounds]
+            for x in r.stats.rounds]  # type: ignore[attr-defined]
     print("\nrounds on isaac:")
     print(table(rows, ["round", "crossbar layers", "cycles", "program cycles", "spill cycles", "program uJ/inf",
-                       "spill uJ/inf", "cells written"]))
-    if needs:
-        print_tile_needs(needs, 32768)
+                       "spill uJ/inf", "cells written"]), flush=True)
 
 
 def _span(layers: list[str]) -> str:
