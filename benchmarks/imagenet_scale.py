@@ -1,7 +1,8 @@
 """ImageNet-size CNNs (224x224) on the published-chip presets: do they compile, and how do they run?
 
 Usage: python benchmarks/imagenet_scale.py [--models resnet18 resnet50] [--presets default puma isaac puma-chip]
-                                          [--resolution 224] [--no-run] [--speed] [--timeout 1800]
+                                          [--resolution 224] [--no-run] [--speed] [--line-buffers]
+                                          [--variants '' +mem +lb] [--timeout 1800]
 
 ``run s`` is the runtime's fast mode (`runtime.loops`); ``--speed`` also times the same image on the reference
 interpreter and the functional model in the same subprocess and checks that both runtime modes' counters agree.
@@ -13,8 +14,10 @@ Per (model, preset), in its own subprocess (``ulimit -v`` applies to it: prefix 
 2. the same preset with only ``tile_mem_words`` grown to what the largest tile needs ("+mem"), the only change,
    so the crossbars, cores, tiles, registers and cost table are the chip's: compile, run one image, check it bit
    for bit against the functional model. Its "tile mem" column is that need (the words one tile holds with
-   every tensor whole); on the preset rows it is the need with line buffers (docs/design-notes.md: so far for
-   tensors passed between convs).
+   every tensor whole); on the preset rows it is the need with line buffers (docs/design-notes.md, "Activations
+   larger than a tile");
+3. with ``--line-buffers``, also the preset grown only to that line-buffered need ("+lb"): the same model compiled
+   with line buffers wherever whole tensors overflow, run and checked the same way.
 
 ResNet-18 is `models.cnn_zoo.resnet18` (torchvision topology, He-initialized weights, BN folded), ResNet-50 the
 onnx zoo's ``light_resnet50.onnx`` with He-initialized random weights (`real_models.randomized`; its own constant
@@ -42,6 +45,7 @@ MODELS = ("resnet18", "resnet50")
 PRESETS = ("isaac", "puma-chip")
 PRECISION = {"default": "16bit", "puma": "16bit", "isaac": "8bit", "puma-chip": "16bit"}
 GROWN = 1 << 24  # tile_mem_words of the "+mem" variant
+VARIANTS = {"0": "", "1": "+mem", "2": "+lb"}  # the preset, grown to whole tensors, grown to line buffers
 
 
 def load(name: str, resolution: int) -> Any:
@@ -78,7 +82,7 @@ def tile_memory_needed(cm: Any, hw: Any = None) -> tuple[int, int]:
     return max(mem.top.values()), len(mem.top)
 
 
-def measure(name: str, preset: str, grown: bool, run: bool, resolution: int = 224,
+def measure(name: str, preset: str, grown: str, run: bool, resolution: int = 224,
             speed: bool = False) -> dict[str, Any]:
     """Compile (and run) one model on one preset; the figures or the first error."""
     import numpy as np
@@ -91,12 +95,13 @@ def measure(name: str, preset: str, grown: bool, run: bool, resolution: int = 22
     model = load(name, resolution)
     inp = model.graph.input[0].name
     x = np.random.default_rng(0).random((3, 3, resolution, resolution)).astype(np.float32)
-    r: dict[str, Any] = {"model": name, "preset": preset + ("+mem" if grown else ""), "precision": PRECISION[preset]}
+    r: dict[str, Any] = {"model": name, "preset": preset + VARIANTS[grown], "precision": PRECISION[preset]}
     try:
-        if grown:  # first with 2^24 words to learn the need, then with exactly the need (the runtime's memory)
+        if grown != "0":  # first with 2^24 words to learn the need, then with exactly the need (the runtime's memory)
             cm = compile_model(model, PRECISION[preset], hw=hw.with_changes(tile_mem_words=GROWN),
                                calib={inp: x[:2]}, calib_images=2)
-            hw = hw.with_changes(tile_mem_words=tile_memory_needed(cm)[0])
+            need = tile_memory_needed(cm)[0] if grown == "1" else tile_memory_needed(cm, hw)[0]
+            hw = hw.with_changes(tile_mem_words=need)
         t0 = time.perf_counter()
         cm = compile_model(model, PRECISION[preset], hw=hw, calib={inp: x[:2]}, calib_images=2)
         r["compile_s"] = time.perf_counter() - t0
@@ -119,7 +124,7 @@ def measure(name: str, preset: str, grown: bool, run: bool, resolution: int = 22
                 r["functional_s"] = time.perf_counter() - t1
     except Exception as e:  # noqa: BLE001 - the benchmark reports whatever stops a model
         r["error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
-        if not grown:  # what a tile needs with line buffers (the mapping does not depend on tile_mem_words)
+        if grown == "0":  # what a tile needs with line buffers (the mapping does not depend on tile_mem_words)
             big = compile_model(model, PRECISION[preset], hw=hw.with_changes(tile_mem_words=GROWN),
                                 calib={inp: x[:2]}, calib_images=2)
             r["mem_words"] = tile_memory_needed(big, hw)[0]
@@ -154,17 +159,23 @@ def main() -> None:
     ap.add_argument("--speed", action="store_true",
                     help="also time the image on the reference interpreter and the functional model")
     ap.add_argument("--resolution", type=int, default=224, help="input height and width (a multiple of 32)")
+    ap.add_argument("--line-buffers", action="store_true",
+                    help="also the preset grown only to the line-buffered need (+lb)")
+    ap.add_argument("--variants", nargs="+", choices=list(VARIANTS.values()), default=None,
+                    help="only these variants ('' the preset, +mem, +lb)")
     ap.add_argument("--timeout", type=float, default=1800.0, help="seconds per subprocess")
     ap.add_argument("--one", nargs=3, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.one:
         name, preset, grown = a.one
-        print(json.dumps(measure(name, preset, grown == "1", not a.no_run, a.resolution, a.speed)))
+        print(json.dumps(measure(name, preset, grown, not a.no_run, a.resolution, a.speed)))
         return
     rows = []
+    variants = [k for k, v in VARIANTS.items() if (v in a.variants if a.variants is not None else
+                                                   k != "2" or a.line_buffers)]
     for name in a.models:
         for preset in a.presets:
-            for grown in ("0", "1"):
+            for grown in variants:
                 cmd = [sys.executable, __file__, "--one", name, preset, grown, "--resolution", str(a.resolution)] + \
                     (["--no-run"] if a.no_run else []) + (["--speed"] if a.speed else [])
                 try:
@@ -174,7 +185,7 @@ def main() -> None:
                         "error": f"subprocess exit {p.returncode}: {p.stderr.strip().splitlines()[-1:]}"}
                 except subprocess.TimeoutExpired:
                     r = {"error": f"timeout after {a.timeout:.0f} s"}
-                r = {"model": name, "preset": preset + ("+mem" if grown == "1" else ""),
+                r = {"model": name, "preset": preset + VARIANTS[grown],
                      "precision": PRECISION[preset], "peak_mb": 0.0} | r
                 rows.append(_row(r))
                 print(json.dumps(r), file=sys.stderr, flush=True)

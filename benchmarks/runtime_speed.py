@@ -2,13 +2,14 @@
 interpreter and its fast mode (static loops batched), at batch 1, 64 and 360 (the digits test split).
 
 Usage: python benchmarks/runtime_speed.py [--precision 16bit 8bit 8bit-adc5] [--batch 1 64 360] [--repeat 2]
-                                          [--models ...] [--workers 2]
+                                          [--models ...] [--workers 2] [--cpu]
 
 Prints images/s of each, fast-mode time over the functional model's (the goal: within 1.5x) and the fast mode's
 speed-up over the reference interpreter, all measured in the same run, interleaved (best of ``--repeat``), and
 checks that both runtime modes give the functional model's outputs bit for bit and equal counters. With
 ``--workers N`` the largest batch also runs sharded over N processes (one BLAS thread each). The machine these
-figures come from is shared: compare ratios within one run.
+figures come from is shared: compare ratios within one run; ``--cpu`` times this process's CPU time instead of
+wall time (single-threaded work: less inflated by the other processes' load; not with ``--workers``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -40,8 +42,9 @@ def _config(precision: str) -> object:
     return {"preset": preset, "default": {"adc_bits": int(adc)}} if adc else preset
 
 
-def measure(name: str, precision: str, batches: list[int], repeat: int, workers: int) -> list[list[object]]:
-    """Rows for one model and precision: one per batch size."""
+def measure(name: str, precision: str, batches: list[int], repeat: int, workers: int,
+            clock: Any = time.perf_counter) -> list[list[object]]:
+    """Rows for one model and precision: one per batch size (times by ``clock``)."""
     import onnxruntime as ort
 
     path, dataset = MODELS[name]
@@ -54,10 +57,10 @@ def measure(name: str, precision: str, batches: list[int], repeat: int, workers:
         x = np.concatenate([x_all] * (1 + batch // len(x_all)))[:batch]
         feeds = {cm.program.inputs[0].name: x}
         q = runner.quantize_inputs(cm, feeds)
-        t_ort = best_time(lambda: sess.run(None, {sess.get_inputs()[0].name: x}), repeat)
-        t_fun = best_time(lambda: runner.functional_outputs(cm, feeds), repeat)
-        t_ref = best_time(lambda: ref_m.run(q), repeat)
-        t_fast = best_time(lambda: fast_m.run(q), repeat)
+        t_ort = best_time(lambda: sess.run(None, {sess.get_inputs()[0].name: x}), repeat, clock)
+        t_fun = best_time(lambda: runner.functional_outputs(cm, feeds), repeat, clock)
+        t_ref = best_time(lambda: ref_m.run(q), repeat, clock)
+        t_fast = best_time(lambda: fast_m.run(q), repeat, clock)
         a, b = ref_m.run(q), fast_m.run(q)
         fun = runner.functional_outputs(cm, feeds)
         name0 = cm.program.outputs[0].name
@@ -86,9 +89,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--workers", type=int, default=1, help="also run the largest batch over N processes")
     ap.add_argument("--models", nargs="+", choices=list(MODELS), default=None)
+    ap.add_argument("--cpu", action="store_true", help="time CPU time of this process, not wall time")
     args = ap.parse_args()
+    clock = time.process_time if args.cpu else time.perf_counter
     rows = [r for name in (args.models or list(MODELS)) for p in args.precision
-            for r in measure(name, p, args.batch, args.repeat, args.workers)]
+            for r in measure(name, p, args.batch, args.repeat, args.workers, clock)]
     print(table(rows, ["model", "precision", "batch", "onnxruntime img/s", "functional img/s", "reference img/s",
                        "fast img/s", f"fast x{args.workers} workers img/s", "fast/functional time",
                        "fast speed-up", "bit-exact, counters equal"]))

@@ -88,6 +88,8 @@ def _inputs(path: str, key: str, x: np.ndarray, shape: tuple[int, ...]) -> np.nd
         raise XbarcError(f"{where}: inputs must be real numbers, got dtype {x.dtype}")
     if x.ndim < 1 or len(x) == 0:
         raise XbarcError(f"{where}: expected a batch of inputs (batch first), got shape {x.shape}")
+    if tuple(x.shape[1:]) != tuple(shape) and _squeezed(x.shape[1:]) == _squeezed(shape):
+        x = x.reshape((len(x),) + tuple(shape))  # the ONNX shape the IR's lifts: (T, C) is (T, 1, C), row-major alike
     if tuple(x.shape[1:]) != tuple(shape):
         fits = int(np.prod(x.shape[1:])) == int(np.prod(shape))
         hint = f"; reshape it to (N, {', '.join(map(str, shape))})" if fits else ""
@@ -99,6 +101,10 @@ def _inputs(path: str, key: str, x: np.ndarray, shape: tuple[int, ...]) -> np.nd
         idx = tuple(int(i) for i in np.argwhere(bad)[0])
         raise XbarcError(f"{where}: element {list(idx)} is {x[idx]}; inputs must be finite")
     return x
+
+
+def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(d for d in shape if d != 1)
 
 
 def _labels(path: str, xkey: str, n: int, y: np.ndarray) -> np.ndarray:

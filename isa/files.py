@@ -15,6 +15,7 @@ import io
 import json
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -224,7 +225,7 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise XbarcError(f"{path}: missing") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a compressed member damaged
         raise XbarcError(f"{path}: corrupt ({e or type(e).__name__})") from None
 
 

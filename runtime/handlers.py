@@ -345,7 +345,7 @@ def _free(c: CoreState, i: ops.Free, lat: int) -> Wait | None:
 # ---- network ---------------------------------------------------------------------------------------------------
 def _check_tile(hw: HardwareConfig, tile: int) -> None:
     if not 0 <= tile < hw.tiles:
-        raise Fault(f"tile {tile} outside the chip [0, {hw.tiles})")
+        raise Fault(f"tile {tile} outside the chip [0, {hw.tiles}) and not the host port (tile {hw.port_tile})")
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from isa.costs import Accountant, CoreCosts
 from isa.inport import port_messages, port_output
 from isa.memory import chunk_size, memory_budget, mib
 from .devices import DeviceModel, NoisyMvmu, program_devices
-from .loops import LoopPlan, NestPlan, find_loops, run_batched
+from .gangs import bind_gangs, find_gangs, run_gang
+from .loops import LoopPlan, NestPlan, find_loops, mark_sized_recvs, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .prepare import prepare_kernels
 from .programming import unprogrammed
@@ -79,6 +80,14 @@ class Machine:
         ordered = sorted(program.cores, key=lambda cc: (cc.tile, cc.core))
         self.accountant = Accountant(hw)
         self._compiled = [self._compile(cc, kernels.get((cc.tile, cc.core), {})) for cc in ordered]
+        sends: dict[tuple[int, int, int], set[int]] = {}
+        for cc in program.cores:
+            for i in cc.instrs:
+                if isinstance(i, ops.Send):
+                    sends.setdefault((cc.tile, i.tile, i.ch), set()).add(i.n)
+        mark_sized_recvs([c.loops for c in self._compiled], sends)
+        self._gangs = [] if reference else find_gangs([c.source.tile for c in self._compiled],
+                                                       [c.loops for c in self._compiled])
         self._left = 0
 
     # ---- loading -------------------------------------------------------------------------------------------------
@@ -115,7 +124,7 @@ class Machine:
             code.append((fn, ops, costs.load(instr, runnable=fn is not fault_handler)))
         for pc, reason in unprogrammed(cc.instrs).items():  # an MVMU used before its prog holds no weights
             code[pc] = (fault_handler, reason, code[pc][2])
-        loops = {} if self.reference else find_loops(cc.instrs, code, self.hw)
+        loops = {} if self.reference else find_loops(cc.instrs, code, self.hw, cc.tile)
         return _Compiled(cc, code, costs, loops)
 
     def _batch_of(self, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
@@ -164,6 +173,7 @@ class Machine:
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
                                       st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=not comp.code,
                                       meter=meter, loops=comp.loops, batch=batch))
+        bind_gangs(self._gangs, st.cores)
         return st
 
     def _place(self, st: MachineState, tile: int, addr: int, n: int, what: str) -> None:
@@ -265,16 +275,27 @@ class Machine:
                                      f"raise XBARC_MEMORY_BUDGET or use one worker")
 
     def _schedule(self, st: MachineState) -> None:
+        """Step the cores to halt (module docstring). Fast mode: a core parked at a gang's head
+        (`runtime.gangs`) is passed over until the gang's other members arrive, and a gang whose members all
+        stand at their heads waits for its tile to change; if nothing else can progress, those gangs are given
+        up for the run and their cores go on one instruction at a time."""
         live = [c for c in st.cores if not c.halted]
         epoch = st.epoch
         while live:
             for c in live:
-                if c.wait is not None and epoch[c.tile] == c.wait_epoch:
+                if c.parked or (c.wait is not None and epoch[c.tile] == c.wait_epoch):
                     continue
                 if self._run_core(c) or c.halted:
                     break
             else:
-                raise DeadlockError(self._deadlock_message(live))
+                stuck = [c for c in live if c.parked or (c.wait is not None and c.wait[0] == "gang")]
+                if not stuck:
+                    raise DeadlockError(self._deadlock_message(live))
+                for c in stuck:
+                    c.parked, c.wait = False, None
+                    for gang in c.gangs.values():
+                        gang.off = True
+                continue
             if c.halted:
                 live = [c for c in live if not c.halted]
 
@@ -290,11 +311,14 @@ class Machine:
                 if pc >= n_code:
                     raise Fault(f"pc {pc} ran past the end of the code ({n_code} instructions) without halt")
                 if pc in loops:  # fast mode: the loop's remaining iterations at once, if they can run so
-                    ran = run_batched(c, loops[pc], left - done)
+                    gang = c.gangs.get(pc)
+                    ran = run_batched(c, loops[pc], left - done) if gang is None else run_gang(gang, c, left - done)
                     if ran:
                         done += ran
                         self.batched += ran
                         continue
+                    if c.parked or c.wait is not None:  # at a gang's head: the other members go first
+                        break
                 fn, ops, lat = code[pc]
                 c.pc = pc + 1
                 r = fn(c, ops, lat)

@@ -224,6 +224,8 @@ class CoreState:
     backoff: dict[int, tuple[int, int, int]] = field(default_factory=dict)  # fast mode: `runtime.loops.run_batched`
     batch: int = 0  # batch lanes (0: the register file's width; fast mode's wide files hold iterations x lanes)
     devices: dict[int, Any] | None = None  # opt-in non-ideal arrays by MVMU (runtime.devices.NoisyMvmu)
+    gangs: dict[int, Any] = field(default_factory=dict)  # fast mode: loop head pc -> `runtime.gangs.Gang`
+    parked: bool = False  # fast mode: waiting at a gang's head for the other members (`runtime.gangs`)
 
     @property
     def name(self) -> str:

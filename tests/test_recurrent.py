@@ -538,6 +538,21 @@ def test_layout_1_compiles_as_its_layout_0_export(op: str, attrs: dict) -> None:
     np.testing.assert_allclose(out.device_float[next(iter(out.device_float))].reshape(ref.shape), ref, atol=ATOL)
 
 
+def test_cli_layout_1_gru_on_a_user_file(tmp_path: object) -> None:
+    """``xbarc compile`` / ``xbarc run --check`` on a layout=1 GRU (ONNX's default linear_before_reset=0) with a
+    .npy of batch-first (N, T, C) sequences (the model input's ONNX shape; the IR's is (T, 1, C)): exit 0."""
+    from pathlib import Path
+
+    from compiler.cli import main
+
+    d = Path(str(tmp_path))
+    model0, x = _node_model("GRU", 6, 3, 5, seed=1)
+    onnx.save(_as_layout_1(model0), d / "gru.onnx")
+    np.save(d / "x.npy", x)
+    assert main(["compile", str(d / "gru.onnx"), "-o", str(d / "out"), "--calib", str(d / "x.npy")]) == 0
+    assert main(["run", str(d / "out"), "--dataset", str(d / "x.npy"), "--check"]) == 0
+
+
 def _batchwise(case: object) -> tuple[onnx.ModelProto, dict[str, np.ndarray], list[np.ndarray]]:
     """An onnx node test of a layout=1 recurrent node as a model: X (N, T, C) stays the graph input, the other
     inputs become initializers; outputs and expected outputs as the case has them (already batch-first)."""

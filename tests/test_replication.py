@@ -13,7 +13,7 @@ import pytest
 from isa.errors import ConfigError
 from compiler.runner import evaluate, run
 from compiler.search import EnvConfig, SearchEnv
-from compiler.search.space import KNOBS
+from compiler.search.space import KNOBS, SearchSpace
 from models.datasets import load_for_shape
 from support import DATA, compile_model
 
@@ -74,6 +74,9 @@ def test_replication_knob_in_the_space() -> None:
     assert cfg["layers"]["conv1"]["replicate"] == 4 and "replicate" not in cfg["layers"]["fc1"]
     assert sp.encode(cfg) == sp.canonical(acts)
     assert _env((1,)).space.knobs == KNOBS  # one value: the knob is not searched, the space is today's
+    with pytest.raises(ConfigError, match=r"search knob 'replicate' \(--replicas\): values \[2, 4\] must be "
+                                          r"increasing integers starting at 1"):
+        SearchSpace.build(env.g, env.hw, (2, 4))
 
 
 def test_replicated_cost_estimate_matches_runtime() -> None:

@@ -107,8 +107,8 @@ def test_same_seed_same_log(mlp_env: SearchEnv, rl: dict) -> None:
 def test_rl_options_are_parsed_and_checked() -> None:
     from compiler.search.agent import parse_rl_options
 
-    assert parse_rl_options(["screen=4", "entropy=[0.1, 0.01]", "ordinal=false"]) == {
-        "screen": 4, "entropy": (0.1, 0.01), "ordinal": False}
+    assert parse_rl_options(["screen=4", "entropy=[0.1, 0.01]", "plan=0"]) == {
+        "screen": 4, "entropy": (0.1, 0.01), "plan": 0}
     with pytest.raises(ValueError, match="KEY in hidden, lr"):
         parse_rl_options(["anchor=4"])  # removed: measured worse (docs/search.md)
     with pytest.raises(ValueError, match="JSON number"):
@@ -277,9 +277,6 @@ def test_episode_critic_models_both_reward_terms() -> None:
     want = [-(ca + 10.0 * (b > 0.02)) - hw for ca, b, hw in map(terms, acts)]
     assert np.allclose(pred, want, atol=1e-4)
     assert not RewardModel((3,), 1, 0.02, 10.0, 1.0).fit(recs[:1])
-    # an ordinal knob also gets its value index over its range, per layer
-    mo = RewardModel(sizes=(3, 2), layers=2, max_drop=0.02, penalty=10.0, lam=1.0, ordinal=(True, False))
-    assert mo.features([[(2, 0), (1, 1)]]).tolist() == [[1, 0, 0, 1, 1, 0, 0, 1, 0, 0, 1, 1.0, 0.5]]
 
 
 def test_one_knob_moves_and_neighbours(mlp_env: SearchEnv) -> None:
@@ -305,7 +302,7 @@ def test_episode_critic_thermometer_codes() -> None:
     additive truth as well as the one-hot coding."""
     from compiler.search.surrogate import RewardModel
 
-    m = RewardModel((3, 2), 2, 0.02, 10.0, 1.0, ridge=1e-6, ordinal=(True, False), thermometer=True)
+    m = RewardModel((3, 2), 2, 0.02, 10.0, 1.0, ridge=1e-6, ordinal=(True, False))
     assert m.features([[(2, 0), (1, 1)]]).tolist() == [[1, 1, 1, 1, 0, 1, 0, 0, 1]] and m.width == 9
     rng = np.random.default_rng(1)
     acts = [[tuple(int(rng.integers(n)) for n in (3, 2)) for _ in range(2)] for _ in range(30)]

@@ -1,62 +1,93 @@
-"""Line buffers (docs/design-notes.md, "Activations larger than a tile"): the output rows of a windowed op (a
-crossbar conv or a max pool) that reads or writes a line-buffered tensor, for `loops.row_loop`."""
+"""Line buffers (docs/design-notes.md, "Activations larger than a tile"): the output rows of a row op (a crossbar
+conv, a max pool, an element-wise op; `rowops.row_windows`) that reads or writes a line-buffered tensor, for
+`loops.row_loop`."""
 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..ir import Op
-from .context import Context
 from .inport import band_receive
 from .loops import Receive, Row
-from .plan import Core
+from .rowops import global_average, row_windows, sweep_rows
 from .storage import hwc
 
+if TYPE_CHECKING:
+    from .context import Context
+    from .plan import CommPlan, Core
 
-def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, Receive | None]:
-    """The output rows of ``op`` on ``core`` whose input or output is line-buffered: per row, the window origin (at
-    its lowest kernel row in memory) and output pixel addresses, the offsets of the window's kernel rows from its
-    origin (the row's key, never negative; a kernel row in the top or bottom border reads the buffer's border
-    row), and, for a line-buffered input, the input
-    rows the core receives first (when it receives the input on its tile: the rows its window or its frees reach
-    first) and the rows no later window reads (freed after it: every real row once, the rows below the last
-    window after the last output row); the period of the rows' addresses (the bands over their strides); how
-    received rows arrive."""
-    st, plan, kh, sh = ctx.st, ctx.plan, op.attrs["kernel"][0], op.attrs["strides"][0]
-    dh, (pt, pl) = op.attrs.get("dilations", (1, 1))[0], op.attrs["pads"][:2]
-    xin, yout, tile = op.inputs[0], op.outputs[0], core[0]
-    xb, yb = st.buffer(xin), st.buffer(yout)
-    oh = hwc(ctx.g.values[yout].shape)[0]
-    col0 = (xb.pads[1] - pl) * xb.c + st.views[xin].coff
-    streams = [s for s in plan.streams if s.value == xin and s.tile == tile] if xb.band else []
-    receive = None
-    if streams and plan.receiver(st, xin, tile) == core:
-        receive = Receive(xb.w, xb.c, tuple((s.c0, s.c1 - s.c0, s.src[0], s.ch) for s in streams),
-                          plan.store_count(xin, tile))
-    if xb.band and plan.port:  # a graph input through the input port: whole rows from the port
-        receive = band_receive(ctx, xin, core) or receive
-    rows, freed, got = [], 0, 0
+
+def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Receive]]:
+    """The output rows of ``op`` on ``core`` whose inputs or output are line-buffered: per row, the window origin
+    of every input it sweeps (at its lowest kernel row in memory) and the output pixel address, the offsets of
+    each window's kernel rows from its origin (the row's key, input after input, never negative; a kernel row in
+    the top or bottom border reads the buffer's border row), and, for a line-buffered input, the input rows the core receives first (when it receives the input on
+    its tile: the rows its windows or its frees reach first) and the rows no later window reads (freed after it:
+    every real row once, the rows below the last window after the last output row); the period of the rows'
+    addresses (the bands over their strides); how each received input's rows arrive."""
+    st, plan, tile = ctx.st, ctx.plan, core[0]
+    windows = row_windows(ctx.g, ctx.mapping, op)
+    assert windows is not None, f"'{op.name}' is not a row op"
+    yout, gap = op.outputs[0], global_average(ctx.g, op)  # it sweeps its input's rows: no output pointer
+    yb = st.buffer(yout)
+    oh = sweep_rows(ctx.g, op)
+    inputs = [(op.inputs[k], w) for k, w in sorted(windows.items())]
+    receives: list[Receive] = []
+    which: dict[str, int] = {}  # input -> its receive
+    for x, _ in inputs:
+        streams = [s for s in plan.streams if s.value == x and s.tile == tile] if st.buffer(x).band else []
+        if streams and plan.receiver(st, x, tile) == core:
+            which[x] = len(receives)
+            receives.append(Receive(st.buffer(x).w, st.buffer(x).c, tuple((s.c0, s.c1 - s.c0, s.src[0], s.ch)
+                                                                          for s in streams),
+                                    plan.receive_count(x, tile)))
+        port = band_receive(ctx, x, core) if st.buffer(x).band and x in plan.graph_inputs else None
+        if port is not None:  # a graph input through the input port: whole rows from the port
+            which[x] = len(receives)
+            receives.append(port)
+    told = {x: _tokens(plan, x, core, writing=True) for x, _ in inputs}  # tokens for the readers of what it receives
+    waits = {x: _tokens(plan, x, core, writing=False) for x, _ in inputs}
+    signals = _tokens(plan, yout, core, writing=True) if core in plan.writers(st, yout, tile) and yb.band else []
+    rows, freed, got = [], {x: 0 for x, _ in inputs}, {x: 0 for x, _ in inputs}
     for oy in range(oh):
-        top = oy * sh - pt
-        bases = [xb.row_base(top + q * dh) for q in range(kh)]
-        low = min(bases)  # the pointer starts at the lowest kernel row (a band's border row lies after its slots):
-        kernel_rows = tuple(b - low for b in bases)  # offsets stay non-negative, as memory operands must
-        last = oy == oh - 1
-        upto = xb.h if last else min(max(top + sh, 0), xb.h)
-        reach = max(upto, min(max(top + (kh - 1) * dh + 1, 0), xb.h))  # a row is received before it is freed
-        receives = tuple(xb.bases[tile] + xb.row_base(r) + xb.pads[1] * xb.c + st.views[xin].coff
-                         for r in range(got, reach)) if receive else ()
-        got = max(got, reach)
-        frees = tuple((xb.bases[tile] + xb.row_base(r) + xb.pads[1] * xb.c, xb.w * xb.c)
-                      for r in range(freed, upto)) if xb.band else ()
-        freed = max(freed, upto)
-        starts = (xb.bases[tile] + low + col0,
-                  yb.bases.get(tile, 0) + yb.row_base(oy) + yb.pads[1] * yb.c + st.views[yout].coff)
-        rows.append(Row(starts, kernel_rows, frees, receives))
-    period = math.lcm(xb.band // math.gcd(xb.band, sh) if xb.band else 1, yb.band or 1)
-    return rows, period, receive
+        starts: list[int] = []
+        key: tuple[int, ...] = ()
+        frees: list[tuple[int, int]] = []
+        arrivals: list[tuple[int, int, tuple[int, ...]]] = []
+        loads: list[int] = []
+        for x, win in inputs:
+            xb = st.buffer(x)
+            top, reach, upto = win.rows(oy, oh, xb.h)
+            interior = xb.pads[1] * xb.c + st.views[x].coff
+            bases = [xb.row_base(top + q * win.dh) for q in range(win.kh)]
+            low = min(bases)  # the pointer starts at the lowest kernel row (a band's border row lies after its
+            key += tuple(b - low for b in bases)  # slots): offsets stay non-negative, as memory operands must
+            if x in which:
+                arrivals += [(which[x], xb.bases[tile] + xb.row_base(r) + interior,
+                              tuple(t + r % xb.band for t in told[x])) for r in range(got[x], reach)]
+            loads += [t + r % xb.band for r in range(got[x], reach) for t in waits[x]]
+            got[x] = max(got[x], reach)
+            if xb.band:
+                frees += [(xb.bases[tile] + xb.row_base(r) + xb.pads[1] * xb.c, xb.w * xb.c)
+                          for r in range(freed[x], upto)]
+                freed[x] = max(freed[x], upto)
+            starts.append(xb.bases[tile] + low + (xb.pads[1] - win.pl) * xb.c + st.views[x].coff)
+        if not gap:
+            starts.append(yb.bases.get(tile, 0) + yb.row_base(oy) + yb.pads[1] * yb.c + st.views[yout].coff)
+        rows.append(Row(tuple(starts), key, tuple(frees), tuple(arrivals), tuple(loads),
+                        tuple(t + oy % yb.band for t in signals)))
+    period = math.lcm(yb.band or 1, *(st.buffer(x).band // math.gcd(st.buffer(x).band, w.sh)
+                                      for x, w in inputs if st.buffer(x).band))
+    return rows, period, receives
+
+
+def _tokens(plan: CommPlan, value: str, core: Core, writing: bool) -> list[int]:
+    """The token words (`plan._tokens`) of line buffer ``value`` that ``core`` stores (``writing``: one per other
+    reader on its tile) or loads (one per other writer on its tile)."""
+    return [addr for (v, w, r), addr in plan.tokens.items() if v == value and (w if writing else r) == core]
 
 
 def window_offsets_of(ctx: Context, op: Op, rows: list[Row]) -> dict[int, np.ndarray]:

@@ -108,9 +108,10 @@ def _core(ctx: Context, core: Core, op: Op, index: BlockIndex, bias: np.ndarray 
                 _hand_over(ctx, core, node, group, held)
 
     if banded:
-        rows, period, receive = band_rows(ctx, core, op)
+        rows, period, receives = band_rows(ctx, core, op)
         row_offs.update(window_offsets_of(ctx, op, rows))
-        row_loop(out, LoopRegs.of(hw), rows, ow, [ptrs[0][2], out_pix], body, period, node=node, receive=receive)
+        row_loop(out, LoopRegs.of(hw), rows, ow, [ptrs[0][2], out_pix], body, period, node=node, receive=receives,
+                 token=data)  # the partial-sum buffer: loaded before every use
         return
     pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=crossbar_kind(op).windowed, node=node)
 

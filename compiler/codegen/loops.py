@@ -6,7 +6,7 @@ the register file (`LoopRegs`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from isa import NO_BASE, Instr, MemRef, ops
 from isa.hardware import HardwareConfig
@@ -69,12 +69,15 @@ def pixel_loop(out: list[Instr], regs: LoopRegs, oh: int, ow: int, ptrs: list[Po
 class Row:
     """What one output row of a line-buffered loop needs: each pointer's address at its first pixel, the key of
     its body (the offsets of its window's kernel rows from the window origin: rows with equal keys emit the same
-    instructions) and the (address, words) it frees afterwards."""
+    instructions), the (address, words) it frees afterwards, and the row tokens it waits for and signals
+    (`plan.Token`)."""
 
     starts: tuple[int, ...]
     key: tuple[int, ...]
     frees: tuple[tuple[int, int], ...]
-    receives: tuple[int, ...] = ()  # addresses of the rows received before it (`Receive`)
+    receives: tuple[tuple[int, int, tuple[int, ...]], ...] = ()  # (which `Receive`, address, its tokens) per row
+    waits: tuple[int, ...] = ()  # token words loaded before its pixels: the rows its windows reach first are written
+    signals: tuple[int, ...] = ()  # token words stored after its pixels: its output row is written
 
 
 @dataclass(frozen=True)
@@ -90,17 +93,19 @@ class Receive:
 
 def row_loop(out: list[Instr], regs: LoopRegs, rows: list[Row], ow: int, steps: list[int],
              body: Callable[[list[MemRef], int], None], period: int, node: str | None = None,
-             receive: Receive | None = None) -> None:
+             receive: Sequence[Receive] = (), rx: tuple[int, int] | None = None, token: int = 0) -> None:
     """Append a loop over output rows described one by one (``rows``; ``steps``: each pointer's step per pixel),
     for line buffers, whose addresses repeat with the band instead of advancing by a row stride: the longest run
     of rows that repeats every ``period`` rows (same keys and frees, every start shifted by one constant) becomes
     a loop over groups of ``period`` rows with the rows of a group unrolled; the rows before and after it are
     emitted one by one. ``body(m, r)`` emits row r's pixel body with the pointers ``m``; ``receive`` says how
-    the rows of ``Row.receives`` arrive (a loop over their pixels on the third pointer pair, before the row)."""
+    the rows of ``Row.receives`` arrive (a loop over their pixels before the row, on the registers ``rx``: a
+    pointer and a pixel count; default the third pointer pair); token words are loaded into and stored from
+    register ``token`` (its value is irrelevant)."""
     a, groups = _periodic_run(rows, period)
     out.append(ops.set(d=regs.wm, imm=ow, node=node))
     for r in range(a):
-        _one_row(out, regs, rows[r], steps, body, r, None, node, receive)
+        _one_row(out, regs, rows[r], steps, body, r, None, node, receive, rx, token)
     if groups:
         pairs = regs.ptrs[:len(steps)]
         shift = [rows[a + period].starts[i] - rows[a].starts[i] for i in range(len(steps))] if groups > 1 else \
@@ -109,11 +114,11 @@ def row_loop(out: list[Instr], regs: LoopRegs, rows: list[Row], ow: int, steps: 
         out += [ops.set(d=row, imm=start, node=node) for (_, row), start in zip(pairs, rows[a].starts)]
         top = len(out)
         for j in range(period):
-            _one_row(out, regs, rows[a + j], steps, body, a + j, rows[a].starts, node, receive)
+            _one_row(out, regs, rows[a + j], steps, body, a + j, rows[a].starts, node, receive, rx, token)
         out += [ops.iaddi(d=row, a=row, imm=k, node=node) for (_, row), k in zip(pairs, shift)]
         out += [ops.iaddi(d=regs.h, a=regs.h, imm=1, node=node), ops.blt(a=regs.h, b=regs.hm, target=top, node=node)]
     for r in range(a + groups * period, len(rows)):
-        _one_row(out, regs, rows[r], steps, body, r, None, node, receive)
+        _one_row(out, regs, rows[r], steps, body, r, None, node, receive, rx, token)
 
 
 def _periodic_run(rows: list[Row], period: int) -> tuple[int, int]:
@@ -124,7 +129,8 @@ def _periodic_run(rows: list[Row], period: int) -> tuple[int, int]:
 
     def same(r: int, k: tuple[int, ...]) -> bool:
         x, y = rows[r], rows[r + period]
-        return x.key == y.key and x.frees == y.frees and x.receives == y.receives and shift(r) == k
+        return (x.key, x.frees, x.receives, x.waits, x.signals) == (y.key, y.frees, y.receives, y.waits,
+                                                                       y.signals) and shift(r) == k
 
     best = (len(rows), 0)
     for a in range(len(rows) - 2 * period + 1):
@@ -138,20 +144,25 @@ def _periodic_run(rows: list[Row], period: int) -> tuple[int, int]:
 
 
 def _one_row(out: list[Instr], regs: LoopRegs, row: Row, steps: list[int], body: Callable[[list[MemRef], int], None],
-             r: int, group: tuple[int, ...] | None, node: str | None, receive: Receive | None = None) -> None:
-    """One output row: the rows it receives, its pointers (from immediates, or from the group's row registers),
-    the pixel loop, the frees."""
+             r: int, group: tuple[int, ...] | None, node: str | None, receive: Sequence[Receive] = (),
+             rx: tuple[int, int] | None = None, token: int = 0) -> None:
+    """One output row: the rows it receives (each followed by the tokens telling the tile's other readers), the
+    tokens it waits for, its pointers (from immediates, or from the group's row registers), the pixel loop, the
+    frees, the tokens it signals."""
     pairs = regs.ptrs[:len(steps)]
-    at, end = regs.ptrs[2]  # the receive pointer and the pixel count it runs to
-    for addr in row.receives:
-        assert receive is not None and len(steps) < 3, "receives need the third pointer pair"
+    at, end = rx or regs.ptrs[2]  # the receive pointer and the pixel count it runs to
+    for k, addr, tokens in row.receives:
+        assert rx is not None or len(steps) < 3, "receives need the third pointer pair"
+        got = receive[k]
         out += [ops.set(d=at, imm=addr, node=node), ops.set(d=regs.w, imm=0, node=node),
-                ops.set(d=end, imm=receive.pixels, node=node)]
+                ops.set(d=end, imm=got.pixels, node=node)]
         top = len(out)
-        out += [ops.recv(dst=MemRef(at, c0), n=n, tile=tile, ch=ch, count=receive.count, node=node)
-                for c0, n, tile, ch in receive.parts]
-        out += [ops.iaddi(d=at, a=at, imm=receive.step, node=node),
+        out += [ops.recv(dst=MemRef(at, c0), n=n, tile=tile, ch=ch, count=got.count, node=node)
+                for c0, n, tile, ch in got.parts]
+        out += [ops.iaddi(d=at, a=at, imm=got.step, node=node),
                 ops.iaddi(d=regs.w, a=regs.w, imm=1, node=node), ops.blt(a=regs.w, b=end, target=top, node=node)]
+        out += [ops.store(dst=MemRef(NO_BASE, t), a=token, n=1, count=1, node=node) for t in tokens]
+    out += [ops.load(d=token, src=MemRef(NO_BASE, t), n=1, node=node) for t in row.waits]
     if group is None:
         out += [ops.set(d=ptr, imm=start, node=node) for (ptr, _), start in zip(pairs, row.starts)]
     else:
@@ -163,3 +174,4 @@ def _one_row(out: list[Instr], regs: LoopRegs, row: Row, steps: list[int], body:
     out += [ops.iaddi(d=ptr, a=ptr, imm=step, node=node) for (ptr, _), step in zip(pairs, steps)]
     out += [ops.iaddi(d=regs.w, a=regs.w, imm=1, node=node), ops.blt(a=regs.w, b=regs.wm, target=inner, node=node)]
     out += [ops.free(addr=MemRef(NO_BASE, addr), n=n, node=node) for addr, n in row.frees]
+    out += [ops.store(dst=MemRef(NO_BASE, t), a=token, n=1, count=1, node=node) for t in row.signals]

@@ -23,7 +23,7 @@ from isa.hardware import HardwareConfig
 from ..ir import Graph, Op
 from ..mapping import Block, Mapping
 from ..ops import kind_of
-from .loops import LOOP_REGS
+from .rowops import band_height, row_windows, vector_chunk
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
@@ -103,9 +103,10 @@ class TileMemory:
         raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
                          f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
                          f"'{self.hw.name}'); its largest holdings: {holds}. Tensors are held whole on each tile that "
-                         f"reads them, except those passed between convs and max pools, which are "
-                         f"line-buffered (docs/design-notes.md, 'Activations larger than a tile'); the largest "
-                         f"tile needs {need:,} words (tile {need_tile}); "
+                         f"reads them, except those passed between row ops (convs, max pools, element-wise ops) and "
+                         f"graph inputs through the input port, which are line-buffered (docs/design-notes.md, "
+                         f"'Activations larger than a tile'); the largest tile needs {need:,} words (tile "
+                         f"{need_tile}); "
                          f"{presets}. Use a hardware file with tile_mem_words >= {need:,} (a power of two: "
                          f"{1 << (need - 1).bit_length():,})")
 
@@ -128,13 +129,30 @@ class CommPlan:
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
     recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
     inputs: list[InputTransfer] = field(default_factory=list)
-    counts: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, tile) -> reader count
     port: list[Any] = field(default_factory=list)  # graph inputs' feeds through the input port (`inport.PortFeed`)
+    graph_inputs: set[str] = field(default_factory=set)
+    counts: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, tile) -> reader cores
+    sent: dict[tuple[str, int], int] = field(default_factory=dict)  # line buffer (value, home tile) -> tiles sent to
+    tokens: dict[tuple[str, Core, Core], int] = field(default_factory=dict)  # (line buffer, writer, reader) -> words
 
     def store_count(self, value: str, tile: int) -> int:
-        """The reader count ``value``'s words are stored (or received) with on ``tile``: for a line buffer, its
-        reader cores there (each frees every row once) plus, on the producers' tile, one per other tile it is sent
-        to (a send consumes like a load); else `SHARED_READERS`."""
+        """The reader count ``value``'s words are stored with on ``tile``: for a line buffer, its reader cores there
+        (each frees every row once) plus, on a producer's tile, one per other tile the words are sent to (a send
+        consumes like a load); else `SHARED_READERS`."""
+        return self.counts.get((value, tile), SHARED_READERS) + self.sent.get((value, tile), 0)
+
+    def writers(self, st: Storage, value: str, tile: int) -> list[Core]:
+        """The cores that write line buffer ``value`` on ``tile``: its producer cores there and the core that
+        receives it there from other tiles."""
+        ported = value in self.graph_inputs and any(f.value == value and f.tile == tile for f in self.port)
+        cores = [] if ported else [c for c, _, _ in self.producers[value] if c[0] == tile]
+        if ported or any(s.value == value and s.tile == tile for s in self.streams):
+            cores.append(self.receiver(st, value, tile))
+        return list(dict.fromkeys(cores))
+
+    def receive_count(self, value: str, tile: int) -> int:
+        """The reader count ``value``'s words are received with on ``tile``: for a line buffer, its reader cores
+        there; else `SHARED_READERS`."""
         return self.counts.get((value, tile), SHARED_READERS)
 
     def receiver(self, st: Storage, value: str, tile: int) -> Core:
@@ -149,14 +167,6 @@ class CommPlan:
             if o in self.out_core and self.out_core[o][0] == tile:
                 return self.out_core[o]
         raise ModelError(f"no core on tile {tile} to receive '{value}'")
-
-
-def vector_chunk(g: Graph, op: Op, hw: HardwareConfig) -> int:
-    """Channels processed per instruction group by a vector op: two operand regions fit the data registers below
-    the loop counters and pointers at the top of the register file (`loops.LOOP_REGS`); an affine op's four
-    (input, temporary, scale, shift): the kind's ``vector_regions``."""
-    regions = kind_of(op).vector_regions  # e.g. an affine also holds its scale and shift
-    return min(hwc(g.values[op.outputs[0]].shape)[2], max(1, (hw.data_regs - LOOP_REGS) // regions))
 
 
 def cores_of(mapping: Mapping, op: Op) -> list[Core]:
@@ -186,16 +196,19 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
     from .inport import portable
 
     plan = _plan(g, mapping, st, hw, biased, mem)
-    for port in (set(), portable(g, st, hw)):  # line buffers; then graph inputs through the port too (`inport`)
-        if mem.first_overflow is None:
+    ported = portable(g, st, hw)
+    for port, tight in ((set(), False), (ported, False), (ported, True)):  # line buffers; graph inputs through the
+        if mem.first_overflow is None:                                  # port too (`inport`); bands of one window
             break
-        counts = line_buffers(g, mapping, st, plan, port)
+        for buf in st.buffers.values():
+            buf.band = 0
+        counts, sent = line_buffers(g, mapping, st, plan, port, tight)
         if counts or port:
             for buf in st.buffers.values():
                 buf.bases.clear()
             fresh = TileMemory(hw)
             plan = _plan(g, mapping, st, hw, biased, fresh, bool(port))
-            plan.counts = counts
+            plan.counts, plan.sent = counts, sent
             mem.top, mem.held, mem.first_overflow = fresh.top, fresh.held, fresh.first_overflow
     mem.check()
     return plan
@@ -220,55 +233,80 @@ def _plan(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConfig, biased: s
         plan_port_outputs(g, st, hw, plan, channels.take)
     else:
         _inputs(g, st, plan, channels)
+    _tokens(st, plan, mem)
     return plan
 
 
-def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan,
-                 port: set[str] | None = None) -> dict[tuple[str, int], int]:
+def _tokens(st: Storage, plan: CommPlan, mem: TileMemory) -> None:
+    """Row tokens of line buffers (docs/design-notes.md): for every core that writes a line buffer on a tile
+    (`CommPlan.writers`) and every other core reading it there, one word per slot of the band. The writer stores
+    the token (count 1) after it wrote the row, the reader loads it before the row enters its windows: a slot still
+    holding a row that a slower reader has not freed is valid, and without the token a faster reader would read
+    it as the new row."""
+    for root, buf in st.buffers.items():
+        if not buf.band:
+            continue
+        for t in sorted(buf.bases):
+            for w in plan.writers(st, root, t):
+                for r in plan.readers[root]:
+                    if r[0] == t and r != w:
+                        plan.tokens[(root, w, r)] = mem.alloc(t, buf.band, f"row tokens of '{root}'")
+
+
+def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: set[str] | None = None,
+                 tight: bool = False) -> tuple[dict[tuple[str, int], int], dict[tuple[str, int], int]]:
     """Make a line buffer (`Buffer.band` real rows, docs/design-notes.md) of every tensor that can have one, and
-    return the reader count of its words on each tile holding it (`CommPlan.store_count`). Supported so far: a
-    tensor produced by a windowed op (`_windowed`: a crossbar conv, a max pool) whose cores share one tile and
-    read only by windowed ops, on any tiles, that is not a graph input or output nor part of a concat. The band holds the
-    rows its tallest window spans plus a stride, rounded up to a power of two (so that the period of a conv's
-    rows, the bands of its input over its stride and of its output, is at most the larger band). The graph inputs
-    in ``port`` come through the input port (`inport`): like a produced tensor, with no producer to send it."""
+    return its reader cores on each tile holding it and the tiles each producer tile sends it to
+    (`CommPlan.store_count`). A tensor can when it is produced by a row op (`rowops.row_windows`: a conv, a max
+    pool, an element-wise op) and read only by row ops, on any tiles, and is not a graph input or output nor part
+    of a concat; a conv whose column blocks are owned on several tiles stores each tile's channels in that tile's
+    copy and sends them on. The band holds the rows its tallest window spans plus a stride, rounded up to a power
+    of two (so that the period of a conv's rows, the bands of its input over its stride and of its output, is at
+    most the larger band); ``tight``: only the rows its tallest window spans (`rowops.band_height`: the producer
+    then writes a reader's next rows only after the reader's row, less overlap for less memory); then
+    `lag.settle_bands` grows the bands that readers joining later need (a residual add). The graph inputs and outputs in ``port`` go through the host port (`inport`): an input like a produced
+    tensor with no producer to send it (the port sends it to every tile itself), an output sent to the port as it
+    is produced (one more reader count on its producers' tiles)."""
+    from .lag import settle_bands
+
     port = port or set()
     ends = {v.name for v in g.inputs} | set(g.outputs)
     shared = {view.root for name, view in st.views.items() if name != view.root}
-    counts: dict[tuple[str, int], int] = {}
+    windows = {op.name: row_windows(g, mapping, op) for op in g.ops}
+    local: dict[str, tuple[dict[int, int], set[int], int]] = {}
     for v, info in g.values.items():
         prod = g.producer(v)
         readers = g.consumers(v)
-        if ((v in ends or prod is None) and v not in port or prod is not None and not _windowed(g, mapping, prod)
-                or v in shared or st.root(v) != v or len(info.shape) != 3 or not (readers or v in port)
-                or not all(_windowed(g, mapping, op) and op.inputs[0] == v for op in readers)):
+        if ((v in ends or prod is None) and v not in port or prod is not None and windows[prod.name] is None
+                or v in shared or st.root(v) != v or len(info.shape) != 3 or not (readers or v in port)):
             continue
-        home = {c[0] for c, _, _ in plan.producers[v]}
+        wins = [w for op in readers for k, w in (windows[op.name] or {}).items() if op.inputs[k] == v]
+        if len(wins) != len(readers):  # a reader that is no row op, or reads v as an operand it does not sweep
+            continue
         buf = st.buffer(v)
-        rows = max([(op.attrs["kernel"][0] - 1) * op.attrs.get("dilations", (1, 1))[0] + 1 + op.attrs["strides"][0]
-                    for op in readers] + [2])  # an output read by no op here: a row being sent, the next stored
-        rows = min(1 << (rows - 1).bit_length(), buf.h)
-        local = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | home}
-        if len(home) != 1 or rows >= buf.h or max(local.values()) + len(local) > 255:
+        # an output read by no op here: a row being sent, the next stored
+        rows = (band_height(max([w.height for w in wins], default=2)) if tight else
+                1 << (max([w.span for w in wins], default=2) - 1).bit_length())
+        rows = min(rows, buf.h)
+        homes = _homes(plan, v, port if prod is None else set())
+        tiles = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | homes}
+        if rows >= buf.h or max(tiles.values()) + len(tiles) > 255:
             continue
         buf.band = rows
-        src = next(iter(home)) if prod is not None else -1  # the input port sends to every tile itself
-        out = 1 if v in port and prod is not None else 0  # a graph output: the producer sends it to the port
-        counts.update({(v, t): n + (len(local) - 1 + out if t == src else 0) for t, n in local.items()})
-    return counts
+        local[v] = tiles, homes, int(v in port and prod is not None)  # a graph output: its producers send it to the port
+    settle_bands(g, mapping, st, plan, windows)
+    counts: dict[tuple[str, int], int] = {}
+    sent: dict[tuple[str, int], int] = {}
+    for v, (tiles, homes, out) in local.items():
+        if st.buffer(v).band:
+            counts.update({(v, t): n for t, n in tiles.items()})
+            sent.update({(v, t): len(plan.need[v] - {t}) + out for t in homes})
+    return counts, sent
 
 
-def _windowed(g: Graph, mapping: Mapping, op: Op) -> bool:
-    """An op whose code sweeps its output rows once with windows over its input: a crossbar conv computed by one
-    replica (its output rows all on the same cores), or a max pool in one channel chunk that is not a global
-    max (`vector._pool`)."""
-    if op.kind == "conv" and op.is_crossbar:
-        return mapping.layers[op.name].replicas == 1
-    if op.kind != "pool" or op.attrs["mode"] != "max":
-        return False
-    (h, w, c), (oh, ow, _) = hwc(g.values[op.inputs[0]].shape), hwc(g.values[op.outputs[0]].shape)
-    is_global = (oh, ow) == (1, 1) and tuple(op.attrs["kernel"]) == (h, w) and not any(op.attrs["pads"])
-    return not is_global and vector_chunk(g, op, mapping.hw) >= c
+def _homes(plan: CommPlan, value: str, port: set[str]) -> set[int]:
+    """The tiles of ``value``'s producer cores (none for a graph input through the port, in ``port``)."""
+    return set() if value in port else {c[0] for c, _, _ in plan.producers[value]}
 
 
 def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan: CommPlan) -> None:
@@ -294,6 +332,7 @@ def _producers_and_readers(g: Graph, mapping: Mapping, hw: HardwareConfig, plan:
             plan.producers[out] = [(mapping.vector[op.name], lo, min(c, lo + step)) for lo in range(0, c, step)]
         for i in op.inputs:
             plan.readers[i].extend(c for c in cores_of(mapping, op) if c not in plan.readers[i])
+    plan.graph_inputs = {v.name for v in g.inputs}
     for v in g.inputs:
         if not plan.readers[v.name]:
             raise ModelError(f"graph input '{v.name}' is not read by any device op")

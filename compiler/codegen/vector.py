@@ -20,7 +20,8 @@ from .context import Context
 from .epilogue import activation, finish
 from .bands import band_rows
 from .loops import LoopRegs, Pointer, pixel_loop, row_loop
-from .plan import SHARED_READERS, Core, vector_chunk
+from .plan import SHARED_READERS, Core
+from .rowops import eltwise_receive_regs, gap_registers, global_average, vector_chunk
 from .storage import hwc
 
 
@@ -79,9 +80,9 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
         _global_max(ctx, core, op, a, b, n, c0, out_ptr)
         return
     if is_max and (ctx.st.buffer(x).band or ctx.st.buffer(op.outputs[0]).band):  # `plan.line_buffers`
-        rows, period, receive = band_rows(ctx, core, op)
+        rows, period, receives = band_rows(ctx, core, op)
         row_loop(out, LoopRegs.of(ctx.hw), rows, ow, [src[2], out_ptr[2]], lambda m, r: body(m, 0, rows[r].key),
-                 period, node=node, receive=receive)
+                 period, node=node, receive=receives, token=a)
         return
     if is_max:
         pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, [src, out_ptr], lambda m: body(m, 0), node=node)
@@ -165,35 +166,92 @@ def _gap(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: 
                node=node)
 
 
+def _gap_rows(ctx: Context, op: Op) -> None:
+    """A global average over a line buffer (`rowops.row_windows`): one sweep of its input rows
+    (`loops.row_loop`) adding every channel chunk of a pixel into its own accumulators (`rowops.gap_registers`),
+    then, chunk by chunk, the divisor, the activation and the store, as `_gap` does."""
+    core, node, x, yout = ctx.mapping.vector[op.name], op.name, op.inputs[0], op.outputs[0]
+    out, regs = ctx.code(core), LoopRegs.of(ctx.hw)
+    h, w, c = hwc(ctx.g.values[x].shape)
+    chunk = vector_chunk(ctx.g, op, ctx.hw)
+    regions = gap_registers(ctx.g, op, ctx.hw)
+    assert regions is not None, f"'{node}' is not a row op"
+    tmp, acc = regions
+    chunks = [(c0, min(chunk, c - c0)) for c0 in range(0, c, chunk)]
+    out += [ops.sub(d=acc + c0, a=acc + c0, b=acc + c0, n=n, w=64, node=node) for c0, n in chunks]
+
+    def body(m: list[MemRef], r: int) -> None:
+        for c0, n in chunks:
+            out.append(ops.peek(d=tmp, src=m[0].shifted(c0), n=n, node=node))
+            out.append(ops.add(d=acc + c0, a=acc + c0, b=tmp, n=n, w=64, node=node))
+
+    rows, period, receives = band_rows(ctx, core, op)
+    row_loop(out, regs, rows, w, [ctx.st.pixel_step(x)[1]], body, period, node=node, receive=receives, token=tmp)
+    out_ptr = (ctx.st.buffer(yout).bases[core[0]] + ctx.st.origin(yout), *ctx.st.pixel_step(yout))
+    fi = ctx.fmt[x][1]
+    for c0, n in chunks:
+        out.append(ops.muli(d=acc + c0, a=acc + c0, imm=divisor_coef(h * w), n=n, f=DIV_FRAC, w=64, node=node))
+        activation(out, op, acc + c0, n, fi, tmp, node)
+        pixel_loop(out, regs, 1, 1, [out_ptr], functools.partial(_store_chunk, ctx, core, op, acc + c0, n, fi, c0),
+                   node=node)
+
+
+def _store_chunk(ctx: Context, core: Core, op: Op, reg: int, n: int, frac: int, c0: int, m: list[MemRef]) -> None:
+    """`finish` channels [c0, c0+n) of ``op``'s output from ``reg`` at the pixel ``m[0]``."""
+    finish(ctx, core, op.name, op.outputs[0], reg, n, frac, c0, m[0])
+
+
 def _eltwise(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh: int, ow: int,
              out_ptr: Pointer) -> None:
     """Add, sub (inputs aligned to the larger fraction) or mul (``mul`` with the shift of rule ELTWISE) of one
     or two inputs; a second input broadcast over rows or columns ((C, 1, 1), (C, H, 1), (C, 1, W)) is read with
     pointer step 0 along them."""
+    shape = ctx.g.values[op.outputs[0]].shape
+    srcs = [_broadcast_ptr(in_ptr(ctx, core[0], i), ctx.g.values[i].shape, shape) for i in op.inputs]
+    pixel_loop(ctx.code(core), LoopRegs.of(ctx.hw), oh, ow, srcs + [out_ptr],
+               lambda m: _eltwise_pixel(ctx, core, op, a, b, n, c0, m), spatial=len(shape) == 3, node=op.name)
+
+
+def _eltwise_pixel(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, m: list[MemRef]) -> None:
+    """Channels [c0, c0+n) of one pixel of an element-wise op (`_eltwise`); the inputs at ``m[:-1]``, the output
+    at ``m[-1]``; a line-buffered input is read with ``peek``."""
     out, node = ctx.code(core), op.name
     kind = op.attrs.get("op", "add")
     if kind == "mul":
         fm, mshift = mul_frac(ctx.fmt[op.inputs[0]][1], ctx.fmt[op.inputs[1]][1], ctx.fmt[op.outputs[0]][1])
     else:
         fm = max(ctx.fmt[i][1] for i in op.inputs)
-    shape = ctx.g.values[op.outputs[0]].shape
-    srcs = [_broadcast_ptr(in_ptr(ctx, core[0], i), ctx.g.values[i].shape, shape) for i in op.inputs]
+    for k, i in enumerate(op.inputs):
+        reg = a if k == 0 else b
+        read = ops.peek if ctx.st.buffer(i).band else ops.load  # a line buffer is read without consuming
+        out.append(read(d=reg, src=m[k].shifted(c0), n=n, node=node))
+        if kind != "mul" and ctx.fmt[i][1] != fm:
+            out.append(ops.rqnt(d=reg, a=reg, n=n, shift=ctx.fmt[i][1] - fm, w=64, node=node))
+        if k and kind == "mul":
+            out.append(ops.mul(d=a, a=a, b=b, n=n, f=mshift, w=64, node=node))
+        elif k:
+            out.append((ops.sub if kind == "sub" else ops.add)(d=a, a=a, b=b, n=n, w=64, node=node))
+    activation(out, op, a, n, fm, b, node)
+    finish(ctx, core, node, op.outputs[0], a, n, fm, c0, m[-1])
 
-    def body(m: list[MemRef]) -> None:
-        for k, i in enumerate(op.inputs):
-            reg = a if k == 0 else b
-            out.append(ops.load(d=reg, src=m[k].shifted(c0), n=n, node=node))
-            if kind != "mul" and ctx.fmt[i][1] != fm:
-                out.append(ops.rqnt(d=reg, a=reg, n=n, shift=ctx.fmt[i][1] - fm, w=64, node=node))
-            if k and kind == "mul":
-                out.append(ops.mul(d=a, a=a, b=b, n=n, f=mshift, w=64, node=node))
-            elif k:
-                out.append((ops.sub if kind == "sub" else ops.add)(d=a, a=a, b=b, n=n, w=64, node=node))
-        activation(out, op, a, n, fm, b, node)
-        finish(ctx, core, node, op.outputs[0], a, n, fm, c0, m[-1])
 
-    spatial = len(shape) == 3
-    pixel_loop(out, LoopRegs.of(ctx.hw), oh, ow, srcs + [out_ptr], body, spatial=spatial, node=node)
+def _eltwise_rows(ctx: Context, op: Op) -> None:
+    """An element-wise row op reading or writing line buffers (`rowops.row_windows`): one sweep of its output
+    rows (`loops.row_loop`), every channel chunk of a pixel before the next pixel, so that each row is read
+    and freed once."""
+    core = ctx.mapping.vector[op.name]
+    _, ow, c = hwc(ctx.g.values[op.outputs[0]].shape)
+    chunk = vector_chunk(ctx.g, op, ctx.hw)
+    a, b = ctx.hw.data_base, ctx.hw.data_base + chunk
+
+    def body(m: list[MemRef], r: int) -> None:
+        for c0 in range(0, c, chunk):
+            _eltwise_pixel(ctx, core, op, a, b, min(chunk, c - c0), c0, m)
+
+    rows, period, receives = band_rows(ctx, core, op)
+    steps = [ctx.st.pixel_step(v)[1] for v in [*op.inputs, op.outputs[0]]]
+    row_loop(ctx.code(core), LoopRegs.of(ctx.hw), rows, ow, steps, body, period, node=op.name, receive=receives,
+             rx=eltwise_receive_regs(ctx.g, op, ctx.hw), token=a)
 
 
 def _broadcast_ptr(p: Pointer, shape: tuple[int, ...], out: tuple[int, ...]) -> Pointer:
@@ -240,17 +298,27 @@ def _affine(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, o
 
 
 def emit_pool(ctx: Context, op: Op) -> None:
-    """A max or average pool (`_pool`)."""
+    """A max or average pool (`_pool`; `_gap_rows` for a global average reading a line buffer)."""
+    if ctx.st.buffer(op.inputs[0]).band and global_average(ctx.g, op):  # `plan.line_buffers`
+        _gap_rows(ctx, op)
+        return
     emit_vector(ctx, op, _pool)
 
 
 def emit_gap(ctx: Context, op: Op) -> None:
-    """A global average (`_gap`)."""
+    """A global average (`_gap`; `_gap_rows` when it reads a line buffer)."""
+    if ctx.st.buffer(op.inputs[0]).band:  # `plan.line_buffers`
+        _gap_rows(ctx, op)
+        return
     emit_vector(ctx, op, _gap)
 
 
 def emit_eltwise(ctx: Context, op: Op) -> None:
-    """An element-wise add, sub, mul or copy (`_eltwise`)."""
+    """An element-wise add, sub, mul or copy (`_eltwise`; `_eltwise_rows` when it reads or writes a line
+    buffer)."""
+    if any(ctx.st.buffer(v).band for v in [*op.inputs, op.outputs[0]]):  # `plan.line_buffers`
+        _eltwise_rows(ctx, op)
+        return
     emit_vector(ctx, op, _eltwise)
 
 

@@ -161,8 +161,8 @@ class ActorCritic:
 
 #: The actor-critic's hyperparameters (docs/search.md, "Agent").
 RL_DEFAULTS: dict[str, Any] = {"hidden": 64, "lr": 0.03, "critic_lr": 0.01, "epochs": 4, "elite": 8,
-                               "entropy": (0.02, 0.002), "explore": 0.05, "ordinal": True, "screen": 16,
-                               "screen_explore": 0.25, "propose": 1, "plan": 20, "thermometer": True}
+                               "entropy": (0.02, 0.002), "explore": 0.05, "screen": 16,
+                               "screen_explore": 0.25, "propose": 1, "plan": 20}
 
 
 def parse_rl_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -219,13 +219,11 @@ class RLSearch:
         self.n_elite, (self.beta0, self.beta1) = int(hp.pop("elite")), hp.pop("entropy")
         self.n_screen, self.screen_explore = int(hp.pop("screen")), float(hp.pop("screen_explore"))
         self.n_propose, self.plan = int(hp.pop("propose")), int(hp.pop("plan"))
-        thermo = bool(hp.pop("thermometer"))
         self.agent = ActorCritic(env.state_dim, env.space.sizes, rng, entropy_coef=self.beta0,
-                                 ordinal=env.space.ordinal if hp.pop("ordinal") else (), **hp)
+                                 ordinal=env.space.ordinal, **hp)
         c = env.cfg
         self.critic = None if self.n_screen <= 1 else RewardModel(
-            env.space.sizes, len(env.space.layers), c.max_drop, c.penalty, c.lam, ordinal=env.space.ordinal,
-            thermometer=thermo)
+            env.space.sizes, len(env.space.layers), c.max_drop, c.penalty, c.lam, ordinal=env.space.ordinal)
         self.elite: dict[Actions, Episode] = {}
 
     def run(self) -> None:

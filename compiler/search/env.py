@@ -37,7 +37,7 @@ from .cost import (DEFAULT_WEIGHTS, CostEstimate, CostInputs, CostModel, TermVal
                    trace_functional, weighted_cost)
 from .memo import LayerMemo
 from .record import Evaluation
-from .selection import drop_upper_bound
+from .selection import drop_upper_bound, score_upper
 from .space import SearchSpace
 
 Actions = tuple[tuple[int, ...], ...]
@@ -80,6 +80,8 @@ class EnvConfig:
     replicas: tuple[int, ...] = (1,)  # values of the per-layer conv replication knob (one value: not searched)
     narrow: tuple[int, ...] = (0,)  # values of the varied layers' channel-narrowing knob (one value: not searched)
     memo_mb: int = 1024  # bound of the memo of layer outputs (exact reuse of shared prefixes); 0: none
+    screen_images: int = 64  # score the search split in stages of 64, 128, 256, ... images and stop once the
+    # constraint cannot be met whatever the rest (`hopeless`); 0: one pass over both splits
     data: DatasetLoader | None = None  # loads the data set (`compiler.data`); a module-level function pickles
 
     def scope(self) -> str:
@@ -101,6 +103,7 @@ class Split:
     y: np.ndarray
     float_ok: np.ndarray  # per image: the float model is right
     float_ce: float
+    float_logits: np.ndarray | None = None  # the float model's logits (for the CE of a prefix, `search_part`)
 
     @property
     def accuracy(self) -> float:
@@ -170,7 +173,7 @@ class SearchEnv:
         n = min(images or len(x), len(x))
         x, y = x[:n].reshape((n,) + self.inp.shape), y[:n]
         logits = float_forward(self.g, {self.inp.name: x})[self.g.outputs[0]].reshape(n, -1)
-        return Split(split, x, y, logits.argmax(axis=1) == y, cross_entropy(logits, y))
+        return Split(split, x, y, logits.argmax(axis=1) == y, cross_entropy(logits, y), logits)
 
     def compile(self, config: dict[str, Any]) -> Any:
         """`compile_model` of a config with this environment's hardware, data set and mapping."""
@@ -226,11 +229,15 @@ class SearchEnv:
         """The functional model's float logits of config ``key`` on images ``x``, the crossbar layers' integer
         inputs and the resolved precision (XbarcError if the config does not resolve)."""
         prec, fmt = self._resolve(self.space.decode(key))
+        logits, seen = self._logits(key, prec, fmt, x)
+        return logits, seen, prec
+
+    def _logits(self, key: Actions, prec: Any, fmt: Any, x: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         out, seen = self._trace(prec, fmt, x)
         o = self.g.outputs[0]
         if self.devices is not None:
-            return self.device_logits(key, x), seen, prec
-        return nx.dequantize(out[o], fmt[o][1]).reshape(len(x), -1), seen, prec
+            return self.device_logits(key, x), seen
+        return nx.dequantize(out[o], fmt[o][1]).reshape(len(x), -1), seen
 
     def device_logits(self, key: Actions, x: np.ndarray) -> np.ndarray:
         """(trials, images, classes) logits of config ``key`` compiled and run on the runtime under the device
@@ -242,22 +249,66 @@ class SearchEnv:
         return np.stack([run(cm, feeds, devices=self.devices, trial=t).device_float[name].reshape(len(x), -1)
                          for t in range(self.cfg.device_trials)])
 
+    def stages(self) -> list[int]:
+        """Where the search split's scoring may stop (image counts): ``screen_images`` doubled while below the
+        split's size; empty without screening or with a device model (whose trials run on the runtime)."""
+        n, k, out = len(self.search.x), self.cfg.screen_images, []
+        while 0 < k < n and self.devices is None:
+            out.append(k)
+            k *= 2
+        return out
+
+    def hopeless(self, ok: np.ndarray) -> bool:
+        """Whether a config right on ``ok`` (per image) of the search split's first images can no longer meet the
+        constraint: even if it lost no further image and gained every remaining one the float model gets wrong,
+        its drop bound on the whole split would exceed ``max_drop`` (the bound grows with the images lost and
+        falls with the ones gained, tested), so stopping there decides feasibility exactly."""
+        s, m = self.search, len(ok)
+        lost = int(np.count_nonzero(s.float_ok[:m] & ~ok))
+        gained = int(np.count_nonzero(~s.float_ok[:m] & ok)) + int(np.count_nonzero(~s.float_ok[m:]))
+        return score_upper(len(s.x), lost, gained, self.cfg.confidence) > self.cfg.max_drop
+
     def _score(self, key: Actions) -> Evaluation:
         c, n = self.cfg, len(self.search.x)
-        try:  # one pass over both splits' images; the cost model sees the search split's
-            logits, seen, prec = self.logits(key, np.concatenate([self.search.x, self.select.x]))
-            est, raw = self._terms(prec, {k: v[:n] for k, v in seen.items()})
+        try:  # the search split in stages (`stages`, stopping once `hopeless`), then the rest and the selection
+            prec, fmt = self._resolve(self.space.decode(key))  # split in one pass; the cost model sees the search split's
+            parts: list[tuple[np.ndarray, dict[str, np.ndarray]]] = []
+            done, stop = 0, 0
+            for m in self.stages():
+                parts.append(self._logits(key, prec, fmt, self.search.x[done:m]))
+                done = m
+                if self.hopeless(np.concatenate([p[0] for p in parts]).argmax(axis=-1) == self.search.y[:m]):
+                    stop = m
+                    break
+            if not stop:
+                parts.append(self._logits(key, prec, fmt, np.concatenate([self.search.x[done:], self.select.x])))
+            logits = np.concatenate([p[0] for p in parts], axis=-2)
+            seen = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+            m = stop or n
+            est, raw = self._terms(prec, {k: v[:m] for k, v in seen.items()})
         except XbarcError as e:  # an infeasible config (a format that cannot hold an activation, replicas
             # that need more tiles than the chip has): screened out with the reason
             return Evaluation([list(a) for a in key], -2 * c.penalty, error=str(e),
                               step_rewards=step_rewards(-2 * c.penalty, [0.0] * len(key)))
-        s, sel = self.score(self.search, logits[..., :n, :]), self.score(self.select, logits[..., n:, :])
+        s = self.score(self.search_part(m), logits[..., :m, :])
+        sel = None if stop else self.score(self.select, logits[..., n:, :])
         hw, ratios, shares = weighted_cost(c.cost_weights, raw, self.base_terms, self.space.layers)
         reward = self.reward(s, hw)
-        return Evaluation([list(a) for a in key], reward, s.bound <= c.max_drop, s.accuracy, s.drop, s.bound,
-                          s.cross_entropy, s.cost_accuracy, sel.accuracy, sel.drop, sel.bound,
+        return Evaluation([list(a) for a in key], reward, s.bound <= c.max_drop and not stop, s.accuracy, s.drop,
+                          s.bound, s.cross_entropy, s.cost_accuracy,
+                          *((sel.accuracy, sel.drop, sel.bound) if sel is not None else (0.0, 1.0, 1.0)),
                           est.energy_pj, est.cycles, ratios, hw,
-                          step_rewards(reward, [-c.lam * v for v in shares]), area_mm2=est.area_mm2)
+                          step_rewards(reward, [-c.lam * v for v in shares]), area_mm2=est.area_mm2,
+                          stopped_at=stop)
+
+    def search_part(self, m: int) -> Split:
+        """The search split's first ``m`` images (the whole split, the same object, when m is its size)."""
+        s = self.search
+        if m >= len(s.x):
+            return s
+        assert s.float_logits is not None
+        return Split(s.name, s.x[:m], s.y[:m], s.float_ok[:m], cross_entropy(s.float_logits[:m], s.y[:m]),
+                     s.float_logits[:m])
 
     def rescore(self, actions: Sequence[Sequence[int]], split: Split) -> tuple[SplitScore, float]:
         """Config ``actions`` scored on another split (the report's test split): its `SplitScore` and the reward

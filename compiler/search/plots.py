@@ -98,7 +98,7 @@ def write_front_plot(doc: dict[str, Any], evaluated: Sequence[Any], path: str | 
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    pts = [r for r in evaluated if r.error is None]
+    pts = [r for r in evaluated if r.error is None and not r.stopped_at]
     fig, ax = plt.subplots(figsize=(6, 4))
     try:
         ax.scatter([r.energy_pj / 1e6 for r in pts], [100 * r.select_accuracy for r in pts], s=6, c="0.6",

@@ -16,8 +16,9 @@ class Evaluation:
     """One configuration's scores. ``accuracy``, ``accuracy_drop`` (against the float model, paired per image),
     ``drop_bound`` (its upper confidence bound), ``cross_entropy`` and ``cost_accuracy`` (CE increase, nats) are
     measured on the search split, the only split the reward sees; ``select_*`` are the same on the selection split,
-    which only the final choice reads. ``cost_terms`` holds each named hardware term over the 16-bit baseline's;
-    ``cost_hardware`` is their weighted sum. A configuration that does not resolve has ``error`` set."""
+    which only the final choice reads (not scored for a config ``stopped_at`` a stage of the search split).
+    ``cost_terms`` holds each named hardware term over the 16-bit baseline's; ``cost_hardware`` is their weighted
+    sum. A configuration that does not resolve has ``error`` set."""
 
     actions: list[list[int]]
     reward: float
@@ -37,6 +38,8 @@ class Evaluation:
     step_rewards: list[float] = field(default_factory=list)
     error: str | None = None
     area_mm2: float = 0.0  # the chip area the mapping uses (docs/cost-model.md, "Area")
+    stopped_at: int = 0  # > 0: scoring stopped after this many search images, where the constraint could no
+    # longer be met (`SearchEnv.hopeless`); the search-split scores are over them, the selection split was not read
     # set by the search loop on its copy
     episode: int = -1
     method: str = ""

@@ -49,10 +49,11 @@ def score_upper(n: int, b: int, c: int, confidence: float) -> float:
 def pareto_front(records: Sequence[Evaluation]) -> list[Evaluation]:
     """The distinct configurations (first record of each) that no other one dominates in (energy, cycles, area,
     selection accuracy): lower or equal energy, cycles and area and higher or equal selection accuracy, one
-    strictly. Ordered by energy; configurations that did not resolve are left out."""
+    strictly. Ordered by energy; configurations that did not resolve, or whose scoring stopped on the search split
+    (no selection accuracy), are left out."""
     seen: dict[tuple[tuple[int, ...], ...], Evaluation] = {}
     for r in records:
-        if r.error is None:
+        if r.error is None and not r.stopped_at:
             seen.setdefault(r.key, r)
     pts = list(seen.values())
     v = np.array([(r.energy_pj, r.cycles, r.area_mm2, -r.select_accuracy) for r in pts],
@@ -67,8 +68,9 @@ def pareto_front(records: Sequence[Evaluation]) -> list[Evaluation]:
 
 def choose(records: Sequence[Evaluation], max_drop: float) -> Evaluation | None:
     """The configuration to deliver: the lowest hardware cost among those whose selection-split drop bound is at
-    most ``max_drop`` (ties: higher selection accuracy, then the earlier evaluation); None if none is."""
-    ok = [r for r in records if r.error is None and r.select_bound <= max_drop]
+    most ``max_drop`` (ties: higher selection accuracy, then the earlier evaluation); None if none is. Only
+    configurations scored on the selection split count (not those whose scoring stopped on the search split)."""
+    ok = [r for r in records if r.error is None and not r.stopped_at and r.select_bound <= max_drop]
     if not ok:
         return None
     return min(ok, key=lambda r: (r.cost_hardware, -r.select_accuracy, r.episode))

@@ -105,11 +105,11 @@ class SearchSpace:
               ) -> "SearchSpace":
         """The space of graph ``g`` on chip ``hw``; ``replicas`` and ``narrow`` are the values of the
         ``replicate`` and ``w_narrow`` knobs (each in the space only with more than one value)."""
-        for name, vals, lo in (("replicate", replicas, 1), ("w_narrow", narrow, 0)):
+        for name, opt, vals, lo in (("replicate", "--replicas", replicas, 1), ("w_narrow", "--narrow", narrow, 0)):
             if not vals or any(int(v) != v or v < lo for v in vals) or list(vals) != sorted(set(vals)) \
                     or vals[0] != lo:
-                raise ConfigError(f"search knob '{name}': values {list(vals)} must be increasing integers "
-                                  f"starting at {lo} (the plain mapping)")
+                raise ConfigError(f"search knob '{name}' ({opt}): values {list(vals)} must be increasing integers "
+                                  f"starting at {lo} (the plain {'mapping' if lo else 'width'})")
         ops = g.crossbar_ops()
         wb = tuple(b for b in WIDTHS if b <= hw.max_weight_bits)
         ib = tuple(b for b in WIDTHS if b <= hw.max_input_bits)
