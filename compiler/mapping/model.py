@@ -150,7 +150,7 @@ class Mapping:
                                                          or int(q.max()) > nx.qmax(p.w_bits))):
             return [self._line_cells(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p) for b in blocks]
         pos, neg = nx.value_slices(p.w_bits, self.hw.cell_bits, p.w_enc)
-        table = np.concatenate([pos != 0, neg != 0]).astype(np.int64).T  # (V, 2 S)
+        table = np.concatenate([pos != 0, neg != 0]).astype(np.float64).T  # (V, 2 S)
         by_shape: dict[tuple[int, int], list[int]] = {}
         for i, b in enumerate(blocks):
             by_shape.setdefault((b.rows[1] - b.rows[0], b.cols[1] - b.cols[0]), []).append(i)
@@ -160,7 +160,8 @@ class Mapping:
                 part = ids[lo:lo + 64]
                 w = np.stack([q[blocks[i].rows[0]:blocks[i].rows[1], blocks[i].cols[0]:blocks[i].cols[1]]
                               for i in part])
-                counts = (nx.column_histogram(w, p.w_bits) @ table).transpose(0, 2, 1)  # (K, 2 S, C)
+                hist = nx.column_histogram(w, p.w_bits).astype(np.float64)  # BLAS; counts <= rows: exact
+                counts = np.rint(hist @ table).astype(np.int64).transpose(0, 2, 1)  # (K, 2 S, C)
                 for i, c in zip(part, counts):
                     out[i] = c
         return [c for c in out if c is not None]
@@ -171,8 +172,9 @@ class Mapping:
         if p.w_bits <= nx.MAX_TABLE_BITS and (not w.size or -nx.qmax(p.w_bits) <= int(w.min())
                                               and int(w.max()) <= nx.qmax(p.w_bits)):
             pos, neg = nx.value_slices(p.w_bits, self.hw.cell_bits, p.w_enc)  # (S, V)
-            table = np.concatenate([pos != 0, neg != 0]).astype(np.int64)
-            counts: np.ndarray = table @ nx.column_histogram(w, p.w_bits).T
+            table = np.concatenate([pos != 0, neg != 0]).astype(np.float64)
+            hist = nx.column_histogram(w, p.w_bits).T.astype(np.float64)  # BLAS; counts <= rows: exact
+            counts: np.ndarray = np.rint(table @ hist).astype(np.int64)
             return counts
         pos, neg = nx.weight_slices(w, p.w_bits, self.hw.cell_bits, p.w_enc)
         return np.concatenate([(pos != 0).sum(axis=1), (neg != 0).sum(axis=1)])
