@@ -41,21 +41,17 @@ def compile_rounds(resolution: int, precision: str, mapping: str, mem: int) -> t
     return rounds, model, calib
 
 
-def compile_both(resolution: int, precision: str, mapping: str, mem: int) -> tuple[object, object, int]:
-    """(rounds on ISAAC, all on chip on a grown ISAAC, tiles of the grown chip); tile memories of ``mem`` words."""
-    from compiler import compile_model
+def grown_tiles(cm: object) -> int:
+    """Tiles of an ISAAC grown to hold every weight of ``cm``'s graph at once: its placement on a chip of
+    `VIRTUAL_TILES` (placement only, no code)."""
+    from compiler.mapping.placement import place_layers
     from compiler.mapping.rounds import VIRTUAL_TILES, top_tile
+    from compiler.quant import quantize_layer
 
-    rounds, model, calib = compile_rounds(resolution, precision, mapping, mem)
-    ISAAC = rounds.hw  # type: ignore[attr-defined]
-    probe = compile_model(model, precision, hw=ISAAC.with_changes(tiles=VIRTUAL_TILES), calib=calib,
-                          mapping=mapping)
-    tiles = top_tile(probe.mapping)
-    t0 = time.perf_counter()
-    grown = compile_model(model, precision, hw=ISAAC.with_changes(tiles=tiles, name=f"isaac-{tiles}"), calib=calib,
-                          mapping=mapping)
-    print(f"compiled on isaac grown to {tiles} tiles: {time.perf_counter() - t0:.1f} s", flush=True)
-    return rounds, grown, tiles
+    g, prec = cm.graph, cm.precision  # type: ignore[attr-defined]
+    weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in g.crossbar_ops()}
+    hw = cm.hw.with_changes(tiles=VIRTUAL_TILES)  # type: ignore[attr-defined]
+    return top_tile(place_layers(g, prec, hw, weights, cm.mapping.mode))  # type: ignore[attr-defined]
 
 
 def programming(cm: object) -> list[tuple[int, float]]:
@@ -74,6 +70,50 @@ def programming(cm: object) -> list[tuple[int, float]]:
     return out
 
 
+def tile_needs(cm: object, words: int) -> list[list[object]]:
+    """Per round of ``cm`` (compiled in rounds), re-planned on ISAAC with ``words``-word tile memories: the
+    busiest tile's words with every tensor whole, then with line buffers and the input port
+    (`codegen.plan.plan_communication`), and its three largest holdings then."""
+    from compiler.codegen.plan import TileMemory, plan_communication
+    from compiler.codegen.storage import Storage
+    from compiler.mapping.rounds import partition
+    from compiler.quant import quantize_layer
+    from isa.errors import ModelError
+    from isa.hardware import ISAAC
+
+    g, prec, fmt = cm.graph, cm.precision, cm.formats  # type: ignore[attr-defined]
+    weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in g.crossbar_ops()}
+    plan = partition(g, prec, ISAAC, weights, fmt, cm.mapping.mode)  # type: ignore[attr-defined]
+    rows = []
+    for r in plan.rounds:
+        biased = {op.name for op in r.graph.crossbar_ops()
+                  if quantize_layer(op, plan.prec[op.name]).bias is not None}
+        need = []
+        for hw in (ISAAC.with_changes(tile_mem_words=1 << 24), ISAAC.with_changes(tile_mem_words=words)):
+            mem, st = TileMemory(hw), Storage(r.graph, plan.fmt)
+            try:
+                plan_communication(r.graph, r.mapping, st, hw, biased, mem)
+            except ModelError:
+                pass
+            need.append((max(mem.top.values()), mem, st))
+        (whole, *_), (banded, mem, st) = need
+        ends = [v.name for v in r.graph.inputs] + list(r.graph.outputs)
+        tile = max(mem.top, key=lambda t: mem.top[t])
+        held = ", ".join(f"{what.replace('tensor ', '')} {n:,}" for what, n in
+                         sorted(mem.held[tile], key=lambda h: -h[1])[:3])
+        rows.append([r.index, _span([op.name for op in r.graph.crossbar_ops()]), f"{whole:,}", f"{banded:,}",
+                     "fits" if banded <= words else "overflows", sum(b.band > 0 for b in st.buffers.values()),
+                     sum(st.buffer(v).band > 0 for v in ends), f"{tile}: {held}"])
+    return rows
+
+
+def print_tile_needs(rows: list[list[object]], words: int) -> None:
+    """The table of `tile_needs`."""
+    print(f"\ntile memory each round needs on isaac ({words:,}-word tiles), re-planned:")
+    print(table(rows, ["round", "crossbar layers", "busiest tile, whole", "with line buffers + port", "",
+                       "line buffers", "of them through the port", "busiest tile's largest holdings"]))
+
+
 def compile_only(a: argparse.Namespace) -> None:
     """The rounds of VGG-16 on ISAAC and their write costs per batch, from the compiled programs (no run)."""
     cm, _, _ = compile_rounds(a.resolution, a.precision, a.mapping, a.tile_mem_words)
@@ -86,6 +126,7 @@ def compile_only(a: argparse.Namespace) -> None:
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     print(table(rows, ["round", "crossbar layers", "tiles", "MVMUs", "crossbars", "cells written", "program cycles",
                        "program uJ/batch"]))
+    print_tile_needs(tile_needs(cm, 32768), 32768)
     total = sum(pj for _, pj in prog)
     print(f"total per batch: {sum(r['cells_written'] for r in table_):,} cells, {sum(pc for pc, _ in prog):,} "
           f"cycles programming, {total / 1e6:.1f} uJ of writes ({total / 1e6 / a.batch:.1f} uJ per inference at "
@@ -109,16 +150,33 @@ def main() -> None:
     if a.compile_only:
         compile_only(a)
         return
-    from compiler import runner
+    from compiler import compile_model, runner
+    from isa.hardware import ISAAC as PRESET_HW
 
-    rounds, grown, tiles = compile_both(a.resolution, a.precision, a.mapping, a.tile_mem_words)
+    rounds, model, calib = compile_rounds(a.resolution, a.precision, a.mapping, a.tile_mem_words)
+    tiles = grown_tiles(rounds)
     name = rounds.program.inputs[0].name  # type: ignore[attr-defined]
     x = {name: np.random.default_rng(1).uniform(0, 1, (a.batch, 3, a.resolution, a.resolution))}
-    results = {}
-    for label, cm in (("isaac, rounds", rounds), (f"isaac grown to {tiles} tiles", grown)):
-        t0 = time.perf_counter()
-        results[label] = runner.run(cm, x)  # type: ignore[arg-type]
-        print(f"ran {label}: {time.perf_counter() - t0:.1f} s", flush=True)
+    results, wall = {}, {}
+    label = "isaac, rounds"
+    t0 = time.perf_counter()
+    results[label] = runner.run(rounds, x)  # type: ignore[arg-type]
+    wall[label] = time.perf_counter() - t0
+    print(f"ran {label}: {wall[label]:.1f} s", flush=True)
+    table_ = rounds.program.meta["rounds"]  # type: ignore[attr-defined]
+    needs = tile_needs(rounds, 32768) if a.tile_mem_words != 32768 else []
+    del rounds  # one compiled VGG-16 in memory at a time
+    t0 = time.perf_counter()
+    grown = compile_model(model, a.precision, hw=PRESET_HW.with_changes(tiles=tiles, name=f"isaac-{tiles}",
+                                                                        tile_mem_words=a.tile_mem_words or 32768),
+                          calib=calib, mapping=a.mapping)
+    print(f"compiled on isaac grown to {tiles} tiles: {time.perf_counter() - t0:.1f} s", flush=True)
+    label = f"isaac grown to {tiles} tiles"
+    t0 = time.perf_counter()
+    results[label] = runner.run(grown, x)
+    wall[label] = time.perf_counter() - t0
+    print(f"ran {label}: {wall[label]:.1f} s", flush=True)
+    del grown
     (r_label, r), (g_label, g) = results.items()
     same = all(np.array_equal(r.device_int[k], g.device_int[k]) for k in g.device_int)
     base = g.stats
@@ -134,24 +192,27 @@ def main() -> None:
                      f"{s.per_component.get('spill', 0.0) / 1e6:.2f}",
                      f"{s.cycles:,}", f"{s.cycles / base.cycles:.2f}x", f"{s.program_cycles:,}", f"{per_batch:,}",
                      f"{w['cells_written']:,}", w["max_writes_per_crossbar"], f"{w['mean_writes_per_crossbar']:.2f}",
-                     f"{a.endurance / w['max_writes_per_crossbar']:.3g}" if w["max_writes_per_crossbar"] else "-"])
+                     f"{a.endurance / w['max_writes_per_crossbar']:.3g}" if w["max_writes_per_crossbar"] else "-",
+                     f"{wall[label]:.0f}"])
     print(f"\nVGG-16 (random weights) at {a.resolution}x{a.resolution}, {a.precision}, {a.mapping} mapping, batch "
           f"{a.batch}, tile memory {a.tile_mem_words or 32768:,} words; outputs identical on both chips: {'yes' if same else 'NO'}; peak RSS "
           f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
     print(table(rows, ["chip", "rounds", "uJ/inf", "vs grown", "program uJ/inf", "program uJ/batch", "spill uJ/inf",
                        "latency cycles",
                        "vs grown", "program cycles/batch", "cycles/batch (est.)", "cells written/batch",
-                       "max writes/xbar/batch", "mean writes/xbar", "batches to endurance"]))
+                       "max writes/xbar/batch", "mean writes/xbar", "batches to endurance", "run wall s"]))
     print("\ncycles/batch (est.) = latency + (batch - 1) x the sum of the rounds' pipeline intervals (each round "
           "streams the batch through its cores before the next is programmed); the grown chip pipelines the "
           "whole model")
-    rows = [[x["round"], _span(rounds.program.meta["rounds"][x["round"]]["layers"]),  # type: ignore[attr-defined]
+    rows = [[x["round"], _span(table_[x["round"]]["layers"]),
              f"{x['cycles']:,}", f"{x['program_cycles']:,}", f"{x['spill_cycles']:,}",
              f"{x['program_pj'] / 1e6:.2f}", f"{x['spill_pj'] / 1e6:.2f}", f"{x['cells_written']:,}"]
             for x in r.stats.rounds]
     print("\nrounds on isaac:")
     print(table(rows, ["round", "crossbar layers", "cycles", "program cycles", "spill cycles", "program uJ/inf",
                        "spill uJ/inf", "cells written"]))
+    if needs:
+        print_tile_needs(needs, 32768)
 
 
 def _span(layers: list[str]) -> str:

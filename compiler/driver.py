@@ -20,14 +20,15 @@ from isa.hardware import HardwareConfig, load_hardware
 from .codegen import generate
 from .codegen.generate import add_programming
 from .data import DatasetLoader, load
-from .frontend import check_reference, import_onnx, load_model
+from .frontend import check_reference, import_onnx
 from .inputs import checked_feeds
+from .modelref import model_files, referenced_source, restore_model
 from .ir import Graph, dump
 from .mapping import LayerMap, Mapping, place_layers
 from .mapping.rounds import Round, partition, top_tile
 from .passes import CANONICALIZE, reject_unfolded, run_pipeline
-from .quant import (Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, quantize_layer,
-                    resolve_precision)
+from .quant import Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, resolve_precision
+from .quant.blockcache import quantized
 from .quant.qdq import QDQ, qdq_config
 from .quant.health import FIDELITY_IMAGES, fidelity_warning, quantization_warnings
 from .quant.calibrate import UniformInputs
@@ -51,6 +52,7 @@ class CompiledModel:
     calibration: str = ""
     warnings: list[str] = field(default_factory=list)  # quantization health (compiler.quant.health)
     rounds: list[Program] = field(default_factory=list)  # reprogramming rounds (`program` is the first), or none
+    source: Path | None = None  # the model file compiled, if any (a large one is referenced: `compiler.modelref`)
 
     @property
     def output_locs(self) -> list[TensorLoc]:
@@ -62,20 +64,19 @@ class CompiledModel:
 
     def mapping_report(self) -> dict[str, Any]:
         """The mapping report with the hollows of the quantized weights."""
-        from .quant import quantize_layer
-
         assert self.mapping is not None
-        weights = {op.name: quantize_layer(op, self.precision[op.name]).weight for op in self.graph.crossbar_ops()}
+        weights = {op.name: quantized(op, self.precision[op.name]).weight for op in self.graph.crossbar_ops()}
         return self.mapping.report(self.precision, weights) | {"area": _area_summary(self.program)}
 
     def save(self, outdir: str | Path) -> None:
         """Write program.s, program.bin, image.npz, manifest.json, precision.json, mapping.json, ir.txt,
         model.onnx (the source model after `frontend.cleanup`: constants folded, any batch; the onnxruntime reference
-        of `xbarc run`) and host.onnx (the host tail), atomically."""
+        of `xbarc run`; a large model compiled from a file keeps its weights there, named in source.json:
+        `compiler.modelref`) and host.onnx (the host tail), atomically."""
         extra: dict[str, str | bytes] = {
             "precision.json": precision_to_json(self.precision),
             "ir.txt": dump(self.graph) + "\n",
-            "model.onnx": self.model.SerializeToString(),
+            **model_files(self.model, self.source),
         }
         if self.mapping is not None:
             extra["mapping.json"] = json.dumps(self.mapping_report(), indent=2) + "\n"
@@ -197,14 +198,14 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     qdq_report: list[str] = []
     if isinstance(precision, str) and precision == QDQ:
         precision, qdq_report = qdq_config(graph, hwc)
-    check_reference(proto)
+    session = check_reference(proto)  # onnxruntime can load the model; reused by the fidelity check
     inputs, how = calibration_inputs(graph, proto, calib, data=data, images=calib_images)
     ranges: Ranges = calibrate(graph, inputs, hwc.xbar_rows)
     prec = resolve_precision(graph, precision, ranges, hwc)
     fmt = assign_formats(graph, prec, ranges)
     if any(p.w_scheme == "nonuniform" for p in prec.values()):
         prec = finalize_weight_schemes(graph, prec, _accuracy_score(graph, proto, calib, fmt, hwc, data))
-    weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in graph.crossbar_ops()}
+    weights = {op.name: quantized(op, prec[op.name]).weight for op in graph.crossbar_ops()}  # narrow, cached
     programs: list[Program] = []
     if rounds:
         placed, programs = _compile_rounds(graph, prec, hwc, weights, fmt, mapping, replicate, crossbar_budget)
@@ -215,7 +216,8 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
                                                          ranges.exponents)
     sample = (inputs.chunk(0, min(len(inputs), FIDELITY_IMAGES)) if isinstance(inputs, UniformInputs)
               else {k: np.asarray(v)[:FIDELITY_IMAGES] for k, v in inputs.items()})
-    far = fidelity_warning(graph, prec, fmt, hwc, proto, sample)
+    far = fidelity_warning(graph, prec, fmt, hwc, proto, sample, session)
+    del session
     if far:
         warnings.append(far)
     if "noise" in how:
@@ -223,7 +225,8 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
                            f"activation ranges of real inputs may differ; pass calibration data (--calib FILE)")
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()],
                          "warnings": warnings, "frontend": {"drop_lrn": drop_lrn}})
-    return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how, warnings, programs)
+    source = Path(model).resolve() if isinstance(model, (str, Path)) else None
+    return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how, warnings, programs, source)
 
 
 def round_folder(k: int) -> str:
@@ -311,10 +314,10 @@ def load_compiled(outdir: str | Path) -> CompiledModel:
     if not (out / "model.onnx").exists():
         raise XbarcError(f"{out}: no model.onnx; was it written by `xbarc compile`?")
     options = program.meta.get("frontend", {})
-    graph, host, proto = import_graph(load_model(out / "model.onnx"), drop_lrn=bool(options.get("drop_lrn")))
+    graph, host, proto = import_graph(restore_model(out), drop_lrn=bool(options.get("drop_lrn")))
     prec = resolve_precision(graph, out / "precision.json", Ranges(), program.hw, resolved=True)
     fmt = {k: (int(v[0]), int(v[1])) for k, v in program.meta.get("formats", {}).items()}
     rounds = len(program.meta.get("rounds", []))
     programs = [program] + [load_program(out / round_folder(k)) for k in range(1, rounds)] if rounds else []
     return CompiledModel(graph, prec, None, program, proto, host, program.hw, fmt, program.meta.get("calibration", ""),
-                         list(program.meta.get("warnings", [])), programs)
+                         list(program.meta.get("warnings", [])), programs, referenced_source(out))

@@ -91,18 +91,23 @@ def bit_exact(cm: CompiledModel, x: dict[str, np.ndarray], outcome: RunOutcome) 
     return all(np.array_equal(outcome.device_int[k], ref[k].reshape(outcome.device_int[k].shape)) for k in ref)
 
 
-def reference_outputs(model: onnx.ModelProto, x: dict[str, np.ndarray], names: list[str]) -> dict[str, np.ndarray]:
-    """onnxruntime's float values of tensors ``names`` (graph outputs or intermediate tensors)."""
+def reference_outputs(model: onnx.ModelProto, x: dict[str, np.ndarray], names: list[str],
+                      session: Any = None) -> dict[str, np.ndarray]:
+    """onnxruntime's float values of tensors ``names`` (graph outputs or intermediate tensors); ``session``: an
+    onnxruntime session of ``model`` itself (`frontend.check_reference`), used when ``names`` are its outputs."""
     import onnxruntime as ort
 
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    have = {o.name for o in m.graph.output}
-    for name in names:
-        if name not in have:
-            m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    have = {o.name for o in model.graph.output}
     try:
-        sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        if session is not None and set(names) <= have:
+            sess = session
+        else:
+            m = onnx.ModelProto()
+            m.CopyFrom(model)
+            for name in names:
+                if name not in have:
+                    m.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+            sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
         feeds = {i.name: np.asarray(x[i.name], dtype=np.float32).reshape(
             [len(x[i.name])] + [d if isinstance(d, int) else -1 for d in i.shape[1:]]) for i in sess.get_inputs()}
         return dict(zip(names, sess.run(names, feeds)))

@@ -330,8 +330,10 @@ def _send(instr: Instr, ctx: CostContext) -> Cost:
     assert isinstance(instr, ops.Send)
     n, dst = instr.n, instr.tile
     acc = flits = mem_accesses(hw, n)
-    energy = {"tile_mem": acc * hw.costs.mem_access_pj,
-              "noc": flits * (hops(hw, ctx.tile, dst) + 1) * hw.costs.router_pj}
+    routers = port_hops(hw, ctx.tile) if dst == hw.port_tile else hops(hw, ctx.tile, dst) + 1
+    energy = {"tile_mem": acc * hw.costs.mem_access_pj, "noc": flits * routers * hw.costs.router_pj}
+    if dst == hw.port_tile:  # to the host through the port (`isa.inport`): the link, per flit
+        energy["port"] = flits * flit_bits(hw) * hw.costs.port_pj_per_bit
     return Cost(acc * hw.costs.mem_access_cycles + flits, energy)
 
 

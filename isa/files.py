@@ -15,6 +15,7 @@ import io
 import json
 import shutil
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from .errors import XbarcError
 from .hardware import HardwareConfig
 from .numerics import narrowest_int
 from .outputs import check_output_dir, fix_modes, read_bytes, read_json, read_text, replace_dir, temp_dir_for
-from .printer import format_program
+from .printer import format_program, render
 from .program import MemInit, MvmuImage, Program, TensorLoc
 
 FORMAT = "xbarc-program"
@@ -74,14 +75,22 @@ def _arrays(program: Program) -> dict[str, np.ndarray]:
     return arrays
 
 
+def image_bytes(program: Program) -> bytes:
+    """The ``image.npz`` of ``program``: every MVMU's weights, layout and data in their narrowest integer type,
+    deflated (zlib level 6, `np.savez_compressed`). VGG-16's random 8-bit weights deflate to 0.79 of a byte per
+    weight at levels 1, 6 and 9 alike (35 MB/s), bz2 to 0.82 (9 MB/s), lzma to 0.79 (0.9 MB/s): the weights
+    are near their entropy, so the fastest adequate codec is kept (`benchmarks/save_load_scale.py`)."""
+    image = io.BytesIO()
+    np.savez_compressed(image, **_arrays(program))  # type: ignore[arg-type]
+    return image.getvalue()
+
+
 def program_files(program: Program, folder: str = "") -> dict[str, bytes]:
     """The files of ``program`` (assembly, binary, image, manifest) by name; with ``folder``, under it and with
     the folder's own ``checksums.json``, so `load_program` reads the folder as a program directory (a round of a
     model compiled in reprogramming rounds)."""
-    image = io.BytesIO()
-    np.savez_compressed(image, **_arrays(program))  # type: ignore[arg-type]
     files = {ASM: format_program(program, provenance=True).encode(), BIN: encode_program(program),
-             IMAGE: image.getvalue(), MANIFEST: (json.dumps(manifest(program), indent=1) + "\n").encode()}
+             IMAGE: image_bytes(program), MANIFEST: (json.dumps(manifest(program), indent=1) + "\n").encode()}
     if not folder:
         return files
     sums = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
@@ -89,16 +98,16 @@ def program_files(program: Program, folder: str = "") -> dict[str, bytes]:
     return {f"{folder}/{name}": data for name, data in files.items()}
 
 
-def _write_all(program: Program, tmp: Path, extra_files: dict[str, str | bytes]) -> None:
-    for name, data in program_files(program).items():
-        (tmp / name).write_bytes(data)
-    for name, content in extra_files.items():
+def _write_all(program: Program, tmp: Path, extra_files: dict[str, str | bytes]) -> dict[str, str]:
+    """Write every file; returns the SHA-256 of each, hashed from the bytes in memory (not read back)."""
+    sums = {}
+    for name, content in {**program_files(program), **extra_files}.items():
+        data = content if isinstance(content, bytes) else content.encode()
         path = tmp / name
         path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
+        path.write_bytes(data)
+        sums[name] = hashlib.sha256(data).hexdigest()
+    return sums
 
 
 def save_program(program: Program, outdir: str | Path, extra_files: dict[str, str | bytes] | None = None) -> Path:
@@ -109,8 +118,7 @@ def save_program(program: Program, outdir: str | Path, extra_files: dict[str, st
     out = check_output_dir(outdir, written_files)
     tmp = temp_dir_for(out)
     try:
-        _write_all(program, tmp, extra_files or {})
-        write_checksums(tmp)
+        write_checksums(tmp, _write_all(program, tmp, extra_files or {}))
         fix_modes(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -123,12 +131,14 @@ def _files_under(root: Path) -> list[str]:
     return sorted(str(f.relative_to(root)) for f in root.rglob("*") if f.is_file())
 
 
-def write_checksums(root: Path) -> None:
-    """Record the current content of every file under ``root`` as what xbarc wrote there (``checksums.json``).
+def write_checksums(root: Path, known: dict[str, str] | None = None) -> None:
+    """Record the current content of every file under ``root`` as what xbarc wrote there (``checksums.json``);
+    ``known``: digests of files just written from memory (not read back).
 
     `save_program` calls it; call it yourself only after a deliberate edit of an output directory (tests do, to
     reach the loaders' own checks of malformed content)."""
-    sums = {name: _sha256(root / name) for name in _files_under(root)
+    known = known or {}
+    sums = {name: known[name] if name in known else _sha256(root / name) for name in _files_under(root)
             if name != CHECKSUMS and not name.startswith(".")}
     (root / CHECKSUMS).write_text(json.dumps({"format": CHECKSUMS_FORMAT, "sha256": sums}, indent=1) + "\n")
 
@@ -213,20 +223,51 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
             return {k: z[k] for k in z.files}
     except FileNotFoundError:
         raise XbarcError(f"{path}: missing") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as e:  # a compressed member damaged
         raise XbarcError(f"{path}: corrupt ({e or type(e).__name__})") from None
 
 
 def _load_code(out: Path, hw: HardwareConfig, man: dict[str, Any]) -> Program:
-    """The code from ``program.s`` if present (source lines known), else from ``program.bin`` plus manifest nodes."""
+    """The code of ``program.s`` if present (source lines known), else of ``program.bin`` plus manifest nodes.
+
+    Fast path: ``program.bin`` decoded, its nodes from the manifest, and ``program.s`` taken as its source text
+    when that text is exactly the binary's canonical print (`printer.render`, what `save_program` writes): the
+    same records as assembling it, without parsing it (76 of VGG-16's 81 s of loading went to the parser).
+    Any other ``program.s`` (a deliberate edit) is assembled, as is one beside an unreadable binary."""
     asm, binary = out / ASM, out / BIN
-    if asm.exists():
-        return assemble(read_text(asm), str(asm), hw)
-    if not binary.exists():
+    if not asm.exists() and not binary.exists():
         raise XbarcError(f"{out}: neither {ASM} nor {BIN} present")
+    text = read_text(asm) if asm.exists() else None
+    try:
+        program = _decode_with_nodes(out, binary, hw, man) if binary.exists() else None
+    except XbarcError:
+        if text is None:
+            raise
+        program = None
+    if text is None:
+        assert program is not None
+        return program
+    if program is not None and _attach_text(program, text, str(asm)):
+        return program
+    return assemble(text, str(asm), hw)
+
+
+def _decode_with_nodes(out: Path, binary: Path, hw: HardwareConfig, man: dict[str, Any]) -> Program:
     program = decode_program(read_bytes(binary), hw, str(binary))
     _guard(out / MANIFEST, lambda: _attach_nodes(program, man["nodes"]))
     return program
+
+
+def _attach_text(program: Program, text: str, filename: str) -> bool:
+    """Record ``text`` as ``program``'s source (lines, line of each pc, file name) if it is the program's canonical
+    print; False (nothing changed) otherwise."""
+    lines, pc_lines = render(program, provenance=True)
+    if len(text) != sum(len(ln) + 1 for ln in lines) or "\n".join(lines) + "\n" != text:
+        return False
+    program.source, program.filename = lines, filename
+    for c, at in zip(program.cores, pc_lines):
+        c.lines = at
+    return True
 
 
 def _attach_nodes(program: Program, nodes: list[dict[str, Any]]) -> None:

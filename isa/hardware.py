@@ -12,7 +12,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, cast
+from typing import Any, Mapping
 
 from .errors import ConfigError, config_object, kind_text, number_text, value_text
 
@@ -71,8 +71,8 @@ class CostTable:
     # bandwidth, shared evenly by every core of the chip (they all program at the start of a round)
     offchip_pj_per_bit: float = 20.0
     offchip_bits_per_ns: float = 204.8
-    # ---- the input port (graph inputs streamed from the host; docs/cost-model.md, "The input port") ----
-    # energy per bit of a flit received from the host over the chip's I/O links, and their bandwidth: ISAAC's
+    # ---- the host port (inputs and outputs streamed to and from the host; docs/cost-model.md, "The host port") ----
+    # energy per bit of a flit between the host and the chip over its I/O links, and their bandwidth: ISAAC's
     # Table II, 4 HyperTransport links of 6.4 GB/s for 10.4 W: 10.4 W / 204.8 Gb/s = 50.78125 pJ per bit
     port_pj_per_bit: float = 10.4e12 / 204.8e9
     port_bits_per_ns: float = 204.8
@@ -179,8 +179,8 @@ class HardwareConfig:
 
     @property
     def port_tile(self) -> int:
-        """The tile number of the input port (the host, a pseudo-tile beside tile 0's router): the first number
-        past the chip's tiles, so a ``recv`` from it names the port (docs/cost-model.md, "The input port")."""
+        """The tile number of the host port (a pseudo-tile beside tile 0's router): the first number past the
+        chip's tiles, so a ``send`` or ``recv`` naming it talks to the host (docs/cost-model.md, "The host port")."""
         return self.tiles
 
     def cycles(self, ns: float) -> int:
@@ -444,7 +444,7 @@ ISAAC_TABLE_II: dict[str, float] = {
     "tile_bus_um2": 90000.0,
     "router_um2": 151000.0 / 4,
 }
-ISAAC_COST_FIELDS = {f.name for f in dataclasses.fields(CostTable)}
+_ISAAC_COSTS: dict[str, Any] = {k: v for k, v in ISAAC_TABLE_II.items() if k in {f.name for f in dataclasses.fields(CostTable)}}
 
 #: ISAAC-CE (ISCA'16; docs/cost-model.md, "Chip presets"): 168 tiles of 12 IMAs (cores) of 8 128x128 crossbars of
 #: 2-bit cells (a pool of 8 arrays per core, shared by up to 8 MVMUs), one 8-bit ADC per 128 bit lines (8 per IMA),
@@ -460,10 +460,9 @@ ISAAC = HardwareConfig(
     data_regs=2048,
     alu_lanes=16,
     clock_ghz=1.2,
-    costs=dataclasses.replace(
-        CostTable(xbar_energy="static", xbar_read_ns=100.0, adc_pj_per_bit=ISAAC_TABLE_II["adc_mw"] / 8 / 1.28 / 8),
-        **cast("dict[str, Any]", {k: v for k, v in ISAAC_TABLE_II.items() if k in ISAAC_COST_FIELDS}),
-    ),
+    costs=dataclasses.replace(CostTable(xbar_energy="static", xbar_read_ns=100.0,
+                                        adc_pj_per_bit=ISAAC_TABLE_II["adc_mw"] / 8 / 1.28 / 8),
+                              **_ISAAC_COSTS),
 )
 
 PRESETS: dict[str, HardwareConfig] = {"default": DEFAULT, "puma": PUMA, "puma-chip": PUMA_CHIP, "isaac": ISAAC}

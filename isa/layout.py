@@ -97,3 +97,51 @@ def check_layout(layout: np.ndarray, pos: np.ndarray, neg: np.ndarray, hw: Hardw
     both = placed[:, 0] & placed[:, 1]
     if (lay[:, 0, :, 1][both] != lay[:, 1, :, 1][both]).any():
         raise XbarcError(f"{where}: the (+) and (-) lines of a (slice, column) pair sit in different steps")
+
+
+# ---- many layouts at once (the runtime's load of thousands of MVMU images) ----------------------------------------
+def layouts_ok(layouts: np.ndarray, live: np.ndarray, rows: int, hw: HardwareConfig) -> np.ndarray:
+    """(N,) bool: whether each of N layouts (N, S, 2, C, 3) satisfies `check_layout` for its live bit lines
+    ``live`` (N, S, 2, C) (the lines with a non-zero cell) on ``rows``-row blocks. A screen, exactly as strict as
+    `check_layout`: the caller runs `check_layout` on the images it rejects, for the message."""
+    lay = np.asarray(layouts, dtype=np.int64)
+    n = len(lay)
+    placed = lay[..., 0] >= 0
+    ok_part = (placed == (lay >= 0).all(axis=-1)).all(axis=(1, 2, 3)) & \
+        ~((lay < 0) & (lay != UNPLACED)).any(axis=(1, 2, 3, 4))
+    flat = placed.reshape(n, -1)
+    ok_live = ~(live & ~placed).reshape(n, -1).any(axis=1)
+    col = np.where(placed, lay[..., 2], -1).reshape(n, -1).max(axis=1, initial=-1)
+    step = np.where(placed, lay[..., 1], -1).reshape(n, -1).max(axis=1, initial=-1)
+    ok_range = (col < hw.xbar_cols) & ((step + 1) * rows <= hw.xbar_rows)
+    keys = lay[..., 0] * (hw.xbar_rows * hw.xbar_cols) + lay[..., 1] * hw.xbar_cols + lay[..., 2]
+    keys = np.where(flat, keys.reshape(n, -1), -1 - np.arange(flat.shape[1]))  # unplaced: distinct negatives
+    keys.sort(axis=1)
+    ok_unique = ~(keys[:, 1:] == keys[:, :-1]).any(axis=1)
+    both = placed[:, :, 0] & placed[:, :, 1]
+    ok_pair = ~(both & (lay[:, :, 0, :, 1] != lay[:, :, 1, :, 1])).reshape(n, -1).any(axis=1)
+    result: np.ndarray = ok_part & ok_live & ok_range & ok_unique & ok_pair
+    return result
+
+
+def summarize_many(layouts: np.ndarray) -> list[LayoutSummary]:
+    """`summarize` of each of N (checked) layouts (N, S, 2, C, 3), in a few array operations."""
+    lay = np.asarray(layouts, dtype=np.int64)
+    n, slices = lay.shape[:2]
+    placed = lay[..., 0] >= 0  # (N, S, 2, C)
+    arr = np.where(placed, lay[..., 0], 0)
+    step = np.where(placed, lay[..., 1], -1)
+    steps = step.reshape(n, -1).max(axis=1, initial=-1) + 1  # (N,)
+    width, depth = int(arr.max(initial=0)) + 1, int(steps.max(initial=0)) + 1
+    img = np.broadcast_to(np.arange(n).reshape(n, 1, 1, 1), placed.shape)[placed]
+    pairs = (img * width + arr[placed]) * depth + step[placed]
+    drives = np.bincount(np.unique(pairs) // (width * depth), minlength=n)
+    arrays = np.bincount(np.unique(img * width + arr[placed]) // width, minlength=n)
+    pair_placed = placed.any(axis=2)  # (N, S, C)
+    pair_step = np.where(placed[:, :, 0], lay[:, :, 0, :, 1], lay[:, :, 1, :, 1])
+    counts = np.zeros((n, max(1, depth), slices), dtype=np.int64)
+    i_idx, s_idx, _ = np.nonzero(pair_placed)
+    np.add.at(counts, (i_idx, pair_step[pair_placed], s_idx), 1)
+    table = counts.tolist()
+    return [LayoutSummary(int(arrays[i]), int(drives[i]), tuple(tuple(row) for row in table[i][:int(steps[i])]))
+            for i in range(n)]

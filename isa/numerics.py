@@ -71,16 +71,22 @@ def requantize(x: np.ndarray, shift: int, bits: int) -> np.ndarray:
 
 def quantize(x: np.ndarray, bits: int, frac: int) -> np.ndarray:
     """Real values to signed Q(bits, frac) integers: sat(floor(x * 2^frac + 1/2)) (rule QUANT)."""
-    scaled = np.floor(np.asarray(x, dtype=np.float64) * np.float64(2.0**frac) + 0.5)
     lo, hi = float(qmin(bits)), float(qmax(bits))
-    return np.clip(scaled, lo, hi).astype(I64)
+    if np.ndim(x) == 0:
+        one: np.ndarray = np.clip(np.floor(np.float64(x) * np.float64(2.0**frac) + 0.5), lo, hi).astype(I64)
+        return one
+    scaled = np.asarray(x, dtype=np.float64) * np.float64(2.0**frac)  # one float64 temporary, updated in place
+    scaled += 0.5
+    np.floor(scaled, out=scaled)
+    np.clip(scaled, lo, hi, out=scaled)
+    return scaled.astype(I64)
 
 
 def quantize_weights(w: np.ndarray, bits: int, frac: int) -> np.ndarray:
     """Weights to Q(bits, frac) with a symmetric range [-(2^(b-1)-1), 2^(b-1)-1], so the magnitude fits in
     bits-1 bits on the (+)/(-) crossbar pair (rule WEIGHTS)."""
     q = quantize(w, bits, frac)
-    out: np.ndarray = np.maximum(q, I64(-qmax(bits)))
+    out: np.ndarray = np.maximum(q, I64(-qmax(bits)), out=q if q.ndim else None)
     return out
 
 
@@ -144,6 +150,32 @@ def _tc_slices(w: np.ndarray, bits: int, cell_bits: int) -> tuple[np.ndarray, np
     top, offset = divmod(bits - 1, cell_bits)
     neg[top] = sign << I64(offset)
     return pos, neg
+
+
+MAX_TABLE_BITS = 12  # `value_slices` / `column_histogram` tables up to 4,095 values: wider weights slice each cell
+
+
+def value_slices(bits: int, cell_bits: int, encoding: str = "twos") -> tuple[np.ndarray, np.ndarray]:
+    """`weight_slices` of every weight value -qmax(bits)..qmax(bits): (pos, neg), each (S, V) with value v at
+    index v + qmax(bits). With `column_histogram`, a sum over a block's cells of any function of their slices is
+    a product of the block's per-column value counts and a (V, .) table, without slicing the cells."""
+    q = qmax(bits)
+    return weight_slices(np.arange(-q, q + 1, dtype=I64), bits, cell_bits, encoding)
+
+
+def column_histogram(w: np.ndarray, bits: int) -> np.ndarray:
+    """(..., C, V) int64: per column of the integer blocks ``w`` (..., R, C), how many of its cells hold each
+    value -qmax(bits)..qmax(bits) (index v + qmax(bits)); ValueError if a value lies outside that range."""
+    w = np.asarray(w)
+    q, c = qmax(bits), w.shape[-1]
+    if w.size and (int(w.min()) < -q or int(w.max()) > q):
+        raise ValueError(f"column_histogram: values outside [-{q}, {q}]")
+    v = 2 * q + 1
+    lead = int(np.prod(w.shape[:-2], dtype=np.int64))
+    idx = w.reshape(lead, -1, c).astype(I64) + I64(q)
+    idx += (np.arange(lead, dtype=I64).reshape(lead, 1, 1) * c + np.arange(c, dtype=I64)) * I64(v)
+    hist: np.ndarray = np.bincount(idx.reshape(-1), minlength=lead * c * v).reshape(w.shape[:-2] + (c, v))
+    return hist
 
 
 def signed_subwords(mag: np.ndarray, bits: int, cell_bits: int, encoding: str = "twos") -> np.ndarray:

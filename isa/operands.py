@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, Protocol, TypeVar, Union, cast
 
-#: In a tile field's doc: the field may name the input port, tile number `HardwareConfig.port_tile` (`isa.inport`).
-PORT_DOC = "the tile count names the input port"
+#: In a tile field's doc: the field may name the host port, tile number `HardwareConfig.port_tile` (`isa.inport`).
+PORT_DOC = "the tile count names the host port"
 
 if TYPE_CHECKING:
     from .hardware import HardwareConfig
@@ -202,7 +202,7 @@ class Imm(IntKind):
         return raw - (1 << f.bits) if self.signed and raw >> (f.bits - 1) else raw
 
     def hw_error(self, f: Field, value: int, hw: HardwareConfig) -> str | None:
-        port = PORT_DOC in f.doc and value == hw.port_tile  # a recv from the input port (`isa.inport`)
+        port = PORT_DOC in f.doc and value == hw.port_tile  # a send or recv naming the host port (`isa.inport`)
         if f.name == "tile" and value >= hw.tiles and not port:
             return f"tile={value} out of range: the chip has {hw.tiles} tiles"
         return None

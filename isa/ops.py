@@ -590,11 +590,12 @@ free = Free
 @record
 @dataclass(frozen=True, kw_only=True)
 class Send(Instr):
-    """``send``: reads n valid words of this tile's memory (as load) and sends them to (tile, ch)
+    """``send``: reads n valid words of this tile's memory (as load) and sends them to (tile, ch); tile = the chip's
+    tile count names the host port (docs/cost-model.md)
 
     - ``src`` (mem): tile-memory address
     - ``n`` (uimm): vector length in words
-    - ``tile`` (uimm): destination tile
+    - ``tile`` (uimm): destination tile (the tile count names the host port)
     - ``ch`` (uimm): channel: one stream of messages between two tiles
     """
 
@@ -612,11 +613,11 @@ send = Send
 @dataclass(frozen=True, kw_only=True)
 class Recv(Instr):
     """``recv``: waits for a message from (tile, ch) and writes it to this tile's memory (as store); tile = the chip's
-    tile count names the input port (the host; docs/cost-model.md)
+    tile count names the host port (docs/cost-model.md)
 
     - ``dst`` (mem): tile-memory address
     - ``n`` (uimm): vector length in words
-    - ``tile`` (uimm): source tile (the tile count names the input port)
+    - ``tile`` (uimm): source tile (the tile count names the host port)
     - ``ch`` (uimm): channel: one stream of messages between two tiles
     - ``count`` (uimm): reader count; 0 keeps the words valid for any number of reads
     """

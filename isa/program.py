@@ -138,7 +138,9 @@ class TensorLoc:
 
     An input with ``port`` feeds is not written into memory: the host streams it through the input port
     (`isa.inport`), row by row, to every (tile, channel, row offset, words) feed; ``tile`` and ``addr`` are then
-    its first receiving tile and buffer there (the receivers' code says where each row goes).
+    its first receiving tile and buffer there (the receivers' code says where each row goes). An output with
+    ``port`` feeds ``(tile, channel, first channel, channels)`` is sent to the host pixel by pixel as it is
+    produced (`isa.inport.port_output`), not read from memory.
     """
 
     name: str

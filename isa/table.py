@@ -174,14 +174,15 @@ INSTRUCTIONS: tuple[InstrSpec, ...] = (
        "waits until every word is valid; each word's positive reader count drops by one (0: invalid), without "
        "reading it (a line-buffer reader releasing a row)"),
     # ---- network ----------------------------------------------------------------------------------------------
-    _i("send", 0x48, [mem("src", "tile-memory address"), N, uimm("tile", 12, doc="destination tile"),
+    _i("send", 0x48, [mem("src", "tile-memory address"), N, uimm("tile", 12, doc=f"destination tile ({PORT_DOC})"),
                       uimm("ch", 16, doc="channel: one stream of messages between two tiles")],
-       "net", "net_send", "reads n valid words of this tile's memory (as load) and sends them to (tile, ch)"),
+       "net", "net_send", "reads n valid words of this tile's memory (as load) and sends them to (tile, ch); "
+                          "tile = the chip's tile count names the host port (docs/cost-model.md)"),
     _i("recv", 0x49, [mem("dst", "tile-memory address"), N, uimm("tile", 12, doc=f"source tile ({PORT_DOC})"),
                       uimm("ch", 16, doc="channel: one stream of messages between two tiles"),
                       uimm("count", 8, doc="reader count; 0 keeps the words valid for any number of reads")],
        "net", "net_recv", "waits for a message from (tile, ch) and writes it to this tile's memory (as store); "
-                          "tile = the chip's tile count names the input port (the host; docs/cost-model.md)"),
+                          "tile = the chip's tile count names the host port (docs/cost-model.md)"),
     # ---- control ----------------------------------------------------------------------------------------------
     _i("jmp", 0x50, [label("target")], "control", "control", "pc = target"),
     _i("beq", 0x51, [_A, _B, label("target")], "control", "control", "if a == b: pc = target"),

@@ -22,7 +22,7 @@ from isa import BY_MNEMONIC, NO_BASE, HardwareConfig, Instr, MemRef
 from isa import numerics as nx
 from isa import ops
 
-from isa.costs import transit_cycles
+from isa.costs import port_hops, transit_cycles
 from .devices import fire_devices
 from .mvm import LazyStack, MvmStack
 from .state import I64, CoreState, Fault, MvmuKernel
@@ -345,7 +345,7 @@ def _free(c: CoreState, i: ops.Free, lat: int) -> Wait | None:
 # ---- network ---------------------------------------------------------------------------------------------------
 def _check_tile(hw: HardwareConfig, tile: int) -> None:
     if not 0 <= tile < hw.tiles:
-        raise Fault(f"tile {tile} outside the chip [0, {hw.tiles})")
+        raise Fault(f"tile {tile} outside the chip [0, {hw.tiles}) and not the host port (tile {hw.port_tile})")
 
 
 @dataclass(frozen=True)
@@ -358,6 +358,8 @@ class SendPlan:
 
 @decoder(ops.Send)
 def _decode_send(i: ops.Send, ctx: DecodeContext) -> SendPlan:
+    if i.tile == ctx.hw.port_tile:  # to the host through the port (`isa.inport`)
+        return SendPlan(i, port_hops(ctx.hw, ctx.tile) * ctx.hw.costs.hop_cycles)
     _check_tile(ctx.hw, i.tile)
     return SendPlan(i, transit_cycles(ctx.hw, ctx.tile, i.tile))
 
@@ -383,7 +385,8 @@ def _send(c: CoreState, p: SendPlan, lat: int) -> Wait | None:
         q = c.fifos[(c.tile, i.tile, i.ch)] = deque()
     q.append((start + lat + p.transit, vals))
     c.epoch[c.tile] += 1
-    c.epoch[i.tile] += 1
+    if i.tile < len(c.epoch):  # not the port: its tile may now receive
+        c.epoch[i.tile] += 1
     return None
 
 

@@ -14,17 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from isa import CoreCode, DeadlockError, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
+from isa import CoreCode, DeadlockError, HardwareConfig, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
 from isa import numerics as nx
 from isa import NO_BASE, ops
 from isa.printer import format_instr
 
 from isa.costs import Accountant, CoreCosts
-from isa.inport import port_messages
+from isa.inport import port_messages, port_output
 from isa.memory import chunk_size, memory_budget, mib
 from .devices import DeviceModel, NoisyMvmu, program_devices
 from .loops import LoopPlan, NestPlan, find_loops, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
+from .prepare import prepare_kernels
 from .programming import unprogrammed
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
 from .stats import Stats, busy_timeline, tile_traffic
@@ -61,12 +62,7 @@ class Machine:
         self.reference = reference
         self.batched = 0  # instructions the last run executed batched (fast mode)
         self.hw = hw = program.hw
-        kernels: dict[tuple[int, int], dict[int, MvmuKernel]] = {}
-        for img in program.mvmus:
-            per_core = kernels.setdefault((img.tile, img.core), {})
-            if img.mvmu in per_core:
-                raise XbarcError(f"two images for MVMU {img.mvmu} of tile {img.tile} core {img.core}")
-            per_core[img.mvmu] = MvmuKernel.from_image(img, hw)
+        kernels = self._kernels(program, hw)
         for (tile, core), per_core in kernels.items():
             used = sum(k.shape.crossbars for k in per_core.values())
             if hw.xbars_per_core and used > hw.xbars_per_core:
@@ -86,6 +82,19 @@ class Machine:
         self._left = 0
 
     # ---- loading -------------------------------------------------------------------------------------------------
+    @staticmethod
+    def _kernels(program: Program, hw: HardwareConfig) -> dict[tuple[int, int], dict[int, MvmuKernel]]:
+        """Every MVMU image prepared (`runtime.prepare`: in batches), by core and MVMU index."""
+        seen: set[tuple[int, int, int]] = set()
+        for img in program.mvmus:
+            if (img.tile, img.core, img.mvmu) in seen:
+                raise XbarcError(f"two images for MVMU {img.mvmu} of tile {img.tile} core {img.core}")
+            seen.add((img.tile, img.core, img.mvmu))
+        kernels: dict[tuple[int, int], dict[int, MvmuKernel]] = {}
+        for img, kern in zip(program.mvmus, prepare_kernels(program.mvmus, hw)):
+            kernels.setdefault((img.tile, img.core), {})[img.mvmu] = kern
+        return kernels
+
     def _compile(self, cc: CoreCode, kernels: dict[int, MvmuKernel]) -> _Compiled:
         ctx = DecodeContext(self.hw, cc.tile, cc.core, kernels, len(cc.instrs))
         costs = self.accountant.core(cc.tile, cc.core, {k: m.shape for k, m in kernels.items()})
@@ -308,6 +317,8 @@ class Machine:
         return done
 
     def _read_output(self, st: MachineState, loc: TensorLoc) -> np.ndarray:
+        if loc.port:  # sent to the host through the port (`isa.inport`)
+            return port_output(self.hw, loc, st.fifos, st.batch)
         mem = st.memory(loc.tile)
         if 0 <= loc.addr and loc.addr + loc.length <= mem.words:
             mem.check(loc.addr, loc.length, loc.tile)  # grows the arrays to cover it (never touched: invalid)

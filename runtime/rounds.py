@@ -11,7 +11,8 @@ from the host); the column parts of a layer split across rounds are joined there
 The combined `Stats` add up the rounds: energy per component (with ``program`` for the crossbar writes and the
 weight images read from the buffer, ``spill`` for the activations), per instruction and per layer (layer times
 shifted by the rounds before); ``cycles`` is the latency of one inference through every round, programming and
-one inference's spill transfers included; ``per_core_busy`` sums each physical core's busy cycles over the
+one inference's spill transfers included (a tensor the round's program takes in or sends out through the host port
+costs the buffer access's energy here and its time in the round, `isa.inport`); ``per_core_busy`` sums each physical core's busy cycles over the
 rounds; ``rounds`` has one entry per round.
 """
 
@@ -77,7 +78,9 @@ def run_rounds(programs: list[Program], inputs: dict[str, np.ndarray], outputs: 
         read_later = {i.name for p in programs[r + 1:] for i in p.inputs}
         moved = ([loc for loc in prog.inputs] if r else []) + \
             [loc for loc in prog.outputs if joined.get(loc.name, loc.name) in read_later]
-        costs = [transfer_cost(prog, loc) for loc in moved]
+        # a tensor the port streams in or out (`isa.inport`) moves within the round's own clock: its buffer
+        # access costs energy here, its time is the port's
+        costs = [(e, 0 if loc.port else c) for loc in moved for e, c in [transfer_cost(prog, loc)]]
         for loc in prog.outputs:
             held[loc.name] = (loc, res.outputs[loc.name])
         parts.append((res.stats, sum(c[0] for c in costs), sum(c[1] for c in costs)))

@@ -241,3 +241,26 @@ def test_save_replaces_existing_outdir(tmp_path: Path) -> None:
     save_program(make_program(), out)
     assert not (out / "old.txt").exists() and (out / "program.bin").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_the_binary_fast_path_gives_the_assembled_program(tmp_path: Path, monkeypatch) -> None:
+    """Loading decodes program.bin and takes program.s as its source without parsing it when the text is the
+    binary's canonical print: the same records, lines and provenance as assembling program.s."""
+    p = make_program()
+    out = save_program(p, tmp_path / "out")
+    slow = assemble((out / "program.s").read_text(), str(out / "program.s"), p.hw)
+    monkeypatch.setattr(files, "assemble", lambda *a: pytest.fail("program.s was parsed"))
+    q = load_program(out)
+    assert [c.instrs for c in q.cores] == [c.instrs for c in slow.cores]
+    assert [c.lines for c in q.cores] == [c.lines for c in slow.cores]
+    assert (q.source, q.filename) == (slow.source, slow.filename)
+
+
+def test_an_edited_program_s_is_assembled_and_wins_over_the_binary(tmp_path: Path) -> None:
+    out = save_program(make_program(), tmp_path / "out")
+    text = (out / "program.s").read_text().replace("n=10, count=1", "n=9, count=1")
+    tamper(out, "program.s", text)
+    q = load_program(out)
+    assert q.cores[0].instrs[1].n == 9 and q.source == text.splitlines()
+    tamper(out, "program.bin", b"XBRC")  # a broken binary beside a readable program.s: the text is used
+    assert load_program(out).cores[0].instrs[1].n == 9

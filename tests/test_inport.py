@@ -1,4 +1,4 @@
-"""The input port (`isa.inport`, docs/cost-model.md "The input port"): graph inputs streamed from the host row by
+"""The input port (`isa.inport`, docs/cost-model.md "The host port"): graph inputs streamed from the host row by
 row instead of written whole into tile memory. The runtime delivers the host's messages with arrival times and
 charges them per flit as the cost table says (checked against hand computation); compiled models whose input does
 not fit the tile get it through the port into a line buffer (or whole, row by row), bit-exact against the
@@ -90,7 +90,10 @@ def test_an_input_larger_than_its_share_of_the_tile_comes_through_the_port_bit_e
     assert all(np.array_equal(fast.outputs[k], ref.outputs[k]) for k in ref.outputs)
     assert fast.stats.to_dict() == ref.stats.to_dict()
     rows, row_words = x.shape[2], x.shape[1] * x.shape[3]
-    port_pj = rows * math.ceil(row_words / HW.mem_bus_words) * FLIT * HW.costs.port_pj_per_bit
+    c, h, w = cm.program.outputs[0].shape  # the output, line-buffered too, leaves through the port pixel by pixel
+    assert cm.program.outputs[0].port
+    flits = rows * math.ceil(row_words / HW.mem_bus_words) + h * w * math.ceil(c / HW.mem_bus_words)
+    port_pj = flits * FLIT * HW.costs.port_pj_per_bit
     assert out.stats.per_component["port"] == pytest.approx(port_pj, rel=1e-12)
 
 

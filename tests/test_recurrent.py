@@ -418,6 +418,59 @@ def test_stacked_bidirectional_as_torch_exports_it(cores_per_tile: int) -> None:
                        hw=replace(DEFAULT, cores_per_tile=cores_per_tile))
 
 
+def test_last_step_head_as_torch_exports_it() -> None:
+    """PyTorch's ``fc(y[:, -1])`` on a batch-first bidirectional GRU, as torch.onnx writes it: Y -> Transpose(perm=
+    [0, 2, 1, 3]) -> Reshape([0, 0, -1]) -> Transpose(perm=[1, 0, 2]) -> Gather(axis=1, index -1) -> Gemm; the
+    Gather of one time step is a data move (`converters._select_channels`); bit-exact, within ATOL of
+    onnxruntime."""
+    rng = np.random.default_rng(6)
+    hid, steps, chans = 6, 5, 3
+    mk = lambda n, *s: numpy_helper.from_array(rng.uniform(-0.6, 0.6, s).astype(np.float32), n)  # noqa: E731
+    i64 = lambda n, v: numpy_helper.from_array(np.array(v, dtype=np.int64), n)  # noqa: E731
+    nodes = [helper.make_node("Transpose", ["x"], ["x_t"], perm=[1, 0, 2]),
+             helper.make_node("GRU", ["x_t", "W", "R", "B"], ["Y", "Y_h"], hidden_size=hid, direction="bidirectional"),
+             helper.make_node("Transpose", ["Y"], ["Yt"], perm=[0, 2, 1, 3]),
+             helper.make_node("Reshape", ["Yt", "shape"], ["Yr"]),
+             helper.make_node("Transpose", ["Yr"], ["y"], perm=[1, 0, 2]),
+             helper.make_node("Gather", ["y", "last"], ["y_last"], axis=1),
+             helper.make_node("Gemm", ["y_last", "fc"], ["out"], transB=1)]
+    inits = [mk("W", 2, 3 * hid, chans), mk("R", 2, 3 * hid, hid), mk("B", 2, 6 * hid), i64("shape", [0, 0, -1]),
+             i64("last", -1), mk("fc", 4, 2 * hid)]
+    graph = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", steps, chans])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["N", 4])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
+    model.ir_version = 8
+    _check_against_ort(model, rng.uniform(-1, 1, (8, steps, chans)).astype(np.float32), ATOL)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU", "RNN"])
+def test_torch_export_stacked_bidirectional(cell: str) -> None:
+    """A real torch.onnx export (legacy exporter, dynamic batch) of a 2-layer bidirectional batch-first
+    nn.LSTM/GRU/RNN with the ``fc(y[:, -1])`` head: bit-exact, within ATOL of onnxruntime (skipped without torch,
+    which is not a dependency)."""
+    import io
+    import warnings
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+
+    class Net(torch.nn.Module):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            super().__init__()
+            self.rnn = getattr(torch.nn, cell)(6, 16, num_layers=2, batch_first=True, bidirectional=True)
+            self.fc = torch.nn.Linear(32, 4)
+
+        def forward(self, x: object) -> object:
+            return self.fc(self.rnn(x)[0][:, -1])
+
+    x = torch.randn(8, 20, 6)
+    f = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(Net().eval(), (x,), f, input_names=["x"], dynamic_axes={"x": {0: "batch"}}, dynamo=False)
+    _check_against_ort(onnx.load_from_string(f.getvalue()), x.numpy(), ATOL)
+
+
 def test_all_three_outputs() -> None:
     """Y, Y_h and Y_c of one LSTM as graph outputs (each through its batch-first transpose): three ops, one per
     used output, each bit-exact and within ATOL of onnxruntime."""

@@ -53,8 +53,9 @@ def test_mask_beyond_mvmus_per_core():
 
 
 def test_bad_tile_in_send():
-    msg = fault_of([I("send", M(0), 1, HW.tiles, 0), I("halt")])
-    assert msg.startswith(f"runtime fault: tile {HW.tiles} outside the chip [0, {HW.tiles})")
+    msg = fault_of([I("send", M(0), 1, HW.tiles + 1, 0), I("halt")])
+    assert msg.startswith(f"runtime fault: tile {HW.tiles + 1} outside the chip [0, {HW.tiles}) and not the host port "
+                          f"(tile {HW.port_tile})")
 
 
 def test_pc_runs_off_the_end():

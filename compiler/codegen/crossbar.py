@@ -17,7 +17,7 @@ from .context import Context
 from .epilogue import activation, finish
 from .bands import band_rows, window_offsets_of
 from .loops import LoopRegs, pixel_loop, row_loop
-from .plan import PARTIAL_READERS, SHARED_READERS, Core, owned_columns
+from .plan import PARTIAL_READERS, SHARED_READERS, BlockIndex, Core
 from .storage import hwc
 
 
@@ -52,22 +52,23 @@ def emit_crossbar(ctx: Context, op: Op, q: QuantizedLayer) -> None:
     lm, p = ctx.mapping.layers[op.name], ctx.prec[op.name]
     for i, b in enumerate(lm.blocks):
         w = q.weight[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]]
+        w = w.astype(np.int8 if p.w_bits <= 8 else np.int16 if p.w_bits <= 16 else np.int64)  # as image.npz holds it
         ctx.program.mvmus.append(MvmuImage(b.tile, b.core, b.mvmu, np.ascontiguousarray(w), p.w_bits, op.name,
                                            p.w_enc, lm.layout(i)))
     offs = window_offsets(ctx, op)
     for rep in range(lm.replicas):
-        blocks = [b for b in lm.blocks if b.rep == rep]
-        for core in dict.fromkeys(b.where for b in blocks):
-            _core(ctx, core, op, blocks, q.bias, p, offs)
+        index = BlockIndex([b for b in lm.blocks if b.rep == rep])
+        for core in index.by_core:
+            _core(ctx, core, op, index, q.bias, p, offs)
 
 
-def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarray | None, p: LayerPrecision,
+def _core(ctx: Context, core: Core, op: Op, index: BlockIndex, bias: np.ndarray | None, p: LayerPrecision,
           offs: np.ndarray) -> None:
     hw, node, tile, out = ctx.hw, op.name, core[0], ctx.code(core)
-    mine = [b for b in blocks if b.where == core]
+    blocks, mine = index.blocks, index.by_core[core]
     bias_regs, data = {}, hw.data_base
-    for c in owned_columns(blocks, core):
-        lo, hi = [b for b in blocks if b.c == c][0].cols
+    for c in index.owned[core]:
+        lo, hi = index.by_col[c][0].cols
         if bias is not None:
             addr = ctx.plan.bias[(node, core, c)]
             ctx.program.data.append(MemInit(tile, addr, bias[lo:hi].astype(np.int64), SHARED_READERS))
@@ -97,7 +98,7 @@ def _core(ctx: Context, core: Core, op: Op, blocks: list[Block], bias: np.ndarra
         out.append(ops.mvm(mask=sum(1 << b.mvmu for b in mine), ibits=p.in_bits, adc=p.adc_bits, shift=p.mvm_shift,
                            obits=p.acc_bits, enc=int(p.in_enc == "csd"), skip=p.skip, node=node))
         for c in dict.fromkeys(b.c for b in mine):
-            group = [b for b in blocks if b.c == c]
+            group = index.by_col[c]
             if group[0].where == core:
                 _accumulate(ctx, core, op, group, bias_regs.get(c), p, m[1], data)
             else:

@@ -21,7 +21,8 @@ from isa.printer import branch_targets
 from ..ir import Graph
 from ..mapping import Mapping
 from ..ops import kind_of
-from ..quant import LayerPrecision, quantize_layer
+from ..quant import LayerPrecision
+from ..quant.blockcache import quantized as quantized_layer
 from ..quant.formats import Format
 from .context import Context, CoreStreams
 from .loops import LOOP_REGS, required_data_regs
@@ -37,7 +38,7 @@ def generate(g: Graph, prec: dict[str, LayerPrecision], mapping: Mapping, hw: Ha
         raise ConfigError(f"hardware: field 'data_regs': the compiler needs at least {required_data_regs(hw)} "
                           f"data registers per core ((mvmus_per_core + 1) x xbar_cols for biases and a partial "
                           f"sum, plus {LOOP_REGS} loop registers), got {hw.data_regs}")
-    quantized = {op.name: quantize_layer(op, prec[op.name]) for op in g.crossbar_ops()}
+    quantized = {op.name: quantized_layer(op, prec[op.name]) for op in g.crossbar_ops()}  # cached, narrow
     st = Storage(g, fmt)
     plan = plan_communication(g, mapping, st, hw, {k for k, q in quantized.items() if q.bias is not None},
                               TileMemory(hw))

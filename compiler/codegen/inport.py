@@ -1,6 +1,7 @@
-"""Graph inputs through the input port (docs/design-notes.md, "Activations larger than a tile"; `isa.inport`): the
-host streams each real row of an input to every tile that needs it, instead of writing the whole padded buffer
-into its home tile before the run. Each row is received like a row of a cross-tile stream, from the port
+"""Graph inputs and outputs through the host port (docs/design-notes.md, "Activations larger than a tile";
+`isa.inport`): the host streams each real row of an input to every tile that needs it, instead of writing the
+whole padded buffer into its home tile before the run; a line-buffered output is sent to the host pixel by pixel
+as it is stored, instead of held whole (a round's outputs, `mapping.rounds`, are spilled that way). Each row is received like a row of a cross-tile stream, from the port
 pseudo-tile (`HardwareConfig.port_tile`), as messages of at most `plan.MAX_MSG` words; so the input needs only a
 line buffer (`plan.line_buffers`) on its readers' tiles when its readers are windowed ops, and a whole buffer,
 filled row by row by its first reader core before computing, otherwise.
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class PortFeed:
     """Words [lo, lo + n) of every real row of graph input ``value``, sent by the host to ``tile`` on channel
-    ``ch`` of the port."""
+    ``ch`` of the port; for a graph output, channels [lo, lo + n) of every pixel, sent by ``tile`` to the port."""
 
     value: str
     tile: int
@@ -39,13 +40,17 @@ class PortFeed:
 
 
 def portable(g: Graph, st: Storage, hw: HardwareConfig) -> set[str]:
-    """The graph inputs that can come through the port: all of them, when the port's tile number fits the 12-bit
-    tile field of recv (a chip of fewer than 4,096 tiles; graph inputs are never concat views)."""
+    """The graph inputs and outputs that can go through the port, when its tile number fits the 12-bit tile field
+    of send and recv (a chip of fewer than 4,096 tiles): every input (never a concat view) that is not also an
+    output, every output (C, H, W) tensor with a buffer of its own (`plan.line_buffers` decides which of them
+    are line-buffered: an output then leaves through the port as it is produced, `plan_port_outputs`)."""
     from isa.hardware import HARDWARE_FIELDS
 
     if hw.port_tile > int(HARDWARE_FIELDS["tiles"].hi or 0) - 1:
         return set()
-    return {v.name for v in g.inputs if st.root(v.name) == v.name and v.name not in g.outputs}
+    inputs = {v.name for v in g.inputs if st.root(v.name) == v.name and v.name not in g.outputs}
+    outputs = {v for v in g.outputs if st.root(v) == v and len(g.values[v].shape) == 3 and g.producer(v) is not None}
+    return inputs | outputs
 
 
 def plan_port(g: Graph, st: Storage, hw: HardwareConfig, plan: "CommPlan", take: Callable[[int, int], int]) -> None:
@@ -58,6 +63,23 @@ def plan_port(g: Graph, st: Storage, hw: HardwareConfig, plan: "CommPlan", take:
         for t in sorted(plan.need[v.name]):
             ch = take(hw.port_tile, t)
             plan.port.extend(PortFeed(v.name, t, ch, lo, min(MAX_MSG, row - lo)) for lo in range(0, row, MAX_MSG))
+
+
+def plan_port_outputs(g: Graph, st: Storage, hw: HardwareConfig, plan: "CommPlan",
+                      take: Callable[[int, int], int]) -> None:
+    """Every line-buffered graph output leaves through the port: each producer core sends each pixel chunk it
+    stores to the port (a `plan.Stream` to `HardwareConfig.port_tile` in `CommPlan.sends`; the store's reader
+    count has one more for it, `plan.line_buffers`), recorded as a feed (source tile, channel, first channel,
+    channels) for the manifest."""
+    from .plan import Stream
+
+    for v in g.outputs:
+        if not st.buffer(v).band or g.producer(v) is None:
+            continue
+        for src, c0, c1 in plan.producers[v]:
+            s = Stream(v, src, c0, c1, hw.port_tile, take(src[0], hw.port_tile), plan.bands.get((v, src)))
+            plan.sends[(v, src, c0)].append(s)
+            plan.port.append(PortFeed(v, src[0], s.ch, c0, c1 - c0))
 
 
 def row_start(st: Storage, value: str, tile: int, h: int) -> int:

@@ -197,10 +197,7 @@ def _core(ctx: Context, op: Op, q: QuantizedLayer, core: Core, units: list[_Unit
         for k, reg in enumerate((u.h, u.cell, u.one, u.peep, u.peep + u.n, u.peep + 2 * u.n)):
             out.append(ops.load(d=reg, src=MemRef(NO_BASE, consts + k * hid + u.u0), n=u.n, node=node))
     xin, yout = op.inputs[0], op.outputs[0]
-    rows_in, cols_in, _ = hwc(ctx.g.values[xin].shape)
-    steps, chans = a["steps"], rows_in * cols_in  # (T, k, C'): channel h C' + w is pixel (h, w)
-    if rows_in > 1 and any(ctx.st.buffer(xin).pads):
-        raise ModelError(f"recurrent layer '{node}': its input '{xin}' ({rows_in} rows) is padded for another reader")
+    steps, chans = a["steps"], hwc(ctx.g.values[xin].shape)[1]
     first, step = (steps - 1, -1) if a["reverse"] else (0, 1)
     ptrs = [(ctx.st.buffer(xin).bases[tile] + ctx.st.origin(xin) + first, 0, step), (rp.state[tile], 0, hid)]
     seq = a["out"] == "seq"

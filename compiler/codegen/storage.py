@@ -2,8 +2,8 @@
 
 Every tensor is viewed as (H, W, C): a (C, H, W) activation as is, a flat (F,) vector as (1, 1, F). A *root*
 tensor owns a buffer; the inputs of a channel concat are views into their concat's buffer at a channel offset
-(of a row concat, ``axis=1``: at a row offset). Element (h, w, c) of a tensor lives at
-``base + ((h + roff + pt) * Wp + (w + pl)) * ctot + coff + c`` on every tile
+(of a pixel concat, ``pixels``: at a row and column offset). Element (h, w, c) of a tensor lives at
+``base + ((h + roff + pt) * Wp + (w + woff + pl)) * ctot + coff + c`` on every tile
 holding a copy, where the border (pt, pl, pb, pr) is as wide as the widest window that reads the tensor and is
 filled with the reading kind's ``window_fill`` (0, or the smallest value of the format for max pooling).
 """
@@ -68,11 +68,12 @@ class Buffer:
 
 @dataclass(frozen=True)
 class View:
-    """A tensor's place in its root buffer: channel offset, row offset."""
+    """A tensor's place in its root buffer: channel offset, row and column offsets."""
 
     root: str
     coff: int
     roff: int = 0
+    woff: int = 0
 
 
 class Storage:
@@ -98,15 +99,28 @@ class Storage:
     def _alias(self, op: Op) -> None:
         out = self.views.get(op.outputs[0], View(op.outputs[0], 0))
         self.views[op.outputs[0]] = out
-        rows = op.attrs.get("axis", 0) == 1
-        off = out.roff if rows else out.coff
+        if op.attrs.get("pixels"):
+            from ..ops.concat import pixel_offsets
+
+            if out.roff or out.woff:
+                raise ModelError(f"concat '{op.name}': a pixel concat inside another pixel concat is not supported")
+
+            ins = [self.g.values[i].shape for i in op.inputs]
+            width = self.g.values[op.outputs[0]].shape[2]
+            for i, at in zip(op.inputs, pixel_offsets(ins, self.g.values[op.outputs[0]].shape) or []):
+                self._view(op, i, View(out.root, out.coff, out.roff + at // width, out.woff + at % width))
+            return
+        off = out.coff
         for i in op.inputs:
-            if i in self.views or self.g.producer(i) is None:
-                raise ModelError(f"concat '{op.name}': input '{i}' is a graph input or feeds two concats")
-            if self.fmt[i] != self.fmt[op.outputs[0]]:
-                raise ModelError(f"concat '{op.name}': input '{i}' format {self.fmt[i]} differs from the output's")
-            self.views[i] = View(out.root, out.coff, off) if rows else View(out.root, off, out.roff)
-            off += hwc(self.g.values[i].shape)[0 if rows else 2]
+            self._view(op, i, View(out.root, off, out.roff, out.woff))
+            off += hwc(self.g.values[i].shape)[2]
+
+    def _view(self, op: Op, i: str, view: View) -> None:
+        if i in self.views or self.g.producer(i) is None:
+            raise ModelError(f"concat '{op.name}': input '{i}' is a graph input or feeds two concats")
+        if self.fmt[i] != self.fmt[op.outputs[0]]:
+            raise ModelError(f"concat '{op.name}': input '{i}' format {self.fmt[i]} differs from the output's")
+        self.views[i] = view
 
     def _widen(self, op: Op, fill: int) -> None:
         """Grow the reading tensor's border to cover ``op``'s padding and ceil-mode overhang; set the fill."""
@@ -137,7 +151,7 @@ class Storage:
     def origin(self, value: str, top: int = 0, left: int = 0) -> int:
         """Offset (from the buffer base) of element (-top, -left, 0) of ``value``: a window origin."""
         buf, v = self.buffer(value), self.views[value]
-        return ((buf.pads[0] + v.roff - top) * buf.wp + (buf.pads[1] - left)) * buf.c + v.coff
+        return ((buf.pads[0] + v.roff - top) * buf.wp + (buf.pads[1] + v.woff - left)) * buf.c + v.coff
 
     def pixel_step(self, value: str) -> tuple[int, int]:
         """(words per pixel row, words per pixel) of ``value``'s buffer."""

@@ -71,9 +71,11 @@ def emit_outputs(ctx: Context) -> None:
         if ctx.st.views[name].coff or ctx.st.root(name) != name:
             raise ModelError(f"graph output '{name}' is also a concat input; not supported")
         bits, frac = ctx.fmt[name]
-        ctx.program.outputs.append(TensorLoc(ctx.g.external_name(name), core[0], buf.bases[core[0]], buf.words,
+        words = buf.hp * buf.wp * buf.c  # the whole padded tensor (a line-buffered output leaves through the port)
+        ctx.program.outputs.append(TensorLoc(ctx.g.external_name(name), core[0], buf.bases[core[0]], words,
                                              bits, frac, ctx.g.values[name].shape, SHARED_READERS,
-                                             tuple(buf.pads), buf.fill or 0))  # type: ignore[arg-type]
+                                             tuple(buf.pads), buf.fill or 0,  # type: ignore[arg-type]
+                                             port_of(ctx.plan, name)))
 
 
 def emit_borders(ctx: Context) -> None:

@@ -646,7 +646,8 @@ def convert_gather(node: onnx.NodeProto, ctx: Context) -> None:
     """A permutation of channels (axis 1, constant indices; ShuffleNet's shuffle, see
     `onnx_frontend._shuffles_as_gathers`) folded into the crossbar layer that produces the input: its output
     columns and bias are permuted, and so are the per-channel constants of the elementwise ops between (each read
-    only on this path). Exact; nothing runs for it. Other gathers are errors naming the node."""
+    only on this path). Exact; nothing runs for it. Other constant channel indices are a data move
+    (`_select_channels`); other gathers are errors naming the node."""
     shape = ctx.shape(node.input[0], node)
     axis = int(_attrs(node).get("axis", 0))  # type: ignore[arg-type]
     axis = axis + len(shape) + 1 if axis < 0 else axis
@@ -655,7 +656,8 @@ def convert_gather(node: onnx.NodeProto, ctx: Context) -> None:
     idx = np.asarray(ctx.consts[node.input[1]]).astype(np.int64).reshape(-1)
     c = shape[0]
     if sorted(idx.tolist()) != list(range(c)):
-        raise _err(node, f"indices are not a permutation of the {c} channels")
+        _select_channels(node, ctx, shape, np.asarray(ctx.consts[node.input[1]]).astype(np.int64))
+        return
     value, path = node.input[0], []
     while True:
         op = next((o for o in reversed(ctx.ops) if value in o.outputs), None)
@@ -678,6 +680,24 @@ def convert_gather(node: onnx.NodeProto, ctx: Context) -> None:
             elif arr.ndim and arr.shape[0] == c and arr.size > 1:
                 op.params[k] = arr[idx]
     ctx.emit("identity", node, node.input[0], shape)
+
+
+def _select_channels(node: onnx.NodeProto, ctx: Context, shape: tuple[int, ...], idx: np.ndarray) -> None:
+    """A Gather of constant channels (axis 1) that is not a permutation -- a subset, repeats, or one index (PyTorch's
+    ``y[:, -1]``, the last step of a batch-first sequence): a data move (`ops.move`) copying those channels."""
+    c = shape[0]
+    if len(shape) not in (2, 3) or idx.ndim > 1 or not np.all((-c <= idx) & (idx < c)):
+        raise _err(node, f"indices {idx.tolist()} are not a permutation of the {c} channels, nor a selection of "
+                         f"channels of a (C, L) or (C, H, W) sample")
+    picked = tuple(int(i) % c for i in idx.reshape(-1))
+    lifted = lift(shape)
+    moved = (len(picked), *shape[1:])
+    out = node.output[0] if idx.ndim else f"{node.output[0]}__picked"
+    ctx.emit("move", node, node.input[0], moved, out=out, name=out,
+             grid=(((1, 0, 1, lifted[1]),), ((1, 0, 1, lifted[2]),)), channels=(picked,),
+             nodes=(f"Gather '{node.name or node.output[0]}'",))
+    if not idx.ndim:  # a scalar index drops the axis
+        ctx.emit("reshape", node, out, tuple(shape[1:]))
 
 
 @converter("Transpose")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import onnx
@@ -92,13 +92,14 @@ def _graph_text(g: onnx.GraphProto, where: str) -> list[tuple[str, object]]:
     return out
 
 
-def check_reference(model: onnx.ModelProto) -> None:
+def check_reference(model: onnx.ModelProto) -> Any:
     """ModelError unless onnxruntime, the float reference of `xbarc run`, can load ``model`` (a clash of types or
-    shapes, an op without a kernel at the model's opset): found at compile time rather than after it."""
+    shapes, an op without a kernel at the model's opset): found at compile time rather than after it. Returns
+    the session (`runner.reference_outputs` may reuse it: VGG-16's costs 5 s and a copy of its weights)."""
     import onnxruntime as ort
 
     try:
-        ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         text = str(e).strip().splitlines()
         raise ModelError(f"onnxruntime, the reference xbarc checks against, cannot load this model: "

@@ -315,7 +315,7 @@ def _define_outputs(node: onnx.NodeProto, ctx: Context, k: int, outs: list[str],
         ctx.values[value] = Value(value, (steps, 2, hid) if k == 0 else (2, 1, hid))
         ctx.onnx_shapes[value] = (steps, 2, hid) if k == 0 else (2, hid)
         ctx.ops.append(Op("concat", f"{node.name or name}_{OUTPUTS[k]}_concat", outs, [value],
-                          {"axis": 1} if k == 0 else {}))
+                          {"pixels": True} if k == 0 else {}))
     else:
         value = outs[0]
     shape = (steps, len(outs), hid) if k == 0 else (len(outs), hid)  # batch-first per sample

@@ -69,6 +69,13 @@ class LayerMap:
         """The core that accumulates column block ``c`` of replica ``rep`` (holder of row block 0)."""
         return self.group(c, rep)[0].where
 
+    def owners(self) -> dict[tuple[int, int], tuple[int, int]]:
+        """`owner` of every (column block, replica), in one pass over the blocks."""
+        out: dict[tuple[int, int], tuple[int, int]] = {}
+        for b in self.blocks:
+            out.setdefault((b.c, b.rep), b.where)
+        return out
+
     @property
     def replicas(self) -> int:
         """Copies of the layer's weights (each computes a band of output rows)."""
@@ -118,25 +125,35 @@ class Mapping:
         utilization (non-zero cells over the cells of the crossbars this mapping uses)."""
         idle = lines = cells = 0
         for b in self.layers[name].blocks:
-            pos, neg = nx.weight_slices(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p.w_bits, self.hw.cell_bits,
-                                        p.w_enc)
-            idle += int((pos.reshape(len(pos), -1).max(axis=1) == 0).sum())
-            idle += int((neg.reshape(len(neg), -1).max(axis=1) == 0).sum())
-            lines += int(pos.any(axis=1).sum() + neg.any(axis=1).sum())
-            cells += int((pos != 0).sum() + (neg != 0).sum())
+            counts = self._line_cells(q[b.rows[0]:b.rows[1], b.cols[0]:b.cols[1]], p)  # (2 S, C)
+            idle += int((counts.sum(axis=1) == 0).sum())
+            lines += int((counts > 0).sum())
+            cells += int(counts.sum())
         zero_lines = self._zero_lines(q, p)
         per = self.hw.xbar_rows * self.hw.xbar_cols
         return {"idle_crossbars": idle, "zero_bitline_fraction": float(zero_lines.mean()), "live_bit_lines": lines,
                 "nonzero_cells": cells, "cell_utilization": cells / max(1, self.layer_crossbars(name) * per),
                 **self.mvm_latency(name, q, p)}
 
+    def _line_cells(self, w: np.ndarray, p: LayerPrecision) -> np.ndarray:
+        """(2 S, C): the non-zero cells of each (+) then (-) slice's bit line of block ``w``, from its column
+        histogram of values (`numerics.column_histogram`) when the weights are narrow, else by slicing it."""
+        if p.w_bits <= nx.MAX_TABLE_BITS and (not w.size or -nx.qmax(p.w_bits) <= int(w.min())
+                                              and int(w.max()) <= nx.qmax(p.w_bits)):
+            pos, neg = nx.value_slices(p.w_bits, self.hw.cell_bits, p.w_enc)  # (S, V)
+            table = np.concatenate([pos != 0, neg != 0]).astype(np.int64)
+            counts: np.ndarray = table @ nx.column_histogram(w, p.w_bits).T
+            return counts
+        pos, neg = nx.weight_slices(w, p.w_bits, self.hw.cell_bits, p.w_enc)
+        return np.concatenate([(pos != 0).sum(axis=1), (neg != 0).sum(axis=1)])
+
     def _zero_lines(self, q: np.ndarray, p: LayerPrecision) -> np.ndarray:
         """(S, n_out) bool: the (slice, column) bit lines with no charge in any row, computed one crossbar-high
         band of rows at a time (slicing a whole large layer at once takes S x its size in int64 per sign)."""
         live: np.ndarray | None = None
         for r0 in range(0, max(1, q.shape[0]), self.hw.xbar_rows):
-            pos, neg = nx.weight_slices(q[r0:r0 + self.hw.xbar_rows], p.w_bits, self.hw.cell_bits, p.w_enc)
-            band = (pos != 0).any(axis=1) | (neg != 0).any(axis=1)
+            counts = self._line_cells(q[r0:r0 + self.hw.xbar_rows], p)
+            band = (counts[:len(counts) // 2] > 0) | (counts[len(counts) // 2:] > 0)
             live = band if live is None else live | band
         assert live is not None
         zero: np.ndarray = ~live

@@ -1,5 +1,5 @@
 """``recurrent``: one direction of an LSTM, GRU or RNN over a sequence (T, 1, C) (a batch-first (N, T, C) tensor
-lifted; or (T, k, C') with k C' = C, a bidirectional Y read as (T, 2H)), written by `frontend.recurrent`. Attrs ``cell`` (lstm, gru, rnn), ``hidden`` H, ``steps`` T,
+lifted; a bidirectional Y read as (T, 2H) is one, `ops.concat`'s pixel concat), written by `frontend.recurrent`. Attrs ``cell`` (lstm, gru, rnn), ``hidden`` H, ``steps`` T,
 ``reverse``, ``acts`` (the gate functions), ``clip`` (None or the bound of every activation's input),
 ``input_forget``, GRU ``linear_before_reset`` (0: a second MVM per step, `quant.recurrent.drives`), ``out``: ``seq`` (output (T, 1, H), h_t at time t), ``h`` or ``c`` (the last hidden or cell
 state: (H, 1, 1), or (1, 1, H) as one direction of a bidirectional node, whose states are concatenated). Params ``weight`` (C + H, columns) on [x_t ; h_{t-1}], ``bias`` (columns,), ``init_h`` (H,),
@@ -32,13 +32,13 @@ class Recurrent(CrossbarKind):
 
     def check(self, op: Op, ins: list[Shape], out: Shape) -> str | None:
         a = op.attrs
-        if len(ins[0]) != 3 or ins[0][0] != a["steps"]:
-            return f"input shape {ins[0]} is not a sequence of {a['steps']} steps (T, 1, C) or (T, k, C')"
+        if len(ins[0]) != 3 or ins[0][1] != 1 or ins[0][0] != a["steps"]:
+            return f"input shape {ins[0]} is not a sequence of {a['steps']} steps (T, 1, C)"
         h = a["hidden"]
         want = [(a["steps"], 1, h)] if a["out"] == "seq" else [(h, 1, 1), (1, 1, h)]
         if out not in want:
             return f"output shape {out}, expected {' or '.join(map(str, want))}"
-        return self.check_params(op, ins[0][1] * ins[0][2] + h, COLUMNS[a["cell"]] * h)
+        return self.check_params(op, ins[0][2] + h, COLUMNS[a["cell"]] * h)
 
     def pixels(self, g: Graph, op: Op) -> int:
         """One MVM per time step (two: a GRU with ``linear_before_reset=0``)."""
@@ -50,9 +50,8 @@ class Recurrent(CrossbarKind):
         """The (B * T, C + H) MVM inputs as far as the input tells them: x_t, and zeros for h_{t-1} (which only
         the time loop computes; the search's cost model counts the DAC pulses of the x rows only); a second drive
         per step (`pixels`) repeats them."""
-        from ..quant.recurrent import as_sequence, drives
+        from ..quant.recurrent import drives
 
-        x = as_sequence(x)
         b, _, c, t = x.shape
         xs = x[:, 0].transpose(0, 2, 1).reshape(b * t, c)
         rows = np.concatenate([xs, np.zeros((b * t, int(op.attrs["hidden"])), dtype=x.dtype)], axis=1)
@@ -64,11 +63,11 @@ class Recurrent(CrossbarKind):
         return float_recurrent(op, xs[0])[0].astype(xs[0].dtype, copy=False)
 
     def int_eval(self, g: Graph, op: Op, xs: list[np.ndarray], q: IntContext) -> tuple[np.ndarray, int]:
-        from ..quant.functional import quantize_layer
+        from ..quant.blockcache import quantized
         from ..quant.recurrent import recurrent_q
 
         p = q.prec[op.name]
-        ql = quantize_layer(op, p)
+        ql = quantized(op, p)
         return recurrent_q(op, xs[0], ql.weight, ql.bias, p, q.hw), p.acc_frac
 
     def emit(self, ctx: Context, op: Op) -> None:

@@ -6,6 +6,11 @@ re-quantizing and re-slicing it (10 of VGG-16's 17 s per call before).
 An entry is keyed by the op, its precision, the crossbar geometry and whether a bit-line probe is installed, and
 holds the weight and bias arrays it was computed from: an op whose parameters were replaced misses. Entries are
 evicted least recently used beyond ``XBARC_BLOCK_CACHE_MB`` (default 512) MiB; ``clear`` empties it.
+
+`quantized` is the same cache for the integer parameters alone, with the weights in their narrowest integer type
+(one byte per 8-bit weight: VGG-16's 138 M weights take 138 MB, not 1.1 GB): the compiler's placement, code
+generation, health checks and mapping report all read them, and a search evaluating a layer's precision again
+quantizes it once. Cached arrays are read-only: a caller that writes into one fails instead of changing another's.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from isa import numerics as nx
 from isa.hardware import HardwareConfig
 
 from ..ir import Op
@@ -58,22 +64,50 @@ def _hashable(p: LayerPrecision) -> Any:
     return p
 
 
-def layer_blocks(op: Op, p: LayerPrecision, hw: HardwareConfig) -> tuple[QuantizedLayer, list[CrossbarBlock]]:
-    """The integer parameters of crossbar layer ``op`` and its prepared row blocks, from the cache if present."""
-    key = (id(op), _hashable(p), hw.cell_bits, hw.xbar_rows, probe_installed())
-    weight, bias = op.params["weight"], op.params.get("bias")
+def _lookup(key: tuple[Any, ...], op: Op) -> _Entry | None:
     hit = _CACHE.get(key)
-    if hit is not None and hit.weight is weight and hit.bias is bias:
+    if hit is not None and hit.weight is op.params["weight"] and hit.bias is op.params.get("bias"):
         _CACHE.move_to_end(key)
-        return hit.layer, hit.blocks
-    layer = quantize_layer(op, p)
-    blocks = [prepare_block(layer.weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
-              for r0 in range(0, layer.weight.shape[0], hw.xbar_rows)]
+        return hit
+    return None
+
+
+def _store(key: tuple[Any, ...], op: Op, layer: QuantizedLayer, blocks: list[CrossbarBlock]) -> None:
     size, limit = _nbytes(layer, blocks), budget_bytes()
     if size <= limit:
-        _CACHE[key] = _Entry(weight, bias, layer, blocks, size)
+        _CACHE[key] = _Entry(op.params["weight"], op.params.get("bias"), layer, blocks, size)
         while sum(e.nbytes for e in _CACHE.values()) > limit:
             _CACHE.popitem(last=False)
+
+
+def quantized(op: Op, p: LayerPrecision) -> QuantizedLayer:
+    """`quantize_layer` of crossbar layer ``op`` under ``p``, its weights in their narrowest integer type and
+    read-only, from the cache if present."""
+    key = (id(op), _hashable(p))
+    hit = _lookup(key, op)
+    if hit is not None:
+        return hit.layer
+    layer = quantize_layer(op, p)
+    w = layer.weight.astype(nx.narrowest_int(layer.weight))
+    w.setflags(write=False)
+    if layer.bias is not None:
+        layer.bias.setflags(write=False)
+    layer = QuantizedLayer(w, layer.bias)
+    _store(key, op, layer, [])
+    return layer
+
+
+def layer_blocks(op: Op, p: LayerPrecision, hw: HardwareConfig) -> tuple[QuantizedLayer, list[CrossbarBlock]]:
+    """The integer parameters of crossbar layer ``op`` (`quantized`) and its prepared row blocks, from the cache
+    if present."""
+    key = (id(op), _hashable(p), hw.cell_bits, hw.xbar_rows, probe_installed())
+    hit = _lookup(key, op)
+    if hit is not None:
+        return hit.layer, hit.blocks
+    layer = quantized(op, p)
+    blocks = [prepare_block(layer.weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
+              for r0 in range(0, layer.weight.shape[0], hw.xbar_rows)]
+    _store(key, op, layer, blocks)
     return layer, blocks
 
 

@@ -9,7 +9,7 @@ prints them (``xbarc compile: warning: ...``) and the run repeats them; it chang
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -85,10 +85,11 @@ MIN_AGREEMENT = 0.9    # ... or when fewer top-1 classes than this agree (output
 
 
 def fidelity_warning(graph: Graph, prec: dict[str, LayerPrecision], fmt: dict[str, tuple[int, int]],
-                     hw: "HardwareConfig", model: "onnx.ModelProto", feeds: dict[str, np.ndarray]) -> str | None:
+                     hw: "HardwareConfig", model: "onnx.ModelProto", feeds: dict[str, np.ndarray],
+                     session: Any = None) -> str | None:
     """A message when the quantized model (the functional model, which the runtime equals bit for bit) is far
-    from the float model (onnxruntime) on ``feeds`` (a few calibration inputs): the precision config, though
-    valid, destroys the model. None when they are close."""
+    from the float model (onnxruntime; ``session``: one already made of ``model``) on ``feeds`` (a few
+    calibration inputs): the precision config, though valid, destroys the model. None when they are close."""
     from isa import numerics as nx
 
     from ..runner import reference_outputs
@@ -101,7 +102,7 @@ def fidelity_warning(graph: Graph, prec: dict[str, LayerPrecision], fmt: dict[st
     n = len(got)
     dev = nx.dequantize(from_hwc(got, graph.values[name].shape), fmt[name][1]).reshape(n, -1)
     ext = graph.external_name(name)
-    ref = reference_outputs(model, feeds, [ext])[ext].reshape(n, -1).astype(np.float64)
+    ref = reference_outputs(model, feeds, [ext], session)[ext].reshape(n, -1).astype(np.float64)
     err = float(np.sqrt(np.mean((dev - ref) ** 2)) / max(float(np.sqrt(np.mean(ref ** 2))), 1e-30))
     agree = float(np.mean(dev.argmax(axis=1) == ref.argmax(axis=1))) if ref.shape[1] > 1 else None
     if err <= MAX_REL_ERROR and (agree is None or agree >= MIN_AGREEMENT):

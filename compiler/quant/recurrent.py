@@ -57,12 +57,6 @@ def gate_major(op: Op) -> np.ndarray:
     return idx
 
 
-def as_sequence(x: np.ndarray) -> np.ndarray:
-    """An internal-layout input (B, k, C', T) of a (T, k, C') value (a bidirectional Y, relabelled (T, k C')) as
-    the (B, 1, k C', T) sequence: channel h C' + w of x_t is pixel (h, w)."""
-    return x if x.shape[1] == 1 else x.reshape(x.shape[0], 1, -1, x.shape[3])
-
-
 def drives(op: Op) -> int:
     """MVMs per time step: 2 for a GRU with ``linear_before_reset=0`` (the same crossbars driven again with
     [x_t ; r * h_{t-1}] for the candidate's recurrent part), else 1."""
@@ -85,7 +79,6 @@ def float_recurrent(op: Op, x: np.ndarray) -> tuple[np.ndarray, dict[str, float]
     pre-activations, cell states, products) and of its weights."""
     a, p = op.attrs, op.params
     hid, cell = a["hidden"], a["cell"]
-    x = as_sequence(x)
     b = len(x)
     h = np.broadcast_to(p["init_h"], (b, hid)).astype(np.float64)
     c = np.broadcast_to(p.get("init_c", np.zeros(hid)), (b, hid)).astype(np.float64)
@@ -163,7 +156,6 @@ def recurrent_q(op: Op, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | No
 
     a, k = op.attrs, recurrent_constants(op, p)
     hid, cell, ba, fa = a["hidden"], a["cell"], p.acc_bits, p.acc_frac
-    x = as_sequence(x)
     blocks = [prepare_block(weight[r0:r0 + hw.xbar_rows], p, hw.cell_bits)
               for r0 in range(0, weight.shape[0], hw.xbar_rows)]
     b = len(x)

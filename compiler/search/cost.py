@@ -41,7 +41,8 @@ from isa.program import Program
 from ..ir import Graph
 from ..mapping import MAPPINGS, LayerMap, Mapping, place_layers, replicas
 from ..ops import crossbar_kind
-from ..quant import LayerPrecision, quantize_layer
+from ..quant import LayerPrecision
+from ..quant.blockcache import quantized
 from ..quant.calibrate import layer_inputs, out_hw
 from ..quant.formats import Format
 from ..quant.functional import op_output
@@ -210,7 +211,7 @@ class CostModel:
     def estimate(self, prec: dict[str, LayerPrecision], inputs: dict[str, np.ndarray]) -> CostEstimate:
         """The estimate for ``prec``; ``inputs`` are the crossbar layers' integer inputs (`trace_functional`)."""
         hw = self.hw
-        weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in self.g.crossbar_ops()}
+        weights = {op.name: quantized(op, prec[op.name]).weight for op in self.g.crossbar_ops()}  # cached
         mp = place_layers(self.g, prec, hw, weights, self.mapping)
         comp = {k: 0.0 for k in MVMU_COMPONENTS}
         per_layer, adcs = {}, []

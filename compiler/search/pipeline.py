@@ -113,8 +113,8 @@ class PipelineModel:
 
     def ends(self, work: Mapping[str, OpWork], stages: Mapping[str, float]) -> dict[str, float]:
         """Each op's modelled end (cycles) given its ``work`` (ops missing there take no time) and the transfer
-        ``stages`` (tensor -> busy cycles of the core that forwards it whole to other tiles once it is
-        complete; a band on a tile the producer does not use waits for it)."""
+        ``stages`` (tensor -> busy cycles of the loop that receives it on another tile; an op's band on a tile
+        its producer did not write it on starts once it is all received)."""
         ready: dict[str, np.ndarray | float] = {}
         home: dict[str, set[int]] = {}  # tensor -> the tiles its producer wrote it on
         ends: dict[str, float] = {}
@@ -125,26 +125,31 @@ class PipelineModel:
             need = self._need(op, ready)
             far = max((_received(ready.get(t, 0.0), stages[t]) for t in op.inputs if t in stages), default=0.0)
             done: np.ndarray | float = np.zeros_like(need) if isinstance(need, np.ndarray) else 0.0
-            for band, tile, other, pro, lead in zip(w.bands, w.tiles, w.other, w.prologue, w.lead):
-                r = other + w.step
-                wait = far if any(t in stages and tile not in home.get(t, {tile}) for t in op.inputs) else 0.0
-                src = ready.get(op.inputs[0], 0.0)
-                if not w.step and "kernel" not in op.attrs and isinstance(src, np.ndarray) and src.size > w.pixels:
-                    # a vector op reducing its input's pixels (global pooling): one input pixel at a time
-                    end = float(_stream(np.maximum(src, max(wait, pro)), r * w.pixels / src.size).max())
-                    done = np.full_like(need, end) if isinstance(need, np.ndarray) else end
-                    continue
-                if not isinstance(need, np.ndarray) or need.size != w.pixels:
-                    # one output (a dense layer), or one after T executions (a recurrent layer): what follows
-                    # its last wait
-                    total = pro + r * max(1, w.pixels)
-                    end = max(total, max(float(np.max(need)), wait) + total - lead)
-                    done = np.full_like(need, end) if isinstance(need, np.ndarray) else max(float(done), end)
-                    continue
-                wait = max(wait, pro)
-                lo, hi = band if band is not None else (0, need.shape[0])
-                done[lo:hi] = _stream(np.maximum(need[lo:hi], wait), r)  # type: ignore[index]
+            for k, tile in enumerate(w.tiles):
+                remote = any(t in stages and tile not in home.get(t, {tile}) for t in op.inputs)
+                done = self._band(op, w, k, need, ready.get(op.inputs[0], 0.0), far if remote else 0.0, done)
             ends[op.name] = float(np.max(done))
             ready[op.outputs[0]] = done
             home[op.outputs[0]] = set(w.tiles)
         return ends
+
+    @staticmethod
+    def _band(op: Op, w: OpWork, k: int, need: np.ndarray | float, src: np.ndarray | float, wait: float,
+              done: np.ndarray | float) -> np.ndarray | float:
+        """``done`` with band ``k`` of ``op`` timed: its pixels' ends (``need``: when each pixel's inputs are
+        ready, ``src`` its first input's ready times, ``wait`` a whole remote input's arrival)."""
+        r, pro, lead = w.other[k] + w.step, w.prologue[k], w.lead[k]
+        if not w.step and "kernel" not in op.attrs and isinstance(src, np.ndarray) and src.size > w.pixels:
+            # a vector op reducing its input's pixels (global pooling): one input pixel at a time
+            end = float(_stream(np.maximum(src, max(wait, pro)), r * w.pixels / src.size).max())
+            return np.full_like(need, end) if isinstance(need, np.ndarray) else end
+        if not isinstance(need, np.ndarray) or need.size != w.pixels:
+            # one output (a dense layer), or one after T executions (a recurrent layer): what follows its last wait
+            total = pro + r * max(1, w.pixels)
+            end = max(total, max(float(np.max(need)), wait) + total - lead)
+            return np.full_like(need, end) if isinstance(need, np.ndarray) else max(float(done), end)
+        band = w.bands[k]
+        lo, hi = band if band is not None else (0, need.shape[0])
+        assert isinstance(done, np.ndarray)
+        done[lo:hi] = _stream(np.maximum(need[lo:hi], max(wait, pro)), r)
+        return done
