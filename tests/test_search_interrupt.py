@@ -16,6 +16,7 @@ import numpy as np
 
 from compiler.cli import EXIT_INTERRUPTED, main
 from compiler.search.cache import EvalCache
+from compiler.search.session import HOLD_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["search", "models/mlp_digits.onnx", "--dataset", "digits", "--budget", "24", "--seed", "3",
@@ -36,7 +37,8 @@ def test_sigint_then_resume_equals_uninterrupted(tmp_path: Path, monkeypatch) ->
     whole = (tmp_path / "whole" / "log.jsonl").read_text().splitlines()
     part = tmp_path / "part"
     after = int(np.random.default_rng(20).integers(1, 12))  # log lines written before the signal
-    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    # the search holds after that line until the signal, so it lands there on a loaded machine too
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", **{HOLD_ENV: str(after)})
     proc = subprocess.Popen([sys.executable, "-c", LAUNCH, *ARGS, "-o", str(part), "--workers", "2"], cwd=ROOT,
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -49,7 +51,7 @@ def test_sigint_then_resume_equals_uninterrupted(tmp_path: Path, monkeypatch) ->
     assert proc.returncode == EXIT_INTERRUPTED, err
     assert "interrupted" in err and "--resume" in err and "Traceback" not in err
     cut = (part / "log.jsonl").read_text().splitlines()
-    assert 0 < len(cut) < len(whole) and cut == whole[: len(cut)]  # a consistent prefix, every line whole
+    assert after <= len(cut) < len(whole) and cut == whole[: len(cut)]  # a consistent prefix, every line whole
     scope = json.loads((part / "search.json").read_text())["scope"]
     assert len(EvalCache(part / "evaluations.sqlite", scope)) >= len(cut) - 1  # the baseline is the env's own
     best = json.loads((part / "best.json").read_text())  # the choice so far: a usable precision file

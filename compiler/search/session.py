@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import sys
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -41,6 +44,12 @@ def check_resume(out: Path, settings: dict[str, Any], resume: bool) -> list[dict
     return old
 
 
+#: Environment variable: after this many log lines the search sleeps `HOLD_SECONDS` (then goes on), so that a
+#: signal lands at a known point whatever the machine's load (`tests/test_search_interrupt.py`).
+HOLD_ENV = "XBARC_SEARCH_HOLD_AFTER"
+HOLD_SECONDS = 600.0
+
+
 class Checkpoint:
     """``log.jsonl`` written as the search goes, one flushed line per evaluation, so that a killed search keeps
     what it evaluated; rewritten atomically at the end."""
@@ -48,6 +57,9 @@ class Checkpoint:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.f: io.TextIOBase | None = None
+        self.lines = 0
+        hold = os.environ.get(HOLD_ENV, "")
+        self.hold_after = int(hold) if hold.isdigit() else None
 
     def __enter__(self) -> "Checkpoint":
         try:
@@ -65,6 +77,11 @@ class Checkpoint:
             self.f.flush()
         except OSError as e:
             raise XbarcError(f"{self.path}: cannot write: {e.strerror}") from None
+        self.lines += 1
+        if self.lines == self.hold_after:  # a reproducible point for an interruption (Ctrl-C test, debugging)
+            print(f"xbarc search: holding after {self.lines} log lines ({HOLD_ENV}); Ctrl-C to interrupt",
+                  file=sys.stderr, flush=True)
+            time.sleep(HOLD_SECONDS)
 
     def __exit__(self, *exc: object) -> None:
         if self.f is not None:
