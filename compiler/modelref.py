@@ -11,7 +11,6 @@ raised to copy the weights). Smaller models, and models given as a `ModelProto`,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import onnx
 
 from isa.errors import XbarcError
+from isa.files import file_sha256
 from isa.outputs import read_json
 
 SOURCE = "source.json"
@@ -30,15 +30,6 @@ MIN_TENSOR_BYTES = 1 << 20  # smaller initializers stay in model.onnx
 def embed_limit() -> int:
     """Bytes above which a model compiled from a file is referenced (``XBARC_EMBED_MODEL_MB``)."""
     return int(float(os.environ.get("XBARC_EMBED_MODEL_MB", "256")) * 2**20)
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_files(model: onnx.ModelProto, source: Path | None) -> dict[str, bytes]:

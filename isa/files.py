@@ -140,12 +140,13 @@ def write_checksums(root: Path, known: dict[str, str] | None = None) -> None:
     `save_program` calls it; call it yourself only after a deliberate edit of an output directory (tests do, to
     reach the loaders' own checks of malformed content)."""
     known = known or {}
-    sums = {name: known[name] if name in known else _sha256(root / name) for name in _files_under(root)
+    sums = {name: known[name] if name in known else file_sha256(root / name) for name in _files_under(root)
             if name != CHECKSUMS and not name.startswith(".")}
     (root / CHECKSUMS).write_text(json.dumps({"format": CHECKSUMS_FORMAT, "sha256": sums}, indent=1) + "\n")
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -183,7 +184,7 @@ def verify_checksums(outdir: str | Path) -> None:
                          f"`xbarc compile`, or is damaged; compile again")
     for name, digest in sums.items():
         path = out / name
-        if path.is_file() and _sha256(path) != digest:
+        if path.is_file() and file_sha256(path) != digest:
             raise XbarcError(f"{path}: damaged or edited since `xbarc compile` wrote it (its SHA-256 differs from "
                              f"{CHECKSUMS}); compile again instead of editing an output directory")
 
