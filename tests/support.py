@@ -15,6 +15,19 @@ from models.datasets import load_for_shape
 DATA = load_for_shape  # the bundled data sets, as `compiler.data.DatasetLoader`
 
 
+def parsed_model(text: str, shapes: Any, rng: np.random.Generator) -> Any:
+    """An ONNX model from ``onnx.parser`` text, its initializers ``shapes`` (name -> shape, or (name, shape)
+    pairs, in order) drawn He-scaled from ``rng``: N(0, 1) / sqrt(fan-in)."""
+    import onnx.numpy_helper
+    import onnx.parser
+
+    model = onnx.parser.parse_model(text)
+    for name, shape in (shapes.items() if isinstance(shapes, dict) else shapes):
+        model.graph.initializer.append(onnx.numpy_helper.from_array(
+            (rng.normal(0, 1, shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32), name))
+    return model
+
+
 def compile_model(model: Any, *args: Any, **kwargs: Any) -> driver.CompiledModel:
     """`compiler.compile_model` with the bundled data sets as its loader (unless the test passes ``data``)."""
     kwargs.setdefault("data", DATA)

@@ -16,7 +16,7 @@ from isa.errors import ModelError
 from isa.hardware import DEFAULT
 from isa.printer import format_instr
 from runtime import Machine
-from support import HW, I, M, loc, program
+from support import HW, I, M, loc, parsed_model, program
 
 d = HW.data_base
 
@@ -121,10 +121,7 @@ def strided_chain(hw: int = 24) -> tuple[onnx.ModelProto, np.ndarray]:
         cr = Relu(c)
         y = Conv<strides=[2,2]>(cr, w4)
     }}"""
-    model = onnx.parser.parse_model(text)
-    for name, shape in [("w1", (8, 2, 3, 3)), ("w2", (8, 8, 1, 1)), ("w3", (8, 8, 3, 3)), ("w4", (3, 8, 2, 2))]:
-        model.graph.initializer.append(onnx.numpy_helper.from_array(
-            (rng.normal(0, 1, shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32), name))
+    model = parsed_model(text, [("w1", (8, 2, 3, 3)), ("w2", (8, 8, 1, 1)), ("w3", (8, 8, 3, 3)), ("w4", (3, 8, 2, 2))], rng)
     return model, rng.random((2, 2, hw, hw)).astype(np.float32)
 
 
@@ -217,10 +214,7 @@ def test_a_max_pool_reads_and_writes_line_buffers() -> None:
         q = MaxPool<kernel_shape=[2,2], strides=[2,2]>(br)
         y = Conv(q, w3)
     }"""
-    model = onnx.parser.parse_model(text)
-    for name, shape in [("w1", (8, 2, 3, 3)), ("w2", (8, 8, 3, 3)), ("w3", (4, 8, 1, 1))]:
-        model.graph.initializer.append(onnx.numpy_helper.from_array(
-            (rng.normal(0, 1, shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32), name))
+    model = parsed_model(text, [("w1", (8, 2, 3, 3)), ("w2", (8, 8, 3, 3)), ("w3", (4, 8, 1, 1))], rng)
     x = rng.normal(0, 1, (2, 2, 32, 32)).astype(np.float32)
     for cores in (8, 1):
         big = DEFAULT.with_changes(name="big", tiles=6, cores_per_tile=cores, tile_mem_words=1 << 20)

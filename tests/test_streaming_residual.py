@@ -16,6 +16,7 @@ from compiler.runner import bit_exact, run
 from isa import DeadlockError
 from isa.hardware import DEFAULT
 from isa.printer import format_instr
+from support import parsed_model
 from test_streaming import tile_need
 
 
@@ -50,10 +51,7 @@ def residual(size: int = 24, c: int = 8, downsample: bool = False, depth: int = 
     g (float[N, 2, {size}, {size}] x) => (float[N, {out}] y) <{decl}> {{
         {chr(10).join(lines)}
     }}"""
-    model = onnx.parser.parse_model(text)
-    for name, shape in shapes.items():
-        model.graph.initializer.append(onnx.numpy_helper.from_array(
-            (rng.normal(0, 1, shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32), name))
+    model = parsed_model(text, shapes, rng)
     return model, rng.random((2, 2, size, size)).astype(np.float32)
 
 
@@ -195,10 +193,7 @@ def random_residual(seed: int) -> tuple[onnx.ModelProto, np.ndarray]:
     g (float[N, 1, {size}, {size}] x) => (float[N, 3, {h}, {h}] y) <{decl}> {{
         {chr(10).join(lines)}
     }}"""
-    model = onnx.parser.parse_model(text)
-    for name, shape in inits.items():
-        model.graph.initializer.append(onnx.numpy_helper.from_array(
-            (rng.normal(0, 1, shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32), name))
+    model = parsed_model(text, inits, rng)
     return model, rng.random((2, 1, size, size)).astype(np.float32)
 
 
