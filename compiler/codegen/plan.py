@@ -22,8 +22,10 @@ from isa.hardware import HardwareConfig
 
 from ..ir import Graph, Op
 from ..mapping import Block, Mapping
+from ..mapping.fit import tile_ops
 from ..ops import kind_of
 from .rowops import band_height, row_windows, vector_chunk
+from .memory import buffer_shape, describe
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
@@ -74,13 +76,17 @@ class TileMemory:
         self.hw = hw
         self.top: dict[int, int] = defaultdict(int)
         self.held: dict[int, list[tuple[str, int]]] = defaultdict(list)  # what each tile holds, for messages
+        self.details: dict[str, str] = {}  # what -> its shape, for the breakdown (`memory.breakdown`)
+        self.placed: dict[int, list[str]] = {}  # tile -> the ops placed on it, for the error
         self.first_overflow: tuple[int, str, int] | None = None  # (tile, what, words)
 
-    def alloc(self, tile: int, words: int, what: str = "scratch") -> int:
-        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...)."""
+    def alloc(self, tile: int, words: int, what: str = "scratch", detail: str = "") -> int:
+        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...; ``detail``: its shape)."""
         addr = self.top[tile]
         self.top[tile] += words
         self.held[tile].append((what, words))
+        if detail:
+            self.details[what] = detail
         if self.top[tile] > self.hw.tile_mem_words and self.first_overflow is None:
             self.first_overflow = (tile, what, words)
         return addr
@@ -95,14 +101,15 @@ class TileMemory:
         tile, what, words = self.first_overflow
         need_tile = max(self.top, key=lambda t: self.top[t])
         need = self.top[need_tile]
-        big = sorted(self.held[tile], key=lambda h: -h[1])[:3]
-        holds = ", ".join(f"{name} ({n:,} words)" for name, n in big)
+        holds = describe(self, tile)
+        ops = self.placed.get(tile)
+        placed = f" (ops placed on it: {', '.join(ops)})" if ops else ""
         fits = [n for n, p in PRESETS.items() if p.tile_mem_words >= need]
         presets = (f"presets with that much tile memory: {', '.join(fits)}" if fits else
                    "no preset has that much tile memory")
         raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
                          f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
-                         f"'{self.hw.name}'); its largest holdings: {holds}. Tensors are held whole on each tile that "
+                         f"'{self.hw.name}'){placed}; it holds {holds}. Tensors are held whole on each tile that "
                          f"reads them, except those passed between row ops (convs, max pools, element-wise ops) and "
                          f"graph inputs through the input port, which are line-buffered (docs/design-notes.md, "
                          f"'Activations larger than a tile'); the largest tile needs {need:,} words (tile "
@@ -209,7 +216,8 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
             fresh = TileMemory(hw)
             plan = _plan(g, mapping, st, hw, biased, fresh, bool(port))
             plan.counts, plan.sent = counts, sent
-            mem.top, mem.held, mem.first_overflow = fresh.top, fresh.held, fresh.first_overflow
+            mem.top, mem.held, mem.details, mem.first_overflow = fresh.top, fresh.held, fresh.details, fresh.first_overflow
+    mem.placed = tile_ops(mapping)
     mem.check()
     return plan
 
@@ -384,7 +392,8 @@ def _buffers(g: Graph, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
         tiles[root] |= {c[0] for c, _, _ in plan.producers.get(v, [])} | plan.need[v]
     for root, ts in tiles.items():
         for t in sorted(ts):
-            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words, f"tensor '{root}'")
+            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words, f"tensor '{root}'",
+                                                  buffer_shape(st.buffers[root]))
 
 
 def _streams(g: Graph, plan: CommPlan, channels: _Channels) -> None:
@@ -431,7 +440,7 @@ def _affine_consts(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, mem:
         words = kind_of(op).const_words(g, op, st.fmt)
         if words:
             tile = mapping.layers[op.name].blocks[0].tile if op.is_crossbar else mapping.vector[op.name][0]
-            plan.consts[op.name] = mem.alloc(tile, words)
+            plan.consts[op.name] = mem.alloc(tile, words, f"constants of '{op.name}'")
 
 
 def owned_columns(blocks: list[Block], core: Core) -> list[int]:

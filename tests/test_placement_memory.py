@@ -1,0 +1,70 @@
+"""Placement that bounds each tile's memory (`compiler.mapping.fit`): a chain whose ops, packed onto one tile,
+hold more than the tile's memory is spread over tiles of their own until every tile fits, runs bit-exact against
+the functional model and gives the integers of the same model compiled on one large tile; the result is
+deterministic, and what still overflows is named with the tile's ops and holdings."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from compiler.codegen.memory import breakdown, plan_memory
+from compiler.mapping import place_layers
+from compiler.mapping.fit import tile_ops
+from compiler.quant.blockcache import quantized
+from compiler.runner import bit_exact, run
+from isa.encoding import encode_program
+from isa.errors import ModelError
+from isa.hardware import DEFAULT
+from support import compile_model
+from test_streaming import conv_chain, strided_chain
+
+CHAINS = {"strided": (strided_chain, 1024), "conv": (conv_chain, 1536)}
+
+
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_ops_that_overflow_one_tile_together_are_spread_and_run_bit_exact(chain: str) -> None:
+    make, words = CHAINS[chain]
+    model, x = make()
+    hw = DEFAULT.with_changes(name="small", tiles=8, tile_mem_words=words)
+    big = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=1 << 20), calib={"x": x})
+    weights = {op.name: quantized(op, big.precision[op.name]).weight for op in big.graph.crossbar_ops()}
+    packed = place_layers(big.graph, big.precision, hw, weights, "spatial")
+    assert packed.tiles == 1  # packed by crossbars alone, every op is on tile 0, which cannot hold them
+    assert plan_memory(big.graph, big.precision, packed, hw, big.formats).first_overflow is not None
+    cm = compile_model(model, "16bit", hw=hw, calib={"x": x})
+    assert cm.mapping.tiles > 1
+    mem = plan_memory(cm.graph, cm.precision, cm.mapping, hw, cm.formats)
+    assert mem.first_overflow is None and max(mem.top.values()) <= words
+    out = run(cm, {"x": x})
+    assert bit_exact(cm, {"x": x}, out)
+    assert np.array_equal(run(big, {"x": x}).device_int["y"], out.device_int["y"])
+    again = compile_model(model, "16bit", hw=hw, calib={"x": x})
+    assert encode_program(again.program) == encode_program(cm.program)
+
+
+def test_a_program_that_fits_packed_is_placed_packed() -> None:
+    model, x = strided_chain()
+    hw = DEFAULT.with_changes(name="small", tiles=8, tile_mem_words=1536)
+    cm = compile_model(model, "16bit", hw=hw, calib={"x": x})
+    weights = {op.name: quantized(op, cm.precision[op.name]).weight for op in cm.graph.crossbar_ops()}
+    packed = place_layers(cm.graph, cm.precision, hw, weights, "spatial")
+    assert tile_ops(cm.mapping) == tile_ops(packed) == {0: [op.name for op in cm.graph.ops]}
+
+
+def test_an_op_that_overflows_a_tile_alone_is_named_with_what_the_tile_holds() -> None:
+    model, x = conv_chain()
+    hw = DEFAULT.with_changes(name="small", tiles=8, tile_mem_words=1024)
+    big = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=1 << 20), calib={"x": x},
+                        fit_words=1024)
+    mem = plan_memory(big.graph, big.precision, big.mapping, hw, big.formats)
+    tile = mem.first_overflow[0] if mem.first_overflow else -1
+    items = breakdown(mem, tile)
+    assert sum(n for _, n, _, _ in items) == mem.top[tile] > 1024
+    ops = ", ".join(tile_ops(big.mapping)[tile])
+    what, words, _, shape = items[0]
+    with pytest.raises(ModelError, match=rf"tile {tile} memory overflow .* \(ops placed on it: {ops}\); it holds "
+                                         rf"{re.escape(what)} {words:,} words \({re.escape(shape)}\)"):
+        compile_model(model, "16bit", hw=hw, calib={"x": x})
