@@ -85,6 +85,14 @@ class TileMemory:
             self.first_overflow = (tile, what, words)
         return addr
 
+    def holdings(self, tile: int, n: int = 3) -> str:
+        """The ``n`` largest holdings of ``tile`` and what the rest add up to, e.g. "tensor 'x' (3,712 words), ...,
+        and 12 more (4,096 words)": what a placement or a line buffer would have to move or shrink."""
+        big = sorted(self.held[tile], key=lambda h: -h[1])
+        rest = big[n:]
+        text = ", ".join(f"{name} ({words:,} words)" for name, words in big[:n])
+        return text + (f", and {len(rest)} more ({sum(w for _, w in rest):,} words)" if rest else "")
+
     def check(self) -> None:
         """ModelError when a tile is full: what overflowed first, what that tile holds, the largest need of any
         tile, the presets with that much memory, and the hardware field that fits."""
@@ -95,18 +103,17 @@ class TileMemory:
         tile, what, words = self.first_overflow
         need_tile = max(self.top, key=lambda t: self.top[t])
         need = self.top[need_tile]
-        big = sorted(self.held[tile], key=lambda h: -h[1])[:3]
-        holds = ", ".join(f"{name} ({n:,} words)" for name, n in big)
+        busiest = "" if need_tile == tile else f": {self.holdings(need_tile, 5)}"
         fits = [n for n, p in PRESETS.items() if p.tile_mem_words >= need]
         presets = (f"presets with that much tile memory: {', '.join(fits)}" if fits else
                    "no preset has that much tile memory")
         raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
                          f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
-                         f"'{self.hw.name}'); its largest holdings: {holds}. Tensors are held whole on each tile that "
+                         f"'{self.hw.name}'); its largest holdings: {self.holdings(tile, 5)}. Tensors are held whole on each tile that "
                          f"reads them, except those passed between row ops (convs, max pools, element-wise ops) and "
                          f"graph inputs through the input port, which are line-buffered (docs/design-notes.md, "
                          f"'Activations larger than a tile'); the largest tile needs {need:,} words (tile "
-                         f"{need_tile}); "
+                         f"{need_tile}{busiest}); "
                          f"{presets}. Use a hardware file with tile_mem_words >= {need:,} (a power of two: "
                          f"{1 << (need - 1).bit_length():,})")
 
