@@ -6,6 +6,7 @@ deterministic, and what still overflows is named with the tile's ops and holding
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,13 +22,21 @@ from isa.hardware import DEFAULT
 from support import compile_model
 from test_streaming import conv_chain, strided_chain
 
-CHAINS = {"strided": (strided_chain, 1024), "conv": (conv_chain, 1536)}
+CHAINS = {"strided": strided_chain, "conv": conv_chain}
+
+
+def one_op_per_tile(model: Any, x: np.ndarray) -> int:
+    """The words the busiest tile needs with every op on a tile of its own (one core per tile) and the tightest
+    line buffers (a tile of 64 words): what a tile must hold for any op."""
+    hw = DEFAULT.with_changes(name="one-core", tiles=8, cores_per_tile=1, tile_mem_words=64)
+    cm = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=1 << 20), calib={"x": x})
+    return max(plan_memory(cm.graph, cm.precision, cm.mapping, hw, cm.formats).top.values())
 
 
 @pytest.mark.parametrize("chain", sorted(CHAINS))
 def test_ops_that_overflow_one_tile_together_are_spread_and_run_bit_exact(chain: str) -> None:
-    make, words = CHAINS[chain]
-    model, x = make()
+    model, x = CHAINS[chain]()
+    words = one_op_per_tile(model, x)
     hw = DEFAULT.with_changes(name="small", tiles=8, tile_mem_words=words)
     big = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=1 << 20), calib={"x": x})
     weights = {op.name: quantized(op, big.precision[op.name]).weight for op in big.graph.crossbar_ops()}
@@ -56,13 +65,14 @@ def test_a_program_that_fits_packed_is_placed_packed() -> None:
 
 def test_an_op_that_overflows_a_tile_alone_is_named_with_what_the_tile_holds() -> None:
     model, x = conv_chain()
-    hw = DEFAULT.with_changes(name="small", tiles=8, tile_mem_words=1024)
+    words = one_op_per_tile(model, x) - 1
+    hw = DEFAULT.with_changes(name="small", tiles=8, tile_mem_words=words)
     big = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=1 << 20), calib={"x": x},
-                        fit_words=1024)
+                        fit_words=words)
     mem = plan_memory(big.graph, big.precision, big.mapping, hw, big.formats)
     tile = mem.first_overflow[0] if mem.first_overflow else -1
     items = breakdown(mem, tile)
-    assert sum(n for _, n, _, _ in items) == mem.top[tile] > 1024
+    assert sum(n for _, n, _, _ in items) == mem.top[tile] > words
     ops = ", ".join(tile_ops(big.mapping)[tile])
     what, words, _, shape = items[0]
     with pytest.raises(ModelError, match=rf"tile {tile} memory overflow .* \(ops placed on it: {ops}\); it holds "

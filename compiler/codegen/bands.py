@@ -20,11 +20,17 @@ if TYPE_CHECKING:
     from .plan import CommPlan, Core
 
 
+#: The key of a window's kernel row above or below the image of a line buffer, which holds no border rows there:
+#: a conv zeroes the inputs of that kernel row (its border is zeros), a max pool leaves it out of the maximum (its
+#: border is the format's smallest value), which is what reading the border would give.
+BORDER = -1
+
+
 def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Receive]]:
     """The output rows of ``op`` on ``core`` whose inputs or output are line-buffered: per row, the window origin
     of every input it sweeps (at its lowest kernel row in memory) and the output pixel address, the offsets of
-    each window's kernel rows from its origin (the row's key, input after input, never negative; a kernel row in
-    the top or bottom border reads the buffer's border row), and, for a line-buffered input, the input rows the core receives first (when it receives the input on
+    each window's kernel rows from its origin (the row's key, input after input, never negative; `BORDER` for a
+    kernel row in the top or bottom border of a line buffer, which holds no border rows), and, for a line-buffered input, the input rows the core receives first (when it receives the input on
     its tile: the rows its windows or its frees reach first) and the rows no later window reads (freed after it:
     every real row once, the rows below the last window after the last output row); the period of the rows'
     addresses (the bands over their strides); how each received input's rows arrive."""
@@ -62,9 +68,10 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
             xb = st.buffer(x)
             top, reach, upto = win.rows(oy, oh, xb.h)
             interior = xb.pads[1] * xb.c + st.views[x].coff
-            bases = [xb.row_base(top + q * win.dh) for q in range(win.kh)]
-            low = min(bases)  # the pointer starts at the lowest kernel row (a band's border row lies after its
-            key += tuple(b - low for b in bases)  # slots): offsets stay non-negative, as memory operands must
+            inside = [top + q * win.dh for q in range(win.kh)]
+            bases = [xb.row_base(h) if not xb.band or 0 <= h < xb.h else None for h in inside]
+            low = min(b for b in bases if b is not None)  # the pointer starts at the lowest kernel row (band slots
+            key += tuple(BORDER if b is None else b - low for b in bases)  # wrap): offsets stay non-negative
             if x in which:
                 arrivals += [(which[x], xb.bases[tile] + xb.row_base(r) + interior,
                               tuple(t + r % xb.band for t in told[x])) for r in range(got[x], reach)]
@@ -91,9 +98,14 @@ def _tokens(plan: CommPlan, value: str, core: Core, writing: bool) -> list[int]:
 
 
 def window_offsets_of(ctx: Context, op: Op, rows: list[Row]) -> dict[int, np.ndarray]:
-    """A conv's window offsets (weight-row order: kernel row, kernel column, channel) for each of ``rows``."""
+    """A conv's window offsets (weight-row order: kernel row, kernel column, channel) for each of ``rows``;
+    `BORDER` for every weight row of a kernel row in the border of a line buffer."""
     (kh, kw), dw = op.attrs["kernel"], op.attrs.get("dilations", (1, 1))[1]
     xb = ctx.st.buffer(op.inputs[0])
     c = hwc(ctx.g.values[op.inputs[0]].shape)[2]
     i, j, k = np.meshgrid(np.arange(kh), np.arange(kw), np.arange(c), indexing="ij")
-    return {r: (np.asarray(row.key)[i] + j * dw * xb.c + k).reshape(-1) for r, row in enumerate(rows)}
+    offsets = {}
+    for r, row in enumerate(rows):
+        key = np.asarray(row.key)[i]
+        offsets[r] = np.where(key == BORDER, BORDER, key + j * dw * xb.c + k).reshape(-1)
+    return offsets

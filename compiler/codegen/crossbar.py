@@ -15,7 +15,7 @@ from ..quant import LayerPrecision
 from ..quant.functional import QuantizedLayer
 from .context import Context
 from .epilogue import activation, finish
-from .bands import band_rows, window_offsets_of
+from .bands import BORDER, band_rows, window_offsets_of
 from .loops import LoopRegs, pixel_loop, row_loop
 from .plan import PARTIAL_READERS, SHARED_READERS, BlockIndex, Core
 from .storage import hwc
@@ -45,6 +45,19 @@ def runs(offs: np.ndarray) -> list[tuple[int, int, int]]:
     starts = np.concatenate([[0], breaks])
     ends = np.concatenate([breaks, [len(offs)]])
     return [(int(offs[s]), int(e - s), int(s)) for s, e in zip(starts, ends)]
+
+
+def window_runs(offs: np.ndarray) -> list[tuple[int, int, int]]:
+    """`runs` of a line-buffered window's offsets, with each run of `bands.BORDER` words (kernel rows above or
+    below the image) as one run whose offset is `bands.BORDER`."""
+    border = offs == BORDER
+    cuts = np.concatenate([[0], np.flatnonzero(np.diff(border)) + 1, [len(offs)]])
+    out: list[tuple[int, int, int]] = []
+    for s, e in zip(cuts[:-1], cuts[1:]):
+        if s == e:
+            continue
+        out += [(BORDER, int(e - s), int(s))] if border[s] else [(o, n, int(s) + k) for o, n, k in runs(offs[s:e])]
+    return out
 
 
 def emit_crossbar(ctx: Context, op: Op, q: QuantizedLayer) -> None:
@@ -96,8 +109,10 @@ def _core(ctx: Context, core: Core, op: Op, index: BlockIndex, bias: np.ndarray 
     def body(m: list[MemRef], r: int = 0) -> None:
         window = row_offs[r] if banded else offs
         for b in mine:
-            for off, n, k in ([] if b.idle else runs(window[b.rows[0]:b.rows[1]])):  # idle: reads nothing
-                out.append(read(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
+            for off, n, k in ([] if b.idle else (window_runs if banded else runs)(window[b.rows[0]:b.rows[1]])):
+                d = hw.mvmu_in(b.mvmu) + k  # idle: reads nothing; a kernel row in a line buffer's border: zeros
+                out.append(ops.sub(d=d, a=d, b=d, n=n, w=64, node=node) if off == BORDER else
+                           read(d=d, src=m[0].shifted(off), n=n, node=node))
         out.append(ops.mvm(mask=sum(1 << b.mvmu for b in mine), ibits=p.in_bits, adc=p.adc_bits, shift=p.mvm_shift,
                            obits=p.acc_bits, enc=int(p.in_enc == "csd"), skip=p.skip, node=node))
         for c, held in mine_by_col.items():

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from .plan import TileMemory
 
 #: Holdings an overflow message lists one by one (the rest are summed).
-LISTED = 10
+LISTED = 8
 
 
 def buffer_shape(buf: Buffer) -> str:

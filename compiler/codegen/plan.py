@@ -25,7 +25,7 @@ from ..mapping import Block, Mapping
 from ..mapping.fit import tile_ops
 from ..ops import kind_of
 from .rowops import band_height, row_windows, vector_chunk
-from .memory import buffer_shape, describe
+from .memory import LISTED, buffer_shape, describe
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
@@ -91,6 +91,12 @@ class TileMemory:
             self.first_overflow = (tile, what, words)
         return addr
 
+    def holdings(self, tile: int, n: int = 3) -> str:
+        """The ``n`` largest holdings of ``tile`` (`memory.breakdown`: one per tensor, partial sums, ...) with their
+        shapes and what the rest add up to, e.g. "tensor 'x' 3,712 words (band of 2 of 56 rows x 58 x 32), ...
+        and 12 more (4,096 words)": what a placement or a line buffer would have to move or shrink."""
+        return describe(self, tile, n)
+
     def check(self) -> None:
         """ModelError when a tile is full: what overflowed first, what that tile holds, the largest need of any
         tile, the presets with that much memory, and the hardware field that fits."""
@@ -101,19 +107,20 @@ class TileMemory:
         tile, what, words = self.first_overflow
         need_tile = max(self.top, key=lambda t: self.top[t])
         need = self.top[need_tile]
-        holds = describe(self, tile)
         ops = self.placed.get(tile)
         placed = f" (ops placed on it: {', '.join(ops)})" if ops else ""
+        busiest = "" if need_tile == tile else f": {self.holdings(need_tile, 5)}"
         fits = [n for n, p in PRESETS.items() if p.tile_mem_words >= need]
         presets = (f"presets with that much tile memory: {', '.join(fits)}" if fits else
                    "no preset has that much tile memory")
         raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
                          f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
-                         f"'{self.hw.name}'){placed}; it holds {holds}. Tensors are held whole on each tile that "
+                         f"'{self.hw.name}'){placed}; it holds {self.holdings(tile, LISTED)}. Tensors are held whole on "
+                         f"each tile that "
                          f"reads them, except those passed between row ops (convs, max pools, element-wise ops) and "
                          f"graph inputs through the input port, which are line-buffered (docs/design-notes.md, "
                          f"'Activations larger than a tile'); the largest tile needs {need:,} words (tile "
-                         f"{need_tile}); "
+                         f"{need_tile}{busiest}); "
                          f"{presets}. Use a hardware file with tile_mem_words >= {need:,} (a power of two: "
                          f"{1 << (need - 1).bit_length():,})")
 

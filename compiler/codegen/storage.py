@@ -39,7 +39,7 @@ class Buffer:
     pads: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     fill: int | None = None
     bases: dict[int, int] = field(default_factory=dict)
-    band: int = 0  # > 0: a line buffer of this many real rows plus a border row if padded (`row_base`; plan.py)
+    band: int = 0  # > 0: a line buffer of this many real rows (`row_base`; plan.py)
 
     @property
     def wp(self) -> int:
@@ -54,16 +54,17 @@ class Buffer:
     @property
     def words(self) -> int:
         """Words of one copy."""
-        border = 1 if self.pads[0] or self.pads[2] else 0  # a line buffer's border row, read by padded windows
-        return (self.band + border if self.band else self.hp) * self.wp * self.c
+        return (self.band or self.hp) * self.wp * self.c
 
     def row_base(self, h: int) -> int:
-        """Offset of real row ``h`` (its left border included) in a copy: row h + pt of the padded buffer, or in a
-        line buffer slot h mod band for 0 <= h < H and the border row (all fill) after the slots otherwise."""
+        """Offset of row ``h`` (its left border included) in a copy: row h + pt of the padded buffer, or in a line
+        buffer slot h mod band of a real row (0 <= h < H). A line buffer has no top or bottom border rows: its
+        readers read nothing there (`bands.BORDER`: a conv zeroes those inputs, a max pool leaves them out)."""
         row = self.wp * self.c
         if not self.band:
             return (h + self.pads[0]) * row
-        return (h % self.band if 0 <= h < self.h else self.band) * row
+        assert 0 <= h < self.h, f"row {h} of a line buffer of {self.h} rows"
+        return h % self.band * row
 
 
 @dataclass(frozen=True)

@@ -96,10 +96,10 @@ def border_runs(buf: Buffer) -> list[tuple[int, int]]:
     border pixels of every interior row."""
     pt, pl, pb, pr = buf.pads
     row = buf.wp * buf.c
-    if buf.band:  # a line buffer: the side borders of every slot, and the whole border row after the slots
+    if buf.band:  # a line buffer: the side borders of every slot (no rows above or below: `bands.BORDER`)
         sides = [(j * row, pl * buf.c) for j in range(buf.band) if pl]
         sides += [(j * row + (pl + buf.w) * buf.c, pr * buf.c) for j in range(buf.band) if pr]
-        return sorted(sides) + ([(buf.band * row, row)] if pt or pb else [])
+        return sorted(sides)
     runs = [(0, pt * row)] if pt else []
     for h in range(pt, pt + buf.h):
         if pl:
