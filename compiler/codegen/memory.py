@@ -25,11 +25,10 @@ LISTED = 8
 
 
 def buffer_shape(buf: Buffer) -> str:
-    """The shape of one copy of ``buf``: a band of R rows (plus the border row of a padded line buffer) or the
-    whole padded tensor, as rows x padded width x channels."""
+    """The shape of one copy of ``buf``: a band of R of the tensor's H rows or the whole padded tensor, as rows x
+    padded width x channels."""
     if buf.band:
-        border = " + 1 border row" if buf.pads[0] or buf.pads[2] else ""
-        return f"band of {buf.band} of {buf.h} rows{border} x {buf.wp} x {buf.c}"
+        return f"band of {buf.band} of {buf.h} rows x {buf.wp} x {buf.c}"
     return f"whole {buf.hp} x {buf.wp} x {buf.c}"
 
 
