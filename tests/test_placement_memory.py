@@ -19,7 +19,7 @@ from compiler.runner import bit_exact, run
 from isa.encoding import encode_program
 from isa.errors import ModelError
 from isa.hardware import DEFAULT
-from support import compile_model
+from support import compile_model, parsed_model
 from test_streaming import conv_chain, strided_chain
 
 CHAINS = {"strided": strided_chain, "conv": conv_chain}
@@ -78,3 +78,41 @@ def test_an_op_that_overflows_a_tile_alone_is_named_with_what_the_tile_holds() -
     with pytest.raises(ModelError, match=rf"tile {tile} memory overflow .* \(ops placed on it: {ops}\); it holds "
                                          rf"{re.escape(what)} {words:,} words \({re.escape(shape)}\)"):
         compile_model(model, "16bit", hw=hw, calib={"x": x})
+
+
+def wide_dense() -> tuple[Any, np.ndarray]:
+    """x (1,024) -> dense 200 (8 row blocks x 2 column blocks) relu -> dense 10."""
+    rng = np.random.default_rng(0)
+    text = """<ir_version: 8, opset_import: ["" : 13]>
+    g (float[N, 1024] x) => (float[N, 10] y) <float[1024, 200] w1, float[200] b1, float[200, 10] w2> {
+      h = Gemm(x, w1, b1)
+      hr = Relu(h)
+      y = Gemm(hr, w2)
+    }"""
+    model = parsed_model(text, [("w1", (1024, 200)), ("b1", (200,)), ("w2", (200, 10))], rng)
+    return model, rng.random((3, 1024)).astype(np.float32)
+
+
+def test_a_layer_whose_partial_sums_overflow_the_owner_tile_passes_one_running_sum_on() -> None:
+    """Two MVMUs per core, two cores per tile: each of h's column blocks spans four cores on two tiles. Its
+    owner's tile holds x whole and the six partial sums of the other row blocks (2,120 words); chained, each
+    core passes one running sum on, in row order, and the tile holds three sums. The adds are the same, in the
+    same order: the integers equal those of the unchained program."""
+    model, x = wide_dense()
+    hw = DEFAULT.with_changes(name="small", tiles=16, cores_per_tile=2, mvmus_per_core=2)
+    whole = compile_model(model, "16bit", hw=hw, calib={"x": x})
+    assert not whole.mapping.layers["h"].chain
+    needs = plan_memory(whole.graph, whole.precision, whole.mapping, hw, whole.formats).top
+    words = max(needs.values()) - 1
+    small = hw.with_changes(tile_mem_words=words)
+    cm = compile_model(model, "16bit", hw=small, calib={"x": x})
+    assert cm.mapping.layers["h"].chain and tile_ops(cm.mapping) == tile_ops(whole.mapping)
+    mem = plan_memory(cm.graph, cm.precision, cm.mapping, small, cm.formats)
+    assert max(mem.top.values()) <= words
+    held = dict((what, k) for what, _, k, _ in breakdown(mem, cm.mapping.layers["h"].owner(0)[0]))
+    assert "partial sums of 'h'" not in held and held["running sums of 'h'"] == 3
+    out = run(cm, {"x": x})
+    assert bit_exact(cm, {"x": x}, out)
+    assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
+    assert encode_program(compile_model(model, "16bit", hw=small, calib={"x": x}).program) == \
+        encode_program(cm.program)

@@ -21,7 +21,7 @@ from isa.errors import ModelError
 from isa.hardware import HardwareConfig
 
 from ..ir import Graph, Op
-from ..mapping import Block, Mapping
+from ..mapping import Block, LayerMap, Mapping
 from ..mapping.fit import tile_ops
 from ..ops import kind_of
 from .rowops import band_height, row_windows, vector_chunk
@@ -139,6 +139,8 @@ class CommPlan:
     streams: list[Stream] = field(default_factory=list)
     sends: dict[tuple[str, Core, int], list[Stream]] = field(default_factory=lambda: defaultdict(list))
     partials: dict[Block, Partial] = field(default_factory=dict)
+    links: dict[tuple[str, int, int, Core], Partial] = field(default_factory=dict)  # (layer, rep, col, core) ->
+    # where that core passes the running sum of a chained column block on (`chain_cores`, `_chain_links`)
     bias: dict[tuple[str, Core, int], int] = field(default_factory=dict)  # (layer, core, col block) -> address
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
     recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
@@ -421,8 +423,10 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
     tile); then, per replica and core, a bias vector per column block the core owns."""
     lm = mapping.layers[op.name]
     owners = lm.owners()
+    if lm.chain:
+        _chain_links(lm, op, plan, channels, mem)
     scratch = {b: mem.alloc(b.tile, b.cols[1] - b.cols[0], f"partial sums of '{op.name}'") for b in lm.blocks
-               if b.where != owners[b.c, b.rep]}
+               if b.where != owners[b.c, b.rep] and not lm.chain}
     for b, addr in scratch.items():
         owner = owners[b.c, b.rep]
         remote = None
@@ -438,6 +442,30 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
             for c in index.owned[core]:
                 lo, hi = index.by_col[c][0].cols
                 plan.bias[(op.name, core, c)] = mem.alloc(core[0], hi - lo, f"bias of '{op.name}'")
+
+
+def chain_cores(group: list[Block]) -> list[Core]:
+    """The cores of a column block's row blocks in row order (each holds a run of consecutive rows)."""
+    return list(dict.fromkeys(b.where for b in group))
+
+
+def _chain_links(lm: LayerMap, op: Op, plan: CommPlan, channels: _Channels, mem: TileMemory) -> None:
+    """A chained layer (`LayerMap.chain`): every column block held by several cores passes one running sum on,
+    core to core in row order, and the last core passes the whole sum back to the owner (the first), so each
+    core holds one sum of the block's width (and, when the next core is on another tile, that tile one more)
+    instead of the owner holding one per row block."""
+    for rep in range(lm.replicas):
+        for c, group in BlockIndex([b for b in lm.blocks if b.rep == rep]).by_col.items():
+            cores = chain_cores(group)
+            n = group[0].cols[1] - group[0].cols[0]
+            for k, src in enumerate(cores if len(cores) > 1 else []):
+                dst = cores[(k + 1) % len(cores)]
+                addr = mem.alloc(src[0], n, f"running sums of '{op.name}'")
+                remote = None
+                if dst[0] != src[0]:
+                    ch = channels.take(src[0], dst[0])
+                    remote = (mem.alloc(dst[0], n, f"running sums of '{op.name}'"), ch)
+                plan.links[(op.name, rep, c, src)] = Partial(addr, remote)
 
 
 def _affine_consts(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, mem: TileMemory) -> None:

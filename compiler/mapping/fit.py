@@ -10,7 +10,8 @@ ends (at most one break per op); the order of tiles and ops is fixed, so the res
 placement that fits the first time is returned as is (its program is byte-identical to one placed without
 this). Breaks that need more tiles than the chip has are tried fewer at a time (`place_to_fit`); it stops when
 no overflowing tile holds two ops (one op alone that still overflows is the overflow error's business) or no
-break that fits the chip is left.
+break that fits the chip is left. Then the layers whose partial sums fill over-full tiles pass one running sum
+core to core instead (`chain_layers`).
 """
 
 from __future__ import annotations
@@ -41,20 +42,46 @@ def new_breaks(mapping: Mapping, need: dict[int, int], words: int) -> list[str]:
     return list(dict.fromkeys(ops[t][len(ops[t]) // 2] for t in over))
 
 
+def overflow(need: dict[int, int], words: int) -> int:
+    """Words over ``words`` summed over the tiles."""
+    return sum(max(0, n - words) for n in need.values())
+
+
+def chain_layers(mapping: Mapping, needs: dict[int, int], need: Callable[[Mapping], dict[int, int]],
+                 words: int) -> Mapping:
+    """``mapping`` with the crossbar layers that have blocks on a tile needing more than ``words`` and a column
+    block on several cores chained (`LayerMap.chain`: one running sum passed core to core in row order instead
+    of every row block's partial sum held by the owner), when that lowers the overflow (`overflow`); else as
+    it was."""
+    over = {t for t, n in needs.items() if n > words}
+    names = [lm.name for lm in mapping.layers.values() if not lm.chain and any(b.tile in over for b in lm.blocks)
+             and len({b.where for b in lm.blocks}) > len(lm.owners())]
+    if not names:
+        return mapping
+    for name in names:
+        mapping.layers[name].chain = True
+    if overflow(need(mapping), words) >= overflow(needs, words):
+        for name in names:
+            mapping.layers[name].chain = False
+    return mapping
+
+
 def place_to_fit(place: Callable[[frozenset[str]], Mapping], need: Callable[[Mapping], dict[int, int]],
                  words: int) -> Mapping:
     """The placement ``place(breaks)`` with the breaks this finds (module docstring) so that every tile holding
     several ops holds at most ``words`` (a tile's memory) by ``need``; ``place(frozenset())`` when that fits.
     When the breaks of one step need more tiles than the chip has, the first half of them is tried (the most
     over-full tiles' first), down to one; a break that alone does not fit the chip is not tried again. It stops
-    when no break is left to try (the code generator then names what overflows)."""
+    when no break is left to try; then the layers on over-full tiles are chained where that helps
+    (`chain_layers`; the code generator names what still overflows)."""
     breaks: frozenset[str] = frozenset()
     refused: set[str] = set()
     mapping = place(breaks)
     while True:
-        more = [b for b in new_breaks(mapping, need(mapping), words) if b not in breaks | refused]
+        needs = need(mapping)
+        more = [b for b in new_breaks(mapping, needs, words) if b not in breaks | refused]
         if not more:
-            return mapping
+            return chain_layers(mapping, needs, need, words)
         while more:
             try:
                 mapping = place(breaks | set(more))
