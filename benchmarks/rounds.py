@@ -76,47 +76,44 @@ def programming(cm: object) -> list[tuple[int, float]]:
 
 
 def tile_needs(cm: object, words: int) -> list[list[object]]:
-    """Per round of ``cm`` (compiled in rounds), re-planned on ISAAC with ``words``-word tile memories: the
-    busiest tile's words with every tensor whole, then with line buffers and the input port
-    (`codegen.plan.plan_communication`), and its three largest holdings then."""
-    from compiler.codegen.plan import TileMemory, plan_communication
-    from compiler.codegen.storage import Storage
+    """Per round of ``cm`` (compiled in rounds), partitioned and placed again on ISAAC with ``words``-word tile
+    memories as the compiler does (`mapping.rounds.partition` with the memory-aware placement,
+    `mapping.fit`): its tiles, the busiest tile's words with every tensor whole, then with line buffers and the
+    input port (`codegen.memory.plan_memory`), and what the busiest tile holds then."""
+    from compiler.codegen.memory import describe, plan_memory
+    from compiler.mapping.fit import tile_ops
     from compiler.mapping.rounds import partition
     from compiler.quant import quantize_layer
-    from isa.errors import ModelError
     from isa.hardware import ISAAC
 
+    hw = ISAAC.with_changes(tile_mem_words=words)
     g, prec, fmt = cm.graph, cm.precision, cm.formats  # type: ignore[attr-defined]
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in g.crossbar_ops()}
-    plan = partition(g, prec, ISAAC, weights, fmt, cm.mapping.mode)  # type: ignore[attr-defined]
+    plan = partition(g, prec, hw, weights, fmt, cm.mapping.mode,  # type: ignore[attr-defined]
+                     memory=lambda sub, p, m, f: plan_memory(sub, p, m, hw, f).top)
     rows = []
     for r in plan.rounds:
-        biased = {op.name for op in r.graph.crossbar_ops()
-                  if quantize_layer(op, plan.prec[op.name]).bias is not None}
-        need = []
-        for hw in (ISAAC.with_changes(tile_mem_words=1 << 24), ISAAC.with_changes(tile_mem_words=words)):
-            mem, st = TileMemory(hw), Storage(r.graph, plan.fmt)
-            try:
-                plan_communication(r.graph, r.mapping, st, hw, biased, mem)
-            except ModelError:
-                pass
-            need.append((max(mem.top.values()), mem, st))
-        (whole, *_), (banded, mem, st) = need
+        whole = plan_memory(r.graph, plan.prec, r.mapping, hw.with_changes(tile_mem_words=1 << 24), plan.fmt)
+        mem = plan_memory(r.graph, plan.prec, r.mapping, hw, plan.fmt)
+        st = mem.storage
+        assert st is not None
         ends = [v.name for v in r.graph.inputs] + list(r.graph.outputs)
         tile = max(mem.top, key=lambda t: mem.top[t])
-        held = ", ".join(f"{what.replace('tensor ', '')} {n:,}" for what, n in
-                         sorted(mem.held[tile], key=lambda h: -h[1])[:3])
-        rows.append([r.index, _span([op.name for op in r.graph.crossbar_ops()]), f"{whole:,}", f"{banded:,}",
-                     "fits" if banded <= words else "overflows", sum(b.band > 0 for b in st.buffers.values()),
-                     sum(st.buffer(v).band > 0 for v in ends), f"{tile}: {held}"])
+        banded = max(mem.top.values())
+        rows.append([r.index, _span([op.name for op in r.graph.crossbar_ops()]), r.mapping.tiles,
+                     f"{max(whole.top.values()):,}", f"{banded:,}", "fits" if banded <= words else "overflows",
+                     sum(b.band > 0 for b in st.buffers.values()), sum(st.buffer(v).band > 0 for v in ends),
+                     sum(lm.chain for lm in r.mapping.layers.values()),
+                     f"{tile} ({', '.join(tile_ops(r.mapping)[tile][:3])}): {describe(mem, tile, 3)}"])
     return rows
 
 
 def print_tile_needs(rows: list[list[object]], words: int) -> None:
     """The table of `tile_needs`."""
     print(f"\ntile memory each round needs on isaac ({words:,}-word tiles), re-planned:")
-    print(table(rows, ["round", "crossbar layers", "busiest tile, whole", "with line buffers + port", "",
-                       "line buffers", "of them through the port", "busiest tile's largest holdings"]))
+    print(table(rows, ["round", "crossbar layers", "tiles", "busiest tile, whole", "with line buffers + port", "",
+                       "line buffers", "of them through the port", "chained layers",
+                       "busiest tile (its ops): its largest holdings"]))
 
 
 def compile_only(a: argparse.Namespace) -> None:

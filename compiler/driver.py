@@ -247,7 +247,8 @@ def _compile_rounds(graph: Graph, prec: dict[str, LayerPrecision], hw: HardwareC
                     budget: int | None) -> tuple[Mapping, list[Program]]:
     """The placement (all rounds' layers, on the one chip; split layers whole again) and the programs of a model
     compiled in rounds; no program list when one round holds the model (it compiles as usual, without prog)."""
-    plan = partition(graph, prec, hw, weights, fmt, mode, replicate, budget)
+    plan = partition(graph, prec, hw, weights, fmt, mode, replicate, budget,
+                     lambda g, p, m, f: plan_memory(g, p, m, hw, f).top)
     if len(plan.rounds) == 1:
         return plan.rounds[0].mapping, []
     programs = [add_programming(generate(r.graph, plan.prec, r.mapping, hw, plan.fmt)) for r in plan.rounds]

@@ -66,14 +66,16 @@ def plan_memory(g: Graph, prec: dict[str, LayerPrecision], mapping: Mapping, hw:
                 fmt: dict[str, Format]) -> TileMemory:
     """The tile memory of ``mapping``'s communication plan on ``hw`` (line buffers and the port where whole
     tensors overflow, as `generate` plans it), without emitting code; an overflow is left in the result
-    (``first_overflow``) instead of raised. Other plan errors are raised."""
+    (``first_overflow``) instead of raised, with the storage planned (``storage``: which tensors are line
+    buffers). Other plan errors are raised."""
     from ..quant.blockcache import quantized
     from .plan import TileMemory, plan_communication
 
     biased = {op.name for op in g.crossbar_ops() if quantized(op, prec[op.name]).bias is not None}
     mem = TileMemory(hw)
+    mem.storage = Storage(g, fmt)
     try:
-        plan_communication(g, mapping, Storage(g, fmt), hw, biased, mem)
+        plan_communication(g, mapping, mem.storage, hw, biased, mem)
     except ModelError:
         if mem.first_overflow is None:
             raise

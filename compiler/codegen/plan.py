@@ -78,6 +78,7 @@ class TileMemory:
         self.held: dict[int, list[tuple[str, int]]] = defaultdict(list)  # what each tile holds, for messages
         self.details: dict[str, str] = {}  # what -> its shape, for the breakdown (`memory.breakdown`)
         self.placed: dict[int, list[str]] = {}  # tile -> the ops placed on it, for the error
+        self.storage: Storage | None = None  # the storage planned (`memory.plan_memory`)
         self.first_overflow: tuple[int, str, int] | None = None  # (tile, what, words)
 
     def alloc(self, tile: int, words: int, what: str = "scratch", detail: str = "") -> int:
