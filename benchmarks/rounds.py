@@ -4,9 +4,10 @@ an ISAAC grown to hold every weight at once (docs/cost-model.md, "Reprogramming 
 Usage: python benchmarks/rounds.py [--resolution 32] [--batch 2] [--precision 8bit] [--mapping spatial]
                                   [--tile-mem-words N] [--compile-only]
 
-At 224: ``--resolution 224 --tile-mem-words 16777216`` (whole tensors: line buffers deadlock on VGG's multi-core
-convs, docs/design-notes.md), about 7 GB and half an hour on a loaded machine (run under ``ulimit -v 8000000``).
-The last table re-plans every round on ISAAC's own 32,768-word tiles and says what the busiest tile would hold.
+At 224: ``--resolution 224 --tile-mem-words 16777216``, about 7 GB and half an hour on a loaded machine (run under
+``ulimit -v 8000000``). ``--tile-mem-words 0`` runs on ISAAC's own 32,768-word tiles (both chips placed so that
+each tile holds what it can, `compiler.mapping.fit`; VGG-16 at 64 fits them). The last table partitions and places
+every round again on those tiles, as the compiler does, and says what the busiest tile holds.
 
 VGG-16 has random weights built in code (`models.cnn_zoo.vgg16`, torchvision topology). At a resolution other
 than 224 its first Gemm takes 512 * (resolution/32)^2 inputs instead of 25,088 (the conv weights are VGG-16's);
@@ -48,15 +49,22 @@ def compile_rounds(resolution: int, precision: str, mapping: str, mem: int) -> t
 
 def grown_tiles(cm: object) -> int:
     """Tiles of an ISAAC grown to hold every weight of ``cm``'s graph at once: its placement on a chip of
-    `VIRTUAL_TILES` (placement only, no code)."""
+    `VIRTUAL_TILES` with ``cm``'s tile memory, bounded by it as the compiler places (`mapping.fit`; placement
+    and memory plan only, no code)."""
+    from functools import partial
+
+    from compiler.codegen.memory import plan_memory
+    from compiler.mapping.fit import place_to_fit
     from compiler.mapping.placement import place_layers
     from compiler.mapping.rounds import VIRTUAL_TILES, top_tile
     from compiler.quant import quantize_layer
 
-    g, prec = cm.graph, cm.precision  # type: ignore[attr-defined]
+    g, prec, fmt = cm.graph, cm.precision, cm.formats  # type: ignore[attr-defined]
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in g.crossbar_ops()}
     hw = cm.hw.with_changes(tiles=VIRTUAL_TILES)  # type: ignore[attr-defined]
-    return top_tile(place_layers(g, prec, hw, weights, cm.mapping.mode))  # type: ignore[attr-defined]
+    place = partial(place_layers, g, prec, hw, weights, cm.mapping.mode)  # type: ignore[attr-defined]
+    return top_tile(place_to_fit(lambda breaks: place(breaks=breaks),
+                                 lambda m: plan_memory(g, prec, m, hw, fmt).top, hw.tile_mem_words))
 
 
 def programming(cm: object) -> list[tuple[int, float]]:
@@ -144,8 +152,7 @@ def main() -> None:
     ap.add_argument("--mapping", default="spatial", choices=["spatial", "temporal"])
     ap.add_argument("--endurance", type=float, default=1e6)
     ap.add_argument("--tile-mem-words", type=int, default=1 << 18,
-                    help="tile memory of both chips (0: the preset's 32,768 words, which no VGG-16 activation of "
-                         "64 channels fits until activations are streamed in row bands)")
+                    help="tile memory of both chips (0: the preset's 32,768 words)")
     ap.add_argument("--compile-only", action="store_true",
                     help="compile in rounds on isaac and print the rounds and their write costs per batch (no run)")
     a = ap.parse_args()
