@@ -23,7 +23,7 @@ from ..ir import Graph, Op
 from ..mapping import Mapping
 from ..ops import kind_of
 from .plan import CommPlan, cores_of
-from .rowops import Window, band_height, global_average, sweep_rows
+from .rowops import Window, band_height, global_average, sweep_rows, sweep_units
 from .storage import Storage, hwc
 
 
@@ -35,11 +35,14 @@ class RowSchedule:
         self.g, self.st, self.plan, self.windows = g, st, plan, windows
         self.ops = [op for op in g.ops if kind_of(op).device != "view"]
         self.producer = {o: op for op in g.ops for o in op.outputs}
-        self.sweep = {op.name: sweep_rows(g, op) if windows[op.name] else 1 for op in self.ops}
+        self.units = {op.name: sweep_units(g, st, op) if windows[op.name] else 1 for op in self.ops}
+        self.sweep = {op.name: sweep_rows(g, op) * self.units[op.name] if windows[op.name] else 1
+                      for op in self.ops}  # units: rows, or pixel groups (`rowops.sweep_group`)
         self.averages = {op.name for op in self.ops if windows[op.name] and global_average(g, op)}
         self.cores = {op.name: cores_of(mapping, op) for op in self.ops}
         self.op_of = {c: op.name for op in self.ops for c in self.cores[op.name]}
-        self.rows = {v: hwc(info.shape)[0] for v, info in g.values.items()}
+        self.rows = {v: st.buffer(v).units if st.buffer(v).band else hwc(info.shape)[0]
+                     for v, info in g.values.items()}  # rows, or pixel groups for a line buffer held in groups
         self.home = {v: {c[0] for c, _, _ in prods} for v, prods in plan.producers.items()}
         self.readers_on: dict[tuple[str, int], set[str]] = defaultdict(set)
         for v, cores in plan.readers.items():
@@ -155,8 +158,10 @@ class RowSchedule:
             self.made.update({o: self.rows[o] for o in op.outputs})
             self.next[name] = 1
             return True
-        oh = self.sweep[name]
-        reach = {op.inputs[k]: w.rows(oy, oh, self.rows[op.inputs[k]]) for k, w in wins.items()}
+        units = self.units[name]
+        oh, row, last = self.sweep[name] // units, oy // units, oy % units == units - 1
+        reach = {op.inputs[k]: w.unit_rows(oy, units, oh, self.rows[op.inputs[k]],
+                                           bool(self.st.buffer(op.inputs[k]).group)) for k, w in wins.items()}
         for v, t in self.inline.get(name, []):
             while self.got[(v, t)] < reach[v][1] and self.got[(v, t)] < self.made.get(v, 0):
                 if not self._slot(v, t, self.got[(v, t)]):
@@ -166,10 +171,13 @@ class RowSchedule:
         if short:
             return self._block(name, set().union(*(self._source(v, t) for v, t in short)))
         out = op.outputs[0]
-        full = [t for t in self.home[out] if not self._slot(out, t, oy)] if self.st.buffer(out).band else []
+        grouped = bool(self.st.buffer(out).group)
+        slot = oy if grouped else row  # the output row (group) the unit writes
+        full = [t for t in self.home[out] if not self._slot(out, t, slot)] if self.st.buffer(out).band else []
         if full:
-            return self._block(name, set().union(*(self._slow(out, t, oy) for t in full)), out)
-        self.made[out] = int(oy == oh - 1) if name in self.averages else oy + 1  # an average: at the end
+            return self._block(name, set().union(*(self._slow(out, t, slot) for t in full)), out)
+        done = oy + 1 if grouped else row + int(last)
+        self.made[out] = int(oy == self.sweep[name] - 1) if name in self.averages else done  # an average: at the end
         for v, (_, _, upto) in reach.items():
             if self.st.buffer(v).band:
                 self.freed[(v, name)] = upto
@@ -192,7 +200,8 @@ def settle_bands(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan,
             for buf in st.buffers.values():
                 buf.band = 0
             return grown
-        v = min((v for v in blocking if st.buffer(v).band), key=lambda v: st.buffer(v).wp * st.buffer(v).c)
+        v = min((v for v in blocking if st.buffer(v).band), key=lambda v: st.buffer(v).words // st.buffer(v).band)
         buf = st.buffer(v)
-        buf.band = 0 if band_height(buf.band + 1) >= buf.h else band_height(buf.band + 1)
+        buf.band = 0 if band_height(buf.band + 1) >= buf.units else band_height(buf.band + 1)
+        buf.group = buf.group if buf.band else 0
         grown += 1

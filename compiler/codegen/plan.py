@@ -23,7 +23,7 @@ from isa.hardware import HardwareConfig
 from ..ir import Graph, Op
 from ..mapping import Block, Mapping
 from ..ops import kind_of
-from .rowops import band_height, row_windows, vector_chunk
+from .rowops import band_height, pixel_group, row_windows, vector_chunk
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
@@ -208,7 +208,7 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
         if mem.first_overflow is None:                                  # port too (`inport`); bands of one window
             break
         for buf in st.buffers.values():
-            buf.band = 0
+            buf.band = buf.group = 0
         counts, sent = line_buffers(g, mapping, st, plan, port, tight)
         if counts or port:
             for buf in st.buffers.values():
@@ -300,6 +300,9 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: 
         if rows >= buf.h or max(tiles.values()) + len(tiles) > 255:
             continue
         buf.band = rows
+        group = pixel_group(buf.w) if all(w.pointwise for w in wins) and not any(buf.pads) else 0
+        if group and v not in port:  # read pixel by pixel only: a ring of pixel groups instead of rows
+            buf.group, buf.band = group, 1 if tight else 2
         local[v] = tiles, homes, int(v in port and prod is not None)  # a graph output: its producers send it to the port
     settle_bands(g, mapping, st, plan, windows)
     counts: dict[tuple[str, int], int] = {}

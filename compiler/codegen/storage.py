@@ -39,7 +39,8 @@ class Buffer:
     pads: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     fill: int | None = None
     bases: dict[int, int] = field(default_factory=dict)
-    band: int = 0  # > 0: a line buffer of this many real rows (`row_base`; plan.py)
+    band: int = 0  # > 0: a line buffer of this many real rows (`row_base`; plan.py), or of pixel groups
+    group: int = 0  # > 0: a line buffer of ``band`` slots of this many pixels (`unit_base`; `rowops.pixel_group`)
 
     @property
     def wp(self) -> int:
@@ -54,7 +55,20 @@ class Buffer:
     @property
     def words(self) -> int:
         """Words of one copy."""
+        if self.group:
+            return self.band * self.group * self.c
         return (self.band or self.hp) * self.wp * self.c
+
+    @property
+    def units(self) -> int:
+        """The units its producer writes and its readers sweep, one after the other: its pixel groups when it is
+        held in groups (`group`), else its rows."""
+        return self.h * (self.w // self.group) if self.group else self.h
+
+    def unit_base(self, u: int) -> int:
+        """Offset of pixel group ``u`` (row-major over the image) in a line buffer held in groups: slot u mod band."""
+        assert self.group and 0 <= u < self.units, f"group {u} of a buffer of {self.units} groups"
+        return u % self.band * self.group * self.c
 
     def row_base(self, h: int) -> int:
         """Offset of row ``h`` (its left border included) in a copy: row h + pt of the padded buffer, or in a line
