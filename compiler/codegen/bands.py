@@ -74,38 +74,38 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
 
             def slot(r: int) -> int:
                 """Offset of row (group) r's first real word."""
-                return xb.unit_base(r) if xb.group else xb.row_base(r) + xb.pads[1] * xb.c
+                return xb.unit_base(r, tile) if xb.group else xb.row_base(r, tile) + xb.pads[1] * xb.c
 
             if x in which:
                 arrivals += [(which[x], xb.bases[tile] + slot(r) + st.views[x].coff,
-                              tuple(t + r % xb.band for t in told[x])) for r in range(got[x], reach)]
-            loads += [t + r % xb.band for r in range(got[x], reach) for t in waits[x]]
+                              tuple(t + r % xb.band_on(tile) for t in told[x])) for r in range(got[x], reach)]
+            loads += [t + r % xb.band_on(tile) for r in range(got[x], reach) for t in waits[x]]
             got[x] = max(got[x], reach)
             if xb.band:
                 frees += [(xb.bases[tile] + slot(r), (xb.group or xb.w) * xb.c) for r in range(freed[x], upto)]
                 freed[x] = max(freed[x], upto)
             if xb.group:
                 key += (0,)
-                starts.append(xb.bases[tile] + xb.unit_base(u) + st.views[x].coff)
+                starts.append(xb.bases[tile] + xb.unit_base(u, tile) + st.views[x].coff)
                 continue
             inside = [top + q * win.dh for q in range(win.kh)]
-            bases = [xb.row_base(h) if not xb.band or 0 <= h < xb.h else None for h in inside]
+            bases = [xb.row_base(h, tile) if not xb.band or 0 <= h < xb.h else None for h in inside]
             low = min(b for b in bases if b is not None)  # the pointer starts at the lowest kernel row (band slots
             key += tuple(BORDER if b is None else b - low for b in bases)  # wrap): offsets stay non-negative
             starts.append(xb.bases[tile] + low + (xb.pads[1] - win.pl + k * group * win.sw) * xb.c
                           + st.views[x].coff)
         if not gap and yb.group:
-            starts.append(yb.bases.get(tile, 0) + yb.unit_base(u) + st.views[yout].coff)
+            starts.append(yb.bases.get(tile, 0) + yb.unit_base(u, tile) + st.views[yout].coff)
         elif not gap:
-            starts.append(yb.bases.get(tile, 0) + yb.row_base(oy) + (yb.pads[1] + k * group) * yb.c
+            starts.append(yb.bases.get(tile, 0) + yb.row_base(oy, tile) + (yb.pads[1] + k * group) * yb.c
                           + st.views[yout].coff)
-        told_y = [t + u % yb.band for t in signals] if yb.group else \
-            [t + oy % yb.band for t in signals] if k == units - 1 else []
+        told_y = [t + u % yb.band_on(tile) for t in signals] if yb.group else \
+            [t + oy % yb.band_on(tile) for t in signals] if k == units - 1 else []
         rows.append(Row(tuple(starts), key, tuple(frees), tuple(arrivals), tuple(loads), tuple(told_y)))
-    out_period = yb.band if yb.group else (yb.band or 1) * units
-    period = math.lcm(out_period, *(st.buffer(x).band if st.buffer(x).group else
-                                    st.buffer(x).band // math.gcd(st.buffer(x).band, w.sh) * units
-                                    for x, w in inputs if st.buffer(x).band))
+    bands = {x: st.buffer(x).band_on(tile) for x, _ in inputs}  # the copies on this tile
+    out_period = yb.band_on(tile) if yb.group else (yb.band_on(tile) or 1) * units
+    period = math.lcm(out_period, *(bands[x] if st.buffer(x).group else bands[x] // math.gcd(bands[x], w.sh) * units
+                                    for x, w in inputs if bands[x]))
     return rows, period, receives
 
 
