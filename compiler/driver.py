@@ -6,6 +6,7 @@ import json
 from collections import abc
 from collections.abc import Mapping as MappingOf, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,14 @@ from isa.hardware import HardwareConfig, load_hardware
 
 from .codegen import generate
 from .codegen.generate import add_programming
+from .codegen.memory import plan_memory
 from .data import DatasetLoader, load
 from .frontend import check_reference, import_onnx
 from .inputs import checked_feeds
 from .modelref import model_files, referenced_source, restore_model
 from .ir import Graph, dump
 from .mapping import LayerMap, Mapping, place_layers
+from .mapping.fit import place_to_fit
 from .mapping.rounds import Round, partition, top_tile
 from .passes import CANONICALIZE, reject_unfolded, run_pipeline
 from .quant import Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, resolve_precision
@@ -178,7 +181,8 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
                   calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
                   crossbar_budget: int | None = None, replicate: int = 1,
                   input_shapes: InputShapes | None = None, data: DatasetLoader | None = None,
-                  calib_images: int = CALIB_IMAGES, drop_lrn: bool = False, rounds: bool = False) -> CompiledModel:
+                  calib_images: int = CALIB_IMAGES, drop_lrn: bool = False, rounds: bool = False,
+                  fit_words: int | None = None) -> CompiledModel:
     """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive", "spatial" (hollow-aware) or
     "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs; ``replicate``
     N copies each conv layer's weights N times to split its output rows; ``input_shapes``, e.g.
@@ -189,7 +193,9 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     ``data``. ``precision``: a preset name, a config (dict or JSON file) or ``"qdq"``, the model's own
     QuantizeLinear/DequantizeLinear quantizers (`quant.qdq`); None: ``"qdq"`` for a model with Q/DQ nodes, else
     ``"16bit"``. ``rounds``: when the weights need more tiles than the chip has, compile the layers in
-    reprogramming rounds (`mapping.rounds`) instead of failing."""
+    reprogramming rounds (`mapping.rounds`) instead of failing. The placement keeps each tile's holdings within
+    its memory where it can (`mapping.fit`); ``fit_words`` places for tiles of that many words instead of
+    ``hw``'s (a benchmark's chip grown only to what that placement still needs)."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     notes: list[str] = []
     graph, host, proto = import_graph(model, shapes_for_import(calib, input_shapes), drop_lrn, notes)
@@ -210,7 +216,9 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     if rounds:
         placed, programs = _compile_rounds(graph, prec, hwc, weights, fmt, mapping, replicate, crossbar_budget)
     else:
-        placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
+        fit = hwc if fit_words is None else hwc.with_changes(tile_mem_words=fit_words)
+        placed = place_to_fit(partial(place_layers, graph, prec, hwc, weights, mapping, replicate, crossbar_budget),
+                              lambda m: plan_memory(graph, prec, m, fit, fmt).top, fit.tile_mem_words)
     program = programs[0] if programs else generate(graph, prec, placed, hwc, fmt)
     warnings = notes + qdq_report + quantization_warnings(graph, prec, weights, ranges.values, fmt,
                                                          ranges.exponents)

@@ -21,8 +21,10 @@ from isa.errors import ModelError
 from isa.hardware import HardwareConfig
 
 from ..ir import Graph, Op
-from ..mapping import Block, Mapping
+from ..mapping import Block, LayerMap, Mapping
+from ..mapping.fit import tile_ops
 from ..ops import kind_of
+from .memory import LISTED, buffer_shape, describe
 from .rowops import Window, band_height, pixel_group, row_windows, vector_chunk
 from .storage import Storage, hwc
 
@@ -74,24 +76,26 @@ class TileMemory:
         self.hw = hw
         self.top: dict[int, int] = defaultdict(int)
         self.held: dict[int, list[tuple[str, int]]] = defaultdict(list)  # what each tile holds, for messages
+        self.details: dict[str, str] = {}  # what -> its shape, for the breakdown (`memory.breakdown`)
+        self.placed: dict[int, list[str]] = {}  # tile -> the ops placed on it, for the error
         self.first_overflow: tuple[int, str, int] | None = None  # (tile, what, words)
 
-    def alloc(self, tile: int, words: int, what: str = "scratch") -> int:
-        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...)."""
+    def alloc(self, tile: int, words: int, what: str = "scratch", detail: str = "") -> int:
+        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...; ``detail``: its shape)."""
         addr = self.top[tile]
         self.top[tile] += words
         self.held[tile].append((what, words))
+        if detail:
+            self.details[what] = detail
         if self.top[tile] > self.hw.tile_mem_words and self.first_overflow is None:
             self.first_overflow = (tile, what, words)
         return addr
 
     def holdings(self, tile: int, n: int = 3) -> str:
-        """The ``n`` largest holdings of ``tile`` and what the rest add up to, e.g. "tensor 'x' (3,712 words), ...,
+        """The ``n`` largest holdings of ``tile`` (`memory.breakdown`: one per tensor, partial sums, ...) with their
+        shapes and what the rest add up to, e.g. "tensor 'x' 3,712 words (band of 2 of 56 rows x 58 x 32), ...
         and 12 more (4,096 words)": what a placement or a line buffer would have to move or shrink."""
-        big = sorted(self.held[tile], key=lambda h: -h[1])
-        rest = big[n:]
-        text = ", ".join(f"{name} ({words:,} words)" for name, words in big[:n])
-        return text + (f", and {len(rest)} more ({sum(w for _, w in rest):,} words)" if rest else "")
+        return describe(self, tile, n)
 
     def check(self) -> None:
         """ModelError when a tile is full: what overflowed first, what that tile holds, the largest need of any
@@ -103,13 +107,16 @@ class TileMemory:
         tile, what, words = self.first_overflow
         need_tile = max(self.top, key=lambda t: self.top[t])
         need = self.top[need_tile]
+        ops = self.placed.get(tile)
+        placed = f" (ops placed on it: {', '.join(ops)})" if ops else ""
         busiest = "" if need_tile == tile else f": {self.holdings(need_tile, 5)}"
         fits = [n for n, p in PRESETS.items() if p.tile_mem_words >= need]
         presets = (f"presets with that much tile memory: {', '.join(fits)}" if fits else
                    "no preset has that much tile memory")
         raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
                          f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
-                         f"'{self.hw.name}'); its largest holdings: {self.holdings(tile, 5)}. Tensors are held whole on each tile that "
+                         f"'{self.hw.name}'){placed}; it holds {self.holdings(tile, LISTED)}. Tensors are held whole on "
+                         f"each tile that "
                          f"reads them, except those passed between row ops (convs, max pools, element-wise ops) and "
                          f"graph inputs through the input port, which are line-buffered (docs/design-notes.md, "
                          f"'Activations larger than a tile'); the largest tile needs {need:,} words (tile "
@@ -132,6 +139,8 @@ class CommPlan:
     streams: list[Stream] = field(default_factory=list)
     sends: dict[tuple[str, Core, int], list[Stream]] = field(default_factory=lambda: defaultdict(list))
     partials: dict[Block, Partial] = field(default_factory=dict)
+    links: dict[tuple[str, int, int, Core], Partial] = field(default_factory=dict)  # (layer, rep, col, core) ->
+    # where that core passes the running sum of a chained column block on (`chain_cores`, `_chain_links`)
     bias: dict[tuple[str, Core, int], int] = field(default_factory=dict)  # (layer, core, col block) -> address
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
     recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
@@ -217,7 +226,8 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
             fresh = TileMemory(hw)
             plan = _plan(g, mapping, st, hw, biased, fresh, bool(port))
             plan.counts, plan.sent = counts, sent
-            mem.top, mem.held, mem.first_overflow = fresh.top, fresh.held, fresh.first_overflow
+            mem.top, mem.held, mem.details, mem.first_overflow = fresh.top, fresh.held, fresh.details, fresh.first_overflow
+    mem.placed = tile_ops(mapping)
     mem.check()
     return plan
 
@@ -402,7 +412,8 @@ def _buffers(g: Graph, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
         tiles[root] |= {c[0] for c, _, _ in plan.producers.get(v, [])} | plan.need[v]
     for root, ts in tiles.items():
         for t in sorted(ts):
-            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words_on(t), f"tensor '{root}'")
+            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words_on(t), f"tensor '{root}'",
+                                                  buffer_shape(st.buffers[root], t))
 
 
 def _streams(g: Graph, plan: CommPlan, channels: _Channels) -> None:
@@ -423,8 +434,10 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
     tile); then, per replica and core, a bias vector per column block the core owns."""
     lm = mapping.layers[op.name]
     owners = lm.owners()
+    if lm.chain:
+        _chain_links(lm, op, plan, channels, mem)
     scratch = {b: mem.alloc(b.tile, b.cols[1] - b.cols[0], f"partial sums of '{op.name}'") for b in lm.blocks
-               if b.where != owners[b.c, b.rep]}
+               if b.where != owners[b.c, b.rep] and not lm.chain}
     for b, addr in scratch.items():
         owner = owners[b.c, b.rep]
         remote = None
@@ -442,6 +455,30 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
                 plan.bias[(op.name, core, c)] = mem.alloc(core[0], hi - lo, f"bias of '{op.name}'")
 
 
+def chain_cores(group: list[Block]) -> list[Core]:
+    """The cores of a column block's row blocks in row order (each holds a run of consecutive rows)."""
+    return list(dict.fromkeys(b.where for b in group))
+
+
+def _chain_links(lm: LayerMap, op: Op, plan: CommPlan, channels: _Channels, mem: TileMemory) -> None:
+    """A chained layer (`LayerMap.chain`): every column block held by several cores passes one running sum on,
+    core to core in row order, and the last core passes the whole sum back to the owner (the first), so each
+    core holds one sum of the block's width (and, when the next core is on another tile, that tile one more)
+    instead of the owner holding one per row block."""
+    for rep in range(lm.replicas):
+        for c, group in BlockIndex([b for b in lm.blocks if b.rep == rep]).by_col.items():
+            cores = chain_cores(group)
+            n = group[0].cols[1] - group[0].cols[0]
+            for k, src in enumerate(cores if len(cores) > 1 else []):
+                dst = cores[(k + 1) % len(cores)]
+                addr = mem.alloc(src[0], n, f"running sums of '{op.name}'")
+                remote = None
+                if dst[0] != src[0]:
+                    ch = channels.take(src[0], dst[0])
+                    remote = (mem.alloc(dst[0], n, f"running sums of '{op.name}'"), ch)
+                plan.links[(op.name, rep, c, src)] = Partial(addr, remote)
+
+
 def _affine_consts(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
     """The constants of every vector op that keeps some in tile memory (its kind's ``const_words``: e.g. an
     affine op's scale and shift, rule AFFINE), on its core's tile, like a crossbar layer's bias."""
@@ -449,7 +486,7 @@ def _affine_consts(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, mem:
         words = kind_of(op).const_words(g, op, st.fmt)
         if words:
             tile = mapping.layers[op.name].blocks[0].tile if op.is_crossbar else mapping.vector[op.name][0]
-            plan.consts[op.name] = mem.alloc(tile, words)
+            plan.consts[op.name] = mem.alloc(tile, words, f"constants of '{op.name}'")
 
 
 def owned_columns(blocks: list[Block], core: Core) -> list[int]:
