@@ -96,10 +96,10 @@ def test_the_skip_band_covers_the_branch_lag() -> None:
     model, x = residual(size=32, depth=4)
     whole, cm = banded_program(model, x, 8, tiles=1)
     st, plan = planned(cm)
-    assert st.buffer("t").band == 6 and st.buffer("r0").band == 4
+    assert st.buffer("t").band_on(0) == 6 and st.buffer("r0").band_on(0) == 4
     windows = {op.name: row_windows(cm.graph, cm.mapping, op) for op in cm.graph.ops}
     assert RowSchedule(cm.graph, cm.mapping, st, plan, windows).run() == []
-    st.buffer("t").band = 4
+    st.buffer("t").slots[0] = 4
     assert RowSchedule(cm.graph, cm.mapping, st, plan, windows).run() == ["t"]
     out = run(cm, {"x": x})
     assert bit_exact(cm, {"x": x}, out)

@@ -15,7 +15,7 @@ from ..quant import LayerPrecision
 from ..quant.functional import QuantizedLayer
 from .context import Context
 from .epilogue import activation, finish
-from .bands import BORDER, band_rows, window_offsets_of
+from .bands import BORDER, band_rows, unit_pixels, window_offsets_of
 from .loops import LoopRegs, pixel_loop, row_loop
 from .plan import PARTIAL_READERS, SHARED_READERS, BlockIndex, Core, Partial, chain_cores
 from .storage import hwc
@@ -127,7 +127,8 @@ def _core(ctx: Context, core: Core, op: Op, index: BlockIndex, bias: np.ndarray 
     if banded:
         rows, period, receives = band_rows(ctx, core, op)
         row_offs.update(window_offsets_of(ctx, op, rows))
-        row_loop(out, LoopRegs.of(hw), rows, ow, [ptrs[0][2], out_pix], body, period, node=node, receive=receives,
+        row_loop(out, LoopRegs.of(hw), rows, unit_pixels(ctx, op), [ptrs[0][2], out_pix], body, period, node=node,
+                 receive=receives,
                  token=data)  # the partial-sum buffer: loaded before every use
         return
     pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=crossbar_kind(op).windowed, node=node)

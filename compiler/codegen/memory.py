@@ -24,11 +24,13 @@ if TYPE_CHECKING:
 LISTED = 8
 
 
-def buffer_shape(buf: Buffer) -> str:
-    """The shape of one copy of ``buf``: a band of R of the tensor's H rows or the whole padded tensor, as rows x
-    padded width x channels."""
+def buffer_shape(buf: Buffer, tile: int | None = None) -> str:
+    """The shape of the copy of ``buf`` on ``tile``: a band of R of the tensor's H rows (rows x padded width x
+    channels), a ring of R of its pixel groups (groups x pixels x channels), or the whole padded tensor."""
+    if buf.band and buf.group:
+        return f"ring of {buf.band_on(tile)} of {buf.units} groups x {buf.group} x {buf.c}"
     if buf.band:
-        return f"band of {buf.band} of {buf.h} rows x {buf.wp} x {buf.c}"
+        return f"band of {buf.band_on(tile)} of {buf.h} rows x {buf.wp} x {buf.c}"
     return f"whole {buf.hp} x {buf.wp} x {buf.c}"
 
 

@@ -24,8 +24,8 @@ from ..ir import Graph, Op
 from ..mapping import Block, LayerMap, Mapping
 from ..mapping.fit import tile_ops
 from ..ops import kind_of
-from .rowops import band_height, row_windows, vector_chunk
 from .memory import LISTED, buffer_shape, describe
+from .rowops import Window, band_height, pixel_group, row_windows, vector_chunk
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
@@ -218,7 +218,8 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
         if mem.first_overflow is None:                                  # port too (`inport`); bands of one window
             break
         for buf in st.buffers.values():
-            buf.band = 0
+            buf.band = buf.group = 0
+            buf.slots.clear()
         counts, sent = line_buffers(g, mapping, st, plan, port, tight)
         if counts or port:
             for buf in st.buffers.values():
@@ -268,7 +269,7 @@ def _tokens(st: Storage, plan: CommPlan, mem: TileMemory) -> None:
             for w in plan.writers(st, root, t):
                 for r in plan.readers[root]:
                     if r[0] == t and r != w:
-                        plan.tokens[(root, w, r)] = mem.alloc(t, buf.band, f"row tokens of '{root}'")
+                        plan.tokens[(root, w, r)] = mem.alloc(t, buf.band_on(t), f"row tokens of '{root}'")
 
 
 def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: set[str] | None = None,
@@ -298,19 +299,29 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: 
         if ((v in ends or prod is None) and v not in port or prod is not None and windows[prod.name] is None
                 or v in shared or st.root(v) != v or len(info.shape) != 3 or not (readers or v in port)):
             continue
-        wins = [w for op in readers for k, w in (windows[op.name] or {}).items() if op.inputs[k] == v]
-        if len(wins) != len(readers):  # a reader that is no row op, or reads v as an operand it does not sweep
+        read = [(op, w) for op in readers for k, w in (windows[op.name] or {}).items() if op.inputs[k] == v]
+        if len(read) != len(readers):  # a reader that is no row op, or reads v as an operand it does not sweep
             continue
         buf = st.buffer(v)
-        # an output read by no op here: a row being sent, the next stored
-        rows = (band_height(max([w.height for w in wins], default=2)) if tight else
-                1 << (max([w.span for w in wins], default=2) - 1).bit_length())
-        rows = min(rows, buf.h)
+        wins = [w for _, w in read]
+        group = pixel_group(buf.w) if all(w.pointwise for w in wins) and not any(buf.pads) else 0
+        group = 0 if v in port else group  # read pixel by pixel only: a ring of pixel groups instead of rows
+
+        def slots(wins: list[Window]) -> int:
+            """The slots a copy holds for the readers ``wins`` on its tile (none: a row being sent, then the next)."""
+            if not wins or group:
+                return 1 if not wins or tight else 2
+            return min(buf.h, band_height(max(w.height for w in wins)) if tight else
+                       1 << (max(w.span for w in wins) - 1).bit_length())
+
+        rows = slots(wins)
         homes = _homes(plan, v, port if prod is None else set())
         tiles = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | homes}
-        if rows >= buf.h or max(tiles.values()) + len(tiles) > 255:
+        if not group and rows >= buf.h or max(tiles.values()) + len(tiles) > 255:
             continue
-        buf.band = rows
+        buf.band, buf.group = rows, group
+        buf.slots = {t: slots([w for op, w in read if any(c[0] == t for c in cores_of(mapping, op))])
+                     for t in tiles}  # each copy holds what the readers on its tile need
         local[v] = tiles, homes, int(v in port and prod is not None)  # a graph output: its producers send it to the port
     settle_bands(g, mapping, st, plan, windows)
     counts: dict[tuple[str, int], int] = {}
@@ -402,8 +413,8 @@ def _buffers(g: Graph, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
         tiles[root] |= {c[0] for c, _, _ in plan.producers.get(v, [])} | plan.need[v]
     for root, ts in tiles.items():
         for t in sorted(ts):
-            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words, f"tensor '{root}'",
-                                                  buffer_shape(st.buffers[root]))
+            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words_on(t), f"tensor '{root}'",
+                                                  buffer_shape(st.buffers[root], t))
 
 
 def _streams(g: Graph, plan: CommPlan, channels: _Channels) -> None:

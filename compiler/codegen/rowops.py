@@ -18,7 +18,7 @@ from ..ir import Graph, Op
 from ..mapping import Mapping
 from ..ops import kind_of
 from .loops import LOOP_REGS
-from .storage import hwc
+from .storage import Storage, hwc
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,26 @@ class Window:
     dh: int = 1
     pt: int = 0
     pl: int = 0
+    kw: int = 1
+    sw: int = 1
+
+    @property
+    def pointwise(self) -> bool:
+        """One pixel per output pixel, the same (h, w): a 1x1 stride-1 conv, an element-wise op, a global
+        average. Only pointwise readers let a line buffer be held in pixel groups (`pixel_group`)."""
+        return (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl) == (1, 1, 1, 1, 0, 0)
+
+    def unit_rows(self, u: int, units: int, oh: int, h: int, grouped: bool) -> tuple[int, int, int]:
+        """`rows` of sweep unit ``u`` of an op sweeping ``units`` units per output row (`rowops.sweep_group`):
+        over an input held in pixel groups (``grouped``, ``h`` its groups) the group u itself; over rows, its
+        output row's window (the rows it frees only after the row's last unit)."""
+        if grouped:
+            return u, u + 1, u + 1
+        oy, k = divmod(u, units)
+        top, reach, upto = self.rows(oy, oh, h)
+        if k < units - 1:
+            upto = self.rows(oy - 1, oh, h)[2] if oy else 0
+        return top, reach, upto
 
     def rows(self, oy: int, oh: int, h: int) -> tuple[int, int, int]:
         """(top, reach, upto) of output row ``oy`` of ``oh`` over an input of ``h`` rows: its window's top row
@@ -125,5 +145,30 @@ def row_windows(g: Graph, mapping: Mapping, op: Op) -> dict[int, Window] | None:
 
 
 def _window(op: Op) -> Window:
-    (kh, _), (sh, _) = op.attrs["kernel"], op.attrs["strides"]
-    return Window(kh, sh, op.attrs.get("dilations", (1, 1))[0], op.attrs["pads"][0], op.attrs["pads"][1])
+    (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["strides"]
+    return Window(kh, sh, op.attrs.get("dilations", (1, 1))[0], op.attrs["pads"][0], op.attrs["pads"][1], kw, sw)
+
+
+#: Most pixel groups per row of a line buffer held in groups. The groups of a row are unrolled in the sweeps
+#: that touch it (`loops.row_loop`), so their number, not the width, sets the code size.
+GROUP_UNITS = 8
+
+
+def pixel_group(width: int) -> int:
+    """The pixels per slot of a line buffer of ``width`` pixels held in pixel groups: the width over its largest
+    divisor of at most `GROUP_UNITS` (56 -> 7, 28 -> 4, 7 -> 1); 0 when that is the whole row (rows are the slots
+    then)."""
+    units = max(d for d in range(1, min(GROUP_UNITS, width) + 1) if width % d == 0)
+    return width // units if units > 1 else 0
+
+
+def sweep_group(st: Storage, op: Op) -> int:
+    """Pixels per sweep unit of a row op: the pixel group of the line buffers it reads or writes that are held in
+    groups (one width, hence one group: their readers are pointwise); 0 when it sweeps whole rows."""
+    return max([st.buffer(v).group for v in [*op.inputs, op.outputs[0]] if v in st.views], default=0)
+
+
+def sweep_units(g: Graph, st: Storage, op: Op) -> int:
+    """Units of a row op's sweep per row (`sweep_rows`): its row's pixel groups (`sweep_group`), else 1."""
+    group = sweep_group(st, op)
+    return hwc(g.values[op.inputs[0] if global_average(g, op) else op.outputs[0]].shape)[1] // group if group else 1

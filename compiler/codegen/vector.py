@@ -18,7 +18,7 @@ from ..quant.functional import DIV_FRAC, divisor_coef
 from ..quant.windows import window_counts
 from .context import Context
 from .epilogue import activation, finish
-from .bands import BORDER, band_rows
+from .bands import BORDER, band_rows, unit_pixels
 from .loops import LoopRegs, Pointer, pixel_loop, row_loop
 from .plan import SHARED_READERS, Core
 from .rowops import eltwise_receive_regs, gap_registers, global_average, vector_chunk
@@ -84,7 +84,8 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
         return
     if is_max and (ctx.st.buffer(x).band or ctx.st.buffer(op.outputs[0]).band):  # `plan.line_buffers`
         rows, period, receives = band_rows(ctx, core, op)
-        row_loop(out, LoopRegs.of(ctx.hw), rows, ow, [src[2], out_ptr[2]], lambda m, r: body(m, 0, rows[r].key),
+        row_loop(out, LoopRegs.of(ctx.hw), rows, unit_pixels(ctx, op), [src[2], out_ptr[2]],
+                 lambda m, r: body(m, 0, rows[r].key),
                  period, node=node, receive=receives, token=a)
         return
     if is_max:
@@ -189,7 +190,8 @@ def _gap_rows(ctx: Context, op: Op) -> None:
             out.append(ops.add(d=acc + c0, a=acc + c0, b=tmp, n=n, w=64, node=node))
 
     rows, period, receives = band_rows(ctx, core, op)
-    row_loop(out, regs, rows, w, [ctx.st.pixel_step(x)[1]], body, period, node=node, receive=receives, token=tmp)
+    row_loop(out, regs, rows, unit_pixels(ctx, op), [ctx.st.pixel_step(x)[1]], body, period, node=node,
+             receive=receives, token=tmp)
     out_ptr = (ctx.st.buffer(yout).bases[core[0]] + ctx.st.origin(yout), *ctx.st.pixel_step(yout))
     fi = ctx.fmt[x][1]
     for c0, n in chunks:
@@ -253,7 +255,8 @@ def _eltwise_rows(ctx: Context, op: Op) -> None:
 
     rows, period, receives = band_rows(ctx, core, op)
     steps = [ctx.st.pixel_step(v)[1] for v in [*op.inputs, op.outputs[0]]]
-    row_loop(ctx.code(core), LoopRegs.of(ctx.hw), rows, ow, steps, body, period, node=op.name, receive=receives,
+    row_loop(ctx.code(core), LoopRegs.of(ctx.hw), rows, unit_pixels(ctx, op), steps, body, period, node=op.name,
+             receive=receives,
              rx=eltwise_receive_regs(ctx.g, op, ctx.hw), token=a)
 
 
