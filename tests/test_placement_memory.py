@@ -14,6 +14,7 @@ import pytest
 from compiler.codegen.memory import breakdown, plan_memory
 from compiler.mapping import place_layers
 from compiler.mapping.fit import tile_ops
+from compiler.mapping.rounds import partition
 from compiler.quant.blockcache import quantized
 from compiler.runner import bit_exact, run
 from isa.encoding import encode_program
@@ -119,3 +120,22 @@ def test_a_layer_whose_partial_sums_overflow_the_owner_tile_passes_one_running_s
     assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
     assert encode_program(compile_model(model, precision, hw=small, calib={"x": x}).program) == \
         encode_program(cm.program)
+
+
+def test_rounds_are_placed_within_the_tile_memory_and_chain_their_partial_sums() -> None:
+    """A chip of 4 tiles x 2 cores x 2 MVMUs holds h's 16 blocks or y's 2, not both: two rounds. On tiles one
+    word smaller than h's round needs unchained, the round chains h and fits; the rounds run bit-exact and give
+    the integers of the model on one chip large enough for everything."""
+    model, x = wide_dense()
+    hw = DEFAULT.with_changes(name="small", tiles=4, cores_per_tile=2, mvmus_per_core=2)
+    grown = compile_model(model, "16bit", hw=hw.with_changes(tiles=16), calib={"x": x})
+    weights = {op.name: quantized(op, grown.precision[op.name]).weight for op in grown.graph.crossbar_ops()}
+    plan = partition(grown.graph, grown.precision, hw, weights, grown.formats)  # packed by crossbars alone
+    assert len(plan.rounds) == 2 and not plan.rounds[0].mapping.layers["h"].chain
+    first = plan.rounds[0]  # h's round
+    words = max(plan_memory(first.graph, plan.prec, first.mapping, hw, plan.fmt).top.values()) - 1
+    cm = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=words), calib={"x": x}, rounds=True)
+    assert len(cm.rounds) == 2 and cm.mapping.layers["h"].chain
+    out = run(cm, {"x": x})
+    assert bit_exact(cm, {"x": x}, out)
+    assert np.array_equal(run(grown, {"x": x}).device_int["y"], out.device_int["y"])
