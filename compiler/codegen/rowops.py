@@ -55,11 +55,12 @@ class Window:
 
     def rows(self, oy: int, oh: int, h: int) -> tuple[int, int, int]:
         """(top, reach, upto) of output row ``oy`` of ``oh`` over an input of ``h`` rows: its window's top row
-        (negative in the border), the input rows [0, reach) it needs (every row before the ones it frees, too),
-        and the rows [0, upto) no later output row reads (all of them after the last row)."""
+        (negative in the border), the input rows [0, reach) its window needs, and the rows [0, upto) no later
+        output row reads (all of them after the last row). Rows in [reach, upto) (a stride taller than the
+        window: the odd rows of a 1x1/2 conv) are freed unread after the row, each once it is there."""
         top = oy * self.sh - self.pt
         upto = h if oy == oh - 1 else min(max(top + self.sh, 0), h)
-        reach = max(upto, min(max(top + (self.kh - 1) * self.dh + 1, 0), h))
+        reach = min(max(top + (self.kh - 1) * self.dh + 1, 0), h)
         return top, reach, upto
 
     @property
