@@ -1,6 +1,6 @@
-"""Line buffers (docs/design-notes.md, "Activations larger than a tile"): the output rows of a row op (a crossbar
-conv, a max pool, an element-wise op; `rowops.row_windows`) that reads or writes a line-buffered tensor, for
-`loops.row_loop`."""
+"""Line buffers (docs/design-notes.md, "Activations larger than a tile"): the output rows (or pixel groups of rows,
+for rings of pixel groups) of a row op (a crossbar conv, a max pool, an element-wise op; `rowops.row_windows`)
+that reads or writes a line-buffered tensor, for `loops.row_loop`."""
 
 from __future__ import annotations
 
@@ -68,6 +68,7 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
         frees: list[tuple[int, int]] = []
         arrivals: list[tuple[int, int, tuple[int, ...]]] = []
         loads: list[int] = []
+        late: list[tuple[tuple[tuple[int, int, tuple[int, ...]], ...], tuple[int, ...], tuple[int, int]]] = []
         for x, win in inputs:
             xb = st.buffer(x)
             top, reach, upto = win.unit_rows(u, units, oh, xb.units, bool(xb.group))
@@ -76,14 +77,24 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
                 """Offset of row (group) r's first real word."""
                 return xb.unit_base(r, tile) if xb.group else xb.row_base(r, tile) + xb.pads[1] * xb.c
 
+            def arrived(r: int) -> tuple[int, int, tuple[int, ...]]:
+                """The receive of row (group) r and the tokens telling the tile's other readers."""
+                return which[x], xb.bases[tile] + slot(r) + st.views[x].coff, tuple(t + r % xb.band_on(tile)
+                                                                                   for t in told[x])
+
             if x in which:
-                arrivals += [(which[x], xb.bases[tile] + slot(r) + st.views[x].coff,
-                              tuple(t + r % xb.band_on(tile) for t in told[x])) for r in range(got[x], reach)]
+                arrivals += [arrived(r) for r in range(got[x], reach)]
             loads += [t + r % xb.band_on(tile) for r in range(got[x], reach) for t in waits[x]]
             got[x] = max(got[x], reach)
             if xb.band:
-                frees += [(xb.bases[tile] + slot(r), (xb.group or xb.w) * xb.c) for r in range(freed[x], upto)]
+                frees += [(xb.bases[tile] + slot(r), (xb.group or xb.w) * xb.c)
+                          for r in range(freed[x], min(upto, reach))]
+                late += [((arrived(r),) if x in which and r >= got[x] else (),
+                          tuple(t + r % xb.band_on(tile) for t in waits[x]) if r >= got[x] else (),
+                          (xb.bases[tile] + slot(r), (xb.group or xb.w) * xb.c))
+                         for r in range(max(freed[x], reach), upto)]  # below the window: freed unread
                 freed[x] = max(freed[x], upto)
+                got[x] = max(got[x], upto)
             if xb.group:
                 key += (0,)
                 starts.append(xb.bases[tile] + xb.unit_base(u, tile) + st.views[x].coff)
@@ -101,7 +112,7 @@ def band_rows(ctx: Context, core: Core, op: Op) -> tuple[list[Row], int, list[Re
                           + st.views[yout].coff)
         told_y = [t + u % yb.band_on(tile) for t in signals] if yb.group else \
             [t + oy % yb.band_on(tile) for t in signals] if k == units - 1 else []
-        rows.append(Row(tuple(starts), key, tuple(frees), tuple(arrivals), tuple(loads), tuple(told_y)))
+        rows.append(Row(tuple(starts), key, tuple(frees), tuple(arrivals), tuple(loads), tuple(told_y), tuple(late)))
     bands = {x: st.buffer(x).band_on(tile) for x, _ in inputs}  # the copies on this tile
     out_period = yb.band_on(tile) if yb.group else (yb.band_on(tile) or 1) * units
     period = math.lcm(out_period, *(bands[x] if st.buffer(x).group else bands[x] // math.gcd(bands[x], w.sh) * units

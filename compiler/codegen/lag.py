@@ -71,14 +71,17 @@ class RowSchedule:
         self.got: dict[tuple[str, int], int] = defaultdict(int)
         self.freed: dict[tuple[str, str], int] = defaultdict(int)
         self.next = {op.name: 0 for op in self.ops}
+        self.late: dict[str, dict[str, int]] = defaultdict(dict)  # op -> line buffer -> rows it frees unread to
         self.wait: dict[str, tuple[set[str], str | None]] = {}  # op -> (the ops it waits for, the slot's tensor)
         self.full: dict[str, set[int]] = defaultdict(set)  # line buffer -> the tiles where a slot was waited for
         progress = True
         while progress:
             progress = False
             for op in self.ops:
+                self.moved = False
                 while not self._done(op) and self._step(op):
                     progress = True
+                progress |= self.moved
         return [] if all(self._done(op) for op in self.ops) else self._cycle()
 
     def _cycle(self) -> list[str]:
@@ -121,7 +124,27 @@ class RowSchedule:
         return {o for o in self.readers_on.get((v, tile), set()) if row >= band + self.freed[(v, o)]}
 
     def _done(self, op: Op) -> bool:
-        return self.next[op.name] >= self.sweep[op.name]
+        return self.next[op.name] >= self.sweep[op.name] and not self.late[op.name]
+
+    def _free_late(self, op: Op) -> bool:
+        """Free the next row that ``op``'s last unit frees unread (below its window, `rowops.Window.rows`) once it
+        is there on each of its tiles (receiving it on the way); False when it waits."""
+        name, tiles = op.name, {c[0] for c in self.cores[op.name]}
+        v, upto = next(iter(self.late[name].items()))
+        r = self.freed[(v, name)]
+        for t in tiles:
+            if (v, t) in self.inline.get(name, []) and self.got[(v, t)] <= r < self.made.get(v, 0):
+                if not self._slot(v, t, self.got[(v, t)]):
+                    return self._block(name, self._slow(v, t, self.got[(v, t)]), v, (t,))
+                self.got[(v, t)] += 1
+                self.moved = True
+        short = [t for t in tiles if self._avail(v, t) <= r]
+        if short:
+            return self._block(name, set().union(*(self._source(v, t) for t in short)))
+        self.freed[(v, name)] = r + 1
+        if r + 1 >= upto:
+            del self.late[name][v]
+        return True
 
     def _avail(self, v: str, tile: int) -> int:
         """Rows of ``v`` present on ``tile`` (a concat's: the fewest of its parts')."""
@@ -147,7 +170,10 @@ class RowSchedule:
         return not readers or row < self.st.buffer(v).band_on(tile) + min(self.freed[(v, o)] for o in readers)
 
     def _step(self, op: Op) -> bool:
-        """Compute the next row of ``op`` if it can (receiving what it may on the way)."""
+        """Compute the next row of ``op`` if it can (receiving what it may on the way), after the rows the last
+        one frees unread."""
+        if self.late[op.name]:
+            return self._free_late(op)
         name, oy = op.name, self.next[op.name]
         tiles = {c[0] for c in self.cores[name]}
         heads = [u for u in self.heads.get(name, []) if self.made.get(u, 0) < self.rows[u]]
@@ -181,9 +207,11 @@ class RowSchedule:
             return self._block(name, set().union(*(self._slow(out, t, slot) for t in full)), out, tuple(full))
         done = oy + 1 if grouped else row + int(last)
         self.made[out] = int(oy == self.sweep[name] - 1) if name in self.averages else done  # an average: at the end
-        for v, (_, _, upto) in reach.items():
+        for v, (_, needs, upto) in reach.items():
             if self.st.buffer(v).band:
-                self.freed[(v, name)] = upto
+                self.freed[(v, name)] = max(self.freed[(v, name)], min(upto, needs))
+                if upto > self.freed[(v, name)]:
+                    self.late[name][v] = upto  # below its window: freed unread, one row after the other
         self.next[name] = oy + 1
         return True
 

@@ -6,7 +6,8 @@ Row ops: a crossbar conv computed by one replica; a max pool in one channel chun
 element-wise op whose inputs are distinct and have the output's (C, H, W) shape (no broadcast; its channel
 chunks are taken pixel by pixel), on a core with two spare registers for the row receives
 (`eltwise_receive_regs`); a global average (`global_average`), whose rows are its input's (`sweep_rows`), when its accumulators fit
-the registers (`gap_registers`)."""
+the registers (`gap_registers`). A row op that reads or writes a line buffer held in pixel groups
+(`pixel_group`) sweeps each row group by group (`sweep_group`, `sweep_units`, `Window.unit_rows`)."""
 
 from __future__ import annotations
 
@@ -54,11 +55,12 @@ class Window:
 
     def rows(self, oy: int, oh: int, h: int) -> tuple[int, int, int]:
         """(top, reach, upto) of output row ``oy`` of ``oh`` over an input of ``h`` rows: its window's top row
-        (negative in the border), the input rows [0, reach) it needs (every row before the ones it frees, too),
-        and the rows [0, upto) no later output row reads (all of them after the last row)."""
+        (negative in the border), the input rows [0, reach) its window needs, and the rows [0, upto) no later
+        output row reads (all of them after the last row). Rows in [reach, upto) (a stride taller than the
+        window: the odd rows of a 1x1/2 conv) are freed unread after the row, each once it is there."""
         top = oy * self.sh - self.pt
         upto = h if oy == oh - 1 else min(max(top + self.sh, 0), h)
-        reach = max(upto, min(max(top + (self.kh - 1) * self.dh + 1, 0), h))
+        reach = min(max(top + (self.kh - 1) * self.dh + 1, 0), h)
         return top, reach, upto
 
     @property
@@ -100,12 +102,15 @@ def eltwise_receive_regs(g: Graph, op: Op, hw: HardwareConfig) -> tuple[int, int
 def gap_registers(g: Graph, op: Op, hw: HardwareConfig) -> tuple[int, int] | None:
     """(temporary, first accumulator) registers of a global average that sweeps a line buffer's rows once,
     accumulating every channel chunk of a pixel in its own registers (`vector._gap_rows`): a chunk's temporary
-    at the data registers, then the C accumulators after it, or in the MVMU registers, idle on a vector core;
-    None when neither holds them."""
+    at the data registers, then the C accumulators after it, or in the MVMU registers, idle on a vector core, or
+    from register 0 over the MVMU registers into the data registers, the temporary after them (ResNet-50's 2,048
+    channels on `puma-chip`'s 1,536 MVMU registers); None when none of these holds them."""
     c, chunk, top = hwc(g.values[op.inputs[0]].shape)[2], vector_chunk(g, op, hw), hw.core_regs - LOOP_REGS
     if hw.data_base + chunk + c <= top:
         return hw.data_base, hw.data_base + chunk
-    return (hw.data_base, 0) if c <= hw.data_base else None
+    if c <= hw.data_base:
+        return hw.data_base, 0
+    return (c, 0) if c + chunk <= top else None
 
 
 def global_average(g: Graph, op: Op) -> bool:
