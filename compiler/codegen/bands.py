@@ -1,6 +1,6 @@
-"""Line buffers (docs/design-notes.md, "Activations larger than a tile"): the output rows of a row op (a crossbar
-conv, a max pool, an element-wise op; `rowops.row_windows`) that reads or writes a line-buffered tensor, for
-`loops.row_loop`."""
+"""Line buffers (docs/design-notes.md, "Activations larger than a tile"): the output rows (or pixel groups of rows,
+for rings of pixel groups) of a row op (a crossbar conv, a max pool, an element-wise op; `rowops.row_windows`)
+that reads or writes a line-buffered tensor, for `loops.row_loop`."""
 
 from __future__ import annotations
 

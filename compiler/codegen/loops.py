@@ -67,7 +67,8 @@ def pixel_loop(out: list[Instr], regs: LoopRegs, oh: int, ow: int, ptrs: list[Po
 
 @dataclass(frozen=True)
 class Row:
-    """What one output row of a line-buffered loop needs: each pointer's address at its first pixel, the key of
+    """What one output row (or pixel group of a row, `bands.band_rows`) of a line-buffered loop needs: each
+    pointer's address at its first pixel, the key of
     its body (the offsets of its window's kernel rows from the window origin: rows with equal keys emit the same
     instructions), the (address, words) it frees afterwards, and the row tokens it waits for and signals
     (`plan.Token`)."""

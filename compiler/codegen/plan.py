@@ -279,11 +279,14 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: 
     (`CommPlan.store_count`). A tensor can when it is produced by a row op (`rowops.row_windows`: a conv, a max
     pool, an element-wise op) and read only by row ops, on any tiles, and is not a graph input or output nor part
     of a concat; a conv whose column blocks are owned on several tiles stores each tile's channels in that tile's
-    copy and sends them on. The band holds the rows its tallest window spans plus a stride, rounded up to a power
-    of two (so that the period of a conv's rows, the bands of its input over its stride and of its output, is at
-    most the larger band); ``tight``: only the rows its tallest window spans (`rowops.band_height`: the producer
-    then writes a reader's next rows only after the reader's row, less overlap for less memory); then
-    `lag.settle_bands` grows the bands that readers joining later need (a residual add). The graph inputs and outputs in ``port`` go through the host port (`inport`): an input like a produced
+    copy and sends them on. Each tile's copy (`Buffer.slots`) holds the rows the tallest window of the readers on
+    that tile spans plus a stride, rounded up to a power of two (so that the period of a conv's rows, the bands
+    of its input over its stride and of its output, is at most the larger band), one row on a producer's tile
+    with no reader; ``tight``: only the rows its tallest window spans (`rowops.band_height`: the producer then
+    writes a reader's next rows only after the reader's row, less overlap for less memory). A tensor read only
+    pointwise (`rowops.Window.pointwise`) is a ring of pixel groups instead (`rowops.pixel_group`: two groups,
+    one when tight or on a producer's tile with no reader). Then `lag.settle_bands` grows the copies that readers
+    joining later need (a residual add). The graph inputs and outputs in ``port`` go through the host port (`inport`): an input like a produced
     tensor with no producer to send it (the port sends it to every tile itself), an output sent to the port as it
     is produced (one more reader count on its producers' tiles)."""
     from .lag import settle_bands

@@ -6,7 +6,8 @@ Row ops: a crossbar conv computed by one replica; a max pool in one channel chun
 element-wise op whose inputs are distinct and have the output's (C, H, W) shape (no broadcast; its channel
 chunks are taken pixel by pixel), on a core with two spare registers for the row receives
 (`eltwise_receive_regs`); a global average (`global_average`), whose rows are its input's (`sweep_rows`), when its accumulators fit
-the registers (`gap_registers`)."""
+the registers (`gap_registers`). A row op that reads or writes a line buffer held in pixel groups
+(`pixel_group`) sweeps each row group by group (`sweep_group`, `sweep_units`, `Window.unit_rows`)."""
 
 from __future__ import annotations
 
