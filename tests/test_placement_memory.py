@@ -14,6 +14,7 @@ import pytest
 from compiler.codegen.memory import breakdown, plan_memory
 from compiler.mapping import place_layers
 from compiler.mapping.fit import tile_ops
+from compiler.mapping.rounds import partition
 from compiler.quant.blockcache import quantized
 from compiler.runner import bit_exact, run
 from isa.encoding import encode_program
@@ -93,19 +94,22 @@ def wide_dense() -> tuple[Any, np.ndarray]:
     return model, rng.random((3, 1024)).astype(np.float32)
 
 
-def test_a_layer_whose_partial_sums_overflow_the_owner_tile_passes_one_running_sum_on() -> None:
+@pytest.mark.parametrize("precision", ["16bit", {"preset": "16bit", "layers": {"h": {"acc_frac_delta": 6}}}],
+                         ids=["16bit", "saturating"])
+def test_a_layer_whose_partial_sums_overflow_the_owner_tile_passes_one_running_sum_on(precision: Any) -> None:
     """Two MVMUs per core, two cores per tile: each of h's column blocks spans four cores on two tiles. Its
     owner's tile holds x whole and the six partial sums of the other row blocks (2,120 words); chained, each
     core passes one running sum on, in row order, and the tile holds three sums. The adds are the same, in the
-    same order: the integers equal those of the unchained program."""
+    same order (with an accumulator 2^6 too fine, where the running sums saturate, too): the integers equal
+    those of the unchained program and of the functional model."""
     model, x = wide_dense()
     hw = DEFAULT.with_changes(name="small", tiles=16, cores_per_tile=2, mvmus_per_core=2)
-    whole = compile_model(model, "16bit", hw=hw, calib={"x": x})
+    whole = compile_model(model, precision, hw=hw, calib={"x": x})
     assert not whole.mapping.layers["h"].chain
     needs = plan_memory(whole.graph, whole.precision, whole.mapping, hw, whole.formats).top
     words = max(needs.values()) - 1
     small = hw.with_changes(tile_mem_words=words)
-    cm = compile_model(model, "16bit", hw=small, calib={"x": x})
+    cm = compile_model(model, precision, hw=small, calib={"x": x})
     assert cm.mapping.layers["h"].chain and tile_ops(cm.mapping) == tile_ops(whole.mapping)
     mem = plan_memory(cm.graph, cm.precision, cm.mapping, small, cm.formats)
     assert max(mem.top.values()) <= words
@@ -114,5 +118,24 @@ def test_a_layer_whose_partial_sums_overflow_the_owner_tile_passes_one_running_s
     out = run(cm, {"x": x})
     assert bit_exact(cm, {"x": x}, out)
     assert np.array_equal(run(whole, {"x": x}).device_int["y"], out.device_int["y"])
-    assert encode_program(compile_model(model, "16bit", hw=small, calib={"x": x}).program) == \
+    assert encode_program(compile_model(model, precision, hw=small, calib={"x": x}).program) == \
         encode_program(cm.program)
+
+
+def test_rounds_are_placed_within_the_tile_memory_and_chain_their_partial_sums() -> None:
+    """A chip of 4 tiles x 2 cores x 2 MVMUs holds h's 16 blocks or y's 2, not both: two rounds. On tiles one
+    word smaller than h's round needs unchained, the round chains h and fits; the rounds run bit-exact and give
+    the integers of the model on one chip large enough for everything."""
+    model, x = wide_dense()
+    hw = DEFAULT.with_changes(name="small", tiles=4, cores_per_tile=2, mvmus_per_core=2)
+    grown = compile_model(model, "16bit", hw=hw.with_changes(tiles=16), calib={"x": x})
+    weights = {op.name: quantized(op, grown.precision[op.name]).weight for op in grown.graph.crossbar_ops()}
+    plan = partition(grown.graph, grown.precision, hw, weights, grown.formats)  # packed by crossbars alone
+    assert len(plan.rounds) == 2 and not plan.rounds[0].mapping.layers["h"].chain
+    first = plan.rounds[0]  # h's round
+    words = max(plan_memory(first.graph, plan.prec, first.mapping, hw, plan.fmt).top.values()) - 1
+    cm = compile_model(model, "16bit", hw=hw.with_changes(tile_mem_words=words), calib={"x": x}, rounds=True)
+    assert len(cm.rounds) == 2 and cm.mapping.layers["h"].chain
+    out = run(cm, {"x": x})
+    assert bit_exact(cm, {"x": x}, out)
+    assert np.array_equal(run(grown, {"x": x}).device_int["y"], out.device_int["y"])

@@ -43,7 +43,7 @@ def breakdown(mem: TileMemory, tile: int) -> list[tuple[str, int, int, str]]:
         entry = merged.setdefault(what, [0, 0])
         entry[0] += words
         entry[1] += 1
-    items = [(what, n, k, mem.details.get(what, "")) for what, (n, k) in merged.items()]
+    items = [(what, n, k, mem.details.get((tile, what), "")) for what, (n, k) in merged.items()]
     order = {what: i for i, what in enumerate(merged)}
     return sorted(items, key=lambda h: (-h[1], order[h[0]]))
 

@@ -76,7 +76,7 @@ class TileMemory:
         self.hw = hw
         self.top: dict[int, int] = defaultdict(int)
         self.held: dict[int, list[tuple[str, int]]] = defaultdict(list)  # what each tile holds, for messages
-        self.details: dict[str, str] = {}  # what -> its shape, for the breakdown (`memory.breakdown`)
+        self.details: dict[tuple[int, str], str] = {}  # (tile, what) -> its shape there (`memory.breakdown`)
         self.placed: dict[int, list[str]] = {}  # tile -> the ops placed on it, for the error
         self.storage: Storage | None = None  # the storage planned (`memory.plan_memory`)
         self.first_overflow: tuple[int, str, int] | None = None  # (tile, what, words)
@@ -87,7 +87,7 @@ class TileMemory:
         self.top[tile] += words
         self.held[tile].append((what, words))
         if detail:
-            self.details[what] = detail
+            self.details[tile, what] = detail
         if self.top[tile] > self.hw.tile_mem_words and self.first_overflow is None:
             self.first_overflow = (tile, what, words)
         return addr
