@@ -101,12 +101,15 @@ def eltwise_receive_regs(g: Graph, op: Op, hw: HardwareConfig) -> tuple[int, int
 def gap_registers(g: Graph, op: Op, hw: HardwareConfig) -> tuple[int, int] | None:
     """(temporary, first accumulator) registers of a global average that sweeps a line buffer's rows once,
     accumulating every channel chunk of a pixel in its own registers (`vector._gap_rows`): a chunk's temporary
-    at the data registers, then the C accumulators after it, or in the MVMU registers, idle on a vector core;
-    None when neither holds them."""
+    at the data registers, then the C accumulators after it, or in the MVMU registers, idle on a vector core, or
+    from register 0 over the MVMU registers into the data registers, the temporary after them (ResNet-50's 2,048
+    channels on `puma-chip`'s 1,536 MVMU registers); None when none of these holds them."""
     c, chunk, top = hwc(g.values[op.inputs[0]].shape)[2], vector_chunk(g, op, hw), hw.core_regs - LOOP_REGS
     if hw.data_base + chunk + c <= top:
         return hw.data_base, hw.data_base + chunk
-    return (hw.data_base, 0) if c <= hw.data_base else None
+    if c <= hw.data_base:
+        return hw.data_base, 0
+    return (c, 0) if c + chunk <= top else None
 
 
 def global_average(g: Graph, op: Op) -> bool:
