@@ -52,6 +52,12 @@ class TileMemory:
         self.values = _extended(self.values, size)
         self.valid, self.readers, self.time = (_extended(a, size) for a in (self.valid, self.readers, self.time))
 
+    def reserve(self, size: int) -> None:
+        """Grow the arrays to exactly ``size`` words (a replay: the size its recorded run ended with)."""
+        if size > len(self.values):
+            self.values = _extended(self.values, size)
+            self.valid, self.readers, self.time = (_extended(a, size) for a in (self.valid, self.readers, self.time))
+
     def write(self, addr: int, values: np.ndarray, count: int, time: int) -> None:
         """Store (n, batch) values: valid, ``count`` readers, changed at ``time``."""
         n = len(values)
@@ -226,6 +232,8 @@ class CoreState:
     devices: dict[int, Any] | None = None  # opt-in non-ideal arrays by MVMU (runtime.devices.NoisyMvmu)
     gangs: dict[int, Any] = field(default_factory=dict)  # fast mode: loop head pc -> `runtime.gangs.Gang`
     parked: bool = False  # fast mode: waiting at a gang's head for the other members (`runtime.gangs`)
+    index: int = -1  # position in the machine's cores
+    trace: Any = None  # fast mode: the `runtime.replay.Trace` being recorded (shared by every core), or None
 
     @property
     def name(self) -> str:
