@@ -166,9 +166,14 @@ class Machine:
             raise XbarcError("inputs: empty batch")
         return batch or 1, out
 
-    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray]) -> MachineState:
+    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray], trace: Trace | None = None) -> MachineState:
+        """The state a run starts from; to replay ``trace``, its tile memories hold values only, at the sizes
+        the recorded run ended with."""
         hw = self.hw
         st = MachineState(hw, batch, {}, epoch=[0] * hw.tiles)
+        if trace is not None:
+            for t, size in trace.sizes.items():
+                st.memory(t).values_only(size)
         for init in self.program.data:
             vals = np.asarray(init.values, dtype=I64).reshape(-1)
             self._place(st, init.tile, init.addr, len(vals), f"data at tile {init.tile} addr {init.addr}")
@@ -237,13 +242,15 @@ class Machine:
         self.batched = 0
         while lo < batch:
             hi = min(batch, lo + size)
-            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()})
+            trace = self._traces.get(hi - lo) if noisy is None else None
+            if trace is not None and trace.instructions > max_instructions:
+                trace = None  # fewer instructions allowed than the recorded run executed: run it (it faults)
+            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()}, trace)
             if noisy is not None:  # opt-in non-ideal devices: each core fires its MVMUs' sampled arrays
                 for c in st.cores:
                     c.devices = noisy.get((c.tile, c.core), {})
             self._left, self._budget = max_instructions, max_instructions
-            trace = self._traces.get(hi - lo) if noisy is None else None
-            if trace is not None and trace.instructions <= max_instructions:
+            if trace is not None:
                 trace.replay(st)
                 self.batched += trace.batched
                 self.replayed = True

@@ -194,10 +194,9 @@ class Trace:
 
     # ---- replaying -----------------------------------------------------------------------------------------------
     def replay(self, st: MachineState) -> None:
-        """Redo the recorded run's value work on the fresh state ``st`` (same program and batch size), then set
-        every core's clock and counters to the recorded ones (the mvm's events accrue during the replay)."""
-        for t, size in self.sizes.items():
-            st.memory(t).reserve(size)
+        """Redo the recorded run's value work on the fresh state ``st`` (same program and batch size, memories
+        made by `Machine` of `sizes`, values only), then set every core's clock and counters to the recorded
+        ones (the mvm's events accrue during the replay)."""
         cores, fifos = st.cores, st.fifos
         for s in self.steps:
             k = s[0]
