@@ -411,6 +411,8 @@ class Spans:
         """(n, width, ...) values of ``a`` (a copy)."""
         v = self.view(a)
         out: np.ndarray = a[self.index()] if v is None else v.reshape((len(self.start), self.width) + a.shape[1:])
+        if v is not None and np.may_share_memory(out, a):  # the reshape kept the view: a batched send's messages
+            out = out.copy()  # must not change when the words are stored again before they are received
         return out
 
     def load_into(self, a: np.ndarray, dst: np.ndarray) -> None:

@@ -14,7 +14,7 @@ from runtime import Machine
 from support import HW, I, M, loc, program
 from test_cost_golden import build, cases
 from test_runtime_fast import K, N, _pipeline, assert_same
-from test_runtime_fast_gangs import _across_tiles, _partial_sums
+from test_runtime_fast_gangs import _across_tiles, _partial_sums, _refilled_slots
 
 D = HW.data_base
 
@@ -57,8 +57,9 @@ def test_replay_of_waits_reader_counts_and_gangs(count: int, same_slot: bool) ->
 @pytest.mark.parametrize("fixed_recv", [True, False])
 def test_replay_of_messages_and_mailboxes(fixed_recv: bool) -> None:
     rng = np.random.default_rng(9)
-    for prog in (_across_tiles(fixed_recv)[0], _partial_sums()[0]):
-        a, b = rng.integers(-64, 64, (2, 2, 32))
+    for prog in (_across_tiles(fixed_recv)[0], _partial_sums()[0], _refilled_slots()):
+        width = prog.inputs[0].length
+        a, b = rng.integers(-64, 64, (2, 2, width))
         ref, out = replayed(prog, {"x": a}, {"x": b})
         assert_same(ref, out)
 
