@@ -137,7 +137,7 @@ def measure(name: str, preset: str, grown: str, run: bool, resolution: int = 224
 
 def _replay_times(r: dict[str, Any], cm: Any, inp: str, x: Any, out: Any, batch: int) -> None:
     """Into ``r``: the `Machine` build, a recording run on another image and the replay of image ``x[2:]``
-    (CPU seconds of this process), whether the replay equals ``out`` (the fresh fast run) integer for integer
+    (CPU seconds of this process), whether the replay equals ``out`` (`runner.run`'s fresh fast run) integer for integer
     and counter for counter; with ``batch``, the record and replay of ``batch`` other images per image."""
     import numpy as np
 
@@ -155,8 +155,9 @@ def _replay_times(r: dict[str, Any], cm: Any, inp: str, x: Any, out: Any, batch:
     t0 = time.process_time()
     rep = m.run(q)
     r["replay_s"] = time.process_time() - t0
-    r["replay_same"] = bool(m.replayed and rep.stats.to_dict() == out.stats.to_dict() and all(
-        np.array_equal(rep.outputs[k], out.outputs[k]) for k in out.outputs))
+    r["replay_same"] = bool(m.replayed and rep.stats.to_dict() == out.stats.to_dict() and set(rep.outputs) ==
+                            set(out.device_int) and all(np.array_equal(v.reshape(-1), out.device_int[k].reshape(-1))
+                                                        for k, v in rep.outputs.items()))
     if batch:
         xs = np.random.default_rng(1).random((2 * batch,) + x.shape[1:]).astype(np.float32)
         first, second = (runner.quantize_inputs(cm, {inp: xs[i * batch:(i + 1) * batch]}) for i in (0, 1))
