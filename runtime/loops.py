@@ -420,7 +420,7 @@ class Spans:
         v = self.view(a)
         if v is None:
             v = a[self.index()][None]
-        np.copyto(dst.reshape((self.width,) + v.shape[:2] + a.shape[1:]), np.moveaxis(v, 2, 0))
+        np.copyto(dst.reshape((self.width,) + v.shape[:2] + a.shape[1:]), v.transpose(2, 0, 1, 3))  # words first
 
     def store_from(self, a: np.ndarray, src: np.ndarray) -> None:
         """Write ``src`` (width, n * B), the wide-register layout, into the rows of (words, B) array ``a``."""
@@ -429,7 +429,7 @@ class Spans:
         if v is None:
             a[self.index()] = src.reshape(self.width, n, b).transpose(1, 0, 2)
             return
-        np.copyto(v, np.moveaxis(src.reshape((self.width,) + v.shape[:2] + (b,)), 0, 2))
+        np.copyto(v, src.reshape((self.width,) + v.shape[:2] + (b,)).transpose(1, 2, 0, 3))
 
     def fill(self, a: np.ndarray, values: Any) -> None:
         """Set each row's words of 1-d array ``a`` to ``values`` (a scalar, or (n,) one per iteration)."""

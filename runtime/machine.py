@@ -99,7 +99,7 @@ class Machine:
                                             if (why := data_independent(c.source.instrs, hw)) is not None), None))
         self._traces: dict[int, Trace] = {}  # batch size -> the recorded run
         self._static: dict[tuple[int, ...], tuple[Any, ...]] = {}  # chunk sizes -> `_stats`'s static part
-        self.replayed = False  # whether the last run replayed a trace
+        self.replayed = False  # whether every chunk of the last run replayed a trace (`runtime.replay`)
 
     # ---- loading -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -239,7 +239,7 @@ class Machine:
         if batch * (regs + tmp + whole) > budget:  # memory grows on demand: measure a first chunk, then the rest
             size = min(size, max(1, budget // (regs + tmp + whole)))
         states, outs, lo = [], [], 0
-        self.batched = 0
+        self.batched, self.replayed = 0, True
         while lo < batch:
             hi = min(batch, lo + size)
             trace = self._traces.get(hi - lo) if noisy is None else None
@@ -253,11 +253,10 @@ class Machine:
             if trace is not None:
                 trace.replay(st)
                 self.batched += trace.batched
-                self.replayed = True
             else:
-                self._record(st, noisy is None)
                 self.replayed = False
-            outs.append({loc.name: self._read_output(st, loc, not self.replayed) for loc in self.program.outputs})
+                self._record(st, noisy is None)
+            outs.append({loc.name: self._read_output(st, loc, trace is None) for loc in self.program.outputs})
             states.append(st)
             held = sum(c.regs.nbytes for c in st.cores) + sum(m.values.nbytes for m in st.memories.values())
             if lo == 0 and hi < batch:
