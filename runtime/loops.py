@@ -431,6 +431,14 @@ class Spans:
             return
         np.copyto(v, src.reshape((self.width,) + v.shape[:2] + (b,)).transpose(1, 2, 0, 3))
 
+    def store_rows(self, a: np.ndarray, vals: np.ndarray) -> None:
+        """Write ``vals`` (n, width, B), one row of words per iteration, into the rows of (words, B) array ``a``."""
+        v = self.view(a)
+        if v is None:
+            a[self.index()] = vals
+        else:
+            v[...] = vals.reshape(v.shape)
+
     def fill(self, a: np.ndarray, values: Any) -> None:
         """Set each row's words of 1-d array ``a`` to ``values`` (a scalar, or (n,) one per iteration)."""
         v = self.view(a)
@@ -839,7 +847,7 @@ def _data(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: set[i
             elif mi in writes:
                 if m.kind == "recv":
                     fifo = c.fifos[m.link]
-                    passing[mi] = np.stack([fifo.popleft()[1] for _ in range(n)])
+                    passing[mi] = _messages(fifo, n, m.n, b)
                 else:
                     passing[mi] = wide[m.reg:m.reg + m.n].reshape(m.n, n, b).transpose(1, 0, 2)
             elif mi in mail:
@@ -858,8 +866,7 @@ def _data(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: set[i
             else:
                 if m.kind == "recv":
                     fifo = c.fifos[m.link]
-                    vals = np.stack([fifo.popleft()[1] for _ in range(n)])  # (n, words, B)
-                    w.store_from(mem.values, vals.transpose(1, 0, 2).reshape(m.n, n * b))
+                    w.store_rows(mem.values, _messages(fifo, n, m.n, b))
                 else:
                     w.store_from(mem.values, wide[m.reg:m.reg + m.n])
                 if end is not None:
@@ -907,6 +914,15 @@ def _data(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: set[i
     if meter is not None:
         _busy(meter, lp, flat, starts, clock, gap, pre)
     c.clock = int(clock[n])
+
+
+def _messages(fifo: deque[tuple[int, np.ndarray]], n: int, words: int, b: int) -> np.ndarray:
+    """The next ``n`` messages of ``fifo`` (taken off it) as one (n, words, B) array."""
+    out = np.empty((n, words, b), dtype=I64)
+    pop = fifo.popleft
+    for k in range(n):
+        out[k] = pop()[1]
+    return out
 
 
 def _post(c: CoreState, m: MemOp, end: np.ndarray | None, vals: np.ndarray) -> None:
