@@ -171,8 +171,8 @@ def _search_summary(a: argparse.Namespace, env: Any, r: Any, doc: dict[str, Any]
         if c.select_correction == "bonferroni" else "")
     if r.met:
         print(f"chosen: pareto point {pick} ({doc['points'][pick]['file']}), the cheapest whose accuracy drop on "
-              f"'{c.select_split}' ({len(env.select.x)} images) is <= {100 * c.max_drop:g}% at {level} "
-              f"(bound {100 * doc['points'][pick]['choice_bound']:.2f}%) -> {out / 'best.json'}")
+              f"'{c.select_split}' is <= {100 * c.max_drop:g}% at {level} ({len(env.select.x)} images, "
+              f"bound {100 * doc['points'][pick]['choice_bound']:.2f}%) -> {out / 'best.json'}")
     else:
         print(f"xbarc search: warning: no evaluated config meets --max-drop {100 * c.max_drop:g}% on "
               f"'{c.select_split}' at {level}; best.json is the 16-bit baseline", file=sys.stderr)
