@@ -4,8 +4,10 @@ Usage: python benchmarks/imagenet_scale.py [--models resnet18 resnet50] [--prese
                                           [--resolution 224] [--no-run] [--speed] [--line-buffers]
                                           [--variants '' +mem +lb] [--timeout 1800]
 
-``run s`` is the runtime's fast mode (`runtime.loops`); ``--speed`` also times the same image on the reference
-interpreter and the functional model in the same subprocess and checks that both runtime modes' counters agree.
+``run s`` is the runtime's fast mode (`runtime.loops`) on a fresh `Machine` (its build included); ``--speed``
+also times, in the same subprocess, the `Machine` build, the replay of a recorded schedule on this image
+(`runtime.replay`: the machine ran another image first; ``--batch N`` also N images per run, one process), the
+reference interpreter and the functional model, and checks that every runtime mode's outputs and counters agree.
 
 Per (model, preset), in its own subprocess (``ulimit -v`` applies to it: prefix the command with
 ``ulimit -v 8000000;``), calibrating on 2 random images and running one:
@@ -84,7 +86,7 @@ def tile_memory_needed(cm: Any, hw: Any = None) -> tuple[int, int, str]:
 
 
 def measure(name: str, preset: str, grown: str, run: bool, resolution: int = 224,
-            speed: bool = False) -> dict[str, Any]:
+            speed: bool = False, batch: int = 0) -> dict[str, Any]:
     """Compile (and run) one model on one preset; the figures or the first error."""
     import numpy as np
 
@@ -117,6 +119,7 @@ def measure(name: str, preset: str, grown: str, run: bool, resolution: int = 224
             r.update(energy_uj=out.stats.energy_pj / 1e6, cycles=out.stats.cycles,
                      bit_exact=runner.bit_exact(cm, {inp: x[2:]}, out))
             if speed:  # the same image on the reference interpreter and the functional model (issue 18)
+                _replay_times(r, cm, inp, x, out, batch)
                 t1 = time.perf_counter()
                 ref = runner.run(cm, {inp: x[2:]}, reference=True)
                 r["reference_s"] = time.perf_counter() - t1
@@ -134,6 +137,41 @@ def measure(name: str, preset: str, grown: str, run: bool, resolution: int = 224
     return r
 
 
+def _replay_times(r: dict[str, Any], cm: Any, inp: str, x: Any, out: Any, batch: int) -> None:
+    """Into ``r``: the `Machine` build, a recording run on another image and the replay of image ``x[2:]``
+    (CPU seconds of this process), whether the replay equals ``out`` (`runner.run`'s fresh fast run) integer for integer
+    and counter for counter; with ``batch``, the record and replay of ``batch`` other images per image."""
+    import numpy as np
+
+    from compiler import runner
+    from runtime import Machine
+
+    t0 = time.process_time()
+    m = Machine(cm.program)
+    r["machine_s"] = time.process_time() - t0
+    other = runner.quantize_inputs(cm, {inp: x[:1]})
+    t0 = time.process_time()
+    m.run(other)
+    r["record_s"] = time.process_time() - t0
+    q = runner.quantize_inputs(cm, {inp: x[2:]})
+    t0 = time.process_time()
+    rep = m.run(q)
+    r["replay_s"] = time.process_time() - t0
+    r["replay_same"] = bool(m.replayed and rep.stats.to_dict() == out.stats.to_dict() and set(rep.outputs) ==
+                            set(out.device_int) and all(np.array_equal(v.reshape(-1), out.device_int[k].reshape(-1))
+                                                        for k, v in rep.outputs.items()))
+    if batch:
+        xs = np.random.default_rng(1).random((2 * batch,) + x.shape[1:]).astype(np.float32)
+        first, second = (runner.quantize_inputs(cm, {inp: xs[i * batch:(i + 1) * batch]}) for i in (0, 1))
+        t0 = time.process_time()
+        m.run(first)
+        r["batch_record_s"] = (time.process_time() - t0) / batch
+        t0 = time.process_time()
+        m.run(second)
+        r["batch_replay_s"] = (time.process_time() - t0) / batch
+        r["batch"] = batch
+
+
 def _row(r: dict[str, Any]) -> list[object]:
     def f(key: str, fmt: str) -> str:
         return format(r[key], fmt) if key in r else "-"
@@ -142,12 +180,16 @@ def _row(r: dict[str, Any]) -> list[object]:
     err = r.get("error", "")
     same = {True: "yes", False: "NO"}.get(r.get("same_counters"), "-")  # type: ignore[call-overload]
     return [r["model"], r["preset"], r["precision"], f("tiles", ","), f("crossbars", ","), f("mem_words", ","),
-            f("compile_s", ".1f"), f("run_s", ".1f"), f("reference_s", ".1f"), f("functional_s", ".1f"), same,
+            f("compile_s", ".1f"), f("run_s", ".1f"), f("machine_s", ".2f"), f("record_s", ".2f"),
+            f("replay_s", ".2f"), {True: "yes", False: "NO"}.get(r.get("replay_same"), "-"),  # type: ignore[call-overload]
+            f("batch_record_s", ".2f"), f("batch_replay_s", ".2f"), f("reference_s", ".1f"), f("functional_s", ".1f"),
+            same,
             f("energy_uj", ",.1f"), f("cycles", ","), exact, f"{r['peak_mb']:,.0f}",
             err[:150] + ("..." if len(err) > 150 else "")]
 
 
-HEADER = ["model", "preset", "precision", "tiles", "crossbars", "tile mem", "compile s", "run s",
+HEADER = ["model", "preset", "precision", "tiles", "crossbars", "tile mem", "compile s", "run s", "Machine() cpu s",
+          "record cpu s", "replay cpu s", "replay = run", "batch record cpu s/img", "batch replay cpu s/img",
           "reference run s", "functional s", "counters equal", "energy uJ", "cycles", "bit-exact", "peak MB",
           "stopped by"]
 
@@ -160,6 +202,7 @@ def main() -> None:
     ap.add_argument("--no-run", action="store_true", help="compile only")
     ap.add_argument("--speed", action="store_true",
                     help="also time the image on the reference interpreter and the functional model")
+    ap.add_argument("--batch", type=int, default=0, help="with --speed: also record and replay N images per run")
     ap.add_argument("--resolution", type=int, default=224, help="input height and width (a multiple of 32)")
     ap.add_argument("--line-buffers", action="store_true",
                     help="also the preset grown only to the line-buffered need (+lb)")
@@ -170,7 +213,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.one:
         name, preset, grown = a.one
-        print(json.dumps(measure(name, preset, grown, not a.no_run, a.resolution, a.speed)))
+        print(json.dumps(measure(name, preset, grown, not a.no_run, a.resolution, a.speed, a.batch)))
         return
     rows, results = [], []
     variants = [k for k, v in VARIANTS.items() if (v in a.variants if a.variants is not None else
@@ -179,7 +222,7 @@ def main() -> None:
         for preset in a.presets:
             for grown in variants:
                 cmd = [sys.executable, __file__, "--one", name, preset, grown, "--resolution", str(a.resolution)] + \
-                    (["--no-run"] if a.no_run else []) + (["--speed"] if a.speed else [])
+                    (["--no-run"] if a.no_run else []) + (["--speed"] if a.speed else []) + ["--batch", str(a.batch)]
                 try:
                     p = subprocess.run(cmd, capture_output=True, text=True, timeout=a.timeout)
                     line = p.stdout.strip().splitlines()[-1] if p.stdout.strip() else ""

@@ -577,9 +577,36 @@ class Accountant:
         """Fresh listeners for one run, one per core in `core` order."""
         return [CoreMeter(c) for c in self.cores]
 
-    def report(self, meters: list[CoreMeter], cycles: int, batch: int) -> Ledger:
+    def report(self, meters: list[CoreMeter], cycles: int, batch: int, static: Ledger | None = None) -> Ledger:
         """The totals per inference of one run of ``batch`` inferences, from its ``meters``, over ``cycles``;
-        leakage goes to the total and the ``leakage`` component only, not to instructions or layers."""
+        leakage goes to the total and the ``leakage`` component only, not to instructions or layers.
+
+        Two passes, in a fixed order whatever executed the run: the data-independent part (`static_report`:
+        static energy, per-batch charges, leakage, counts, busy cycles; ``static`` if the caller kept it from a
+        run with the same control flow, batch and cycles), then the data-dependent energy of every pc with
+        events, in pc order."""
+        led = _copied(static if static is not None else self.static_report(meters, cycles, batch))
+        comp, per_instr, per_layer, layer_comp = led.per_component, led.per_instruction, led.per_layer, \
+            led.per_layer_component
+        for m in meters:
+            for pc in sorted(m.events):
+                if not m.counts[pc]:
+                    continue
+                instr = m.costs.instrs[pc]
+                node = instr.node or "-"
+                lc = layer_comp[node]
+                e = 0.0
+                for k, v in m.data_energy(pc, batch).items():
+                    comp[k] = comp.get(k, 0.0) + v
+                    lc[k] = lc.get(k, 0.0) + v
+                    e += v
+                per_instr[instr.op]["energy_pj"] += e
+                per_layer[node]["energy_pj"] += e
+        return led
+
+    def static_report(self, meters: list[CoreMeter], cycles: int, batch: int) -> Ledger:
+        """`report` without the data-dependent energy (a function of the control flow, ``batch`` and ``cycles``
+        alone: the same for every run that shares them)."""
         comp: dict[str, float] = {k: 0.0 for k in COMPONENTS}
         per_instr: dict[str, dict[str, float]] = {}
         per_layer: dict[str, dict[str, float]] = {}
@@ -587,15 +614,21 @@ class Accountant:
         for m in meters:
             for pc, cnt in enumerate(m.counts):
                 if cnt:
-                    data = m.data_energy(pc, batch)
-                    for k, v in m.costs.static[pc].per_batch.items():  # once per batch: per inference, / batch
-                        data[k] = data.get(k, 0.0) + v * cnt / batch
-                    _charge(m, pc, cnt, data, comp, per_instr, per_layer, layer_comp)
+                    per = {k: v * cnt / batch for k, v in m.costs.static[pc].per_batch.items()}  # per inference
+                    _charge(m, pc, cnt, per, comp, per_instr, per_layer, layer_comp)
         adc_bits = [b for m in meters for b in m.leaking_adc_bits()]
         comp["leakage"] = leakage_pj(self.hw, adc_bits, cycles)
         writes, program_cycles, cells = _writes(meters)
         return Ledger(comp, per_instr, per_layer, {m.costs.name: m.busy for m in meters},
                       sum(sum(m.counts) for m in meters), writes, program_cycles, cells, layer_comp)
+
+
+def _copied(led: Ledger) -> Ledger:
+    """A copy of ``led`` whose dictionaries `Accountant.report` may add to."""
+    return Ledger(dict(led.per_component), {k: dict(v) for k, v in led.per_instruction.items()},
+                  {k: dict(v) for k, v in led.per_layer.items()}, dict(led.busy), led.dynamic_instructions,
+                  {k: list(v) for k, v in led.writes.items()}, led.program_cycles, led.cells_written,
+                  {k: dict(v) for k, v in led.per_layer_component.items()})
 
 
 def _writes(meters: list[CoreMeter]) -> tuple[dict[str, list[int]], int, int]:
@@ -623,8 +656,8 @@ def _writes(meters: list[CoreMeter]) -> tuple[dict[str, list[int]], int, int]:
 def _charge(m: CoreMeter, pc: int, cnt: int, data: dict[str, float], comp: dict[str, float],
             per_instr: dict[str, dict[str, float]], per_layer: dict[str, dict[str, float]],
             layer_comp: dict[str, dict[str, float]]) -> None:
-    """Add ``cnt`` executions of instruction ``pc`` of meter ``m`` (``data``: their data-dependent energy) to the
-    totals."""
+    """Add ``cnt`` executions of instruction ``pc`` of meter ``m`` (``data``: their per-batch charges, per
+    inference) to the totals."""
     instr, cost = m.costs.instrs[pc], m.costs.static[pc]
     e = 0.0
     lc = layer_comp.setdefault(instr.node or "-", {})
@@ -632,7 +665,7 @@ def _charge(m: CoreMeter, pc: int, cnt: int, data: dict[str, float], comp: dict[
         comp[k] = comp.get(k, 0.0) + v * cnt
         lc[k] = lc.get(k, 0.0) + v * cnt
         e += v * cnt
-    for k, v in data.items():  # data-dependent energy, already summed over the executions
+    for k, v in data.items():  # already summed over the executions
         comp[k] = comp.get(k, 0.0) + v
         lc[k] = lc.get(k, 0.0) + v
         e += v

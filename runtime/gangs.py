@@ -265,6 +265,9 @@ def _try_gang(gang: Gang, budget: int) -> tuple[int, bool, bool]:
         if not count:
             return 0, False, False
         total += count
+    trace = chunks[0].c.trace
+    if trace is not None:  # recording a trace (`runtime.replay`): the gang's chunks as one step
+        trace.gang(gang.plan, gang.boxes_of, [(ch.c, ch.lp, ch.flat, ch.words, ch.fwd) for ch in chunks])
     given, last = _coupled(gang, chunks)
     boxes: list[dict[int, np.ndarray]] = [{} for _ in chunks]
     for i in gang.plan.order:

@@ -129,9 +129,29 @@ def _decode_mvm(i: ops.Mvm, ctx: DecodeContext) -> MvmPlan:
 
 
 def _wrap(x: np.ndarray, bits: int) -> np.ndarray:
-    """Two's-complement value of the low ``bits`` bits (what the digit stream represents)."""
+    """Two's-complement value of the low ``bits`` bits (what the digit stream represents); a new array."""
     sb = I64(1 << (bits - 1))
-    return ((x & I64((1 << bits) - 1)) ^ sb) - sb
+    out: np.ndarray = x & I64((1 << bits) - 1)
+    out ^= sb
+    out -= sb
+    return out
+
+
+_SAT = {b: (I64(nx.qmin(b)), I64(nx.qmax(b))) for b in range(1, 64)}
+
+
+def _requantize_owned(x: np.ndarray, shift: int, bits: int) -> np.ndarray:
+    """`numerics.requantize` of an array nothing else holds, in place (the same int64 arithmetic)."""
+    if shift < 0:
+        return nx.requantize(x, shift, bits)
+    if shift > 0:
+        x += I64(1 << (shift - 1))
+        x >>= I64(shift)
+    if bits < 64:
+        lo, hi = _SAT[bits]
+        np.maximum(x, lo, out=x)
+        np.minimum(x, hi, out=x)
+    return x
 
 
 @handler(ops.Mvm)
@@ -148,7 +168,7 @@ def _mvm(c: CoreState, p: MvmPlan, lat: int) -> None:
     if c.devices is not None:  # opt-in non-ideal devices: the one hook (runtime/devices.py)
         res = nx.requantize(fire_devices(c.devices, st, x, i, p.sig), i.shift, i.obits)
     else:
-        res = nx.requantize(st.fire(x, i, p.sig), i.shift, i.obits)  # (K, C, B)
+        res = _requantize_owned(st.fire(x, i, p.sig), i.shift, i.obits)  # (K, C, B)
     if st.scatter is not None:
         regs[st.scatter] = res.reshape(-1, res.shape[2])
     else:

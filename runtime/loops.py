@@ -411,6 +411,8 @@ class Spans:
         """(n, width, ...) values of ``a`` (a copy)."""
         v = self.view(a)
         out: np.ndarray = a[self.index()] if v is None else v.reshape((len(self.start), self.width) + a.shape[1:])
+        if v is not None and np.may_share_memory(out, a):  # the reshape kept the view: a batched send's messages
+            out = out.copy()  # must not change when the words are stored again before they are received
         return out
 
     def load_into(self, a: np.ndarray, dst: np.ndarray) -> None:
@@ -418,7 +420,7 @@ class Spans:
         v = self.view(a)
         if v is None:
             v = a[self.index()][None]
-        np.copyto(dst.reshape((self.width,) + v.shape[:2] + a.shape[1:]), np.moveaxis(v, 2, 0))
+        np.copyto(dst.reshape((self.width,) + v.shape[:2] + a.shape[1:]), v.transpose(2, 0, 1, 3))  # words first
 
     def store_from(self, a: np.ndarray, src: np.ndarray) -> None:
         """Write ``src`` (width, n * B), the wide-register layout, into the rows of (words, B) array ``a``."""
@@ -427,7 +429,15 @@ class Spans:
         if v is None:
             a[self.index()] = src.reshape(self.width, n, b).transpose(1, 0, 2)
             return
-        np.copyto(v, np.moveaxis(src.reshape((self.width,) + v.shape[:2] + (b,)), 0, 2))
+        np.copyto(v, src.reshape((self.width,) + v.shape[:2] + (b,)).transpose(1, 2, 0, 3))
+
+    def store_rows(self, a: np.ndarray, vals: np.ndarray) -> None:
+        """Write ``vals`` (n, width, B), one row of words per iteration, into the rows of (words, B) array ``a``."""
+        v = self.view(a)
+        if v is None:
+            a[self.index()] = vals
+        else:
+            v[...] = vals.reshape(v.shape)
 
     def fill(self, a: np.ndarray, values: Any) -> None:
         """Set each row's words of 1-d array ``a`` to ``values`` (a scalar, or (n,) one per iteration)."""
@@ -783,8 +793,28 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: se
     are given, a mailbox store leaves every iteration's values (n, words, B) in ``boxes`` instead of memory and
     a mailbox load takes them from there (the gang sets the mailbox words' final state). ``live``: the reads
     whose words have reader counts (None: look)."""
+    if c.trace is not None and given is None:  # recording a trace (`runtime.replay`; a gang records itself)
+        c.trace.chunk(c, lp, flat, words, fwd)
+    timed = _timeline(c, lp, flat, words, fwd, given)
+    _data(c, lp, flat, words, fwd, given, boxes, live, timed)
+
+
+def replay_chunk(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: set[int],
+                 mail: dict[int, None] | None = None, boxes: dict[int, np.ndarray] | None = None) -> None:
+    """A recorded chunk's values only (`runtime.replay`): the registers, memory values and messages `_execute`
+    leaves, without clocks, word states, reader counts or counters but the mvm's data-dependent events."""
+    _data(c, lp, flat, words, fwd, mail, boxes, None, None)
+
+
+Timed = tuple[np.ndarray, list[np.ndarray], np.ndarray, list[np.ndarray], int]
+
+
+def _data(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: set[int],
+          given: dict[int, Any] | None, boxes: dict[int, np.ndarray] | None, live: set[int] | None,
+          timed: Timed | None) -> None:
+    """`_execute` given its timeline ``timed`` (`_timeline`), or only the values if ``timed`` is None."""
     mem, b, length, n = c.mem, c.regs.shape[1], lp.length, flat.n
-    clock, starts, gap, wait, pre = _timeline(c, lp, flat, words, fwd, given)
+    clock, starts, gap, wait, pre = timed if timed is not None else (None, None, None, None, 0)
     mail = given or {}
     writes = set(lp.transient.values())
     passing: dict[int, np.ndarray] = {}  # transient write op -> its (n, words, B) values
@@ -803,18 +833,21 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: se
             fn(proxy, ops, lat)
         elif mi < len(lp.mem) and lp.mem[mi].pos == p:
             m, w = lp.mem[mi], words[mi]
-            end = starts[p] + lp.lat[p]
+            end = starts[p] + lp.lat[p] if starts is not None else None
             if mi in lp.transient:  # the value its write left in this iteration
                 vals = passing[lp.transient[mi]]
                 if m.kind == "send":
                     _post(c, m, end, vals)
                 else:
                     wide[m.reg:m.reg + m.n] = vals.transpose(1, 0, 2).reshape(m.n, n * b)
-                _leave(mem, w[0], vals[-1], int(end[-1]))
+                if end is None:
+                    mem.values[w[0]] = vals[-1]
+                else:
+                    _leave(mem, w[0], vals[-1], int(end[-1]))
             elif mi in writes:
                 if m.kind == "recv":
                     fifo = c.fifos[m.link]
-                    passing[mi] = np.stack([fifo.popleft()[1] for _ in range(n)])
+                    passing[mi] = _messages(fifo, n, m.n, b)
                 else:
                     passing[mi] = wide[m.reg:m.reg + m.n].reshape(m.n, n, b).transpose(1, 0, 2)
             elif mi in mail:
@@ -828,23 +861,31 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: se
                     _post(c, m, end, w.read(mem.values))
                 else:
                     w.load_into(mem.values, wide[m.reg:m.reg + m.n])
-                if mi not in fwd and (live is None or mi in live):
+                if end is not None and mi not in fwd and (live is None or mi in live):
                     counted.append((w, end))
             else:
                 if m.kind == "recv":
                     fifo = c.fifos[m.link]
-                    vals = np.stack([fifo.popleft()[1] for _ in range(n)])  # (n, words, B)
-                    w.store_from(mem.values, vals.transpose(1, 0, 2).reshape(m.n, n * b))
+                    w.store_rows(mem.values, _messages(fifo, n, m.n, b))
                 else:
                     w.store_from(mem.values, wide[m.reg:m.reg + m.n])
-                w.fill(mem.valid, True)
-                w.fill(mem.readers, m.count)
-                w.fill(mem.time, end)
+                if end is not None:
+                    w.fill(mem.valid, True)
+                    w.fill(mem.readers, m.count)
+                    w.fill(mem.time, end)
             mi += 1
-    _consume(mem, counted)
-    c.epoch[c.tile] += n * len(lp.mem)
     if lp.written.size:
         c.regs[lp.written] = wide[lp.written, (n - 1) * b:]
+    if clock is None or starts is None or gap is None:  # values only (a replay): the registers' final state
+        if flat.nest is None:
+            for r, (step, _) in lp.steps.items():
+                c.regs[r] += I64(n * step)
+        else:
+            for r, v in flat.scalars.items():
+                c.regs[r] = v
+        return
+    _consume(mem, counted)
+    c.epoch[c.tile] += n * len(lp.mem)
     meter = c.meter
     if meter is not None:
         for p in range(length):
@@ -875,12 +916,22 @@ def _execute(c: CoreState, lp: LoopPlan, flat: Flat, words: list[Spans], fwd: se
     c.clock = int(clock[n])
 
 
-def _post(c: CoreState, m: MemOp, end: np.ndarray, vals: np.ndarray) -> None:
-    """Queue a batched send's messages (one per iteration, ``vals`` (n, words, B), issued ending at ``end``)."""
+def _messages(fifo: deque[tuple[int, np.ndarray]], n: int, words: int, b: int) -> np.ndarray:
+    """The next ``n`` messages of ``fifo`` (taken off it) as one (n, words, B) array."""
+    out = np.empty((n, words, b), dtype=I64)
+    pop = fifo.popleft
+    for k in range(n):
+        out[k] = pop()[1]
+    return out
+
+
+def _post(c: CoreState, m: MemOp, end: np.ndarray | None, vals: np.ndarray) -> None:
+    """Queue a batched send's messages (one per iteration, ``vals`` (n, words, B), issued ending at ``end``; None:
+    a replay, whose arrival times are never read)."""
     q = c.fifos.get(m.link)
     if q is None:
         q = c.fifos[m.link] = deque()
-    q.extend(zip((end + m.transit).tolist(), vals))
+    q.extend(zip((end + m.transit).tolist() if end is not None else [0] * len(vals), vals))
     c.epoch[m.link[1]] += len(vals)
 
 

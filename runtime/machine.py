@@ -11,10 +11,12 @@ every executed instruction and, by the mvm handler, of the input digits of every
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from isa import CoreCode, DeadlockError, HardwareConfig, Instr, Location, Program, RuntimeFault, TensorLoc, XbarcError
+from isa import (CoreCode, DeadlockError, HardwareConfig, Instr, Location, MemRef, Program, RuntimeFault, TensorLoc,
+                 XbarcError)
 from isa import numerics as nx
 from isa import NO_BASE, ops
 from isa.printer import format_instr
@@ -28,6 +30,7 @@ from .loops import LoopPlan, NestPlan, find_loops, mark_sized_recvs, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .prepare import prepare_kernels
 from .programming import unprogrammed
+from .replay import Trace, data_independent, mem_operand, templates
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
 from .stats import Stats, busy_timeline, tile_traffic
 
@@ -51,6 +54,7 @@ class _Compiled:
     code: list[Step]
     costs: CoreCosts
     loops: dict[int, LoopPlan | NestPlan]
+    mems: list[MemRef | None]  # per pc: the memory operand (None: none)
 
 
 class Machine:
@@ -58,7 +62,7 @@ class Machine:
     instruction at a time; by default static loops run all their iterations at once (`runtime.loops`), with the
     same outputs and counters."""
 
-    def __init__(self, program: Program, reference: bool = False) -> None:
+    def __init__(self, program: Program, reference: bool = False, replay: bool = True) -> None:
         self.program = program
         self.reference = reference
         self.batched = 0  # instructions the last run executed batched (fast mode)
@@ -89,6 +93,13 @@ class Machine:
         self._gangs = [] if reference else find_gangs([c.source.tile for c in self._compiled],
                                                        [c.loops for c in self._compiled])
         self._left = 0
+        #: why runs are not replayed (`runtime.replay`), None if they are
+        self.no_replay: str | None = ("reference mode" if reference else "replay=False" if not replay else
+                                      next((why for c in self._compiled
+                                            if (why := data_independent(c.source.instrs, hw)) is not None), None))
+        self._traces: dict[int, Trace] = {}  # batch size -> the recorded run
+        self._static: dict[tuple[int, ...], tuple[Any, ...]] = {}  # chunk sizes -> `_stats`'s static part
+        self.replayed = False  # whether every chunk of the last run replayed a trace (`runtime.replay`)
 
     # ---- loading -------------------------------------------------------------------------------------------------
     @staticmethod
@@ -125,7 +136,7 @@ class Machine:
         for pc, reason in unprogrammed(cc.instrs).items():  # an MVMU used before its prog holds no weights
             code[pc] = (fault_handler, reason, code[pc][2])
         loops = {} if self.reference else find_loops(cc.instrs, code, self.hw, cc.tile)
-        return _Compiled(cc, code, costs, loops)
+        return _Compiled(cc, code, costs, loops, [mem_operand(i) for i in cc.instrs])
 
     def _batch_of(self, inputs: dict[str, np.ndarray]) -> tuple[int, dict[str, np.ndarray]]:
         """Check inputs against the manifest; returns the batch size and (batch, length) int64 arrays."""
@@ -155,9 +166,14 @@ class Machine:
             raise XbarcError("inputs: empty batch")
         return batch or 1, out
 
-    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray]) -> MachineState:
+    def _fresh_state(self, batch: int, inputs: dict[str, np.ndarray], trace: Trace | None = None) -> MachineState:
+        """The state a run starts from; to replay ``trace``, its tile memories hold values only, at the sizes
+        the recorded run ended with."""
         hw = self.hw
         st = MachineState(hw, batch, {}, epoch=[0] * hw.tiles)
+        if trace is not None:
+            for t, size in trace.sizes.items():
+                st.memory(t).values_only(size)
         for init in self.program.data:
             vals = np.asarray(init.values, dtype=I64).reshape(-1)
             self._place(st, init.tile, init.addr, len(vals), f"data at tile {init.tile} addr {init.addr}")
@@ -172,7 +188,7 @@ class Machine:
             cc = comp.source
             st.cores.append(CoreState(cc.tile, cc.core, np.zeros((hw.core_regs, batch), dtype=I64),
                                       st.memory(cc.tile), st.fifos, st.epoch, comp.code, halted=not comp.code,
-                                      meter=meter, loops=comp.loops, batch=batch))
+                                      meter=meter, loops=comp.loops, batch=batch, index=len(st.cores)))
         bind_gangs(self._gangs, st.cores)
         return st
 
@@ -206,7 +222,9 @@ class Machine:
 
             return run_parallel(self, arrays, workers, max_instructions, budget, backend=backend, address=address)
         states, outputs = self.run_states(arrays, max_instructions, budget, noisy)
-        return RunResult(outputs, self._stats(states))
+        sizes = tuple(s.batch for s in states)  # runs of recorded chunk sizes share their control flow
+        key = sizes if noisy is None and all(n in self._traces for n in sizes) else None
+        return RunResult(outputs, self._stats(states, key))
 
     def run_states(self, arrays: dict[str, np.ndarray], max_instructions: int = 50_000_000,
                    budget: int | None = None,
@@ -221,16 +239,24 @@ class Machine:
         if batch * (regs + tmp + whole) > budget:  # memory grows on demand: measure a first chunk, then the rest
             size = min(size, max(1, budget // (regs + tmp + whole)))
         states, outs, lo = [], [], 0
-        self.batched = 0
+        self.batched, self.replayed = 0, True
         while lo < batch:
             hi = min(batch, lo + size)
-            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()})
+            trace = self._traces.get(hi - lo) if noisy is None else None
+            if trace is not None and trace.instructions > max_instructions:
+                trace = None  # fewer instructions allowed than the recorded run executed: run it (it faults)
+            st = self._fresh_state(hi - lo, {k: v[lo:hi] for k, v in arrays.items()}, trace)
             if noisy is not None:  # opt-in non-ideal devices: each core fires its MVMUs' sampled arrays
                 for c in st.cores:
                     c.devices = noisy.get((c.tile, c.core), {})
             self._left, self._budget = max_instructions, max_instructions
-            self._schedule(st)
-            outs.append({loc.name: self._read_output(st, loc) for loc in self.program.outputs})
+            if trace is not None:
+                trace.replay(st)
+                self.batched += trace.batched
+            else:
+                self.replayed = False
+                self._record(st, noisy is None)
+            outs.append({loc.name: self._read_output(st, loc, trace is None) for loc in self.program.outputs})
             states.append(st)
             held = sum(c.regs.nbytes for c in st.cores) + sum(m.values.nbytes for m in st.memories.values())
             if lo == 0 and hi < batch:
@@ -243,6 +269,24 @@ class Machine:
             lo = hi
         self.same_control_flow(states, batch, f"does not fit the memory budget of {mib(budget)} in one pass")
         return states, {k: np.concatenate([o[k] for o in outs]) for k in outs[0]}
+
+    def _record(self, st: MachineState, ideal: bool) -> None:
+        """Schedule ``st`` to halt, recording its trace (`runtime.replay`) if this machine replays and the run
+        is ``ideal`` (no device model); the trace is kept for the batch size once the run completed."""
+        trace = None
+        if ideal and self.no_replay is None:
+            trace = Trace(st.batch)
+            trace.templates = [templates(comp.source.instrs, comp.code) for comp in self._compiled]
+            for c in st.cores:
+                c.trace = trace
+        batched = self.batched
+        self._schedule(st)
+        if trace is not None:
+            for c in st.cores:
+                c.trace = None
+            if not trace.overflow:
+                trace.finish(st, self.batched - batched)
+                self._traces[st.batch] = trace
 
     def _item_bytes(self) -> tuple[int, int, int, int, str]:
         """Bytes one batch item needs: registers, MVM temporaries (digits, bit-line values and products of the
@@ -302,7 +346,8 @@ class Machine:
     def _run_core(self, c: CoreState) -> int:
         """Run ``c`` until it blocks or halts; returns the instructions executed."""
         assert c.meter is not None, "a core without its cost listener"
-        code, executed, loops = c.code, c.meter.executed, c.loops
+        code, executed, loops, trace = c.code, c.meter.executed, c.loops, c.trace
+        mems = self._compiled[c.index].mems if trace is not None else []
         n_code, left, done, pc = len(code), self._left, 0, c.pc
         c.wait = None
         try:
@@ -320,11 +365,16 @@ class Machine:
                     if c.parked or c.wait is not None:  # at a gang's head: the other members go first
                         break
                 fn, ops, lat = code[pc]
+                if trace is not None:  # the address before the instruction (a load may overwrite its base)
+                    ref = mems[pc]
+                    addr = -1 if ref is None else ref.off if ref.base == NO_BASE else int(c.regs[ref.base, 0]) + ref.off
                 c.pc = pc + 1
                 r = fn(c, ops, lat)
                 if r is not None and r is not HALT:
                     c.pc, c.wait, c.wait_epoch = pc, r, c.epoch[c.tile]
                     break
+                if trace is not None:
+                    trace.step(c, pc, addr, self._compiled[c.index].source.instrs[pc])
                 start = c.clock
                 c.clock = end = start + lat
                 executed(pc, start, end)
@@ -340,14 +390,16 @@ class Machine:
         self._left = left - done
         return done
 
-    def _read_output(self, st: MachineState, loc: TensorLoc) -> np.ndarray:
+    def _read_output(self, st: MachineState, loc: TensorLoc, check: bool = True) -> np.ndarray:
+        """Output ``loc`` (batch, length) of a finished run; ``check``: fault unless its words are valid (a
+        replay's valid bits are not kept: its recorded run checked them)."""
         if loc.port:  # sent to the host through the port (`isa.inport`)
             return port_output(self.hw, loc, st.fifos, st.batch)
         mem = st.memory(loc.tile)
         if 0 <= loc.addr and loc.addr + loc.length <= mem.words:
             mem.check(loc.addr, loc.length, loc.tile)  # grows the arrays to cover it (never touched: invalid)
         valid = mem.valid[loc.addr:loc.addr + loc.length]
-        if len(valid) != loc.length or not valid.all():
+        if check and (len(valid) != loc.length or not valid.all()):
             bad = loc.length - int(valid.sum())
             raise RuntimeFault(f"runtime fault: output {loc.name!r}: {bad} of words [{loc.addr}, "
                                f"{loc.addr + loc.length}) of tile {loc.tile} memory are not valid after every core "
@@ -398,9 +450,11 @@ class Machine:
         """`_stats` for callers that ran the parts themselves (`runtime.parallel`)."""
         return self._stats(states)
 
-    def _stats(self, states: list[MachineState]) -> Stats:
+    def _stats(self, states: list[MachineState], key: tuple[int, ...] | None = None) -> Stats:
         """Statistics of a run (its chunks' states, which share the control flow: `same_control_flow`); the
-        data-dependent event counts are summed over the chunks and turned into energy per inference once."""
+        data-dependent event counts are summed over the chunks and turned into energy per inference once.
+        ``key``: the chunk sizes of a run whose control flow is recorded (`runtime.replay`): its
+        data-independent part (static energy, leakage, timeline, traffic) is computed once per key."""
         st = states[0]
         batch = sum(s.batch for s in states)
         meters = [c.meter for c in st.cores if c.meter is not None]
@@ -408,14 +462,21 @@ class Machine:
             for m, c in zip(meters, [c for c in other.cores if c.meter is not None]):
                 m.absorb(c.meter)  # type: ignore[arg-type]
         cycles = max((c.clock for c in st.cores), default=0)
-        led = self.accountant.report(meters, cycles, batch)
-        resolution, timeline = busy_timeline(meters, cycles)
+        part = self._static.get(key) if key is not None else None
+        if part is None:
+            part = (self.accountant.static_report(meters, cycles, batch), *busy_timeline(meters, cycles),
+                    tile_traffic(meters))
+            if key is not None:
+                self._static[key] = part
+        static, resolution, timeline, traffic = part
+        led = self.accountant.report(meters, cycles, batch, static)
+        timeline = dict(timeline)  # shared with the cached part: read-only
         return Stats(cycles=cycles, energy_pj=led.energy_pj, per_component=led.per_component,
                      per_instruction=led.per_instruction, per_layer=led.per_layer,
                      per_core={c.name: c.clock for c in st.cores}, per_core_busy=led.busy,
                      dynamic_instructions=led.dynamic_instructions, batch=batch, writes=led.writes,
                      cells_written=led.cells_written, program_cycles=led.program_cycles, timeline=timeline,
-                     timeline_resolution=resolution, traffic=tile_traffic(meters),
+                     timeline_resolution=resolution, traffic=dict(traffic),
                      per_layer_component=led.per_layer_component)
 
 

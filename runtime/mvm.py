@@ -89,6 +89,7 @@ class MvmStack:
     rowmask: np.ndarray
     gsum: np.ndarray
     source: tuple[Any, ...] = ()  # (mvm, kernels, hw): the digit path's matrices are derived on first need
+    split: tuple[Any, ...] | None = None  # `_split`: (safe weights, clip-prone bit lines, their scatter) or None
 
     @classmethod
     def build(cls, i: ops.Mvm, kernels: Sequence[MvmuKernel], hw: HardwareConfig, exact: bool) -> "MvmStack":
@@ -140,6 +141,39 @@ class MvmStack:
         self.diff = diff.reshape(k, s * c, r)
         self.scale = scale.astype(self.sum_dtype or I64)
         self.keep = keep if skips_any else None
+        self.split = None if skips_any else self._split(i, scale)
+
+    def _split(self, i: ops.Mvm, scale: np.ndarray) -> tuple[Any, ...] | None:
+        """The exact split of a digit-by-digit MVM without skipped conversions: a bit line whose conversion can
+        never clip (its negative and positive weights' sums, or with CSD inputs its absolute sum, inside the ADC
+        range) converts every digit exactly, so its shift-and-add over the digits is the product of the wrapped
+        inputs with its slice's weights; only the other bit lines go digit by digit. Returns (safe weights
+        (K, C, R) in the float type whose mantissa holds their product with any input, clip-prone bit lines'
+        weights (K, U, R) float32 or None, their scatter (K, C, U) int64: significance per (column, line)), or
+        None where no float type is exact."""
+        assert self.diff is not None
+        k, s, c, r = len(self.units), self.slices, self.cols, self.rows
+        d = self.diff.reshape(k, s, c, r).astype(np.float64)
+        if i.enc:
+            safe = np.abs(d).sum(axis=3) <= nx.qmax(i.adc)
+        else:
+            safe = (np.minimum(d, 0).sum(axis=3) >= nx.qmin(i.adc)) & (np.maximum(d, 0).sum(axis=3) <= nx.qmax(i.adc))
+        sig = scale[:, 0, :]  # (K, S) 2^(cell_bits * slice), exact in float64
+        w = np.einsum("ksc,ks,kscr->kcr", safe.astype(np.float64), sig, d)  # integers, exact (|w| < 2^53)
+        bound = float(np.abs(w).sum(axis=2).max(initial=0)) * float(1 << (i.ibits - 1))
+        if bound >= _F64_EXACT:
+            return None
+        prone = [np.argwhere(~safe[j] & (np.abs(d[j]).sum(axis=2) > 0)) for j in range(k)]  # (s, c) per MVMU
+        u = max(len(p) for p in prone)
+        lines = scatter = None
+        if u:
+            lines = np.zeros((k, u, r), dtype=np.float32)
+            scatter = np.zeros((k, c, u), dtype=I64)
+            for j, p in enumerate(prone):
+                for q, (sl, col) in enumerate(p):
+                    lines[j, q] = d[j, sl, col]
+                    scatter[j, col, q] = int(sig[j, sl])
+        return w.astype(np.float32 if bound < _F32_EXACT else np.float64), lines, scatter
 
     def fire(self, x: np.ndarray, i: ops.Mvm, sig: np.ndarray) -> np.ndarray:
         """Outputs (K, C, B) int64 of wrapped inputs ``x`` (K*R, B)."""
@@ -150,6 +184,8 @@ class MvmStack:
             return out
         if self.diff is None:  # an exact stack read through a device model's hook
             self._digits(*self.source)
+        if self.split is not None and _read is None:
+            return self._fire_split(x, i, sig)
         ibits, s, c = i.ibits, self.slices, self.cols
         if i.enc:
             digits = nx.csd_digits(x, ibits).transpose(1, 0, 2).astype(np.float32)  # (K*R, ibits, B)
@@ -168,6 +204,28 @@ class MvmStack:
         else:
             sums = (self.scale @ v.astype(self.sum_dtype, copy=False)).astype(I64)
         out = np.einsum("kcjb,j->kcb", sums.reshape(k, c, ibits, b), sig)
+        return out
+
+
+    def _fire_split(self, x: np.ndarray, i: ops.Mvm, sig: np.ndarray) -> np.ndarray:
+        """`fire` through `_split`: the never-clipping bit lines as one product, the others digit by digit."""
+        assert self.split is not None
+        w, lines, scatter = self.split
+        k, r, b = len(self.units), self.rows, x.shape[1]
+        xs = x.reshape(k, r, b)
+        out: np.ndarray = (w @ xs.astype(w.dtype)).astype(I64)
+        if lines is None:
+            return out
+        ibits = i.ibits
+        if i.enc:
+            digits = nx.csd_digits(x, ibits).transpose(1, 0, 2).astype(np.float32)
+        else:
+            js = np.arange(ibits, dtype=I64)[None, :, None]
+            digits = ((x[:, None, :] >> js) & I64(1)).astype(np.float32)
+        v = lines @ digits.reshape(k, r, ibits * b)  # (K, U, ibits*B), exact
+        np.clip(v, nx.qmin(i.adc), nx.qmax(i.adc), out=v)
+        sums = np.einsum("kujb,j->kub", v.reshape(k, -1, ibits, b).astype(I64), sig)
+        out += scatter @ sums
         return out
 
 

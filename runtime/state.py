@@ -38,6 +38,7 @@ class TileMemory:
         self.valid = np.zeros(first, dtype=bool)
         self.readers = np.zeros(first, dtype=I64)
         self.time = np.zeros(first, dtype=I64)
+        self.light = False  # `values_only`
 
     def check(self, addr: int, n: int, tile: int) -> None:
         """Fault unless words [addr, addr+n) exist; make sure their values are allocated."""
@@ -50,7 +51,17 @@ class TileMemory:
     def _grow(self, end: int) -> None:
         size = min(self.words, max(end, 2 * len(self.values)))
         self.values = _extended(self.values, size)
-        self.valid, self.readers, self.time = (_extended(a, size) for a in (self.valid, self.readers, self.time))
+        if not self.light:
+            self.valid, self.readers, self.time = (_extended(a, size) for a in (self.valid, self.readers,
+                                                                                self.time))
+
+    def values_only(self, size: int) -> None:
+        """Hold only the values of ``size`` words, zero (a replay, `runtime.replay`: the size its recorded run
+        ended with); valid bits, reader counts and times are not kept from here on."""
+        self.values = np.zeros((size, self.values.shape[1]), dtype=I64)
+        self.valid, self.readers, self.time = (np.zeros(0, dtype=a.dtype) for a in (self.valid, self.readers,
+                                                                                     self.time))
+        self.light = True
 
     def write(self, addr: int, values: np.ndarray, count: int, time: int) -> None:
         """Store (n, batch) values: valid, ``count`` readers, changed at ``time``."""
@@ -58,6 +69,8 @@ class TileMemory:
         if addr + n > len(self.values):
             self._grow(addr + n)
         self.values[addr:addr + n] = values
+        if self.light:
+            return
         self.valid[addr:addr + n] = True
         self.readers[addr:addr + n] = count
         self.time[addr:addr + n] = time
@@ -226,6 +239,8 @@ class CoreState:
     devices: dict[int, Any] | None = None  # opt-in non-ideal arrays by MVMU (runtime.devices.NoisyMvmu)
     gangs: dict[int, Any] = field(default_factory=dict)  # fast mode: loop head pc -> `runtime.gangs.Gang`
     parked: bool = False  # fast mode: waiting at a gang's head for the other members (`runtime.gangs`)
+    index: int = -1  # position in the machine's cores
+    trace: Any = None  # fast mode: the `runtime.replay.Trace` being recorded (shared by every core), or None
 
     @property
     def name(self) -> str:

@@ -143,3 +143,32 @@ def test_a_small_resnet_on_isaac_runs_its_gangs_bit_exactly() -> None:
     assert machine.batched == 0
     assert_same(Machine(cm.program, reference=True).run(one, devices=dev), noisy)
 
+
+
+def _refilled_slots() -> Any:
+    """Core 0.0 sends slots [100, 132) twice (its two loops) while core 0.1 refills them in between (reader
+    count 1: each send frees its slot); tile 1 receives all 16 messages only after both: y = x."""
+    R = K - 4  # a second pointer of the producer
+    fill = [I("set", R, 0), I("set", K, 0), I("set", N, 8)]
+    producer = fill + [I("load", D, M(0, R), 4), I("store", M(100, R), D, 4, 1), I("iaddi", R, R, 4),
+                       I("iaddi", K, K, 1), I("blt", K, N, 3)]
+    producer += [I("set", R, 0), I("set", K, 0), I("load", D, M(32, R), 4), I("store", M(100, R), D, 4, 1),
+                 I("iaddi", R, R, 4), I("iaddi", K, K, 1), I("blt", K, N, 10), I("halt")]
+    sender = [I("set", P, 0), I("set", K, 0), I("set", N, 8), I("send", M(100, P), 4, 1, 0), I("iaddi", P, P, 4),
+              I("iaddi", K, K, 1), I("blt", K, N, 3), I("set", P, 0), I("set", K, 0), I("send", M(100, P), 4, 1, 0),
+              I("iaddi", P, P, 4), I("iaddi", K, K, 1), I("blt", K, N, 9), I("halt")]
+    receiver = [I("set", Q, 0), I("set", K, 0), I("set", N, 16), I("recv", M(0, Q), 4, 0, 0, 0),
+                I("iaddi", Q, Q, 4), I("iaddi", K, K, 1), I("blt", K, N, 3), I("halt")]
+    return program({(0, 0): sender, (0, 1): producer, (1, 0): receiver}, inputs=[loc("x", 0, 0, 64, 8)],
+                   outputs=[loc("y", 1, 0, 64, 16)])
+
+
+def test_a_batched_send_copies_its_words() -> None:
+    """A batched send's messages hold the words as they were when sent, not a view of memory that a refill
+    overwrites before they are received (`_refilled_slots`)."""
+    prog = _refilled_slots()
+    x = np.random.default_rng(12).integers(-64, 64, (2, 64))
+    ref, fast, machine = both(prog, {"x": x})
+    assert np.array_equal(ref.outputs["y"], x)
+    assert_same(ref, fast)
+    assert machine.batched > 0

@@ -117,3 +117,34 @@ def test_mlp_batch_360_is_exact_and_fast():
     assert time.perf_counter() - t < 1.0
     assert np.array_equal(res.outputs["y"], reference(x))
     assert res.stats.batch == 360 and res.stats.dynamic_instructions == 21
+
+
+@pytest.mark.parametrize("enc", [0, 1])
+def test_split_of_clip_prone_and_safe_bit_lines(enc: int) -> None:
+    """A 5-bit ADC on 96 rows: the columns of a few unit weights can never clip, the others can. The MVM takes the
+    safe bit lines as one product and only the others digit by digit (`MvmStack._split`); it equals the naive
+    loop (two's complement digits) and the full digit path with the split turned off (CSD digits too)."""
+    from runtime.handlers import MvmPlan
+
+    rng = np.random.default_rng(11 + enc)
+    r, wbits, ibits, adc = 96, 8, 8, 5
+    w = np.zeros((r, 10), dtype=np.int64)
+    for col in range(6):  # at most 8 cells of level 1 per line: within the ADC's [-16, 15]
+        w[rng.choice(r, 8, replace=False), col] = rng.choice([-1, 1], 8)
+    w[:, 6:] = rng.integers(-nx.qmax(wbits), nx.qmax(wbits) + 1, (r, 4))  # these columns' lines may clip
+    x = rng.integers(nx.qmin(ibits), nx.qmax(ibits) + 1, (5, r))
+    code = [I("load", HW.mvmu_in(0), M(0), r), I("mvm", 1, ibits, adc, 0, 64, enc, -1),
+            I("store", M(200), HW.mvmu_out(0), 10, 0), I("halt")]
+    prog = program({(0, 0): code}, mvmus=[MvmuImage(0, 0, 0, w, wbits)], inputs=[loc("x", 0, 0, r, 32)],
+                   outputs=[loc("y", 0, 200, 10, 64)])
+    m = Machine(prog)
+    got = m.run({"x": x}).outputs["y"]
+    plan = next(p for _, p, _ in m._compiled[0].code if isinstance(p, MvmPlan))
+    st = plan.stack.get()
+    assert st.split is not None and st.split[1] is not None and np.abs(st.split[0]).sum() > 0  # both kinds
+    if not enc:
+        assert np.array_equal(got, naive_mvm(w, x, wbits, ibits, adc, 0, 64))
+    st.split = None  # the full digit path
+    whole = m.run({"x": x}).outputs["y"]
+    assert np.array_equal(whole, got)
+    assert not np.array_equal(got, x @ w)  # some conversions really clip
