@@ -175,7 +175,10 @@ def _mvm(c: CoreState, p: MvmPlan, lat: int) -> None:
         for j, out in enumerate(st.outs):
             regs[out] = res[j, :st.ncols[j]]
     if meter is not None:
-        nz = nx.nonzero_digits(x, i.ibits, "csd" if i.enc else "twos").sum(axis=1)  # DAC pulses per row
+        if i.enc:  # DAC pulses per row (`numerics.nonzero_digits`, summed over the lanes)
+            nz = nx.nonzero_digits(x, i.ibits, "csd").sum(axis=1)
+        else:  # the popcounts summed as int64 straight from their uint8 counts
+            nz = np.bitwise_count(x & I64((1 << i.ibits) - 1)).sum(axis=1, dtype=I64)
         levels = int(st.gsum @ nz) if meter.counts_levels else 0
         meter.fired(c.pc - 1, st.units, i.adc, int(st.rowmask @ nz), levels, c.batch or x.shape[1])
 
