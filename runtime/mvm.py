@@ -59,6 +59,18 @@ def bitline_read() -> BitlineRead | None:
     return _read
 
 
+def twos_digits(x: np.ndarray, ibits: int) -> np.ndarray:
+    """The two's-complement digits of (rows, B) int64 ``x``: bit j of every value, (rows, ibits, B) float32 0/1,
+    C-contiguous."""
+    rows, b = x.shape
+    if ibits <= 16:  # the bytes' bits by table (np.unpackbits), little-endian: bit j of each value at j
+        u = (x & I64((1 << ibits) - 1)).astype("<u2")
+        bits = np.unpackbits(u.view(np.uint8).reshape(rows, b, 2), axis=2, bitorder="little")[:, :, :ibits]
+        out: np.ndarray = bits.transpose(0, 2, 1).astype(np.float32, order="C")
+        return out
+    return ((x[:, None, :] >> np.arange(ibits, dtype=I64)[None, :, None]) & I64(1)).astype(np.float32)
+
+
 def _span(starts: Sequence[int], size: int, stride: int, per: Sequence[int]) -> slice | np.ndarray:
     """Register rows of stacked spans: a slice when they are consecutive and full, else an index array of
     ``size`` rows per unit starting at each of ``starts``."""
@@ -196,8 +208,7 @@ class MvmStack:
         if i.enc:
             digits = nx.csd_digits(x, ibits).transpose(1, 0, 2).astype(np.float32)  # (K*R, ibits, B)
         else:
-            js = np.arange(ibits, dtype=I64)[None, :, None]
-            digits = ((x[:, None, :] >> js) & I64(1)).astype(np.float32)  # x is wrapped: bits of x mod 2^ibits
+            digits = twos_digits(x, ibits)  # x is wrapped: bits of x mod 2^ibits
         v = (_read or ideal_read)(self, digits.reshape(k, r, ibits * b))  # (K, S*C, ibits*B)
         np.clip(v, nx.qmin(i.adc), nx.qmax(i.adc), out=v)  # numerics.adc_convert
         v = v.reshape(k, s, c, ibits, b)
@@ -227,12 +238,11 @@ class MvmStack:
         if i.enc:
             digits = nx.csd_digits(x, ibits).transpose(1, 0, 2).astype(np.float32)
         else:
-            js = np.arange(ibits, dtype=I64)[None, :, None]
-            digits = ((x[:, None, :] >> js) & I64(1)).astype(np.float32)
+            digits = twos_digits(x, ibits)
         v = lines @ digits.reshape(k, r, ibits * b)  # (K, U, ibits*B), exact
         np.clip(v, nx.qmin(i.adc), nx.qmax(i.adc), out=v)
         if mix is not None:  # the digit and line significances in one float64 product, exact (`_split`)
-            both: np.ndarray = (prod + mix @ v.reshape(k, -1, b)).astype(I64)
+            both: np.ndarray = (prod + mix @ v.reshape(k, -1, b).astype(np.float64)).astype(I64)  # BLAS: one dtype
             return both
         sums = np.einsum("kujb,j->kub", v.reshape(k, -1, ibits, b).astype(I64), sig)
         out: np.ndarray = prod.astype(I64)
