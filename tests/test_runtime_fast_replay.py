@@ -75,6 +75,11 @@ def test_a_batch_size_not_recorded_is_recorded_then_replayed() -> None:
     again = m.run({"x": x3})
     assert m.replayed
     assert_same(first, again)
+    from runtime.replay import MAX_TRACES
+
+    for size in range(4, 6 + MAX_TRACES):  # a machine keeps the traces of its last MAX_TRACES batch sizes
+        m.run({"x": rng.integers(-128, 128, (size, 32))})
+    assert sorted(m._traces) == list(range(6, 6 + MAX_TRACES))
 
 
 def test_chunked_runs_replay_per_chunk() -> None:
