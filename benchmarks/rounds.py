@@ -2,7 +2,7 @@
 an ISAAC grown to hold every weight at once (docs/cost-model.md, "Reprogramming rounds").
 
 Usage: python benchmarks/rounds.py [--resolution 32] [--batch 2] [--precision 8bit] [--mapping spatial]
-                                  [--tile-mem-words N] [--compile-only]
+                                  [--tile-mem-words N] [--compile-only] [--classifier HIDDEN]
 
 At 224: ``--resolution 224 --tile-mem-words 16777216``, about 7 GB and half an hour on a loaded machine (run under
 ``ulimit -v 8000000``). ``--tile-mem-words 0`` runs on ISAAC's own 32,768-word tiles (both chips placed so that
@@ -143,6 +143,63 @@ def compile_only(a: argparse.Namespace) -> None:
           f"batch {a.batch})")
 
 
+def classifier(hidden: int, seed: int = 0) -> object:
+    """VGG-16's classifier at 224 alone: 25,088 -> ``hidden`` -> ``hidden`` -> 1,000 (Gemm, ReLU), He-initialized
+    random weights (4,096: VGG-16's own; a smaller ``hidden`` keeps fc1's 196 row blocks per column block with
+    fewer column blocks, so it compiles in less memory)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    dims, nodes, inits, h = [25088, hidden, hidden, 1000], [], [], "x"
+    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
+        w = rng.standard_normal((a, b), dtype=np.float32) * np.float32(np.sqrt(2.0 / a))
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(b, np.float32), f"b{i}")]
+        out = "logits" if i == 2 else f"fc{i}"
+        nodes.append(helper.make_node("Gemm", [h, f"w{i}", f"b{i}"], [out], name=f"classifier.{3 * i}"))
+        h = out
+        if i < 2:
+            nodes.append(helper.make_node("Relu", [h], [f"relu{i}"], name=f"classifier.{3 * i + 1}"))
+            h = f"relu{i}"
+    graph = helper.make_graph(nodes, "vgg16_classifier", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                                           ["N", 25088])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1000])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    return model
+
+
+def run_classifier(hidden: int, precision: str) -> None:
+    """VGG-16's classifier at 224 (`classifier`) on ISAAC's own 32,768-word tiles (chained where fc1's partial
+    sums overflow an owner's tile) beside the same on tiles grown to hold it packed: tiles, busiest tile and what
+    it holds, cycles, energy, bit-exactness (one image; the rounds only if the weights need them)."""
+    from compiler import compile_model, runner
+    from compiler.codegen.memory import describe, plan_memory
+    from isa.hardware import ISAAC
+
+    model = classifier(hidden)
+    rng = np.random.default_rng(1)
+    x = np.maximum(rng.standard_normal((3, 25088)), 0).astype(np.float32)
+    rows = []
+    for label, words in (("isaac (32,768-word tiles)", 0), ("isaac, tiles of 2^20 words", 1 << 20)):
+        t0 = time.perf_counter()
+        cm = compile_model(model, precision, hw=ISAAC.with_changes(tile_mem_words=words or ISAAC.tile_mem_words),
+                           calib={"x": x[:2]}, rounds=True)
+        compile_s = time.perf_counter() - t0
+        out = runner.run(cm, {"x": x[2:]})
+        mem = plan_memory(cm.graph, cm.precision, cm.mapping, cm.hw, cm.formats)
+        tile = max(mem.top, key=lambda t: mem.top[t])
+        s = out.stats
+        rows.append([label, len(cm.rounds) or 1, cm.mapping.tiles, f"{mem.top[tile]:,}",
+                     ", ".join(n for n, lm in cm.mapping.layers.items() if lm.chain) or "-", f"{s.cycles:,}",
+                     f"{s.energy_pj / 1e6:,.1f}", "yes" if runner.bit_exact(cm, {"x": x[2:]}, out) else "NO",
+                     f"{compile_s:.0f}", describe(mem, tile, 3)])
+        del cm, out
+    print(f"\nVGG-16's classifier at 224 (25,088 -> {hidden:,} -> {hidden:,} -> 1,000), {precision}, one image; "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    print(table(rows, ["chip", "rounds", "tiles", "busiest tile words", "chained layers", "cycles", "energy uJ",
+                       "bit-exact", "compile s", "busiest tile holds"]))
+
+
 def main() -> None:
     """Compile, run both chips on one batch, print the comparison and the rounds."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -155,7 +212,13 @@ def main() -> None:
                     help="tile memory of both chips (0: the preset's 32,768 words)")
     ap.add_argument("--compile-only", action="store_true",
                     help="compile in rounds on isaac and print the rounds and their write costs per batch (no run)")
+    ap.add_argument("--classifier", type=int, default=0, metavar="HIDDEN",
+                    help="only VGG-16's classifier at 224 with HIDDEN units (4096: VGG-16's), on isaac's own tiles "
+                         "beside tiles grown to hold it packed (`run_classifier`)")
     a = ap.parse_args()
+    if a.classifier:
+        run_classifier(a.classifier, a.precision)
+        return
     if a.compile_only:
         compile_only(a)
         return
