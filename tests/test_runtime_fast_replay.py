@@ -132,3 +132,16 @@ def test_no_replay_for_devices_budgets_or_when_off() -> None:
     assert not m.replayed
     assert Machine(cm.program, replay=False).no_replay == "replay=False"
     assert Machine(cm.program, reference=True).no_replay == "reference mode"
+
+
+def test_a_trace_too_long_is_not_kept(monkeypatch) -> None:
+    from runtime import replay
+
+    monkeypatch.setattr(replay, "MAX_ACTIONS", 5)
+    prog = _pipeline(2, False)
+    x = np.random.default_rng(6).integers(-128, 128, (2, 32))
+    m = Machine(prog)
+    first = m.run({"x": x})
+    again = m.run({"x": x})
+    assert not m.replayed and not m._traces
+    assert_same(first, again)
