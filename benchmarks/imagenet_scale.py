@@ -19,7 +19,13 @@ Per (model, preset), in its own subprocess (``ulimit -v`` applies to it: prefix 
    every tensor whole); on the preset rows it is the need with line buffers (docs/design-notes.md, "Activations
    larger than a tile");
 3. with ``--line-buffers``, also the preset grown only to that line-buffered need ("+lb"): the same model compiled
-   with line buffers wherever whole tensors overflow, run and checked the same way.
+   with line buffers wherever whole tensors overflow, run and checked the same way;
+4. "+fit": placed so that each tile's holdings fit the preset's tile memory where spreading ops over more tiles
+   can (`compiler.mapping.fit`), then grown only to what that placement still needs (the busiest tile then
+   holds one op), run and checked the same way. The preset row (1.) is placed the same way; its "tile mem" is
+   this need.
+
+After the table, the busiest tile of each row: its ops and its holdings, words each (`compiler.codegen.memory`).
 
 ResNet-18 is `models.cnn_zoo.resnet18` (torchvision topology, He-initialized weights, BN folded), ResNet-50 the
 onnx zoo's ``light_resnet50.onnx`` with He-initialized random weights (`real_models.randomized`; its own constant
@@ -47,7 +53,8 @@ MODELS = ("resnet18", "resnet50")
 PRESETS = ("isaac", "puma-chip")
 PRECISION = {"default": "16bit", "puma": "16bit", "isaac": "8bit", "puma-chip": "16bit"}
 GROWN = 1 << 24  # tile_mem_words of the "+mem" variant
-VARIANTS = {"0": "", "1": "+mem", "2": "+lb"}  # the preset, grown to whole tensors, grown to line buffers
+VARIANTS = {"0": "", "1": "+mem", "2": "+lb", "3": "+fit"}  # the preset; grown to whole tensors, to line buffers,
+# to what the placement bounded by the preset's tile memory still needs
 
 
 def load(name: str, resolution: int) -> Any:
@@ -66,22 +73,16 @@ def load(name: str, resolution: int) -> Any:
     return randomized(onnx.load(str(light_dir() / "light_resnet50.onnx")))
 
 
-def tile_memory_needed(cm: Any, hw: Any = None) -> tuple[int, int]:
-    """(largest words any tile needs, tiles holding data) of a compiled model's plan redone on ``hw`` (default:
-    its own): with line buffers for what can have them when whole tensors overflow ``hw``'s tiles."""
-    from compiler.codegen.plan import TileMemory, plan_communication
-    from compiler.codegen.storage import Storage
-    from compiler.quant import quantize_layer
-    from isa.errors import ModelError
+def tile_memory_needed(cm: Any, hw: Any = None) -> tuple[int, int, str]:
+    """(largest words any tile needs, tiles holding data, what the busiest tile holds) of a compiled model's plan
+    redone on ``hw`` (default: its own): with line buffers for what can have them when whole tensors overflow
+    ``hw``'s tiles (`compiler.codegen.memory`)."""
+    from compiler.codegen.memory import describe, plan_memory
 
-    hw = hw or cm.hw
-    biased = {op.name for op in cm.graph.crossbar_ops() if quantize_layer(op, cm.precision[op.name]).bias is not None}
-    mem = TileMemory(hw)
-    try:
-        plan_communication(cm.graph, cm.mapping, Storage(cm.graph, cm.formats), hw, biased, mem)
-    except ModelError:  # still overflowing: mem holds the need of the line-buffered plan
-        pass
-    return max(mem.top.values()), len(mem.top)
+    mem = plan_memory(cm.graph, cm.precision, cm.mapping, hw or cm.hw, cm.formats)
+    busiest = max(mem.top, key=lambda t: mem.top[t])
+    ops = ", ".join(mem.placed.get(busiest, []))
+    return mem.top[busiest], len(mem.top), f"tile {busiest} ({ops}): {describe(mem, busiest, 6)}"
 
 
 def measure(name: str, preset: str, grown: str, run: bool, resolution: int = 224,
@@ -98,18 +99,19 @@ def measure(name: str, preset: str, grown: str, run: bool, resolution: int = 224
     inp = model.graph.input[0].name
     x = np.random.default_rng(0).random((3, 3, resolution, resolution)).astype(np.float32)
     r: dict[str, Any] = {"model": name, "preset": preset + VARIANTS[grown], "precision": PRECISION[preset]}
+    fit = hw.tile_mem_words if grown in ("0", "3") else None  # the placement bounds tiles by the preset's memory
     try:
         if grown != "0":  # first with 2^24 words to learn the need, then with exactly the need (the runtime's memory)
             cm = compile_model(model, PRECISION[preset], hw=hw.with_changes(tile_mem_words=GROWN),
-                               calib={inp: x[:2]}, calib_images=2)
+                               calib={inp: x[:2]}, calib_images=2, fit_words=fit)
             need = tile_memory_needed(cm)[0] if grown == "1" else tile_memory_needed(cm, hw)[0]
-            hw = hw.with_changes(tile_mem_words=need)
+            hw = hw.with_changes(tile_mem_words=max(need, hw.tile_mem_words))
         t0 = time.perf_counter()
-        cm = compile_model(model, PRECISION[preset], hw=hw, calib={inp: x[:2]}, calib_images=2)
+        cm = compile_model(model, PRECISION[preset], hw=hw, calib={inp: x[:2]}, calib_images=2, fit_words=fit)
         r["compile_s"] = time.perf_counter() - t0
         rep = cm.mapping.report(cm.precision) if cm.mapping is not None else {}
         r.update(tiles=rep.get("tiles"), crossbars=rep.get("crossbars"))
-        r["mem_words"], _ = tile_memory_needed(cm)
+        r["mem_words"], _, r["busiest"] = tile_memory_needed(cm)
         if run:
             t1 = time.perf_counter()
             out = runner.run(cm, {inp: x[2:]})
@@ -127,10 +129,10 @@ def measure(name: str, preset: str, grown: str, run: bool, resolution: int = 224
                 r["functional_s"] = time.perf_counter() - t1
     except Exception as e:  # noqa: BLE001 - the benchmark reports whatever stops a model
         r["error"] = f"{type(e).__name__}: {str(e).splitlines()[0]}"
-        if grown == "0":  # what a tile needs with line buffers (the mapping does not depend on tile_mem_words)
+        if grown == "0":  # what a tile needs with line buffers, placed for the preset's tile memory
             big = compile_model(model, PRECISION[preset], hw=hw.with_changes(tile_mem_words=GROWN),
-                                calib={inp: x[:2]}, calib_images=2)
-            r["mem_words"] = tile_memory_needed(big, hw)[0]
+                                calib={inp: x[:2]}, calib_images=2, fit_words=fit)
+            r["mem_words"], _, r["busiest"] = tile_memory_needed(big, hw)
     r["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return r
 
@@ -213,7 +215,7 @@ def main() -> None:
         name, preset, grown = a.one
         print(json.dumps(measure(name, preset, grown, not a.no_run, a.resolution, a.speed, a.batch)))
         return
-    rows = []
+    rows, results = [], []
     variants = [k for k, v in VARIANTS.items() if (v in a.variants if a.variants is not None else
                                                    k != "2" or a.line_buffers)]
     for name in a.models:
@@ -231,8 +233,13 @@ def main() -> None:
                 r = {"model": name, "preset": preset + VARIANTS[grown],
                      "precision": PRECISION[preset], "peak_mb": 0.0} | r
                 rows.append(_row(r))
+                results.append(r)
                 print(json.dumps(r), file=sys.stderr, flush=True)
     print(table(rows, HEADER))
+    print("\nThe busiest tile of each row (its ops; what it holds, words each):")
+    for r in results:
+        if "busiest" in r:
+            print(f"- {r['model']} {r['preset']}: {r['busiest']}")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@ an ISAAC grown to hold every weight at once (docs/cost-model.md, "Reprogramming 
 Usage: python benchmarks/rounds.py [--resolution 32] [--batch 2] [--precision 8bit] [--mapping spatial]
                                   [--tile-mem-words N] [--compile-only]
 
-At 224: ``--resolution 224 --tile-mem-words 16777216`` (whole tensors: line buffers deadlock on VGG's multi-core
-convs, docs/design-notes.md), about 7 GB and half an hour on a loaded machine (run under ``ulimit -v 8000000``).
-The last table re-plans every round on ISAAC's own 32,768-word tiles and says what the busiest tile would hold.
+At 224: ``--resolution 224 --tile-mem-words 16777216``, about 7 GB and half an hour on a loaded machine (run under
+``ulimit -v 8000000``). ``--tile-mem-words 0`` runs on ISAAC's own 32,768-word tiles (both chips placed so that
+each tile holds what it can, `compiler.mapping.fit`; VGG-16 at 64 fits them). The last table partitions and places
+every round again on those tiles, as the compiler does, and says what the busiest tile holds.
 
 VGG-16 has random weights built in code (`models.cnn_zoo.vgg16`, torchvision topology). At a resolution other
 than 224 its first Gemm takes 512 * (resolution/32)^2 inputs instead of 25,088 (the conv weights are VGG-16's);
@@ -48,15 +49,22 @@ def compile_rounds(resolution: int, precision: str, mapping: str, mem: int) -> t
 
 def grown_tiles(cm: object) -> int:
     """Tiles of an ISAAC grown to hold every weight of ``cm``'s graph at once: its placement on a chip of
-    `VIRTUAL_TILES` (placement only, no code)."""
+    `VIRTUAL_TILES` with ``cm``'s tile memory, bounded by it as the compiler places (`mapping.fit`; placement
+    and memory plan only, no code)."""
+    from functools import partial
+
+    from compiler.codegen.memory import plan_memory
+    from compiler.mapping.fit import place_to_fit
     from compiler.mapping.placement import place_layers
     from compiler.mapping.rounds import VIRTUAL_TILES, top_tile
     from compiler.quant import quantize_layer
 
-    g, prec = cm.graph, cm.precision  # type: ignore[attr-defined]
+    g, prec, fmt = cm.graph, cm.precision, cm.formats  # type: ignore[attr-defined]
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in g.crossbar_ops()}
     hw = cm.hw.with_changes(tiles=VIRTUAL_TILES)  # type: ignore[attr-defined]
-    return top_tile(place_layers(g, prec, hw, weights, cm.mapping.mode))  # type: ignore[attr-defined]
+    place = partial(place_layers, g, prec, hw, weights, cm.mapping.mode)  # type: ignore[attr-defined]
+    return top_tile(place_to_fit(lambda breaks: place(breaks=breaks),
+                                 lambda m: plan_memory(g, prec, m, hw, fmt).top, hw.tile_mem_words))
 
 
 def programming(cm: object) -> list[tuple[int, float]]:
@@ -76,47 +84,44 @@ def programming(cm: object) -> list[tuple[int, float]]:
 
 
 def tile_needs(cm: object, words: int) -> list[list[object]]:
-    """Per round of ``cm`` (compiled in rounds), re-planned on ISAAC with ``words``-word tile memories: the
-    busiest tile's words with every tensor whole, then with line buffers and the input port
-    (`codegen.plan.plan_communication`), and its three largest holdings then."""
-    from compiler.codegen.plan import TileMemory, plan_communication
-    from compiler.codegen.storage import Storage
+    """Per round of ``cm`` (compiled in rounds), partitioned and placed again on ISAAC with ``words``-word tile
+    memories as the compiler does (`mapping.rounds.partition` with the memory-aware placement,
+    `mapping.fit`): its tiles, the busiest tile's words with every tensor whole, then with line buffers and the
+    input port (`codegen.memory.plan_memory`), and what the busiest tile holds then."""
+    from compiler.codegen.memory import describe, plan_memory
+    from compiler.mapping.fit import tile_ops
     from compiler.mapping.rounds import partition
     from compiler.quant import quantize_layer
-    from isa.errors import ModelError
     from isa.hardware import ISAAC
 
+    hw = ISAAC.with_changes(tile_mem_words=words)
     g, prec, fmt = cm.graph, cm.precision, cm.formats  # type: ignore[attr-defined]
     weights = {op.name: quantize_layer(op, prec[op.name]).weight for op in g.crossbar_ops()}
-    plan = partition(g, prec, ISAAC, weights, fmt, cm.mapping.mode)  # type: ignore[attr-defined]
+    plan = partition(g, prec, hw, weights, fmt, cm.mapping.mode,  # type: ignore[attr-defined]
+                     memory=lambda sub, p, m, f: plan_memory(sub, p, m, hw, f).top)
     rows = []
     for r in plan.rounds:
-        biased = {op.name for op in r.graph.crossbar_ops()
-                  if quantize_layer(op, plan.prec[op.name]).bias is not None}
-        need = []
-        for hw in (ISAAC.with_changes(tile_mem_words=1 << 24), ISAAC.with_changes(tile_mem_words=words)):
-            mem, st = TileMemory(hw), Storage(r.graph, plan.fmt)
-            try:
-                plan_communication(r.graph, r.mapping, st, hw, biased, mem)
-            except ModelError:
-                pass
-            need.append((max(mem.top.values()), mem, st))
-        (whole, *_), (banded, mem, st) = need
+        whole = plan_memory(r.graph, plan.prec, r.mapping, hw.with_changes(tile_mem_words=1 << 24), plan.fmt)
+        mem = plan_memory(r.graph, plan.prec, r.mapping, hw, plan.fmt)
+        st = mem.storage
+        assert st is not None
         ends = [v.name for v in r.graph.inputs] + list(r.graph.outputs)
         tile = max(mem.top, key=lambda t: mem.top[t])
-        held = ", ".join(f"{what.replace('tensor ', '')} {n:,}" for what, n in
-                         sorted(mem.held[tile], key=lambda h: -h[1])[:3])
-        rows.append([r.index, _span([op.name for op in r.graph.crossbar_ops()]), f"{whole:,}", f"{banded:,}",
-                     "fits" if banded <= words else "overflows", sum(b.band > 0 for b in st.buffers.values()),
-                     sum(st.buffer(v).band > 0 for v in ends), f"{tile}: {held}"])
+        banded = max(mem.top.values())
+        rows.append([r.index, _span([op.name for op in r.graph.crossbar_ops()]), r.mapping.tiles,
+                     f"{max(whole.top.values()):,}", f"{banded:,}", "fits" if banded <= words else "overflows",
+                     sum(b.band > 0 for b in st.buffers.values()), sum(st.buffer(v).band > 0 for v in ends),
+                     sum(lm.chain for lm in r.mapping.layers.values()),
+                     f"{tile} ({', '.join(tile_ops(r.mapping)[tile][:3])}): {describe(mem, tile, 3)}"])
     return rows
 
 
 def print_tile_needs(rows: list[list[object]], words: int) -> None:
     """The table of `tile_needs`."""
     print(f"\ntile memory each round needs on isaac ({words:,}-word tiles), re-planned:")
-    print(table(rows, ["round", "crossbar layers", "busiest tile, whole", "with line buffers + port", "",
-                       "line buffers", "of them through the port", "busiest tile's largest holdings"]))
+    print(table(rows, ["round", "crossbar layers", "tiles", "busiest tile, whole", "with line buffers + port", "",
+                       "line buffers", "of them through the port", "chained layers",
+                       "busiest tile (its ops): its largest holdings"]))
 
 
 def compile_only(a: argparse.Namespace) -> None:
@@ -147,8 +152,7 @@ def main() -> None:
     ap.add_argument("--mapping", default="spatial", choices=["spatial", "temporal"])
     ap.add_argument("--endurance", type=float, default=1e6)
     ap.add_argument("--tile-mem-words", type=int, default=1 << 18,
-                    help="tile memory of both chips (0: the preset's 32,768 words, which no VGG-16 activation of "
-                         "64 channels fits until activations are streamed in row bands)")
+                    help="tile memory of both chips (0: the preset's 32,768 words)")
     ap.add_argument("--compile-only", action="store_true",
                     help="compile in rounds on isaac and print the rounds and their write costs per batch (no run)")
     a = ap.parse_args()

@@ -141,7 +141,8 @@ def _search_env(a: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     except ValueError as e:
         raise XbarcError(str(e)) from None
     cfg = EnvConfig(a.model, a.dataset, a.hardware, search_split=a.search_split, search_images=a.search_images,
-                    select_split=a.select_split, select_images=a.select_images, max_drop=a.max_drop,
+                    select_split=a.select_split, select_images=a.select_images,
+                    select_correction=a.select_correction, max_drop=a.max_drop,
                     confidence=a.confidence, cost_weights=weights, mapping=a.mapping, data=_data(),
                     devices=a.devices, device_trials=a.device_trials, replicas=a.replicas, narrow=a.narrow)
     return SearchEnv(cfg), rl
@@ -158,20 +159,23 @@ def _search_summary(a: argparse.Namespace, env: Any, r: Any, doc: dict[str, Any]
     """The plots, then the baseline, the chosen config and the front's points run on the runtime (test split)."""
     from .search.env import SUMMARY_HEADER, summary_rows, validate
     from .search.plots import report_plots, write_front_plot
+    from .search.selection import scored
 
     report_plots(r.records, r.baseline, out, r.method)
     if write_front_plot(doc, r.records, out / "pareto.png") is not None:
         print(f"plot: {out / 'pareto.png'}")
     c = env.cfg
     pick = next(i for i, p in enumerate(doc["points"]) if p["chosen"])
+    level = f"{100 * c.confidence:g}% confidence" + (
+        f" for all {len({x.key for x in scored(r.records + [r.baseline])})} configs scored there (Bonferroni)"
+        if c.select_correction == "bonferroni" else "")
     if r.met:
         print(f"chosen: pareto point {pick} ({doc['points'][pick]['file']}), the cheapest whose accuracy drop on "
-              f"'{c.select_split}' is <= {100 * c.max_drop:g}% at {100 * c.confidence:g}% confidence "
-              f"(bound {100 * r.chosen.select_bound:.2f}%) -> {out / 'best.json'}")
+              f"'{c.select_split}' is <= {100 * c.max_drop:g}% at {level} ({len(env.select.x)} images, "
+              f"bound {100 * doc['points'][pick]['choice_bound']:.2f}%) -> {out / 'best.json'}")
     else:
         print(f"xbarc search: warning: no evaluated config meets --max-drop {100 * c.max_drop:g}% on "
-              f"'{c.select_split}' at {100 * c.confidence:g}% confidence; best.json is the 16-bit baseline",
-              file=sys.stderr)
+              f"'{c.select_split}' at {level}; best.json is the 16-bit baseline", file=sys.stderr)
     base = validate(env, env.config(env.space.baseline()), a.test_images)
     found = {f"chosen ({r.method})": validate(env, r.config, a.test_images)}
     for i, p in enumerate(doc["points"][: a.measure_front]):
@@ -717,6 +721,10 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--select-split", default="val",
                     help="held-out split the final choice is made on, never seen by the reward (default val)")
     se.add_argument("--select-images", type=NONNEG, default=0, help="first N of them (0: all)")
+    se.add_argument("--select-correction", choices=["none", "bonferroni"], default="none",
+                    help="bonferroni: the choice's bound holds at --confidence for every configuration compared "
+                         "on the selection split at once (the cheapest passing is then not the luckiest; needs "
+                         "more selection images, e.g. --select-split val,fit); default none"),
     se.add_argument("--devices", default=None, metavar="PRESET|FILE.json",
                     help="score candidates' accuracy on the runtime under this device model (robust precision "
                          "search, docs/devices.md; slower: each candidate is compiled and run)")

@@ -6,6 +6,7 @@ import json
 from collections import abc
 from collections.abc import Mapping as MappingOf, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,12 +20,14 @@ from isa.hardware import HardwareConfig, load_hardware
 
 from .codegen import generate
 from .codegen.generate import add_programming
+from .codegen.memory import plan_memory
 from .data import DatasetLoader, load
 from .frontend import check_reference, import_onnx
 from .inputs import checked_feeds
-from .modelref import model_files, referenced_source, restore_model
+from .modelref import model_files, referenced_source, restore_model, stored_model
 from .ir import Graph, dump
 from .mapping import LayerMap, Mapping, place_layers
+from .mapping.fit import place_to_fit
 from .mapping.rounds import Round, partition, top_tile
 from .passes import CANONICALIZE, reject_unfolded, run_pipeline
 from .quant import Format, LayerPrecision, Ranges, assign_formats, calibrate, precision_to_json, resolve_precision
@@ -32,6 +35,7 @@ from .quant.blockcache import quantized
 from .quant.qdq import QDQ, qdq_config
 from .quant.health import FIDELITY_IMAGES, fidelity_warning, quantization_warnings
 from .quant.calibrate import UniformInputs
+from .quant.precision import check_resolved
 from .quant.schemes import Score, finalize_weight_schemes
 
 DATASET_KEY = "xbarc.dataset"
@@ -39,13 +43,19 @@ DATASET_KEY = "xbarc.dataset"
 
 @dataclass
 class CompiledModel:
-    """Everything one compilation produced; ``save`` writes it as an output directory."""
+    """Everything one compilation produced; ``save`` writes it as an output directory.
 
-    graph: Graph
-    precision: dict[str, LayerPrecision]
+    A model read back by `load_compiled` (``outdir`` set) holds the program, formats, warnings and host tail at
+    once, and reads the rest when first asked: ``model`` (model.onnx, any referenced weights restored: the
+    onnxruntime reference), ``graph`` (the frontend over that model: the functional model of ``xbarc run
+    --check`` needs its float weights) and ``precision`` (precision.json, checked against the graph's layers).
+    Running the program needs none of them (VGG-16: the frontend took 11 of its 19 s of loading)."""
+
+    _graph: Graph | None
+    _precision: dict[str, LayerPrecision] | None
     mapping: Mapping | None
     program: Program
-    model: onnx.ModelProto
+    _model: onnx.ModelProto | None
     host_model: onnx.ModelProto | None
     hw: HardwareConfig
     formats: dict[str, Format]
@@ -53,6 +63,40 @@ class CompiledModel:
     warnings: list[str] = field(default_factory=list)  # quantization health (compiler.quant.health)
     rounds: list[Program] = field(default_factory=list)  # reprogramming rounds (`program` is the first), or none
     source: Path | None = None  # the model file compiled, if any (a large one is referenced: `compiler.modelref`)
+    outdir: Path | None = None  # the output directory it was loaded from, if any
+    _restored: bool = True  # False: ``_model`` is model.onnx as stored, referenced weights not yet read back
+
+    @property
+    def graph(self) -> Graph:
+        """The graph IR (of a loaded model: re-imported from its model.onnx on first use)."""
+        if self._graph is None:
+            assert self.outdir is not None, "a compiled model without a graph has an output directory"
+            options = self.program.meta.get("frontend", {})
+            self._graph = import_graph(self.model, drop_lrn=bool(options.get("drop_lrn")))[0]
+        return self._graph
+
+    @property
+    def precision(self) -> dict[str, LayerPrecision]:
+        """Every crossbar layer's precision (of a loaded model: its precision.json, read on first use)."""
+        if self._precision is None:
+            assert self.outdir is not None, "a compiled model without a precision has an output directory"
+            self._precision = resolve_precision(self.graph, self.outdir / "precision.json", Ranges(), self.hw,
+                                                resolved=True)
+        return self._precision
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        """The cleaned source model, the float reference (of a loaded model: model.onnx, read on first use)."""
+        if self._model is None or not self._restored:
+            assert self.outdir is not None, "a compiled model without a source model has an output directory"
+            self._model, self._restored = restore_model(self.outdir, self._model), True
+        return self._model
+
+    @property
+    def host_ops(self) -> list[str]:
+        """The ops evaluated on the host after the program (recorded by the compile; else from the graph)."""
+        recorded = self.program.meta.get("host_ops")
+        return list(recorded) if isinstance(recorded, list) else list(self.graph.host_ops)
 
     @property
     def output_locs(self) -> list[TensorLoc]:
@@ -178,7 +222,8 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
                   calib: str | dict[str, np.ndarray] | None = None, mapping: str = "spatial",
                   crossbar_budget: int | None = None, replicate: int = 1,
                   input_shapes: InputShapes | None = None, data: DatasetLoader | None = None,
-                  calib_images: int = CALIB_IMAGES, drop_lrn: bool = False, rounds: bool = False) -> CompiledModel:
+                  calib_images: int = CALIB_IMAGES, drop_lrn: bool = False, rounds: bool = False,
+                  fit_words: int | None = None) -> CompiledModel:
     """Compile an ONNX model for the crossbar accelerator (``mapping``: "naive", "spatial" (hollow-aware) or
     "temporal"; with ``crossbar_budget``, temporal packs only as many layers as the budget needs; ``replicate``
     N copies each conv layer's weights N times to split its output rows; ``input_shapes``, e.g.
@@ -189,7 +234,9 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     ``data``. ``precision``: a preset name, a config (dict or JSON file) or ``"qdq"``, the model's own
     QuantizeLinear/DequantizeLinear quantizers (`quant.qdq`); None: ``"qdq"`` for a model with Q/DQ nodes, else
     ``"16bit"``. ``rounds``: when the weights need more tiles than the chip has, compile the layers in
-    reprogramming rounds (`mapping.rounds`) instead of failing."""
+    reprogramming rounds (`mapping.rounds`) instead of failing. The placement keeps each tile's holdings within
+    its memory where it can (`mapping.fit`); ``fit_words`` places for tiles of that many words instead of
+    ``hw``'s (a benchmark's chip grown only to what that placement still needs)."""
     hwc = hw if isinstance(hw, HardwareConfig) else load_hardware(hw)
     notes: list[str] = []
     graph, host, proto = import_graph(model, shapes_for_import(calib, input_shapes), drop_lrn, notes)
@@ -210,7 +257,9 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
     if rounds:
         placed, programs = _compile_rounds(graph, prec, hwc, weights, fmt, mapping, replicate, crossbar_budget)
     else:
-        placed = place_layers(graph, prec, hwc, weights, mapping, replicate, crossbar_budget)
+        fit = hwc if fit_words is None else hwc.with_changes(tile_mem_words=fit_words)
+        placed = place_to_fit(partial(place_layers, graph, prec, hwc, weights, mapping, replicate, crossbar_budget),
+                              lambda m: plan_memory(graph, prec, m, fit, fmt).top, fit.tile_mem_words)
     program = programs[0] if programs else generate(graph, prec, placed, hwc, fmt)
     warnings = notes + qdq_report + quantization_warnings(graph, prec, weights, ranges.values, fmt,
                                                          ranges.exponents)
@@ -224,7 +273,7 @@ def compile_model(model: str | Path | onnx.ModelProto, precision: str | dict[str
         warnings.insert(0, f"calibrated on {how}{' (no data set given or declared)' if calib != NOISE else ''}: "
                            f"activation ranges of real inputs may differ; pass calibration data (--calib FILE)")
     program.meta.update({"calibration": how, "layers": [op.name for op in graph.crossbar_ops()],
-                         "warnings": warnings, "frontend": {"drop_lrn": drop_lrn}})
+                         "warnings": warnings, "frontend": {"drop_lrn": drop_lrn}, "host_ops": graph.host_ops})
     source = Path(model).resolve() if isinstance(model, (str, Path)) else None
     return CompiledModel(graph, prec, placed, program, proto, host, hwc, fmt, how, warnings, programs, source)
 
@@ -239,7 +288,8 @@ def _compile_rounds(graph: Graph, prec: dict[str, LayerPrecision], hw: HardwareC
                     budget: int | None) -> tuple[Mapping, list[Program]]:
     """The placement (all rounds' layers, on the one chip; split layers whole again) and the programs of a model
     compiled in rounds; no program list when one round holds the model (it compiles as usual, without prog)."""
-    plan = partition(graph, prec, hw, weights, fmt, mode, replicate, budget)
+    plan = partition(graph, prec, hw, weights, fmt, mode, replicate, budget,
+                     lambda g, p, m, f: plan_memory(g, p, m, hw, f).top)
     if len(plan.rounds) == 1:
         return plan.rounds[0].mapping, []
     programs = [add_programming(generate(r.graph, plan.prec, r.mapping, hw, plan.fmt)) for r in plan.rounds]
@@ -308,16 +358,27 @@ def _accuracy_score(g: Graph, model: onnx.ModelProto, calib: object, fmt: dict[s
 
 
 def load_compiled(outdir: str | Path) -> CompiledModel:
-    """Reload an output directory written by `CompiledModel.save` (graph re-imported from model.onnx)."""
+    """Reload an output directory written by `CompiledModel.save`: the program (and its rounds), formats,
+    warnings and host.onnx now; the source model, graph IR and precision when first used (`CompiledModel`)."""
     out = Path(outdir)
     program = load_program(out)
     if not (out / "model.onnx").exists():
         raise XbarcError(f"{out}: no model.onnx; was it written by `xbarc compile`?")
-    options = program.meta.get("frontend", {})
-    graph, host, proto = import_graph(restore_model(out), drop_lrn=bool(options.get("drop_lrn")))
-    prec = resolve_precision(graph, out / "precision.json", Ranges(), program.hw, resolved=True)
     fmt = {k: (int(v[0]), int(v[1])) for k, v in program.meta.get("formats", {}).items()}
     rounds = len(program.meta.get("rounds", []))
     programs = [program] + [load_program(out / round_folder(k)) for k in range(1, rounds)] if rounds else []
-    return CompiledModel(graph, prec, None, program, proto, host, program.hw, fmt, program.meta.get("calibration", ""),
-                         list(program.meta.get("warnings", [])), programs, referenced_source(out))
+    host = _read_onnx(out / "host.onnx") if (out / "host.onnx").exists() else None
+    stored = stored_model(out)  # a missing or changed source file is named now, not after a run
+    layers = program.meta.get("layers")  # precision.json checked now against the layers the compile recorded
+    check_resolved(out / "precision.json", program.hw, layers if isinstance(layers, list) else [])
+    return CompiledModel(None, None, None, program, stored, host, program.hw, fmt,
+                         program.meta.get("calibration", ""), list(program.meta.get("warnings", [])), programs,
+                         referenced_source(out), out, _restored=False)
+
+
+def _read_onnx(path: Path) -> onnx.ModelProto:
+    """An ONNX file of an output directory (its checksum was verified by `load_program`)."""
+    try:
+        return onnx.load(str(path))
+    except Exception as e:  # noqa: BLE001 - protobuf raises several types
+        raise XbarcError(f"{path}: not a readable ONNX model ({e})") from None

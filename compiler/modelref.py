@@ -34,7 +34,7 @@ def embed_limit() -> int:
 
 def model_files(model: onnx.ModelProto, source: Path | None) -> dict[str, bytes]:
     """``model.onnx`` (and, when the model is referenced, ``source.json``) of an output directory."""
-    if source is None or model.ByteSize() <= embed_limit() or not source.is_file():
+    if source is None or not source.is_file() or source.stat().st_size <= embed_limit():  # (ByteSize: 3 s)
         return {"model.onnx": model.SerializeToString()}
     shared = _shared_initializers(model, source)
     if not shared:
@@ -67,16 +67,36 @@ def _shared_initializers(model: onnx.ModelProto, source: Path) -> set[str]:
     return shared
 
 
-def restore_model(out: Path) -> onnx.ModelProto:
-    """The ``model.onnx`` of output directory ``out`` with any referenced initializers refilled from the source
-    file named in ``source.json``; XbarcError naming the file when the source is missing or has changed."""
+def stored_model(out: Path) -> onnx.ModelProto:
+    """The ``model.onnx`` of output directory ``out`` as stored (a referenced model's shared initializers empty),
+    once the source file ``source.json`` names, if any, is found unchanged (its size and SHA-256); XbarcError
+    naming the file when model.onnx is unreadable or the source is missing or has changed."""
+    ref = out / SOURCE
+    if ref.exists():
+        _check_source(ref, _source_doc(ref))
+    return _read(out / "model.onnx")
+
+
+def restore_model(out: Path, stored: onnx.ModelProto | None = None) -> onnx.ModelProto:
+    """The ``model.onnx`` of output directory ``out`` (``stored``: as `stored_model` read it) with any
+    referenced initializers refilled from the source file named in ``source.json``, checked (`load_model`)."""
     from .frontend import load_model
 
-    path = out / "model.onnx"
+    proto = stored_model(out) if stored is None else stored
     ref = out / SOURCE
-    if not ref.exists():
-        return load_model(path)
-    doc = _source_doc(ref)
+    if ref.exists():
+        doc = _source_doc(ref)
+        src = Path(doc["path"])
+        weights = {t.name: t for t in _read(src).graph.initializer}
+        for t in proto.graph.initializer:
+            if t.name in doc["initializers"]:
+                if t.name not in weights:
+                    raise XbarcError(f"{ref}: initializer {t.name!r} is not in {src}; compile again")
+                t.raw_data = weights[t.name].raw_data
+    return load_model(proto)
+
+
+def _check_source(ref: Path, doc: dict[str, Any]) -> None:
     src = Path(doc["path"])
     how = (f"{ref}: the model's weights are read from {src} (not copied: the model exceeds "
            f"XBARC_EMBED_MODEL_MB={embed_limit() / 2**20:g})")
@@ -84,14 +104,6 @@ def restore_model(out: Path) -> onnx.ModelProto:
         raise XbarcError(f"{how}, which is missing; put it back or compile again")
     if src.stat().st_size != doc["size"] or file_sha256(src) != doc["sha256"]:
         raise XbarcError(f"{how}, which has changed since `xbarc compile` (its SHA-256 differs); compile again")
-    proto = _read(path)
-    weights = {t.name: t for t in _read(src).graph.initializer}
-    for t in proto.graph.initializer:
-        if t.name in doc["initializers"]:
-            if t.name not in weights:
-                raise XbarcError(f"{ref}: initializer {t.name!r} is not in {src}; compile again")
-            t.raw_data = weights[t.name].raw_data
-    return load_model(proto)
 
 
 def _read(path: Path) -> onnx.ModelProto:

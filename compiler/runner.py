@@ -144,7 +144,7 @@ def evaluate(cm: CompiledModel, x: np.ndarray, labels: np.ndarray | None, check:
         "per_component": s.per_component,
         "per_instruction": s.per_instruction,
         "dynamic_instructions": s.dynamic_instructions,
-        "host_ops": cm.graph.host_ops,
+        "host_ops": cm.host_ops,
         "per_core_busy": s.per_core_busy,
         "per_layer_component": s.per_layer_component,
         "timeline": s.timeline,  # busy intervals per core (runtime.stats.busy_timeline)

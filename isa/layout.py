@@ -146,14 +146,15 @@ def summarize_many(layouts: np.ndarray) -> list[LayoutSummary]:
     steps = step.reshape(n, -1).max(axis=1, initial=-1) + 1  # (N,)
     width, depth = int(arr.max(initial=0)) + 1, int(steps.max(initial=0)) + 1
     img = np.broadcast_to(np.arange(n).reshape(n, 1, 1, 1), placed.shape)[placed]
-    pairs = (img * width + arr[placed]) * depth + step[placed]
-    drives = np.bincount(np.unique(pairs) // (width * depth), minlength=n)
-    arrays = np.bincount(np.unique(img * width + arr[placed]) // width, minlength=n)
+    used = np.zeros((n, width, depth), dtype=bool)  # which (image, array, step) are driven: marks, not a sort
+    used[img, arr[placed], step[placed]] = True
+    drives = used.sum(axis=(1, 2))
+    arrays = used.any(axis=2).sum(axis=1)
     pair_placed = placed.any(axis=2)  # (N, S, C)
     pair_step = np.where(placed[:, :, 0], lay[:, :, 0, :, 1], lay[:, :, 1, :, 1])
-    counts = np.zeros((n, max(1, depth), slices), dtype=np.int64)
     i_idx, s_idx, _ = np.nonzero(pair_placed)
-    np.add.at(counts, (i_idx, pair_step[pair_placed], s_idx), 1)
+    cells = (i_idx * max(1, depth) + pair_step[pair_placed]) * slices + s_idx
+    counts = np.bincount(cells, minlength=n * max(1, depth) * slices).reshape(n, max(1, depth), slices)
     table = counts.tolist()
     return [LayoutSummary(int(arrays[i]), int(drives[i]), tuple(tuple(row) for row in table[i][:int(steps[i])]))
             for i in range(n)]

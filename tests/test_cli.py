@@ -150,3 +150,18 @@ def test_search_writes_best_config_log_and_measured_summary(tmp_path, capsys):
     assert text.count("yes") >= 2 and "NO" not in text.split("bit-exact")[-1]
     # the config written compiles
     assert main(["compile", str(MLP), "--precision", str(out / "best.json"), "-o", str(tmp_path / "q")]) == 0
+
+
+def test_search_bonferroni_choice_on_several_splits(tmp_path, capsys):
+    """--select-split val,fit --select-correction bonferroni: the choice's bound in pareto.json is each point's at the
+    corrected level (above its own), and meets_max_drop is read from it."""
+    out = tmp_path / "search"
+    assert main(["search", str(MLP), "--dataset", "digits", "--budget", "8", "--seed", "1", "--search-images",
+                 "256", "--max-drop", "2%", "--test-images", "16", "--select-split", "val,fit",
+                 "--select-correction", "bonferroni", "-o", str(out)]) == 0
+    text = capsys.readouterr()
+    doc = json.loads((out / "pareto.json").read_text())
+    assert doc["select_correction"] == "bonferroni" and doc["select_images"] == 256 + 1181 - 256
+    assert all(p["choice_bound"] >= p["select_bound"] for p in doc["points"])
+    assert all(p["meets_max_drop"] == (p["choice_bound"] <= 0.02) for p in doc["points"])
+    assert "configs scored there (Bonferroni)" in text.out + text.err

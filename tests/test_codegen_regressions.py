@@ -61,12 +61,17 @@ def test_a_tile_memory_overflow_names_the_tensor_and_the_size_that_fits(tmp_path
     from isa.errors import ModelError
 
     hw = tmp_path / "hw.json"
-    # x and y (8 x 32 x 32 = 8,192 words each) pass the host port as line buffers of two 256-word rows (y, after
-    # the add) or one (x, the 1x1 conv's and the add's input): 1,026 words with the row tokens
+    # x and y (8 x 32 x 32 = 8,192 words each) pass the host port as line buffers; the memory-aware placement
+    # (compiler/mapping/fit.py) puts the add on a tile of its own, whose copies hold what the add needs: one
+    # 256-word row of x (a port input held in rows) and of y (being sent to the port), and a ring of one 4-pixel
+    # group (32 words) of a, the 1x1 conv's output that the add reads pixel by pixel: 544 words
     hw.write_text(json.dumps({"name": "small-memory", "tile_mem_words": 512}))
     x = np.random.default_rng(3).random((2, 8, 32, 32)).astype(np.float32)
-    with pytest.raises(ModelError, match=r"tile 0 memory overflow placing tensor 'y' \(512 words\): the tile needs "
-                                         r"1,026 words and has 512 \(tile_mem_words of .small-memory.\); .*tile_mem_words >= "):
+    with pytest.raises(ModelError, match=r"tile 1 memory overflow placing tensor 'y' \(256 words\): the tile needs "
+                                         r"544 words and has 512 \(tile_mem_words of .small-memory.\) \(ops placed "
+                                         r"on it: add\); it holds tensor 'x' 256 words \(band of 1 of 32 rows x 32 x 8\), "
+                                         r"tensor 'y' 256 words \(band of 1 of 32 rows x 32 x 8\), tensor 'a' 32 words "
+                                         r"\(ring of 1 of 256 groups x 4 x 8\).*tile_mem_words >= "):
         compile_model(residual_model(8, 32), "16bit", hw=str(hw), calib={"x": x})
 
 

@@ -98,3 +98,21 @@ def test_probe_sees_every_conversion(in_enc: str) -> None:
         functional.set_bitline_probe(None)
     assert np.array_equal(out, want)
     assert np.array_equal(np.sort(np.concatenate(got)), np.sort(np.array(seen)))
+
+
+@pytest.mark.parametrize("encoding", ["twos", "sce", "tc"])
+@pytest.mark.parametrize("cell_bits", [1, 2, 3, 4, 6, 7])
+@pytest.mark.parametrize("bits", [2, 4, 8, 9, 12, 13, 17])
+def test_slice_differences_equal_int64_slices(encoding: str, cell_bits: int, bits: int) -> None:
+    """The table-gathered int8 slicing the prepared blocks use (and its cell-by-cell fallback for wide weights
+    or cells) equals `weight_slices`' pos - neg, value for value, on every weight value of the width (small
+    widths) or random ones, given in the narrowest integer type and in int64."""
+    q = nx.qmax(bits)
+    rng = np.random.default_rng(bits * 10 + cell_bits)
+    w = np.arange(-q, q + 1) if q < 5000 else rng.integers(-q, q + 1, 5000)
+    w = np.concatenate([w, [-q, q, 0]]).reshape(-1, 1)
+    pos, neg = nx.weight_slices(w, bits, cell_bits, encoding)
+    for arr in (w.astype(nx.narrowest_int(w)), w.astype(np.int64)):
+        got = functional.slice_differences(arr, bits, cell_bits, encoding)
+        assert got.shape == pos.shape
+        np.testing.assert_array_equal(got.astype(np.int64), pos - neg)

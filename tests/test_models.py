@@ -14,6 +14,7 @@ import pytest
 from models.datasets import DATASETS, load_dataset
 from models.puma_mlp import build_puma_mlp, puma_input
 from models.build_resnet_digits import MODEL_PATH as RESNET_PATH
+from models.build_resnet_digits import FIT512_EPOCHS, FIT512_PATH
 from models.build_resnet_digits import CONVS as RESNET_CONVS
 from models.build_resnet_digits import bn_name, build_resnet_digits
 from models.build_resnet_digits import export_onnx as resnet_export
@@ -417,6 +418,25 @@ def test_resnet_digits_retrain_matches_within_float_noise() -> None:
 def test_resnet_digits_retrain_is_byte_identical_on_this_machine() -> None:
     assert_same_bytes(build_resnet_digits(), RESNET_PATH)
 
+
+def test_resnet_digits_fit512_is_the_same_network_holding_out_the_selection_images() -> None:
+    """The search benchmark's residual net (docs/search.md): the committed network's graph, trained on the first 512
+    fit images only; onnxruntime scores it on the test split and on the 925 images it never saw."""
+    model, ref = onnx.load(FIT512_PATH), onnx.load(RESNET_PATH)
+    assert [(n.name, n.op_type, list(n.input)) for n in model.graph.node] == [
+        (n.name, n.op_type, list(n.input)) for n in ref.graph.node]
+    assert FIT512_PATH.stat().st_size < 1_000_000
+    assert resnet_accuracy(model, "test") >= 0.9 and resnet_accuracy(model, "val") >= 0.9
+    x, y = load_dataset("digits_image", "fit")
+    (logits,) = run_ort(model, {"input": x})
+    ok = logits.argmax(axis=1) == y
+    assert ok[:512].mean() > ok[512:].mean() >= 0.9  # the 512 it was trained on, the rest held out
+
+
+@pytest.mark.slow
+def test_resnet_digits_fit512_retrain_matches_within_float_noise() -> None:
+    assert_retrain_close(build_resnet_digits(epochs=FIT512_EPOCHS, split="fit", images=512), FIT512_PATH,
+                         resnet_accuracy)
 
 # --- CNN zoo (random ImageNet topologies, scaled down) --------------------------------------------------------
 

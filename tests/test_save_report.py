@@ -50,3 +50,20 @@ def test_layouts_summarized_together_equal_one_at_a_time() -> None:
     assert len({lay.shape for lay in lays}) > 1  # blocks of several shapes, grouped
     assert summarize_all(lays) == [summarize(lay) for lay in lays]
     assert any(s.steps > 1 for s in summarize_all(lays)) or any(s.arrays for s in summarize_all(lays))
+
+
+def test_summarize_many_equals_summarize_on_random_layouts() -> None:
+    """`summarize_many` (marks and counts over all layouts at once) against `summarize` one layout at a time, on
+    layouts with unplaced lines, several arrays and steps, and an all-unplaced one."""
+    from isa.layout import UNPLACED, summarize, summarize_many
+
+    rng = np.random.default_rng(7)
+    n, s, c = 40, 3, 16
+    lay = np.stack([rng.integers(0, 4, (n, s, 2, c)), rng.integers(0, 3, (n, s, 2, c)),
+                    rng.integers(0, 128, (n, s, 2, c))], axis=-1)
+    lay[:, :, 1, :, 1] = lay[:, :, 0, :, 1]  # a (+)/(-) pair sits in one step
+    lay[rng.random((n, s, 2, c)) < 0.3] = UNPLACED
+    lay[0] = UNPLACED
+    got = summarize_many(lay)
+    assert got == [summarize(x) for x in lay]
+    assert {g.steps for g in got} >= {0, 3} and len({g.arrays for g in got}) > 1

@@ -73,8 +73,8 @@ def conv_chain(c: int = 16, hw: int = 16) -> tuple[onnx.ModelProto, np.ndarray]:
 def test_a_conv_chain_larger_than_the_tile_runs_in_line_buffers_bit_exact(mapping: str, size: int,
                                                                           words: int) -> None:
     """Whole, the two size x size x 16 tensors (the second with its border: 4,096 + 5,184 words at 16, 16,384 +
-    18,496 at 32) do not fit the tile; as line buffers they do: 2 rows of size x 16 words for the 1x1 conv's
-    input (no border row), 8 rows of (size + 2) x 16 plus a border row for the strided 3x3 conv's. At 32 the
+    18,496 at 32) do not fit the tile; as line buffers they do: a ring of pixel groups for the 1x1 conv's input
+    (it reads pixel by pixel), rows of (size + 2) x 16 words for the strided 3x3 conv's (no border rows). At 32 the
     interior rows run as loops over groups of unrolled rows. The runtime's integers equal the functional
     model's and those of the same model compiled with whole tensors."""
     model, x = conv_chain(hw=size)

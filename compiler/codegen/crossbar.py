@@ -15,9 +15,9 @@ from ..quant import LayerPrecision
 from ..quant.functional import QuantizedLayer
 from .context import Context
 from .epilogue import activation, finish
-from .bands import band_rows, window_offsets_of
+from .bands import BORDER, band_rows, unit_pixels, window_offsets_of
 from .loops import LoopRegs, pixel_loop, row_loop
-from .plan import PARTIAL_READERS, SHARED_READERS, BlockIndex, Core
+from .plan import PARTIAL_READERS, SHARED_READERS, BlockIndex, Core, Partial, chain_cores
 from .storage import hwc
 
 
@@ -45,6 +45,19 @@ def runs(offs: np.ndarray) -> list[tuple[int, int, int]]:
     starts = np.concatenate([[0], breaks])
     ends = np.concatenate([breaks, [len(offs)]])
     return [(int(offs[s]), int(e - s), int(s)) for s, e in zip(starts, ends)]
+
+
+def window_runs(offs: np.ndarray) -> list[tuple[int, int, int]]:
+    """`runs` of a line-buffered window's offsets, with each run of `bands.BORDER` words (kernel rows above or
+    below the image) as one run whose offset is `bands.BORDER`."""
+    border = offs == BORDER
+    cuts = np.concatenate([[0], np.flatnonzero(np.diff(border)) + 1, [len(offs)]])
+    out: list[tuple[int, int, int]] = []
+    for s, e in zip(cuts[:-1], cuts[1:]):
+        if s == e:
+            continue
+        out += [(BORDER, int(e - s), int(s))] if border[s] else [(o, n, int(s) + k) for o, n, k in runs(offs[s:e])]
+    return out
 
 
 def emit_crossbar(ctx: Context, op: Op, q: QuantizedLayer) -> None:
@@ -96,13 +109,17 @@ def _core(ctx: Context, core: Core, op: Op, index: BlockIndex, bias: np.ndarray 
     def body(m: list[MemRef], r: int = 0) -> None:
         window = row_offs[r] if banded else offs
         for b in mine:
-            for off, n, k in ([] if b.idle else runs(window[b.rows[0]:b.rows[1]])):  # idle: reads nothing
-                out.append(read(d=hw.mvmu_in(b.mvmu) + k, src=m[0].shifted(off), n=n, node=node))
+            for off, n, k in ([] if b.idle else (window_runs if banded else runs)(window[b.rows[0]:b.rows[1]])):
+                d = hw.mvmu_in(b.mvmu) + k  # idle: reads nothing; a kernel row in a line buffer's border: zeros
+                out.append(ops.sub(d=d, a=d, b=d, n=n, w=64, node=node) if off == BORDER else
+                           read(d=d, src=m[0].shifted(off), n=n, node=node))
         out.append(ops.mvm(mask=sum(1 << b.mvmu for b in mine), ibits=p.in_bits, adc=p.adc_bits, shift=p.mvm_shift,
                            obits=p.acc_bits, enc=int(p.in_enc == "csd"), skip=p.skip, node=node))
         for c, held in mine_by_col.items():
             group = index.by_col[c]
-            if group[0].where == core:
+            if (node, group[0].rep, c, core) in ctx.plan.links:
+                _relay(ctx, core, op, group, held, bias_regs.get(c), p, m[1], data)
+            elif group[0].where == core:
                 _accumulate(ctx, core, op, group, bias_regs.get(c), p, m[1], data)
             else:
                 _hand_over(ctx, core, node, group, held)
@@ -110,10 +127,50 @@ def _core(ctx: Context, core: Core, op: Op, index: BlockIndex, bias: np.ndarray 
     if banded:
         rows, period, receives = band_rows(ctx, core, op)
         row_offs.update(window_offsets_of(ctx, op, rows))
-        row_loop(out, LoopRegs.of(hw), rows, ow, [ptrs[0][2], out_pix], body, period, node=node, receive=receives,
+        row_loop(out, LoopRegs.of(hw), rows, unit_pixels(ctx, op), [ptrs[0][2], out_pix], body, period, node=node,
+                 receive=receives,
                  token=data)  # the partial-sum buffer: loaded before every use
         return
     pixel_loop(out, LoopRegs.of(hw), h1 - h0, ow, ptrs, body, spatial=crossbar_kind(op).windowed, node=node)
+
+
+def _relay(ctx: Context, core: Core, op: Op, group: list[Block], held: list[Block], bias_reg: int | None,
+           p: LayerPrecision, at: MemRef, tmp: int) -> None:
+    """A core of a chained column block (`plan.chain_cores`): add the running sum of the rows before its own
+    (none on the owner, the first core) and its blocks' sums, in row order, and pass the sum on; the owner then
+    takes the whole sum back from the last core and finishes. The adds are those of `sum_partials`, in the same
+    order, so the result is the same integers."""
+    out, node, hw = ctx.code(core), op.name, ctx.hw
+    n, acc = group[0].cols[1] - group[0].cols[0], hw.mvmu_out(held[0].mvmu)
+    key = (node, group[0].rep, group[0].c)
+    cores = chain_cores(group)
+    k = cores.index(core)
+    if k:
+        _take(ctx, core, node, ctx.plan.links[key + (cores[k - 1],)], cores[k - 1][0], n, tmp)
+        out.append(ops.add(d=acc, a=tmp, b=acc, n=n, w=p.acc_bits, node=node))
+    for b in held[1:]:
+        out.append(ops.add(d=acc, a=acc, b=hw.mvmu_out(b.mvmu), n=n, w=p.acc_bits, node=node))
+    link, nxt = ctx.plan.links[key + (core,)], cores[(k + 1) % len(cores)]
+    out.append(ops.store(dst=MemRef(NO_BASE, link.scratch), a=acc, n=n, count=PARTIAL_READERS, node=node))
+    if link.remote is not None:
+        out.append(ops.send(src=MemRef(NO_BASE, link.scratch), n=n, tile=nxt[0], ch=link.remote[1], node=node))
+    if k:
+        return
+    _take(ctx, core, node, ctx.plan.links[key + (cores[-1],)], cores[-1][0], n, acc)
+    if bias_reg is not None:
+        out.append(ops.add(d=acc, a=acc, b=bias_reg, n=n, w=p.acc_bits, node=node))
+    activation(out, op, acc, n, p.acc_frac, tmp, node)
+    finish(ctx, core, node, op.outputs[0], acc, n, p.acc_frac, group[0].cols[0], at, p.acc_bits)
+
+
+def _take(ctx: Context, core: Core, node: str, link: Partial, src_tile: int, n: int, reg: int) -> None:
+    """Load the running sum another core passed by ``link`` into ``reg`` (receiving it first from another tile)."""
+    out = ctx.code(core)
+    src = MemRef(NO_BASE, link.scratch)
+    if link.remote is not None:
+        src = MemRef(NO_BASE, link.remote[0])
+        out.append(ops.recv(dst=src, n=n, tile=src_tile, ch=link.remote[1], count=PARTIAL_READERS, node=node))
+    out.append(ops.load(d=reg, src=src, n=n, node=node))
 
 
 def _hand_over(ctx: Context, core: Core, node: str, group: list[Block], held: list[Block] | None = None) -> None:

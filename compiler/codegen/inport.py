@@ -85,7 +85,7 @@ def plan_port_outputs(g: Graph, st: Storage, hw: HardwareConfig, plan: "CommPlan
 def row_start(st: Storage, value: str, tile: int, h: int) -> int:
     """Address on ``tile`` of the first real word of row ``h`` of ``value``'s buffer (a line buffer's slot)."""
     buf = st.buffer(value)
-    return buf.bases[tile] + buf.row_base(h) + buf.pads[1] * buf.c
+    return buf.bases[tile] + buf.row_base(h, tile) + buf.pads[1] * buf.c
 
 
 def band_receive(ctx: "Context", value: str, core: "Core") -> Receive | None:

@@ -23,7 +23,7 @@ from ..ir import Graph, Op
 from ..mapping import Mapping
 from ..ops import kind_of
 from .plan import CommPlan, cores_of
-from .rowops import Window, band_height, global_average, sweep_rows
+from .rowops import Window, band_height, global_average, sweep_rows, sweep_units
 from .storage import Storage, hwc
 
 
@@ -35,11 +35,14 @@ class RowSchedule:
         self.g, self.st, self.plan, self.windows = g, st, plan, windows
         self.ops = [op for op in g.ops if kind_of(op).device != "view"]
         self.producer = {o: op for op in g.ops for o in op.outputs}
-        self.sweep = {op.name: sweep_rows(g, op) if windows[op.name] else 1 for op in self.ops}
+        self.units = {op.name: sweep_units(g, st, op) if windows[op.name] else 1 for op in self.ops}
+        self.sweep = {op.name: sweep_rows(g, op) * self.units[op.name] if windows[op.name] else 1
+                      for op in self.ops}  # units: rows, or pixel groups (`rowops.sweep_group`)
         self.averages = {op.name for op in self.ops if windows[op.name] and global_average(g, op)}
         self.cores = {op.name: cores_of(mapping, op) for op in self.ops}
         self.op_of = {c: op.name for op in self.ops for c in self.cores[op.name]}
-        self.rows = {v: hwc(info.shape)[0] for v, info in g.values.items()}
+        self.rows = {v: st.buffer(v).units if st.buffer(v).band else hwc(info.shape)[0]
+                     for v, info in g.values.items()}  # rows, or pixel groups for a line buffer held in groups
         self.home = {v: {c[0] for c, _, _ in prods} for v, prods in plan.producers.items()}
         self.readers_on: dict[tuple[str, int], set[str]] = defaultdict(set)
         for v, cores in plan.readers.items():
@@ -68,13 +71,17 @@ class RowSchedule:
         self.got: dict[tuple[str, int], int] = defaultdict(int)
         self.freed: dict[tuple[str, str], int] = defaultdict(int)
         self.next = {op.name: 0 for op in self.ops}
+        self.late: dict[str, dict[str, int]] = defaultdict(dict)  # op -> line buffer -> rows it frees unread to
         self.wait: dict[str, tuple[set[str], str | None]] = {}  # op -> (the ops it waits for, the slot's tensor)
+        self.full: dict[str, set[int]] = defaultdict(set)  # line buffer -> the tiles where a slot was waited for
         progress = True
         while progress:
             progress = False
             for op in self.ops:
+                self.moved = False
                 while not self._done(op) and self._step(op):
                     progress = True
+                progress |= self.moved
         return [] if all(self._done(op) for op in self.ops) else self._cycle()
 
     def _cycle(self) -> list[str]:
@@ -92,9 +99,11 @@ class RowSchedule:
         cycle = path[path.index(node):]
         return sorted({v for n in cycle for v in [self.wait[n][1]] if v is not None})
 
-    def _block(self, op: str, on: set[str], slot: str | None = None) -> bool:
-        """Record what ``op`` waits for (``slot``: the line buffer whose slot it waits for); False."""
+    def _block(self, op: str, on: set[str], slot: str | None = None, tiles: tuple[int, ...] = ()) -> bool:
+        """Record what ``op`` waits for (``slot``: the line buffer whose slot it waits for on ``tiles``); False."""
         self.wait[op] = (on, slot)
+        if slot is not None:
+            self.full[slot] = set(tiles)
         return False
 
     def _source(self, v: str, tile: int) -> set[str]:
@@ -111,11 +120,31 @@ class RowSchedule:
 
     def _slow(self, v: str, tile: int, row: int) -> set[str]:
         """The readers of ``v`` on ``tile`` that have not freed the row a band before ``row``."""
-        band = self.st.buffer(v).band
+        band = self.st.buffer(v).band_on(tile)
         return {o for o in self.readers_on.get((v, tile), set()) if row >= band + self.freed[(v, o)]}
 
     def _done(self, op: Op) -> bool:
-        return self.next[op.name] >= self.sweep[op.name]
+        return self.next[op.name] >= self.sweep[op.name] and not self.late[op.name]
+
+    def _free_late(self, op: Op) -> bool:
+        """Free the next row that ``op``'s last unit frees unread (below its window, `rowops.Window.rows`) once it
+        is there on each of its tiles (receiving it on the way); False when it waits."""
+        name, tiles = op.name, {c[0] for c in self.cores[op.name]}
+        v, upto = next(iter(self.late[name].items()))
+        r = self.freed[(v, name)]
+        for t in tiles:
+            if (v, t) in self.inline.get(name, []) and self.got[(v, t)] <= r < self.made.get(v, 0):
+                if not self._slot(v, t, self.got[(v, t)]):
+                    return self._block(name, self._slow(v, t, self.got[(v, t)]), v, (t,))
+                self.got[(v, t)] += 1
+                self.moved = True
+        short = [t for t in tiles if self._avail(v, t) <= r]
+        if short:
+            return self._block(name, set().union(*(self._source(v, t) for t in short)))
+        self.freed[(v, name)] = r + 1
+        if r + 1 >= upto:
+            del self.late[name][v]
+        return True
 
     def _avail(self, v: str, tile: int) -> int:
         """Rows of ``v`` present on ``tile`` (a concat's: the fewest of its parts')."""
@@ -138,10 +167,13 @@ class RowSchedule:
         """Whether row ``row`` of line buffer ``v`` may be written on ``tile``: every reader there freed the row
         a band earlier (on the producer's tile, sends consume at once)."""
         readers = self.readers_on.get((v, tile), set())
-        return not readers or row < self.st.buffer(v).band + min(self.freed[(v, o)] for o in readers)
+        return not readers or row < self.st.buffer(v).band_on(tile) + min(self.freed[(v, o)] for o in readers)
 
     def _step(self, op: Op) -> bool:
-        """Compute the next row of ``op`` if it can (receiving what it may on the way)."""
+        """Compute the next row of ``op`` if it can (receiving what it may on the way), after the rows the last
+        one frees unread."""
+        if self.late[op.name]:
+            return self._free_late(op)
         name, oy = op.name, self.next[op.name]
         tiles = {c[0] for c in self.cores[name]}
         heads = [u for u in self.heads.get(name, []) if self.made.get(u, 0) < self.rows[u]]
@@ -155,24 +187,31 @@ class RowSchedule:
             self.made.update({o: self.rows[o] for o in op.outputs})
             self.next[name] = 1
             return True
-        oh = self.sweep[name]
-        reach = {op.inputs[k]: w.rows(oy, oh, self.rows[op.inputs[k]]) for k, w in wins.items()}
+        units = self.units[name]
+        oh, row, last = self.sweep[name] // units, oy // units, oy % units == units - 1
+        reach = {op.inputs[k]: w.unit_rows(oy, units, oh, self.rows[op.inputs[k]],
+                                           bool(self.st.buffer(op.inputs[k]).group)) for k, w in wins.items()}
         for v, t in self.inline.get(name, []):
             while self.got[(v, t)] < reach[v][1] and self.got[(v, t)] < self.made.get(v, 0):
                 if not self._slot(v, t, self.got[(v, t)]):
-                    return self._block(name, self._slow(v, t, self.got[(v, t)]), v)
+                    return self._block(name, self._slow(v, t, self.got[(v, t)]), v, (t,))
                 self.got[(v, t)] += 1
         short = [(v, t) for v, r in reach.items() for t in tiles if self._avail(v, t) < r[1]]
         if short:
             return self._block(name, set().union(*(self._source(v, t) for v, t in short)))
         out = op.outputs[0]
-        full = [t for t in self.home[out] if not self._slot(out, t, oy)] if self.st.buffer(out).band else []
+        grouped = bool(self.st.buffer(out).group)
+        slot = oy if grouped else row  # the output row (group) the unit writes
+        full = [t for t in self.home[out] if not self._slot(out, t, slot)] if self.st.buffer(out).band else []
         if full:
-            return self._block(name, set().union(*(self._slow(out, t, oy) for t in full)), out)
-        self.made[out] = int(oy == oh - 1) if name in self.averages else oy + 1  # an average: at the end
-        for v, (_, _, upto) in reach.items():
+            return self._block(name, set().union(*(self._slow(out, t, slot) for t in full)), out, tuple(full))
+        done = oy + 1 if grouped else row + int(last)
+        self.made[out] = int(oy == self.sweep[name] - 1) if name in self.averages else done  # an average: at the end
+        for v, (_, needs, upto) in reach.items():
             if self.st.buffer(v).band:
-                self.freed[(v, name)] = upto
+                self.freed[(v, name)] = max(self.freed[(v, name)], min(upto, needs))
+                if upto > self.freed[(v, name)]:
+                    self.late[name][v] = upto  # below its window: freed unread, one row after the other
         self.next[name] = oy + 1
         return True
 
@@ -185,14 +224,21 @@ def settle_bands(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan,
     Returns the number of bands grown."""
     grown = 0
     while True:
-        blocking = RowSchedule(g, mapping, st, plan, windows).run()  # anew: a band dropped changes the receives
+        schedule = RowSchedule(g, mapping, st, plan, windows)
+        blocking = schedule.run()  # anew: a band dropped changes the receives
         if not blocking:
             return grown
         if not any(st.buffer(v).band for v in blocking):
             for buf in st.buffers.values():
-                buf.band = 0
+                buf.band = buf.group = 0
+                buf.slots.clear()
             return grown
-        v = min((v for v in blocking if st.buffer(v).band), key=lambda v: st.buffer(v).wp * st.buffer(v).c)
+        v = min((v for v in blocking if st.buffer(v).band), key=lambda v: st.buffer(v).words // st.buffer(v).band)
         buf = st.buffer(v)
-        buf.band = 0 if band_height(buf.band + 1) >= buf.h else band_height(buf.band + 1)
+        for t in schedule.full[v]:  # the copies whose slots it waited for
+            buf.slots[t] = min(band_height(buf.band_on(t) + 1), buf.units)
+        buf.band = max(buf.band, *buf.slots.values())
+        if buf.band >= buf.units and all(n >= buf.units for n in buf.slots.values()):
+            buf.band, buf.group = 0, 0  # as tall as the image on every tile: a whole tensor again
+            buf.slots.clear()
         grown += 1

@@ -67,7 +67,8 @@ def pixel_loop(out: list[Instr], regs: LoopRegs, oh: int, ow: int, ptrs: list[Po
 
 @dataclass(frozen=True)
 class Row:
-    """What one output row of a line-buffered loop needs: each pointer's address at its first pixel, the key of
+    """What one output row (or pixel group of a row, `bands.band_rows`) of a line-buffered loop needs: each
+    pointer's address at its first pixel, the key of
     its body (the offsets of its window's kernel rows from the window origin: rows with equal keys emit the same
     instructions), the (address, words) it frees afterwards, and the row tokens it waits for and signals
     (`plan.Token`)."""
@@ -78,6 +79,9 @@ class Row:
     receives: tuple[tuple[int, int, tuple[int, ...]], ...] = ()  # (which `Receive`, address, its tokens) per row
     waits: tuple[int, ...] = ()  # token words loaded before its pixels: the rows its windows reach first are written
     signals: tuple[int, ...] = ()  # token words stored after its pixels: its output row is written
+    late: tuple[tuple[tuple[tuple[int, int, tuple[int, ...]], ...], tuple[int, ...], tuple[int, int]], ...] = ()
+    # rows freed unread after its pixels (below its window, `rowops.Window.rows`), one after the other: each one's
+    # receives, token loads and free
 
 
 @dataclass(frozen=True)
@@ -129,8 +133,8 @@ def _periodic_run(rows: list[Row], period: int) -> tuple[int, int]:
 
     def same(r: int, k: tuple[int, ...]) -> bool:
         x, y = rows[r], rows[r + period]
-        return (x.key, x.frees, x.receives, x.waits, x.signals) == (y.key, y.frees, y.receives, y.waits,
-                                                                       y.signals) and shift(r) == k
+        return (x.key, x.frees, x.receives, x.waits, x.signals, x.late) == (
+            y.key, y.frees, y.receives, y.waits, y.signals, y.late) and shift(r) == k
 
     best = (len(rows), 0)
     for a in range(len(rows) - 2 * period + 1):
@@ -150,18 +154,25 @@ def _one_row(out: list[Instr], regs: LoopRegs, row: Row, steps: list[int], body:
     tokens it waits for, its pointers (from immediates, or from the group's row registers), the pixel loop, the
     frees, the tokens it signals."""
     pairs = regs.ptrs[:len(steps)]
-    at, end = rx or regs.ptrs[2]  # the receive pointer and the pixel count it runs to
-    for k, addr, tokens in row.receives:
-        assert rx is not None or len(steps) < 3, "receives need the third pointer pair"
-        got = receive[k]
-        out += [ops.set(d=at, imm=addr, node=node), ops.set(d=regs.w, imm=0, node=node),
-                ops.set(d=end, imm=got.pixels, node=node)]
-        top = len(out)
-        out += [ops.recv(dst=MemRef(at, c0), n=n, tile=tile, ch=ch, count=got.count, node=node)
-                for c0, n, tile, ch in got.parts]
-        out += [ops.iaddi(d=at, a=at, imm=got.step, node=node),
-                ops.iaddi(d=regs.w, a=regs.w, imm=1, node=node), ops.blt(a=regs.w, b=end, target=top, node=node)]
-        out += [ops.store(dst=MemRef(NO_BASE, t), a=token, n=1, count=1, node=node) for t in tokens]
+    assert rx is not None or len(steps) < 3 or not (row.receives or any(a for a, _, _ in row.late)), \
+        "receives need the third pointer pair"
+
+    def received(arrivals: tuple[tuple[int, int, tuple[int, ...]], ...]) -> None:
+        """The loops receiving ``arrivals``, each followed by the tokens telling the tile's other readers."""
+        at, end = rx or regs.ptrs[2]  # the receive pointer and the pixel count it runs to
+        for k, addr, tokens in arrivals:
+            got = receive[k]
+            out.extend([ops.set(d=at, imm=addr, node=node), ops.set(d=regs.w, imm=0, node=node),
+                        ops.set(d=end, imm=got.pixels, node=node)])
+            top = len(out)
+            out.extend(ops.recv(dst=MemRef(at, c0), n=n, tile=tile, ch=ch, count=got.count, node=node)
+                       for c0, n, tile, ch in got.parts)
+            out.extend([ops.iaddi(d=at, a=at, imm=got.step, node=node),
+                        ops.iaddi(d=regs.w, a=regs.w, imm=1, node=node),
+                        ops.blt(a=regs.w, b=end, target=top, node=node)])
+            out.extend(ops.store(dst=MemRef(NO_BASE, t), a=token, n=1, count=1, node=node) for t in tokens)
+
+    received(row.receives)
     out += [ops.load(d=token, src=MemRef(NO_BASE, t), n=1, node=node) for t in row.waits]
     if group is None:
         out += [ops.set(d=ptr, imm=start, node=node) for (ptr, _), start in zip(pairs, row.starts)]
@@ -174,4 +185,8 @@ def _one_row(out: list[Instr], regs: LoopRegs, row: Row, steps: list[int], body:
     out += [ops.iaddi(d=ptr, a=ptr, imm=step, node=node) for (ptr, _), step in zip(pairs, steps)]
     out += [ops.iaddi(d=regs.w, a=regs.w, imm=1, node=node), ops.blt(a=regs.w, b=regs.wm, target=inner, node=node)]
     out += [ops.free(addr=MemRef(NO_BASE, addr), n=n, node=node) for addr, n in row.frees]
+    for arrivals, waits, (addr, n) in row.late:
+        received(arrivals)
+        out += [ops.load(d=token, src=MemRef(NO_BASE, t), n=1, node=node) for t in waits]
+        out.append(ops.free(addr=MemRef(NO_BASE, addr), n=n, node=node))
     out += [ops.store(dst=MemRef(NO_BASE, t), a=token, n=1, count=1, node=node) for t in row.signals]

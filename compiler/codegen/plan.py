@@ -21,9 +21,11 @@ from isa.errors import ModelError
 from isa.hardware import HardwareConfig
 
 from ..ir import Graph, Op
-from ..mapping import Block, Mapping
+from ..mapping import Block, LayerMap, Mapping
+from ..mapping.fit import tile_ops
 from ..ops import kind_of
-from .rowops import band_height, row_windows, vector_chunk
+from .memory import LISTED, buffer_shape, describe
+from .rowops import Window, band_height, pixel_group, row_windows, vector_chunk
 from .storage import Storage, hwc
 
 Core = tuple[int, int]
@@ -74,16 +76,27 @@ class TileMemory:
         self.hw = hw
         self.top: dict[int, int] = defaultdict(int)
         self.held: dict[int, list[tuple[str, int]]] = defaultdict(list)  # what each tile holds, for messages
+        self.details: dict[tuple[int, str], str] = {}  # (tile, what) -> its shape there (`memory.breakdown`)
+        self.placed: dict[int, list[str]] = {}  # tile -> the ops placed on it, for the error
+        self.storage: Storage | None = None  # the storage planned (`memory.plan_memory`)
         self.first_overflow: tuple[int, str, int] | None = None  # (tile, what, words)
 
-    def alloc(self, tile: int, words: int, what: str = "scratch") -> int:
-        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...)."""
+    def alloc(self, tile: int, words: int, what: str = "scratch", detail: str = "") -> int:
+        """``words`` of ``tile``'s memory for ``what`` (a tensor's name, a bias, ...; ``detail``: its shape)."""
         addr = self.top[tile]
         self.top[tile] += words
         self.held[tile].append((what, words))
+        if detail:
+            self.details[tile, what] = detail
         if self.top[tile] > self.hw.tile_mem_words and self.first_overflow is None:
             self.first_overflow = (tile, what, words)
         return addr
+
+    def holdings(self, tile: int, n: int = 3) -> str:
+        """The ``n`` largest holdings of ``tile`` (`memory.breakdown`: one per tensor, partial sums, ...) with their
+        shapes and what the rest add up to, e.g. "tensor 'x' 3,712 words (band of 2 of 56 rows x 58 x 32), ...
+        and 12 more (4,096 words)": what a placement or a line buffer would have to move or shrink."""
+        return describe(self, tile, n)
 
     def check(self) -> None:
         """ModelError when a tile is full: what overflowed first, what that tile holds, the largest need of any
@@ -95,18 +108,20 @@ class TileMemory:
         tile, what, words = self.first_overflow
         need_tile = max(self.top, key=lambda t: self.top[t])
         need = self.top[need_tile]
-        big = sorted(self.held[tile], key=lambda h: -h[1])[:3]
-        holds = ", ".join(f"{name} ({n:,} words)" for name, n in big)
+        ops = self.placed.get(tile)
+        placed = f" (ops placed on it: {', '.join(ops)})" if ops else ""
+        busiest = "" if need_tile == tile else f": {self.holdings(need_tile, 5)}"
         fits = [n for n, p in PRESETS.items() if p.tile_mem_words >= need]
         presets = (f"presets with that much tile memory: {', '.join(fits)}" if fits else
                    "no preset has that much tile memory")
         raise ModelError(f"tile {tile} memory overflow placing {what} ({words:,} words): the tile needs "
                          f"{self.top[tile]:,} words and has {self.hw.tile_mem_words:,} (tile_mem_words of "
-                         f"'{self.hw.name}'); its largest holdings: {holds}. Tensors are held whole on each tile that "
+                         f"'{self.hw.name}'){placed}; it holds {self.holdings(tile, LISTED)}. Tensors are held whole on "
+                         f"each tile that "
                          f"reads them, except those passed between row ops (convs, max pools, element-wise ops) and "
                          f"graph inputs through the input port, which are line-buffered (docs/design-notes.md, "
                          f"'Activations larger than a tile'); the largest tile needs {need:,} words (tile "
-                         f"{need_tile}); "
+                         f"{need_tile}{busiest}); "
                          f"{presets}. Use a hardware file with tile_mem_words >= {need:,} (a power of two: "
                          f"{1 << (need - 1).bit_length():,})")
 
@@ -125,6 +140,8 @@ class CommPlan:
     streams: list[Stream] = field(default_factory=list)
     sends: dict[tuple[str, Core, int], list[Stream]] = field(default_factory=lambda: defaultdict(list))
     partials: dict[Block, Partial] = field(default_factory=dict)
+    links: dict[tuple[str, int, int, Core], Partial] = field(default_factory=dict)  # (layer, rep, col, core) ->
+    # where that core passes the running sum of a chained column block on (`chain_cores`, `_chain_links`)
     bias: dict[tuple[str, Core, int], int] = field(default_factory=dict)  # (layer, core, col block) -> address
     consts: dict[str, int] = field(default_factory=dict)  # affine op -> address of its scale, then its shift
     recurrent: dict[str, Any] = field(default_factory=dict)  # layer -> `codegen.recurrent.RecurrentPlan`
@@ -201,7 +218,8 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
         if mem.first_overflow is None:                                  # port too (`inport`); bands of one window
             break
         for buf in st.buffers.values():
-            buf.band = 0
+            buf.band = buf.group = 0
+            buf.slots.clear()
         counts, sent = line_buffers(g, mapping, st, plan, port, tight)
         if counts or port:
             for buf in st.buffers.values():
@@ -209,7 +227,8 @@ def plan_communication(g: Graph, mapping: Mapping, st: Storage, hw: HardwareConf
             fresh = TileMemory(hw)
             plan = _plan(g, mapping, st, hw, biased, fresh, bool(port))
             plan.counts, plan.sent = counts, sent
-            mem.top, mem.held, mem.first_overflow = fresh.top, fresh.held, fresh.first_overflow
+            mem.top, mem.held, mem.details, mem.first_overflow = fresh.top, fresh.held, fresh.details, fresh.first_overflow
+    mem.placed = tile_ops(mapping)
     mem.check()
     return plan
 
@@ -250,7 +269,7 @@ def _tokens(st: Storage, plan: CommPlan, mem: TileMemory) -> None:
             for w in plan.writers(st, root, t):
                 for r in plan.readers[root]:
                     if r[0] == t and r != w:
-                        plan.tokens[(root, w, r)] = mem.alloc(t, buf.band, f"row tokens of '{root}'")
+                        plan.tokens[(root, w, r)] = mem.alloc(t, buf.band_on(t), f"row tokens of '{root}'")
 
 
 def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: set[str] | None = None,
@@ -260,11 +279,14 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: 
     (`CommPlan.store_count`). A tensor can when it is produced by a row op (`rowops.row_windows`: a conv, a max
     pool, an element-wise op) and read only by row ops, on any tiles, and is not a graph input or output nor part
     of a concat; a conv whose column blocks are owned on several tiles stores each tile's channels in that tile's
-    copy and sends them on. The band holds the rows its tallest window spans plus a stride, rounded up to a power
-    of two (so that the period of a conv's rows, the bands of its input over its stride and of its output, is at
-    most the larger band); ``tight``: only the rows its tallest window spans (`rowops.band_height`: the producer
-    then writes a reader's next rows only after the reader's row, less overlap for less memory); then
-    `lag.settle_bands` grows the bands that readers joining later need (a residual add). The graph inputs and outputs in ``port`` go through the host port (`inport`): an input like a produced
+    copy and sends them on. Each tile's copy (`Buffer.slots`) holds the rows the tallest window of the readers on
+    that tile spans plus a stride, rounded up to a power of two (so that the period of a conv's rows, the bands
+    of its input over its stride and of its output, is at most the larger band), one row on a producer's tile
+    with no reader; ``tight``: only the rows its tallest window spans (`rowops.band_height`: the producer then
+    writes a reader's next rows only after the reader's row, less overlap for less memory). A tensor read only
+    pointwise (`rowops.Window.pointwise`) is a ring of pixel groups instead (`rowops.pixel_group`: two groups,
+    one when tight or on a producer's tile with no reader). Then `lag.settle_bands` grows the copies that readers
+    joining later need (a residual add). The graph inputs and outputs in ``port`` go through the host port (`inport`): an input like a produced
     tensor with no producer to send it (the port sends it to every tile itself), an output sent to the port as it
     is produced (one more reader count on its producers' tiles)."""
     from .lag import settle_bands
@@ -280,19 +302,29 @@ def line_buffers(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, port: 
         if ((v in ends or prod is None) and v not in port or prod is not None and windows[prod.name] is None
                 or v in shared or st.root(v) != v or len(info.shape) != 3 or not (readers or v in port)):
             continue
-        wins = [w for op in readers for k, w in (windows[op.name] or {}).items() if op.inputs[k] == v]
-        if len(wins) != len(readers):  # a reader that is no row op, or reads v as an operand it does not sweep
+        read = [(op, w) for op in readers for k, w in (windows[op.name] or {}).items() if op.inputs[k] == v]
+        if len(read) != len(readers):  # a reader that is no row op, or reads v as an operand it does not sweep
             continue
         buf = st.buffer(v)
-        # an output read by no op here: a row being sent, the next stored
-        rows = (band_height(max([w.height for w in wins], default=2)) if tight else
-                1 << (max([w.span for w in wins], default=2) - 1).bit_length())
-        rows = min(rows, buf.h)
+        wins = [w for _, w in read]
+        group = pixel_group(buf.w) if all(w.pointwise for w in wins) and not any(buf.pads) else 0
+        group = 0 if v in port else group  # read pixel by pixel only: a ring of pixel groups instead of rows
+
+        def slots(wins: list[Window]) -> int:
+            """The slots a copy holds for the readers ``wins`` on its tile (none: a row being sent, then the next)."""
+            if not wins or group:
+                return 1 if not wins or tight else 2
+            return min(buf.h, band_height(max(w.height for w in wins)) if tight else
+                       1 << (max(w.span for w in wins) - 1).bit_length())
+
+        rows = slots(wins)
         homes = _homes(plan, v, port if prod is None else set())
         tiles = {t: sum(c[0] == t for c in plan.readers[v]) for t in plan.need[v] | homes}
-        if rows >= buf.h or max(tiles.values()) + len(tiles) > 255:
+        if not group and rows >= buf.h or max(tiles.values()) + len(tiles) > 255:
             continue
-        buf.band = rows
+        buf.band, buf.group = rows, group
+        buf.slots = {t: slots([w for op, w in read if any(c[0] == t for c in cores_of(mapping, op))])
+                     for t in tiles}  # each copy holds what the readers on its tile need
         local[v] = tiles, homes, int(v in port and prod is not None)  # a graph output: its producers send it to the port
     settle_bands(g, mapping, st, plan, windows)
     counts: dict[tuple[str, int], int] = {}
@@ -384,7 +416,8 @@ def _buffers(g: Graph, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
         tiles[root] |= {c[0] for c, _, _ in plan.producers.get(v, [])} | plan.need[v]
     for root, ts in tiles.items():
         for t in sorted(ts):
-            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words, f"tensor '{root}'")
+            st.buffers[root].bases[t] = mem.alloc(t, st.buffers[root].words_on(t), f"tensor '{root}'",
+                                                  buffer_shape(st.buffers[root], t))
 
 
 def _streams(g: Graph, plan: CommPlan, channels: _Channels) -> None:
@@ -405,8 +438,10 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
     tile); then, per replica and core, a bias vector per column block the core owns."""
     lm = mapping.layers[op.name]
     owners = lm.owners()
+    if lm.chain:
+        _chain_links(lm, op, plan, channels, mem)
     scratch = {b: mem.alloc(b.tile, b.cols[1] - b.cols[0], f"partial sums of '{op.name}'") for b in lm.blocks
-               if b.where != owners[b.c, b.rep]}
+               if b.where != owners[b.c, b.rep] and not lm.chain}
     for b, addr in scratch.items():
         owner = owners[b.c, b.rep]
         remote = None
@@ -424,6 +459,30 @@ def _partials_and_bias(mapping: Mapping, op: Op, biased: bool, plan: CommPlan, c
                 plan.bias[(op.name, core, c)] = mem.alloc(core[0], hi - lo, f"bias of '{op.name}'")
 
 
+def chain_cores(group: list[Block]) -> list[Core]:
+    """The cores of a column block's row blocks in row order (each holds a run of consecutive rows)."""
+    return list(dict.fromkeys(b.where for b in group))
+
+
+def _chain_links(lm: LayerMap, op: Op, plan: CommPlan, channels: _Channels, mem: TileMemory) -> None:
+    """A chained layer (`LayerMap.chain`): every column block held by several cores passes one running sum on,
+    core to core in row order, and the last core passes the whole sum back to the owner (the first), so each
+    core holds one sum of the block's width (and, when the next core is on another tile, that tile one more)
+    instead of the owner holding one per row block."""
+    for rep in range(lm.replicas):
+        for c, group in BlockIndex([b for b in lm.blocks if b.rep == rep]).by_col.items():
+            cores = chain_cores(group)
+            n = group[0].cols[1] - group[0].cols[0]
+            for k, src in enumerate(cores if len(cores) > 1 else []):
+                dst = cores[(k + 1) % len(cores)]
+                addr = mem.alloc(src[0], n, f"running sums of '{op.name}'")
+                remote = None
+                if dst[0] != src[0]:
+                    ch = channels.take(src[0], dst[0])
+                    remote = (mem.alloc(dst[0], n, f"running sums of '{op.name}'"), ch)
+                plan.links[(op.name, rep, c, src)] = Partial(addr, remote)
+
+
 def _affine_consts(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, mem: TileMemory) -> None:
     """The constants of every vector op that keeps some in tile memory (its kind's ``const_words``: e.g. an
     affine op's scale and shift, rule AFFINE), on its core's tile, like a crossbar layer's bias."""
@@ -431,7 +490,7 @@ def _affine_consts(g: Graph, mapping: Mapping, st: Storage, plan: CommPlan, mem:
         words = kind_of(op).const_words(g, op, st.fmt)
         if words:
             tile = mapping.layers[op.name].blocks[0].tile if op.is_crossbar else mapping.vector[op.name][0]
-            plan.consts[op.name] = mem.alloc(tile, words)
+            plan.consts[op.name] = mem.alloc(tile, words, f"constants of '{op.name}'")
 
 
 def owned_columns(blocks: list[Block], core: Core) -> list[int]:

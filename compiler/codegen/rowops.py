@@ -6,7 +6,8 @@ Row ops: a crossbar conv computed by one replica; a max pool in one channel chun
 element-wise op whose inputs are distinct and have the output's (C, H, W) shape (no broadcast; its channel
 chunks are taken pixel by pixel), on a core with two spare registers for the row receives
 (`eltwise_receive_regs`); a global average (`global_average`), whose rows are its input's (`sweep_rows`), when its accumulators fit
-the registers (`gap_registers`)."""
+the registers (`gap_registers`). A row op that reads or writes a line buffer held in pixel groups
+(`pixel_group`) sweeps each row group by group (`sweep_group`, `sweep_units`, `Window.unit_rows`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ..ir import Graph, Op
 from ..mapping import Mapping
 from ..ops import kind_of
 from .loops import LOOP_REGS
-from .storage import hwc
+from .storage import Storage, hwc
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,35 @@ class Window:
     dh: int = 1
     pt: int = 0
     pl: int = 0
+    kw: int = 1
+    sw: int = 1
+
+    @property
+    def pointwise(self) -> bool:
+        """One pixel per output pixel, the same (h, w): a 1x1 stride-1 conv, an element-wise op, a global
+        average. Only pointwise readers let a line buffer be held in pixel groups (`pixel_group`)."""
+        return (self.kh, self.kw, self.sh, self.sw, self.pt, self.pl) == (1, 1, 1, 1, 0, 0)
+
+    def unit_rows(self, u: int, units: int, oh: int, h: int, grouped: bool) -> tuple[int, int, int]:
+        """`rows` of sweep unit ``u`` of an op sweeping ``units`` units per output row (`rowops.sweep_group`):
+        over an input held in pixel groups (``grouped``, ``h`` its groups) the group u itself; over rows, its
+        output row's window (the rows it frees only after the row's last unit)."""
+        if grouped:
+            return u, u + 1, u + 1
+        oy, k = divmod(u, units)
+        top, reach, upto = self.rows(oy, oh, h)
+        if k < units - 1:
+            upto = self.rows(oy - 1, oh, h)[2] if oy else 0
+        return top, reach, upto
 
     def rows(self, oy: int, oh: int, h: int) -> tuple[int, int, int]:
         """(top, reach, upto) of output row ``oy`` of ``oh`` over an input of ``h`` rows: its window's top row
-        (negative in the border), the input rows [0, reach) it needs (every row before the ones it frees, too),
-        and the rows [0, upto) no later output row reads (all of them after the last row)."""
+        (negative in the border), the input rows [0, reach) its window needs, and the rows [0, upto) no later
+        output row reads (all of them after the last row). Rows in [reach, upto) (a stride taller than the
+        window: the odd rows of a 1x1/2 conv) are freed unread after the row, each once it is there."""
         top = oy * self.sh - self.pt
         upto = h if oy == oh - 1 else min(max(top + self.sh, 0), h)
-        reach = max(upto, min(max(top + (self.kh - 1) * self.dh + 1, 0), h))
+        reach = min(max(top + (self.kh - 1) * self.dh + 1, 0), h)
         return top, reach, upto
 
     @property
@@ -80,12 +102,15 @@ def eltwise_receive_regs(g: Graph, op: Op, hw: HardwareConfig) -> tuple[int, int
 def gap_registers(g: Graph, op: Op, hw: HardwareConfig) -> tuple[int, int] | None:
     """(temporary, first accumulator) registers of a global average that sweeps a line buffer's rows once,
     accumulating every channel chunk of a pixel in its own registers (`vector._gap_rows`): a chunk's temporary
-    at the data registers, then the C accumulators after it, or in the MVMU registers, idle on a vector core;
-    None when neither holds them."""
+    at the data registers, then the C accumulators after it, or in the MVMU registers, idle on a vector core, or
+    from register 0 over the MVMU registers into the data registers, the temporary after them (ResNet-50's 2,048
+    channels on `puma-chip`'s 1,536 MVMU registers); None when none of these holds them."""
     c, chunk, top = hwc(g.values[op.inputs[0]].shape)[2], vector_chunk(g, op, hw), hw.core_regs - LOOP_REGS
     if hw.data_base + chunk + c <= top:
         return hw.data_base, hw.data_base + chunk
-    return (hw.data_base, 0) if c <= hw.data_base else None
+    if c <= hw.data_base:
+        return hw.data_base, 0
+    return (c, 0) if c + chunk <= top else None
 
 
 def global_average(g: Graph, op: Op) -> bool:
@@ -125,5 +150,30 @@ def row_windows(g: Graph, mapping: Mapping, op: Op) -> dict[int, Window] | None:
 
 
 def _window(op: Op) -> Window:
-    (kh, _), (sh, _) = op.attrs["kernel"], op.attrs["strides"]
-    return Window(kh, sh, op.attrs.get("dilations", (1, 1))[0], op.attrs["pads"][0], op.attrs["pads"][1])
+    (kh, kw), (sh, sw) = op.attrs["kernel"], op.attrs["strides"]
+    return Window(kh, sh, op.attrs.get("dilations", (1, 1))[0], op.attrs["pads"][0], op.attrs["pads"][1], kw, sw)
+
+
+#: Most pixel groups per row of a line buffer held in groups. The groups of a row are unrolled in the sweeps
+#: that touch it (`loops.row_loop`), so their number, not the width, sets the code size.
+GROUP_UNITS = 8
+
+
+def pixel_group(width: int) -> int:
+    """The pixels per slot of a line buffer of ``width`` pixels held in pixel groups: the width over its largest
+    divisor of at most `GROUP_UNITS` (56 -> 7, 28 -> 4, 7 -> 1); 0 when that is the whole row (rows are the slots
+    then)."""
+    units = max(d for d in range(1, min(GROUP_UNITS, width) + 1) if width % d == 0)
+    return width // units if units > 1 else 0
+
+
+def sweep_group(st: Storage, op: Op) -> int:
+    """Pixels per sweep unit of a row op: the pixel group of the line buffers it reads or writes that are held in
+    groups (one width, hence one group: their readers are pointwise); 0 when it sweeps whole rows."""
+    return max([st.buffer(v).group for v in [*op.inputs, op.outputs[0]] if v in st.views], default=0)
+
+
+def sweep_units(g: Graph, st: Storage, op: Op) -> int:
+    """Units of a row op's sweep per row (`sweep_rows`): its row's pixel groups (`sweep_group`), else 1."""
+    group = sweep_group(st, op)
+    return hwc(g.values[op.inputs[0] if global_average(g, op) else op.outputs[0]].shape)[1] // group if group else 1

@@ -39,7 +39,9 @@ class Buffer:
     pads: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     fill: int | None = None
     bases: dict[int, int] = field(default_factory=dict)
-    band: int = 0  # > 0: a line buffer of this many real rows plus a border row if padded (`row_base`; plan.py)
+    band: int = 0  # > 0: a line buffer of this many real rows (`row_base`; plan.py), or of pixel groups
+    group: int = 0  # > 0: a line buffer of ``band`` slots of this many pixels (`unit_base`; `rowops.pixel_group`)
+    slots: dict[int, int] = field(default_factory=dict)  # a line buffer's slots on the tiles where it has not ``band``
 
     @property
     def wp(self) -> int:
@@ -53,17 +55,42 @@ class Buffer:
 
     @property
     def words(self) -> int:
-        """Words of one copy."""
-        border = 1 if self.pads[0] or self.pads[2] else 0  # a line buffer's border row, read by padded windows
-        return (self.band + border if self.band else self.hp) * self.wp * self.c
+        """Words of one copy (a line buffer's with ``band`` slots)."""
+        return self.words_on(None)
 
-    def row_base(self, h: int) -> int:
-        """Offset of real row ``h`` (its left border included) in a copy: row h + pt of the padded buffer, or in a
-        line buffer slot h mod band for 0 <= h < H and the border row (all fill) after the slots otherwise."""
+    def band_on(self, tile: int | None) -> int:
+        """The slots of a line buffer's copy on ``tile`` (each copy holds what the readers on its tile need,
+        `plan.line_buffers`); 0 for a whole tensor."""
+        return self.slots.get(tile, self.band) if self.band and tile is not None else self.band
+
+    def words_on(self, tile: int | None) -> int:
+        """Words of the copy on ``tile``."""
+        band = self.band_on(tile)
+        if self.group:
+            return band * self.group * self.c
+        return (band or self.hp) * self.wp * self.c
+
+    @property
+    def units(self) -> int:
+        """The units its producer writes and its readers sweep, one after the other: its pixel groups when it is
+        held in groups (`group`), else its rows."""
+        return self.h * (self.w // self.group) if self.group else self.h
+
+    def unit_base(self, u: int, tile: int | None = None) -> int:
+        """Offset of pixel group ``u`` (row-major over the image) in the copy on ``tile`` of a line buffer held in
+        groups: slot u mod its band."""
+        assert self.group and 0 <= u < self.units, f"group {u} of a buffer of {self.units} groups"
+        return u % self.band_on(tile) * self.group * self.c
+
+    def row_base(self, h: int, tile: int | None = None) -> int:
+        """Offset of row ``h`` (its left border included) in the copy on ``tile``: row h + pt of the padded buffer,
+        or in a line buffer slot h mod its band of a real row (0 <= h < H). A line buffer has no top or bottom border rows: its
+        readers read nothing there (`bands.BORDER`: a conv zeroes those inputs, a max pool leaves them out)."""
         row = self.wp * self.c
         if not self.band:
             return (h + self.pads[0]) * row
-        return (h % self.band if 0 <= h < self.h else self.band) * row
+        assert 0 <= h < self.h, f"row {h} of a line buffer of {self.h} rows"
+        return h % self.band_on(tile) * row
 
 
 @dataclass(frozen=True)

@@ -87,19 +87,19 @@ def emit_borders(ctx: Context) -> None:
         if not any(buf.pads) or root in inputs:
             continue
         for t, base in sorted(buf.bases.items()):
-            for lo, n in border_runs(buf):
+            for lo, n in border_runs(buf, t):
                 ctx.program.data.append(MemInit(t, base + lo, np.full(n, buf.fill or 0, np.int64), SHARED_READERS))
 
 
-def border_runs(buf: Buffer) -> list[tuple[int, int]]:
+def border_runs(buf: Buffer, tile: int | None = None) -> list[tuple[int, int]]:
     """(offset, length) of the border runs of one copy: whole rows above and below, and the left and right
     border pixels of every interior row."""
     pt, pl, pb, pr = buf.pads
     row = buf.wp * buf.c
-    if buf.band:  # a line buffer: the side borders of every slot, and the whole border row after the slots
-        sides = [(j * row, pl * buf.c) for j in range(buf.band) if pl]
-        sides += [(j * row + (pl + buf.w) * buf.c, pr * buf.c) for j in range(buf.band) if pr]
-        return sorted(sides) + ([(buf.band * row, row)] if pt or pb else [])
+    if buf.band:  # a line buffer: the side borders of every slot (no rows above or below: `bands.BORDER`)
+        sides = [(j * row, pl * buf.c) for j in range(buf.band_on(tile)) if pl]
+        sides += [(j * row + (pl + buf.w) * buf.c, pr * buf.c) for j in range(buf.band_on(tile)) if pr]
+        return sorted(sides)
     runs = [(0, pt * row)] if pt else []
     for h in range(pt, pt + buf.h):
         if pl:

@@ -18,7 +18,7 @@ from ..quant.functional import DIV_FRAC, divisor_coef
 from ..quant.windows import window_counts
 from .context import Context
 from .epilogue import activation, finish
-from .bands import band_rows
+from .bands import BORDER, band_rows, unit_pixels
 from .loops import LoopRegs, Pointer, pixel_loop, row_loop
 from .plan import SHARED_READERS, Core
 from .rowops import eltwise_receive_regs, gap_registers, global_average, vector_chunk
@@ -62,14 +62,17 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
     read = ops.peek if ctx.st.buffer(x).band else ops.load  # a line buffer is read without consuming
 
     def body(m: list[MemRef], coef: int, kernel_rows: tuple[int, ...] | None = None) -> None:
+        first = True
         for i in range(kh):
+            down = kernel_rows[i] if kernel_rows is not None else i * dh * row
+            if down == BORDER:  # a kernel row in a line buffer's border (max pool: the smallest value) adds nothing
+                continue
             for j in range(kw):
-                down = kernel_rows[i] if kernel_rows is not None else i * dh * row
-                out.append(read(d=a if i == j == 0 else b, src=m[0].shifted(down + j * dw * pix + c0), n=n,
-                                node=node))
-                if i or j:
+                out.append(read(d=a if first else b, src=m[0].shifted(down + j * dw * pix + c0), n=n, node=node))
+                if not first:
                     out.append(ops.max(d=a, a=a, b=b, n=n, node=node) if is_max else
                                ops.add(d=a, a=a, b=b, n=n, w=64, node=node))
+                first = False
         if not is_max:
             out.append(ops.muli(d=a, a=a, imm=coef, n=n, f=DIV_FRAC, w=64, node=node))
         activation(out, op, a, n, fi, b, node)
@@ -81,7 +84,8 @@ def _pool(ctx: Context, core: Core, op: Op, a: int, b: int, n: int, c0: int, oh:
         return
     if is_max and (ctx.st.buffer(x).band or ctx.st.buffer(op.outputs[0]).band):  # `plan.line_buffers`
         rows, period, receives = band_rows(ctx, core, op)
-        row_loop(out, LoopRegs.of(ctx.hw), rows, ow, [src[2], out_ptr[2]], lambda m, r: body(m, 0, rows[r].key),
+        row_loop(out, LoopRegs.of(ctx.hw), rows, unit_pixels(ctx, op), [src[2], out_ptr[2]],
+                 lambda m, r: body(m, 0, rows[r].key),
                  period, node=node, receive=receives, token=a)
         return
     if is_max:
@@ -186,7 +190,8 @@ def _gap_rows(ctx: Context, op: Op) -> None:
             out.append(ops.add(d=acc + c0, a=acc + c0, b=tmp, n=n, w=64, node=node))
 
     rows, period, receives = band_rows(ctx, core, op)
-    row_loop(out, regs, rows, w, [ctx.st.pixel_step(x)[1]], body, period, node=node, receive=receives, token=tmp)
+    row_loop(out, regs, rows, unit_pixels(ctx, op), [ctx.st.pixel_step(x)[1]], body, period, node=node,
+             receive=receives, token=tmp)
     out_ptr = (ctx.st.buffer(yout).bases[core[0]] + ctx.st.origin(yout), *ctx.st.pixel_step(yout))
     fi = ctx.fmt[x][1]
     for c0, n in chunks:
@@ -250,7 +255,8 @@ def _eltwise_rows(ctx: Context, op: Op) -> None:
 
     rows, period, receives = band_rows(ctx, core, op)
     steps = [ctx.st.pixel_step(v)[1] for v in [*op.inputs, op.outputs[0]]]
-    row_loop(ctx.code(core), LoopRegs.of(ctx.hw), rows, ow, steps, body, period, node=op.name, receive=receives,
+    row_loop(ctx.code(core), LoopRegs.of(ctx.hw), rows, unit_pixels(ctx, op), steps, body, period, node=op.name,
+             receive=receives,
              rx=eltwise_receive_regs(ctx.g, op, ctx.hw), token=a)
 
 

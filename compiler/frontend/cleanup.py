@@ -74,11 +74,13 @@ BATCH = "N"
 
 @dataclass
 class Cleaned:
-    """The cleaned model, the tensors left unfolded (name -> reason) and the shapes inference found (batch 1)."""
+    """The cleaned model, the tensors left unfolded (name -> reason), the shapes inference found (batch 1) and
+    the values of its initializers (decoded once: the converters read them)."""
 
     model: onnx.ModelProto
     skipped: dict[str, str] = field(default_factory=dict)
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    consts: dict[str, np.ndarray] = field(default_factory=dict)  # the initializers' values, by name
 
 
 def node_label(node: onnx.NodeProto) -> str:
@@ -124,9 +126,23 @@ def clean_model(model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]
     _sum_to_add(g)
     _symbolic_batch(g, consts)
     used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-    del g.initializer[:]
-    g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items() if k in used)
+    _keep_initializers(g, consts, used)
+    out.consts = {k: v for k, v in consts.items() if k in used}
     return out
+
+
+def _keep_initializers(g: onnx.GraphProto, consts: dict[str, np.ndarray], used: set[str]) -> None:
+    """The used constants as initializers, in ``consts``' order (the original initializers first, then those
+    folding made): an original one stays as it was (not decoded and encoded again: VGG-16's 553 MB of
+    weights), the others are encoded from their values."""
+    names = [k for k in consts if k in used]
+    original = {t.name for t in g.initializer}
+    if all(k in original for k in names) and len(names) == len(g.initializer):
+        return
+    for k in reversed(range(len(g.initializer))):
+        if g.initializer[k].name not in used:
+            del g.initializer[k]
+    g.initializer.extend(numpy_helper.from_array(consts[k], k) for k in names if k not in original)
 
 
 def check_finite(name: str, arr: np.ndarray, origin: str = "") -> None:

@@ -51,8 +51,8 @@ def load_model(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     if bad:
         where = model if not isinstance(model, onnx.ModelProto) else "model"
         raise ModelError(f"{where}: damaged: {bad} is not valid UTF-8 text")
-    try:
-        onnx.checker.check_model(proto)
+    try:  # a file is checked as it is on disk: no serialized copy of the model (VGG-16's 553 MB)
+        onnx.checker.check_model(proto if isinstance(model, onnx.ModelProto) else str(model))
     except onnx.checker.ValidationError as e:
         raise ModelError(f"model fails onnx.checker: {str(e).splitlines()[0]}") from None
     return proto
@@ -133,7 +133,9 @@ def import_onnx(model: str | Path | onnx.ModelProto,
     host_nodes = _host_nodes(g)
     device_nodes = [n for k, n in enumerate(g.node) if k not in host_nodes]
     ctx = Context(opset_of(proto), skipped=cleaned.skipped)
-    ctx.consts.update({t.name: numpy_helper.to_array(t) for t in g.initializer})
+    known = cleaned.consts  # decoded by the cleanup; initializers added since are decoded here
+    ctx.consts.update({t.name: known[t.name] if t.name in known else numpy_helper.to_array(t)
+                       for t in g.initializer})
     for n in g.node:
         for i in n.input:
             ctx.uses[i] = ctx.uses.get(i, 0) + 1

@@ -129,7 +129,8 @@ def weight_quantizers(model: onnx.ModelProto) -> dict[str, Quantizer]:
     """The quantizers of DequantizeLinear nodes applied to integer initializers, by the DQ's output name (read
     before constant folding, which replaces them by their float values)."""
     g = model.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    read = {i for n in g.node if n.op_type == "DequantizeLinear" for i in n.input}  # (not every weight: VGG-16)
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer if t.name in read}
     for n in g.node:
         if n.op_type == "Constant" and n.output:
             try:

@@ -49,6 +49,7 @@ class LayerMap:
     slices: int
     blocks: list[Block] = field(default_factory=list)
     layouts: list[np.ndarray] | None = None  # packed modes: the bit-line layout of each block (isa.layout)
+    chain: bool = False  # partial sums pass core to core in row order, one running sum (`fit.chain_layers`)
     _summaries: list[tuple[np.ndarray, LayoutSummary]] = field(default_factory=list, init=False, repr=False,
                                                                compare=False)
 

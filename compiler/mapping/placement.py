@@ -53,6 +53,11 @@ class _Cursor:
         self.fresh_core()
         return where
 
+    def fresh_tile(self) -> None:
+        """Move to the next tile unless nothing is placed on this one yet."""
+        if self.core or self.mvmu:
+            self.next_tile()
+
     def next_tile(self) -> None:
         self.tile, self.core, self.mvmu, self.arrays = self.tile + 1, 0, 0, 0
 
@@ -91,7 +96,7 @@ def replicas(prec: dict[str, LayerPrecision], name: str, replicate: int = 1) -> 
 
 def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
               weights: dict[str, np.ndarray] | None = None, mode: str = "naive",
-              replicate: int = 1, budget: int | None = None) -> Mapping:
+              replicate: int = 1, budget: int | None = None, breaks: frozenset[str] = frozenset()) -> Mapping:
     """Place every crossbar layer (see module docstring); fail with what is needed if the chip is too small.
 
     ``mode`` "spatial" (hollow-aware, seed 003) needs the integer ``weights``: blocks whose cells are all zero
@@ -109,7 +114,10 @@ def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     ``replicate`` N > 1 copies every conv layer's weights N times (at most once per output row; a layer whose
     precision has its own ``replicate`` > 1 takes that instead); replica k computes the k-th band of output rows
     (`row_bands`), so the layer's pixel loop is N times shorter (ISAAC/PUMA-style replication: crossbars traded
-    for latency and throughput)."""
+    for latency and throughput).
+
+    Every op in ``breaks`` starts on a fresh tile (`fit.place_to_fit` chooses them so that no tile holds more
+    than its memory)."""
     if mode not in MAPPINGS:
         raise ModelError(f"mapping '{mode}' is not one of {', '.join(MAPPINGS)}")
     if budget is not None and mode != "temporal":
@@ -140,6 +148,8 @@ def place_layers(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig,
     per_tile = hw.cores_per_tile * hw.mvmus_per_core
     vector: dict[str, tuple[int, int]] = {}
     for op in g.ops:
+        if op.name in breaks:
+            cur.fresh_tile()
         if kind_of(op).device == "vector":
             vector[op.name] = cur.take_core()
         if not op.is_crossbar:

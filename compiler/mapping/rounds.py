@@ -25,6 +25,7 @@ from isa.hardware import HARDWARE_FIELDS, HardwareConfig
 from ..ir import Graph, Op, Value
 from ..quant import LayerPrecision
 from .model import Mapping
+from .fit import place_to_fit
 from .placement import place_layers
 
 #: The most tiles a trial placement may use (the hardware limit of the tile field): a round is measured on a chip
@@ -130,12 +131,19 @@ def split_layer(g: Graph, op: Op, prec: dict[str, LayerPrecision], fits: Callabl
     return [(*part_op(g, op, i, c0, min(n_out, c0 + width)), c0) for i, c0 in enumerate(range(0, n_out, width))]
 
 
+#: The words each tile of a round's placement holds: ``memory(round graph, precision, mapping, formats)``
+#: (the code generator's plan, `codegen.memory.plan_memory`).
+Memory = Callable[[Graph, dict[str, LayerPrecision], Mapping, dict[str, tuple[int, int]]], dict[int, int]]
+
+
 def partition(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig, weights: dict[str, np.ndarray],
               fmt: dict[str, tuple[int, int]], mode: str = "spatial", replicate: int = 1,
-              budget: int | None = None) -> Plan:
+              budget: int | None = None, memory: Memory | None = None) -> Plan:
     """Rounds of consecutive ops, each placed on ``hw`` (module docstring); one round when the model fits. A
     crossbar layer too large for the chip is split into column parts (`split_layer`), each in rounds of its own
-    kind; the round holding a layer's last part closes with it (its readers need the joined value)."""
+    kind; the round holding a layer's last part closes with it (its readers need the joined value). With
+    ``memory``, each round is placed so that its tiles hold what they can (`fit.place_to_fit`, on the tiles the
+    round leaves free)."""
     virtual = hw.with_changes(tiles=VIRTUAL_TILES)
     prec, weights, fmt = dict(prec), dict(weights), dict(fmt)
     values = dict(g.values)
@@ -188,6 +196,11 @@ def partition(g: Graph, prec: dict[str, LayerPrecision], hw: HardwareConfig, wei
     for k, ops in enumerate(groups):
         _check_cut(ops)
         sub = subgraph(work, ops, k, part_values)
-        rounds.append(Round(k, sub, place_layers(sub, prec, hw, weights, mode, replicate, budget)))
+        place = partial(place_layers, sub, prec, hw, weights, mode, replicate, budget)
+        if memory is None:
+            rounds.append(Round(k, sub, place()))
+            continue
+        need = partial(memory, sub, prec)
+        rounds.append(Round(k, sub, place_to_fit(place, lambda m: need(m, fmt), hw.tile_mem_words)))
     return Plan(work, prec, weights, fmt, joins, rounds, splits)
 

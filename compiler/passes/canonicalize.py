@@ -23,6 +23,17 @@ def hwc_row_order(shape: tuple[int, ...]) -> np.ndarray:
     return np.arange(c * h * w).reshape(c, h, w).transpose(1, 2, 0).reshape(-1)
 
 
+def take_rows(w: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``w[idx]`` (a C-ordered copy), gathered 32 rows at a time when ``w`` is column-major (a Gemm's transposed
+    weight): half the time of one strided gather on VGG-16's fc1 (25,088 x 4,096)."""
+    if w.ndim != 2 or w.flags.c_contiguous or not w.flags.f_contiguous:
+        return w[idx]
+    out = np.empty((len(idx), w.shape[1]), dtype=w.dtype)
+    for k in range(0, len(idx), 32):
+        out[k:k + 32] = w[idx[k:k + 32]]
+    return out
+
+
 class EliminateRelabel(Pass):
     """Remove ops that do not move data.
 
@@ -51,7 +62,7 @@ class EliminateRelabel(Pass):
             if op.kind == "identity" or flat or same:
                 if flat and not same:
                     for c in g.consumers(op.outputs[0]):
-                        c.params["weight"] = c.params["weight"][hwc_row_order(src)]
+                        c.params["weight"] = take_rows(c.params["weight"], hwc_row_order(src))
                 g.ops.remove(op)
                 rename_uses(g, op.outputs[0], op.inputs[0])
                 return True

@@ -6,7 +6,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from isa.errors import ConfigError
 from isa.hardware import HardwareConfig
@@ -142,6 +142,13 @@ def resolve_precision(g: Graph, config: str | dict[str, Any] | Path | None, rang
         if op.attrs.get("act") in ("sigmoid", "tanh") or op.kind == "recurrent":
             out[op.name] = _bounded_act_frac(where, out[op.name], "acc_frac" in spec)
     return out
+
+
+def check_resolved(path: Path, hw: HardwareConfig, layers: Sequence[str]) -> None:
+    """The schema check of a compiled directory's precision.json (`resolve_precision`'s first step), against
+    the crossbar layers the compile recorded, without the graph: loading names a damaged file at once."""
+    cfg, source = _load_config(path)
+    check_config(cfg, source, hw, layers, True)
 
 
 def _complete(where: str, spec: dict[str, int], r: LayerRange | None, hw: HardwareConfig,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, fields
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -37,10 +37,15 @@ from .cost import (DEFAULT_WEIGHTS, CostEstimate, CostInputs, CostModel, TermVal
                    trace_functional, weighted_cost)
 from .memo import LayerMemo
 from .record import Evaluation
-from .selection import drop_upper_bound, score_upper
+from .selection import drop_upper_bound, family_bound, score_upper
 from .space import SearchSpace
 
 Actions = tuple[tuple[int, ...], ...]
+
+#: The version of `Evaluation`'s measured fields, part of the cache's scope (2: the selection split's paired counts).
+RECORD_VERSION = 2
+#: Corrections of the choice's bound for the number of configurations compared (`selection.family_bound`).
+SELECT_CORRECTIONS = ("none", "bonferroni")
 
 
 def step_rewards(reward: float, layer_terms: Sequence[float]) -> list[float]:
@@ -67,8 +72,10 @@ class EnvConfig:
     hardware: str | None = None
     search_split: str = "fit"  # the images that score the reward (the bundled sets: training images)
     search_images: int = 512  # 0: the whole split
-    select_split: str = "val"  # the images the final choice is made on (never read by the reward)
+    select_split: str = "val"  # the images the final choice is made on (never read by the reward); several
+    # splits joined by commas ("val,fit"): the search split among them gives only the images the reward does not read
     select_images: int = 0
+    select_correction: str = "none"  # "bonferroni": the choice's bound holds for all configs compared at once
     max_drop: float = 0.01  # accuracy drop allowed against the float model (upper confidence bound)
     confidence: float = 0.95  # one-sided level of that bound
     lam: float = 1.0
@@ -89,9 +96,10 @@ class EnvConfig:
         changes a score (not the loader, nor the memo's size): the evaluation cache's scope."""
         with open(self.model, "rb") as f:
             model = hashlib.sha256(f.read()).hexdigest()
-        d = {k.name: getattr(self, k.name) for k in fields(self) if k.name not in ("model", "data", "memo_mb")
+        d = {k.name: getattr(self, k.name) for k in fields(self)
+             if k.name not in ("model", "data", "memo_mb", "select_correction")  # the choice reads the records
              and not (k.name in ("replicas", "narrow") and getattr(self, k.name) == k.default)}  # knobs off
-        return hashlib.sha256(json.dumps([model, d], sort_keys=True, default=str).encode()).hexdigest()
+        return hashlib.sha256(json.dumps([model, d, RECORD_VERSION], sort_keys=True, default=str).encode()).hexdigest()
 
 
 @dataclass
@@ -120,6 +128,8 @@ class SplitScore:
     bound: float
     cross_entropy: float
     cost_accuracy: float
+    lost: float = 0.0  # images the float model gets right and the quantized model wrong (a mean over device trials)
+    gained: float = 0.0  # the other way round
 
 
 class SearchEnv:
@@ -127,9 +137,9 @@ class SearchEnv:
 
     def __init__(self, cfg: EnvConfig) -> None:
         self.cfg = cfg
-        if cfg.search_split == cfg.select_split:
-            raise XbarcError(f"the search and selection splits must differ (both '{cfg.search_split}'): the final "
-                             f"choice is made on images the search never saw")
+        if cfg.select_correction not in SELECT_CORRECTIONS:
+            raise XbarcError(f"select correction '{cfg.select_correction}': expected one of "
+                             f"{', '.join(SELECT_CORRECTIONS)}")
         if not 0 <= cfg.max_drop <= 1:
             raise XbarcError(f"max_drop {cfg.max_drop}: expected a fraction in [0, 1]")
         if not 0.5 <= cfg.confidence < 1:
@@ -146,9 +156,10 @@ class SearchEnv:
         self.ranges = calibrate(self.g, calib, self.hw.xbar_rows)
         self.inp = self.g.inputs[0]
         self.search = self.load_split(cfg.search_split, cfg.search_images, "the search's reward")
-        self.select = self.load_split(cfg.select_split, cfg.select_images, "the final selection")
+        self.select = self.load_selection()
         k = min(len(self.search.x), len(self.select.x))
-        if np.array_equal(self.search.x[:k], self.select.x[:k]):
+        if cfg.search_split not in cfg.select_split.split(",") and np.array_equal(self.search.x[:k],
+                                                                                  self.select.x[:k]):
             raise XbarcError(f"data set '{self.dataset}': the search split '{cfg.search_split}' and the selection "
                              f"split '{cfg.select_split}' hold the same images (a file without its own x_"
                              f"{cfg.search_split} and x_{cfg.select_split}?); the final choice must be made on images "
@@ -167,6 +178,15 @@ class SearchEnv:
         self.cache: dict[Actions, Evaluation] = {}
         self.baseline = self.evaluate(base)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process receives (`backends.Evaluator`): everything built here (the frontend,
+        calibration, splits, baseline program and cost profiles: a worker need not build them again), with an
+        empty memo and no evaluation records (caches: scores do not depend on them)."""
+        state = dict(vars(self))
+        state["memo"] = LayerMemo(self.memo.max_bytes) if self.memo is not None else None
+        state["cache"] = {}
+        return state
+
     def load_split(self, split: str, images: int, why: str) -> Split:
         """The first ``images`` (0: all) of ``split`` with the float model's results."""
         x, y = load_labelled(self.cfg.data, self.dataset, split, self.inp.shape, why)
@@ -174,6 +194,40 @@ class SearchEnv:
         x, y = x[:n].reshape((n,) + self.inp.shape), y[:n]
         logits = float_forward(self.g, {self.inp.name: x})[self.g.outputs[0]].reshape(n, -1)
         return Split(split, x, y, logits.argmax(axis=1) == y, cross_entropy(logits, y), logits)
+
+    def load_selection(self) -> Split:
+        """The selection split: each split named in ``select_split`` (commas), the search split's only past the
+        images the reward reads, joined, then the first ``select_images`` (0: all)."""
+        c, parts = self.cfg, []
+        for name in c.select_split.split(","):
+            s = self.load_split(name, 0, "the final selection")
+            if name == c.search_split:
+                s = self.split_part(s, slice(len(self.search.x), None))
+            parts.append(s)
+        n = sum(len(p.x) for p in parts)
+        if not n or len(set(c.select_split.split(","))) < len(parts):
+            raise XbarcError(f"selection split '{c.select_split}': {'a split named twice' if n else 'no images'} "
+                             f"(the search split '{c.search_split}' gives only the images past its first "
+                             f"{len(self.search.x)}, which the reward reads)")
+        logits = np.concatenate([p.float_logits for p in parts if p.float_logits is not None])
+        x, y = np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts])
+        s = Split(c.select_split, x, y, logits.argmax(axis=1) == y, cross_entropy(logits, y), logits)
+        return self.split_part(s, slice(0, c.select_images or n))
+
+    @staticmethod
+    def split_part(s: Split, part: slice) -> Split:
+        """The images ``part`` of split ``s`` with the float model's results on them."""
+        assert s.float_logits is not None
+        logits = s.float_logits[part]
+        return Split(s.name, s.x[part], s.y[part], s.float_ok[part],
+                     cross_entropy(logits, s.y[part]) if len(logits) else 0.0, logits)
+
+    def choice_bound(self, records: Sequence[Evaluation]) -> Callable[[Evaluation], float]:
+        """The selection-split bound the choice compares with ``max_drop``: each record's own (``none``) or the
+        one holding for all configurations of ``records`` at once (``bonferroni``, `selection.family_bound`)."""
+        if self.cfg.select_correction == "bonferroni":
+            return family_bound(records, len(self.select.x), self.cfg.confidence)
+        return lambda r: r.select_bound
 
     def compile(self, config: dict[str, Any]) -> Any:
         """`compile_model` of a config with this environment's hardware, data set and mapping."""
@@ -211,7 +265,8 @@ class SearchEnv:
         ok = logits.argmax(axis=1) == split.y
         ce = cross_entropy(logits, split.y)
         return SplitScore(float(ok.mean()), float(split.float_ok.mean() - ok.mean()),
-                          drop_upper_bound(split.float_ok, ok, self.cfg.confidence), ce, ce - split.float_ce)
+                          drop_upper_bound(split.float_ok, ok, self.cfg.confidence), ce, ce - split.float_ce,
+                          float(np.count_nonzero(split.float_ok & ~ok)), float(np.count_nonzero(~split.float_ok & ok)))
 
     def reward(self, s: SplitScore, cost_hardware: float) -> float:
         """-cost_accuracy - penalty [drop bound over max_drop] - lambda cost_hardware."""
@@ -297,18 +352,15 @@ class SearchEnv:
         return Evaluation([list(a) for a in key], reward, s.bound <= c.max_drop and not stop, s.accuracy, s.drop,
                           s.bound, s.cross_entropy, s.cost_accuracy,
                           *((sel.accuracy, sel.drop, sel.bound) if sel is not None else (0.0, 1.0, 1.0)),
-                          est.energy_pj, est.cycles, ratios, hw,
-                          step_rewards(reward, [-c.lam * v for v in shares]), area_mm2=est.area_mm2,
-                          stopped_at=stop)
+                          energy_pj=est.energy_pj, cycles=est.cycles, cost_terms=ratios, cost_hardware=hw,
+                          step_rewards=step_rewards(reward, [-c.lam * v for v in shares]), area_mm2=est.area_mm2,
+                          stopped_at=stop, select_lost=round(sel.lost) if sel is not None else 0,
+                          select_gained=round(sel.gained) if sel is not None else 0)
 
     def search_part(self, m: int) -> Split:
         """The search split's first ``m`` images (the whole split, the same object, when m is its size)."""
         s = self.search
-        if m >= len(s.x):
-            return s
-        assert s.float_logits is not None
-        return Split(s.name, s.x[:m], s.y[:m], s.float_ok[:m], cross_entropy(s.float_logits[:m], s.y[:m]),
-                     s.float_logits[:m])
+        return s if m >= len(s.x) else self.split_part(s, slice(0, m))
 
     def rescore(self, actions: Sequence[Sequence[int]], split: Split) -> tuple[SplitScore, float]:
         """Config ``actions`` scored on another split (the report's test split): its `SplitScore` and the reward

@@ -82,7 +82,8 @@ def search_precision(model: str, dataset: str | None = None, budget: int = 100, 
     if progress:
         progress("\n")
     assert b.best is not None and env.baseline is not None
-    pick = choose(b.records + [env.baseline], env.cfg.max_drop)
+    every = b.records + [env.baseline]
+    pick = choose(every, env.cfg.max_drop, env.choice_bound(every))
     chosen = pick or env.baseline
     return SearchResult(method, chosen, b.best, pick is not None, env.config(chosen.actions), b.records,
                         env.baseline, b.used, store.hits if store is not None else 0, time.perf_counter() - t0, interrupted)

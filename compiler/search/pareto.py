@@ -23,11 +23,13 @@ def front_points(env: SearchEnv, records: Sequence[Evaluation], chosen: Evaluati
     return pts
 
 
-def point_row(env: SearchEnv, r: Evaluation, file: str, chosen: Evaluation) -> dict[str, Any]:
-    """One point of `pareto.json`: its precision file, estimated costs and ratios, selection-split scores."""
+def point_row(env: SearchEnv, r: Evaluation, file: str, chosen: Evaluation, bound: float) -> dict[str, Any]:
+    """One point of `pareto.json`: its precision file, estimated costs and ratios, selection-split scores
+    (``bound``: the choice's bound, `SearchEnv.choice_bound`)."""
     base = env.baseline
     assert base is not None
-    return {"file": file, "chosen": r.key == chosen.key, "meets_max_drop": r.select_bound <= env.cfg.max_drop,
+    return {"file": file, "chosen": r.key == chosen.key, "meets_max_drop": bound <= env.cfg.max_drop,
+            "choice_bound": bound,
             "energy_pj": r.energy_pj, "cycles": r.cycles, "energy_less": base.energy_pj / r.energy_pj,
             "latency_less": base.cycles / r.cycles, "area_mm2": r.area_mm2,
             "area_less": base.area_mm2 / r.area_mm2 if r.area_mm2 else None, "select_accuracy": r.select_accuracy,
@@ -41,14 +43,16 @@ def write_pareto(out: str | Path, env: SearchEnv, records: Sequence[Evaluation],
     atomically; returns the document."""
     out = Path(out)
     pts = front_points(env, records, chosen)
+    at = env.choice_bound(list(records) + ([env.baseline] if env.baseline else []))
     rows = []
     for i, r in enumerate(pts):
         name = f"pareto/point-{i:02d}.json"
         write_file(out / name, json.dumps(env.config(r.actions), indent=2) + "\n")
-        rows.append(point_row(env, r, name, chosen))
+        rows.append(point_row(env, r, name, chosen, at(r)))
     c = env.cfg
     doc = {"objectives": ["energy_pj (min)", "cycles (min)", "area_mm2 (min)", f"accuracy on '{c.select_split}' (max)"],
            "max_drop": c.max_drop, "confidence": c.confidence, "select_split": c.select_split,
+           "select_correction": c.select_correction,
            "select_images": len(env.select.x), "float_select_accuracy": env.select.accuracy, "points": rows}
     write_file(out / "pareto.json", json.dumps(doc, indent=2) + "\n")
     return doc

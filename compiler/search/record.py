@@ -31,6 +31,8 @@ class Evaluation:
     select_accuracy: float = 0.0
     select_drop: float = 1.0
     select_bound: float = 1.0
+    select_lost: int = 0  # selection images the float model gets right and this config wrong (paired counts)
+    select_gained: int = 0  # ... and the other way round (the family bound of `selection.family_bound` uses both)
     energy_pj: float = 0.0
     cycles: int = 0
     cost_terms: dict[str, float] = field(default_factory=dict)

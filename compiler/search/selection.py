@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -66,11 +66,35 @@ def pareto_front(records: Sequence[Evaluation]) -> list[Evaluation]:
     return sorted(keep, key=lambda r: (r.energy_pj, r.cycles, -r.select_accuracy))
 
 
-def choose(records: Sequence[Evaluation], max_drop: float) -> Evaluation | None:
-    """The configuration to deliver: the lowest hardware cost among those whose selection-split drop bound is at
-    most ``max_drop`` (ties: higher selection accuracy, then the earlier evaluation); None if none is. Only
-    configurations scored on the selection split count (not those whose scoring stopped on the search split)."""
-    ok = [r for r in records if r.error is None and not r.stopped_at and r.select_bound <= max_drop]
+def scored(records: Sequence[Evaluation]) -> list[Evaluation]:
+    """The records scored on the selection split: resolved, and not stopped on the search split."""
+    return [r for r in records if r.error is None and not r.stopped_at]
+
+
+def family_level(confidence: float, k: int) -> float:
+    """Bonferroni: the level at which each of ``k`` bounds must hold for all of them to hold at ``confidence``."""
+    return 1 - (1 - confidence) / max(1, k)
+
+
+def family_bound(records: Sequence[Evaluation], n: int, confidence: float) -> Callable[[Evaluation], float]:
+    """The selection-split drop bound of a record corrected for the number of configurations compared there: each
+    record's bound (`score_upper` of its discordant counts on the ``n`` selection images) at
+    `family_level` (``confidence``, K), K the distinct configurations of ``records`` scored on the selection split.
+    All K bounds then hold together at ``confidence``, so the cheapest one under ``max_drop`` does too, however
+    many were compared (the winner's curse of taking the cheapest that passes)."""
+    level = family_level(confidence, len({r.key for r in scored(records)}))
+    return lambda r: score_upper(n, r.select_lost, r.select_gained, level) if r.error is None and not r.stopped_at \
+        else 1.0
+
+
+def choose(records: Sequence[Evaluation], max_drop: float,
+           bound: Callable[[Evaluation], float] | None = None) -> Evaluation | None:
+    """The configuration to deliver: the lowest hardware cost among those whose selection-split drop bound
+    (``bound`` of the record; default its own ``select_bound``) is at most ``max_drop`` (ties: higher selection
+    accuracy, then the earlier evaluation); None if none is. Only configurations scored on the selection split
+    count (not those whose scoring stopped on the search split)."""
+    at = bound or (lambda r: r.select_bound)
+    ok = [r for r in scored(records) if at(r) <= max_drop]
     if not ok:
         return None
     return min(ok, key=lambda r: (r.cost_hardware, -r.select_accuracy, r.episode))
