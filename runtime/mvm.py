@@ -101,7 +101,7 @@ class MvmStack:
     rowmask: np.ndarray
     gsum: np.ndarray
     source: tuple[Any, ...] = ()  # (mvm, kernels, hw): the digit path's matrices are derived on first need
-    split: tuple[Any, ...] | None = None  # `_split`: (safe weights, clip-prone lines, scatter, mix) or None
+    split: tuple[Any, ...] | None = None  # `_split`: (safe weights, clip-prone lines, their scatter) or None
 
     @classmethod
     def build(cls, i: ops.Mvm, kernels: Sequence[MvmuKernel], hw: HardwareConfig, exact: bool) -> "MvmStack":
@@ -161,9 +161,8 @@ class MvmStack:
         range) converts every digit exactly, so its shift-and-add over the digits is the product of the wrapped
         inputs with its slice's weights; only the other bit lines go digit by digit. Returns (safe weights
         (K, C, R) in the float type whose mantissa holds their product with any input, clip-prone bit lines'
-        weights (K, U, R) float32 or None, their scatter (K, C, U) int64: significance per (column, line), and
-        the scatter times the digit significances (K, C, U * ibits) float64 when the whole sum is exact in
-        float64, else None), or None where no float type is exact."""
+        weights (K, U, R) float32 or None, their scatter (K, C, U) int64: significance per (column, line)), or
+        None where no float type is exact."""
         assert self.diff is not None
         k, s, c, r = len(self.units), self.slices, self.cols, self.rows
         d = self.diff.reshape(k, s, c, r).astype(np.float64)
@@ -178,7 +177,7 @@ class MvmStack:
             return None
         prone = [np.argwhere(~safe[j] & (np.abs(d[j]).sum(axis=2) > 0)) for j in range(k)]  # (s, c) per MVMU
         u = max(len(p) for p in prone)
-        lines = scatter = mix = None
+        lines = scatter = None
         if u:
             lines = np.zeros((k, u, r), dtype=np.float32)
             scatter = np.zeros((k, c, u), dtype=I64)
@@ -186,12 +185,7 @@ class MvmStack:
                 for q, (sl, col) in enumerate(p):
                     lines[j, q] = d[j, sl, col]
                     scatter[j, col, q] = int(sig[j, sl])
-            digit_sig = nx.input_digits(np.zeros(0, dtype=I64), i.ibits, "csd" if i.enc else "twos")[1]
-            m = (scatter[:, :, :, None].astype(np.float64) * digit_sig.astype(np.float64)).reshape(k, c, u * i.ibits)
-            total = np.abs(w).sum(axis=2) * float(1 << (i.ibits - 1)) + np.abs(m).sum(axis=2) * float(1 << (i.adc - 1))
-            if float(total.max(initial=0)) < _F64_EXACT:  # both parts and their sum exact in float64
-                mix = m
-        return w.astype(np.float32 if bound < _F32_EXACT else np.float64), lines, scatter, mix
+        return w.astype(np.float32 if bound < _F32_EXACT else np.float64), lines, scatter
 
     def fire(self, x: np.ndarray, i: ops.Mvm, sig: np.ndarray) -> np.ndarray:
         """Outputs (K, C, B) int64 of wrapped inputs ``x`` (K*R, B)."""
@@ -227,7 +221,7 @@ class MvmStack:
     def _fire_split(self, x: np.ndarray, i: ops.Mvm, sig: np.ndarray) -> np.ndarray:
         """`fire` through `_split`: the never-clipping bit lines as one product, the others digit by digit."""
         assert self.split is not None
-        w, lines, scatter, mix = self.split
+        w, lines, scatter = self.split
         k, r, b = len(self.units), self.rows, x.shape[1]
         xs = x.reshape(k, r, b)
         prod = w @ xs.astype(w.dtype)
@@ -241,9 +235,6 @@ class MvmStack:
             digits = twos_digits(x, ibits)
         v = lines @ digits.reshape(k, r, ibits * b)  # (K, U, ibits*B), exact
         np.clip(v, nx.qmin(i.adc), nx.qmax(i.adc), out=v)
-        if mix is not None:  # the digit and line significances in one float64 product, exact (`_split`)
-            both: np.ndarray = (prod + mix @ v.reshape(k, -1, b).astype(np.float64)).astype(I64)  # BLAS: one dtype
-            return both
         sums = np.einsum("kujb,j->kub", v.reshape(k, -1, ibits, b).astype(I64), sig)
         out: np.ndarray = prod.astype(I64)
         out += scatter @ sums
