@@ -34,6 +34,7 @@ def _cpu() -> float:
 def one(model: str, dataset: str, budget: int, workers: int, method: str, seed: int) -> dict[str, object]:
     """One search from scratch (environment included) with ``workers``: times and the evaluated configs."""
     from compiler.search import backends, search_precision
+    from models.datasets import load_for_shape
 
     started: list[float] = []
     make = backends.Evaluator.__init__
@@ -45,7 +46,8 @@ def one(model: str, dataset: str, budget: int, workers: int, method: str, seed: 
     backends.Evaluator.__init__ = timed_init  # type: ignore[method-assign]
     try:
         c0, w0 = _cpu(), time.perf_counter()
-        r = search_precision(model, dataset, budget=budget, seed=seed, method=method, workers=workers)
+        r = search_precision(model, dataset, budget=budget, seed=seed, method=method, workers=workers,
+                             data=load_for_shape)
         c1, w1 = _cpu(), time.perf_counter()
     finally:
         backends.Evaluator.__init__ = make  # type: ignore[method-assign]

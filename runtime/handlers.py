@@ -175,7 +175,10 @@ def _mvm(c: CoreState, p: MvmPlan, lat: int) -> None:
         for j, out in enumerate(st.outs):
             regs[out] = res[j, :st.ncols[j]]
     if meter is not None:
-        nz = nx.nonzero_digits(x, i.ibits, "csd" if i.enc else "twos").sum(axis=1)  # DAC pulses per row
+        if i.enc:  # DAC pulses per row (`numerics.nonzero_digits`, summed over the lanes)
+            nz = nx.nonzero_digits(x, i.ibits, "csd").sum(axis=1)
+        else:  # the popcounts summed as int64 straight from their uint8 counts
+            nz = np.bitwise_count(x & I64((1 << i.ibits) - 1)).sum(axis=1, dtype=I64)
         levels = int(st.gsum @ nz) if meter.counts_levels else 0
         meter.fired(c.pc - 1, st.units, i.adc, int(st.rowmask @ nz), levels, c.batch or x.shape[1])
 
@@ -186,16 +189,28 @@ def _v(reg: int, n: int) -> slice:
     return slice(reg, reg + n)
 
 
+def _saturate_in_place(x: np.ndarray, bits: int) -> None:
+    """`numerics.saturate` of int64 ``x`` written back into it (a register span: ufuncs handle overlap)."""
+    if bits < 64:
+        lo, hi = _SAT[bits]
+        np.maximum(x, lo, out=x)
+        np.minimum(x, hi, out=x)
+
+
 @handler(ops.Add)
 def _add(c: CoreState, i: ops.Add, lat: int) -> None:
     r = c.regs
-    r[_v(i.d, i.n)] = nx.saturate(r[_v(i.a, i.n)] + r[_v(i.b, i.n)], i.w)
+    d = r[i.d:i.d + i.n]
+    np.add(r[i.a:i.a + i.n], r[i.b:i.b + i.n], out=d)
+    _saturate_in_place(d, i.w)
 
 
 @handler(ops.Sub)
 def _sub(c: CoreState, i: ops.Sub, lat: int) -> None:
     r = c.regs
-    r[_v(i.d, i.n)] = nx.saturate(r[_v(i.a, i.n)] - r[_v(i.b, i.n)], i.w)
+    d = r[i.d:i.d + i.n]
+    np.subtract(r[i.a:i.a + i.n], r[i.b:i.b + i.n], out=d)
+    _saturate_in_place(d, i.w)
 
 
 @handler(ops.Mul)
@@ -207,19 +222,21 @@ def _mul(c: CoreState, i: ops.Mul, lat: int) -> None:
 @handler(ops.Min)
 def _min(c: CoreState, i: ops.Min, lat: int) -> None:
     r = c.regs
-    r[_v(i.d, i.n)] = np.minimum(r[_v(i.a, i.n)], r[_v(i.b, i.n)])
+    np.minimum(r[i.a:i.a + i.n], r[i.b:i.b + i.n], out=r[i.d:i.d + i.n])
 
 
 @handler(ops.Max)
 def _max(c: CoreState, i: ops.Max, lat: int) -> None:
     r = c.regs
-    r[_v(i.d, i.n)] = np.maximum(r[_v(i.a, i.n)], r[_v(i.b, i.n)])
+    np.maximum(r[i.a:i.a + i.n], r[i.b:i.b + i.n], out=r[i.d:i.d + i.n])
 
 
 @handler(ops.Addi)
 def _addi(c: CoreState, i: ops.Addi, lat: int) -> None:
     r = c.regs
-    r[_v(i.d, i.n)] = nx.saturate(r[_v(i.a, i.n)] + I64(i.imm), i.w)
+    d = r[i.d:i.d + i.n]
+    np.add(r[i.a:i.a + i.n], I64(i.imm), out=d)
+    _saturate_in_place(d, i.w)
 
 
 @handler(ops.Muli)
@@ -256,7 +273,7 @@ def _shri(c: CoreState, i: ops.Shri, lat: int) -> None:
 @handler(ops.Relu)
 def _relu(c: CoreState, i: ops.Relu, lat: int) -> None:
     r = c.regs
-    r[_v(i.d, i.n)] = np.maximum(r[_v(i.a, i.n)], I64(0))
+    np.maximum(r[i.a:i.a + i.n], I64(0), out=r[i.d:i.d + i.n])
 
 
 @handler(ops.Sig)
@@ -274,7 +291,16 @@ def _tanh(c: CoreState, i: ops.Tanh, lat: int) -> None:
 @handler(ops.Rqnt)
 def _rqnt(c: CoreState, i: ops.Rqnt, lat: int) -> None:
     r = c.regs
-    r[_v(i.d, i.n)] = nx.requantize(r[_v(i.a, i.n)], i.shift, i.w)
+    if i.shift < 0:
+        r[_v(i.d, i.n)] = nx.requantize(r[_v(i.a, i.n)], i.shift, i.w)
+        return
+    d = r[i.d:i.d + i.n]
+    if i.shift > 0:  # rshift_round: (x + 2^(s-1)) >> s
+        np.add(r[i.a:i.a + i.n], I64(1 << (i.shift - 1)), out=d)
+        np.right_shift(d, I64(i.shift), out=d)
+    elif i.d != i.a:
+        d[...] = r[i.a:i.a + i.n]
+    _saturate_in_place(d, i.w)
 
 
 # ---- moves and scalar integer ops ------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from .loops import LoopPlan, NestPlan, find_loops, mark_sized_recvs, run_batched
 from .handlers import HALT, HANDLERS, DecodeContext, Handler, Wait, decode, fault_handler
 from .prepare import prepare_kernels
 from .programming import unprogrammed
-from .replay import Trace, data_independent, mem_operand, templates
+from .replay import MAX_TRACES, Trace, data_independent, mem_operand, templates
 from .state import I64, CoreState, Fault, MachineState, MvmuKernel, TileMemory
 from .stats import Stats, busy_timeline, tile_traffic
 
@@ -287,6 +287,10 @@ class Machine:
             if not trace.overflow:
                 trace.finish(st, self.batched - batched)
                 self._traces[st.batch] = trace
+                while len(self._traces) > MAX_TRACES:  # the oldest batch sizes' traces go first
+                    old = next(iter(self._traces))
+                    del self._traces[old]
+                    self._static = {k: v for k, v in self._static.items() if old not in k}
 
     def _item_bytes(self) -> tuple[int, int, int, int, str]:
         """Bytes one batch item needs: registers, MVM temporaries (digits, bit-line values and products of the

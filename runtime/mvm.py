@@ -59,6 +59,18 @@ def bitline_read() -> BitlineRead | None:
     return _read
 
 
+def twos_digits(x: np.ndarray, ibits: int) -> np.ndarray:
+    """The two's-complement digits of (rows, B) int64 ``x``: bit j of every value, (rows, ibits, B) float32 0/1,
+    C-contiguous."""
+    rows, b = x.shape
+    if ibits <= 16:  # the bytes' bits by table (np.unpackbits), little-endian: bit j of each value at j
+        u = (x & I64((1 << ibits) - 1)).astype("<u2")
+        bits = np.unpackbits(u.view(np.uint8).reshape(rows, b, 2), axis=2, bitorder="little")[:, :, :ibits]
+        out: np.ndarray = bits.transpose(0, 2, 1).astype(np.float32, order="C")
+        return out
+    return ((x[:, None, :] >> np.arange(ibits, dtype=I64)[None, :, None]) & I64(1)).astype(np.float32)
+
+
 def _span(starts: Sequence[int], size: int, stride: int, per: Sequence[int]) -> slice | np.ndarray:
     """Register rows of stacked spans: a slice when they are consecutive and full, else an index array of
     ``size`` rows per unit starting at each of ``starts``."""
@@ -89,7 +101,7 @@ class MvmStack:
     rowmask: np.ndarray
     gsum: np.ndarray
     source: tuple[Any, ...] = ()  # (mvm, kernels, hw): the digit path's matrices are derived on first need
-    split: tuple[Any, ...] | None = None  # `_split`: (safe weights, clip-prone bit lines, their scatter) or None
+    split: tuple[Any, ...] | None = None  # `_split`: (safe weights, clip-prone lines, their scatter) or None
 
     @classmethod
     def build(cls, i: ops.Mvm, kernels: Sequence[MvmuKernel], hw: HardwareConfig, exact: bool) -> "MvmStack":
@@ -190,8 +202,7 @@ class MvmStack:
         if i.enc:
             digits = nx.csd_digits(x, ibits).transpose(1, 0, 2).astype(np.float32)  # (K*R, ibits, B)
         else:
-            js = np.arange(ibits, dtype=I64)[None, :, None]
-            digits = ((x[:, None, :] >> js) & I64(1)).astype(np.float32)  # x is wrapped: bits of x mod 2^ibits
+            digits = twos_digits(x, ibits)  # x is wrapped: bits of x mod 2^ibits
         v = (_read or ideal_read)(self, digits.reshape(k, r, ibits * b))  # (K, S*C, ibits*B)
         np.clip(v, nx.qmin(i.adc), nx.qmax(i.adc), out=v)  # numerics.adc_convert
         v = v.reshape(k, s, c, ibits, b)
@@ -213,18 +224,19 @@ class MvmStack:
         w, lines, scatter = self.split
         k, r, b = len(self.units), self.rows, x.shape[1]
         xs = x.reshape(k, r, b)
-        out: np.ndarray = (w @ xs.astype(w.dtype)).astype(I64)
+        prod = w @ xs.astype(w.dtype)
         if lines is None:
-            return out
+            done: np.ndarray = prod.astype(I64)
+            return done
         ibits = i.ibits
         if i.enc:
             digits = nx.csd_digits(x, ibits).transpose(1, 0, 2).astype(np.float32)
         else:
-            js = np.arange(ibits, dtype=I64)[None, :, None]
-            digits = ((x[:, None, :] >> js) & I64(1)).astype(np.float32)
+            digits = twos_digits(x, ibits)
         v = lines @ digits.reshape(k, r, ibits * b)  # (K, U, ibits*B), exact
         np.clip(v, nx.qmin(i.adc), nx.qmax(i.adc), out=v)
         sums = np.einsum("kujb,j->kub", v.reshape(k, -1, ibits, b).astype(I64), sig)
+        out: np.ndarray = prod.astype(I64)
         out += scatter @ sums
         return out
 

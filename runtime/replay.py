@@ -34,6 +34,7 @@ from .loops import Flat, LoopPlan, Spans, replay_chunk
 from .state import CoreState, MachineState
 
 MAX_ACTIONS = 4_000_000  # a trace with more steps than this is dropped (its memory would grow with the program)
+MAX_TRACES = 4  # batch sizes a machine keeps a trace for (the oldest is dropped first)
 
 # step kinds
 _HANDLER, _LOAD, _STORE, _SEND, _RECV, _CHUNK, _GANG, _SKIP = range(8)

@@ -76,6 +76,11 @@ def test_sources_may_overlap_destination():
     assert np.array_equal(got, A)
     got = run_op(I("copy", D, D + 1, N), out_reg=D)  # backwards overlap
     assert np.array_equal(got[:, :N - 1], A[:, 1:])
+    for instr, want in ((I("rqnt", D + 1, D, N, 3, 8), sat(rnd(A, 3), 8)), (I("rqnt", D + 1, D, N, 0, 8), sat(A, 8)),
+                        (I("addi", D + 1, D, -5, N, 8), sat(A - 5, 8)), (I("relu", D + 1, D, N), np.maximum(A, 0)),
+                        (I("sub", D, D + 1, D + N, N, 16), sat(np.concatenate([A[:, 1:], B[:, :1]], 1) - B, 16)),
+                        (I("max", D + 1, D, D + N, N), np.maximum(A, B))):  # the handlers write in place
+        assert np.array_equal(run_op(instr, out_reg=instr.d), want), instr.op
 
 
 def test_scalar_ops_and_counted_loop():

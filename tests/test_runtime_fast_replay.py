@@ -75,6 +75,11 @@ def test_a_batch_size_not_recorded_is_recorded_then_replayed() -> None:
     again = m.run({"x": x3})
     assert m.replayed
     assert_same(first, again)
+    from runtime.replay import MAX_TRACES
+
+    for size in range(4, 6 + MAX_TRACES):  # a machine keeps the traces of its last MAX_TRACES batch sizes
+        m.run({"x": rng.integers(-128, 128, (size, 32))})
+    assert sorted(m._traces) == list(range(6, 6 + MAX_TRACES))
 
 
 def test_chunked_runs_replay_per_chunk() -> None:
@@ -127,3 +132,32 @@ def test_no_replay_for_devices_budgets_or_when_off() -> None:
     assert not m.replayed
     assert Machine(cm.program, replay=False).no_replay == "replay=False"
     assert Machine(cm.program, reference=True).no_replay == "reference mode"
+
+
+def test_a_trace_too_long_is_not_kept(monkeypatch) -> None:
+    from runtime import replay
+
+    monkeypatch.setattr(replay, "MAX_ACTIONS", 5)
+    prog = _pipeline(2, False)
+    x = np.random.default_rng(6).integers(-128, 128, (2, 32))
+    m = Machine(prog)
+    first = m.run({"x": x})
+    again = m.run({"x": x})
+    assert not m.replayed and not m._traces
+    assert_same(first, again)
+
+
+@pytest.mark.parametrize("which,cores,tight", [("stem", 1, True), ("bottleneck", 8, False)])
+def test_replay_of_line_buffers_rings_and_the_host_port(which: str, cores: int, tight: bool) -> None:
+    """Programs that peek and free banded words and ring slots (`test_streaming_rings`), the input through the
+    host port: replayed on the second image, equal to the reference on it."""
+    from compiler import runner
+    from test_streaming_rings import bottleneck, line_buffered, stem
+
+    model, x = (stem if which == "stem" else bottleneck)()
+    _, cm = line_buffered(model, x, cores, tight=tight)
+    ops = {i.op for cc in cm.program.cores for i in cc.instrs}
+    assert {"peek", "free"} <= ops
+    q = runner.quantize_inputs(cm, {"x": x})
+    ref, out = replayed(cm.program, {k: v[:1] for k, v in q.items()}, {k: v[1:] for k, v in q.items()})
+    assert_same(ref, out)

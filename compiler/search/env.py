@@ -178,6 +178,15 @@ class SearchEnv:
         self.cache: dict[Actions, Evaluation] = {}
         self.baseline = self.evaluate(base)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """What a worker process receives (`backends.Evaluator`): everything built here (the frontend,
+        calibration, splits, baseline program and cost profiles: a worker need not build them again), with an
+        empty memo and no evaluation records (caches: scores do not depend on them)."""
+        state = dict(vars(self))
+        state["memo"] = LayerMemo(self.memo.max_bytes) if self.memo is not None else None
+        state["cache"] = {}
+        return state
+
     def load_split(self, split: str, images: int, why: str) -> Split:
         """The first ``images`` (0: all) of ``split`` with the float model's results."""
         x, y = load_labelled(self.cfg.data, self.dataset, split, self.inp.shape, why)
