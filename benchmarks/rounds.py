@@ -7,7 +7,9 @@ Usage: python benchmarks/rounds.py [--resolution 32] [--batch 2] [--precision 8b
 At 224: ``--resolution 224 --tile-mem-words 16777216``, about 7 GB and half an hour on a loaded machine (run under
 ``ulimit -v 8000000``). ``--tile-mem-words 0`` runs on ISAAC's own 32,768-word tiles (both chips placed so that
 each tile holds what it can, `compiler.mapping.fit`; VGG-16 at 64 fits them). The last table partitions and places
-every round again on those tiles, as the compiler does, and says what the busiest tile holds.
+every round again on those tiles, as the compiler does, and says what the busiest tile holds. ``--classifier
+1024`` runs VGG-16's classifier at 224 alone (fc1's 25,088 inputs, 1,024 hidden units) on those tiles beside tiles
+grown to hold it packed; ``--classifier 4096`` (VGG-16's own) needs more than 6 GB to calibrate.
 
 VGG-16 has random weights built in code (`models.cnn_zoo.vgg16`, torchvision topology). At a resolution other
 than 224 its first Gemm takes 512 * (resolution/32)^2 inputs instead of 25,088 (the conv weights are VGG-16's);
