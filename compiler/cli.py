@@ -708,7 +708,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--method", default="rl", choices=["rl", "random", "greedy"])
     se.add_argument("--budget", type=POSITIVE, default=100, help="distinct configurations to evaluate")
     se.add_argument("--seed", type=NONNEG, default=0)
-    se.add_argument("--workers", type=POSITIVE, default=1)
+    se.add_argument("--workers", type=POSITIVE, default=1, help="processes evaluating configurations: this one and N - 1 "
+                    "spawned workers with one BLAS thread each (the log does not depend on N)")
     se.add_argument("--rl", action="append", default=[], metavar="KEY=VALUE",
                     help="override an actor-critic hyperparameter (docs/search.md), e.g. --rl lr=0.01")
     se.add_argument("--max-drop", type=PERCENT, default=0.01, metavar="DROP",
