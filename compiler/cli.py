@@ -720,7 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("--search-split", default="fit", help="split whose images score the reward (default fit)")
     se.add_argument("--search-images", type=NONNEG, default=512, help="first N of them (0: all; default 512)")
     se.add_argument("--select-split", default="val",
-                    help="held-out split the final choice is made on, never seen by the reward (default val)")
+                    help="held-out split the final choice is made on, never seen by the reward (default val); "
+                         "several joined by commas, e.g. val,fit: the search split's images past --search-images")
     se.add_argument("--select-images", type=NONNEG, default=0, help="first N of them (0: all)")
     se.add_argument("--select-correction", choices=["none", "bonferroni"], default="none",
                     help="bonferroni: the choice's bound holds at --confidence for every configuration compared "
