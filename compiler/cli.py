@@ -451,7 +451,7 @@ def inspect_info(outdir: str | Path, dynamic: bool = False, mvmus: bool = False,
 
         zeros = {loc.name: np.zeros((1, loc.length), dtype=np.int64) for loc in prog.inputs}
         stats = (run_rounds(programs, zeros, joins=prog.meta.get("joins")) if len(programs) > 1
-                 else Machine(prog).run(zeros)).stats
+                 else Machine(prog, once=True).run(zeros)).stats
         for name, row in stats.per_layer.items():
             per_layer.setdefault(name, {"static_instructions": 0})["dynamic_instructions"] = row["instructions"]
     layers = []

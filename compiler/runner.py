@@ -67,7 +67,7 @@ def run(cm: CompiledModel, x: dict[str, np.ndarray], reference: bool = False, wo
         result = run_rounds(cm.rounds, quantize_inputs(cm, x), [loc.name for loc in cm.output_locs],
                             cm.program.meta.get("joins"), reference=reference, workers=workers)
     else:
-        result = Machine(cm.program, reference=reference).run(quantize_inputs(cm, x), workers=workers,
+        result = Machine(cm.program, reference=reference, once=True).run(quantize_inputs(cm, x), workers=workers,
                                                               devices=devices, trial=trial, backend=backend,
                                                               address=address)
     dev_float, dev_int = {}, {}

@@ -60,11 +60,14 @@ class _Compiled:
 class Machine:
     """Executes a `Program` on a batch of inputs (see module docstring). ``reference=True`` interprets one
     instruction at a time; by default static loops run all their iterations at once (`runtime.loops`), with the
-    same outputs and counters."""
+    same outputs and counters. ``once=True``: a machine built for one run (`compiler.runner.run`, a shard, a
+    round) records a trace (`runtime.replay`) only when its batch runs in chunks, for the later chunks to replay;
+    a run in one chunk would never use it (recording costs ~25 % of a run on line-buffered programs)."""
 
-    def __init__(self, program: Program, reference: bool = False, replay: bool = True) -> None:
+    def __init__(self, program: Program, reference: bool = False, replay: bool = True, once: bool = False) -> None:
         self.program = program
         self.reference = reference
+        self.once = once
         self.batched = 0  # instructions the last run executed batched (fast mode)
         self.hw = hw = program.hw
         kernels = self._kernels(program, hw)
@@ -255,7 +258,7 @@ class Machine:
                 self.batched += trace.batched
             else:
                 self.replayed = False
-                self._record(st, noisy is None)
+                self._record(st, noisy is None and (not self.once or hi < batch))
             outs.append({loc.name: self._read_output(st, loc, trace is None) for loc in self.program.outputs})
             states.append(st)
             held = sum(c.regs.nbytes for c in st.cores) + sum(m.values.nbytes for m in st.memories.values())
@@ -272,7 +275,8 @@ class Machine:
 
     def _record(self, st: MachineState, ideal: bool) -> None:
         """Schedule ``st`` to halt, recording its trace (`runtime.replay`) if this machine replays and the run
-        is ``ideal`` (no device model); the trace is kept for the batch size once the run completed."""
+        is ``ideal`` (no device model, and a trace may be used: see ``once``); the trace is kept for the batch
+        size once the run completed."""
         trace = None
         if ideal and self.no_replay is None:
             trace = Trace(st.batch)

@@ -58,7 +58,7 @@ def run_shard(program: Program, arrays: dict[str, np.ndarray], reference: bool =
     """Run one shard of checked (batch, length) int64 inputs on a fresh (or the given) `Machine`."""
     from .machine import Machine
 
-    m = machine or Machine(program, reference=reference)
+    m = machine or Machine(program, reference=reference, once=True)
     states, outputs = m.run_states(arrays, max_instructions, budget)
     first = states[0]
     for other in states[1:]:  # chunks inside the shard: their events into the first chunk's meters

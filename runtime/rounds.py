@@ -74,7 +74,7 @@ def run_rounds(programs: list[Program], inputs: dict[str, np.ndarray], outputs: 
             raise XbarcError(f"rounds: round {r} reads {missing}, which no earlier round produced")
         feeds = inputs if r == 0 else {loc.name: _repack([held[n] for n in sources[loc.name]], loc)
                                        for loc in prog.inputs}
-        res = Machine(prog, reference=reference).run(feeds, **run_args)
+        res = Machine(prog, reference=reference, once=True).run(feeds, **run_args)
         read_later = {i.name for p in programs[r + 1:] for i in p.inputs}
         moved = ([loc for loc in prog.inputs] if r else []) + \
             [loc for loc in prog.outputs if joined.get(loc.name, loc.name) in read_later]

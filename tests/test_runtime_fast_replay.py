@@ -161,3 +161,20 @@ def test_replay_of_line_buffers_rings_and_the_host_port(which: str, cores: int, 
     q = runner.quantize_inputs(cm, {"x": x})
     ref, out = replayed(cm.program, {k: v[:1] for k, v in q.items()}, {k: v[1:] for k, v in q.items()})
     assert_same(ref, out)
+
+
+def test_a_machine_for_one_run_records_only_for_later_chunks() -> None:
+    """``once=True`` (`compiler.runner.run`, shards, rounds): a run in one chunk keeps no trace; a batch split by
+    the memory budget records its first chunk and replays the later ones, equal to the reference."""
+    prog = _pipeline(0, False)
+    rng = np.random.default_rng(7)
+    x = {"x": rng.integers(-128, 128, (5, 32))}
+    ref = Machine(prog, reference=True).run(x)
+    m = Machine(prog, once=True)
+    assert_same(ref, m.run(x))
+    assert not m._traces and not m.replayed
+    m = Machine(prog, once=True)
+    regs, tmp, _, whole, _ = m._item_bytes()
+    budget = 2 * (regs + tmp + whole)  # chunks of 2, 2 and 1: the second replays the first's trace
+    assert_same(ref, m.run(x, budget=budget))
+    assert sorted(m._traces) == [2]
