@@ -21,7 +21,10 @@ from compiler.search.session import HOLD_ENV
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["search", "models/mlp_digits.onnx", "--dataset", "digits", "--budget", "24", "--seed", "3",
         "--search-images", "64", "--max-drop", "2%", "--test-images", "8", "--measure-front", "0"]
-LAUNCH = "import sys; from compiler.cli import main; sys.exit(main(sys.argv[1:]))"
+# SIGINT as a terminal's process has it: a job started in the background by a non-interactive shell (`cmd &`,
+# as CI scripts may run the suite) inherits SIGINT ignored, and Python then installs no KeyboardInterrupt handler
+LAUNCH = ("import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+          "from compiler.cli import main; sys.exit(main(sys.argv[1:]))")
 
 
 def _lines(path: Path) -> int:

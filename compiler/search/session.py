@@ -81,11 +81,7 @@ class Checkpoint:
         if self.lines == self.hold_after:  # a reproducible point for an interruption (Ctrl-C test, debugging)
             print(f"xbarc search: holding after {self.lines} log lines ({HOLD_ENV}); Ctrl-C to interrupt",
                   file=sys.stderr, flush=True)
-            # short sleeps: the kernel may deliver SIGINT to a worker-pool thread, which does not wake one long
-            # sleep of the main thread; Python runs the handler (KeyboardInterrupt) between two short ones
-            end = time.monotonic() + HOLD_SECONDS
-            while time.monotonic() < end:
-                time.sleep(0.05)
+            time.sleep(HOLD_SECONDS)
 
     def __exit__(self, *exc: object) -> None:
         if self.f is not None:
